@@ -1,0 +1,114 @@
+//! Router assembly: the per-feature routers, the JSON fallbacks and the cross-cutting layers.
+//! No handler lives here.
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, StatusCode};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::extract::{payload_too_large, MAX_BODY_BYTES};
+use crate::state::AppState;
+use crate::{auth, ledger, metrics, orders, reports, tenancy, terminals};
+
+/// The whole HTTP surface of the host.
+pub fn router(state: AppState) -> Router {
+    let admin = tenancy::admin_routes().merge(auth::admin_routes());
+    let tenant = terminals::tenant_routes()
+        .merge(ledger::routes())
+        .merge(orders::routes())
+        .merge(reports::routes());
+    Router::new()
+        .nest("/admin", admin)
+        .nest("/api/{tenant}", tenant)
+        .merge(terminals::stream_routes())
+        .route("/metrics", get(metrics::render))
+        .route("/healthz", get(liveness))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::map_response(json_errors))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(metrics::track))
+        .layer(CatchPanicLayer::custom(panicked))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn liveness() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+}
+
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("request handler panicked");
+    ApiError::internal().into_response()
+}
+
+/// Largest framework-generated error text carried into the JSON message.
+const MAX_ERROR_TEXT: usize = 4096;
+
+/// Rewrites any error response that is not already JSON (framework rejections such as a bad
+/// query string or a failed WebSocket upgrade) into the standard error shape.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return payload_too_large().into_response();
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_ERROR_TEXT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UPGRADE_REQUIRED => "upgrade_required",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_request",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        s if s.is_server_error() => "internal_error",
+        _ => "error",
+    };
+    let mut rebuilt = ApiError::new(status, code, message).into_response();
+    // Keep headers such as `Allow` or `Sec-WebSocket-Version` that explain the error.
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rebuilt.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rebuilt
+}

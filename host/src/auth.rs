@@ -1,0 +1,543 @@
+//! Authentication: the operator token, tenant API keys, and the only constructor of
+//! [`TenantScope`] — the type every tenant-scoped query requires.
+
+use axum::extract::{FromRequestParts, Path, RawPathParams, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use rand::distr::{Alphanumeric, SampleString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use subtle::ConstantTimeEq;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+use crate::store::{new_id, now_micros, rfc3339, Store, StoreError};
+use crate::tenancy::{TenancyError, Tenants};
+
+/// What a tenant API key may do. Managers can do everything terminals can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A till or kitchen screen: terminal API and the event stream.
+    Terminal,
+    /// The cloud ordering platform or a manager: everything of the tenant.
+    Manager,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Terminal => "terminal",
+            Role::Manager => "manager",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "terminal" => Some(Role::Terminal),
+            "manager" => Some(Role::Manager),
+            _ => None,
+        }
+    }
+}
+
+/// Proof that a request was authenticated for one tenant. Only this module can build one,
+/// so a query that takes a `&TenantScope` cannot be pointed at another tenant's rows.
+#[derive(Debug, Clone)]
+pub struct TenantScope {
+    tenant_id: String,
+    slug: String,
+    currency: String,
+    country: String,
+    timezone: String,
+}
+
+impl TenantScope {
+    /// Internal tenant id, the scope column of every tenant table.
+    pub fn tenant_id(&self) -> &str {
+        &self.tenant_id
+    }
+    /// The tenant's slug, as used in URLs.
+    pub fn slug(&self) -> &str {
+        &self.slug
+    }
+    /// The tenant's ISO-4217 currency.
+    pub fn currency(&self) -> &str {
+        &self.currency
+    }
+    /// The tenant's default country for phone numbers.
+    pub fn country(&self) -> &str {
+        &self.country
+    }
+    /// The tenant's IANA time zone.
+    pub fn timezone(&self) -> &str {
+        &self.timezone
+    }
+}
+
+/// An authenticated tenant API key.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The tenant the key belongs to.
+    pub scope: TenantScope,
+    /// The key's id (recorded on ledger rows as the actor).
+    pub key_id: String,
+    /// The key's role.
+    pub role: Role,
+    /// The key's label ("till 1").
+    pub label: String,
+}
+
+/// Extractor: any valid key of the tenant named in the path (terminal or manager).
+#[derive(Debug, Clone)]
+pub struct TerminalCaller(pub Caller);
+
+/// Extractor: a manager key of the tenant named in the path.
+#[derive(Debug, Clone)]
+pub struct ManagerCaller(pub Caller);
+
+/// Extractor: the request carries the operator token.
+#[derive(Debug, Clone, Copy)]
+pub struct Operator;
+
+/// SHA-256 hex of a secret; keys and tokens are stored only in this form.
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Prefix of every API key, so leaked keys are easy to recognise in scanners.
+const KEY_PREFIX: &str = "pbk_";
+
+fn generate_secret(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        Alphanumeric.sample_string(&mut rand::rng(), 40)
+    )
+}
+
+/// The subprotocol browsers name to open the event stream; see [`key_from_headers`].
+pub const WS_PROTOCOL: &str = "posbridge.v1";
+
+/// Finds the API key in `X-API-Key`, `Authorization: Bearer`, or (for browsers opening a
+/// WebSocket, which cannot set headers) a `key.<key>` entry of `Sec-WebSocket-Protocol`.
+pub fn key_from_headers(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim().to_owned());
+    }
+    if let Some(v) = bearer(headers) {
+        return Some(v);
+    }
+    headers
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("key."))
+        .map(str::to_owned)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+/// Looks up an unrevoked key by its secret.
+pub async fn authenticate(store: &Store, key: &str) -> Result<Option<Caller>, StoreError> {
+    let row = sqlx::query(
+        "SELECT k.id, k.role, k.label, t.id AS tenant_id, t.slug, t.currency, t.country, t.timezone
+         FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+         WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+    )
+    .bind(hash_secret(key))
+    .fetch_optional(store.reader())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let role: String = row.try_get("role")?;
+    let Some(role) = Role::parse(&role) else {
+        return Ok(None);
+    };
+    Ok(Some(Caller {
+        scope: TenantScope {
+            tenant_id: row.try_get("tenant_id")?,
+            slug: row.try_get("slug")?,
+            currency: row.try_get("currency")?,
+            country: row.try_get("country")?,
+            timezone: row.try_get("timezone")?,
+        },
+        key_id: row.try_get("id")?,
+        role,
+        label: row.try_get("label")?,
+    }))
+}
+
+/// Authenticates a tenant request: key → tenant, then checks the path's tenant and the
+/// optional `X-Tenant-ID` agree with it. Unknown key → 401; any mismatch → 403 without
+/// saying whether the other tenant exists.
+async fn caller_for(parts: &mut Parts, app: &AppState) -> Result<Caller, ApiError> {
+    let path_tenant = RawPathParams::from_request_parts(parts, app)
+        .await
+        .ok()
+        .and_then(|params| {
+            params
+                .iter()
+                .find(|(name, _)| *name == "tenant")
+                .map(|(_, value)| value.to_owned())
+        })
+        .ok_or_else(|| ApiError::not_found("not_found", "no such route"))?;
+    let key = key_from_headers(&parts.headers)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            ApiError::unauthorized("missing API key: send X-API-Key or Authorization: Bearer")
+        })?;
+    let caller = authenticate(&app.store, &key)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+    if caller.scope.slug != path_tenant {
+        return Err(ApiError::forbidden(
+            "this key does not belong to that tenant",
+        ));
+    }
+    if let Some(header_tenant) = parts.headers.get("x-tenant-id") {
+        if header_tenant.as_bytes() != path_tenant.as_bytes() {
+            return Err(ApiError::forbidden(
+                "X-Tenant-ID does not match the tenant in the path",
+            ));
+        }
+    }
+    Ok(caller)
+}
+
+impl FromRequestParts<AppState> for TerminalCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        Ok(TerminalCaller(caller_for(parts, app).await?))
+    }
+}
+
+impl FromRequestParts<AppState> for ManagerCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let caller = caller_for(parts, app).await?;
+        if caller.role != Role::Manager {
+            return Err(ApiError::forbidden("this route needs a manager key"));
+        }
+        Ok(ManagerCaller(caller))
+    }
+}
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers).ok_or_else(|| {
+            ApiError::unauthorized("missing operator token: send Authorization: Bearer <token>")
+        })?;
+        if app.operator.verify(&token) {
+            Ok(Operator)
+        } else {
+            Err(ApiError::unauthorized("invalid operator token"))
+        }
+    }
+}
+
+/// The operator credential: only the SHA-256 of the token is kept.
+#[derive(Debug, Clone)]
+pub struct OperatorCredential {
+    hash: [u8; 32],
+}
+
+const OPERATOR_SETTING: &str = "operator_token_sha256";
+
+impl OperatorCredential {
+    /// Uses `configured` if given; otherwise the hash stored by an earlier start; otherwise
+    /// generates a token, stores its hash and returns the token so the caller prints it once.
+    pub async fn ensure(
+        store: &Store,
+        configured: Option<&str>,
+    ) -> Result<(Self, Option<String>), StoreError> {
+        if let Some(token) = configured.filter(|t| !t.is_empty()) {
+            return Ok((Self::from_token(token), None));
+        }
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+                .bind(OPERATOR_SETTING)
+                .fetch_optional(store.reader())
+                .await?;
+        if let Some(hash) = stored.and_then(|h| hex::decode(h).ok()) {
+            if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) {
+                return Ok((Self { hash }, None));
+            }
+        }
+        let token = generate_secret("pbo_");
+        let credential = Self::from_token(&token);
+        // ON CONFLICT: two hosts starting together on one PostgreSQL; the first one wins
+        // and the loser re-reads so both accept the same token.
+        let inserted = sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(OPERATOR_SETTING)
+        .bind(hex::encode(credential.hash))
+        .execute(store.writer())
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Box::pin(Self::ensure(store, None)).await;
+        }
+        Ok((credential, Some(token)))
+    }
+
+    fn from_token(token: &str) -> Self {
+        Self {
+            hash: Sha256::digest(token.as_bytes()).into(),
+        }
+    }
+
+    /// Constant-time check of a presented token.
+    pub fn verify(&self, token: &str) -> bool {
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        presented.ct_eq(&self.hash).into()
+    }
+}
+
+/// A key as listed: never the secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKeyInfo {
+    /// Key id.
+    pub id: String,
+    /// Role.
+    pub role: Role,
+    /// Label.
+    pub label: String,
+    /// The first characters of the key, to recognise it.
+    pub prefix: String,
+    /// Creation time.
+    pub created_at: String,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<String>,
+}
+
+/// A freshly created key: the only time the secret is shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedKey {
+    /// Key id.
+    pub id: String,
+    /// The secret; stored only as a hash.
+    pub key: String,
+    /// Role.
+    pub role: Role,
+    /// Label.
+    pub label: String,
+    /// Creation time.
+    pub created_at: String,
+}
+
+/// Body of `POST /admin/tenants/{slug}/keys`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    /// Role of the key.
+    pub role: Role,
+    /// Label shown in listings and `pos-status`.
+    #[serde(default)]
+    pub label: String,
+}
+
+/// Key management failures.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The tenant does not exist (or another tenancy failure).
+    #[error(transparent)]
+    Tenancy(#[from] TenancyError),
+    /// No such key for this tenant.
+    #[error("no key {0:?} for this tenant")]
+    NotFound(String),
+    /// Label too long.
+    #[error("label must be at most 100 characters")]
+    InvalidLabel,
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for KeyError {
+    fn from(err: sqlx::Error) -> Self {
+        KeyError::Store(err.into())
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(err: KeyError) -> Self {
+        match err {
+            KeyError::Tenancy(e) => e.into(),
+            KeyError::NotFound(_) => ApiError::not_found("key_not_found", err.to_string()),
+            KeyError::InvalidLabel => ApiError::unprocessable("invalid_key", err.to_string()),
+            KeyError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// Operator-level management of tenant API keys.
+pub struct ApiKeys;
+
+impl ApiKeys {
+    /// Creates a key for the tenant `slug` and returns its secret (once).
+    pub async fn create(store: &Store, slug: &str, new: NewKey) -> Result<CreatedKey, KeyError> {
+        let tenant = Tenants::get(store, slug).await?;
+        let label = new.label.trim().to_owned();
+        if label.chars().count() > 100 {
+            return Err(KeyError::InvalidLabel);
+        }
+        let id = new_id();
+        let key = generate_secret(KEY_PREFIX);
+        let now = now_micros();
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, role, label, key_hash, key_prefix, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&id)
+        .bind(&tenant.id)
+        .bind(new.role.as_str())
+        .bind(&label)
+        .bind(hash_secret(&key))
+        .bind(&key[..KEY_PREFIX.len() + 6])
+        .bind(now)
+        .execute(store.writer())
+        .await?;
+        Ok(CreatedKey {
+            id,
+            key,
+            role: new.role,
+            label,
+            created_at: rfc3339(now),
+        })
+    }
+
+    /// All keys of the tenant, revoked ones included, oldest first.
+    pub async fn list(store: &Store, slug: &str) -> Result<Vec<ApiKeyInfo>, KeyError> {
+        let tenant = Tenants::get(store, slug).await?;
+        let rows = sqlx::query(
+            "SELECT id, role, label, key_prefix, created_at, revoked_at FROM api_keys
+             WHERE tenant_id = $1 ORDER BY created_at, id",
+        )
+        .bind(&tenant.id)
+        .fetch_all(store.reader())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let role: String = row.try_get("role")?;
+                Ok(ApiKeyInfo {
+                    id: row.try_get("id")?,
+                    role: Role::parse(&role).unwrap_or(Role::Terminal),
+                    label: row.try_get("label")?,
+                    prefix: row.try_get("key_prefix")?,
+                    created_at: rfc3339(row.try_get("created_at")?),
+                    revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(rfc3339),
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes a key of the tenant; effective for the next request. Revoking twice is fine.
+    pub async fn revoke(store: &Store, slug: &str, key_id: &str) -> Result<(), KeyError> {
+        let tenant = Tenants::get(store, slug).await?;
+        let found = sqlx::query(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1)
+             WHERE id = $2 AND tenant_id = $3",
+        )
+        .bind(now_micros())
+        .bind(key_id)
+        .bind(&tenant.id)
+        .execute(store.writer())
+        .await?
+        .rows_affected();
+        if found == 0 {
+            return Err(KeyError::NotFound(key_id.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// `/admin/tenants/{slug}/keys…` routes (operator token).
+pub fn admin_routes() -> Router<AppState> {
+    Router::new()
+        .route("/tenants/{slug}/keys", get(list_keys).post(create_key))
+        .route("/tenants/{slug}/keys/{id}", delete(revoke_key))
+}
+
+async fn create_key(
+    State(app): State<AppState>,
+    _op: Operator,
+    Path(slug): Path<String>,
+    body: ApiJson<NewKey>,
+) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+    let created = ApiKeys::create(&app.store, &slug, body.value).await?;
+    tracing::info!(tenant = %slug, key_id = %created.id, role = created.role.as_str(), "api key created");
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+#[derive(Serialize)]
+struct KeyList {
+    keys: Vec<ApiKeyInfo>,
+}
+
+async fn list_keys(
+    State(app): State<AppState>,
+    _op: Operator,
+    Path(slug): Path<String>,
+) -> ApiResult<Json<KeyList>> {
+    Ok(Json(KeyList {
+        keys: ApiKeys::list(&app.store, &slug).await?,
+    }))
+}
+
+async fn revoke_key(
+    State(app): State<AppState>,
+    _op: Operator,
+    Path((slug, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    ApiKeys::revoke(&app.store, &slug, &id).await?;
+    app.terminals.close_key(&id);
+    tracing::info!(tenant = %slug, key_id = %id, "api key revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn keys_are_found_in_every_supported_header() {
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", HeaderValue::from_static("pbk_a"));
+        assert_eq!(key_from_headers(&h).as_deref(), Some("pbk_a"));
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer pbk_b"));
+        assert_eq!(key_from_headers(&h).as_deref(), Some("pbk_b"));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static("posbridge.v1, key.pbk_c"),
+        );
+        assert_eq!(key_from_headers(&h).as_deref(), Some("pbk_c"));
+        assert_eq!(key_from_headers(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn operator_tokens_verify_only_themselves() {
+        let c = OperatorCredential::from_token("secret");
+        assert!(c.verify("secret"));
+        assert!(!c.verify("secreT"));
+        assert!(!c.verify(""));
+    }
+}

@@ -1,0 +1,45 @@
+//! Runtime configuration of `posbridge serve`: every tuning knob, its default and why.
+//! The CLI (`main.rs`) maps flags and environment variables onto these types.
+
+use std::time::Duration;
+
+use crate::events::HubOptions;
+use crate::store::StoreOptions;
+use crate::terminals::StreamOptions;
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Listen address. Default `127.0.0.1:9010`: loopback until the operator decides to expose it.
+    pub bind: String,
+    /// Database URL (`sqlite://…`, a bare file path, or `postgres://…`).
+    pub database_url: String,
+    /// Operator token; when absent, one is generated on first start (see `auth`).
+    pub operator_token: Option<String>,
+    /// Storage knobs.
+    pub store: StoreOptions,
+    /// Fan-out and history knobs.
+    pub hub: HubOptions,
+    /// WebSocket knobs.
+    pub stream: StreamOptions,
+    /// How long idempotency keys are kept. The contract promises at least 24 h; 48 h covers a
+    /// till that retries after being offline over a night and a day.
+    pub idempotency_ttl: Duration,
+    /// How long shutdown waits for in-flight requests and sockets before exiting anyway.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:9010".into(),
+            database_url: "posbridge.db".into(),
+            operator_token: None,
+            store: StoreOptions::default(),
+            hub: HubOptions::default(),
+            stream: StreamOptions::default(),
+            idempotency_ttl: Duration::from_secs(48 * 3600),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}

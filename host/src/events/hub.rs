@@ -1,0 +1,154 @@
+//! In-process fan-out of committed events to the sockets of one tenant, plus (on
+//! PostgreSQL) the LISTEN/NOTIFY bridge that carries events between hosts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::{read_after, Event};
+use crate::store::{Backend, Store};
+
+/// PostgreSQL channel carrying `<node> <tenant_id> <seq>` for every committed event.
+pub(super) const NOTIFY_CHANNEL: &str = "posbridge_events";
+
+/// Fan-out tuning.
+#[derive(Debug, Clone)]
+pub struct HubOptions {
+    /// Events a subscriber may fall behind before it is dropped as a slow consumer (its
+    /// bounded queue). 1,024 covers seconds of a busy tenant while capping memory per tenant.
+    pub queue: usize,
+    /// Events kept per tenant for resume; older ones are pruned and a terminal asking for
+    /// them is told to reload (`reset`). 100,000 is days of traffic for a busy restaurant.
+    pub history: i64,
+}
+
+impl Default for HubOptions {
+    fn default() -> Self {
+        Self {
+            queue: 1024,
+            history: 100_000,
+        }
+    }
+}
+
+/// Routes committed events to the live subscribers of their tenant. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct EventHub {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    channels: Mutex<HashMap<String, broadcast::Sender<Arc<Event>>>>,
+    options: HubOptions,
+    /// Identifies this process in NOTIFY payloads so it ignores its own events.
+    node_id: String,
+}
+
+impl EventHub {
+    /// A hub with the given tuning.
+    pub fn new(options: HubOptions) -> Self {
+        EventHub {
+            inner: Arc::new(Inner {
+                channels: Mutex::new(HashMap::new()),
+                options,
+                node_id: uuid::Uuid::now_v7().simple().to_string(),
+            }),
+        }
+    }
+
+    /// Events retained per tenant.
+    pub fn history(&self) -> i64 {
+        self.inner.options.history
+    }
+
+    /// Subscribes to the tenant's live events. Subscribe *before* reading history, so no
+    /// event can fall between the two (duplicates are filtered by seq).
+    pub fn subscribe(&self, tenant_id: &str) -> broadcast::Receiver<Arc<Event>> {
+        let mut channels = lock(&self.inner.channels);
+        if let Some(tx) = channels.get(tenant_id) {
+            return tx.subscribe();
+        }
+        let (tx, rx) = broadcast::channel(self.inner.options.queue);
+        channels.insert(tenant_id.to_owned(), tx);
+        rx
+    }
+
+    /// Hands a committed event to the tenant's subscribers, if any.
+    pub fn publish(&self, event: Arc<Event>) {
+        let mut channels = lock(&self.inner.channels);
+        if let Some(tx) = channels.get(&event.tenant_id) {
+            if tx.send(event.clone()).is_err() {
+                // Nobody listens any more: free the channel.
+                channels.remove(&event.tenant_id);
+            }
+        }
+    }
+
+    pub(super) fn notification(&self, tenant_id: &str, seq: i64) -> String {
+        format!("{} {tenant_id} {seq}", self.inner.node_id)
+    }
+
+    /// On PostgreSQL, listens for other hosts' events and publishes them locally until
+    /// `shutdown`. A no-op on SQLite, where one process owns the database.
+    pub fn spawn_cross_node_listener(&self, store: Store, shutdown: CancellationToken) {
+        if store.backend() != Backend::Postgres {
+            return;
+        }
+        let hub = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match hub.listen(&store, &shutdown).await {
+                    Ok(()) => return,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "event listener failed; reconnecting");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    async fn listen(&self, store: &Store, shutdown: &CancellationToken) -> Result<(), sqlx::Error> {
+        let mut listener = sqlx::postgres::PgListener::connect(store.url()).await?;
+        listener.listen(NOTIFY_CHANNEL).await?;
+        loop {
+            let notification = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                n = listener.recv() => n?,
+            };
+            let mut parts = notification.payload().split(' ');
+            let (Some(node), Some(tenant_id), Some(seq)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if node == self.inner.node_id {
+                continue;
+            }
+            let Ok(seq) = seq.parse::<i64>() else {
+                continue;
+            };
+            let subscribed = lock(&self.inner.channels).contains_key(tenant_id);
+            if !subscribed {
+                continue;
+            }
+            match read_after(store, tenant_id, seq - 1, 1).await {
+                Ok(events) => events.into_iter().for_each(|e| self.publish(e)),
+                Err(err) => tracing::warn!(error = %err, "could not load a remote event"),
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding this lock cannot leave the map inconsistent (single inserts and
+    // removes), so recovering from poisoning is safe.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

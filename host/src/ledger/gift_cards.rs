@@ -1,0 +1,473 @@
+//! Gift cards: issue (manager), balance and deduct (terminal), and the card's ledger.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{check_len, LedgerError};
+use crate::auth::{Caller, ManagerCaller, TenantScope, TerminalCaller};
+use crate::error::ApiResult;
+use crate::events::{EventKind, LoggedTx};
+use crate::extract::{ApiJson, Idempotency};
+use crate::idempotency;
+use crate::money::{parse_currency, Money, PositiveAmount};
+use crate::paging::{Page, PageQuery};
+use crate::state::AppState;
+use crate::store::{new_id, now_micros, rfc3339, Store};
+
+/// A card as terminals see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GiftCardView {
+    /// The card code (upper case).
+    pub code: String,
+    /// Remaining value.
+    pub balance: Money,
+    /// `active` or `disabled`.
+    pub status: String,
+}
+
+/// Body of `POST /api/{tenant}/gift-cards` (manager): issue or sell a card.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssueRequest {
+    /// Card code; generated when absent.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Initial value, minor units.
+    pub amount: PositiveAmount,
+    /// Must be the tenant's currency if given.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// The purchase order, for the audit trail.
+    #[serde(default)]
+    pub order_id: Option<String>,
+    /// Who bought it (free text, e.g. a name or email).
+    #[serde(default)]
+    pub purchaser: Option<String>,
+    /// Who it is for.
+    #[serde(default)]
+    pub recipient: Option<String>,
+}
+
+/// Body of `POST /api/{tenant}/gift-cards/{code}/deduct`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeductRequest {
+    /// Amount to take off, minor units.
+    pub amount: PositiveAmount,
+    /// The order paid with the card.
+    #[serde(default)]
+    pub order_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct IssueResponse {
+    code: String,
+    balance: Money,
+    status: &'static str,
+    transaction_id: String,
+    created_at: String,
+}
+
+#[derive(Debug, Serialize)]
+struct DeductResponse {
+    code: String,
+    balance: Money,
+    deducted: Money,
+    transaction_id: String,
+}
+
+/// One ledger row of a card.
+#[derive(Debug, Clone, Serialize)]
+pub struct GiftCardTransaction {
+    /// Ledger row id.
+    pub id: String,
+    /// `purchase` or `redeem`.
+    pub kind: String,
+    /// Signed change, minor units.
+    pub amount: i64,
+    /// Balance after the change.
+    pub balance_after: i64,
+    /// Related order.
+    pub order_id: Option<String>,
+    /// The API key that made the change.
+    pub api_key_id: Option<String>,
+    /// When.
+    pub created_at: String,
+}
+
+/// Characters of generated codes: no 0/O or 1/I, which staff misread from receipts.
+const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+fn normalize_code(raw: &str) -> Result<String, LedgerError> {
+    let code = raw.trim().to_ascii_uppercase();
+    if (4..=64).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
+    {
+        Ok(code)
+    } else {
+        Err(LedgerError::InvalidCode)
+    }
+}
+
+fn generate_code() -> String {
+    let mut rng = rand::rng();
+    (0..16)
+        .map(|_| CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())] as char)
+        .collect()
+}
+
+/// The gift card ledger of a tenant.
+pub struct GiftCardLedger;
+
+impl GiftCardLedger {
+    /// Current balance and status of a card.
+    pub async fn balance(
+        store: &Store,
+        scope: &TenantScope,
+        code: &str,
+    ) -> Result<GiftCardView, LedgerError> {
+        let code =
+            normalize_code(code).map_err(|_| LedgerError::GiftCardNotFound(code.to_owned()))?;
+        let row = sqlx::query(
+            "SELECT balance, currency, status FROM gift_cards WHERE tenant_id = $1 AND code = $2",
+        )
+        .bind(scope.tenant_id())
+        .bind(&code)
+        .fetch_optional(store.reader())
+        .await?
+        .ok_or_else(|| LedgerError::GiftCardNotFound(code.clone()))?;
+        Ok(GiftCardView {
+            balance: Money::new(
+                row.try_get("balance")?,
+                row.try_get::<String, _>("currency")?,
+            ),
+            status: row.try_get("status")?,
+            code,
+        })
+    }
+
+    /// Issues a card with an initial balance and emits `gift_card_purchased`.
+    async fn issue(
+        tx: &mut LoggedTx,
+        caller: &Caller,
+        req: IssueRequest,
+    ) -> Result<IssueResponse, LedgerError> {
+        let scope = &caller.scope;
+        if let Some(given) = &req.currency {
+            if parse_currency(given).as_deref() != Some(scope.currency()) {
+                return Err(LedgerError::CurrencyMismatch {
+                    given: given.clone(),
+                    expected: scope.currency().to_owned(),
+                });
+            }
+        }
+        check_len("order_id", &req.order_id, 128)?;
+        check_len("purchaser", &req.purchaser, 200)?;
+        check_len("recipient", &req.recipient, 200)?;
+        let code = match &req.code {
+            Some(code) => normalize_code(code)?,
+            None => generate_code(),
+        };
+        let amount = req.amount.get();
+        let now = now_micros();
+        let card_id = new_id();
+        let inserted = sqlx::query(
+            "INSERT INTO gift_cards (id, tenant_id, code, currency, balance, initial_amount, status, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $5, 'active', $6, $6) ON CONFLICT (tenant_id, code) DO NOTHING",
+        )
+        .bind(&card_id)
+        .bind(scope.tenant_id())
+        .bind(&code)
+        .bind(scope.currency())
+        .bind(amount)
+        .bind(now)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(LedgerError::GiftCardExists(code));
+        }
+        let transaction_id = record(
+            tx,
+            scope,
+            &card_id,
+            "purchase",
+            amount,
+            amount,
+            &req.order_id,
+            &caller.key_id,
+            now,
+        )
+        .await?;
+        let balance = Money::new(amount, scope.currency());
+        tx.append(
+            scope,
+            EventKind::GiftCardPurchased,
+            &serde_json::json!({
+                "code": code,
+                "balance": balance,
+                "amount": balance,
+                "order_id": req.order_id,
+                "purchaser": req.purchaser,
+                "recipient": req.recipient,
+                "transaction_id": transaction_id,
+            }),
+        )
+        .await?;
+        Ok(IssueResponse {
+            code,
+            balance,
+            status: "active",
+            transaction_id,
+            created_at: rfc3339(now),
+        })
+    }
+
+    /// Takes `amount` off the card if the balance covers it, and emits `gift_card_redeemed`.
+    async fn deduct(
+        tx: &mut LoggedTx,
+        caller: &Caller,
+        code: &str,
+        req: DeductRequest,
+    ) -> Result<DeductResponse, LedgerError> {
+        let scope = &caller.scope;
+        check_len("order_id", &req.order_id, 128)?;
+        let code =
+            normalize_code(code).map_err(|_| LedgerError::GiftCardNotFound(code.to_owned()))?;
+        let amount = req.amount.get();
+        let now = now_micros();
+        // One conditional UPDATE: concurrent deducts serialize on the row and none can take
+        // the balance below zero.
+        let row = sqlx::query(
+            "UPDATE gift_cards SET balance = balance - $1, updated_at = $2
+             WHERE tenant_id = $3 AND code = $4 AND status = 'active' AND balance >= $1
+             RETURNING id, balance, currency",
+        )
+        .bind(amount)
+        .bind(now)
+        .bind(scope.tenant_id())
+        .bind(&code)
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(row) = row else {
+            let current = sqlx::query(
+                "SELECT balance, status FROM gift_cards WHERE tenant_id = $1 AND code = $2",
+            )
+            .bind(scope.tenant_id())
+            .bind(&code)
+            .fetch_optional(tx.conn())
+            .await?;
+            return Err(match current {
+                None => LedgerError::GiftCardNotFound(code),
+                Some(r) if r.try_get::<String, _>("status")? != "active" => {
+                    LedgerError::GiftCardDisabled(code)
+                }
+                Some(r) => LedgerError::InsufficientFunds {
+                    balance: r.try_get("balance")?,
+                    requested: amount,
+                },
+            });
+        };
+        let card_id: String = row.try_get("id")?;
+        let balance: i64 = row.try_get("balance")?;
+        let currency: String = row.try_get("currency")?;
+        let transaction_id = record(
+            tx,
+            scope,
+            &card_id,
+            "redeem",
+            -amount,
+            balance,
+            &req.order_id,
+            &caller.key_id,
+            now,
+        )
+        .await?;
+        let response = DeductResponse {
+            code,
+            balance: Money::new(balance, currency.clone()),
+            deducted: Money::new(amount, currency),
+            transaction_id,
+        };
+        tx.append(
+            scope,
+            EventKind::GiftCardRedeemed,
+            &serde_json::json!({
+                "code": response.code,
+                "balance": response.balance,
+                "amount": response.deducted,
+                "order_id": req.order_id,
+                "transaction_id": response.transaction_id,
+            }),
+        )
+        .await?;
+        Ok(response)
+    }
+
+    /// The card's ledger, newest first.
+    pub async fn transactions(
+        store: &Store,
+        scope: &TenantScope,
+        code: &str,
+        page: &PageQuery,
+    ) -> Result<Page<GiftCardTransaction>, LedgerError> {
+        let code =
+            normalize_code(code).map_err(|_| LedgerError::GiftCardNotFound(code.to_owned()))?;
+        let card_id: String =
+            sqlx::query_scalar("SELECT id FROM gift_cards WHERE tenant_id = $1 AND code = $2")
+                .bind(scope.tenant_id())
+                .bind(&code)
+                .fetch_optional(store.reader())
+                .await?
+                .ok_or(LedgerError::GiftCardNotFound(code))?;
+        let (before_at, before_id) = page.before();
+        let rows = sqlx::query(
+            "SELECT id, kind, amount, balance_after, order_id, api_key_id, created_at
+             FROM gift_card_transactions
+             WHERE tenant_id = $1 AND gift_card_id = $2
+               AND (created_at < $3 OR (created_at = $3 AND id < $4))
+             ORDER BY created_at DESC, id DESC LIMIT $5",
+        )
+        .bind(scope.tenant_id())
+        .bind(&card_id)
+        .bind(before_at)
+        .bind(before_id)
+        .bind(page.fetch_limit())
+        .fetch_all(store.reader())
+        .await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<i64, _>("created_at")?,
+                    GiftCardTransaction {
+                        id: r.try_get("id")?,
+                        kind: r.try_get("kind")?,
+                        amount: r.try_get("amount")?,
+                        balance_after: r.try_get("balance_after")?,
+                        order_id: r.try_get("order_id")?,
+                        api_key_id: r.try_get("api_key_id")?,
+                        created_at: rfc3339(r.try_get("created_at")?),
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(page.page(items, |t| t.id.clone()))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn record(
+    tx: &mut LoggedTx,
+    scope: &TenantScope,
+    card_id: &str,
+    kind: &str,
+    amount: i64,
+    balance_after: i64,
+    order_id: &Option<String>,
+    key_id: &str,
+    now: i64,
+) -> Result<String, LedgerError> {
+    let id = new_id();
+    sqlx::query(
+        "INSERT INTO gift_card_transactions (id, tenant_id, gift_card_id, kind, amount, balance_after, order_id, api_key_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&id)
+    .bind(scope.tenant_id())
+    .bind(card_id)
+    .bind(kind)
+    .bind(amount)
+    .bind(balance_after)
+    .bind(order_id.as_deref())
+    .bind(key_id)
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    Ok(id)
+}
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/gift-cards", post(issue))
+        .route("/gift-cards/{code}/balance", get(balance))
+        .route("/gift-cards/{code}/deduct", post(deduct))
+        .route("/gift-cards/{code}/transactions", get(transactions))
+}
+
+async fn balance(
+    State(app): State<AppState>,
+    TerminalCaller(caller): TerminalCaller,
+    Path((_tenant, code)): Path<(String, String)>,
+) -> ApiResult<Json<GiftCardView>> {
+    Ok(Json(
+        GiftCardLedger::balance(&app.store, &caller.scope, &code).await?,
+    ))
+}
+
+async fn issue(
+    State(app): State<AppState>,
+    ManagerCaller(caller): ManagerCaller,
+    idem: Idempotency,
+    body: ApiJson<IssueRequest>,
+) -> ApiResult<Response> {
+    let scope = caller.scope.clone();
+    idempotency::execute(&app, &scope, &idem, &body.digest, move |tx| {
+        Box::pin(async move {
+            let issued = GiftCardLedger::issue(tx, &caller, body.value).await?;
+            Ok::<_, LedgerError>((StatusCode::CREATED, issued))
+        })
+    })
+    .await
+}
+
+async fn deduct(
+    State(app): State<AppState>,
+    TerminalCaller(caller): TerminalCaller,
+    Path((_tenant, code)): Path<(String, String)>,
+    idem: Idempotency,
+    body: ApiJson<DeductRequest>,
+) -> ApiResult<Response> {
+    let scope = caller.scope.clone();
+    idempotency::execute(&app, &scope, &idem, &body.digest, move |tx| {
+        Box::pin(async move {
+            let done = GiftCardLedger::deduct(tx, &caller, &code, body.value).await?;
+            Ok::<_, LedgerError>((StatusCode::OK, done))
+        })
+    })
+    .await
+}
+
+async fn transactions(
+    State(app): State<AppState>,
+    ManagerCaller(caller): ManagerCaller,
+    Path((_tenant, code)): Path<(String, String)>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<Page<GiftCardTransaction>>> {
+    Ok(Json(
+        GiftCardLedger::transactions(&app.store, &caller.scope, &code, &page).await?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        assert_eq!(normalize_code(" gift-0001 ").unwrap(), "GIFT-0001");
+        assert!(normalize_code("abc").is_err());
+        assert!(normalize_code("ab cd").is_err());
+        let generated = generate_code();
+        assert_eq!(generated.len(), 16);
+        assert!(normalize_code(&generated).is_ok());
+    }
+}

@@ -1,0 +1,352 @@
+//! Loyalty points: balance (terminal), add and redeem (terminal), and the customer's ledger.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{check_len, LedgerError};
+use crate::auth::{Caller, ManagerCaller, TenantScope, TerminalCaller};
+use crate::customers::normalize_phone;
+use crate::error::ApiResult;
+use crate::events::{EventKind, LoggedTx};
+use crate::extract::{ApiJson, Idempotency};
+use crate::idempotency;
+use crate::money::PositiveAmount;
+use crate::paging::{Page, PageQuery};
+use crate::state::AppState;
+use crate::store::{new_id, now_micros, rfc3339, Store};
+
+/// A customer's points.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoyaltyBalance {
+    /// E.164 phone number.
+    pub phone: String,
+    /// Points available to redeem.
+    pub points: i64,
+    /// Points ever earned (redemptions do not lower it).
+    pub lifetime_points: i64,
+}
+
+/// Body of `POST /loyalty/{phone}/add` and `/redeem`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointsRequest {
+    /// Points to add or redeem (> 0).
+    pub points: PositiveAmount,
+    /// The order that earned or spent them.
+    #[serde(default)]
+    pub order_id: Option<String>,
+    /// Free text for the audit trail.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct PointsResponse {
+    #[serde(flatten)]
+    balance: LoyaltyBalance,
+    change: i64,
+    transaction_id: String,
+}
+
+/// One ledger row of a customer.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoyaltyTransaction {
+    /// Ledger row id.
+    pub id: String,
+    /// `add` or `redeem`.
+    pub kind: String,
+    /// Signed change.
+    pub points: i64,
+    /// Points after the change.
+    pub balance_after: i64,
+    /// Related order.
+    pub order_id: Option<String>,
+    /// Free text.
+    pub reason: Option<String>,
+    /// The API key that made the change.
+    pub api_key_id: Option<String>,
+    /// When.
+    pub created_at: String,
+}
+
+/// The loyalty ledger of a tenant.
+pub struct LoyaltyLedger;
+
+impl LoyaltyLedger {
+    /// The customer's points; 404 for a phone that never earned any.
+    pub async fn balance(
+        store: &Store,
+        scope: &TenantScope,
+        raw_phone: &str,
+    ) -> Result<LoyaltyBalance, LedgerError> {
+        let phone = normalize_phone(scope.country(), raw_phone)?;
+        let row = sqlx::query(
+            "SELECT points, lifetime_points FROM customers WHERE tenant_id = $1 AND phone = $2",
+        )
+        .bind(scope.tenant_id())
+        .bind(&phone)
+        .fetch_optional(store.reader())
+        .await?
+        .ok_or_else(|| LedgerError::CustomerNotFound(phone.clone()))?;
+        Ok(LoyaltyBalance {
+            points: row.try_get("points")?,
+            lifetime_points: row.try_get("lifetime_points")?,
+            phone,
+        })
+    }
+
+    /// Adds points, enrolling the customer on first use, and emits `loyalty_updated`.
+    async fn add(
+        tx: &mut LoggedTx,
+        caller: &Caller,
+        raw_phone: &str,
+        req: PointsRequest,
+    ) -> Result<PointsResponse, LedgerError> {
+        let scope = &caller.scope;
+        validate(&req)?;
+        let phone = normalize_phone(scope.country(), raw_phone)?;
+        let points = req.points.get();
+        let now = now_micros();
+        let row = sqlx::query(
+            "INSERT INTO customers (id, tenant_id, phone, points, lifetime_points, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $4, $5, $5)
+             ON CONFLICT (tenant_id, phone) DO UPDATE
+               SET points = customers.points + excluded.points,
+                   lifetime_points = customers.lifetime_points + excluded.lifetime_points,
+                   updated_at = excluded.updated_at
+             RETURNING id, points, lifetime_points",
+        )
+        .bind(new_id())
+        .bind(scope.tenant_id())
+        .bind(&phone)
+        .bind(points)
+        .bind(now)
+        .fetch_one(tx.conn())
+        .await?;
+        finish(tx, caller, row, phone, "add", points, req, now).await
+    }
+
+    /// Redeems points if the balance covers them, and emits `loyalty_updated`.
+    async fn redeem(
+        tx: &mut LoggedTx,
+        caller: &Caller,
+        raw_phone: &str,
+        req: PointsRequest,
+    ) -> Result<PointsResponse, LedgerError> {
+        let scope = &caller.scope;
+        validate(&req)?;
+        let phone = normalize_phone(scope.country(), raw_phone)?;
+        let points = req.points.get();
+        let now = now_micros();
+        let row = sqlx::query(
+            "UPDATE customers SET points = points - $1, updated_at = $2
+             WHERE tenant_id = $3 AND phone = $4 AND points >= $1
+             RETURNING id, points, lifetime_points",
+        )
+        .bind(points)
+        .bind(now)
+        .bind(scope.tenant_id())
+        .bind(&phone)
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(row) = row else {
+            let balance: Option<i64> = sqlx::query_scalar(
+                "SELECT points FROM customers WHERE tenant_id = $1 AND phone = $2",
+            )
+            .bind(scope.tenant_id())
+            .bind(&phone)
+            .fetch_optional(tx.conn())
+            .await?;
+            return Err(match balance {
+                None => LedgerError::CustomerNotFound(phone),
+                Some(balance) => LedgerError::InsufficientPoints {
+                    balance,
+                    requested: points,
+                },
+            });
+        };
+        finish(tx, caller, row, phone, "redeem", -points, req, now).await
+    }
+
+    /// The customer's points ledger, newest first.
+    pub async fn transactions(
+        store: &Store,
+        scope: &TenantScope,
+        raw_phone: &str,
+        page: &PageQuery,
+    ) -> Result<Page<LoyaltyTransaction>, LedgerError> {
+        let phone = normalize_phone(scope.country(), raw_phone)?;
+        let customer_id: String =
+            sqlx::query_scalar("SELECT id FROM customers WHERE tenant_id = $1 AND phone = $2")
+                .bind(scope.tenant_id())
+                .bind(&phone)
+                .fetch_optional(store.reader())
+                .await?
+                .ok_or(LedgerError::CustomerNotFound(phone))?;
+        let (before_at, before_id) = page.before();
+        let rows = sqlx::query(
+            "SELECT id, kind, points, balance_after, order_id, reason, api_key_id, created_at
+             FROM loyalty_transactions
+             WHERE tenant_id = $1 AND customer_id = $2
+               AND (created_at < $3 OR (created_at = $3 AND id < $4))
+             ORDER BY created_at DESC, id DESC LIMIT $5",
+        )
+        .bind(scope.tenant_id())
+        .bind(&customer_id)
+        .bind(before_at)
+        .bind(before_id)
+        .bind(page.fetch_limit())
+        .fetch_all(store.reader())
+        .await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<i64, _>("created_at")?,
+                    LoyaltyTransaction {
+                        id: r.try_get("id")?,
+                        kind: r.try_get("kind")?,
+                        points: r.try_get("points")?,
+                        balance_after: r.try_get("balance_after")?,
+                        order_id: r.try_get("order_id")?,
+                        reason: r.try_get("reason")?,
+                        api_key_id: r.try_get("api_key_id")?,
+                        created_at: rfc3339(r.try_get("created_at")?),
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(page.page(items, |t| t.id.clone()))
+    }
+}
+
+fn validate(req: &PointsRequest) -> Result<(), LedgerError> {
+    check_len("order_id", &req.order_id, 128)?;
+    check_len("reason", &req.reason, 500)
+}
+
+/// Writes the ledger row and the event shared by add and redeem.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    tx: &mut LoggedTx,
+    caller: &Caller,
+    row: sqlx::any::AnyRow,
+    phone: String,
+    kind: &str,
+    change: i64,
+    req: PointsRequest,
+    now: i64,
+) -> Result<PointsResponse, LedgerError> {
+    let scope = &caller.scope;
+    let customer_id: String = row.try_get("id")?;
+    let balance = LoyaltyBalance {
+        phone,
+        points: row.try_get("points")?,
+        lifetime_points: row.try_get("lifetime_points")?,
+    };
+    let transaction_id = new_id();
+    sqlx::query(
+        "INSERT INTO loyalty_transactions (id, tenant_id, customer_id, kind, points, balance_after, order_id, reason, api_key_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&transaction_id)
+    .bind(scope.tenant_id())
+    .bind(&customer_id)
+    .bind(kind)
+    .bind(change)
+    .bind(balance.points)
+    .bind(req.order_id.as_deref())
+    .bind(req.reason.as_deref())
+    .bind(&caller.key_id)
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    tx.append(
+        scope,
+        EventKind::LoyaltyUpdated,
+        &serde_json::json!({
+            "phone": balance.phone,
+            "points": balance.points,
+            "lifetime_points": balance.lifetime_points,
+            "change": change,
+            "kind": kind,
+            "order_id": req.order_id,
+            "reason": req.reason,
+            "transaction_id": transaction_id,
+        }),
+    )
+    .await?;
+    Ok(PointsResponse {
+        balance,
+        change,
+        transaction_id,
+    })
+}
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/loyalty/{phone}/points", get(points))
+        .route("/loyalty/{phone}/add", post(add))
+        .route("/loyalty/{phone}/redeem", post(redeem))
+        .route("/loyalty/{phone}/transactions", get(transactions))
+}
+
+async fn points(
+    State(app): State<AppState>,
+    TerminalCaller(caller): TerminalCaller,
+    Path((_tenant, phone)): Path<(String, String)>,
+) -> ApiResult<Json<LoyaltyBalance>> {
+    Ok(Json(
+        LoyaltyLedger::balance(&app.store, &caller.scope, &phone).await?,
+    ))
+}
+
+async fn add(
+    State(app): State<AppState>,
+    TerminalCaller(caller): TerminalCaller,
+    Path((_tenant, phone)): Path<(String, String)>,
+    idem: Idempotency,
+    body: ApiJson<PointsRequest>,
+) -> ApiResult<Response> {
+    let scope = caller.scope.clone();
+    idempotency::execute(&app, &scope, &idem, &body.digest, move |tx| {
+        Box::pin(async move {
+            let done = LoyaltyLedger::add(tx, &caller, &phone, body.value).await?;
+            Ok::<_, LedgerError>((StatusCode::OK, done))
+        })
+    })
+    .await
+}
+
+async fn redeem(
+    State(app): State<AppState>,
+    TerminalCaller(caller): TerminalCaller,
+    Path((_tenant, phone)): Path<(String, String)>,
+    idem: Idempotency,
+    body: ApiJson<PointsRequest>,
+) -> ApiResult<Response> {
+    let scope = caller.scope.clone();
+    idempotency::execute(&app, &scope, &idem, &body.digest, move |tx| {
+        Box::pin(async move {
+            let done = LoyaltyLedger::redeem(tx, &caller, &phone, body.value).await?;
+            Ok::<_, LedgerError>((StatusCode::OK, done))
+        })
+    })
+    .await
+}
+
+async fn transactions(
+    State(app): State<AppState>,
+    ManagerCaller(caller): ManagerCaller,
+    Path((_tenant, phone)): Path<(String, String)>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<Page<LoyaltyTransaction>>> {
+    Ok(Json(
+        LoyaltyLedger::transactions(&app.store, &caller.scope, &phone, &page).await?,
+    ))
+}

@@ -1,0 +1,246 @@
+//! The `posbridge` binary: `serve`, plus operator commands that work on the database
+//! directly so a host can be bootstrapped without HTTP.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use posbridge::auth::{ApiKeys, NewKey, Role};
+use posbridge::config::ServeConfig;
+use posbridge::events::HubOptions;
+use posbridge::store::{SqliteSync, Store, StoreOptions};
+use posbridge::tenancy::{NewTenant, Tenants};
+use posbridge::terminals::StreamOptions;
+
+#[derive(Parser)]
+#[command(
+    name = "posbridge",
+    version,
+    about = "Multi-tenant POS integration hub"
+)]
+struct Cli {
+    /// Database: an SQLite file path or sqlite:// URL (embedded default), or postgres://…
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "posbridge.db",
+        global = true
+    )]
+    database_url: String,
+
+    /// Log format on stderr.
+    #[arg(
+        long,
+        env = "POSBRIDGE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage tenant API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "POSBRIDGE_BIND", default_value = "127.0.0.1:9010")]
+    bind: String,
+    /// Operator token for /admin; generated and printed once on first start if absent.
+    #[arg(long, env = "POSBRIDGE_OPERATOR_TOKEN", hide_env_values = true)]
+    operator_token: Option<String>,
+    /// Milliseconds between WebSocket pings (a socket that misses one pong is closed).
+    #[arg(long, default_value_t = 25_000)]
+    ws_ping_interval_ms: u64,
+    /// Events a terminal may fall behind before it is closed as a slow consumer.
+    #[arg(long, default_value_t = 1024)]
+    ws_queue: usize,
+    /// Events kept per tenant for resume (`?since=`).
+    #[arg(long, default_value_t = 100_000)]
+    event_history: i64,
+    /// SQLite durability: full (fsync per commit) or normal (WAL; survives process crashes).
+    #[arg(long, value_enum, default_value = "full")]
+    sqlite_synchronous: SqliteSync,
+    /// Database connections (SQLite readers; PostgreSQL total).
+    #[arg(long, default_value_t = 8)]
+    db_connections: u32,
+    /// Seconds shutdown waits for in-flight work.
+    #[arg(long, default_value_t = 10)]
+    shutdown_grace_secs: u64,
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// URL slug (a-z, 0-9, '-').
+        #[arg(long)]
+        slug: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// ISO-4217 currency.
+        #[arg(long)]
+        currency: String,
+        /// IANA time zone.
+        #[arg(long)]
+        timezone: String,
+        /// ISO-3166 country for phone numbers (default US).
+        #[arg(long)]
+        country: Option<String>,
+    },
+    /// List tenants.
+    List,
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create an API key; the key is printed once.
+    Create {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// Role.
+        #[arg(long, value_enum)]
+        role: Role,
+        /// Label.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List a tenant's keys (never the secrets).
+    List {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a key.
+    Revoke {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// Key id.
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Serve(args) => {
+            let config = ServeConfig {
+                bind: args.bind,
+                database_url: cli.database_url,
+                operator_token: args.operator_token,
+                store: StoreOptions {
+                    max_connections: args.db_connections.max(1),
+                    sqlite_synchronous: args.sqlite_synchronous,
+                    ..StoreOptions::default()
+                },
+                hub: HubOptions {
+                    queue: args.ws_queue.max(1),
+                    history: args.event_history.max(1),
+                },
+                stream: StreamOptions {
+                    ping_interval: Duration::from_millis(args.ws_ping_interval_ms.max(10)),
+                    ..StreamOptions::default()
+                },
+                shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+                ..ServeConfig::default()
+            };
+            posbridge::server::serve(config).await?;
+        }
+        Command::Tenant(cmd) => {
+            let store = open(&cli.database_url).await?;
+            match cmd {
+                TenantCommand::Create {
+                    slug,
+                    name,
+                    currency,
+                    timezone,
+                    country,
+                } => {
+                    let tenant = Tenants::create(
+                        &store,
+                        NewTenant {
+                            slug,
+                            name,
+                            currency,
+                            timezone,
+                            country,
+                        },
+                    )
+                    .await?;
+                    print_json(&tenant)?;
+                }
+                TenantCommand::List => print_json(&Tenants::list(&store).await?)?,
+            }
+            store.close().await;
+        }
+        Command::Key(cmd) => {
+            let store = open(&cli.database_url).await?;
+            match cmd {
+                KeyCommand::Create {
+                    tenant,
+                    role,
+                    label,
+                } => {
+                    print_json(&ApiKeys::create(&store, &tenant, NewKey { role, label }).await?)?;
+                }
+                KeyCommand::List { tenant } => print_json(&ApiKeys::list(&store, &tenant).await?)?,
+                KeyCommand::Revoke { tenant, id } => {
+                    ApiKeys::revoke(&store, &tenant, &id).await?;
+                    println!("revoked {id}");
+                }
+            }
+            store.close().await;
+        }
+    }
+    Ok(())
+}
+
+async fn open(url: &str) -> anyhow::Result<Store> {
+    Store::open(url, &StoreOptions::default())
+        .await
+        .with_context(|| "opening the database")
+}
+
+fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

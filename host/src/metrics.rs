@@ -1,0 +1,92 @@
+//! Prometheus metrics: the recorder, the per-request middleware and `GET /metrics`.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Latency buckets in seconds: fine below 10 ms, where the terminal API should live.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Installs the process-wide recorder (once) and returns its render handle.
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("posbridge_http_request_duration_seconds".into()),
+                    LATENCY_BUCKETS,
+                )
+                .ok()?;
+            match builder.install_recorder() {
+                Ok(handle) => {
+                    metrics::describe_counter!(
+                        "posbridge_http_requests_total",
+                        "HTTP requests by method, route and status"
+                    );
+                    metrics::describe_histogram!(
+                        "posbridge_http_request_duration_seconds",
+                        "HTTP request latency"
+                    );
+                    metrics::describe_gauge!(
+                        "posbridge_websocket_connections",
+                        "Open terminal WebSockets"
+                    );
+                    metrics::describe_counter!(
+                        "posbridge_events_appended_total",
+                        "Events appended to tenant logs"
+                    );
+                    metrics::gauge!("posbridge_websocket_connections").set(0.0);
+                    metrics::counter!("posbridge_events_appended_total").absolute(0);
+                    Some(handle)
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+/// Middleware: counts and times every request by its route template (never the raw path,
+/// which would carry phone numbers and card codes into the metrics).
+pub async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("posbridge_http_requests_total", "method" => method, "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("posbridge_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics` in Prometheus text format.
+pub async fn render() -> Response {
+    match HANDLE.get().and_then(Option::as_ref) {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder not installed",
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,123 @@
+//! Money and quantities: integer minor units with an ISO-4217 currency, never floats.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest amount or point count accepted in one request (10^12 minor units): far above any
+/// real sale, far below where sums of many of them could overflow an `i64`.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+
+/// An amount of money in minor units (cents for USD) of a currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Money {
+    /// Minor units.
+    pub amount: i64,
+    /// ISO-4217 code, upper case.
+    pub currency: String,
+}
+
+impl Money {
+    /// Builds a money value.
+    pub fn new(amount: i64, currency: impl Into<String>) -> Self {
+        Self {
+            amount,
+            currency: currency.into(),
+        }
+    }
+}
+
+/// A strictly positive integer amount (minor units or points), at most [`MAX_AMOUNT`].
+/// Deserializing rejects zero, negatives, fractions and strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct PositiveAmount(i64);
+
+impl PositiveAmount {
+    /// The value.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for PositiveAmount {
+    type Error = String;
+
+    fn try_from(value: i64) -> Result<Self, Self::Error> {
+        if value <= 0 {
+            Err(format!("must be a positive integer, got {value}"))
+        } else if value > MAX_AMOUNT {
+            Err(format!("must be at most {MAX_AMOUNT}, got {value}"))
+        } else {
+            Ok(Self(value))
+        }
+    }
+}
+
+impl From<PositiveAmount> for i64 {
+    fn from(value: PositiveAmount) -> Self {
+        value.0
+    }
+}
+
+/// A non-negative integer amount in minor units, at most [`MAX_AMOUNT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct NonNegativeAmount(i64);
+
+impl NonNegativeAmount {
+    /// The value.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for NonNegativeAmount {
+    type Error = String;
+
+    fn try_from(value: i64) -> Result<Self, Self::Error> {
+        if value < 0 {
+            Err(format!("must not be negative, got {value}"))
+        } else if value > MAX_AMOUNT {
+            Err(format!("must be at most {MAX_AMOUNT}, got {value}"))
+        } else {
+            Ok(Self(value))
+        }
+    }
+}
+
+impl From<NonNegativeAmount> for i64 {
+    fn from(value: NonNegativeAmount) -> Self {
+        value.0
+    }
+}
+
+/// Checks that `code` is an active ISO-4217 currency code and returns it upper-cased.
+pub fn parse_currency(code: &str) -> Option<String> {
+    let upper = code.trim().to_ascii_uppercase();
+    iso_currency::Currency::from_code(&upper).map(|_| upper)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positive_amounts_refuse_zero_negative_and_fractions() {
+        assert!(serde_json::from_str::<PositiveAmount>("0").is_err());
+        assert!(serde_json::from_str::<PositiveAmount>("-5").is_err());
+        assert!(serde_json::from_str::<PositiveAmount>("12.5").is_err());
+        assert!(serde_json::from_str::<PositiveAmount>("\"12\"").is_err());
+        assert!(serde_json::from_str::<PositiveAmount>("1000000000001").is_err());
+        assert_eq!(
+            serde_json::from_str::<PositiveAmount>("1250")
+                .unwrap()
+                .get(),
+            1250
+        );
+    }
+
+    #[test]
+    fn currencies_are_iso_codes() {
+        assert_eq!(parse_currency("usd").as_deref(), Some("USD"));
+        assert_eq!(parse_currency("XYZ"), None);
+    }
+}

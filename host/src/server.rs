@@ -1,0 +1,149 @@
+//! The `serve` lifecycle: open storage, bind, serve, and shut down gracefully on SIGTERM or
+//! SIGINT (stop accepting, close sockets with "going away", finish in-flight requests).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::OperatorCredential;
+use crate::config::ServeConfig;
+use crate::events::EventHub;
+use crate::state::AppState;
+use crate::store::{Store, StoreError};
+use crate::terminals::Terminals;
+use crate::{api, idempotency, metrics};
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Storage could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How often expired idempotency keys are deleted.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Runs the host until a shutdown signal.
+pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    raise_fd_limit();
+    metrics::install();
+    let store = Store::open(&config.database_url, &config.store).await?;
+    let (operator, generated) =
+        OperatorCredential::ensure(&store, config.operator_token.as_deref()).await?;
+    if let Some(token) = generated {
+        // Printed once, on stdout rather than the log, so it does not end up in log storage.
+        println!("operator token (shown once, only its hash is stored): {token}");
+    }
+    let shutdown = CancellationToken::new();
+    let state = AppState {
+        hub: EventHub::new(config.hub.clone()),
+        terminals: Terminals::default(),
+        operator: Arc::new(operator),
+        config: Arc::new(config.clone()),
+        shutdown: shutdown.clone(),
+        tasks: TaskTracker::new(),
+        store: store.clone(),
+    };
+    state
+        .hub
+        .spawn_cross_node_listener(store.clone(), shutdown.clone());
+    spawn_idempotency_pruner(store.clone(), config.idempotency_ttl, shutdown.clone());
+
+    let listener = TcpListener::bind(&config.bind)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.bind.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, backend = ?store.backend(), "posbridge listening");
+    println!("posbridge listening on http://{addr}");
+
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let grace = config.shutdown_grace;
+    let server = async move {
+        server.await?;
+        // WebSockets are detached from HTTP connections once upgraded; wait for their sessions
+        // to send the close frame.
+        state.tasks.close();
+        state.tasks.wait().await;
+        Ok::<_, std::io::Error>(())
+    };
+    tokio::select! {
+        result = server => result?,
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period over; exiting with work in flight");
+        }
+    }
+    store.close().await;
+    tracing::info!("posbridge stopped");
+    Ok(())
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot watch SIGTERM; only SIGINT stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    shutdown.cancel();
+}
+
+fn spawn_idempotency_pruner(store: Store, ttl: Duration, shutdown: CancellationToken) {
+    let ttl_micros = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PRUNE_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => match idempotency::prune(&store, ttl_micros).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "expired idempotency keys pruned"),
+                    Err(err) => tracing::warn!(error = %err, "idempotency pruning failed"),
+                },
+            }
+        }
+    });
+}
+
+/// Every socket is a file descriptor; the common soft limit of 1,024 would cap terminals.
+fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "file descriptor limit"),
+        Err(err) => tracing::warn!(error = %err, "could not raise the file descriptor limit"),
+    }
+}

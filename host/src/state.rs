@@ -1,0 +1,31 @@
+//! The shared state every handler receives: cheap to clone, one per process.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::OperatorCredential;
+use crate::config::ServeConfig;
+use crate::events::EventHub;
+use crate::store::Store;
+use crate::terminals::Terminals;
+
+/// Handles to the host's shared services.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// Live fan-out of committed events.
+    pub hub: EventHub,
+    /// Open terminal sockets.
+    pub terminals: Terminals,
+    /// Operator credential (hash only).
+    pub operator: Arc<OperatorCredential>,
+    /// Configuration.
+    pub config: Arc<ServeConfig>,
+    /// Cancelled when the server begins shutting down.
+    pub shutdown: CancellationToken,
+    /// Long-lived tasks (WebSocket sessions) shutdown waits for.
+    pub tasks: TaskTracker,
+}

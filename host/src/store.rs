@@ -1,0 +1,261 @@
+//! Storage: one SQL layer over SQLite (the embedded default) and PostgreSQL.
+//!
+//! Queries are written once in the common subset of both dialects (`$N` parameters,
+//! `ON CONFLICT`, `RETURNING`, integer money and microsecond timestamps) and run through
+//! `sqlx::Any`, so every domain module has a single code path for both databases.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+/// The sqlx database every query runs against.
+pub type Db = sqlx::Any;
+/// A live transaction on the writer pool.
+pub type Tx = sqlx::Transaction<'static, Db>;
+/// A single connection, as borrowed from a transaction (`&mut *tx`).
+pub type Conn = sqlx::AnyConnection;
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file in WAL mode: one writer connection, several readers.
+    Sqlite,
+    /// A PostgreSQL server shared by one or more hosts.
+    Postgres,
+}
+
+/// Failures of the storage layer. Callers map them to a 500; the cause is logged, never sent.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL names a scheme other than `sqlite:` or `postgres:`.
+    #[error("unsupported database url {0:?}: expected sqlite://… or postgres://…")]
+    UnsupportedUrl(String),
+    /// The database refused or failed a statement.
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// True when the failure is a UNIQUE or PRIMARY KEY violation (a lost insert race).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Sqlx(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            _ => false,
+        }
+    }
+}
+
+/// Connection settings: every knob the storage layer has, with its default and why.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Reader connections (SQLite) or total connections (PostgreSQL). SQLite readers run in
+    /// parallel under WAL; 8 keeps two cores busy without idling on the pool.
+    pub max_connections: u32,
+    /// SQLite `synchronous`: `FULL` fsyncs every commit, so an acknowledged write survives a
+    /// power cut; `NORMAL` (WAL) survives a process crash but may lose the last commits on
+    /// power loss, for several times the write throughput.
+    pub sqlite_synchronous: SqliteSync,
+    /// How long a statement waits for a locked SQLite database before failing.
+    pub busy_timeout: Duration,
+}
+
+/// SQLite durability level; see [`StoreOptions::sqlite_synchronous`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqliteSync {
+    /// fsync on every commit.
+    Full,
+    /// fsync at WAL checkpoints only.
+    Normal,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            sqlite_synchronous: SqliteSync::Full,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The database handle shared by the whole host. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    reader: AnyPool,
+    writer: AnyPool,
+    backend: Backend,
+    url: String,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+impl Store {
+    /// Connects to `url` and applies pending migrations.
+    ///
+    /// A bare path (`posbridge.db`) means an SQLite file; SQLite files are created on demand.
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = normalize_url(url)?;
+        let store = match backend {
+            Backend::Sqlite => {
+                // SQLite allows one writer at a time; a single writer connection turns lock
+                // contention (SQLITE_BUSY on upgrade) into an orderly queue on the pool.
+                let writer = sqlite_pool(&url, 1, options).await?;
+                let reader = sqlite_pool(&url, options.max_connections, options).await?;
+                Store {
+                    reader,
+                    writer,
+                    backend,
+                    url,
+                }
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(options.max_connections.max(2))
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(AnyConnectOptions::from_str(&url)?)
+                    .await?;
+                Store {
+                    reader: pool.clone(),
+                    writer: pool,
+                    backend,
+                    url,
+                }
+            }
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.writer).await?;
+        Ok(())
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The normalized connection URL (used by the PostgreSQL listener).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The pool for reads that need no transaction.
+    pub fn reader(&self) -> &AnyPool {
+        &self.reader
+    }
+
+    /// The pool for single-statement writes outside a transaction.
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(self.writer.begin().await?)
+    }
+
+    /// Closes both pools, waiting for checked-out connections to return.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+async fn sqlite_pool(url: &str, max: u32, options: &StoreOptions) -> Result<AnyPool, StoreError> {
+    let pragmas = format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
+        match options.sqlite_synchronous {
+            SqliteSync::Full => "FULL",
+            SqliteSync::Normal => "NORMAL",
+        },
+        options.busy_timeout.as_millis()
+    );
+    let pool = AnyPoolOptions::new()
+        .max_connections(max)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _meta| {
+            let pragmas = pragmas.clone();
+            Box::pin(async move {
+                conn.execute(pragmas.as_str()).await?;
+                Ok(())
+            })
+        })
+        .connect_with(AnyConnectOptions::from_str(url)?)
+        .await?;
+    Ok(pool)
+}
+
+fn normalize_url(url: &str) -> Result<(Backend, String), StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((Backend::Postgres, url.to_owned()));
+    }
+    let url = if url.starts_with("sqlite:") {
+        url.to_owned()
+    } else if url.contains("://") {
+        return Err(StoreError::UnsupportedUrl(url.to_owned()));
+    } else {
+        format!("sqlite://{url}")
+    };
+    let url = if url.contains("mode=") || url.contains(":memory:") {
+        url
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    };
+    Ok((Backend::Sqlite, url))
+}
+
+/// Current time as microseconds since the Unix epoch, the unit of every stored timestamp.
+pub fn now_micros() -> i64 {
+    jiff::Timestamp::now().as_microsecond()
+}
+
+/// Formats a stored timestamp as RFC 3339 in UTC.
+pub fn rfc3339(micros: i64) -> String {
+    match jiff::Timestamp::from_microsecond(micros) {
+        Ok(ts) => ts.to_string(),
+        Err(_) => String::from("1970-01-01T00:00:00Z"),
+    }
+}
+
+/// A new time-ordered unique id (UUIDv7), used as the primary key of every row we create.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_paths_become_sqlite_files() {
+        let (backend, url) = normalize_url("posbridge.db").unwrap();
+        assert_eq!(backend, Backend::Sqlite);
+        assert_eq!(url, "sqlite://posbridge.db?mode=rwc");
+        let (_, url) = normalize_url("sqlite:///tmp/x.db?cache=shared").unwrap();
+        assert_eq!(url, "sqlite:///tmp/x.db?cache=shared&mode=rwc");
+        assert!(matches!(
+            normalize_url("mysql://x"),
+            Err(StoreError::UnsupportedUrl(_))
+        ));
+        assert_eq!(
+            normalize_url("postgres://u@h/db").unwrap().0,
+            Backend::Postgres
+        );
+    }
+}

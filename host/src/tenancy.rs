@@ -1,0 +1,249 @@
+//! Tenants: the restaurants (or groups) whose data never mixes. Operator-managed.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::auth::Operator;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use crate::money::parse_currency;
+use crate::state::AppState;
+use crate::store::{new_id, now_micros, rfc3339, Store, StoreError};
+
+/// A tenant as the operator API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tenant {
+    /// Internal id (UUIDv7); never needed by terminals, which use the slug.
+    pub id: String,
+    /// URL-safe identifier: lowercase letters, digits and `-`, 1–63 characters.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// ISO-4217 currency of every amount this tenant handles.
+    pub currency: String,
+    /// IANA time zone, for daily reports and local-time rules.
+    pub timezone: String,
+    /// ISO-3166 country used to normalise phone numbers given without a country code.
+    pub country: String,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+}
+
+/// Body of `POST /admin/tenants` (and the CLI's `tenant create`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    /// See [`Tenant::slug`].
+    pub slug: String,
+    /// See [`Tenant::name`].
+    pub name: String,
+    /// See [`Tenant::currency`].
+    pub currency: String,
+    /// See [`Tenant::timezone`].
+    pub timezone: String,
+    /// See [`Tenant::country`]; defaults to `US`.
+    #[serde(default)]
+    pub country: Option<String>,
+}
+
+/// Why a tenant operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TenancyError {
+    /// The slug breaks the format rules.
+    #[error("slug must be 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'")]
+    InvalidSlug,
+    /// Name empty or too long.
+    #[error("name must be 1-200 characters")]
+    InvalidName,
+    /// Not an ISO-4217 code.
+    #[error("unknown currency {0:?}: expected an ISO-4217 code such as USD")]
+    UnknownCurrency(String),
+    /// Not an IANA zone.
+    #[error("unknown time zone {0:?}: expected an IANA name such as America/New_York")]
+    UnknownTimezone(String),
+    /// Not an ISO-3166 alpha-2 code known to the phone-number tables.
+    #[error("unknown country {0:?}: expected an ISO-3166 alpha-2 code such as US")]
+    UnknownCountry(String),
+    /// Another tenant has this slug.
+    #[error("a tenant with slug {0:?} already exists")]
+    SlugTaken(String),
+    /// No tenant has this slug.
+    #[error("no tenant with slug {0:?}")]
+    NotFound(String),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for TenancyError {
+    fn from(err: sqlx::Error) -> Self {
+        TenancyError::Store(err.into())
+    }
+}
+
+impl From<TenancyError> for ApiError {
+    fn from(err: TenancyError) -> Self {
+        match err {
+            TenancyError::SlugTaken(_) => ApiError::conflict("tenant_exists", err.to_string()),
+            TenancyError::NotFound(_) => ApiError::not_found("tenant_not_found", err.to_string()),
+            TenancyError::Store(e) => e.into(),
+            other => ApiError::unprocessable("invalid_tenant", other.to_string()),
+        }
+    }
+}
+
+/// Whether `slug` is a valid tenant slug.
+pub fn is_valid_slug(slug: &str) -> bool {
+    (1..=63).contains(&slug.len())
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-')
+        && !slug.ends_with('-')
+}
+
+const TENANT_COLUMNS: &str = "id, slug, name, currency, timezone, country, created_at";
+
+fn tenant_from_row(row: &sqlx::any::AnyRow) -> Result<Tenant, sqlx::Error> {
+    Ok(Tenant {
+        id: row.try_get("id")?,
+        slug: row.try_get("slug")?,
+        name: row.try_get("name")?,
+        currency: row.try_get("currency")?,
+        timezone: row.try_get("timezone")?,
+        country: row.try_get("country")?,
+        created_at: rfc3339(row.try_get("created_at")?),
+    })
+}
+
+/// Operator-level access to the tenant table.
+pub struct Tenants;
+
+impl Tenants {
+    /// Validates and creates a tenant.
+    pub async fn create(store: &Store, new: NewTenant) -> Result<Tenant, TenancyError> {
+        if !is_valid_slug(&new.slug) {
+            return Err(TenancyError::InvalidSlug);
+        }
+        let name = new.name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(TenancyError::InvalidName);
+        }
+        let currency = parse_currency(&new.currency)
+            .ok_or_else(|| TenancyError::UnknownCurrency(new.currency.clone()))?;
+        jiff::tz::TimeZone::get(&new.timezone)
+            .map_err(|_| TenancyError::UnknownTimezone(new.timezone.clone()))?;
+        let country = new.country.as_deref().unwrap_or("US").to_ascii_uppercase();
+        if country.parse::<phonenumber::country::Id>().is_err() {
+            return Err(TenancyError::UnknownCountry(country));
+        }
+        let id = new_id();
+        let now = now_micros();
+        let result = sqlx::query(
+            "INSERT INTO tenants (id, slug, name, currency, timezone, country, last_seq, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
+        )
+        .bind(&id)
+        .bind(&new.slug)
+        .bind(name)
+        .bind(&currency)
+        .bind(&new.timezone)
+        .bind(&country)
+        .bind(now)
+        .execute(store.writer())
+        .await
+        .map_err(StoreError::from);
+        match result {
+            Ok(_) => Ok(Tenant {
+                id,
+                slug: new.slug,
+                name: name.to_owned(),
+                currency,
+                timezone: new.timezone,
+                country,
+                created_at: rfc3339(now),
+            }),
+            Err(e) if e.is_unique_violation() => Err(TenancyError::SlugTaken(new.slug)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// All tenants, oldest first.
+    pub async fn list(store: &Store) -> Result<Vec<Tenant>, TenancyError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants ORDER BY created_at, id"
+        ))
+        .fetch_all(store.reader())
+        .await?;
+        Ok(rows.iter().map(tenant_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// The tenant with this slug.
+    pub async fn get(store: &Store, slug: &str) -> Result<Tenant, TenancyError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE slug = $1"
+        ))
+        .bind(slug)
+        .fetch_optional(store.reader())
+        .await?
+        .ok_or_else(|| TenancyError::NotFound(slug.to_owned()))?;
+        Ok(tenant_from_row(&row)?)
+    }
+}
+
+/// `/admin/tenants…` routes (operator token).
+pub fn admin_routes() -> Router<AppState> {
+    Router::new()
+        .route("/tenants", get(list_tenants).post(create_tenant))
+        .route("/tenants/{slug}", get(get_tenant))
+}
+
+async fn create_tenant(
+    State(app): State<AppState>,
+    _op: Operator,
+    body: ApiJson<NewTenant>,
+) -> ApiResult<(StatusCode, Json<Tenant>)> {
+    let tenant = Tenants::create(&app.store, body.value).await?;
+    tracing::info!(tenant = %tenant.slug, "tenant created");
+    Ok((StatusCode::CREATED, Json(tenant)))
+}
+
+#[derive(Serialize)]
+struct TenantList {
+    tenants: Vec<Tenant>,
+}
+
+async fn list_tenants(State(app): State<AppState>, _op: Operator) -> ApiResult<Json<TenantList>> {
+    Ok(Json(TenantList {
+        tenants: Tenants::list(&app.store).await?,
+    }))
+}
+
+async fn get_tenant(
+    State(app): State<AppState>,
+    _op: Operator,
+    Path(slug): Path<String>,
+) -> ApiResult<Json<Tenant>> {
+    Ok(Json(Tenants::get(&app.store, &slug).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert!(is_valid_slug("kitchen"));
+        assert!(is_valid_slug("the-kitchen-2"));
+        assert!(!is_valid_slug(""));
+        assert!(!is_valid_slug("Kitchen"));
+        assert!(!is_valid_slug("-kitchen"));
+        assert!(!is_valid_slug("kitchen_1"));
+        assert!(!is_valid_slug(&"a".repeat(64)));
+        assert!(is_valid_slug(&"a".repeat(63)));
+    }
+}
