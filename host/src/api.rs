@@ -13,15 +13,18 @@ use tower_http::trace::TraceLayer;
 use crate::error::ApiError;
 use crate::extract::{payload_too_large, MAX_BODY_BYTES};
 use crate::state::AppState;
-use crate::{auth, ledger, metrics, orders, reports, tenancy, terminals};
+use crate::{auth, ledger, metrics, orders, plugins, providers, reports, tenancy, terminals};
 
 /// The whole HTTP surface of the host.
 pub fn router(state: AppState) -> Router {
-    let admin = tenancy::admin_routes().merge(auth::admin_routes());
+    let admin = tenancy::admin_routes()
+        .merge(auth::admin_routes())
+        .merge(plugins::admin_routes());
     let tenant = terminals::tenant_routes()
         .merge(ledger::routes())
         .merge(orders::routes())
-        .merge(reports::routes());
+        .merge(reports::routes())
+        .merge(providers::routes());
     Router::new()
         .nest("/admin", admin)
         .nest("/api/{tenant}", tenant)

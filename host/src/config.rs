@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::events::HubOptions;
+use crate::plugins::PluginOptions;
 use crate::store::StoreOptions;
 use crate::terminals::StreamOptions;
 
@@ -22,6 +23,9 @@ pub struct ServeConfig {
     pub hub: HubOptions,
     /// WebSocket knobs.
     pub stream: StreamOptions,
+    /// Plugin runtime knobs. `cache_dir` None means: beside the SQLite file, or
+    /// `./posbridge-cache` for PostgreSQL.
+    pub plugins: PluginOptions,
     /// How long idempotency keys are kept. The contract promises at least 24 h; 48 h covers a
     /// till that retries after being offline over a night and a day.
     pub idempotency_ttl: Duration,
@@ -38,6 +42,7 @@ impl Default for ServeConfig {
             store: StoreOptions::default(),
             hub: HubOptions::default(),
             stream: StreamOptions::default(),
+            plugins: PluginOptions::default(),
             idempotency_ttl: Duration::from_secs(48 * 3600),
             shutdown_grace: Duration::from_secs(10),
         }

@@ -17,6 +17,8 @@ pub mod metrics;
 pub mod money;
 pub mod orders;
 pub mod paging;
+pub mod plugins;
+pub mod providers;
 pub mod reports;
 pub mod server;
 pub mod state;

@@ -10,9 +10,12 @@ use serde::Serialize;
 use posbridge::auth::{ApiKeys, NewKey, Role};
 use posbridge::config::ServeConfig;
 use posbridge::events::HubOptions;
+use posbridge::plugins::{PluginOptions, Plugins};
 use posbridge::store::{SqliteSync, Store, StoreOptions};
 use posbridge::tenancy::{NewTenant, Tenants};
 use posbridge::terminals::StreamOptions;
+
+mod scaffold;
 
 #[derive(Parser)]
 #[command(
@@ -60,6 +63,40 @@ enum Command {
     /// Manage tenant API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Install, check and scaffold plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Install a component into the database and make it active; running hosts pick it up
+    /// within seconds.
+    Install {
+        /// The .wasm component.
+        file: std::path::PathBuf,
+    },
+    /// Load a component, print its manifest and run the conformance check (no database).
+    Check {
+        /// The .wasm component.
+        file: std::path::PathBuf,
+    },
+    /// List installed plugins.
+    List,
+    /// Scaffold a new plugin crate.
+    New {
+        /// `provider` or `hook`.
+        #[arg(value_enum)]
+        kind: scaffold::Kind,
+        /// Crate and plugin name (lowercase, digits, '-').
+        name: String,
+        /// Path to this repository's `plugins/sdk`, for the new crate's dependency.
+        #[arg(long, default_value = "plugins/sdk")]
+        sdk_path: std::path::PathBuf,
+        /// Where to create the crate (default: ./<name>).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -200,6 +237,7 @@ async fn main() -> anyhow::Result<()> {
             }
             store.close().await;
         }
+        Command::Plugin(cmd) => run_plugin_command(&cli.database_url, cmd).await?,
         Command::Key(cmd) => {
             let store = open(&cli.database_url).await?;
             match cmd {
@@ -217,6 +255,75 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             store.close().await;
+        }
+    }
+    Ok(())
+}
+
+async fn run_plugin_command(database_url: &str, cmd: PluginCommand) -> anyhow::Result<()> {
+    let options = PluginOptions {
+        install_bundled: false,
+        max_concurrent_calls: 4,
+        ..PluginOptions::default()
+    };
+    match cmd {
+        PluginCommand::Install { file } => {
+            let wasm =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let store = open(database_url).await?;
+            let options = PluginOptions {
+                cache_dir: Some(posbridge::server::default_cache_dir(database_url)),
+                ..options
+            };
+            let plugins = Plugins::start(store.clone(), options).await?;
+            let status = plugins.install(wasm, "cli").await?;
+            print_json(&status)?;
+            store.close().await;
+        }
+        PluginCommand::Check { file } => {
+            let wasm =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let scratch =
+                std::env::temp_dir().join(format!("posbridge-check-{}.db", std::process::id()));
+            let store = open(&scratch.display().to_string()).await?;
+            let plugins = Plugins::start(store.clone(), options).await?;
+            let outcome = plugins.conformance(&wasm).await;
+            store.close().await;
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", scratch.display()));
+            }
+            let (manifest, results) = outcome?;
+            print_json(&manifest)?;
+            let mut failed = 0;
+            for (function, result) in &results {
+                match result {
+                    Ok(detail) => println!("PASS {function}: {detail}"),
+                    Err(why) => {
+                        failed += 1;
+                        println!("FAIL {function}: {why}");
+                    }
+                }
+            }
+            println!("{} passed, {failed} failed", results.len() - failed);
+            if failed > 0 {
+                anyhow::bail!("conformance check failed");
+            }
+        }
+        PluginCommand::List => {
+            let store = open(database_url).await?;
+            let plugins = Plugins::start(store.clone(), options).await?;
+            print_json(&plugins.list())?;
+            store.close().await;
+        }
+        PluginCommand::New {
+            kind,
+            name,
+            sdk_path,
+            dir,
+        } => {
+            let dir = dir.unwrap_or_else(|| std::path::PathBuf::from(&name));
+            scaffold::create(kind, &name, &sdk_path, &dir)?;
+            println!("created {} — build it with: cargo build --release --target wasm32-wasip2 --manifest-path {}/Cargo.toml", dir.display(), dir.display());
         }
     }
     Ok(())

@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::OperatorCredential;
 use crate::config::ServeConfig;
 use crate::events::EventHub;
+use crate::plugins::{Plugins, StartError};
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
 use crate::terminals::Terminals;
@@ -23,6 +24,9 @@ pub enum ServeError {
     /// Storage could not be opened or migrated.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The plugin runtime could not start.
+    #[error("plugin runtime: {0}")]
+    Plugins(#[from] StartError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -50,10 +54,16 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         // Printed once, on stdout rather than the log, so it does not end up in log storage.
         println!("operator token (shown once, only its hash is stored): {token}");
     }
+    let mut plugin_options = config.plugins.clone();
+    if plugin_options.cache_dir.is_none() {
+        plugin_options.cache_dir = Some(default_cache_dir(&config.database_url));
+    }
+    let plugins = Plugins::start(store.clone(), plugin_options).await?;
     let shutdown = CancellationToken::new();
     let state = AppState {
         hub: EventHub::new(config.hub.clone()),
         terminals: Terminals::default(),
+        plugins: plugins.clone(),
         operator: Arc::new(operator),
         config: Arc::new(config.clone()),
         shutdown: shutdown.clone(),
@@ -63,6 +73,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     state
         .hub
         .spawn_cross_node_listener(store.clone(), shutdown.clone());
+    plugins.spawn_watcher(shutdown.clone());
     spawn_idempotency_pruner(store.clone(), config.idempotency_ttl, shutdown.clone());
 
     let listener = TcpListener::bind(&config.bind)
@@ -145,5 +156,27 @@ fn raise_fd_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::debug!(limit, "file descriptor limit"),
         Err(err) => tracing::warn!(error = %err, "could not raise the file descriptor limit"),
+    }
+}
+
+/// Precompiled plugin artifacts live beside the SQLite file (or in `./posbridge-cache` for
+/// PostgreSQL), so a restart finds them.
+pub fn default_cache_dir(database_url: &str) -> std::path::PathBuf {
+    let path = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .unwrap_or(database_url);
+    let is_file = !database_url.contains("://") || database_url.starts_with("sqlite:");
+    let file = path.split('?').next().unwrap_or(path);
+    match std::path::Path::new(file).parent() {
+        Some(dir) if is_file && !file.contains(":memory:") => {
+            let dir = if dir.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                dir
+            };
+            dir.join("posbridge-cache")
+        }
+        _ => std::path::PathBuf::from("posbridge-cache"),
     }
 }

@@ -8,6 +8,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::OperatorCredential;
 use crate::config::ServeConfig;
 use crate::events::EventHub;
+use crate::plugins::Plugins;
 use crate::store::Store;
 use crate::terminals::Terminals;
 
@@ -18,6 +19,8 @@ pub struct AppState {
     pub store: Store,
     /// Live fan-out of committed events.
     pub hub: EventHub,
+    /// The plugin runtime.
+    pub plugins: Plugins,
     /// Open terminal sockets.
     pub terminals: Terminals,
     /// Operator credential (hash only).

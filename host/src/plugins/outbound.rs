@@ -1,0 +1,330 @@
+//! Outbound HTTP on behalf of plugins: allowlist, per-integration rate limit, timeouts,
+//! retries with exponential backoff and jitter, response size cap. No wasmtime here.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota};
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+
+use super::allowlist::AllowList;
+
+/// Outbound tuning.
+#[derive(Debug, Clone)]
+pub struct OutboundOptions {
+    /// Per-attempt timeout when the plugin names none. 10 s fits typical POS APIs' p99 with margin.
+    pub default_timeout: Duration,
+    /// Upper bound on any per-attempt timeout a plugin asks for.
+    pub max_timeout: Duration,
+    /// Retries after the first attempt for 429, 5xx and network errors.
+    pub max_retries: u32,
+    /// First backoff; doubles per retry, with full jitter.
+    pub backoff_base: Duration,
+    /// Longest single wait, including an upstream `Retry-After`; a longer `Retry-After` is
+    /// not waited out: the 429 goes back to the plugin, which reports `rate-limited`.
+    pub max_backoff: Duration,
+    /// Largest response body accepted. 16 MiB holds a 100-order Toast page with room.
+    pub max_response_bytes: usize,
+    /// Requests per second per integration (burst the same). Toast allows 20/s per
+    /// restaurant; Square publishes no number.
+    pub rate_per_second: u32,
+}
+
+impl Default for OutboundOptions {
+    fn default() -> Self {
+        Self {
+            default_timeout: Duration::from_secs(10),
+            max_timeout: Duration::from_secs(30),
+            max_retries: 3,
+            backoff_base: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+            max_response_bytes: 16 * 1024 * 1024,
+            rate_per_second: 20,
+        }
+    }
+}
+
+/// HTTP method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET
+    Get,
+    /// HEAD
+    Head,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// PATCH
+    Patch,
+    /// DELETE
+    Delete,
+}
+
+/// A request a plugin asked for.
+#[derive(Debug, Clone)]
+pub struct OutboundRequest {
+    /// Method.
+    pub method: Method,
+    /// Absolute URL.
+    pub url: String,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Option<Vec<u8>>,
+    /// Per-attempt timeout.
+    pub timeout: Option<Duration>,
+}
+
+/// The final answer after retries.
+#[derive(Debug, Clone)]
+pub struct OutboundResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers (names lower-case).
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// Why no response could be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutboundError {
+    /// Destination not allowed.
+    #[error("denied: {0}")]
+    Denied(String),
+    /// Timed out after retries.
+    #[error("timed out")]
+    Timeout,
+    /// Transport failure after retries.
+    #[error("connection failed: {0}")]
+    Connection(String),
+    /// Body over the cap.
+    #[error("response too large")]
+    TooLarge,
+    /// Malformed request.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+/// The shared outbound client. Cheap to clone.
+#[derive(Clone)]
+pub struct Outbound {
+    client: reqwest::Client,
+    limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    options: Arc<OutboundOptions>,
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl Outbound {
+    /// Builds the client.
+    pub fn new(options: OutboundOptions) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            // A redirect could leave the allowlist: plugins see 3xx and decide themselves.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("posbridge/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let rate = NonZeroU32::new(options.rate_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        Ok(Outbound {
+            client,
+            limiter: Arc::new(DefaultKeyedRateLimiter::keyed(Quota::per_second(rate))),
+            options: Arc::new(options),
+        })
+    }
+
+    /// Performs `request` if `allow` permits its destination, rate-limited under
+    /// `rate_key` (the integration), with retries.
+    pub async fn send(
+        &self,
+        allow: &AllowList,
+        rate_key: &str,
+        request: OutboundRequest,
+    ) -> Result<OutboundResponse, OutboundError> {
+        allow.check(&request.url).map_err(OutboundError::Denied)?;
+        let method = match request.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Head => reqwest::Method::HEAD,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Patch => reqwest::Method::PATCH,
+            Method::Delete => reqwest::Method::DELETE,
+        };
+        let mut headers = HeaderMap::new();
+        for (name, value) in &request.headers {
+            let name = HeaderName::try_from(name.as_str())
+                .map_err(|_| OutboundError::Invalid(format!("bad header name {name:?}")))?;
+            let value = HeaderValue::try_from(value.as_str())
+                .map_err(|_| OutboundError::Invalid(format!("bad value for header {name}")))?;
+            headers.append(name, value);
+        }
+        let timeout = request
+            .timeout
+            .unwrap_or(self.options.default_timeout)
+            .min(self.options.max_timeout);
+        let mut attempt = 0;
+        loop {
+            self.limiter.until_key_ready(&rate_key.to_owned()).await;
+            let mut builder = self
+                .client
+                .request(method.clone(), &request.url)
+                .headers(headers.clone())
+                .timeout(timeout);
+            if let Some(body) = &request.body {
+                builder = builder.body(body.clone());
+            }
+            let outcome = match builder.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let retry_after = response
+                        .headers()
+                        .get(RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(parse_retry_after);
+                    let retryable = status == 429 || (500..600).contains(&status);
+                    if retryable && attempt < self.options.max_retries {
+                        let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
+                        if wait <= self.options.max_backoff {
+                            attempt += 1;
+                            metrics::counter!("posbridge_plugin_http_retries_total").increment(1);
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                    }
+                    Ok(self.read(response).await?)
+                }
+                Err(err) => Err(if err.is_timeout() {
+                    OutboundError::Timeout
+                } else if err.is_builder() {
+                    OutboundError::Invalid(err.to_string())
+                } else {
+                    OutboundError::Connection(without_url(&err))
+                }),
+            };
+            match outcome {
+                Err(OutboundError::Timeout | OutboundError::Connection(_))
+                    if attempt < self.options.max_retries =>
+                {
+                    let wait = self.backoff(attempt);
+                    attempt += 1;
+                    metrics::counter!("posbridge_plugin_http_retries_total").increment(1);
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn read(
+        &self,
+        mut response: reqwest::Response,
+    ) -> Result<OutboundResponse, OutboundError> {
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        if response
+            .content_length()
+            .is_some_and(|len| len > self.options.max_response_bytes as u64)
+        {
+            return Err(OutboundError::TooLarge);
+        }
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > self.options.max_response_bytes {
+                        return Err(OutboundError::TooLarge);
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(err) if err.is_timeout() => return Err(OutboundError::Timeout),
+                Err(err) => return Err(OutboundError::Connection(without_url(&err))),
+            }
+        }
+        Ok(OutboundResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Full-jitter exponential backoff: uniform in [0, base·2^attempt], capped.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .options
+            .backoff_base
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.options.max_backoff);
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::rng().random_range(0..=millis))
+    }
+}
+
+/// Error text without the URL, whose query string may carry upstream identifiers.
+fn without_url(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    if let Some(url) = err.url() {
+        text = text.replace(url.as_str(), "<url>");
+    }
+    text
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+    let delta = when.duration_since(jiff::Timestamp::now());
+    Some(Duration::try_from(delta).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[tokio::test]
+    async fn denied_destinations_never_leave_the_host() {
+        let out = Outbound::new(OutboundOptions::default()).unwrap();
+        let allow = AllowList::parse(["api.example.com"]).unwrap();
+        let err = out
+            .send(
+                &allow,
+                "i1",
+                OutboundRequest {
+                    method: Method::Get,
+                    url: "http://127.0.0.1:1/".into(),
+                    headers: vec![],
+                    body: None,
+                    timeout: None,
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, OutboundError::Denied(_)), "{err:?}");
+    }
+}
