@@ -56,9 +56,11 @@ pub struct StoreOptions {
     /// Reader connections (SQLite) or total connections (PostgreSQL). SQLite readers run in
     /// parallel under WAL; 8 keeps two cores busy without idling on the pool.
     pub max_connections: u32,
-    /// SQLite `synchronous`: `FULL` fsyncs every commit, so an acknowledged write survives a
-    /// power cut; `NORMAL` (WAL) survives a process crash but may lose the last commits on
-    /// power loss, for several times the write throughput.
+    /// SQLite `synchronous`. `NORMAL` (the default, with WAL) keeps every acknowledged write
+    /// through a process crash or kill -9 and may lose the last commits only on power loss or
+    /// a kernel crash; `FULL` fsyncs every commit to survive those too, at one fsync per
+    /// write (measured 3.7 ms here: ~270 writes/s against ~26,000/s with `NORMAL`).
+    /// Deployments that need power-loss durability at volume belong on PostgreSQL.
     pub sqlite_synchronous: SqliteSync,
     /// How long a statement waits for a locked SQLite database before failing.
     pub busy_timeout: Duration,
@@ -77,7 +79,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             max_connections: 8,
-            sqlite_synchronous: SqliteSync::Full,
+            sqlite_synchronous: SqliteSync::Normal,
             busy_timeout: Duration::from_secs(5),
         }
     }
