@@ -1,0 +1,265 @@
+//! Conveniences on the generated types.
+
+use serde::de::DeserializeOwned;
+
+use crate::hook::{Action, CustomEvent, Tag};
+use crate::provider::{Connection, Environment, Webhook};
+use crate::types::{
+    Event, LocationInfo, ProviderError, RateLimit, Tender, Timestamp, Transaction,
+    TransactionStatus,
+};
+
+impl Connection {
+    /// The credential `name`, if the connection has it (never log it).
+    pub fn credential(&self, name: &str) -> Option<&str> {
+        self.credentials
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The credential `name`, or `invalid-credentials` naming the missing field.
+    pub fn require_credential(&self, name: &str) -> Result<&str, ProviderError> {
+        self.credential(name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                ProviderError::InvalidCredentials(format!("missing credential `{name}`"))
+            })
+    }
+
+    /// `base-url` if the integration overrides it, else the default for its environment;
+    /// without a trailing `/`.
+    pub fn base_url(&self, sandbox: &str, production: &str) -> String {
+        let url = match (&self.base_url, self.environment) {
+            (Some(url), _) if !url.is_empty() => url.as_str(),
+            (_, Environment::Sandbox) => sandbox,
+            (_, Environment::Production) => production,
+        };
+        url.trim_end_matches('/').to_owned()
+    }
+}
+
+impl Webhook {
+    /// The first value of header `name`, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        crate::http::find_header(&self.headers, name)
+    }
+
+    /// The body parsed as JSON, or `bad-payload`.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ProviderError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ProviderError::BadPayload(format!("webhook body: {e}")))
+    }
+}
+
+impl Event {
+    /// The event's data parsed as JSON.
+    pub fn data_json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.data)
+    }
+}
+
+impl Transaction {
+    /// A completed sale with every amount 0, tender `other`, no card, customer or order:
+    /// set the rest with struct update syntax or field assignment.
+    pub fn new(
+        external_id: impl Into<String>,
+        occurred_at: Timestamp,
+        currency: impl Into<String>,
+    ) -> Self {
+        Transaction {
+            external_id: external_id.into(),
+            order_id: None,
+            location_id: None,
+            occurred_at,
+            updated_at: None,
+            currency: currency.into(),
+            total: 0,
+            subtotal: 0,
+            tax: 0,
+            tip: 0,
+            discount: 0,
+            refunded: 0,
+            tender: Tender::Other,
+            card: None,
+            customer: None,
+            status: TransactionStatus::Completed,
+        }
+    }
+}
+
+impl LocationInfo {
+    /// A location with only its id and name.
+    pub fn new(id: impl Into<String>, name: impl Into<String>) -> Self {
+        LocationInfo {
+            id: id.into(),
+            name: name.into(),
+            timezone: None,
+            currency: None,
+            merchant_id: None,
+            business_name: None,
+            status: None,
+        }
+    }
+}
+
+impl ProviderError {
+    /// `invalid-credentials(message)`.
+    pub fn invalid_credentials(message: impl Into<String>) -> Self {
+        ProviderError::InvalidCredentials(message.into())
+    }
+
+    /// `location-not-found(message)`.
+    pub fn location_not_found(message: impl Into<String>) -> Self {
+        ProviderError::LocationNotFound(message.into())
+    }
+
+    /// `permission-denied(message)`.
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        ProviderError::PermissionDenied(message.into())
+    }
+
+    /// `rate-limited { message, retry-after-ms }`.
+    pub fn rate_limited(message: impl Into<String>, retry_after_ms: Option<u64>) -> Self {
+        ProviderError::RateLimited(RateLimit {
+            message: message.into(),
+            retry_after_ms,
+        })
+    }
+
+    /// `upstream(message)`.
+    pub fn upstream(message: impl Into<String>) -> Self {
+        ProviderError::Upstream(message.into())
+    }
+
+    /// `bad-payload(message)`.
+    pub fn bad_payload(message: impl Into<String>) -> Self {
+        ProviderError::BadPayload(message.into())
+    }
+
+    /// `unsupported(message)`.
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        ProviderError::Unsupported(message.into())
+    }
+
+    /// The human-readable message of any case.
+    pub fn message(&self) -> &str {
+        match self {
+            ProviderError::InvalidCredentials(m)
+            | ProviderError::LocationNotFound(m)
+            | ProviderError::PermissionDenied(m)
+            | ProviderError::Upstream(m)
+            | ProviderError::BadPayload(m)
+            | ProviderError::Unsupported(m) => m,
+            ProviderError::RateLimited(r) => &r.message,
+        }
+    }
+}
+
+impl Action {
+    /// `emit(custom-event { kind, data })`: a custom event (`custom.<kind>`) to the tenant's
+    /// terminals.
+    pub fn emit(kind: impl Into<String>, data: &serde_json::Value) -> Self {
+        Action::Emit(CustomEvent {
+            kind: kind.into(),
+            data: data.to_string(),
+        })
+    }
+
+    /// `tag-transaction { target: transaction id, tag }`.
+    pub fn tag_transaction(transaction_id: impl Into<String>, tag: impl Into<String>) -> Self {
+        Action::TagTransaction(Tag {
+            target: transaction_id.into(),
+            tag: tag.into(),
+        })
+    }
+
+    /// `tag-customer { target: phone, tag }`.
+    pub fn tag_customer(phone: impl Into<String>, tag: impl Into<String>) -> Self {
+        Action::TagCustomer(Tag {
+            target: phone.into(),
+            tag: tag.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(base_url: Option<&str>, environment: Environment) -> Connection {
+        Connection {
+            credentials: vec![
+                ("access_token".into(), "tok".into()),
+                ("empty".into(), String::new()),
+            ],
+            location_id: "L1".into(),
+            environment,
+            base_url: base_url.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn connection_helpers() {
+        let c = connection(None, Environment::Sandbox);
+        assert_eq!(c.credential("access_token"), Some("tok"));
+        assert_eq!(c.require_credential("access_token"), Ok("tok"));
+        assert_eq!(
+            c.require_credential("client_id"),
+            Err(ProviderError::InvalidCredentials(
+                "missing credential `client_id`".into()
+            ))
+        );
+        assert!(c.require_credential("empty").is_err());
+        assert_eq!(
+            c.base_url("https://sandbox/", "https://prod"),
+            "https://sandbox"
+        );
+        let c = connection(None, Environment::Production);
+        assert_eq!(
+            c.base_url("https://sandbox/", "https://prod"),
+            "https://prod"
+        );
+        let c = connection(Some("http://127.0.0.1:8081/"), Environment::Production);
+        assert_eq!(
+            c.base_url("https://sandbox/", "https://prod"),
+            "http://127.0.0.1:8081"
+        );
+    }
+
+    #[test]
+    fn constructors() {
+        let t = Transaction {
+            total: 1250,
+            tender: Tender::Card,
+            ..Transaction::new("p1", 5, "USD")
+        };
+        assert_eq!(
+            (t.total, t.status, t.occurred_at),
+            (1250, TransactionStatus::Completed, 5)
+        );
+        assert_eq!(ProviderError::upstream("x").message(), "x");
+        assert_eq!(
+            ProviderError::rate_limited("slow", Some(5)).message(),
+            "slow"
+        );
+        let a = Action::emit("big", &serde_json::json!({"a": 1}));
+        assert_eq!(
+            a,
+            Action::Emit(CustomEvent {
+                kind: "big".into(),
+                data: r#"{"a":1}"#.into()
+            })
+        );
+        let w = Webhook {
+            url: "u".into(),
+            headers: vec![("X-Square-HmacSha256-Signature".into(), "sig".into())],
+            body: b"{".to_vec(),
+        };
+        assert_eq!(w.header("x-square-hmacsha256-signature"), Some("sig"));
+        assert!(matches!(
+            w.json::<serde_json::Value>(),
+            Err(ProviderError::BadPayload(_))
+        ));
+    }
+}

@@ -1,0 +1,161 @@
+//! The guest SDK for posbridge plugins (`posbridge:plugin@0.1.0`).
+//!
+//! It generates the WIT bindings once and re-exports them under short paths, so a plugin crate
+//! needs no `wit_bindgen::generate!` of its own, and gives the helpers a provider needs:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`provider`] | the provider world's `Guest` trait and records; export with [`export_provider!`] |
+//! | [`hook`] | the hook world's `Guest` trait and records; export with [`export_hook!`] |
+//! | [`types`] | the shared types: [`types::Transaction`], [`types::ProviderError`], … |
+//! | [`http`] | a request builder over the host's `http` import, query/URL helpers |
+//! | [`errors`] | an HTTP response or transport error → [`types::ProviderError`] |
+//! | [`money`] | exact decimal text → integer minor units (never through `f64`) |
+//! | [`time`] | RFC 3339 / Toast timestamps ↔ epoch milliseconds |
+//! | [`signature`] | HMAC-SHA256, base64, hex and constant-time comparison for webhooks |
+//! | [`log`], [`state`], [`clock`] | the other host imports, with JSON helpers for state |
+//!
+//! ```ignore
+//! use posbridge_sdk::provider::{Connection, Guest, PluginInfo, /* … */};
+//! struct MyPos;
+//! impl Guest for MyPos { /* … */ }
+//! posbridge_sdk::export_provider!(MyPos);
+//! ```
+//!
+//! Outside WebAssembly (`cargo test` on the build machine) the host imports are replaced by
+//! in-process fakes — a thread-local state store, a settable clock, captured logs and a mockable
+//! HTTP handler — see [`testing`], so provider logic can be unit-tested natively.
+
+#![warn(missing_docs)]
+
+/// The generated bindings. Use the short paths ([`types`], [`provider`], [`hook`]) instead.
+#[doc(hidden)]
+pub mod bindings {
+    /// The `provider-plugin` world: generates the shared types, the imports and the
+    /// `provider` export.
+    #[allow(missing_docs, clippy::all)]
+    pub mod provider_world {
+        wit_bindgen::generate!({
+            world: "provider-plugin",
+            path: "../../wit",
+            pub_export_macro: true,
+            export_macro_name: "export",
+            default_bindings_module: "posbridge_sdk::bindings::provider_world",
+            additional_derives: [PartialEq],
+            generate_unused_types: true,
+        });
+    }
+
+    /// The `hook-plugin` world: only the `hook` export is generated here; the imports and
+    /// types are the ones of [`provider_world`], so there is one set of types.
+    #[allow(missing_docs, clippy::all)]
+    pub mod hook_world {
+        wit_bindgen::generate!({
+            world: "hook-plugin",
+            path: "../../wit",
+            pub_export_macro: true,
+            export_macro_name: "export",
+            default_bindings_module: "posbridge_sdk::bindings::hook_world",
+            additional_derives: [PartialEq],
+            with: {
+                "posbridge:plugin/types@0.1.0": crate::bindings::provider_world::posbridge::plugin::types,
+                "posbridge:plugin/http@0.1.0": crate::bindings::provider_world::posbridge::plugin::http,
+                "posbridge:plugin/log@0.1.0": crate::bindings::provider_world::posbridge::plugin::log,
+                "posbridge:plugin/clock@0.1.0": crate::bindings::provider_world::posbridge::plugin::clock,
+                "posbridge:plugin/state@0.1.0": crate::bindings::provider_world::posbridge::plugin::state,
+            },
+        });
+    }
+
+    pub(crate) use provider_world::posbridge::plugin as imports;
+}
+
+/// The types shared by every world (`posbridge:plugin/types`).
+pub mod types {
+    pub use crate::bindings::imports::types::{
+        CardInfo, CustomerRef, Event, LocationInfo, Money, ProviderError, RateLimit, Tender,
+        Timestamp, Transaction, TransactionStatus,
+    };
+}
+
+/// The provider world's export (`posbridge:plugin/provider`): implement [`Guest`] and export
+/// it with [`export_provider!`](crate::export_provider).
+pub mod provider {
+    pub use crate::bindings::provider_world::exports::posbridge::plugin::provider::{
+        Capability, Connection, CredentialField, Environment, FetchRequest, Guest, PluginInfo,
+        TransactionPage, Webhook, WebhookEvent,
+    };
+    pub use crate::types::{LocationInfo, ProviderError, Timestamp, Transaction};
+}
+
+/// The hook world's export (`posbridge:plugin/hook`): implement [`Guest`] and export it with
+/// [`export_hook!`](crate::export_hook).
+pub mod hook {
+    pub use crate::bindings::hook_world::exports::posbridge::plugin::hook::{
+        Action, CustomEvent, Guest, HookInfo, Tag,
+    };
+    pub use crate::types::Event;
+}
+
+pub mod clock;
+pub mod errors;
+mod ext;
+pub mod http;
+pub mod log;
+pub mod money;
+pub mod signature;
+pub mod state;
+mod sys;
+pub mod time;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use sys::testing;
+
+/// Re-exported so plugins use the same `serde_json` (built with `arbitrary_precision`, so JSON
+/// numbers keep their exact text for [`money`]).
+pub use serde_json;
+
+/// Exports a type implementing [`provider::Guest`] as the component's `provider` interface.
+/// Outside WebAssembly it exports nothing (so native unit tests link) and only checks the
+/// trait is implemented.
+///
+/// ```ignore
+/// struct MyPos;
+/// impl posbridge_sdk::provider::Guest for MyPos { /* … */ }
+/// posbridge_sdk::export_provider!(MyPos);
+/// ```
+#[macro_export]
+macro_rules! export_provider {
+    ($ty:ident) => {
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::provider_world::export!($ty with_types_in $crate::bindings::provider_world);
+        // Natively (unit tests) nothing is exported; only check the trait is implemented.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: () = {
+            fn assert_guest<T: $crate::provider::Guest>() {}
+            let _ = assert_guest::<$ty>;
+        };
+    };
+}
+
+/// Exports a type implementing [`hook::Guest`] as the component's `hook` interface.
+/// Outside WebAssembly it exports nothing and only checks the trait is implemented.
+///
+/// ```ignore
+/// struct MyHook;
+/// impl posbridge_sdk::hook::Guest for MyHook { /* … */ }
+/// posbridge_sdk::export_hook!(MyHook);
+/// ```
+#[macro_export]
+macro_rules! export_hook {
+    ($ty:ident) => {
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::hook_world::export!($ty with_types_in $crate::bindings::hook_world);
+        // Natively (unit tests) nothing is exported; only check the trait is implemented.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: () = {
+            fn assert_guest<T: $crate::hook::Guest>() {}
+            let _ = assert_guest::<$ty>;
+        };
+    };
+}

@@ -1,0 +1,17 @@
+//! `test-wrong-world`: a valid component of an unknown world (`test:other/other`, exporting
+//! `run: func() -> string`), so the host must refuse to install it.
+
+wit_bindgen::generate!({
+    world: "other",
+    path: "wit",
+});
+
+struct Other;
+
+impl Guest for Other {
+    fn run() -> String {
+        "not a posbridge plugin".into()
+    }
+}
+
+export!(Other);
