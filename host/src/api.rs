@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/admin", admin)
         .nest("/api/{tenant}", tenant)
         .merge(terminals::stream_routes())
+        .merge(providers::webhook_routes())
         .route("/metrics", get(metrics::render))
         .route("/healthz", get(liveness))
         .fallback(not_found)

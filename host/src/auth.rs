@@ -79,6 +79,30 @@ impl TenantScope {
     }
 }
 
+impl TenantScope {
+    /// The scope of a tenant named by one of our own rows (an integration, a webhook in the
+    /// inbox), for background work that acts for the tenant without a caller. Never build a
+    /// scope from anything a client sent.
+    pub async fn for_background_job(
+        store: &Store,
+        tenant_id: &str,
+    ) -> Result<Option<Self>, StoreError> {
+        let row =
+            sqlx::query("SELECT id, slug, currency, country, timezone FROM tenants WHERE id = $1")
+                .bind(tenant_id)
+                .fetch_optional(store.reader())
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(TenantScope {
+            tenant_id: row.try_get("id")?,
+            slug: row.try_get("slug")?,
+            currency: row.try_get("currency")?,
+            country: row.try_get("country")?,
+            timezone: row.try_get("timezone")?,
+        }))
+    }
+}
+
 /// An authenticated tenant API key.
 #[derive(Debug, Clone)]
 pub struct Caller {

@@ -16,6 +16,12 @@ pub struct ServeConfig {
     /// Database URL (`sqlite://…`, a bare file path, or `postgres://…`).
     pub database_url: String,
     /// Operator token; when absent, one is generated on first start (see `auth`).
+    /// The URL providers reach this host at, for webhook URLs (`--public-url`; empty means
+    /// `http://<bound address>`). Behind a reverse proxy it differs from the bind address.
+    pub public_url: String,
+    /// `POSBRIDGE_MASTER_KEY`: master keys for sealed secrets; when absent, a key file
+    /// beside the database is used (created with mode 0600).
+    pub master_key: Option<String>,
     pub operator_token: Option<String>,
     /// Storage knobs.
     pub store: StoreOptions,
@@ -39,6 +45,8 @@ impl Default for ServeConfig {
             bind: "127.0.0.1:9010".into(),
             database_url: "posbridge.db".into(),
             operator_token: None,
+            public_url: String::new(),
+            master_key: None,
             store: StoreOptions::default(),
             hub: HubOptions::default(),
             stream: StreamOptions::default(),

@@ -34,6 +34,8 @@ pub enum EventKind {
     LoyaltyUpdated,
     /// A daily report was uploaded or replaced.
     DailyReportUploaded,
+    /// A POS sale (Square, Toast, local) was recorded or changed.
+    TransactionRecorded,
 }
 
 impl EventKind {
@@ -46,6 +48,7 @@ impl EventKind {
             EventKind::GiftCardRedeemed => "gift_card_redeemed",
             EventKind::LoyaltyUpdated => "loyalty_updated",
             EventKind::DailyReportUploaded => "daily_report_uploaded",
+            EventKind::TransactionRecorded => "transaction_recorded",
         }
     }
 }

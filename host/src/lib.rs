@@ -25,3 +25,4 @@ pub mod state;
 pub mod store;
 pub mod tenancy;
 pub mod terminals;
+pub mod vault;

@@ -66,6 +66,16 @@ enum Command {
     /// Install, check and scaffold plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Manage the master keys that seal provider credentials.
+    #[command(subcommand)]
+    Vault(VaultCommand),
+}
+
+#[derive(Subcommand)]
+enum VaultCommand {
+    /// Re-seal every secret under a new active key (key file) or under the first key of
+    /// POSBRIDGE_MASTER_KEY; older keys keep opening values until they are re-sealed.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -107,6 +117,9 @@ struct ServeArgs {
     /// Operator token for /admin; generated and printed once on first start if absent.
     #[arg(long, env = "POSBRIDGE_OPERATOR_TOKEN", hide_env_values = true)]
     operator_token: Option<String>,
+    /// Public base URL providers post webhooks to (default http://<bound address>).
+    #[arg(long, env = "POSBRIDGE_PUBLIC_URL", default_value = "")]
+    public_url: String,
     /// Milliseconds between WebSocket pings (a socket that misses one pong is closed).
     #[arg(long, default_value_t = 25_000)]
     ws_ping_interval_ms: u64,
@@ -193,6 +206,8 @@ async fn main() -> anyhow::Result<()> {
                 bind: args.bind,
                 database_url: cli.database_url,
                 operator_token: args.operator_token,
+                public_url: args.public_url,
+                master_key: master_key(),
                 store: StoreOptions {
                     max_connections: args.db_connections.max(1),
                     sqlite_synchronous: args.sqlite_synchronous,
@@ -239,6 +254,14 @@ async fn main() -> anyhow::Result<()> {
             store.close().await;
         }
         Command::Plugin(cmd) => run_plugin_command(&cli.database_url, cmd).await?,
+        Command::Vault(VaultCommand::Rotate) => {
+            let store = open(&cli.database_url).await?;
+            let key_file = posbridge::server::default_key_file(&cli.database_url);
+            let report =
+                posbridge::vault::rotate(&store, master_key().as_deref(), &key_file).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            store.close().await;
+        }
         Command::Key(cmd) => {
             let store = open(&cli.database_url).await?;
             match cmd {
@@ -328,6 +351,12 @@ async fn run_plugin_command(database_url: &str, cmd: PluginCommand) -> anyhow::R
         }
     }
     Ok(())
+}
+
+fn master_key() -> Option<String> {
+    std::env::var("POSBRIDGE_MASTER_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty())
 }
 
 async fn open(url: &str) -> anyhow::Result<Store> {

@@ -1,21 +1,39 @@
-//! POS provider integrations on top of plugins: validating credentials against a location
-//! (and, in later steps, connecting venues, syncing and webhooks).
+//! POS provider integrations on top of plugins: validating credentials, connecting venues,
+//! syncing sales, receiving webhooks and local POS pushes, and reading sales and revenue.
+
+mod ingest;
+mod integrations;
+mod sales;
+mod sync;
+mod webhooks;
+
+pub use ingest::{net_spend, IngestCounts, RecordedSale};
+pub use integrations::{ConnectRequest, Integration};
+pub use sales::{Period, Revenue};
+pub use sync::{spawn_scheduler, SyncStats};
+pub use webhooks::spawn_inbox_worker;
 
 use std::collections::BTreeMap;
 
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use crate::auth::ManagerCaller;
+use crate::auth::{ManagerCaller, TerminalCaller};
+use crate::customers::normalize_phone;
 use crate::error::ApiError;
+use crate::events::LoggedTx;
 use crate::extract::ApiJson;
+use crate::extract::Idempotency;
+use crate::paging::Page;
 use crate::plugins::contract::{Connection, Environment, LocationInfo, ProviderError};
 use crate::plugins::{CallContext, CallError, Plugins};
 use crate::state::AppState;
+use crate::store::now_micros;
 
 /// Body of `POST /api/{tenant}/pos/validate`.
 #[derive(Debug, Deserialize)]
@@ -168,9 +186,348 @@ pub fn connection(
     })
 }
 
-/// `/api/{tenant}/pos/…` routes.
+/// `/api/{tenant}/…` routes: integrations (manager), pushed sales (terminal), links.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/pos/validate", post(validate))
+    Router::new()
+        .route("/pos/validate", post(validate))
+        .route("/pos/connect", post(connect))
+        .route("/pos/status/{venue}", get(status))
+        .route("/pos/disconnect/{venue}", post(disconnect))
+        .route("/pos/sync/{venue}", post(sync_now))
+        .route("/pos/transactions/{venue}", get(transactions))
+        .route("/pos/revenue/{venue}", get(revenue))
+        .route("/transactions", post(push))
+        .route("/customers/{phone}/links", post(link_customer))
+}
+
+/// The public webhook route, `/webhooks/{provider}/{integration_id}`.
+pub fn webhook_routes() -> Router<AppState> {
+    Router::new().route(
+        "/webhooks/{provider}/{integration_id}",
+        post(webhooks::receive),
+    )
+}
+
+async fn connect(
+    State(app): State<AppState>,
+    ManagerCaller(caller): ManagerCaller,
+    body: ApiJson<ConnectRequest>,
+) -> Result<Json<Integration>, ProviderFailure> {
+    Ok(Json(
+        integrations::connect(&app, &caller.scope, body.value).await?,
+    ))
+}
+
+#[derive(serde::Serialize)]
+struct StatusView {
+    #[serde(flatten)]
+    integration: Integration,
+    transaction_count: i64,
+    recent_sync_errors: Vec<integrations::SyncRun>,
+    last_sync: Option<integrations::SyncRun>,
+    revenue: RevenueSummary,
+}
+
+#[derive(serde::Serialize)]
+struct RevenueSummary {
+    today: Revenue,
+    all: Revenue,
+}
+
+async fn status(
+    State(app): State<AppState>,
+    ManagerCaller(caller): ManagerCaller,
+    Path((_tenant, venue)): Path<(String, String)>,
+) -> Result<Json<StatusView>, ProviderFailure> {
+    let integration = integrations::by_venue(&app, &caller.scope, &venue).await?;
+    let transaction_count = sync::transaction_count(&app, &integration.id)
+        .await
+        .map_err(ApiError::from)?;
+    let recent_sync_errors = integrations::recent_runs(&app, &integration.id, true, 5)
+        .await
+        .map_err(ApiError::from)?;
+    let last_sync = integrations::recent_runs(&app, &integration.id, false, 1)
+        .await
+        .map_err(ApiError::from)?
+        .into_iter()
+        .next();
+    let revenue = RevenueSummary {
+        today: sales::revenue(&app, &caller.scope, &integration, Period::Day).await?,
+        all: sales::revenue(&app, &caller.scope, &integration, Period::All).await?,
+    };
+    Ok(Json(StatusView {
+        integration,
+        transaction_count,
+        recent_sync_errors,
+        last_sync,
+        revenue,
+    }))
+}
+
+async fn disconnect(
+    State(app): State<AppState>,
+    ManagerCaller(caller): ManagerCaller,
+    Path((_tenant, venue)): Path<(String, String)>,
+) -> Result<Json<Integration>, ProviderFailure> {
+    Ok(Json(
+        integrations::disconnect(&app, &caller.scope, &venue).await?,
+    ))
+}
+
+async fn sync_now(
+    State(app): State<AppState>,
+    ManagerCaller(caller): ManagerCaller,
+    Path((_tenant, venue)): Path<(String, String)>,
+) -> Result<Json<SyncStats>, ProviderFailure> {
+    let integration = integrations::by_venue(&app, &caller.scope, &venue).await?;
+    if integration.status == "DISCONNECTED" {
+        return Err(ApiError::conflict(
+            "integration_disconnected",
+            "connect the venue again before syncing",
+        )
+        .into());
+    }
+    match sync::sync_integration(&app, &integration.id, "manual").await? {
+        Some(stats) => Ok(Json(stats)),
+        None => Err(ApiError::conflict(
+            "sync_in_progress",
+            "a sync of this venue is already running",
+        )
+        .into()),
+    }
+}
+
+async fn transactions(
+    State(app): State<AppState>,
+    ManagerCaller(caller): ManagerCaller,
+    Path((_tenant, venue)): Path<(String, String)>,
+    Query(query): Query<sales::TransactionQuery>,
+) -> Result<Json<Page<sales::Sale>>, ProviderFailure> {
+    let integration = integrations::by_venue(&app, &caller.scope, &venue).await?;
+    Ok(Json(
+        sales::transactions(&app, &caller.scope, &integration, query).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevenueQuery {
+    #[serde(default)]
+    period: Period,
+}
+
+async fn revenue(
+    State(app): State<AppState>,
+    ManagerCaller(caller): ManagerCaller,
+    Path((_tenant, venue)): Path<(String, String)>,
+    Query(query): Query<RevenueQuery>,
+) -> Result<Json<Revenue>, ProviderFailure> {
+    let integration = integrations::by_venue(&app, &caller.scope, &venue).await?;
+    Ok(Json(
+        sales::revenue(&app, &caller.scope, &integration, query.period).await?,
+    ))
+}
+
+/// Only `venue` is read here; the whole body goes to the venue's provider plugin.
+#[derive(Deserialize)]
+struct PushEnvelope {
+    venue: String,
+}
+
+/// `POST /api/{tenant}/transactions`: a local POS pushes its sales in its native format.
+async fn push(
+    State(app): State<AppState>,
+    TerminalCaller(caller): TerminalCaller,
+    idem: Idempotency,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<Response, ProviderFailure> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.starts_with("application/json"));
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "request bodies must be application/json",
+        )
+        .into());
+    }
+    let envelope: PushEnvelope = crate::extract::parse_json(&body)?;
+    let integration = integrations::by_venue(&app, &caller.scope, &envelope.venue).await?;
+    if integration.status == "DISCONNECTED" {
+        return Err(
+            ApiError::conflict("integration_disconnected", "this venue is disconnected").into(),
+        );
+    }
+    let ctx = CallContext {
+        tenant_id: caller.scope.tenant_id().to_owned(),
+        integration_id: integration.id.clone(),
+    };
+    let sales = app
+        .plugins
+        .parse_push(&integration.provider, &ctx, &body)
+        .await??;
+    let digest: [u8; 32] =
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&body)).into();
+    let scope = caller.scope.clone();
+    Ok(crate::idempotency::execute(
+        &app,
+        &caller.scope,
+        &idem,
+        &digest,
+        move |tx: &mut LoggedTx| {
+            Box::pin(async move {
+                let target = ingest::IngestTarget {
+                    integration_id: &integration.id,
+                    venue: &integration.venue,
+                    provider: &integration.provider,
+                };
+                let (counts, _recorded) =
+                    ingest::ingest(tx, &scope, &target, &sales, ingest::Source::Push).await?;
+                if counts.rejected > 0 && counts.created + counts.updated + counts.duplicates == 0 {
+                    return Err(ApiError::unprocessable(
+                        "invalid_transactions",
+                        "no transaction in the push was acceptable",
+                    ));
+                }
+                Ok::<_, ApiError>((
+                    StatusCode::OK,
+                    serde_json::json!({
+                        "created": counts.created,
+                        "updated": counts.updated,
+                        "duplicates": counts.duplicates,
+                        "rejected": counts.rejected,
+                    }),
+                ))
+            })
+        },
+    )
+    .await?)
+}
+
+/// Body of `POST /api/{tenant}/customers/{phone}/links`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkRequest {
+    #[serde(default)]
+    card_fingerprint: Option<String>,
+    #[serde(default)]
+    provider: Option<String>,
+    #[serde(default)]
+    provider_customer_id: Option<String>,
+}
+
+/// Links a card fingerprint or a provider customer to the customer with this phone, so
+/// their sales are attributed to them (past unmatched sales included).
+async fn link_customer(
+    State(app): State<AppState>,
+    ManagerCaller(caller): ManagerCaller,
+    Path((_tenant, phone)): Path<(String, String)>,
+    body: ApiJson<LinkRequest>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ProviderFailure> {
+    let scope = &caller.scope;
+    let phone = normalize_phone(scope.country(), &phone)
+        .map_err(|e| ApiError::unprocessable("invalid_phone", e.to_string()))?;
+    let req = body.value;
+    let mut links: Vec<(&str, String)> = Vec::new();
+    if let Some(fp) = req
+        .card_fingerprint
+        .filter(|f| !f.is_empty() && f.len() <= 200)
+    {
+        links.push(("card_fingerprint", fp));
+    }
+    match (req.provider, req.provider_customer_id) {
+        (Some(p), Some(c)) if !p.is_empty() && !c.is_empty() && c.len() <= 200 => {
+            links.push(("provider_customer", format!("{p}:{c}")))
+        }
+        (None, None) => {}
+        _ => {
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                "provider and provider_customer_id go together",
+            )
+            .into())
+        }
+    }
+    if links.is_empty() {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            "give card_fingerprint or provider + provider_customer_id",
+        )
+        .into());
+    }
+    let now = now_micros();
+    let mut tx = app.store.begin().await.map_err(ApiError::from)?;
+    let customer_id: String = sqlx::query_scalar(
+        "INSERT INTO customers (id, tenant_id, phone, points, lifetime_points, created_at, updated_at)
+         VALUES ($1, $2, $3, 0, 0, $4, $4)
+         ON CONFLICT (tenant_id, phone) DO UPDATE SET updated_at = customers.updated_at RETURNING id",
+    )
+    .bind(crate::store::new_id())
+    .bind(scope.tenant_id())
+    .bind(&phone)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(ApiError::from)?;
+    let mut attributed = 0;
+    for (kind, value) in &links {
+        let taken: Option<String> = sqlx::query_scalar("SELECT customer_id FROM customer_links WHERE tenant_id = $1 AND kind = $2 AND value = $3")
+            .bind(scope.tenant_id())
+            .bind(kind)
+            .bind(value)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(ApiError::from)?;
+        if taken.as_ref().is_some_and(|t| t != &customer_id) {
+            return Err(ApiError::conflict(
+                "already_linked",
+                format!("this {kind} is linked to another customer"),
+            )
+            .into());
+        }
+        sqlx::query("INSERT INTO customer_links (tenant_id, kind, value, customer_id, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, kind, value) DO NOTHING")
+            .bind(scope.tenant_id())
+            .bind(kind)
+            .bind(value)
+            .bind(&customer_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(ApiError::from)?;
+        let column = if *kind == "card_fingerprint" {
+            "card_fingerprint"
+        } else {
+            "provider_customer_id"
+        };
+        let matched_value = if *kind == "card_fingerprint" {
+            value.clone()
+        } else {
+            value
+                .split_once(':')
+                .map(|(_, c)| c.to_owned())
+                .unwrap_or_default()
+        };
+        attributed += sqlx::query(&format!(
+            "UPDATE pos_transactions SET customer_id = $1 WHERE tenant_id = $2 AND customer_id IS NULL AND {column} = $3"
+        ))
+        .bind(&customer_id)
+        .bind(scope.tenant_id())
+        .bind(&matched_value)
+        .execute(&mut *tx)
+        .await
+        .map_err(ApiError::from)?
+        .rows_affected();
+    }
+    tx.commit().await.map_err(ApiError::from)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            serde_json::json!({"phone": phone, "customer_id": customer_id, "linked": links.len(), "attributed_transactions": attributed}),
+        ),
+    ))
 }
 
 async fn validate(

@@ -16,6 +16,7 @@ use crate::plugins::{Plugins, StartError};
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
 use crate::terminals::Terminals;
+use crate::vault::{Vault, VaultError};
 use crate::{api, idempotency, metrics};
 
 /// Why the server could not start or run.
@@ -27,6 +28,9 @@ pub enum ServeError {
     /// The plugin runtime could not start.
     #[error("plugin runtime: {0}")]
     Plugins(#[from] StartError),
+    /// The master keys could not be loaded.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -59,11 +63,29 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         plugin_options.cache_dir = Some(default_cache_dir(&config.database_url));
     }
     let plugins = Plugins::start(store.clone(), plugin_options).await?;
+    let vault = Vault::load(
+        config.master_key.as_deref(),
+        &default_key_file(&config.database_url),
+    )?;
+    let listener = TcpListener::bind(&config.bind)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.bind.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    let mut config = config;
+    if config.public_url.is_empty() {
+        config.public_url = format!("http://{addr}");
+    }
     let shutdown = CancellationToken::new();
     let state = AppState {
         hub: EventHub::new(config.hub.clone()),
         terminals: Terminals::default(),
         plugins: plugins.clone(),
+        vault: Arc::new(vault),
+        sync_wakeup: Arc::default(),
+        inbox_wakeup: Arc::default(),
         operator: Arc::new(operator),
         config: Arc::new(config.clone()),
         shutdown: shutdown.clone(),
@@ -74,15 +96,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .hub
         .spawn_cross_node_listener(store.clone(), shutdown.clone());
     plugins.spawn_watcher(shutdown.clone());
+    crate::providers::spawn_scheduler(state.clone());
+    crate::providers::spawn_inbox_worker(state.clone());
     spawn_idempotency_pruner(store.clone(), config.idempotency_ttl, shutdown.clone());
 
-    let listener = TcpListener::bind(&config.bind)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: config.bind.clone(),
-            source,
-        })?;
-    let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = ?store.backend(), "posbridge listening");
     println!("posbridge listening on http://{addr}");
 
@@ -157,6 +174,11 @@ fn raise_fd_limit() {
         Ok(limit) => tracing::debug!(limit, "file descriptor limit"),
         Err(err) => tracing::warn!(error = %err, "could not raise the file descriptor limit"),
     }
+}
+
+/// The key file of the embedded default: `posbridge.keys` beside the SQLite file.
+pub fn default_key_file(database_url: &str) -> std::path::PathBuf {
+    default_cache_dir(database_url).with_file_name("posbridge.keys")
 }
 
 /// Precompiled plugin artifacts live beside the SQLite file (or in `./posbridge-cache` for

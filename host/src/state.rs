@@ -11,6 +11,7 @@ use crate::events::EventHub;
 use crate::plugins::Plugins;
 use crate::store::Store;
 use crate::terminals::Terminals;
+use crate::vault::Vault;
 
 /// Handles to the host's shared services.
 #[derive(Clone, Debug)]
@@ -27,6 +28,12 @@ pub struct AppState {
     pub operator: Arc<OperatorCredential>,
     /// Configuration.
     pub config: Arc<ServeConfig>,
+    /// Master keys for sealed secrets.
+    pub vault: Arc<Vault>,
+    /// Wakes the sync scheduler (a venue was connected).
+    pub sync_wakeup: Arc<tokio::sync::Notify>,
+    /// Wakes the webhook inbox worker (a delivery was stored).
+    pub inbox_wakeup: Arc<tokio::sync::Notify>,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
     /// Long-lived tasks (WebSocket sessions) shutdown waits for.

@@ -88,6 +88,11 @@ impl EventHub {
         }
     }
 
+    /// This process's id (in NOTIFY payloads and sync leases).
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
     pub(super) fn notification(&self, tenant_id: &str, seq: i64) -> String {
         format!("{} {tenant_id} {seq}", self.inner.node_id)
     }

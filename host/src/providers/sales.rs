@@ -1,0 +1,286 @@
+//! Reading recorded sales: the venue's transactions (newest first, cursor paged) and its
+//! revenue over a calendar period in the venue's time zone, refunds netted.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::integrations::Integration;
+use crate::auth::TenantScope;
+use crate::customers::normalize_phone;
+use crate::error::ApiError;
+use crate::paging::{Page, PageQuery};
+use crate::state::AppState;
+use crate::store::rfc3339;
+
+/// Query of `GET /pos/transactions/{venue}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransactionQuery {
+    /// Only sales at or after (RFC 3339).
+    pub from: Option<String>,
+    /// Only sales before (RFC 3339).
+    pub to: Option<String>,
+    /// Only sales of this customer (phone).
+    pub customer: Option<String>,
+    /// Page size.
+    pub limit: Option<u32>,
+    /// Next-page cursor.
+    pub cursor: Option<String>,
+}
+
+/// A stored sale.
+#[derive(Debug, Serialize)]
+pub struct Sale {
+    /// Our id.
+    pub id: String,
+    /// Provider id.
+    pub external_id: String,
+    /// Provider order id.
+    pub order_id: Option<String>,
+    /// When.
+    pub occurred_at: String,
+    /// ISO-4217.
+    pub currency: String,
+    /// Minor units.
+    pub total: i64,
+    /// Minor units.
+    pub subtotal: i64,
+    /// Minor units.
+    pub tax: i64,
+    /// Minor units.
+    pub tip: i64,
+    /// Minor units.
+    pub discount: i64,
+    /// Minor units refunded.
+    pub refunded: i64,
+    /// Tender.
+    pub tender: String,
+    /// completed, pending, voided, failed.
+    pub status: String,
+    /// Card brand and last four.
+    pub card: Option<serde_json::Value>,
+    /// Matched customer.
+    pub customer: Option<serde_json::Value>,
+    /// webhook, sync or push.
+    pub source: String,
+}
+
+fn parse_time(field: &str, value: &Option<String>) -> Result<Option<i64>, ApiError> {
+    value
+        .as_deref()
+        .map(|v| {
+            v.parse::<jiff::Timestamp>()
+                .map(|t| t.as_microsecond())
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_query",
+                        format!("{field} must be an RFC 3339 time"),
+                    )
+                })
+        })
+        .transpose()
+}
+
+/// The venue's sales, newest first.
+pub async fn transactions(
+    app: &AppState,
+    scope: &TenantScope,
+    integration: &Integration,
+    query: TransactionQuery,
+) -> Result<Page<Sale>, ApiError> {
+    let from = parse_time("from", &query.from)?.unwrap_or(i64::MIN);
+    let to = parse_time("to", &query.to)?.unwrap_or(i64::MAX);
+    let customer_phone = query
+        .customer
+        .as_deref()
+        .map(|p| {
+            normalize_phone(scope.country(), p)
+                .map_err(|e| ApiError::unprocessable("invalid_phone", e.to_string()))
+        })
+        .transpose()?;
+    let page = PageQuery {
+        limit: query.limit,
+        cursor: query
+            .cursor
+            .map(|c| {
+                crate::paging::Cursor::try_from(c)
+                    .map_err(|e| ApiError::bad_request("invalid_query", e))
+            })
+            .transpose()?,
+    };
+    let (before_at, before_id) = page.before();
+    let rows = sqlx::query(
+        "SELECT t.id, t.external_id, t.order_id, t.occurred_at, t.currency, t.total, t.subtotal, t.tax, t.tip, t.discount,
+                t.refunded, t.tender, t.status, t.card_brand, t.card_last4, t.source, c.id AS customer_id, c.phone
+         FROM pos_transactions t LEFT JOIN customers c ON c.id = t.customer_id
+         WHERE t.tenant_id = $1 AND t.integration_id = $2 AND t.occurred_at >= $3 AND t.occurred_at < $4
+           AND ($5 IS NULL OR c.phone = $5)
+           AND (t.occurred_at < $6 OR (t.occurred_at = $6 AND t.id < $7))
+         ORDER BY t.occurred_at DESC, t.id DESC LIMIT $8",
+    )
+    .bind(scope.tenant_id())
+    .bind(&integration.id)
+    .bind(from)
+    .bind(to)
+    .bind(customer_phone.as_deref())
+    .bind(before_at)
+    .bind(before_id)
+    .bind(page.fetch_limit())
+    .fetch_all(app.store.reader())
+    .await?;
+    let items = rows
+        .iter()
+        .map(|r| {
+            let occurred: i64 = r.try_get("occurred_at")?;
+            let brand: Option<String> = r.try_get("card_brand")?;
+            let last4: Option<String> = r.try_get("card_last4")?;
+            let customer_id: Option<String> = r.try_get("customer_id")?;
+            let phone: Option<String> = r.try_get("phone")?;
+            Ok((
+                occurred,
+                Sale {
+                    id: r.try_get("id")?,
+                    external_id: r.try_get("external_id")?,
+                    order_id: r.try_get("order_id")?,
+                    occurred_at: rfc3339(occurred),
+                    currency: r.try_get("currency")?,
+                    total: r.try_get("total")?,
+                    subtotal: r.try_get("subtotal")?,
+                    tax: r.try_get("tax")?,
+                    tip: r.try_get("tip")?,
+                    discount: r.try_get("discount")?,
+                    refunded: r.try_get("refunded")?,
+                    tender: r.try_get("tender")?,
+                    status: r.try_get("status")?,
+                    card: (brand.is_some() || last4.is_some())
+                        .then(|| serde_json::json!({"brand": brand, "last4": last4})),
+                    customer: customer_id.map(|id| serde_json::json!({"id": id, "phone": phone})),
+                    source: r.try_get("source")?,
+                },
+            ))
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(page.page(items, |s| s.id.clone()))
+}
+
+/// A calendar period for revenue.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    /// Today so far.
+    Day,
+    /// This week (Monday first) so far.
+    Week,
+    /// This month so far.
+    Month,
+    /// This year so far.
+    Year,
+    /// Everything.
+    #[default]
+    All,
+}
+
+/// Revenue of a venue over a period.
+#[derive(Debug, Serialize)]
+pub struct Revenue {
+    /// The period.
+    pub period: Period,
+    /// Start (venue's local midnight, as RFC 3339), absent for `all`.
+    pub from: Option<String>,
+    /// Now.
+    pub to: String,
+    /// The venue's time zone.
+    pub timezone: String,
+    /// ISO-4217.
+    pub currency: String,
+    /// Completed sales, net of refunds, minor units.
+    pub total: i64,
+    /// Refunds netted out, minor units.
+    pub refunds: i64,
+    /// Completed sales counted.
+    pub count: i64,
+    /// total / count, rounded half away from zero; 0 when there are no sales.
+    pub average: i64,
+}
+
+/// Revenue of the venue over `period`, in the venue's time zone.
+pub async fn revenue(
+    app: &AppState,
+    scope: &TenantScope,
+    integration: &Integration,
+    period: Period,
+) -> Result<Revenue, ApiError> {
+    let tz = jiff::tz::TimeZone::get(&integration.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let now = jiff::Timestamp::now().to_zoned(tz);
+    let today = now.date();
+    let start_date = match period {
+        Period::Day => Some(today),
+        Period::Week => {
+            Some(today - jiff::Span::new().days(i64::from(today.weekday().to_monday_zero_offset())))
+        }
+        Period::Month => Some(today.first_of_month()),
+        Period::Year => Some(today.first_of_year()),
+        Period::All => None,
+    };
+    let from = match start_date {
+        Some(date) => Some(
+            date.to_zoned(now.time_zone().clone())
+                .map_err(|_| ApiError::internal())?
+                .timestamp(),
+        ),
+        None => None,
+    };
+    let row = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(total - refunded), 0) AS BIGINT) AS net, CAST(COALESCE(SUM(refunded), 0) AS BIGINT) AS refunds,
+                COUNT(*) AS n
+         FROM pos_transactions WHERE tenant_id = $1 AND integration_id = $2 AND status = 'completed' AND occurred_at >= $3",
+    )
+    .bind(scope.tenant_id())
+    .bind(&integration.id)
+    .bind(from.map(|t| t.as_microsecond()).unwrap_or(i64::MIN))
+    .fetch_one(app.store.reader())
+    .await?;
+    let total: i64 = row.try_get("net")?;
+    let count: i64 = row.try_get("n")?;
+    Ok(Revenue {
+        period,
+        from: from.map(|t| {
+            t.display_with_offset(t.to_zoned(now.time_zone().clone()).offset())
+                .to_string()
+        }),
+        to: now.timestamp().to_string(),
+        timezone: integration.timezone.clone(),
+        currency: integration.currency.clone(),
+        total,
+        refunds: row.try_get("refunds")?,
+        count,
+        average: if count == 0 {
+            0
+        } else {
+            rounded_div(total, count)
+        },
+    })
+}
+
+/// Integer division rounding half away from zero.
+fn rounded_div(a: i64, b: i64) -> i64 {
+    let (q, r) = (a / b, a % b);
+    if 2 * r.abs() >= b.abs() {
+        q + a.signum() * b.signum()
+    } else {
+        q
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rounded_div;
+
+    #[test]
+    fn averages_round_half_away_from_zero() {
+        assert_eq!(rounded_div(10, 4), 3);
+        assert_eq!(rounded_div(9, 4), 2);
+        assert_eq!(rounded_div(-10, 4), -3);
+        assert_eq!(rounded_div(3000, 3), 1000);
+    }
+}

@@ -1,0 +1,347 @@
+//! Polling sync: a scheduler that syncs each connected integration on its interval under a
+//! lease (so several hosts on one PostgreSQL never sync the same integration at once), and
+//! the sync itself: window by window, page by page, each page ingested in its own
+//! transaction.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::ingest::{ingest, IngestCounts, IngestTarget, Source};
+use super::integrations::{by_id, connection_of, Integration};
+use super::ProviderFailure;
+use crate::auth::TenantScope;
+use crate::error::ApiError;
+use crate::events::LoggedTx;
+use crate::plugins::contract::{FetchRequest, ProviderError};
+use crate::plugins::CallContext;
+use crate::state::AppState;
+use crate::store::{new_id, now_micros, StoreError};
+
+/// The first sync of an integration reaches this far back.
+const FIRST_SYNC_LOOKBACK: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Later syncs re-read this much before the last synced point, catching sales that
+/// arrived upstream late (the duplicates are skipped).
+const OVERLAP: Duration = Duration::from_secs(10 * 60);
+/// A sync holds its lease this long; a host that died mid-sync frees it by expiry.
+const LEASE: Duration = Duration::from_secs(10 * 60);
+/// Pages per run at most, so one enormous backlog cannot hold a lease forever.
+const MAX_PAGES: u32 = 10_000;
+/// Failures in a row after which the integration shows ERROR.
+const ERROR_AFTER: i64 = 3;
+/// Longest backoff between failing syncs.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// What a sync did (the body of `POST /pos/sync/{venue}`).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct SyncStats {
+    /// Sales read from the provider.
+    pub fetched: u64,
+    /// New.
+    pub created: u64,
+    /// Changed.
+    pub updated: u64,
+    /// Already known.
+    pub duplicates: u64,
+    /// Pages read.
+    pub pages: u64,
+}
+
+/// Starts the scheduler; it stops with the server.
+pub fn spawn_scheduler(app: AppState) {
+    tokio::spawn(async move {
+        loop {
+            if let Err(err) = run_due(&app).await {
+                tracing::warn!(error = %err, "sync scheduler pass failed");
+            }
+            tokio::select! {
+                _ = app.shutdown.cancelled() => return,
+                _ = app.sync_wakeup.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    });
+}
+
+async fn run_due(app: &AppState) -> Result<(), StoreError> {
+    let due: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM integrations WHERE status IN ('connected', 'error') AND next_sync_at IS NOT NULL
+           AND next_sync_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
+         ORDER BY next_sync_at LIMIT 16",
+    )
+    .bind(now_micros())
+    .fetch_all(app.store.reader())
+    .await?;
+    for id in due {
+        if app.shutdown.is_cancelled() {
+            return Ok(());
+        }
+        let app = app.clone();
+        // Each sync runs on its own task: one slow provider never delays the others.
+        tokio::spawn(async move {
+            match sync_integration(&app, &id, "schedule").await {
+                Ok(Some(stats)) => tracing::info!(integration = %id, ?stats, "scheduled sync done"),
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(integration = %id, error = ?err.0, "scheduled sync failed")
+                }
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Syncs one integration now if its lease is free. `Ok(None)` when another sync holds it.
+pub async fn sync_integration(
+    app: &AppState,
+    id: &str,
+    trigger: &str,
+) -> Result<Option<SyncStats>, ProviderFailure> {
+    let now = now_micros();
+    let lease_until = now + LEASE.as_micros() as i64;
+    let claimed = sqlx::query(
+        "UPDATE integrations SET lease_owner = $1, lease_until = $2
+         WHERE id = $3 AND status <> 'disconnected' AND (lease_until IS NULL OR lease_until < $4)",
+    )
+    .bind(app.hub.node_id())
+    .bind(lease_until)
+    .bind(id)
+    .bind(now)
+    .execute(app.store.writer())
+    .await
+    .map_err(ApiError::from)?
+    .rows_affected();
+    if claimed == 0 {
+        return Ok(None);
+    }
+    let started = now_micros();
+    let Some(integration) = by_id(app, id).await.map_err(ApiError::from)? else {
+        return Ok(None);
+    };
+    let outcome = run(app, &integration).await;
+    let finished = now_micros();
+    let (stats, error) = match &outcome {
+        Ok(stats) => (*stats, None),
+        Err((stats, e)) => (*stats, Some(e.clone())),
+    };
+    record(
+        app,
+        &integration,
+        trigger,
+        started,
+        finished,
+        &stats,
+        error.as_ref(),
+    )
+    .await
+    .map_err(ApiError::from)?;
+    match outcome {
+        Ok(stats) => Ok(Some(stats)),
+        Err((_, SyncFailure::Provider(e))) => Err(e.into()),
+        Err((_, SyncFailure::Call(e))) => Err(e.into()),
+        Err((_, SyncFailure::Internal(m))) => {
+            tracing::error!(integration = %id, error = %m, "sync failed");
+            Err(ApiError::internal().into())
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum SyncFailure {
+    Provider(ProviderError),
+    Call(crate::plugins::CallError),
+    Internal(String),
+}
+
+impl std::fmt::Display for SyncFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncFailure::Provider(e) => write!(f, "{e}"),
+            SyncFailure::Call(e) => write!(f, "{e}"),
+            SyncFailure::Internal(m) => write!(f, "internal error: {m}"),
+        }
+    }
+}
+
+async fn run(
+    app: &AppState,
+    integration: &Integration,
+) -> Result<SyncStats, (SyncStats, SyncFailure)> {
+    let mut stats = SyncStats::default();
+    let internal = |stats: SyncStats, m: String| (stats, SyncFailure::Internal(m));
+    let scope = TenantScope::for_background_job(&app.store, &integration.tenant_id)
+        .await
+        .map_err(|e| internal(stats, e.to_string()))?
+        .ok_or_else(|| internal(stats, "tenant missing".into()))?;
+    let conn = connection_of(app, integration)
+        .map_err(|_| internal(stats, "credentials do not open".into()))?;
+    let synced_until: Option<i64> =
+        sqlx::query_scalar("SELECT synced_until FROM integrations WHERE id = $1")
+            .bind(&integration.id)
+            .fetch_one(app.store.reader())
+            .await
+            .map_err(|e| internal(stats, e.to_string()))?;
+    let end_ms = jiff::Timestamp::now().as_millisecond();
+    let start_ms = match synced_until {
+        Some(us) => us / 1000 - OVERLAP.as_millis() as i64,
+        None => end_ms - FIRST_SYNC_LOOKBACK.as_millis() as i64,
+    };
+    let ctx = CallContext {
+        tenant_id: integration.tenant_id.clone(),
+        integration_id: integration.id.clone(),
+    };
+    let target = IngestTarget {
+        integration_id: &integration.id,
+        venue: &integration.venue,
+        provider: &integration.provider,
+    };
+    let mut cursor = None;
+    loop {
+        let request = FetchRequest {
+            start_ms,
+            end_ms,
+            cursor: cursor.clone(),
+        };
+        let page = match app
+            .plugins
+            .fetch_transactions(&integration.provider, &ctx, &conn, &request)
+            .await
+        {
+            Ok(Ok(page)) => page,
+            Ok(Err(e)) => return Err((stats, SyncFailure::Provider(e))),
+            Err(e) => return Err((stats, SyncFailure::Call(e))),
+        };
+        stats.pages += 1;
+        stats.fetched += page.transactions.len() as u64;
+        let mut tx = LoggedTx::begin(&app.store, &app.hub)
+            .await
+            .map_err(|e| internal(stats, e.to_string()))?;
+        let (counts, _recorded) =
+            ingest(&mut tx, &scope, &target, &page.transactions, Source::Sync)
+                .await
+                .map_err(|e| internal(stats, e.to_string()))?;
+        tx.commit()
+            .await
+            .map_err(|e| internal(stats, e.to_string()))?;
+        add(&mut stats, counts);
+        match page.next_cursor {
+            Some(next) if stats.pages < MAX_PAGES as u64 && Some(&next) != cursor.as_ref() => {
+                cursor = Some(next)
+            }
+            _ => break,
+        }
+    }
+    // Only a complete window moves the sync point.
+    sqlx::query("UPDATE integrations SET synced_until = $1 WHERE id = $2")
+        .bind(end_ms * 1000)
+        .bind(&integration.id)
+        .execute(app.store.writer())
+        .await
+        .map_err(|e| internal(stats, e.to_string()))?;
+    Ok(stats)
+}
+
+fn add(stats: &mut SyncStats, counts: IngestCounts) {
+    stats.created += counts.created;
+    stats.updated += counts.updated;
+    stats.duplicates += counts.duplicates;
+}
+
+async fn record(
+    app: &AppState,
+    integration: &Integration,
+    trigger: &str,
+    started: i64,
+    finished: i64,
+    stats: &SyncStats,
+    error: Option<&SyncFailure>,
+) -> Result<(), StoreError> {
+    let mut tx = app.store.begin().await?;
+    sqlx::query(
+        "INSERT INTO sync_runs (id, integration_id, started_at, finished_at, trigger, fetched, created, updated, duplicates, pages, error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(new_id())
+    .bind(&integration.id)
+    .bind(started)
+    .bind(finished)
+    .bind(trigger)
+    .bind(stats.fetched as i64)
+    .bind(stats.created as i64)
+    .bind(stats.updated as i64)
+    .bind(stats.duplicates as i64)
+    .bind(stats.pages as i64)
+    .bind(error.map(ToString::to_string))
+    .execute(&mut *tx)
+    .await?;
+    // Keep the last 100 runs per integration.
+    sqlx::query(
+        "DELETE FROM sync_runs WHERE integration_id = $1 AND id NOT IN
+           (SELECT id FROM sync_runs WHERE integration_id = $1 ORDER BY started_at DESC LIMIT 100)",
+    )
+    .bind(&integration.id)
+    .execute(&mut *tx)
+    .await?;
+    let interval_us = integration.sync_interval_s * 1_000_000;
+    match error {
+        None => {
+            sqlx::query(
+                "UPDATE integrations SET last_sync_at = $1, last_error = NULL, consecutive_failures = 0,
+                   status = CASE WHEN status = 'disconnected' THEN status ELSE 'connected' END,
+                   next_sync_at = CASE WHEN status = 'disconnected' THEN NULL ELSE $2 END,
+                   lease_owner = NULL, lease_until = NULL WHERE id = $3",
+            )
+            .bind(finished)
+            .bind(finished + interval_us)
+            .bind(&integration.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Some(err) => {
+            let failures: i64 =
+                sqlx::query_scalar("SELECT consecutive_failures FROM integrations WHERE id = $1")
+                    .bind(&integration.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let failures = failures + 1;
+            let backoff = match err {
+                SyncFailure::Provider(ProviderError::RateLimited {
+                    retry_after_ms: Some(ms),
+                    ..
+                }) => (*ms as i64) * 1000,
+                _ => (interval_us.saturating_mul(1 << failures.clamp(0, 10)))
+                    .min(MAX_BACKOFF.as_micros() as i64),
+            };
+            let status = if failures >= ERROR_AFTER {
+                "error"
+            } else {
+                "connected"
+            };
+            sqlx::query(
+                "UPDATE integrations SET last_error = $1, consecutive_failures = $2,
+                   status = CASE WHEN status = 'disconnected' THEN status ELSE $3 END,
+                   next_sync_at = CASE WHEN status = 'disconnected' THEN NULL ELSE $4 END,
+                   lease_owner = NULL, lease_until = NULL WHERE id = $5",
+            )
+            .bind(err.to_string())
+            .bind(failures)
+            .bind(status)
+            .bind(finished + backoff.max(1_000_000))
+            .bind(&integration.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Row count helper used by status.
+pub async fn transaction_count(app: &AppState, integration_id: &str) -> Result<i64, StoreError> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM pos_transactions WHERE integration_id = $1")
+        .bind(integration_id)
+        .fetch_one(app.store.reader())
+        .await?;
+    Ok(row.try_get("n")?)
+}

@@ -1,0 +1,458 @@
+//! Sealing secrets at rest: provider credentials and webhook signature keys are encrypted
+//! with AES-256-GCM under a master key, with the tenant and integration ids (and the field
+//! name) as associated data, so a sealed value copied onto another row no longer opens.
+//!
+//! Master keys come from `POSBRIDGE_MASTER_KEY` (`id:base64,id:base64…`, first one active;
+//! a bare base64 key gets an id derived from its hash) or, for the embedded default, from a
+//! key file beside the database created with mode 0600. Every sealed value records the id
+//! of its key, so old keys keep opening what they sealed until `posbridge vault rotate`
+//! re-seals everything under the active key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Vault failures. Messages never contain key material or plaintext.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// `POSBRIDGE_MASTER_KEY` is malformed.
+    #[error("POSBRIDGE_MASTER_KEY must be `id:base64key,…` or one base64 key of 32 bytes")]
+    BadEnvKey,
+    /// The key file is unreadable or malformed.
+    #[error("key file {0}: {1}")]
+    KeyFile(PathBuf, String),
+    /// A sealed value names a key id the ring does not have.
+    #[error("no master key with id {0:?} (was it removed before rotation?)")]
+    UnknownKey(String),
+    /// Authentication failed: wrong key, wrong row, or tampering.
+    #[error("sealed value does not open (wrong key, wrong row, or tampered)")]
+    Open,
+    /// Sealing failed.
+    #[error("sealing failed")]
+    Seal,
+}
+
+/// A sealed secret as stored: the key id and `nonce || ciphertext+tag`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    /// Id of the master key that sealed it.
+    pub key_id: String,
+    /// 12-byte nonce followed by the ciphertext and tag.
+    pub bytes: Vec<u8>,
+}
+
+/// The master keys.
+#[derive(Clone)]
+pub struct Vault {
+    active: String,
+    keys: BTreeMap<String, [u8; 32]>,
+    file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("active", &self.active)
+            .field("key_ids", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    active: String,
+    keys: BTreeMap<String, String>,
+}
+
+impl Vault {
+    /// Loads the keys from `env_value` (the content of `POSBRIDGE_MASTER_KEY`) if given,
+    /// otherwise from (or into a new) key file at `file`.
+    pub fn load(env_value: Option<&str>, file: &Path) -> Result<Self, VaultError> {
+        match env_value.filter(|v| !v.trim().is_empty()) {
+            Some(value) => Self::from_env(value),
+            None => Self::from_file(file),
+        }
+    }
+
+    fn from_env(value: &str) -> Result<Self, VaultError> {
+        let mut keys = BTreeMap::new();
+        let mut active = None;
+        for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (id, material) = match part.split_once(':') {
+                Some((id, m)) => (id.to_owned(), m),
+                None => (derived_id(part), part),
+            };
+            let key = decode_key(material).ok_or(VaultError::BadEnvKey)?;
+            active.get_or_insert_with(|| id.clone());
+            keys.insert(id, key);
+        }
+        let active = active.ok_or(VaultError::BadEnvKey)?;
+        Ok(Vault {
+            active,
+            keys,
+            file: None,
+        })
+    }
+
+    fn from_file(path: &Path) -> Result<Self, VaultError> {
+        let err = |e: String| VaultError::KeyFile(path.to_owned(), e);
+        if path.exists() {
+            let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+            let parsed: KeyFile = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+            let mut keys = BTreeMap::new();
+            for (id, material) in parsed.keys {
+                keys.insert(
+                    id,
+                    decode_key(&material).ok_or_else(|| err("malformed key".into()))?,
+                );
+            }
+            if !keys.contains_key(&parsed.active) {
+                return Err(err("active key missing".into()));
+            }
+            return Ok(Vault {
+                active: parsed.active,
+                keys,
+                file: Some(path.to_owned()),
+            });
+        }
+        let mut vault = Vault {
+            active: String::new(),
+            keys: BTreeMap::new(),
+            file: Some(path.to_owned()),
+        };
+        vault.add_key()?;
+        Ok(vault)
+    }
+
+    /// Generates a new key, makes it active and (for a key file) saves the ring.
+    pub fn add_key(&mut self) -> Result<String, VaultError> {
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        let id = format!("k{}", jiff::Timestamp::now().as_second());
+        let id = if self.keys.contains_key(&id) {
+            format!("{id}-{}", self.keys.len())
+        } else {
+            id
+        };
+        self.keys.insert(id.clone(), key);
+        self.active = id.clone();
+        self.save()?;
+        Ok(id)
+    }
+
+    fn save(&self) -> Result<(), VaultError> {
+        let Some(path) = &self.file else {
+            return Ok(());
+        };
+        let err = |e: String| VaultError::KeyFile(path.clone(), e);
+        let file = KeyFile {
+            active: self.active.clone(),
+            keys: self
+                .keys
+                .iter()
+                .map(|(id, k)| (id.clone(), B64.encode(k)))
+                .collect(),
+        };
+        let text = serde_json::to_string_pretty(&file).map_err(|e| err(e.to_string()))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        }
+        let tmp = path.with_extension("tmp");
+        write_private(&tmp, text.as_bytes()).map_err(|e| err(e.to_string()))?;
+        std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+    }
+
+    /// Whether keys come from a file this process may extend (rotation adds a key there).
+    pub fn is_file_backed(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// The active key id.
+    pub fn active_key_id(&self) -> &str {
+        &self.active
+    }
+
+    /// Seals `plaintext` for `(tenant, integration, field)`.
+    pub fn seal(
+        &self,
+        tenant_id: &str,
+        integration_id: &str,
+        field: &str,
+        plaintext: &[u8],
+    ) -> Result<Sealed, VaultError> {
+        let key = self
+            .keys
+            .get(&self.active)
+            .ok_or_else(|| VaultError::UnknownKey(self.active.clone()))?;
+        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key));
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let aad = associated_data(tenant_id, integration_id, field);
+        let ciphertext = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| VaultError::Seal)?;
+        let mut bytes = nonce.to_vec();
+        bytes.extend_from_slice(&ciphertext);
+        Ok(Sealed {
+            key_id: self.active.clone(),
+            bytes,
+        })
+    }
+
+    /// Opens a sealed value; fails if it was sealed for another row or tampered with.
+    pub fn open(
+        &self,
+        tenant_id: &str,
+        integration_id: &str,
+        field: &str,
+        sealed: &Sealed,
+    ) -> Result<Vec<u8>, VaultError> {
+        let reloaded;
+        let key = match self.keys.get(&sealed.key_id) {
+            Some(key) => key,
+            None => {
+                // `vault rotate` may have added a key to the file since this process loaded it.
+                let path = self
+                    .file
+                    .as_ref()
+                    .ok_or_else(|| VaultError::UnknownKey(sealed.key_id.clone()))?;
+                reloaded = Self::from_file(path)?;
+                reloaded
+                    .keys
+                    .get(&sealed.key_id)
+                    .ok_or_else(|| VaultError::UnknownKey(sealed.key_id.clone()))?
+            }
+        };
+        if sealed.bytes.len() < 12 + 16 {
+            return Err(VaultError::Open);
+        }
+        let (nonce, ciphertext) = sealed.bytes.split_at(12);
+        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key));
+        let aad = associated_data(tenant_id, integration_id, field);
+        cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| VaultError::Open)
+    }
+}
+
+/// What `vault rotate` did.
+#[derive(Debug, Serialize)]
+pub struct RotationReport {
+    /// The key everything is now sealed with.
+    pub active_key_id: String,
+    /// Secrets re-sealed.
+    pub resealed: u64,
+}
+
+/// Failures of `vault rotate`.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    /// Keys.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// Database.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl From<sqlx::Error> for RotateError {
+    fn from(err: sqlx::Error) -> Self {
+        RotateError::Store(err.into())
+    }
+}
+
+/// Re-seals every integration secret under a new active key (key file) or under the active
+/// env key, in one transaction: either every secret moves or none does.
+pub async fn rotate(
+    store: &crate::store::Store,
+    env_value: Option<&str>,
+    key_file: &Path,
+) -> Result<RotationReport, RotateError> {
+    use sqlx::Row;
+    let mut vault = Vault::load(env_value, key_file)?;
+    if vault.is_file_backed() {
+        vault.add_key()?;
+    }
+    let mut tx = store.begin().await?;
+    let rows = sqlx::query(
+        "SELECT id, tenant_id, credentials_key_id, credentials_sealed, webhook_key_id, webhook_key_sealed FROM integrations",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut resealed = 0;
+    for row in &rows {
+        let id: String = row.try_get("id")?;
+        let tenant: String = row.try_get("tenant_id")?;
+        for (field, key_col, data_col) in [
+            ("credentials", "credentials_key_id", "credentials_sealed"),
+            (
+                "webhook_signature_key",
+                "webhook_key_id",
+                "webhook_key_sealed",
+            ),
+        ] {
+            let key_id: Option<String> = row.try_get(key_col)?;
+            let bytes: Option<Vec<u8>> = row.try_get(data_col)?;
+            let Some(sealed) = key_id
+                .zip(bytes)
+                .map(|(key_id, bytes)| Sealed { key_id, bytes })
+            else {
+                continue;
+            };
+            let plain = vault.open(&tenant, &id, field, &sealed)?;
+            let fresh = vault.seal(&tenant, &id, field, &plain)?;
+            sqlx::query(&format!(
+                "UPDATE integrations SET {key_col} = $1, {data_col} = $2 WHERE id = $3"
+            ))
+            .bind(&fresh.key_id)
+            .bind(&fresh.bytes)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            resealed += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(RotationReport {
+        active_key_id: vault.active_key_id().to_owned(),
+        resealed,
+    })
+}
+
+fn associated_data(tenant_id: &str, integration_id: &str, field: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(tenant_id.len() + integration_id.len() + field.len() + 20);
+    aad.extend_from_slice(b"posbridge.v1\0");
+    for part in [tenant_id, integration_id, field] {
+        aad.extend_from_slice(part.as_bytes());
+        aad.push(0);
+    }
+    aad
+}
+
+fn decode_key(material: &str) -> Option<[u8; 32]> {
+    B64.decode(material.trim()).ok()?.try_into().ok()
+}
+
+fn derived_id(material: &str) -> String {
+    format!(
+        "env-{}",
+        &hex::encode(Sha256::digest(material.trim().as_bytes()))[..8]
+    )
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_vault() -> Vault {
+        Vault::load(
+            Some(&format!("a:{}", B64.encode([7u8; 32]))),
+            Path::new("/nonexistent"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn sealed_values_open_only_for_their_row() {
+        let v = env_vault();
+        let sealed = v.seal("t1", "i1", "credentials", b"secret").unwrap();
+        assert_eq!(sealed.key_id, "a");
+        assert!(!sealed.bytes.windows(6).any(|w| w == b"secret"));
+        assert_eq!(
+            v.open("t1", "i1", "credentials", &sealed).unwrap(),
+            b"secret"
+        );
+        assert!(matches!(
+            v.open("t2", "i1", "credentials", &sealed),
+            Err(VaultError::Open)
+        ));
+        assert!(matches!(
+            v.open("t1", "i2", "credentials", &sealed),
+            Err(VaultError::Open)
+        ));
+        assert!(matches!(
+            v.open("t1", "i1", "webhook", &sealed),
+            Err(VaultError::Open)
+        ));
+        let mut tampered = sealed.clone();
+        tampered.bytes[14] ^= 1;
+        assert!(matches!(
+            v.open("t1", "i1", "credentials", &tampered),
+            Err(VaultError::Open)
+        ));
+    }
+
+    #[test]
+    fn old_keys_keep_opening_after_a_new_key_becomes_active() {
+        let dir = std::env::temp_dir().join(format!("pbvault-{}", uuid::Uuid::now_v7()));
+        let path = dir.join("posbridge.keys");
+        let mut v = Vault::load(None, &path).unwrap();
+        let old = v.seal("t", "i", "f", b"x").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        let new_id = v.add_key().unwrap();
+        assert_ne!(old.key_id, new_id);
+        let stale = Vault::load(None, &path).unwrap();
+        let mut rotated = Vault::load(None, &path).unwrap();
+        rotated.add_key().unwrap();
+        let after_rotation = rotated.seal("t", "i", "f", b"z").unwrap();
+        assert_eq!(
+            stale.open("t", "i", "f", &after_rotation).unwrap(),
+            b"z",
+            "a running host picks up rotated keys"
+        );
+        let new_id = rotated.active_key_id().to_owned();
+        let reloaded = Vault::load(None, &path).unwrap();
+        assert_eq!(reloaded.active_key_id(), new_id);
+        assert_eq!(reloaded.open("t", "i", "f", &old).unwrap(), b"x");
+        assert_eq!(reloaded.seal("t", "i", "f", b"y").unwrap().key_id, new_id);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn malformed_env_keys_are_refused() {
+        assert!(Vault::load(Some("a:notbase64"), Path::new("/x")).is_err());
+        assert!(Vault::load(Some(&B64.encode([1u8; 16])), Path::new("/x")).is_err());
+        let bare = Vault::load(Some(&B64.encode([1u8; 32])), Path::new("/x")).unwrap();
+        assert!(bare.active_key_id().starts_with("env-"));
+    }
+}
