@@ -117,6 +117,10 @@ struct ServeArgs {
     /// Operator token for /admin; generated and printed once on first start if absent.
     #[arg(long, env = "POSBRIDGE_OPERATOR_TOKEN", hide_env_values = true)]
     operator_token: Option<String>,
+    /// Directory for precompiled plugin artifacts (default: beside the SQLite file, or
+    /// ./posbridge-cache for PostgreSQL).
+    #[arg(long, env = "POSBRIDGE_PLUGIN_CACHE_DIR")]
+    plugin_cache_dir: Option<std::path::PathBuf>,
     /// Public base URL providers post webhooks to (default http://<bound address>).
     #[arg(long, env = "POSBRIDGE_PUBLIC_URL", default_value = "")]
     public_url: String,
@@ -222,6 +226,10 @@ async fn main() -> anyhow::Result<()> {
                     ..StreamOptions::default()
                 },
                 shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+                plugins: PluginOptions {
+                    cache_dir: args.plugin_cache_dir,
+                    ..PluginOptions::default()
+                },
                 ..ServeConfig::default()
             };
             posbridge::server::serve(config).await?;

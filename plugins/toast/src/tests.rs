@@ -1,0 +1,1134 @@
+use super::*;
+use posbridge_sdk::http::{find_header, HttpError, Method, RawRequest};
+use posbridge_sdk::log::Level;
+use posbridge_sdk::testing::{self, json_response};
+use std::cell::Cell;
+use std::rc::Rc;
+
+type Expect = fn(&ProviderError) -> bool;
+type Patch = fn(&mut Value);
+
+const GUID: &str = "d3ba8a4b-7ee8-4c1f-9c3a-a2a4f0a7b3e1";
+const NOW: i64 = 1_795_201_200_000; // 2026-11-20T19:00:00Z
+
+fn connection() -> Connection {
+    Connection {
+        credentials: vec![
+            ("client_id".into(), "client-1".into()),
+            ("client_secret".into(), "s3cret".into()),
+        ],
+        location_id: GUID.into(),
+        environment: Environment::Production,
+        base_url: None,
+    }
+}
+
+fn request(start: i64, end: i64, cursor: Option<&str>) -> FetchRequest {
+    FetchRequest {
+        start,
+        end,
+        cursor: cursor.map(str::to_owned),
+    }
+}
+
+fn is_login(req: &RawRequest) -> bool {
+    req.url.ends_with(LOGIN_PATH)
+}
+
+fn login_response(n: u32) -> Response {
+    json_response(
+        200,
+        &format!(
+            r#"{{"@class":".SuccessfulResponse","token":{{"tokenType":"Bearer","scope":null,
+            "expiresIn":86400,"accessToken":"tok-{n}","idToken":null,"refreshToken":null}},"status":"SUCCESS"}}"#
+        ),
+    )
+}
+
+/// Answers logins with tokens `tok-1`, `tok-2`, … and everything else with `data`.
+/// Returns the login counter.
+fn mock_toast(mut data: impl FnMut(&RawRequest) -> Response + 'static) -> Rc<Cell<u32>> {
+    let logins = Rc::new(Cell::new(0));
+    let counter = logins.clone();
+    testing::mock_http(move |req| {
+        if is_login(req) {
+            counter.set(counter.get() + 1);
+            Ok(login_response(counter.get()))
+        } else {
+            Ok(data(req))
+        }
+    });
+    logins
+}
+
+fn data_requests() -> Vec<RawRequest> {
+    testing::take_requests()
+        .into_iter()
+        .filter(|r| !is_login(r))
+        .collect()
+}
+
+fn setup() {
+    testing::reset();
+    testing::set_now(NOW);
+}
+
+fn restaurant_body() -> &'static str {
+    r#"{"guid":"d3ba8a4b-7ee8-4c1f-9c3a-a2a4f0a7b3e1","general":{"name":"Ann's Diner",
+        "locationName":"Back Bay","locationCode":"BB","timeZone":"America/New_York",
+        "closeoutHour":4,"managementGroupGuid":"g-1","currencyCode":"CAD"},
+        "urls":{"website":"https://example.com"},"location":{"city":"Boston"}}"#
+}
+
+#[test]
+fn info_declares_toast() {
+    let info = Toast::info();
+    assert_eq!(
+        (info.id.as_str(), info.name.as_str(), info.version.as_str()),
+        ("toast", "Toast", "1.0.0")
+    );
+    assert_eq!(
+        info.capabilities,
+        vec![
+            Capability::Validate,
+            Capability::FetchTransactions,
+            Capability::Webhooks
+        ]
+    );
+    assert_eq!(
+        info.credential_fields,
+        vec![
+            CredentialField {
+                name: "client_id".into(),
+                label: "Client ID".into(),
+                secret: false,
+                required: true
+            },
+            CredentialField {
+                name: "client_secret".into(),
+                label: "Client secret".into(),
+                secret: true,
+                required: true
+            },
+        ]
+    );
+    assert_eq!(
+        info.allowed_hosts,
+        vec!["ws-api.toasttab.com", "ws-sandbox-api.eng.toasttab.com"]
+    );
+}
+
+#[test]
+fn validate_logs_in_and_sends_both_headers() {
+    setup();
+    mock_toast(|_| json_response(200, restaurant_body()));
+    let info = Toast::validate(connection()).unwrap();
+    assert_eq!(
+        info,
+        LocationInfo {
+            id: GUID.into(),
+            name: "Back Bay".into(),
+            timezone: Some("America/New_York".into()),
+            currency: Some("CAD".into()),
+            merchant_id: None,
+            business_name: Some("Ann's Diner".into()),
+            status: None,
+        }
+    );
+    let requests = testing::take_requests();
+    assert_eq!(requests.len(), 2);
+    let login = &requests[0];
+    assert_eq!(login.method, Method::Post);
+    assert_eq!(
+        login.url,
+        "https://ws-api.toasttab.com/authentication/v1/authentication/login"
+    );
+    assert_eq!(
+        find_header(&login.headers, "content-type"),
+        Some("application/json")
+    );
+    let body: Value = serde_json::from_slice(login.body.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        body,
+        json!({"clientId": "client-1", "clientSecret": "s3cret", "userAccessType": "TOAST_MACHINE_CLIENT"})
+    );
+    let get = &requests[1];
+    assert_eq!(get.method, Method::Get);
+    assert_eq!(
+        get.url,
+        format!("https://ws-api.toasttab.com/restaurants/v1/restaurants/{GUID}")
+    );
+    assert_eq!(
+        find_header(&get.headers, "authorization"),
+        Some("Bearer tok-1")
+    );
+    assert_eq!(
+        find_header(&get.headers, "toast-restaurant-external-id"),
+        Some(GUID)
+    );
+    // The currency is kept for mapping orders, and the token for the next calls.
+    assert_eq!(state::get_string(CURRENCY_KEY).as_deref(), Some("CAD"));
+    let token = CachedToken::load().unwrap();
+    assert_eq!(token.access_token, "tok-1");
+    assert_eq!(token.expires_at_ms, NOW + 86_400_000);
+    let stored: Value = state::get_json(TOKEN_KEY).unwrap().unwrap();
+    assert_eq!(
+        stored,
+        json!({"access_token": "tok-1", "expires_at_ms": NOW + 86_400_000, "client": client_tag("client-1", "https://ws-api.toasttab.com")})
+    );
+    // No secret in the logs.
+    assert!(!testing::take_logs()
+        .iter()
+        .any(|(_, m)| m.contains("s3cret") || m.contains("tok-1")));
+}
+
+#[test]
+fn validate_names_and_environments() {
+    setup();
+    mock_toast(|_| {
+        json_response(
+            200,
+            r#"{"guid":"g","general":{"name":"Ann's Diner","locationName":"","currencyCode":null}}"#,
+        )
+    });
+    let mut conn = connection();
+    conn.environment = Environment::Sandbox;
+    state::set_string(CURRENCY_KEY, "EUR").unwrap();
+    let info = Toast::validate(conn).unwrap();
+    assert_eq!(
+        info.name, "Ann's Diner",
+        "empty locationName → general.name"
+    );
+    assert_eq!(info.business_name.as_deref(), Some("Ann's Diner"));
+    assert_eq!(info.currency, None);
+    assert_eq!(
+        state::get_string(CURRENCY_KEY),
+        None,
+        "stale currency dropped"
+    );
+    assert!(testing::take_requests().iter().all(|r| r
+        .url
+        .starts_with("https://ws-sandbox-api.eng.toasttab.com/")));
+
+    mock_toast(|_| json_response(200, r#"{"guid":"g"}"#));
+    let mut conn = connection();
+    conn.base_url = Some("http://127.0.0.1:9000/".into());
+    let info = Toast::validate(conn).unwrap();
+    assert_eq!((info.id.as_str(), info.name.as_str()), ("g", "g"));
+    let urls: Vec<_> = testing::take_requests()
+        .into_iter()
+        .map(|r| r.url)
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            "http://127.0.0.1:9000/authentication/v1/authentication/login",
+            "http://127.0.0.1:9000/restaurants/v1/restaurants/d3ba8a4b-7ee8-4c1f-9c3a-a2a4f0a7b3e1"
+        ]
+    );
+}
+
+#[test]
+fn validate_errors() {
+    let cases: [(u16, Expect); 4] = [
+        (404, |e| matches!(e, ProviderError::LocationNotFound(_))),
+        (
+            403,
+            |e| matches!(e, ProviderError::PermissionDenied(m) if m.contains("Restaurant access denied")),
+        ),
+        (500, |e| matches!(e, ProviderError::Upstream(_))),
+        (400, |e| matches!(e, ProviderError::Upstream(_))),
+    ];
+    for (status, expected) in cases {
+        setup();
+        mock_toast(move |_| {
+            json_response(
+                status,
+                r#"{"status":403,"code":10003,"message":"Restaurant access denied"}"#,
+            )
+        });
+        let err = Toast::validate(connection()).unwrap_err();
+        assert!(expected(&err), "{status}: {err:?}");
+    }
+    setup();
+    let mut conn = connection();
+    conn.credentials.retain(|(n, _)| n != "client_secret");
+    assert!(matches!(
+        Toast::validate(conn),
+        Err(ProviderError::InvalidCredentials(m)) if m.contains("client_secret")
+    ));
+    assert!(testing::take_requests().is_empty());
+    let mut conn = connection();
+    conn.location_id.clear();
+    assert!(matches!(
+        Toast::validate(conn),
+        Err(ProviderError::LocationNotFound(_))
+    ));
+}
+
+#[test]
+fn login_refused_is_invalid_credentials() {
+    setup();
+    testing::mock_http(|req| {
+        assert!(is_login(req), "no data call after a refused login");
+        Ok(json_response(
+            401,
+            r#"{"status":401,"code":10010,"message":"Access denied","messageKey":null}"#,
+        ))
+    });
+    let err = Toast::validate(connection()).unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::InvalidCredentials(m) if m.contains("Toast login") && m.contains("Access denied")),
+        "{err:?}"
+    );
+    assert!(state::get(TOKEN_KEY).is_none());
+    // A login answer without a token is upstream's fault.
+    testing::mock_http(|_| Ok(json_response(200, r#"{"status":"SUCCESS"}"#)));
+    assert!(matches!(
+        Toast::validate(connection()),
+        Err(ProviderError::Upstream(_))
+    ));
+}
+
+#[test]
+fn the_token_is_cached_until_five_minutes_before_expiry() {
+    setup();
+    let logins = mock_toast(|_| json_response(200, "[]"));
+    let window = request(NOW - 3_600_000, NOW, None);
+    Toast::fetch_transactions(connection(), window.clone()).unwrap();
+    Toast::fetch_transactions(connection(), window.clone()).unwrap();
+    testing::set_now(NOW + 86_400_000 - 5 * 60_000 - 1);
+    Toast::fetch_transactions(connection(), window.clone()).unwrap();
+    assert_eq!(logins.get(), 1, "one login for three calls");
+    let auth: Vec<_> = data_requests()
+        .iter()
+        .map(|r| find_header(&r.headers, "Authorization").map(str::to_owned))
+        .collect();
+    assert_eq!(auth, vec![Some("Bearer tok-1".to_owned()); 3]);
+
+    testing::set_now(NOW + 86_400_000 - 5 * 60_000);
+    Toast::fetch_transactions(connection(), window.clone()).unwrap();
+    assert_eq!(logins.get(), 2, "refreshed 5 minutes before expiry");
+    let token = CachedToken::load().unwrap();
+    assert_eq!(token.access_token, "tok-2");
+
+    // Another client id (or host) does not reuse the token.
+    let mut other = connection();
+    other.credentials[0].1 = "client-2".into();
+    Toast::fetch_transactions(other, window.clone()).unwrap();
+    assert_eq!(logins.get(), 3);
+    // An unreadable cached token is ignored, not fatal.
+    state::set(TOKEN_KEY, b"garbage").unwrap();
+    Toast::fetch_transactions(connection(), window).unwrap();
+    assert_eq!(logins.get(), 4);
+}
+
+#[test]
+fn a_401_logs_in_again_once_and_retries() {
+    setup();
+    CachedToken {
+        access_token: "revoked".into(),
+        expires_at_ms: NOW + 3_600_000,
+        client: None,
+    }
+    .save();
+    let logins = mock_toast(|req| {
+        if find_header(&req.headers, "authorization") == Some("Bearer revoked") {
+            json_response(401, r#"{"status":401,"message":"expired token"}"#)
+        } else {
+            json_response(200, restaurant_body())
+        }
+    });
+    let info = Toast::validate(connection()).unwrap();
+    assert_eq!(info.name, "Back Bay");
+    assert_eq!(logins.get(), 1);
+    let data = data_requests();
+    assert_eq!(data.len(), 2);
+    assert_eq!(
+        find_header(&data[1].headers, "authorization"),
+        Some("Bearer tok-1")
+    );
+    let token = CachedToken::load().unwrap();
+    assert_eq!(token.access_token, "tok-1");
+}
+
+#[test]
+fn a_second_401_is_invalid_credentials() {
+    setup();
+    let logins = mock_toast(|_| json_response(401, r#"{"message":"nope"}"#));
+    let err = Toast::fetch_transactions(connection(), request(0, 1, None)).unwrap_err();
+    assert!(
+        matches!(err, ProviderError::InvalidCredentials(_)),
+        "{err:?}"
+    );
+    assert_eq!(logins.get(), 2, "the first login, then exactly one more");
+    assert_eq!(data_requests().len(), 2, "the call, then exactly one retry");
+    assert!(
+        state::get(TOKEN_KEY).is_none(),
+        "the refused token is forgotten"
+    );
+}
+
+#[test]
+fn fetch_sends_the_bulk_query() {
+    setup();
+    mock_toast(|_| json_response(200, "[]"));
+    let start = time::parse_timestamp("2026-11-20T19:00:00Z").unwrap();
+    let end = time::parse_timestamp("2026-11-20T20:00:00.250Z").unwrap();
+    let page = Toast::fetch_transactions(connection(), request(start, end, None)).unwrap();
+    assert_eq!(
+        page,
+        TransactionPage {
+            transactions: vec![],
+            next_cursor: None
+        }
+    );
+    let data = data_requests();
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0].method, Method::Get);
+    assert_eq!(
+        data[0].url,
+        "https://ws-api.toasttab.com/orders/v2/ordersBulk?startDate=2026-11-20T19%3A00%3A00.000%2B0000\
+         &endDate=2026-11-20T20%3A00%3A00.250%2B0000&pageSize=100&page=1"
+    );
+    assert_eq!(
+        find_header(&data[0].headers, "Toast-Restaurant-External-ID"),
+        Some(GUID)
+    );
+    assert_eq!(
+        find_header(&data[0].headers, "Authorization"),
+        Some("Bearer tok-1")
+    );
+}
+
+fn simple_order(i: usize) -> String {
+    format!(
+        r#"{{"guid":"o-{i}","openedDate":"2026-11-20T19:00:00.000+0000","modifiedDate":"2026-11-20T19:10:00.000+0000",
+            "checks":[{{"amount":1,"taxAmount":0.1,"paymentStatus":"CLOSED","payments":[{{"type":"CASH","amount":1.1,"tipAmount":0,"paymentStatus":"CAPTURED"}}]}}]}}"#
+    )
+}
+
+fn orders(n: usize) -> String {
+    let all: Vec<_> = (0..n).map(simple_order).collect();
+    format!("[{}]", all.join(","))
+}
+
+#[test]
+fn fetch_follows_the_link_header() {
+    setup();
+    let next = "https://ws-api.toasttab.com/orders/v2/ordersBulk?startDate=2026-11-20T19%3A00%3A00.000%2B0000&endDate=2026-11-20T20%3A00%3A00.000%2B0000&pageSize=100&page=2";
+    let link = format!(
+        r#"<https://ws-api.toasttab.com/orders/v2/ordersBulk?page=0>; rel="prev", <{next}>; rel="next""#
+    );
+    let full = orders(100);
+    mock_toast(move |_| {
+        let mut r = json_response(200, &full);
+        r.headers.push(("Link".into(), link.clone()));
+        r
+    });
+    let page =
+        Toast::fetch_transactions(connection(), request(NOW, NOW + 3_600_000, None)).unwrap();
+    assert_eq!(page.transactions.len(), 100);
+    assert_eq!(page.next_cursor.as_deref(), Some(next));
+
+    // The cursor is fetched as is; a short page ends the window even with a `next` link.
+    let short = orders(3);
+    mock_toast(move |_| {
+        let mut r = json_response(200, &short);
+        r.headers.push((
+            "link".into(),
+            "<https://ws-api.toasttab.com/orders/v2/ordersBulk?page=3>; rel=next".into(),
+        ));
+        r
+    });
+    testing::take_requests();
+    let page = Toast::fetch_transactions(connection(), request(NOW, NOW + 1, Some(next))).unwrap();
+    assert_eq!(page.transactions.len(), 3);
+    assert_eq!(page.next_cursor, None);
+    let data = data_requests();
+    assert_eq!(data[0].url, next);
+    assert_eq!(
+        find_header(&data[0].headers, "Toast-Restaurant-External-ID"),
+        Some(GUID)
+    );
+
+    // A full page without a `next` link is the last one.
+    let full = orders(100);
+    mock_toast(move |_| json_response(200, &full));
+    let page = Toast::fetch_transactions(connection(), request(NOW, NOW + 1, None)).unwrap();
+    assert_eq!(page.next_cursor, None);
+
+    // A relative `next` link is resolved against the request.
+    let full = orders(100);
+    mock_toast(move |_| {
+        let mut r = json_response(200, &full);
+        r.headers.push((
+            "Link".into(),
+            "</orders/v2/ordersBulk?page=2>; rel=\"next\"".into(),
+        ));
+        r
+    });
+    let mut conn = connection();
+    conn.base_url = Some("http://127.0.0.1:9000".into());
+    let page = Toast::fetch_transactions(conn, request(NOW, NOW + 1, None)).unwrap();
+    assert_eq!(
+        page.next_cursor.as_deref(),
+        Some("http://127.0.0.1:9000/orders/v2/ordersBulk?page=2")
+    );
+
+    assert!(matches!(
+        Toast::fetch_transactions(connection(), request(0, 1, Some("page=2"))),
+        Err(ProviderError::Upstream(_))
+    ));
+}
+
+#[test]
+fn rate_limits() {
+    setup();
+    mock_toast(|_| {
+        let mut r = json_response(429, r#"{"message":"Too many requests"}"#);
+        r.headers.push(("Retry-After".into(), "7".into()));
+        r
+    });
+    let err = Toast::fetch_transactions(connection(), request(0, 1, None)).unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::RateLimited(RateLimit { retry_after_ms: Some(7000), message }) if message.contains("Too many requests")),
+        "{err:?}"
+    );
+    // Without Retry-After, the reset header says how long.
+    mock_toast(|_| {
+        let mut r = json_response(429, "");
+        r.headers.push((
+            "X-Toast-RateLimit-Reset".into(),
+            ((NOW + 12_000) / 1000).to_string(),
+        ));
+        r
+    });
+    let err = Toast::fetch_transactions(connection(), request(0, 1, None)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProviderError::RateLimited(RateLimit {
+                retry_after_ms: Some(12_000),
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    mock_toast(|_| json_response(429, ""));
+    assert!(matches!(
+        Toast::fetch_transactions(connection(), request(0, 1, None)),
+        Err(ProviderError::RateLimited(RateLimit {
+            retry_after_ms: None,
+            ..
+        }))
+    ));
+}
+
+#[test]
+fn an_exhausted_rate_limit_is_logged_not_fatal() {
+    setup();
+    let body = orders(2);
+    mock_toast(move |_| {
+        let mut r = json_response(200, &body);
+        r.headers
+            .push(("X-Toast-RateLimit-Remaining".into(), "0".into()));
+        r.headers.push((
+            "X-Toast-RateLimit-Reset".into(),
+            ((NOW + 3_000) / 1000).to_string(),
+        ));
+        r
+    });
+    testing::take_logs();
+    let page = Toast::fetch_transactions(connection(), request(0, 1, None)).unwrap();
+    assert_eq!(page.transactions.len(), 2);
+    let logs = testing::take_logs();
+    assert!(
+        logs.iter()
+            .any(|(l, m)| *l == Level::Warn && m.contains("resets in 3000 ms")),
+        "{logs:?}"
+    );
+}
+
+#[test]
+fn fetch_skips_unusable_orders_and_refuses_non_arrays() {
+    setup();
+    mock_toast(|_| {
+        json_response(
+            200,
+            &format!(
+                r#"[{},{{"guid":"bad-money","openedDate":"2026-11-20T19:00:00.000+0000","checks":[{{"amount":12.345}}]}},{{"guid":"no-date"}},"x"]"#,
+                simple_order(1)
+            ),
+        )
+    });
+    testing::take_logs();
+    let page = Toast::fetch_transactions(connection(), request(0, 1, None)).unwrap();
+    assert_eq!(page.transactions.len(), 1);
+    let warnings: Vec<_> = testing::take_logs()
+        .into_iter()
+        .filter(|(l, _)| *l == Level::Warn)
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert!(warnings[0].contains("bad-money") && warnings[0].contains("checks[0].amount"));
+
+    mock_toast(|_| json_response(200, r#"{"orders":[]}"#));
+    assert!(matches!(
+        Toast::fetch_transactions(connection(), request(0, 1, None)),
+        Err(ProviderError::Upstream(_))
+    ));
+    testing::mock_http(|_| Err(HttpError::Denied("host not approved".into())));
+    assert_eq!(
+        Toast::fetch_transactions(connection(), request(0, 1, None)),
+        Err(ProviderError::PermissionDenied("host not approved".into()))
+    );
+}
+
+/// A closed dine-in order in Toast's shape: two checks, a card payment with a tip and a
+/// partial refund, a voided cash payment, a discount, a customer.
+const ORDER: &str = r#"{
+    "guid": "5b1d0f2e-0000-4000-8000-000000000001",
+    "entityType": "Order",
+    "openedDate": "2026-11-20T18:40:00.000+0000",
+    "closedDate": "2026-11-20T19:02:03.456+0000",
+    "modifiedDate": "2026-11-20T19:30:00.000+0000",
+    "businessDate": 20261120,
+    "voided": false,
+    "deleted": false,
+    "source": "In Store",
+    "numberOfGuests": 2,
+    "checks": [
+        {
+            "guid": "c-1",
+            "amount": 8.5,
+            "taxAmount": 0.68,
+            "totalAmount": 9.18,
+            "paymentStatus": "CLOSED",
+            "appliedDiscounts": [{"name": "Happy hour", "discountAmount": 1.5}],
+            "customer": {"guid": "cust-1", "firstName": "Ann", "lastName": "Lee",
+                         "phone": "5550100199", "email": "ann@example.com"},
+            "payments": [
+                {"guid": "p-0", "type": "CASH", "amount": 9.18, "tipAmount": 5,
+                 "paymentStatus": "VOIDED", "refundStatus": "NONE"},
+                {"guid": "p-1", "type": "CREDIT", "amount": 9.18, "tipAmount": 1.82,
+                 "cardType": "VISA", "last4Digits": "1111", "paymentStatus": "CAPTURED",
+                 "refundStatus": "PARTIAL",
+                 "refund": {"refundAmount": 2.25, "tipRefundAmount": 0.5,
+                            "refundDate": "2026-11-20T19:25:00.000+0000"}}
+            ]
+        },
+        {
+            "guid": "c-2",
+            "amount": 0.1,
+            "taxAmount": 0.2,
+            "totalAmount": 0.3,
+            "paymentStatus": "PAID",
+            "customer": null,
+            "appliedDiscounts": [],
+            "payments": [
+                {"guid": "p-2", "type": "GIFTCARD", "amount": 0.3, "tipAmount": 0.2,
+                 "paymentStatus": "CAPTURED", "refundStatus": "NONE",
+                 "refund": {"refundAmount": 99, "tipRefundAmount": 0}}
+            ]
+        }
+    ]
+}"#;
+
+fn order(patch: impl FnOnce(&mut Value)) -> Value {
+    let mut value: Value = serde_json::from_str(ORDER).unwrap();
+    patch(&mut value);
+    value
+}
+
+fn map(value: Value) -> Result<Transaction, String> {
+    to_transaction(value, "USD", Some(GUID))
+}
+
+#[test]
+fn maps_an_order_exactly() {
+    let t = map(order(|_| {})).unwrap();
+    assert_eq!(
+        t,
+        Transaction {
+            external_id: "5b1d0f2e-0000-4000-8000-000000000001".into(),
+            order_id: Some("5b1d0f2e-0000-4000-8000-000000000001".into()),
+            location_id: Some(GUID.into()),
+            occurred_at: time::parse_timestamp("2026-11-20T19:02:03.456Z").unwrap(),
+            updated_at: Some(time::parse_timestamp("2026-11-20T19:30:00Z").unwrap()),
+            currency: "USD".into(),
+            // 8.5 + 0.1 = 860 cents; tax 0.68 + 0.2 = 88; tips 1.82 + 0.2 = 202 (the voided
+            // cash payment's 5 does not count).
+            subtotal: 860,
+            tax: 88,
+            tip: 202,
+            total: 860 + 88 + 202,
+            discount: 150,
+            // 2.25 + 0.5 on the PARTIAL refund; the NONE refund is ignored.
+            refunded: 275,
+            tender: Tender::Card,
+            card: Some(CardInfo {
+                brand: Some("VISA".into()),
+                last4: Some("1111".into()),
+                fingerprint: None,
+            }),
+            customer: Some(CustomerRef {
+                provider_customer_id: Some("cust-1".into()),
+                phone: Some("5550100199".into()),
+                email: Some("ann@example.com".into()),
+                name: Some("Ann Lee".into()),
+            }),
+            status: TransactionStatus::Completed,
+        }
+    );
+}
+
+#[test]
+fn money_is_converted_from_the_number_text() {
+    let amounts = |amount: &str, tax: &str| {
+        let body = format!(
+            r#"{{"guid":"o","openedDate":"2026-11-20T19:00:00.000+0000",
+                "checks":[{{"amount":{amount},"taxAmount":{tax},"paymentStatus":"OPEN"}}]}}"#
+        );
+        map(serde_json::from_str(&body).unwrap())
+    };
+    let t = amounts("8.5", "0").unwrap();
+    assert_eq!((t.subtotal, t.total), (850, 850));
+    // 0.1 + 0.2 is 0.30000000000000004 in f64; here it is exactly 30 cents.
+    let t = amounts("0.1", "0.2").unwrap();
+    assert_eq!((t.subtotal, t.tax, t.total), (10, 20, 30));
+    let t = amounts("0.30", "0.10000").unwrap();
+    assert_eq!((t.subtotal, t.tax), (30, 10));
+    assert!(
+        amounts("1.15", "2.675").is_err(),
+        "2.675 has three decimals"
+    );
+    let t = amounts("\"19.99\"", "1").unwrap();
+    assert_eq!(t.subtotal, 1999, "decimal strings too");
+    let t = amounts("12345678901234567.89", "0").unwrap();
+    assert_eq!(
+        t.subtotal, 1_234_567_890_123_456_789,
+        "beyond f64's exact range"
+    );
+    let err = amounts("12.345", "0").unwrap_err();
+    assert!(
+        err.contains("checks[0].amount") && err.contains("12.345"),
+        "{err}"
+    );
+    let err = amounts("1", "1e2").unwrap_err();
+    assert!(err.contains("checks[0].taxAmount"), "{err}");
+    assert!(amounts("true", "0").is_err());
+    let err = map(order(|o| o["checks"] = "x".into())).unwrap_err();
+    assert!(err.contains("checks: expected an array"), "{err}");
+    let err = map(order(|o| o["checks"][1]["payments"] = json!({}))).unwrap_err();
+    assert!(
+        err.contains("checks[1].payments: expected an array"),
+        "{err}"
+    );
+    let err = map(order(|o| {
+        o["checks"][0]["payments"][1]["refund"]["refundAmount"] =
+            serde_json::from_str("2.255").unwrap()
+    }))
+    .unwrap_err();
+    assert!(
+        err.contains("checks[0].payments[1].refund.refundAmount"),
+        "{err}"
+    );
+    assert!(amounts("92233720368547758.07", "0.01").is_err(), "overflow");
+    // Another currency's precision applies.
+    let body =
+        r#"{"guid":"o","openedDate":"2026-11-20T19:00:00.000+0000","checks":[{"amount":1500}]}"#;
+    let t = to_transaction(serde_json::from_str(body).unwrap(), "JPY", None).unwrap();
+    assert_eq!(
+        (t.subtotal, t.currency.as_str(), t.location_id),
+        (1500, "JPY", None)
+    );
+    let body =
+        r#"{"guid":"o","openedDate":"2026-11-20T19:00:00.000+0000","checks":[{"amount":15.5}]}"#;
+    assert!(to_transaction(serde_json::from_str(body).unwrap(), "JPY", None).is_err());
+}
+
+#[test]
+fn statuses() {
+    let status = |patch: fn(&mut Value)| map(order(patch)).unwrap().status;
+    assert_eq!(status(|_| {}), TransactionStatus::Completed);
+    assert_eq!(
+        status(|o| o["voided"] = true.into()),
+        TransactionStatus::Voided
+    );
+    assert_eq!(
+        status(|o| o["deleted"] = true.into()),
+        TransactionStatus::Voided
+    );
+    // No payment, every check open: pending.
+    assert_eq!(
+        status(|o| {
+            for c in o["checks"].as_array_mut().unwrap() {
+                c["payments"] = json!([]);
+                c["paymentStatus"] = "OPEN".into();
+            }
+        }),
+        TransactionStatus::Pending
+    );
+    // Only voided payments on open checks: still pending.
+    assert_eq!(
+        status(|o| {
+            for c in o["checks"].as_array_mut().unwrap() {
+                c["paymentStatus"] = "OPEN".into();
+                for p in c["payments"].as_array_mut().unwrap() {
+                    p["paymentStatus"] = "VOIDED".into();
+                }
+            }
+        }),
+        TransactionStatus::Pending
+    );
+    // Every payment voided on a closed check: voided.
+    assert_eq!(
+        status(|o| {
+            for c in o["checks"].as_array_mut().unwrap() {
+                for p in c["payments"].as_array_mut().unwrap() {
+                    p["paymentStatus"] = "VOIDED".into();
+                }
+            }
+        }),
+        TransactionStatus::Voided
+    );
+    // Every payment declined: failed.
+    assert_eq!(
+        status(|o| {
+            for c in o["checks"].as_array_mut().unwrap() {
+                for p in c["payments"].as_array_mut().unwrap() {
+                    p["paymentStatus"] = "DENIED".into();
+                }
+            }
+        }),
+        TransactionStatus::Failed
+    );
+    // Every check voided: voided.
+    assert_eq!(
+        status(|o| {
+            for c in o["checks"].as_array_mut().unwrap() {
+                c["voided"] = true.into();
+            }
+        }),
+        TransactionStatus::Voided
+    );
+    // A closed check without payments (comped): completed.
+    assert_eq!(
+        status(|o| o["checks"] = json!([{"amount": 0, "paymentStatus": "CLOSED"}])),
+        TransactionStatus::Completed
+    );
+    // No checks at all: pending.
+    assert_eq!(
+        status(|o| o["checks"] = json!([])),
+        TransactionStatus::Pending
+    );
+    assert_eq!(
+        status(|o| o["checks"] = Value::Null),
+        TransactionStatus::Pending
+    );
+}
+
+#[test]
+fn voided_checks_and_payments_are_not_spend() {
+    let t = map(order(|o| o["checks"][1]["deleted"] = true.into())).unwrap();
+    assert_eq!((t.subtotal, t.tax, t.tip), (850, 68, 182));
+    // A fully refunded payment.
+    let t = map(order(|o| {
+        o["checks"][0]["payments"][1]["refundStatus"] = "FULL".into();
+        o["checks"][0]["payments"][1]["refund"] =
+            json!({"refundAmount": 9.18, "tipRefundAmount": 1.82});
+    }))
+    .unwrap();
+    assert_eq!(t.refunded, 1100);
+    // A refund object without a status still counts; a refund on a voided payment does not.
+    let t = map(order(|o| {
+        o["checks"][0]["payments"][1]
+            .as_object_mut()
+            .unwrap()
+            .remove("refundStatus");
+        o["checks"][0]["payments"][0]["refundStatus"] = "FULL".into();
+        o["checks"][0]["payments"][0]["refund"] = json!({"refundAmount": 50});
+    }))
+    .unwrap();
+    assert_eq!(t.refunded, 275);
+}
+
+#[test]
+fn tenders_cards_and_customers() {
+    for (kind, tender) in [
+        ("CREDIT", Tender::Card),
+        ("CASH", Tender::Cash),
+        ("GIFTCARD", Tender::GiftCard),
+        ("OTHER", Tender::Other),
+        ("HOUSE_ACCOUNT", Tender::Other),
+        ("UNDETERMINED", Tender::Other),
+    ] {
+        let t = map(order(|o| {
+            o["checks"][0]["payments"][1]["type"] = kind.into()
+        }))
+        .unwrap();
+        assert_eq!(t.tender, tender, "{kind}");
+    }
+    // The first non-voided payment decides; no card details → no card.
+    let t = map(order(|o| {
+        let payments = o["checks"][0]["payments"].as_array_mut().unwrap();
+        payments.remove(1);
+    }))
+    .unwrap();
+    assert_eq!((t.tender, t.card), (Tender::GiftCard, None));
+    // No payments at all: other.
+    let t = map(order(|o| o["checks"] = json!([{"amount": 1}]))).unwrap();
+    assert_eq!((t.tender, t.customer), (Tender::Other, None));
+    // The first check with a customer; a name from one part only.
+    let t = map(order(|o| {
+        o["checks"][0]["customer"] = Value::Null;
+        o["checks"][1]["customer"] =
+            json!({"guid": "cust-2", "firstName": " Bo ", "lastName": null});
+    }))
+    .unwrap();
+    assert_eq!(
+        t.customer,
+        Some(CustomerRef {
+            provider_customer_id: Some("cust-2".into()),
+            phone: None,
+            email: None,
+            name: Some("Bo".into())
+        })
+    );
+}
+
+#[test]
+fn dates() {
+    let t = map(order(|o| {
+        o.as_object_mut().unwrap().remove("closedDate");
+    }))
+    .unwrap();
+    assert_eq!(
+        t.occurred_at,
+        time::parse_timestamp("2026-11-20T18:40:00Z").unwrap()
+    );
+    let t = map(order(|o| o["closedDate"] = Value::Null)).unwrap();
+    assert_eq!(
+        t.occurred_at,
+        time::parse_timestamp("2026-11-20T18:40:00Z").unwrap()
+    );
+    for (patch, needle) in [
+        (
+            (|o: &mut Value| {
+                let o = o.as_object_mut().unwrap();
+                o.remove("closedDate");
+                o.remove("openedDate");
+            }) as Patch,
+            "openedDate",
+        ),
+        (|o| o["closedDate"] = "2026-11-20".into(), "closedDate"),
+        (|o| o["modifiedDate"] = "later".into(), "modifiedDate"),
+        (|o| o["guid"] = "".into(), "guid"),
+        (
+            |o| {
+                o.as_object_mut().unwrap().remove("guid");
+            },
+            "guid",
+        ),
+    ] {
+        let err = map(order(patch)).unwrap_err();
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+}
+
+#[test]
+fn orders_use_the_saved_currency() {
+    setup();
+    state::set_string(CURRENCY_KEY, "CAD").unwrap();
+    mock_toast(|_| json_response(200, &orders(1)));
+    let page = Toast::fetch_transactions(connection(), request(0, 1, None)).unwrap();
+    assert_eq!(page.transactions[0].currency, "CAD");
+    assert_eq!(page.transactions[0].location_id.as_deref(), Some(GUID));
+    state::delete(CURRENCY_KEY);
+    let page = Toast::fetch_transactions(connection(), request(0, 1, None)).unwrap();
+    assert_eq!(page.transactions[0].currency, "USD");
+}
+
+const SECRET: &str = "toast-webhook-secret";
+
+fn webhook_body(event_type: &str, order: &str) -> String {
+    format!(
+        r#"{{"timestamp":"2026-11-20T19:30:01.123+0000","eventCategory":"orders","eventType":"{event_type}",
+            "guid":"evt-7f3a","details":{{"restaurantGuid":"{GUID}","order":{order}}}}}"#
+    )
+}
+
+fn signed(body: &str, secret: &str, timestamp: &str) -> Webhook {
+    let sig = signature::base64_encode(&signature::hmac_sha256(
+        secret.as_bytes(),
+        &[body.as_bytes(), timestamp.as_bytes()],
+    ));
+    Webhook {
+        url: "https://hub.example.com/webhooks/toast/1".into(),
+        headers: vec![
+            ("Toast-Signature".into(), sig),
+            ("Toast-Event-Type".into(), "order_updated".into()),
+        ],
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+#[test]
+fn verifies_signatures_over_body_and_timestamp() {
+    let body = webhook_body("order_updated", ORDER);
+    let ok = signed(&body, SECRET, "2026-11-20T19:30:01.123+0000");
+    assert!(Toast::verify_webhook(ok.clone(), SECRET.into()));
+    let mut lower = ok.clone();
+    lower.headers[0].0 = "toast-signature".into();
+    assert!(Toast::verify_webhook(lower, SECRET.into()));
+
+    // One byte changed anywhere: refused.
+    assert!(!Toast::verify_webhook(
+        ok.clone(),
+        "toast-webhook-secreT".into()
+    ));
+    let mut tampered = ok.clone();
+    tampered.body = body.replacen("8.5", "9.5", 1).into_bytes();
+    assert!(!Toast::verify_webhook(tampered, SECRET.into()));
+    // Signed without the timestamp, or with another one: refused.
+    assert!(!Toast::verify_webhook(
+        signed(&body, SECRET, ""),
+        SECRET.into()
+    ));
+    assert!(!Toast::verify_webhook(
+        signed(&body, SECRET, "2026-11-20T19:30:01.124+0000"),
+        SECRET.into()
+    ));
+    // The timestamp is part of the message: changing it in the body breaks the signature.
+    let mut replayed = ok.clone();
+    replayed.body = body.replace("19:30:01.123", "19:30:01.124").into_bytes();
+    assert!(!Toast::verify_webhook(replayed, SECRET.into()));
+    // No header, no timestamp, not JSON, empty secret.
+    let mut none = ok.clone();
+    none.headers.retain(|(n, _)| n != "Toast-Signature");
+    assert!(!Toast::verify_webhook(none, SECRET.into()));
+    let no_ts = r#"{"eventType":"order_updated","guid":"e"}"#;
+    assert!(!Toast::verify_webhook(
+        signed(no_ts, SECRET, ""),
+        SECRET.into()
+    ));
+    assert!(!Toast::verify_webhook(
+        signed("not json", SECRET, ""),
+        SECRET.into()
+    ));
+    assert!(!Toast::verify_webhook(ok, String::new()));
+}
+
+#[test]
+fn parses_order_webhooks() {
+    testing::reset();
+    state::set_string(CURRENCY_KEY, "CAD").unwrap();
+    let body = webhook_body("order_updated", ORDER);
+    let event = Toast::parse_webhook(signed(&body, SECRET, "")).unwrap();
+    assert_eq!(event.event_id, "evt-7f3a");
+    assert_eq!(event.event_type, "order_updated");
+    let expected = to_transaction(order(|_| {}), "CAD", Some(GUID)).unwrap();
+    assert_eq!(event.transactions, vec![expected]);
+
+    let body = webhook_body("menu_updated", "null");
+    let event = Toast::parse_webhook(signed(&body, SECRET, "")).unwrap();
+    assert_eq!(
+        (event.event_id.as_str(), event.transactions.len()),
+        ("evt-7f3a", 0)
+    );
+}
+
+#[test]
+fn malformed_webhooks_are_bad_payloads() {
+    testing::reset();
+    let bad = |body: &str| {
+        let result = Toast::parse_webhook(signed(body, SECRET, ""));
+        assert!(
+            matches!(result, Err(ProviderError::BadPayload(_))),
+            "{body}: {result:?}"
+        );
+    };
+    bad("");
+    bad("[1]");
+    bad(r#"{"eventType":"order_updated"}"#);
+    bad(r#"{"eventType":"order_updated","guid":""}"#);
+    bad(r#"{"guid":"e1"}"#);
+    bad(&webhook_body("order_updated", "null"));
+    bad(&webhook_body("order_updated", r#""o""#));
+    bad(&webhook_body(
+        "order_updated",
+        r#"{"guid":"o","openedDate":"2026-11-20T19:00:00.000+0000","checks":[{"amount":12.345}]}"#,
+    ));
+    bad(&webhook_body("order_updated", r#"{"guid":"o"}"#));
+}
+
+#[test]
+fn push_is_unsupported() {
+    assert!(matches!(
+        Toast::parse_push(b"[]".to_vec()),
+        Err(ProviderError::Unsupported(_))
+    ));
+}
+
+/// Byte-level mutations of `seed` from a fixed LCG (no extra crates).
+fn mutations(seed: &str, count: usize) -> Vec<Vec<u8>> {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) as usize
+    };
+    let bytes = seed.as_bytes();
+    (0..count)
+        .map(|_| {
+            let mut b = bytes.to_vec();
+            for _ in 0..1 + next() % 4 {
+                let at = next() % b.len().max(1);
+                match next() % 4 {
+                    0 => b.truncate(at),
+                    1 if at < b.len() => b[at] = b"{}[]\":,0.-e9 nt<>;"[next() % 18],
+                    2 => b.insert(at.min(b.len()), b"{}[]\":,0.-e9 nt<>;"[next() % 18]),
+                    _ if at < b.len() => {
+                        b.remove(at);
+                    }
+                    _ => {}
+                }
+            }
+            b
+        })
+        .collect()
+}
+
+#[test]
+fn mutated_input_never_panics() {
+    setup();
+    let body = webhook_body("order_updated", ORDER);
+    for bytes in mutations(&body, 3000) {
+        let w = Webhook {
+            url: String::new(),
+            headers: vec![("Toast-Signature".into(), "AAAA".into())],
+            body: bytes.clone(),
+        };
+        let _ = Toast::verify_webhook(w.clone(), "k".into());
+        let _ = Toast::parse_webhook(w);
+        let page = [b"[".as_slice(), &bytes, b"]"].concat();
+        let link = String::from_utf8_lossy(&bytes).into_owned();
+        mock_toast(move |_| Response {
+            status: 200,
+            headers: vec![
+                ("Link".into(), link.clone()),
+                ("X-Toast-RateLimit-Remaining".into(), "0".into()),
+                (
+                    "X-Toast-RateLimit-Reset".into(),
+                    "99999999999999999999".into(),
+                ),
+            ],
+            body: page.clone(),
+        });
+        let _ = Toast::fetch_transactions(connection(), request(0, 1, None));
+        let _ = links::parse(&String::from_utf8_lossy(&bytes));
+        let _ = links::resolve(&String::from_utf8_lossy(&bytes), "a/b");
+    }
+}
