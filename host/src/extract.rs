@@ -76,12 +76,31 @@ pub fn payload_too_large() -> ApiError {
     )
 }
 
-/// Parses JSON with the error classification described on [`ApiJson`].
+/// Parses a JSON object body with the error classification described on [`ApiJson`].
+///
+/// Every body of this API is an object; serde's derived structs would also accept an array
+/// and fill fields by position (`[100]` as `{"amount":100}`), so anything else is refused.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            "the request body must be a JSON object",
+        ));
+    }
     serde_json::from_slice(bytes).map_err(|err| {
         use serde_json::error::Category;
         match err.classify() {
             Category::Data => ApiError::unprocessable("invalid_request", err.to_string()),
+            // serde_json reports some shape errors (a number where an enum is expected) as
+            // syntax errors: well-formed JSON of the wrong shape is still a 422.
+            Category::Syntax | Category::Eof | Category::Io
+                if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() =>
+            {
+                ApiError::unprocessable("invalid_request", err.to_string())
+            }
             Category::Syntax | Category::Eof | Category::Io => {
                 ApiError::bad_request("invalid_json", format!("malformed JSON: {err}"))
             }
@@ -145,5 +164,50 @@ impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
             key,
             request_line: format!("{} {}", parts.method, parts.uri.path()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        #[allow(dead_code)]
+        amount: i64,
+    }
+
+    #[test]
+    fn only_objects_are_bodies() {
+        assert!(parse_json::<Body>(br#"{"amount": 1}"#).is_ok());
+        let positional = parse_json::<Body>(b"[100]").unwrap_err();
+        assert_eq!(
+            (positional.status.as_u16(), positional.code),
+            (422, "invalid_request")
+        );
+        assert_eq!(
+            parse_json::<Body>(b"[100").unwrap_err().code,
+            "invalid_json"
+        );
+        assert_eq!(parse_json::<Body>(b"  ").unwrap_err().code, "invalid_json");
+        assert_eq!(
+            parse_json::<Body>(br#"{"amount": "1"}"#).unwrap_err().code,
+            "invalid_request"
+        );
+        #[derive(Debug, serde::Deserialize)]
+        enum Kind {
+            #[allow(dead_code)]
+            A,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        struct WithEnum {
+            #[allow(dead_code)]
+            kind: Kind,
+        }
+        assert_eq!(
+            parse_json::<WithEnum>(br#"{"kind": 3}"#).unwrap_err().code,
+            "invalid_request"
+        );
     }
 }

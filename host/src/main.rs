@@ -93,6 +93,14 @@ enum PluginCommand {
     },
     /// List installed plugins.
     List,
+    /// Measure a provider component: compile, cached load, install, per-call cost.
+    Bench {
+        /// The .wasm component.
+        file: std::path::PathBuf,
+        /// Calls timed per figure.
+        #[arg(long, default_value_t = 2000)]
+        calls: usize,
+    },
     /// Scaffold a new plugin crate.
     New {
         /// `provider` or `hook`.
@@ -340,6 +348,20 @@ async fn run_plugin_command(database_url: &str, cmd: PluginCommand) -> anyhow::R
             if failed > 0 {
                 anyhow::bail!("conformance check failed");
             }
+        }
+        PluginCommand::Bench { file, calls } => {
+            let wasm =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let scratch =
+                std::env::temp_dir().join(format!("posbridge-bench-{}.db", std::process::id()));
+            let store = open(&scratch.display().to_string()).await?;
+            let plugins = Plugins::start(store.clone(), options).await?;
+            let outcome = plugins.bench(wasm, calls).await;
+            store.close().await;
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", scratch.display()));
+            }
+            print_json(&outcome?)?;
         }
         PluginCommand::List => {
             let store = open(database_url).await?;

@@ -51,6 +51,11 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     raise_fd_limit();
     metrics::install();
+    // The phone-number tables load on first use (~0.5 s); load them now rather than in the
+    // middle of a terminal's first loyalty request.
+    tokio::task::spawn_blocking(|| crate::customers::normalize_phone("US", "+15550100199"))
+        .await
+        .ok();
     let store = Store::open(&config.database_url, &config.store).await?;
     let (operator, generated) =
         OperatorCredential::ensure(&store, config.operator_token.as_deref()).await?;

@@ -33,19 +33,31 @@ async fn install(srv: &TestServer, name: &str) -> posbridge_harness::Resp {
 
 async fn validate(manager: &Client, provider: &str, location: &str) -> posbridge_harness::Resp {
     manager
-        .post("/pos/validate", &json!({"provider": provider, "location_id": location}))
+        .post(
+            "/pos/validate",
+            &json!({"provider": provider, "location_id": location}),
+        )
         .await
 }
 
 async fn plugin(srv: &TestServer, id: &str) -> Value {
-    srv.admin().get(&format!("/admin/plugins/{id}")).await.expect(200).clone()
+    srv.admin()
+        .get(&format!("/admin/plugins/{id}"))
+        .await
+        .expect(200)
+        .clone()
 }
 
 async fn install_refuses_what_is_not_a_plugin(backend: Backend) {
     let srv = crate::start(backend).await;
     // Bundled plugins are installed on start.
     let listed = srv.admin().get("/admin/plugins").await.expect(200).clone();
-    let ids: Vec<&str> = listed["plugins"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = listed["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
     for bundled in ["square", "toast", "local-pos", "order-size-flag"] {
         assert!(ids.contains(&bundled), "{bundled} missing from {ids:?}");
     }
@@ -58,27 +70,60 @@ async fn install_refuses_what_is_not_a_plugin(backend: Backend) {
     assert_eq!(manifest["state"], "active");
 
     // The same version again, a component of another world, a core module, not wasm at all.
-    install(&srv, "test_swap_v1").await.expect_error(409, "version_exists");
+    install(&srv, "test_swap_v1")
+        .await
+        .expect_error(409, "version_exists");
     let wrong = install(&srv, "test_wrong_world").await;
     wrong.expect_error(422, "invalid_plugin");
     assert!(wrong.text.contains("no known world"), "{}", wrong.text);
     let core_module = b"\0asm\x01\0\0\0".to_vec();
     let refused = srv
         .admin()
-        .send(Method::POST, "/admin/plugins", Body::Raw { bytes: core_module, content_type: None }, &[])
+        .send(
+            Method::POST,
+            "/admin/plugins",
+            Body::Raw {
+                bytes: core_module,
+                content_type: None,
+            },
+            &[],
+        )
         .await;
     refused.expect_error(422, "invalid_plugin");
-    assert!(refused.text.contains("core WebAssembly module"), "{}", refused.text);
+    assert!(
+        refused.text.contains("core WebAssembly module"),
+        "{}",
+        refused.text
+    );
     srv.admin()
-        .send(Method::POST, "/admin/plugins", Body::Raw { bytes: b"hello".to_vec(), content_type: None }, &[])
+        .send(
+            Method::POST,
+            "/admin/plugins",
+            Body::Raw {
+                bytes: b"hello".to_vec(),
+                content_type: None,
+            },
+            &[],
+        )
         .await
         .expect_error(422, "invalid_plugin");
     // Nothing of the refused ones was installed.
     let after = srv.admin().get("/admin/plugins").await.expect(200).clone();
-    assert_eq!(after["plugins"].as_array().unwrap().len(), listed["plugins"].as_array().unwrap().len() + 1);
+    assert_eq!(
+        after["plugins"].as_array().unwrap().len(),
+        listed["plugins"].as_array().unwrap().len() + 1
+    );
     // Only the operator installs.
     srv.anon()
-        .send(Method::POST, "/admin/plugins", Body::Raw { bytes: wasm("test_swap_v2"), content_type: None }, &[])
+        .send(
+            Method::POST,
+            "/admin/plugins",
+            Body::Raw {
+                bytes: wasm("test_swap_v2"),
+                content_type: None,
+            },
+            &[],
+        )
         .await
         .expect_error(401, "unauthorized");
 }
@@ -92,11 +137,17 @@ async fn sandbox_contains_misbehaving_guests(backend: Backend) {
     }
 
     // A panic fails that call only; the next call on a fresh instance works.
-    assert_eq!(validate(&manager, "test-panic", "a").await.expect(200)["name"], "ok");
+    assert_eq!(
+        validate(&manager, "test-panic", "a").await.expect(200)["name"],
+        "ok"
+    );
     let trapped = validate(&manager, "test-panic", "panic").await;
     trapped.expect_error(502, "plugin_failed");
     assert!(trapped.text.contains("wasm trap"), "{}", trapped.text);
-    assert_eq!(validate(&manager, "test-panic", "b").await.expect(200)["id"], "b");
+    assert_eq!(
+        validate(&manager, "test-panic", "b").await.expect(200)["id"],
+        "b"
+    );
 
     // An infinite loop is stopped at the CPU deadline (default 1 s); the host keeps
     // serving other requests meanwhile.
@@ -113,21 +164,37 @@ async fn sandbox_contains_misbehaving_guests(backend: Backend) {
     }
     let (r, took) = looping.await.unwrap();
     r.expect_error(504, "plugin_timeout");
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(10), "deadline took {took:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+        "deadline took {took:?}"
+    );
 
     // A memory hog is refused at the cap (64 MiB by default).
-    validate(&manager, "test-memory-hog", "x").await.expect_error(502, "plugin_failed");
+    validate(&manager, "test-memory-hog", "x")
+        .await
+        .expect_error(502, "plugin_failed");
     let hog = plugin(&srv, "test-memory-hog").await;
     assert_eq!(hog["stats"]["failures"], 1);
 
     // Per-plugin limits: a tighter deadline is honoured.
     srv.admin()
-        .send(Method::PUT, "/admin/plugins/test-loop/limits", Body::Json(json!({"cpu_ms": 100, "memory_mb": 16})), &[])
+        .send(
+            Method::PUT,
+            "/admin/plugins/test-loop/limits",
+            Body::Json(json!({"cpu_ms": 100, "memory_mb": 16})),
+            &[],
+        )
         .await
         .expect(200);
     let started = std::time::Instant::now();
-    validate(&manager, "test-loop", "x").await.expect_error(504, "plugin_timeout");
-    assert!(started.elapsed() < Duration::from_millis(900), "100 ms deadline took {:?}", started.elapsed());
+    validate(&manager, "test-loop", "x")
+        .await
+        .expect_error(504, "plugin_timeout");
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "100 ms deadline took {:?}",
+        started.elapsed()
+    );
 
     // Stats are visible to the operator.
     let panicky = plugin(&srv, "test-panic").await;
@@ -143,26 +210,46 @@ async fn repeated_failures_quarantine_a_plugin(backend: Backend) {
     let manager = srv.manager(&keys);
     install(&srv, "test_panic").await.expect(201);
     for _ in 0..5 {
-        validate(&manager, "test-panic", "panic").await.expect_error(502, "plugin_failed");
+        validate(&manager, "test-panic", "panic")
+            .await
+            .expect_error(502, "plugin_failed");
     }
     let quarantined = eventually(Duration::from_secs(10), "quarantine", || async {
         let p = plugin(&srv, "test-panic").await;
         (p["state"] == "quarantined").then_some(p)
     })
     .await;
-    assert!(quarantined["state_reason"].as_str().unwrap().contains("5 consecutive failures"));
+    assert!(quarantined["state_reason"]
+        .as_str()
+        .unwrap()
+        .contains("5 consecutive failures"));
     // Calls are refused without running the guest.
-    validate(&manager, "test-panic", "fine").await.expect_error(503, "provider_unavailable");
+    validate(&manager, "test-panic", "fine")
+        .await
+        .expect_error(503, "provider_unavailable");
     // The operator re-enables it by activating a version.
     let active = srv
         .admin()
-        .post("/admin/plugins/test-panic/activate", &json!({"version": "1.0.0"}))
+        .post(
+            "/admin/plugins/test-panic/activate",
+            &json!({"version": "1.0.0"}),
+        )
         .await;
     assert_eq!(active.expect(200)["state"], "active");
     validate(&manager, "test-panic", "fine").await.expect(200);
     // Disabling refuses calls too.
-    srv.admin().send(Method::POST, "/admin/plugins/test-panic/disable", Body::None, &[]).await.expect(200);
-    validate(&manager, "test-panic", "fine").await.expect_error(503, "provider_unavailable");
+    srv.admin()
+        .send(
+            Method::POST,
+            "/admin/plugins/test-panic/disable",
+            Body::None,
+            &[],
+        )
+        .await
+        .expect(200);
+    validate(&manager, "test-panic", "fine")
+        .await
+        .expect_error(503, "provider_unavailable");
 }
 
 /// A local HTTP server standing in for a provider API.
@@ -192,7 +279,11 @@ async fn outbound_http_is_limited_to_allowed_hosts(backend: Backend) {
         )
         .await;
     denied.expect_error(403, "permission_denied");
-    assert!(denied.text.contains("not in this plugin's allowed hosts"), "{}", denied.text);
+    assert!(
+        denied.text.contains("not in this plugin's allowed hosts"),
+        "{}",
+        denied.text
+    );
     assert_eq!(plugin(&srv, "test-http").await["stats"]["http_denied"], 1);
     assert!(srv.logs().contains("plugin HTTP request denied"));
 
@@ -205,16 +296,30 @@ async fn outbound_http_is_limited_to_allowed_hosts(backend: Backend) {
     // Once the operator approves the mock, the same call goes through.
     let approved = srv
         .admin()
-        .send(Method::PUT, "/admin/plugins/test-http/hosts", Body::Json(json!({"allow": [mock]})), &[])
+        .send(
+            Method::PUT,
+            "/admin/plugins/test-http/hosts",
+            Body::Json(json!({"allow": [mock]})),
+            &[],
+        )
         .await;
-    assert!(approved.expect(200)["allowed_hosts"].as_array().unwrap().iter().any(|h| h == &json!(mock)));
+    assert!(approved.expect(200)["allowed_hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h == &json!(mock)));
     let ok = manager
         .post("/pos/validate", &json!({"provider": "test-http", "location_id": "x", "base_url": format!("http://{mock}")}))
         .await;
     assert_eq!(ok.expect(200)["name"], "pong");
     // Malformed host patterns are refused.
     srv.admin()
-        .send(Method::PUT, "/admin/plugins/test-http/hosts", Body::Json(json!({"allow": ["http://x.com/path"]})), &[])
+        .send(
+            Method::PUT,
+            "/admin/plugins/test-http/hosts",
+            Body::Json(json!({"allow": ["http://x.com/path"]})),
+            &[],
+        )
         .await
         .expect_error(422, "invalid_hosts");
 }
@@ -243,7 +348,13 @@ async fn hot_swap_under_load_fails_no_call(backend: Backend) {
     }
     for i in 0..20 {
         let version = if i % 2 == 0 { "1.0.0" } else { "2.0.0" };
-        let r = srv.admin().post("/admin/plugins/test-swap/activate", &json!({"version": version})).await;
+        let r = srv
+            .admin()
+            .post(
+                "/admin/plugins/test-swap/activate",
+                &json!({"version": version}),
+            )
+            .await;
         assert_eq!(r.expect(200)["active_version"], version);
     }
     stop.store(true, Ordering::Relaxed);
@@ -251,22 +362,53 @@ async fn hot_swap_under_load_fails_no_call(backend: Backend) {
     for c in callers {
         results.extend(c.await.unwrap());
     }
-    assert!(results.len() >= 20, "only {} calls during the swaps", results.len());
+    assert!(
+        results.len() >= 20,
+        "only {} calls during the swaps",
+        results.len()
+    );
     let failed: Vec<_> = results.iter().filter(|(s, _)| *s != 200).collect();
-    assert!(failed.is_empty(), "{} of {} calls failed: {:?}", failed.len(), results.len(), &failed[..failed.len().min(3)]);
+    assert!(
+        failed.is_empty(),
+        "{} of {} calls failed: {:?}",
+        failed.len(),
+        results.len(),
+        &failed[..failed.len().min(3)]
+    );
     for (_, body) in &results {
         // Each call ran entirely on one version: both fields come from the same instance.
         assert_eq!(body["name"], body["business_name"], "{body}");
         assert!(body["name"] == "v1" || body["name"] == "v2");
     }
     // The last activation (2.0.0) serves new calls; rolling back and deleting work.
-    assert_eq!(validate(&manager, "test-swap", "l").await.expect(200)["name"], "v2");
-    srv.admin().delete("/admin/plugins/test-swap/versions/2.0.0").await.expect_error(409, "version_active");
-    srv.admin().post("/admin/plugins/test-swap/activate", &json!({"version": "1.0.0"})).await.expect(200);
-    srv.admin().delete("/admin/plugins/test-swap/versions/2.0.0").await.expect(204);
-    assert_eq!(validate(&manager, "test-swap", "l").await.expect(200)["name"], "v1");
+    assert_eq!(
+        validate(&manager, "test-swap", "l").await.expect(200)["name"],
+        "v2"
+    );
     srv.admin()
-        .post("/admin/plugins/test-swap/activate", &json!({"version": "2.0.0"}))
+        .delete("/admin/plugins/test-swap/versions/2.0.0")
+        .await
+        .expect_error(409, "version_active");
+    srv.admin()
+        .post(
+            "/admin/plugins/test-swap/activate",
+            &json!({"version": "1.0.0"}),
+        )
+        .await
+        .expect(200);
+    srv.admin()
+        .delete("/admin/plugins/test-swap/versions/2.0.0")
+        .await
+        .expect(204);
+    assert_eq!(
+        validate(&manager, "test-swap", "l").await.expect(200)["name"],
+        "v1"
+    );
+    srv.admin()
+        .post(
+            "/admin/plugins/test-swap/activate",
+            &json!({"version": "2.0.0"}),
+        )
         .await
         .expect_error(404, "version_not_found");
 }
@@ -288,24 +430,60 @@ async fn restart_keeps_versions_and_reuses_compiled_artifacts(backend: Backend) 
     let keys = srv.setup_tenant("kitchen").await;
     install(&srv, "test_swap_v1").await.expect(201);
     install(&srv, "test_swap_v2").await.expect(201);
-    srv.admin().post("/admin/plugins/test-swap/activate", &json!({"version": "1.0.0"})).await.expect(200);
+    srv.admin()
+        .post(
+            "/admin/plugins/test-swap/activate",
+            &json!({"version": "1.0.0"}),
+        )
+        .await
+        .expect(200);
     let before = srv.anon().get("/metrics").await.text;
-    assert!(metric(&before, "posbridge_plugin_artifacts_total{source=\"compiled\"}") >= 2.0, "{before}");
-    assert!(std::fs::read_dir(&cache).unwrap().filter_map(Result::ok).any(|e| e.path().extension().is_some_and(|x| x == "cwasm")));
+    assert!(
+        metric(
+            &before,
+            "posbridge_plugin_artifacts_total{source=\"compiled\"}"
+        ) >= 2.0,
+        "{before}"
+    );
+    assert!(std::fs::read_dir(&cache)
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| e.path().extension().is_some_and(|x| x == "cwasm")));
 
     srv.restart().await;
     let after = srv.anon().get("/metrics").await.text;
-    assert_eq!(metric(&after, "posbridge_plugin_artifacts_total{source=\"compiled\"}"), 0.0, "restart recompiled:\n{after}");
-    assert!(metric(&after, "posbridge_plugin_artifacts_total{source=\"disk_cache\"}") >= 1.0, "{after}");
+    assert_eq!(
+        metric(
+            &after,
+            "posbridge_plugin_artifacts_total{source=\"compiled\"}"
+        ),
+        0.0,
+        "restart recompiled:\n{after}"
+    );
+    assert!(
+        metric(
+            &after,
+            "posbridge_plugin_artifacts_total{source=\"disk_cache\"}"
+        ) >= 1.0,
+        "{after}"
+    );
     let swap = plugin(&srv, "test-swap").await;
     assert_eq!(swap["active_version"], "1.0.0");
     assert_eq!(swap["versions"].as_array().unwrap().len(), 2);
-    assert_eq!(validate(&srv.manager(&keys), "test-swap", "l").await.expect(200)["name"], "v1");
+    assert_eq!(
+        validate(&srv.manager(&keys), "test-swap", "l")
+            .await
+            .expect(200)["name"],
+        "v1"
+    );
     let _ = std::fs::remove_dir_all(cache);
 }
 
 fn tempfile_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("posbridge-cache-{}", posbridge_harness::random_suffix(12)));
+    let dir = std::env::temp_dir().join(format!(
+        "posbridge-cache-{}",
+        posbridge_harness::random_suffix(12)
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -314,25 +492,39 @@ async fn cli_installs_into_a_running_host_and_checks_components(backend: Backend
     let srv = crate::start(backend).await;
     let file = srv.dir().join("swap.wasm");
     std::fs::write(&file, wasm("test_swap_v1")).unwrap();
-    let out = srv.cli(&["plugin", "install", file.to_str().unwrap()]).await;
+    let out = srv
+        .cli(&["plugin", "install", file.to_str().unwrap()])
+        .await;
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(out.json()["active_version"], "1.0.0");
     // The running host picks it up without a restart.
-    eventually(Duration::from_secs(15), "the host to load the CLI-installed plugin", || async {
-        let r = srv.admin().get("/admin/plugins/test-swap").await;
-        (r.status == 200 && r.body["active_version"] == "1.0.0").then_some(())
-    })
+    eventually(
+        Duration::from_secs(15),
+        "the host to load the CLI-installed plugin",
+        || async {
+            let r = srv.admin().get("/admin/plugins/test-swap").await;
+            (r.status == 200 && r.body["active_version"] == "1.0.0").then_some(())
+        },
+    )
     .await;
 
     let check = srv.cli(&["plugin", "check", file.to_str().unwrap()]).await;
     assert!(check.status.success(), "{}\n{}", check.stdout, check.stderr);
     assert!(check.stdout.contains("PASS validate"), "{}", check.stdout);
-    assert!(check.stdout.contains("5 passed, 0 failed"), "{}", check.stdout);
+    assert!(
+        check.stdout.contains("5 passed, 0 failed"),
+        "{}",
+        check.stdout
+    );
     let wrong = srv.dir().join("wrong.wasm");
     std::fs::write(&wrong, wasm("test_wrong_world")).unwrap();
     let refused = srv.cli(&["plugin", "check", wrong.to_str().unwrap()]).await;
     assert!(!refused.status.success());
-    assert!(refused.stderr.contains("no known world"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("no known world"),
+        "{}",
+        refused.stderr
+    );
 }
 
 both_backends!(
@@ -344,3 +536,71 @@ both_backends!(
     restart_keeps_versions_and_reuses_compiled_artifacts,
     cli_installs_into_a_running_host_and_checks_components,
 );
+
+/// `plugin new` writes crates that build into components passing `plugin check`.
+#[tokio::test(flavor = "multi_thread")]
+async fn scaffolded_plugins_build_and_pass_the_check() {
+    let srv = crate::start(Backend::Sqlite).await;
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let sdk = repo.join("plugins/sdk");
+    // Share the bundled guests' build directory and lock file, so the SDK's dependencies
+    // are already compiled at the same versions.
+    let wasm_dir = PathBuf::from(env!("POSBRIDGE_WASM_DIR"));
+    let target_dir = wasm_dir
+        .parent()
+        .and_then(|p| p.parent())
+        .unwrap()
+        .to_path_buf();
+    for (kind, name) in [
+        ("provider", "acme-scaffold"),
+        ("hook", "acme-scaffold-hook"),
+    ] {
+        let dir = srv.dir().join(name);
+        let out = srv
+            .cli(&[
+                "plugin",
+                "new",
+                kind,
+                name,
+                "--sdk-path",
+                sdk.to_str().unwrap(),
+                "--dir",
+                dir.to_str().unwrap(),
+            ])
+            .await;
+        assert!(out.status.success(), "{}", out.stderr);
+        std::fs::copy(repo.join("plugins/Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+        let build = tokio::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(dir.join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            build.status.success(),
+            "{kind} scaffold does not build:\n{}",
+            String::from_utf8_lossy(&build.stderr)
+        );
+        let component = wasm_dir.join(format!("{}.wasm", name.replace('-', "_")));
+        let check = srv
+            .cli(&["plugin", "check", component.to_str().unwrap()])
+            .await;
+        assert!(check.status.success(), "{}\n{}", check.stdout, check.stderr);
+        assert!(
+            check.stdout.contains(&format!("\"id\": \"{name}\"")),
+            "{}",
+            check.stdout
+        );
+        assert!(check.stdout.contains(", 0 failed"), "{}", check.stdout);
+    }
+}

@@ -139,6 +139,22 @@ impl PluginEngine {
         Ok((component, ArtifactSource::Compiled))
     }
 
+    /// Compiles without any cache and returns how long it took (for `plugin bench`), and
+    /// how long loading the precompiled artifact of the same component takes.
+    pub fn measure_compile(&self, bytes: &[u8]) -> Result<(Duration, Duration), String> {
+        let started = Instant::now();
+        let component = Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}"))?;
+        let compile = started.elapsed();
+        let code = component.serialize().map_err(|e| format!("{e:#}"))?;
+        let started = Instant::now();
+        // SAFETY: `code` was produced by `serialize` on this very engine just above.
+        let loaded =
+            unsafe { Component::deserialize(&self.engine, &code) }.map_err(|e| format!("{e:#}"))?;
+        let load = started.elapsed();
+        drop(loaded);
+        Ok((compile, load))
+    }
+
     fn artifact_path(&self, sha256: &str) -> Option<PathBuf> {
         self.cache_dir
             .as_ref()

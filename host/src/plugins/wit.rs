@@ -95,6 +95,18 @@ impl ProviderPre {
         }
     }
 
+    /// `validate` repeated on one live instance, timing each call.
+    pub async fn validate_warm(
+        &self,
+        store: &mut Store<Sandbox>,
+        conn: &Connection,
+        calls: usize,
+    ) -> wasmtime::Result<Vec<std::time::Duration>> {
+        match self {
+            ProviderPre::V0_1(pre) => since_v0_1_0::validate_warm(pre, store, conn, calls).await,
+        }
+    }
+
     /// `fetch-transactions`.
     pub async fn fetch_transactions(
         &self,

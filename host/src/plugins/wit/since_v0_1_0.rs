@@ -291,6 +291,28 @@ pub(crate) async fn validate(
         .map_err(provider_error))
 }
 
+/// Instantiates once and calls `validate` `calls` times, timing each call: the cost of a
+/// call on a live instance, for `plugin bench`.
+pub(crate) async fn validate_warm(
+    pre: &ProviderPluginPre<Sandbox>,
+    store: &mut Store<Sandbox>,
+    conn: &c::Connection,
+    calls: usize,
+) -> wasmtime::Result<Vec<std::time::Duration>> {
+    let instance = pre.instantiate_async(&mut *store).await?;
+    let conn = connection(conn);
+    let mut times = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let started = std::time::Instant::now();
+        let _ = instance
+            .posbridge_plugin_provider()
+            .call_validate(&mut *store, &conn)
+            .await?;
+        times.push(started.elapsed());
+    }
+    Ok(times)
+}
+
 pub(crate) async fn fetch_transactions(
     pre: &ProviderPluginPre<Sandbox>,
     store: &mut Store<Sandbox>,

@@ -1,0 +1,900 @@
+//! A local mock of Square's API (`/v2/locations/{id}`, `GET /v2/payments`), answering like
+//! the real one as `shared/PROVIDERS.md` describes it: Bearer-token auth, Square's error
+//! envelope `{"errors":[{"category","code","detail"}]}`, opaque `cursor` paging with
+//! `limit` ≤ 100, the `created_at` and `updated_at` filters and sorts, and `location_id`.
+//!
+//! The test owns the mock's state: it sets locations and payments, injects faults (429
+//! `RATE_LIMITED` without `Retry-After`, 5xx, 403 for the next N requests or for all of
+//! them) and reads the request log (method, path, query, headers, answered status).
+//!
+//! Also here, shared with the Toast mock: [`LoggedRequest`], [`Fault`] and the server
+//! plumbing ([`MockServer`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+// ---------------------------------------------------------------------------------------
+// Shared plumbing
+// ---------------------------------------------------------------------------------------
+
+/// One request a mock received, with the status it answered.
+#[derive(Debug, Clone)]
+pub struct LoggedRequest {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// The path, as sent (still percent-encoded).
+    pub path: String,
+    /// The raw query string (empty if none).
+    pub query: String,
+    /// Every header (names lower-case).
+    pub headers: Vec<(String, String)>,
+    /// The request body.
+    pub body: Vec<u8>,
+    /// The status the mock answered.
+    pub status: u16,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+impl LoggedRequest {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The query parameters, decoded (`application/x-www-form-urlencoded` rules, so a raw
+    /// `+` reads as a space, as most real servers read it).
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        parse_query(&self.query)
+    }
+
+    /// The first value of query parameter `name`, decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query_pairs()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+
+    /// The body parsed as JSON (`Null` if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+pub(crate) fn parse_query(query: &str) -> Vec<(String, String)> {
+    match reqwest::Url::parse(&format!("http://mock/?{query}")) {
+        Ok(url) => url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// An injected failure: the next `remaining` matching requests (or every one, when
+/// `remaining` is `None`) are answered with `status` instead of being served.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// HTTP status to answer (429, 500, 503, 403, 401…).
+    pub status: u16,
+    /// How many more requests fail; `None` = until cleared.
+    pub remaining: Option<u32>,
+    /// Only requests whose path starts with this fail (`None` = every path).
+    pub path_prefix: Option<String>,
+    /// A `Retry-After` header value to send with it (Square never sends one).
+    pub retry_after: Option<String>,
+}
+
+impl Fault {
+    /// The next `n` requests to any path answer `status`.
+    pub fn next(n: u32, status: u16) -> Fault {
+        Fault {
+            status,
+            remaining: Some(n),
+            path_prefix: None,
+            retry_after: None,
+        }
+    }
+
+    /// Every request to any path answers `status` until the faults are cleared.
+    pub fn always(status: u16) -> Fault {
+        Fault {
+            status,
+            remaining: None,
+            path_prefix: None,
+            retry_after: None,
+        }
+    }
+
+    /// Restricts the fault to paths starting with `prefix`.
+    pub fn on(mut self, prefix: &str) -> Fault {
+        self.path_prefix = Some(prefix.to_owned());
+        self
+    }
+
+    /// Sends `Retry-After: value` with the fault.
+    pub fn retry_after(mut self, value: &str) -> Fault {
+        self.retry_after = Some(value.to_owned());
+        self
+    }
+}
+
+/// Takes the first live fault matching `path` (decrementing its count), if any.
+pub(crate) fn take_fault(faults: &mut Vec<Fault>, path: &str) -> Option<Fault> {
+    let index = faults.iter().position(|f| {
+        f.remaining != Some(0)
+            && f.path_prefix
+                .as_deref()
+                .is_none_or(|prefix| path.starts_with(prefix))
+    })?;
+    let fault = &mut faults[index];
+    if let Some(n) = fault.remaining.as_mut() {
+        *n -= 1;
+    }
+    let taken = fault.clone();
+    faults.retain(|f| f.remaining != Some(0));
+    Some(taken)
+}
+
+/// A running mock: its address, and the task serving it (aborted on drop).
+#[derive(Debug)]
+pub struct MockServer {
+    base_url: String,
+    host_port: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MockServer {
+    /// Binds 127.0.0.1:0 and serves `router` on the current tokio runtime.
+    pub(crate) async fn spawn(router: Router) -> MockServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding a loopback port for a mock");
+        let addr = listener.local_addr().expect("mock address");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        MockServer {
+            base_url: format!("http://{addr}"),
+            host_port: addr.to_string(),
+            task,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `127.0.0.1:PORT` (what `PUT /admin/plugins/{id}/hosts` approves).
+    pub fn host_port(&self) -> &str {
+        &self.host_port
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A JSON response with extra headers.
+pub(crate) fn json_response(status: u16, body: &Value, headers: &[(String, String)]) -> Response {
+    let mut response = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    for (name, value) in headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            response.headers_mut().append(n, v);
+        }
+    }
+    response
+}
+
+pub(crate) fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect()
+}
+
+/// Base64 (standard, padded) of HMAC-SHA256(`key`, concatenation of `parts`).
+pub fn hmac_sha256_base64(key: &[u8], parts: &[&[u8]]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    for part in parts {
+        mac.update(part);
+    }
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// `ts` as RFC 3339 UTC with milliseconds: `2026-11-20T19:00:00.000Z` (Square's format).
+pub fn rfc3339_millis(ts: jiff::Timestamp) -> String {
+    ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---------------------------------------------------------------------------------------
+// Square
+// ---------------------------------------------------------------------------------------
+
+/// The access token the mock accepts unless the test sets another.
+pub const SQUARE_TOKEN: &str = "EAAAmock-square-access-token";
+/// The location the mock starts with (also what `main` resolves to).
+pub const SQUARE_LOCATION: &str = "LMOCK0001";
+/// Its merchant.
+pub const SQUARE_MERCHANT: &str = "MLMOCKMERCHANT1";
+
+#[derive(Debug)]
+struct SquareState {
+    token: String,
+    /// Location objects by id; the first one added is `main`.
+    locations: Vec<Value>,
+    payments: Vec<Value>,
+    faults: Vec<Fault>,
+    log: Vec<LoggedRequest>,
+    /// Cursors handed out → offset of the next page.
+    cursors: HashMap<String, usize>,
+    cursor_seq: u64,
+}
+
+/// A mock Square API on 127.0.0.1. Dropping it stops it.
+#[derive(Debug)]
+pub struct MockSquare {
+    server: MockServer,
+    state: Arc<Mutex<SquareState>>,
+}
+
+impl MockSquare {
+    /// Starts a mock with token [`SQUARE_TOKEN`], one location [`SQUARE_LOCATION`]
+    /// ("Mock Bistro", America/Los_Angeles, USD) and no payments.
+    pub async fn start() -> MockSquare {
+        let state = Arc::new(Mutex::new(SquareState {
+            token: SQUARE_TOKEN.to_owned(),
+            locations: vec![square_location(
+                SQUARE_LOCATION,
+                "Mock Bistro",
+                "America/Los_Angeles",
+                "USD",
+            )],
+            payments: Vec::new(),
+            faults: Vec::new(),
+            log: Vec::new(),
+            cursors: HashMap::new(),
+            cursor_seq: 0,
+        }));
+        let router = Router::new()
+            .fallback(square_handler)
+            .with_state(state.clone());
+        MockSquare {
+            server: MockServer::spawn(router).await,
+            state,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` (the integration's `base_url`).
+    pub fn base_url(&self) -> &str {
+        self.server.base_url()
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host_port(&self) -> &str {
+        self.server.host_port()
+    }
+
+    /// Replaces the accepted access token.
+    pub fn set_token(&self, token: &str) {
+        lock(&self.state).token = token.to_owned();
+    }
+
+    /// Adds a location object (see [`square_location`]).
+    pub fn add_location(&self, location: Value) {
+        lock(&self.state).locations.push(location);
+    }
+
+    /// Adds payments (JSON objects, see [`SquarePayment`]).
+    pub fn add_payments(&self, payments: impl IntoIterator<Item = Value>) {
+        lock(&self.state).payments.extend(payments);
+    }
+
+    /// Replaces the payment with the same `id` (or adds it).
+    pub fn upsert_payment(&self, payment: Value) {
+        let mut state = lock(&self.state);
+        match state.payments.iter_mut().find(|p| p["id"] == payment["id"]) {
+            Some(existing) => *existing = payment,
+            None => state.payments.push(payment),
+        }
+    }
+
+    /// Every payment the mock holds.
+    pub fn payments(&self) -> Vec<Value> {
+        lock(&self.state).payments.clone()
+    }
+
+    /// Injects a fault (see [`Fault`]).
+    pub fn inject(&self, fault: Fault) {
+        lock(&self.state).faults.push(fault);
+    }
+
+    /// Removes every injected fault.
+    pub fn clear_faults(&self) {
+        lock(&self.state).faults.clear();
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        lock(&self.state).log.clone()
+    }
+
+    /// Requests whose path starts with `prefix`.
+    pub fn requests_to(&self, prefix: &str) -> Vec<LoggedRequest> {
+        lock(&self.state)
+            .log
+            .iter()
+            .filter(|r| r.path.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets the request log.
+    pub fn clear_requests(&self) {
+        lock(&self.state).log.clear();
+    }
+}
+
+/// A Square `Location` object.
+pub fn square_location(id: &str, name: &str, timezone: &str, currency: &str) -> Value {
+    json!({
+        "id": id,
+        "name": name,
+        "address": {"address_line_1": "1 Market St", "locality": "San Francisco",
+                    "administrative_district_level_1": "CA", "postal_code": "94105", "country": "US"},
+        "timezone": timezone,
+        "capabilities": ["CREDIT_CARD_PROCESSING", "AUTOMATIC_TRANSFERS"],
+        "status": "ACTIVE",
+        "created_at": "2024-02-19T17:58:25.000Z",
+        "merchant_id": SQUARE_MERCHANT,
+        "country": "US",
+        "language_code": "en-US",
+        "currency": currency,
+        "business_name": format!("{name} LLC"),
+        "type": "PHYSICAL",
+        "mcc": "5812"
+    })
+}
+
+/// Square's error envelope.
+pub fn square_error(category: &str, code: &str, detail: &str) -> Value {
+    json!({"errors": [{"category": category, "code": code, "detail": detail}]})
+}
+
+fn square_fault_response(fault: &Fault) -> Response {
+    let body = match fault.status {
+        429 => square_error(
+            "RATE_LIMIT_ERROR",
+            "RATE_LIMITED",
+            "Rate limit exceeded; back off and retry.",
+        ),
+        401 => square_error(
+            "AUTHENTICATION_ERROR",
+            "UNAUTHORIZED",
+            "This request could not be authorized.",
+        ),
+        403 => square_error(
+            "AUTHENTICATION_ERROR",
+            "INSUFFICIENT_SCOPES",
+            "The merchant has not given your application sufficient permissions.",
+        ),
+        503 => square_error(
+            "API_ERROR",
+            "SERVICE_UNAVAILABLE",
+            "The service is temporarily unavailable.",
+        ),
+        502 => square_error("API_ERROR", "BAD_GATEWAY", "Bad gateway."),
+        504 => square_error("API_ERROR", "GATEWAY_TIMEOUT", "Gateway timeout."),
+        _ => square_error(
+            "API_ERROR",
+            "INTERNAL_SERVER_ERROR",
+            "An internal error has occurred.",
+        ),
+    };
+    let headers: Vec<(String, String)> = fault
+        .retry_after
+        .iter()
+        .map(|v| ("retry-after".to_owned(), v.clone()))
+        .collect();
+    json_response(fault.status, &body, &headers)
+}
+
+async fn square_handler(
+    State(state): State<Arc<Mutex<SquareState>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let query = uri.query().unwrap_or_default().to_owned();
+    let mut guard = lock(&state);
+    let (status, response) = square_route(&mut guard, &method, &path, &query, &headers);
+    guard.log.push(LoggedRequest {
+        method: method.to_string(),
+        path,
+        query,
+        headers: header_list(&headers),
+        body: body.to_vec(),
+        status,
+        at: Instant::now(),
+    });
+    response
+}
+
+fn square_route(
+    state: &mut SquareState,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+) -> (u16, Response) {
+    let reply = |status: u16, body: Value| (status, json_response(status, &body, &[]));
+    if let Some(fault) = take_fault(&mut state.faults, path) {
+        return (fault.status, square_fault_response(&fault));
+    }
+    let authorized = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|token| token == state.token);
+    if !authorized {
+        return reply(
+            401,
+            square_error(
+                "AUTHENTICATION_ERROR",
+                "UNAUTHORIZED",
+                "This request could not be authorized.",
+            ),
+        );
+    }
+    if let Some(id) = path.strip_prefix("/v2/locations/") {
+        if method != Method::GET {
+            return reply(
+                405,
+                square_error(
+                    "INVALID_REQUEST_ERROR",
+                    "METHOD_NOT_ALLOWED",
+                    "Method not allowed.",
+                ),
+            );
+        }
+        let id = percent_decode(id);
+        let found = if id == "main" {
+            state.locations.first()
+        } else {
+            state.locations.iter().find(|l| l["id"] == id.as_str())
+        };
+        return match found {
+            Some(location) => reply(200, json!({"location": location})),
+            None => reply(
+                404,
+                square_error(
+                    "INVALID_REQUEST_ERROR",
+                    "NOT_FOUND",
+                    &format!("Location with id `{id}` not found."),
+                ),
+            ),
+        };
+    }
+    if path == "/v2/payments" {
+        if method == Method::POST {
+            // POST /v2/payments creates a charge: a sync must never send it.
+            return reply(
+                400,
+                square_error(
+                    "INVALID_REQUEST_ERROR",
+                    "MISSING_REQUIRED_PARAMETER",
+                    "Field must be set (source_id); the mock does not create payments.",
+                ),
+            );
+        }
+        if method != Method::GET {
+            return reply(
+                405,
+                square_error(
+                    "INVALID_REQUEST_ERROR",
+                    "METHOD_NOT_ALLOWED",
+                    "Method not allowed.",
+                ),
+            );
+        }
+        return list_payments(state, query);
+    }
+    reply(
+        404,
+        square_error("INVALID_REQUEST_ERROR", "NOT_FOUND", "Resource not found."),
+    )
+}
+
+fn percent_decode(segment: &str) -> String {
+    parse_query(&format!("x={segment}"))
+        .into_iter()
+        .next()
+        .map(|(_, v)| v)
+        .unwrap_or_default()
+}
+
+fn parse_time(value: &str) -> Option<jiff::Timestamp> {
+    value.parse::<jiff::Timestamp>().ok()
+}
+
+fn list_payments(state: &mut SquareState, query: &str) -> (u16, Response) {
+    let bad = |code: &str, field: &str, detail: &str| {
+        let body = json!({"errors": [{"category": "INVALID_REQUEST_ERROR", "code": code,
+                                      "detail": detail, "field": field}]});
+        (400, json_response(400, &body, &[]))
+    };
+    let params = parse_query(query);
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let limit = match param("limit") {
+        None => 100,
+        Some(text) => match text.parse::<usize>() {
+            Ok(0) => return bad("VALUE_TOO_LOW", "limit", "`limit` must be at least 1."),
+            Ok(n) if n > 100 => {
+                return bad("VALUE_TOO_HIGH", "limit", "`limit` must be at most 100.")
+            }
+            Ok(n) => n,
+            Err(_) => return bad("INVALID_VALUE", "limit", "`limit` must be an integer."),
+        },
+    };
+    let mut bounds = Vec::new();
+    for (name, field) in [
+        ("begin_time", "created_at"),
+        ("end_time", "created_at"),
+        ("updated_at_begin_time", "updated_at"),
+        ("updated_at_end_time", "updated_at"),
+    ] {
+        if let Some(text) = param(name) {
+            match parse_time(&text) {
+                Some(t) => bounds.push((name.ends_with("begin_time"), field, t)),
+                None => {
+                    return bad(
+                        "INVALID_TIME",
+                        name,
+                        &format!("`{name}` must be an RFC 3339 timestamp, got {text:?}."),
+                    )
+                }
+            }
+        }
+    }
+    let sort_field = match param("sort_field").as_deref() {
+        None | Some("CREATED_AT") => "created_at",
+        Some("UPDATED_AT") => "updated_at",
+        Some("OFFLINE_CREATED_AT") => "created_at",
+        Some(other) => {
+            return bad(
+                "INVALID_ENUM_VALUE",
+                "sort_field",
+                &format!("`{other}` is not a valid sort_field."),
+            )
+        }
+    };
+    let descending = match param("sort_order").as_deref() {
+        None | Some("DESC") => true,
+        Some("ASC") => false,
+        Some(other) => {
+            return bad(
+                "INVALID_SORT_ORDER",
+                "sort_order",
+                &format!("`{other}` is not a valid sort_order."),
+            )
+        }
+    };
+    let location = match param("location_id") {
+        Some(l) => l,
+        None => state
+            .locations
+            .first()
+            .and_then(|l| l["id"].as_str())
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let time_of = |p: &Value, field: &str| {
+        p[field]
+            .as_str()
+            .and_then(parse_time)
+            .or_else(|| p["created_at"].as_str().and_then(parse_time))
+    };
+    let mut matching: Vec<&Value> = state
+        .payments
+        .iter()
+        .filter(|p| p["location_id"].as_str().unwrap_or(SQUARE_LOCATION) == location)
+        .filter(|p| {
+            bounds
+                .iter()
+                .all(|(begin, field, bound)| match time_of(p, field) {
+                    Some(t) if *begin => t >= *bound,
+                    Some(t) => t < *bound,
+                    None => false,
+                })
+        })
+        .collect();
+    matching.sort_by(|a, b| {
+        let key = |p: &Value| (time_of(p, sort_field), p["id"].as_str().map(str::to_owned));
+        key(a).cmp(&key(b))
+    });
+    if descending {
+        matching.reverse();
+    }
+    let offset = match param("cursor") {
+        None => 0,
+        Some(cursor) => match state.cursors.get(&cursor) {
+            Some(offset) => *offset,
+            None => {
+                return bad(
+                    "INVALID_CURSOR",
+                    "cursor",
+                    "The pagination cursor is not valid.",
+                )
+            }
+        },
+    };
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|p| (*p).clone())
+        .collect();
+    let next = offset + page.len();
+    let mut body = json!({});
+    if !page.is_empty() {
+        body["payments"] = Value::Array(page);
+    }
+    if next < matching.len() {
+        state.cursor_seq += 1;
+        // Opaque, and with the characters a client must percent-encode (`+`, `/`, `=`).
+        let mut raw = format!("c{:08}:{:08}", state.cursor_seq, next).into_bytes();
+        raw.extend_from_slice(b"\xfb\xef\xffx");
+        let cursor = base64::engine::general_purpose::STANDARD.encode(raw);
+        state.cursors.insert(cursor.clone(), next);
+        body["cursor"] = Value::String(cursor);
+    }
+    (200, json_response(200, &body, &[]))
+}
+
+// ---------------------------------------------------------------------------------------
+// Payments and webhooks
+// ---------------------------------------------------------------------------------------
+
+/// A Square `Payment` under construction; [`SquarePayment::json`] renders it.
+#[derive(Debug, Clone)]
+pub struct SquarePayment {
+    /// Payment id.
+    pub id: String,
+    /// `created_at`.
+    pub created_at: jiff::Timestamp,
+    /// `updated_at`.
+    pub updated_at: jiff::Timestamp,
+    /// `amount_money.amount` (excludes the tip).
+    pub amount: i64,
+    /// `tip_money.amount`.
+    pub tip: i64,
+    /// `refunded_money.amount`, if any.
+    pub refunded: Option<i64>,
+    /// `COMPLETED`, `CANCELED`, `FAILED`, `APPROVED`, `PENDING`.
+    pub status: String,
+    /// `CARD`, `CASH`, …
+    pub source_type: String,
+    /// Card brand (card payments).
+    pub card_brand: String,
+    /// Card last four.
+    pub last_4: String,
+    /// Card fingerprint.
+    pub fingerprint: Option<String>,
+    /// `customer_id`.
+    pub customer_id: Option<String>,
+    /// `location_id`.
+    pub location_id: String,
+    /// Currency.
+    pub currency: String,
+}
+
+impl SquarePayment {
+    /// A COMPLETED VISA card payment of `amount` + `tip` at `created_at` (updated then too).
+    pub fn new(id: &str, amount: i64, tip: i64, created_at: jiff::Timestamp) -> SquarePayment {
+        SquarePayment {
+            id: id.to_owned(),
+            created_at,
+            updated_at: created_at,
+            amount,
+            tip,
+            refunded: None,
+            status: "COMPLETED".to_owned(),
+            source_type: "CARD".to_owned(),
+            card_brand: "VISA".to_owned(),
+            last_4: "1111".to_owned(),
+            fingerprint: None,
+            customer_id: None,
+            location_id: SQUARE_LOCATION.to_owned(),
+            currency: "USD".to_owned(),
+        }
+    }
+
+    /// Sets `status`.
+    pub fn status(mut self, status: &str) -> Self {
+        self.status = status.to_owned();
+        self
+    }
+
+    /// Sets `updated_at`.
+    pub fn updated_at(mut self, at: jiff::Timestamp) -> Self {
+        self.updated_at = at;
+        self
+    }
+
+    /// Sets `refunded_money` (and later `updated_at` as the caller chooses).
+    pub fn refunded(mut self, amount: i64) -> Self {
+        self.refunded = Some(amount);
+        self
+    }
+
+    /// Sets the card fingerprint.
+    pub fn fingerprint(mut self, fingerprint: &str) -> Self {
+        self.fingerprint = Some(fingerprint.to_owned());
+        self
+    }
+
+    /// Sets `customer_id`.
+    pub fn customer(mut self, customer_id: &str) -> Self {
+        self.customer_id = Some(customer_id.to_owned());
+        self
+    }
+
+    /// A cash payment (no card details).
+    pub fn cash(mut self) -> Self {
+        self.source_type = "CASH".to_owned();
+        self
+    }
+
+    /// Total = amount + tip.
+    pub fn total(&self) -> i64 {
+        self.amount + self.tip
+    }
+
+    /// The payment as Square renders it.
+    pub fn json(&self) -> Value {
+        let money = |amount: i64| json!({"amount": amount, "currency": self.currency});
+        let total = self.total();
+        let card_status = match self.status.as_str() {
+            "COMPLETED" => "CAPTURED",
+            "CANCELED" => "VOIDED",
+            "FAILED" => "FAILED",
+            _ => "AUTHORIZED",
+        };
+        let mut p = json!({
+            "id": self.id,
+            "created_at": rfc3339_millis(self.created_at),
+            "updated_at": rfc3339_millis(self.updated_at),
+            "amount_money": money(self.amount),
+            "tip_money": money(self.tip),
+            "total_money": money(total),
+            "approved_money": money(total),
+            "status": self.status,
+            "source_type": self.source_type,
+            "location_id": self.location_id,
+            "order_id": format!("ord-{}", self.id),
+            "receipt_number": self.id.chars().take(4).collect::<String>(),
+            "receipt_url": format!("https://squareup.com/receipt/preview/{}", self.id),
+            "delay_action": "CANCEL",
+            "version_token": "v1",
+            "application_details": {"square_product": "ECOMMERCE_API", "application_id": "sq0ids-mock"},
+        });
+        if self.source_type == "CARD" {
+            let mut card = json!({
+                "card_brand": self.card_brand,
+                "last_4": self.last_4,
+                "exp_month": 11,
+                "exp_year": 2030,
+                "card_type": "CREDIT",
+                "prepaid_type": "NOT_PREPAID",
+                "bin": "411111",
+            });
+            if let Some(fp) = &self.fingerprint {
+                card["fingerprint"] = json!(fp);
+            }
+            p["card_details"] = json!({
+                "status": card_status,
+                "card": card,
+                "entry_method": "KEYED",
+                "cvv_status": "CVV_ACCEPTED",
+                "avs_status": "AVS_ACCEPTED",
+                "statement_description": "SQ *MOCK BISTRO",
+            });
+        } else if self.source_type == "CASH" {
+            p["cash_details"] =
+                json!({"buyer_supplied_money": money(total), "change_back_money": money(0)});
+        }
+        if let Some(refunded) = self.refunded {
+            p["refunded_money"] = money(refunded);
+            p["refund_ids"] = json!([format!("{}_refund1", self.id)]);
+        }
+        if let Some(customer) = &self.customer_id {
+            p["customer_id"] = json!(customer);
+        }
+        p
+    }
+}
+
+/// The body of a Square `payment.created` / `payment.updated` notification.
+pub fn square_payment_webhook(event_type: &str, event_id: &str, payment: &Value) -> String {
+    json!({
+        "merchant_id": SQUARE_MERCHANT,
+        "type": event_type,
+        "event_id": event_id,
+        "created_at": rfc3339_millis(jiff::Timestamp::now()),
+        "data": {
+            "type": "payment",
+            "id": payment["id"],
+            "object": {"payment": payment}
+        }
+    })
+    .to_string()
+}
+
+/// `x-square-hmacsha256-signature` for `body` posted to `url`: Base64(HMAC-SHA256(key as
+/// UTF-8, url ‖ body)).
+pub fn square_signature(url: &str, body: &[u8], key: &str) -> String {
+    hmac_sha256_base64(key.as_bytes(), &[url.as_bytes(), body])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_squares_published_example() {
+        assert_eq!(
+            square_signature(
+                "https://webhook.site/webhooks",
+                br#"{"data":{"type":"webhooks","id":">id<"}}"#,
+                "signature-key"
+            ),
+            "Cxt7+aTi4rKgcA0bC4g9EHdVtLSDWdqccmL5MvihU4U="
+        );
+    }
+
+    #[test]
+    fn faults_count_down() {
+        let mut faults = vec![Fault::next(2, 500).on("/v2/payments")];
+        assert!(take_fault(&mut faults, "/v2/locations/x").is_none());
+        assert_eq!(take_fault(&mut faults, "/v2/payments").unwrap().status, 500);
+        assert!(take_fault(&mut faults, "/v2/payments").is_some());
+        assert!(take_fault(&mut faults, "/v2/payments").is_none());
+    }
+}

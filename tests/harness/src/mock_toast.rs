@@ -1,0 +1,847 @@
+//! A local mock of Toast's API as `shared/PROVIDERS.md` describes it: client-credentials
+//! login (`POST /authentication/v1/authentication/login`) handing out expiring tokens,
+//! `GET /restaurants/v1/restaurants/{guid}` and `GET /orders/v2/ordersBulk` (both need the
+//! Bearer token **and** `Toast-Restaurant-External-ID`), `startDate`/`endDate` on
+//! `modifiedDate` (start inclusive, end exclusive), `pageSize` ≤ 100, `page` from 1, a bare
+//! JSON array body and `Link: <…page=N+1…>; rel="next"` (absolute, back at the mock) while
+//! more remain. Money is decimal dollars as JSON numbers (`8.5`), timestamps look like
+//! `2021-07-30T11:57:46.235+0000`, and every data answer carries
+//! `X-Toast-RateLimit-Remaining` / `X-Toast-RateLimit-Reset`.
+//!
+//! The test can count logins, expire the current token (the next data call gets 401),
+//! inject 429s with or without `Retry-After` and 5xx, and read the request log.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, Method, Uri};
+use axum::response::Response;
+use axum::Router;
+use serde_json::{json, Value};
+
+use crate::mock_square::{
+    header_list, hmac_sha256_base64, json_response, parse_query, take_fault, Fault, LoggedRequest,
+    MockServer,
+};
+
+/// The client id the mock accepts unless the test sets another.
+pub const TOAST_CLIENT_ID: &str = "mock-toast-client-id";
+/// The client secret the mock accepts unless the test sets another.
+pub const TOAST_CLIENT_SECRET: &str = "mock-toast-client-secret";
+/// The restaurant the mock starts with.
+pub const TOAST_RESTAURANT: &str = "8b5c4e7a-1f2d-4c3b-9a8e-0d1c2b3a4f5e";
+
+const LOGIN_PATH: &str = "/authentication/v1/authentication/login";
+const RESTAURANT_HEADER: &str = "toast-restaurant-external-id";
+/// Requests per 15 minutes Toast allows a restaurant (reported in the rate-limit headers).
+const QUOTA: i64 = 10_000;
+
+#[derive(Debug)]
+struct ToastState {
+    base_url: String,
+    client_id: String,
+    client_secret: String,
+    expires_in: Value,
+    /// Tokens that still work.
+    valid_tokens: Vec<String>,
+    token_seq: u64,
+    logins: u32,
+    restaurants: Vec<Value>,
+    /// (restaurant guid, order).
+    orders: Vec<(String, Value)>,
+    faults: Vec<Fault>,
+    log: Vec<LoggedRequest>,
+    data_requests: i64,
+}
+
+/// A mock Toast API on 127.0.0.1. Dropping it stops it.
+#[derive(Debug)]
+pub struct MockToast {
+    server: MockServer,
+    state: Arc<Mutex<ToastState>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl MockToast {
+    /// Starts a mock accepting [`TOAST_CLIENT_ID`] / [`TOAST_CLIENT_SECRET`], with one
+    /// restaurant [`TOAST_RESTAURANT`] ("Mock Diner", America/Chicago, USD), tokens valid
+    /// for 86400 s, and no orders.
+    pub async fn start() -> MockToast {
+        let state = Arc::new(Mutex::new(ToastState {
+            base_url: String::new(),
+            client_id: TOAST_CLIENT_ID.to_owned(),
+            client_secret: TOAST_CLIENT_SECRET.to_owned(),
+            expires_in: json!(86400),
+            valid_tokens: Vec::new(),
+            token_seq: 0,
+            logins: 0,
+            restaurants: vec![toast_restaurant(
+                TOAST_RESTAURANT,
+                "Mock Diner",
+                "America/Chicago",
+                "USD",
+            )],
+            orders: Vec::new(),
+            faults: Vec::new(),
+            log: Vec::new(),
+            data_requests: 0,
+        }));
+        let router = Router::new()
+            .fallback(toast_handler)
+            .with_state(state.clone());
+        let server = MockServer::spawn(router).await;
+        lock(&state).base_url = server.base_url().to_owned();
+        MockToast { server, state }
+    }
+
+    /// `http://127.0.0.1:PORT` (the integration's `base_url`).
+    pub fn base_url(&self) -> &str {
+        self.server.base_url()
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host_port(&self) -> &str {
+        self.server.host_port()
+    }
+
+    /// Replaces the accepted client credentials.
+    pub fn set_client(&self, client_id: &str, client_secret: &str) {
+        let mut state = lock(&self.state);
+        state.client_id = client_id.to_owned();
+        state.client_secret = client_secret.to_owned();
+    }
+
+    /// The `expiresIn` logins answer with (seconds; a JSON number).
+    pub fn set_expires_in(&self, seconds: i64) {
+        lock(&self.state).expires_in = json!(seconds);
+    }
+
+    /// Successful logins so far.
+    pub fn logins(&self) -> u32 {
+        lock(&self.state).logins
+    }
+
+    /// Expires every token handed out so far: the next data call with one gets 401.
+    pub fn expire_tokens(&self) {
+        lock(&self.state).valid_tokens.clear();
+    }
+
+    /// Adds a restaurant (see [`toast_restaurant`]).
+    pub fn add_restaurant(&self, restaurant: Value) {
+        lock(&self.state).restaurants.push(restaurant);
+    }
+
+    /// Adds orders of [`TOAST_RESTAURANT`] (see [`ToastOrder`]).
+    pub fn add_orders(&self, orders: impl IntoIterator<Item = Value>) {
+        let mut state = lock(&self.state);
+        state
+            .orders
+            .extend(orders.into_iter().map(|o| (TOAST_RESTAURANT.to_owned(), o)));
+    }
+
+    /// Replaces the order with the same `guid` (or adds it).
+    pub fn upsert_order(&self, order: Value) {
+        let mut state = lock(&self.state);
+        match state
+            .orders
+            .iter_mut()
+            .find(|(_, o)| o["guid"] == order["guid"])
+        {
+            Some((_, existing)) => *existing = order,
+            None => state.orders.push((TOAST_RESTAURANT.to_owned(), order)),
+        }
+    }
+
+    /// Injects a fault (see [`Fault`]).
+    pub fn inject(&self, fault: Fault) {
+        lock(&self.state).faults.push(fault);
+    }
+
+    /// Removes every injected fault.
+    pub fn clear_faults(&self) {
+        lock(&self.state).faults.clear();
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        lock(&self.state).log.clone()
+    }
+
+    /// Requests whose path starts with `prefix`.
+    pub fn requests_to(&self, prefix: &str) -> Vec<LoggedRequest> {
+        lock(&self.state)
+            .log
+            .iter()
+            .filter(|r| r.path.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets the request log.
+    pub fn clear_requests(&self) {
+        lock(&self.state).log.clear();
+    }
+}
+
+/// A Toast `Restaurant` object.
+pub fn toast_restaurant(guid: &str, name: &str, timezone: &str, currency: &str) -> Value {
+    json!({
+        "guid": guid,
+        "general": {
+            "name": format!("{name} Group"),
+            "locationName": name,
+            "locationCode": "MD1",
+            "description": "A mock restaurant",
+            "timeZone": timezone,
+            "closeoutHour": 4,
+            "managementGroupGuid": "0b5a5f0e-6d2c-4c5b-8a1e-3f2e1d0c9b8a",
+            "currencyCode": currency,
+            "firstBusinessDate": 20200101,
+            "archived": false
+        },
+        "urls": {"website": "https://example.com"},
+        "location": {"address1": "1 Main St", "city": "Chicago", "stateCode": "IL",
+                     "zipCode": "60601", "country": "US"}
+    })
+}
+
+/// Toast's error body.
+pub fn toast_error(status: u16, code: u32, message: &str) -> Value {
+    json!({
+        "status": status,
+        "code": code,
+        "message": message,
+        "messageKey": null,
+        "fieldName": null,
+        "link": null,
+        "requestId": "mock-request",
+        "developerMessage": null,
+        "errors": [],
+        "canRetry": null
+    })
+}
+
+fn toast_fault_response(fault: &Fault, rate_headers: Vec<(String, String)>) -> Response {
+    let (code, message) = match fault.status {
+        429 => (10429, "Rate limit exceeded"),
+        401 => (10001, "Access token is expired or invalid"),
+        403 => (10003, "Access denied"),
+        _ => (10500, "Internal server error"),
+    };
+    let mut headers = rate_headers;
+    if fault.status == 429 {
+        for (name, value) in headers.iter_mut() {
+            if name == "x-toast-ratelimit-remaining" {
+                *value = "0".to_owned();
+            }
+        }
+    }
+    if let Some(retry_after) = &fault.retry_after {
+        headers.push(("retry-after".to_owned(), retry_after.clone()));
+    }
+    json_response(
+        fault.status,
+        &toast_error(fault.status, code, message),
+        &headers,
+    )
+}
+
+async fn toast_handler(
+    State(state): State<Arc<Mutex<ToastState>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let query = uri.query().unwrap_or_default().to_owned();
+    let mut guard = lock(&state);
+    let (status, response) = toast_route(&mut guard, &method, &path, &query, &headers, &body);
+    guard.log.push(LoggedRequest {
+        method: method.to_string(),
+        path,
+        query,
+        headers: header_list(&headers),
+        body: body.to_vec(),
+        status,
+        at: Instant::now(),
+    });
+    response
+}
+
+fn rate_headers(state: &ToastState) -> Vec<(String, String)> {
+    let now = jiff::Timestamp::now().as_second();
+    vec![
+        (
+            "x-toast-ratelimit-remaining".to_owned(),
+            (QUOTA - state.data_requests).max(0).to_string(),
+        ),
+        (
+            "x-toast-ratelimit-reset".to_owned(),
+            (now + 900 - now % 900).to_string(),
+        ),
+    ]
+}
+
+fn toast_route(
+    state: &mut ToastState,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> (u16, Response) {
+    if path != LOGIN_PATH {
+        state.data_requests += 1;
+    }
+    let rate = rate_headers(state);
+    let reply = |status: u16, body: Value, rate: &[(String, String)]| {
+        (status, json_response(status, &body, rate))
+    };
+    if let Some(fault) = take_fault(&mut state.faults, path) {
+        return (fault.status, toast_fault_response(&fault, rate));
+    }
+    if path == LOGIN_PATH {
+        if method != Method::POST {
+            return reply(405, toast_error(405, 10405, "Method not allowed"), &[]);
+        }
+        let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        if request["userAccessType"] != "TOAST_MACHINE_CLIENT" {
+            return reply(
+                400,
+                toast_error(400, 10400, "userAccessType must be TOAST_MACHINE_CLIENT"),
+                &[],
+            );
+        }
+        if request["clientId"] != state.client_id.as_str()
+            || request["clientSecret"] != state.client_secret.as_str()
+        {
+            return reply(
+                401,
+                toast_error(
+                    401,
+                    10010,
+                    "Authentication failed: invalid client credentials",
+                ),
+                &[],
+            );
+        }
+        state.token_seq += 1;
+        state.logins += 1;
+        let token = format!(
+            "eyJhbGciOiJSUzI1NiJ9.mock-toast-token-{}.sig",
+            state.token_seq
+        );
+        state.valid_tokens.push(token.clone());
+        return reply(
+            200,
+            json!({
+                "@class": ".SuccessfulResponse",
+                "token": {
+                    "tokenType": "Bearer",
+                    "scope": null,
+                    "expiresIn": state.expires_in,
+                    "accessToken": token,
+                    "idToken": null,
+                    "refreshToken": null
+                },
+                "status": "SUCCESS"
+            }),
+            &[],
+        );
+    }
+
+    let token_ok = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| state.valid_tokens.iter().any(|v| v == t));
+    if !token_ok {
+        return reply(
+            401,
+            toast_error(401, 10001, "Access token is expired or invalid"),
+            &rate,
+        );
+    }
+    let Some(restaurant) = headers
+        .get(RESTAURANT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return reply(
+            400,
+            toast_error(
+                400,
+                10400,
+                "Missing required header Toast-Restaurant-External-ID",
+            ),
+            &rate,
+        );
+    };
+    if !state
+        .restaurants
+        .iter()
+        .any(|r| r["guid"] == restaurant.as_str())
+    {
+        return reply(
+            403,
+            toast_error(
+                403,
+                10003,
+                "Access to the restaurant in Toast-Restaurant-External-ID is denied",
+            ),
+            &rate,
+        );
+    }
+    if method != Method::GET {
+        return reply(405, toast_error(405, 10405, "Method not allowed"), &rate);
+    }
+    if let Some(guid) = path.strip_prefix("/restaurants/v1/restaurants/") {
+        return match state.restaurants.iter().find(|r| r["guid"] == guid) {
+            Some(r) if guid == restaurant => reply(200, r.clone(), &rate),
+            Some(_) => reply(
+                403,
+                toast_error(403, 10003, "Restaurant does not match the header"),
+                &rate,
+            ),
+            None => reply(404, toast_error(404, 10404, "Restaurant not found"), &rate),
+        };
+    }
+    if path == "/orders/v2/ordersBulk" {
+        return orders_bulk(state, &restaurant, query, rate);
+    }
+    reply(404, toast_error(404, 10404, "Not found"), &rate)
+}
+
+/// Parses `2021-07-30T11:57:46.235+0000` (also `+00:00` and `Z`).
+pub fn parse_toast_time(text: &str) -> Option<jiff::Timestamp> {
+    let bytes = text.as_bytes();
+    let n = bytes.len();
+    if n > 5 && matches!(bytes[n - 5], b'+' | b'-') && bytes[n - 4..].iter().all(u8::is_ascii_digit)
+    {
+        let fixed = format!("{}:{}", &text[..n - 2], &text[n - 2..]);
+        return fixed.parse().ok();
+    }
+    text.parse().ok()
+}
+
+/// `ts` as Toast writes it: `2021-07-30T11:57:46.235+0000`.
+pub fn toast_time(ts: jiff::Timestamp) -> String {
+    ts.strftime("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
+}
+
+fn orders_bulk(
+    state: &ToastState,
+    restaurant: &str,
+    query: &str,
+    rate: Vec<(String, String)>,
+) -> (u16, Response) {
+    let bad = |message: String| {
+        (
+            400,
+            json_response(400, &toast_error(400, 10400, &message), &rate),
+        )
+    };
+    let params = parse_query(query);
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let page_size = match param("pageSize").map(|s| s.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n)) if (1..=100).contains(&n) => n,
+        Some(_) => return bad("pageSize must be between 1 and 100".into()),
+    };
+    let page = match param("page").map(|s| s.parse::<usize>()) {
+        None => 1,
+        Some(Ok(n)) if n >= 1 => n,
+        Some(_) => return bad("page must be 1 or more".into()),
+    };
+    let window =
+        match (param("startDate"), param("endDate"), param("businessDate")) {
+            (Some(start), Some(end), None) => {
+                match (parse_toast_time(&start), parse_toast_time(&end)) {
+                (Some(s), Some(e)) => Some((s, e)),
+                _ => {
+                    return bad(format!(
+                        "startDate/endDate must be ISO-8601 like 2021-07-30T11:57:46.235+0000, got {start:?} / {end:?}"
+                    ))
+                }
+            }
+            }
+            (None, None, Some(_)) => None,
+            _ => return bad("give startDate and endDate, or businessDate".into()),
+        };
+    let business_date = param("businessDate").and_then(|b| b.parse::<i64>().ok());
+    let mut matching: Vec<&Value> = state
+        .orders
+        .iter()
+        .filter(|(r, _)| r == restaurant)
+        .map(|(_, o)| o)
+        .filter(|o| match window {
+            Some((start, end)) => o["modifiedDate"]
+                .as_str()
+                .and_then(parse_toast_time)
+                .is_some_and(|m| m >= start && m < end),
+            None => o["businessDate"].as_i64() == business_date,
+        })
+        .collect();
+    matching.sort_by(|a, b| {
+        let key = |o: &Value| {
+            (
+                o["modifiedDate"].as_str().and_then(parse_toast_time),
+                o["guid"].as_str().map(str::to_owned),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    let start = (page - 1) * page_size;
+    let body: Vec<Value> = matching
+        .iter()
+        .skip(start)
+        .take(page_size)
+        .map(|o| (*o).clone())
+        .collect();
+    let mut headers = rate;
+    let link_to = |n: usize| {
+        let pairs: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| k != "page")
+            .cloned()
+            .chain([("page".to_owned(), n.to_string())])
+            .collect();
+        let query = reqwest::Url::parse_with_params("http://x/", &pairs)
+            .map(|u| u.query().unwrap_or_default().to_owned())
+            .unwrap_or_default();
+        format!("{}/orders/v2/ordersBulk?{query}", state.base_url)
+    };
+    let mut links = Vec::new();
+    if page > 1 {
+        links.push(format!("<{}>; rel=\"prev\"", link_to(page - 1)));
+    }
+    if start + page_size < matching.len() {
+        links.push(format!("<{}>; rel=\"next\"", link_to(page + 1)));
+    }
+    if !links.is_empty() {
+        headers.push(("link".to_owned(), links.join(", ")));
+    }
+    (200, json_response(200, &Value::Array(body), &headers))
+}
+
+// ---------------------------------------------------------------------------------------
+// Orders and webhooks
+// ---------------------------------------------------------------------------------------
+
+/// Minor units → Toast's decimal dollars as a JSON number (`850` → `8.5`, `200` → `2.0`,
+/// `1010` → `10.1`), written from its decimal text.
+pub fn dollars(cents: i64) -> Value {
+    let sign = if cents < 0 { "-" } else { "" };
+    let (whole, frac) = (cents.abs() / 100, cents.abs() % 100);
+    let text = if frac == 0 {
+        format!("{sign}{whole}.0")
+    } else if frac % 10 == 0 {
+        format!("{sign}{whole}.{}", frac / 10)
+    } else {
+        format!("{sign}{whole}.{frac:02}")
+    };
+    serde_json::from_str(&text).expect("a decimal is a JSON number")
+}
+
+/// A Toast payment under construction.
+#[derive(Debug, Clone)]
+pub struct ToastPayment {
+    /// Payment guid.
+    pub guid: String,
+    /// `amount` in cents (without tip).
+    pub amount: i64,
+    /// `tipAmount` in cents.
+    pub tip: i64,
+    /// `type`: CREDIT, CASH, GIFTCARD…
+    pub kind: String,
+    /// `paymentStatus`: CAPTURED, VOIDED…
+    pub status: String,
+    /// `refund.refundAmount` (cents) with `refundStatus` FULL/PARTIAL.
+    pub refund: Option<i64>,
+}
+
+impl ToastPayment {
+    /// A captured VISA credit payment.
+    pub fn credit(guid: &str, amount: i64, tip: i64) -> ToastPayment {
+        ToastPayment {
+            guid: guid.to_owned(),
+            amount,
+            tip,
+            kind: "CREDIT".to_owned(),
+            status: "CAPTURED".to_owned(),
+            refund: None,
+        }
+    }
+
+    /// Sets `paymentStatus`.
+    pub fn status(mut self, status: &str) -> Self {
+        self.status = status.to_owned();
+        self
+    }
+
+    /// A refund of `amount` cents.
+    pub fn refunded(mut self, amount: i64) -> Self {
+        self.refund = Some(amount);
+        self
+    }
+
+    fn json(&self, paid: &str) -> Value {
+        let mut p = json!({
+            "guid": self.guid,
+            "entityType": "OrderPayment",
+            "paidDate": paid,
+            "paidBusinessDate": 20261120,
+            "type": self.kind,
+            "amount": dollars(self.amount),
+            "tipAmount": dollars(self.tip),
+            "amountTendered": dollars(self.amount + self.tip),
+            "paymentStatus": self.status,
+            "refundStatus": "NONE",
+            "refund": null,
+            "originalProcessingFee": null,
+            "voidInfo": null,
+        });
+        if self.kind == "CREDIT" {
+            p["cardType"] = json!("VISA");
+            p["last4Digits"] = json!("4242");
+            p["cardEntryMode"] = json!("SWIPED");
+        }
+        if let Some(refund) = self.refund {
+            p["refundStatus"] = json!(if refund >= self.amount + self.tip {
+                "FULL"
+            } else {
+                "PARTIAL"
+            });
+            p["refund"] = json!({
+                "refundAmount": dollars(refund),
+                "tipRefundAmount": dollars(0),
+                "refundDate": paid,
+                "refundBusinessDate": 20261120
+            });
+        }
+        p
+    }
+}
+
+/// A Toast check under construction.
+#[derive(Debug, Clone)]
+pub struct ToastCheck {
+    /// Check guid.
+    pub guid: String,
+    /// `amount` in cents (after discounts, before tax and tip).
+    pub amount: i64,
+    /// `taxAmount` in cents.
+    pub tax: i64,
+    /// `voided`.
+    pub voided: bool,
+    /// `paymentStatus` OPEN|PAID|CLOSED.
+    pub payment_status: String,
+    /// Payments.
+    pub payments: Vec<ToastPayment>,
+    /// `customer`, if any.
+    pub customer: Option<Value>,
+}
+
+impl ToastCheck {
+    /// A closed check of `amount` + `tax` with no payments yet.
+    pub fn new(guid: &str, amount: i64, tax: i64) -> ToastCheck {
+        ToastCheck {
+            guid: guid.to_owned(),
+            amount,
+            tax,
+            voided: false,
+            payment_status: "CLOSED".to_owned(),
+            payments: Vec::new(),
+            customer: None,
+        }
+    }
+
+    /// Adds a payment.
+    pub fn payment(mut self, payment: ToastPayment) -> Self {
+        self.payments.push(payment);
+        self
+    }
+
+    /// Voids the check.
+    pub fn voided(mut self) -> Self {
+        self.voided = true;
+        self
+    }
+
+    fn json(&self, at: &str) -> Value {
+        json!({
+            "guid": self.guid,
+            "entityType": "Check",
+            "displayNumber": "1",
+            "openedDate": at,
+            "closedDate": at,
+            "modifiedDate": at,
+            "paidDate": at,
+            "amount": dollars(self.amount),
+            "taxAmount": dollars(self.tax),
+            "totalAmount": dollars(self.amount + self.tax),
+            "paymentStatus": self.payment_status,
+            "voided": self.voided,
+            "deleted": false,
+            "customer": self.customer,
+            "selections": [],
+            "appliedDiscounts": [],
+            "payments": self.payments.iter().map(|p| p.json(at)).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// A Toast order under construction; [`ToastOrder::json`] renders it.
+#[derive(Debug, Clone)]
+pub struct ToastOrder {
+    /// Order guid.
+    pub guid: String,
+    /// `openedDate` / `closedDate`.
+    pub closed: jiff::Timestamp,
+    /// `modifiedDate`.
+    pub modified: jiff::Timestamp,
+    /// `voided`.
+    pub voided: bool,
+    /// `deleted`.
+    pub deleted: bool,
+    /// Checks.
+    pub checks: Vec<ToastCheck>,
+}
+
+impl ToastOrder {
+    /// An order closed (and last modified) at `at`, with no checks yet.
+    pub fn new(guid: &str, at: jiff::Timestamp) -> ToastOrder {
+        ToastOrder {
+            guid: guid.to_owned(),
+            closed: at,
+            modified: at,
+            voided: false,
+            deleted: false,
+            checks: Vec::new(),
+        }
+    }
+
+    /// One closed check of `amount` + `tax`, paid by card with `tip`: the simplest sale.
+    pub fn paid(guid: &str, at: jiff::Timestamp, amount: i64, tax: i64, tip: i64) -> ToastOrder {
+        ToastOrder::new(guid, at).check(
+            ToastCheck::new(&format!("{guid}-c1"), amount, tax).payment(ToastPayment::credit(
+                &format!("{guid}-p1"),
+                amount + tax,
+                tip,
+            )),
+        )
+    }
+
+    /// Adds a check.
+    pub fn check(mut self, check: ToastCheck) -> Self {
+        self.checks.push(check);
+        self
+    }
+
+    /// Sets `modifiedDate`.
+    pub fn modified(mut self, at: jiff::Timestamp) -> Self {
+        self.modified = at;
+        self
+    }
+
+    /// Voids the order.
+    pub fn voided(mut self) -> Self {
+        self.voided = true;
+        self
+    }
+
+    /// Deletes the order.
+    pub fn deleted(mut self) -> Self {
+        self.deleted = true;
+        self
+    }
+
+    /// The order as Toast renders it.
+    pub fn json(&self) -> Value {
+        let at = toast_time(self.closed);
+        let business_date: i64 = self
+            .closed
+            .strftime("%Y%m%d")
+            .to_string()
+            .parse()
+            .unwrap_or(20261120);
+        json!({
+            "guid": self.guid,
+            "entityType": "Order",
+            "externalId": null,
+            "displayNumber": "42",
+            "source": "In Store",
+            "openedDate": at,
+            "closedDate": at,
+            "paidDate": at,
+            "createdDate": at,
+            "modifiedDate": toast_time(self.modified),
+            "businessDate": business_date,
+            "voided": self.voided,
+            "voidDate": if self.voided { json!(toast_time(self.modified)) } else { Value::Null },
+            "deleted": self.deleted,
+            "deletedDate": if self.deleted { json!(toast_time(self.modified)) } else { Value::Null },
+            "numberOfGuests": 2,
+            "approvalStatus": "APPROVED",
+            "restaurantService": {"guid": "rs-1", "entityType": "RestaurantService"},
+            "diningOption": {"guid": "do-1", "entityType": "DiningOption"},
+            "checks": self.checks.iter().map(|c| c.json(&at)).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The body of a Toast `order_updated` webhook for `order`, with its envelope timestamp.
+pub fn toast_order_webhook(event_guid: &str, order: &Value) -> String {
+    json!({
+        "timestamp": toast_time(jiff::Timestamp::now()),
+        "eventCategory": "orders",
+        "eventType": "order_updated",
+        "guid": event_guid,
+        "details": {"restaurantGuid": TOAST_RESTAURANT, "order": order}
+    })
+    .to_string()
+}
+
+/// `Toast-Signature` for `body`: Base64(HMAC-SHA256(secret, raw body ‖ envelope
+/// `timestamp`)).
+pub fn toast_signature(body: &str, secret: &str) -> String {
+    let envelope: Value = serde_json::from_str(body).expect("a Toast webhook body is JSON");
+    let timestamp = match &envelope["timestamp"] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    hmac_sha256_base64(secret.as_bytes(), &[body.as_bytes(), timestamp.as_bytes()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dollars_are_decimal_text() {
+        assert_eq!(dollars(850).to_string(), "8.5");
+        assert_eq!(dollars(1225).to_string(), "12.25");
+        assert_eq!(dollars(1010).to_string(), "10.1");
+        assert_eq!(dollars(83).to_string(), "0.83");
+        assert_eq!(dollars(200).to_string(), "2.0");
+    }
+
+    #[test]
+    fn toast_times_round_trip() {
+        let t: jiff::Timestamp = "2021-07-30T11:57:46.235Z".parse().unwrap();
+        assert_eq!(toast_time(t), "2021-07-30T11:57:46.235+0000");
+        assert_eq!(parse_toast_time("2021-07-30T11:57:46.235+0000"), Some(t));
+        assert_eq!(parse_toast_time("2021-07-30T06:57:46.235-0500"), Some(t));
+    }
+}
