@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::auth::{ManagerCaller, TerminalCaller};
 use crate::customers::normalize_phone;
@@ -369,8 +370,7 @@ async fn push(
         .plugins
         .parse_push(&integration.provider, &ctx, &body)
         .await??;
-    let digest: [u8; 32] =
-        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&body)).into();
+    let digest: [u8; 32] = Sha256::digest(&body).into();
     let scope = caller.scope.clone();
     Ok(crate::idempotency::execute(
         &app,
