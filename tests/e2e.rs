@@ -27,6 +27,14 @@ mod loyalty;
 mod orders;
 #[path = "e2e/plugins.rs"]
 mod plugins;
+#[path = "e2e/providers.rs"]
+mod providers;
+#[path = "e2e/providers_local.rs"]
+mod providers_local;
+#[path = "e2e/providers_toast.rs"]
+mod providers_toast;
+#[path = "e2e/providers_webhooks.rs"]
+mod providers_webhooks;
 #[path = "e2e/reports.rs"]
 mod reports;
 

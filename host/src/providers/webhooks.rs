@@ -30,7 +30,9 @@ const SEEN_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
 const MAX_ATTEMPTS: i64 = 8;
 /// Processed deliveries are kept this long for auditing, then deleted.
 const INBOX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-/// A worker claims a delivery for this long; a host that died frees it by expiry.
+/// A worker claims a delivery for this long. A host that died mid-delivery leaves its claim
+/// behind; the next host to start releases it at once (see [`spawn_inbox_worker`]), and any
+/// other host sees it expire after this long.
 const CLAIM: Duration = Duration::from_secs(60);
 
 /// `POST /webhooks/{provider}/{integration_id}`: public, authenticated by the signature.
@@ -107,6 +109,7 @@ pub async fn receive(
 /// previous process) and stops with the server.
 pub fn spawn_inbox_worker(app: AppState) {
     tokio::spawn(async move {
+        release_stale_claims(&app).await;
         let mut last_prune = std::time::Instant::now();
         loop {
             match drain(&app).await {
@@ -129,10 +132,33 @@ pub fn spawn_inbox_worker(app: AppState) {
     });
 }
 
+/// Releases claims held by other processes. On SQLite those can only be a crashed
+/// predecessor's (one process owns the file); on a shared PostgreSQL they may belong to live
+/// hosts, and releasing them only means a delivery may be parsed twice: the second pass
+/// records nothing, because the event id is checked in the same transaction as the ingest.
+async fn release_stale_claims(app: &AppState) {
+    let released = sqlx::query(
+        "UPDATE webhook_inbox SET claimed_by = NULL, claimed_until = NULL
+         WHERE status = 'pending' AND claimed_by IS NOT NULL AND claimed_by <> $1",
+    )
+    .bind(app.hub.node_id())
+    .execute(app.store.writer())
+    .await;
+    match released {
+        Ok(r) if r.rows_affected() > 0 => {
+            tracing::info!(released = r.rows_affected(), "released webhook claims left by a stopped process")
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "could not release stale webhook claims"),
+    }
+}
+
 async fn drain(app: &AppState) -> Result<usize, StoreError> {
     let now = now_micros();
     let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM webhook_inbox WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY received_at LIMIT 64",
+        "SELECT id FROM webhook_inbox WHERE status = 'pending' AND next_attempt_at <= $1
+           AND (claimed_until IS NULL OR claimed_until < $1)
+         ORDER BY received_at LIMIT 64",
     )
     .bind(now)
     .fetch_all(app.store.reader())
@@ -143,8 +169,11 @@ async fn drain(app: &AppState) -> Result<usize, StoreError> {
             break;
         }
         let claimed = sqlx::query(
-            "UPDATE webhook_inbox SET next_attempt_at = $1 WHERE id = $2 AND status = 'pending' AND next_attempt_at <= $3",
+            "UPDATE webhook_inbox SET claimed_by = $1, claimed_until = $2
+             WHERE id = $3 AND status = 'pending' AND next_attempt_at <= $4
+               AND (claimed_until IS NULL OR claimed_until < $4)",
         )
+        .bind(app.hub.node_id())
         .bind(now + CLAIM.as_micros() as i64)
         .bind(&id)
         .bind(now)
@@ -244,7 +273,8 @@ async fn retry(app: &AppState, id: &str, attempts: i64, error: &str) -> Result<(
         Duration::from_secs(2u64.saturating_pow(attempts as u32)).min(Duration::from_secs(600));
     tracing::warn!(webhook = %id, attempts, %error, retry_in_s = delay.as_secs(), "webhook processing failed; will retry");
     sqlx::query(
-        "UPDATE webhook_inbox SET attempts = $1, error = $2, next_attempt_at = $3 WHERE id = $4",
+        "UPDATE webhook_inbox SET attempts = $1, error = $2, next_attempt_at = $3,
+           claimed_by = NULL, claimed_until = NULL WHERE id = $4",
     )
     .bind(attempts)
     .bind(error)

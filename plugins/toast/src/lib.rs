@@ -540,6 +540,9 @@ impl Guest for Toast {
             ));
         }
         let api = Api::new(&conn);
+        // Validation is what checks the credentials: always log in with them, never ride on
+        // a token cached from another secret (the cache is only keyed by client id).
+        api.token(true)?;
         let path = format!(
             "/restaurants/v1/restaurants/{}",
             encode_component(&conn.location_id)

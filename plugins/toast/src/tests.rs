@@ -336,11 +336,12 @@ fn a_401_logs_in_again_once_and_retries() {
         if find_header(&req.headers, "authorization") == Some("Bearer revoked") {
             json_response(401, r#"{"status":401,"message":"expired token"}"#)
         } else {
-            json_response(200, restaurant_body())
+            json_response(200, "[]")
         }
     });
-    let info = Toast::validate(connection()).unwrap();
-    assert_eq!(info.name, "Back Bay");
+    // A data call (sync) rides on the cached token; the 401 triggers one fresh login.
+    let page = Toast::fetch_transactions(connection(), request(NOW - 60_000, NOW, None)).unwrap();
+    assert!(page.transactions.is_empty());
     assert_eq!(logins.get(), 1);
     let data = data_requests();
     assert_eq!(data.len(), 2);
@@ -1131,4 +1132,32 @@ fn mutated_input_never_panics() {
         let _ = links::parse(&String::from_utf8_lossy(&bytes));
         let _ = links::resolve(&String::from_utf8_lossy(&bytes), "a/b");
     }
+}
+
+#[test]
+fn validate_checks_the_given_secret_even_with_a_cached_token() {
+    setup();
+    // Logins succeed only with the right secret.
+    testing::mock_http(|req| {
+        if is_login(req) {
+            let body =
+                String::from_utf8_lossy(req.body.as_deref().unwrap_or_default()).into_owned();
+            if body.contains("\"s3cret\"") {
+                return Ok(login_response(1));
+            }
+            return Ok(json_response(
+                401,
+                r#"{"status":401,"message":"Unauthorized"}"#,
+            ));
+        }
+        Ok(json_response(200, restaurant_body()))
+    });
+    Toast::validate(connection()).unwrap();
+    let mut wrong = connection();
+    wrong.credentials[1].1 = "wrong-secret".into();
+    let err = Toast::validate(wrong).unwrap_err();
+    assert!(
+        matches!(err, ProviderError::InvalidCredentials(_)),
+        "{err:?}"
+    );
 }

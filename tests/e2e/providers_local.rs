@@ -1,0 +1,410 @@
+//! The native local POS (provider `local-pos`: the till pushes its sales to
+//! `POST /api/{tenant}/transactions`), and secrets never leaking from any provider
+//! integration into API answers, logs, metrics or the database file.
+
+use posbridge_harness::mock_square::{
+    square_payment_webhook, square_signature, MockSquare, SquarePayment, SQUARE_LOCATION,
+};
+use posbridge_harness::mock_toast::{MockToast, ToastOrder, TOAST_CLIENT_ID, TOAST_RESTAURANT};
+use posbridge_harness::{both_backends, enc, parse_rfc3339, random_suffix, Backend, Client, Resp};
+use serde_json::{json, Value};
+
+use crate::providers::{
+    all_transactions, approve_host, assert_connected, assert_period_revenue, at_ms, first_sync,
+    next_sale_event, now_ms, post_webhook, revenue, transactions_page,
+};
+
+/// The sample push from the local-pos README.
+fn sample_push() -> Value {
+    json!({"venue": "downtown", "transactions": [{
+        "id": "sale-1",
+        "occurred_at": "2026-11-20T19:00:00Z",
+        "total": 2500,
+        "subtotal": 2200,
+        "tax": 200,
+        "tip": 100,
+        "discount": 0,
+        "currency": "USD",
+        "tender": "card",
+        "card": {"brand": "VISA", "last4": "1111"},
+        "customer_phone": "+15550100199",
+        "order_id": "o-1"
+    }]})
+}
+
+async fn push(till: &Client, body: &Value) -> Resp {
+    till.post("/transactions", body).await
+}
+
+#[track_caller]
+fn assert_push(resp: &Resp, created: u64, updated: u64, duplicates: u64) {
+    let body = resp.expect(200);
+    assert_eq!(
+        (
+            body["created"].as_u64(),
+            body["updated"].as_u64(),
+            body["duplicates"].as_u64(),
+            body["rejected"].as_u64()
+        ),
+        (Some(created), Some(updated), Some(duplicates), Some(0)),
+        "push counts (created, updated, duplicates, rejected): {}",
+        resp.text
+    );
+}
+
+async fn local_pos_push(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let tenant = srv.setup_tenant("kitchen").await;
+    let manager = srv.manager(&tenant);
+    let till = srv.terminal(&tenant);
+
+    // Not connected yet: the push names an unknown venue.
+    push(&till, &sample_push())
+        .await
+        .expect_error(404, "venue_not_connected");
+
+    let connected = manager
+        .post(
+            "/pos/connect",
+            &json!({"venue": "downtown", "provider": "local-pos"}),
+        )
+        .await;
+    assert_eq!(connected.expect(200)["timezone"], "America/New_York");
+    assert_connected(&connected, "downtown", "local-pos");
+
+    let mut ws = srv.ws("kitchen", &tenant.terminal.key, None).await;
+    ws.hello().await;
+
+    let first = push(&till, &sample_push()).await;
+    assert_push(&first, 1, 0, 0);
+    let event = next_sale_event(&mut ws).await;
+    let data = &event["data"];
+    assert_eq!(data["external_id"], "sale-1", "{event}");
+    assert_eq!(data["venue"], "downtown", "{event}");
+    assert_eq!(data["provider"], "local-pos", "{event}");
+    assert_eq!(data["total"], 2500, "{event}");
+    assert_eq!(data["customer"]["phone"], "+15550100199", "{event}");
+
+    // The same sale again: a duplicate, no event.
+    assert_push(&push(&till, &sample_push()).await, 0, 0, 1);
+
+    // A corrected sale (later updated_at) replaces it.
+    let mut corrected = sample_push();
+    corrected["transactions"][0]["total"] = json!(2600);
+    corrected["transactions"][0]["subtotal"] = json!(2300);
+    corrected["transactions"][0]["updated_at"] = json!("2026-11-20T19:30:00Z");
+    assert_push(&push(&till, &corrected).await, 0, 1, 0);
+    let event = next_sale_event(&mut ws).await;
+    assert_eq!(event["data"]["external_id"], "sale-1", "{event}");
+    assert_eq!(event["data"]["total"], 2600, "{event}");
+    // An older version afterwards does not overwrite the newer one.
+    let mut stale = sample_push();
+    stale["transactions"][0]["total"] = json!(2400);
+    stale["transactions"][0]["subtotal"] = json!(2100);
+    stale["transactions"][0]["updated_at"] = json!("2026-11-20T19:10:00Z");
+    assert_push(&push(&till, &stale).await, 0, 0, 1);
+
+    // A fractional amount refuses the whole push.
+    let mut bad = sample_push();
+    bad["transactions"][0]["id"] = json!("sale-2");
+    bad["transactions"][0]["total"] = json!(12.5);
+    let refused = push(&till, &bad).await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert!(
+        refused.text.contains("total"),
+        "the refusal names the field: {}",
+        refused.text
+    );
+    let mut unknown_field = sample_push();
+    unknown_field["transactions"][0]["id"] = json!("sale-3");
+    unknown_field["transactions"][0]["totl"] = json!(1);
+    assert_eq!(push(&till, &unknown_field).await.status, 422);
+
+    // A second sale by a walk-in and one by the same customer under another spelling.
+    let more = json!({"venue": "downtown", "transactions": [
+        {"id": "sale-4", "occurred_at": "2026-11-20T20:00:00Z", "total": 1000, "currency": "USD",
+         "tender": "cash"},
+        {"id": "sale-5", "occurred_at": "2026-11-20T21:00:00-05:00", "total": 700, "currency": "usd",
+         "customer_phone": "(555) 010-0199", "status": "voided"}
+    ]});
+    assert_push(&push(&till, &more).await, 2, 0, 0);
+
+    let items = all_transactions(&manager, "downtown").await;
+    let ids: Vec<&str> = items
+        .iter()
+        .map(|t| t["external_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["sale-5", "sale-4", "sale-1"], "newest first");
+    let sale1 = &items[2];
+    assert_eq!(sale1["total"], 2600);
+    assert_eq!(sale1["subtotal"], 2300);
+    assert_eq!(sale1["tax"], 200);
+    assert_eq!(sale1["tip"], 100);
+    assert_eq!(sale1["order_id"], "o-1");
+    assert_eq!(sale1["tender"], "card");
+    assert_eq!(sale1["card"]["last4"], "1111");
+    assert_eq!(sale1["source"], "push");
+    assert_eq!(sale1["customer"]["phone"], "+15550100199");
+    assert_eq!(items[0]["currency"], "USD");
+    assert_eq!(items[0]["status"], "voided");
+    assert!(items[1]["customer"].is_null(), "walk-in: {}", items[1]);
+
+    let ada = transactions_page(
+        &manager,
+        "downtown",
+        &format!("customer={}", enc("+15550100199")),
+    )
+    .await;
+    assert_eq!(ada.len(), 2, "both of her sales");
+    let nobody = transactions_page(
+        &manager,
+        "downtown",
+        &format!("customer={}", enc("+15550100100")),
+    )
+    .await;
+    assert!(nobody.is_empty());
+
+    let all = revenue(&manager, "downtown", "all").await;
+    assert_eq!(
+        all["total"],
+        2600 + 1000,
+        "voided sales do not count: {all}"
+    );
+    assert_eq!(all["count"], 2, "{all}");
+    assert_eq!(all["average"], 1800, "{all}");
+
+    // Calendar periods in the venue's time zone (the tenant's: the till has none).
+    let just_now = at_ms(now_ms() - 60_000);
+    let long_ago = at_ms(now_ms() - 40 * 86_400_000);
+    let dated = json!({"venue": "downtown", "transactions": [
+        {"id": "sale-6", "occurred_at": just_now.to_string(), "total": 300, "currency": "USD"},
+        {"id": "sale-7", "occurred_at": long_ago.to_string(), "total": 400, "currency": "USD"}
+    ]});
+    assert_push(&push(&till, &dated).await, 2, 0, 0);
+    let sales = [
+        (parse_rfc3339("2026-11-20T19:00:00Z"), 2600),
+        (parse_rfc3339("2026-11-20T20:00:00Z"), 1000),
+        (just_now, 300),
+        (long_ago, 400),
+    ];
+    assert_period_revenue(&manager, "downtown", "America/New_York", &sales).await;
+}
+
+/// Connects Square and Toast with distinctive secrets, exercises every route, and greps
+/// every answer, the server log, `/metrics` and (SQLite) the database files for them.
+async fn secrets_never_leak(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let tenant = srv.setup_tenant("kitchen").await;
+    let manager = srv.manager(&tenant);
+    let square = MockSquare::start().await;
+    let toast = MockToast::start().await;
+    approve_host(&srv, "square", square.host_port()).await;
+    approve_host(&srv, "toast", toast.host_port()).await;
+
+    let square_token = format!("EAAAsecrettoken{}", random_suffix(24));
+    let wrong_token = format!("EAAAwrongtoken{}", random_suffix(24));
+    let square_key = format!("sqwhkey{}", random_suffix(24));
+    let toast_secret = format!("toastclientsecret{}", random_suffix(24));
+    let wrong_secret = format!("toastwrongsecret{}", random_suffix(24));
+    let toast_key = format!("toastwhkey{}", random_suffix(24));
+    let secrets = [
+        &square_token,
+        &wrong_token,
+        &square_key,
+        &toast_secret,
+        &wrong_secret,
+        &toast_key,
+    ];
+    square.set_token(&square_token);
+    toast.set_client(TOAST_CLIENT_ID, &toast_secret);
+
+    let mut seen: Vec<Resp> = Vec::new();
+    let square_conn = |token: &str| {
+        json!({"provider": "square", "credentials": {"access_token": token},
+               "location_id": SQUARE_LOCATION, "environment": "sandbox",
+               "base_url": square.base_url()})
+    };
+    let toast_conn = |secret: &str| {
+        json!({"provider": "toast",
+               "credentials": {"client_id": TOAST_CLIENT_ID, "client_secret": secret},
+               "location_id": TOAST_RESTAURANT, "environment": "sandbox",
+               "base_url": toast.base_url()})
+    };
+    let r = manager
+        .post("/pos/validate", &square_conn(&wrong_token))
+        .await;
+    r.expect_error(422, "invalid_credentials");
+    seen.push(r);
+    let r = manager
+        .post("/pos/validate", &toast_conn(&wrong_secret))
+        .await;
+    r.expect_error(422, "invalid_credentials");
+    seen.push(r);
+    let r = manager
+        .post("/pos/validate", &square_conn(&square_token))
+        .await;
+    r.expect(200);
+    seen.push(r);
+
+    let mut body = square_conn(&square_token);
+    body["venue"] = json!("downtown");
+    body["webhook_signature_key"] = json!(square_key);
+    let r = manager.post("/pos/connect", &body).await;
+    r.expect(200);
+    assert_connected(&r, "downtown", "square");
+    let square_integration = r.body.clone();
+    seen.push(r);
+    let mut body = toast_conn(&toast_secret);
+    body["venue"] = json!("uptown");
+    body["webhook_signature_key"] = json!(toast_key);
+    let r = manager.post("/pos/connect", &body).await;
+    r.expect(200);
+    assert_connected(&r, "uptown", "toast");
+    seen.push(r);
+    // A connect that fails validation.
+    let mut body = square_conn(&wrong_token);
+    body["venue"] = json!("elsewhere");
+    let r = manager.post("/pos/connect", &body).await;
+    r.expect_error(422, "invalid_credentials");
+    seen.push(r);
+    first_sync(&manager, "downtown").await;
+    first_sync(&manager, "uptown").await;
+
+    let t = now_ms() - 30_000;
+    let payment = SquarePayment::new("leak-pay-1", 1500, 0, at_ms(t));
+    square.add_payments([payment.json()]);
+    toast.add_orders([ToastOrder::paid("leak-ord-1", at_ms(t), 900, 70, 0).json()]);
+    for venue in ["downtown", "uptown"] {
+        for path in [
+            format!("/pos/sync/{venue}"),
+            format!("/pos/status/{venue}"),
+            format!("/pos/transactions/{venue}"),
+            format!("/pos/revenue/{venue}?period=all"),
+        ] {
+            let r = if path.starts_with("/pos/sync") {
+                manager.post(&path, &json!({})).await
+            } else {
+                manager.get(&path).await
+            };
+            r.expect(200);
+            seen.push(r);
+        }
+    }
+    // A sync failing upstream (the token revoked at Square) records its error.
+    square.set_token("EAAAsomething-else");
+    let r = manager.post("/pos/sync/downtown", &json!({})).await;
+    r.expect_error(422, "invalid_credentials");
+    seen.push(r);
+    let r = manager.get("/pos/status/downtown").await;
+    assert!(!r.expect(200)["last_error"].is_null(), "{}", r.text);
+    seen.push(r);
+
+    // Webhooks: one good, one bad signature.
+    let id = square_integration["id"].as_str().unwrap();
+    let url = square_integration["webhook_url"].as_str().unwrap();
+    let webhook = square_payment_webhook(
+        "payment.created",
+        "leak-evt-1",
+        &SquarePayment::new("leak-pay-2", 100, 0, at_ms(t)).json(),
+    );
+    let sig = square_signature(url, webhook.as_bytes(), &square_key);
+    let r = post_webhook(
+        &srv,
+        "square",
+        id,
+        &webhook,
+        &[("x-square-hmacsha256-signature", &sig)],
+    )
+    .await;
+    r.expect(200);
+    seen.push(r);
+    let r = post_webhook(
+        &srv,
+        "square",
+        id,
+        &webhook,
+        &[("x-square-hmacsha256-signature", "AAAA")],
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    seen.push(r);
+
+    // Operator views of the plugins, and the metrics.
+    for path in [
+        "/admin/plugins",
+        "/admin/plugins/square",
+        "/admin/plugins/toast",
+    ] {
+        let r = srv.admin().get(path).await;
+        r.expect(200);
+        seen.push(r);
+    }
+    let r = manager.post("/pos/disconnect/uptown", &json!({})).await;
+    r.expect(200);
+    seen.push(r);
+    let metrics = srv.anon().get("/metrics").await;
+    metrics.expect(200);
+    assert!(
+        metrics.text.contains("posbridge_"),
+        "metrics are rendered: {}",
+        metrics.text
+    );
+
+    for secret in secrets {
+        for r in &seen {
+            assert!(
+                !r.text.contains(secret.as_str()),
+                "{} {} answered a secret: {}",
+                r.method,
+                r.url,
+                r.text
+            );
+            for (name, value) in &r.headers {
+                assert!(
+                    !value.to_str().unwrap_or_default().contains(secret.as_str()),
+                    "{} {}: header {name} carries a secret",
+                    r.method,
+                    r.url
+                );
+            }
+        }
+        assert!(
+            !metrics.text.contains(secret.as_str()),
+            "/metrics shows a secret"
+        );
+    }
+    let logs = srv.logs();
+    assert!(
+        logs.contains("integration connected"),
+        "the log is being written (and so is worth grepping)"
+    );
+    for secret in secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "the server log contains a secret:\n{}",
+            logs.lines()
+                .filter(|l| l.contains(secret.as_str()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    // Stored encrypted: no file of the server's directory holds a secret in the clear.
+    if backend == Backend::Sqlite {
+        for entry in std::fs::read_dir(srv.dir()).expect("server dir") {
+            let path = entry.expect("dir entry").path();
+            if !path.is_file() {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            for secret in secrets {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{} holds a secret in the clear",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+both_backends!(local_pos_push, secrets_never_leak);

@@ -1,0 +1,411 @@
+//! Toast through the real binary against the local mock: client-credentials login,
+//! validate and its errors, `ordersBulk` paging by `Link` headers, decimal dollars to
+//! cents, voided/deleted orders and voided payments, token expiry and re-login, 429s with
+//! and without `Retry-After`, intermittent 5xx.
+
+use posbridge_harness::mock_square::Fault;
+use posbridge_harness::mock_toast::{
+    MockToast, ToastCheck, ToastOrder, ToastPayment, TOAST_CLIENT_ID, TOAST_CLIENT_SECRET,
+    TOAST_RESTAURANT,
+};
+use posbridge_harness::{both_backends, Backend, Client};
+use serde_json::{json, Value};
+
+use crate::providers::{
+    all_transactions, approve_host, assert_connected, assert_counts, assert_newest_first, at_ms,
+    first_sync, now_ms, revenue, sync,
+};
+
+/// The body of a Toast validate / connect against `mock`.
+pub(crate) fn toast_body(mock: &MockToast, secret: &str) -> Value {
+    json!({
+        "provider": "toast",
+        "credentials": {"client_id": TOAST_CLIENT_ID, "client_secret": secret},
+        "location_id": TOAST_RESTAURANT,
+        "environment": "sandbox",
+        "base_url": mock.base_url(),
+    })
+}
+
+/// Connects `venue` to the Toast mock (plus `extra` fields); returns the integration.
+pub(crate) async fn connect_toast(
+    manager: &Client,
+    mock: &MockToast,
+    venue: &str,
+    extra: Value,
+) -> Value {
+    let mut body = toast_body(mock, TOAST_CLIENT_SECRET);
+    body["venue"] = json!(venue);
+    if let Value::Object(fields) = extra {
+        for (k, v) in fields {
+            body[k] = v;
+        }
+    }
+    let resp = manager.post("/pos/connect", &body).await;
+    let integration = resp.expect(200).clone();
+    assert_connected(&resp, venue, "toast");
+    integration
+}
+
+async fn toast_validate(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let tenant = srv.setup_tenant("kitchen").await;
+    let manager = srv.manager(&tenant);
+    let mock = MockToast::start().await;
+
+    manager
+        .post("/pos/validate", &toast_body(&mock, TOAST_CLIENT_SECRET))
+        .await
+        .expect_error(422, "host_not_approved");
+    assert!(mock.requests().is_empty());
+    approve_host(&srv, "toast", mock.host_port()).await;
+
+    // A wrong client secret: the login is refused.
+    manager
+        .post("/pos/validate", &toast_body(&mock, "not-the-secret"))
+        .await
+        .expect_error(422, "invalid_credentials");
+    assert_eq!(mock.logins(), 0);
+
+    let ok = manager
+        .post("/pos/validate", &toast_body(&mock, TOAST_CLIENT_SECRET))
+        .await;
+    let location = ok.expect(200);
+    assert_eq!(location["id"], TOAST_RESTAURANT, "{}", ok.text);
+    assert_eq!(location["name"], "Mock Diner", "{}", ok.text);
+    assert_eq!(location["timezone"], "America/Chicago", "{}", ok.text);
+    assert_eq!(location["currency"], "USD", "{}", ok.text);
+    assert_eq!(mock.logins(), 1);
+
+    // The login used client credentials; the restaurant call the token and the GUID header.
+    let logins = mock.requests_to("/authentication/v1/authentication/login");
+    let login = logins
+        .iter()
+        .find(|r| r.status == 200)
+        .expect("a successful login");
+    assert_eq!(login.method, "POST");
+    let creds = login.json();
+    assert_eq!(creds["clientId"], TOAST_CLIENT_ID);
+    assert_eq!(creds["clientSecret"], TOAST_CLIENT_SECRET);
+    assert_eq!(creds["userAccessType"], "TOAST_MACHINE_CLIENT");
+    let lookup = &mock.requests_to("/restaurants/v1/restaurants/")[0];
+    assert_eq!(lookup.status, 200);
+    assert!(lookup
+        .header("authorization")
+        .is_some_and(|a| a.starts_with("Bearer ")));
+    assert_eq!(
+        lookup.header("toast-restaurant-external-id"),
+        Some(TOAST_RESTAURANT)
+    );
+
+    let mut missing = toast_body(&mock, TOAST_CLIENT_SECRET);
+    missing["credentials"] = json!({"client_id": TOAST_CLIENT_ID});
+    manager
+        .post("/pos/validate", &missing)
+        .await
+        .expect_error(422, "missing_credentials");
+
+    // A long Retry-After is not waited out: 429 rate_limited with the wait passed on.
+    mock.inject(Fault::always(429).on("/restaurants/").retry_after("30"));
+    let limited = manager
+        .post("/pos/validate", &toast_body(&mock, TOAST_CLIENT_SECRET))
+        .await;
+    limited.expect_error(429, "rate_limited");
+    assert_eq!(
+        limited.header("retry-after"),
+        Some("30"),
+        "Retry-After passed on to the caller"
+    );
+    mock.clear_faults();
+
+    mock.inject(Fault::always(503).on("/restaurants/"));
+    manager
+        .post("/pos/validate", &toast_body(&mock, TOAST_CLIENT_SECRET))
+        .await
+        .expect_error(502, "upstream_error");
+    mock.clear_faults();
+
+    // Validating checks the credentials given, even after a good login with the same
+    // client id: a wrong secret must not ride on the token cached by an earlier call.
+    let logins = mock.logins();
+    let wrong = manager
+        .post("/pos/validate", &toast_body(&mock, "not-the-secret"))
+        .await;
+    assert_eq!(
+        (wrong.status, wrong.error_code()),
+        (422, Some("invalid_credentials")),
+        "a wrong client secret validated after an earlier good login (logins before {logins}, after {}): {}",
+        mock.logins(),
+        wrong.text
+    );
+    let mut connect = toast_body(&mock, "not-the-secret");
+    connect["venue"] = json!("uptown");
+    manager
+        .post("/pos/connect", &connect)
+        .await
+        .expect_error(422, "invalid_credentials");
+}
+
+/// The orders of the sync test: 244 plain card sales, the decimal-money ones, and the
+/// not-spend ones (voided order, deleted order, voided payment, voided check). Returns
+/// them with the expected revenue total and count.
+fn toast_batch() -> (Vec<ToastOrder>, i64, i64) {
+    let now = now_ms();
+    let closed = |i: i64| at_ms(now - 3 * 3600 * 1000 + i * 30_000);
+    let modified = |i: i64| at_ms(now - 240_000 + i * 100);
+    let mut orders = Vec::new();
+    let mut total = 0;
+    let mut count = 0;
+    for i in 0..244_i64 {
+        let (amount, tax, tip) = (1000 + i, 80, if i % 3 == 0 { 150 } else { 0 });
+        orders.push(
+            ToastOrder::paid(&format!("ord-{i:03}"), closed(i), amount, tax, tip)
+                .modified(modified(i)),
+        );
+        total += amount + tax + tip;
+        count += 1;
+    }
+    // $10.10 + $0.83 tax + $2 tip = 1293 cents exactly (f64 arithmetic gives 1292.99…).
+    orders
+        .push(ToastOrder::paid("ord-decimal", closed(244), 1010, 83, 200).modified(modified(244)));
+    // $8.50 + $0.70 + $1.25.
+    orders.push(
+        ToastOrder::paid("ord-eight-fifty", closed(245), 850, 70, 125).modified(modified(245)),
+    );
+    total += 1293 + 850 + 70 + 125;
+    count += 2;
+    orders.push(
+        ToastOrder::paid("ord-voided", closed(246), 5000, 400, 0)
+            .voided()
+            .modified(modified(246)),
+    );
+    orders.push(
+        ToastOrder::paid("ord-deleted", closed(247), 4000, 320, 0)
+            .deleted()
+            .modified(modified(247)),
+    );
+    orders.push(
+        ToastOrder::new("ord-void-payment", closed(248))
+            .check(
+                ToastCheck::new("ord-void-payment-c1", 3000, 240).payment(
+                    ToastPayment::credit("ord-void-payment-p1", 3240, 300).status("VOIDED"),
+                ),
+            )
+            .modified(modified(248)),
+    );
+    orders.push(
+        ToastOrder::new("ord-void-check", closed(249))
+            .check(
+                ToastCheck::new("ord-void-check-c1", 2000, 160)
+                    .payment(ToastPayment::credit("ord-void-check-p1", 2160, 0))
+                    .voided(),
+            )
+            .modified(modified(249)),
+    );
+    (orders, total, count)
+}
+
+async fn toast_sync(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let tenant = srv.setup_tenant("kitchen").await;
+    let manager = srv.manager(&tenant);
+    let mock = MockToast::start().await;
+    approve_host(&srv, "toast", mock.host_port()).await;
+    let integration = connect_toast(&manager, &mock, "uptown", json!({})).await;
+    assert_eq!(integration["timezone"], "America/Chicago");
+    let first = first_sync(&manager, "uptown").await;
+    assert!(first["error"].is_null(), "first sync failed: {first}");
+
+    let (orders, expected_total, expected_count) = toast_batch();
+    assert_eq!(orders.len(), 250);
+    mock.add_orders(orders.iter().map(ToastOrder::json));
+    mock.clear_requests();
+    let stats = sync(&manager, "uptown").await;
+    assert_counts(&stats, 250, 250, 0, 0, 3);
+
+    // Paged by the Link header: page 1 built by the plugin, pages 2 and 3 followed.
+    let pages = mock.requests_to("/orders/v2/ordersBulk");
+    assert_eq!(pages.len(), 3, "{pages:?}");
+    let page_numbers: Vec<Option<String>> = pages.iter().map(|p| p.query_param("page")).collect();
+    assert_eq!(
+        page_numbers,
+        vec![Some("1".into()), Some("2".into()), Some("3".into())]
+    );
+    for p in &pages {
+        assert_eq!(p.status, 200);
+        assert_eq!(p.query_param("pageSize").as_deref(), Some("100"));
+        assert!(p.query_param("startDate").is_some() && p.query_param("endDate").is_some());
+        assert_eq!(
+            p.header("toast-restaurant-external-id"),
+            Some(TOAST_RESTAURANT)
+        );
+        assert!(p
+            .header("authorization")
+            .is_some_and(|a| a.starts_with("Bearer ")));
+    }
+
+    let items = all_transactions(&manager, "uptown").await;
+    assert_eq!(items.len(), 250);
+    assert_newest_first(&items);
+    let find = |id: &str| {
+        items
+            .iter()
+            .find(|t| t["external_id"] == id)
+            .unwrap_or_else(|| panic!("{id} not listed"))
+            .clone()
+    };
+    let decimal = find("ord-decimal");
+    assert_eq!(
+        (
+            &decimal["total"],
+            &decimal["subtotal"],
+            &decimal["tax"],
+            &decimal["tip"]
+        ),
+        (&json!(1293), &json!(1010), &json!(83), &json!(200)),
+        "{decimal}"
+    );
+    assert_eq!(decimal["status"], "completed");
+    assert_eq!(decimal["tender"], "card");
+    assert_eq!(decimal["card"]["brand"], "VISA");
+    assert_eq!(decimal["card"]["last4"], "4242");
+    let eight = find("ord-eight-fifty");
+    assert_eq!(eight["subtotal"], 850, "{eight}");
+    assert_eq!(eight["total"], 1045, "{eight}");
+    for id in [
+        "ord-voided",
+        "ord-deleted",
+        "ord-void-payment",
+        "ord-void-check",
+    ] {
+        let t = find(id);
+        assert_ne!(t["status"], "completed", "{id} is not spend: {t}");
+    }
+    let all = revenue(&manager, "uptown", "all").await;
+    assert_eq!(all["total"], expected_total, "{all}");
+    assert_eq!(all["count"], expected_count, "{all}");
+    assert_eq!(all["timezone"], "America/Chicago", "{all}");
+
+    // Re-sync: all duplicates.
+    assert_counts(&sync(&manager, "uptown").await, 250, 0, 0, 250, 3);
+
+    // A refund on a later modification: updated, netted.
+    let refunded = ToastOrder::new("ord-010", at_ms(now_ms() - 3 * 3600 * 1000 + 10 * 30_000))
+        .check(
+            ToastCheck::new("ord-010-c1", 1010, 80)
+                .payment(ToastPayment::credit("ord-010-p1", 1090, 0).refunded(500)),
+        )
+        .modified(jiff::Timestamp::now());
+    mock.upsert_order(refunded.json());
+    assert_counts(&sync(&manager, "uptown").await, 250, 0, 1, 249, 3);
+    let all = revenue(&manager, "uptown", "all").await;
+    assert_eq!(all["total"], expected_total - 500, "{all}");
+    assert_eq!(all["refunds"], 500, "{all}");
+}
+
+async fn toast_token_and_limits(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let tenant = srv.setup_tenant("kitchen").await;
+    let manager = srv.manager(&tenant);
+    let mock = MockToast::start().await;
+    approve_host(&srv, "toast", mock.host_port()).await;
+    connect_toast(&manager, &mock, "uptown", json!({})).await;
+    first_sync(&manager, "uptown").await;
+    let now = now_ms();
+    mock.add_orders((0..30).map(|i| {
+        ToastOrder::paid(&format!("ord-{i}"), at_ms(now - 60_000 + i), 500, 40, 0).json()
+    }));
+
+    // The cached token is reused: a sync needs no new login.
+    let logins = mock.logins();
+    assert_counts(&sync(&manager, "uptown").await, 30, 30, 0, 0, 1);
+    assert_eq!(mock.logins(), logins, "a cached token is reused");
+
+    // The token expires upstream: exactly one re-login, and the sync succeeds.
+    mock.expire_tokens();
+    mock.clear_requests();
+    assert_counts(&sync(&manager, "uptown").await, 30, 0, 0, 30, 1);
+    assert_eq!(mock.logins(), logins + 1, "exactly one re-login");
+    let seen: Vec<(String, u16)> = mock
+        .requests()
+        .iter()
+        .map(|r| (r.path.clone(), r.status))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("/orders/v2/ordersBulk".to_owned(), 401),
+            ("/authentication/v1/authentication/login".to_owned(), 200),
+            ("/orders/v2/ordersBulk".to_owned(), 200),
+        ]
+    );
+
+    // 429 with a short Retry-After: waited out, then the sync succeeds.
+    mock.clear_requests();
+    mock.inject(
+        Fault::next(1, 429)
+            .on("/orders/v2/ordersBulk")
+            .retry_after("1"),
+    );
+    assert_counts(&sync(&manager, "uptown").await, 30, 0, 0, 30, 1);
+    let bulk = mock.requests_to("/orders/v2/ordersBulk");
+    assert_eq!(
+        bulk.iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![429, 200]
+    );
+    let waited = bulk[1].at.duration_since(bulk[0].at);
+    assert!(
+        waited.as_millis() >= 900,
+        "Retry-After: 1 must be honoured, the retry came after {waited:?}"
+    );
+
+    // 429 without Retry-After, then two 5xx: backed off and retried through.
+    mock.clear_requests();
+    mock.inject(Fault::next(1, 429).on("/orders/v2/ordersBulk"));
+    mock.inject(Fault::next(2, 500).on("/orders/v2/ordersBulk"));
+    assert_counts(&sync(&manager, "uptown").await, 30, 0, 0, 30, 1);
+    assert_eq!(
+        mock.requests_to("/orders/v2/ordersBulk")
+            .iter()
+            .map(|r| r.status)
+            .collect::<Vec<_>>(),
+        vec![429, 500, 500, 200]
+    );
+
+    // Persistently rate limited with a long Retry-After: the manual sync says so, the
+    // failure is recorded, and the data stays.
+    mock.inject(
+        Fault::always(429)
+            .on("/orders/v2/ordersBulk")
+            .retry_after("120"),
+    );
+    let limited = manager.post("/pos/sync/uptown", &json!({})).await;
+    limited.expect_error(429, "rate_limited");
+    assert_eq!(limited.header("retry-after"), Some("120"));
+    let status = manager.get("/pos/status/uptown").await;
+    let status_body = status.expect(200);
+    assert!(
+        status_body["last_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "the failed sync is recorded: {}",
+        status.text
+    );
+    assert_eq!(
+        status_body["recent_sync_errors"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        status.text
+    );
+    assert_eq!(status_body["transaction_count"], 30);
+    mock.clear_faults();
+    assert_counts(&sync(&manager, "uptown").await, 30, 0, 0, 30, 1);
+    let status = manager.get("/pos/status/uptown").await;
+    assert!(
+        status.expect(200)["last_error"].is_null(),
+        "{}",
+        status.text
+    );
+}
+
+both_backends!(toast_validate, toast_sync, toast_token_and_limits);
