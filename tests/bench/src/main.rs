@@ -1,0 +1,496 @@
+//! posbridge-bench: spawns the real `posbridge` server on loopback with a fresh database,
+//! creates a tenant through the operator API, and measures
+//!
+//! * gift-card balance reads per second and p50/p99 at N concurrent connections,
+//! * loyalty adds per second and p50/p99 at N concurrent connections,
+//! * WebSocket event delivery latency (write → frame received) with many terminals,
+//! * server memory (VmRSS) per idle WebSocket connection.
+//!
+//! It prints a markdown table and never asserts timing: the exit status is non-zero only
+//! when something failed (server did not start or died, requests failed, frames missing).
+
+mod http;
+mod load;
+mod rawws;
+mod report;
+mod server;
+mod setup;
+mod ws;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+use hyper::Method;
+use serde_json::json;
+
+use report::{ms, secs, thousands, Report};
+use server::Server;
+use setup::Tenant;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "posbridge-bench",
+    about = "Benchmark the posbridge server on loopback and print a markdown table",
+    after_help = "Build the server first: cargo build --release -p posbridge"
+)]
+struct Args {
+    /// Server binary [default: `posbridge` next to this executable]
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Database URL handed to the server, e.g. postgres://user:pass@127.0.0.1:5432/db
+    /// [default: a fresh SQLite file in a temp dir]. The server runs with that temp dir as
+    /// its working directory, so give SQLite paths absolute.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Measured seconds of each scenario (ws-latency sends rate × this many writes)
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    duration_secs: u64,
+    /// Unmeasured warm-up seconds before each HTTP load scenario
+    #[arg(long, default_value_t = 1)]
+    warmup_secs: u64,
+    /// Concurrent keep-alive connections of the HTTP load scenarios
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
+    connections: usize,
+    /// Connected terminals (WebSockets) in ws-latency
+    #[arg(long, default_value_t = 1000, value_parser = at_least_one)]
+    terminals: usize,
+    /// Idle WebSockets opened by ws-memory
+    #[arg(long, default_value_t = 1000, value_parser = at_least_one)]
+    idle_connections: usize,
+    /// Writes per second in ws-latency (one at a time, each awaited)
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    ws_rate: u32,
+    /// Which scenario to run
+    #[arg(long, value_enum, default_value_t = Scenario::All)]
+    scenario: Scenario,
+    /// Threads of the bench's own runtime (client and server share the machine's cores;
+    /// one thread keeps the client cheap)
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Keep the temp dir (SQLite file, server log) and print its path
+    #[arg(long)]
+    keep_temp: bool,
+    /// Extra argument for `posbridge serve` (repeatable), e.g. --server-arg=--ws-queue=4096
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    All,
+    Balance,
+    Loyalty,
+    WsLatency,
+    WsMemory,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::All => "all",
+            Scenario::Balance => "balance",
+            Scenario::Loyalty => "loyalty",
+            Scenario::WsLatency => "ws-latency",
+            Scenario::WsMemory => "ws-memory",
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = if args.client_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.client_threads)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("posbridge-bench: error: building the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("posbridge-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn raise_nofile(needed: u64) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < needed => eprintln!(
+            "[bench] warning: RLIMIT_NOFILE is {limit}, below the ~{needed} descriptors needed"
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("[bench] warning: could not raise RLIMIT_NOFILE: {e}"),
+    }
+}
+
+/// Returns Ok(false) when the figures were printed but something failed.
+async fn run(args: Args) -> Result<bool> {
+    let sockets = args.terminals.max(args.idle_connections) as u64;
+    raise_nofile(sockets + args.connections as u64 + 256);
+
+    let bin = match &args.server_bin {
+        Some(p) => p.clone(),
+        None => server::default_server_bin()?,
+    };
+    let busy_before = server::machine_busy_cores(Duration::from_secs(1)).await;
+    if let Some(busy) = busy_before.filter(|b| *b > 0.2) {
+        eprintln!("[bench] warning: the machine is already busy ({busy:.2} cores) — figures will be disturbed");
+    }
+    eprintln!("[bench] starting {}", bin.display());
+    let mut server = Server::start(
+        &bin,
+        args.database_url.as_deref(),
+        &args.server_args,
+        args.keep_temp,
+    )
+    .await?;
+    eprintln!(
+        "[bench] server pid {} listening on http://{}",
+        server.pid, server.addr
+    );
+    let tenant = match setup::create_tenant(&server).await {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(e.context(format!(
+                "setting up the benchmark tenant\n--- server log tail ---\n{}",
+                server.log_tail(30)
+            )))
+        }
+    };
+    eprintln!("[bench] tenant {} ready", tenant.slug);
+
+    let order = [
+        Scenario::WsMemory,
+        Scenario::Balance,
+        Scenario::Loyalty,
+        Scenario::WsLatency,
+    ];
+    let selected: Vec<Scenario> = order
+        .into_iter()
+        .filter(|s| args.scenario == Scenario::All || args.scenario == *s)
+        .collect();
+
+    let mut report = Report::default();
+    for scenario in selected {
+        if let Err(e) = server.check_alive() {
+            report
+                .errors
+                .push(format!("before {}: {e:#}", scenario.name()));
+            break;
+        }
+        let outcome = match scenario {
+            Scenario::Balance => balance(&args, &server, &tenant, &mut report).await,
+            Scenario::Loyalty => loyalty(&args, &server, &tenant, &mut report).await,
+            Scenario::WsLatency => ws_latency(&args, &server, &tenant, &mut report).await,
+            Scenario::WsMemory => ws_memory(&args, &server, &tenant, &mut report).await,
+            Scenario::All => Ok(()),
+        };
+        if let Err(e) = outcome {
+            eprintln!("[bench] {} failed: {e:#}", scenario.name());
+            report.errors.push(format!("{}: {e:#}", scenario.name()));
+        }
+    }
+
+    if let Some(busy) = busy_before {
+        report.notes.insert(
+            0,
+            format!("machine busy before the server started: {busy:.2} cores (other processes)"),
+        );
+    }
+    let log_kib = server.log_size() / 1024;
+    let db_kind = server
+        .database_url
+        .split(':')
+        .next()
+        .unwrap_or("?")
+        .to_string();
+    let db_desc = if args.database_url.is_some() {
+        format!("{db_kind} (--database-url)")
+    } else {
+        "SQLite, fresh file in a temp dir".to_string()
+    };
+    let pid = server.pid;
+    let tmp_dir = server.tmp_dir.clone();
+    match server.shutdown().await {
+        Ok(status) if status.success() => {
+            report.notes.push("server exited 0 on SIGTERM".into());
+        }
+        Ok(status) => report.errors.push(format!(
+            "server exited with {status} on SIGTERM (expected 0)"
+        )),
+        Err(e) => report
+            .errors
+            .push(format!("shutting the server down: {e:#}")),
+    }
+    report.notes.push(format!(
+        "server log (stderr) grew to {log_kib} KiB during the run"
+    ));
+    if args.keep_temp {
+        report.notes.push(format!(
+            "kept the temp dir (database, server.log): {}",
+            tmp_dir.display()
+        ));
+    }
+
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    println!();
+    println!(
+        "posbridge-bench — server {} (pid {pid}), database: {db_desc}, {cpus} CPUs shared by server and client, \
+         client runtime threads: {}, {} s measured per scenario",
+        bin.display(),
+        args.client_threads.max(1),
+        args.duration_secs
+    );
+    println!();
+    print!("{}", report.table());
+    if !report.notes.is_empty() {
+        println!();
+        for note in &report.notes {
+            println!("- {note}");
+        }
+    }
+    if report.errors.is_empty() {
+        Ok(true)
+    } else {
+        println!();
+        println!("ERRORS:");
+        for e in &report.errors {
+            println!("- {e}");
+        }
+        Ok(false)
+    }
+}
+
+/// `external_db`: with --database-url the database server's processes are part of the
+/// system under test, so "other processes" is not a sign of disturbance.
+fn cpu_note(scenario: &str, cpu: Option<server::CpuUse>, external_db: bool) -> Option<String> {
+    let cpu = cpu?;
+    let others = if external_db {
+        format!(
+            "other processes incl. the database server {:.2}",
+            cpu.others
+        )
+    } else if cpu.others > 0.1 {
+        format!(
+            "other processes {:.2} (other load: figures are disturbed)",
+            cpu.others
+        )
+    } else {
+        format!("other processes {:.2}", cpu.others)
+    };
+    Some(format!(
+        "{scenario}: CPU while measuring — server {:.2} cores, bench client {:.2}, irq/softirq {:.2}, {others}",
+        cpu.server, cpu.client, cpu.irq,
+    ))
+}
+
+async fn balance(args: &Args, server: &Server, tenant: &Tenant, report: &mut Report) -> Result<()> {
+    let label = format!("gift-card balance read ({} conns)", args.connections);
+    eprintln!(
+        "[bench] balance: {} connections, {} s warm-up + {} s measured…",
+        args.connections, args.warmup_secs, args.duration_secs
+    );
+    let route = format!("/gift-cards/{}/balance", tenant.gift_card);
+    let res = load::run(
+        server,
+        args.connections,
+        Duration::from_secs(args.warmup_secs),
+        Duration::from_secs(args.duration_secs),
+        |_| tenant.request(Method::GET, server.addr, &route, &tenant.terminal_key),
+    )
+    .await?;
+    report.row(
+        &label,
+        "throughput",
+        format!("{} req/s", thousands(res.per_sec())),
+        "≥ 10,000 req/s",
+    );
+    report.latency_rows(&label, "latency", &res.hist, "—");
+    report
+        .notes
+        .extend(cpu_note("balance", res.cpu, args.database_url.is_some()));
+    report.notes.push(format!(
+        "balance: {} successful reads in {}",
+        thousands(res.ok as f64),
+        secs(res.window)
+    ));
+    if res.errors > 0 {
+        report.errors.push(format!(
+            "balance: {} failed requests; first: {}",
+            res.errors,
+            res.first_error.unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+/// Worker i adds to its own customer; 64 distinct phones in the 555-01xx fictional range.
+fn loyalty_phone(i: usize) -> String {
+    format!("+1201555{:04}", 100 + i % 100)
+}
+
+async fn loyalty(args: &Args, server: &Server, tenant: &Tenant, report: &mut Report) -> Result<()> {
+    let label = format!("loyalty add ({} conns)", args.connections);
+    eprintln!(
+        "[bench] loyalty: {} connections, {} s warm-up + {} s measured…",
+        args.connections, args.warmup_secs, args.duration_secs
+    );
+    let body = json!({"points": 1, "reason": "bench"});
+    let res = load::run(
+        server,
+        args.connections,
+        Duration::from_secs(args.warmup_secs),
+        Duration::from_secs(args.duration_secs),
+        |i| {
+            tenant
+                .request(
+                    Method::POST,
+                    server.addr,
+                    &format!("/loyalty/{}/add", loyalty_phone(i)),
+                    &tenant.terminal_key,
+                )?
+                .json_body(&body)
+        },
+    )
+    .await?;
+    report.row(
+        &label,
+        "throughput",
+        format!("{} req/s", thousands(res.per_sec())),
+        "≥ 2,000 req/s",
+    );
+    report.latency_rows(&label, "latency", &res.hist, "—");
+    report
+        .notes
+        .extend(cpu_note("loyalty", res.cpu, args.database_url.is_some()));
+    report.notes.push(format!(
+        "loyalty: {} successful adds in {} ({} customers, each add = ledger row + event in one transaction)",
+        thousands(res.ok as f64),
+        secs(res.window),
+        args.connections.min(100)
+    ));
+    if res.errors > 0 {
+        report.errors.push(format!(
+            "loyalty: {} failed requests; first: {}",
+            res.errors,
+            res.first_error.unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+async fn ws_latency(
+    args: &Args,
+    server: &Server,
+    tenant: &Tenant,
+    report: &mut Report,
+) -> Result<()> {
+    let res = ws::latency(
+        server,
+        tenant,
+        args.terminals,
+        args.ws_rate,
+        Duration::from_secs(args.duration_secs),
+    )
+    .await?;
+    let label = format!(
+        "WS delivery ({} terminals)",
+        thousands(res.terminals as f64)
+    );
+    report.latency_rows(&label, "write → frame", &res.hist, "≤ 10 ms");
+    report.row(
+        &label,
+        "frames received / expected",
+        format!(
+            "{} / {}",
+            thousands(res.received as f64),
+            thousands(res.expected as f64)
+        ),
+        "all",
+    );
+    report.notes.push(format!(
+        "ws-latency: {} loyalty adds at {}/s, one at a time; the write's own HTTP response p50 {}, p99 {}",
+        res.events,
+        args.ws_rate,
+        ms(res.write_hist.value_at_quantile(0.50)),
+        ms(res.write_hist.value_at_quantile(0.99)),
+    ));
+    report.notes.push(format!(
+        "ws-latency: per event, first terminal served after p50 {} / p99 {}, last of {} after p50 {} / p99 {}",
+        ms(res.first_hist.value_at_quantile(0.50)),
+        ms(res.first_hist.value_at_quantile(0.99)),
+        res.terminals,
+        ms(res.last_hist.value_at_quantile(0.50)),
+        ms(res.last_hist.value_at_quantile(0.99)),
+    ));
+    report
+        .notes
+        .extend(cpu_note("ws-latency", res.cpu, args.database_url.is_some()));
+    if res.unexpected > 0 || res.out_of_order > 0 {
+        report.notes.push(format!(
+            "ws-latency: {} unexpected and {} duplicated/out-of-order frames",
+            res.unexpected, res.out_of_order
+        ));
+    }
+    for p in res.problems {
+        report.errors.push(format!("ws-latency: {p}"));
+    }
+    Ok(())
+}
+
+async fn ws_memory(
+    args: &Args,
+    server: &Server,
+    tenant: &Tenant,
+    report: &mut Report,
+) -> Result<()> {
+    let res = ws::memory(server, tenant, args.idle_connections)
+        .await
+        .context("idle WebSocket memory")?;
+    let label = format!("WS idle memory ({} sockets)", thousands(res.sockets as f64));
+    report.row(
+        &label,
+        "server RSS per connection",
+        format!("{:.1} KiB", res.kib_per_conn()),
+        "≤ 20 KiB",
+    );
+    report.notes.push(format!(
+        "ws-memory: server VmRSS {} KiB before, {} KiB with {} idle sockets, {} KiB 1 s after closing them{}{}",
+        thousands(res.rss_before_kib as f64),
+        thousands(res.rss_after_kib as f64),
+        res.sockets,
+        thousands(res.rss_after_close_kib as f64),
+        res.gauge
+            .map(|g| format!("; /metrics posbridge_websocket_connections = {g}"))
+            .unwrap_or_default(),
+        res.threads_after
+            .map(|t| format!("; server threads: {t}"))
+            .unwrap_or_default(),
+    ));
+    Ok(())
+}

@@ -1,0 +1,461 @@
+//! WebSocket scenarios: event delivery latency to many terminals, and server memory
+//! per idle connection.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use futures_util::{stream, StreamExt};
+use hdrhistogram::Histogram;
+use hyper::Method;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::http::{snippet, Conn};
+use crate::load::{micros, new_histogram};
+use crate::rawws::{Msg, RawWs};
+use crate::server::{CpuSample, CpuUse, Server};
+use crate::setup::Tenant;
+
+const CONNECT_CONCURRENCY: usize = 32;
+const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Opens one terminal socket and waits for its hello; returns the hello's `last_seq`.
+async fn connect_terminal(addr: SocketAddr, tenant: &Tenant) -> Result<(RawWs, u64)> {
+    let fut = async {
+        let path = format!("/ws/pos/{}", tenant.slug);
+        let headers = [
+            ("X-API-Key", tenant.terminal_key.as_str()),
+            ("X-Tenant-ID", tenant.slug.as_str()),
+        ];
+        let mut ws = RawWs::connect(addr, &path, &headers).await?;
+        loop {
+            let hello = match ws.next_msg()? {
+                Some(Msg::Text(text)) => Some(parse_hello(text)?),
+                Some(Msg::Close(code, reason)) => {
+                    bail!("closed before hello: code {code:?} {reason}")
+                }
+                Some(Msg::Binary) => bail!("binary frame before hello"),
+                None => None,
+            };
+            match hello {
+                Some(last_seq) => return Ok((ws, last_seq)),
+                None => {
+                    if !ws.fill().await? {
+                        bail!("connection ended before hello");
+                    }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(HELLO_TIMEOUT, fut)
+        .await
+        .map_err(|_| anyhow!("no hello within {HELLO_TIMEOUT:?}"))?
+}
+
+fn parse_hello(text: &[u8]) -> Result<u64> {
+    let shown = || String::from_utf8_lossy(text).into_owned();
+    let v: Value = serde_json::from_slice(text)
+        .with_context(|| format!("first frame is not JSON: {}", shown()))?;
+    if v.get("type").and_then(Value::as_str) != Some("hello") {
+        bail!("first frame is not a hello: {}", shown());
+    }
+    v.get("last_seq")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| anyhow!("hello without numeric last_seq: {}", shown()))
+}
+
+async fn connect_many(addr: SocketAddr, tenant: &Tenant, n: usize) -> Result<Vec<(RawWs, u64)>> {
+    let results: Vec<Result<(RawWs, u64)>> = stream::iter(0..n)
+        .map(|_| connect_terminal(addr, tenant))
+        .buffer_unordered(CONNECT_CONCURRENCY)
+        .collect()
+        .await;
+    let mut sockets = Vec::with_capacity(n);
+    let mut failed = 0;
+    let mut first = None;
+    for r in results {
+        match r {
+            Ok(s) => sockets.push(s),
+            Err(e) => {
+                failed += 1;
+                first.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first {
+        return Err(e.context(format!("{failed} of {n} WebSocket connections failed")));
+    }
+    Ok(sockets)
+}
+
+/// `{"seq":42,...}` → 42 without a JSON parse (the contract puts seq first; we search
+/// for it anyway). `"last_seq":` does not match because of the leading quote.
+fn parse_seq(text: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"seq\":";
+    let at = text.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let mut seq: u64 = 0;
+    let mut digits = 0;
+    for &b in text[at..].iter().skip_while(|b| b.is_ascii_whitespace()) {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        seq = seq.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        digits += 1;
+    }
+    (digits > 0).then_some(seq)
+}
+
+#[derive(Default)]
+struct ReaderOut {
+    recv: Vec<(u64, Instant)>,
+    other_frames: u64,
+    first_other: Option<String>,
+    ended: Option<String>,
+}
+
+/// Reads until cancelled, timestamping every event frame with the instant its bytes
+/// were read (one timestamp per read: frames that arrived together share it).
+async fn reader(
+    mut ws: RawWs,
+    cancel: CancellationToken,
+    counter: Arc<AtomicU64>,
+    cap: usize,
+) -> ReaderOut {
+    let mut out = ReaderOut {
+        recv: Vec::with_capacity(cap),
+        ..ReaderOut::default()
+    };
+    // Created once: a fresh `cancelled()` per loop turn would register with the token's
+    // shared lock for every frame.
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
+    let mut now = Instant::now();
+    loop {
+        loop {
+            match ws.next_msg() {
+                Ok(Some(Msg::Text(text))) => match parse_seq(text) {
+                    Some(seq) => {
+                        out.recv.push((seq, now));
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => {
+                        out.other_frames += 1;
+                        out.first_other.get_or_insert_with(|| snippet(text));
+                    }
+                },
+                Ok(Some(Msg::Binary)) => {
+                    out.other_frames += 1;
+                    out.first_other
+                        .get_or_insert_with(|| "(binary frame)".into());
+                }
+                Ok(Some(Msg::Close(code, reason))) => {
+                    out.ended = Some(format!("server closed the socket: code {code:?} {reason}"));
+                    return out;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    out.ended = Some(format!("{e:#}"));
+                    return out;
+                }
+            }
+        }
+        tokio::select! {
+            biased;
+            filled = ws.fill() => match filled {
+                Ok(true) => now = Instant::now(),
+                Ok(false) => {
+                    out.ended = Some("socket ended (EOF)".into());
+                    return out;
+                }
+                Err(e) => {
+                    out.ended = Some(format!("{e:#}"));
+                    return out;
+                }
+            },
+            _ = &mut cancelled => {
+                ws.close().await;
+                return out;
+            }
+        }
+    }
+}
+
+pub struct LatencyResult {
+    pub terminals: usize,
+    pub events: usize,
+    pub expected: u64,
+    pub received: u64,
+    pub unexpected: u64,
+    pub out_of_order: u64,
+    pub hist: Histogram<u64>,
+    pub write_hist: Histogram<u64>,
+    /// Per event, the latency of the first and of the last terminal to receive it.
+    pub first_hist: Histogram<u64>,
+    pub last_hist: Histogram<u64>,
+    pub problems: Vec<String>,
+    /// CPU cores used by the server and by the bench while the writes were sent.
+    pub cpu: Option<CpuUse>,
+}
+
+pub async fn latency(
+    server: &Server,
+    tenant: &Tenant,
+    terminals: usize,
+    rate: u32,
+    duration: Duration,
+) -> Result<LatencyResult> {
+    let addr = server.addr;
+    eprintln!("[bench] ws-latency: connecting {terminals} terminals…");
+    let t = Instant::now();
+    let sockets = connect_many(addr, tenant, terminals).await?;
+    eprintln!(
+        "[bench] ws-latency: {terminals} hellos in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    let base = sockets.iter().map(|s| s.1).max().unwrap_or(0);
+    let lowest = sockets.iter().map(|s| s.1).min().unwrap_or(0);
+    let mut problems = Vec::new();
+    if lowest != base {
+        problems.push(format!(
+            "hello last_seq differed between sockets ({lowest}..{base}) although nothing was written"
+        ));
+    }
+
+    let events = ((rate as f64 * duration.as_secs_f64()).round() as usize).max(1);
+    let cancel = CancellationToken::new();
+    let counter = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|(ws, _)| tokio::spawn(reader(ws, cancel.clone(), counter.clone(), events)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut conn = Conn::connect(addr).await?;
+    let tpl = tenant
+        .request(
+            Method::POST,
+            addr,
+            "/loyalty/+12015550199/add",
+            &tenant.terminal_key,
+        )?
+        .json_body(&json!({"points": 1, "reason": "bench ws-latency"}))?;
+    let mut write_hist = new_histogram()?;
+    let mut sends = Vec::with_capacity(events);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    eprintln!("[bench] ws-latency: {events} writes at {rate}/s…");
+    let cpu0 = CpuSample::take(server);
+    let send_result: Result<()> = async {
+        for _ in 0..events {
+            tick.tick().await;
+            let start = Instant::now();
+            sends.push(start);
+            let (status, body) = conn.send(tpl.build()).await?;
+            write_hist.saturating_record(micros(start.elapsed()));
+            if !status.is_success() {
+                bail!("loyalty add failed: HTTP {status}: {}", snippet(&body));
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let cpu1 = CpuSample::take(server);
+
+    let expected = (events * terminals) as u64;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counter.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cancel.cancel();
+    let mut outs = Vec::with_capacity(readers.len());
+    for r in readers {
+        outs.push(r.await.context("WebSocket reader panicked")?);
+    }
+    send_result?;
+
+    let mut hist = new_histogram()?;
+    // Per event: when the first and the last terminal had it.
+    let mut first = vec![u64::MAX; sends.len()];
+    let mut last_at = vec![0u64; sends.len()];
+    let (mut received, mut unexpected, mut out_of_order) = (0u64, 0u64, 0u64);
+    let mut ended = 0usize;
+    let mut first_end = None;
+    let mut other_frames = 0u64;
+    let mut first_other = None;
+    for out in outs {
+        let mut last = base;
+        for (seq, at) in out.recv {
+            if seq <= last {
+                out_of_order += 1;
+                continue;
+            }
+            last = seq;
+            let idx = usize::try_from(seq - base - 1).unwrap_or(usize::MAX);
+            match sends.get(idx) {
+                Some(sent) => {
+                    received += 1;
+                    let us = micros(at.saturating_duration_since(*sent));
+                    hist.saturating_record(us);
+                    first[idx] = first[idx].min(us);
+                    last_at[idx] = last_at[idx].max(us);
+                }
+                None => unexpected += 1,
+            }
+        }
+        if let Some(why) = out.ended {
+            ended += 1;
+            first_end.get_or_insert(why);
+        }
+        other_frames += out.other_frames;
+        if first_other.is_none() {
+            first_other = out.first_other;
+        }
+    }
+    let mut first_hist = new_histogram()?;
+    let mut last_hist = new_histogram()?;
+    for (f, l) in first.iter().zip(&last_at) {
+        if *f != u64::MAX {
+            first_hist.saturating_record(*f);
+            last_hist.saturating_record(*l);
+        }
+    }
+    if ended > 0 {
+        problems.push(format!(
+            "{ended} sockets ended early; first: {}",
+            first_end.unwrap_or_default()
+        ));
+    }
+    if other_frames > 0 {
+        problems.push(format!(
+            "{other_frames} frames without a seq; first: {}",
+            first_other.unwrap_or_default()
+        ));
+    }
+    if out_of_order > 0 {
+        problems.push(format!("{out_of_order} frames duplicated or out of order"));
+    }
+    if unexpected > 0 {
+        problems.push(format!(
+            "{unexpected} frames with a seq that was not written"
+        ));
+    }
+    if received < expected {
+        problems.push(format!(
+            "{} of {expected} expected frames never arrived",
+            expected - received
+        ));
+    }
+    Ok(LatencyResult {
+        terminals,
+        events,
+        expected,
+        received,
+        unexpected,
+        out_of_order,
+        hist,
+        write_hist,
+        first_hist,
+        last_hist,
+        problems,
+        cpu: cpu0.until(&cpu1),
+    })
+}
+
+pub struct MemoryResult {
+    pub sockets: usize,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub rss_after_close_kib: u64,
+    pub gauge: Option<f64>,
+    pub threads_after: Option<u64>,
+}
+
+impl MemoryResult {
+    pub fn kib_per_conn(&self) -> f64 {
+        (self.rss_after_kib as f64 - self.rss_before_kib as f64) / self.sockets as f64
+    }
+}
+
+/// `posbridge_websocket_connections` from /metrics, if the server exposes it.
+async fn ws_gauge(addr: SocketAddr) -> Option<f64> {
+    let mut conn = Conn::connect(addr).await.ok()?;
+    let tpl = crate::http::Template::new(Method::GET, addr, "/metrics").ok()?;
+    let (status, body) = conn.send(tpl.build()).await.ok()?;
+    if !status.is_success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&body);
+    text.lines()
+        .filter(|l| l.starts_with("posbridge_websocket_connections"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .reduce(|a, b| a + b)
+}
+
+pub async fn memory(server: &Server, tenant: &Tenant, n: usize) -> Result<MemoryResult> {
+    let addr = server.addr;
+    let cancel = CancellationToken::new();
+    let counter = Arc::new(AtomicU64::new(0));
+    // One socket first, kept open and excluded: one-off costs (per-tenant channel, the
+    // first upgrade's code paths and buffers) are not per-connection costs.
+    let (warm, _) = connect_terminal(addr, tenant).await?;
+    let warm = tokio::spawn(reader(warm, cancel.clone(), counter.clone(), 0));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_before_kib = server.rss_kib()?;
+
+    eprintln!("[bench] ws-memory: opening {n} idle sockets…");
+    let sockets = connect_many(addr, tenant, n).await?;
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|(ws, _)| tokio::spawn(reader(ws, cancel.clone(), counter.clone(), 0)))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after_kib = server.rss_kib()?;
+    let threads_after = server.threads().ok();
+    let gauge = ws_gauge(addr).await;
+
+    cancel.cancel();
+    let mut ended = 0usize;
+    let mut first_end = None;
+    for r in readers {
+        let out = r.await.context("WebSocket reader panicked")?;
+        if let Some(why) = out.ended {
+            ended += 1;
+            first_end.get_or_insert(why);
+        }
+    }
+    let _ = warm.await;
+    if ended > 0 {
+        bail!(
+            "{ended} of {n} idle sockets were closed by the server during the measurement; first: {}",
+            first_end.unwrap_or_default()
+        );
+    }
+    // Dropping the sockets (inside the readers) closed them; give the server a moment.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after_close_kib = server.rss_kib()?;
+    Ok(MemoryResult {
+        sockets: n,
+        rss_before_kib,
+        rss_after_kib,
+        rss_after_close_kib,
+        gauge,
+        threads_after,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_seq;
+
+    #[test]
+    fn seq_is_parsed_without_json() {
+        assert_eq!(parse_seq(br#"{"seq":42,"type":"new_order"}"#), Some(42));
+        assert_eq!(parse_seq(br#"{"type":"x", "seq": 7}"#), Some(7));
+        assert_eq!(parse_seq(br#"{"type":"reset","last_seq":9}"#), None);
+        assert_eq!(parse_seq(br#"{"type":"hello"}"#), None);
+        assert_eq!(parse_seq(br#"{"seq":"x"}"#), None);
+    }
+}
