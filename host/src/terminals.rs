@@ -346,10 +346,14 @@ async fn stream_events(
         options.ping_interval,
     );
     let mut awaiting_pong = false;
+    // Built once: a fresh `cancelled()` per loop turn costs a registration per event.
+    let shutdown = app.shutdown.cancelled();
+    let revoked = revoked.cancelled();
+    tokio::pin!(shutdown, revoked);
     loop {
         tokio::select! {
-            _ = app.shutdown.cancelled() => return Ok(End::Closed(CLOSE_GOING_AWAY, "server shutting down")),
-            _ = revoked.cancelled() => return Ok(End::Closed(CLOSE_KEY_REVOKED, "key revoked")),
+            _ = &mut shutdown => return Ok(End::Closed(CLOSE_GOING_AWAY, "server shutting down")),
+            _ = &mut revoked => return Ok(End::Closed(CLOSE_KEY_REVOKED, "key revoked")),
             received = live.recv() => match received {
                 Ok(event) => {
                     if event.seq <= last_sent {
