@@ -46,6 +46,22 @@ use wit::LoadedComponent;
 
 use crate::store::{now_micros, Store, StoreError};
 
+/// One call into a guest: take a permit, build its sandbox from the active version, run the
+/// export under the wall-clock limit, then record the outcome (stats, circuit breaker).
+macro_rules! guest_call {
+    ($self:ident, $kind:ident, $id:expr, $ctx:expr, |$pre:ident, $store:ident| $call:expr) => {{
+        let mut call = $self.prepare($id, PluginKind::$kind, $ctx).await?;
+        let active = call.active.clone();
+        let LoadedComponent::$kind($pre) = &active.component else {
+            return Err(wrong_kind($id));
+        };
+        let wall = call.entry.limits.wall;
+        let $store = &mut call.store;
+        let outcome = tokio::time::timeout(wall, $call).await;
+        $self.finish(call, outcome)
+    }};
+}
+
 /// Plugin runtime tuning.
 #[derive(Debug, Clone)]
 pub struct PluginOptions {
@@ -870,14 +886,8 @@ impl Plugins {
         ctx: &CallContext,
         conn: &Connection,
     ) -> Result<Result<LocationInfo, ProviderError>, CallError> {
-        let mut call = self.prepare(id, PluginKind::Provider, ctx).await?;
-        let active = call.active.clone();
-        let LoadedComponent::Provider(pre) = &active.component else {
-            return Err(wrong_kind(id));
-        };
-        let wall = call.entry.limits.wall;
-        let outcome = tokio::time::timeout(wall, pre.validate(&mut call.store, conn)).await;
-        self.finish(call, outcome)
+        guest_call!(self, Provider, id, ctx, |pre, store| pre
+            .validate(store, conn))
     }
 
     /// One page of sales.
@@ -888,16 +898,8 @@ impl Plugins {
         conn: &Connection,
         request: &FetchRequest,
     ) -> Result<Result<TransactionPage, ProviderError>, CallError> {
-        let mut call = self.prepare(id, PluginKind::Provider, ctx).await?;
-        let active = call.active.clone();
-        let LoadedComponent::Provider(pre) = &active.component else {
-            return Err(wrong_kind(id));
-        };
-        let wall = call.entry.limits.wall;
-        let outcome =
-            tokio::time::timeout(wall, pre.fetch_transactions(&mut call.store, conn, request))
-                .await;
-        self.finish(call, outcome)
+        guest_call!(self, Provider, id, ctx, |pre, store| pre
+            .fetch_transactions(store, conn, request))
     }
 
     /// Whether a webhook is authentic.
@@ -908,15 +910,8 @@ impl Plugins {
         webhook: &Webhook,
         key: &str,
     ) -> Result<bool, CallError> {
-        let mut call = self.prepare(id, PluginKind::Provider, ctx).await?;
-        let active = call.active.clone();
-        let LoadedComponent::Provider(pre) = &active.component else {
-            return Err(wrong_kind(id));
-        };
-        let wall = call.entry.limits.wall;
-        let outcome =
-            tokio::time::timeout(wall, pre.verify_webhook(&mut call.store, webhook, key)).await;
-        self.finish(call, outcome)
+        guest_call!(self, Provider, id, ctx, |pre, store| pre
+            .verify_webhook(store, webhook, key))
     }
 
     /// Parses a verified webhook.
@@ -926,14 +921,8 @@ impl Plugins {
         ctx: &CallContext,
         webhook: &Webhook,
     ) -> Result<Result<WebhookEvent, ProviderError>, CallError> {
-        let mut call = self.prepare(id, PluginKind::Provider, ctx).await?;
-        let active = call.active.clone();
-        let LoadedComponent::Provider(pre) = &active.component else {
-            return Err(wrong_kind(id));
-        };
-        let wall = call.entry.limits.wall;
-        let outcome = tokio::time::timeout(wall, pre.parse_webhook(&mut call.store, webhook)).await;
-        self.finish(call, outcome)
+        guest_call!(self, Provider, id, ctx, |pre, store| pre
+            .parse_webhook(store, webhook))
     }
 
     /// Parses sales pushed by a local POS.
@@ -943,14 +932,8 @@ impl Plugins {
         ctx: &CallContext,
         body: &[u8],
     ) -> Result<Result<Vec<Transaction>, ProviderError>, CallError> {
-        let mut call = self.prepare(id, PluginKind::Provider, ctx).await?;
-        let active = call.active.clone();
-        let LoadedComponent::Provider(pre) = &active.component else {
-            return Err(wrong_kind(id));
-        };
-        let wall = call.entry.limits.wall;
-        let outcome = tokio::time::timeout(wall, pre.parse_push(&mut call.store, body)).await;
-        self.finish(call, outcome)
+        guest_call!(self, Provider, id, ctx, |pre, store| pre
+            .parse_push(store, body))
     }
 
     /// Hands an event to a hook.
@@ -961,15 +944,8 @@ impl Plugins {
         event: &HookEvent,
         config: &str,
     ) -> Result<Result<Vec<HookAction>, String>, CallError> {
-        let mut call = self.prepare(id, PluginKind::Hook, ctx).await?;
-        let active = call.active.clone();
-        let LoadedComponent::Hook(pre) = &active.component else {
-            return Err(wrong_kind(id));
-        };
-        let wall = call.entry.limits.wall;
-        let outcome =
-            tokio::time::timeout(wall, pre.on_event(&mut call.store, event, config)).await;
-        self.finish(call, outcome)
+        guest_call!(self, Hook, id, ctx, |pre, store| pre
+            .on_event(store, event, config))
     }
 
     /// The serving version of a plugin, for callers that want to know which version ran.
