@@ -13,6 +13,7 @@ pub mod events;
 pub mod extract;
 pub mod idempotency;
 pub mod ledger;
+pub mod locks;
 pub mod metrics;
 pub mod money;
 pub mod orders;

@@ -44,6 +44,7 @@ use registry::{ActiveVersion, Catalog, PluginEntry, PluginStats};
 use sandbox::{CallScope, Sandbox, StateBackend};
 use wit::LoadedComponent;
 
+use crate::locks::lock;
 use crate::store::{now_micros, Store, StoreError};
 
 /// One call into a guest: take a permit, build its sandbox from the active version, run the
@@ -641,13 +642,7 @@ impl Plugins {
     }
 
     fn reset_failures(&self, id: &str) {
-        if let Some(stats) = self
-            .inner
-            .stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-        {
+        if let Some(stats) = lock(&self.inner.stats).get(id) {
             stats.consecutive_failures.store(0, Ordering::Relaxed);
         }
     }
@@ -779,9 +774,7 @@ impl Plugins {
                 .fetch_add(u64::from(denied), Ordering::Relaxed);
         }
         let elapsed = started.elapsed();
-        if let Ok(mut h) = stats.latency_us.lock() {
-            let _ = h.record((elapsed.as_micros() as u64).max(1));
-        }
+        let _ = lock(&stats.latency_us).record((elapsed.as_micros() as u64).max(1));
         let result = match outcome {
             Ok(Ok(value)) => Ok(value),
             Err(_) => Err(CallError::Timeout(id.clone())),

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{Caller, Role, TerminalCaller, WS_PROTOCOL};
 use crate::error::ApiResult;
 use crate::events::{self, Event};
+use crate::locks::lock;
 use crate::state::AppState;
 use crate::store::{now_micros, rfc3339, StoreError};
 
@@ -174,11 +175,6 @@ impl Terminals {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Entries are inserted and removed whole; a poisoned map is still consistent.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Routes under `/api/{tenant}`.

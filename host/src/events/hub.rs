@@ -9,6 +9,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::{read_after, Event};
+use crate::locks::lock;
 use crate::store::{Backend, Store};
 
 /// PostgreSQL channel carrying `<node> <tenant_id> <seq>` for every committed event.
@@ -150,10 +151,4 @@ impl EventHub {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding this lock cannot leave the map inconsistent (single inserts and
-    // removes), so recovering from poisoning is safe.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -12,6 +12,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::sandbox::Sandbox;
 use super::wit;
+use crate::locks::lock;
 
 /// Epoch tick: the granularity of CPU deadlines. 10 ms keeps the ticker's cost negligible
 /// and deadlines accurate to a hundredth of the default 1 s budget.
@@ -192,8 +193,4 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

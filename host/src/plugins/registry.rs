@@ -15,6 +15,7 @@ use super::contract::{Manifest, PluginKind};
 use super::engine::PluginEngine;
 use super::sandbox::CallLimits;
 use super::wit::LoadedComponent;
+use crate::locks::lock;
 use crate::store::{rfc3339, Store, StoreError};
 
 /// Operator-visible state of a plugin.
@@ -117,7 +118,7 @@ pub struct StatsView {
 
 impl PluginStats {
     pub(super) fn view(&self) -> StatsView {
-        let h = self.latency_us.lock().unwrap_or_else(|p| p.into_inner());
+        let h = lock(&self.latency_us);
         StatsView {
             calls: self.calls.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
@@ -210,12 +211,7 @@ pub(super) async fn load_catalog(
         };
         let cpu_ms: i64 = row.try_get("cpu_ms")?;
         let memory_bytes: i64 = row.try_get("memory_bytes")?;
-        let stats = stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(id.clone())
-            .or_default()
-            .clone();
+        let stats = lock(stats).entry(id.clone()).or_default().clone();
         catalog.insert(
             id.clone(),
             Arc::new(PluginEntry {

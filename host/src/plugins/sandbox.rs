@@ -17,6 +17,7 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiVie
 use super::allowlist::AllowList;
 use super::engine::EPOCH_TICK;
 use super::outbound::{Outbound, OutboundError, OutboundRequest, OutboundResponse};
+use crate::locks::lock;
 use crate::store::{now_micros, Store as Db};
 
 /// Limits of one call.
@@ -322,8 +323,4 @@ impl Sandbox {
         }
         Ok(())
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
