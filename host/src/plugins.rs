@@ -778,19 +778,15 @@ impl Plugins {
         let result = match outcome {
             Ok(Ok(value)) => Ok(value),
             Err(_) => Err(CallError::Timeout(id.clone())),
-            Ok(Err(err)) => Err(if store.data().memory_exceeded() {
-                CallError::OutOfMemory(id.clone())
-            } else if err.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
-                CallError::Timeout(id.clone())
-            } else {
-                // The guest's stderr (panic message) goes to the log only: it is the plugin's
-                // output and may carry anything the plugin was handed.
-                tracing::warn!(plugin = %id, stderr = %store.data().stderr_tail(), "plugin trapped");
-                CallError::Trapped {
-                    id: id.clone(),
-                    message: trap_summary(&err),
+            Ok(Err(err)) => {
+                let failure = classify(&err, store.data(), &id);
+                if matches!(failure, CallError::Trapped { .. }) {
+                    // The guest's stderr (panic message) goes to the log only: it is the
+                    // plugin's output and may carry anything the plugin was handed.
+                    tracing::warn!(plugin = %id, stderr = %store.data().stderr_tail(), "plugin trapped");
                 }
-            }),
+                Err(failure)
+            }
         };
         let version = &active.manifest.version;
         match &result {
@@ -854,20 +850,20 @@ impl Plugins {
         match outcome {
             Ok(Ok(v)) => Ok(v),
             Err(_) => Err(CallError::Timeout(label.to_owned())),
-            Ok(Err(err)) => Err(if store.data().memory_exceeded() {
-                CallError::OutOfMemory(label.to_owned())
-            } else if err.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
-                CallError::Timeout(label.to_owned())
-            } else {
-                let tail = store.data().stderr_tail();
-                CallError::Trapped {
-                    id: label.to_owned(),
-                    message: if tail.is_empty() {
-                        trap_summary(&err)
-                    } else {
-                        format!("{}; guest stderr: {tail}", trap_summary(&err))
-                    },
+            // Operators run these calls by hand (`plugin check`): show them the stderr too.
+            Ok(Err(err)) => Err(match classify(&err, store.data(), label) {
+                CallError::Trapped { id, message } => {
+                    let tail = store.data().stderr_tail();
+                    CallError::Trapped {
+                        id,
+                        message: if tail.is_empty() {
+                            message
+                        } else {
+                            format!("{message}; guest stderr: {tail}")
+                        },
+                    }
                 }
+                other => other,
             }),
         }
     }
@@ -1161,6 +1157,21 @@ impl Plugins {
             }
         }
         Ok((manifest, results))
+    }
+}
+
+/// What a guest call that returned an error was: the memory cap, the CPU deadline, or a
+/// trap (described without its backtrace).
+fn classify(err: &wasmtime::Error, sandbox: &Sandbox, id: &str) -> CallError {
+    if sandbox.memory_exceeded() {
+        CallError::OutOfMemory(id.to_owned())
+    } else if err.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        CallError::Timeout(id.to_owned())
+    } else {
+        CallError::Trapped {
+            id: id.to_owned(),
+            message: trap_summary(err),
+        }
     }
 }
 
