@@ -1,5 +1,28 @@
 //! Customer identity within a tenant: one customer per normalised phone number.
 
+use crate::store::{new_id, now_micros, Conn};
+
+/// The id of the tenant's customer with this (normalised) phone, enrolling one with no
+/// points if there is none yet. A sale or a link naming a phone is how customers appear.
+pub async fn find_or_create(
+    conn: &mut Conn,
+    tenant_id: &str,
+    phone: &str,
+) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO customers (id, tenant_id, phone, points, lifetime_points, created_at, updated_at)
+         VALUES ($1, $2, $3, 0, 0, $4, $4)
+         ON CONFLICT (tenant_id, phone) DO UPDATE SET updated_at = customers.updated_at
+         RETURNING id",
+    )
+    .bind(new_id())
+    .bind(tenant_id)
+    .bind(phone)
+    .bind(now_micros())
+    .fetch_one(conn)
+    .await
+}
+
 /// A phone number that could not be understood.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid phone number {0:?}: use E.164 (+15550100199) or a local number of the tenant's country")]

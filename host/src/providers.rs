@@ -460,18 +460,9 @@ async fn link_customer(
     }
     let now = now_micros();
     let mut tx = app.store.begin().await.map_err(ApiError::from)?;
-    let customer_id: String = sqlx::query_scalar(
-        "INSERT INTO customers (id, tenant_id, phone, points, lifetime_points, created_at, updated_at)
-         VALUES ($1, $2, $3, 0, 0, $4, $4)
-         ON CONFLICT (tenant_id, phone) DO UPDATE SET updated_at = customers.updated_at RETURNING id",
-    )
-    .bind(crate::store::new_id())
-    .bind(scope.tenant_id())
-    .bind(&phone)
-    .bind(now)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(ApiError::from)?;
+    let customer_id = crate::customers::find_or_create(&mut tx, scope.tenant_id(), &phone)
+        .await
+        .map_err(ApiError::from)?;
     let mut attributed = 0;
     for (kind, value) in &links {
         let taken: Option<String> = sqlx::query_scalar("SELECT customer_id FROM customer_links WHERE tenant_id = $1 AND kind = $2 AND value = $3")

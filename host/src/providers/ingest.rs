@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::auth::TenantScope;
-use crate::customers::normalize_phone;
+use crate::customers::{find_or_create, normalize_phone};
 use crate::events::{EventKind, LoggedTx};
 use crate::money::{parse_currency, MAX_AMOUNT};
 use crate::plugins::contract::{Tender, Transaction, TransactionStatus};
@@ -311,19 +311,7 @@ async fn match_customer(
         .as_deref()
         .and_then(|p| normalize_phone(scope.country(), p).ok())
     {
-        let now = now_micros();
-        let id: String = sqlx::query_scalar(
-            "INSERT INTO customers (id, tenant_id, phone, points, lifetime_points, created_at, updated_at)
-             VALUES ($1, $2, $3, 0, 0, $4, $4)
-             ON CONFLICT (tenant_id, phone) DO UPDATE SET updated_at = customers.updated_at
-             RETURNING id",
-        )
-        .bind(new_id())
-        .bind(scope.tenant_id())
-        .bind(&phone)
-        .bind(now)
-        .fetch_one(tx.conn())
-        .await?;
+        let id = find_or_create(tx.conn(), scope.tenant_id(), &phone).await?;
         return Ok(Some(id));
     }
     if let Some(email) = customer
