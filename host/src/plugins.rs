@@ -311,6 +311,21 @@ impl Plugins {
 
     async fn install_bundled(&self) {
         for (name, wasm) in bundled::COMPONENTS {
+            // Known bytes are known (id, version): skip compiling and calling `info` on every
+            // start only to learn the version is already installed.
+            let sha256 = hex::encode(Sha256::digest(wasm));
+            let known =
+                sqlx::query("SELECT plugin_id FROM plugin_versions WHERE sha256 = $1 LIMIT 1")
+                    .bind(&sha256)
+                    .fetch_optional(self.inner.store.reader())
+                    .await;
+            match known {
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(component = %name, error = %err, "could not look up a bundled plugin")
+                }
+            }
             match self.install(wasm.to_vec(), "bundled").await {
                 Ok(status) => {
                     tracing::info!(plugin = %status.id, version = ?status.active_version, "bundled plugin installed")
