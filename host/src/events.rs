@@ -36,6 +36,8 @@ pub enum EventKind {
     DailyReportUploaded,
     /// A POS sale (Square, Toast, local) was recorded or changed.
     TransactionRecorded,
+    /// A spend rule unlocked a tier (and access level) for a customer.
+    TierUnlocked,
 }
 
 impl EventKind {
@@ -49,6 +51,7 @@ impl EventKind {
             EventKind::LoyaltyUpdated => "loyalty_updated",
             EventKind::DailyReportUploaded => "daily_report_uploaded",
             EventKind::TransactionRecorded => "transaction_recorded",
+            EventKind::TierUnlocked => "tier_unlocked",
         }
     }
 }

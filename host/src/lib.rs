@@ -21,6 +21,7 @@ pub mod paging;
 pub mod plugins;
 pub mod providers;
 pub mod reports;
+pub mod rules;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -17,6 +17,7 @@ use crate::extract::{ApiJson, Idempotency};
 use crate::idempotency;
 use crate::money::PositiveAmount;
 use crate::paging::{Page, PageQuery};
+use crate::rules::tiers::Ladder;
 use crate::state::AppState;
 use crate::store::{new_id, now_micros, rfc3339, Store};
 
@@ -29,6 +30,18 @@ pub struct LoyaltyBalance {
     pub points: i64,
     /// Points ever earned (redemptions do not lower it).
     pub lifetime_points: i64,
+}
+
+/// A customer's points with their tier, as `GET /loyalty/{phone}/points` shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct PointsAndTier {
+    /// The points.
+    #[serde(flatten)]
+    pub balance: LoyaltyBalance,
+    /// The customer's tier (the tenant's lowest until a spend rule unlocks one).
+    pub tier: String,
+    /// The customer's access level (the tenant's lowest until a rule grants one).
+    pub access_level: String,
 }
 
 /// Body of `POST /loyalty/{phone}/add` and `/redeem`.
@@ -78,25 +91,34 @@ pub struct LoyaltyTransaction {
 pub struct LoyaltyLedger;
 
 impl LoyaltyLedger {
-    /// The customer's points; 404 for a phone that never earned any.
+    /// The customer's points and tier; 404 for a phone the tenant has never seen.
     pub async fn balance(
         store: &Store,
         scope: &TenantScope,
         raw_phone: &str,
-    ) -> Result<LoyaltyBalance, LedgerError> {
+    ) -> Result<PointsAndTier, LedgerError> {
         let phone = normalize_phone(scope.country(), raw_phone)?;
         let row = sqlx::query(
-            "SELECT points, lifetime_points FROM customers WHERE tenant_id = $1 AND phone = $2",
+            "SELECT c.points, c.lifetime_points, c.tier, c.access_level, l.tiers, l.access_levels
+             FROM customers c LEFT JOIN tier_ladders l ON l.tenant_id = c.tenant_id
+             WHERE c.tenant_id = $1 AND c.phone = $2",
         )
         .bind(scope.tenant_id())
         .bind(&phone)
         .fetch_optional(store.reader())
         .await?
         .ok_or_else(|| LedgerError::CustomerNotFound(phone.clone()))?;
-        Ok(LoyaltyBalance {
-            points: row.try_get("points")?,
-            lifetime_points: row.try_get("lifetime_points")?,
-            phone,
+        let ladder = Ladder::from_stored(row.try_get("tiers")?, row.try_get("access_levels")?);
+        let tier: Option<String> = row.try_get("tier")?;
+        let access: Option<String> = row.try_get("access_level")?;
+        Ok(PointsAndTier {
+            balance: LoyaltyBalance {
+                points: row.try_get("points")?,
+                lifetime_points: row.try_get("lifetime_points")?,
+                phone,
+            },
+            tier: ladder.effective_tier(tier.as_deref()),
+            access_level: ladder.effective_access(access.as_deref()),
         })
     }
 
@@ -300,7 +322,7 @@ async fn points(
     State(app): State<AppState>,
     TerminalCaller(caller): TerminalCaller,
     Path((_tenant, phone)): Path<(String, String)>,
-) -> ApiResult<Json<LoyaltyBalance>> {
+) -> ApiResult<Json<PointsAndTier>> {
     Ok(Json(
         LoyaltyLedger::balance(&app.store, &caller.scope, &phone).await?,
     ))

@@ -1,7 +1,8 @@
 //! Turning canonical transactions from a plugin into stored sales: validated (plugins are
 //! untrusted), deduplicated by (integration, external id), a newer upstream version
-//! replacing an older one and never the reverse, matched to a customer, and announced with
-//! `transaction_recorded` in the same database transaction.
+//! replacing an older one and never the reverse, matched to a customer, announced with
+//! `transaction_recorded` and evaluated against the venue's spend rules, all in the same
+//! database transaction.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -12,6 +13,7 @@ use crate::customers::{find_or_create, normalize_phone};
 use crate::events::{EventKind, LoggedTx};
 use crate::money::{parse_currency, MAX_AMOUNT};
 use crate::plugins::contract::{Tender, Transaction, TransactionStatus};
+use crate::rules::{RuleEvaluator, SaleRef};
 use crate::store::{new_id, now_micros, rfc3339, StoreError};
 
 /// Where a sale came in.
@@ -80,6 +82,7 @@ pub async fn ingest(
 ) -> Result<(IngestCounts, Vec<RecordedSale>), StoreError> {
     let mut counts = IngestCounts::default();
     let mut recorded = Vec::new();
+    let mut rules = RuleEvaluator::new(target.integration_id, target.venue);
     for sale in sales {
         if let Err(why) = check(sale) {
             counts.rejected += 1;
@@ -226,6 +229,22 @@ pub async fn ingest(
             }),
         )
         .await?;
+        // Each sale is evaluated right after it is stored, so a batch behaves like the same
+        // sales arriving one by one: the sale that crosses a threshold is the one whose time
+        // the rule's windows are checked against.
+        if let Some(customer_id) = &customer_id {
+            rules
+                .evaluate(
+                    tx,
+                    scope,
+                    SaleRef {
+                        transaction_id: &stored_id,
+                        customer_id,
+                        occurred_at,
+                    },
+                )
+                .await?;
+        }
         recorded.push(RecordedSale {
             id: stored_id,
             customer_id,

@@ -1,0 +1,235 @@
+//! Rule evaluation inside the transaction that records a sale.
+//!
+//! For a sale matched to a customer: lock the customer row (so concurrent sales of one
+//! customer are evaluated one after the other, each seeing the other's spend), sum the
+//! customer's lifetime spend at the venue net of refunds and voids, walk the venue's enabled
+//! rules in priority order and take the first whose threshold, time window (at the sale's own
+//! time, venue time zone), live-only flag and performer match. If that rule never unlocked for
+//! this customer, record the unlock (unique per customer and rule: the exactly-once key),
+//! raise the customer's tier and access (never lower them), and append `tier_unlocked` — all
+//! in the caller's transaction, so a crash anywhere leaves either all of it or none.
+
+use jiff::tz::TimeZone;
+use serde_json::json;
+use sqlx::Row;
+
+use super::tiers::{self, Ladder};
+use super::windows::in_any_window;
+use super::{performances, venue_rules, SpendRule};
+use crate::auth::TenantScope;
+use crate::events::{EventKind, LoggedTx};
+use crate::store::{new_id, now_micros, rfc3339, StoreError};
+
+/// A recorded sale to evaluate.
+#[derive(Debug, Clone, Copy)]
+pub struct SaleRef<'a> {
+    /// Our transaction id.
+    pub transaction_id: &'a str,
+    /// The matched customer.
+    pub customer_id: &'a str,
+    /// When the sale happened (µs): time windows and performances are checked at this time.
+    pub occurred_at: i64,
+}
+
+/// An unlock that an evaluation recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unlock {
+    /// The rule.
+    pub rule_id: String,
+    /// The tier the customer now has.
+    pub customer_tier: String,
+}
+
+/// What one venue's evaluation needs, loaded once per batch of sales.
+struct VenueContext {
+    tz: TimeZone,
+    currency: String,
+    ladder: Ladder,
+    /// Enabled rules in evaluation order.
+    rules: Vec<SpendRule>,
+    /// Whether any rule looks at performances (saves a query per sale when none does).
+    needs_performances: bool,
+}
+
+/// Evaluates the sales of one batch (one integration) against its venue's rules. Create one
+/// per batch: the rules and ladder are read once, inside the batch's transaction.
+pub struct RuleEvaluator {
+    integration_id: String,
+    venue: String,
+    context: Option<Option<VenueContext>>,
+}
+
+impl RuleEvaluator {
+    /// An evaluator for sales of `integration_id`, which serves `venue`.
+    pub fn new(integration_id: &str, venue: &str) -> Self {
+        RuleEvaluator {
+            integration_id: integration_id.to_owned(),
+            venue: venue.to_owned(),
+            context: None,
+        }
+    }
+
+    async fn load(
+        &mut self,
+        tx: &mut LoggedTx,
+        scope: &TenantScope,
+    ) -> Result<Option<&VenueContext>, StoreError> {
+        if self.context.is_none() {
+            let rules = venue_rules(tx.conn(), scope.tenant_id(), &self.venue, true).await?;
+            let context = if rules.is_empty() {
+                None
+            } else {
+                let row = sqlx::query("SELECT timezone, currency FROM integrations WHERE id = $1")
+                    .bind(&self.integration_id)
+                    .fetch_one(tx.conn())
+                    .await?;
+                let tz_name: String = row.try_get("timezone")?;
+                let tz = TimeZone::get(&tz_name)
+                    .or_else(|_| TimeZone::get(scope.timezone()))
+                    .unwrap_or(TimeZone::UTC);
+                Some(VenueContext {
+                    tz,
+                    currency: row.try_get("currency")?,
+                    ladder: tiers::load(tx.conn(), scope.tenant_id()).await?,
+                    needs_performances: rules
+                        .iter()
+                        .any(|r| r.live_only || r.performer_id.is_some()),
+                    rules,
+                })
+            };
+            self.context = Some(context);
+        }
+        Ok(self.context.as_ref().and_then(Option::as_ref))
+    }
+
+    /// Evaluates one sale; returns the unlock it caused, if any.
+    pub async fn evaluate(
+        &mut self,
+        tx: &mut LoggedTx,
+        scope: &TenantScope,
+        sale: SaleRef<'_>,
+    ) -> Result<Option<Unlock>, StoreError> {
+        let integration_id = self.integration_id.clone();
+        let venue = self.venue.clone();
+        let Some(ctx) = self.load(tx, scope).await? else {
+            return Ok(None);
+        };
+        metrics::counter!("posbridge_rule_evaluations_total").increment(1);
+        // The no-op UPDATE takes the customer's row lock on PostgreSQL: a concurrent sale of
+        // the same customer waits here and then sees this one's spend (SQLite has one writer).
+        let customer = sqlx::query(
+            "UPDATE customers SET updated_at = updated_at WHERE id = $1 AND tenant_id = $2
+             RETURNING phone, tier, access_level",
+        )
+        .bind(sale.customer_id)
+        .bind(scope.tenant_id())
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(customer) = customer else {
+            return Ok(None);
+        };
+        let phone: String = customer.try_get("phone")?;
+        let held_tier: Option<String> = customer.try_get("tier")?;
+        let held_access: Option<String> = customer.try_get("access_level")?;
+        let spend: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN status = 'completed' AND total > refunded
+                                           THEN total - refunded ELSE 0 END), 0) AS BIGINT)
+             FROM pos_transactions WHERE tenant_id = $1 AND customer_id = $2 AND integration_id = $3",
+        )
+        .bind(scope.tenant_id())
+        .bind(sale.customer_id)
+        .bind(&integration_id)
+        .fetch_one(tx.conn())
+        .await?;
+        let performers = if ctx.needs_performances {
+            performances::performers_at(tx.conn(), scope.tenant_id(), &venue, sale.occurred_at)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let Some(rule) = ctx.rules.iter().find(|rule| {
+            spend >= rule.threshold
+                && in_any_window(&rule.time_windows, &ctx.tz, sale.occurred_at)
+                && (!rule.live_only || !performers.is_empty())
+                && rule
+                    .performer_id
+                    .as_ref()
+                    .is_none_or(|p| performers.contains(p))
+        }) else {
+            return Ok(None);
+        };
+        let now = now_micros();
+        let first_time = sqlx::query(
+            "INSERT INTO tier_unlocks (id, tenant_id, customer_id, rule_id, rule_name, venue, tier, access_level,
+               transaction_id, lifetime_spend, currency, occurred_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             ON CONFLICT (customer_id, rule_id) DO NOTHING",
+        )
+        .bind(new_id())
+        .bind(scope.tenant_id())
+        .bind(sale.customer_id)
+        .bind(&rule.id)
+        .bind(&rule.name)
+        .bind(&venue)
+        .bind(&rule.tier)
+        .bind(rule.access_level.as_deref())
+        .bind(sale.transaction_id)
+        .bind(spend)
+        .bind(&ctx.currency)
+        .bind(sale.occurred_at)
+        .bind(now)
+        .execute(tx.conn())
+        .await?
+        .rows_affected()
+            == 1;
+        sqlx::query(
+            "UPDATE spend_rules SET times_triggered = times_triggered + 1,
+               customers_unlocked = customers_unlocked + $1, last_triggered_at = $2
+             WHERE id = $3",
+        )
+        .bind(i64::from(first_time))
+        .bind(now)
+        .bind(&rule.id)
+        .execute(tx.conn())
+        .await?;
+        if !first_time {
+            return Ok(None);
+        }
+        let ladder = &ctx.ladder;
+        let tier = ladder.raise_tier(held_tier.as_deref(), &rule.tier);
+        let access = ladder.raise_access(held_access.as_deref(), rule.access_level.as_deref());
+        sqlx::query(
+            "UPDATE customers SET tier = $1, access_level = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(&tier)
+        .bind(&access)
+        .bind(now)
+        .bind(sale.customer_id)
+        .execute(tx.conn())
+        .await?;
+        let previous_tier = ladder.effective_tier(held_tier.as_deref());
+        let data = json!({
+            "customer": {"id": sale.customer_id, "phone": phone},
+            "venue": venue,
+            "rule": {"id": rule.id, "name": rule.name, "threshold": rule.threshold, "priority": rule.priority},
+            "tier": rule.tier,
+            "access_level": rule.access_level,
+            "previous_tier": previous_tier,
+            "previous_access_level": ladder.effective_access(held_access.as_deref()),
+            "customer_tier": tier,
+            "customer_access_level": access,
+            "upgraded": tier != previous_tier,
+            "lifetime_spend": spend,
+            "currency": ctx.currency,
+            "transaction_id": sale.transaction_id,
+            "occurred_at": rfc3339(sale.occurred_at),
+        });
+        let rule_id = rule.id.clone();
+        tx.append(scope, EventKind::TierUnlocked, &data).await?;
+        metrics::counter!("posbridge_tier_unlocks_total").increment(1);
+        Ok(Some(Unlock {
+            rule_id,
+            customer_tier: tier,
+        }))
+    }
+}

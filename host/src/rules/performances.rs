@@ -1,0 +1,199 @@
+//! Live performances at a venue (a DJ set, a band, a show): who is on, from when to when.
+//!
+//! Rules marked `live_only` count only sales made while some performance is on at the venue;
+//! rules naming a `performer_id` count only sales made while that performer is on.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{check_venue, RuleError};
+use crate::auth::{ManagerCaller, TenantScope};
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::state::AppState;
+use crate::store::{new_id, now_micros, rfc3339, Conn, Store};
+
+/// Longest performance accepted: a festival day, not a residency (add one per night).
+const MAX_PERFORMANCE_MICROS: i64 = 48 * 3600 * 1_000_000;
+
+/// A scheduled performance.
+#[derive(Debug, Clone, Serialize)]
+pub struct Performance {
+    /// Id.
+    pub id: String,
+    /// Venue.
+    pub venue: String,
+    /// Who performs.
+    pub performer_id: String,
+    /// Start (inclusive), RFC 3339.
+    pub starts_at: String,
+    /// End (exclusive), RFC 3339.
+    pub ends_at: String,
+}
+
+/// Body of `POST /pos/performances/{venue}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPerformance {
+    performer_id: String,
+    starts_at: jiff::Timestamp,
+    ends_at: jiff::Timestamp,
+}
+
+/// Query of `GET /pos/performances/{venue}`: performances overlapping `[from, to)`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerformanceQuery {
+    #[serde(default)]
+    from: Option<jiff::Timestamp>,
+    #[serde(default)]
+    to: Option<jiff::Timestamp>,
+}
+
+/// The performers on at `venue` at instant `at` (µs).
+pub(super) async fn performers_at(
+    conn: &mut Conn,
+    tenant_id: &str,
+    venue: &str,
+    at: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT performer_id FROM performances
+         WHERE tenant_id = $1 AND venue = $2 AND starts_at <= $3 AND ends_at > $3
+           AND starts_at > $4",
+    )
+    .bind(tenant_id)
+    .bind(venue)
+    .bind(at)
+    // Bounds the index range scan: nothing longer than the maximum can still be running.
+    .bind(at - MAX_PERFORMANCE_MICROS)
+    .fetch_all(conn)
+    .await
+}
+
+async fn add(
+    store: &Store,
+    scope: &TenantScope,
+    venue: &str,
+    new: NewPerformance,
+) -> Result<Performance, RuleError> {
+    check_venue(venue)?;
+    let performer = new.performer_id.trim();
+    if performer.is_empty() || performer.chars().count() > 100 {
+        return Err(RuleError::Invalid(
+            "performer_id must be 1-100 characters".into(),
+        ));
+    }
+    let starts = new.starts_at.as_microsecond();
+    let ends = new.ends_at.as_microsecond();
+    if ends <= starts {
+        return Err(RuleError::Invalid("ends_at must be after starts_at".into()));
+    }
+    if ends - starts > MAX_PERFORMANCE_MICROS {
+        return Err(RuleError::Invalid(
+            "a performance lasts at most 48 hours".into(),
+        ));
+    }
+    let id = new_id();
+    sqlx::query(
+        "INSERT INTO performances (id, tenant_id, venue, performer_id, starts_at, ends_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&id)
+    .bind(scope.tenant_id())
+    .bind(venue)
+    .bind(performer)
+    .bind(starts)
+    .bind(ends)
+    .bind(now_micros())
+    .execute(store.writer())
+    .await?;
+    Ok(Performance {
+        id,
+        venue: venue.to_owned(),
+        performer_id: performer.to_owned(),
+        starts_at: rfc3339(starts),
+        ends_at: rfc3339(ends),
+    })
+}
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/pos/performances/{venue}",
+            get(list_handler).post(add_handler),
+        )
+        .route("/pos/performances/{venue}/{id}", delete(delete_handler))
+}
+
+async fn add_handler(
+    State(app): State<AppState>,
+    ManagerCaller(caller): ManagerCaller,
+    Path((_tenant, venue)): Path<(String, String)>,
+    body: ApiJson<NewPerformance>,
+) -> Result<(StatusCode, Json<Performance>), ApiError> {
+    let created = add(&app.store, &caller.scope, &venue, body.value).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+async fn list_handler(
+    State(app): State<AppState>,
+    ManagerCaller(caller): ManagerCaller,
+    Path((_tenant, venue)): Path<(String, String)>,
+    Query(query): Query<PerformanceQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let from = query.from.map_or(i64::MIN, |t| t.as_microsecond());
+    let to = query.to.map_or(i64::MAX, |t| t.as_microsecond());
+    let rows = sqlx::query(
+        "SELECT id, performer_id, starts_at, ends_at FROM performances
+         WHERE tenant_id = $1 AND venue = $2 AND ends_at > $3 AND starts_at < $4
+         ORDER BY starts_at, id LIMIT 1000",
+    )
+    .bind(caller.scope.tenant_id())
+    .bind(&venue)
+    .bind(from)
+    .bind(to)
+    .fetch_all(app.store.reader())
+    .await?;
+    let performances = rows
+        .iter()
+        .map(|row| {
+            Ok(Performance {
+                id: row.try_get("id")?,
+                venue: venue.clone(),
+                performer_id: row.try_get("performer_id")?,
+                starts_at: rfc3339(row.try_get("starts_at")?),
+                ends_at: rfc3339(row.try_get("ends_at")?),
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(Json(
+        serde_json::json!({ "venue": venue, "performances": performances }),
+    ))
+}
+
+async fn delete_handler(
+    State(app): State<AppState>,
+    ManagerCaller(caller): ManagerCaller,
+    Path((_tenant, venue, id)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let deleted =
+        sqlx::query("DELETE FROM performances WHERE tenant_id = $1 AND venue = $2 AND id = $3")
+            .bind(caller.scope.tenant_id())
+            .bind(&venue)
+            .bind(&id)
+            .execute(app.store.writer())
+            .await?
+            .rows_affected();
+    if deleted == 0 {
+        return Err(ApiError::not_found(
+            "performance_not_found",
+            format!("no performance {id} at this venue"),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
