@@ -37,6 +37,8 @@ mod providers_toast;
 mod providers_webhooks;
 #[path = "e2e/reports.rs"]
 mod reports;
+#[path = "e2e/rules.rs"]
+mod rules;
 
 /// The binary under test, built by Cargo for this test target.
 pub const BIN: &str = env!("CARGO_BIN_EXE_posbridge");

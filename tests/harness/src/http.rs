@@ -106,6 +106,18 @@ impl Client {
         .await
     }
 
+    /// `PATCH` with a JSON body.
+    pub async fn patch(&self, path: &str, body: &Value) -> Resp {
+        self.send(Method::PATCH, path, Body::Json(body.clone()), &[])
+            .await
+    }
+
+    /// `PUT` with a JSON body.
+    pub async fn put(&self, path: &str, body: &Value) -> Resp {
+        self.send(Method::PUT, path, Body::Json(body.clone()), &[])
+            .await
+    }
+
     /// `DELETE base + path`.
     pub async fn delete(&self, path: &str) -> Resp {
         self.send(Method::DELETE, path, Body::None, &[]).await

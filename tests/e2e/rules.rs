@@ -1,0 +1,791 @@
+//! Spend rules through the real binary: the rules API and its validation, the tier ladder,
+//! unlocks by one sale and by many, priorities, disabled rules, time windows across midnight
+//! and daylight-saving changes, late older sales, performers and live-only rules, refunds,
+//! the same sale by webhook and by sync, concurrent sales of one customer, and terminals
+//! hearing `tier_unlocked` exactly once.
+
+use std::time::Duration;
+
+use posbridge_harness::mock_square::{
+    square_payment_webhook, square_signature, MockSquare, SquarePayment,
+};
+use posbridge_harness::{both_backends, enc, eventually, Backend, Client, TestServer, Ws};
+use serde_json::{json, Value};
+
+use crate::providers::{at_ms, connect_square, first_sync, now_ms, post_webhook, sync};
+
+const VENUE: &str = "downtown";
+/// Pushed to mark the end of a burst: every frame before its `loyalty_updated` belongs to
+/// the burst.
+const SENTINEL_PHONE: &str = "+15550109999";
+
+/// A tenant with `downtown` connected to the local POS; returns (manager, till).
+async fn local_venue(srv: &TestServer) -> (Client, Client, String) {
+    let tenant = srv.setup_tenant("kitchen").await;
+    let manager = srv.manager(&tenant);
+    let till = srv.terminal(&tenant);
+    manager
+        .post(
+            "/pos/connect",
+            &json!({"venue": VENUE, "provider": "local-pos"}),
+        )
+        .await
+        .expect(200);
+    (manager, till, tenant.terminal.key.clone())
+}
+
+fn rule(name: &str, threshold: i64, tier: &str, priority: i64) -> Value {
+    json!({"name": name, "threshold": threshold, "tier": tier, "priority": priority})
+}
+
+async fn add_rule(manager: &Client, body: &Value) -> Value {
+    let resp = manager.post(&format!("/pos/rules/{VENUE}"), body).await;
+    resp.expect(201).clone()
+}
+
+fn sale(id: &str, phone: &str, total: i64, occurred_at: &str) -> Value {
+    json!({"id": id, "occurred_at": occurred_at, "total": total, "subtotal": total,
+           "currency": "USD", "tender": "card", "customer_phone": phone})
+}
+
+async fn push(till: &Client, sales: Vec<Value>) {
+    let resp = till
+        .post(
+            "/transactions",
+            &json!({"venue": VENUE, "transactions": sales}),
+        )
+        .await;
+    let body = resp.expect(200);
+    assert_eq!(body["rejected"], 0, "{}", resp.text);
+}
+
+/// The `tier_unlocked` frames received before the sentinel's `loyalty_updated`: pushes the
+/// sentinel, then reads up to it, so "exactly these unlocks" is checked without waiting.
+async fn unlocks_until_sentinel(ws: &mut Ws, till: &Client) -> Vec<Value> {
+    till.post(
+        &format!("/loyalty/{}/add", enc(SENTINEL_PHONE)),
+        &json!({"points": 1}),
+    )
+    .await
+    .expect(200);
+    let mut unlocks = Vec::new();
+    for _ in 0..500 {
+        let frame = ws.next_json().await;
+        match frame["type"].as_str() {
+            Some("tier_unlocked") => unlocks.push(frame),
+            Some("loyalty_updated") if frame["data"]["phone"] == SENTINEL_PHONE => return unlocks,
+            _ => {}
+        }
+    }
+    panic!("no sentinel within 500 frames");
+}
+
+async fn tier_of(till: &Client, phone: &str) -> String {
+    let resp = till.get(&format!("/loyalty/{}/points", enc(phone))).await;
+    resp.expect(200)["tier"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn profile(manager: &Client, phone: &str) -> Value {
+    let resp = manager.get(&format!("/customers/{}", enc(phone))).await;
+    resp.expect(200).clone()
+}
+
+async fn rules(manager: &Client) -> Vec<Value> {
+    let resp = manager.get(&format!("/pos/rules/{VENUE}")).await;
+    resp.expect(200)["rules"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn unlocked_phones(unlocks: &[Value]) -> Vec<(String, String)> {
+    unlocks
+        .iter()
+        .map(|u| {
+            (
+                u["data"]["customer"]["phone"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                u["data"]["tier"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn rules_api(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let (manager, till, _) = local_venue(&srv).await;
+    let other = srv.setup_tenant("bistro").await;
+
+    // Auth: terminals may not manage rules; another tenant's key is refused.
+    till.get(&format!("/pos/rules/{VENUE}"))
+        .await
+        .expect_error(403, "forbidden");
+    srv.tenant_anon("kitchen")
+        .get(&format!("/pos/rules/{VENUE}"))
+        .await
+        .expect_error_status(401);
+    srv.tenant_client("kitchen", &other.manager.key)
+        .get(&format!("/pos/rules/{VENUE}"))
+        .await
+        .expect_error_status(403);
+
+    let full = json!({"name":"Regulars","threshold":5000,"tier":"REGULAR","access_level":"PUBLIC_LOBBY",
+        "priority":1,"enabled":true,"live_only":false,
+        "time_windows":[{"days":["fri","sat"],"start":"20:00","end":"02:00"}],"performer_id":null});
+    let regulars = add_rule(&manager, &full).await;
+    assert!(regulars["id"].as_str().is_some_and(|s| !s.is_empty()));
+    for field in [
+        "name",
+        "threshold",
+        "tier",
+        "access_level",
+        "priority",
+        "enabled",
+        "live_only",
+        "time_windows",
+        "performer_id",
+    ] {
+        assert_eq!(regulars[field], full[field], "{field}: {regulars}");
+    }
+    assert_eq!(regulars["times_triggered"], 0);
+    assert_eq!(regulars["customers_unlocked"], 0);
+    assert!(regulars["last_triggered"].is_null());
+    let whales = add_rule(&manager, &rule("Whales", 100_000, "WHALE", 0)).await;
+    let platinum_a = add_rule(&manager, &rule("Platinum B", 30_000, "PLATINUM", 1)).await;
+    let platinum_b = add_rule(&manager, &rule("Platinum A", 20_000, "PLATINUM", 1)).await;
+    // Sorted by priority, then threshold.
+    let order: Vec<Value> = rules(&manager)
+        .await
+        .iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            whales["id"].clone(),
+            regulars["id"].clone(),
+            platinum_b["id"].clone(),
+            platinum_a["id"].clone()
+        ]
+    );
+
+    // Bad input: clear errors, nothing stored.
+    let bad = [
+        (
+            json!({"name":"x","threshold":-1,"tier":"REGULAR"}),
+            422,
+            "invalid_request",
+        ),
+        (
+            json!({"name":"x","threshold":12.5,"tier":"REGULAR"}),
+            422,
+            "invalid_request",
+        ),
+        (
+            json!({"name":"x","threshold":"100","tier":"REGULAR"}),
+            422,
+            "invalid_request",
+        ),
+        (
+            json!({"name":"x","threshold":100,"tier":"KING"}),
+            422,
+            "unknown_tier",
+        ),
+        (
+            json!({"name":"x","threshold":100,"tier":"REGULAR","access_level":"VIP_ROOM"}),
+            422,
+            "unknown_access_level",
+        ),
+        (
+            json!({"name":"","threshold":100,"tier":"REGULAR"}),
+            422,
+            "invalid_request",
+        ),
+        (
+            json!({"name":"x","threshold":100,"tier":"REGULAR","time_windows":[{"days":["fri"],"start":"25:00","end":"02:00"}]}),
+            422,
+            "invalid_request",
+        ),
+        (
+            json!({"name":"x","threshold":100,"tier":"REGULAR","time_windows":[{"days":[],"start":"20:00","end":"02:00"}]}),
+            422,
+            "invalid_request",
+        ),
+        (
+            json!({"name":"x","threshold":100,"tier":"REGULAR","colour":"red"}),
+            422,
+            "invalid_request",
+        ),
+        (
+            json!({"threshold":100,"tier":"REGULAR"}),
+            422,
+            "invalid_request",
+        ),
+    ];
+    for (body, status, code) in bad {
+        manager
+            .post(&format!("/pos/rules/{VENUE}"), &body)
+            .await
+            .expect_error(status, code);
+    }
+    manager
+        .send(
+            reqwest::Method::POST,
+            &format!("/pos/rules/{VENUE}"),
+            posbridge_harness::Body::raw_json("{\"name\":"),
+            &[],
+        )
+        .await
+        .expect_error(400, "invalid_json");
+    assert_eq!(
+        rules(&manager).await.len(),
+        4,
+        "refused rules were not stored"
+    );
+
+    // PATCH changes only what it names; null clears an optional field.
+    let id = regulars["id"].as_str().unwrap();
+    let patched = manager
+        .patch(
+            &format!("/pos/rules/{VENUE}/{id}"),
+            &json!({"threshold": 6000, "performer_id": "dj-ada", "access_level": null}),
+        )
+        .await;
+    let patched = patched.expect(200);
+    assert_eq!(patched["threshold"], 6000);
+    assert_eq!(patched["performer_id"], "dj-ada");
+    assert!(patched["access_level"].is_null());
+    assert_eq!(patched["name"], "Regulars");
+    assert_eq!(patched["time_windows"], full["time_windows"]);
+    manager
+        .patch(
+            &format!("/pos/rules/{VENUE}/{id}"),
+            &json!({"threshold": -5}),
+        )
+        .await
+        .expect_error(422, "invalid_request");
+    let toggled = manager
+        .post(&format!("/pos/rules/{VENUE}/{id}/toggle"), &json!({}))
+        .await;
+    assert_eq!(toggled.expect(200)["enabled"], false);
+    let toggled = manager
+        .post(&format!("/pos/rules/{VENUE}/{id}/toggle"), &json!({}))
+        .await;
+    assert_eq!(toggled.expect(200)["enabled"], true);
+    assert_eq!(
+        toggled.body["threshold"], 6000,
+        "a failed PATCH changed nothing"
+    );
+
+    // Another tenant cannot see or touch the rule.
+    let outsider = srv.manager(&other);
+    outsider
+        .patch(
+            &format!("/pos/rules/{VENUE}/{id}"),
+            &json!({"threshold": 1}),
+        )
+        .await
+        .expect_error(404, "rule_not_found");
+    outsider
+        .delete(&format!("/pos/rules/{VENUE}/{id}"))
+        .await
+        .expect_error(404, "rule_not_found");
+
+    manager
+        .delete(&format!("/pos/rules/{VENUE}/{id}"))
+        .await
+        .expect(204);
+    manager
+        .delete(&format!("/pos/rules/{VENUE}/{id}"))
+        .await
+        .expect_error(404, "rule_not_found");
+
+    // The ladder: defaults, editable, and a tier still used cannot be dropped.
+    let ladder = till.get("/pos/tiers").await;
+    assert_eq!(
+        ladder.expect(200)["tiers"],
+        json!(["GUEST", "REGULAR", "PLATINUM", "WHALE"])
+    );
+    assert_eq!(
+        ladder.body["access_levels"],
+        json!(["PUBLIC_LOBBY", "INNER_CIRCLE"])
+    );
+    till.put("/pos/tiers", &json!({"tiers": ["A"]}))
+        .await
+        .expect_error(403, "forbidden");
+    manager
+        .put(
+            "/pos/tiers",
+            &json!({"tiers": ["GUEST", "REGULAR", "PLATINUM"]}),
+        )
+        .await
+        .expect_error(409, "tier_in_use");
+    manager
+        .put("/pos/tiers", &json!({"tiers": ["GUEST", "guest"]}))
+        .await
+        .expect_error(422, "invalid_request");
+    let edited = manager
+        .put(
+            "/pos/tiers",
+            &json!({"tiers": ["GUEST", "REGULAR", "GOLD", "PLATINUM", "WHALE"],
+                    "access_levels": ["PUBLIC_LOBBY", "BACKSTAGE", "INNER_CIRCLE"]}),
+        )
+        .await;
+    assert_eq!(edited.expect(200)["tiers"][2], "GOLD");
+    add_rule(
+        &manager,
+        &json!({"name":"Gold","threshold":10000,"tier":"GOLD","access_level":"BACKSTAGE"}),
+    )
+    .await;
+    assert_eq!(
+        till.get("/pos/tiers").await.expect(200)["access_levels"][1],
+        "BACKSTAGE"
+    );
+}
+
+async fn unlocks_by_one_sale_and_by_many(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let (manager, till, key) = local_venue(&srv).await;
+    let regular = add_rule(&manager, &rule("Regulars", 5000, "REGULAR", 2)).await;
+    let platinum = add_rule(
+        &manager,
+        &json!({"name":"Platinum","threshold":20000,"tier":"PLATINUM","priority":1,
+                "access_level":"INNER_CIRCLE"}),
+    )
+    .await;
+    let mut ws = srv.ws("kitchen", &key, None).await;
+    ws.hello().await;
+
+    let ada = "+15550100101";
+    let bob = "+15550100102";
+    // Ada crosses REGULAR with one sale.
+    push(&till, vec![sale("a-1", ada, 6000, "2026-11-20T19:00:00Z")]).await;
+    // Bob crosses it with the third of three.
+    push(&till, vec![sale("b-1", bob, 2000, "2026-11-20T19:01:00Z")]).await;
+    push(
+        &till,
+        vec![
+            sale("b-2", bob, 2000, "2026-11-20T19:02:00Z"),
+            sale("b-3", bob, 2000, "2026-11-20T19:03:00Z"),
+        ],
+    )
+    .await;
+    // Ada then reaches PLATINUM (priority 1 is checked first).
+    push(&till, vec![sale("a-2", ada, 15000, "2026-11-20T19:04:00Z")]).await;
+
+    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+    assert_eq!(
+        unlocked_phones(&unlocks),
+        vec![
+            (ada.to_owned(), "REGULAR".to_owned()),
+            (bob.to_owned(), "REGULAR".to_owned()),
+            (ada.to_owned(), "PLATINUM".to_owned())
+        ],
+        "{unlocks:?}"
+    );
+    let bob_unlock = &unlocks[1]["data"];
+    assert_eq!(bob_unlock["lifetime_spend"], 6000);
+    assert_eq!(bob_unlock["previous_tier"], "GUEST");
+    assert_eq!(bob_unlock["customer_tier"], "REGULAR");
+    assert_eq!(bob_unlock["venue"], VENUE);
+    assert_eq!(bob_unlock["rule"]["id"], regular["id"]);
+    let bob_sales = manager
+        .get(&format!("/pos/transactions/{VENUE}?customer={}", enc(bob)))
+        .await;
+    let b3 = bob_sales.expect(200)["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|s| s["external_id"] == "b-3").cloned())
+        .expect("b-3 listed");
+    assert_eq!(bob_unlock["transaction_id"], b3["id"], "the crossing sale");
+    let ada_platinum = &unlocks[2]["data"];
+    assert_eq!(ada_platinum["customer_access_level"], "INNER_CIRCLE");
+    assert_eq!(ada_platinum["lifetime_spend"], 21000);
+
+    assert_eq!(tier_of(&till, ada).await, "PLATINUM");
+    assert_eq!(tier_of(&till, bob).await, "REGULAR");
+    let points = till.get(&format!("/loyalty/{}/points", enc(ada))).await;
+    assert_eq!(points.expect(200)["access_level"], "INNER_CIRCLE");
+
+    let ada_profile = profile(&manager, ada).await;
+    assert_eq!(ada_profile["tier"], "PLATINUM");
+    assert_eq!(ada_profile["access_level"], "INNER_CIRCLE");
+    assert_eq!(ada_profile["spend"][0]["venue"], VENUE);
+    assert_eq!(ada_profile["spend"][0]["lifetime_spend"], 21000);
+    assert_eq!(ada_profile["spend"][0]["transactions"], 2);
+    let history: Vec<&str> = ada_profile["unlocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["tier"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, vec!["REGULAR", "PLATINUM"]);
+    manager
+        .get(&format!("/customers/{}", enc("+15550100177")))
+        .await
+        .expect_error(404, "customer_not_found");
+    manager
+        .get("/customers/not-a-phone")
+        .await
+        .expect_error(422, "invalid_phone");
+    till.get(&format!("/customers/{}", enc(ada)))
+        .await
+        .expect_error(403, "forbidden");
+
+    let stats = rules(&manager).await;
+    let by_id = |id: &Value| stats.iter().find(|r| r["id"] == *id).cloned().unwrap();
+    assert_eq!(by_id(&regular["id"])["customers_unlocked"], 2);
+    assert_eq!(by_id(&platinum["id"])["customers_unlocked"], 1);
+    assert!(by_id(&platinum["id"])["last_triggered"].is_string());
+}
+
+async fn priorities_disabled_rules_and_refunds(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let (manager, till, key) = local_venue(&srv).await;
+    let whale = add_rule(&manager, &rule("Whale", 10_000, "WHALE", 1)).await;
+    let whale_id = whale["id"].as_str().unwrap();
+    manager
+        .post(&format!("/pos/rules/{VENUE}/{whale_id}/toggle"), &json!({}))
+        .await
+        .expect(200);
+    add_rule(&manager, &rule("Regular", 1_000, "REGULAR", 2)).await;
+    let mut ws = srv.ws("kitchen", &key, None).await;
+    ws.hello().await;
+
+    let cy = "+15550100103";
+    // The disabled WHALE rule is skipped: REGULAR unlocks.
+    push(&till, vec![sale("c-1", cy, 12_000, "2026-11-20T19:00:00Z")]).await;
+    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+    assert_eq!(
+        unlocked_phones(&unlocks),
+        vec![(cy.to_owned(), "REGULAR".to_owned())]
+    );
+
+    // Enabled again, WHALE (priority 1) is the first match for the next sale.
+    manager
+        .post(&format!("/pos/rules/{VENUE}/{whale_id}/toggle"), &json!({}))
+        .await
+        .expect(200);
+    push(&till, vec![sale("c-2", cy, 100, "2026-11-20T19:05:00Z")]).await;
+    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+    assert_eq!(
+        unlocked_phones(&unlocks),
+        vec![(cy.to_owned(), "WHALE".to_owned())]
+    );
+
+    // A refund pulls spend below both thresholds: the tier stays.
+    let mut refunded = sale("c-1", cy, 12_000, "2026-11-20T19:00:00Z");
+    refunded["refunded"] = json!(12_000);
+    refunded["updated_at"] = json!("2026-11-20T21:00:00Z");
+    push(&till, vec![refunded]).await;
+    assert_eq!(tier_of(&till, cy).await, "WHALE");
+    let p = profile(&manager, cy).await;
+    assert_eq!(
+        p["spend"][0]["lifetime_spend"], 100,
+        "net of the refund: {p}"
+    );
+    // Spending past the thresholds again unlocks nothing a second time; a lower rule never
+    // lowers the tier.
+    push(&till, vec![sale("c-3", cy, 20_000, "2026-11-20T22:00:00Z")]).await;
+    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+    assert!(unlocks.is_empty(), "no second unlock: {unlocks:?}");
+    assert_eq!(tier_of(&till, cy).await, "WHALE");
+    assert_eq!(
+        profile(&manager, cy).await["unlocks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let whale_stats = rules(&manager)
+        .await
+        .into_iter()
+        .find(|r| r["id"] == whale["id"])
+        .unwrap();
+    assert_eq!(whale_stats["customers_unlocked"], 1);
+    assert_eq!(
+        whale_stats["times_triggered"], 2,
+        "matched again by c-3, without a second unlock"
+    );
+
+    // Priority decides between two matching rules, whatever their tiers.
+    let dee = "+15550100104";
+    manager
+        .patch(
+            &format!("/pos/rules/{VENUE}/{whale_id}"),
+            &json!({"priority": 3}),
+        )
+        .await
+        .expect(200);
+    push(
+        &till,
+        vec![sale("d-1", dee, 50_000, "2026-11-20T19:00:00Z")],
+    )
+    .await;
+    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+    assert_eq!(
+        unlocked_phones(&unlocks),
+        vec![(dee.to_owned(), "REGULAR".to_owned())]
+    );
+    // A voided sale is no spend.
+    let eve = "+15550100105";
+    let mut voided = sale("e-1", eve, 50_000, "2026-11-20T19:00:00Z");
+    voided["status"] = json!("voided");
+    push(&till, vec![voided]).await;
+    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+    assert!(
+        unlocks.is_empty(),
+        "voided sales unlock nothing: {unlocks:?}"
+    );
+    assert_eq!(tier_of(&till, eve).await, "GUEST");
+}
+
+async fn time_windows_and_daylight_saving(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let (manager, till, key) = local_venue(&srv).await;
+    // The venue is in America/New_York (the tenant's zone).
+    add_rule(
+        &manager,
+        &json!({"name":"Friday late","threshold":0,"tier":"PLATINUM","priority":1,
+                "time_windows":[{"days":["fri"],"start":"22:00","end":"02:00"}]}),
+    )
+    .await;
+    add_rule(
+        &manager,
+        &json!({"name":"Friday early","threshold":0,"tier":"REGULAR","priority":2,
+                "time_windows":[{"days":["fri"],"start":"20:00","end":"21:00"},
+                                {"days":["sun"],"start":"01:00","end":"02:00"}]}),
+    )
+    .await;
+    let mut ws = srv.ws("kitchen", &key, None).await;
+    ws.hello().await;
+
+    let cases = [
+        // Saturday 01:30 EDT belongs to Friday's late window (across midnight).
+        ("+15550100201", "2026-07-11T05:30:00Z", Some("PLATINUM")),
+        // Saturday 02:30 EDT: past its end.
+        ("+15550100202", "2026-07-11T06:30:00Z", None),
+        // Friday 01:00 EDT belongs to Thursday night: not listed.
+        ("+15550100203", "2026-07-10T05:00:00Z", None),
+        // 00:30Z is Friday 20:30 in July (EDT) but 19:30 in January (EST).
+        ("+15550100204", "2026-07-11T00:30:00Z", Some("REGULAR")),
+        ("+15550100205", "2026-01-10T00:30:00Z", None),
+        ("+15550100206", "2026-01-10T01:30:00Z", Some("REGULAR")),
+        // The repeated 01:00–02:00 of the fall-back night (2026-11-01) counts both times.
+        ("+15550100207", "2026-11-01T05:30:00Z", Some("REGULAR")),
+        ("+15550100208", "2026-11-01T06:30:00Z", Some("REGULAR")),
+        ("+15550100209", "2026-11-01T07:30:00Z", None),
+    ];
+    for (i, (phone, at, _)) in cases.iter().enumerate() {
+        push(&till, vec![sale(&format!("w-{i}"), phone, 1000, at)]).await;
+    }
+    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+    let expected: Vec<(String, String)> = cases
+        .iter()
+        .filter_map(|(phone, _, tier)| tier.map(|t| ((*phone).to_owned(), t.to_owned())))
+        .collect();
+    assert_eq!(unlocked_phones(&unlocks), expected);
+
+    // A late-arriving older sale is evaluated at its own time: a Monday sale first (outside
+    // every window), then last Friday night's sale arrives.
+    let late = "+15550100210";
+    push(&till, vec![sale("l-2", late, 1000, "2026-07-13T16:00:00Z")]).await;
+    push(&till, vec![sale("l-1", late, 1000, "2026-07-11T03:00:00Z")]).await;
+    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+    assert_eq!(
+        unlocked_phones(&unlocks),
+        vec![(late.to_owned(), "PLATINUM".to_owned())]
+    );
+    assert_eq!(unlocks[0]["data"]["occurred_at"], "2026-07-11T03:00:00Z");
+    assert_eq!(unlocks[0]["data"]["lifetime_spend"], 2000);
+}
+
+async fn performers_and_live_only(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let (manager, till, key) = local_venue(&srv).await;
+    for (performer, starts, ends) in [
+        ("dj-ada", "2026-07-10T23:00:00Z", "2026-07-11T03:00:00Z"),
+        ("band-b", "2026-07-12T00:00:00Z", "2026-07-12T02:00:00Z"),
+    ] {
+        let resp = manager
+            .post(
+                &format!("/pos/performances/{VENUE}"),
+                &json!({"performer_id": performer, "starts_at": starts, "ends_at": ends}),
+            )
+            .await;
+        assert_eq!(resp.expect(201)["performer_id"], performer);
+    }
+    manager
+        .post(
+            &format!("/pos/performances/{VENUE}"),
+            &json!({"performer_id": "x", "starts_at": "2026-07-12T02:00:00Z",
+                    "ends_at": "2026-07-12T01:00:00Z"}),
+        )
+        .await
+        .expect_error(422, "invalid_request");
+    let listed = manager.get(&format!("/pos/performances/{VENUE}")).await;
+    assert_eq!(
+        listed.expect(200)["performances"].as_array().unwrap().len(),
+        2
+    );
+    add_rule(
+        &manager,
+        &json!({"name":"Ada's fans","threshold":0,"tier":"WHALE","priority":1,
+                "performer_id":"dj-ada"}),
+    )
+    .await;
+    add_rule(
+        &manager,
+        &json!({"name":"Live nights","threshold":0,"tier":"PLATINUM","priority":2,
+                "live_only":true}),
+    )
+    .await;
+    let mut ws = srv.ws("kitchen", &key, None).await;
+    ws.hello().await;
+    let cases = [
+        ("+15550100301", "2026-07-11T01:00:00Z", Some("WHALE")),
+        ("+15550100302", "2026-07-12T01:00:00Z", Some("PLATINUM")),
+        ("+15550100303", "2026-07-12T05:00:00Z", None),
+        // The end of a performance is exclusive.
+        ("+15550100304", "2026-07-11T03:00:00Z", None),
+    ];
+    for (i, (phone, at, _)) in cases.iter().enumerate() {
+        push(&till, vec![sale(&format!("p-{i}"), phone, 500, at)]).await;
+    }
+    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+    let expected: Vec<(String, String)> = cases
+        .iter()
+        .filter_map(|(phone, _, tier)| tier.map(|t| ((*phone).to_owned(), t.to_owned())))
+        .collect();
+    assert_eq!(unlocked_phones(&unlocks), expected);
+}
+
+const SQUARE_HEADER: &str = "x-square-hmacsha256-signature";
+const SQUARE_KEY: &str = "sq-rules-signature-key";
+
+async fn webhook_and_sync_unlock_once(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let tenant = srv.setup_tenant("kitchen").await;
+    let manager = srv.manager(&tenant);
+    let till = srv.terminal(&tenant);
+    let mock = MockSquare::start().await;
+    crate::providers::approve_host(&srv, "square", mock.host_port()).await;
+    let integration = connect_square(
+        &manager,
+        &mock,
+        VENUE,
+        json!({"webhook_signature_key": SQUARE_KEY}),
+    )
+    .await;
+    first_sync(&manager, VENUE).await;
+    let phone = "+15550100401";
+    manager
+        .post(
+            &format!("/customers/{}/links", enc(phone)),
+            &json!({"card_fingerprint": "fp-rules-1"}),
+        )
+        .await
+        .expect(201);
+    add_rule(&manager, &rule("Regulars", 3000, "REGULAR", 1)).await;
+    let mut ws = srv.ws("kitchen", &tenant.terminal.key, None).await;
+    ws.hello().await;
+
+    let now = now_ms();
+    let payment = SquarePayment::new("pay-rules-1", 3500, 0, at_ms(now - 60_000))
+        .fingerprint("fp-rules-1")
+        .updated_at(at_ms(now - 30_000));
+    mock.add_payments([payment.json()]);
+    let id = integration["id"].as_str().unwrap();
+    let url = integration["webhook_url"].as_str().unwrap();
+    let body = square_payment_webhook("payment.updated", "evt-rules-1", &payment.json());
+    let sig = square_signature(url, body.as_bytes(), SQUARE_KEY);
+    post_webhook(&srv, "square", id, &body, &[(SQUARE_HEADER, &sig)])
+        .await
+        .expect(200);
+    // The webhook is processed after its acknowledgement; wait for its unlock.
+    let unlock = loop {
+        let frame = ws.next_json().await;
+        if frame["type"] == "tier_unlocked" {
+            break frame;
+        }
+    };
+    assert_eq!(unlock["data"]["customer"]["phone"], phone);
+    // The same payment again: by a replayed webhook, a new delivery of it, and by sync.
+    post_webhook(&srv, "square", id, &body, &[(SQUARE_HEADER, &sig)])
+        .await
+        .expect(200);
+    let redelivered = square_payment_webhook("payment.updated", "evt-rules-2", &payment.json());
+    let sig2 = square_signature(url, redelivered.as_bytes(), SQUARE_KEY);
+    post_webhook(&srv, "square", id, &redelivered, &[(SQUARE_HEADER, &sig2)])
+        .await
+        .expect(200);
+    let counts = sync(&manager, VENUE).await;
+    assert_eq!(counts["created"], 0, "{counts}");
+    eventually(
+        Duration::from_secs(15),
+        "both webhooks processed",
+        || async {
+            let status = manager.get(&format!("/pos/status/{VENUE}")).await;
+            let status = status.expect(200).clone();
+            (status["transaction_count"] == 1).then_some(())
+        },
+    )
+    .await;
+    // A refund update of the payment by sync: re-evaluated, still no second unlock.
+    let refunded = payment.clone().refunded(3500).updated_at(at_ms(now_ms()));
+    mock.upsert_payment(refunded.json());
+    sync(&manager, VENUE).await;
+    let later = unlocks_until_sentinel(&mut ws, &till).await;
+    assert!(later.is_empty(), "no second unlock: {later:?}");
+    let p = profile(&manager, phone).await;
+    assert_eq!(p["unlocks"].as_array().unwrap().len(), 1);
+    assert_eq!(p["tier"], "REGULAR");
+    assert_eq!(p["spend"][0]["lifetime_spend"], 0, "refunded in full: {p}");
+}
+
+async fn concurrent_sales_of_one_customer(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let (manager, till, key) = local_venue(&srv).await;
+    add_rule(&manager, &rule("Regulars", 10_000, "REGULAR", 1)).await;
+    let mut ws = srv.ws("kitchen", &key, None).await;
+    ws.hello().await;
+    let phone = "+15550100501";
+    let pushes = (0..20).map(|i| {
+        let till = till.clone();
+        async move {
+            push(
+                &till,
+                vec![sale(
+                    &format!("cc-{i}"),
+                    phone,
+                    1000,
+                    "2026-11-20T19:00:00Z",
+                )],
+            )
+            .await
+        }
+    });
+    futures_util::future::join_all(pushes).await;
+    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+    assert_eq!(unlocks.len(), 1, "{unlocks:?}");
+    // Evaluations of one customer are serialised: the crossing sale saw exactly 10,000.
+    assert_eq!(unlocks[0]["data"]["lifetime_spend"], 10_000);
+    assert_eq!(
+        profile(&manager, phone).await["spend"][0]["lifetime_spend"],
+        20_000
+    );
+}
+
+both_backends!(
+    rules_api,
+    unlocks_by_one_sale_and_by_many,
+    priorities_disabled_rules_and_refunds,
+    time_windows_and_daylight_saving,
+    performers_and_live_only,
+    webhook_and_sync_unlock_once,
+    concurrent_sales_of_one_customer,
+);
