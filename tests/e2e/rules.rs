@@ -714,6 +714,14 @@ async fn webhook_and_sync_unlock_once(backend: Backend) {
         }
     };
     assert_eq!(unlock["data"]["customer"]["phone"], phone);
+    // A restart changes nothing: the unlock is in the database, not in memory.
+    drop(ws);
+    let mut srv = srv;
+    srv.restart().await;
+    // The restarted server listens on a new port.
+    let (manager, till) = (srv.manager(&tenant), srv.terminal(&tenant));
+    let mut ws = srv.ws("kitchen", &tenant.terminal.key, None).await;
+    ws.hello().await;
     // The same payment again: by a replayed webhook, a new delivery of it, and by sync.
     post_webhook(&srv, "square", id, &body, &[(SQUARE_HEADER, &sig)])
         .await

@@ -1,0 +1,337 @@
+//! posbridge-rules-bench: measures spend-rule evaluation on a release server over loopback and
+//! prints a markdown table. It never asserts timing; it exits non-zero only if something
+//! failed (a push refused, an unlock missing).
+//!
+//! * sales evaluated per second against 100 rules at one venue (the server's own
+//!   `posbridge_rule_evaluations_total` counts them), next to the same pushes at a venue
+//!   without rules, so the cost of evaluation shows as a ratio;
+//! * latency from sending a signed Square webhook to a terminal's socket receiving the
+//!   `tier_unlocked` it causes (p50 / p99).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use posbridge_harness::mock_square::{
+    square_payment_webhook, square_signature, MockSquare, SquarePayment,
+    SQUARE_LOCATION as LOCATION, SQUARE_TOKEN as TOKEN,
+};
+use posbridge_harness::reqwest::Method;
+use posbridge_harness::{enc, Backend, Body, Client, TestServer};
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+const KEY: &str = "bench-webhook-key";
+
+fn arg(name: &str) -> Option<String> {
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == name {
+            return args.next();
+        }
+        if let Some(v) = a.strip_prefix(&format!("{name}=")) {
+            return Some(v.to_owned());
+        }
+    }
+    None
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+async fn main() {
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        println!("usage: posbridge-rules-bench [--server-bin PATH] [--postgres] [--sales 20000] [--batch 100] [--pushers 2] [--webhooks 500]");
+        return;
+    }
+    let bin = arg("--server-bin").map(PathBuf::from).unwrap_or_else(|| {
+        let exe = std::env::current_exe().expect("own path");
+        exe.with_file_name("posbridge")
+    });
+    if !bin.exists() {
+        eprintln!(
+            "{} not found: build it first with cargo build --release -p posbridge",
+            bin.display()
+        );
+        std::process::exit(2);
+    }
+    let number =
+        |name: &str, default: usize| arg(name).and_then(|s| s.parse().ok()).unwrap_or(default);
+    let sales = number("--sales", 20_000);
+    let batch = number("--batch", 100).clamp(1, 1000);
+    let pushers = number("--pushers", 2).max(1);
+    let webhooks = number("--webhooks", 500);
+    let backend = if std::env::args().any(|a| a == "--postgres") {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    };
+
+    let srv = TestServer::start(&bin, backend, &[]).await;
+    let keys = srv.setup_tenant("bench").await;
+    let manager = srv.manager(&keys);
+    let till = srv.terminal(&keys);
+
+    for venue in ["plain", "club"] {
+        manager
+            .post(
+                "/pos/connect",
+                &json!({"venue": venue, "provider": "local-pos"}),
+            )
+            .await
+            .expect(200);
+    }
+    add_hundred_rules(&manager, "club").await;
+
+    let baseline = push_sales(&srv, &till, "plain", sales, batch, pushers).await;
+    let evaluated = push_sales(&srv, &till, "club", sales, batch, pushers).await;
+    if evaluated.evaluations < sales as u64 {
+        eprintln!(
+            "only {} of {sales} sales were evaluated",
+            evaluated.evaluations
+        );
+        std::process::exit(1);
+    }
+    let latency = webhook_to_unlock(&srv, &manager, &keys.terminal.key, webhooks).await;
+
+    let backend_name = match backend {
+        Backend::Sqlite => "SQLite",
+        Backend::Postgres => "PostgreSQL",
+    };
+    println!("| scenario ({backend_name}) | metric | value | target |");
+    println!("|---|---|---|---|");
+    println!(
+        "| {sales} pushed sales, {batch}/push, {pushers} pushers, no rules | sales recorded/s | {:.0} | |",
+        baseline.per_second
+    );
+    println!(
+        "| same, venue with 100 rules | evaluations/s | {:.0} | ≥ 5,000 |",
+        evaluated.evaluations as f64 / evaluated.seconds
+    );
+    println!(
+        "| | throughput vs no rules | {:.2}× | |",
+        evaluated.per_second / baseline.per_second
+    );
+    println!("| | tiers unlocked | {} | |", evaluated.unlocks);
+    println!(
+        "| signed Square webhook → `tier_unlocked` on a socket ({webhooks} sales) | p50 / p99 | {:.2} ms / {:.2} ms | p99 ≤ 50 ms |",
+        latency.0, latency.1
+    );
+}
+
+/// 100 rules: thresholds from $10 to $5,000 over the tiers, a fifth with time windows, a
+/// tenth live-only and a tenth for a performer, so every kind of check runs.
+async fn add_hundred_rules(manager: &Client, venue: &str) {
+    let tiers = ["REGULAR", "PLATINUM", "WHALE"];
+    for i in 0..100i64 {
+        let mut rule = json!({
+            "name": format!("rule {i}"),
+            "threshold": 1_000 + i * 5_000,
+            "tier": tiers[(i % 3) as usize],
+            "priority": 100 - i,
+        });
+        match i % 10 {
+            0 | 5 => {
+                rule["time_windows"] =
+                    json!([{"days": ["fri", "sat"], "start": "20:00", "end": "02:00"}]);
+            }
+            3 => rule["live_only"] = json!(true),
+            7 => rule["performer_id"] = json!("dj-bench"),
+            _ => {}
+        }
+        manager
+            .post(&format!("/pos/rules/{venue}"), &rule)
+            .await
+            .expect(201);
+    }
+}
+
+struct PushFigures {
+    seconds: f64,
+    per_second: f64,
+    evaluations: u64,
+    unlocks: u64,
+}
+
+async fn metric(srv: &TestServer, name: &str) -> u64 {
+    let text = srv.anon().get("/metrics").await.text;
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+async fn push_sales(
+    srv: &TestServer,
+    till: &Client,
+    venue: &str,
+    sales: usize,
+    batch: usize,
+    pushers: usize,
+) -> PushFigures {
+    let evaluations_before = metric(srv, "posbridge_rule_evaluations_total").await;
+    let unlocks_before = metric(srv, "posbridge_tier_unlocks_total").await;
+    let now = jiff::Timestamp::now().as_second();
+    let batches: Vec<Value> = (0..sales)
+        .collect::<Vec<_>>()
+        .chunks(batch)
+        .map(|chunk| {
+            let items: Vec<Value> = chunk
+                .iter()
+                .map(|&i| {
+                    // 2,000 customers; a sale every ~2 minutes over the past month.
+                    let at = jiff::Timestamp::from_second(now - 30 * 86_400 + (i as i64) * 127)
+                        .expect("time");
+                    json!({
+                        "id": format!("{venue}-{i}"),
+                        "occurred_at": at.to_string(),
+                        "total": 500 + (i % 37) as i64 * 250,
+                        "currency": "USD",
+                        "customer_phone": format!("+1555{:07}", 100_000 + i % 2_000),
+                    })
+                })
+                .collect();
+            json!({"venue": venue, "transactions": items})
+        })
+        .collect();
+    let queue = Arc::new(Mutex::new(batches));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..pushers {
+        let (queue, till) = (queue.clone(), till.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let Some(body) = queue.lock().await.pop() else {
+                    return;
+                };
+                let resp = till.post("/transactions", &body).await;
+                if resp.status != 200 || resp.body["rejected"] != 0 {
+                    eprintln!("push refused: {} {}", resp.status, resp.text);
+                    std::process::exit(1);
+                }
+            }
+        }));
+    }
+    for w in workers {
+        w.await.expect("pusher");
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    PushFigures {
+        seconds,
+        per_second: sales as f64 / seconds,
+        evaluations: metric(srv, "posbridge_rule_evaluations_total").await - evaluations_before,
+        unlocks: metric(srv, "posbridge_tier_unlocks_total").await - unlocks_before,
+    }
+}
+
+/// Sends `n` signed webhooks, one every 5 ms, each the first sale of a customer linked by card
+/// fingerprint, at a venue whose only rule unlocks REGULAR from the first cent; a socket
+/// reader timestamps each `tier_unlocked`. Returns (p50, p99) in ms.
+async fn webhook_to_unlock(srv: &TestServer, manager: &Client, key: &str, n: usize) -> (f64, f64) {
+    let mock = MockSquare::start().await;
+    srv.admin()
+        .send(
+            Method::PUT,
+            "/admin/plugins/square/hosts",
+            Body::Json(json!({"allow": [mock.host_port()]})),
+            &[],
+        )
+        .await
+        .expect(200);
+    let integration = manager
+        .post(
+            "/pos/connect",
+            &json!({
+                "venue": "square",
+                "provider": "square",
+                "credentials": {"access_token": TOKEN},
+                "location_id": LOCATION,
+                "environment": "sandbox",
+                "base_url": mock.base_url(),
+                "webhook_signature_key": KEY,
+                "sync_interval_s": 86_400,
+            }),
+        )
+        .await
+        .expect(200)
+        .clone();
+    manager
+        .post(
+            "/pos/rules/square",
+            &json!({"name": "first sale", "threshold": 0, "tier": "REGULAR"}),
+        )
+        .await
+        .expect(201);
+    let phone = |i: usize| format!("+1555{:07}", 500_000 + i);
+    for i in 0..n {
+        manager
+            .post(
+                &format!("/customers/{}/links", enc(&phone(i))),
+                &json!({"card_fingerprint": format!("fp-{i}")}),
+            )
+            .await
+            .expect(201);
+    }
+    let id = integration["id"].as_str().expect("id").to_owned();
+    let url = integration["webhook_url"].as_str().expect("url").to_owned();
+    let endpoint = format!("{}/webhooks/square/{id}", srv.base_url());
+
+    let mut ws = srv.ws("bench", key, None).await;
+    ws.hello().await;
+    let received = tokio::spawn(async move {
+        let mut at: HashMap<String, Instant> = HashMap::new();
+        while at.len() < n {
+            let frame = ws.next_json_within(Duration::from_secs(60)).await;
+            if frame["type"] == "tier_unlocked" {
+                if let Some(p) = frame["data"]["customer"]["phone"].as_str() {
+                    at.insert(p.to_owned(), Instant::now());
+                }
+            }
+        }
+        at
+    });
+
+    let http = posbridge_harness::reqwest::Client::new();
+    let now = jiff::Timestamp::now();
+    let mut sent: HashMap<String, Instant> = HashMap::new();
+    let mut ticker = tokio::time::interval(Duration::from_millis(5));
+    for i in 0..n {
+        ticker.tick().await;
+        let payment = SquarePayment::new(&format!("lat-{i}"), 2_000, 0, now)
+            .fingerprint(&format!("fp-{i}"))
+            .json();
+        let body = square_payment_webhook("payment.created", &format!("lat-evt-{i}"), &payment);
+        let signature = square_signature(&url, body.as_bytes(), KEY);
+        sent.insert(phone(i), Instant::now());
+        let resp = http
+            .post(&endpoint)
+            .header("content-type", "application/json")
+            .header("x-square-hmacsha256-signature", signature)
+            .body(body)
+            .send()
+            .await;
+        if !matches!(&resp, Ok(r) if r.status().as_u16() == 200) {
+            eprintln!("webhook {i} not acknowledged: {resp:?}");
+            std::process::exit(1);
+        }
+    }
+    let received = match tokio::time::timeout(Duration::from_secs(120), received).await {
+        Ok(Ok(at)) => at,
+        _ => {
+            eprintln!("not every webhook produced a tier_unlocked frame");
+            std::process::exit(1);
+        }
+    };
+    let mut latencies = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+    for (phone, sent_at) in &sent {
+        let Some(got) = received.get(phone) else {
+            eprintln!("no tier_unlocked for {phone}");
+            std::process::exit(1);
+        };
+        let _ = latencies.record(got.saturating_duration_since(*sent_at).as_micros() as u64);
+    }
+    (
+        latencies.value_at_quantile(0.5) as f64 / 1000.0,
+        latencies.value_at_quantile(0.99) as f64 / 1000.0,
+    )
+}
