@@ -13,7 +13,9 @@ use tower_http::trace::TraceLayer;
 use crate::error::ApiError;
 use crate::extract::{payload_too_large, MAX_BODY_BYTES};
 use crate::state::AppState;
-use crate::{auth, ledger, metrics, orders, plugins, providers, reports, tenancy, terminals};
+use crate::{
+    auth, hooks, ledger, metrics, orders, plugins, providers, reports, tenancy, terminals,
+};
 
 /// The whole HTTP surface of the host.
 pub fn router(state: AppState) -> Router {
@@ -24,7 +26,8 @@ pub fn router(state: AppState) -> Router {
         .merge(ledger::routes())
         .merge(orders::routes())
         .merge(reports::routes())
-        .merge(providers::routes());
+        .merge(providers::routes())
+        .merge(hooks::routes());
     Router::new()
         .nest("/admin", admin)
         .nest("/api/{tenant}", tenant)
