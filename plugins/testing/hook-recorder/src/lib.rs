@@ -76,7 +76,9 @@ impl Guest for HookRecorder {
                 actions.push(Action::tag_transaction(id, tag));
             }
         }
-        if let (Some(tag), Some(phone)) = (text("tag_customers"), data["customer"]["phone"].as_str()) {
+        if let (Some(tag), Some(phone)) =
+            (text("tag_customers"), data["customer"]["phone"].as_str())
+        {
             actions.push(Action::tag_customer(phone, tag));
         }
         Ok(actions)
