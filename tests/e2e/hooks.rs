@@ -505,6 +505,13 @@ async fn failing_hooks_are_quarantined_while_writes_stay_fast(backend: Backend) 
         json!({"plugin": "test-hook-recorder", "events": only_orders}),
     )
     .await;
+    // Answers with an action the host refuses: as much a failure as a trap.
+    let invalid = bind(
+        &manager,
+        json!({"plugin": "test-hook-recorder", "events": only_orders,
+               "config": {"emit_kind": "Not A Kind"}}),
+    )
+    .await;
     let cursor_before = trap["cursor"].as_i64().unwrap();
     let mut ws = srv.ws("kitchen", &kitchen.terminal.key, None).await;
     ws.hello().await;
@@ -548,7 +555,11 @@ async fn failing_hooks_are_quarantined_while_writes_stay_fast(backend: Backend) 
 
     // The trapping and the spinning bindings are quarantined at the first event, cursor
     // unmoved; the plugin itself keeps serving the other bindings.
-    for (b, reason) in [(&trap, "wasm trap"), (&spin, "time limit")] {
+    for (b, reason) in [
+        (&trap, "wasm trap"),
+        (&spin, "time limit"),
+        (&invalid, "invalid action: custom event kind"),
+    ] {
         let id = b["id"].as_str().unwrap();
         let q = wait_binding(&manager, id, "quarantine", |b| b["status"] == "quarantined").await;
         assert_eq!(q["failures"], 3, "{q}");
