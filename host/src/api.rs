@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::extract::{payload_too_large, MAX_BODY_BYTES};
 use crate::state::AppState;
 use crate::{
-    auth, ledger, metrics, orders, plugins, providers, reports, rules, tenancy, terminals,
+    auth, hooks, ledger, metrics, orders, plugins, providers, reports, rules, tenancy, terminals,
 };
 
 /// The whole HTTP surface of the host.
@@ -27,7 +27,8 @@ pub fn router(state: AppState) -> Router {
         .merge(orders::routes())
         .merge(reports::routes())
         .merge(providers::routes())
-        .merge(rules::routes());
+        .merge(rules::routes())
+        .merge(hooks::routes());
     Router::new()
         .nest("/admin", admin)
         .nest("/api/{tenant}", tenant)

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::events::HubOptions;
+use crate::hooks::HookOptions;
 use crate::plugins::PluginOptions;
 use crate::store::StoreOptions;
 use crate::terminals::StreamOptions;
@@ -32,6 +33,8 @@ pub struct ServeConfig {
     /// Plugin runtime knobs. `cache_dir` None means: beside the SQLite file, or
     /// `./posbridge-cache` for PostgreSQL.
     pub plugins: PluginOptions,
+    /// Hook delivery knobs (concurrency, retries, quarantine).
+    pub hooks: HookOptions,
     /// How long idempotency keys are kept. The contract promises at least 24 h; 48 h covers a
     /// till that retries after being offline over a night and a day.
     pub idempotency_ttl: Duration,
@@ -51,6 +54,7 @@ impl Default for ServeConfig {
             hub: HubOptions::default(),
             stream: StreamOptions::default(),
             plugins: PluginOptions::default(),
+            hooks: HookOptions::default(),
             idempotency_ttl: Duration::from_secs(48 * 3600),
             shutdown_grace: Duration::from_secs(10),
         }

@@ -125,6 +125,19 @@ impl LoggedTx {
             .await
     }
 
+    /// Appends `custom.<kind>` (a hook's event for the terminals) and returns its seq. The
+    /// caller validates `kind`; `data` is re-serialized, so the frame is always valid JSON.
+    pub async fn append_custom(
+        &mut self,
+        scope: &TenantScope,
+        kind: &str,
+        data: &serde_json::Value,
+    ) -> Result<i64, StoreError> {
+        let data = data.to_string();
+        self.append_raw(scope.tenant_id(), &format!("{CUSTOM_PREFIX}{kind}"), &data)
+            .await
+    }
+
     async fn append_raw(
         &mut self,
         tenant_id: &str,
@@ -152,11 +165,15 @@ impl LoggedTx {
         .await?;
         let history = self.hub.history();
         if seq % PRUNE_EVERY == 0 && seq > history {
-            sqlx::query("DELETE FROM events WHERE tenant_id = $1 AND seq <= $2")
-                .bind(tenant_id)
-                .bind(seq - history)
-                .execute(&mut *self.tx)
-                .await?;
+            // Never below a hook binding's cursor: what a hook has not consumed yet stays.
+            sqlx::query(
+                "DELETE FROM events WHERE tenant_id = $1 AND seq <= $2
+                   AND seq <= (SELECT COALESCE(MIN(cursor_seq), $2) FROM hook_bindings WHERE tenant_id = $1)",
+            )
+            .bind(tenant_id)
+            .bind(seq - history)
+            .execute(&mut *self.tx)
+            .await?;
         }
         if self.backend == Backend::Postgres {
             // Delivered to every other host's listener when (and only if) this commits.
@@ -183,12 +200,19 @@ impl LoggedTx {
             metrics::counter!("posbridge_events_appended_total")
                 .increment(self.appended.len() as u64);
         }
+        let appended = !self.appended.is_empty();
         for event in self.appended {
             self.hub.publish(event);
+        }
+        if appended {
+            self.hub.signal_appended();
         }
         Ok(())
     }
 }
+
+/// Type prefix of the events hooks emit; hooks never receive these (no feedback loops).
+pub const CUSTOM_PREFIX: &str = "custom.";
 
 /// Pruning runs on every `PRUNE_EVERY`-th event of a tenant, so a tenant keeps between
 /// `history` and `history + PRUNE_EVERY` events and the common append pays nothing for it.
@@ -240,6 +264,61 @@ pub async fn read_after(
                 row.try_get("at")?,
                 &data,
             )))
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
+}
+
+/// A logged event with its data, as hooks receive it.
+#[derive(Debug, Clone)]
+pub struct LoggedEvent {
+    /// Per-tenant sequence number.
+    pub seq: i64,
+    /// Wire type name.
+    pub kind: String,
+    /// Append time, microseconds since the epoch.
+    pub at: i64,
+    /// The data, JSON text.
+    pub data: String,
+}
+
+/// Up to `limit` events with `after < seq <= upto` whose type is one of `kinds`, in order.
+/// `kinds` empty reads nothing.
+pub async fn read_kinds_between(
+    store: &Store,
+    tenant_id: &str,
+    after: i64,
+    upto: i64,
+    kinds: &[String],
+    limit: i64,
+) -> Result<Vec<LoggedEvent>, StoreError> {
+    if kinds.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Placeholders $5.. for the kinds: one statement shape per list length.
+    let placeholders: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 5)).collect();
+    let sql = format!(
+        "SELECT seq, kind, at, data FROM events WHERE tenant_id = $1 AND seq > $2 AND seq <= $3
+           AND kind IN ({}) ORDER BY seq LIMIT $4",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(tenant_id)
+        .bind(after)
+        .bind(upto)
+        .bind(limit);
+    for kind in kinds {
+        query = query.bind(kind);
+    }
+    let rows = query.fetch_all(store.reader()).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(LoggedEvent {
+                seq: row.try_get("seq")?,
+                kind: row.try_get("kind")?,
+                at: row.try_get("at")?,
+                data: row.try_get("data")?,
+            })
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(StoreError::from)

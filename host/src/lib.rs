@@ -11,6 +11,7 @@ pub mod customers;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod hooks;
 pub mod idempotency;
 pub mod ledger;
 pub mod locks;

@@ -10,6 +10,7 @@ use serde::Serialize;
 use posbridge::auth::{ApiKeys, NewKey, Role};
 use posbridge::config::ServeConfig;
 use posbridge::events::HubOptions;
+use posbridge::hooks::HookOptions;
 use posbridge::plugins::{PluginOptions, Plugins};
 use posbridge::store::{SqliteSync, Store, StoreOptions};
 use posbridge::tenancy::{NewTenant, Tenants};
@@ -151,6 +152,22 @@ struct ServeArgs {
     /// Seconds shutdown waits for in-flight work.
     #[arg(long, default_value_t = 10)]
     shutdown_grace_secs: u64,
+    /// Hook bindings delivered at once (each slow hook holds one slot).
+    #[arg(long, default_value_t = 16)]
+    hook_concurrency: usize,
+    /// Consecutive failed deliveries of one event that quarantine a hook binding.
+    #[arg(long, default_value_t = 8)]
+    hook_quarantine_after: u32,
+    /// Milliseconds before a failed hook delivery's first retry (doubles per failure).
+    #[arg(long, default_value_t = 1000)]
+    hook_retry_base_ms: u64,
+    /// Longest wait between hook delivery retries, milliseconds.
+    #[arg(long, default_value_t = 300_000)]
+    hook_retry_max_ms: u64,
+    /// Milliseconds between hook dispatcher polls when nothing wakes it (other hosts'
+    /// events without LISTEN/NOTIFY, retries falling due).
+    #[arg(long, default_value_t = 1000)]
+    hook_poll_interval_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -237,6 +254,13 @@ async fn main() -> anyhow::Result<()> {
                 plugins: PluginOptions {
                     cache_dir: args.plugin_cache_dir,
                     ..PluginOptions::default()
+                },
+                hooks: HookOptions {
+                    concurrency: args.hook_concurrency.max(1),
+                    quarantine_after: args.hook_quarantine_after.max(1),
+                    retry_base: Duration::from_millis(args.hook_retry_base_ms.max(1)),
+                    retry_max: Duration::from_millis(args.hook_retry_max_ms.max(1)),
+                    poll_interval: Duration::from_millis(args.hook_poll_interval_ms.max(10)),
                 },
                 ..ServeConfig::default()
             };

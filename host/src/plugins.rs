@@ -70,8 +70,10 @@ pub struct PluginOptions {
     pub max_concurrent_calls: u32,
     /// Where precompiled artifacts are cached (none: recompile on every start).
     pub cache_dir: Option<PathBuf>,
-    /// Consecutive failed calls (trap, timeout, out of memory) that quarantine a plugin.
-    /// Five tolerates a transient blip while stopping a broken plugin within seconds.
+    /// Consecutive failed calls (trap, timeout, out of memory) that quarantine a provider
+    /// plugin. Five tolerates a transient blip while stopping a broken plugin within seconds.
+    /// Hooks are not quarantined plugin-wide: one tenant's event that breaks a hook would
+    /// stop it for every tenant, so each tenant binding is quarantined on its own (`hooks`).
     pub quarantine_after: u64,
     /// How often the catalog is re-read for changes made by the CLI or another host.
     pub reload_interval: Duration,
@@ -814,7 +816,9 @@ impl Plugins {
                 let streak = stats.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
                 metrics::counter!("posbridge_plugin_calls_total", "plugin" => id.clone(), "outcome" => "failed").increment(1);
                 tracing::warn!(plugin = %id, %version, error = %err, streak, "plugin call failed");
-                if streak == self.inner.options.quarantine_after {
+                if streak == self.inner.options.quarantine_after
+                    && entry.kind == PluginKind::Provider
+                {
                     self.quarantine(
                         &id,
                         format!("quarantined after {streak} consecutive failures; last: {err}"),

@@ -91,6 +91,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         vault: Arc::new(vault),
         sync_wakeup: Arc::default(),
         inbox_wakeup: Arc::default(),
+        hooks_wakeup: Arc::default(),
         operator: Arc::new(operator),
         config: Arc::new(config.clone()),
         shutdown: shutdown.clone(),
@@ -103,6 +104,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     plugins.spawn_watcher(shutdown.clone());
     crate::providers::spawn_scheduler(state.clone());
     crate::providers::spawn_inbox_worker(state.clone());
+    crate::hooks::spawn_dispatcher(state.clone());
     spawn_idempotency_pruner(store.clone(), config.idempotency_ttl, shutdown.clone());
 
     tracing::info!(%addr, backend = ?store.backend(), "posbridge listening");

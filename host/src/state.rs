@@ -34,6 +34,8 @@ pub struct AppState {
     pub sync_wakeup: Arc<tokio::sync::Notify>,
     /// Wakes the webhook inbox worker (a delivery was stored).
     pub inbox_wakeup: Arc<tokio::sync::Notify>,
+    /// Wakes the hook dispatcher (a binding was resumed or changed, a worker finished).
+    pub hooks_wakeup: Arc<tokio::sync::Notify>,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
     /// Long-lived tasks (WebSocket sessions) shutdown waits for.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::{read_after, Event};
@@ -47,6 +47,9 @@ struct Inner {
     options: HubOptions,
     /// Identifies this process in NOTIFY payloads so it ignores its own events.
     node_id: String,
+    /// Signalled after events commit here or arrive from another host: wakes the hook
+    /// dispatcher within milliseconds instead of a polling interval.
+    appended: Notify,
 }
 
 impl EventHub {
@@ -57,6 +60,7 @@ impl EventHub {
                 channels: Mutex::new(HashMap::new()),
                 options,
                 node_id: uuid::Uuid::now_v7().simple().to_string(),
+                appended: Notify::new(),
             }),
         }
     }
@@ -87,6 +91,16 @@ impl EventHub {
                 channels.remove(&event.tenant_id);
             }
         }
+    }
+
+    /// Records that events were appended (one stored permit wakes the single waiter).
+    pub fn signal_appended(&self) {
+        self.inner.appended.notify_one();
+    }
+
+    /// Completes after the next [`EventHub::signal_appended`] (or at once if one is pending).
+    pub async fn appended(&self) {
+        self.inner.appended.notified().await;
     }
 
     /// This process's id (in NOTIFY payloads and sync leases).
@@ -138,6 +152,8 @@ impl EventHub {
             if node == self.inner.node_id {
                 continue;
             }
+            // Another host's event: hooks bound to any tenant may have work.
+            self.signal_appended();
             let Ok(seq) = seq.parse::<i64>() else {
                 continue;
             };

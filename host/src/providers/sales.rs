@@ -63,6 +63,8 @@ pub struct Sale {
     pub customer: Option<serde_json::Value>,
     /// webhook, sync or push.
     pub source: String,
+    /// Tags hooks put on the sale ("big-sale"), in the order added.
+    pub tags: Vec<String>,
 }
 
 fn parse_time(field: &str, value: &Option<String>) -> Result<Option<i64>, ApiError> {
@@ -111,7 +113,7 @@ pub async fn transactions(
     let (before_at, before_id) = page.before();
     let rows = sqlx::query(
         "SELECT t.id, t.external_id, t.order_id, t.occurred_at, t.currency, t.total, t.subtotal, t.tax, t.tip, t.discount,
-                t.refunded, t.tender, t.status, t.card_brand, t.card_last4, t.source, c.id AS customer_id, c.phone
+                t.refunded, t.tender, t.status, t.card_brand, t.card_last4, t.source, t.tags, c.id AS customer_id, c.phone
          FROM pos_transactions t LEFT JOIN customers c ON c.id = t.customer_id
          WHERE t.tenant_id = $1 AND t.integration_id = $2 AND t.occurred_at >= $3 AND t.occurred_at < $4
            AND ($5 IS NULL OR c.phone = $5)
@@ -136,6 +138,7 @@ pub async fn transactions(
             let last4: Option<String> = r.try_get("card_last4")?;
             let customer_id: Option<String> = r.try_get("customer_id")?;
             let phone: Option<String> = r.try_get("phone")?;
+            let tags: String = r.try_get("tags")?;
             Ok((
                 occurred,
                 Sale {
@@ -156,6 +159,7 @@ pub async fn transactions(
                         .then(|| serde_json::json!({"brand": brand, "last4": last4})),
                     customer: customer_id.map(|id| serde_json::json!({"id": id, "phone": phone})),
                     source: r.try_get("source")?,
+                    tags: serde_json::from_str(&tags).unwrap_or_default(),
                 },
             ))
         })

@@ -1,0 +1,268 @@
+//! The actions a hook returns, checked as a whole before anything is applied, then applied
+//! inside the delivery's transaction (together with the cursor move), so they take effect
+//! exactly once per successful delivery. Any invalid action fails the whole delivery.
+
+use crate::auth::TenantScope;
+use crate::customers::{self, InvalidPhone};
+use crate::events::LoggedTx;
+use crate::plugins::contract::HookAction;
+use crate::store::{Conn, StoreError};
+
+/// Most actions one event may produce; more fails the delivery (a hook in a loop).
+pub const MAX_ACTIONS: usize = 32;
+/// Largest custom event data, JSON bytes.
+pub const MAX_EMIT_BYTES: usize = 16 * 1024;
+/// Most tags one transaction or customer carries.
+const MAX_TAGS: usize = 32;
+/// Longest custom event kind and tag.
+const MAX_NAME: usize = 40;
+/// Compare-and-set attempts on a row's tags before giving up (concurrent taggers).
+const TAG_ATTEMPTS: usize = 5;
+
+/// Why a hook's answer could not be applied. The delivery fails and is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// More than [`MAX_ACTIONS`].
+    #[error("the hook returned {0} actions; at most {MAX_ACTIONS} are allowed per event")]
+    TooMany(usize),
+    /// Custom event kind outside `[a-z0-9_]{1,40}`.
+    #[error("custom event kind {0:?} must be 1-40 characters of a-z, 0-9 and '_'")]
+    BadKind(String),
+    /// Custom event data that is not JSON.
+    #[error("custom event {kind:?} data is not valid JSON: {reason}")]
+    BadData {
+        /// Kind.
+        kind: String,
+        /// Parser message.
+        reason: String,
+    },
+    /// Custom event data over [`MAX_EMIT_BYTES`].
+    #[error("custom event {0:?} data is larger than {MAX_EMIT_BYTES} bytes")]
+    DataTooLarge(String),
+    /// Tag outside `[A-Za-z0-9_.:-]{1,40}`.
+    #[error("tag {0:?} must be 1-40 characters of letters, digits, '-', '_', '.' and ':'")]
+    BadTag(String),
+    /// Tag target transaction unknown in this tenant.
+    #[error("no transaction {0:?} in this tenant")]
+    UnknownTransaction(String),
+    /// Customer phone that does not parse.
+    #[error(transparent)]
+    InvalidPhone(#[from] InvalidPhone),
+    /// The row already has [`MAX_TAGS`] tags.
+    #[error("{0} already has {MAX_TAGS} tags")]
+    TooManyTags(String),
+    /// The database failed (or kept changing the row under us).
+    #[error("storage failure while applying the actions")]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for ActionError {
+    fn from(err: sqlx::Error) -> Self {
+        ActionError::Store(err.into())
+    }
+}
+
+/// An action that passed every check that needs no database.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Planned {
+    /// Append `custom.<kind>` with `data`.
+    Emit {
+        /// Kind without prefix.
+        kind: String,
+        /// Parsed data.
+        data: serde_json::Value,
+    },
+    /// Tag one of our transactions by id.
+    TagTransaction {
+        /// Transaction id.
+        id: String,
+        /// Tag.
+        tag: String,
+    },
+    /// Tag the customer with this E.164 phone (enrolled if unknown).
+    TagCustomer {
+        /// Normalised phone.
+        phone: String,
+        /// Tag.
+        tag: String,
+    },
+}
+
+fn name_ok(name: &str, extra: &[u8]) -> bool {
+    (1..=MAX_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || extra.contains(&b))
+}
+
+fn tag_ok(tag: &str) -> Result<String, ActionError> {
+    let lower = tag.to_ascii_lowercase();
+    let ok = tag
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    if ok && name_ok(&lower, b"-_.:") {
+        Ok(tag.to_owned())
+    } else {
+        Err(ActionError::BadTag(tag.to_owned()))
+    }
+}
+
+/// Checks every action; the first bad one refuses them all.
+pub fn plan(scope: &TenantScope, actions: Vec<HookAction>) -> Result<Vec<Planned>, ActionError> {
+    if actions.len() > MAX_ACTIONS {
+        return Err(ActionError::TooMany(actions.len()));
+    }
+    actions
+        .into_iter()
+        .map(|action| match action {
+            HookAction::Emit { kind, data } => {
+                if !name_ok(&kind, b"_") {
+                    return Err(ActionError::BadKind(kind));
+                }
+                if data.len() > MAX_EMIT_BYTES {
+                    return Err(ActionError::DataTooLarge(kind));
+                }
+                let data = serde_json::from_str(&data).map_err(|e| ActionError::BadData {
+                    kind: kind.clone(),
+                    reason: e.to_string(),
+                })?;
+                Ok(Planned::Emit { kind, data })
+            }
+            HookAction::TagTransaction { target, tag } => Ok(Planned::TagTransaction {
+                tag: tag_ok(&tag)?,
+                id: target,
+            }),
+            HookAction::TagCustomer { target, tag } => Ok(Planned::TagCustomer {
+                tag: tag_ok(&tag)?,
+                phone: customers::normalize_phone(scope.country(), &target)?,
+            }),
+        })
+        .collect()
+}
+
+/// Applies checked actions inside the delivery's transaction.
+pub async fn apply(
+    tx: &mut LoggedTx,
+    scope: &TenantScope,
+    planned: &[Planned],
+) -> Result<(), ActionError> {
+    for action in planned {
+        match action {
+            Planned::Emit { kind, data } => {
+                tx.append_custom(scope, kind, data).await?;
+            }
+            Planned::TagTransaction { id, tag } => {
+                let found = add_tag(tx.conn(), TaggedTable::Transactions, scope, id, tag).await?;
+                if !found {
+                    return Err(ActionError::UnknownTransaction(id.clone()));
+                }
+            }
+            Planned::TagCustomer { phone, tag } => {
+                let id = customers::find_or_create(tx.conn(), scope.tenant_id(), phone).await?;
+                add_tag(tx.conn(), TaggedTable::Customers, scope, &id, tag).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The tables with a `tags` JSON array column.
+#[derive(Clone, Copy)]
+enum TaggedTable {
+    Transactions,
+    Customers,
+}
+
+impl TaggedTable {
+    fn select(self) -> &'static str {
+        match self {
+            TaggedTable::Transactions => {
+                "SELECT tags FROM pos_transactions WHERE tenant_id = $1 AND id = $2"
+            }
+            TaggedTable::Customers => "SELECT tags FROM customers WHERE tenant_id = $1 AND id = $2",
+        }
+    }
+
+    fn update(self) -> &'static str {
+        match self {
+            TaggedTable::Transactions => {
+                "UPDATE pos_transactions SET tags = $1 WHERE tenant_id = $2 AND id = $3 AND tags = $4"
+            }
+            TaggedTable::Customers => {
+                "UPDATE customers SET tags = $1 WHERE tenant_id = $2 AND id = $3 AND tags = $4"
+            }
+        }
+    }
+
+    fn name(self, id: &str) -> String {
+        match self {
+            TaggedTable::Transactions => format!("transaction {id:?}"),
+            TaggedTable::Customers => format!("customer {id:?}"),
+        }
+    }
+}
+
+/// Adds `tag` to the row's tags unless present. `Ok(false)` when the row does not exist.
+/// The write is a compare-and-set on the text read, so a concurrent tagger on PostgreSQL
+/// is retried instead of overwritten.
+async fn add_tag(
+    conn: &mut Conn,
+    table: TaggedTable,
+    scope: &TenantScope,
+    id: &str,
+    tag: &str,
+) -> Result<bool, ActionError> {
+    for _ in 0..TAG_ATTEMPTS {
+        let current: Option<String> = sqlx::query_scalar(table.select())
+            .bind(scope.tenant_id())
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(current) = current else {
+            return Ok(false);
+        };
+        // A corrupt value is replaced rather than blocking every future tag.
+        let mut tags: Vec<String> = serde_json::from_str(&current).unwrap_or_default();
+        if tags.iter().any(|t| t == tag) {
+            return Ok(true);
+        }
+        if tags.len() >= MAX_TAGS {
+            return Err(ActionError::TooManyTags(table.name(id)));
+        }
+        tags.push(tag.to_owned());
+        let changed = sqlx::query(table.update())
+            .bind(serde_json::Value::from(tags).to_string())
+            .bind(scope.tenant_id())
+            .bind(id)
+            .bind(&current)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        if changed == 1 {
+            return Ok(true);
+        }
+    }
+    Err(ActionError::Store(StoreError::Sqlx(sqlx::Error::Protocol(
+        format!("{} kept changing while tagging it", table.name(id)),
+    ))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_tags() {
+        assert!(name_ok("big_spender", b"_"));
+        assert!(!name_ok("Big", b"_"));
+        assert!(!name_ok("", b"_"));
+        assert!(!name_ok("a-b", b"_"));
+        assert!(!name_ok(&"a".repeat(41), b"_"));
+        assert_eq!(tag_ok("big-spender").unwrap(), "big-spender");
+        assert_eq!(tag_ok("WHALE").unwrap(), "WHALE");
+        assert_eq!(tag_ok("tier:vip.1").unwrap(), "tier:vip.1");
+        assert!(tag_ok("no spaces").is_err());
+        assert!(tag_ok("").is_err());
+        assert!(tag_ok("ünï").is_err());
+    }
+}

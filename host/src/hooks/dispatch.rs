@@ -1,0 +1,455 @@
+//! Delivery: one dispatcher task finds bindings with undelivered events and hands each to a
+//! worker task under a lease (so several hosts on one PostgreSQL never deliver one binding at
+//! once) and a concurrency slot (so slow hooks cannot take every worker).
+//!
+//! A worker reads the binding's events after its cursor from the durable log, calls the hook
+//! for each in order, and commits the hook's actions together with the cursor move in one
+//! transaction. The cursor move is a compare-and-set on the old cursor: if the binding was
+//! deleted, disabled, or delivered by another host meanwhile, the transaction commits
+//! nothing, so host-side actions happen exactly once per event. The hook itself may run more
+//! than once for an event (a crash after the call, a retry): its own outbound HTTP is
+//! at-least-once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::Row;
+use tokio::sync::Semaphore;
+
+use super::actions::{self, ActionError};
+use super::{BindingStatus, HookOptions};
+use crate::auth::TenantScope;
+use crate::events::{self, LoggedEvent, LoggedTx};
+use crate::plugins::contract::HookEvent;
+use crate::plugins::{CallContext, CallError};
+use crate::state::AppState;
+use crate::store::{now_micros, StoreError};
+
+/// A worker holds a binding this long; each delivery renews it. Longer than one hook call
+/// can take (the plugin's wall-clock limit), so a live worker never loses it mid-call; a host
+/// that died frees it by expiry (or at once when a host starts, see [`release_stale_leases`]).
+const LEASE: Duration = Duration::from_secs(120);
+/// Events read from the log per query.
+const BATCH: i64 = 32;
+/// Deliveries per lease at most, so one busy binding hands its slot back now and then.
+const PASS_LIMIT: usize = 256;
+/// Bindings considered per dispatcher pass.
+const DUE_LIMIT: i64 = 64;
+/// A binding whose plugin is disabled, quarantined or uninstalled checks again this often,
+/// without counting failures: the operator's action, not the event, is the problem.
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
+
+/// Starts the dispatcher; it stops with the server, and its workers are tracked in
+/// `app.tasks` so shutdown waits for them to hand their leases back.
+pub fn spawn_dispatcher(app: AppState) {
+    tokio::spawn(async move {
+        release_stale_leases(&app).await;
+        let options = app.config.hooks.clone();
+        let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
+        loop {
+            let wait = match dispatch_due(&app, &slots, &options).await {
+                Ok(wait) => wait,
+                Err(err) => {
+                    tracing::warn!(error = %err, "hook dispatcher pass failed");
+                    options.poll_interval
+                }
+            };
+            tokio::select! {
+                _ = app.shutdown.cancelled() => return,
+                _ = app.hub.appended() => {}
+                _ = app.hooks_wakeup.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    });
+}
+
+/// Frees leases held by other processes. On SQLite those are a stopped predecessor's; on a
+/// shared PostgreSQL they may be a live host's, and taking one over only means an event may
+/// be handed to the hook twice: the cursor compare-and-set lets only one delivery commit.
+async fn release_stale_leases(app: &AppState) {
+    let released = sqlx::query(
+        "UPDATE hook_bindings SET lease_owner = NULL, lease_until = NULL
+         WHERE lease_owner IS NOT NULL AND lease_owner <> $1",
+    )
+    .bind(app.hub.node_id())
+    .execute(app.store.writer())
+    .await;
+    match released {
+        Ok(r) if r.rows_affected() > 0 => {
+            tracing::info!(
+                released = r.rows_affected(),
+                "released hook leases left by a stopped process"
+            )
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "could not release stale hook leases"),
+    }
+}
+
+/// Starts workers for due bindings while slots last; returns how long to sleep before the
+/// next pass unless woken (until the earliest retry, at most the poll interval).
+async fn dispatch_due(
+    app: &AppState,
+    slots: &Arc<Semaphore>,
+    options: &HookOptions,
+) -> Result<Duration, StoreError> {
+    let now = now_micros();
+    let due: Vec<String> = sqlx::query_scalar(
+        "SELECT b.id FROM hook_bindings b JOIN tenants t ON t.id = b.tenant_id
+         WHERE b.status = 'active' AND b.next_attempt_at <= $1 AND b.cursor_seq < t.last_seq
+           AND (b.lease_until IS NULL OR b.lease_until < $1)
+         ORDER BY b.next_attempt_at LIMIT $2",
+    )
+    .bind(now)
+    .bind(DUE_LIMIT)
+    .fetch_all(app.store.reader())
+    .await?;
+    for id in due {
+        if app.shutdown.is_cancelled() {
+            break;
+        }
+        // No free slot: a finishing worker wakes the dispatcher again.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            break;
+        };
+        if !claim(app, &id, now).await? {
+            continue;
+        }
+        let worker = app.clone();
+        app.tasks.spawn(async move {
+            let _slot = slot;
+            let outcome = deliver_binding(&worker, &id).await;
+            release(&worker, &id).await;
+            match outcome {
+                // Events may have arrived while the lease was held: look again.
+                Ok(()) => worker.hooks_wakeup.notify_one(),
+                // The database failed: the next poll retries, not a tight loop.
+                Err(err) => {
+                    tracing::warn!(binding = %id, error = %err, "hook delivery pass failed")
+                }
+            }
+        });
+    }
+    let next: Option<i64> = sqlx::query_scalar(
+        "SELECT MIN(next_attempt_at) FROM hook_bindings WHERE status = 'active' AND next_attempt_at > $1",
+    )
+    .bind(now)
+    .fetch_one(app.store.reader())
+    .await?;
+    let until_retry = next
+        .map(|at| Duration::from_micros(u64::try_from(at - now).unwrap_or(0)))
+        .unwrap_or(options.poll_interval);
+    Ok(until_retry.min(options.poll_interval))
+}
+
+async fn claim(app: &AppState, id: &str, now: i64) -> Result<bool, StoreError> {
+    let claimed = sqlx::query(
+        "UPDATE hook_bindings SET lease_owner = $1, lease_until = $2
+         WHERE id = $3 AND status = 'active' AND (lease_until IS NULL OR lease_until < $4)",
+    )
+    .bind(app.hub.node_id())
+    .bind(now + LEASE.as_micros() as i64)
+    .bind(id)
+    .bind(now)
+    .execute(app.store.writer())
+    .await?
+    .rows_affected();
+    Ok(claimed == 1)
+}
+
+async fn release(app: &AppState, id: &str) {
+    let released = sqlx::query(
+        "UPDATE hook_bindings SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
+    )
+    .bind(id)
+    .bind(app.hub.node_id())
+    .execute(app.store.writer())
+    .await;
+    if let Err(err) = released {
+        tracing::warn!(binding = %id, error = %err, "could not release a hook lease; it expires");
+    }
+}
+
+/// What a worker knows about its binding, read once per lease.
+struct Claimed {
+    id: String,
+    tenant_id: String,
+    plugin: String,
+    config: String,
+    events: Vec<String>,
+    cursor: i64,
+    failures: i64,
+}
+
+async fn load(app: &AppState, id: &str) -> Result<Option<Claimed>, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, tenant_id, plugin_id, config, events, status, cursor_seq, failures
+         FROM hook_bindings WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(app.store.reader())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let status: String = row.try_get("status")?;
+    if BindingStatus::parse(&status) != Some(BindingStatus::Active) {
+        return Ok(None);
+    }
+    let events: String = row.try_get("events")?;
+    Ok(Some(Claimed {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        plugin: row.try_get("plugin_id")?,
+        config: row.try_get("config")?,
+        // Never a custom event, whatever is stored: hooks must not feed on each other.
+        events: serde_json::from_str::<Vec<String>>(&events)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| !e.starts_with(events::CUSTOM_PREFIX))
+            .collect(),
+        cursor: row.try_get("cursor_seq")?,
+        failures: row.try_get("failures")?,
+    }))
+}
+
+/// How one attempt at one event ended.
+enum Attempt {
+    /// Actions applied, cursor moved.
+    Delivered,
+    /// The hook or its actions failed: count it, back off.
+    Failed(String),
+    /// The plugin cannot be called right now (operator action): wait without counting.
+    Unavailable(String),
+    /// The binding changed under us (deleted, disabled, delivered elsewhere), or shutdown.
+    Stop,
+}
+
+/// Delivers the binding's pending events in order until none are left, one fails, the pass
+/// limit is reached, or the server shuts down.
+async fn deliver_binding(app: &AppState, id: &str) -> Result<(), StoreError> {
+    let Some(mut binding) = load(app, id).await? else {
+        return Ok(());
+    };
+    let Some(scope) = TenantScope::for_background_job(&app.store, &binding.tenant_id).await? else {
+        return Ok(());
+    };
+    let options = &app.config.hooks;
+    let mut delivered = 0;
+    while delivered < PASS_LIMIT && !app.shutdown.is_cancelled() {
+        // Committed events only: the tenant row's seq is bumped in the event's transaction,
+        // and concurrent writers commit in seq order, so every seq up to it is readable.
+        let upto = events::last_seq(&app.store, &binding.tenant_id).await?;
+        if upto <= binding.cursor {
+            return Ok(());
+        }
+        let batch = events::read_kinds_between(
+            &app.store,
+            &binding.tenant_id,
+            binding.cursor,
+            upto,
+            &binding.events,
+            BATCH,
+        )
+        .await?;
+        if batch.is_empty() {
+            // Nothing subscribed up to `upto`: step past it so the log can be pruned.
+            skip_to(app, &binding, upto).await?;
+            return Ok(());
+        }
+        for event in batch {
+            match attempt(app, &binding, &scope, &event).await? {
+                Attempt::Delivered => {
+                    binding.cursor = event.seq;
+                    binding.failures = 0;
+                    delivered += 1;
+                }
+                Attempt::Failed(error) => {
+                    record_failure(app, &binding, &scope, event.seq, &error, options).await?;
+                    return Ok(());
+                }
+                Attempt::Unavailable(reason) => {
+                    postpone(app, &binding, &reason).await?;
+                    return Ok(());
+                }
+                Attempt::Stop => return Ok(()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Calls the hook with one event and commits its actions with the cursor move.
+async fn attempt(
+    app: &AppState,
+    binding: &Claimed,
+    scope: &TenantScope,
+    event: &LoggedEvent,
+) -> Result<Attempt, StoreError> {
+    let hook_event = HookEvent {
+        tenant: scope.slug().to_owned(),
+        seq: event.seq,
+        kind: event.kind.clone(),
+        at_ms: event.at / 1000,
+        data: event.data.clone(),
+    };
+    // Plugin state and outbound rate limits are scoped per binding.
+    let ctx = CallContext {
+        tenant_id: binding.tenant_id.clone(),
+        integration_id: binding.id.clone(),
+    };
+    let started = std::time::Instant::now();
+    let call = app
+        .plugins
+        .on_event(&binding.plugin, &ctx, &hook_event, &binding.config);
+    // Shutdown abandons the call (the instance is dropped); the event is redelivered later.
+    let outcome = tokio::select! {
+        _ = app.shutdown.cancelled() => return Ok(Attempt::Stop),
+        outcome = call => outcome,
+    };
+    metrics::histogram!("posbridge_hook_call_seconds").record(started.elapsed().as_secs_f64());
+    let returned = match outcome {
+        Ok(Ok(returned)) => returned,
+        Ok(Err(message)) => return Ok(Attempt::Failed(format!("the hook failed: {message}"))),
+        Err(err @ (CallError::Unavailable { .. } | CallError::NotInstalled(_))) => {
+            return Ok(Attempt::Unavailable(err.to_string()))
+        }
+        Err(err) => return Ok(Attempt::Failed(err.to_string())),
+    };
+    let planned = match actions::plan(scope, returned) {
+        Ok(planned) => planned,
+        Err(err) => return Ok(Attempt::Failed(format!("invalid action: {err}"))),
+    };
+    let mut tx = LoggedTx::begin(&app.store, &app.hub).await?;
+    let now = now_micros();
+    // First, so a binding that moved on (or vanished) stops here and takes the row lock
+    // before any action runs.
+    let moved = sqlx::query(
+        "UPDATE hook_bindings SET cursor_seq = $1, delivered = delivered + 1, failures = 0,
+           last_error = NULL, last_delivered_at = $2, next_attempt_at = 0, lease_until = $3, updated_at = $2
+         WHERE id = $4 AND cursor_seq = $5 AND status = 'active'",
+    )
+    .bind(event.seq)
+    .bind(now)
+    .bind(now + LEASE.as_micros() as i64)
+    .bind(&binding.id)
+    .bind(binding.cursor)
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
+    if moved == 0 {
+        return Ok(Attempt::Stop);
+    }
+    match actions::apply(&mut tx, scope, &planned).await {
+        Ok(()) => {}
+        Err(ActionError::Store(err)) => {
+            tracing::error!(binding = %binding.id, error = %err, "applying hook actions failed");
+            return Ok(Attempt::Failed(
+                "internal error while applying the actions".into(),
+            ));
+        }
+        Err(err) => return Ok(Attempt::Failed(format!("invalid action: {err}"))),
+    }
+    tx.commit().await?;
+    metrics::counter!("posbridge_hook_deliveries_total", "outcome" => "delivered").increment(1);
+    Ok(Attempt::Delivered)
+}
+
+/// Moves the cursor over events the binding does not subscribe to.
+async fn skip_to(app: &AppState, binding: &Claimed, upto: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE hook_bindings SET cursor_seq = $1 WHERE id = $2 AND cursor_seq = $3 AND status = 'active'",
+    )
+    .bind(upto)
+    .bind(&binding.id)
+    .bind(binding.cursor)
+    .execute(app.store.writer())
+    .await?;
+    Ok(())
+}
+
+/// The wait before retry number `failures` (1-based): base × 2^(failures−1), capped.
+fn backoff(options: &HookOptions, failures: i64) -> Duration {
+    let doublings = u32::try_from(failures.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+    options
+        .retry_base
+        .saturating_mul(1u32 << doublings)
+        .min(options.retry_max)
+}
+
+/// Counts a failed attempt at the event after the cursor: schedules the retry, or
+/// quarantines the binding once the failures reach the limit. The cursor stays, so nothing
+/// is lost: a resume retries the same event.
+async fn record_failure(
+    app: &AppState,
+    binding: &Claimed,
+    scope: &TenantScope,
+    seq: i64,
+    error: &str,
+    options: &HookOptions,
+) -> Result<(), StoreError> {
+    let failures = binding.failures + 1;
+    let quarantine = failures >= i64::from(options.quarantine_after.max(1));
+    let now = now_micros();
+    let retry_at = now + i64::try_from(backoff(options, failures).as_micros()).unwrap_or(i64::MAX);
+    let error: String = error.chars().take(1000).collect();
+    sqlx::query(
+        "UPDATE hook_bindings SET failures = $1, last_error = $2, next_attempt_at = $3, updated_at = $4,
+           status = CASE WHEN $5 = 1 THEN 'quarantined' ELSE status END
+         WHERE id = $6 AND cursor_seq = $7 AND status = 'active'",
+    )
+    .bind(failures)
+    .bind(&error)
+    .bind(retry_at)
+    .bind(now)
+    .bind(i64::from(quarantine))
+    .bind(&binding.id)
+    .bind(binding.cursor)
+    .execute(app.store.writer())
+    .await?;
+    metrics::counter!("posbridge_hook_deliveries_total", "outcome" => "failed").increment(1);
+    if quarantine {
+        metrics::counter!("posbridge_hook_quarantines_total").increment(1);
+        tracing::error!(tenant = %scope.slug(), binding = %binding.id, plugin = %binding.plugin, seq, failures, %error,
+            "hook binding quarantined");
+    } else {
+        tracing::warn!(tenant = %scope.slug(), binding = %binding.id, plugin = %binding.plugin, seq, failures, %error,
+            "hook delivery failed; will retry");
+    }
+    Ok(())
+}
+
+/// Waits for the plugin to come back without counting a failure.
+async fn postpone(app: &AppState, binding: &Claimed, reason: &str) -> Result<(), StoreError> {
+    let now = now_micros();
+    sqlx::query(
+        "UPDATE hook_bindings SET last_error = $1, next_attempt_at = $2
+         WHERE id = $3 AND cursor_seq = $4 AND status = 'active'",
+    )
+    .bind(reason)
+    .bind(now + UNAVAILABLE_RETRY.as_micros() as i64)
+    .bind(&binding.id)
+    .bind(binding.cursor)
+    .execute(app.store.writer())
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let options = HookOptions {
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_secs(1),
+            ..HookOptions::default()
+        };
+        assert_eq!(backoff(&options, 1), Duration::from_millis(100));
+        assert_eq!(backoff(&options, 2), Duration::from_millis(200));
+        assert_eq!(backoff(&options, 4), Duration::from_millis(800));
+        assert_eq!(backoff(&options, 5), Duration::from_secs(1));
+        assert_eq!(backoff(&options, 500), Duration::from_secs(1));
+        assert_eq!(backoff(&options, 0), Duration::from_millis(100));
+    }
+}
