@@ -491,6 +491,8 @@ async fn create(
     body: ApiJson<NewBinding>,
 ) -> ApiResult<(StatusCode, Json<Binding>)> {
     let binding = Hooks::create(&app.store, &app.plugins, &caller.scope, body.value).await?;
+    // The dispatcher skips commits while no binding is active: tell it there is one now.
+    app.hooks_wakeup.notify_one();
     Ok((StatusCode::CREATED, Json(binding)))
 }
 

@@ -770,6 +770,8 @@ struct Profile {
     lifetime_points: i64,
     spend: Vec<VenueSpend>,
     unlocks: Vec<UnlockRecord>,
+    /// Tags hooks put on the customer.
+    tags: Vec<String>,
     created_at: String,
 }
 
@@ -782,7 +784,7 @@ async fn profile(
     let phone = normalize_phone(scope.country(), &raw_phone)
         .map_err(|e| ApiError::unprocessable("invalid_phone", e.to_string()))?;
     let row = sqlx::query(
-        "SELECT id, email, tier, access_level, points, lifetime_points, created_at
+        "SELECT id, email, tier, access_level, points, lifetime_points, tags, created_at
          FROM customers WHERE tenant_id = $1 AND phone = $2",
     )
     .bind(scope.tenant_id())
@@ -811,6 +813,8 @@ async fn profile(
         lifetime_points: row.try_get("lifetime_points")?,
         spend,
         unlocks: standing.unlocks,
+        // Written only by the hooks' tag action, as a JSON array of strings.
+        tags: serde_json::from_str(&row.try_get::<String, _>("tags")?).unwrap_or_default(),
         created_at: rfc3339(row.try_get("created_at")?),
         id,
     }))

@@ -659,8 +659,87 @@ async fn kill9_loses_and_repeats_nothing(backend: Backend) {
     assert_eq!(b["delivered"], WRITES as i64, "{b}");
 }
 
+/// The whole loop: a sale crosses a WHALE rule, the rules engine appends `tier_unlocked`, the
+/// bundled big-spender-alert posts to the Slack-style receiver, tags the customer and tells
+/// the terminals; a REGULAR unlock of another customer stays quiet.
+async fn big_spender_alert_on_a_whale_unlock(backend: Backend) {
+    let srv = crate::start_with(backend, FAST_RETRIES).await;
+    let kitchen = srv.setup_tenant("kitchen").await;
+    let manager = srv.manager(&kitchen);
+    let till = srv.terminal(&kitchen);
+    let receiver = Receiver::start().await;
+    approve_host(&srv, "big-spender-alert", &receiver.host_port).await;
+    manager
+        .post(
+            "/pos/connect",
+            &json!({"venue": "downtown", "provider": "local-pos"}),
+        )
+        .await
+        .expect(200);
+    for (name, threshold, tier, priority) in [
+        ("Whales", 100_000, "WHALE", 1),
+        ("Regulars", 5_000, "REGULAR", 2),
+    ] {
+        manager
+            .post(
+                "/pos/rules/downtown",
+                &json!({"name": name, "threshold": threshold, "tier": tier, "priority": priority}),
+            )
+            .await
+            .expect(201);
+    }
+    let hook = bind(
+        &manager,
+        json!({"plugin": "big-spender-alert", "events": ["tier_unlocked"],
+               "config": {"webhook_url": receiver.url()}}),
+    )
+    .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let mut ws = srv.ws("kitchen", &kitchen.terminal.key, None).await;
+    ws.hello().await;
+
+    let regular = json!({"venue": "downtown", "transactions": [{
+        "id": "r-1", "occurred_at": "2026-11-20T19:00:00Z", "total": 6_000, "currency": "USD",
+        "customer_phone": "+15550100188"}]});
+    till.post("/transactions", &regular).await.expect(200);
+    till.post("/transactions", &sale("w-1", 120_000))
+        .await
+        .expect(200);
+    let alert = frames_of(&mut ws, "custom.big_spender", 1).await;
+    let data = &alert[0]["data"];
+    assert_eq!(data["reason"], "tier_unlocked", "{data}");
+    assert_eq!(data["tier"], "WHALE");
+    assert_eq!(data["customer"]["phone"], "+15550100199");
+    assert_eq!(data["lifetime_spend"], 120_000);
+    wait_binding(&manager, &id, "both unlocks delivered", |b| {
+        b["delivered"] == 2
+    })
+    .await;
+    assert_eq!(
+        receiver.texts(),
+        vec![":whale: ••••0199 unlocked WHALE at downtown (lifetime spend 1200.00 USD)"],
+        "one alert, for the WHALE only"
+    );
+    let whale = manager
+        .get(&format!(
+            "/customers/{}",
+            posbridge_harness::enc("+15550100199")
+        ))
+        .await;
+    assert_eq!(whale.expect(200)["tags"], json!(["big-spender"]));
+    assert_eq!(whale.body["tier"], "WHALE");
+    let regular = manager
+        .get(&format!(
+            "/customers/{}",
+            posbridge_harness::enc("+15550100188")
+        ))
+        .await;
+    assert_eq!(regular.expect(200)["tags"], json!([]));
+}
+
 both_backends!(
     bindings_api,
+    big_spender_alert_on_a_whale_unlock,
     events_reach_hooks_in_order,
     big_spender_alert_posts_to_the_webhook,
     failing_hooks_are_quarantined_while_writes_stay_fast,

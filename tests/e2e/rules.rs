@@ -671,7 +671,6 @@ async fn webhook_and_sync_unlock_once(backend: Backend) {
     let srv = crate::start(backend).await;
     let tenant = srv.setup_tenant("kitchen").await;
     let manager = srv.manager(&tenant);
-    let till = srv.terminal(&tenant);
     let mock = MockSquare::start().await;
     crate::providers::approve_host(&srv, "square", mock.host_port()).await;
     let integration = connect_square(

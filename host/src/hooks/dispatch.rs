@@ -11,7 +11,7 @@
 //! at-least-once.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::Row;
 use tokio::sync::Semaphore;
@@ -46,22 +46,57 @@ pub fn spawn_dispatcher(app: AppState) {
         release_stale_leases(&app).await;
         let options = app.config.hooks.clone();
         let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
+        // When no binding is active, commits do not send the dispatcher to the database: it
+        // looks again once per poll interval (other hosts' bindings) or when a binding here
+        // changes (`hooks_wakeup`). Every write path pays for this loop otherwise.
+        let mut none_active_since: Option<Instant> = None;
+        let mut woken_by_commit = false;
         loop {
-            let wait = match dispatch_due(&app, &slots, &options).await {
-                Ok(wait) => wait,
-                Err(err) => {
-                    tracing::warn!(error = %err, "hook dispatcher pass failed");
-                    options.poll_interval
+            let idle_for = none_active_since
+                .filter(|_| woken_by_commit)
+                .map(|since| since.elapsed())
+                .filter(|elapsed| *elapsed < options.poll_interval);
+            let wait = if let Some(elapsed) = idle_for {
+                options.poll_interval - elapsed
+            } else {
+                match any_active(&app).await {
+                    Ok(false) => {
+                        none_active_since = Some(Instant::now());
+                        options.poll_interval
+                    }
+                    Ok(true) => {
+                        none_active_since = None;
+                        dispatch_due(&app, &slots, &options)
+                            .await
+                            .unwrap_or_else(|err| {
+                                tracing::warn!(error = %err, "hook dispatcher pass failed");
+                                options.poll_interval
+                            })
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "hook dispatcher pass failed");
+                        options.poll_interval
+                    }
                 }
             };
+            woken_by_commit = false;
             tokio::select! {
                 _ = app.shutdown.cancelled() => return,
-                _ = app.hub.appended() => {}
+                _ = app.hub.appended() => woken_by_commit = true,
                 _ = app.hooks_wakeup.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }
     });
+}
+
+/// Whether any binding of any tenant is active.
+async fn any_active(app: &AppState) -> Result<bool, StoreError> {
+    let found: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM hook_bindings WHERE status = 'active' LIMIT 1")
+            .fetch_optional(app.store.reader())
+            .await?;
+    Ok(found.is_some())
 }
 
 /// Frees leases held by other processes. On SQLite those are a stopped predecessor's; on a

@@ -251,6 +251,7 @@ pub async fn ingest(
             occurred_at,
         });
     }
+    rules.finish(tx).await?;
     Ok((counts, recorded))
 }
 

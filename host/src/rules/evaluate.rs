@@ -9,6 +9,8 @@
 //! raise the customer's tier and access (never lower them), and append `tier_unlocked` — all
 //! in the caller's transaction, so a crash anywhere leaves either all of it or none.
 
+use std::collections::HashMap;
+
 use jiff::tz::TimeZone;
 use serde_json::json;
 use sqlx::Row;
@@ -47,8 +49,6 @@ struct VenueContext {
     ladder: Ladder,
     /// Enabled rules in evaluation order.
     rules: Vec<SpendRule>,
-    /// Whether any rule looks at performances (saves a query per sale when none does).
-    needs_performances: bool,
 }
 
 /// Evaluates the sales of one batch (one integration) against its venue's rules. Create one
@@ -57,7 +57,20 @@ pub struct RuleEvaluator {
     integration_id: String,
     venue: String,
     context: Option<Option<VenueContext>>,
+    /// Statistics by rule id, written once per batch by [`RuleEvaluator::finish`].
+    stats: HashMap<String, RuleStats>,
 }
+
+/// How a batch moved one rule's statistics.
+#[derive(Debug, Default)]
+struct RuleStats {
+    triggered: i64,
+    unlocked: i64,
+    last_at: i64,
+}
+
+/// `AnyConnection::backend_name` of PostgreSQL.
+const POSTGRES: &str = "PostgreSQL";
 
 impl RuleEvaluator {
     /// An evaluator for sales of `integration_id`, which serves `venue`.
@@ -66,7 +79,28 @@ impl RuleEvaluator {
             integration_id: integration_id.to_owned(),
             venue: venue.to_owned(),
             context: None,
+            stats: HashMap::new(),
         }
+    }
+
+    /// Writes the batch's rule statistics; call once, before the batch's transaction commits.
+    pub async fn finish(self, tx: &mut LoggedTx) -> Result<(), StoreError> {
+        for (rule_id, stats) in self.stats {
+            sqlx::query(
+                "UPDATE spend_rules SET times_triggered = times_triggered + $1,
+                   customers_unlocked = customers_unlocked + $2,
+                   last_triggered_at = CASE WHEN last_triggered_at IS NULL OR last_triggered_at < $3
+                                            THEN $3 ELSE last_triggered_at END
+                 WHERE id = $4",
+            )
+            .bind(stats.triggered)
+            .bind(stats.unlocked)
+            .bind(stats.last_at)
+            .bind(&rule_id)
+            .execute(tx.conn())
+            .await?;
+        }
+        Ok(())
     }
 
     async fn load(
@@ -91,9 +125,6 @@ impl RuleEvaluator {
                     tz,
                     currency: row.try_get("currency")?,
                     ladder: tiers::load(tx.conn(), scope.tenant_id()).await?,
-                    needs_performances: rules
-                        .iter()
-                        .any(|r| r.live_only || r.performer_id.is_some()),
                     rules,
                 })
             };
@@ -109,20 +140,30 @@ impl RuleEvaluator {
         scope: &TenantScope,
         sale: SaleRef<'_>,
     ) -> Result<Option<Unlock>, StoreError> {
-        let integration_id = self.integration_id.clone();
-        let venue = self.venue.clone();
-        let Some(ctx) = self.load(tx, scope).await? else {
+        if self.load(tx, scope).await?.is_none() {
             return Ok(None);
-        };
+        }
         metrics::counter!("posbridge_rule_evaluations_total").increment(1);
-        // The no-op UPDATE takes the customer's row lock on PostgreSQL: a concurrent sale of
-        // the same customer waits here and then sees this one's spend (SQLite has one writer).
+        if tx.conn().backend_name() == POSTGRES {
+            // The no-op UPDATE takes the customer's row lock: a concurrent sale of the same
+            // customer waits here, and the next statement (a new snapshot under READ
+            // COMMITTED) sees its spend. SQLite's single writer already serialises them.
+            sqlx::query("UPDATE customers SET updated_at = updated_at WHERE id = $1")
+                .bind(sale.customer_id)
+                .execute(tx.conn())
+                .await?;
+        }
         let customer = sqlx::query(
-            "UPDATE customers SET updated_at = updated_at WHERE id = $1 AND tenant_id = $2
-             RETURNING phone, tier, access_level",
+            "SELECT c.phone, c.tier, c.access_level,
+               (SELECT CAST(COALESCE(SUM(CASE WHEN t.status = 'completed' AND t.total > t.refunded
+                                              THEN t.total - t.refunded ELSE 0 END), 0) AS BIGINT)
+                FROM pos_transactions t
+                WHERE t.tenant_id = c.tenant_id AND t.customer_id = c.id AND t.integration_id = $3) AS spend
+             FROM customers c WHERE c.id = $1 AND c.tenant_id = $2",
         )
         .bind(sale.customer_id)
         .bind(scope.tenant_id())
+        .bind(&self.integration_id)
         .fetch_optional(tx.conn())
         .await?;
         let Some(customer) = customer else {
@@ -131,33 +172,46 @@ impl RuleEvaluator {
         let phone: String = customer.try_get("phone")?;
         let held_tier: Option<String> = customer.try_get("tier")?;
         let held_access: Option<String> = customer.try_get("access_level")?;
-        let spend: i64 = sqlx::query_scalar(
-            "SELECT CAST(COALESCE(SUM(CASE WHEN status = 'completed' AND total > refunded
-                                           THEN total - refunded ELSE 0 END), 0) AS BIGINT)
-             FROM pos_transactions WHERE tenant_id = $1 AND customer_id = $2 AND integration_id = $3",
-        )
-        .bind(scope.tenant_id())
-        .bind(sale.customer_id)
-        .bind(&integration_id)
-        .fetch_one(tx.conn())
-        .await?;
-        let performers = if ctx.needs_performances {
-            performances::performers_at(tx.conn(), scope.tenant_id(), &venue, sale.occurred_at)
-                .await?
-        } else {
-            Vec::new()
-        };
-        let Some(rule) = ctx.rules.iter().find(|rule| {
-            spend >= rule.threshold
-                && in_any_window(&rule.time_windows, &ctx.tz, sale.occurred_at)
-                && (!rule.live_only || !performers.is_empty())
-                && rule
-                    .performer_id
-                    .as_ref()
-                    .is_none_or(|p| performers.contains(p))
-        }) else {
+        let spend: i64 = customer.try_get("spend")?;
+        let Some(ctx) = self.context.as_ref().and_then(Option::as_ref) else {
             return Ok(None);
         };
+        // Who performs is looked up only when a rule that asks is otherwise a match.
+        let mut performers: Option<Vec<String>> = None;
+        let mut first_match = None;
+        for (index, rule) in ctx.rules.iter().enumerate() {
+            if spend < rule.threshold
+                || !in_any_window(&rule.time_windows, &ctx.tz, sale.occurred_at)
+            {
+                continue;
+            }
+            if rule.live_only || rule.performer_id.is_some() {
+                if performers.is_none() {
+                    performers = Some(
+                        performances::performers_at(
+                            tx.conn(),
+                            scope.tenant_id(),
+                            &self.venue,
+                            sale.occurred_at,
+                        )
+                        .await?,
+                    );
+                }
+                let on = performers.as_deref().unwrap_or_default();
+                if (rule.live_only && on.is_empty())
+                    || rule.performer_id.as_ref().is_some_and(|p| !on.contains(p))
+                {
+                    continue;
+                }
+            }
+            first_match = Some(index);
+            break;
+        }
+        let Some(index) = first_match else {
+            return Ok(None);
+        };
+        let rule = &ctx.rules[index];
+        let venue = &self.venue;
         let now = now_micros();
         let first_time = sqlx::query(
             "INSERT INTO tier_unlocks (id, tenant_id, customer_id, rule_id, rule_name, venue, tier, access_level,
@@ -170,7 +224,7 @@ impl RuleEvaluator {
         .bind(sale.customer_id)
         .bind(&rule.id)
         .bind(&rule.name)
-        .bind(&venue)
+        .bind(venue)
         .bind(&rule.tier)
         .bind(rule.access_level.as_deref())
         .bind(sale.transaction_id)
@@ -182,16 +236,10 @@ impl RuleEvaluator {
         .await?
         .rows_affected()
             == 1;
-        sqlx::query(
-            "UPDATE spend_rules SET times_triggered = times_triggered + 1,
-               customers_unlocked = customers_unlocked + $1, last_triggered_at = $2
-             WHERE id = $3",
-        )
-        .bind(i64::from(first_time))
-        .bind(now)
-        .bind(&rule.id)
-        .execute(tx.conn())
-        .await?;
+        let stats = self.stats.entry(rule.id.clone()).or_default();
+        stats.triggered += 1;
+        stats.unlocked += i64::from(first_time);
+        stats.last_at = now;
         if !first_time {
             return Ok(None);
         }
