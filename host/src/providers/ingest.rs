@@ -89,7 +89,11 @@ pub async fn ingest(
             tracing::warn!(integration = %target.integration_id, provider = %target.provider, external_id = %truncate(&sale.external_id), reason = %why, "sale refused");
             continue;
         }
-        let customer_id = match_customer(tx, scope, target, sale).await?;
+        let matched = match_customer(tx, scope, target, sale).await?;
+        let (customer_id, phone) = match matched {
+            Some(Customer { id, phone }) => (Some(id), Some(phone)),
+            None => (None, None),
+        };
         let hash = content_hash(sale);
         let now = now_micros();
         let occurred_at = sale.occurred_at_ms.saturating_mul(1000);
@@ -192,15 +196,6 @@ pub async fn ingest(
         } else {
             counts.updated += 1;
         }
-        let phone = match &customer_id {
-            Some(cid) => {
-                sqlx::query_scalar::<_, String>("SELECT phone FROM customers WHERE id = $1")
-                    .bind(cid)
-                    .fetch_optional(tx.conn())
-                    .await?
-            }
-            None => None,
-        };
         tx.append(
             scope,
             EventKind::TransactionRecorded,
@@ -293,20 +288,26 @@ fn check(sale: &Transaction) -> Result<(), String> {
     Ok(())
 }
 
+/// The customer a sale was matched to.
+struct Customer {
+    id: String,
+    phone: String,
+}
+
 async fn match_customer(
     tx: &mut LoggedTx,
     scope: &TenantScope,
     target: &IngestTarget<'_>,
     sale: &Transaction,
-) -> Result<Option<String>, StoreError> {
+) -> Result<Option<Customer>, StoreError> {
     if let Some(fp) = sale
         .card
         .as_ref()
         .and_then(|c| c.fingerprint.as_deref())
         .filter(|f| !f.is_empty())
     {
-        if let Some(id) = linked(tx, scope, "card_fingerprint", fp).await? {
-            return Ok(Some(id));
+        if let Some(customer) = linked(tx, scope, "card_fingerprint", fp).await? {
+            return Ok(Some(customer));
         }
     }
     let customer = sale.customer.clone().unwrap_or_default();
@@ -315,7 +316,7 @@ async fn match_customer(
         .as_deref()
         .filter(|p| !p.is_empty())
     {
-        if let Some(id) = linked(
+        if let Some(customer) = linked(
             tx,
             scope,
             "provider_customer",
@@ -323,7 +324,7 @@ async fn match_customer(
         )
         .await?
         {
-            return Ok(Some(id));
+            return Ok(Some(customer));
         }
     }
     if let Some(phone) = customer
@@ -332,7 +333,7 @@ async fn match_customer(
         .and_then(|p| normalize_phone(scope.country(), p).ok())
     {
         let id = find_or_create(tx.conn(), scope.tenant_id(), &phone).await?;
-        return Ok(Some(id));
+        return Ok(Some(Customer { id, phone }));
     }
     if let Some(email) = customer
         .email
@@ -340,14 +341,14 @@ async fn match_customer(
         .map(|e| e.trim().to_ascii_lowercase())
         .filter(|e| e.contains('@'))
     {
-        let id: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM customers WHERE tenant_id = $1 AND email = $2 LIMIT 1",
+        let row = sqlx::query(
+            "SELECT id, phone FROM customers WHERE tenant_id = $1 AND email = $2 LIMIT 1",
         )
         .bind(scope.tenant_id())
         .bind(&email)
         .fetch_optional(tx.conn())
         .await?;
-        return Ok(id);
+        return row.map(|r| customer_from_row(&r)).transpose();
     }
     Ok(None)
 }
@@ -357,15 +358,24 @@ async fn linked(
     scope: &TenantScope,
     kind: &str,
     value: &str,
-) -> Result<Option<String>, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT customer_id FROM customer_links WHERE tenant_id = $1 AND kind = $2 AND value = $3",
+) -> Result<Option<Customer>, StoreError> {
+    let row = sqlx::query(
+        "SELECT c.id, c.phone FROM customer_links l JOIN customers c ON c.id = l.customer_id
+         WHERE l.tenant_id = $1 AND l.kind = $2 AND l.value = $3",
     )
     .bind(scope.tenant_id())
     .bind(kind)
     .bind(value)
     .fetch_optional(tx.conn())
-    .await?)
+    .await?;
+    row.map(|r| customer_from_row(&r)).transpose()
+}
+
+fn customer_from_row(row: &sqlx::any::AnyRow) -> Result<Customer, StoreError> {
+    Ok(Customer {
+        id: row.try_get("id")?,
+        phone: row.try_get("phone")?,
+    })
 }
 
 fn content_hash(sale: &Transaction) -> String {

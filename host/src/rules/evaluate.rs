@@ -246,16 +246,19 @@ impl RuleEvaluator {
         let ladder = &ctx.ladder;
         let tier = ladder.raise_tier(held_tier.as_deref(), &rule.tier);
         let access = ladder.raise_access(held_access.as_deref(), rule.access_level.as_deref());
-        sqlx::query(
-            "UPDATE customers SET tier = $1, access_level = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(&tier)
-        .bind(&access)
-        .bind(now)
-        .bind(sale.customer_id)
-        .execute(tx.conn())
-        .await?;
         let previous_tier = ladder.effective_tier(held_tier.as_deref());
+        let previous_access = ladder.effective_access(held_access.as_deref());
+        if tier != previous_tier || access != previous_access {
+            sqlx::query(
+                "UPDATE customers SET tier = $1, access_level = $2, updated_at = $3 WHERE id = $4",
+            )
+            .bind(&tier)
+            .bind(&access)
+            .bind(now)
+            .bind(sale.customer_id)
+            .execute(tx.conn())
+            .await?;
+        }
         let data = json!({
             "customer": {"id": sale.customer_id, "phone": phone},
             "venue": venue,
@@ -263,7 +266,7 @@ impl RuleEvaluator {
             "tier": rule.tier,
             "access_level": rule.access_level,
             "previous_tier": previous_tier,
-            "previous_access_level": ladder.effective_access(held_access.as_deref()),
+            "previous_access_level": previous_access,
             "customer_tier": tier,
             "customer_access_level": access,
             "upgraded": tier != previous_tier,
