@@ -15,9 +15,10 @@ use jiff::tz::TimeZone;
 use serde_json::json;
 use sqlx::Row;
 
+use super::performances::PerformanceCache;
 use super::tiers::{self, Ladder};
 use super::windows::in_any_window;
-use super::{performances, venue_rules, SpendRule};
+use super::{venue_rules, SpendRule};
 use crate::auth::TenantScope;
 use crate::events::{EventKind, LoggedTx};
 use crate::store::{new_id, now_micros, rfc3339, StoreError};
@@ -59,6 +60,7 @@ pub struct RuleEvaluator {
     context: Option<Option<VenueContext>>,
     /// Statistics by rule id, written once per batch by [`RuleEvaluator::finish`].
     stats: HashMap<String, RuleStats>,
+    performances: PerformanceCache,
 }
 
 /// How a batch moved one rule's statistics.
@@ -80,6 +82,7 @@ impl RuleEvaluator {
             venue: venue.to_owned(),
             context: None,
             stats: HashMap::new(),
+            performances: PerformanceCache::default(),
         }
     }
 
@@ -177,7 +180,7 @@ impl RuleEvaluator {
             return Ok(None);
         };
         // Who performs is looked up only when a rule that asks is otherwise a match.
-        let mut performers: Option<Vec<String>> = None;
+        let mut performers: Option<Vec<&str>> = None;
         let mut first_match = None;
         for (index, rule) in ctx.rules.iter().enumerate() {
             if spend < rule.threshold
@@ -188,18 +191,22 @@ impl RuleEvaluator {
             if rule.live_only || rule.performer_id.is_some() {
                 if performers.is_none() {
                     performers = Some(
-                        performances::performers_at(
-                            tx.conn(),
-                            scope.tenant_id(),
-                            &self.venue,
-                            sale.occurred_at,
-                        )
-                        .await?,
+                        self.performances
+                            .performers_at(
+                                tx.conn(),
+                                scope.tenant_id(),
+                                &self.venue,
+                                sale.occurred_at,
+                            )
+                            .await?,
                     );
                 }
                 let on = performers.as_deref().unwrap_or_default();
                 if (rule.live_only && on.is_empty())
-                    || rule.performer_id.as_ref().is_some_and(|p| !on.contains(p))
+                    || rule
+                        .performer_id
+                        .as_deref()
+                        .is_some_and(|p| !on.contains(&p))
                 {
                     continue;
                 }

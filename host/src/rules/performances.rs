@@ -54,25 +54,63 @@ pub struct PerformanceQuery {
     to: Option<jiff::Timestamp>,
 }
 
-/// The performers on at `venue` at instant `at` (µs).
-pub(super) async fn performers_at(
-    conn: &mut Conn,
-    tenant_id: &str,
-    venue: &str,
-    at: i64,
-) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT performer_id FROM performances
-         WHERE tenant_id = $1 AND venue = $2 AND starts_at <= $3 AND ends_at > $3
-           AND starts_at > $4",
-    )
-    .bind(tenant_id)
-    .bind(venue)
-    .bind(at)
-    // Bounds the index range scan: nothing longer than the maximum can still be running.
-    .bind(at - MAX_PERFORMANCE_MICROS)
-    .fetch_all(conn)
-    .await
+/// Performances of one venue around some instant, loaded once and reused for every sale of a
+/// batch that falls in the same span: sync pages and pushes are close in time, so a batch
+/// costs one query instead of one per sale.
+#[derive(Debug, Default)]
+pub(super) struct PerformanceCache {
+    /// `[from, to)` the rows cover: every performance running at an instant of it is loaded.
+    span: Option<(i64, i64)>,
+    rows: Vec<(String, i64, i64)>,
+}
+
+/// Span loaded around the first instant asked for.
+const CACHE_SPAN_MICROS: i64 = 24 * 3600 * 1_000_000;
+
+impl PerformanceCache {
+    /// The performers on at `venue` at instant `at` (µs).
+    pub(super) async fn performers_at(
+        &mut self,
+        conn: &mut Conn,
+        tenant_id: &str,
+        venue: &str,
+        at: i64,
+    ) -> Result<Vec<&str>, sqlx::Error> {
+        let covered = self.span.is_some_and(|(from, to)| from <= at && at < to);
+        if !covered {
+            let (from, to) = (at - CACHE_SPAN_MICROS, at + CACHE_SPAN_MICROS);
+            let rows = sqlx::query(
+                "SELECT performer_id, starts_at, ends_at FROM performances
+                 WHERE tenant_id = $1 AND venue = $2 AND starts_at < $3 AND ends_at > $4
+                   AND starts_at > $5",
+            )
+            .bind(tenant_id)
+            .bind(venue)
+            .bind(to)
+            .bind(from)
+            // Bounds the index range scan: nothing longer than the maximum reaches `from`.
+            .bind(from - MAX_PERFORMANCE_MICROS)
+            .fetch_all(conn)
+            .await?;
+            self.rows = rows
+                .iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get("performer_id")?,
+                        r.try_get("starts_at")?,
+                        r.try_get("ends_at")?,
+                    ))
+                })
+                .collect::<Result<_, sqlx::Error>>()?;
+            self.span = Some((from, to));
+        }
+        Ok(self
+            .rows
+            .iter()
+            .filter(|(_, starts, ends)| *starts <= at && at < *ends)
+            .map(|(performer, _, _)| performer.as_str())
+            .collect())
+    }
 }
 
 async fn add(

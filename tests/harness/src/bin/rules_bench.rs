@@ -4,7 +4,11 @@
 //!
 //! * sales evaluated per second against 100 rules at one venue (the server's own
 //!   `posbridge_rule_evaluations_total` counts them), next to the same pushes at a venue
-//!   without rules, so the cost of evaluation shows as a ratio;
+//!   without rules, so the cost of evaluation shows as a ratio. Two rule books: "ladder",
+//!   four threshold levels under 25 conditions (windows, live-only, performer), where a
+//!   customer unlocks a few times over many sales; and "dense", 100 thresholds $50 apart,
+//!   where nearly every sale crosses one and unlocks (each unlock is two more writes and an
+//!   event);
 //! * latency from sending a signed Square webhook to a terminal's socket receiving the
 //!   `tier_unlocked` it causes (p50 / p99).
 
@@ -71,7 +75,7 @@ async fn main() {
     let manager = srv.manager(&keys);
     let till = srv.terminal(&keys);
 
-    for venue in ["plain", "club"] {
+    for venue in ["plain", "ladder", "dense"] {
         manager
             .post(
                 "/pos/connect",
@@ -80,16 +84,20 @@ async fn main() {
             .await
             .expect(200);
     }
-    add_hundred_rules(&manager, "club").await;
+    add_ladder_rules(&manager, "ladder").await;
+    add_dense_rules(&manager, "dense").await;
 
-    let baseline = push_sales(&srv, &till, "plain", sales, batch, pushers).await;
-    let evaluated = push_sales(&srv, &till, "club", sales, batch, pushers).await;
-    if evaluated.evaluations < sales as u64 {
-        eprintln!(
-            "only {} of {sales} sales were evaluated",
-            evaluated.evaluations
-        );
-        std::process::exit(1);
+    let baseline = push_sales(&srv, &till, "plain", sales, batch, pushers, 500).await;
+    let ladder = push_sales(&srv, &till, "ladder", sales, batch, pushers, 500).await;
+    let dense = push_sales(&srv, &till, "dense", sales, batch, pushers, 2_000).await;
+    for (name, run) in [("ladder", &ladder), ("dense", &dense)] {
+        if run.evaluations < sales as u64 {
+            eprintln!(
+                "{name}: only {} of {sales} sales were evaluated",
+                run.evaluations
+            );
+            std::process::exit(1);
+        }
     }
     let latency = webhook_to_unlock(&srv, &manager, &keys.terminal.key, webhooks).await;
 
@@ -103,46 +111,98 @@ async fn main() {
         "| {sales} pushed sales, {batch}/push, {pushers} pushers, no rules | sales recorded/s | {:.0} | |",
         baseline.per_second
     );
-    println!(
-        "| same, venue with 100 rules | evaluations/s | {:.0} | ≥ 5,000 |",
-        evaluated.evaluations as f64 / evaluated.seconds
-    );
-    println!(
-        "| | throughput vs no rules | {:.2}× | |",
-        evaluated.per_second / baseline.per_second
-    );
-    println!("| | tiers unlocked | {} | |", evaluated.unlocks);
+    for (name, run) in [
+        ("ladder: 100 rules, 500 customers", &ladder),
+        ("dense: 100 rules $50 apart, 2,000 customers", &dense),
+    ] {
+        println!(
+            "| {name} | evaluations/s | {:.0} ({:.2}× no rules) | ≥ 5,000 |",
+            run.evaluations as f64 / run.seconds,
+            run.per_second / baseline.per_second
+        );
+        println!(
+            "| | sales that unlocked a tier | {:.0} % | |",
+            run.unlocks as f64 * 100.0 / sales as f64
+        );
+    }
     println!(
         "| signed Square webhook → `tier_unlocked` on a socket ({webhooks} sales) | p50 / p99 | {:.2} ms / {:.2} ms | p99 ≤ 50 ms |",
         latency.0, latency.1
     );
 }
 
-/// 100 rules: thresholds from $10 to $5,000 over the tiers, a fifth with time windows, a
-/// tenth live-only and a tenth for a performer, so every kind of check runs.
-async fn add_hundred_rules(manager: &Client, venue: &str) {
+/// 100 rules: four threshold levels ($20, $200, $1,000, $5,000) under 25 conditions —
+/// Friday/Saturday nights, weekday lunches, live-only, a performer, or none — highest level
+/// first, so every kind of check runs and a customer unlocks a few times in a lifetime; and
+/// ten scheduled DJ nights.
+async fn add_ladder_rules(manager: &Client, venue: &str) {
+    let levels = [
+        (500_000, "WHALE"),
+        (100_000, "WHALE"),
+        (20_000, "PLATINUM"),
+        (2_000, "REGULAR"),
+    ];
+    let mut priority = 0;
+    for (threshold, tier) in levels {
+        for variant in 0..25 {
+            priority += 1;
+            let mut rule = json!({
+                "name": format!("{tier} {threshold} #{variant}"),
+                "threshold": threshold,
+                "tier": tier,
+                "priority": priority,
+            });
+            match variant % 5 {
+                0 => {
+                    rule["time_windows"] =
+                        json!([{"days": ["fri", "sat"], "start": "20:00", "end": "02:00"}])
+                }
+                1 => {
+                    rule["time_windows"] = json!([{"days": ["mon", "tue", "wed", "thu"],
+                                                   "start": "11:30", "end": "14:30"}])
+                }
+                2 => rule["live_only"] = json!(true),
+                3 => rule["performer_id"] = json!(format!("dj-{variant}")),
+                _ => {}
+            }
+            post_rule(manager, venue, &rule).await;
+        }
+    }
+    // A DJ night every three days over the past month, by the performers the rules name.
+    let now = jiff::Timestamp::now().as_second();
+    for night in 0..10i64 {
+        let starts = now - 30 * 86_400 + night * 3 * 86_400 + 20 * 3_600;
+        let at = |s: i64| jiff::Timestamp::from_second(s).expect("time").to_string();
+        manager
+            .post(
+                &format!("/pos/performances/{venue}"),
+                &json!({"performer_id": format!("dj-{}", 3 + (night % 5) * 5),
+                        "starts_at": at(starts), "ends_at": at(starts + 6 * 3_600)}),
+            )
+            .await
+            .expect(201);
+    }
+}
+
+/// 100 rules $50 apart ($10 to $4,960), the highest first: nearly every sale crosses one.
+async fn add_dense_rules(manager: &Client, venue: &str) {
     let tiers = ["REGULAR", "PLATINUM", "WHALE"];
     for i in 0..100i64 {
-        let mut rule = json!({
+        let rule = json!({
             "name": format!("rule {i}"),
             "threshold": 1_000 + i * 5_000,
             "tier": tiers[(i % 3) as usize],
             "priority": 100 - i,
         });
-        match i % 10 {
-            0 | 5 => {
-                rule["time_windows"] =
-                    json!([{"days": ["fri", "sat"], "start": "20:00", "end": "02:00"}]);
-            }
-            3 => rule["live_only"] = json!(true),
-            7 => rule["performer_id"] = json!("dj-bench"),
-            _ => {}
-        }
-        manager
-            .post(&format!("/pos/rules/{venue}"), &rule)
-            .await
-            .expect(201);
+        post_rule(manager, venue, &rule).await;
     }
+}
+
+async fn post_rule(manager: &Client, venue: &str, rule: &Value) {
+    manager
+        .post(&format!("/pos/rules/{venue}"), rule)
+        .await
+        .expect(201);
 }
 
 struct PushFigures {
@@ -168,6 +228,7 @@ async fn push_sales(
     sales: usize,
     batch: usize,
     pushers: usize,
+    customers: usize,
 ) -> PushFigures {
     let evaluations_before = metric(srv, "posbridge_rule_evaluations_total").await;
     let unlocks_before = metric(srv, "posbridge_tier_unlocks_total").await;
@@ -179,7 +240,7 @@ async fn push_sales(
             let items: Vec<Value> = chunk
                 .iter()
                 .map(|&i| {
-                    // 2,000 customers; a sale every ~2 minutes over the past month.
+                    // A sale every ~2 minutes over the past month, customers in turn.
                     let at = jiff::Timestamp::from_second(now - 30 * 86_400 + (i as i64) * 127)
                         .expect("time");
                     json!({
@@ -187,7 +248,7 @@ async fn push_sales(
                         "occurred_at": at.to_string(),
                         "total": 500 + (i % 37) as i64 * 250,
                         "currency": "USD",
-                        "customer_phone": format!("+1555{:07}", 100_000 + i % 2_000),
+                        "customer_phone": format!("+1555{:07}", 100_000 + i % customers),
                     })
                 })
                 .collect();
