@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use posbridge_harness::reqwest::Method;
-use posbridge_harness::{both_backends, eventually, Backend, Body, Client, TestServer, Ws};
+use posbridge_harness::{
+    both_backends, eventually, Backend, Body, Client, TenantKeys, TestServer, Ws,
+};
 use serde_json::{json, Value};
 
 use crate::providers::{all_transactions, approve_host};
@@ -378,7 +380,9 @@ fn sale(id: &str, total: i64) -> Value {
     }]})
 }
 
-async fn big_spender_alert_posts_to_the_webhook(backend: Backend) {
+/// A server with fast retries, tenant `kitchen` with `downtown` on the local POS, and a
+/// Slack-style receiver the big-spender-alert hook may call.
+async fn big_spender_setup(backend: Backend) -> (TestServer, TenantKeys, Client, Client, Receiver) {
     let srv = crate::start_with(backend, FAST_RETRIES).await;
     let kitchen = srv.setup_tenant("kitchen").await;
     let manager = srv.manager(&kitchen);
@@ -392,6 +396,11 @@ async fn big_spender_alert_posts_to_the_webhook(backend: Backend) {
         )
         .await
         .expect(200);
+    (srv, kitchen, manager, till, receiver)
+}
+
+async fn big_spender_alert_posts_to_the_webhook(backend: Backend) {
+    let (srv, kitchen, manager, till, receiver) = big_spender_setup(backend).await;
     let hook = bind(
         &manager,
         json!({"plugin": "big-spender-alert",
@@ -663,19 +672,7 @@ async fn kill9_loses_and_repeats_nothing(backend: Backend) {
 /// bundled big-spender-alert posts to the Slack-style receiver, tags the customer and tells
 /// the terminals; a REGULAR unlock of another customer stays quiet.
 async fn big_spender_alert_on_a_whale_unlock(backend: Backend) {
-    let srv = crate::start_with(backend, FAST_RETRIES).await;
-    let kitchen = srv.setup_tenant("kitchen").await;
-    let manager = srv.manager(&kitchen);
-    let till = srv.terminal(&kitchen);
-    let receiver = Receiver::start().await;
-    approve_host(&srv, "big-spender-alert", &receiver.host_port).await;
-    manager
-        .post(
-            "/pos/connect",
-            &json!({"venue": "downtown", "provider": "local-pos"}),
-        )
-        .await
-        .expect(200);
+    let (srv, kitchen, manager, till, receiver) = big_spender_setup(backend).await;
     for (name, threshold, tier, priority) in [
         ("Whales", 100_000, "WHALE", 1),
         ("Regulars", 5_000, "REGULAR", 2),

@@ -101,6 +101,25 @@ async fn rules(manager: &Client) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Pushes one sale per case (phone, time, expected tier) and checks that exactly the cases
+/// with a tier unlocked it, in order.
+async fn expect_unlocks(
+    ws: &mut Ws,
+    till: &Client,
+    prefix: &str,
+    cases: &[(&str, &str, Option<&str>)],
+) {
+    for (i, (phone, at, _)) in cases.iter().enumerate() {
+        push(till, vec![sale(&format!("{prefix}-{i}"), phone, 500, at)]).await;
+    }
+    let unlocks = unlocks_until_sentinel(ws, till).await;
+    let expected: Vec<(String, String)> = cases
+        .iter()
+        .filter_map(|(phone, _, tier)| tier.map(|t| ((*phone).to_owned(), t.to_owned())))
+        .collect();
+    assert_eq!(unlocked_phones(&unlocks), expected);
+}
+
 fn unlocked_phones(unlocks: &[Value]) -> Vec<(String, String)> {
     unlocks
         .iter()
@@ -580,15 +599,7 @@ async fn time_windows_and_daylight_saving(backend: Backend) {
         ("+15550100208", "2026-11-01T06:30:00Z", Some("REGULAR")),
         ("+15550100209", "2026-11-01T07:30:00Z", None),
     ];
-    for (i, (phone, at, _)) in cases.iter().enumerate() {
-        push(&till, vec![sale(&format!("w-{i}"), phone, 1000, at)]).await;
-    }
-    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
-    let expected: Vec<(String, String)> = cases
-        .iter()
-        .filter_map(|(phone, _, tier)| tier.map(|t| ((*phone).to_owned(), t.to_owned())))
-        .collect();
-    assert_eq!(unlocked_phones(&unlocks), expected);
+    expect_unlocks(&mut ws, &till, "w", &cases).await;
 
     // A late-arriving older sale is evaluated at its own time: a Monday sale first (outside
     // every window), then last Friday night's sale arrives.
@@ -653,15 +664,7 @@ async fn performers_and_live_only(backend: Backend) {
         // The end of a performance is exclusive.
         ("+15550100304", "2026-07-11T03:00:00Z", None),
     ];
-    for (i, (phone, at, _)) in cases.iter().enumerate() {
-        push(&till, vec![sale(&format!("p-{i}"), phone, 500, at)]).await;
-    }
-    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
-    let expected: Vec<(String, String)> = cases
-        .iter()
-        .filter_map(|(phone, _, tier)| tier.map(|t| ((*phone).to_owned(), t.to_owned())))
-        .collect();
-    assert_eq!(unlocked_phones(&unlocks), expected);
+    expect_unlocks(&mut ws, &till, "p", &cases).await;
 }
 
 const SQUARE_HEADER: &str = "x-square-hmacsha256-signature";
