@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::OperatorCredential;
+use crate::auth::{KeyCache, OperatorCredential};
 use crate::config::ServeConfig;
 use crate::events::EventHub;
 use crate::plugins::{Plugins, StartError};
@@ -91,6 +91,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         vault: Arc::new(vault),
         sync_wakeup: Arc::default(),
         inbox_wakeup: Arc::default(),
+        keys: KeyCache::default(),
         operator: Arc::new(operator),
         config: Arc::new(config.clone()),
         shutdown: shutdown.clone(),
