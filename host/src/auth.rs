@@ -1,6 +1,11 @@
 //! Authentication: the operator token, tenant API keys, and the only constructor of
 //! [`TenantScope`] — the type every tenant-scoped query requires.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use axum::extract::{FromRequestParts, Path, RawPathParams, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -9,11 +14,13 @@ use axum::{Json, Router};
 use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sqlx::any::AnyRow;
 use sqlx::Row;
 use subtle::ConstantTimeEq;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::locks::lock;
 use crate::state::AppState;
 use crate::store::{new_id, now_micros, rfc3339, Store, StoreError};
 use crate::tenancy::{TenancyError, Tenants};
@@ -47,8 +54,14 @@ impl Role {
 
 /// Proof that a request was authenticated for one tenant. Only this module can build one,
 /// so a query that takes a `&TenantScope` cannot be pointed at another tenant's rows.
+///
+/// Shared behind an `Arc`: every request clones the scope of its (cached) key, and a clone
+/// is one reference count instead of five string copies.
 #[derive(Debug, Clone)]
-pub struct TenantScope {
+pub struct TenantScope(Arc<ScopeFields>);
+
+#[derive(Debug)]
+struct ScopeFields {
     tenant_id: String,
     slug: String,
     currency: String,
@@ -57,25 +70,35 @@ pub struct TenantScope {
 }
 
 impl TenantScope {
+    fn from_row(row: &AnyRow, id_column: &str) -> Result<Self, sqlx::Error> {
+        Ok(TenantScope(Arc::new(ScopeFields {
+            tenant_id: row.try_get(id_column)?,
+            slug: row.try_get("slug")?,
+            currency: row.try_get("currency")?,
+            country: row.try_get("country")?,
+            timezone: row.try_get("timezone")?,
+        })))
+    }
+
     /// Internal tenant id, the scope column of every tenant table.
     pub fn tenant_id(&self) -> &str {
-        &self.tenant_id
+        &self.0.tenant_id
     }
     /// The tenant's slug, as used in URLs.
     pub fn slug(&self) -> &str {
-        &self.slug
+        &self.0.slug
     }
     /// The tenant's ISO-4217 currency.
     pub fn currency(&self) -> &str {
-        &self.currency
+        &self.0.currency
     }
     /// The tenant's default country for phone numbers.
     pub fn country(&self) -> &str {
-        &self.country
+        &self.0.country
     }
     /// The tenant's IANA time zone.
     pub fn timezone(&self) -> &str {
-        &self.timezone
+        &self.0.timezone
     }
 }
 
@@ -93,13 +116,7 @@ impl TenantScope {
                 .fetch_optional(store.reader())
                 .await?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some(TenantScope {
-            tenant_id: row.try_get("id")?,
-            slug: row.try_get("slug")?,
-            currency: row.try_get("currency")?,
-            country: row.try_get("country")?,
-            timezone: row.try_get("timezone")?,
-        }))
+        Ok(Some(TenantScope::from_row(&row, "id")?))
     }
 }
 
@@ -173,14 +190,18 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
-/// Looks up an unrevoked key by its secret.
+/// Looks up an unrevoked key by its secret, in the database.
 pub async fn authenticate(store: &Store, key: &str) -> Result<Option<Caller>, StoreError> {
+    lookup_key(store, &hash_secret(key)).await
+}
+
+async fn lookup_key(store: &Store, key_hash: &str) -> Result<Option<Caller>, StoreError> {
     let row = sqlx::query(
         "SELECT k.id, k.role, k.label, t.id AS tenant_id, t.slug, t.currency, t.country, t.timezone
          FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
          WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
     )
-    .bind(hash_secret(key))
+    .bind(key_hash)
     .fetch_optional(store.reader())
     .await?;
     let Some(row) = row else { return Ok(None) };
@@ -189,17 +210,105 @@ pub async fn authenticate(store: &Store, key: &str) -> Result<Option<Caller>, St
         return Ok(None);
     };
     Ok(Some(Caller {
-        scope: TenantScope {
-            tenant_id: row.try_get("tenant_id")?,
-            slug: row.try_get("slug")?,
-            currency: row.try_get("currency")?,
-            country: row.try_get("country")?,
-            timezone: row.try_get("timezone")?,
-        },
+        scope: TenantScope::from_row(&row, "tenant_id")?,
         key_id: row.try_get("id")?,
         role,
         label: row.try_get("label")?,
     }))
+}
+
+/// How long a key found valid in the database is trusted without asking again.
+///
+/// Revocations made through this host's API take effect at once (they clear the cache, see
+/// [`KeyCache::invalidate`]); this bounds only revocations this host does not see: the CLI
+/// writing to the database directly, or another host sharing a PostgreSQL database. Those
+/// take effect here within this long. One second keeps that window short while turning the
+/// per-request key lookup (a database round trip on every call) into one lookup per key
+/// per second.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Entries kept before expired ones are swept. Only keys that exist and are unrevoked are
+/// ever cached (misses are not), so this is a backstop, far above any real fleet of tills.
+const KEY_CACHE_CAPACITY: usize = 10_000;
+
+/// Valid API keys recently found in the database, by the SHA-256 of the secret. Cheap to
+/// clone; one per process.
+#[derive(Debug, Clone, Default)]
+pub struct KeyCache {
+    inner: Arc<KeyCacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct KeyCacheInner {
+    entries: Mutex<HashMap<[u8; 32], CachedKey>>,
+    /// Bumped (under the lock) by every invalidation. A lookup notes it before it
+    /// reads the database and stores its result only if it is unchanged, so an answer read
+    /// before a revocation committed can never be cached after the revocation cleared the
+    /// cache.
+    generation: AtomicU64,
+}
+
+#[derive(Debug)]
+struct CachedKey {
+    caller: Caller,
+    fetched: Instant,
+}
+
+impl KeyCache {
+    /// The caller of an unrevoked key: from the cache if it was checked within
+    /// [`KEY_CACHE_TTL`], otherwise from the database.
+    pub async fn authenticate(
+        &self,
+        store: &Store,
+        key: &str,
+    ) -> Result<Option<Caller>, StoreError> {
+        let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        if let Some(caller) = self.fresh(&hash) {
+            return Ok(Some(caller));
+        }
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let found = lookup_key(store, &hex::encode(hash)).await?;
+        if let Some(caller) = &found {
+            self.insert(hash, caller.clone(), generation);
+        }
+        Ok(found)
+    }
+
+    fn fresh(&self, hash: &[u8; 32]) -> Option<Caller> {
+        let entries = lock(&self.inner.entries);
+        entries
+            .get(hash)
+            .filter(|e| e.fetched.elapsed() < KEY_CACHE_TTL)
+            .map(|e| e.caller.clone())
+    }
+
+    fn insert(&self, hash: [u8; 32], caller: Caller, generation: u64) {
+        let mut entries = lock(&self.inner.entries);
+        if self.inner.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if entries.len() >= KEY_CACHE_CAPACITY {
+            entries.retain(|_, e| e.fetched.elapsed() < KEY_CACHE_TTL);
+            if entries.len() >= KEY_CACHE_CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            hash,
+            CachedKey {
+                caller,
+                fetched: Instant::now(),
+            },
+        );
+    }
+
+    /// Forgets every cached key. Called after a revocation commits, so the next request
+    /// with the revoked key is checked against the database and refused.
+    pub fn invalidate(&self) {
+        let mut entries = lock(&self.inner.entries);
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
+    }
 }
 
 /// Authenticates a tenant request: key → tenant, then checks the path's tenant and the
@@ -221,10 +330,12 @@ async fn caller_for(parts: &mut Parts, app: &AppState) -> Result<Caller, ApiErro
         .ok_or_else(|| {
             ApiError::unauthorized("missing API key: send X-API-Key or Authorization: Bearer")
         })?;
-    let caller = authenticate(&app.store, &key)
+    let caller = app
+        .keys
+        .authenticate(&app.store, &key)
         .await?
         .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
-    if caller.scope.slug != path_tenant {
+    if caller.scope.slug() != path_tenant {
         return Err(ApiError::forbidden(
             "this key does not belong to that tenant",
         ));
@@ -529,7 +640,11 @@ async fn revoke_key(
     _op: Operator,
     Path((slug, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    ApiKeys::revoke(&app.store, &slug, &id).await?;
+    let revoked = ApiKeys::revoke(&app.store, &slug, &id).await;
+    // After the revocation committed (or failed: clearing is harmless), so no request of
+    // this host accepts the key from the cache any more.
+    app.keys.invalidate();
+    revoked?;
     app.terminals.close_key(&id);
     tracing::info!(tenant = %slug, key_id = %id, "api key revoked");
     Ok(StatusCode::NO_CONTENT)

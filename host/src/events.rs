@@ -144,25 +144,56 @@ impl LoggedTx {
         kind: &str,
         data: &str,
     ) -> Result<i64, StoreError> {
-        // The row lock this UPDATE takes (PostgreSQL) or the single writer (SQLite) orders
-        // concurrent writers of one tenant: seqs commit in the order they are handed out.
-        let seq: i64 = sqlx::query_scalar(
-            "UPDATE tenants SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
-        )
-        .bind(tenant_id)
-        .fetch_one(&mut *self.tx)
-        .await?;
         let at = now_micros();
-        sqlx::query(
-            "INSERT INTO events (tenant_id, seq, kind, at, data) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(tenant_id)
-        .bind(seq)
-        .bind(kind)
-        .bind(at)
-        .bind(data)
-        .execute(&mut *self.tx)
-        .await?;
+        let seq: i64 = match self.backend {
+            // One round trip to SQLite's connection thread instead of two (each statement is
+            // a hand-off to that thread, the dominant cost of a small write): the tenant's
+            // counter is bumped and the event row takes the new value in one multi-statement
+            // call. The single writer connection orders concurrent writers, and
+            // `tenants.last_seq` stays the counter `last_seq()` reads. `fetch_all`, not
+            // `fetch_one`: sqlx's single-row fetch stops at the first result, which is the
+            // UPDATE's, and would abandon the INSERT.
+            Backend::Sqlite => {
+                let seqs: Vec<i64> = sqlx::query_scalar(
+                    "UPDATE tenants SET last_seq = last_seq + 1 WHERE id = $1;
+                     INSERT INTO events (tenant_id, seq, kind, at, data)
+                       SELECT id, last_seq, $2, $3, $4 FROM tenants WHERE id = $1
+                     RETURNING seq",
+                )
+                .bind(tenant_id)
+                .bind(kind)
+                .bind(at)
+                .bind(data)
+                .fetch_all(&mut *self.tx)
+                .await?;
+                match seqs.as_slice() {
+                    [seq] => *seq,
+                    _ => return Err(StoreError::Sqlx(sqlx::Error::RowNotFound)),
+                }
+            }
+            // PostgreSQL takes one statement per call. The row lock this UPDATE takes orders
+            // concurrent writers of one tenant, across hosts: seqs commit in the order they
+            // are handed out.
+            Backend::Postgres => {
+                let seq: i64 = sqlx::query_scalar(
+                    "UPDATE tenants SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
+                )
+                .bind(tenant_id)
+                .fetch_one(&mut *self.tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO events (tenant_id, seq, kind, at, data) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(tenant_id)
+                .bind(seq)
+                .bind(kind)
+                .bind(at)
+                .bind(data)
+                .execute(&mut *self.tx)
+                .await?;
+                seq
+            }
+        };
         let history = self.hub.history();
         if seq % PRUNE_EVERY == 0 && seq > history {
             // Never below a hook binding's cursor: what a hook has not consumed yet stays.

@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::OperatorCredential;
+use crate::auth::{KeyCache, OperatorCredential};
 use crate::config::ServeConfig;
 use crate::events::EventHub;
 use crate::plugins::{Plugins, StartError};
@@ -92,6 +93,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         sync_wakeup: Arc::default(),
         inbox_wakeup: Arc::default(),
         hooks_wakeup: Arc::default(),
+        keys: KeyCache::default(),
         operator: Arc::new(operator),
         config: Arc::new(config.clone()),
         shutdown: shutdown.clone(),
@@ -112,6 +114,13 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
 
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    // TCP_NODELAY: responses and event frames are small and latency-bound; without it a
+    // frame written while the previous one is unacknowledged waits for the peer's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "could not set TCP_NODELAY");
+        }
+    });
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let grace = config.shutdown_grace;

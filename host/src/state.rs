@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::OperatorCredential;
+use crate::auth::{KeyCache, OperatorCredential};
 use crate::config::ServeConfig;
 use crate::events::EventHub;
 use crate::plugins::Plugins;
@@ -24,6 +24,8 @@ pub struct AppState {
     pub plugins: Plugins,
     /// Open terminal sockets.
     pub terminals: Terminals,
+    /// Recently validated API keys (see [`crate::auth::KeyCache`]).
+    pub keys: KeyCache,
     /// Operator credential (hash only).
     pub operator: Arc<OperatorCredential>,
     /// Configuration.
