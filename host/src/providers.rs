@@ -7,7 +7,7 @@ mod sales;
 mod sync;
 mod webhooks;
 
-pub use ingest::{net_spend, IngestCounts, RecordedSale};
+pub use ingest::{net_spend, IngestCounts};
 pub use integrations::{ConnectRequest, Integration};
 pub use sales::{Period, Revenue};
 pub use sync::{spawn_scheduler, SyncStats};
@@ -384,7 +384,7 @@ async fn push(
                     venue: &integration.venue,
                     provider: &integration.provider,
                 };
-                let (counts, _recorded) =
+                let counts =
                     ingest::ingest(tx, &scope, &target, &sales, ingest::Source::Push).await?;
                 if counts.rejected > 0 && counts.created + counts.updated + counts.duplicates == 0 {
                     return Err(ApiError::unprocessable(

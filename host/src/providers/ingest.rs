@@ -61,27 +61,16 @@ pub struct IngestTarget<'a> {
     pub provider: &'a str,
 }
 
-/// A sale that was created or changed, for rule evaluation.
-#[derive(Debug, Clone)]
-pub struct RecordedSale {
-    /// Our id.
-    pub id: String,
-    /// Matched customer.
-    pub customer_id: Option<String>,
-    /// When it happened, µs.
-    pub occurred_at: i64,
-}
-
-/// Ingests a batch inside `tx`.
+/// Ingests a batch inside `tx`, evaluating the venue's spend rules for every new or changed
+/// sale matched to a customer.
 pub async fn ingest(
     tx: &mut LoggedTx,
     scope: &TenantScope,
     target: &IngestTarget<'_>,
     sales: &[Transaction],
     source: Source,
-) -> Result<(IngestCounts, Vec<RecordedSale>), StoreError> {
+) -> Result<IngestCounts, StoreError> {
     let mut counts = IngestCounts::default();
-    let mut recorded = Vec::new();
     let mut rules = RuleEvaluator::new(target.integration_id, target.venue);
     for sale in sales {
         if let Err(why) = check(sale) {
@@ -240,14 +229,9 @@ pub async fn ingest(
                 )
                 .await?;
         }
-        recorded.push(RecordedSale {
-            id: stored_id,
-            customer_id,
-            occurred_at,
-        });
     }
     rules.finish(tx).await?;
-    Ok((counts, recorded))
+    Ok(counts)
 }
 
 /// What a sale counts as spend: completed sales net of refunds; nothing otherwise.

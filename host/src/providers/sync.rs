@@ -217,10 +217,9 @@ async fn run(
         let mut tx = LoggedTx::begin(&app.store, &app.hub)
             .await
             .map_err(|e| internal(stats, e.to_string()))?;
-        let (counts, _recorded) =
-            ingest(&mut tx, &scope, &target, &page.transactions, Source::Sync)
-                .await
-                .map_err(|e| internal(stats, e.to_string()))?;
+        let counts = ingest(&mut tx, &scope, &target, &page.transactions, Source::Sync)
+            .await
+            .map_err(|e| internal(stats, e.to_string()))?;
         tx.commit()
             .await
             .map_err(|e| internal(stats, e.to_string()))?;

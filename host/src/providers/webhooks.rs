@@ -303,7 +303,7 @@ async fn record(app: &AppState, batch: Vec<Parsed>) -> Result<(), StoreError> {
                 venue: &p.integration.venue,
                 provider: &p.integration.provider,
             };
-            let (counts, _recorded) = ingest(
+            let counts = ingest(
                 &mut tx,
                 &p.scope,
                 &target,

@@ -7,6 +7,7 @@
 //!
 //! Every scenario runs against both databases through [`both_backends!`].
 
+pub mod bench;
 mod http;
 pub mod mock_square;
 pub mod mock_toast;

@@ -6,11 +6,11 @@
 //!   and how long the inbox took to record every one of them;
 //! * the first sync of a venue whose Square account holds 10,000 payments (100 pages).
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use posbridge_harness::bench::{arg_or, server_bin};
 use posbridge_harness::mock_square::{
     square_payment_webhook, square_signature, MockSquare, SquarePayment,
     SQUARE_LOCATION as LOCATION, SQUARE_TOKEN as TOKEN,
@@ -21,43 +21,16 @@ use serde_json::{json, Value};
 
 const KEY: &str = "bench-webhook-key";
 
-fn arg(name: &str) -> Option<String> {
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == name {
-            return args.next();
-        }
-        if let Some(v) = a.strip_prefix(&format!("{name}=")) {
-            return Some(v.to_owned());
-        }
-    }
-    None
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
     if std::env::args().any(|a| a == "--help" || a == "-h") {
         println!("usage: posbridge-provider-bench [--server-bin PATH] [--seconds 10] [--connections 32] [--payments 10000]");
         return;
     }
-    let bin = arg("--server-bin").map(PathBuf::from).unwrap_or_else(|| {
-        let exe = std::env::current_exe().expect("own path");
-        exe.with_file_name("posbridge")
-    });
-    if !bin.exists() {
-        eprintln!(
-            "{} not found: build it first with cargo build --release -p posbridge",
-            bin.display()
-        );
-        std::process::exit(2);
-    }
-    let seconds: u64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(10);
-    let connections: usize = arg("--connections")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(32);
-    let payments: usize = arg("--payments")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000);
+    let bin = server_bin();
+    let seconds: u64 = arg_or("--seconds", 10);
+    let connections: usize = arg_or("--connections", 32);
+    let payments: usize = arg_or("--payments", 10_000);
 
     let srv = TestServer::start(&bin, Backend::Sqlite, &[]).await;
     let keys = srv.setup_tenant("bench").await;

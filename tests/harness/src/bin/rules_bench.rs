@@ -13,10 +13,10 @@
 //!   `tier_unlocked` it causes (p50 / p99).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use posbridge_harness::bench::{arg_or, server_bin};
 use posbridge_harness::mock_square::{
     square_payment_webhook, square_signature, MockSquare, SquarePayment,
     SQUARE_LOCATION as LOCATION, SQUARE_TOKEN as TOKEN,
@@ -28,42 +28,17 @@ use tokio::sync::Mutex;
 
 const KEY: &str = "bench-webhook-key";
 
-fn arg(name: &str) -> Option<String> {
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == name {
-            return args.next();
-        }
-        if let Some(v) = a.strip_prefix(&format!("{name}=")) {
-            return Some(v.to_owned());
-        }
-    }
-    None
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
     if std::env::args().any(|a| a == "--help" || a == "-h") {
         println!("usage: posbridge-rules-bench [--server-bin PATH] [--postgres] [--sales 20000] [--batch 100] [--pushers 2] [--webhooks 500]");
         return;
     }
-    let bin = arg("--server-bin").map(PathBuf::from).unwrap_or_else(|| {
-        let exe = std::env::current_exe().expect("own path");
-        exe.with_file_name("posbridge")
-    });
-    if !bin.exists() {
-        eprintln!(
-            "{} not found: build it first with cargo build --release -p posbridge",
-            bin.display()
-        );
-        std::process::exit(2);
-    }
-    let number =
-        |name: &str, default: usize| arg(name).and_then(|s| s.parse().ok()).unwrap_or(default);
-    let sales = number("--sales", 20_000);
-    let batch = number("--batch", 100).clamp(1, 1000);
-    let pushers = number("--pushers", 2).max(1);
-    let webhooks = number("--webhooks", 500);
+    let bin = server_bin();
+    let sales: usize = arg_or("--sales", 20_000);
+    let batch = arg_or::<usize>("--batch", 100).clamp(1, 1000);
+    let pushers = arg_or::<usize>("--pushers", 2).max(1);
+    let webhooks: usize = arg_or("--webhooks", 500);
     let backend = if std::env::args().any(|a| a == "--postgres") {
         Backend::Postgres
     } else {
