@@ -58,7 +58,8 @@ async fn loyalty_points(backend: Backend) {
         let resp = till.get(&points_path(phone, "points")).await;
         assert_eq!(
             resp.expect(200),
-            &json!({"phone": "+15550100199", "points": 120, "lifetime_points": 120}),
+            &json!({"phone": "+15550100199", "points": 120, "lifetime_points": 120,
+                    "tier": "GUEST", "access_level": "PUBLIC_LOBBY"}),
             "reading {phone:?}"
         );
     }
