@@ -12,9 +12,9 @@ use crate::auth::TenantScope;
 use crate::customers::{find_or_create, normalize_phone};
 use crate::events::{EventKind, LoggedTx};
 use crate::money::{parse_currency, MAX_AMOUNT};
-use crate::plugins::contract::{Tender, Transaction, TransactionStatus};
+use crate::plugins::contract::{CardInfo, CustomerRef, Tender, Transaction, TransactionStatus};
 use crate::rules::{RuleEvaluator, SaleRef};
-use crate::store::{new_id, now_micros, rfc3339, StoreError};
+use crate::store::{new_id, now_micros, rfc3339, Db, StoreError};
 
 /// Where a sale came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,14 +83,23 @@ pub async fn ingest(
             Some(Customer { id, phone }) => (Some(id), Some(phone)),
             None => (None, None),
         };
-        let hash = content_hash(sale);
         let now = now_micros();
         let occurred_at = sale.occurred_at_ms.saturating_mul(1000);
         let upstream_updated = sale.updated_at_ms.map(|ms| ms.saturating_mul(1000));
         let id = new_id();
-        let card = sale.card.clone().unwrap_or_default();
-        let customer = sale.customer.clone().unwrap_or_default();
-        let inserted = sqlx::query(
+        let columns = SaleColumns {
+            sale,
+            occurred_at,
+            upstream_updated,
+            currency: sale.currency.to_ascii_uppercase(),
+            card: sale.card.clone().unwrap_or_default(),
+            customer: sale.customer.clone().unwrap_or_default(),
+            customer_id: customer_id.as_deref(),
+            hash: content_hash(sale),
+            source,
+            now,
+        };
+        let insert = sqlx::query(
             "INSERT INTO pos_transactions (id, tenant_id, integration_id, external_id, order_id, location_id, occurred_at,
                upstream_updated_at, currency, total, subtotal, tax, tip, discount, refunded, tender, status, card_brand,
                card_last4, card_fingerprint, provider_customer_id, customer_phone, customer_email, customer_name,
@@ -102,39 +111,17 @@ pub async fn ingest(
         .bind(&id)
         .bind(scope.tenant_id())
         .bind(target.integration_id)
-        .bind(&sale.external_id)
-        .bind(sale.order_id.as_deref())
-        .bind(sale.location_id.as_deref())
-        .bind(occurred_at)
-        .bind(upstream_updated)
-        .bind(sale.currency.to_ascii_uppercase())
-        .bind(sale.total)
-        .bind(sale.subtotal)
-        .bind(sale.tax)
-        .bind(sale.tip)
-        .bind(sale.discount)
-        .bind(sale.refunded)
-        .bind(tender_str(sale.tender))
-        .bind(status_str(sale.status))
-        .bind(card.brand.as_deref())
-        .bind(card.last4.as_deref())
-        .bind(card.fingerprint.as_deref())
-        .bind(customer.provider_customer_id.as_deref())
-        .bind(customer.phone.as_deref())
-        .bind(customer.email.as_deref())
-        .bind(customer.name.as_deref())
-        .bind(customer_id.as_deref())
-        .bind(&hash)
-        .bind(source.as_str())
-        .bind(now)
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
+        .bind(&sale.external_id);
+        let inserted = columns
+            .bind(insert)
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
         let (stored_id, created) = if inserted == 1 {
             (id, true)
         } else {
             // Newer (or same-age but different) content replaces; an older update never does.
-            let row = sqlx::query(
+            let update = sqlx::query(
                 "UPDATE pos_transactions SET order_id = $1, location_id = $2, occurred_at = $3, upstream_updated_at = $4,
                    currency = $5, total = $6, subtotal = $7, tax = $8, tip = $9, discount = $10, refunded = $11,
                    tender = $12, status = $13, card_brand = $14, card_last4 = $15, card_fingerprint = $16,
@@ -143,35 +130,13 @@ pub async fn ingest(
                  WHERE integration_id = $25 AND external_id = $26 AND content_hash <> $22
                    AND COALESCE(upstream_updated_at, 0) <= COALESCE($4, COALESCE(upstream_updated_at, 0))
                  RETURNING id",
-            )
-            .bind(sale.order_id.as_deref())
-            .bind(sale.location_id.as_deref())
-            .bind(occurred_at)
-            .bind(upstream_updated)
-            .bind(sale.currency.to_ascii_uppercase())
-            .bind(sale.total)
-            .bind(sale.subtotal)
-            .bind(sale.tax)
-            .bind(sale.tip)
-            .bind(sale.discount)
-            .bind(sale.refunded)
-            .bind(tender_str(sale.tender))
-            .bind(status_str(sale.status))
-            .bind(card.brand.as_deref())
-            .bind(card.last4.as_deref())
-            .bind(card.fingerprint.as_deref())
-            .bind(customer.provider_customer_id.as_deref())
-            .bind(customer.phone.as_deref())
-            .bind(customer.email.as_deref())
-            .bind(customer.name.as_deref())
-            .bind(customer_id.as_deref())
-            .bind(&hash)
-            .bind(source.as_str())
-            .bind(now)
-            .bind(target.integration_id)
-            .bind(&sale.external_id)
-            .fetch_optional(tx.conn())
-            .await?;
+            );
+            let row = columns
+                .bind(update)
+                .bind(target.integration_id)
+                .bind(&sale.external_id)
+                .fetch_optional(tx.conn())
+                .await?;
             match row {
                 Some(r) => (r.try_get::<String, _>("id")?, false),
                 None => {
@@ -196,7 +161,7 @@ pub async fn ingest(
                 "external_id": sale.external_id,
                 "order_id": sale.order_id,
                 "occurred_at": rfc3339(occurred_at),
-                "currency": sale.currency.to_ascii_uppercase(),
+                "currency": columns.currency,
                 "total": sale.total,
                 "subtotal": sale.subtotal,
                 "tax": sale.tax,
@@ -206,7 +171,7 @@ pub async fn ingest(
                 "net": net_spend(sale),
                 "tender": tender_str(sale.tender),
                 "status": status_str(sale.status),
-                "card": {"brand": card.brand, "last4": card.last4},
+                "card": {"brand": columns.card.brand, "last4": columns.card.last4},
                 "customer": customer_id.as_ref().map(|id| serde_json::json!({"id": id, "phone": phone})),
                 "source": source.as_str(),
                 "change": if created { "created" } else { "updated" },
@@ -233,6 +198,61 @@ pub async fn ingest(
     rules.finish(tx).await?;
     Ok(counts)
 }
+
+/// What a sale's INSERT and its replacing UPDATE both write, bound in the same order by
+/// [`SaleColumns::bind`]: both statements number these parameters alike (the INSERT from
+/// `$5`, the UPDATE from `$1`).
+struct SaleColumns<'a> {
+    sale: &'a Transaction,
+    occurred_at: i64,
+    upstream_updated: Option<i64>,
+    currency: String,
+    card: CardInfo,
+    customer: CustomerRef,
+    customer_id: Option<&'a str>,
+    hash: String,
+    source: Source,
+    now: i64,
+}
+
+impl<'a> SaleColumns<'a> {
+    /// Binds, in order: order id, location, occurred-at, upstream updated-at, currency, the
+    /// six amounts, tender, status, card brand/last4/fingerprint, provider customer id,
+    /// customer phone/email/name, matched customer id, content hash, source, now.
+    fn bind<'q>(&'q self, query: SaleQuery<'q>) -> SaleQuery<'q>
+    where
+        'a: 'q,
+    {
+        let (sale, card, customer) = (self.sale, &self.card, &self.customer);
+        query
+            .bind(sale.order_id.as_deref())
+            .bind(sale.location_id.as_deref())
+            .bind(self.occurred_at)
+            .bind(self.upstream_updated)
+            .bind(self.currency.as_str())
+            .bind(sale.total)
+            .bind(sale.subtotal)
+            .bind(sale.tax)
+            .bind(sale.tip)
+            .bind(sale.discount)
+            .bind(sale.refunded)
+            .bind(tender_str(sale.tender))
+            .bind(status_str(sale.status))
+            .bind(card.brand.as_deref())
+            .bind(card.last4.as_deref())
+            .bind(card.fingerprint.as_deref())
+            .bind(customer.provider_customer_id.as_deref())
+            .bind(customer.phone.as_deref())
+            .bind(customer.email.as_deref())
+            .bind(customer.name.as_deref())
+            .bind(self.customer_id)
+            .bind(self.hash.as_str())
+            .bind(self.source.as_str())
+            .bind(self.now)
+    }
+}
+
+type SaleQuery<'q> = sqlx::query::Query<'q, Db, sqlx::any::AnyArguments<'q>>;
 
 /// What a sale counts as spend: completed sales net of refunds; nothing otherwise.
 pub fn net_spend(sale: &Transaction) -> i64 {
