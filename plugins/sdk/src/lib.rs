@@ -98,6 +98,7 @@ pub mod hook {
 }
 
 pub mod clock;
+pub mod config;
 pub mod errors;
 mod ext;
 pub mod http;

@@ -71,20 +71,12 @@ impl Default for Config {
 impl Config {
     /// Parses the binding's JSON; empty text or `null` means the defaults.
     pub fn parse(text: &str) -> Result<Config, String> {
-        let text = text.trim();
-        if text.is_empty() || text == "null" {
-            return Ok(Config::default());
-        }
         let invalid = |why: String| {
             format!(
                 "{ID}: invalid config ({why}); expected {{\"webhook_url\": \"https://…\", \"tiers\": [\"WHALE\"], \"min_sale\": <minor units>}}"
             )
         };
-        let value: Value = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
-        if !value.is_object() {
-            return Err(invalid("not a JSON object".into()));
-        }
-        let config: Config = serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
+        let config: Config = posbridge_sdk::config::parse_object(text).map_err(invalid)?;
         if let Some(url) = &config.webhook_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 return Err(invalid(format!(

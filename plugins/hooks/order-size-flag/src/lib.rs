@@ -39,22 +39,11 @@ impl Default for Config {
 impl Config {
     /// Parses the binding's JSON; empty text or `null` means the defaults.
     pub fn parse(text: &str) -> Result<Config, String> {
-        let text = text.trim();
-        if text.is_empty() || text == "null" {
-            return Ok(Config::default());
-        }
-        let invalid = |why: String| {
+        let config: Config = posbridge_sdk::config::parse_object(text).map_err(|why| {
             format!(
                 "{ID}: invalid config ({why}); expected {{\"threshold\": <minor units, integer >= 0>}}"
             )
-        };
-        let value: Value =
-            posbridge_sdk::serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
-        if !value.is_object() {
-            return Err(invalid("not a JSON object".into()));
-        }
-        let config: Config =
-            posbridge_sdk::serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
+        })?;
         if config.threshold < 0 {
             return Err(format!(
                 "{ID}: invalid config: threshold must be >= 0, got {}",
