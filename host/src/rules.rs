@@ -648,21 +648,31 @@ pub struct VenueSpend {
     pub last_sale_at: Option<String>,
 }
 
+/// SQL for a customer's lifetime spend over the `pos_transactions t` rows in scope: completed
+/// sales net of refunds; voided, failed and pending ones count nothing. The one definition
+/// evaluation and the customer profile both use (and `providers::net_spend` mirrors).
+macro_rules! lifetime_spend_sql {
+    () => {
+        "CAST(COALESCE(SUM(CASE WHEN t.status = 'completed' AND t.total > t.refunded
+                               THEN t.total - t.refunded ELSE 0 END), 0) AS BIGINT)"
+    };
+}
+use lifetime_spend_sql;
+
 /// A customer's lifetime spend per venue, by venue name: the same sum rules evaluate.
 async fn spend_by_venue(
     store: &Store,
     scope: &TenantScope,
     customer_id: &str,
 ) -> Result<Vec<VenueSpend>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT i.venue, i.currency,
-           CAST(COALESCE(SUM(CASE WHEN t.status = 'completed' AND t.total > t.refunded
-                                  THEN t.total - t.refunded ELSE 0 END), 0) AS BIGINT) AS spend,
-           COUNT(*) AS sales, MAX(t.occurred_at) AS last_sale_at
+    let rows = sqlx::query(concat!(
+        "SELECT i.venue, i.currency, ",
+        lifetime_spend_sql!(),
+        " AS spend, COUNT(*) AS sales, MAX(t.occurred_at) AS last_sale_at
          FROM pos_transactions t JOIN integrations i ON i.id = t.integration_id
          WHERE t.tenant_id = $1 AND t.customer_id = $2
          GROUP BY i.venue, i.currency ORDER BY i.venue",
-    )
+    ))
     .bind(scope.tenant_id())
     .bind(customer_id)
     .fetch_all(store.reader())

@@ -18,7 +18,7 @@ use sqlx::Row;
 use super::performances::PerformanceCache;
 use super::tiers::{self, Ladder};
 use super::windows::in_any_window;
-use super::{venue_rules, SpendRule};
+use super::{lifetime_spend_sql, venue_rules, SpendRule};
 use crate::auth::TenantScope;
 use crate::events::{EventKind, LoggedTx};
 use crate::store::{new_id, now_micros, rfc3339, StoreError};
@@ -156,14 +156,13 @@ impl RuleEvaluator {
                 .execute(tx.conn())
                 .await?;
         }
-        let customer = sqlx::query(
-            "SELECT c.phone, c.tier, c.access_level,
-               (SELECT CAST(COALESCE(SUM(CASE WHEN t.status = 'completed' AND t.total > t.refunded
-                                              THEN t.total - t.refunded ELSE 0 END), 0) AS BIGINT)
-                FROM pos_transactions t
+        let customer = sqlx::query(concat!(
+            "SELECT c.phone, c.tier, c.access_level, (SELECT ",
+            lifetime_spend_sql!(),
+            " FROM pos_transactions t
                 WHERE t.tenant_id = c.tenant_id AND t.customer_id = c.id AND t.integration_id = $3) AS spend
              FROM customers c WHERE c.id = $1 AND c.tenant_id = $2",
-        )
+        ))
         .bind(sale.customer_id)
         .bind(scope.tenant_id())
         .bind(&self.integration_id)
