@@ -34,15 +34,6 @@ pub struct SaleRef<'a> {
     pub occurred_at: i64,
 }
 
-/// An unlock that an evaluation recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unlock {
-    /// The rule.
-    pub rule_id: String,
-    /// The tier the customer now has.
-    pub customer_tier: String,
-}
-
 /// What one venue's evaluation needs, loaded once per batch of sales.
 struct VenueContext {
     tz: TimeZone,
@@ -106,11 +97,7 @@ impl RuleEvaluator {
         Ok(())
     }
 
-    async fn load(
-        &mut self,
-        tx: &mut LoggedTx,
-        scope: &TenantScope,
-    ) -> Result<Option<&VenueContext>, StoreError> {
+    async fn load(&mut self, tx: &mut LoggedTx, scope: &TenantScope) -> Result<bool, StoreError> {
         if self.context.is_none() {
             let rules = venue_rules(tx.conn(), scope.tenant_id(), &self.venue, true).await?;
             let context = if rules.is_empty() {
@@ -133,18 +120,18 @@ impl RuleEvaluator {
             };
             self.context = Some(context);
         }
-        Ok(self.context.as_ref().and_then(Option::as_ref))
+        Ok(matches!(self.context, Some(Some(_))))
     }
 
-    /// Evaluates one sale; returns the unlock it caused, if any.
+    /// Evaluates one sale, recording the unlock it causes, if any.
     pub async fn evaluate(
         &mut self,
         tx: &mut LoggedTx,
         scope: &TenantScope,
         sale: SaleRef<'_>,
-    ) -> Result<Option<Unlock>, StoreError> {
-        if self.load(tx, scope).await?.is_none() {
-            return Ok(None);
+    ) -> Result<(), StoreError> {
+        if !self.load(tx, scope).await? {
+            return Ok(());
         }
         metrics::counter!("posbridge_rule_evaluations_total").increment(1);
         if tx.conn().backend_name() == POSTGRES {
@@ -169,14 +156,14 @@ impl RuleEvaluator {
         .fetch_optional(tx.conn())
         .await?;
         let Some(customer) = customer else {
-            return Ok(None);
+            return Ok(());
         };
         let phone: String = customer.try_get("phone")?;
         let held_tier: Option<String> = customer.try_get("tier")?;
         let held_access: Option<String> = customer.try_get("access_level")?;
         let spend: i64 = customer.try_get("spend")?;
         let Some(ctx) = self.context.as_ref().and_then(Option::as_ref) else {
-            return Ok(None);
+            return Ok(());
         };
         // Who performs is looked up only when a rule that asks is otherwise a match.
         let mut performers: Option<Vec<&str>> = None;
@@ -214,7 +201,7 @@ impl RuleEvaluator {
             break;
         }
         let Some(index) = first_match else {
-            return Ok(None);
+            return Ok(());
         };
         let rule = &ctx.rules[index];
         let venue = &self.venue;
@@ -247,7 +234,7 @@ impl RuleEvaluator {
         stats.unlocked += i64::from(first_time);
         stats.last_at = now;
         if !first_time {
-            return Ok(None);
+            return Ok(());
         }
         let ladder = &ctx.ladder;
         let tier = ladder.raise_tier(held_tier.as_deref(), &rule.tier);
@@ -281,12 +268,8 @@ impl RuleEvaluator {
             "transaction_id": sale.transaction_id,
             "occurred_at": rfc3339(sale.occurred_at),
         });
-        let rule_id = rule.id.clone();
         tx.append(scope, EventKind::TierUnlocked, &data).await?;
         metrics::counter!("posbridge_tier_unlocks_total").increment(1);
-        Ok(Some(Unlock {
-            rule_id,
-            customer_tier: tier,
-        }))
+        Ok(())
     }
 }
