@@ -17,7 +17,7 @@ use sqlx::Row;
 pub use hub::{EventHub, HubOptions};
 
 use crate::auth::TenantScope;
-use crate::store::{now_micros, rfc3339, Backend, Conn, Store, StoreError, Tx};
+use crate::store::{now_micros, rfc3339, rows_of_params, Backend, Conn, Store, StoreError, Tx};
 
 /// The event types the host itself emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,12 +89,29 @@ impl Event {
 }
 
 /// A write transaction that records events alongside the rows that caused them.
+///
+/// Appends are buffered and written at [`LoggedTx::commit`], each tenant's in one statement
+/// with one sequence bump: a batch of sales writes its hundreds of events in one round trip
+/// instead of one each, and on PostgreSQL the tenant's sequence row is locked only for the
+/// commit, not for the whole batch. Nothing inside a transaction reads back its own events.
 pub struct LoggedTx {
     tx: Tx,
     hub: EventHub,
     backend: Backend,
-    appended: Vec<Arc<Event>>,
+    pending: Vec<PendingEvent>,
 }
+
+/// An event appended but not yet written.
+struct PendingEvent {
+    tenant_id: String,
+    kind: String,
+    at: i64,
+    data: String,
+}
+
+/// Events per INSERT when a transaction appended many: 3 parameters each keeps a statement
+/// far below SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
+const EVENTS_PER_STATEMENT: usize = 1_000;
 
 impl LoggedTx {
     /// Starts a write transaction whose events will be published through `hub` on commit.
@@ -103,7 +120,7 @@ impl LoggedTx {
             tx: store.begin().await?,
             hub: hub.clone(),
             backend: store.backend(),
-            appended: Vec::new(),
+            pending: Vec::new(),
         })
     }
 
@@ -112,141 +129,184 @@ impl LoggedTx {
         &mut self.tx
     }
 
-    /// Appends an event to the tenant's log inside this transaction and returns its seq.
-    pub async fn append(
+    /// Which database the transaction runs on, for the few statements whose locking differs.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Appends an event to the tenant's log; it is written, and takes the tenant's next
+    /// sequence number, when the transaction commits.
+    pub fn append(
         &mut self,
         scope: &TenantScope,
         kind: EventKind,
         data: &impl Serialize,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<(), StoreError> {
         let data = serde_json::to_string(data)
             .map_err(|e| StoreError::Sqlx(sqlx::Error::Encode(Box::new(e))))?;
-        self.append_raw(scope.tenant_id(), kind.as_str(), &data)
-            .await
+        self.append_raw(scope.tenant_id(), kind.as_str(), data);
+        Ok(())
     }
 
-    /// Appends `custom.<kind>` (a hook's event for the terminals) and returns its seq. The
-    /// caller validates `kind`; `data` is re-serialized, so the frame is always valid JSON.
-    pub async fn append_custom(
-        &mut self,
-        scope: &TenantScope,
-        kind: &str,
-        data: &serde_json::Value,
-    ) -> Result<i64, StoreError> {
-        let data = data.to_string();
-        self.append_raw(scope.tenant_id(), &format!("{CUSTOM_PREFIX}{kind}"), &data)
-            .await
+    /// Appends `custom.<kind>` (a hook's event for the terminals). The caller validates
+    /// `kind`; `data` is re-serialized, so the frame is always valid JSON.
+    pub fn append_custom(&mut self, scope: &TenantScope, kind: &str, data: &serde_json::Value) {
+        self.append_raw(
+            scope.tenant_id(),
+            &format!("{CUSTOM_PREFIX}{kind}"),
+            data.to_string(),
+        );
     }
 
-    async fn append_raw(
+    fn append_raw(&mut self, tenant_id: &str, kind: &str, data: String) {
+        self.pending.push(PendingEvent {
+            tenant_id: tenant_id.to_owned(),
+            kind: kind.to_owned(),
+            at: now_micros(),
+            data,
+        });
+    }
+
+    /// Commits, then publishes the appended events to connected terminals.
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        let pending = std::mem::take(&mut self.pending);
+        let mut events = Vec::with_capacity(pending.len());
+        // Per tenant, in append order (a transaction rarely spans tenants).
+        let mut tenants: Vec<&str> = Vec::new();
+        for event in &pending {
+            if !tenants.contains(&event.tenant_id.as_str()) {
+                tenants.push(&event.tenant_id);
+            }
+        }
+        for tenant_id in tenants {
+            let of_tenant: Vec<&PendingEvent> = pending
+                .iter()
+                .filter(|e| e.tenant_id == tenant_id)
+                .collect();
+            for chunk in of_tenant.chunks(EVENTS_PER_STATEMENT) {
+                let first = self.write_events(tenant_id, chunk).await?;
+                for (event, seq) in chunk.iter().zip(first..) {
+                    events.push(Arc::new(Event::new(
+                        tenant_id.to_owned(),
+                        seq,
+                        event.kind.clone(),
+                        event.at,
+                        &event.data,
+                    )));
+                }
+            }
+        }
+        self.tx.commit().await?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        metrics::counter!("posbridge_events_appended_total").increment(events.len() as u64);
+        for event in events {
+            self.hub.publish(event);
+        }
+        self.hub.signal_appended();
+        Ok(())
+    }
+
+    /// Writes one tenant's events with consecutive sequence numbers; returns the first.
+    async fn write_events(
         &mut self,
         tenant_id: &str,
-        kind: &str,
-        data: &str,
+        events: &[&PendingEvent],
     ) -> Result<i64, StoreError> {
-        let at = now_micros();
-        let seq: i64 = match self.backend {
+        let n = events.len() as i64;
+        let last: i64 = match self.backend {
             // One round trip to SQLite's connection thread instead of two (each statement is
             // a hand-off to that thread, the dominant cost of a small write): the tenant's
-            // counter is bumped and the event row takes the new value in one multi-statement
+            // counter is bumped and the events take the new values in one multi-statement
             // call. The single writer connection orders concurrent writers, and
             // `tenants.last_seq` stays the counter `last_seq()` reads. `fetch_all`, not
             // `fetch_one`: sqlx's single-row fetch stops at the first result, which is the
             // UPDATE's, and would abandon the INSERT.
             Backend::Sqlite => {
-                let seqs: Vec<i64> = sqlx::query_scalar(
-                    "UPDATE tenants SET last_seq = last_seq + 1 WHERE id = $1;
-                     INSERT INTO events (tenant_id, seq, kind, at, data)
-                       SELECT id, last_seq, $2, $3, $4 FROM tenants WHERE id = $1
-                     RETURNING seq",
-                )
-                .bind(tenant_id)
-                .bind(kind)
-                .bind(at)
-                .bind(data)
-                .fetch_all(&mut *self.tx)
-                .await?;
-                match seqs.as_slice() {
-                    [seq] => *seq,
-                    _ => return Err(StoreError::Sqlx(sqlx::Error::RowNotFound)),
+                let mut rows = String::new();
+                for k in 0..events.len() {
+                    let p = 2 + 3 * k;
+                    if k > 0 {
+                        rows.push_str(", ");
+                    }
+                    rows.push_str(&format!("({}, ${p}, ${}, ${})", k + 1, p + 1, p + 2));
                 }
+                let sql = format!(
+                    "UPDATE tenants SET last_seq = last_seq + {n} WHERE id = $1;
+                     INSERT INTO events (tenant_id, seq, kind, at, data)
+                       SELECT t.id, t.last_seq - {n} + b.column1, b.column2, b.column3, b.column4
+                       FROM tenants t, (VALUES {rows}) b WHERE t.id = $1
+                     RETURNING seq"
+                );
+                let mut query = sqlx::query_scalar(&sql).bind(tenant_id);
+                for event in events {
+                    query = query.bind(&event.kind).bind(event.at).bind(&event.data);
+                }
+                let seqs: Vec<i64> = query.fetch_all(&mut *self.tx).await?;
+                if seqs.len() != events.len() {
+                    return Err(StoreError::Sqlx(sqlx::Error::RowNotFound));
+                }
+                seqs.into_iter().max().unwrap_or_default()
             }
             // PostgreSQL takes one statement per call. The row lock this UPDATE takes orders
             // concurrent writers of one tenant, across hosts: seqs commit in the order they
             // are handed out.
             Backend::Postgres => {
-                let seq: i64 = sqlx::query_scalar(
-                    "UPDATE tenants SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
+                let last: i64 = sqlx::query_scalar(
+                    "UPDATE tenants SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq",
                 )
                 .bind(tenant_id)
+                .bind(n)
                 .fetch_one(&mut *self.tx)
                 .await?;
-                sqlx::query(
-                    "INSERT INTO events (tenant_id, seq, kind, at, data) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(tenant_id)
-                .bind(seq)
-                .bind(kind)
-                .bind(at)
-                .bind(data)
-                .execute(&mut *self.tx)
-                .await?;
-                seq
+                let sql = format!(
+                    "INSERT INTO events (tenant_id, seq, kind, at, data) VALUES {}",
+                    rows_of_params(events.len(), 5, 1)
+                );
+                let mut query = sqlx::query(&sql);
+                for (event, seq) in events.iter().zip(last - n + 1..) {
+                    query = query
+                        .bind(tenant_id)
+                        .bind(seq)
+                        .bind(&event.kind)
+                        .bind(event.at)
+                        .bind(&event.data);
+                }
+                query.execute(&mut *self.tx).await?;
+                // Delivered to every other host's listener when (and only if) this commits.
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(hub::NOTIFY_CHANNEL)
+                    .bind(self.hub.notification(tenant_id, last - n + 1, last))
+                    .execute(&mut *self.tx)
+                    .await?;
+                last
             }
         };
+        let first = last - n + 1;
         let history = self.hub.history();
-        if seq % PRUNE_EVERY == 0 && seq > history {
+        // Prune when this write crossed a multiple of PRUNE_EVERY.
+        if last / PRUNE_EVERY > (first - 1) / PRUNE_EVERY && last > history {
             // Never below a hook binding's cursor: what a hook has not consumed yet stays.
             sqlx::query(
                 "DELETE FROM events WHERE tenant_id = $1 AND seq <= $2
                    AND seq <= (SELECT COALESCE(MIN(cursor_seq), $2) FROM hook_bindings WHERE tenant_id = $1)",
             )
             .bind(tenant_id)
-            .bind(seq - history)
+            .bind(last - history)
             .execute(&mut *self.tx)
             .await?;
         }
-        if self.backend == Backend::Postgres {
-            // Delivered to every other host's listener when (and only if) this commits.
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(hub::NOTIFY_CHANNEL)
-                .bind(self.hub.notification(tenant_id, seq))
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        self.appended.push(Arc::new(Event::new(
-            tenant_id.to_owned(),
-            seq,
-            kind.to_owned(),
-            at,
-            data,
-        )));
-        Ok(seq)
-    }
-
-    /// Commits, then publishes the appended events to connected terminals.
-    pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await?;
-        if !self.appended.is_empty() {
-            metrics::counter!("posbridge_events_appended_total")
-                .increment(self.appended.len() as u64);
-        }
-        let appended = !self.appended.is_empty();
-        for event in self.appended {
-            self.hub.publish(event);
-        }
-        if appended {
-            self.hub.signal_appended();
-        }
-        Ok(())
+        Ok(first)
     }
 }
 
 /// Type prefix of the events hooks emit; hooks never receive these (no feedback loops).
 pub const CUSTOM_PREFIX: &str = "custom.";
 
-/// Pruning runs on every `PRUNE_EVERY`-th event of a tenant, so a tenant keeps between
-/// `history` and `history + PRUNE_EVERY` events and the common append pays nothing for it.
+/// Pruning runs when a write passes every `PRUNE_EVERY`-th event of a tenant, so a tenant
+/// keeps between `history` and `history + PRUNE_EVERY` events (plus one write's worth) and
+/// the common append pays nothing for it.
 const PRUNE_EVERY: i64 = 64;
 
 /// The last sequence number handed out for the tenant (0 before the first event).

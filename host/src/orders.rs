@@ -421,7 +421,7 @@ impl Orders {
             }
             Err(e) => return Err(e.into()),
         }
-        tx.append(scope, EventKind::NewOrder, &order).await?;
+        tx.append(scope, EventKind::NewOrder, &order)?;
         Ok(order)
     }
 
@@ -473,7 +473,7 @@ impl Orders {
         }
         order.status = next;
         order.updated_at = rfc3339(now);
-        tx.append(scope, EventKind::OrderUpdated, &order).await?;
+        tx.append(scope, EventKind::OrderUpdated, &order)?;
         Ok(order)
     }
 

@@ -257,8 +257,7 @@ impl DailyReports {
                 "total_orders": report.total_orders,
                 "net_sales": report.net_sales,
             }),
-        )
-        .await?;
+        )?;
         let replaced = report.revision > 1;
         Ok((report, replaced))
     }

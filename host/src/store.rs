@@ -246,6 +246,36 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// `count` rows of `columns` numbered parameters for a multi-row `VALUES`, numbering from
+/// `$first`: `rows_of_params(2, 3, 1)` is `($1, $2, $3), ($4, $5, $6)`. Both dialects bind
+/// `$N` by number, so one builder serves both.
+pub fn rows_of_params(count: usize, columns: usize, first: usize) -> String {
+    let mut sql = String::with_capacity(count * columns * 6);
+    for row in 0..count {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(first + row * columns + column).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// `$first, $first+1, …`: `count` numbered parameters for an `IN (…)` list.
+pub fn list_of_params(count: usize, first: usize) -> String {
+    rows_of_params(1, count, first)
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +295,13 @@ mod tests {
             normalize_url("postgres://u@h/db").unwrap().0,
             Backend::Postgres
         );
+    }
+
+    #[test]
+    fn rows_are_numbered_consecutively_from_first() {
+        assert_eq!(rows_of_params(2, 3, 1), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(rows_of_params(1, 2, 5), "($5, $6)");
+        assert_eq!(rows_of_params(0, 2, 1), "");
+        assert_eq!(list_of_params(3, 2), "$2, $3, $4");
     }
 }

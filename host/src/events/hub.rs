@@ -108,8 +108,9 @@ impl EventHub {
         &self.inner.node_id
     }
 
-    pub(super) fn notification(&self, tenant_id: &str, seq: i64) -> String {
-        format!("{} {tenant_id} {seq}", self.inner.node_id)
+    /// The NOTIFY payload announcing the tenant's events `first..=last`.
+    pub(super) fn notification(&self, tenant_id: &str, first: i64, last: i64) -> String {
+        format!("{} {tenant_id} {first} {last}", self.inner.node_id)
     }
 
     /// On PostgreSQL, listens for other hosts' events and publishes them locally until
@@ -154,14 +155,19 @@ impl EventHub {
             }
             // Another host's event: hooks bound to any tenant may have work.
             self.signal_appended();
-            let Ok(seq) = seq.parse::<i64>() else {
+            let Ok(first) = seq.parse::<i64>() else {
                 continue;
             };
+            let last = parts
+                .next()
+                .and_then(|s| s.parse::<i64>().ok())
+                .filter(|&last| last >= first)
+                .unwrap_or(first);
             let subscribed = lock(&self.inner.channels).contains_key(tenant_id);
             if !subscribed {
                 continue;
             }
-            match read_after(store, tenant_id, seq - 1, 1).await {
+            match read_after(store, tenant_id, first - 1, last - first + 1).await {
                 Ok(events) => events.into_iter().for_each(|e| self.publish(e)),
                 Err(err) => tracing::warn!(error = %err, "could not load a remote event"),
             }

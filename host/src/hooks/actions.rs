@@ -149,7 +149,7 @@ pub async fn apply(
     for action in planned {
         match action {
             Planned::Emit { kind, data } => {
-                tx.append_custom(scope, kind, data).await?;
+                tx.append_custom(scope, kind, data);
             }
             Planned::TagTransaction { id, tag } => {
                 let found = add_tag(tx.conn(), TaggedTable::Transactions, scope, id, tag).await?;

@@ -220,8 +220,7 @@ impl GiftCardLedger {
                 "recipient": req.recipient,
                 "transaction_id": transaction_id,
             }),
-        )
-        .await?;
+        )?;
         Ok(IssueResponse {
             code,
             balance,
@@ -307,8 +306,7 @@ impl GiftCardLedger {
                 "order_id": req.order_id,
                 "transaction_id": response.transaction_id,
             }),
-        )
-        .await?;
+        )?;
         Ok(response)
     }
 

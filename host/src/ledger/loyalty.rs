@@ -301,8 +301,7 @@ async fn finish(
             "reason": req.reason,
             "transaction_id": transaction_id,
         }),
-    )
-    .await?;
+    )?;
     Ok(PointsResponse {
         balance,
         change,
