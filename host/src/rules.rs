@@ -10,7 +10,7 @@ mod performances;
 pub mod tiers;
 pub mod windows;
 
-pub use evaluate::{RuleEvaluator, SaleRef};
+pub use evaluate::{RuleEvaluator, SaleRef, SpendMove};
 pub use performances::Performance;
 
 use axum::extract::{Path, State};

@@ -790,6 +790,87 @@ async fn concurrent_sales_of_one_customer(backend: Backend) {
     );
 }
 
+/// A push behaves like its sales arriving one by one: each sale is evaluated at the spend up
+/// to it, a revision counts only its difference, a repeat or an older revision changes
+/// nothing, and a sale moved to another customer leaves the first one's spend.
+async fn a_batch_behaves_like_sales_one_by_one(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let (manager, till, key) = local_venue(&srv).await;
+    let regular = add_rule(&manager, &rule("Regulars", 5000, "REGULAR", 2)).await;
+    let platinum = add_rule(&manager, &rule("Platinum", 7000, "PLATINUM", 1)).await;
+    let mut ws = srv.ws("kitchen", &key, None).await;
+    ws.hello().await;
+    let (ada, bob) = ("+15550100601", "+15550100602");
+    let revised = |id: &str, phone: &str, total: i64, updated_at: &str| {
+        let mut s = sale(id, phone, total, "2026-11-20T19:00:00Z");
+        s["updated_at"] = json!(updated_at);
+        s
+    };
+    let push_counts = |sales: Vec<Value>| {
+        let till = till.clone();
+        async move {
+            let resp = till
+                .post(
+                    "/transactions",
+                    &json!({"venue": VENUE, "transactions": sales}),
+                )
+                .await;
+            let body = resp.expect(200);
+            [&body["created"], &body["updated"], &body["duplicates"]].map(|v| v.as_i64().unwrap())
+        }
+    };
+    let counts = push_counts(vec![
+        revised("x", ada, 3000, "2026-11-20T19:00:00Z"),
+        sale("z", bob, 1000, "2026-11-20T19:06:00Z"),
+    ])
+    .await;
+    assert_eq!(counts, [2, 0, 0]);
+    let counts = push_counts(vec![
+        // 5,500: Regulars.
+        sale("y", ada, 2500, "2026-11-20T19:05:00Z"),
+        // x revised upwards counts +3,000, not +6,000: 8,500, Platinum.
+        revised("x", ada, 6000, "2026-11-20T19:10:00Z"),
+    ])
+    .await;
+    assert_eq!(counts, [1, 1, 0]);
+    let counts = push_counts(vec![
+        sale("y", ada, 2500, "2026-11-20T19:05:00Z"),
+        // Older than the stored revision: never replaces it.
+        revised("x", ada, 9000, "2026-11-20T19:01:00Z"),
+    ])
+    .await;
+    assert_eq!(counts, [0, 0, 2]);
+    // Evaluated against the push's final spend, y would have unlocked Platinum alone.
+    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+    let seen: Vec<(&Value, &Value)> = unlocks
+        .iter()
+        .map(|u| (&u["data"]["rule"]["id"], &u["data"]["lifetime_spend"]))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (&regular["id"], &json!(5500)),
+            (&platinum["id"], &json!(8500))
+        ],
+        "{unlocks:?}"
+    );
+    assert_eq!(
+        profile(&manager, ada).await["spend"][0]["lifetime_spend"],
+        8500
+    );
+
+    // z moves from Bob to Ada in a later revision: Bob loses it, Ada gains it once.
+    let mut moved = revised("z", ada, 1000, "2026-11-20T19:20:00Z");
+    moved["occurred_at"] = json!("2026-11-20T19:06:00Z");
+    assert_eq!(push_counts(vec![moved]).await, [0, 1, 0]);
+    assert_eq!(
+        profile(&manager, ada).await["spend"][0]["lifetime_spend"],
+        9500
+    );
+    // No sale of Bob's is left at the venue.
+    assert_eq!(profile(&manager, bob).await["spend"], json!([]));
+}
+
 both_backends!(
     rules_api,
     unlocks_by_one_sale_and_by_many,
@@ -798,4 +879,5 @@ both_backends!(
     performers_and_live_only,
     webhook_and_sync_unlock_once,
     concurrent_sales_of_one_customer,
+    a_batch_behaves_like_sales_one_by_one,
 );

@@ -8,13 +8,15 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
+use std::collections::{BTreeSet, HashMap, HashSet};
+
 use crate::auth::TenantScope;
-use crate::customers::{find_or_create, normalize_phone};
+use crate::customers::normalize_phone;
 use crate::events::{EventKind, LoggedTx};
 use crate::money::{parse_currency, MAX_AMOUNT};
 use crate::plugins::contract::{CardInfo, CustomerRef, Tender, Transaction, TransactionStatus};
-use crate::rules::{RuleEvaluator, SaleRef};
-use crate::store::{new_id, now_micros, rfc3339, Db, StoreError};
+use crate::rules::{RuleEvaluator, SaleRef, SpendMove};
+use crate::store::{list_of_params, new_id, now_micros, rfc3339, Backend, Db, StoreError};
 
 /// Where a sale came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,8 +63,22 @@ pub struct IngestTarget<'a> {
     pub provider: &'a str,
 }
 
+/// Sales per multi-row INSERT: 26 parameters a row keeps a statement far below SQLite's
+/// 32,766 and PostgreSQL's 65,535 bound parameters.
+const SALES_PER_STATEMENT: usize = 250;
+
+/// Keys per `IN (…)` list of a bulk lookup, for the same bound.
+const KEYS_PER_LOOKUP: usize = 500;
+
 /// Ingests a batch inside `tx`, evaluating the venue's spend rules for every new or changed
 /// sale matched to a customer.
+///
+/// The batch moves through the database in bulk — customers matched in one or two
+/// statements, new sales inserted many rows at a time, known ones read back in one — because
+/// each statement is a round trip (to SQLite's connection thread, or to the PostgreSQL
+/// server) that costs more than the work it carries. The result is the same as the sales
+/// arriving one by one: events are appended, and rules see each customer's spend, in the
+/// batch's order.
 pub async fn ingest(
     tx: &mut LoggedTx,
     scope: &TenantScope,
@@ -71,79 +87,53 @@ pub async fn ingest(
     source: Source,
 ) -> Result<IngestCounts, StoreError> {
     let mut counts = IngestCounts::default();
-    let mut rules = RuleEvaluator::new(target.integration_id, target.venue);
-    for sale in sales {
-        if let Err(why) = check(sale) {
-            counts.rejected += 1;
-            tracing::warn!(integration = %target.integration_id, provider = %target.provider, external_id = %truncate(&sale.external_id), reason = %why, "sale refused");
-            continue;
-        }
-        let matched = match_customer(tx, scope, target, sale).await?;
-        let (customer_id, phone) = match matched {
-            Some(Customer { id, phone }) => (Some(id), Some(phone)),
-            None => (None, None),
-        };
-        let now = now_micros();
-        let occurred_at = sale.occurred_at_ms.saturating_mul(1000);
-        let upstream_updated = sale.updated_at_ms.map(|ms| ms.saturating_mul(1000));
-        let id = new_id();
-        let columns = SaleColumns {
-            sale,
-            occurred_at,
-            upstream_updated,
-            currency: sale.currency.to_ascii_uppercase(),
-            card: sale.card.clone().unwrap_or_default(),
-            customer: sale.customer.clone().unwrap_or_default(),
-            customer_id: customer_id.as_deref(),
-            hash: content_hash(sale),
-            source,
-            now,
-        };
-        let insert = sqlx::query(
-            "INSERT INTO pos_transactions (id, tenant_id, integration_id, external_id, order_id, location_id, occurred_at,
-               upstream_updated_at, currency, total, subtotal, tax, tip, discount, refunded, tender, status, card_brand,
-               card_last4, card_fingerprint, provider_customer_id, customer_phone, customer_email, customer_name,
-               customer_id, content_hash, source, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
-               $23, $24, $25, $26, $27, $28, $28)
-             ON CONFLICT (integration_id, external_id) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(scope.tenant_id())
-        .bind(target.integration_id)
-        .bind(&sale.external_id);
-        let inserted = columns
-            .bind(insert)
-            .execute(tx.conn())
-            .await?
-            .rows_affected();
-        let (stored_id, created) = if inserted == 1 {
-            (id, true)
-        } else {
-            // Newer (or same-age but different) content replaces; an older update never does.
-            let update = sqlx::query(
-                "UPDATE pos_transactions SET order_id = $1, location_id = $2, occurred_at = $3, upstream_updated_at = $4,
-                   currency = $5, total = $6, subtotal = $7, tax = $8, tip = $9, discount = $10, refunded = $11,
-                   tender = $12, status = $13, card_brand = $14, card_last4 = $15, card_fingerprint = $16,
-                   provider_customer_id = $17, customer_phone = $18, customer_email = $19, customer_name = $20,
-                   customer_id = COALESCE($21, customer_id), content_hash = $22, source = $23, updated_at = $24
-                 WHERE integration_id = $25 AND external_id = $26 AND content_hash <> $22
-                   AND COALESCE(upstream_updated_at, 0) <= COALESCE($4, COALESCE(upstream_updated_at, 0))
-                 RETURNING id",
-            );
-            let row = columns
-                .bind(update)
-                .bind(target.integration_id)
-                .bind(&sale.external_id)
-                .fetch_optional(tx.conn())
-                .await?;
-            match row {
-                Some(r) => (r.try_get::<String, _>("id")?, false),
-                None => {
-                    counts.duplicates += 1;
-                    continue;
-                }
+    let accepted: Vec<&Transaction> = sales
+        .iter()
+        .filter(|sale| match check(sale) {
+            Ok(()) => true,
+            Err(why) => {
+                counts.rejected += 1;
+                tracing::warn!(integration = %target.integration_id, provider = %target.provider, external_id = %truncate(&sale.external_id), reason = %why, "sale refused");
+                false
             }
+        })
+        .collect();
+    if accepted.is_empty() {
+        return Ok(counts);
+    }
+    let customers = match_customers(tx, scope, target, &accepted).await?;
+    let now = now_micros();
+    let rows: Vec<SaleColumns<'_>> = accepted
+        .iter()
+        .zip(&customers)
+        .map(|(sale, customer)| SaleColumns::new(sale, customer.as_ref(), source, now))
+        .collect();
+    let outcomes = store_sales(tx, scope, target, &rows).await?;
+
+    // Spend moves, per sale in batch order: the sale's customer gains its net (less what the
+    // sale's previous version counted for it); a customer an update took the sale from
+    // loses what it counted.
+    let moves: Vec<Vec<SpendMove<'_>>> = rows
+        .iter()
+        .zip(&outcomes)
+        .map(|(row, outcome)| spend_moves(row, outcome))
+        .collect();
+    let mut rules = RuleEvaluator::prepare(
+        tx,
+        scope,
+        target.integration_id,
+        target.venue,
+        moves.iter().flatten(),
+    )
+    .await?;
+    for ((row, outcome), moves) in rows.iter().zip(&outcomes).zip(&moves) {
+        let (id, created) = match outcome {
+            Outcome::Duplicate => {
+                counts.duplicates += 1;
+                continue;
+            }
+            Outcome::Created { id } => (id, true),
+            Outcome::Updated { id, .. } => (id, false),
         };
         if created {
             counts.created += 1;
@@ -153,55 +143,19 @@ pub async fn ingest(
         tx.append(
             scope,
             EventKind::TransactionRecorded,
-            &serde_json::json!({
-                "id": stored_id,
-                "venue": target.venue,
-                "provider": target.provider,
-                "integration_id": target.integration_id,
-                "external_id": sale.external_id,
-                "order_id": sale.order_id,
-                "occurred_at": rfc3339(occurred_at),
-                "currency": columns.currency,
-                "total": sale.total,
-                "subtotal": sale.subtotal,
-                "tax": sale.tax,
-                "tip": sale.tip,
-                "discount": sale.discount,
-                "refunded": sale.refunded,
-                "net": net_spend(sale),
-                "tender": tender_str(sale.tender),
-                "status": status_str(sale.status),
-                "card": {"brand": columns.card.brand, "last4": columns.card.last4},
-                "customer": customer_id.as_ref().map(|id| serde_json::json!({"id": id, "phone": phone})),
-                "source": source.as_str(),
-                "change": if created { "created" } else { "updated" },
-            }),
-        )
-        .await?;
-        // Each sale is evaluated right after it is stored, so a batch behaves like the same
-        // sales arriving one by one: the sale that crosses a threshold is the one whose time
-        // the rule's windows are checked against.
-        if let Some(customer_id) = &customer_id {
-            rules
-                .evaluate(
-                    tx,
-                    scope,
-                    SaleRef {
-                        transaction_id: &stored_id,
-                        customer_id,
-                        occurred_at,
-                    },
-                )
-                .await?;
+            &row.event(id, target, created),
+        )?;
+        // Right after the sale's own event: the rule a sale's spend crosses is checked at
+        // that sale's time, as if the batch's sales had arrived one by one.
+        for spend_move in moves {
+            rules.apply(tx, scope, spend_move).await?;
         }
     }
-    rules.finish(tx).await?;
+    rules.finish(tx, scope).await?;
     Ok(counts)
 }
-
 /// What a sale's INSERT and its replacing UPDATE both write, bound in the same order by
-/// [`SaleColumns::bind`]: both statements number these parameters alike (the INSERT from
-/// `$5`, the UPDATE from `$1`).
+/// [`SaleColumns::bind`].
 struct SaleColumns<'a> {
     sale: &'a Transaction,
     occurred_at: i64,
@@ -209,13 +163,64 @@ struct SaleColumns<'a> {
     currency: String,
     card: CardInfo,
     customer: CustomerRef,
-    customer_id: Option<&'a str>,
+    /// The customer the sale matched, if any.
+    matched: Option<&'a Customer>,
     hash: String,
     source: Source,
     now: i64,
 }
 
 impl<'a> SaleColumns<'a> {
+    fn new(sale: &'a Transaction, matched: Option<&'a Customer>, source: Source, now: i64) -> Self {
+        SaleColumns {
+            sale,
+            occurred_at: sale.occurred_at_ms.saturating_mul(1000),
+            upstream_updated: sale.updated_at_ms.map(|ms| ms.saturating_mul(1000)),
+            currency: sale.currency.to_ascii_uppercase(),
+            card: sale.card.clone().unwrap_or_default(),
+            customer: sale.customer.clone().unwrap_or_default(),
+            matched,
+            hash: content_hash(sale),
+            source,
+            now,
+        }
+    }
+
+    /// The customer the stored row names: the match, else (an update) the one it had.
+    fn stored_customer_id<'s>(&'s self, previous: Option<&'s Previous>) -> Option<&'s str> {
+        self.matched
+            .map(|c| c.id.as_str())
+            .or_else(|| previous.and_then(|p| p.customer_id.as_deref()))
+    }
+
+    /// The data of the sale's `transaction_recorded` event.
+    fn event(&self, id: &str, target: &IngestTarget<'_>, created: bool) -> serde_json::Value {
+        let sale = self.sale;
+        serde_json::json!({
+            "id": id,
+            "venue": target.venue,
+            "provider": target.provider,
+            "integration_id": target.integration_id,
+            "external_id": sale.external_id,
+            "order_id": sale.order_id,
+            "occurred_at": rfc3339(self.occurred_at),
+            "currency": self.currency,
+            "total": sale.total,
+            "subtotal": sale.subtotal,
+            "tax": sale.tax,
+            "tip": sale.tip,
+            "discount": sale.discount,
+            "refunded": sale.refunded,
+            "net": net_spend(sale),
+            "tender": tender_str(sale.tender),
+            "status": status_str(sale.status),
+            "card": {"brand": self.card.brand, "last4": self.card.last4},
+            "customer": self.matched.map(|c| serde_json::json!({"id": c.id, "phone": c.phone})),
+            "source": self.source.as_str(),
+            "change": if created { "created" } else { "updated" },
+        })
+    }
+
     /// Binds, in order: order id, location, occurred-at, upstream updated-at, currency, the
     /// six amounts, tender, status, card brand/last4/fingerprint, provider customer id,
     /// customer phone/email/name, matched customer id, content hash, source, now.
@@ -245,11 +250,225 @@ impl<'a> SaleColumns<'a> {
             .bind(customer.phone.as_deref())
             .bind(customer.email.as_deref())
             .bind(customer.name.as_deref())
-            .bind(self.customer_id)
+            .bind(self.matched.map(|c| c.id.as_str()))
             .bind(self.hash.as_str())
             .bind(self.source.as_str())
             .bind(self.now)
     }
+}
+
+/// The columns [`SaleColumns::bind`] binds, in its order.
+const SALE_COLUMNS: usize = 24;
+
+/// What storing one sale of a batch did.
+enum Outcome {
+    /// A new row.
+    Created { id: String },
+    /// A known row replaced by newer content.
+    Updated { id: String, previous: Previous },
+    /// Known and unchanged, or older than what is stored.
+    Duplicate,
+}
+
+/// What a replaced row counted before the update.
+struct Previous {
+    /// Its spend (see [`net_spend`]).
+    net: i64,
+    customer_id: Option<String>,
+}
+
+/// A stored row as the duplicate check sees it.
+struct StoredSale {
+    id: String,
+    hash: String,
+    upstream_updated: Option<i64>,
+    net: i64,
+    customer_id: Option<String>,
+}
+
+/// Stores a batch: new sales in multi-row INSERTs, then the rest read back in one statement
+/// and compared in memory — newer (or same-age but different) content replaces, an older
+/// update never does — with one UPDATE per sale that really changed. On PostgreSQL the
+/// known rows are locked as they are read, so the comparison holds until the UPDATE.
+async fn store_sales(
+    tx: &mut LoggedTx,
+    scope: &TenantScope,
+    target: &IngestTarget<'_>,
+    rows: &[SaleColumns<'_>],
+) -> Result<Vec<Outcome>, StoreError> {
+    let ids: Vec<String> = rows.iter().map(|_| new_id()).collect();
+    let mut created = HashSet::new();
+    for (chunk, chunk_ids) in rows
+        .chunks(SALES_PER_STATEMENT)
+        .zip(ids.chunks(SALES_PER_STATEMENT))
+    {
+        // Per row: id, external id, then the shared columns; `now` fills both timestamps.
+        let per_row = 2 + SALE_COLUMNS;
+        let values: Vec<String> = (0..chunk.len())
+            .map(|k| {
+                let p = 3 + per_row * k;
+                let columns: Vec<String> = (p + 1..p + per_row).map(|q| format!("${q}")).collect();
+                format!(
+                    "(${p}, $1, $2, {}, ${})",
+                    columns.join(", "),
+                    p + per_row - 1
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO pos_transactions (id, tenant_id, integration_id, external_id, order_id, location_id, occurred_at,
+               upstream_updated_at, currency, total, subtotal, tax, tip, discount, refunded, tender, status, card_brand,
+               card_last4, card_fingerprint, provider_customer_id, customer_phone, customer_email, customer_name,
+               customer_id, content_hash, source, created_at, updated_at)
+             VALUES {}
+             ON CONFLICT (integration_id, external_id) DO NOTHING
+             RETURNING id",
+            values.join(", ")
+        );
+        let mut insert = sqlx::query(&sql)
+            .bind(scope.tenant_id())
+            .bind(target.integration_id);
+        for (row, id) in chunk.iter().zip(chunk_ids) {
+            insert = row.bind(insert.bind(id.as_str()).bind(&row.sale.external_id));
+        }
+        for inserted in insert.fetch_all(tx.conn()).await? {
+            created.insert(inserted.try_get::<String, _>("id")?);
+        }
+    }
+    // Within one statement only a key's first occurrence can be inserted: later ones (and
+    // keys already stored) conflict and are compared below, in batch order.
+    let known: Vec<&str> = rows
+        .iter()
+        .zip(&ids)
+        .filter(|(_, id)| !created.contains(*id))
+        .map(|(row, _)| row.sale.external_id.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut stored = read_stored(tx, target, &known).await?;
+    let mut outcomes = Vec::with_capacity(rows.len());
+    for (row, id) in rows.iter().zip(ids) {
+        if created.contains(&id) {
+            outcomes.push(Outcome::Created { id });
+            continue;
+        }
+        let Some(current) = stored.get_mut(row.sale.external_id.as_str()) else {
+            outcomes.push(Outcome::Duplicate);
+            continue;
+        };
+        let current_upstream = current.upstream_updated.unwrap_or(0);
+        let newer = current.hash != row.hash
+            && current_upstream <= row.upstream_updated.unwrap_or(current_upstream);
+        if !newer {
+            outcomes.push(Outcome::Duplicate);
+            continue;
+        }
+        let update = sqlx::query(
+            "UPDATE pos_transactions SET order_id = $1, location_id = $2, occurred_at = $3, upstream_updated_at = $4,
+               currency = $5, total = $6, subtotal = $7, tax = $8, tip = $9, discount = $10, refunded = $11,
+               tender = $12, status = $13, card_brand = $14, card_last4 = $15, card_fingerprint = $16,
+               provider_customer_id = $17, customer_phone = $18, customer_email = $19, customer_name = $20,
+               customer_id = COALESCE($21, customer_id), content_hash = $22, source = $23, updated_at = $24
+             WHERE id = $25",
+        );
+        row.bind(update)
+            .bind(current.id.as_str())
+            .execute(tx.conn())
+            .await?;
+        let previous = Previous {
+            net: current.net,
+            customer_id: current.customer_id.clone(),
+        };
+        current.hash = row.hash.clone();
+        current.upstream_updated = row.upstream_updated;
+        current.net = net_spend(row.sale);
+        if let Some(matched) = row.matched {
+            current.customer_id = Some(matched.id.clone());
+        }
+        outcomes.push(Outcome::Updated {
+            id: current.id.clone(),
+            previous,
+        });
+    }
+    Ok(outcomes)
+}
+
+/// The stored rows of `external_ids` at the integration, by external id.
+async fn read_stored(
+    tx: &mut LoggedTx,
+    target: &IngestTarget<'_>,
+    external_ids: &[&str],
+) -> Result<HashMap<String, StoredSale>, StoreError> {
+    let mut stored = HashMap::new();
+    let lock = if tx.backend() == Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    for chunk in external_ids.chunks(KEYS_PER_LOOKUP) {
+        let sql = format!(
+            "SELECT id, external_id, content_hash, upstream_updated_at, status, total, refunded, customer_id
+             FROM pos_transactions WHERE integration_id = $1 AND external_id IN ({}){lock}",
+            list_of_params(chunk.len(), 2)
+        );
+        let mut query = sqlx::query(&sql).bind(target.integration_id);
+        for external_id in chunk {
+            query = query.bind(*external_id);
+        }
+        for row in query.fetch_all(tx.conn()).await? {
+            let status: String = row.try_get("status")?;
+            let (total, refunded): (i64, i64) = (row.try_get("total")?, row.try_get("refunded")?);
+            stored.insert(
+                row.try_get("external_id")?,
+                StoredSale {
+                    id: row.try_get("id")?,
+                    hash: row.try_get("content_hash")?,
+                    upstream_updated: row.try_get("upstream_updated_at")?,
+                    net: if status == status_str(TransactionStatus::Completed) {
+                        (total - refunded).max(0)
+                    } else {
+                        0
+                    },
+                    customer_id: row.try_get("customer_id")?,
+                },
+            );
+        }
+    }
+    Ok(stored)
+}
+
+/// The spend moves a stored sale makes (see [`SpendMove`]), in order.
+fn spend_moves<'r>(row: &'r SaleColumns<'_>, outcome: &'r Outcome) -> Vec<SpendMove<'r>> {
+    let (id, previous) = match outcome {
+        Outcome::Duplicate => return Vec::new(),
+        Outcome::Created { id } => (id, None),
+        Outcome::Updated { id, previous } => (id, Some(previous)),
+    };
+    let customer_id = row.stored_customer_id(previous);
+    let mut moves = Vec::with_capacity(2);
+    let mut counted_before = 0;
+    if let Some(previous) = previous {
+        match previous.customer_id.as_deref() {
+            Some(before) if Some(before) == customer_id => counted_before = previous.net,
+            Some(before) => moves.push(SpendMove {
+                customer_id: before,
+                delta: -previous.net,
+                sale: None,
+            }),
+            None => {}
+        }
+    }
+    if let Some(customer_id) = customer_id {
+        moves.push(SpendMove {
+            customer_id,
+            delta: net_spend(row.sale) - counted_before,
+            sale: Some(SaleRef {
+                transaction_id: id,
+                occurred_at: row.occurred_at,
+            }),
+        });
+    }
+    moves
 }
 
 type SaleQuery<'q> = sqlx::query::Query<'q, Db, sqlx::any::AnyArguments<'q>>;
@@ -293,86 +512,193 @@ fn check(sale: &Transaction) -> Result<(), String> {
 }
 
 /// The customer a sale was matched to.
+#[derive(Debug, Clone)]
 struct Customer {
     id: String,
     phone: String,
 }
 
-async fn match_customer(
+/// Link kinds, as `customer_links.kind` stores them.
+const CARD_LINK: &str = "card_fingerprint";
+const PROVIDER_LINK: &str = "provider_customer";
+
+/// Matches each sale to a customer, by the first of: a linked card fingerprint, a linked
+/// provider customer id, the phone number (creating the customer), the email. Each kind of
+/// key is looked up for the whole batch at once.
+async fn match_customers(
     tx: &mut LoggedTx,
     scope: &TenantScope,
     target: &IngestTarget<'_>,
-    sale: &Transaction,
-) -> Result<Option<Customer>, StoreError> {
-    if let Some(fp) = sale
-        .card
-        .as_ref()
-        .and_then(|c| c.fingerprint.as_deref())
-        .filter(|f| !f.is_empty())
-    {
-        if let Some(customer) = linked(tx, scope, "card_fingerprint", fp).await? {
-            return Ok(Some(customer));
+    sales: &[&Transaction],
+) -> Result<Vec<Option<Customer>>, StoreError> {
+    let fingerprint = |sale: &Transaction| {
+        sale.card
+            .as_ref()
+            .and_then(|c| c.fingerprint.clone())
+            .filter(|f| !f.is_empty())
+    };
+    let provider_customer = |sale: &Transaction| {
+        sale.customer
+            .as_ref()
+            .and_then(|c| c.provider_customer_id.as_deref())
+            .filter(|p| !p.is_empty())
+            .map(|pc| format!("{}:{pc}", target.provider))
+    };
+    let keys: Vec<(Option<String>, Option<String>)> = sales
+        .iter()
+        .map(|sale| (fingerprint(sale), provider_customer(sale)))
+        .collect();
+    let link_values: BTreeSet<&str> = keys
+        .iter()
+        .flat_map(|(fp, pc)| [fp.as_deref(), pc.as_deref()])
+        .flatten()
+        .collect();
+    let links = linked(tx, scope, &link_values.into_iter().collect::<Vec<_>>()).await?;
+    let mut matched: Vec<Option<Customer>> = keys
+        .iter()
+        .map(|(fp, pc)| {
+            let by = |kind: &'static str, value: &Option<String>| {
+                value
+                    .as_ref()
+                    .and_then(|v| links.get(&(kind, v.clone())))
+                    .cloned()
+            };
+            by(CARD_LINK, fp).or_else(|| by(PROVIDER_LINK, pc))
+        })
+        .collect();
+
+    let phones: Vec<Option<String>> = sales
+        .iter()
+        .zip(&matched)
+        .map(|(sale, found)| {
+            let phone = sale.customer.as_ref().and_then(|c| c.phone.as_deref());
+            phone
+                .filter(|_| found.is_none())
+                .and_then(|p| normalize_phone(scope.country(), p).ok())
+        })
+        .collect();
+    // Sorted: on PostgreSQL the upsert locks existing customers in this order, the same in
+    // every batch.
+    let distinct: BTreeSet<&str> = phones.iter().flatten().map(String::as_str).collect();
+    let by_phone =
+        find_or_create_many(tx, scope, &distinct.into_iter().collect::<Vec<_>>()).await?;
+    for (found, phone) in matched.iter_mut().zip(&phones) {
+        if let Some(phone) = phone {
+            *found = by_phone.get(phone).map(|id| Customer {
+                id: id.clone(),
+                phone: phone.clone(),
+            });
         }
     }
-    let customer = sale.customer.clone().unwrap_or_default();
-    if let Some(pc) = customer
-        .provider_customer_id
-        .as_deref()
-        .filter(|p| !p.is_empty())
-    {
-        if let Some(customer) = linked(
-            tx,
-            scope,
-            "provider_customer",
-            &format!("{}:{pc}", target.provider),
-        )
-        .await?
-        {
-            return Ok(Some(customer));
+
+    let emails: Vec<Option<String>> = sales
+        .iter()
+        .zip(&matched)
+        .map(|(sale, found)| {
+            let email = sale.customer.as_ref().and_then(|c| c.email.as_deref());
+            email
+                .filter(|_| found.is_none())
+                .map(|e| e.trim().to_ascii_lowercase())
+                .filter(|e| e.contains('@'))
+        })
+        .collect();
+    let distinct: BTreeSet<&str> = emails.iter().flatten().map(String::as_str).collect();
+    let by_email = by_emails(tx, scope, &distinct.into_iter().collect::<Vec<_>>()).await?;
+    for (found, email) in matched.iter_mut().zip(&emails) {
+        if let Some(email) = email {
+            *found = by_email.get(email).cloned();
         }
     }
-    if let Some(phone) = customer
-        .phone
-        .as_deref()
-        .and_then(|p| normalize_phone(scope.country(), p).ok())
-    {
-        let id = find_or_create(tx.conn(), scope.tenant_id(), &phone).await?;
-        return Ok(Some(Customer { id, phone }));
-    }
-    if let Some(email) = customer
-        .email
-        .as_deref()
-        .map(|e| e.trim().to_ascii_lowercase())
-        .filter(|e| e.contains('@'))
-    {
-        let row = sqlx::query(
-            "SELECT id, phone FROM customers WHERE tenant_id = $1 AND email = $2 LIMIT 1",
-        )
-        .bind(scope.tenant_id())
-        .bind(&email)
-        .fetch_optional(tx.conn())
-        .await?;
-        return row.map(|r| customer_from_row(&r)).transpose();
-    }
-    Ok(None)
+    Ok(matched)
 }
 
+/// Customers linked to any of `values` (card fingerprints or `provider:id` keys).
 async fn linked(
     tx: &mut LoggedTx,
     scope: &TenantScope,
-    kind: &str,
-    value: &str,
-) -> Result<Option<Customer>, StoreError> {
-    let row = sqlx::query(
-        "SELECT c.id, c.phone FROM customer_links l JOIN customers c ON c.id = l.customer_id
-         WHERE l.tenant_id = $1 AND l.kind = $2 AND l.value = $3",
-    )
-    .bind(scope.tenant_id())
-    .bind(kind)
-    .bind(value)
-    .fetch_optional(tx.conn())
-    .await?;
-    row.map(|r| customer_from_row(&r)).transpose()
+    values: &[&str],
+) -> Result<HashMap<(&'static str, String), Customer>, StoreError> {
+    let mut links = HashMap::new();
+    for chunk in values.chunks(KEYS_PER_LOOKUP) {
+        let sql = format!(
+            "SELECT l.kind, l.value, c.id, c.phone FROM customer_links l JOIN customers c ON c.id = l.customer_id
+             WHERE l.tenant_id = $1 AND l.kind IN ('{CARD_LINK}', '{PROVIDER_LINK}') AND l.value IN ({})",
+            list_of_params(chunk.len(), 2)
+        );
+        let mut query = sqlx::query(&sql).bind(scope.tenant_id());
+        for value in chunk {
+            query = query.bind(*value);
+        }
+        for row in query.fetch_all(tx.conn()).await? {
+            let kind: String = row.try_get("kind")?;
+            let kind = if kind == CARD_LINK {
+                CARD_LINK
+            } else {
+                PROVIDER_LINK
+            };
+            links.insert((kind, row.try_get("value")?), customer_from_row(&row)?);
+        }
+    }
+    Ok(links)
+}
+
+/// The customers with these (normalised, distinct) phones, created where missing: id by
+/// phone.
+async fn find_or_create_many(
+    tx: &mut LoggedTx,
+    scope: &TenantScope,
+    phones: &[&str],
+) -> Result<HashMap<String, String>, StoreError> {
+    let mut ids = HashMap::new();
+    let now = now_micros();
+    for chunk in phones.chunks(KEYS_PER_LOOKUP) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|k| format!("(${}, $1, ${}, 0, 0, $2, $2)", 3 + 2 * k, 4 + 2 * k))
+            .collect();
+        // DO UPDATE, not DO NOTHING: only then does RETURNING yield the existing rows too.
+        let sql = format!(
+            "INSERT INTO customers (id, tenant_id, phone, points, lifetime_points, created_at, updated_at)
+             VALUES {}
+             ON CONFLICT (tenant_id, phone) DO UPDATE SET updated_at = customers.updated_at
+             RETURNING id, phone",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(scope.tenant_id()).bind(now);
+        for phone in chunk {
+            query = query.bind(new_id()).bind(*phone);
+        }
+        for row in query.fetch_all(tx.conn()).await? {
+            ids.insert(row.try_get("phone")?, row.try_get("id")?);
+        }
+    }
+    Ok(ids)
+}
+
+/// Customers by (lowercased) email; where several share one, the oldest.
+async fn by_emails(
+    tx: &mut LoggedTx,
+    scope: &TenantScope,
+    emails: &[&str],
+) -> Result<HashMap<String, Customer>, StoreError> {
+    let mut found = HashMap::new();
+    for chunk in emails.chunks(KEYS_PER_LOOKUP) {
+        let sql = format!(
+            "SELECT id, phone, email FROM customers WHERE tenant_id = $1 AND email IN ({})
+             ORDER BY created_at, id",
+            list_of_params(chunk.len(), 2)
+        );
+        let mut query = sqlx::query(&sql).bind(scope.tenant_id());
+        for email in chunk {
+            query = query.bind(*email);
+        }
+        for row in query.fetch_all(tx.conn()).await? {
+            let email: String = row.try_get("email")?;
+            if let std::collections::hash_map::Entry::Vacant(slot) = found.entry(email) {
+                slot.insert(customer_from_row(&row)?);
+            }
+        }
+    }
+    Ok(found)
 }
 
 fn customer_from_row(row: &sqlx::any::AnyRow) -> Result<Customer, StoreError> {

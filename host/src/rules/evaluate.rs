@@ -1,15 +1,16 @@
-//! Rule evaluation inside the transaction that records a sale.
+//! Rule evaluation inside the transaction that records a batch of sales.
 //!
-//! For a sale matched to a customer: lock the customer row (so concurrent sales of one
-//! customer are evaluated one after the other, each seeing the other's spend), sum the
-//! customer's lifetime spend at the venue net of refunds and voids, walk the venue's enabled
-//! rules in priority order and take the first whose threshold, time window (at the sale's own
-//! time, venue time zone), live-only flag and performer match. If that rule never unlocked for
-//! this customer, record the unlock (unique per customer and rule: the exactly-once key),
-//! raise the customer's tier and access (never lower them), and append `tier_unlocked` — all
-//! in the caller's transaction, so a crash anywhere leaves either all of it or none.
+//! For each sale matched to a customer, in batch order: the customer's lifetime spend at the
+//! venue net of refunds and voids, as of that sale → the venue's enabled rules in priority
+//! order → the first whose threshold, time window (at the sale's own time, venue time zone),
+//! live-only flag and performer match. If that rule never unlocked for this customer, the
+//! unlock is recorded (unique per customer and rule: the exactly-once key), the customer's
+//! tier and access rise (never fall), and `tier_unlocked` is appended — all in the caller's
+//! transaction, so a crash anywhere leaves either all of it or none. The batch's customers
+//! are locked on PostgreSQL, so concurrent sales of one customer are evaluated one batch
+//! after the other, the later one seeing the earlier one's spend.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use jiff::tz::TimeZone;
 use serde_json::json;
@@ -21,15 +22,27 @@ use super::windows::in_any_window;
 use super::{lifetime_spend_sql, venue_rules, SpendRule};
 use crate::auth::TenantScope;
 use crate::events::{EventKind, LoggedTx};
-use crate::store::{new_id, now_micros, rfc3339, StoreError};
+use crate::store::{
+    list_of_params, new_id, now_micros, rfc3339, rows_of_params, Backend, StoreError,
+};
+
+/// A change of one customer's lifetime spend at the venue, in batch order.
+#[derive(Debug, Clone, Copy)]
+pub struct SpendMove<'a> {
+    /// The customer whose spend moves.
+    pub customer_id: &'a str,
+    /// By how much (minor units; negative when an update took a sale away or refunded it).
+    pub delta: i64,
+    /// The recorded sale to evaluate once the move is applied; `None` for a customer that
+    /// only loses spend (a lower spend never unlocks anything).
+    pub sale: Option<SaleRef<'a>>,
+}
 
 /// A recorded sale to evaluate.
 #[derive(Debug, Clone, Copy)]
 pub struct SaleRef<'a> {
     /// Our transaction id.
     pub transaction_id: &'a str,
-    /// The matched customer.
-    pub customer_id: &'a str,
     /// When the sale happened (µs): time windows and performances are checked at this time.
     pub occurred_at: i64,
 }
@@ -43,14 +56,43 @@ struct VenueContext {
     rules: Vec<SpendRule>,
 }
 
-/// Evaluates the sales of one batch (one integration) against its venue's rules. Create one
-/// per batch: the rules and ladder are read once, inside the batch's transaction.
+/// A customer of the batch as evaluation sees it.
+struct CustomerState {
+    phone: String,
+    tier: Option<String>,
+    access: Option<String>,
+    /// Lifetime spend at the venue with the batch's moves applied so far.
+    spend: i64,
+    /// Tier or access raised by this batch: written by [`RuleEvaluator::finish`].
+    raised: bool,
+}
+
+/// An unlock decided by this batch, inserted by [`RuleEvaluator::finish`].
+struct NewUnlock {
+    customer_id: String,
+    rule: usize,
+    transaction_id: String,
+    spend: i64,
+    occurred_at: i64,
+}
+
+/// Evaluates the sales of one batch (one integration) against its venue's rules.
+///
+/// [`RuleEvaluator::prepare`] reads, in a handful of statements, everything the batch needs:
+/// the rules, the ladder, each customer's tier and spend, and the unlocks they hold. Each
+/// [`RuleEvaluator::apply`] then decides in memory and appends `tier_unlocked` at once, so
+/// events keep the batch's order; [`RuleEvaluator::finish`] writes the unlocks, tiers and
+/// rule statistics in bulk, before the batch's transaction commits.
 pub struct RuleEvaluator {
-    integration_id: String,
     venue: String,
-    context: Option<Option<VenueContext>>,
-    /// Statistics by rule id, written once per batch by [`RuleEvaluator::finish`].
-    stats: HashMap<String, RuleStats>,
+    /// `None` when the venue has no enabled rule: every apply is then a no-op.
+    context: Option<VenueContext>,
+    customers: HashMap<String, CustomerState>,
+    /// (customer id, rule id) unlocked before or during this batch: the exactly-once key.
+    unlocked: HashSet<(String, String)>,
+    new_unlocks: Vec<NewUnlock>,
+    /// Statistics by rule index.
+    stats: HashMap<usize, RuleStats>,
     performances: PerformanceCache,
 }
 
@@ -62,109 +104,158 @@ struct RuleStats {
     last_at: i64,
 }
 
-/// `AnyConnection::backend_name` of PostgreSQL.
-const POSTGRES: &str = "PostgreSQL";
+/// Customer ids per `IN (…)` list and rows per multi-row statement: far below both
+/// databases' bound-parameter limits.
+const ROWS_PER_STATEMENT: usize = 500;
 
 impl RuleEvaluator {
-    /// An evaluator for sales of `integration_id`, which serves `venue`.
-    pub fn new(integration_id: &str, venue: &str) -> Self {
-        RuleEvaluator {
-            integration_id: integration_id.to_owned(),
+    /// Loads what evaluating `moves` (a batch's, in order) at `venue` needs. On PostgreSQL
+    /// the batch's customers are locked first, in id order (so two batches never wait on
+    /// each other in a cycle): a concurrent batch with the same customer waits here, and
+    /// the spend read afterwards (a new snapshot under READ COMMITTED) includes its sales.
+    /// SQLite's single writer already runs batches one after the other.
+    pub async fn prepare<'m>(
+        tx: &mut LoggedTx,
+        scope: &TenantScope,
+        integration_id: &str,
+        venue: &str,
+        moves: impl Iterator<Item = &'m SpendMove<'m>> + Clone,
+    ) -> Result<Self, StoreError> {
+        let mut evaluator = RuleEvaluator {
             venue: venue.to_owned(),
             context: None,
+            customers: HashMap::new(),
+            unlocked: HashSet::new(),
+            new_unlocks: Vec::new(),
             stats: HashMap::new(),
             performances: PerformanceCache::default(),
+        };
+        let evaluated: BTreeSet<&str> = moves
+            .clone()
+            .filter(|m| m.sale.is_some())
+            .map(|m| m.customer_id)
+            .collect();
+        if evaluated.is_empty() {
+            return Ok(evaluator);
         }
-    }
-
-    /// Writes the batch's rule statistics; call once, before the batch's transaction commits.
-    pub async fn finish(self, tx: &mut LoggedTx) -> Result<(), StoreError> {
-        for (rule_id, stats) in self.stats {
-            sqlx::query(
-                "UPDATE spend_rules SET times_triggered = times_triggered + $1,
-                   customers_unlocked = customers_unlocked + $2,
-                   last_triggered_at = CASE WHEN last_triggered_at IS NULL OR last_triggered_at < $3
-                                            THEN $3 ELSE last_triggered_at END
-                 WHERE id = $4",
-            )
-            .bind(stats.triggered)
-            .bind(stats.unlocked)
-            .bind(stats.last_at)
-            .bind(&rule_id)
-            .execute(tx.conn())
+        let rules = venue_rules(tx.conn(), scope.tenant_id(), venue, true).await?;
+        if rules.is_empty() {
+            return Ok(evaluator);
+        }
+        let row = sqlx::query("SELECT timezone, currency FROM integrations WHERE id = $1")
+            .bind(integration_id)
+            .fetch_one(tx.conn())
             .await?;
+        let tz_name: String = row.try_get("timezone")?;
+        let tz = TimeZone::get(&tz_name)
+            .or_else(|_| TimeZone::get(scope.timezone()))
+            .unwrap_or(TimeZone::UTC);
+        evaluator.context = Some(VenueContext {
+            tz,
+            currency: row.try_get("currency")?,
+            ladder: tiers::load(tx.conn(), scope.tenant_id()).await?,
+            rules,
+        });
+
+        let ids: Vec<&str> = evaluated.into_iter().collect();
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            if tx.backend() == Backend::Postgres {
+                let sql = format!(
+                    "SELECT id FROM customers WHERE tenant_id = $1 AND id IN ({}) ORDER BY id FOR UPDATE",
+                    list_of_params(chunk.len(), 2)
+                );
+                let mut query = sqlx::query(&sql).bind(scope.tenant_id());
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                query.fetch_all(tx.conn()).await?;
+            }
         }
-        Ok(())
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                concat!(
+                    "SELECT c.id, c.phone, c.tier, c.access_level, (SELECT ",
+                    lifetime_spend_sql!(),
+                    " FROM pos_transactions t
+                       WHERE t.tenant_id = c.tenant_id AND t.customer_id = c.id AND t.integration_id = $2) AS spend
+                     FROM customers c WHERE c.tenant_id = $1 AND c.id IN ({})"
+                ),
+                list_of_params(chunk.len(), 3)
+            );
+            let mut query = sqlx::query(&sql)
+                .bind(scope.tenant_id())
+                .bind(integration_id);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(tx.conn()).await? {
+                evaluator.customers.insert(
+                    row.try_get("id")?,
+                    CustomerState {
+                        phone: row.try_get("phone")?,
+                        tier: row.try_get("tier")?,
+                        access: row.try_get("access_level")?,
+                        spend: row.try_get("spend")?,
+                        raised: false,
+                    },
+                );
+            }
+            let sql = format!(
+                "SELECT customer_id, rule_id FROM tier_unlocks
+                 WHERE tenant_id = $1 AND venue = $2 AND customer_id IN ({})",
+                list_of_params(chunk.len(), 3)
+            );
+            let mut query = sqlx::query(&sql).bind(scope.tenant_id()).bind(venue);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(tx.conn()).await? {
+                evaluator
+                    .unlocked
+                    .insert((row.try_get("customer_id")?, row.try_get("rule_id")?));
+            }
+        }
+        // The spend read includes the whole batch (already stored); rewind it to before
+        // the batch, so each apply sees exactly the sales up to its own.
+        for spend_move in moves {
+            if let Some(state) = evaluator.customers.get_mut(spend_move.customer_id) {
+                state.spend -= spend_move.delta;
+            }
+        }
+        Ok(evaluator)
     }
 
-    async fn load(&mut self, tx: &mut LoggedTx, scope: &TenantScope) -> Result<bool, StoreError> {
-        if self.context.is_none() {
-            let rules = venue_rules(tx.conn(), scope.tenant_id(), &self.venue, true).await?;
-            let context = if rules.is_empty() {
-                None
-            } else {
-                let row = sqlx::query("SELECT timezone, currency FROM integrations WHERE id = $1")
-                    .bind(&self.integration_id)
-                    .fetch_one(tx.conn())
-                    .await?;
-                let tz_name: String = row.try_get("timezone")?;
-                let tz = TimeZone::get(&tz_name)
-                    .or_else(|_| TimeZone::get(scope.timezone()))
-                    .unwrap_or(TimeZone::UTC);
-                Some(VenueContext {
-                    tz,
-                    currency: row.try_get("currency")?,
-                    ladder: tiers::load(tx.conn(), scope.tenant_id()).await?,
-                    rules,
-                })
-            };
-            self.context = Some(context);
-        }
-        Ok(matches!(self.context, Some(Some(_))))
-    }
-
-    /// Evaluates one sale, recording the unlock it causes, if any.
-    pub async fn evaluate(
+    /// Applies one move and, for a sale, evaluates it: the first rule by priority whose
+    /// threshold, time window, live-only flag and performer match decides; if the customer
+    /// never unlocked it, the unlock is recorded, the customer's tier and access rise (never
+    /// fall) and `tier_unlocked` is appended.
+    pub async fn apply(
         &mut self,
         tx: &mut LoggedTx,
         scope: &TenantScope,
-        sale: SaleRef<'_>,
+        spend_move: &SpendMove<'_>,
     ) -> Result<(), StoreError> {
-        if !self.load(tx, scope).await? {
+        let RuleEvaluator {
+            venue,
+            context: Some(ctx),
+            customers,
+            unlocked,
+            new_unlocks,
+            stats,
+            performances,
+        } = self
+        else {
             return Ok(());
-        }
+        };
+        let Some(customer) = customers.get_mut(spend_move.customer_id) else {
+            return Ok(());
+        };
+        customer.spend += spend_move.delta;
+        let Some(sale) = spend_move.sale else {
+            return Ok(());
+        };
         metrics::counter!("posbridge_rule_evaluations_total").increment(1);
-        if tx.conn().backend_name() == POSTGRES {
-            // The no-op UPDATE takes the customer's row lock: a concurrent sale of the same
-            // customer waits here, and the next statement (a new snapshot under READ
-            // COMMITTED) sees its spend. SQLite's single writer already serialises them.
-            sqlx::query("UPDATE customers SET updated_at = updated_at WHERE id = $1")
-                .bind(sale.customer_id)
-                .execute(tx.conn())
-                .await?;
-        }
-        let customer = sqlx::query(concat!(
-            "SELECT c.phone, c.tier, c.access_level, (SELECT ",
-            lifetime_spend_sql!(),
-            " FROM pos_transactions t
-                WHERE t.tenant_id = c.tenant_id AND t.customer_id = c.id AND t.integration_id = $3) AS spend
-             FROM customers c WHERE c.id = $1 AND c.tenant_id = $2",
-        ))
-        .bind(sale.customer_id)
-        .bind(scope.tenant_id())
-        .bind(&self.integration_id)
-        .fetch_optional(tx.conn())
-        .await?;
-        let Some(customer) = customer else {
-            return Ok(());
-        };
-        let phone: String = customer.try_get("phone")?;
-        let held_tier: Option<String> = customer.try_get("tier")?;
-        let held_access: Option<String> = customer.try_get("access_level")?;
-        let spend: i64 = customer.try_get("spend")?;
-        let Some(ctx) = self.context.as_ref().and_then(Option::as_ref) else {
-            return Ok(());
-        };
+        let spend = customer.spend;
         // Who performs is looked up only when a rule that asks is otherwise a match.
         let mut performers: Option<Vec<&str>> = None;
         let mut first_match = None;
@@ -177,13 +268,8 @@ impl RuleEvaluator {
             if rule.live_only || rule.performer_id.is_some() {
                 if performers.is_none() {
                     performers = Some(
-                        self.performances
-                            .performers_at(
-                                tx.conn(),
-                                scope.tenant_id(),
-                                &self.venue,
-                                sale.occurred_at,
-                            )
+                        performances
+                            .performers_at(tx.conn(), scope.tenant_id(), venue, sale.occurred_at)
                             .await?,
                     );
                 }
@@ -204,56 +290,29 @@ impl RuleEvaluator {
             return Ok(());
         };
         let rule = &ctx.rules[index];
-        let venue = &self.venue;
         let now = now_micros();
-        let first_time = sqlx::query(
-            "INSERT INTO tier_unlocks (id, tenant_id, customer_id, rule_id, rule_name, venue, tier, access_level,
-               transaction_id, lifetime_spend, currency, occurred_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-             ON CONFLICT (customer_id, rule_id) DO NOTHING",
-        )
-        .bind(new_id())
-        .bind(scope.tenant_id())
-        .bind(sale.customer_id)
-        .bind(&rule.id)
-        .bind(&rule.name)
-        .bind(venue)
-        .bind(&rule.tier)
-        .bind(rule.access_level.as_deref())
-        .bind(sale.transaction_id)
-        .bind(spend)
-        .bind(&ctx.currency)
-        .bind(sale.occurred_at)
-        .bind(now)
-        .execute(tx.conn())
-        .await?
-        .rows_affected()
-            == 1;
-        let stats = self.stats.entry(rule.id.clone()).or_default();
-        stats.triggered += 1;
-        stats.unlocked += i64::from(first_time);
-        stats.last_at = now;
+        let first_time = unlocked.insert((spend_move.customer_id.to_owned(), rule.id.clone()));
+        let rule_stats = stats.entry(index).or_default();
+        rule_stats.triggered += 1;
+        rule_stats.unlocked += i64::from(first_time);
+        rule_stats.last_at = now;
         if !first_time {
             return Ok(());
         }
+        new_unlocks.push(NewUnlock {
+            customer_id: spend_move.customer_id.to_owned(),
+            rule: index,
+            transaction_id: sale.transaction_id.to_owned(),
+            spend,
+            occurred_at: sale.occurred_at,
+        });
         let ladder = &ctx.ladder;
-        let tier = ladder.raise_tier(held_tier.as_deref(), &rule.tier);
-        let access = ladder.raise_access(held_access.as_deref(), rule.access_level.as_deref());
-        let previous_tier = ladder.effective_tier(held_tier.as_deref());
-        let previous_access = ladder.effective_access(held_access.as_deref());
-        if tier != previous_tier || access != previous_access {
-            sqlx::query(
-                "UPDATE customers SET tier = $1, access_level = $2, updated_at = $3 WHERE id = $4",
-            )
-            .bind(&tier)
-            .bind(&access)
-            .bind(now)
-            .bind(sale.customer_id)
-            .execute(tx.conn())
-            .await?;
-        }
+        let tier = ladder.raise_tier(customer.tier.as_deref(), &rule.tier);
+        let access = ladder.raise_access(customer.access.as_deref(), rule.access_level.as_deref());
+        let previous_tier = ladder.effective_tier(customer.tier.as_deref());
+        let previous_access = ladder.effective_access(customer.access.as_deref());
         let data = json!({
-            "customer": {"id": sale.customer_id, "phone": phone},
+            "customer": {"id": spend_move.customer_id, "phone": customer.phone},
             "venue": venue,
             "rule": {"id": rule.id, "name": rule.name, "threshold": rule.threshold, "priority": rule.priority},
             "tier": rule.tier,
@@ -268,8 +327,121 @@ impl RuleEvaluator {
             "transaction_id": sale.transaction_id,
             "occurred_at": rfc3339(sale.occurred_at),
         });
-        tx.append(scope, EventKind::TierUnlocked, &data).await?;
+        if tier != previous_tier || access != previous_access {
+            customer.tier = Some(tier);
+            customer.access = Some(access);
+            customer.raised = true;
+        }
+        tx.append(scope, EventKind::TierUnlocked, &data)?;
         metrics::counter!("posbridge_tier_unlocks_total").increment(1);
         Ok(())
     }
+
+    /// Writes the batch's unlocks, raised tiers and rule statistics; call once, before the
+    /// batch's transaction commits.
+    pub async fn finish(self, tx: &mut LoggedTx, scope: &TenantScope) -> Result<(), StoreError> {
+        let Some(ctx) = &self.context else {
+            return Ok(());
+        };
+        let now = now_micros();
+        // A plain INSERT: the unique (customer, rule) key turns an unlock this batch did not
+        // foresee (impossible under the locks above) into a rolled-back batch, never into
+        // a second unlock.
+        for chunk in self.new_unlocks.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO tier_unlocks (id, tenant_id, venue, currency, created_at, customer_id, rule_id,
+                   rule_name, tier, access_level, transaction_id, lifetime_spend, occurred_at)
+                 VALUES {}",
+                unlock_rows(chunk.len())
+            );
+            let mut query = sqlx::query(&sql)
+                .bind(scope.tenant_id())
+                .bind(&self.venue)
+                .bind(&ctx.currency)
+                .bind(now);
+            for unlock in chunk {
+                let rule = &ctx.rules[unlock.rule];
+                query = query
+                    .bind(new_id())
+                    .bind(&unlock.customer_id)
+                    .bind(&rule.id)
+                    .bind(&rule.name)
+                    .bind(&rule.tier)
+                    .bind(rule.access_level.as_deref())
+                    .bind(&unlock.transaction_id)
+                    .bind(unlock.spend)
+                    .bind(unlock.occurred_at);
+            }
+            query.execute(tx.conn()).await?;
+        }
+        let raised: Vec<(&String, &CustomerState)> =
+            self.customers.iter().filter(|(_, c)| c.raised).collect();
+        for chunk in raised.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE customers SET tier = v.column2, access_level = v.column3, updated_at = $1
+                 FROM (VALUES {}) AS v WHERE customers.id = v.column1",
+                rows_of_params(chunk.len(), 3, 2)
+            );
+            let mut query = sqlx::query(&sql).bind(now);
+            for (id, customer) in chunk {
+                query = query
+                    .bind(id.as_str())
+                    .bind(customer.tier.as_deref())
+                    .bind(customer.access.as_deref());
+            }
+            query.execute(tx.conn()).await?;
+        }
+        let stats: Vec<(&usize, &RuleStats)> = self.stats.iter().collect();
+        for chunk in stats.chunks(ROWS_PER_STATEMENT) {
+            // The casts type the VALUES columns for PostgreSQL, which reads bare
+            // parameters there as text.
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|k| {
+                    let p = 1 + 4 * k;
+                    format!(
+                        "(${p}, CAST(${} AS BIGINT), CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
+                        p + 1,
+                        p + 2,
+                        p + 3
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "UPDATE spend_rules SET times_triggered = times_triggered + v.column2,
+                   customers_unlocked = customers_unlocked + v.column3,
+                   last_triggered_at = CASE WHEN last_triggered_at IS NULL OR last_triggered_at < v.column4
+                                            THEN v.column4 ELSE last_triggered_at END
+                 FROM (VALUES {}) AS v WHERE spend_rules.id = v.column1",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (rule, stats) in chunk {
+                query = query
+                    .bind(&ctx.rules[**rule].id)
+                    .bind(stats.triggered)
+                    .bind(stats.unlocked)
+                    .bind(stats.last_at);
+            }
+            query.execute(tx.conn()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Rows of `tier_unlocks` VALUES: `$1..$4` (tenant, venue, currency, now) are shared, then
+/// nine parameters per unlock.
+fn unlock_rows(count: usize) -> String {
+    (0..count)
+        .map(|k| {
+            let p = 5 + 9 * k;
+            format!(
+                "(${p}, $1, $2, $3, $4, {})",
+                (p + 1..p + 9)
+                    .map(|q| format!("${q}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
