@@ -17,7 +17,7 @@ use sqlx::Row;
 pub use hub::{EventHub, HubOptions};
 
 use crate::auth::TenantScope;
-use crate::store::{now_micros, rfc3339, rows_of_params, Backend, Conn, Store, StoreError, Tx};
+use crate::store::{now_micros, rfc3339, Backend, Conn, Params, Store, StoreError, Tx};
 
 /// The event types the host itself emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,26 +224,28 @@ impl LoggedTx {
             // `fetch_one`: sqlx's single-row fetch stops at the first result, which is the
             // UPDATE's, and would abandon the INSERT.
             Backend::Sqlite => {
-                let mut rows = String::new();
-                for k in 0..events.len() {
-                    let p = 2 + 3 * k;
-                    if k > 0 {
-                        rows.push_str(", ");
-                    }
-                    rows.push_str(&format!("({}, ${p}, ${}, ${})", k + 1, p + 1, p + 2));
-                }
+                let mut p = Params::new(Backend::Sqlite);
+                let update = format!(
+                    "UPDATE tenants SET last_seq = last_seq + {n} WHERE id = {}",
+                    p.one()
+                );
+                let rows: Vec<String> = (1..=events.len())
+                    .map(|k| format!("({k}, {})", p.list(3)))
+                    .collect();
                 let sql = format!(
-                    "UPDATE tenants SET last_seq = last_seq + {n} WHERE id = $1;
+                    "{update};
                      INSERT INTO events (tenant_id, seq, kind, at, data)
                        SELECT t.id, t.last_seq - {n} + b.column1, b.column2, b.column3, b.column4
-                       FROM tenants t, (VALUES {rows}) b WHERE t.id = $1
-                     RETURNING seq"
+                       FROM tenants t, (VALUES {}) b WHERE t.id = {}
+                     RETURNING seq",
+                    rows.join(", "),
+                    p.one()
                 );
                 let mut query = sqlx::query_scalar(&sql).bind(tenant_id);
                 for event in events {
                     query = query.bind(&event.kind).bind(event.at).bind(&event.data);
                 }
-                let seqs: Vec<i64> = query.fetch_all(&mut *self.tx).await?;
+                let seqs: Vec<i64> = query.bind(tenant_id).fetch_all(&mut *self.tx).await?;
                 if seqs.len() != events.len() {
                     return Err(StoreError::Sqlx(sqlx::Error::RowNotFound));
                 }
@@ -262,7 +264,7 @@ impl LoggedTx {
                 .await?;
                 let sql = format!(
                     "INSERT INTO events (tenant_id, seq, kind, at, data) VALUES {}",
-                    rows_of_params(events.len(), 5, 1)
+                    Params::new(Backend::Postgres).rows(events.len(), 5)
                 );
                 let mut query = sqlx::query(&sql);
                 for (event, seq) in events.iter().zip(last - n + 1..) {

@@ -16,7 +16,7 @@ use crate::events::{EventKind, LoggedTx};
 use crate::money::{parse_currency, MAX_AMOUNT};
 use crate::plugins::contract::{CardInfo, CustomerRef, Tender, Transaction, TransactionStatus};
 use crate::rules::{RuleEvaluator, SaleRef, SpendMove};
-use crate::store::{list_of_params, new_id, now_micros, rfc3339, Backend, Db, StoreError};
+use crate::store::{new_id, now_micros, rfc3339, Backend, Db, Params, StoreError};
 
 /// Where a sale came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,34 +302,26 @@ async fn store_sales(
         .chunks(SALES_PER_STATEMENT)
         .zip(ids.chunks(SALES_PER_STATEMENT))
     {
-        // Per row: id, external id, then the shared columns; `now` fills both timestamps.
-        let per_row = 2 + SALE_COLUMNS;
-        let values: Vec<String> = (0..chunk.len())
-            .map(|k| {
-                let p = 3 + per_row * k;
-                let columns: Vec<String> = (p + 1..p + per_row).map(|q| format!("${q}")).collect();
-                format!(
-                    "(${p}, $1, $2, {}, ${})",
-                    columns.join(", "),
-                    p + per_row - 1
-                )
-            })
-            .collect();
+        // Per row: id, tenant, integration, external id, the shared columns, and `now` once
+        // more for `updated_at`.
+        let values = Params::new(tx.backend()).rows(chunk.len(), 4 + SALE_COLUMNS + 1);
         let sql = format!(
             "INSERT INTO pos_transactions (id, tenant_id, integration_id, external_id, order_id, location_id, occurred_at,
                upstream_updated_at, currency, total, subtotal, tax, tip, discount, refunded, tender, status, card_brand,
                card_last4, card_fingerprint, provider_customer_id, customer_phone, customer_email, customer_name,
                customer_id, content_hash, source, created_at, updated_at)
-             VALUES {}
+             VALUES {values}
              ON CONFLICT (integration_id, external_id) DO NOTHING
-             RETURNING id",
-            values.join(", ")
+             RETURNING id"
         );
-        let mut insert = sqlx::query(&sql)
-            .bind(scope.tenant_id())
-            .bind(target.integration_id);
+        let mut insert = sqlx::query(&sql);
         for (row, id) in chunk.iter().zip(chunk_ids) {
-            insert = row.bind(insert.bind(id.as_str()).bind(&row.sale.external_id));
+            let columns = insert
+                .bind(id.as_str())
+                .bind(scope.tenant_id())
+                .bind(target.integration_id)
+                .bind(&row.sale.external_id);
+            insert = row.bind(columns).bind(row.now);
         }
         for inserted in insert.fetch_all(tx.conn()).await? {
             created.insert(inserted.try_get::<String, _>("id")?);
@@ -406,10 +398,12 @@ async fn read_stored(
         ""
     };
     for chunk in external_ids.chunks(KEYS_PER_LOOKUP) {
+        let mut p = Params::new(tx.backend());
         let sql = format!(
             "SELECT id, external_id, content_hash, upstream_updated_at, status, total, refunded, customer_id
-             FROM pos_transactions WHERE integration_id = $1 AND external_id IN ({}){lock}",
-            list_of_params(chunk.len(), 2)
+             FROM pos_transactions WHERE integration_id = {} AND external_id IN ({}){lock}",
+            p.one(),
+            p.list(chunk.len())
         );
         let mut query = sqlx::query(&sql).bind(target.integration_id);
         for external_id in chunk {
@@ -620,10 +614,12 @@ async fn linked(
 ) -> Result<HashMap<(&'static str, String), Customer>, StoreError> {
     let mut links = HashMap::new();
     for chunk in values.chunks(KEYS_PER_LOOKUP) {
+        let mut p = Params::new(tx.backend());
         let sql = format!(
             "SELECT l.kind, l.value, c.id, c.phone FROM customer_links l JOIN customers c ON c.id = l.customer_id
-             WHERE l.tenant_id = $1 AND l.kind IN ('{CARD_LINK}', '{PROVIDER_LINK}') AND l.value IN ({})",
-            list_of_params(chunk.len(), 2)
+             WHERE l.tenant_id = {} AND l.kind IN ('{CARD_LINK}', '{PROVIDER_LINK}') AND l.value IN ({})",
+            p.one(),
+            p.list(chunk.len())
         );
         let mut query = sqlx::query(&sql).bind(scope.tenant_id());
         for value in chunk {
@@ -652,8 +648,9 @@ async fn find_or_create_many(
     let mut ids = HashMap::new();
     let now = now_micros();
     for chunk in phones.chunks(KEYS_PER_LOOKUP) {
+        let mut p = Params::new(tx.backend());
         let values: Vec<String> = (0..chunk.len())
-            .map(|k| format!("(${}, $1, ${}, 0, 0, $2, $2)", 3 + 2 * k, 4 + 2 * k))
+            .map(|_| format!("({}, 0, 0, {})", p.list(3), p.list(2)))
             .collect();
         // DO UPDATE, not DO NOTHING: only then does RETURNING yield the existing rows too.
         let sql = format!(
@@ -663,9 +660,14 @@ async fn find_or_create_many(
              RETURNING id, phone",
             values.join(", ")
         );
-        let mut query = sqlx::query(&sql).bind(scope.tenant_id()).bind(now);
+        let mut query = sqlx::query(&sql);
         for phone in chunk {
-            query = query.bind(new_id()).bind(*phone);
+            query = query
+                .bind(new_id())
+                .bind(scope.tenant_id())
+                .bind(*phone)
+                .bind(now)
+                .bind(now);
         }
         for row in query.fetch_all(tx.conn()).await? {
             ids.insert(row.try_get("phone")?, row.try_get("id")?);
@@ -682,10 +684,12 @@ async fn by_emails(
 ) -> Result<HashMap<String, Customer>, StoreError> {
     let mut found = HashMap::new();
     for chunk in emails.chunks(KEYS_PER_LOOKUP) {
+        let mut p = Params::new(tx.backend());
         let sql = format!(
-            "SELECT id, phone, email FROM customers WHERE tenant_id = $1 AND email IN ({})
+            "SELECT id, phone, email FROM customers WHERE tenant_id = {} AND email IN ({})
              ORDER BY created_at, id",
-            list_of_params(chunk.len(), 2)
+            p.one(),
+            p.list(chunk.len())
         );
         let mut query = sqlx::query(&sql).bind(scope.tenant_id());
         for email in chunk {

@@ -22,9 +22,7 @@ use super::windows::in_any_window;
 use super::{lifetime_spend_sql, venue_rules, SpendRule};
 use crate::auth::TenantScope;
 use crate::events::{EventKind, LoggedTx};
-use crate::store::{
-    list_of_params, new_id, now_micros, rfc3339, rows_of_params, Backend, StoreError,
-};
+use crate::store::{new_id, now_micros, rfc3339, Backend, Params, StoreError};
 
 /// A change of one customer's lifetime spend at the venue, in batch order.
 #[derive(Debug, Clone, Copy)]
@@ -160,9 +158,11 @@ impl RuleEvaluator {
         let ids: Vec<&str> = evaluated.into_iter().collect();
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             if tx.backend() == Backend::Postgres {
+                let mut p = Params::new(Backend::Postgres);
                 let sql = format!(
-                    "SELECT id FROM customers WHERE tenant_id = $1 AND id IN ({}) ORDER BY id FOR UPDATE",
-                    list_of_params(chunk.len(), 2)
+                    "SELECT id FROM customers WHERE tenant_id = {} AND id IN ({}) ORDER BY id FOR UPDATE",
+                    p.one(),
+                    p.list(chunk.len())
                 );
                 let mut query = sqlx::query(&sql).bind(scope.tenant_id());
                 for id in chunk {
@@ -172,19 +172,22 @@ impl RuleEvaluator {
             }
         }
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let mut p = Params::new(tx.backend());
             let sql = format!(
                 concat!(
                     "SELECT c.id, c.phone, c.tier, c.access_level, (SELECT ",
                     lifetime_spend_sql!(),
                     " FROM pos_transactions t
-                       WHERE t.tenant_id = c.tenant_id AND t.customer_id = c.id AND t.integration_id = $2) AS spend
-                     FROM customers c WHERE c.tenant_id = $1 AND c.id IN ({})"
+                       WHERE t.tenant_id = c.tenant_id AND t.customer_id = c.id AND t.integration_id = {}) AS spend
+                     FROM customers c WHERE c.tenant_id = {} AND c.id IN ({})"
                 ),
-                list_of_params(chunk.len(), 3)
+                p.one(),
+                p.one(),
+                p.list(chunk.len())
             );
             let mut query = sqlx::query(&sql)
-                .bind(scope.tenant_id())
-                .bind(integration_id);
+                .bind(integration_id)
+                .bind(scope.tenant_id());
             for id in chunk {
                 query = query.bind(*id);
             }
@@ -200,10 +203,13 @@ impl RuleEvaluator {
                     },
                 );
             }
+            let mut p = Params::new(tx.backend());
             let sql = format!(
                 "SELECT customer_id, rule_id FROM tier_unlocks
-                 WHERE tenant_id = $1 AND venue = $2 AND customer_id IN ({})",
-                list_of_params(chunk.len(), 3)
+                 WHERE tenant_id = {} AND venue = {} AND customer_id IN ({})",
+                p.one(),
+                p.one(),
+                p.list(chunk.len())
             );
             let mut query = sqlx::query(&sql).bind(scope.tenant_id()).bind(venue);
             for id in chunk {
@@ -352,17 +358,17 @@ impl RuleEvaluator {
                 "INSERT INTO tier_unlocks (id, tenant_id, venue, currency, created_at, customer_id, rule_id,
                    rule_name, tier, access_level, transaction_id, lifetime_spend, occurred_at)
                  VALUES {}",
-                unlock_rows(chunk.len())
+                Params::new(tx.backend()).rows(chunk.len(), 13)
             );
-            let mut query = sqlx::query(&sql)
-                .bind(scope.tenant_id())
-                .bind(&self.venue)
-                .bind(&ctx.currency)
-                .bind(now);
+            let mut query = sqlx::query(&sql);
             for unlock in chunk {
                 let rule = &ctx.rules[unlock.rule];
                 query = query
                     .bind(new_id())
+                    .bind(scope.tenant_id())
+                    .bind(&self.venue)
+                    .bind(&ctx.currency)
+                    .bind(now)
                     .bind(&unlock.customer_id)
                     .bind(&rule.id)
                     .bind(&rule.name)
@@ -377,10 +383,12 @@ impl RuleEvaluator {
         let raised: Vec<(&String, &CustomerState)> =
             self.customers.iter().filter(|(_, c)| c.raised).collect();
         for chunk in raised.chunks(ROWS_PER_STATEMENT) {
+            let mut p = Params::new(tx.backend());
             let sql = format!(
-                "UPDATE customers SET tier = v.column2, access_level = v.column3, updated_at = $1
+                "UPDATE customers SET tier = v.column2, access_level = v.column3, updated_at = {}
                  FROM (VALUES {}) AS v WHERE customers.id = v.column1",
-                rows_of_params(chunk.len(), 3, 2)
+                p.one(),
+                p.rows(chunk.len(), 3)
             );
             let mut query = sqlx::query(&sql).bind(now);
             for (id, customer) in chunk {
@@ -395,14 +403,13 @@ impl RuleEvaluator {
         for chunk in stats.chunks(ROWS_PER_STATEMENT) {
             // The casts type the VALUES columns for PostgreSQL, which reads bare
             // parameters there as text.
+            let mut p = Params::new(tx.backend());
             let rows: Vec<String> = (0..chunk.len())
-                .map(|k| {
-                    let p = 1 + 4 * k;
+                .map(|_| {
+                    let id = p.one();
+                    let [triggered, unlocked, last] = [p.one(), p.one(), p.one()];
                     format!(
-                        "(${p}, CAST(${} AS BIGINT), CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
-                        p + 1,
-                        p + 2,
-                        p + 3
+                        "({id}, CAST({triggered} AS BIGINT), CAST({unlocked} AS BIGINT), CAST({last} AS BIGINT))"
                     )
                 })
                 .collect();
@@ -426,22 +433,4 @@ impl RuleEvaluator {
         }
         Ok(())
     }
-}
-
-/// Rows of `tier_unlocks` VALUES: `$1..$4` (tenant, venue, currency, now) are shared, then
-/// nine parameters per unlock.
-fn unlock_rows(count: usize) -> String {
-    (0..count)
-        .map(|k| {
-            let p = 5 + 9 * k;
-            format!(
-                "(${p}, $1, $2, $3, $4, {})",
-                (p + 1..p + 9)
-                    .map(|q| format!("${q}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
