@@ -4,11 +4,11 @@
 //! `transaction_recorded` and evaluated against the venue's spend rules, all in the same
 //! database transaction.
 
+use std::collections::{BTreeSet, HashMap, HashSet};
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
-
-use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::auth::TenantScope;
 use crate::customers::normalize_phone;
@@ -154,6 +154,7 @@ pub async fn ingest(
     rules.finish(tx, scope).await?;
     Ok(counts)
 }
+
 /// What a sale's INSERT and its replacing UPDATE both write, bound in the same order by
 /// [`SaleColumns::bind`].
 struct SaleColumns<'a> {
