@@ -21,6 +21,12 @@ fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     println!("cargo:rerun-if-changed={}", plugins.display());
     println!("cargo:rerun-if-changed={}", workspace.join("wit").display());
+    // `sqlx::migrate!` embeds the migrations at compile time: a new migration file must
+    // rebuild the host, which cargo only knows through this script.
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace.join("migrations").display()
+    );
     println!("cargo:rerun-if-env-changed=POSBRIDGE_GUEST_CARGO_ARGS");
 
     let members = guest_members(&plugins);
