@@ -11,7 +11,7 @@ pub use ingest::{net_spend, IngestCounts};
 pub use integrations::{ConnectRequest, Integration};
 pub use sales::{Period, Revenue};
 pub use sync::{spawn_scheduler, SyncStats};
-pub use webhooks::spawn_inbox_worker;
+pub use webhooks::{spawn_inbox_worker, AckActivity};
 
 use std::collections::BTreeMap;
 

@@ -92,7 +92,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         vault: Arc::new(vault),
         sync_wakeup: Arc::default(),
         inbox_wakeup: Arc::default(),
-        webhooks_in_flight: Arc::default(),
+        webhook_acks: Arc::default(),
         hooks_wakeup: Arc::default(),
         keys: KeyCache::default(),
         operator: Arc::new(operator),

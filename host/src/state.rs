@@ -36,8 +36,8 @@ pub struct AppState {
     pub sync_wakeup: Arc<tokio::sync::Notify>,
     /// Wakes the webhook inbox worker (a delivery was stored).
     pub inbox_wakeup: Arc<tokio::sync::Notify>,
-    /// Webhook deliveries being acknowledged right now; the inbox worker lets them go first.
-    pub webhooks_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Webhook deliveries being acknowledged; the inbox worker lets them go first.
+    pub webhook_acks: Arc<crate::providers::AckActivity>,
     /// Wakes the hook dispatcher (a binding was resumed or changed, a worker finished).
     pub hooks_wakeup: Arc<tokio::sync::Notify>,
     /// Cancelled when the server begins shutting down.

@@ -442,8 +442,80 @@ async fn webhook_survives_kill9(backend: Backend) {
     assert_eq!(total, (0..BURST).map(|i| 1000 + i).sum::<i64>() + 5);
 }
 
+/// A burst of concurrent deliveries to two venues, each event sent twice and some payments
+/// created then updated: the inbox records them in batches of many deliveries, and every
+/// event counts exactly once, in each venue, with the later version of each payment.
+async fn webhook_burst_records_each_event_once(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let tenant = srv.setup_tenant("kitchen").await;
+    let manager = srv.manager(&tenant);
+    let mock = MockSquare::start().await;
+    approve_host(&srv, "square", mock.host_port()).await;
+    let mut integrations = Vec::new();
+    for venue in ["north", "south"] {
+        let integration = connect_square(
+            &manager,
+            &mock,
+            venue,
+            json!({"webhook_signature_key": SQUARE_KEY}),
+        )
+        .await;
+        first_sync(&manager, venue).await;
+        integrations.push(integration);
+    }
+    let t0 = now_ms() - 60_000;
+    const PAYMENTS: usize = 60;
+    let mut deliveries = Vec::new();
+    for (v, integration) in integrations.iter().enumerate() {
+        for i in 0..PAYMENTS {
+            let payment =
+                SquarePayment::new(&format!("burst-{v}-{i}"), 1000, 0, at_ms(t0 + i as i64));
+            let event = format!("evt-burst-{v}-{i}");
+            let body = square_payment_webhook("payment.created", &event, &payment.json());
+            // Square redelivers when an ack is slow: the same event, byte for byte.
+            deliveries.push((integration.clone(), body.clone()));
+            deliveries.push((integration.clone(), body));
+            if i % 3 == 0 {
+                let refunded = payment.refunded(400).updated_at(jiff::Timestamp::now());
+                let body = square_payment_webhook(
+                    "payment.updated",
+                    &format!("{event}-refund"),
+                    &refunded.json(),
+                );
+                deliveries.push((integration.clone(), body));
+            }
+        }
+    }
+    let sends = deliveries.into_iter().map(|(integration, body)| {
+        let srv = &srv;
+        async move {
+            let id = integration["id"].as_str().unwrap();
+            let url = integration["webhook_url"].as_str().unwrap();
+            let sig = square_signature(url, body.as_bytes(), SQUARE_KEY);
+            post_webhook(srv, "square", id, &body, &[(SQUARE_HEADER, &sig)])
+                .await
+                .expect(200);
+        }
+    });
+    futures_util::future::join_all(sends).await;
+
+    for venue in ["north", "south"] {
+        let items = wait_for_count(&manager, venue, PAYMENTS).await;
+        let refunds = PAYMENTS.div_ceil(3) as i64;
+        // A refund can arrive before its payment.created (they race): the update then
+        // lands first and the older created version never replaces it.
+        eventually(Duration::from_secs(15), "every refund recorded", || async {
+            let all = revenue(&manager, venue, "all").await;
+            (all["total"] == json!(PAYMENTS as i64 * 1000 - refunds * 400)).then_some(())
+        })
+        .await;
+        assert_eq!(items.len(), PAYMENTS, "{venue}: one sale per payment");
+    }
+}
+
 both_backends!(
     square_webhooks,
+    webhook_burst_records_each_event_once,
     square_published_example,
     toast_webhooks,
     webhook_survives_kill9

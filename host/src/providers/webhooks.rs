@@ -4,8 +4,8 @@
 //! idempotent (provider event ids are remembered for 8 days, sales are unique per
 //! integration), so a replay, a retry or a restart never records a sale twice.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,10 +20,10 @@ use super::integrations::{by_id, webhook_key_of, Integration};
 use crate::auth::TenantScope;
 use crate::error::{ApiError, ApiResult};
 use crate::events::LoggedTx;
-use crate::plugins::contract::{ProviderError, Webhook, WebhookEvent};
+use crate::plugins::contract::{ProviderError, Transaction, Webhook, WebhookEvent};
 use crate::plugins::CallContext;
 use crate::state::AppState;
-use crate::store::{new_id, now_micros, StoreError};
+use crate::store::{new_id, now_micros, Backend, Params, StoreError};
 
 /// Event ids are remembered this long: Square retries for 72 h, and the contract promises
 /// at least 7 days of replay protection.
@@ -44,7 +44,7 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    let _in_flight = InFlight::enter(&app.webhooks_in_flight);
+    let _in_flight = InFlight::enter(&app.webhook_acks);
     let not_found = || ApiError::not_found("not_found", "no such webhook endpoint");
     let integration = by_id(&app, &integration_id).await?.ok_or_else(not_found)?;
     if integration.provider != provider {
@@ -108,19 +108,28 @@ pub async fn receive(
     ))
 }
 
+/// Acknowledgements in progress and begun, which the inbox worker reads to stay out of their
+/// way. Shared by the handlers and the worker through [`AppState`].
+#[derive(Debug, Default)]
+pub struct AckActivity {
+    in_flight: AtomicUsize,
+    started: AtomicU64,
+}
+
 /// Counts a webhook being acknowledged for as long as it lives.
-struct InFlight(Arc<AtomicUsize>);
+struct InFlight(Arc<AckActivity>);
 
 impl InFlight {
-    fn enter(counter: &Arc<AtomicUsize>) -> InFlight {
-        counter.fetch_add(1, Ordering::Relaxed);
-        InFlight(counter.clone())
+    fn enter(acks: &Arc<AckActivity>) -> InFlight {
+        acks.started.fetch_add(1, Ordering::Relaxed);
+        acks.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(acks.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -130,13 +139,23 @@ impl Drop for InFlight {
 const ACK_PRIORITY_WAIT: Duration = Duration::from_millis(20);
 
 /// Waits (at most [`ACK_PRIORITY_WAIT`]) until no acknowledgement is in progress, so on a
-/// busy host the CPU and the single SQLite writer go to acknowledging first.
-async fn let_acks_go_first(app: &AppState) {
+/// busy host the CPU and the single SQLite writer go to acknowledging first. Returns how
+/// many deliveries the next batch may take: few if any acknowledgement began since the
+/// previous batch (`acks_seen` is that count; a lull of a millisecond between them says
+/// nothing about the next one), many otherwise.
+async fn let_acks_go_first(app: &AppState, acks_seen: &mut u64) -> i64 {
+    let acks = &app.webhook_acks;
     let started = std::time::Instant::now();
-    while app.webhooks_in_flight.load(Ordering::Relaxed) > 0
-        && started.elapsed() < ACK_PRIORITY_WAIT
-    {
+    while acks.in_flight.load(Ordering::Relaxed) > 0 && started.elapsed() < ACK_PRIORITY_WAIT {
         tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let begun = acks.started.load(Ordering::Relaxed);
+    let busy = begun != *acks_seen;
+    *acks_seen = begun;
+    if busy {
+        BATCH_UNDER_ACKS
+    } else {
+        BATCH
     }
 }
 
@@ -146,9 +165,10 @@ pub fn spawn_inbox_worker(app: AppState) {
     tokio::spawn(async move {
         release_stale_claims(&app).await;
         let mut last_prune = std::time::Instant::now();
+        let mut acks_seen = 0;
         loop {
-            let_acks_go_first(&app).await;
-            match drain(&app).await {
+            let batch = let_acks_go_first(&app, &mut acks_seen).await;
+            match drain(&app, batch).await {
                 Ok(0) => {}
                 Ok(_) => continue,
                 Err(err) => tracing::warn!(error = %err, "webhook inbox pass failed"),
@@ -192,52 +212,130 @@ async fn release_stale_claims(app: &AppState) {
     }
 }
 
-/// Deliveries recorded per transaction: one commit (one WAL sync on SQLite) for a batch
-/// instead of one per delivery, which keeps the inbox draining faster than acknowledgements
-/// arrive. Parsing happens before the transaction, so plugin calls never hold the writer.
-const BATCH: i64 = 32;
+/// Deliveries recorded per transaction when no acknowledgement is waiting: one commit and a
+/// handful of statements for the whole batch, so a backlog drains at thousands per second.
+/// Parsing happens before the transaction, so plugin calls never hold the writer.
+const BATCH: i64 = 64;
 
-async fn drain(app: &AppState) -> Result<usize, StoreError> {
+/// Deliveries per transaction while acknowledgements are arriving. Each batch holds the
+/// single SQLite writer for its transaction, and an acknowledgement needs the writer to
+/// store its delivery: under 16 concurrent senders, batches of 16 kept the ack p99 at
+/// 12 ms (2,600-2,700 acks/s), batches of 64 let it rise to 14-17 ms (2,200-2,300/s) for a
+/// backlog recorded 2 s instead of 4.5 s after the burst.
+const BATCH_UNDER_ACKS: i64 = 16;
+
+async fn drain(app: &AppState, batch: i64) -> Result<usize, StoreError> {
     let now = now_micros();
-    let ids: Vec<String> = sqlx::query_scalar(
+    let due: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM webhook_inbox WHERE status = 'pending' AND next_attempt_at <= $1
            AND (claimed_until IS NULL OR claimed_until < $1)
          ORDER BY received_at LIMIT $2",
     )
     .bind(now)
-    .bind(BATCH)
+    .bind(batch)
     .fetch_all(app.store.reader())
     .await?;
+    if due.is_empty() || app.shutdown.is_cancelled() {
+        return Ok(0);
+    }
+    let claimed = claim(app, &due, now).await?;
+    let mut deliveries = load(app, &claimed).await?;
     let mut parsed = Vec::new();
     let mut integrations: HashMap<String, Option<(Integration, TenantScope)>> = HashMap::new();
-    let mut done = 0;
-    for id in ids {
-        if app.shutdown.is_cancelled() {
-            break;
-        }
-        let claimed = sqlx::query(
-            "UPDATE webhook_inbox SET claimed_by = $1, claimed_until = $2
-             WHERE id = $3 AND status = 'pending' AND next_attempt_at <= $4
-               AND (claimed_until IS NULL OR claimed_until < $4)",
-        )
-        .bind(app.hub.node_id())
-        .bind(now + CLAIM.as_micros() as i64)
-        .bind(&id)
-        .bind(now)
-        .execute(app.store.writer())
-        .await?
-        .rows_affected();
-        if claimed == 1 {
-            done += 1;
-            if let Some(p) = parse(app, &id, &mut integrations).await? {
-                parsed.push(p);
-            }
+    // In arrival order: `due` is, and the claim and load answer in no particular order.
+    for id in due.iter().filter(|id| claimed.contains(id.as_str())) {
+        let Some(delivery) = deliveries.remove(id) else {
+            continue;
+        };
+        if let Some(p) = parse(app, delivery, &mut integrations).await? {
+            parsed.push(p);
         }
     }
     if !parsed.is_empty() {
         record(app, parsed).await?;
     }
-    Ok(done)
+    Ok(claimed.len())
+}
+
+/// Claims the still-claimable deliveries of `ids` for this process, in one statement.
+async fn claim(app: &AppState, ids: &[String], now: i64) -> Result<HashSet<String>, StoreError> {
+    let backend = app.store.backend();
+    // SQLite, without statistics, would pick the `status` index for this and visit every
+    // pending delivery (9 ms a batch with a backlog) instead of looking up the ids; its
+    // unary `+` takes the term out of index choice. PostgreSQL plans from statistics.
+    let status = match backend {
+        Backend::Sqlite => "+status",
+        Backend::Postgres => "status",
+    };
+    let mut p = Params::new(backend);
+    let sql = format!(
+        "UPDATE webhook_inbox SET claimed_by = {}, claimed_until = {}
+         WHERE id IN ({}) AND {status} = 'pending' AND next_attempt_at <= {}
+           AND (claimed_until IS NULL OR claimed_until < {})
+         RETURNING id",
+        p.one(),
+        p.one(),
+        p.list(ids.len()),
+        p.one(),
+        p.one(),
+    );
+    let mut query = sqlx::query_scalar(&sql)
+        .bind(app.hub.node_id())
+        .bind(now + CLAIM.as_micros() as i64);
+    for id in ids {
+        query = query.bind(id.as_str());
+    }
+    query = query.bind(now).bind(now);
+    Ok(query
+        .fetch_all(app.store.writer())
+        .await?
+        .into_iter()
+        .collect())
+}
+
+/// A claimed delivery as stored in the inbox.
+struct Delivery {
+    id: String,
+    integration_id: String,
+    provider: String,
+    attempts: i64,
+    webhook: Webhook,
+}
+
+/// The stored deliveries `ids`, by id.
+async fn load(
+    app: &AppState,
+    ids: &HashSet<String>,
+) -> Result<HashMap<String, Delivery>, StoreError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT id, integration_id, provider, url, headers, body, attempts FROM webhook_inbox WHERE id IN ({})",
+        Params::new(app.store.backend()).list(ids.len())
+    );
+    let mut query = sqlx::query(&sql);
+    for id in ids {
+        query = query.bind(id.as_str());
+    }
+    let mut deliveries = HashMap::new();
+    for row in query.fetch_all(app.store.reader()).await? {
+        let headers: BTreeMap<String, String> =
+            serde_json::from_str(&row.try_get::<String, _>("headers")?).unwrap_or_default();
+        let delivery = Delivery {
+            id: row.try_get("id")?,
+            integration_id: row.try_get("integration_id")?,
+            provider: row.try_get("provider")?,
+            attempts: row.try_get("attempts")?,
+            webhook: Webhook {
+                url: row.try_get("url")?,
+                headers: headers.into_iter().collect(),
+                body: row.try_get("body")?,
+            },
+        };
+        deliveries.insert(delivery.id.clone(), delivery);
+    }
+    Ok(deliveries)
 }
 
 /// A delivery parsed by its plugin, ready to be recorded.
@@ -251,23 +349,17 @@ struct Parsed {
 /// Parses one claimed delivery; failures are settled here (retry or give up) and yield None.
 async fn parse(
     app: &AppState,
-    id: &str,
+    delivery: Delivery,
     integrations: &mut HashMap<String, Option<(Integration, TenantScope)>>,
 ) -> Result<Option<Parsed>, StoreError> {
-    let row = sqlx::query("SELECT integration_id, provider, url, headers, body, attempts FROM webhook_inbox WHERE id = $1")
-        .bind(id)
-        .fetch_one(app.store.reader())
-        .await?;
-    let integration_id: String = row.try_get("integration_id")?;
-    let provider: String = row.try_get("provider")?;
-    let attempts: i64 = row.try_get("attempts")?;
-    let headers: BTreeMap<String, String> =
-        serde_json::from_str(&row.try_get::<String, _>("headers")?).unwrap_or_default();
-    let webhook = Webhook {
-        url: row.try_get("url")?,
-        headers: headers.into_iter().collect(),
-        body: row.try_get("body")?,
-    };
+    let Delivery {
+        id,
+        integration_id,
+        provider,
+        attempts,
+        webhook,
+    } = delivery;
+    let id = id.as_str();
     if !integrations.contains_key(&integration_id) {
         let loaded = match by_id(app, &integration_id).await? {
             Some(integration) => {
@@ -317,55 +409,80 @@ async fn parse(
 
 /// Records a batch of parsed deliveries in one transaction. A provider event id already seen
 /// (a replay, or a delivery parsed twice after a crash) records nothing.
+///
+/// The sales of first-time deliveries are ingested per integration, in arrival order, in
+/// one call each, and the inbox rows are settled in one statement: a batch costs a handful
+/// of statements instead of several per delivery.
 async fn record(app: &AppState, batch: Vec<Parsed>) -> Result<(), StoreError> {
     let mut tx = LoggedTx::begin(&app.store, &app.hub).await?;
-    let mut totals = IngestCounts::default();
+    let now = now_micros();
+    let backend = tx.backend();
+
+    let mut params = Params::new(backend);
+    let sql = format!(
+        "INSERT INTO webhook_events_seen (integration_id, event_id, seen_at) VALUES {}
+         ON CONFLICT (integration_id, event_id) DO NOTHING
+         RETURNING integration_id, event_id",
+        params.rows(batch.len(), 3)
+    );
+    let mut query = sqlx::query(&sql);
+    for p in &batch {
+        query = query
+            .bind(&p.integration.id)
+            .bind(&p.event.event_id)
+            .bind(now);
+    }
+    let mut first_seen: HashSet<(String, String)> = HashSet::new();
+    for row in query.fetch_all(tx.conn()).await? {
+        first_seen.insert((row.try_get("integration_id")?, row.try_get("event_id")?));
+    }
+
+    // Sales per integration, in arrival order; `remove` hands a repeated event id (twice in
+    // one batch) to its first delivery only.
+    let mut by_integration: Vec<(&Parsed, Vec<Transaction>)> = Vec::new();
     let mut replays = 0;
     for p in &batch {
-        let first_time = sqlx::query(
-            "INSERT INTO webhook_events_seen (integration_id, event_id, seen_at) VALUES ($1, $2, $3)
-             ON CONFLICT (integration_id, event_id) DO NOTHING",
-        )
-        .bind(&p.integration.id)
-        .bind(&p.event.event_id)
-        .bind(now_micros())
-        .execute(tx.conn())
-        .await?
-        .rows_affected()
-            == 1;
-        if first_time {
-            let target = IngestTarget {
-                integration_id: &p.integration.id,
-                venue: &p.integration.venue,
-                provider: &p.integration.provider,
-            };
-            let counts = ingest(
-                &mut tx,
-                &p.scope,
-                &target,
-                &p.event.transactions,
-                Source::Webhook,
-            )
-            .await?;
-            totals.created += counts.created;
-            totals.updated += counts.updated;
-            totals.duplicates += counts.duplicates;
-            totals.rejected += counts.rejected;
-            tracing::debug!(webhook = %p.id, event_id = %p.event.event_id, event_type = %p.event.event_type, ?counts, "webhook processed");
-        } else {
+        if !first_seen.remove(&(p.integration.id.clone(), p.event.event_id.clone())) {
             replays += 1;
             tracing::info!(webhook = %p.id, event_id = %p.event.event_id, "webhook replay ignored");
+            continue;
         }
-        sqlx::query(
-            "UPDATE webhook_inbox SET status = 'processed', event_id = $1, processed_at = $2, attempts = attempts + 1,
-               claimed_by = NULL, claimed_until = NULL WHERE id = $3",
-        )
-        .bind(&p.event.event_id)
-        .bind(now_micros())
-        .bind(&p.id)
-        .execute(tx.conn())
-        .await?;
+        tracing::debug!(webhook = %p.id, event_id = %p.event.event_id, event_type = %p.event.event_type, sales = p.event.transactions.len(), "webhook processed");
+        match by_integration
+            .iter_mut()
+            .find(|(first, _)| first.integration.id == p.integration.id)
+        {
+            Some((_, sales)) => sales.extend(p.event.transactions.iter().cloned()),
+            None => by_integration.push((p, p.event.transactions.clone())),
+        }
     }
+    let mut totals = IngestCounts::default();
+    for (p, sales) in &by_integration {
+        let target = IngestTarget {
+            integration_id: &p.integration.id,
+            venue: &p.integration.venue,
+            provider: &p.integration.provider,
+        };
+        let counts = ingest(&mut tx, &p.scope, &target, sales, Source::Webhook).await?;
+        totals.created += counts.created;
+        totals.updated += counts.updated;
+        totals.duplicates += counts.duplicates;
+        totals.rejected += counts.rejected;
+    }
+
+    let mut params = Params::new(backend);
+    let sql = format!(
+        "UPDATE webhook_inbox SET status = 'processed', event_id = v.column2, processed_at = {},
+           attempts = attempts + 1, claimed_by = NULL, claimed_until = NULL
+         FROM (VALUES {}) AS v WHERE webhook_inbox.id = v.column1",
+        params.one(),
+        params.rows(batch.len(), 2)
+    );
+    let mut query = sqlx::query(&sql).bind(now);
+    for p in &batch {
+        query = query.bind(&p.id).bind(&p.event.event_id);
+    }
+    query.execute(tx.conn()).await?;
     tx.commit().await?;
     tracing::info!(
         deliveries = batch.len(),
