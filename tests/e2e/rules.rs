@@ -48,15 +48,17 @@ fn sale(id: &str, phone: &str, total: i64, occurred_at: &str) -> Value {
            "currency": "USD", "tender": "card", "customer_phone": phone})
 }
 
-async fn push(till: &Client, sales: Vec<Value>) {
+/// Pushes `sales` at the venue; returns the counts (created, updated, duplicates, rejected).
+async fn push(till: &Client, sales: Vec<Value>) -> Value {
     let resp = till
         .post(
             "/transactions",
             &json!({"venue": VENUE, "transactions": sales}),
         )
         .await;
-    let body = resp.expect(200);
+    let body = resp.expect(200).clone();
     assert_eq!(body["rejected"], 0, "{}", resp.text);
+    body
 }
 
 /// The `tier_unlocked` frames received before the sentinel's `loyalty_updated`: pushes the
@@ -809,13 +811,7 @@ async fn a_batch_behaves_like_sales_one_by_one(backend: Backend) {
     let push_counts = |sales: Vec<Value>| {
         let till = till.clone();
         async move {
-            let resp = till
-                .post(
-                    "/transactions",
-                    &json!({"venue": VENUE, "transactions": sales}),
-                )
-                .await;
-            let body = resp.expect(200);
+            let body = push(&till, sales).await;
             [&body["created"], &body["updated"], &body["duplicates"]].map(|v| v.as_i64().unwrap())
         }
     };

@@ -392,44 +392,60 @@ async fn read_stored(
     target: &IngestTarget<'_>,
     external_ids: &[&str],
 ) -> Result<HashMap<String, StoredSale>, StoreError> {
-    let mut stored = HashMap::new();
     let lock = if tx.backend() == Backend::Postgres {
         " FOR UPDATE"
     } else {
         ""
     };
-    for chunk in external_ids.chunks(KEYS_PER_LOOKUP) {
-        let mut p = Params::new(tx.backend());
-        let sql = format!(
+    let rows = rows_by_keys(tx, target.integration_id, external_ids, |scope, keys| {
+        format!(
             "SELECT id, external_id, content_hash, upstream_updated_at, status, total, refunded, customer_id
-             FROM pos_transactions WHERE integration_id = {} AND external_id IN ({}){lock}",
-            p.one(),
-            p.list(chunk.len())
-        );
-        let mut query = sqlx::query(&sql).bind(target.integration_id);
-        for external_id in chunk {
-            query = query.bind(*external_id);
-        }
-        for row in query.fetch_all(tx.conn()).await? {
-            let status: String = row.try_get("status")?;
-            let (total, refunded): (i64, i64) = (row.try_get("total")?, row.try_get("refunded")?);
-            stored.insert(
-                row.try_get("external_id")?,
-                StoredSale {
-                    id: row.try_get("id")?,
-                    hash: row.try_get("content_hash")?,
-                    upstream_updated: row.try_get("upstream_updated_at")?,
-                    net: if status == status_str(TransactionStatus::Completed) {
-                        (total - refunded).max(0)
-                    } else {
-                        0
-                    },
-                    customer_id: row.try_get("customer_id")?,
+             FROM pos_transactions WHERE integration_id = {scope} AND external_id IN ({keys}){lock}"
+        )
+    })
+    .await?;
+    let mut stored = HashMap::new();
+    for row in rows {
+        let status: String = row.try_get("status")?;
+        let (total, refunded): (i64, i64) = (row.try_get("total")?, row.try_get("refunded")?);
+        stored.insert(
+            row.try_get("external_id")?,
+            StoredSale {
+                id: row.try_get("id")?,
+                hash: row.try_get("content_hash")?,
+                upstream_updated: row.try_get("upstream_updated_at")?,
+                net: if status == status_str(TransactionStatus::Completed) {
+                    (total - refunded).max(0)
+                } else {
+                    0
                 },
-            );
-        }
+                customer_id: row.try_get("customer_id")?,
+            },
+        );
     }
     Ok(stored)
+}
+
+/// The rows `sql(scope, keys)` selects for every key, `KEYS_PER_LOOKUP` keys a statement:
+/// `sql` gets the placeholder of `scope_value` and the placeholder list of the keys.
+async fn rows_by_keys(
+    tx: &mut LoggedTx,
+    scope_value: &str,
+    keys: &[&str],
+    sql: impl Fn(&str, &str) -> String,
+) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+    let mut rows = Vec::new();
+    for chunk in keys.chunks(KEYS_PER_LOOKUP) {
+        let mut p = Params::new(tx.backend());
+        let scope = p.one();
+        let sql = sql(&scope, &p.list(chunk.len()));
+        let mut query = sqlx::query(&sql).bind(scope_value);
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        rows.extend(query.fetch_all(tx.conn()).await?);
+    }
+    Ok(rows)
 }
 
 /// The spend moves a stored sale makes (see [`SpendMove`]), in order.
@@ -613,28 +629,22 @@ async fn linked(
     scope: &TenantScope,
     values: &[&str],
 ) -> Result<HashMap<(&'static str, String), Customer>, StoreError> {
-    let mut links = HashMap::new();
-    for chunk in values.chunks(KEYS_PER_LOOKUP) {
-        let mut p = Params::new(tx.backend());
-        let sql = format!(
+    let rows = rows_by_keys(tx, scope.tenant_id(), values, |tenant, values| {
+        format!(
             "SELECT l.kind, l.value, c.id, c.phone FROM customer_links l JOIN customers c ON c.id = l.customer_id
-             WHERE l.tenant_id = {} AND l.kind IN ('{CARD_LINK}', '{PROVIDER_LINK}') AND l.value IN ({})",
-            p.one(),
-            p.list(chunk.len())
-        );
-        let mut query = sqlx::query(&sql).bind(scope.tenant_id());
-        for value in chunk {
-            query = query.bind(*value);
-        }
-        for row in query.fetch_all(tx.conn()).await? {
-            let kind: String = row.try_get("kind")?;
-            let kind = if kind == CARD_LINK {
-                CARD_LINK
-            } else {
-                PROVIDER_LINK
-            };
-            links.insert((kind, row.try_get("value")?), customer_from_row(&row)?);
-        }
+             WHERE l.tenant_id = {tenant} AND l.kind IN ('{CARD_LINK}', '{PROVIDER_LINK}') AND l.value IN ({values})"
+        )
+    })
+    .await?;
+    let mut links = HashMap::new();
+    for row in rows {
+        let kind: String = row.try_get("kind")?;
+        let kind = if kind == CARD_LINK {
+            CARD_LINK
+        } else {
+            PROVIDER_LINK
+        };
+        links.insert((kind, row.try_get("value")?), customer_from_row(&row)?);
     }
     Ok(links)
 }
@@ -683,24 +693,18 @@ async fn by_emails(
     scope: &TenantScope,
     emails: &[&str],
 ) -> Result<HashMap<String, Customer>, StoreError> {
+    let rows = rows_by_keys(tx, scope.tenant_id(), emails, |tenant, emails| {
+        format!(
+            "SELECT id, phone, email FROM customers WHERE tenant_id = {tenant} AND email IN ({emails})
+             ORDER BY created_at, id"
+        )
+    })
+    .await?;
     let mut found = HashMap::new();
-    for chunk in emails.chunks(KEYS_PER_LOOKUP) {
-        let mut p = Params::new(tx.backend());
-        let sql = format!(
-            "SELECT id, phone, email FROM customers WHERE tenant_id = {} AND email IN ({})
-             ORDER BY created_at, id",
-            p.one(),
-            p.list(chunk.len())
-        );
-        let mut query = sqlx::query(&sql).bind(scope.tenant_id());
-        for email in chunk {
-            query = query.bind(*email);
-        }
-        for row in query.fetch_all(tx.conn()).await? {
-            let email: String = row.try_get("email")?;
-            if let std::collections::hash_map::Entry::Vacant(slot) = found.entry(email) {
-                slot.insert(customer_from_row(&row)?);
-            }
+    for row in rows {
+        let email: String = row.try_get("email")?;
+        if let std::collections::hash_map::Entry::Vacant(slot) = found.entry(email) {
+            slot.insert(customer_from_row(&row)?);
         }
     }
     Ok(found)
