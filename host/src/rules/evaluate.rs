@@ -155,16 +155,18 @@ impl RuleEvaluator {
             rules,
         });
 
+        // Every lookup below is by customer id alone: the ids come from this tenant's own
+        // matching, and a `tenant_id = ?` beside them led both planners (SQLite without
+        // statistics, PostgreSQL's generic plans) to scan the tenant's rows instead of
+        // looking up a hundred ids (15-30 ms a batch on PostgreSQL).
         let ids: Vec<&str> = evaluated.into_iter().collect();
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             if tx.backend() == Backend::Postgres {
-                let mut p = Params::new(Backend::Postgres);
                 let sql = format!(
-                    "SELECT id FROM customers WHERE tenant_id = {} AND id IN ({}) ORDER BY id FOR UPDATE",
-                    p.one(),
-                    p.list(chunk.len())
+                    "SELECT id FROM customers WHERE id IN ({}) ORDER BY id FOR UPDATE",
+                    Params::new(Backend::Postgres).list(chunk.len())
                 );
-                let mut query = sqlx::query(&sql).bind(scope.tenant_id());
+                let mut query = sqlx::query(&sql);
                 for id in chunk {
                     query = query.bind(*id);
                 }
@@ -172,9 +174,6 @@ impl RuleEvaluator {
             }
         }
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            // By id alone, the tenant checked on the rows: SQLite, without statistics,
-            // would rather scan the tenant's customers by `tenant_id` than look up a
-            // hundred ids.
             let mut p = Params::new(tx.backend());
             let sql = format!(
                 concat!(
@@ -206,15 +205,12 @@ impl RuleEvaluator {
                     },
                 );
             }
-            let mut p = Params::new(tx.backend());
+            // Rule ids are unique across venues: other venues' unlocks in the set are inert.
             let sql = format!(
-                "SELECT customer_id, rule_id FROM tier_unlocks
-                 WHERE tenant_id = {} AND venue = {} AND customer_id IN ({})",
-                p.one(),
-                p.one(),
-                p.list(chunk.len())
+                "SELECT customer_id, rule_id FROM tier_unlocks WHERE customer_id IN ({})",
+                Params::new(tx.backend()).list(chunk.len())
             );
-            let mut query = sqlx::query(&sql).bind(scope.tenant_id()).bind(venue);
+            let mut query = sqlx::query(&sql);
             for id in chunk {
                 query = query.bind(*id);
             }
