@@ -108,8 +108,8 @@ const ROWS_PER_STATEMENT: usize = 500;
 
 impl RuleEvaluator {
     /// Loads what evaluating `moves` (a batch's, in order) at `venue` needs. On PostgreSQL
-    /// the batch's customers are locked first, in id order (so two batches never wait on
-    /// each other in a cycle): a concurrent batch with the same customer waits here, and
+    /// the batch's customers are locked first, in id order (so two batches' customer locks
+    /// never cross): a concurrent batch with the same customer waits here, and
     /// the spend read afterwards (a new snapshot under READ COMMITTED) includes its sales.
     /// SQLite's single writer already runs batches one after the other.
     pub async fn prepare<'m>(
@@ -160,8 +160,8 @@ impl RuleEvaluator {
         // statistics, PostgreSQL's generic plans) to scan the tenant's rows instead of
         // looking up a hundred ids (15-30 ms a batch on PostgreSQL).
         let ids: Vec<&str> = evaluated.into_iter().collect();
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            if tx.backend() == Backend::Postgres {
+        if tx.backend() == Backend::Postgres {
+            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
                 let sql = format!(
                     "SELECT id FROM customers WHERE id IN ({}) ORDER BY id FOR UPDATE",
                     Params::new(Backend::Postgres).list(chunk.len())
