@@ -40,3 +40,43 @@ pub fn server_bin() -> PathBuf {
     }
     bin
 }
+
+/// Signature key of the Square integrations the benches connect.
+pub const SQUARE_WEBHOOK_KEY: &str = "bench-webhook-key";
+
+/// Approves `mock` as the Square plugin's host and connects `venue` to it (webhooks signed
+/// with [`SQUARE_WEBHOOK_KEY`], no scheduled sync within a run); returns the integration.
+pub async fn connect_square(
+    srv: &crate::TestServer,
+    manager: &crate::Client,
+    mock: &crate::mock_square::MockSquare,
+    venue: &str,
+) -> serde_json::Value {
+    use crate::mock_square::{SQUARE_LOCATION, SQUARE_TOKEN};
+    srv.admin()
+        .send(
+            reqwest::Method::PUT,
+            "/admin/plugins/square/hosts",
+            crate::Body::Json(serde_json::json!({"allow": [mock.host_port()]})),
+            &[],
+        )
+        .await
+        .expect(200);
+    manager
+        .post(
+            "/pos/connect",
+            &serde_json::json!({
+                "venue": venue,
+                "provider": "square",
+                "credentials": {"access_token": SQUARE_TOKEN},
+                "location_id": SQUARE_LOCATION,
+                "environment": "sandbox",
+                "base_url": mock.base_url(),
+                "webhook_signature_key": SQUARE_WEBHOOK_KEY,
+                "sync_interval_s": 86_400,
+            }),
+        )
+        .await
+        .expect(200)
+        .clone()
+}

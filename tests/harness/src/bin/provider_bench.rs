@@ -10,16 +10,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use posbridge_harness::bench::{arg_or, server_bin};
+use posbridge_harness::bench::{arg_or, connect_square, server_bin, SQUARE_WEBHOOK_KEY as KEY};
 use posbridge_harness::mock_square::{
     square_payment_webhook, square_signature, MockSquare, SquarePayment,
-    SQUARE_LOCATION as LOCATION, SQUARE_TOKEN as TOKEN,
 };
-use posbridge_harness::reqwest::Method;
-use posbridge_harness::{Backend, Body, Client, TestServer};
-use serde_json::{json, Value};
-
-const KEY: &str = "bench-webhook-key";
+use posbridge_harness::{Backend, Client, TestServer};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
@@ -68,36 +63,6 @@ struct WebhookFigures {
     drain_s: f64,
 }
 
-async fn connect(srv: &TestServer, manager: &Client, mock: &MockSquare, venue: &str) -> Value {
-    let approve = srv
-        .admin()
-        .send(
-            Method::PUT,
-            "/admin/plugins/square/hosts",
-            Body::Json(json!({"allow": [mock.host_port()]})),
-            &[],
-        )
-        .await;
-    approve.expect(200);
-    manager
-        .post(
-            "/pos/connect",
-            &json!({
-                "venue": venue,
-                "provider": "square",
-                "credentials": {"access_token": TOKEN},
-                "location_id": LOCATION,
-                "environment": "sandbox",
-                "base_url": mock.base_url(),
-                "webhook_signature_key": KEY,
-                "sync_interval_s": 86_400,
-            }),
-        )
-        .await
-        .expect(200)
-        .clone()
-}
-
 async fn mock() -> MockSquare {
     // Comes with the token and location the constants name.
     MockSquare::start().await
@@ -116,7 +81,7 @@ async fn webhooks(
     connections: usize,
 ) -> WebhookFigures {
     let mock = mock().await;
-    let integration = connect(srv, manager, &mock, "hooks").await;
+    let integration = connect_square(srv, manager, &mock, "hooks").await;
     let id = integration["id"]
         .as_str()
         .expect("integration id")
@@ -220,7 +185,7 @@ async fn sync(srv: &TestServer, manager: &Client, payments: usize) -> SyncFigure
         SquarePayment::new(&format!("sync-{i}"), 500 + (i % 1000) as i64, 50, at).json()
     }));
     // Connecting schedules the first sync at once; its run record carries exact timings.
-    connect(srv, manager, &mock, "synced").await;
+    connect_square(srv, manager, &mock, "synced").await;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let status = manager.get("/pos/status/synced").await.body;

@@ -16,17 +16,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use posbridge_harness::bench::{arg_or, server_bin};
+use posbridge_harness::bench::{arg_or, connect_square, server_bin, SQUARE_WEBHOOK_KEY as KEY};
 use posbridge_harness::mock_square::{
     square_payment_webhook, square_signature, MockSquare, SquarePayment,
-    SQUARE_LOCATION as LOCATION, SQUARE_TOKEN as TOKEN,
 };
-use posbridge_harness::reqwest::Method;
-use posbridge_harness::{enc, Backend, Body, Client, TestServer};
+use posbridge_harness::{enc, Backend, Client, TestServer};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
-
-const KEY: &str = "bench-webhook-key";
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
@@ -265,32 +261,7 @@ async fn push_sales(
 /// reader timestamps each `tier_unlocked`. Returns (p50, p99) in ms.
 async fn webhook_to_unlock(srv: &TestServer, manager: &Client, key: &str, n: usize) -> (f64, f64) {
     let mock = MockSquare::start().await;
-    srv.admin()
-        .send(
-            Method::PUT,
-            "/admin/plugins/square/hosts",
-            Body::Json(json!({"allow": [mock.host_port()]})),
-            &[],
-        )
-        .await
-        .expect(200);
-    let integration = manager
-        .post(
-            "/pos/connect",
-            &json!({
-                "venue": "square",
-                "provider": "square",
-                "credentials": {"access_token": TOKEN},
-                "location_id": LOCATION,
-                "environment": "sandbox",
-                "base_url": mock.base_url(),
-                "webhook_signature_key": KEY,
-                "sync_interval_s": 86_400,
-            }),
-        )
-        .await
-        .expect(200)
-        .clone();
+    let integration = connect_square(srv, manager, &mock, "square").await;
     manager
         .post(
             "/pos/rules/square",
