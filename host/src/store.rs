@@ -285,6 +285,20 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// Start-up housekeeping for claim and lease columns: runs `sql`, an UPDATE that clears
+/// those held by any process other than `$1` (bound to `node_id`), and logs how many `what`
+/// it released. Failures are logged, not fatal: the claims also expire on their own.
+pub async fn release_foreign_claims(store: &Store, node_id: &str, sql: &str, what: &str) {
+    match sqlx::query(sql).bind(node_id).execute(store.writer()).await {
+        Ok(r) if r.rows_affected() > 0 => tracing::info!(
+            released = r.rows_affected(),
+            "released {what} left by a stopped process"
+        ),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "could not release stale {what}"),
+    }
+}
+
 /// Placeholders for a statement assembled at run time (multi-row `VALUES`, `IN` lists),
 /// handed out in text order: every parameter is written where it is used, never reused by
 /// number, so the binds simply follow the text.

@@ -23,7 +23,7 @@ use crate::events::{self, LoggedEvent, LoggedTx};
 use crate::plugins::contract::HookEvent;
 use crate::plugins::{CallContext, CallError};
 use crate::state::AppState;
-use crate::store::{now_micros, StoreError};
+use crate::store::{now_micros, release_foreign_claims, StoreError};
 
 /// A worker holds a binding this long; each delivery renews it. Longer than one hook call
 /// can take (the plugin's wall-clock limit), so a live worker never loses it mid-call; a host
@@ -103,23 +103,14 @@ async fn any_active(app: &AppState) -> Result<bool, StoreError> {
 /// shared PostgreSQL they may be a live host's, and taking one over only means an event may
 /// be handed to the hook twice: the cursor compare-and-set lets only one delivery commit.
 async fn release_stale_leases(app: &AppState) {
-    let released = sqlx::query(
+    release_foreign_claims(
+        &app.store,
+        app.hub.node_id(),
         "UPDATE hook_bindings SET lease_owner = NULL, lease_until = NULL
          WHERE lease_owner IS NOT NULL AND lease_owner <> $1",
+        "hook leases",
     )
-    .bind(app.hub.node_id())
-    .execute(app.store.writer())
     .await;
-    match released {
-        Ok(r) if r.rows_affected() > 0 => {
-            tracing::info!(
-                released = r.rows_affected(),
-                "released hook leases left by a stopped process"
-            )
-        }
-        Ok(_) => {}
-        Err(err) => tracing::warn!(error = %err, "could not release stale hook leases"),
-    }
 }
 
 /// Starts workers for due bindings while slots last; returns how long to sleep before the

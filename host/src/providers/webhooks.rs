@@ -23,7 +23,7 @@ use crate::events::LoggedTx;
 use crate::plugins::contract::{ProviderError, Transaction, Webhook, WebhookEvent};
 use crate::plugins::CallContext;
 use crate::state::AppState;
-use crate::store::{new_id, now_micros, Backend, Params, StoreError};
+use crate::store::{new_id, now_micros, release_foreign_claims, Backend, Params, StoreError};
 
 /// Event ids are remembered this long: Square retries for 72 h, and the contract promises
 /// at least 7 days of replay protection.
@@ -193,23 +193,14 @@ pub fn spawn_inbox_worker(app: AppState) {
 /// hosts, and releasing them only means a delivery may be parsed twice: the second pass
 /// records nothing, because the event id is checked in the same transaction as the ingest.
 async fn release_stale_claims(app: &AppState) {
-    let released = sqlx::query(
+    release_foreign_claims(
+        &app.store,
+        app.hub.node_id(),
         "UPDATE webhook_inbox SET claimed_by = NULL, claimed_until = NULL
          WHERE status = 'pending' AND claimed_by IS NOT NULL AND claimed_by <> $1",
+        "webhook claims",
     )
-    .bind(app.hub.node_id())
-    .execute(app.store.writer())
     .await;
-    match released {
-        Ok(r) if r.rows_affected() > 0 => {
-            tracing::info!(
-                released = r.rows_affected(),
-                "released webhook claims left by a stopped process"
-            )
-        }
-        Ok(_) => {}
-        Err(err) => tracing::warn!(error = %err, "could not release stale webhook claims"),
-    }
 }
 
 /// Deliveries recorded per transaction when no acknowledgement is waiting: one commit and a
