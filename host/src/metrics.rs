@@ -16,6 +16,13 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
+/// Event fan-out buckets in seconds (append to the last socket of a shard handed the
+/// frame): millisecond steps up to 10 ms, the delivery target with 1,000 terminals.
+const FANOUT_BUCKETS: &[f64] = &[
+    0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008, 0.009, 0.01, 0.015, 0.02, 0.05, 0.1,
+    0.5,
+];
+
 /// Installs the process-wide recorder (once) and returns its render handle.
 pub fn install() -> Option<PrometheusHandle> {
     HANDLE
@@ -24,6 +31,11 @@ pub fn install() -> Option<PrometheusHandle> {
                 .set_buckets_for_metric(
                     Matcher::Full("posbridge_http_request_duration_seconds".into()),
                     LATENCY_BUCKETS,
+                )
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full("posbridge_event_fanout_seconds".into()),
+                    FANOUT_BUCKETS,
                 )
                 .ok()?;
             match builder.install_recorder() {
@@ -39,6 +51,10 @@ pub fn install() -> Option<PrometheusHandle> {
                     metrics::describe_gauge!(
                         "posbridge_websocket_connections",
                         "Open terminal WebSockets"
+                    );
+                    metrics::describe_histogram!(
+                        "posbridge_event_fanout_seconds",
+                        "Time from an event's append until every live socket of a fan-out shard was handed its frame"
                     );
                     metrics::describe_counter!(
                         "posbridge_events_appended_total",

@@ -1,31 +1,45 @@
 //! Connected terminals: the WebSocket event stream (`/ws/pos/{tenant}`), the registry behind
 //! `pos-status`, and the tenant health check.
 //!
-//! A session subscribes to the tenant's live events *before* reading the log, replays what
-//! the terminal missed (`?since=N`), then forwards live events, filtering by seq: anything
-//! at or below the last sent seq is a duplicate, anything beyond the next one is a gap that
-//! is filled from the log. The terminal therefore sees every event once, in order.
+//! A session attaches its socket to the tenant's fan-out *before* reading the log (events
+//! published meanwhile are held for it), replays what the terminal missed (`?since=N`),
+//! delivers the held events, and then lets the fan-out write live events straight to the
+//! socket. Events are filtered by seq throughout: anything at or below the last sent seq
+//! is a duplicate, anything beyond the next one is a gap that the session fills from the
+//! log. The terminal therefore sees every event once, in order.
+//!
+//! Wire-level work lives in submodules: the handshake (`upgrade`), one socket's shared
+//! write queue (`socket`) and the per-tenant delivery task (`fanout`).
+
+mod fanout;
+mod socket;
+mod upgrade;
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::CloseFrame;
+use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
+use tungstenite::Message;
 
-use crate::auth::{Caller, Role, TerminalCaller, WS_PROTOCOL};
+use self::fanout::Fanout;
+use self::socket::{text_frame, Dropped, Socket};
+use self::upgrade::{StreamUpgrade, Upgraded};
+
+use crate::auth::{Caller, Role as KeyRole, TerminalCaller};
 use crate::error::ApiResult;
-use crate::events::{self, Event};
+use crate::events;
 use crate::locks::lock;
 use crate::state::AppState;
 use crate::store::{now_micros, rfc3339, StoreError};
@@ -42,19 +56,21 @@ pub const CLOSE_KEY_REVOKED: u16 = 4003;
 /// Events read from the log per query while replaying.
 const REPLAY_BATCH: i64 = 500;
 
+/// Largest message a terminal may send. Terminals only answer pings and close, so
+/// anything bigger is a misbehaving client, not a reason to buffer megabytes.
+const MAX_INCOMING_MESSAGE: usize = 64 << 10;
+
 /// WebSocket tuning.
 #[derive(Debug, Clone)]
 pub struct StreamOptions {
     /// Interval between server pings; a socket that has not answered the previous ping when
     /// the next is due is closed. 25 s stays under common 30–60 s proxy idle timeouts.
     pub ping_interval: Duration,
-    /// How long one frame may take to be written before the reader counts as stalled.
+    /// How long a socket may take nothing while frames wait for it before the reader
+    /// counts as stalled (and is closed as a slow consumer).
     pub send_timeout: Duration,
     /// Read buffer per socket. Terminals send almost nothing (pongs), so a small buffer
-    /// keeps idle connections cheap; larger frames still arrive, in several reads. Small
-    /// matters for fan-out too: the WebSocket layer zero-fills the whole buffer every time
-    /// the session polls for input, which it does after every event sent (4 KiB per socket
-    /// per event was ~4% of the server's CPU delivering to 1,000 sockets).
+    /// keeps idle connections cheap; larger frames still arrive, in several reads.
     pub read_buffer: usize,
 }
 
@@ -78,6 +94,7 @@ pub struct Terminals {
 struct Registry {
     sessions: Mutex<HashMap<u64, SessionEntry>>,
     next_id: AtomicU64,
+    fanout: Fanout,
 }
 
 #[derive(Debug)]
@@ -85,11 +102,12 @@ struct SessionEntry {
     tenant_id: String,
     key_id: String,
     label: String,
-    role: Role,
+    role: KeyRole,
     connected_at: i64,
     remote_addr: Option<SocketAddr>,
-    last_seq: Arc<AtomicI64>,
-    revoked: CancellationToken,
+    socket: Arc<Socket>,
+    /// Cancelled when the host shuts down or the session's key is revoked.
+    stop: CancellationToken,
 }
 
 /// A connected terminal, as `pos-status` lists it.
@@ -100,7 +118,7 @@ pub struct TerminalStatus {
     /// The key's label.
     pub label: String,
     /// The key's role.
-    pub role: Role,
+    pub role: KeyRole,
     /// When the socket opened.
     pub connected_at: String,
     /// Last event seq sent to it.
@@ -110,14 +128,17 @@ pub struct TerminalStatus {
 }
 
 impl Terminals {
+    /// Registers a session; its stop token is a child of `shutdown`, so it fires on
+    /// shutdown and on revocation of the session's key.
     fn register(
         &self,
         caller: &Caller,
         remote_addr: Option<SocketAddr>,
-    ) -> (u64, Arc<AtomicI64>, CancellationToken) {
+        socket: Arc<Socket>,
+        shutdown: &CancellationToken,
+    ) -> (u64, CancellationToken) {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let last_seq = Arc::new(AtomicI64::new(0));
-        let revoked = CancellationToken::new();
+        let stop = shutdown.child_token();
         lock(&self.inner.sessions).insert(
             id,
             SessionEntry {
@@ -127,12 +148,12 @@ impl Terminals {
                 role: caller.role,
                 connected_at: now_micros(),
                 remote_addr,
-                last_seq: last_seq.clone(),
-                revoked: revoked.clone(),
+                socket,
+                stop: stop.clone(),
             },
         );
         metrics::gauge!("posbridge_websocket_connections").increment(1.0);
-        (id, last_seq, revoked)
+        (id, stop)
     }
 
     fn unregister(&self, id: u64) {
@@ -145,7 +166,7 @@ impl Terminals {
     pub fn close_key(&self, key_id: &str) {
         for entry in lock(&self.inner.sessions).values() {
             if entry.key_id == key_id {
-                entry.revoked.cancel();
+                entry.stop.cancel();
             }
         }
     }
@@ -165,7 +186,7 @@ impl Terminals {
                 label: e.label.clone(),
                 role: e.role,
                 connected_at: rfc3339(e.connected_at),
-                last_seq: e.last_seq.load(Ordering::Relaxed),
+                last_seq: e.socket.last_seq(),
                 remote_addr: e.remote_addr.map(|a| a.to_string()),
             })
             .collect()
@@ -238,25 +259,56 @@ async fn open_stream(
     TerminalCaller(caller): TerminalCaller,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Query(query): Query<StreamQuery>,
-    upgrade: WebSocketUpgrade,
+    upgrade: StreamUpgrade,
 ) -> Response {
-    let options = app.config.stream.clone();
-    upgrade
-        .protocols([WS_PROTOCOL])
-        .read_buffer_size(options.read_buffer)
-        .write_buffer_size(0)
-        .on_upgrade(move |socket| async move {
-            let tracker = app.tasks.clone();
-            tracker
-                .track_future(run_session(app, caller, Some(remote), query.since, socket))
-                .await;
-        })
+    upgrade.on_upgrade(move |upgraded| async move {
+        let tracker = app.tasks.clone();
+        tracker
+            .track_future(run_session(
+                app,
+                caller,
+                Some(remote),
+                query.since,
+                upgraded,
+            ))
+            .await;
+    })
 }
 
 /// Why a session ended, for the log.
+#[derive(Debug)]
 enum End {
     ClientGone,
     Closed(u16, &'static str),
+}
+
+const SLOW_CONSUMER: End = End::Closed(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect with since");
+
+impl From<Dropped> for End {
+    fn from(dropped: Dropped) -> Self {
+        match dropped {
+            Dropped::SlowConsumer => SLOW_CONSUMER,
+            Dropped::Broken => End::ClientGone,
+        }
+    }
+}
+
+/// Why a session stops early: the socket ended, or the log could not be read.
+enum Halt {
+    Ended(End),
+    Failed(StoreError),
+}
+
+impl From<StoreError> for Halt {
+    fn from(err: StoreError) -> Self {
+        Halt::Failed(err)
+    }
+}
+
+impl From<Dropped> for Halt {
+    fn from(dropped: Dropped) -> Self {
+        Halt::Ended(dropped.into())
+    }
 }
 
 async fn run_session(
@@ -264,190 +316,230 @@ async fn run_session(
     caller: Caller,
     remote: Option<SocketAddr>,
     since: Option<i64>,
-    mut socket: WebSocket,
+    upgraded: Upgraded,
 ) {
-    let (id, last_seq_gauge, revoked) = app.terminals.register(&caller, remote);
-    let tenant = caller.scope.slug().to_owned();
+    let socket = Arc::new(Socket::new(upgraded.tcp, app.config.hub.queue));
+    let config = WebSocketConfig::default()
+        .read_buffer_size(app.config.stream.read_buffer)
+        .write_buffer_size(0)
+        .max_message_size(Some(MAX_INCOMING_MESSAGE))
+        .max_frame_size(Some(MAX_INCOMING_MESSAGE));
+    let read_ahead = !upgraded.read_ahead.is_empty();
+    let protocol = WebSocketContext::from_partially_read(
+        upgraded.read_ahead.to_vec(),
+        Role::Server,
+        Some(config),
+    );
+    let tenant_id = caller.scope.tenant_id();
+    let tenant = caller.scope.slug();
+    let (id, stop) = app
+        .terminals
+        .register(&caller, remote, socket.clone(), &app.shutdown);
+    // Before the session reads the log: nothing published from here on can be missed.
+    let fanout = &app.terminals.inner.fanout;
+    fanout.attach(&app.hub, tenant_id, socket.clone());
     tracing::info!(%tenant, key_id = %caller.key_id, ?since, "terminal connected");
-    let end =
-        match stream_events(&app, &caller, since, &mut socket, &last_seq_gauge, &revoked).await {
-            Ok(end) => end,
-            Err(err) => {
-                tracing::error!(%tenant, error = %err, "event stream failed");
-                End::Closed(1011, "internal error")
-            }
-        };
-    if let End::Closed(code, reason) = end {
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        };
-        // Best effort: a peer that stopped reading may never take the close frame.
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            socket.send(Message::Close(Some(frame))),
-        )
-        .await;
+    let mut session = Session {
+        app: &app,
+        tenant_id,
+        socket: socket.clone(),
+        protocol,
+        last_sent: 0,
+    };
+    let end = match session.run(tenant, since, read_ahead, &stop).await {
+        Ok(end) | Err(Halt::Ended(end)) => end,
+        Err(Halt::Failed(err)) => {
+            tracing::error!(%tenant, error = %err, "event stream failed");
+            End::Closed(1011, "internal error")
+        }
+    };
+    match end {
+        End::Closed(code, reason) => session.close(code, reason).await,
+        // Best effort: the reply to the terminal's close frame, if it sent one.
+        End::ClientGone => {
+            session.socket.start_closing();
+            let _ = session.socket.flush(Duration::from_secs(1)).await;
+        }
     }
+    fanout.detach(tenant_id, &socket);
     app.terminals.unregister(id);
-    tracing::info!(%tenant, key_id = %caller.key_id, "terminal disconnected");
+    tracing::info!(%tenant, key_id = %caller.key_id, ?end, "terminal disconnected");
 }
 
-async fn stream_events(
-    app: &AppState,
-    caller: &Caller,
-    since: Option<i64>,
-    socket: &mut WebSocket,
-    last_seq_gauge: &AtomicI64,
-    revoked: &CancellationToken,
-) -> Result<End, StoreError> {
-    let options = &app.config.stream;
-    let tenant_id = caller.scope.tenant_id();
-    let mut live = app.hub.subscribe(tenant_id);
-    let head = events::last_seq(&app.store, tenant_id).await?;
-    let hello =
-        serde_json::json!({"type": "hello", "tenant": caller.scope.slug(), "last_seq": head});
-    if !send(
-        socket,
-        Message::Text(hello.to_string().into()),
-        options.send_timeout,
-    )
-    .await
-    {
-        return Ok(End::ClientGone);
-    }
-    let mut last_sent = head;
-    if let Some(since) = since {
-        let first = events::first_retained_seq(&app.store, tenant_id).await?;
-        let missed_history = since < 0
-            || since > head
-            || (since < head && first.is_none_or(|first| first > since + 1));
-        if missed_history {
-            let reset = serde_json::json!({"type": "reset", "last_seq": head});
-            if !send(
-                socket,
-                Message::Text(reset.to_string().into()),
-                options.send_timeout,
-            )
-            .await
-            {
-                return Ok(End::ClientGone);
+/// One terminal's stream: its socket and the server's side of the WebSocket protocol.
+struct Session<'a> {
+    app: &'a AppState,
+    tenant_id: &'a str,
+    socket: Arc<Socket>,
+    protocol: WebSocketContext,
+    /// Seq of the last event handed to the socket by this session.
+    last_sent: i64,
+}
+
+impl Session<'_> {
+    async fn run(
+        &mut self,
+        tenant: &str,
+        since: Option<i64>,
+        read_ahead: bool,
+        stop: &CancellationToken,
+    ) -> Result<End, Halt> {
+        let store = &self.app.store;
+        let head = events::last_seq(store, self.tenant_id).await?;
+        self.send_json(&serde_json::json!({"type": "hello", "tenant": tenant, "last_seq": head}));
+        self.last_sent = head;
+        if let Some(since) = since {
+            let first = events::first_retained_seq(store, self.tenant_id).await?;
+            let missed_history = since < 0
+                || since > head
+                || (since < head && first.is_none_or(|first| first > since + 1));
+            if missed_history {
+                self.send_json(&serde_json::json!({"type": "reset", "last_seq": head}));
+            } else {
+                self.last_sent = since;
+                self.replay(head).await?;
             }
-        } else {
-            last_sent = since;
-            if !replay(app, tenant_id, &mut last_sent, head, socket).await? {
-                return Ok(End::ClientGone);
+        }
+
+        let options = &self.app.config.stream;
+        let mut ping = tokio::time::interval_at(
+            tokio::time::Instant::now() + options.ping_interval,
+            options.ping_interval,
+        );
+        let mut awaiting_pong = false;
+        if read_ahead {
+            // Frames that came with the handshake will not make the socket readable.
+            self.read_incoming(&mut awaiting_pong)?;
+        }
+        loop {
+            // The first turn delivers the hello, the replay and the events held meanwhile,
+            // and puts the socket live; later turns run when the fan-out needs the session.
+            self.attend().await?;
+            tokio::select! {
+                _ = self.socket.woken() => {}
+                ready = self.socket.readable() => {
+                    if ready.is_err() {
+                        return Ok(End::ClientGone);
+                    }
+                    self.read_incoming(&mut awaiting_pong)?;
+                }
+                _ = ping.tick() => {
+                    if awaiting_pong {
+                        return Ok(End::Closed(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout"));
+                    }
+                    let mut wire = self.socket.wire();
+                    if self.protocol.write(&mut wire, Message::Ping(Default::default())).is_err() {
+                        return Ok(End::ClientGone);
+                    }
+                    awaiting_pong = true;
+                }
+                _ = stop.cancelled() => {
+                    return Ok(if self.app.shutdown.is_cancelled() {
+                        End::Closed(CLOSE_GOING_AWAY, "server shutting down")
+                    } else {
+                        End::Closed(CLOSE_KEY_REVOKED, "key revoked")
+                    });
+                }
             }
         }
     }
-    last_seq_gauge.store(last_sent, Ordering::Relaxed);
 
-    let mut ping = tokio::time::interval_at(
-        tokio::time::Instant::now() + options.ping_interval,
-        options.ping_interval,
-    );
-    let mut awaiting_pong = false;
-    // Built once: a fresh `cancelled()` per loop turn costs a registration per event.
-    let shutdown = app.shutdown.cancelled();
-    let revoked = revoked.cancelled();
-    tokio::pin!(shutdown, revoked);
-    loop {
-        // Biased, events first: with 1,000 terminals every event wakes 1,000 of these loops,
-        // and an unbiased select polls a random share of the other branches each time, each
-        // poll locking the shared shutdown token or registering a waker (measured ~8% of
-        // the server's fan-out CPU). The other branches are still polled whenever no event
-        // is waiting, and a terminal drains its queue faster than events arrive.
-        tokio::select! {
-            biased;
-            received = live.recv() => match received {
-                Ok(event) => {
-                    if event.seq <= last_sent {
+    /// Does what the fan-out left to the session: ends a dropped socket, delivers held
+    /// events, writes queued frames.
+    async fn attend(&mut self) -> Result<(), Halt> {
+        let attention = self.socket.attention();
+        if let Some(dropped) = attention.dropped {
+            return Err(dropped.into());
+        }
+        if attention.catch_up {
+            while let Some((held, lagged)) = self.socket.take_held(&mut self.last_sent) {
+                if lagged {
+                    self.replay(i64::MAX).await?;
+                }
+                for event in held {
+                    if event.seq <= self.last_sent {
                         continue;
                     }
-                    if event.seq > last_sent + 1 {
-                        // Published out of commit order (or by another host): fill from the log.
-                        if !replay(app, tenant_id, &mut last_sent, event.seq - 1, socket).await? {
-                            return Ok(End::ClientGone);
-                        }
+                    if event.seq > self.last_sent + 1 {
+                        self.replay(event.seq - 1).await?;
                     }
-                    if !send(socket, Message::Text(event.frame.clone()), options.send_timeout).await {
-                        return Ok(End::Closed(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect with since"));
-                    }
-                    last_sent = event.seq;
-                    last_seq_gauge.store(last_sent, Ordering::Relaxed);
+                    self.socket.enqueue(text_frame(event.frame.as_bytes()));
+                    self.last_sent = event.seq;
                 }
-                Err(RecvError::Lagged(_)) => {
-                    return Ok(End::Closed(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect with since"));
-                }
-                Err(RecvError::Closed) => return Ok(End::Closed(CLOSE_GOING_AWAY, "server shutting down")),
-            },
-            _ = &mut shutdown => return Ok(End::Closed(CLOSE_GOING_AWAY, "server shutting down")),
-            _ = &mut revoked => return Ok(End::Closed(CLOSE_KEY_REVOKED, "key revoked")),
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Pong(_))) => awaiting_pong = false,
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(End::ClientGone),
-                // Terminals have nothing to say on this channel; pings are answered by the
-                // WebSocket layer itself.
-                Some(Ok(_)) => {}
-            },
-            _ = ping.tick() => {
-                if awaiting_pong {
-                    return Ok(End::Closed(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout"));
-                }
-                if !send(socket, Message::Ping(Default::default()), options.send_timeout).await {
-                    return Ok(End::ClientGone);
-                }
-                awaiting_pong = true;
+                self.flush().await?;
             }
         }
+        self.flush().await
     }
-}
 
-/// Sends every logged event in `(*last_sent, up_to]`, advancing `last_sent`. False if the
-/// socket is gone.
-async fn replay(
-    app: &AppState,
-    tenant_id: &str,
-    last_sent: &mut i64,
-    up_to: i64,
-    socket: &mut WebSocket,
-) -> Result<bool, StoreError> {
-    while *last_sent < up_to {
-        let batch: Vec<Arc<Event>> = events::read_after(
-            &app.store,
-            tenant_id,
-            *last_sent,
-            REPLAY_BATCH.min(up_to - *last_sent),
-        )
-        .await?;
-        if batch.is_empty() {
-            // Pruned underneath us while replaying: nothing more to send from the log.
-            break;
-        }
-        for event in batch {
-            if !send(
-                socket,
-                Message::Text(event.frame.clone()),
-                app.config.stream.send_timeout,
+    /// Queues every logged event in `(last_sent, up_to]` (or to the log's end), flushing
+    /// after each batch read.
+    async fn replay(&mut self, up_to: i64) -> Result<(), Halt> {
+        while self.last_sent < up_to {
+            let batch = events::read_after(
+                &self.app.store,
+                self.tenant_id,
+                self.last_sent,
+                REPLAY_BATCH.min(up_to - self.last_sent),
             )
-            .await
-            {
-                return Ok(false);
+            .await?;
+            let Some(last) = batch.last() else {
+                // Nothing more (or pruned underneath us): the log has no more to give.
+                break;
+            };
+            self.last_sent = last.seq;
+            for event in &batch {
+                self.socket.enqueue(text_frame(event.frame.as_bytes()));
             }
-            *last_sent = event.seq;
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Handles what the terminal sent: pongs end the heartbeat wait, pings are answered
+    /// (by the protocol layer), a close or a broken stream ends the session.
+    fn read_incoming(&mut self, awaiting_pong: &mut bool) -> Result<(), Halt> {
+        let mut wire = self.socket.wire();
+        loop {
+            match self.protocol.read(&mut wire) {
+                Ok(Message::Pong(_)) => *awaiting_pong = false,
+                Ok(Message::Close(_)) => return Err(Halt::Ended(End::ClientGone)),
+                // Terminals have nothing to say on this channel.
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(err)) if err.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(());
+                }
+                Err(_) => return Err(Halt::Ended(End::ClientGone)),
+            }
         }
     }
-    Ok(true)
-}
 
-/// Sends `message`, giving up after `timeout`. The timer is armed only if the socket cannot
-/// take the frame at once: the common send completes on its first poll, and skipping the
-/// deadline (a clock read and a timer entry) matters when one event goes to 1,000 sockets.
-async fn send(socket: &mut WebSocket, message: impl Into<Message>, timeout: Duration) -> bool {
-    let mut sending = std::pin::pin!(socket.send(message.into()));
-    let first = std::future::poll_fn(|cx| Poll::Ready(sending.as_mut().poll(cx))).await;
-    match first {
-        Poll::Ready(result) => result.is_ok(),
-        Poll::Pending => matches!(tokio::time::timeout(timeout, sending).await, Ok(Ok(()))),
+    fn send_json(&self, value: &serde_json::Value) {
+        self.socket
+            .enqueue(text_frame(value.to_string().as_bytes()));
+    }
+
+    async fn flush(&self) -> Result<(), Halt> {
+        Ok(self
+            .socket
+            .flush(self.app.config.stream.send_timeout)
+            .await?)
+    }
+
+    /// Sends the close frame behind whatever is queued: a terminal that keeps reading gets
+    /// everything it was sent, then learns why it was closed.
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        self.socket.start_closing();
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        if self
+            .protocol
+            .close(&mut self.socket.wire(), Some(frame))
+            .is_ok()
+        {
+            let _ = self.socket.flush(self.app.config.stream.send_timeout).await;
+        }
     }
 }

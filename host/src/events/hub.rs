@@ -18,8 +18,10 @@ pub(super) const NOTIFY_CHANNEL: &str = "posbridge_events";
 /// Fan-out tuning.
 #[derive(Debug, Clone)]
 pub struct HubOptions {
-    /// Events a subscriber may fall behind before it is dropped as a slow consumer (its
-    /// bounded queue). 1,024 covers seconds of a busy tenant while capping memory per tenant.
+    /// Events a subscriber may fall behind: a terminal socket with more frames waiting is
+    /// closed as a slow consumer, and a tenant's fan-out that falls further behind the hub
+    /// has its sockets re-read the log. 1,024 covers seconds of a busy tenant while capping
+    /// memory per socket and per tenant.
     pub queue: usize,
     /// Events kept per tenant for resume; older ones are pruned and a terminal asking for
     /// them is told to reload (`reset`). 100,000 is days of traffic for a busy restaurant.
