@@ -318,18 +318,19 @@ async fn run_session(
     since: Option<i64>,
     upgraded: Upgraded,
 ) {
-    let socket = Arc::new(Socket::new(upgraded.tcp, app.config.hub.queue));
+    let Upgraded { tcp, read_ahead } = upgraded;
+    let socket = Arc::new(Socket::new(tcp, app.config.hub.queue));
     let config = WebSocketConfig::default()
         .read_buffer_size(app.config.stream.read_buffer)
         .write_buffer_size(0)
         .max_message_size(Some(MAX_INCOMING_MESSAGE))
         .max_frame_size(Some(MAX_INCOMING_MESSAGE));
-    let read_ahead = !upgraded.read_ahead.is_empty();
-    let protocol = WebSocketContext::from_partially_read(
-        upgraded.read_ahead.to_vec(),
-        Role::Server,
-        Some(config),
-    );
+    // Copied out and released: the bytes share the HTTP layer's read buffer (kilobytes),
+    // which would otherwise stay allocated for the life of the socket.
+    let part = read_ahead.to_vec();
+    drop(read_ahead);
+    let read_ahead = !part.is_empty();
+    let protocol = WebSocketContext::from_partially_read(part, Role::Server, Some(config));
     let tenant_id = caller.scope.tenant_id();
     let tenant = caller.scope.slug();
     let (id, stop) = app

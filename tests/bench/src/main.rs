@@ -448,6 +448,17 @@ async fn ws_latency(
         ms(res.last_hist.value_at_quantile(0.50)),
         ms(res.last_hist.value_at_quantile(0.99)),
     ));
+    if let (Some(before), Some(after)) = (&res.metrics_before, &res.metrics_after) {
+        let bound = |q| {
+            ws::fanout_quantile(before, after, q)
+                .map_or_else(|| "n/a".to_owned(), |s| format!("≤ {:.0} ms", s * 1000.0))
+        };
+        report.notes.push(format!(
+            "ws-latency: server side (posbridge_event_fanout_seconds), append → frame handed to every socket: p50 {}, p99 {}",
+            bound(0.50),
+            bound(0.99),
+        ));
+    }
     report
         .notes
         .extend(cpu_note("ws-latency", res.cpu, args.database_url.is_some()));

@@ -198,6 +198,9 @@ pub struct LatencyResult {
     pub problems: Vec<String>,
     /// CPU cores used by the server and by the bench while the writes were sent.
     pub cpu: Option<CpuUse>,
+    /// The server's `/metrics` before and after the writes (for its fan-out histogram).
+    pub metrics_before: Option<String>,
+    pub metrics_after: Option<String>,
 }
 
 pub async fn latency(
@@ -247,6 +250,7 @@ pub async fn latency(
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     eprintln!("[bench] ws-latency: {events} writes at {rate}/s…");
+    let metrics_before = metrics_text(addr).await;
     let cpu0 = CpuSample::take(server);
     let send_result: Result<()> = async {
         for _ in 0..events {
@@ -269,6 +273,7 @@ pub async fn latency(
     while counter.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let metrics_after = metrics_text(addr).await;
     cancel.cancel();
     let mut outs = Vec::with_capacity(readers.len());
     for r in readers {
@@ -361,6 +366,8 @@ pub async fn latency(
         last_hist,
         problems,
         cpu: cpu0.until(&cpu1),
+        metrics_before,
+        metrics_after,
     })
 }
 
@@ -379,19 +386,61 @@ impl MemoryResult {
     }
 }
 
-/// `posbridge_websocket_connections` from /metrics, if the server exposes it.
-async fn ws_gauge(addr: SocketAddr) -> Option<f64> {
+/// The server's `/metrics` text, if it exposes it.
+async fn metrics_text(addr: SocketAddr) -> Option<String> {
     let mut conn = Conn::connect(addr).await.ok()?;
     let tpl = crate::http::Template::new(Method::GET, addr, "/metrics").ok()?;
     let (status, body) = conn.send(tpl.build()).await.ok()?;
-    if !status.is_success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&body);
-    text.lines()
+    status
+        .is_success()
+        .then(|| String::from_utf8_lossy(&body).into_owned())
+}
+
+/// `posbridge_websocket_connections` from /metrics, if the server exposes it.
+async fn ws_gauge(addr: SocketAddr) -> Option<f64> {
+    metrics_text(addr)
+        .await?
+        .lines()
         .filter(|l| l.starts_with("posbridge_websocket_connections"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .reduce(|a, b| a + b)
+}
+
+/// Cumulative buckets `(le seconds, count)` of the server's fan-out histogram.
+fn fanout_buckets(text: &str) -> Vec<(f64, u64)> {
+    const PREFIX: &str = "posbridge_event_fanout_seconds_bucket{le=\"";
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(PREFIX)?;
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse::<f64>().ok()? as u64))
+        })
+        .collect()
+}
+
+/// The server's own fan-out figure between two `/metrics` snapshots: the bucket bound
+/// (seconds) under which quantile `q` of the shard runs fell.
+pub fn fanout_quantile(before: &str, after: &str, q: f64) -> Option<f64> {
+    let before = fanout_buckets(before);
+    let after = fanout_buckets(after);
+    let diff: Vec<(f64, u64)> = after
+        .iter()
+        .map(|&(le, n)| {
+            let was = before.iter().find(|b| b.0 == le).map_or(0, |b| b.1);
+            (le, n.saturating_sub(was))
+        })
+        .collect();
+    let total = diff.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let wanted = (total as f64 * q).ceil() as u64;
+    diff.iter().find(|(_, n)| *n >= wanted).map(|(le, _)| *le)
 }
 
 pub async fn memory(server: &Server, tenant: &Tenant, n: usize) -> Result<MemoryResult> {
@@ -448,7 +497,26 @@ pub async fn memory(server: &Server, tenant: &Tenant, n: usize) -> Result<Memory
 
 #[cfg(test)]
 mod tests {
-    use super::parse_seq;
+    use super::{fanout_quantile, parse_seq};
+
+    #[test]
+    fn fanout_quantile_reads_the_bucket_difference() {
+        let bucket = |le: &str, n: u64| {
+            format!("posbridge_event_fanout_seconds_bucket{{le=\"{le}\"}} {n}\n")
+        };
+        let before = [bucket("0.005", 10), bucket("0.01", 10), bucket("+Inf", 10)].concat();
+        let after = [
+            bucket("0.005", 100),
+            bucket("0.01", 109),
+            bucket("+Inf", 110),
+        ]
+        .concat();
+        // 100 new runs: 90 under 5 ms, 99 under 10 ms, one slower.
+        assert_eq!(fanout_quantile(&before, &after, 0.5), Some(0.005));
+        assert_eq!(fanout_quantile(&before, &after, 0.99), Some(0.01));
+        assert_eq!(fanout_quantile(&before, &after, 1.0), Some(f64::INFINITY));
+        assert_eq!(fanout_quantile(&after, &after, 0.5), None);
+    }
 
     #[test]
     fn seq_is_parsed_without_json() {
