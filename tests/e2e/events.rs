@@ -665,7 +665,55 @@ async fn slow_consumer(backend: Backend) {
     assert!(rest.iter().all(|f| f["type"] == "new_order"));
 }
 
+/// One commit with far more events than the fan-out's queue (`--ws-queue 2`): the fan-out
+/// falls behind the hub, so most events never reach it live. The socket must still get
+/// every one (re-read from the log), in order, once each, and stay open.
+async fn burst_beyond_the_queue(backend: Backend) {
+    let srv = crate::start_with(backend, &["--ws-queue", "2"]).await;
+    let kitchen = srv.setup_tenant("kitchen").await;
+    let manager = srv.manager(&kitchen);
+    let till = srv.terminal(&kitchen);
+    manager
+        .post(
+            "/pos/connect",
+            &json!({"venue": "main", "provider": "local-pos"}),
+        )
+        .await
+        .expect(200);
+    let mut ws = srv.ws("kitchen", &kitchen.terminal.key, None).await;
+    let base = ws.hello().await["last_seq"].as_i64().expect("last_seq");
+
+    let sales: Vec<Value> = (0..40)
+        .map(|i| {
+            json!({"id": format!("burst-{i}"), "occurred_at": "2026-11-20T19:00:00Z",
+                   "total": 100 + i, "subtotal": 100 + i, "currency": "USD", "tender": "card",
+                   "customer_phone": format!("+1555010{:04}", 1000 + i)})
+        })
+        .collect();
+    let resp = till
+        .post(
+            "/transactions",
+            &json!({"venue": "main", "transactions": sales}),
+        )
+        .await;
+    assert_eq!(resp.expect(200)["created"], 40, "{}", resp.text);
+    let head = last_seq(&till).await;
+    assert!(
+        head >= base + 40,
+        "one event per sale at least: {base}..{head}"
+    );
+
+    let frames = ws
+        .collect(usize::try_from(head - base).expect("positive"))
+        .await;
+    assert_seqs(&frames, base + 1);
+    // Still open and live: the next event arrives too.
+    add_ten(&till).await;
+    assert_eq!(ws.next_json().await["seq"], head + 1);
+}
+
 both_backends!(
+    burst_beyond_the_queue,
     slow_consumer,
     event_stream_order,
     resume_since,
