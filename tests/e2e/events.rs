@@ -404,6 +404,14 @@ async fn ws_auth(backend: Backend) {
     let kitchen = srv.setup_tenant("kitchen").await;
     let bakery = srv.setup_tenant("bakery").await;
 
+    // A plain GET (no upgrade) with a good key: a JSON error saying a WebSocket is needed.
+    srv.anon()
+        .with_header("X-API-Key", &kitchen.terminal.key)
+        .with_header("X-Tenant-ID", "kitchen")
+        .get("/ws/pos/kitchen")
+        .await
+        .expect_error(426, "websocket_required");
+
     // No key, unknown key → 401.
     let err = srv
         .ws_connect("/ws/pos/kitchen", &[])
