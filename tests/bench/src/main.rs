@@ -19,7 +19,7 @@ mod ws;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
@@ -27,7 +27,7 @@ use hyper::Method;
 use serde_json::json;
 
 use report::{ms, secs, thousands, Report};
-use server::Server;
+use server::{CpuSample, Server};
 use setup::Tenant;
 
 #[derive(Parser, Debug)]
@@ -76,6 +76,28 @@ struct Args {
     /// Extra argument for `posbridge serve` (repeatable), e.g. --server-arg=--ws-queue=4096
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
+}
+
+/// Server CPU below which the previous scenario's background work counts as done.
+const IDLE_CORES: f64 = 0.05;
+/// Longest wait for that; a server still busy after it is measured anyway (and the note says so).
+const SETTLE_LIMIT: Duration = Duration::from_secs(20);
+
+/// Waits until the server is idle, so the previous scenario's tail (WAL checkpoints, the
+/// inbox, closing sockets) is not measured as part of the next. Returns the seconds waited
+/// and the last reading.
+async fn settle(server: &Server) -> (f64, Option<f64>) {
+    let start = Instant::now();
+    let mut cores = None;
+    while start.elapsed() < SETTLE_LIMIT {
+        let a = CpuSample::take(server);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        cores = a.until(&CpuSample::take(server)).map(|u| u.server);
+        if cores.is_some_and(|c| c < IDLE_CORES) || cores.is_none() {
+            break;
+        }
+    }
+    (start.elapsed().as_secs_f64(), cores)
 }
 
 fn at_least_one(s: &str) -> Result<usize, String> {
@@ -194,12 +216,20 @@ async fn run(args: Args) -> Result<bool> {
         .collect();
 
     let mut report = Report::default();
-    for scenario in selected {
+    for (i, scenario) in selected.into_iter().enumerate() {
         if let Err(e) = server.check_alive() {
             report
                 .errors
                 .push(format!("before {}: {e:#}", scenario.name()));
             break;
+        }
+        if i > 0 {
+            let (waited, cores) = settle(&server).await;
+            report.notes.push(format!(
+                "{}: started once the server was idle ({} cores) after {waited:.1} s",
+                scenario.name(),
+                cores.map_or_else(|| "n/a".to_owned(), |c| format!("{c:.2}")),
+            ));
         }
         let outcome = match scenario {
             Scenario::Balance => balance(&args, &server, &tenant, &mut report).await,
