@@ -110,6 +110,26 @@ struct SessionEntry {
     stop: CancellationToken,
 }
 
+/// A session's place in the registry and the fan-out; see [`Terminals::register`].
+struct Registration {
+    terminals: Terminals,
+    id: u64,
+    tenant_id: String,
+    socket: Arc<Socket>,
+    /// Fires on shutdown and when the session's key is revoked.
+    stop: CancellationToken,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let inner = &self.terminals.inner;
+        inner.fanout.detach(&self.tenant_id, &self.socket);
+        if lock(&inner.sessions).remove(&self.id).is_some() {
+            metrics::gauge!("posbridge_websocket_connections").decrement(1.0);
+        }
+    }
+}
+
 /// A connected terminal, as `pos-status` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct TerminalStatus {
@@ -128,37 +148,43 @@ pub struct TerminalStatus {
 }
 
 impl Terminals {
-    /// Registers a session; its stop token is a child of `shutdown`, so it fires on
-    /// shutdown and on revocation of the session's key.
+    /// Registers a session and attaches its socket to the tenant's fan-out, so events
+    /// published from now on reach it: register *before* reading the log. The stop token
+    /// is a child of `shutdown`, so it fires on shutdown and on revocation of the key.
+    /// Dropping the registration (even in a panic) detaches and unregisters.
     fn register(
         &self,
         caller: &Caller,
         remote_addr: Option<SocketAddr>,
         socket: Arc<Socket>,
-        shutdown: &CancellationToken,
-    ) -> (u64, CancellationToken) {
+        app: &AppState,
+    ) -> Registration {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let stop = shutdown.child_token();
+        let tenant_id = caller.scope.tenant_id().to_owned();
+        let stop = app.shutdown.child_token();
         lock(&self.inner.sessions).insert(
             id,
             SessionEntry {
-                tenant_id: caller.scope.tenant_id().to_owned(),
+                tenant_id: tenant_id.clone(),
                 key_id: caller.key_id.clone(),
                 label: caller.label.clone(),
                 role: caller.role,
                 connected_at: now_micros(),
                 remote_addr,
-                socket,
+                socket: socket.clone(),
                 stop: stop.clone(),
             },
         );
         metrics::gauge!("posbridge_websocket_connections").increment(1.0);
-        (id, stop)
-    }
-
-    fn unregister(&self, id: u64) {
-        if lock(&self.inner.sessions).remove(&id).is_some() {
-            metrics::gauge!("posbridge_websocket_connections").decrement(1.0);
+        self.inner
+            .fanout
+            .attach(&app.hub, &tenant_id, socket.clone());
+        Registration {
+            terminals: self.clone(),
+            id,
+            tenant_id,
+            socket,
+            stop,
         }
     }
 
@@ -333,21 +359,21 @@ async fn run_session(
     let protocol = WebSocketContext::from_partially_read(part, Role::Server, Some(config));
     let tenant_id = caller.scope.tenant_id();
     let tenant = caller.scope.slug();
-    let (id, stop) = app
+    let registration = app
         .terminals
-        .register(&caller, remote, socket.clone(), &app.shutdown);
-    // Before the session reads the log: nothing published from here on can be missed.
-    let fanout = &app.terminals.inner.fanout;
-    fanout.attach(&app.hub, tenant_id, socket.clone());
+        .register(&caller, remote, socket.clone(), &app);
     tracing::info!(%tenant, key_id = %caller.key_id, ?since, "terminal connected");
     let mut session = Session {
         app: &app,
         tenant_id,
-        socket: socket.clone(),
+        socket,
         protocol,
         last_sent: 0,
     };
-    let end = match session.run(tenant, since, read_ahead, &stop).await {
+    let end = match session
+        .run(tenant, since, read_ahead, &registration.stop)
+        .await
+    {
         Ok(end) | Err(Halt::Ended(end)) => end,
         Err(Halt::Failed(err)) => {
             tracing::error!(%tenant, error = %err, "event stream failed");
@@ -362,8 +388,7 @@ async fn run_session(
             let _ = session.socket.flush(Duration::from_secs(1)).await;
         }
     }
-    fanout.detach(tenant_id, &socket);
-    app.terminals.unregister(id);
+    drop(registration);
     tracing::info!(%tenant, key_id = %caller.key_id, ?end, "terminal disconnected");
 }
 
