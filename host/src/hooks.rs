@@ -1,5 +1,5 @@
 //! Hook bindings: a tenant's manager binds an installed hook plugin to the tenant, choosing
-//! the event types it receives and its configuration; the dispatcher ([`dispatch`]) then
+//! the event types it receives and its configuration; the dispatcher (`hooks::dispatch`) then
 //! delivers those events from the durable log, in order, at least once, and applies the
 //! actions the hook returns.
 //!

@@ -31,10 +31,10 @@ fn micros_since(at: i64) -> i64 {
 /// event) would not pay off below it.
 const SOCKETS_PER_SHARD: usize = 64;
 
-/// Sockets attached per tenant, in shards, each with its delivery task. Cheap to clone.
-#[derive(Clone, Debug)]
+/// Sockets attached per tenant, in shards, each with its delivery task.
+#[derive(Debug)]
 pub struct Fanout {
-    tenants: Arc<Mutex<HashMap<String, Vec<Shard>>>>,
+    tenants: Mutex<HashMap<String, Vec<Shard>>>,
     /// Most shards per tenant: the cores available.
     max_shards: usize,
 }
@@ -42,7 +42,7 @@ pub struct Fanout {
 impl Default for Fanout {
     fn default() -> Self {
         Fanout {
-            tenants: Arc::default(),
+            tenants: Mutex::default(),
             max_shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }

@@ -4,7 +4,7 @@
 //! Two parties write to a socket. The tenant's fan-out task writes each live event's
 //! frame straight to the stream with a non-blocking write (one system call, no task
 //! wake-up per socket), and the socket's session task writes everything else (hello,
-//! replays, pings, pong replies, the close). Both go through [`Socket::outbox`], under
+//! replays, pings, pong replies, the close). Both go through the socket's outbox, under
 //! one lock, so frames never interleave: whoever finds the queue non-empty appends to it,
 //! and only the session drains it, waiting for the stream to become writable.
 //!
@@ -35,10 +35,11 @@ pub fn text_frame(text: &[u8]) -> Bytes {
     Bytes::from(wire)
 }
 
-/// Why the fan-out gave up on a socket.
+/// Why a socket is given up on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dropped {
-    /// More frames were waiting than the queue allows.
+    /// More frames were waiting than the queue allows, or none was taken for the stall
+    /// time.
     SlowConsumer,
     /// The stream failed (the terminal is gone).
     Broken,
