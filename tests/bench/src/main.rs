@@ -225,11 +225,16 @@ async fn run(args: Args) -> Result<bool> {
         }
         if i > 0 {
             let (waited, cores) = settle(&server).await;
-            report.notes.push(format!(
-                "{}: started once the server was idle ({} cores) after {waited:.1} s",
-                scenario.name(),
-                cores.map_or_else(|| "n/a".to_owned(), |c| format!("{c:.2}")),
-            ));
+            let name = scenario.name();
+            report.notes.push(match cores {
+                Some(c) if c < IDLE_CORES => format!(
+                    "{name}: started once the server was idle ({c:.2} cores) after {waited:.1} s"
+                ),
+                Some(c) => format!(
+                    "{name}: started with the server still busy ({c:.2} cores) after waiting {waited:.1} s"
+                ),
+                None => format!("{name}: server CPU unreadable; started after {waited:.1} s"),
+            });
         }
         let outcome = match scenario {
             Scenario::Balance => balance(&args, &server, &tenant, &mut report).await,
