@@ -70,6 +70,9 @@ struct Args {
     /// one thread keeps the client cheap)
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
+    /// How ws-latency reads its terminals' sockets
+    #[arg(long, value_enum, default_value_t = ws::ClientReader::Epoll)]
+    client_reader: ws::ClientReader,
     /// Keep the temp dir (SQLite file, server log) and print its path
     #[arg(long)]
     keep_temp: bool,
@@ -296,9 +299,10 @@ async fn run(args: Args) -> Result<bool> {
     println!();
     println!(
         "posbridge-bench — server {} (pid {pid}), database: {db_desc}, {cpus} CPUs shared by server and client, \
-         client runtime threads: {}, {} s measured per scenario",
+         client runtime threads: {}, ws-latency reader: {:?}, {} s measured per scenario",
         bin.display(),
         args.client_threads.max(1),
+        args.client_reader,
         args.duration_secs
     );
     println!();
@@ -451,6 +455,7 @@ async fn ws_latency(
         args.terminals,
         args.ws_rate,
         Duration::from_secs(args.duration_secs),
+        args.client_reader,
     )
     .await?;
     let label = format!(

@@ -22,6 +22,11 @@ const MASK: [u8; 4] = [0x5a, 0x3c, 0xa5, 0xc3];
 
 pub struct RawWs {
     stream: TcpStream,
+    frames: Frames,
+}
+
+/// Received bytes and the parsing state of one connection.
+struct Frames {
     buf: Vec<u8>,
     /// Start of the unparsed bytes in `buf`.
     pos: usize,
@@ -148,16 +153,75 @@ impl RawWs {
         }
         Ok(RawWs {
             stream,
-            buf,
-            pos: header_end,
-            frag_opcode: None,
-            frag: Vec::new(),
-            out: Vec::new(),
+            frames: Frames {
+                buf,
+                pos: header_end,
+                frag_opcode: None,
+                frag: Vec::new(),
+                out: Vec::new(),
+            },
         })
     }
 
     /// The next complete message already received, if any (never waits).
     pub fn next_msg(&mut self) -> Result<Option<Msg<'_>>> {
+        self.frames.next_msg()
+    }
+
+    /// Writes pending pongs, then waits for and reads more bytes. `Ok(false)` on EOF.
+    pub async fn fill(&mut self) -> Result<bool> {
+        if !self.frames.out.is_empty() {
+            self.stream
+                .write_all(&self.frames.out)
+                .await
+                .context("writing a pong")?;
+            self.frames.out.clear();
+        }
+        self.frames.make_room();
+        let n = self
+            .stream
+            .read_buf(&mut self.frames.buf)
+            .await
+            .context("reading from the WebSocket")?;
+        Ok(n > 0)
+    }
+
+    /// Best-effort close frame (1000); the caller then drops the socket.
+    pub async fn close(mut self) {
+        let mut frame = Vec::new();
+        control_frame(0x8, &1000u16.to_be_bytes(), &mut frame);
+        let _ = self.stream.write_all(&frame).await;
+    }
+
+    /// The same connection for a thread of its own that polls many sockets with epoll
+    /// (see `ws::EpollReaders`): no runtime, no task per socket.
+    pub fn into_polled(self) -> Result<PolledWs> {
+        let stream = self
+            .stream
+            .into_std()
+            .context("detaching the socket from the runtime")?;
+        // Still non-blocking, as tokio left it.
+        Ok(PolledWs {
+            stream,
+            frames: self.frames,
+        })
+    }
+}
+
+impl Frames {
+    /// Drops parsed bytes and keeps at least 1 KiB free for the next read.
+    fn make_room(&mut self) {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(8192);
+        }
+    }
+
+    /// The next complete message already received, if any (never waits).
+    fn next_msg(&mut self) -> Result<Option<Msg<'_>>> {
         loop {
             let Some(h) = parse_head(&self.buf[self.pos..])? else {
                 return Ok(None);
@@ -202,36 +266,66 @@ impl RawWs {
             }
         }
     }
+}
 
-    /// Writes pending pongs, then waits for and reads more bytes. `Ok(false)` on EOF.
-    pub async fn fill(&mut self) -> Result<bool> {
-        if !self.out.is_empty() {
-            self.stream
-                .write_all(&self.out)
-                .await
-                .context("writing a pong")?;
-            self.out.clear();
+/// A [`RawWs`] read by non-blocking system calls from a polling thread.
+pub struct PolledWs {
+    stream: std::net::TcpStream,
+    frames: Frames,
+}
+
+/// What one non-blocking read found.
+pub enum Polled {
+    Data,
+    Empty,
+    Eof,
+}
+
+impl PolledWs {
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.stream)
+    }
+
+    /// The next complete message already received, if any (never waits).
+    pub fn next_msg(&mut self) -> Result<Option<Msg<'_>>> {
+        self.frames.next_msg()
+    }
+
+    /// Writes pending pongs (best effort: they are a few bytes), then reads what is there.
+    pub fn fill(&mut self) -> std::io::Result<Polled> {
+        use std::io::Write as _;
+        if !self.frames.out.is_empty() {
+            let _ = (&self.stream).write_all(&self.frames.out);
+            self.frames.out.clear();
         }
-        if self.pos > 0 {
-            self.buf.drain(..self.pos);
-            self.pos = 0;
+        self.frames.make_room();
+        let buf = &mut self.frames.buf;
+        let len = buf.len();
+        let spare = buf.capacity() - len;
+        // SAFETY: `recv` writes at most `spare` bytes into the vector's spare capacity,
+        // and only the bytes it reports written are then counted as initialized.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.stream);
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().add(len).cast(), spare, 0) };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            return if err.kind() == std::io::ErrorKind::WouldBlock {
+                Ok(Polled::Empty)
+            } else {
+                Err(err)
+            };
         }
-        if self.buf.capacity() - self.buf.len() < 1024 {
-            self.buf.reserve(8192);
-        }
-        let n = self
-            .stream
-            .read_buf(&mut self.buf)
-            .await
-            .context("reading from the WebSocket")?;
-        Ok(n > 0)
+        let n = n as usize;
+        // SAFETY: see above; `n <= spare`.
+        unsafe { buf.set_len(len + n) };
+        Ok(if n == 0 { Polled::Eof } else { Polled::Data })
     }
 
     /// Best-effort close frame (1000); the caller then drops the socket.
-    pub async fn close(mut self) {
+    pub fn close(self) {
+        use std::io::Write as _;
         let mut frame = Vec::new();
         control_frame(0x8, &1000u16.to_be_bytes(), &mut frame);
-        let _ = self.stream.write_all(&frame).await;
+        let _ = (&self.stream).write_all(&frame);
     }
 }
 

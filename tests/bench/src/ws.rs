@@ -2,7 +2,8 @@
 //! per idle connection.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::{snippet, Conn};
 use crate::load::{micros, new_histogram};
-use crate::rawws::{Msg, RawWs};
+use crate::rawws::{Msg, Polled, PolledWs, RawWs};
 use crate::server::{CpuSample, CpuUse, Server};
 use crate::setup::Tenant;
 
@@ -116,6 +117,147 @@ struct ReaderOut {
     ended: Option<String>,
 }
 
+/// The running readers of ws-latency.
+enum Readers {
+    Tasks(Vec<tokio::task::JoinHandle<ReaderOut>>),
+    Epoll(tokio::task::JoinHandle<Result<Vec<ReaderOut>>>),
+}
+
+/// Counts one received message into `out`; `Some(why)` if it ends the socket.
+fn record(out: &mut ReaderOut, msg: Msg<'_>, now: Instant, counter: &AtomicU64) -> Option<String> {
+    match msg {
+        Msg::Text(text) => match parse_seq(text) {
+            Some(seq) => {
+                out.recv.push((seq, now));
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                out.other_frames += 1;
+                out.first_other.get_or_insert_with(|| snippet(text));
+            }
+        },
+        Msg::Binary => {
+            out.other_frames += 1;
+            out.first_other
+                .get_or_insert_with(|| "(binary frame)".into());
+        }
+        Msg::Close(code, reason) => {
+            return Some(format!("server closed the socket: code {code:?} {reason}"));
+        }
+    }
+    None
+}
+
+/// Records every complete message buffered in `ws`; `Some(why)` if the socket ended.
+fn drain(
+    ws: &mut PolledWs,
+    out: &mut ReaderOut,
+    now: Instant,
+    counter: &AtomicU64,
+) -> Option<String> {
+    loop {
+        match ws.next_msg() {
+            Ok(Some(msg)) => {
+                if let Some(why) = record(out, msg, now, counter) {
+                    return Some(why);
+                }
+            }
+            Ok(None) => return None,
+            Err(e) => return Some(format!("{e:#}")),
+        }
+    }
+}
+
+/// Reads every socket from this thread with epoll until `stop` is set (or all ended), timestamping each
+/// event frame with the instant its bytes were read (frames read together share it).
+/// One thread and no task per socket: the client's own CPU per frame is what competes
+/// with the server for the machine's cores. Returns one [`ReaderOut`] per socket.
+fn poll_readers(
+    sockets: Vec<PolledWs>,
+    counter: &AtomicU64,
+    stop: &AtomicBool,
+    cap: usize,
+) -> Result<Vec<ReaderOut>> {
+    const EVENTS: usize = 1024;
+    // SAFETY: plain system calls on descriptors this function owns or borrows.
+    let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error()).context("epoll_create1");
+    }
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    let epoll = unsafe { OwnedFd::from_raw_fd(raw) };
+    for (i, ws) in sockets.iter().enumerate() {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: i as u64,
+        };
+        // SAFETY: valid descriptors and a valid event.
+        if unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, ws.fd(), &mut ev) } < 0
+        {
+            return Err(std::io::Error::last_os_error()).context("epoll_ctl");
+        }
+    }
+    let mut outs: Vec<ReaderOut> = (0..sockets.len())
+        .map(|_| ReaderOut {
+            recv: Vec::with_capacity(cap),
+            ..ReaderOut::default()
+        })
+        .collect();
+    let mut sockets: Vec<Option<PolledWs>> = sockets.into_iter().map(Some).collect();
+    let mut open = sockets.len();
+    // Messages read before polling began (with the handshake or the hello) come first.
+    let now = Instant::now();
+    for (slot, out) in sockets.iter_mut().zip(outs.iter_mut()) {
+        if let Some(why) = slot.as_mut().and_then(|ws| drain(ws, out, now, counter)) {
+            out.ended = Some(why);
+            *slot = None;
+            open -= 1;
+        }
+    }
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
+    while open > 0 && !stop.load(Ordering::Relaxed) {
+        // SAFETY: `events` has room for EVENTS entries.
+        let n =
+            unsafe { libc::epoll_wait(epoll.as_raw_fd(), events.as_mut_ptr(), EVENTS as i32, 20) };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err).context("epoll_wait");
+        }
+        for ev in &events[..n as usize] {
+            let i = { ev.u64 } as usize;
+            let (Some(slot), Some(out)) = (sockets.get_mut(i), outs.get_mut(i)) else {
+                continue;
+            };
+            let Some(ws) = slot.as_mut() else {
+                continue;
+            };
+            let ended = match ws.fill() {
+                Ok(Polled::Empty) => None,
+                Ok(Polled::Eof) => Some("socket ended (EOF)".to_owned()),
+                Err(e) => Some(e.to_string()),
+                Ok(Polled::Data) => drain(ws, out, Instant::now(), counter),
+            };
+            if let Some(why) = ended {
+                out.ended = Some(why);
+                let mut ev = libc::epoll_event { events: 0, u64: 0 };
+                // SAFETY: as above; a failure only leaves a dead descriptor registered.
+                unsafe {
+                    libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, ws.fd(), &mut ev)
+                };
+                *slot = None;
+                open -= 1;
+            }
+        }
+    }
+    for ws in sockets.into_iter().flatten() {
+        ws.close();
+    }
+    Ok(outs)
+}
+
 /// Reads until cancelled, timestamping every event frame with the instant its bytes
 /// were read (one timestamp per read: frames that arrived together share it).
 async fn reader(
@@ -136,24 +278,11 @@ async fn reader(
     loop {
         loop {
             match ws.next_msg() {
-                Ok(Some(Msg::Text(text))) => match parse_seq(text) {
-                    Some(seq) => {
-                        out.recv.push((seq, now));
-                        counter.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(msg)) => {
+                    if let Some(why) = record(&mut out, msg, now, &counter) {
+                        out.ended = Some(why);
+                        return out;
                     }
-                    None => {
-                        out.other_frames += 1;
-                        out.first_other.get_or_insert_with(|| snippet(text));
-                    }
-                },
-                Ok(Some(Msg::Binary)) => {
-                    out.other_frames += 1;
-                    out.first_other
-                        .get_or_insert_with(|| "(binary frame)".into());
-                }
-                Ok(Some(Msg::Close(code, reason))) => {
-                    out.ended = Some(format!("server closed the socket: code {code:?} {reason}"));
-                    return out;
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -203,12 +332,22 @@ pub struct LatencyResult {
     pub metrics_after: Option<String>,
 }
 
+/// How the bench reads its terminals' sockets in ws-latency.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientReader {
+    /// One thread polling every socket with epoll (the cheapest per frame).
+    Epoll,
+    /// A tokio task per socket on the bench's runtime.
+    Tasks,
+}
+
 pub async fn latency(
     server: &Server,
     tenant: &Tenant,
     terminals: usize,
     rate: u32,
     duration: Duration,
+    client_reader: ClientReader,
 ) -> Result<LatencyResult> {
     let addr = server.addr;
     eprintln!("[bench] ws-latency: connecting {terminals} terminals…");
@@ -230,10 +369,25 @@ pub async fn latency(
     let events = ((rate as f64 * duration.as_secs_f64()).round() as usize).max(1);
     let cancel = CancellationToken::new();
     let counter = Arc::new(AtomicU64::new(0));
-    let readers: Vec<_> = sockets
-        .into_iter()
-        .map(|(ws, _)| tokio::spawn(reader(ws, cancel.clone(), counter.clone(), events)))
-        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers = match client_reader {
+        ClientReader::Tasks => Readers::Tasks(
+            sockets
+                .into_iter()
+                .map(|(ws, _)| tokio::spawn(reader(ws, cancel.clone(), counter.clone(), events)))
+                .collect(),
+        ),
+        ClientReader::Epoll => {
+            let polled = sockets
+                .into_iter()
+                .map(|(ws, _)| ws.into_polled())
+                .collect::<Result<Vec<_>>>()?;
+            let (counter, stop) = (counter.clone(), stop.clone());
+            Readers::Epoll(tokio::task::spawn_blocking(move || {
+                poll_readers(polled, &counter, &stop, events)
+            }))
+        }
+    };
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let mut conn = Conn::connect(addr).await?;
@@ -275,10 +429,17 @@ pub async fn latency(
     }
     let metrics_after = metrics_text(addr).await;
     cancel.cancel();
-    let mut outs = Vec::with_capacity(readers.len());
-    for r in readers {
-        outs.push(r.await.context("WebSocket reader panicked")?);
-    }
+    stop.store(true, Ordering::Relaxed);
+    let outs = match readers {
+        Readers::Tasks(tasks) => {
+            let mut outs = Vec::with_capacity(tasks.len());
+            for r in tasks {
+                outs.push(r.await.context("WebSocket reader panicked")?);
+            }
+            outs
+        }
+        Readers::Epoll(thread) => thread.await.context("WebSocket reader panicked")??,
+    };
     send_result?;
 
     let mut hist = new_histogram()?;
@@ -497,7 +658,56 @@ pub async fn memory(server: &Server, tenant: &Tenant, n: usize) -> Result<Memory
 
 #[cfg(test)]
 mod tests {
-    use super::{fanout_quantile, parse_seq};
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::{fanout_quantile, parse_seq, poll_readers};
+    use crate::rawws::RawWs;
+
+    /// The epoll reader sees what the server sent: an event, a frame without a seq, a
+    /// binary frame, then the close that ends the socket.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_epoll_reader_records_events_and_the_close() -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await?;
+            let mut req = Vec::new();
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let mut chunk = [0u8; 1024];
+                let n = sock.read(&mut chunk).await?;
+                anyhow::ensure!(n > 0, "client went away");
+                req.extend_from_slice(&chunk[..n]);
+            }
+            sock.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+                .await?;
+            let mut out = vec![0x81, 9];
+            out.extend_from_slice(br#"{"seq":7}"#);
+            out.extend_from_slice(&[0x81, 2, b'{', b'}', 0x82, 1, 0, 0x88, 2, 0x0f, 0xa0]);
+            sock.write_all(&out).await?;
+            let mut rest = Vec::new();
+            let _ = sock.read_to_end(&mut rest).await;
+            Ok::<_, anyhow::Error>(())
+        });
+        let ws = RawWs::connect(addr, "/ws/pos/t", &[])
+            .await?
+            .into_polled()?;
+        let counter = AtomicU64::new(0);
+        // Never set: the reader returns because its only socket ended with the close.
+        let stop = AtomicBool::new(false);
+        let outs = tokio::task::spawn_blocking(move || poll_readers(vec![ws], &counter, &stop, 4))
+            .await??;
+        server.abort();
+        let out = &outs[0];
+        assert_eq!(out.recv.iter().map(|r| r.0).collect::<Vec<_>>(), [7]);
+        assert_eq!(out.other_frames, 2);
+        assert_eq!(
+            out.ended.as_deref(),
+            Some("server closed the socket: code Some(4000) ")
+        );
+        Ok(())
+    }
 
     #[test]
     fn fanout_quantile_reads_the_bucket_difference() {
