@@ -194,7 +194,7 @@ impl RawWs {
     }
 
     /// The same connection for a thread of its own that polls many sockets with epoll
-    /// (see `ws::EpollReaders`): no runtime, no task per socket.
+    /// (see `ws::poll_readers`): no runtime, no task per socket.
     pub fn into_polled(self) -> Result<PolledWs> {
         let stream = self
             .stream
