@@ -329,9 +329,26 @@ impl PolledWs {
     }
 }
 
+/// A scripted WebSocket server for the bench's own tests: accepts one connection and
+/// reads its upgrade request; the test then writes whatever bytes it wants.
+#[cfg(test)]
+pub(crate) async fn accept_upgrade(
+    listener: tokio::net::TcpListener,
+) -> Result<(TcpStream, String)> {
+    let (mut sock, _) = listener.accept().await?;
+    let mut req = Vec::new();
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut chunk = [0u8; 1024];
+        let n = sock.read(&mut chunk).await?;
+        anyhow::ensure!(n > 0, "client went away");
+        req.extend_from_slice(&chunk[..n]);
+    }
+    Ok((sock, String::from_utf8_lossy(&req).into_owned()))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{control_frame, parse_head, Head, Msg, RawWs, MASK};
+    use super::{accept_upgrade, control_frame, parse_head, Head, Msg, RawWs, MASK};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A scripted server: upgrade, then a text, a fragmented text, a ping, a binary
@@ -341,15 +358,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let server = tokio::spawn(async move {
-            let (mut sock, _) = listener.accept().await?;
-            let mut req = Vec::new();
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                let mut chunk = [0u8; 1024];
-                let n = sock.read(&mut chunk).await?;
-                anyhow::ensure!(n > 0, "client went away");
-                req.extend_from_slice(&chunk[..n]);
-            }
-            let req = String::from_utf8_lossy(&req).into_owned();
+            let (mut sock, req) = accept_upgrade(listener).await?;
             let mut out =
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n".to_vec();
             out.extend_from_slice(&[0x81, 9]);

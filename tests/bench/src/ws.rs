@@ -663,7 +663,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::{fanout_quantile, parse_seq, poll_readers};
-    use crate::rawws::RawWs;
+    use crate::rawws::{accept_upgrade, RawWs};
 
     /// The epoll reader sees what the server sent: an event, a frame without a seq, a
     /// binary frame, then the close that ends the socket.
@@ -672,14 +672,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let server = tokio::spawn(async move {
-            let (mut sock, _) = listener.accept().await?;
-            let mut req = Vec::new();
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                let mut chunk = [0u8; 1024];
-                let n = sock.read(&mut chunk).await?;
-                anyhow::ensure!(n > 0, "client went away");
-                req.extend_from_slice(&chunk[..n]);
-            }
+            let (mut sock, _) = accept_upgrade(listener).await?;
             sock.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
                 .await?;
             let mut out = vec![0x81, 9];
