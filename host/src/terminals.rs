@@ -529,7 +529,11 @@ impl Session<'_> {
         loop {
             match self.protocol.read(&mut wire) {
                 Ok(Message::Pong(_)) => *awaiting_pong = false,
-                Ok(Message::Close(_)) => return Err(Halt::Ended(End::ClientGone)),
+                Ok(Message::Close(_)) => {
+                    // Queues the protocol layer's reply; the session's end flushes it.
+                    let _ = self.protocol.flush(&mut wire);
+                    return Err(Halt::Ended(End::ClientGone));
+                }
                 // Terminals have nothing to say on this channel.
                 Ok(_) => {}
                 Err(tungstenite::Error::Io(err)) if err.kind() == io::ErrorKind::WouldBlock => {

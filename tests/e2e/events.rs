@@ -720,7 +720,31 @@ async fn burst_beyond_the_queue(backend: Backend) {
     assert_eq!(ws.next_json().await["seq"], head + 1);
 }
 
+/// A terminal that closes its socket gets the server's answering close frame (RFC 6455
+/// §5.5.1), and the server forgets the socket.
+async fn client_close_is_answered(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let kitchen = srv.setup_tenant("kitchen").await;
+    let till = srv.terminal(&kitchen);
+    let mut ws = srv.ws("kitchen", &kitchen.terminal.key, None).await;
+    ws.hello().await;
+    assert_eq!(ws.close_handshake().await, Some(1000));
+    eventually(
+        Duration::from_secs(10),
+        "the closed socket leaves pos-status",
+        || async {
+            let status = till.get("/pos-status").await;
+            status.expect(200)["terminals"]
+                .as_array()
+                .is_some_and(|t| t.is_empty())
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 both_backends!(
+    client_close_is_answered,
     burst_beyond_the_queue,
     slow_consumer,
     event_stream_order,

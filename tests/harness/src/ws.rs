@@ -8,6 +8,8 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -141,6 +143,20 @@ impl Ws {
             .send(Message::text(text))
             .await
             .expect("sending a text frame");
+    }
+
+    /// Starts the closing handshake (1000) and returns the code of the server's answering
+    /// close frame (`None` if the stream ended without one). Panics after 5 s.
+    pub async fn close_handshake(mut self) -> Option<u16> {
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "done".into(),
+        };
+        self.stream
+            .close(Some(frame))
+            .await
+            .expect("sending a close frame");
+        self.expect_close(Duration::from_secs(5)).await
     }
 
     /// Closes the socket from the client side (normal closure) and waits briefly for the
