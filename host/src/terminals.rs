@@ -351,12 +351,8 @@ async fn run_session(
         .write_buffer_size(0)
         .max_message_size(Some(MAX_INCOMING_MESSAGE))
         .max_frame_size(Some(MAX_INCOMING_MESSAGE));
-    // Copied out and released: the bytes share the HTTP layer's read buffer (kilobytes),
-    // which would otherwise stay allocated for the life of the socket.
-    let part = read_ahead.to_vec();
-    drop(read_ahead);
-    let read_ahead = !part.is_empty();
-    let protocol = WebSocketContext::from_partially_read(part, Role::Server, Some(config));
+    let had_read_ahead = !read_ahead.is_empty();
+    let protocol = WebSocketContext::from_partially_read(read_ahead, Role::Server, Some(config));
     let tenant_id = caller.scope.tenant_id();
     let tenant = caller.scope.slug();
     let registration = app
@@ -371,7 +367,7 @@ async fn run_session(
         last_sent: 0,
     };
     let end = match session
-        .run(tenant, since, read_ahead, &registration.stop)
+        .run(tenant, since, had_read_ahead, &registration.stop)
         .await
     {
         Ok(end) | Err(Halt::Ended(end)) => end,

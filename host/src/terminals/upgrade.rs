@@ -10,7 +10,6 @@ use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
@@ -33,8 +32,21 @@ pub struct StreamUpgrade {
 pub struct Upgraded {
     /// The raw stream.
     pub tcp: TcpStream,
-    /// Bytes read past the handshake, to be parsed before anything read from `tcp`.
-    pub read_ahead: Bytes,
+    /// Bytes read past the handshake, to be parsed before anything read from `tcp`. A
+    /// copy: the HTTP layer's bytes share its whole read buffer (kilobytes), which would
+    /// otherwise stay allocated for the life of the socket.
+    pub read_ahead: Vec<u8>,
+}
+
+impl Upgraded {
+    /// Takes the stream and copies the read-ahead bytes; `parts`, and with it the HTTP
+    /// layer's read buffer, is released on return rather than kept for the session.
+    fn from_parts(parts: auto::upgrade::Parts<TokioIo<TcpStream>>) -> Self {
+        Upgraded {
+            tcp: parts.io.into_inner(),
+            read_ahead: parts.read_buf.to_vec(),
+        }
+    }
 }
 
 fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
@@ -119,13 +131,7 @@ impl StreamUpgrade {
             // The listener serves plain TCP through hyper-util's HTTP/1-or-2 detection,
             // which wraps the stream in a type of its own; its `downcast` unwraps it.
             match auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded) {
-                Ok(parts) => {
-                    session(Upgraded {
-                        tcp: parts.io.into_inner(),
-                        read_ahead: parts.read_buf,
-                    })
-                    .await
-                }
+                Ok(parts) => session(Upgraded::from_parts(parts)).await,
                 Err(_) => tracing::error!("upgraded connection is not a TCP stream; closing it"),
             }
         });
