@@ -95,6 +95,17 @@ pub fn report_body(date: &str, total_sales: i64, notes: &str) -> serde_json::Val
     })
 }
 
+/// Connects the tenant's `venue` to the local POS provider (manager key); panics unless 200.
+pub async fn connect_local_pos(manager: &posbridge_harness::Client, venue: &str) {
+    manager
+        .post(
+            "/pos/connect",
+            &serde_json::json!({"venue": venue, "provider": "local-pos"}),
+        )
+        .await
+        .expect(200);
+}
+
 /// The tenant's `last_seq` as reported by `GET /pos-status`.
 pub async fn last_seq(client: &posbridge_harness::Client) -> i64 {
     let resp = client.get("/pos-status").await;

@@ -565,6 +565,11 @@ async fn pos_status(backend: Backend) {
 
     // Disconnecting removes it.
     ws.close().await;
+    until_no_terminal(&till).await;
+}
+
+/// Waits (up to 10 s) until `pos-status` lists no connected terminal.
+async fn until_no_terminal(till: &Client) {
     eventually(
         Duration::from_secs(10),
         "the terminal to leave pos-status",
@@ -681,13 +686,7 @@ async fn burst_beyond_the_queue(backend: Backend) {
     let kitchen = srv.setup_tenant("kitchen").await;
     let manager = srv.manager(&kitchen);
     let till = srv.terminal(&kitchen);
-    manager
-        .post(
-            "/pos/connect",
-            &json!({"venue": "main", "provider": "local-pos"}),
-        )
-        .await
-        .expect(200);
+    crate::connect_local_pos(&manager, "main").await;
     let mut ws = srv.ws("kitchen", &kitchen.terminal.key, None).await;
     let base = ws.hello().await["last_seq"].as_i64().expect("last_seq");
 
@@ -729,18 +728,7 @@ async fn client_close_is_answered(backend: Backend) {
     let mut ws = srv.ws("kitchen", &kitchen.terminal.key, None).await;
     ws.hello().await;
     assert_eq!(ws.close_handshake().await, Some(1000));
-    eventually(
-        Duration::from_secs(10),
-        "the closed socket leaves pos-status",
-        || async {
-            let status = till.get("/pos-status").await;
-            status.expect(200)["terminals"]
-                .as_array()
-                .is_some_and(|t| t.is_empty())
-                .then_some(())
-        },
-    )
-    .await;
+    until_no_terminal(&till).await;
 }
 
 both_backends!(

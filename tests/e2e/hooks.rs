@@ -389,13 +389,7 @@ async fn big_spender_setup(backend: Backend) -> (TestServer, TenantKeys, Client,
     let till = srv.terminal(&kitchen);
     let receiver = Receiver::start().await;
     approve_host(&srv, "big-spender-alert", &receiver.host_port).await;
-    manager
-        .post(
-            "/pos/connect",
-            &json!({"venue": "downtown", "provider": "local-pos"}),
-        )
-        .await
-        .expect(200);
+    crate::connect_local_pos(&manager, "downtown").await;
     (srv, kitchen, manager, till, receiver)
 }
 

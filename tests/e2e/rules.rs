@@ -24,13 +24,7 @@ async fn local_venue(srv: &TestServer) -> (Client, Client, String) {
     let tenant = srv.setup_tenant("kitchen").await;
     let manager = srv.manager(&tenant);
     let till = srv.terminal(&tenant);
-    manager
-        .post(
-            "/pos/connect",
-            &json!({"venue": VENUE, "provider": "local-pos"}),
-        )
-        .await
-        .expect(200);
+    crate::connect_local_pos(&manager, VENUE).await;
     (manager, till, tenant.terminal.key.clone())
 }
 
