@@ -13,7 +13,8 @@ use posbridge_harness::mock_square::{
 };
 use posbridge_harness::reqwest::Method;
 use posbridge_harness::{
-    both_backends, enc, eventually, parse_rfc3339, Backend, Body, Client, Resp, TestServer, Ws,
+    both_backends, enc, eventually, parse_rfc3339, Backend, Body, Client, Resp, TenantKeys,
+    TestServer, Ws,
 };
 use serde_json::{json, Value};
 
@@ -45,6 +46,19 @@ pub(crate) async fn approve_host(srv: &TestServer, plugin: &str, host_port: &str
         )
         .await;
     resp.expect(200);
+}
+
+/// A server with the tenant `kitchen`, its manager client, and a mock Square the
+/// operator has approved for the square plugin: where every Square test starts.
+pub(crate) async fn square_kitchen(
+    backend: Backend,
+) -> (TestServer, TenantKeys, Client, MockSquare) {
+    let srv = crate::start(backend).await;
+    let tenant = srv.setup_tenant("kitchen").await;
+    let manager = srv.manager(&tenant);
+    let mock = MockSquare::start().await;
+    approve_host(&srv, "square", mock.host_port()).await;
+    (srv, tenant, manager, mock)
 }
 
 /// The body of a Square validate / connect against `mock`.
@@ -474,11 +488,7 @@ async fn square_validate(backend: Backend) {
 // ---------------------------------------------------------------------------------------
 
 async fn square_sync(backend: Backend) {
-    let srv = crate::start(backend).await;
-    let tenant = srv.setup_tenant("kitchen").await;
-    let manager = srv.manager(&tenant);
-    let mock = MockSquare::start().await;
-    approve_host(&srv, "square", mock.host_port()).await;
+    let (_srv, _tenant, manager, mock) = square_kitchen(backend).await;
 
     let integration = connect_square(&manager, &mock, "downtown", json!({})).await;
     assert_eq!(integration["location_id"], SQUARE_LOCATION);
@@ -674,11 +684,7 @@ async fn square_sync(backend: Backend) {
 // ---------------------------------------------------------------------------------------
 
 async fn square_customer_links(backend: Backend) {
-    let srv = crate::start(backend).await;
-    let tenant = srv.setup_tenant("kitchen").await;
-    let manager = srv.manager(&tenant);
-    let mock = MockSquare::start().await;
-    approve_host(&srv, "square", mock.host_port()).await;
+    let (_srv, _tenant, manager, mock) = square_kitchen(backend).await;
     connect_square(&manager, &mock, "downtown", json!({})).await;
     first_sync(&manager, "downtown").await;
 

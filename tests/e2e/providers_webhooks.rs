@@ -56,11 +56,7 @@ async fn square_webhook(
 }
 
 async fn square_webhooks(backend: Backend) {
-    let srv = crate::start(backend).await;
-    let tenant = srv.setup_tenant("kitchen").await;
-    let manager = srv.manager(&tenant);
-    let mock = MockSquare::start().await;
-    approve_host(&srv, "square", mock.host_port()).await;
+    let (srv, tenant, manager, mock) = crate::providers::square_kitchen(backend).await;
     let integration = connect_square(
         &manager,
         &mock,
@@ -228,11 +224,7 @@ async fn square_webhooks(backend: Backend) {
 async fn square_published_example(backend: Backend) {
     const BODY: &str = r#"{"data":{"type":"webhooks","id":">id<"}}"#;
     const SIGNATURE: &str = "Cxt7+aTi4rKgcA0bC4g9EHdVtLSDWdqccmL5MvihU4U=";
-    let srv = crate::start(backend).await;
-    let tenant = srv.setup_tenant("kitchen").await;
-    let manager = srv.manager(&tenant);
-    let mock = MockSquare::start().await;
-    approve_host(&srv, "square", mock.host_port()).await;
+    let (srv, _tenant, manager, mock) = crate::providers::square_kitchen(backend).await;
     let integration = connect_square(
         &manager,
         &mock,
@@ -446,11 +438,7 @@ async fn webhook_survives_kill9(backend: Backend) {
 /// created then updated: the inbox records them in batches of many deliveries, and every
 /// event counts exactly once, in each venue, with the later version of each payment.
 async fn webhook_burst_records_each_event_once(backend: Backend) {
-    let srv = crate::start(backend).await;
-    let tenant = srv.setup_tenant("kitchen").await;
-    let manager = srv.manager(&tenant);
-    let mock = MockSquare::start().await;
-    approve_host(&srv, "square", mock.host_port()).await;
+    let (srv, _tenant, manager, mock) = crate::providers::square_kitchen(backend).await;
     let mut integrations = Vec::new();
     for venue in ["north", "south"] {
         let integration = connect_square(

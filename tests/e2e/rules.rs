@@ -6,9 +6,7 @@
 
 use std::time::Duration;
 
-use posbridge_harness::mock_square::{
-    square_payment_webhook, square_signature, MockSquare, SquarePayment,
-};
+use posbridge_harness::mock_square::{square_payment_webhook, square_signature, SquarePayment};
 use posbridge_harness::{both_backends, enc, eventually, Backend, Client, TestServer, Ws};
 use serde_json::{json, Value};
 
@@ -667,11 +665,7 @@ const SQUARE_HEADER: &str = "x-square-hmacsha256-signature";
 const SQUARE_KEY: &str = "sq-rules-signature-key";
 
 async fn webhook_and_sync_unlock_once(backend: Backend) {
-    let srv = crate::start(backend).await;
-    let tenant = srv.setup_tenant("kitchen").await;
-    let manager = srv.manager(&tenant);
-    let mock = MockSquare::start().await;
-    crate::providers::approve_host(&srv, "square", mock.host_port()).await;
+    let (srv, tenant, manager, mock) = crate::providers::square_kitchen(backend).await;
     let integration = connect_square(
         &manager,
         &mock,
