@@ -73,6 +73,11 @@ struct Args {
     /// How ws-latency reads its terminals' sockets
     #[arg(long, value_enum, default_value_t = ws::ClientReader::Epoll)]
     client_reader: ws::ClientReader,
+    /// Threads of the epoll reader [default: one per CPU]. The terminals it stands in for
+    /// read in parallel on their own machines; one thread reading all of them in turn
+    /// queues each frame behind the others' reads
+    #[arg(long, value_parser = at_least_one)]
+    reader_threads: Option<usize>,
     /// Keep the temp dir (SQLite file, server log) and print its path
     #[arg(long)]
     keep_temp: bool,
@@ -101,6 +106,15 @@ async fn settle(server: &Server) -> (f64, Option<f64>) {
         }
     }
     (start.elapsed().as_secs_f64(), cores)
+}
+
+/// Reader threads of ws-latency's epoll reader: as asked, else one per CPU.
+fn reader_threads(args: &Args) -> usize {
+    args.reader_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
 }
 
 fn at_least_one(s: &str) -> Result<usize, String> {
@@ -299,10 +313,13 @@ async fn run(args: Args) -> Result<bool> {
     println!();
     println!(
         "posbridge-bench — server {} (pid {pid}), database: {db_desc}, {cpus} CPUs shared by server and client, \
-         client runtime threads: {}, ws-latency reader: {:?}, {} s measured per scenario",
+         client runtime threads: {}, ws-latency reader: {}, {} s measured per scenario",
         bin.display(),
         args.client_threads.max(1),
-        args.client_reader,
+        match args.client_reader {
+            ws::ClientReader::Epoll => format!("epoll on {} threads", reader_threads(&args)),
+            ws::ClientReader::Tasks => "a task per socket".to_owned(),
+        },
         args.duration_secs
     );
     println!();
@@ -456,6 +473,7 @@ async fn ws_latency(
         args.ws_rate,
         Duration::from_secs(args.duration_secs),
         args.client_reader,
+        reader_threads(args),
     )
     .await?;
     let label = format!(

@@ -120,7 +120,8 @@ struct ReaderOut {
 /// The running readers of ws-latency.
 enum Readers {
     Tasks(Vec<tokio::task::JoinHandle<ReaderOut>>),
-    Epoll(tokio::task::JoinHandle<Result<Vec<ReaderOut>>>),
+    /// One handle per reader thread, each with its share of the sockets.
+    Epoll(Vec<tokio::task::JoinHandle<Result<Vec<ReaderOut>>>>),
 }
 
 /// Counts one received message into `out`; `Some(why)` if it ends the socket.
@@ -168,10 +169,11 @@ fn drain(
     }
 }
 
-/// Reads every socket from this thread with epoll until `stop` is set (or all ended), timestamping each
-/// event frame with the instant its bytes were read (frames read together share it).
-/// One thread and no task per socket: the client's own CPU per frame is what competes
-/// with the server for the machine's cores. Returns one [`ReaderOut`] per socket.
+/// Reads `sockets` from this thread with epoll until `stop` is set (or all ended), timestamping
+/// each event frame with the instant its bytes were read (frames read together share it).
+/// No task per socket: the client's own CPU per frame is what competes with the server for
+/// the machine's cores. ws-latency runs one of these per reader thread. Returns one
+/// [`ReaderOut`] per socket.
 fn poll_readers(
     sockets: Vec<PolledWs>,
     counter: &AtomicU64,
@@ -335,7 +337,8 @@ pub struct LatencyResult {
 /// How the bench reads its terminals' sockets in ws-latency.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ClientReader {
-    /// One thread polling every socket with epoll (the cheapest per frame).
+    /// Threads (`--reader-threads`) each polling their share of the sockets with epoll
+    /// (the cheapest per frame).
     Epoll,
     /// A tokio task per socket on the bench's runtime.
     Tasks,
@@ -348,6 +351,7 @@ pub async fn latency(
     rate: u32,
     duration: Duration,
     client_reader: ClientReader,
+    reader_threads: usize,
 ) -> Result<LatencyResult> {
     let addr = server.addr;
     eprintln!("[bench] ws-latency: connecting {terminals} terminals…");
@@ -382,10 +386,22 @@ pub async fn latency(
                 .into_iter()
                 .map(|(ws, _)| ws.into_polled())
                 .collect::<Result<Vec<_>>>()?;
-            let (counter, stop) = (counter.clone(), stop.clone());
-            Readers::Epoll(tokio::task::spawn_blocking(move || {
-                poll_readers(polled, &counter, &stop, events)
-            }))
+            // Sockets are dealt round-robin, so every thread gets some of each shard's.
+            let threads = reader_threads.clamp(1, polled.len().max(1));
+            let mut shares: Vec<Vec<PolledWs>> = (0..threads).map(|_| Vec::new()).collect();
+            for (i, ws) in polled.into_iter().enumerate() {
+                shares[i % threads].push(ws);
+            }
+            let handles = shares
+                .into_iter()
+                .map(|share| {
+                    let (counter, stop) = (counter.clone(), stop.clone());
+                    tokio::task::spawn_blocking(move || {
+                        poll_readers(share, &counter, &stop, events)
+                    })
+                })
+                .collect();
+            Readers::Epoll(handles)
         }
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -438,7 +454,13 @@ pub async fn latency(
             }
             outs
         }
-        Readers::Epoll(thread) => thread.await.context("WebSocket reader panicked")??,
+        Readers::Epoll(threads) => {
+            let mut outs = Vec::new();
+            for t in threads {
+                outs.extend(t.await.context("WebSocket reader panicked")??);
+            }
+            outs
+        }
     };
     send_result?;
 
