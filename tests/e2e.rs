@@ -106,6 +106,19 @@ pub async fn connect_local_pos(manager: &posbridge_harness::Client, venue: &str)
         .expect(200);
 }
 
+/// The value of the first sample of `name` in Prometheus text; `name` may carry the
+/// sample's whole label set (`name{label="v"}`) to pick one series.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// The tenant's `last_seq` as reported by `GET /pos-status`.
 pub async fn last_seq(client: &posbridge_harness::Client) -> i64 {
     let resp = client.get("/pos-status").await;

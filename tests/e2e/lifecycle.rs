@@ -106,17 +106,6 @@ async fn heartbeat_timeout(backend: Backend) {
     );
 }
 
-fn metric_value(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 async fn metrics(backend: Backend) {
     let srv = crate::start(backend).await;
     let kitchen = srv.setup_tenant("kitchen").await;
@@ -136,7 +125,7 @@ async fn metrics(backend: Backend) {
         || async {
             let resp = srv.anon().get("/metrics").await;
             resp.expect(200);
-            (metric_value(&resp.text, "posbridge_websocket_connections") >= Some(1.0))
+            (crate::metric_value(&resp.text, "posbridge_websocket_connections") >= Some(1.0))
                 .then_some(resp.text)
         },
     )
@@ -168,7 +157,7 @@ async fn metrics(backend: Backend) {
         "route labels must be templates, not raw paths: {requests:?}"
     );
     assert!(
-        metric_value(&text, "posbridge_events_appended_total") >= Some(1.0),
+        crate::metric_value(&text, "posbridge_events_appended_total") >= Some(1.0),
         "one event was appended:\n{text}"
     );
 }

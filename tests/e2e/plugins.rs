@@ -415,11 +415,7 @@ async fn hot_swap_under_load_fails_no_call(backend: Backend) {
 
 /// Counter value of a metric line `name{labels} value`, 0 when absent.
 fn metric(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    crate::metric_value(text, name_and_labels).unwrap_or(0.0)
 }
 
 async fn restart_keeps_versions_and_reuses_compiled_artifacts(backend: Backend) {
