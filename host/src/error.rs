@@ -1,11 +1,16 @@
 //! The one error shape every HTTP route answers with: `{"error":{"code","message"}}`.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-use crate::store::StoreError;
+use crate::store::{StoreError, TransientConflict};
+
+/// Code of the 503 sent when a transaction kept colliding with others (see
+/// [`crate::store::retry_conflicts`]): nothing was written, and the same request may be sent
+/// again.
+const TRANSACTION_CONFLICT: &str = "transaction_conflict";
 
 /// An error ready to be sent to a client: a status, a stable machine code and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +68,16 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
+    /// 503: the database aborted the transaction to resolve a conflict with another one, and
+    /// the retries ran out. Nothing was written; sent with `Retry-After`.
+    pub fn transaction_conflict() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            TRANSACTION_CONFLICT,
+            "the request collided with concurrent writes and changed nothing; send it again",
+        )
+    }
+
     /// 500: something on our side failed; the detail goes to the log only.
     pub fn internal() -> Self {
         Self::new(
@@ -92,12 +107,28 @@ impl IntoResponse for ApiError {
                 message: &self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.code == TRANSACTION_CONFLICT {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl TransientConflict for ApiError {
+    fn is_transient_conflict(&self) -> bool {
+        self.code == TRANSACTION_CONFLICT
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
+        if err.is_transient_conflict() {
+            tracing::warn!(error = %err, "transaction aborted by a conflict with another");
+            return ApiError::transaction_conflict();
+        }
         tracing::error!(error = %err, "storage failure");
         ApiError::internal()
     }

@@ -16,10 +16,14 @@ use crate::error::ApiError;
 use crate::events::LoggedTx;
 use crate::extract::Idempotency;
 use crate::state::AppState;
-use crate::store::{now_micros, Store, StoreError};
+use crate::store::{now_micros, retry_conflicts, Store, StoreError};
 
 /// Runs `op` in one [`LoggedTx`], honouring the request's `Idempotency-Key`, and answers
 /// with the status and JSON body `op` returns (or the stored ones, for a replay).
+///
+/// Should the database abort the transaction to resolve a conflict with another one, the
+/// whole of it, key claim included, runs again ([`retry_conflicts`]): `op` may be called
+/// more than once, each time in a fresh transaction, and only its last run is committed.
 pub async fn execute<T, E, F>(
     app: &AppState,
     scope: &TenantScope,
@@ -30,7 +34,26 @@ pub async fn execute<T, E, F>(
 where
     T: Serialize,
     E: Into<ApiError>,
-    F: for<'t> FnOnce(&'t mut LoggedTx) -> BoxFuture<'t, Result<(StatusCode, T), E>>,
+    F: for<'t> Fn(&'t mut LoggedTx) -> BoxFuture<'t, Result<(StatusCode, T), E>>,
+{
+    retry_conflicts("idempotent write", || {
+        execute_once(app, scope, idempotency, body_digest, &op)
+    })
+    .await
+}
+
+/// One attempt of [`execute`]: begins, runs and commits the transaction.
+async fn execute_once<T, E, F>(
+    app: &AppState,
+    scope: &TenantScope,
+    idempotency: &Idempotency,
+    body_digest: &[u8; 32],
+    op: &F,
+) -> Result<Response, ApiError>
+where
+    T: Serialize,
+    E: Into<ApiError>,
+    F: for<'t> Fn(&'t mut LoggedTx) -> BoxFuture<'t, Result<(StatusCode, T), E>>,
 {
     let mut tx = LoggedTx::begin(&app.store, &app.hub).await?;
     let key = idempotency.key();

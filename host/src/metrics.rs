@@ -60,8 +60,13 @@ pub fn install() -> Option<PrometheusHandle> {
                         "posbridge_events_appended_total",
                         "Events appended to tenant logs"
                     );
+                    metrics::describe_counter!(
+                        "posbridge_transaction_retries_total",
+                        "Transactions run again after the database aborted them to resolve a deadlock or serialization conflict"
+                    );
                     metrics::gauge!("posbridge_websocket_connections").set(0.0);
                     metrics::counter!("posbridge_events_appended_total").absolute(0);
+                    metrics::counter!("posbridge_transaction_retries_total").absolute(0);
                     Some(handle)
                 }
                 Err(err) => {

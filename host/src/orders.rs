@@ -522,8 +522,9 @@ async fn create(
     let scope = caller.scope;
     let op_scope = scope.clone();
     idempotency::execute(&app, &scope, &idem, &body.digest, move |tx| {
+        let (op_scope, order) = (op_scope.clone(), body.value.clone());
         Box::pin(async move {
-            let order = Orders::create(tx, &op_scope, body.value).await?;
+            let order = Orders::create(tx, &op_scope, order).await?;
             Ok::<_, OrderError>((StatusCode::CREATED, order))
         })
     })
@@ -540,8 +541,9 @@ async fn set_status(
     let scope = caller.scope;
     let op_scope = scope.clone();
     idempotency::execute(&app, &scope, &idem, &body.digest, move |tx| {
+        let (op_scope, id, status) = (op_scope.clone(), id.clone(), body.value.status);
         Box::pin(async move {
-            let order = Orders::set_status(tx, &op_scope, &id, body.value.status).await?;
+            let order = Orders::set_status(tx, &op_scope, &id, status).await?;
             Ok::<_, OrderError>((StatusCode::OK, order))
         })
     })

@@ -14,6 +14,7 @@ pub use sync::{spawn_scheduler, SyncStats};
 pub use webhooks::{spawn_inbox_worker, AckActivity};
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -371,6 +372,8 @@ async fn push(
         .parse_push(&integration.provider, &ctx, &body)
         .await??;
     let digest: [u8; 32] = Sha256::digest(&body).into();
+    // Shared, not cloned, by every attempt of the transaction.
+    let (integration, sales) = (Arc::new(integration), Arc::new(sales));
     let scope = caller.scope.clone();
     Ok(crate::idempotency::execute(
         &app,
@@ -378,6 +381,7 @@ async fn push(
         &idem,
         &digest,
         move |tx: &mut LoggedTx| {
+            let (integration, sales, scope) = (integration.clone(), sales.clone(), scope.clone());
             Box::pin(async move {
                 let target = ingest::IngestTarget {
                     integration_id: &integration.id,

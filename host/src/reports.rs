@@ -300,8 +300,9 @@ async fn upload(
     let scope = caller.scope;
     let op_scope = scope.clone();
     idempotency::execute(&app, &scope, &idem, &body.digest, move |tx| {
+        let (op_scope, upload) = (op_scope.clone(), body.value.clone());
         Box::pin(async move {
-            let (report, replaced) = DailyReports::upload(tx, &op_scope, body.value).await?;
+            let (report, replaced) = DailyReports::upload(tx, &op_scope, upload).await?;
             let status = if replaced {
                 StatusCode::OK
             } else {

@@ -10,6 +10,10 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+mod retry;
+
+pub use retry::{retry_conflicts, TransientConflict, CONFLICT_RETRIES};
+
 /// The sqlx database every query runs against.
 pub type Db = sqlx::Any;
 /// A live transaction on the writer pool.
@@ -26,7 +30,8 @@ pub enum Backend {
     Postgres,
 }
 
-/// Failures of the storage layer. Callers map them to a 500; the cause is logged, never sent.
+/// Failures of the storage layer. Callers map them to a 500 (a 503 for a
+/// [transient conflict](TransientConflict)); the cause is logged, never sent.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database URL names a scheme other than `sqlite:` or `postgres:`.

@@ -135,6 +135,7 @@ async fn metrics(backend: Backend) {
         "posbridge_http_request_duration_seconds_bucket",
         "posbridge_websocket_connections",
         "posbridge_events_appended_total",
+        "posbridge_transaction_retries_total",
     ] {
         assert!(text.contains(name), "/metrics lacks {name}:\n{text}");
     }

@@ -7,6 +7,8 @@ use posbridge_harness::mock_square::{
 };
 use posbridge_harness::mock_toast::{MockToast, ToastOrder, TOAST_CLIENT_ID, TOAST_RESTAURANT};
 use posbridge_harness::{both_backends, enc, parse_rfc3339, random_suffix, Backend, Client, Resp};
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 use crate::providers::{
@@ -407,4 +409,158 @@ async fn secrets_never_leak(backend: Backend) {
     }
 }
 
-both_backends!(local_pos_push, secrets_never_leak);
+/// Tills pushing the same sales at once, each in its own order (a till retrying while
+/// another forwards the same batch): every push is answered 200, each sale is recorded
+/// once, and the counts add up. On PostgreSQL, rows inserted in opposite orders wait on
+/// each other's unique keys; the server must not turn that into an error.
+async fn concurrent_overlapping_pushes(backend: Backend) {
+    // More than one INSERT's worth, so that each push holds some keys while it waits.
+    const SALES: usize = 600;
+    const TILLS: usize = 4;
+    const ROUNDS: usize = 3;
+    let srv = crate::start(backend).await;
+    let tenant = srv.setup_tenant("kitchen").await;
+    crate::connect_local_pos(&srv.manager(&tenant), "downtown").await;
+
+    let mut created = 0;
+    for round in 0..ROUNDS {
+        let sale = |i: usize| {
+            json!({
+                "id": format!("r{round}-sale-{i}"),
+                "occurred_at": "2026-11-20T19:00:00Z",
+                "total": 1000 + i as i64,
+                "currency": "USD",
+                "tender": "cash",
+            })
+        };
+        let pushes = (0..TILLS).map(|till_no| {
+            // Till 0 in order, till 1 reversed, the others rotated.
+            let mut order: Vec<usize> = (0..SALES).collect();
+            match till_no {
+                0 => {}
+                1 => order.reverse(),
+                n => order.rotate_left(n * SALES / TILLS),
+            }
+            let body = json!({
+                "venue": "downtown",
+                "transactions": order.into_iter().map(sale).collect::<Vec<_>>(),
+            });
+            let till = srv.terminal(&tenant);
+            async move { push(&till, &body).await }
+        });
+        for resp in futures_util::future::join_all(pushes).await {
+            let body = resp.expect(200);
+            let counts = ["created", "updated", "duplicates", "rejected"].map(|k| {
+                body[k]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("no {k}: {}", resp.text))
+            });
+            assert_eq!(
+                counts[1..],
+                [0, SALES as u64 - counts[0], 0],
+                "{}",
+                resp.text
+            );
+            created += counts[0];
+        }
+    }
+    assert_eq!(
+        created,
+        (SALES * ROUNDS) as u64,
+        "each sale created exactly once"
+    );
+    let stored = all_transactions(&srv.manager(&tenant), "downtown").await;
+    assert_eq!(stored.len(), SALES * ROUNDS);
+}
+
+/// PostgreSQL only: a push the database aborts as a deadlock victim is run again and
+/// answered 200, not 500. The test holds one customer's row lock, lets the push lock the
+/// other customer and wait for this one, then asks for the other: a cycle PostgreSQL breaks
+/// by aborting the transaction that has waited longest, the push's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deadlocked_push_is_run_again_postgres() {
+    if !posbridge_harness::postgres_available().await {
+        return;
+    }
+    let srv = crate::start(Backend::Postgres).await;
+    let tenant = srv.setup_tenant("kitchen").await;
+    crate::connect_local_pos(&srv.manager(&tenant), "downtown").await;
+    let till = srv.terminal(&tenant);
+    // The push upserts its customers in phone order: `first`, then `second`.
+    let (first, second) = ("+15550100101", "+15550100102");
+    let push_of = |sales: &[(&str, &str)]| {
+        json!({"venue": "downtown", "transactions": sales.iter().map(|(id, phone)| json!({
+            "id": id,
+            "occurred_at": "2026-11-20T19:00:00Z",
+            "total": 1500,
+            "currency": "USD",
+            "tender": "card",
+            "customer_phone": phone,
+        })).collect::<Vec<_>>()})
+    };
+    assert_push(
+        &push(&till, &push_of(&[("s-1", first), ("s-2", second)])).await,
+        2,
+        0,
+        0,
+    );
+
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(srv.database_url())
+        .await
+        .expect("connect to the server's database");
+    let lock_customer = "UPDATE customers SET updated_at = updated_at WHERE phone = $1";
+    let mut holder = db.begin().await.expect("begin");
+    sqlx::query(lock_customer)
+        .bind(second)
+        .execute(&mut *holder)
+        .await
+        .expect("lock the second customer");
+
+    let body = push_of(&[("s-3", first), ("s-4", second)]);
+    let pushing = tokio::spawn({
+        let till = till.clone();
+        async move { push(&till, &body).await }
+    });
+    posbridge_harness::eventually(
+        Duration::from_secs(10),
+        "the push waiting for the locked customer",
+        || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&db)
+            .await
+            .expect("pg_stat_activity");
+            (waiting > 0).then_some(())
+        },
+    )
+    .await;
+    // Closes the cycle. PostgreSQL checks for one after `deadlock_timeout` (1 s) of waiting,
+    // first in the push's session, which aborts the push; this statement then proceeds.
+    sqlx::query(lock_customer)
+        .bind(first)
+        .execute(&mut *holder)
+        .await
+        .expect("the test's transaction is not the deadlock victim");
+    holder.commit().await.expect("commit");
+
+    let resp = pushing.await.expect("push task");
+    assert_push(&resp, 2, 0, 0);
+    let metrics = srv.anon().get("/metrics").await;
+    assert!(
+        crate::metric_value(&metrics.text, "posbridge_transaction_retries_total") >= Some(1.0),
+        "no retry counted:\n{}",
+        metrics.text
+    );
+    let stored = all_transactions(&srv.manager(&tenant), "downtown").await;
+    assert_eq!(stored.len(), 4, "each sale recorded once");
+}
+
+both_backends!(
+    local_pos_push,
+    secrets_never_leak,
+    concurrent_overlapping_pushes
+);

@@ -419,8 +419,9 @@ async fn issue(
 ) -> ApiResult<Response> {
     let scope = caller.scope.clone();
     idempotency::execute(&app, &scope, &idem, &body.digest, move |tx| {
+        let (caller, req) = (caller.clone(), body.value.clone());
         Box::pin(async move {
-            let issued = GiftCardLedger::issue(tx, &caller, body.value).await?;
+            let issued = GiftCardLedger::issue(tx, &caller, req).await?;
             Ok::<_, LedgerError>((StatusCode::CREATED, issued))
         })
     })
@@ -436,8 +437,9 @@ async fn deduct(
 ) -> ApiResult<Response> {
     let scope = caller.scope.clone();
     idempotency::execute(&app, &scope, &idem, &body.digest, move |tx| {
+        let (caller, code, req) = (caller.clone(), code.clone(), body.value.clone());
         Box::pin(async move {
-            let done = GiftCardLedger::deduct(tx, &caller, &code, body.value).await?;
+            let done = GiftCardLedger::deduct(tx, &caller, &code, req).await?;
             Ok::<_, LedgerError>((StatusCode::OK, done))
         })
     })

@@ -336,8 +336,9 @@ async fn add(
 ) -> ApiResult<Response> {
     let scope = caller.scope.clone();
     idempotency::execute(&app, &scope, &idem, &body.digest, move |tx| {
+        let (caller, phone, req) = (caller.clone(), phone.clone(), body.value.clone());
         Box::pin(async move {
-            let done = LoyaltyLedger::add(tx, &caller, &phone, body.value).await?;
+            let done = LoyaltyLedger::add(tx, &caller, &phone, req).await?;
             Ok::<_, LedgerError>((StatusCode::OK, done))
         })
     })
@@ -353,8 +354,9 @@ async fn redeem(
 ) -> ApiResult<Response> {
     let scope = caller.scope.clone();
     idempotency::execute(&app, &scope, &idem, &body.digest, move |tx| {
+        let (caller, phone, req) = (caller.clone(), phone.clone(), body.value.clone());
         Box::pin(async move {
-            let done = LoyaltyLedger::redeem(tx, &caller, &phone, body.value).await?;
+            let done = LoyaltyLedger::redeem(tx, &caller, &phone, req).await?;
             Ok::<_, LedgerError>((StatusCode::OK, done))
         })
     })

@@ -298,11 +298,14 @@ async fn store_sales(
     rows: &[SaleColumns<'_>],
 ) -> Result<Vec<Outcome>, StoreError> {
     let ids: Vec<String> = rows.iter().map(|_| new_id()).collect();
+    // Inserted in external-id order, the same in every batch: on PostgreSQL each row waits
+    // on a concurrent batch's uncommitted copy of its key, and two batches taking their keys
+    // in different orders would wait on each other. The sort is stable, so a key repeated
+    // within the batch still has its first occurrence inserted.
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by(|&a, &b| rows[a].sale.external_id.cmp(&rows[b].sale.external_id));
     let mut created = HashSet::new();
-    for (chunk, chunk_ids) in rows
-        .chunks(SALES_PER_STATEMENT)
-        .zip(ids.chunks(SALES_PER_STATEMENT))
-    {
+    for chunk in order.chunks(SALES_PER_STATEMENT) {
         // Per row: id, tenant, integration, external id, the shared columns, and `now` once
         // more for `updated_at`.
         let values = Params::new(tx.backend()).rows(chunk.len(), 4 + SALE_COLUMNS + 1);
@@ -316,7 +319,8 @@ async fn store_sales(
              RETURNING id"
         );
         let mut insert = sqlx::query(&sql);
-        for (row, id) in chunk.iter().zip(chunk_ids) {
+        for &i in chunk {
+            let (row, id) = (&rows[i], &ids[i]);
             let columns = insert
                 .bind(id.as_str())
                 .bind(scope.tenant_id())

@@ -14,10 +14,10 @@ use super::ProviderFailure;
 use crate::auth::TenantScope;
 use crate::error::ApiError;
 use crate::events::LoggedTx;
-use crate::plugins::contract::{FetchRequest, ProviderError};
+use crate::plugins::contract::{FetchRequest, ProviderError, Transaction};
 use crate::plugins::CallContext;
 use crate::state::AppState;
-use crate::store::{new_id, now_micros, StoreError};
+use crate::store::{new_id, now_micros, retry_conflicts, StoreError};
 
 /// The first sync of an integration reaches this far back.
 const FIRST_SYNC_LOOKBACK: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -214,15 +214,11 @@ async fn run(
         };
         stats.pages += 1;
         stats.fetched += page.transactions.len() as u64;
-        let mut tx = LoggedTx::begin(&app.store, &app.hub)
-            .await
-            .map_err(|e| internal(stats, e.to_string()))?;
-        let counts = ingest(&mut tx, &scope, &target, &page.transactions, Source::Sync)
-            .await
-            .map_err(|e| internal(stats, e.to_string()))?;
-        tx.commit()
-            .await
-            .map_err(|e| internal(stats, e.to_string()))?;
+        let counts = retry_conflicts("sync page", || {
+            record_page(app, &scope, &target, &page.transactions)
+        })
+        .await
+        .map_err(|e| internal(stats, e.to_string()))?;
         add(&mut stats, counts);
         match page.next_cursor {
             Some(next) if stats.pages < MAX_PAGES as u64 && Some(&next) != cursor.as_ref() => {
@@ -239,6 +235,19 @@ async fn run(
         .await
         .map_err(|e| internal(stats, e.to_string()))?;
     Ok(stats)
+}
+
+/// Records one fetched page of sales in its own transaction.
+async fn record_page(
+    app: &AppState,
+    scope: &TenantScope,
+    target: &IngestTarget<'_>,
+    sales: &[Transaction],
+) -> Result<IngestCounts, StoreError> {
+    let mut tx = LoggedTx::begin(&app.store, &app.hub).await?;
+    let counts = ingest(&mut tx, scope, target, sales, Source::Sync).await?;
+    tx.commit().await?;
+    Ok(counts)
 }
 
 fn add(stats: &mut SyncStats, counts: IngestCounts) {

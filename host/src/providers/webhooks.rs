@@ -23,7 +23,9 @@ use crate::events::LoggedTx;
 use crate::plugins::contract::{ProviderError, Transaction, Webhook, WebhookEvent};
 use crate::plugins::CallContext;
 use crate::state::AppState;
-use crate::store::{new_id, now_micros, release_foreign_claims, Backend, Params, StoreError};
+use crate::store::{
+    new_id, now_micros, release_foreign_claims, retry_conflicts, Backend, Params, StoreError,
+};
 
 /// Event ids are remembered this long: Square retries for 72 h, and the contract promises
 /// at least 7 days of replay protection.
@@ -243,7 +245,9 @@ async fn drain(app: &AppState, batch: i64) -> Result<usize, StoreError> {
         }
     }
     if !parsed.is_empty() {
-        record(app, parsed).await?;
+        // A deadlock victim's inbox rows stay claimed, so without the retry the whole batch
+        // would wait out the claim before anyone tried again.
+        retry_conflicts("webhook batch", || record(app, &parsed)).await?;
     }
     Ok(claimed.len())
 }
@@ -404,7 +408,7 @@ async fn parse(
 /// The sales of first-time deliveries are ingested per integration, in arrival order, in
 /// one call each, and the inbox rows are settled in one statement: a batch costs a handful
 /// of statements instead of several per delivery.
-async fn record(app: &AppState, batch: Vec<Parsed>) -> Result<(), StoreError> {
+async fn record(app: &AppState, batch: &[Parsed]) -> Result<(), StoreError> {
     let mut tx = LoggedTx::begin(&app.store, &app.hub).await?;
     let now = now_micros();
     let backend = tx.backend();
@@ -417,7 +421,7 @@ async fn record(app: &AppState, batch: Vec<Parsed>) -> Result<(), StoreError> {
         params.rows(batch.len(), 3)
     );
     let mut query = sqlx::query(&sql);
-    for p in &batch {
+    for p in batch {
         query = query
             .bind(&p.integration.id)
             .bind(&p.event.event_id)
@@ -432,7 +436,7 @@ async fn record(app: &AppState, batch: Vec<Parsed>) -> Result<(), StoreError> {
     // one batch) to its first delivery only.
     let mut by_integration: Vec<(&Parsed, Vec<Transaction>)> = Vec::new();
     let mut replays = 0;
-    for p in &batch {
+    for p in batch {
         if !first_seen.remove(&(p.integration.id.clone(), p.event.event_id.clone())) {
             replays += 1;
             tracing::info!(webhook = %p.id, event_id = %p.event.event_id, "webhook replay ignored");
@@ -470,7 +474,7 @@ async fn record(app: &AppState, batch: Vec<Parsed>) -> Result<(), StoreError> {
         params.rows(batch.len(), 2)
     );
     let mut query = sqlx::query(&sql).bind(now);
-    for p in &batch {
+    for p in batch {
         query = query.bind(&p.id).bind(&p.event.event_id);
     }
     query.execute(tx.conn()).await?;
