@@ -119,6 +119,20 @@ pub fn metric_value(text: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The files directly in `dir` (the server's: database, WAL, logs) whose bytes contain
+/// `needle`, a secret that must not be stored in the clear.
+pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .expect("server dir")
+        .map(|entry| entry.expect("dir entry").path())
+        .filter(|path| path.is_file())
+        .filter(|path| {
+            let bytes = std::fs::read(path).unwrap_or_default();
+            bytes.windows(needle.len()).any(|w| w == needle)
+        })
+        .collect()
+}
+
 /// The tenant's `last_seq` as reported by `GET /pos-status`.
 pub async fn last_seq(client: &posbridge_harness::Client) -> i64 {
     let resp = client.get("/pos-status").await;
