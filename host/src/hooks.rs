@@ -10,6 +10,10 @@
 
 mod actions;
 mod dispatch;
+mod sealed_config;
+
+pub(crate) use sealed_config::CONFIG_FIELD;
+pub use sealed_config::{seal_plaintext as seal_plaintext_configs, ConfigSealError};
 
 use std::time::Duration;
 
@@ -29,6 +33,7 @@ use crate::plugins::contract::PluginKind;
 use crate::plugins::Plugins;
 use crate::state::AppState;
 use crate::store::{new_id, now_micros, rfc3339, Store, StoreError};
+use crate::vault::{Vault, VaultError};
 
 pub use actions::{MAX_ACTIONS, MAX_EMIT_BYTES};
 pub use dispatch::spawn_dispatcher;
@@ -195,6 +200,24 @@ pub enum HookError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A configuration could not be sealed or opened.
+    #[error(transparent)]
+    Config(ConfigSealError),
+}
+
+impl From<ConfigSealError> for HookError {
+    fn from(err: ConfigSealError) -> Self {
+        match err {
+            ConfigSealError::Store(e) => HookError::Store(e),
+            other => HookError::Config(other),
+        }
+    }
+}
+
+impl From<VaultError> for HookError {
+    fn from(err: VaultError) -> Self {
+        HookError::Config(err.into())
+    }
 }
 
 impl From<sqlx::Error> for HookError {
@@ -215,6 +238,10 @@ impl From<HookError> for ApiError {
             HookError::Disabled(_) => ApiError::conflict("hook_disabled", message),
             HookError::TooMany => ApiError::conflict("too_many_hooks", message),
             HookError::Store(e) => e.into(),
+            HookError::Config(e) => {
+                tracing::error!(error = %e, "hook configuration");
+                ApiError::internal()
+            }
         }
     }
 }
@@ -279,12 +306,16 @@ fn config_text(config: Option<serde_json::Value>) -> Result<String, HookError> {
     Ok(text)
 }
 
-const BINDING_COLUMNS: &str = "id, plugin_id, config, events, status, cursor_seq, delivered, failures, last_error, last_delivered_at, next_attempt_at, created_at, updated_at";
+const BINDING_COLUMNS: &str = "id, plugin_id, config, config_key_id, config_sealed, events, status, cursor_seq, delivered, failures, last_error, last_delivered_at, next_attempt_at, created_at, updated_at";
 
-fn binding_from_row(row: &sqlx::any::AnyRow) -> Result<Binding, StoreError> {
+fn binding_from_row(
+    vault: &Vault,
+    scope: &TenantScope,
+    row: &sqlx::any::AnyRow,
+) -> Result<Binding, HookError> {
     let corrupt =
         |what: &str| StoreError::Sqlx(sqlx::Error::Decode(format!("corrupt hook {what}").into()));
-    let config: String = row.try_get("config")?;
+    let config = sealed_config::open(vault, scope.tenant_id(), row)?;
     let events: String = row.try_get("events")?;
     let status: String = row.try_get("status")?;
     let status = BindingStatus::parse(&status).ok_or_else(|| corrupt("status"))?;
@@ -316,6 +347,7 @@ impl Hooks {
     /// Binds `new.plugin` to the tenant; it receives the events appended from now on.
     pub async fn create(
         store: &Store,
+        vault: &Vault,
         plugins: &Plugins,
         scope: &TenantScope,
         new: NewBinding,
@@ -332,28 +364,35 @@ impl Hooks {
             return Err(HookError::TooMany);
         }
         let id = new_id();
+        let sealed = sealed_config::seal(vault, scope.tenant_id(), &id, &config)?;
         let now = now_micros();
         // Committed events up to here happened before the binding existed.
         let cursor = events::last_seq(store, scope.tenant_id()).await?;
         sqlx::query(
-            "INSERT INTO hook_bindings (id, tenant_id, plugin_id, config, events, status, cursor_seq, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $7)",
+            "INSERT INTO hook_bindings (id, tenant_id, plugin_id, config, config_key_id, config_sealed, events, status,
+               cursor_seq, created_at, updated_at)
+             VALUES ($1, $2, $3, '', $4, $5, $6, 'active', $7, $8, $8)",
         )
         .bind(&id)
         .bind(scope.tenant_id())
         .bind(&new.plugin)
-        .bind(&config)
+        .bind(&sealed.key_id)
+        .bind(&sealed.bytes)
         .bind(serde_json::Value::from(events).to_string())
         .bind(cursor)
         .bind(now)
         .execute(store.writer())
         .await?;
         tracing::info!(tenant = %scope.slug(), binding = %id, plugin = %new.plugin, cursor, "hook bound");
-        Self::get(store, scope, &id).await
+        Self::get(store, vault, scope, &id).await
     }
 
     /// Every binding of the tenant, oldest first.
-    pub async fn list(store: &Store, scope: &TenantScope) -> Result<Vec<Binding>, HookError> {
+    pub async fn list(
+        store: &Store,
+        vault: &Vault,
+        scope: &TenantScope,
+    ) -> Result<Vec<Binding>, HookError> {
         let rows = sqlx::query(&format!(
             "SELECT {BINDING_COLUMNS} FROM hook_bindings WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2"
         ))
@@ -361,14 +400,18 @@ impl Hooks {
         .bind(MAX_BINDINGS_PER_TENANT)
         .fetch_all(store.reader())
         .await?;
-        Ok(rows
-            .iter()
-            .map(binding_from_row)
-            .collect::<Result<_, _>>()?)
+        rows.iter()
+            .map(|row| binding_from_row(vault, scope, row))
+            .collect()
     }
 
     /// One binding of the tenant.
-    pub async fn get(store: &Store, scope: &TenantScope, id: &str) -> Result<Binding, HookError> {
+    pub async fn get(
+        store: &Store,
+        vault: &Vault,
+        scope: &TenantScope,
+        id: &str,
+    ) -> Result<Binding, HookError> {
         let row = sqlx::query(&format!(
             "SELECT {BINDING_COLUMNS} FROM hook_bindings WHERE tenant_id = $1 AND id = $2"
         ))
@@ -377,19 +420,28 @@ impl Hooks {
         .fetch_optional(store.reader())
         .await?
         .ok_or_else(|| HookError::NotFound(id.to_owned()))?;
-        Ok(binding_from_row(&row)?)
+        binding_from_row(vault, scope, &row)
     }
 
     /// Changes configuration, event types or enablement; the cursor never moves here.
     pub async fn update(
         store: &Store,
+        vault: &Vault,
         plugins: &Plugins,
         scope: &TenantScope,
         id: &str,
         change: BindingChange,
     ) -> Result<Binding, HookError> {
-        let current = Self::get(store, scope, id).await?;
-        let config = change.config.map(|c| config_text(Some(c))).transpose()?;
+        let current = Self::get(store, vault, scope, id).await?;
+        let sealed = match change.config {
+            Some(c) => Some(sealed_config::seal(
+                vault,
+                scope.tenant_id(),
+                id,
+                &config_text(Some(c))?,
+            )?),
+            None => None,
+        };
         let events = match change.events {
             Some(requested) => {
                 let declared = declared_events(plugins, &current.plugin)?;
@@ -404,15 +456,18 @@ impl Hooks {
         };
         // Enabling starts retries afresh; anything else keeps the failure count.
         let reset = status == Some(BindingStatus::Active);
+        // A new configuration replaces the sealed one, and empties a plaintext one.
         let found = sqlx::query(
-            "UPDATE hook_bindings SET config = COALESCE($1, config), events = COALESCE($2, events),
-               status = COALESCE($3, status),
-               failures = CASE WHEN $4 = 1 THEN 0 ELSE failures END,
-               next_attempt_at = CASE WHEN $4 = 1 THEN 0 ELSE next_attempt_at END,
-               updated_at = $5
-             WHERE tenant_id = $6 AND id = $7",
+            "UPDATE hook_bindings SET config = CASE WHEN $1 IS NULL THEN config ELSE '' END,
+               config_key_id = COALESCE($1, config_key_id), config_sealed = COALESCE($2, config_sealed),
+               events = COALESCE($3, events), status = COALESCE($4, status),
+               failures = CASE WHEN $5 = 1 THEN 0 ELSE failures END,
+               next_attempt_at = CASE WHEN $5 = 1 THEN 0 ELSE next_attempt_at END,
+               updated_at = $6
+             WHERE tenant_id = $7 AND id = $8",
         )
-        .bind(config)
+        .bind(sealed.as_ref().map(|s| s.key_id.clone()))
+        .bind(sealed.map(|s| s.bytes))
         .bind(events.map(|e| serde_json::Value::from(e).to_string()))
         .bind(status.map(BindingStatus::as_str))
         .bind(i64::from(reset))
@@ -425,12 +480,13 @@ impl Hooks {
         if found == 0 {
             return Err(HookError::NotFound(id.to_owned()));
         }
-        Self::get(store, scope, id).await
+        Self::get(store, vault, scope, id).await
     }
 
     /// Lifts a quarantine: the held event is retried at once, from the same cursor.
     pub async fn resume(
         store: &Store,
+        vault: &Vault,
         scope: &TenantScope,
         id: &str,
     ) -> Result<Binding, HookError> {
@@ -446,10 +502,10 @@ impl Hooks {
         .rows_affected();
         if resumed == 0 {
             // Either unknown (404 from get) or disabled.
-            Self::get(store, scope, id).await?;
+            Self::get(store, vault, scope, id).await?;
             return Err(HookError::Disabled(id.to_owned()));
         }
-        Self::get(store, scope, id).await
+        Self::get(store, vault, scope, id).await
     }
 
     /// Removes a binding; a delivery in flight for it commits nothing.
@@ -480,7 +536,7 @@ async fn list(
     ManagerCaller(caller): ManagerCaller,
 ) -> ApiResult<Json<Page<Binding>>> {
     Ok(Json(Page {
-        items: Hooks::list(&app.store, &caller.scope).await?,
+        items: Hooks::list(&app.store, &app.vault, &caller.scope).await?,
         next_cursor: None,
     }))
 }
@@ -490,7 +546,14 @@ async fn create(
     ManagerCaller(caller): ManagerCaller,
     body: ApiJson<NewBinding>,
 ) -> ApiResult<(StatusCode, Json<Binding>)> {
-    let binding = Hooks::create(&app.store, &app.plugins, &caller.scope, body.value).await?;
+    let binding = Hooks::create(
+        &app.store,
+        &app.vault,
+        &app.plugins,
+        &caller.scope,
+        body.value,
+    )
+    .await?;
     // The dispatcher skips commits while no binding is active: tell it there is one now.
     app.hooks_wakeup.notify_one();
     Ok((StatusCode::CREATED, Json(binding)))
@@ -501,7 +564,9 @@ async fn show(
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Binding>> {
-    Ok(Json(Hooks::get(&app.store, &caller.scope, &id).await?))
+    Ok(Json(
+        Hooks::get(&app.store, &app.vault, &caller.scope, &id).await?,
+    ))
 }
 
 async fn update(
@@ -510,7 +575,15 @@ async fn update(
     Path((_tenant, id)): Path<(String, String)>,
     body: ApiJson<BindingChange>,
 ) -> ApiResult<Json<Binding>> {
-    let binding = Hooks::update(&app.store, &app.plugins, &caller.scope, &id, body.value).await?;
+    let binding = Hooks::update(
+        &app.store,
+        &app.vault,
+        &app.plugins,
+        &caller.scope,
+        &id,
+        body.value,
+    )
+    .await?;
     app.hooks_wakeup.notify_one();
     Ok(Json(binding))
 }
@@ -520,7 +593,7 @@ async fn resume(
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Binding>> {
-    let binding = Hooks::resume(&app.store, &caller.scope, &id).await?;
+    let binding = Hooks::resume(&app.store, &app.vault, &caller.scope, &id).await?;
     app.hooks_wakeup.notify_one();
     Ok(Json(binding))
 }

@@ -32,6 +32,9 @@ pub enum ServeError {
     /// The master keys could not be loaded.
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// Hook configurations stored in plaintext could not be sealed.
+    #[error(transparent)]
+    HookConfigs(#[from] crate::hooks::ConfigSealError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -73,6 +76,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         config.master_key.as_deref(),
         &default_key_file(&config.database_url),
     )?;
+    crate::hooks::seal_plaintext_configs(&store, &vault).await?;
     let listener = TcpListener::bind(&config.bind)
         .await
         .map_err(|source| ServeError::Bind {

@@ -280,8 +280,9 @@ impl From<sqlx::Error> for RotateError {
     }
 }
 
-/// Re-seals every integration secret under a new active key (key file) or under the active
-/// env key, in one transaction: either every secret moves or none does.
+/// Re-seals every integration secret and hook binding configuration under a new active key
+/// (key file) or under the active env key, in one transaction: either every secret moves or
+/// none does.
 pub async fn rotate(
     store: &crate::store::Store,
     env_value: Option<&str>,
@@ -292,6 +293,14 @@ pub async fn rotate(
     if vault.is_file_backed() {
         vault.add_key()?;
     }
+    // Configurations still in plaintext (stored before sealing, no server started since)
+    // are sealed first, so that none is left behind.
+    crate::hooks::seal_plaintext_configs(store, &vault)
+        .await
+        .map_err(|err| match err {
+            crate::hooks::ConfigSealError::Vault(e) => RotateError::Vault(e),
+            crate::hooks::ConfigSealError::Store(e) => RotateError::Store(e),
+        })?;
     let mut tx = store.begin().await?;
     let rows = sqlx::query(
         "SELECT id, tenant_id, credentials_key_id, credentials_sealed, webhook_key_id, webhook_key_sealed FROM integrations",
@@ -330,6 +339,31 @@ pub async fn rotate(
             .await?;
             resealed += 1;
         }
+    }
+    let bindings = sqlx::query(
+        "SELECT id, tenant_id, config_key_id, config_sealed FROM hook_bindings WHERE config_sealed IS NOT NULL",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in &bindings {
+        let id: String = row.try_get("id")?;
+        let tenant: String = row.try_get("tenant_id")?;
+        let sealed = Sealed {
+            key_id: row.try_get("config_key_id")?,
+            bytes: row.try_get("config_sealed")?,
+        };
+        let field = crate::hooks::CONFIG_FIELD;
+        let plain = vault.open(&tenant, &id, field, &sealed)?;
+        let fresh = vault.seal(&tenant, &id, field, &plain)?;
+        sqlx::query(
+            "UPDATE hook_bindings SET config_key_id = $1, config_sealed = $2 WHERE id = $3",
+        )
+        .bind(&fresh.key_id)
+        .bind(&fresh.bytes)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        resealed += 1;
     }
     tx.commit().await?;
     Ok(RotationReport {

@@ -728,11 +728,116 @@ async fn big_spender_alert_on_a_whale_unlock(backend: Backend) {
     assert_eq!(regular.expect(200)["tags"], json!([]));
 }
 
+/// The hook binding's row as stored: (`config`, `config_key_id`, whether sealed bytes exist).
+async fn stored_config(srv: &TestServer, id: &str) -> (String, Option<String>, bool) {
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(srv.database_url())
+        .await
+        .expect("connect to the server's database");
+    let row: (String, Option<String>, Option<Vec<u8>>) = sqlx::query_as(
+        "SELECT config, config_key_id, config_sealed FROM hook_bindings WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&db)
+    .await
+    .expect("the binding's row");
+    db.close().await;
+    (row.0, row.1, row.2.is_some())
+}
+
+/// A binding's configuration (here the Slack webhook URL, a credential) is sealed at rest:
+/// not in the row, not in any database file, yet returned to managers and handed to the
+/// hook. A row stored in plaintext before sealing is sealed when the server starts, and
+/// `vault rotate` re-seals configurations under the new key.
+async fn hook_configs_are_sealed_at_rest(backend: Backend) {
+    let (mut srv, kitchen, manager, till, receiver) = big_spender_setup(backend).await;
+    let secret_path = "services/T0/B0/secret";
+    let config = json!({"webhook_url": receiver.url(), "min_sale": 50000});
+    let hook = bind(
+        &manager,
+        json!({"plugin": "big-spender-alert", "config": config}),
+    )
+    .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        hook["config"], config,
+        "managers get the configuration back"
+    );
+    let (plain, key_id, sealed) = stored_config(&srv, &id).await;
+    assert_eq!((plain.as_str(), sealed), ("", true), "stored sealed");
+    let first_key = key_id.expect("a key id beside the sealed config");
+    if backend == Backend::Sqlite {
+        let holders = crate::files_containing(srv.dir(), secret_path.as_bytes());
+        assert!(
+            holders.is_empty(),
+            "{holders:?} hold the webhook URL in the clear"
+        );
+    }
+
+    // The hook still gets its configuration: the alert reaches the webhook URL.
+    till.post("/transactions", &sale("big-1", 60000))
+        .await
+        .expect(200);
+    eventually(
+        DELIVERY,
+        "the alert posted to the configured URL",
+        || async { (receiver.texts().len() == 1).then_some(()) },
+    )
+    .await;
+
+    // A changed configuration is sealed again.
+    let changed = json!({"webhook_url": receiver.url(), "min_sale": 70000});
+    patch(&manager, &id, json!({"config": changed}))
+        .await
+        .expect(200);
+    assert_eq!(binding(&manager, &id).await["config"], changed);
+    let (plain, _, sealed) = stored_config(&srv, &id).await;
+    assert_eq!((plain.as_str(), sealed), ("", true));
+
+    // A row as stored before sealing existed: plaintext, no key. The next start seals it.
+    let legacy = json!({"webhook_url": receiver.url(), "min_sale": 80000});
+    {
+        let db = sqlx::AnyPool::connect(srv.database_url()).await.unwrap();
+        sqlx::query(
+            "UPDATE hook_bindings SET config = $1, config_key_id = NULL, config_sealed = NULL WHERE id = $2",
+        )
+        .bind(legacy.to_string())
+        .bind(&id)
+        .execute(&db)
+        .await
+        .unwrap();
+        db.close().await;
+    }
+    srv.restart().await;
+    // The restarted server listens on a new port.
+    let (manager, till) = (srv.manager(&kitchen), srv.terminal(&kitchen));
+    let (plain, key_id, sealed) = stored_config(&srv, &id).await;
+    assert_eq!((plain.as_str(), sealed), ("", true), "sealed at start");
+    assert_eq!(key_id.as_deref(), Some(first_key.as_str()));
+    assert_eq!(binding(&manager, &id).await["config"], legacy);
+
+    // Rotation moves it to a new key, and the running server still opens it.
+    let rotated = srv.cli(&["vault", "rotate"]).await;
+    assert!(rotated.status.success(), "vault rotate: {}", rotated.stderr);
+    let (_, key_id, sealed) = stored_config(&srv, &id).await;
+    assert!(sealed);
+    assert_ne!(key_id.as_deref(), Some(first_key.as_str()), "re-sealed");
+    assert_eq!(binding(&manager, &id).await["config"], legacy);
+    till.post("/transactions", &sale("big-2", 90000))
+        .await
+        .expect(200);
+    eventually(DELIVERY, "an alert after the rotation", || async {
+        (receiver.texts().len() == 2).then_some(())
+    })
+    .await;
+}
+
 both_backends!(
     bindings_api,
     big_spender_alert_on_a_whale_unlock,
     events_reach_hooks_in_order,
     big_spender_alert_posts_to_the_webhook,
     failing_hooks_are_quarantined_while_writes_stay_fast,
+    hook_configs_are_sealed_at_rest,
     kill9_loses_and_repeats_nothing
 );

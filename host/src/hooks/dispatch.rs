@@ -17,6 +17,7 @@ use sqlx::Row;
 use tokio::sync::Semaphore;
 
 use super::actions::{self, ActionError};
+use super::sealed_config::{self, ConfigSealError, CONFIG_COLUMNS};
 use super::{BindingStatus, HookOptions};
 use crate::auth::TenantScope;
 use crate::events::{self, LoggedEvent, LoggedTx};
@@ -202,17 +203,18 @@ struct Claimed {
     id: String,
     tenant_id: String,
     plugin: String,
-    config: String,
+    /// The opened configuration, or why it does not open.
+    config: Result<String, String>,
     events: Vec<String>,
     cursor: i64,
     failures: i64,
 }
 
 async fn load(app: &AppState, id: &str) -> Result<Option<Claimed>, StoreError> {
-    let row = sqlx::query(
-        "SELECT id, tenant_id, plugin_id, config, events, status, cursor_seq, failures
-         FROM hook_bindings WHERE id = $1",
-    )
+    let row = sqlx::query(&format!(
+        "SELECT id, tenant_id, plugin_id, {CONFIG_COLUMNS}, events, status, cursor_seq, failures
+         FROM hook_bindings WHERE id = $1"
+    ))
     .bind(id)
     .fetch_optional(app.store.reader())
     .await?;
@@ -222,11 +224,19 @@ async fn load(app: &AppState, id: &str) -> Result<Option<Claimed>, StoreError> {
         return Ok(None);
     }
     let events: String = row.try_get("events")?;
+    let tenant_id: String = row.try_get("tenant_id")?;
+    // A configuration that does not open (its master key is gone) fails each attempt, so the
+    // binding backs off and is quarantined with the reason, like any other failing delivery.
+    let config = match sealed_config::open(&app.vault, &tenant_id, &row) {
+        Ok(config) => Ok(config),
+        Err(ConfigSealError::Store(err)) => return Err(err),
+        Err(err) => Err(format!("the binding's configuration does not open: {err}")),
+    };
     Ok(Some(Claimed {
         id: row.try_get("id")?,
-        tenant_id: row.try_get("tenant_id")?,
+        tenant_id,
         plugin: row.try_get("plugin_id")?,
-        config: row.try_get("config")?,
+        config,
         // Never a custom event, whatever is stored: hooks must not feed on each other.
         events: serde_json::from_str::<Vec<String>>(&events)
             .unwrap_or_default()
@@ -323,10 +333,14 @@ async fn attempt(
         tenant_id: binding.tenant_id.clone(),
         integration_id: binding.id.clone(),
     };
+    let config = match &binding.config {
+        Ok(config) => config,
+        Err(why) => return Ok(Attempt::Failed(why.clone())),
+    };
     let started = std::time::Instant::now();
     let call = app
         .plugins
-        .on_event(&binding.plugin, &ctx, &hook_event, &binding.config);
+        .on_event(&binding.plugin, &ctx, &hook_event, config);
     // Shutdown abandons the call (the instance is dropped); the event is redelivered later.
     let outcome = tokio::select! {
         _ = app.shutdown.cancelled() => return Ok(Attempt::Stop),
