@@ -327,16 +327,15 @@ pub async fn rotate(
             else {
                 continue;
             };
-            let plain = vault.open(&tenant, &id, field, &sealed)?;
-            let fresh = vault.seal(&tenant, &id, field, &plain)?;
-            sqlx::query(&format!(
-                "UPDATE integrations SET {key_col} = $1, {data_col} = $2 WHERE id = $3"
-            ))
-            .bind(&fresh.key_id)
-            .bind(&fresh.bytes)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
+            let row = SealedIn {
+                table: "integrations",
+                key_col,
+                data_col,
+                tenant: &tenant,
+                id: &id,
+                field,
+            };
+            reseal(&mut tx, &vault, &row, &sealed).await?;
             resealed += 1;
         }
     }
@@ -352,17 +351,15 @@ pub async fn rotate(
             key_id: row.try_get("config_key_id")?,
             bytes: row.try_get("config_sealed")?,
         };
-        let field = crate::hooks::CONFIG_FIELD;
-        let plain = vault.open(&tenant, &id, field, &sealed)?;
-        let fresh = vault.seal(&tenant, &id, field, &plain)?;
-        sqlx::query(
-            "UPDATE hook_bindings SET config_key_id = $1, config_sealed = $2 WHERE id = $3",
-        )
-        .bind(&fresh.key_id)
-        .bind(&fresh.bytes)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
+        let row = SealedIn {
+            table: "hook_bindings",
+            key_col: "config_key_id",
+            data_col: "config_sealed",
+            tenant: &tenant,
+            id: &id,
+            field: crate::hooks::CONFIG_FIELD,
+        };
+        reseal(&mut tx, &vault, &row, &sealed).await?;
         resealed += 1;
     }
     tx.commit().await?;
@@ -370,6 +367,37 @@ pub async fn rotate(
         active_key_id: vault.active_key_id().to_owned(),
         resealed,
     })
+}
+
+/// Where a sealed value is stored: its table's columns, its row, and its associated data.
+struct SealedIn<'a> {
+    table: &'static str,
+    key_col: &'static str,
+    data_col: &'static str,
+    tenant: &'a str,
+    id: &'a str,
+    field: &'static str,
+}
+
+/// Opens `sealed` and stores it sealed again under the active key.
+async fn reseal(
+    tx: &mut crate::store::Tx,
+    vault: &Vault,
+    at: &SealedIn<'_>,
+    sealed: &Sealed,
+) -> Result<(), RotateError> {
+    let plain = vault.open(at.tenant, at.id, at.field, sealed)?;
+    let fresh = vault.seal(at.tenant, at.id, at.field, &plain)?;
+    sqlx::query(&format!(
+        "UPDATE {} SET {} = $1, {} = $2 WHERE id = $3",
+        at.table, at.key_col, at.data_col
+    ))
+    .bind(&fresh.key_id)
+    .bind(&fresh.bytes)
+    .bind(at.id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 fn associated_data(tenant_id: &str, integration_id: &str, field: &str) -> Vec<u8> {
