@@ -117,6 +117,20 @@ pub(crate) fn assert_connected(resp: &Resp, venue: &str, provider: &str) {
     );
 }
 
+/// Connects Square at `venue` with webhook signature key `key`, then waits for the first
+/// sync, so that webhooks sent afterwards never race it. Returns the integration.
+pub(crate) async fn connect_square_webhooks(
+    manager: &Client,
+    mock: &MockSquare,
+    venue: &str,
+    key: &str,
+) -> Value {
+    let integration =
+        connect_square(manager, mock, venue, json!({"webhook_signature_key": key})).await;
+    first_sync(manager, venue).await;
+    integration
+}
+
 /// Waits until the scheduler's first sync of `venue` (started by connect) is recorded and
 /// returns it; syncs that tests run afterwards cannot race it.
 pub(crate) async fn first_sync(manager: &Client, venue: &str) -> Value {

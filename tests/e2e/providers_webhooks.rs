@@ -14,8 +14,8 @@ use posbridge_harness::{both_backends, eventually, Backend, Client, TestServer};
 use serde_json::{json, Value};
 
 use crate::providers::{
-    all_transactions, approve_host, assert_counts, at_ms, connect_square, first_sync,
-    next_sale_event, now_ms, post_webhook, revenue, sync, with_external_id,
+    all_transactions, approve_host, assert_counts, at_ms, connect_square, connect_square_webhooks,
+    first_sync, next_sale_event, now_ms, post_webhook, revenue, sync, with_external_id,
 };
 use crate::providers_toast::connect_toast;
 
@@ -57,14 +57,7 @@ async fn square_webhook(
 
 async fn square_webhooks(backend: Backend) {
     let (srv, tenant, manager, mock) = crate::providers::square_kitchen(backend).await;
-    let integration = connect_square(
-        &manager,
-        &mock,
-        "downtown",
-        json!({"webhook_signature_key": SQUARE_KEY}),
-    )
-    .await;
-    first_sync(&manager, "downtown").await;
+    let integration = connect_square_webhooks(&manager, &mock, "downtown", SQUARE_KEY).await;
     let id = integration["id"].as_str().unwrap().to_owned();
     let url = integration["webhook_url"].as_str().unwrap().to_owned();
     assert!(
@@ -351,14 +344,8 @@ async fn webhook_survives_kill9(backend: Backend) {
     let tenant = srv.setup_tenant("kitchen").await;
     let mock = MockSquare::start().await;
     approve_host(&srv, "square", mock.host_port()).await;
-    let integration = connect_square(
-        &srv.manager(&tenant),
-        &mock,
-        "downtown",
-        json!({"webhook_signature_key": SQUARE_KEY}),
-    )
-    .await;
-    first_sync(&srv.manager(&tenant), "downtown").await;
+    let integration =
+        connect_square_webhooks(&srv.manager(&tenant), &mock, "downtown", SQUARE_KEY).await;
 
     let t0 = now_ms() - 60_000;
     let payments: Vec<SquarePayment> = (0..BURST)
@@ -441,14 +428,7 @@ async fn webhook_burst_records_each_event_once(backend: Backend) {
     let (srv, _tenant, manager, mock) = crate::providers::square_kitchen(backend).await;
     let mut integrations = Vec::new();
     for venue in ["north", "south"] {
-        let integration = connect_square(
-            &manager,
-            &mock,
-            venue,
-            json!({"webhook_signature_key": SQUARE_KEY}),
-        )
-        .await;
-        first_sync(&manager, venue).await;
+        let integration = connect_square_webhooks(&manager, &mock, venue, SQUARE_KEY).await;
         integrations.push(integration);
     }
     let t0 = now_ms() - 60_000;

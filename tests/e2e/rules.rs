@@ -10,7 +10,7 @@ use posbridge_harness::mock_square::{square_payment_webhook, square_signature, S
 use posbridge_harness::{both_backends, enc, eventually, Backend, Client, TestServer, Ws};
 use serde_json::{json, Value};
 
-use crate::providers::{at_ms, connect_square, first_sync, now_ms, post_webhook, sync};
+use crate::providers::{at_ms, connect_square_webhooks, now_ms, post_webhook, sync};
 
 const VENUE: &str = "downtown";
 /// Pushed to mark the end of a burst: every frame before its `loyalty_updated` belongs to
@@ -666,14 +666,7 @@ const SQUARE_KEY: &str = "sq-rules-signature-key";
 
 async fn webhook_and_sync_unlock_once(backend: Backend) {
     let (srv, tenant, manager, mock) = crate::providers::square_kitchen(backend).await;
-    let integration = connect_square(
-        &manager,
-        &mock,
-        VENUE,
-        json!({"webhook_signature_key": SQUARE_KEY}),
-    )
-    .await;
-    first_sync(&manager, VENUE).await;
+    let integration = connect_square_webhooks(&manager, &mock, VENUE, SQUARE_KEY).await;
     let phone = "+15550100401";
     manager
         .post(
