@@ -12,7 +12,7 @@ use sqlx::{AnyPool, Executor};
 
 mod retry;
 
-pub use retry::{retry_conflicts, TransientConflict, CONFLICT_RETRIES};
+pub use retry::{retry_conflicts, TransientConflict};
 
 /// The sqlx database every query runs against.
 pub type Db = sqlx::Any;
