@@ -139,6 +139,16 @@ struct ServeArgs {
     /// Events a terminal may fall behind before it is closed as a slow consumer.
     #[arg(long, default_value_t = 1024)]
     ws_queue: usize,
+    /// Milliseconds a terminal may take none of the frames waiting for it before it is
+    /// closed as a slow consumer (4000).
+    #[arg(long, default_value_t = 10_000)]
+    ws_send_timeout_ms: u64,
+    /// Frames per second a terminal may send, sustained; faster is closed with 1008.
+    #[arg(long, default_value_t = 10)]
+    ws_inbound_rate: u32,
+    /// Frames a terminal may send at once above `--ws-inbound-rate`.
+    #[arg(long, default_value_t = 100)]
+    ws_inbound_burst: u32,
     /// Events kept per tenant for resume (`?since=`).
     #[arg(long, default_value_t = 100_000)]
     event_history: i64,
@@ -248,6 +258,9 @@ async fn main() -> anyhow::Result<()> {
                 },
                 stream: StreamOptions {
                     ping_interval: Duration::from_millis(args.ws_ping_interval_ms.max(10)),
+                    send_timeout: Duration::from_millis(args.ws_send_timeout_ms.max(10)),
+                    inbound_rate: args.ws_inbound_rate.max(1),
+                    inbound_burst: args.ws_inbound_burst.max(1),
                     ..StreamOptions::default()
                 },
                 shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),

@@ -18,6 +18,7 @@ mod upgrade;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +27,7 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -52,13 +54,34 @@ pub const CLOSE_SLOW_CONSUMER: u16 = 4000;
 pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4001;
 /// Close code: the key this socket authenticated with was revoked.
 pub const CLOSE_KEY_REVOKED: u16 = 4003;
+/// Close code: the terminal broke the WebSocket protocol (standard "protocol error").
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+/// Close code: the terminal sent text that is not UTF-8 (standard "invalid payload").
+pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+/// Close code: the terminal sent frames faster than `--ws-inbound-rate` allows (standard
+/// "policy violation").
+pub const CLOSE_POLICY: u16 = 1008;
+/// Close code: the terminal sent a message over [`MAX_INCOMING_MESSAGE`] (standard
+/// "message too big").
+pub const CLOSE_TOO_BIG: u16 = 1009;
 
 /// Events read from the log per query while replaying.
 const REPLAY_BATCH: i64 = 500;
 
-/// Largest message a terminal may send. Terminals only answer pings and close, so
-/// anything bigger is a misbehaving client, not a reason to buffer megabytes.
-const MAX_INCOMING_MESSAGE: usize = 64 << 10;
+/// Largest message (and frame) a terminal may send, 64 KiB. Terminals only answer pings
+/// and close, so anything bigger is a misbehaving client, not a reason to buffer
+/// megabytes; it is closed with 1009.
+pub const MAX_INCOMING_MESSAGE: usize = 64 << 10;
+
+/// Messages read from a socket per turn of its session before the session attends to its
+/// other work (writing, heartbeats, revocation). Without it a terminal that sends as fast
+/// as the server parses would keep its session reading for ever.
+const READ_BUDGET: usize = 64;
+
+/// How long the close frame may take to leave after a terminal stopped reading: it is
+/// sent if the socket's buffers have room, but a reader already given up on is not
+/// waited for again.
+const STALLED_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// WebSocket tuning.
 #[derive(Debug, Clone)]
@@ -72,6 +95,14 @@ pub struct StreamOptions {
     /// Read buffer per socket. Terminals send almost nothing (pongs), so a small buffer
     /// keeps idle connections cheap; larger frames still arrive, in several reads.
     pub read_buffer: usize,
+    /// Frames per second a terminal may send, sustained (token bucket; `--ws-inbound-rate`,
+    /// default 10). A terminal sends a pong per server ping and perhaps pings of its own
+    /// every few seconds, so 10/s is far above any honest client; one that sends faster
+    /// is closed with 1008 before it can keep the host busy.
+    pub inbound_rate: u32,
+    /// Frames a terminal may send at once above the rate (`--ws-inbound-burst`, default
+    /// 100): room for a reconnecting client's initial chatter.
+    pub inbound_burst: u32,
 }
 
 impl Default for StreamOptions {
@@ -80,7 +111,19 @@ impl Default for StreamOptions {
             ping_interval: Duration::from_secs(25),
             send_timeout: Duration::from_secs(10),
             read_buffer: 512,
+            inbound_rate: 10,
+            inbound_burst: 100,
         }
+    }
+}
+
+impl StreamOptions {
+    /// A fresh per-socket limiter of inbound frames.
+    fn inbound_limiter(&self) -> DefaultDirectRateLimiter {
+        let nonzero = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        RateLimiter::direct(
+            Quota::per_second(nonzero(self.inbound_rate)).allow_burst(nonzero(self.inbound_burst)),
+        )
     }
 }
 
@@ -306,15 +349,37 @@ async fn open_stream(
 enum End {
     ClientGone,
     Closed(u16, &'static str),
+    /// The terminal stopped reading (closed with 4000, without waiting on it again).
+    Stalled,
 }
 
-const SLOW_CONSUMER: End = End::Closed(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect with since");
+const SLOW_CONSUMER_REASON: &str = "slow consumer: reconnect with since";
+const SLOW_CONSUMER: End = End::Closed(CLOSE_SLOW_CONSUMER, SLOW_CONSUMER_REASON);
 
 impl From<Dropped> for End {
     fn from(dropped: Dropped) -> Self {
         match dropped {
             Dropped::SlowConsumer => SLOW_CONSUMER,
+            Dropped::Stalled => End::Stalled,
             Dropped::Broken => End::ClientGone,
+        }
+    }
+}
+
+impl End {
+    /// How a read failure of `tungstenite` ends the session: a terminal that broke the
+    /// rules is told why (RFC 6455 §7.4.1 codes); one that vanished is not.
+    fn from_read_error(err: tungstenite::Error) -> End {
+        use tungstenite::error::ProtocolError;
+        match err {
+            tungstenite::Error::Capacity(_) => End::Closed(CLOSE_TOO_BIG, "message too big"),
+            tungstenite::Error::Utf8 => End::Closed(CLOSE_INVALID_PAYLOAD, "invalid UTF-8"),
+            // The stream ended without a close frame: the terminal is gone.
+            tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                End::ClientGone
+            }
+            tungstenite::Error::Protocol(_) => End::Closed(CLOSE_PROTOCOL_ERROR, "protocol error"),
+            _ => End::ClientGone,
         }
     }
 }
@@ -377,7 +442,19 @@ async fn run_session(
         }
     };
     match end {
-        End::Closed(code, reason) => session.close(code, reason).await,
+        End::Closed(code, reason) => {
+            let grace = app.config.stream.send_timeout;
+            session.close(code, reason, grace).await;
+        }
+        End::Stalled => {
+            session
+                .close(
+                    CLOSE_SLOW_CONSUMER,
+                    SLOW_CONSUMER_REASON,
+                    STALLED_CLOSE_GRACE,
+                )
+                .await;
+        }
         // Best effort: the reply to the terminal's close frame, if it sent one.
         End::ClientGone => {
             session.socket.start_closing();
@@ -429,21 +506,25 @@ impl Session<'_> {
             options.ping_interval,
         );
         let mut awaiting_pong = false;
-        if read_ahead {
-            // Frames that came with the handshake will not make the socket readable.
-            self.read_incoming(&mut awaiting_pong)?;
-        }
+        let limiter = options.inbound_limiter();
+        // Frames that came with the handshake will not make the socket readable, nor will
+        // frames left in the protocol's buffer when a turn's read budget ran out.
+        let mut backlog = read_ahead;
         loop {
             // The first turn delivers the hello, the replay and the events held meanwhile,
             // and puts the socket live; later turns run when the fan-out needs the session.
             self.attend().await?;
             tokio::select! {
                 _ = self.socket.woken() => {}
-                ready = self.socket.readable() => {
+                ready = self.socket.readable(), if !backlog => {
                     if ready.is_err() {
                         return Ok(End::ClientGone);
                     }
-                    self.read_incoming(&mut awaiting_pong)?;
+                    backlog = self.read_incoming(&mut awaiting_pong, &limiter)?;
+                }
+                // Lets other tasks run between turns of a terminal that keeps sending.
+                _ = tokio::task::yield_now(), if backlog => {
+                    backlog = self.read_incoming(&mut awaiting_pong, &limiter)?;
                 }
                 _ = ping.tick() => {
                     if awaiting_pong {
@@ -518,26 +599,39 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Handles what the terminal sent: pongs end the heartbeat wait, pings are answered
-    /// (by the protocol layer), a close or a broken stream ends the session.
-    fn read_incoming(&mut self, awaiting_pong: &mut bool) -> Result<(), Halt> {
+    /// Handles what the terminal sent, up to [`READ_BUDGET`] messages: pongs end the
+    /// heartbeat wait, pings are answered (by the protocol layer; see `socket.rs` for how
+    /// the replies are bounded), a close or a broken stream ends the session, and so do
+    /// too many frames or one too big. Returns whether more may be waiting.
+    fn read_incoming(
+        &mut self,
+        awaiting_pong: &mut bool,
+        limiter: &DefaultDirectRateLimiter,
+    ) -> Result<bool, Halt> {
         let mut wire = self.socket.wire();
-        loop {
-            match self.protocol.read(&mut wire) {
-                Ok(Message::Pong(_)) => *awaiting_pong = false,
-                Ok(Message::Close(_)) => {
-                    // Queues the protocol layer's reply; the session's end flushes it.
-                    let _ = self.protocol.flush(&mut wire);
-                    return Err(Halt::Ended(End::ClientGone));
-                }
-                // Terminals have nothing to say on this channel.
-                Ok(_) => {}
+        for _ in 0..READ_BUDGET {
+            let message = match self.protocol.read(&mut wire) {
+                Ok(message) => message,
                 Err(tungstenite::Error::Io(err)) if err.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok(());
+                    return Ok(false);
                 }
-                Err(_) => return Err(Halt::Ended(End::ClientGone)),
+                Err(err) => return Err(Halt::Ended(End::from_read_error(err))),
+            };
+            if let Message::Close(_) = message {
+                // Queues the protocol layer's reply; the session's end flushes it.
+                let _ = self.protocol.flush(&mut wire);
+                return Err(Halt::Ended(End::ClientGone));
             }
+            if limiter.check().is_err() {
+                metrics::counter!("posbridge_websocket_refused_frames_total").increment(1);
+                return Err(Halt::Ended(End::Closed(CLOSE_POLICY, "too many frames")));
+            }
+            if let Message::Pong(_) = message {
+                *awaiting_pong = false;
+            }
+            // Anything else: terminals have nothing to say on this channel.
         }
+        Ok(true)
     }
 
     fn send_json(&self, value: &serde_json::Value) {
@@ -554,7 +648,7 @@ impl Session<'_> {
 
     /// Sends the close frame behind whatever is queued: a terminal that keeps reading gets
     /// everything it was sent, then learns why it was closed.
-    async fn close(&mut self, code: u16, reason: &'static str) {
+    async fn close(&mut self, code: u16, reason: &'static str, grace: Duration) {
         self.socket.start_closing();
         let frame = CloseFrame {
             code: CloseCode::from(code),
@@ -565,7 +659,7 @@ impl Session<'_> {
             .close(&mut self.socket.wire(), Some(frame))
             .is_ok()
         {
-            let _ = self.socket.flush(self.app.config.stream.send_timeout).await;
+            let _ = self.socket.flush(grace).await;
         }
     }
 }

@@ -10,6 +10,13 @@
 //!
 //! WebSocket framing and the terminal's side of the protocol (masking, control frames,
 //! the close handshake) stay with `tungstenite`; this module only moves its bytes.
+//!
+//! Every frame waiting here is bounded: events by the slow-consumer limit, the session's
+//! own frames by what it sends (one hello, a replay batch, one ping per interval, the
+//! close), and pong replies by coalescing. `tungstenite` hands over a pong for every ping
+//! the terminal sends; a terminal that pings without reading would otherwise queue one
+//! frame per ping for ever (about 180 MiB/s in a flood). Only the reply to the latest ping
+//! is kept, which RFC 6455 §5.5.3 allows.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -38,9 +45,11 @@ pub fn text_frame(text: &[u8]) -> Bytes {
 /// Why a socket is given up on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dropped {
-    /// More frames were waiting than the queue allows, or none was taken for the stall
-    /// time.
+    /// More frames were waiting than the queue allows.
     SlowConsumer,
+    /// Frames were waiting and the terminal took none of them for the stall time: it
+    /// stopped reading.
+    Stalled,
     /// The stream failed (the terminal is gone).
     Broken,
 }
@@ -82,6 +91,9 @@ struct Outbox {
     /// Set once the socket is being closed; the fan-out no longer touches it.
     closing: bool,
     dropped: Option<Dropped>,
+    /// The reply to the terminal's latest ping, not yet queued: it joins `pending` at the
+    /// next frame boundary, and a newer ping's reply replaces it (see the module docs).
+    pong: Option<Bytes>,
 }
 
 impl Socket {
@@ -98,6 +110,7 @@ impl Socket {
                 last_seq: 0,
                 closing: false,
                 dropped: None,
+                pong: None,
             }),
             wake: Notify::new(),
             limit: limit.max(1),
@@ -206,6 +219,12 @@ impl Socket {
         }
     }
 
+    /// Keeps `pong` as the reply to send, replacing one not yet queued: a terminal that
+    /// pings faster than it reads holds one pong here, not one per ping.
+    pub fn reply_pong(&self, pong: Bytes) {
+        lock(&self.outbox).pong = Some(pong);
+    }
+
     /// Stops the fan-out from writing to this socket (it is being closed).
     pub fn start_closing(&self) {
         lock(&self.outbox).closing = true;
@@ -221,7 +240,7 @@ impl Socket {
             match tokio::time::timeout(stall, self.tcp.writable()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(Dropped::Broken),
-                Err(_) => return Err(Dropped::SlowConsumer),
+                Err(_) => return Err(Dropped::Stalled),
             }
         }
     }
@@ -231,6 +250,12 @@ impl Socket {
         let mut out = lock(&self.outbox);
         loop {
             let written = out.written;
+            if written == 0 {
+                // At a frame boundary: the waiting pong may go first.
+                if let Some(pong) = out.pong.take() {
+                    out.pending.push_front(pong);
+                }
+            }
             let Some(front) = out.pending.front() else {
                 return Ok(true);
             };
@@ -261,6 +286,12 @@ impl Socket {
     }
 }
 
+/// Whether `buf` is exactly one unmasked, final pong frame (as a server writes it).
+/// Control frames carry at most 125 bytes, so the length is always in the second byte.
+fn is_pong_frame(buf: &[u8]) -> bool {
+    matches!(buf, [0x8A, len, payload @ ..] if usize::from(*len) == payload.len())
+}
+
 /// See [`Socket::wire`].
 #[derive(Debug)]
 pub struct Wire<'a> {
@@ -275,7 +306,13 @@ impl Read for Wire<'_> {
 
 impl Write for Wire<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.socket.enqueue(Bytes::copy_from_slice(buf));
+        // `tungstenite` writes whole frames (this writer never refuses bytes); its pong
+        // replies are coalesced, everything else queued in order.
+        if is_pong_frame(buf) {
+            self.socket.reply_pong(Bytes::copy_from_slice(buf));
+        } else {
+            self.socket.enqueue(Bytes::copy_from_slice(buf));
+        }
         Ok(buf.len())
     }
 
@@ -293,6 +330,7 @@ mod tests {
 
     use super::{text_frame, Dropped, Socket};
     use crate::events::Event;
+    use crate::locks::lock;
 
     #[test]
     fn text_frames_are_unmasked_and_final() {
@@ -373,6 +411,59 @@ mod tests {
             "the session resumes after the fan-out's writes"
         );
         assert_eq!(held[0].seq, 5);
+    }
+
+    #[tokio::test]
+    async fn pong_replies_are_coalesced_to_the_latest_ping() {
+        use std::io::Write;
+
+        let (socket, mut client) = pair(4).await;
+        let pong = |i: u32| {
+            let mut frame = vec![0x8A, 4];
+            frame.extend_from_slice(&i.to_be_bytes());
+            frame
+        };
+        // A terminal pinging without reading: one reply per ping, as tungstenite writes them.
+        for i in 0..100_000u32 {
+            socket.wire().write_all(&pong(i)).unwrap();
+        }
+        {
+            let out = lock(&socket.outbox);
+            assert!(
+                out.pending.is_empty(),
+                "pongs must not pile up in the queue"
+            );
+            assert!(out.pong.is_some());
+        }
+        // Other frames still queue in order; the pong goes out at the next frame boundary.
+        socket
+            .wire()
+            .write_all(&text_frame(br#"{"seq":7}"#))
+            .unwrap();
+        socket
+            .flush(std::time::Duration::from_secs(1))
+            .await
+            .unwrap();
+        let mut head = [0u8; 6];
+        client.read_exact(&mut head).await.unwrap();
+        assert_eq!(
+            &head[..],
+            &pong(99_999)[..],
+            "only the latest ping is answered"
+        );
+        assert_eq!(read_seqs(&mut client, 1).await, vec![7]);
+        let out = lock(&socket.outbox);
+        assert!(out.pending.is_empty() && out.pong.is_none());
+    }
+
+    #[test]
+    fn only_whole_unmasked_pong_frames_count_as_pongs() {
+        assert!(super::is_pong_frame(&[0x8A, 0]));
+        assert!(super::is_pong_frame(&[0x8A, 2, 1, 2]));
+        assert!(!super::is_pong_frame(&[0x8A, 3, 1, 2]), "truncated");
+        assert!(!super::is_pong_frame(&[0x89, 0]), "a ping");
+        assert!(!super::is_pong_frame(&[0x81, 2, b'{', b'}']), "text");
+        assert!(!super::is_pong_frame(&[]));
     }
 
     #[tokio::test]

@@ -21,7 +21,7 @@ use std::time::Duration;
 pub use http::{Body, Client, Resp};
 pub use postgres::{postgres_admin_url, postgres_available};
 pub use server::{ApiKey, CliOutput, TenantKeys, TestServer};
-pub use ws::{ws_refusal_status, Ws, WsError, DEFAULT_FRAME_TIMEOUT};
+pub use ws::{raw_ws_upgrade, ws_refusal_status, Ws, WsError, DEFAULT_FRAME_TIMEOUT};
 
 pub use jiff;
 #[doc(hidden)]

@@ -137,6 +137,12 @@ impl Ws {
         }
     }
 
+    /// Sends any message (flushing it), returning the error instead of panicking: for
+    /// tests where the server may close the socket while the client is still sending.
+    pub async fn try_send(&mut self, message: Message) -> Result<(), WsError> {
+        self.stream.send(message).await.map_err(Box::new)
+    }
+
     /// Sends a text frame.
     pub async fn send_text(&mut self, text: &str) {
         self.stream
@@ -168,4 +174,43 @@ impl Ws {
         })
         .await;
     }
+}
+
+/// Opens a WebSocket on a bare TCP stream: sends the upgrade request for `path` with
+/// `headers` to `base_url` (`http://127.0.0.1:PORT`), checks the answer is 101, and
+/// returns the stream positioned after the response headers. For clients that must
+/// misbehave below what a WebSocket library allows (pings without ever reading).
+/// Panics if the server does not answer 101 within 10 s.
+pub async fn raw_ws_upgrade(base_url: &str, path: &str, headers: &[(&str, &str)]) -> TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let addr = base_url.trim_start_matches("http://");
+    let mut tcp = TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    tcp.write_all(request.as_bytes())
+        .await
+        .expect("sending the upgrade");
+    // Byte by byte, so nothing after the headers (the server's first frames) is consumed.
+    let head = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            assert!(head.len() < 16 << 10, "response headers too long");
+            head.push(tcp.read_u8().await.expect("reading the upgrade response"));
+        }
+        head
+    })
+    .await
+    .expect("no upgrade response within 10 s");
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
+    tcp
 }

@@ -1,0 +1,288 @@
+//! Terminal sockets under hostile and broken clients (issue 12): a ping flood from a socket
+//! that never reads stays bounded in memory and does not disturb other terminals; frames
+//! too big or too many are refused with their close codes.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use posbridge_harness::tokio_tungstenite::tungstenite::Message;
+use posbridge_harness::{
+    both_backends, enc, eventually, raw_ws_upgrade, Backend, Client, TestServer,
+};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+const PHONE: &str = "+15550100199";
+
+/// The server's resident memory, KiB, from `/proc/<pid>/status`.
+fn rss_kib(srv: &TestServer) -> u64 {
+    let pid = srv.pid().expect("server running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in {status}"))
+}
+
+/// Adds 10 points to [`PHONE`]: one `loyalty_updated` event.
+async fn add_ten(client: &Client) {
+    client
+        .post(
+            &format!("/loyalty/{}/add", enc(PHONE)),
+            &json!({"points": 10}),
+        )
+        .await
+        .expect(200);
+}
+
+/// `n` masked ping frames, as a client must send them, each with the largest payload a
+/// control frame may carry (125 bytes), so the server's unread replies fill the socket
+/// buffers soon (a terminal that never reads takes nothing, but the kernel does until its
+/// buffers are full).
+fn pings(n: usize) -> Vec<u8> {
+    let mut frame = vec![0x89u8, 0x80 | 125, 0x11, 0x22, 0x33, 0x44];
+    frame.extend_from_slice(&[b'p'; 125]);
+    frame.repeat(n)
+}
+
+/// Whether `pos-status` lists a terminal connected with the key `key_id`.
+async fn connected(client: &Client, key_id: &str) -> bool {
+    let resp = client.get("/pos-status").await;
+    resp.expect(200)["terminals"]
+        .as_array()
+        .expect("terminals")
+        .iter()
+        .any(|t| t["key_id"] == key_id)
+}
+
+/// Samples the server's RSS every 20 ms until `stop`; returns the highest value seen.
+fn sample_rss(srv: &TestServer, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    let pid = srv.pid().expect("server running");
+    let peak = Arc::new(AtomicU64::new(0));
+    tokio::spawn(async move {
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                if let Some(kib) = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        peak.load(Ordering::Relaxed)
+    })
+}
+
+/// 500 lines with long names and notes: an order of ~400 KiB (within the server's limits).
+fn big_items() -> Vec<serde_json::Value> {
+    (0..500)
+        .map(|i| {
+            json!({
+                "name": format!("{i:03}{}", "n".repeat(197)),
+                "quantity": 1,
+                "unit_price": 1,
+                "notes": "x".repeat(500),
+            })
+        })
+        .collect()
+}
+
+/// Most pings the flooding client sends, and for how long at most.
+const FLOOD_PINGS: usize = 1_000_000;
+const FLOOD_FOR: Duration = Duration::from_secs(20);
+/// How much the server may grow while flooded.
+const RSS_BOUND_KIB: u64 = 64 << 10;
+
+/// One terminal floods pings and never reads; another of the same tenant keeps receiving
+/// every event of a stream of writes. The server's memory stays within [`RSS_BOUND_KIB`]
+/// of where it started, the flooder is closed by the server (the log names why:
+/// `expected_end`), and memory is back within the bound after it is gone.
+async fn ping_flood(backend: Backend, args: &[&str], expected_end: &str) {
+    let srv = crate::start_with(backend, args).await;
+    let kitchen = srv.setup_tenant("kitchen").await;
+    let good = srv.create_key("kitchen", "terminal", "good-till").await;
+    let till = srv.terminal(&kitchen);
+
+    let mut good_ws = srv.ws("kitchen", &good.key, None).await;
+    let base = good_ws.hello().await["last_seq"]
+        .as_i64()
+        .expect("last_seq");
+    let mut flooder = raw_ws_upgrade(
+        srv.base_url(),
+        "/ws/pos/kitchen",
+        &[
+            ("X-API-Key", &kitchen.terminal.key),
+            ("X-Tenant-ID", "kitchen"),
+        ],
+    )
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the flooder to connect",
+        || async { connected(&till, &kitchen.terminal.id).await.then_some(()) },
+    )
+    .await;
+    // Warm the write and delivery paths before taking the baseline.
+    add_ten(&till).await;
+    assert_eq!(good_ws.next_json().await["seq"], base + 1);
+    let baseline = rss_kib(&srv);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = sample_rss(&srv, stop.clone());
+    let flood = tokio::spawn(async move {
+        let batch = pings(1_000);
+        let started = Instant::now();
+        let mut sent = 0;
+        while sent < FLOOD_PINGS {
+            let left = FLOOD_FOR.saturating_sub(started.elapsed());
+            match tokio::time::timeout(left, flooder.write_all(&batch)).await {
+                Ok(Ok(())) => sent += 1_000,
+                // The server closed the socket under us.
+                Ok(Err(_)) => return (sent, true, flooder),
+                Err(_) => break,
+            }
+        }
+        (sent, false, flooder)
+    });
+
+    // Writes keep flowing to the other terminal, each event delivered in order, while the
+    // flood lasts.
+    let mut seq = base + 1;
+    while !flood.is_finished() && seq < base + 2_000 {
+        add_ten(&till).await;
+        seq += 1;
+        let frame = good_ws.next_json_within(Duration::from_secs(5)).await;
+        assert_eq!(
+            frame["seq"], seq,
+            "the other terminal misses nothing: {frame}"
+        );
+        assert_eq!(frame["type"], "loyalty_updated");
+    }
+    // The flooder's socket stays open, unread, until the server gives up on it.
+    let (sent, broken, _flooder) = flood.await.expect("flood task");
+    assert!(sent > 0, "the flood sent nothing");
+    assert!(seq > base + 1, "no write happened during the flood");
+
+    stop.store(true, Ordering::Relaxed);
+    let peak = peak.await.expect("sampler");
+    let after = rss_kib(&srv);
+    assert!(
+        peak < baseline + RSS_BOUND_KIB,
+        "RSS grew from {baseline} KiB to {peak} KiB under a flood of {sent} pings"
+    );
+    assert!(
+        after < baseline + RSS_BOUND_KIB,
+        "RSS {after} KiB after the flood (baseline {baseline} KiB)"
+    );
+
+    // The kernel may still hold all of the (coalesced) replies; once frames wait on the
+    // flooder, the server must give up on it. Large events fill its buffers soon, and the
+    // reading terminal gets every one of them.
+    let manager = srv.manager(&kitchen);
+    for i in 0..60 {
+        if !connected(&till, &kitchen.terminal.id).await {
+            break;
+        }
+        let body = json!({
+            "external_id": format!("big-{i}"),
+            "items": big_items(),
+            "subtotal": 500, "tax": 0, "tip": 0, "discount": 0, "total": 500,
+        });
+        manager.post("/orders", &body).await.expect(201);
+        seq += 1;
+        let frame = good_ws.next_json_within(Duration::from_secs(10)).await;
+        assert_eq!(frame["seq"], seq, "the other terminal misses nothing");
+    }
+    eventually(
+        Duration::from_secs(10),
+        "the server to close the flooding socket",
+        || async { (!connected(&till, &kitchen.terminal.id).await).then_some(()) },
+    )
+    .await;
+    let logs = srv.logs();
+    assert!(
+        logs.contains(expected_end),
+        "the flooder must be closed as {expected_end}; sent {sent} pings (write failed: {broken})"
+    );
+
+    // The other terminal is still live.
+    add_ten(&till).await;
+    assert_eq!(good_ws.next_json().await["seq"], seq + 1);
+}
+
+/// With the inbound rate cap lifted, the flood reaches the pong path: replies are
+/// coalesced, and the socket that never reads is closed as a slow consumer once frames
+/// have waited on it for the send timeout.
+async fn ping_flood_unread_pongs_are_bounded(backend: Backend) {
+    ping_flood(
+        backend,
+        &[
+            "--ws-inbound-rate",
+            "100000000",
+            "--ws-inbound-burst",
+            "100000000",
+            "--ws-send-timeout-ms",
+            "2000",
+        ],
+        "end=Stalled",
+    )
+    .await;
+}
+
+/// With the default limits the flood is cut off by the inbound rate cap (1008).
+async fn ping_flood_hits_the_rate_cap(backend: Backend) {
+    ping_flood(backend, &[], "end=Closed(1008").await;
+}
+
+/// A message over 64 KiB is refused with 1009; the other terminal is untouched.
+async fn oversized_message_is_refused(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let kitchen = srv.setup_tenant("kitchen").await;
+    let mut ws = srv.ws("kitchen", &kitchen.terminal.key, None).await;
+    ws.hello().await;
+    let sent = ws.try_send(Message::text("x".repeat(70 << 10))).await;
+    assert!(sent.is_ok(), "the client could not send: {sent:?}");
+    assert_eq!(ws.expect_close(Duration::from_secs(10)).await, Some(1009));
+}
+
+/// More frames than the burst allows are refused with 1008.
+async fn frame_rate_is_capped(backend: Backend) {
+    let srv = crate::start_with(
+        backend,
+        &["--ws-inbound-rate", "1", "--ws-inbound-burst", "5"],
+    )
+    .await;
+    let kitchen = srv.setup_tenant("kitchen").await;
+    let mut ws = srv.ws("kitchen", &kitchen.terminal.key, None).await;
+    ws.hello().await;
+    // Within the burst: still open, events still delivered.
+    for _ in 0..4 {
+        ws.try_send(Message::Ping(Default::default()))
+            .await
+            .expect("ping");
+    }
+    add_ten(&srv.manager(&kitchen)).await;
+    assert_eq!(ws.next_json().await["type"], "loyalty_updated");
+    for _ in 0..10 {
+        if ws
+            .try_send(Message::Ping(Default::default()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert_eq!(ws.expect_close(Duration::from_secs(10)).await, Some(1008));
+}
+
+both_backends!(
+    ping_flood_unread_pongs_are_bounded,
+    ping_flood_hits_the_rate_cap,
+    oversized_message_is_refused,
+    frame_rate_is_capped,
+);
