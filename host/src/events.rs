@@ -69,10 +69,31 @@ pub struct Event {
     pub at: i64,
     /// The JSON text frame `{"seq","type","at","data"}` sent to terminals.
     pub frame: Utf8Bytes,
+    /// Whether terminals receive it; see [`for_terminals`]. Events they do not receive
+    /// still take their seq, and the stream skips them without treating them as a gap.
+    pub for_terminals: bool,
+}
+
+/// Whether an event of `kind` with `data` goes to the WebSocket. Walk-in orders
+/// (`new_order`/`order_updated` of an order whose `source` is `pos`) do not: the till that
+/// took them already knows, and the system posbridge replaces pushes online orders only.
+/// They stay in the log, for hooks and `since` bookkeeping, and in REST.
+pub fn for_terminals(kind: &str, data: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Source<'a> {
+        #[serde(borrow)]
+        source: Option<std::borrow::Cow<'a, str>>,
+    }
+    if kind != EventKind::NewOrder.as_str() && kind != EventKind::OrderUpdated.as_str() {
+        return true;
+    }
+    // Only the top-level field is read; anything unreadable is shown rather than hidden.
+    serde_json::from_str::<Source>(data).map_or(true, |o| o.source.as_deref() != Some("pos"))
 }
 
 impl Event {
     fn new(tenant_id: String, seq: i64, kind: String, at: i64, data: &str) -> Self {
+        let for_terminals = for_terminals(&kind, data);
         let frame = format!(
             r#"{{"seq":{seq},"type":{},"at":"{}","data":{data}}}"#,
             serde_json::Value::String(kind.clone()),
@@ -84,6 +105,7 @@ impl Event {
             kind,
             at,
             frame: Utf8Bytes::from(frame),
+            for_terminals,
         }
     }
 }
@@ -435,5 +457,24 @@ mod tests {
         assert_eq!(v["type"], "new_order");
         assert_eq!(v["at"], "2023-11-14T22:13:20Z");
         assert_eq!(v["data"]["id"], "o1");
+        assert!(e.for_terminals);
+    }
+
+    #[test]
+    fn walk_in_orders_stay_off_the_websocket() {
+        let walk_in = r#"{"id":"o1","source":"pos","notes":"source online"}"#;
+        let online = r#"{"id":"o2","source":"online","customer":{"source":"pos"}}"#;
+        assert!(!for_terminals("new_order", walk_in));
+        assert!(!for_terminals("order_updated", walk_in));
+        assert!(
+            for_terminals("new_order", online),
+            "only the top-level source counts"
+        );
+        assert!(for_terminals("order_updated", online));
+        assert!(
+            for_terminals("loyalty_updated", walk_in),
+            "only order events are filtered"
+        );
+        assert!(for_terminals("new_order", "not json"));
     }
 }

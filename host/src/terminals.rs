@@ -566,7 +566,9 @@ impl Session<'_> {
                     if event.seq > self.last_sent + 1 {
                         self.replay(event.seq - 1).await?;
                     }
-                    self.socket.enqueue(text_frame(event.frame.as_bytes()));
+                    if event.for_terminals {
+                        self.socket.enqueue(text_frame(event.frame.as_bytes()));
+                    }
                     self.last_sent = event.seq;
                 }
                 self.flush().await?;
@@ -591,7 +593,7 @@ impl Session<'_> {
                 break;
             };
             self.last_sent = last.seq;
-            for event in &batch {
+            for event in batch.iter().filter(|e| e.for_terminals) {
                 self.socket.enqueue(text_frame(event.frame.as_bytes()));
             }
             self.flush().await?;

@@ -280,7 +280,109 @@ async fn frame_rate_is_capped(backend: Backend) {
     assert_eq!(ws.expect_close(Duration::from_secs(10)).await, Some(1008));
 }
 
+/// The kinds of the tenant's logged events after `after`, in seq order, from the database
+/// itself (what hooks read).
+async fn logged_kinds(srv: &TestServer, after: i64) -> Vec<(i64, String)> {
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(srv.database_url())
+        .await
+        .expect("connect to the server's database");
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT seq, kind FROM events WHERE seq > $1 ORDER BY seq")
+            .bind(after)
+            .fetch_all(&db)
+            .await
+            .expect("the event log");
+    db.close().await;
+    rows
+}
+
+/// Walk-in orders (`source: pos`) are logged and served over REST but never pushed to
+/// terminals, live or on resume, and their seqs are skipped without a reset or a stall.
+async fn walk_in_orders_are_not_pushed(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let kitchen = srv.setup_tenant("kitchen").await;
+    let manager = srv.manager(&kitchen);
+    let till = srv.terminal(&kitchen);
+    let mut ws = srv.ws("kitchen", &kitchen.terminal.key, None).await;
+    let base = ws.hello().await["last_seq"].as_i64().expect("last_seq");
+
+    let web = manager
+        .post("/orders", &crate::order_body("web-1", "online"))
+        .await;
+    let web = web.expect(201).clone();
+    let first = ws.next_json().await;
+    assert_eq!(first["type"], "new_order");
+    assert_eq!(first["data"]["id"], web["id"]);
+    assert_eq!(first["seq"], base + 1);
+
+    let walk_in = manager
+        .post("/orders", &crate::order_body("till-1", "pos"))
+        .await;
+    let walk_in = walk_in.expect(201).clone();
+    let walk_in_id = walk_in["id"].as_str().expect("id");
+    till.post(
+        &format!("/orders/{walk_in_id}/status"),
+        &json!({"status": "preparing"}),
+    )
+    .await
+    .expect(200);
+    let web2 = manager
+        .post("/orders", &crate::order_body("web-2", "online"))
+        .await;
+    let web2 = web2.expect(201).clone();
+    add_ten(&till).await;
+
+    // Live: the next frames are the online order and the loyalty change; the walk-in
+    // order's two events are skipped.
+    let next = ws.collect(2).await;
+    assert_eq!(next[0]["type"], "new_order");
+    assert_eq!(next[0]["data"]["id"], web2["id"], "{}", next[0]);
+    assert_eq!(next[0]["seq"], base + 4);
+    assert_eq!(next[1]["type"], "loyalty_updated");
+    assert_eq!(next[1]["seq"], base + 5);
+    assert!(
+        next.iter().all(|f| f["data"]["source"] != "pos"),
+        "{next:?}"
+    );
+
+    // Still in the log (hooks read it) and over REST.
+    let logged = logged_kinds(&srv, base).await;
+    assert_eq!(
+        logged,
+        vec![
+            (base + 1, "new_order".to_owned()),
+            (base + 2, "new_order".to_owned()),
+            (base + 3, "order_updated".to_owned()),
+            (base + 4, "new_order".to_owned()),
+            (base + 5, "loyalty_updated".to_owned()),
+        ]
+    );
+    assert_eq!(crate::last_seq(&till).await, base + 5);
+
+    // Resuming from before them replays the rest without them, without a reset, and the
+    // stream stays live.
+    let mut resumed = srv
+        .ws("kitchen", &kitchen.terminal.key, Some(base + 1))
+        .await;
+    assert_eq!(resumed.hello().await["last_seq"], base + 5);
+    let replayed = resumed.collect(2).await;
+    assert_eq!(replayed[0]["seq"], base + 4, "{}", replayed[0]);
+    assert_eq!(replayed[1]["seq"], base + 5);
+    manager
+        .post("/orders", &crate::order_body("till-2", "pos"))
+        .await
+        .expect(201);
+    add_ten(&till).await;
+    let live = resumed.next_json().await;
+    assert_eq!(live["type"], "loyalty_updated", "{live}");
+    assert_eq!(live["seq"], base + 7);
+    let live = ws.next_json().await;
+    assert_eq!(live["seq"], base + 7, "{live}");
+}
+
 both_backends!(
+    walk_in_orders_are_not_pushed,
     ping_flood_unread_pongs_are_bounded,
     ping_flood_hits_the_rate_cap,
     oversized_message_is_refused,

@@ -129,6 +129,11 @@ impl Socket {
         if out.closing || out.dropped.is_some() || event.seq <= out.last_seq {
             return;
         }
+        if out.live && event.seq == out.last_seq + 1 && !event.for_terminals {
+            // Not for terminals (a walk-in order): its seq is passed, nothing is written.
+            out.last_seq = event.seq;
+            return;
+        }
         if !out.live || event.seq > out.last_seq + 1 {
             // Not live yet, or a gap (events published out of commit order): the session
             // delivers it after filling in from the log.
@@ -348,6 +353,7 @@ mod tests {
             kind: "k".into(),
             at: 0,
             frame: format!(r#"{{"seq":{seq}}}"#).into(),
+            for_terminals: true,
         })
     }
 
@@ -411,6 +417,27 @@ mod tests {
             "the session resumes after the fan-out's writes"
         );
         assert_eq!(held[0].seq, 5);
+    }
+
+    #[tokio::test]
+    async fn events_not_for_terminals_pass_their_seq_without_a_frame() {
+        let (socket, mut client) = pair(8).await;
+        let mut last_sent = 0;
+        assert!(socket.take_held(&mut last_sent).is_none(), "live");
+        offer(&socket, 1);
+        let hidden = Arc::new(Event {
+            tenant_id: "t".into(),
+            seq: 2,
+            kind: "new_order".into(),
+            at: 0,
+            frame: r#"{"seq":2}"#.into(),
+            for_terminals: false,
+        });
+        socket.offer(&hidden, &text_frame(hidden.frame.as_bytes()));
+        assert_eq!(socket.last_seq(), 2);
+        offer(&socket, 3);
+        assert!(!socket.attention().catch_up, "seq 3 after 2 is no gap");
+        assert_eq!(read_seqs(&mut client, 2).await, vec![1, 3]);
     }
 
     #[tokio::test]
@@ -482,6 +509,7 @@ mod tests {
                 kind: "k".into(),
                 at: 0,
                 frame: big.clone().into(),
+                for_terminals: true,
             });
             socket.offer(&e, &text_frame(e.frame.as_bytes()));
         }
