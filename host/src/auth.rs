@@ -22,7 +22,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::locks::lock;
 use crate::state::AppState;
-use crate::store::{new_id, now_micros, rfc3339, Store, StoreError};
+use crate::store::{new_id, now_micros, rfc3339, Backend, Store, StoreError};
 use crate::tenancy::{TenancyError, Tenants};
 
 /// What a tenant API key may do. Managers can do everything terminals can.
@@ -583,8 +583,14 @@ impl ApiKeys {
     }
 
     /// Revokes a key of the tenant; effective for the next request. Revoking twice is fine.
+    ///
+    /// On PostgreSQL the same transaction announces the key on
+    /// [`crate::events::REVOCATION_CHANNEL`], so every host sharing the database (and not
+    /// only the one that revoked it, which may be the CLI) closes its sockets at once;
+    /// SQLite hosts find it by their periodic check (see `terminals::revocations`).
     pub async fn revoke(store: &Store, slug: &str, key_id: &str) -> Result<(), KeyError> {
         let tenant = Tenants::get(store, slug).await?;
+        let mut tx = store.begin().await.map_err(KeyError::Store)?;
         let found = sqlx::query(
             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1)
              WHERE id = $2 AND tenant_id = $3",
@@ -592,12 +598,21 @@ impl ApiKeys {
         .bind(now_micros())
         .bind(key_id)
         .bind(&tenant.id)
-        .execute(store.writer())
+        .execute(&mut *tx)
         .await?
         .rows_affected();
         if found == 0 {
             return Err(KeyError::NotFound(key_id.to_owned()));
         }
+        if store.backend() == Backend::Postgres {
+            // Delivered when (and only if) the revocation commits.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(crate::events::REVOCATION_CHANNEL)
+                .bind(key_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 }

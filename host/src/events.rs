@@ -14,7 +14,7 @@ use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
 use sqlx::Row;
 
-pub use hub::{EventHub, HubOptions};
+pub use hub::{EventHub, HubOptions, REVOCATION_CHANNEL};
 
 use crate::auth::TenantScope;
 use crate::store::{now_micros, rfc3339, Backend, Conn, Params, Store, StoreError, Tx};

@@ -109,6 +109,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .hub
         .spawn_cross_node_listener(store.clone(), shutdown.clone());
     plugins.spawn_watcher(shutdown.clone());
+    // Keys revoked by the CLI or another host close their sockets here too.
+    crate::terminals::spawn_revocation_watcher(state.clone());
     crate::providers::spawn_scheduler(state.clone());
     crate::providers::spawn_inbox_worker(state.clone());
     crate::hooks::spawn_dispatcher(state.clone());

@@ -12,8 +12,11 @@
 //! write queue (`socket`) and the per-tenant delivery task (`fanout`).
 
 mod fanout;
+mod revocations;
 mod socket;
 mod upgrade;
+
+pub use self::revocations::spawn_watcher as spawn_revocation_watcher;
 
 use std::collections::HashMap;
 use std::io;
@@ -231,13 +234,17 @@ impl Terminals {
         }
     }
 
-    /// Closes every socket opened with the key `key_id` (it was revoked).
-    pub fn close_key(&self, key_id: &str) {
+    /// Closes every socket opened with the key `key_id` (it was revoked); returns how many
+    /// were open and not already closing.
+    pub fn close_key(&self, key_id: &str) -> usize {
+        let mut closed = 0;
         for entry in lock(&self.inner.sessions).values() {
-            if entry.key_id == key_id {
+            if entry.key_id == key_id && !entry.stop.is_cancelled() {
                 entry.stop.cancel();
+                closed += 1;
             }
         }
+        closed
     }
 
     /// Terminals of the tenant connected to this host, oldest connection first.

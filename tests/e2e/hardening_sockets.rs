@@ -381,7 +381,89 @@ async fn walk_in_orders_are_not_pushed(backend: Backend) {
     assert_eq!(live["seq"], base + 7, "{live}");
 }
 
+/// How soon a revocation made anywhere must close the key's sockets.
+const REVOCATION_WITHIN: Duration = Duration::from_secs(2);
+
+/// `posbridge key revoke` (the CLI, writing the database with no server) closes the key's
+/// open socket with 4003 within 2 s, REST refuses the key at once after, and another key's
+/// socket stays open.
+async fn cli_revocation_closes_the_socket(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let kitchen = srv.setup_tenant("kitchen").await;
+    let mut till_ws = srv.ws("kitchen", &kitchen.terminal.key, None).await;
+    till_ws.hello().await;
+    let mut mgr_ws = srv.ws("kitchen", &kitchen.manager.key, None).await;
+    let base = mgr_ws.hello().await["last_seq"].as_i64().expect("last_seq");
+    // Accepted, and so cached by the server.
+    srv.terminal(&kitchen).get("/pos-status").await.expect(200);
+
+    let out = srv
+        .cli(&[
+            "key",
+            "revoke",
+            "--tenant",
+            "kitchen",
+            "--id",
+            &kitchen.terminal.id,
+        ])
+        .await;
+    assert!(out.status.success(), "CLI revoke failed: {}", out.stderr);
+    let revoked = Instant::now();
+    let code = till_ws.expect_close(REVOCATION_WITHIN).await;
+    assert_eq!(code, Some(4003), "closed as revoked");
+    assert!(revoked.elapsed() <= REVOCATION_WITHIN);
+    srv.terminal(&kitchen).get("/pos-status").await.expect(401);
+
+    add_ten(&srv.manager(&kitchen)).await;
+    assert_eq!(mgr_ws.next_json().await["seq"], base + 1);
+}
+
+/// Two hosts on one PostgreSQL database: a key revoked through host A's API closes its
+/// socket on host B with 4003 within 2 s, and B's REST refuses the key at once after.
+#[tokio::test(flavor = "multi_thread")]
+async fn revocation_on_another_host_closes_the_socket_postgres() {
+    if !posbridge_harness::postgres_available().await {
+        return;
+    }
+    let host_a = crate::start(Backend::Postgres).await;
+    let host_b = host_a.start_sibling().await;
+    let kitchen = host_a.setup_tenant("kitchen").await;
+    let mut on_b = host_b.ws("kitchen", &kitchen.terminal.key, None).await;
+    on_b.hello().await;
+    host_b
+        .terminal(&kitchen)
+        .get("/pos-status")
+        .await
+        .expect(200);
+
+    host_a
+        .admin()
+        .delete(&format!(
+            "/admin/tenants/kitchen/keys/{}",
+            kitchen.terminal.id
+        ))
+        .await
+        .expect(204);
+    let revoked = Instant::now();
+    let code = on_b.expect_close(REVOCATION_WITHIN).await;
+    assert_eq!(code, Some(4003), "host B closes the revoked key's socket");
+    assert!(revoked.elapsed() <= REVOCATION_WITHIN);
+    host_b
+        .terminal(&kitchen)
+        .get("/pos-status")
+        .await
+        .expect(401);
+    // Host B says what it did.
+    assert!(
+        host_b
+            .logs()
+            .contains("sockets of a key revoked elsewhere closed"),
+        "host B logs the revocation"
+    );
+}
+
 both_backends!(
+    cli_revocation_closes_the_socket,
     walk_in_orders_are_not_pushed,
     ping_flood_unread_pongs_are_bounded,
     ping_flood_hits_the_rate_cap,

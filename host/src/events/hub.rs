@@ -15,6 +15,15 @@ use crate::store::{Backend, Store};
 /// PostgreSQL channel carrying `<node> <tenant_id> <seq>` for every committed event.
 pub(super) const NOTIFY_CHANNEL: &str = "posbridge_events";
 
+/// PostgreSQL channel carrying the id of every revoked API key, sent by the revoking
+/// transaction itself (so the CLI's revocations reach running hosts too).
+pub const REVOCATION_CHANNEL: &str = "posbridge_revocations";
+
+/// Revocations received from other processes that the watcher may not have taken yet.
+/// They are rare; should the watcher fall this far behind, its periodic check of the
+/// database still finds them.
+const REVOCATION_QUEUE: usize = 64;
+
 /// Fan-out tuning.
 #[derive(Debug, Clone)]
 pub struct HubOptions {
@@ -52,6 +61,8 @@ struct Inner {
     /// Signalled after events commit here or arrive from another host: wakes the hook
     /// dispatcher within milliseconds instead of a polling interval.
     appended: Notify,
+    /// Ids of keys revoked anywhere, as the PostgreSQL listener hears of them.
+    revocations: broadcast::Sender<String>,
 }
 
 impl EventHub {
@@ -63,6 +74,7 @@ impl EventHub {
                 options,
                 node_id: uuid::Uuid::now_v7().simple().to_string(),
                 appended: Notify::new(),
+                revocations: broadcast::channel(REVOCATION_QUEUE).0,
             }),
         }
     }
@@ -105,6 +117,13 @@ impl EventHub {
         self.inner.appended.notified().await;
     }
 
+    /// Ids of API keys revoked by any process sharing the PostgreSQL database (this one
+    /// included), as they are announced. Never fed on SQLite; see
+    /// `terminals::revocations` for the periodic check that covers both.
+    pub fn revocations(&self) -> broadcast::Receiver<String> {
+        self.inner.revocations.subscribe()
+    }
+
     /// This process's id (in NOTIFY payloads and sync leases).
     pub fn node_id(&self) -> &str {
         &self.inner.node_id
@@ -140,12 +159,22 @@ impl EventHub {
 
     async fn listen(&self, store: &Store, shutdown: &CancellationToken) -> Result<(), sqlx::Error> {
         let mut listener = sqlx::postgres::PgListener::connect(store.url()).await?;
-        listener.listen(NOTIFY_CHANNEL).await?;
+        listener
+            .listen_all([NOTIFY_CHANNEL, REVOCATION_CHANNEL])
+            .await?;
         loop {
             let notification = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 n = listener.recv() => n?,
             };
+            if notification.channel() == REVOCATION_CHANNEL {
+                // No receiver (no watcher running) is fine: nothing to close.
+                let _ = self
+                    .inner
+                    .revocations
+                    .send(notification.payload().to_owned());
+                continue;
+            }
             let mut parts = notification.payload().split(' ');
             let (Some(node), Some(tenant_id), Some(seq)) =
                 (parts.next(), parts.next(), parts.next())

@@ -144,6 +144,38 @@ impl TestServer {
         server
     }
 
+    /// Starts a second host on this server's database (PostgreSQL: several hosts share
+    /// one database), with the same flags, operator token and master key file, in a
+    /// directory of its own. The database stays this server's: dropping the sibling does
+    /// not drop it.
+    pub async fn start_sibling(&self) -> TestServer {
+        let dir = tempfile::Builder::new()
+            .prefix("posbridge-e2e-sibling-")
+            .tempdir()
+            .expect("creating a temporary directory");
+        // The vault's default key file is relative to the working directory on PostgreSQL.
+        let keys = self.dir().join("posbridge.keys");
+        if keys.exists() {
+            std::fs::copy(&keys, dir.path().join("posbridge.keys")).expect("copying the key file");
+        }
+        let log_path = dir.path().join("server.log");
+        let mut sibling = TestServer {
+            bin: self.bin.clone(),
+            backend: self.backend,
+            extra_args: self.extra_args.clone(),
+            dir: Some(dir),
+            database_url: self.database_url.clone(),
+            pg: None,
+            operator_token: self.operator_token.clone(),
+            log_path,
+            child: None,
+            base_url: String::new(),
+            http: new_http(),
+        };
+        sibling.spawn().await;
+        sibling
+    }
+
     async fn spawn(&mut self) {
         assert!(self.child.is_none(), "server is already running");
         let log = OpenOptions::new()
