@@ -2,6 +2,7 @@
 //! No handler lives here.
 
 use axum::extract::DefaultBodyLimit;
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .merge(providers::webhook_routes())
         .route("/metrics", get(metrics::render))
         .route("/healthz", get(liveness))
+        .route("/readyz", get(readiness))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::map_response(json_errors))
@@ -48,6 +50,47 @@ pub fn router(state: AppState) -> Router {
 
 async fn liveness() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
+}
+
+/// How long readiness waits for the database: a probe must answer before the load
+/// balancer's own timeout (commonly 1–5 s), and a database slower than this is not ready.
+const READINESS_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `GET /readyz`: 200 when this host can serve (database reachable, every migration of
+/// this build applied, plugin runtime started), 503 naming what is not. Unlike
+/// `/healthz` (the process is alive: do not restart it), a failing readiness means "send
+/// traffic elsewhere for now".
+async fn readiness(State(state): State<AppState>) -> Response {
+    let database = match state.store.ready(READINESS_DB_TIMEOUT).await {
+        Ok(true) => "ok",
+        Ok(false) => "migrations_pending",
+        Err(err) => {
+            tracing::warn!(database = %crate::store::target(), error = %err, "readiness: database unreachable");
+            "unavailable"
+        }
+    };
+    // The listener opens only after the plugin runtime started and loaded its catalog.
+    let plugins = state
+        .plugins
+        .list()
+        .iter()
+        .filter(|p| p.active_version.is_some())
+        .count();
+    let ready = database == "ok";
+    let body = Json(serde_json::json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "checks": {"database": database, "migrations": if database == "migrations_pending" { "pending" } else if ready { "ok" } else { "unknown" }, "plugins": {"status": "ok", "loaded": plugins}},
+    }));
+    if ready {
+        (StatusCode::OK, body).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "2")],
+            body,
+        )
+            .into_response()
+    }
 }
 
 async fn not_found() -> ApiError {

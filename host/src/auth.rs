@@ -335,6 +335,7 @@ async fn caller_for(parts: &mut Parts, app: &AppState) -> Result<Caller, ApiErro
         .authenticate(&app.store, &key)
         .await?
         .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+    app.rate_limits.check(&caller)?;
     if caller.scope.slug() != path_tenant {
         return Err(ApiError::forbidden(
             "this key does not belong to that tenant",

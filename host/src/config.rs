@@ -6,6 +6,8 @@ use std::time::Duration;
 use crate::events::HubOptions;
 use crate::hooks::HookOptions;
 use crate::plugins::PluginOptions;
+use crate::ratelimit::RateLimitOptions;
+use crate::server::ConnectionOptions;
 use crate::store::StoreOptions;
 use crate::terminals::StreamOptions;
 
@@ -40,6 +42,10 @@ pub struct ServeConfig {
     pub idempotency_ttl: Duration,
     /// How long shutdown waits for in-flight requests and sockets before exiting anyway.
     pub shutdown_grace: Duration,
+    /// Connection timeouts, the connection cap and its operator reserve.
+    pub connections: ConnectionOptions,
+    /// Per-API-key request budgets.
+    pub rate_limit: RateLimitOptions,
 }
 
 impl Default for ServeConfig {
@@ -57,6 +63,8 @@ impl Default for ServeConfig {
             hooks: HookOptions::default(),
             idempotency_ttl: Duration::from_secs(48 * 3600),
             shutdown_grace: Duration::from_secs(10),
+            connections: ConnectionOptions::default(),
+            rate_limit: RateLimitOptions::default(),
         }
     }
 }

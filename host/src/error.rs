@@ -12,6 +12,20 @@ use crate::store::{StoreError, TransientConflict};
 /// again.
 const TRANSACTION_CONFLICT: &str = "transaction_conflict";
 
+/// Code of the 503 sent when the database is down or cannot write: nothing was written.
+const DATABASE_UNAVAILABLE: &str = "database_unavailable";
+
+/// `Retry-After` of `database_unavailable`: a restart or failover takes seconds, and two
+/// keeps a fleet of tills from hammering a recovering server every few milliseconds.
+const DATABASE_RETRY_AFTER_SECS: u64 = 2;
+
+/// Least time between two log lines about the database being unavailable; a fleet of
+/// tills hitting an outage would otherwise log once per request.
+const OUTAGE_LOG_INTERVAL_MICROS: i64 = 5_000_000;
+
+static LAST_OUTAGE_LOG: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+static SUPPRESSED_OUTAGE_LOGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// An error ready to be sent to a client: a status, a stable machine code and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -21,6 +35,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// Human-readable explanation; never contains secrets or internal details.
     pub message: String,
+    /// Seconds sent as `Retry-After` (503s and 429s): when the same request may be sent again.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -30,7 +46,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, sent with `Retry-After: secs`.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// 400: the request could not be read at all (malformed JSON, bad header).
@@ -76,6 +99,29 @@ impl ApiError {
             TRANSACTION_CONFLICT,
             "the request collided with concurrent writes and changed nothing; send it again",
         )
+        .with_retry_after(1)
+    }
+
+    /// 503: the database is out of reach or cannot write (see
+    /// [`StoreError::is_unavailable`]). Nothing was written; sent with `Retry-After`.
+    pub fn database_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            DATABASE_UNAVAILABLE,
+            "the database is unavailable; nothing was changed, send the request again later",
+        )
+        .with_retry_after(DATABASE_RETRY_AFTER_SECS)
+    }
+
+    /// 429: this API key used up its request budget (see [`crate::ratelimit`]); it may
+    /// send again after `retry_after_secs`.
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests with this API key; retry after the time in Retry-After",
+        )
+        .with_retry_after(retry_after_secs)
     }
 
     /// 500: something on our side failed; the detail goes to the log only.
@@ -108,10 +154,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
-        if self.code == TRANSACTION_CONFLICT {
+        if let Some(secs) = self.retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -129,6 +175,11 @@ impl From<StoreError> for ApiError {
             tracing::warn!(error = %err, "transaction aborted by a conflict with another");
             return ApiError::transaction_conflict();
         }
+        if err.is_unavailable() {
+            log_outage(&err);
+            metrics::counter!("posbridge_database_unavailable_total").increment(1);
+            return ApiError::database_unavailable();
+        }
         tracing::error!(error = %err, "storage failure");
         ApiError::internal()
     }
@@ -138,6 +189,29 @@ impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         StoreError::from(err).into()
     }
+}
+
+/// Logs a database outage naming the database (host and port, or file; never
+/// credentials), at most once per [`OUTAGE_LOG_INTERVAL_MICROS`].
+fn log_outage(err: &StoreError) {
+    use std::sync::atomic::Ordering;
+    let now = crate::store::now_micros();
+    let last = LAST_OUTAGE_LOG.load(Ordering::Relaxed);
+    if now - last < OUTAGE_LOG_INTERVAL_MICROS
+        || LAST_OUTAGE_LOG
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        SUPPRESSED_OUTAGE_LOGS.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let suppressed = SUPPRESSED_OUTAGE_LOGS.swap(0, Ordering::Relaxed);
+    tracing::error!(
+        database = %crate::store::target(),
+        error = %err,
+        suppressed,
+        "database unavailable; answering 503 database_unavailable"
+    );
 }
 
 /// Result type of every handler.

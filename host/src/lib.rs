@@ -21,6 +21,7 @@ pub mod orders;
 pub mod paging;
 pub mod plugins;
 pub mod providers;
+pub mod ratelimit;
 pub mod reports;
 pub mod rules;
 pub mod server;

@@ -12,6 +12,8 @@ use posbridge::config::ServeConfig;
 use posbridge::events::HubOptions;
 use posbridge::hooks::HookOptions;
 use posbridge::plugins::{PluginOptions, Plugins};
+use posbridge::ratelimit::RateLimitOptions;
+use posbridge::server::ConnectionOptions;
 use posbridge::store::{SqliteSync, Store, StoreOptions};
 use posbridge::tenancy::{NewTenant, Tenants};
 use posbridge::terminals::StreamOptions;
@@ -178,6 +180,37 @@ struct ServeArgs {
     /// events without LISTEN/NOTIFY, retries falling due).
     #[arg(long, default_value_t = 1000)]
     hook_poll_interval_ms: u64,
+    // ----- connection limits, database outage handling, rate limits -----
+    /// Milliseconds a client has to send a complete request head (from its first byte).
+    #[arg(
+        long,
+        env = "POSBRIDGE_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    header_read_timeout_ms: u64,
+    /// Milliseconds a client has to send a whole request body after its head (→ 408).
+    #[arg(long, env = "POSBRIDGE_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    body_timeout_ms: u64,
+    /// Milliseconds a keep-alive connection may sit idle between requests.
+    #[arg(long, env = "POSBRIDGE_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    idle_timeout_ms: u64,
+    /// Open HTTP connections served normally (upgraded WebSockets not counted).
+    #[arg(long, env = "POSBRIDGE_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
+    /// Connections beyond --max-connections that may reach only /healthz, /readyz,
+    /// /metrics and /admin; beyond both, new connections get 503 too_many_connections.
+    #[arg(long, env = "POSBRIDGE_RESERVED_CONNECTIONS", default_value_t = 32)]
+    reserved_connections: usize,
+    /// PostgreSQL: milliseconds a request waits for a database connection before it is
+    /// answered 503 database_unavailable.
+    #[arg(long, env = "POSBRIDGE_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2000)]
+    db_acquire_timeout_ms: u64,
+    /// Sustained requests per second per API key (0: no limit).
+    #[arg(long, env = "POSBRIDGE_RATE_LIMIT_PER_SEC", default_value_t = 50)]
+    rate_limit_per_sec: u32,
+    /// Requests an API key may send in a burst before the sustained rate applies.
+    #[arg(long, env = "POSBRIDGE_RATE_LIMIT_BURST", default_value_t = 200)]
+    rate_limit_burst: u32,
 }
 
 #[derive(Subcommand)]
@@ -250,6 +283,7 @@ async fn main() -> anyhow::Result<()> {
                 store: StoreOptions {
                     max_connections: args.db_connections.max(1),
                     sqlite_synchronous: args.sqlite_synchronous,
+                    acquire_timeout: Duration::from_millis(args.db_acquire_timeout_ms.max(1)),
                     ..StoreOptions::default()
                 },
                 hub: HubOptions {
@@ -274,6 +308,17 @@ async fn main() -> anyhow::Result<()> {
                     retry_base: Duration::from_millis(args.hook_retry_base_ms.max(1)),
                     retry_max: Duration::from_millis(args.hook_retry_max_ms.max(1)),
                     poll_interval: Duration::from_millis(args.hook_poll_interval_ms.max(10)),
+                },
+                connections: ConnectionOptions {
+                    header_read_timeout: Duration::from_millis(args.header_read_timeout_ms.max(1)),
+                    body_timeout: Duration::from_millis(args.body_timeout_ms.max(1)),
+                    idle_timeout: Duration::from_millis(args.idle_timeout_ms.max(1)),
+                    max_connections: args.max_connections.max(1),
+                    reserved_connections: args.reserved_connections,
+                },
+                rate_limit: RateLimitOptions {
+                    per_second: args.rate_limit_per_sec,
+                    burst: args.rate_limit_burst.max(1),
                 },
                 ..ServeConfig::default()
             };

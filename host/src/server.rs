@@ -1,11 +1,9 @@
 //! The `serve` lifecycle: open storage, bind, serve, and shut down gracefully on SIGTERM or
 //! SIGINT (stop accepting, close sockets with "going away", finish in-flight requests).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -19,6 +17,10 @@ use crate::store::{Store, StoreError};
 use crate::terminals::Terminals;
 use crate::vault::{Vault, VaultError};
 use crate::{api, idempotency, metrics};
+
+mod listener;
+
+pub use listener::{BodyTimeout, ConnectionOptions, DeadlineBody, TimedIo};
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +101,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         webhook_acks: Arc::default(),
         hooks_wakeup: Arc::default(),
         keys: KeyCache::default(),
+        rate_limits: crate::ratelimit::RateLimits::new(config.rate_limit),
         operator: Arc::new(operator),
         config: Arc::new(config.clone()),
         shutdown: shutdown.clone(),
@@ -115,24 +118,17 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     crate::providers::spawn_inbox_worker(state.clone());
     crate::hooks::spawn_dispatcher(state.clone());
     spawn_idempotency_pruner(store.clone(), config.idempotency_ttl, shutdown.clone());
+    state.rate_limits.spawn_pruner(shutdown.clone());
 
     tracing::info!(%addr, backend = ?store.backend(), "posbridge listening");
     println!("posbridge listening on http://{addr}");
 
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    // TCP_NODELAY: responses and event frames are small and latency-bound; without it a
-    // frame written while the previous one is unacknowledged waits for the peer's delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "could not set TCP_NODELAY");
-        }
-    });
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let app = api::router(state.clone());
+    let server = listener::serve(listener, app, config.connections, shutdown.clone());
     let grace = config.shutdown_grace;
     let server = async move {
-        server.await?;
+        server.await;
         // WebSockets are detached from HTTP connections once upgraded; wait for their sessions
         // to send the close frame.
         state.tasks.close();

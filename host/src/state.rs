@@ -26,6 +26,8 @@ pub struct AppState {
     pub terminals: Terminals,
     /// Recently validated API keys (see [`crate::auth::KeyCache`]).
     pub keys: KeyCache,
+    /// Per-key request budgets (see [`crate::ratelimit`]).
+    pub rate_limits: crate::ratelimit::RateLimits,
     /// Operator credential (hash only).
     pub operator: Arc<OperatorCredential>,
     /// Configuration.

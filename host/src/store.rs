@@ -53,6 +53,55 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// True when the database itself is out of reach or cannot write (server down,
+    /// connection lost, pool exhausted, disk full, read-only or failing file), as opposed
+    /// to a statement it refused. The statement did not take effect (a transaction rolls
+    /// back as a whole), so the caller answers 503 `database_unavailable` and the client
+    /// sends the same request again later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Sqlx(err) => sqlx_unavailable(err),
+            StoreError::Migrate(sqlx::migrate::MigrateError::Execute(err)) => sqlx_unavailable(err),
+            _ => false,
+        }
+    }
+}
+
+/// SQLSTATE classes and codes of PostgreSQL meaning "the server cannot serve now":
+/// 08 connection exception, 53 insufficient resources (disk full, out of memory, too many
+/// connections), 57P01–57P03 shutting down / restarting / not yet accepting connections,
+/// 58030 I/O error, 25006 a read-only (standby) server after a failover.
+const PG_UNAVAILABLE_CLASSES: [&str; 2] = ["08", "53"];
+const PG_UNAVAILABLE_CODES: [&str; 5] = ["57P01", "57P02", "57P03", "58030", "25006"];
+
+/// SQLite primary result codes (the low byte of the extended code sqlx reports) meaning
+/// the file cannot be used right now: BUSY (another process held the lock past
+/// `busy_timeout`), READONLY, IOERR, FULL (disk full), CANTOPEN. CORRUPT and NOTADB stay
+/// 500s: retrying does not help, and they must reach an operator.
+const SQLITE_UNAVAILABLE: [i64; 5] = [5, 8, 10, 13, 14];
+
+fn sqlx_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let Some(code) = db.code() else { return false };
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                return code
+                    .parse::<i64>()
+                    .is_ok_and(|extended| SQLITE_UNAVAILABLE.contains(&(extended & 0xff)));
+            }
+            PG_UNAVAILABLE_CODES.contains(&code.as_ref())
+                || PG_UNAVAILABLE_CLASSES
+                    .iter()
+                    .any(|class| code.starts_with(class))
+        }
+        _ => false,
+    }
 }
 
 /// Connection settings: every knob the storage layer has, with its default and why.
@@ -75,7 +124,19 @@ pub struct StoreOptions {
     /// writer for its writes and fsync (14% of the writer's time under a burst of sales);
     /// in the background it overlaps with writing. One second keeps the WAL to a few MiB.
     pub sqlite_checkpoint_interval: Duration,
+    /// PostgreSQL: how long a request waits for a pooled connection, including (re)connecting
+    /// to the server, before it is answered 503 `database_unavailable`. Two seconds: far
+    /// above a healthy pool's wait (microseconds; a connect on a LAN is milliseconds), and
+    /// short enough that a till sees the outage and falls back at once instead of hanging
+    /// (it was 10 s). SQLite keeps [`SQLITE_ACQUIRE_TIMEOUT`].
+    pub acquire_timeout: Duration,
 }
+
+/// SQLite: how long a request waits for a pooled connection. The SQLite pool has no server
+/// that could be down (an unusable file fails at once with an I/O code, see
+/// [`StoreError::is_unavailable`]); a wait there is the queue for the single writer under a
+/// burst, which a generous bound lets drain instead of shedding writes.
+pub const SQLITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// SQLite durability level; see [`StoreOptions::sqlite_synchronous`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -93,6 +154,7 @@ impl Default for StoreOptions {
             sqlite_synchronous: SqliteSync::Normal,
             busy_timeout: Duration::from_secs(5),
             sqlite_checkpoint_interval: Duration::from_secs(1),
+            acquire_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -116,6 +178,7 @@ impl Store {
     pub async fn open(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (backend, url) = normalize_url(url)?;
+        set_target(describe_target(&url));
         let store = match backend {
             Backend::Sqlite => {
                 // SQLite allows one writer at a time; a single writer connection turns lock
@@ -133,7 +196,7 @@ impl Store {
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
                     .max_connections(options.max_connections.max(2))
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(options.acquire_timeout)
                     .connect_with(AnyConnectOptions::from_str(&url)?)
                     .await?;
                 Store {
@@ -182,6 +245,26 @@ impl Store {
         Ok(self.writer.begin().await?)
     }
 
+    /// Readiness: the database answers a query within `timeout` and every migration this
+    /// build embeds is recorded as applied. `Ok(false)` means reachable but not migrated
+    /// (another host is mid-migration, or the schema was rolled back under us).
+    pub async fn ready(&self, timeout: Duration) -> Result<bool, StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let applied: Vec<i64> = tokio::time::timeout(
+            timeout,
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_all(&self.reader),
+        )
+        .await
+        .map_err(|_| StoreError::Sqlx(sqlx::Error::PoolTimedOut))??;
+        Ok(migrator
+            .iter()
+            .all(|migration| applied.contains(&migration.version)))
+    }
+
     /// Closes both pools, waiting for checked-out connections to return.
     pub async fn close(&self) {
         self.writer.close().await;
@@ -202,7 +285,7 @@ async fn sqlite_pool(url: &str, max: u32, options: &StoreOptions) -> Result<AnyP
     let pool = AnyPoolOptions::new()
         .max_connections(max)
         .min_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(SQLITE_ACQUIRE_TIMEOUT)
         // sqlx pings an idle connection before lending it out, which on SQLite is a full
         // round trip to the connection's worker thread on every acquire (one more hand-off
         // per request, measured as a large share of the write path). An SQLite connection
@@ -270,6 +353,37 @@ fn normalize_url(url: &str) -> Result<(Backend, String), StoreError> {
         format!("{url}?mode=rwc")
     };
     Ok((Backend::Sqlite, url))
+}
+
+static TARGET: std::sync::RwLock<String> = std::sync::RwLock::new(String::new());
+
+fn set_target(target: String) {
+    if let Ok(mut slot) = TARGET.write() {
+        *slot = target;
+    }
+}
+
+/// The database this process opened last, for log lines about an outage: `host:port/db`
+/// for PostgreSQL (never the user or password), the file path for SQLite.
+pub fn target() -> String {
+    TARGET.read().map(|t| t.clone()).unwrap_or_default()
+}
+
+/// `url` without credentials or options: what an operator needs to find the failing
+/// database, and nothing that must not reach a log.
+fn describe_target(url: &str) -> String {
+    if let Ok(parsed) = url::Url::parse(url) {
+        if parsed.scheme().starts_with("postgres") {
+            let host = parsed.host_str().unwrap_or("localhost");
+            let port = parsed.port().unwrap_or(5432);
+            return format!("postgres {host}:{port}{}", parsed.path());
+        }
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    format!("sqlite {}", path.split('?').next().unwrap_or(path))
 }
 
 /// Current time as microseconds since the Unix epoch, the unit of every stored timestamp.
@@ -368,6 +482,108 @@ mod tests {
             normalize_url("postgres://u@h/db").unwrap().0,
             Backend::Postgres
         );
+    }
+
+    #[test]
+    fn log_targets_never_carry_credentials() {
+        assert_eq!(
+            describe_target("postgres://posbridge:s3cret@db.internal:5433/pos?sslmode=require"),
+            "postgres db.internal:5433/pos"
+        );
+        assert_eq!(
+            describe_target("sqlite:///var/lib/pb/posbridge.db?mode=rwc"),
+            "sqlite /var/lib/pb/posbridge.db"
+        );
+    }
+
+    #[test]
+    fn outages_are_told_apart_from_refused_statements() {
+        let unavailable = |e: sqlx::Error| StoreError::from(e).is_unavailable();
+        assert!(unavailable(sqlx::Error::PoolTimedOut));
+        assert!(unavailable(sqlx::Error::PoolClosed));
+        assert!(unavailable(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused
+        ))));
+        assert!(!unavailable(sqlx::Error::RowNotFound));
+        assert!(!unavailable(sqlx::Error::Protocol("bad".into())));
+    }
+
+    /// Real SQLite failures, produced on a throwaway file: a read-only connection's write
+    /// (SQLITE_READONLY) and a write past `max_page_count` (SQLITE_FULL, what a full disk
+    /// reports) are outages; a constraint violation is not. Nothing of the failed
+    /// transaction stays behind.
+    #[tokio::test]
+    async fn sqlite_io_failures_are_outages_and_leave_nothing_half_written() {
+        use sqlx::Connection;
+        let dir = std::env::temp_dir().join(format!("posbridge-store-{}", new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("t.db");
+        let url = format!("sqlite://{}?mode=rwc", file.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let refused = sqlx::query("INSERT INTO t (id, v) VALUES (1, NULL)")
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        assert!(!StoreError::from(refused).is_unavailable());
+
+        // Disk full: cap the file at its current size, then write more than fits.
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        sqlx::raw_sql(&format!("PRAGMA max_page_count = {pages}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        sqlx::query("INSERT INTO t (id, v) VALUES (2, 'small')")
+            .execute(&mut *tx)
+            .await
+            .ok();
+        let full = sqlx::query("INSERT INTO t (id, v) VALUES (3, $1)")
+            .bind("x".repeat(1 << 20))
+            .execute(&mut *tx)
+            .await
+            .unwrap_err();
+        // SQLite has already rolled the whole transaction back on SQLITE_FULL.
+        let _ = tx.rollback().await;
+        let full = StoreError::from(full);
+        assert!(
+            full.is_unavailable(),
+            "SQLITE_FULL must be an outage: {full}"
+        );
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(rows, 0, "the failed transaction left rows behind");
+        conn.close().await.unwrap();
+
+        let ro = format!("sqlite://{}?mode=ro", file.display());
+        let mut conn = sqlx::SqliteConnection::connect(&ro).await.unwrap();
+        let readonly = sqlx::query("INSERT INTO t (id, v) VALUES (4, 'x')")
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        let readonly = StoreError::from(readonly);
+        assert!(
+            readonly.is_unavailable(),
+            "SQLITE_READONLY must be an outage: {readonly}"
+        );
+        conn.close().await.unwrap();
+
+        let missing = format!("sqlite://{}/no/such/dir/x.db?mode=rwc", dir.display());
+        let cantopen = sqlx::SqliteConnection::connect(&missing).await.unwrap_err();
+        let cantopen = StoreError::from(cantopen);
+        assert!(
+            cantopen.is_unavailable(),
+            "SQLITE_CANTOPEN must be an outage: {cantopen}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tungstenite::handshake::derive_accept_key;
 
 use crate::error::ApiError;
+use crate::server::TimedIo;
 
 /// A valid WebSocket upgrade request, not yet answered.
 #[derive(Debug)]
@@ -41,9 +42,9 @@ pub struct Upgraded {
 impl Upgraded {
     /// Takes the stream and copies the read-ahead bytes; `parts`, and with it the HTTP
     /// layer's read buffer, is released on return rather than kept for the session.
-    fn from_parts(parts: auto::upgrade::Parts<TokioIo<TcpStream>>) -> Self {
+    fn from_parts(parts: auto::upgrade::Parts<TokioIo<TimedIo>>) -> Self {
         Upgraded {
-            tcp: parts.io.into_inner(),
+            tcp: parts.io.into_inner().into_inner(),
             read_ahead: parts.read_buf.to_vec(),
         }
     }
@@ -130,7 +131,7 @@ impl StreamUpgrade {
             };
             // The listener serves plain TCP through hyper-util's HTTP/1-or-2 detection,
             // which wraps the stream in a type of its own; its `downcast` unwraps it.
-            match auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded) {
+            match auto::upgrade::downcast::<TokioIo<TimedIo>>(upgraded) {
                 Ok(parts) => session(Upgraded::from_parts(parts)).await,
                 Err(_) => tracing::error!("upgraded connection is not a TCP stream; closing it"),
             }
