@@ -578,7 +578,8 @@ mod tests {
             ("/t/a%00/cards/b", "`tenant`"),
             ("/t/a/cards/%00", "`code`"),
             ("/t/a/cards/b?cursor=%00x", "`cursor`"),
-            ("/plain?na%00me=1", "`na\\\\u0000me`"), // The message spells NUL `\u0000`, and JSON escapes its backslash.
+            // The message spells NUL `\u0000`, and JSON escapes its backslash.
+            ("/plain?na%00me=1", "`na\\\\u0000me`"),
         ] {
             let (status, body) = call(uri).await;
             assert_eq!(status, 422, "{uri}: {body}");
