@@ -19,6 +19,8 @@ mod events;
 mod gift_cards;
 #[path = "e2e/hardening_sockets.rs"]
 mod hardening_sockets;
+#[path = "e2e/hardening_input.rs"]
+mod hardening_input;
 #[path = "e2e/hooks.rs"]
 mod hooks;
 #[path = "e2e/idempotency.rs"]

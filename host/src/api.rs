@@ -12,7 +12,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
-use crate::extract::{payload_too_large, MAX_BODY_BYTES};
+use crate::extract::{self, payload_too_large, MAX_BODY_BYTES};
 use crate::state::AppState;
 use crate::{
     auth, hooks, ledger, metrics, orders, plugins, providers, reports, rules, tenancy, terminals,
@@ -38,6 +38,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/healthz", get(liveness))
         .route("/readyz", get(readiness))
+        // After every route above, so it wraps them all: parameters the databases cannot
+        // store are refused before any handler or authentication sees them.
+        .route_layer(middleware::from_fn(extract::check_params))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::map_response(json_errors))

@@ -1,6 +1,10 @@
 //! `Idempotency-Key` for writes: the first request's response is stored in the same
 //! transaction as its effects, so a retry gets that response and changes nothing.
 //!
+//! "The same request" is the same method and path with an equal JSON body: whitespace
+//! and object key order aside (see [`crate::extract::canonical_json`]), as payment APIs
+//! compare parameters rather than spelling, since clients re-serialise when they retry.
+//!
 //! Only successful responses are stored: a request refused for a business reason (say,
 //! insufficient funds) changed nothing, and may be retried with the same key once the
 //! reason is gone. Keys are kept for [`crate::config::ServeConfig::idempotency_ttl`].
@@ -14,7 +18,7 @@ use sqlx::Row;
 use crate::auth::TenantScope;
 use crate::error::ApiError;
 use crate::events::LoggedTx;
-use crate::extract::Idempotency;
+use crate::extract::{BodyDigest, Idempotency};
 use crate::state::AppState;
 use crate::store::{now_micros, retry_conflicts, Store, StoreError};
 
@@ -28,7 +32,7 @@ pub async fn execute<T, E, F>(
     app: &AppState,
     scope: &TenantScope,
     idempotency: &Idempotency,
-    body_digest: &[u8; 32],
+    body_digest: &BodyDigest,
     op: F,
 ) -> Result<Response, ApiError>
 where
@@ -47,7 +51,7 @@ async fn execute_once<T, E, F>(
     app: &AppState,
     scope: &TenantScope,
     idempotency: &Idempotency,
-    body_digest: &[u8; 32],
+    body_digest: &BodyDigest,
     op: &F,
 ) -> Result<Response, ApiError>
 where
@@ -58,7 +62,7 @@ where
     let mut tx = LoggedTx::begin(&app.store, &app.hub).await?;
     let key = idempotency.key();
     if let Some(key) = key {
-        let fingerprint = idempotency.fingerprint(body_digest);
+        let (fingerprint, legacy_fingerprint) = idempotency.fingerprints(body_digest);
         // Claiming the key first makes a concurrent duplicate wait on the unique index until
         // this transaction ends, instead of running the operation a second time.
         let claimed = sqlx::query(
@@ -87,7 +91,10 @@ where
             drop(tx);
             let stored_fingerprint: String =
                 row.try_get("fingerprint").map_err(StoreError::from)?;
-            if stored_fingerprint != fingerprint {
+            // A key stored before fingerprints were canonical holds the raw-bytes one: a
+            // byte-identical retry of it still replays. Equal bytes are an equal value, so
+            // accepting either never replays a different request.
+            if stored_fingerprint != fingerprint && stored_fingerprint != legacy_fingerprint {
                 return Err(ApiError::unprocessable(
                     "idempotency_key_reused",
                     "this Idempotency-Key was already used for a different request",

@@ -16,21 +16,19 @@ pub use webhooks::{spawn_inbox_worker, AckActivity};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::auth::{ManagerCaller, TerminalCaller};
 use crate::customers::normalize_phone;
 use crate::error::ApiError;
 use crate::events::LoggedTx;
 use crate::extract::ApiJson;
-use crate::extract::Idempotency;
+use crate::extract::{Idempotency, JsonBody};
 use crate::paging::Page;
 use crate::plugins::contract::{Connection, Environment, LocationInfo, ProviderError};
 use crate::plugins::{CallContext, CallError, Plugins};
@@ -341,21 +339,14 @@ async fn push(
     State(app): State<AppState>,
     TerminalCaller(caller): TerminalCaller,
     idem: Idempotency,
-    headers: axum::http::HeaderMap,
-    body: Bytes,
+    body: JsonBody,
 ) -> Result<Response, ProviderFailure> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| v.starts_with("application/json"));
-    if !is_json {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "request bodies must be application/json",
-        )
-        .into());
-    }
+    // Checked like every JSON body (object, no NUL, digests), but handed to the plugin
+    // as the bytes the POS sent.
+    let JsonBody {
+        bytes: body,
+        digest,
+    } = body;
     let envelope: PushEnvelope = crate::extract::parse_json(&body)?;
     let integration = integrations::by_venue(&app, &caller.scope, &envelope.venue).await?;
     if integration.status == "DISCONNECTED" {
@@ -371,7 +362,6 @@ async fn push(
         .plugins
         .parse_push(&integration.provider, &ctx, &body)
         .await??;
-    let digest: [u8; 32] = Sha256::digest(&body).into();
     // Shared, not cloned, by every attempt of the transaction.
     let (integration, sales) = (Arc::new(integration), Arc::new(sales));
     let scope = caller.scope.clone();
