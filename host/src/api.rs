@@ -22,7 +22,8 @@ use crate::{
 pub fn router(state: AppState) -> Router {
     let admin = tenancy::admin_routes()
         .merge(auth::admin_routes())
-        .merge(plugins::admin_routes());
+        .merge(plugins::admin_routes())
+        .merge(crate::dead_letters::admin_routes());
     let tenant = terminals::tenant_routes()
         .merge(ledger::routes())
         .merge(orders::routes())

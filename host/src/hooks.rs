@@ -36,7 +36,7 @@ use crate::store::{new_id, now_micros, rfc3339, Store, StoreError};
 use crate::vault::{Vault, VaultError};
 
 pub use actions::{MAX_ACTIONS, MAX_EMIT_BYTES};
-pub use dispatch::spawn_dispatcher;
+pub use dispatch::{retry_dead_event, spawn_dispatcher};
 
 /// Delivery tuning; every knob has a `serve` flag (see `main.rs`).
 #[derive(Debug, Clone)]
@@ -45,9 +45,11 @@ pub struct HookOptions {
     /// while it calls its hook, so 16 slow hooks cannot take more than 16 slots (and the
     /// plugin runtime's own call permits) away from the rest.
     pub concurrency: usize,
-    /// Consecutive failed deliveries of one event after which the binding is quarantined.
-    /// Eight attempts with the default backoff span about four minutes: long enough to ride
-    /// out a webhook receiver's restart, short enough that a broken hook is noticed.
+    /// Attempts at one event before it is judged: a dead letter if a later event then goes
+    /// through (a poison event), else the binding is quarantined (a binding-wide failure;
+    /// see `hooks::dispatch`). Eight attempts with the default backoff span about four
+    /// minutes: long enough to ride out a webhook receiver's restart, short enough that a
+    /// broken hook is noticed.
     pub quarantine_after: u32,
     /// Wait before the first retry; it doubles with every further failure.
     pub retry_base: Duration,

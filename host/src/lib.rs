@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod customers;
+pub mod dead_letters;
 pub mod error;
 pub mod events;
 pub mod extract;

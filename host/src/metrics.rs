@@ -3,11 +3,13 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::state::AppState;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -64,6 +66,18 @@ pub fn install() -> Option<PrometheusHandle> {
                         "posbridge_transaction_retries_total",
                         "Transactions run again after the database aborted them to resolve a deadlock or serialization conflict"
                     );
+                    metrics::describe_gauge!(
+                        "posbridge_dead_letters",
+                        "Dead letters held (webhook deliveries, sync sales and pages, hook events set aside), by kind"
+                    );
+                    metrics::describe_counter!(
+                        "posbridge_dead_lettered_total",
+                        "Items set aside as dead letters since start, by kind"
+                    );
+                    for kind in crate::dead_letters::Kind::ALL {
+                        metrics::gauge!("posbridge_dead_letters", "kind" => kind.as_str()).set(0.0);
+                        metrics::counter!("posbridge_dead_lettered_total", "kind" => kind.as_str()).absolute(0);
+                    }
                     metrics::gauge!("posbridge_websocket_connections").set(0.0);
                     metrics::counter!("posbridge_events_appended_total").absolute(0);
                     metrics::counter!("posbridge_transaction_retries_total").absolute(0);
@@ -96,8 +110,10 @@ pub async fn track(request: Request, next: Next) -> Response {
     response
 }
 
-/// `GET /metrics` in Prometheus text format.
-pub async fn render() -> Response {
+/// `GET /metrics` in Prometheus text format. Gauges of shared database state (dead
+/// letters) are read from the database first, so every host reports the same figures.
+pub async fn render(State(app): State<AppState>) -> Response {
+    crate::dead_letters::refresh_gauge(&app.store).await;
     match HANDLE.get().and_then(Option::as_ref) {
         Some(handle) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

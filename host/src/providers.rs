@@ -10,7 +10,9 @@ mod webhooks;
 pub use ingest::{net_spend, IngestCounts};
 pub use integrations::{ConnectRequest, Integration};
 pub use sales::{Period, Revenue};
+pub use sync::retry_dead_letter as retry_sync;
 pub use sync::{spawn_scheduler, SyncStats};
+pub use webhooks::{payload as webhook_payload, requeue as retry_webhook};
 pub use webhooks::{spawn_inbox_worker, AckActivity};
 
 use std::collections::BTreeMap;

@@ -556,8 +556,9 @@ async fn failing_hooks_are_quarantined_while_writes_stay_fast(backend: Backend) 
         .await;
     }
 
-    // The trapping and the spinning bindings are quarantined at the first event, cursor
-    // unmoved; the plugin itself keeps serving the other bindings.
+    // The trapping and the spinning bindings fail the later events too (binding-wide, not a
+    // poison event): quarantined at the first event, cursor unmoved, nothing dead-lettered;
+    // the plugin itself keeps serving the other bindings.
     for (b, reason) in [
         (&trap, "wasm trap"),
         (&spin, "time limit"),
@@ -573,6 +574,8 @@ async fn failing_hooks_are_quarantined_while_writes_stay_fast(backend: Backend) 
             "{reason}: {q}"
         );
     }
+    let dead = srv.admin().get("/admin/dead-letters?kind=hook").await;
+    assert_eq!(dead.expect(200)["items"], json!([]), "{}", dead.text);
     let plugin = srv
         .admin()
         .get("/admin/plugins/test-hook-recorder")

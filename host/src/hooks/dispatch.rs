@@ -9,6 +9,18 @@
 //! nothing, so host-side actions happen exactly once per event. The hook itself may run more
 //! than once for an event (a crash after the call, a retry): its own outbound HTTP is
 //! at-least-once.
+//!
+//! Poison events and binding-wide failures. An event the hook fails is retried with backoff
+//! up to `quarantine_after` attempts. Then the worker asks whether the event or the binding
+//! is at fault by trying the next events once each (at most [`PROBE_EVENTS`]): the first
+//! that goes through proves the binding works, so every failed event before it is set aside
+//! as a dead letter for this binding, in the transaction that delivers it and moves the
+//! cursor past them; later events keep flowing. If those events fail too, the failure is
+//! binding-wide (a receiver down, a broken configuration) and the binding is quarantined
+//! with its cursor unmoved, so nothing is skipped: `resume` retries from the same event. If
+//! no later event exists yet, the event is held and retried (at the longest backoff) until
+//! one does. A configuration that does not open fails every event alike: it quarantines
+//! without probing.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +32,7 @@ use super::actions::{self, ActionError};
 use super::sealed_config::{self, ConfigSealError, CONFIG_COLUMNS};
 use super::{BindingStatus, HookOptions};
 use crate::auth::TenantScope;
+use crate::dead_letters::{self, Kind, NewDeadLetter, RetryOutcome};
 use crate::events::{self, LoggedEvent, LoggedTx};
 use crate::plugins::contract::HookEvent;
 use crate::plugins::{CallContext, CallError};
@@ -36,6 +49,10 @@ const BATCH: i64 = 32;
 const PASS_LIMIT: usize = 256;
 /// Bindings considered per dispatcher pass.
 const DUE_LIMIT: i64 = 64;
+/// Later events tried once each when an event has failed `quarantine_after` times: one going
+/// through sets the failed ones aside as dead letters; all of them failing quarantines the
+/// binding. Two: three events in a row failing is no longer a coincidence of content.
+const PROBE_EVENTS: i64 = 2;
 /// A binding whose plugin is disabled, quarantined or uninstalled checks again this often,
 /// without counting failures: the operator's action, not the event, is the problem.
 const UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
@@ -211,6 +228,17 @@ struct Claimed {
 }
 
 async fn load(app: &AppState, id: &str) -> Result<Option<Claimed>, StoreError> {
+    match load_any(app, id).await? {
+        Some((claimed, BindingStatus::Active)) => Ok(Some(claimed)),
+        _ => Ok(None),
+    }
+}
+
+/// The binding whatever its status, with its status.
+async fn load_any(
+    app: &AppState,
+    id: &str,
+) -> Result<Option<(Claimed, BindingStatus)>, StoreError> {
     let row = sqlx::query(&format!(
         "SELECT id, tenant_id, plugin_id, {CONFIG_COLUMNS}, events, status, cursor_seq, failures
          FROM hook_bindings WHERE id = $1"
@@ -220,9 +248,9 @@ async fn load(app: &AppState, id: &str) -> Result<Option<Claimed>, StoreError> {
     .await?;
     let Some(row) = row else { return Ok(None) };
     let status: String = row.try_get("status")?;
-    if BindingStatus::parse(&status) != Some(BindingStatus::Active) {
+    let Some(status) = BindingStatus::parse(&status) else {
         return Ok(None);
-    }
+    };
     let events: String = row.try_get("events")?;
     let tenant_id: String = row.try_get("tenant_id")?;
     // A configuration that does not open (its master key is gone) fails each attempt, so the
@@ -232,7 +260,7 @@ async fn load(app: &AppState, id: &str) -> Result<Option<Claimed>, StoreError> {
         Err(ConfigSealError::Store(err)) => return Err(err),
         Err(err) => Err(format!("the binding's configuration does not open: {err}")),
     };
-    Ok(Some(Claimed {
+    let claimed = Claimed {
         id: row.try_get("id")?,
         tenant_id,
         plugin: row.try_get("plugin_id")?,
@@ -245,7 +273,8 @@ async fn load(app: &AppState, id: &str) -> Result<Option<Claimed>, StoreError> {
             .collect(),
         cursor: row.try_get("cursor_seq")?,
         failures: row.try_get("failures")?,
-    }))
+    };
+    Ok(Some((claimed, status)))
 }
 
 /// How one attempt at one event ended.
@@ -293,15 +322,29 @@ async fn deliver_binding(app: &AppState, id: &str) -> Result<(), StoreError> {
             return Ok(());
         }
         for event in batch {
-            match attempt(app, &binding, &scope, &event).await? {
+            match attempt(app, &binding, &scope, &event, &[]).await? {
                 Attempt::Delivered => {
                     binding.cursor = event.seq;
                     binding.failures = 0;
                     delivered += 1;
                 }
                 Attempt::Failed(error) => {
-                    record_failure(app, &binding, &scope, event.seq, &error, options).await?;
-                    return Ok(());
+                    let failures = binding.failures + 1;
+                    let limit = i64::from(options.quarantine_after.max(1));
+                    if failures < limit || binding.config.is_err() {
+                        let quarantine = failures >= limit;
+                        record_failure(
+                            app, &binding, &scope, event.seq, &error, options, quarantine,
+                        )
+                        .await?;
+                        return Ok(());
+                    }
+                    if !judge(app, &mut binding, &scope, &event, &error, options).await? {
+                        return Ok(());
+                    }
+                    delivered += 1;
+                    // The cursor jumped past the failed events: read on from it.
+                    break;
                 }
                 Attempt::Unavailable(reason) => {
                     postpone(app, &binding, &reason).await?;
@@ -314,13 +357,86 @@ async fn deliver_binding(app: &AppState, id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Calls the hook with one event and commits its actions with the cursor move.
-async fn attempt(
+/// A failed event with what its dead letter records.
+struct Failed {
+    event: LoggedEvent,
+    error: String,
+    attempts: i64,
+}
+
+/// `event` failed its last allowed attempt: tries the next events once each to tell a poison
+/// event (a later one goes through: the failed ones become dead letters, in the transaction
+/// that delivers it) from a binding-wide failure (they fail too: quarantine, cursor unmoved).
+/// Returns whether delivery may go on from the new cursor.
+async fn judge(
+    app: &AppState,
+    binding: &mut Claimed,
+    scope: &TenantScope,
+    event: &LoggedEvent,
+    error: &str,
+    options: &HookOptions,
+) -> Result<bool, StoreError> {
+    let upto = events::last_seq(&app.store, &binding.tenant_id).await?;
+    let later = events::read_kinds_between(
+        &app.store,
+        &binding.tenant_id,
+        event.seq,
+        upto,
+        &binding.events,
+        PROBE_EVENTS,
+    )
+    .await?;
+    let mut failed = vec![Failed {
+        event: event.clone(),
+        error: error.to_owned(),
+        attempts: binding.failures + 1,
+    }];
+    for next in later {
+        match attempt(app, binding, scope, &next, &failed).await? {
+            Attempt::Delivered => {
+                tracing::warn!(tenant = %scope.slug(), binding = %binding.id, plugin = %binding.plugin,
+                    dead = failed.len(), next = next.seq,
+                    "hook events set aside as dead letters; a later event went through");
+                metrics::counter!("posbridge_hook_deliveries_total", "outcome" => "dead_lettered")
+                    .increment(failed.len() as u64);
+                binding.cursor = next.seq;
+                binding.failures = 0;
+                return Ok(true);
+            }
+            Attempt::Failed(error) => failed.push(Failed {
+                event: next,
+                error,
+                attempts: 1,
+            }),
+            Attempt::Unavailable(reason) => {
+                postpone(app, binding, &reason).await?;
+                return Ok(false);
+            }
+            Attempt::Stop => return Ok(false),
+        }
+    }
+    // Every later event failed as well (binding-wide), or there is none yet (hold and retry).
+    let probed = failed.len() - 1;
+    let quarantine = probed as i64 >= PROBE_EVENTS;
+    let error = if probed == 0 {
+        error.to_owned()
+    } else {
+        format!(
+            "{error}; the next {probed} event(s) failed too: {}",
+            failed.last().map(|f| f.error.as_str()).unwrap_or_default()
+        )
+    };
+    record_failure(app, binding, scope, event.seq, &error, options, quarantine).await?;
+    Ok(false)
+}
+
+/// Calls the hook with one event and returns the actions it asks for, checked.
+async fn run_hook(
     app: &AppState,
     binding: &Claimed,
     scope: &TenantScope,
     event: &LoggedEvent,
-) -> Result<Attempt, StoreError> {
+) -> Result<Vec<actions::Planned>, Attempt> {
     let hook_event = HookEvent {
         tenant: scope.slug().to_owned(),
         seq: event.seq,
@@ -335,7 +451,7 @@ async fn attempt(
     };
     let config = match &binding.config {
         Ok(config) => config,
-        Err(why) => return Ok(Attempt::Failed(why.clone())),
+        Err(why) => return Err(Attempt::Failed(why.clone())),
     };
     let started = std::time::Instant::now();
     let call = app
@@ -343,21 +459,33 @@ async fn attempt(
         .on_event(&binding.plugin, &ctx, &hook_event, config);
     // Shutdown abandons the call (the instance is dropped); the event is redelivered later.
     let outcome = tokio::select! {
-        _ = app.shutdown.cancelled() => return Ok(Attempt::Stop),
+        _ = app.shutdown.cancelled() => return Err(Attempt::Stop),
         outcome = call => outcome,
     };
     metrics::histogram!("posbridge_hook_call_seconds").record(started.elapsed().as_secs_f64());
     let returned = match outcome {
         Ok(Ok(returned)) => returned,
-        Ok(Err(message)) => return Ok(Attempt::Failed(format!("the hook failed: {message}"))),
+        Ok(Err(message)) => return Err(Attempt::Failed(format!("the hook failed: {message}"))),
         Err(err @ (CallError::Unavailable { .. } | CallError::NotInstalled(_))) => {
-            return Ok(Attempt::Unavailable(err.to_string()))
+            return Err(Attempt::Unavailable(err.to_string()))
         }
-        Err(err) => return Ok(Attempt::Failed(err.to_string())),
+        Err(err) => return Err(Attempt::Failed(err.to_string())),
     };
-    let planned = match actions::plan(scope, returned) {
+    actions::plan(scope, returned).map_err(|err| Attempt::Failed(format!("invalid action: {err}")))
+}
+
+/// Calls the hook with one event and commits its actions with the cursor move; `dead`
+/// (failed events before it, skipped by the move) are set aside in the same transaction.
+async fn attempt(
+    app: &AppState,
+    binding: &Claimed,
+    scope: &TenantScope,
+    event: &LoggedEvent,
+    dead: &[Failed],
+) -> Result<Attempt, StoreError> {
+    let planned = match run_hook(app, binding, scope, event).await {
         Ok(planned) => planned,
-        Err(err) => return Ok(Attempt::Failed(format!("invalid action: {err}"))),
+        Err(outcome) => return Ok(outcome),
     };
     let mut tx = LoggedTx::begin(&app.store, &app.hub).await?;
     let now = now_micros();
@@ -389,9 +517,99 @@ async fn attempt(
         }
         Err(err) => return Ok(Attempt::Failed(format!("invalid action: {err}"))),
     }
+    for failed in dead {
+        set_aside(tx.conn(), binding, failed).await?;
+    }
     tx.commit().await?;
     metrics::counter!("posbridge_hook_deliveries_total", "outcome" => "delivered").increment(1);
     Ok(Attempt::Delivered)
+}
+
+/// The item a hook event's dead letter is filed under: its seq.
+fn event_item(seq: i64) -> String {
+    seq.to_string()
+}
+
+/// Sets a failed event aside for `binding`, with the event itself as the payload (the log
+/// may be pruned before anyone retries it).
+async fn set_aside(
+    conn: &mut crate::store::Conn,
+    binding: &Claimed,
+    failed: &Failed,
+) -> Result<(), StoreError> {
+    let event = &failed.event;
+    let payload = serde_json::json!({
+        "seq": event.seq,
+        "kind": event.kind,
+        "at": event.at,
+        "data": event.data,
+    });
+    dead_letters::put(
+        conn,
+        &NewDeadLetter {
+            kind: Kind::Hook,
+            tenant_id: &binding.tenant_id,
+            integration_id: None,
+            source_id: &binding.id,
+            item: &event_item(event.seq),
+            reason: &failed.error,
+            attempts: failed.attempts,
+            payload: Some(payload.to_string()),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Retries a hook dead letter: the event from its payload is handed to the binding's hook
+/// once more, whatever the binding's cursor (it is past the event) or status, and its
+/// actions are applied with the dead letter's removal in one transaction.
+pub async fn retry_dead_event(
+    app: &AppState,
+    dead: &dead_letters::Stored,
+) -> Result<RetryOutcome, StoreError> {
+    let Some((binding, _status)) = load_any(app, &dead.view.source_id).await? else {
+        return Ok(RetryOutcome::Gone(
+            "the hook binding no longer exists".into(),
+        ));
+    };
+    let Some(scope) = TenantScope::for_background_job(&app.store, &binding.tenant_id).await? else {
+        return Ok(RetryOutcome::Gone("the tenant no longer exists".into()));
+    };
+    let payload: Option<serde_json::Value> = dead
+        .payload
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok());
+    let event = payload.and_then(|p| {
+        Some(LoggedEvent {
+            seq: p["seq"].as_i64()?,
+            kind: p["kind"].as_str()?.to_owned(),
+            at: p["at"].as_i64()?,
+            data: p["data"].as_str()?.to_owned(),
+        })
+    });
+    let Some(event) = event else {
+        return Ok(RetryOutcome::Gone(
+            "the dead letter does not hold the event".into(),
+        ));
+    };
+    let planned = match run_hook(app, &binding, &scope, &event).await {
+        Ok(planned) => planned,
+        Err(Attempt::Failed(why) | Attempt::Unavailable(why)) => {
+            return Ok(RetryOutcome::Failed(why))
+        }
+        Err(_) => return Ok(RetryOutcome::Failed("the server is shutting down".into())),
+    };
+    let mut tx = LoggedTx::begin(&app.store, &app.hub).await?;
+    match actions::apply(&mut tx, &scope, &planned).await {
+        Ok(()) => {}
+        Err(ActionError::Store(err)) => return Err(err),
+        Err(err) => return Ok(RetryOutcome::Failed(format!("invalid action: {err}"))),
+    }
+    dead_letters::resolve(tx.conn(), Kind::Hook, &binding.id, &dead.view.item).await?;
+    tx.commit().await?;
+    metrics::counter!("posbridge_hook_deliveries_total", "outcome" => "delivered").increment(1);
+    Ok(RetryOutcome::Resolved)
 }
 
 /// Moves the cursor over events the binding does not subscribe to.
@@ -417,8 +635,8 @@ fn backoff(options: &HookOptions, failures: i64) -> Duration {
 }
 
 /// Counts a failed attempt at the event after the cursor: schedules the retry, or
-/// quarantines the binding once the failures reach the limit. The cursor stays, so nothing
-/// is lost: a resume retries the same event.
+/// quarantines the binding (`quarantine`: the failure is binding-wide). The cursor stays, so
+/// nothing is lost: a resume retries the same event.
 async fn record_failure(
     app: &AppState,
     binding: &Claimed,
@@ -426,9 +644,9 @@ async fn record_failure(
     seq: i64,
     error: &str,
     options: &HookOptions,
+    quarantine: bool,
 ) -> Result<(), StoreError> {
     let failures = binding.failures + 1;
-    let quarantine = failures >= i64::from(options.quarantine_after.max(1));
     let now = now_micros();
     let retry_at = now + i64::try_from(backoff(options, failures).as_micros()).unwrap_or(i64::MAX);
     let error: String = error.chars().take(1000).collect();

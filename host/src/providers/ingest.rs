@@ -89,7 +89,7 @@ pub async fn ingest(
     let mut counts = IngestCounts::default();
     let accepted: Vec<&Transaction> = sales
         .iter()
-        .filter(|sale| match check(sale) {
+        .filter(|sale| match validate(sale) {
             Ok(()) => true,
             Err(why) => {
                 counts.rejected += 1;
@@ -497,12 +497,46 @@ pub fn net_spend(sale: &Transaction) -> i64 {
     }
 }
 
-fn check(sale: &Transaction) -> Result<(), String> {
+/// Longest text the host stores from a provider in any field but the external id, in bytes.
+/// Far above any real id, name, email or card brand; a bound so that one runaway field
+/// cannot bloat every copy of the sale (row, event, hook payloads).
+pub const MAX_TEXT_BYTES: usize = 1000;
+
+/// Checks a sale a plugin produced before anything of it is stored, naming the offending
+/// field. Plugins are untrusted, and what one database stores the other may refuse
+/// (PostgreSQL rejects a NUL character in text, SQLite keeps it), so everything either
+/// cannot store is refused here, identically on both. Nothing is altered: a sale is stored as
+/// the provider sent it, or not at all.
+pub fn validate(sale: &Transaction) -> Result<(), String> {
     if sale.external_id.is_empty() || sale.external_id.len() > 200 {
-        return Err("external id must be 1-200 characters".into());
+        return Err("external_id must be 1-200 bytes".into());
+    }
+    let card = sale.card.as_ref();
+    let customer = sale.customer.as_ref();
+    let texts: [(&str, Option<&str>); 11] = [
+        ("external_id", Some(&sale.external_id)),
+        ("order_id", sale.order_id.as_deref()),
+        ("location_id", sale.location_id.as_deref()),
+        ("currency", Some(&sale.currency)),
+        ("card.brand", card.and_then(|c| c.brand.as_deref())),
+        ("card.last4", card.and_then(|c| c.last4.as_deref())),
+        (
+            "card.fingerprint",
+            card.and_then(|c| c.fingerprint.as_deref()),
+        ),
+        (
+            "customer.provider_customer_id",
+            customer.and_then(|c| c.provider_customer_id.as_deref()),
+        ),
+        ("customer.phone", customer.and_then(|c| c.phone.as_deref())),
+        ("customer.email", customer.and_then(|c| c.email.as_deref())),
+        ("customer.name", customer.and_then(|c| c.name.as_deref())),
+    ];
+    for (field, text) in texts {
+        check_text(field, text.unwrap_or_default())?;
     }
     if parse_currency(&sale.currency).is_none() {
-        return Err(format!("unknown currency {:?}", sale.currency));
+        return Err(format!("currency: unknown currency {:?}", sale.currency));
     }
     for (name, v) in [
         ("total", sale.total),
@@ -520,8 +554,35 @@ fn check(sale: &Transaction) -> Result<(), String> {
         return Err("refunded must not be negative".into());
     }
     // 2000-01-01 .. 2100-01-01 in ms: anything else is a unit mistake (s vs ms) upstream.
-    if !(946_684_800_000..4_102_444_800_000).contains(&sale.occurred_at_ms) {
-        return Err("occurred-at is not a plausible epoch-millisecond time".into());
+    if !PLAUSIBLE_MS.contains(&sale.occurred_at_ms) {
+        return Err("occurred_at is not a plausible epoch-millisecond time".into());
+    }
+    // The same bound: a far-future update time would shadow every later version of the sale.
+    if sale
+        .updated_at_ms
+        .is_some_and(|ms| !PLAUSIBLE_MS.contains(&ms))
+    {
+        return Err("updated_at is not a plausible epoch-millisecond time".into());
+    }
+    Ok(())
+}
+
+/// 2000-01-01 .. 2100-01-01 in epoch milliseconds.
+const PLAUSIBLE_MS: std::ops::Range<i64> = 946_684_800_000..4_102_444_800_000;
+
+/// Refuses text either database cannot store (a NUL character: PostgreSQL rejects it) or
+/// longer than [`MAX_TEXT_BYTES`]; the message names `field`.
+pub fn check_text(field: &str, text: &str) -> Result<(), String> {
+    if text.contains('\0') {
+        return Err(format!(
+            "{field} contains a NUL character (\\u0000), which the database cannot store"
+        ));
+    }
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(format!(
+            "{field} is {} bytes long; at most {MAX_TEXT_BYTES} are stored",
+            text.len()
+        ));
     }
     Ok(())
 }

@@ -2,16 +2,28 @@
 //! lease (so several hosts on one PostgreSQL never sync the same integration at once), and
 //! the sync itself: window by window, page by page, each page ingested in its own
 //! transaction.
+//!
+//! Poison isolation. A sale the host cannot store (see [`validate`]), or one the database
+//! refuses when its page is recorded sale by sale, is set aside as a dead letter carrying
+//! the whole canonical sale, in the same transaction that records its neighbours; the sync
+//! goes on and its sync point moves, because nothing is lost: the sale is durably in the
+//! dead letter, and a retry ingests it from there. A page the provider will not give (the
+//! plugin fails, traps or times out) is different: the host does not have its sales, so
+//! moving the sync point past it would lose them. The sync fails, backs off and starts
+//! again from the same point; after [`ERROR_AFTER`] failures in a row the integration shows
+//! `error` and a page dead letter (item `""`) tells the operator, removed by the next sync
+//! that completes. Transient database failures fail the sync without any dead letter.
 
 use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::Row;
 
-use super::ingest::{ingest, IngestCounts, IngestTarget, Source};
+use super::ingest::{ingest, validate, IngestCounts, IngestTarget, Source};
 use super::integrations::{by_id, connection_of, Integration};
 use super::ProviderFailure;
 use crate::auth::TenantScope;
+use crate::dead_letters::{self, is_transient, Kind, NewDeadLetter, RetryOutcome};
 use crate::error::ApiError;
 use crate::events::LoggedTx;
 use crate::plugins::contract::{FetchRequest, ProviderError, Transaction};
@@ -214,11 +226,9 @@ async fn run(
         };
         stats.pages += 1;
         stats.fetched += page.transactions.len() as u64;
-        let counts = retry_conflicts("sync page", || {
-            record_page(app, &scope, &target, &page.transactions)
-        })
-        .await
-        .map_err(|e| internal(stats, e.to_string()))?;
+        let counts = record_page(app, &scope, &target, &page.transactions)
+            .await
+            .map_err(|e| internal(stats, e.to_string()))?;
         add(&mut stats, counts);
         match page.next_cursor {
             Some(next) if stats.pages < MAX_PAGES as u64 && Some(&next) != cursor.as_ref() => {
@@ -237,17 +247,181 @@ async fn run(
     Ok(stats)
 }
 
-/// Records one fetched page of sales in its own transaction.
+/// Records one fetched page of sales in its own transaction, with a dead letter for every
+/// sale the host cannot store. If the database refuses the page for another reason that is
+/// not transient, records its sales one by one, setting aside the ones it refuses.
 async fn record_page(
     app: &AppState,
     scope: &TenantScope,
     target: &IngestTarget<'_>,
     sales: &[Transaction],
 ) -> Result<IngestCounts, StoreError> {
-    let mut tx = LoggedTx::begin(&app.store, &app.hub).await?;
-    let counts = ingest(&mut tx, scope, target, sales, Source::Sync).await?;
-    tx.commit().await?;
+    let checked: Vec<(&Transaction, Option<String>)> = sales
+        .iter()
+        .map(|sale| (sale, validate(sale).err()))
+        .collect();
+    match record_some(app, scope, target, &checked).await {
+        Ok(counts) => return Ok(counts),
+        Err(err) if is_transient(&err) => return Err(err),
+        Err(err) => {
+            tracing::warn!(integration = %target.integration_id, sales = sales.len(), error = %err,
+            "sync page refused; recording its sales one by one")
+        }
+    }
+    let mut counts = IngestCounts::default();
+    for entry in &checked {
+        match record_some(app, scope, target, std::slice::from_ref(entry)).await {
+            Ok(c) => add_counts(&mut counts, c),
+            // Transient, or the dead letter itself refused: the sync fails and starts over.
+            Err(err) if is_transient(&err) || entry.1.is_some() => return Err(err),
+            Err(err) => {
+                let why = format!("the database refused the sale: {err}");
+                let c = record_some(app, scope, target, &[(entry.0, Some(why))]).await?;
+                add_counts(&mut counts, c);
+            }
+        }
+    }
     Ok(counts)
+}
+
+/// Records `entries` in one transaction (run again on conflicts): the sales without a
+/// reason ingested, the others set aside with theirs.
+async fn record_some(
+    app: &AppState,
+    scope: &TenantScope,
+    target: &IngestTarget<'_>,
+    entries: &[(&Transaction, Option<String>)],
+) -> Result<IngestCounts, StoreError> {
+    let sales: Vec<Transaction> = entries
+        .iter()
+        .filter(|(_, why)| why.is_none())
+        .map(|(sale, _)| (*sale).clone())
+        .collect();
+    retry_conflicts("sync page", || async {
+        let mut tx = LoggedTx::begin(&app.store, &app.hub).await?;
+        let counts = ingest(&mut tx, scope, target, &sales, Source::Sync).await?;
+        for (sale, why) in entries {
+            if let Some(why) = why {
+                set_aside(tx.conn(), scope, target, sale, why).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(counts)
+    })
+    .await
+}
+
+fn add_counts(total: &mut IngestCounts, c: IngestCounts) {
+    total.created += c.created;
+    total.updated += c.updated;
+    total.duplicates += c.duplicates;
+    total.rejected += c.rejected;
+}
+
+/// The item a sale's dead letter is filed under: its external id, or, when that is itself
+/// unstorable, a digest of the sale.
+fn sale_item(sale: &Transaction) -> String {
+    let id = &sale.external_id;
+    if !id.is_empty() && id.len() <= 200 && !id.contains('\0') {
+        return id.clone();
+    }
+    use sha2::Digest;
+    let json = serde_json::to_vec(sale).unwrap_or_default();
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(json)))
+}
+
+/// Sets one synced sale aside, with the whole canonical sale as its payload.
+async fn set_aside(
+    conn: &mut crate::store::Conn,
+    scope: &TenantScope,
+    target: &IngestTarget<'_>,
+    sale: &Transaction,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let item = sale_item(sale);
+    dead_letters::put(
+        conn,
+        &NewDeadLetter {
+            kind: Kind::Sync,
+            tenant_id: scope.tenant_id(),
+            integration_id: Some(target.integration_id),
+            source_id: target.integration_id,
+            item: &item,
+            reason,
+            attempts: 1,
+            payload: serde_json::to_string(sale).ok(),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Retries a sync dead letter: a sale is validated and ingested again from its payload (the
+/// dead letter removed in the same transaction); a page runs the venue's sync now.
+pub async fn retry_dead_letter(
+    app: &AppState,
+    dead: &dead_letters::Stored,
+) -> Result<RetryOutcome, StoreError> {
+    let Some(integration) = by_id(app, &dead.view.source_id).await? else {
+        return Ok(RetryOutcome::Gone(
+            "the integration no longer exists".into(),
+        ));
+    };
+    if dead.view.item.is_empty() {
+        return Ok(
+            match sync_integration(app, &integration.id, "dead-letter retry").await {
+                Ok(Some(_)) => RetryOutcome::Resolved,
+                Ok(None) => RetryOutcome::Failed("a sync of this venue is already running".into()),
+                Err(failure) => RetryOutcome::Failed(failure.0.message),
+            },
+        );
+    }
+    let Some(scope) = TenantScope::for_background_job(&app.store, &integration.tenant_id).await?
+    else {
+        return Ok(RetryOutcome::Gone("the tenant no longer exists".into()));
+    };
+    let sale: Transaction = match dead
+        .payload
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+    {
+        Ok(Some(sale)) => sale,
+        _ => {
+            return Ok(RetryOutcome::Gone(
+                "the dead letter does not hold the sale".into(),
+            ))
+        }
+    };
+    if let Err(why) = validate(&sale) {
+        return Ok(RetryOutcome::Failed(why));
+    }
+    let target = IngestTarget {
+        integration_id: &integration.id,
+        venue: &integration.venue,
+        provider: &integration.provider,
+    };
+    let attempt = retry_conflicts("sync dead-letter retry", || async {
+        let mut tx = LoggedTx::begin(&app.store, &app.hub).await?;
+        ingest(
+            &mut tx,
+            &scope,
+            &target,
+            std::slice::from_ref(&sale),
+            Source::Sync,
+        )
+        .await?;
+        dead_letters::resolve(tx.conn(), Kind::Sync, &integration.id, &dead.view.item).await?;
+        tx.commit().await
+    })
+    .await;
+    match attempt {
+        Ok(()) => Ok(RetryOutcome::Resolved),
+        Err(err) if is_transient(&err) => Err(err),
+        Err(err) => Ok(RetryOutcome::Failed(format!(
+            "the database refused the sale: {err}"
+        ))),
+    }
 }
 
 fn add(stats: &mut SyncStats, counts: IngestCounts) {
@@ -305,6 +479,8 @@ async fn record(
             .bind(&integration.id)
             .execute(&mut *tx)
             .await?;
+            // A complete sync got every page: a page dead letter has nothing left to say.
+            dead_letters::resolve(&mut *tx, Kind::Sync, &integration.id, "").await?;
         }
         Some(err) => {
             let failures: i64 =
@@ -339,6 +515,26 @@ async fn record(
             .bind(&integration.id)
             .execute(&mut *tx)
             .await?;
+            // The provider will not give a page: the sync point cannot move past sales the
+            // host does not have, so the sync keeps retrying, and the operator is told.
+            let page_failed = matches!(err, SyncFailure::Provider(_) | SyncFailure::Call(_));
+            if page_failed && failures >= ERROR_AFTER {
+                let reason = format!("{failures} syncs in a row failed to fetch a page: {err}");
+                dead_letters::put(
+                    &mut *tx,
+                    &NewDeadLetter {
+                        kind: Kind::Sync,
+                        tenant_id: &integration.tenant_id,
+                        integration_id: Some(&integration.id),
+                        source_id: &integration.id,
+                        item: "",
+                        reason: &reason,
+                        attempts: if failures == ERROR_AFTER { failures } else { 1 },
+                        payload: None,
+                    },
+                )
+                .await?;
+            }
         }
     }
     tx.commit().await?;

@@ -15,9 +15,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use sqlx::Row;
 
-use super::ingest::{ingest, IngestCounts, IngestTarget, Source};
+use super::ingest::{check_text, ingest, validate, IngestCounts, IngestTarget, Source};
 use super::integrations::{by_id, webhook_key_of, Integration};
 use crate::auth::TenantScope;
+use crate::dead_letters::{self, is_transient, Kind, NewDeadLetter, RetryOutcome};
 use crate::error::{ApiError, ApiResult};
 use crate::events::LoggedTx;
 use crate::plugins::contract::{ProviderError, Transaction, Webhook, WebhookEvent};
@@ -30,7 +31,11 @@ use crate::store::{
 /// Event ids are remembered this long: Square retries for 72 h, and the contract promises
 /// at least 7 days of replay protection.
 const SEEN_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
-/// Processing attempts before a delivery is marked failed.
+/// Processing attempts before a delivery that keeps failing is set aside as a dead letter.
+/// With the backoff of [`retry`] (2 s doubling) eight attempts span about four minutes:
+/// long enough to ride out a plugin being replaced, short enough that a poison delivery is
+/// in front of an operator the same hour. Failures that say nothing about the delivery
+/// (database unavailable, transaction conflicts) do not count.
 const MAX_ATTEMPTS: i64 = 8;
 /// Processed deliveries are kept this long for auditing, then deleted.
 const INBOX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -241,15 +246,96 @@ async fn drain(app: &AppState, batch: i64) -> Result<usize, StoreError> {
             continue;
         };
         if let Some(p) = parse(app, delivery, &mut integrations).await? {
-            parsed.push(p);
+            // What the host cannot store is refused before the batch, so one delivery never
+            // fails the others' transaction. Deterministic: the same bytes parse to the same
+            // sales, so it is set aside at once instead of being retried.
+            match check_event(&p.event) {
+                Ok(()) => parsed.push(p),
+                Err(reason) => {
+                    let reason = format!("{} {}: {reason}", p.event.event_type, p.event.event_id);
+                    set_aside(app, &p.id, &p.integration, p.attempts + 1, &reason).await?
+                }
+            }
         }
     }
     if !parsed.is_empty() {
-        // A deadlock victim's inbox rows stay claimed, so without the retry the whole batch
-        // would wait out the claim before anyone tried again.
-        retry_conflicts("webhook batch", || record(app, &parsed)).await?;
+        record_isolating(app, &parsed).await?;
     }
     Ok(claimed.len())
+}
+
+/// What the host must be able to store of a parsed delivery: its event id and every sale.
+fn check_event(event: &WebhookEvent) -> Result<(), String> {
+    if event.event_id.is_empty() || event.event_id.len() > 200 {
+        return Err("event_id must be 1-200 bytes".into());
+    }
+    check_text("event_id", &event.event_id)?;
+    for sale in &event.transactions {
+        validate(sale).map_err(|why| {
+            let id: String = sale.external_id.chars().take(64).collect();
+            format!("sale {:?}: {why}", id.replace('\0', "\\u0000"))
+        })?;
+    }
+    Ok(())
+}
+
+/// Records a batch in one transaction; if the database refuses it for a reason that is not
+/// transient, records its deliveries one by one instead, so that only the delivery at fault
+/// fails (and is retried with backoff, then set aside). A transient failure (database
+/// unavailable, conflicts beyond their retries) releases the claims without counting an
+/// attempt: nothing is wrong with the deliveries.
+async fn record_isolating(app: &AppState, batch: &[Parsed]) -> Result<(), StoreError> {
+    // A deadlock victim's inbox rows stay claimed, so without the retry the whole batch
+    // would wait out the claim before anyone tried again.
+    let err = match retry_conflicts("webhook batch", || record(app, batch)).await {
+        Ok(()) => return Ok(()),
+        Err(err) => err,
+    };
+    if is_transient(&err) {
+        release(app, batch).await;
+        return Err(err);
+    }
+    if let [p] = batch {
+        let why = format!("recording failed: {err}");
+        return retry(app, &p.id, &p.integration, p.attempts, &why).await;
+    }
+    tracing::warn!(deliveries = batch.len(), error = %err, "webhook batch refused; recording its deliveries one by one");
+    for (i, p) in batch.iter().enumerate() {
+        match retry_conflicts("webhook delivery", || record(app, std::slice::from_ref(p))).await {
+            Ok(()) => {}
+            Err(err) if is_transient(&err) => {
+                release(app, &batch[i..]).await;
+                return Err(err);
+            }
+            Err(err) => {
+                let why = format!("recording failed: {err}");
+                retry(app, &p.id, &p.integration, p.attempts, &why).await?
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Hands claimed deliveries back untouched (no attempt counted), for the next pass. If even
+/// that fails (the database is down), the claims expire after [`CLAIM`].
+async fn release(app: &AppState, batch: &[Parsed]) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut p = Params::new(app.store.backend());
+    let sql = format!(
+        "UPDATE webhook_inbox SET claimed_by = NULL, claimed_until = NULL
+         WHERE claimed_by = {} AND status = 'pending' AND id IN ({})",
+        p.one(),
+        p.list(batch.len())
+    );
+    let mut query = sqlx::query(&sql).bind(app.hub.node_id());
+    for d in batch {
+        query = query.bind(d.id.as_str());
+    }
+    if let Err(err) = query.execute(app.store.writer()).await {
+        tracing::warn!(error = %err, "could not release webhook claims; they expire");
+    }
 }
 
 /// Claims the still-claimable deliveries of `ids` for this process, in one statement.
@@ -295,6 +381,8 @@ struct Delivery {
     provider: String,
     attempts: i64,
     webhook: Webhook,
+    /// It was a dead letter an operator re-queued: settling it removes the dead letter.
+    dead_letter: bool,
 }
 
 /// The stored deliveries `ids`, by id.
@@ -306,7 +394,10 @@ async fn load(
         return Ok(HashMap::new());
     }
     let sql = format!(
-        "SELECT id, integration_id, provider, url, headers, body, attempts FROM webhook_inbox WHERE id IN ({})",
+        "SELECT w.id, w.integration_id, w.provider, w.url, w.headers, w.body, w.attempts, d.id AS dead_letter
+         FROM webhook_inbox w
+         LEFT JOIN dead_letters d ON d.kind = 'webhook' AND d.source_id = w.id AND d.item = ''
+         WHERE w.id IN ({})",
         Params::new(app.store.backend()).list(ids.len())
     );
     let mut query = sqlx::query(&sql);
@@ -327,6 +418,7 @@ async fn load(
                 headers: headers.into_iter().collect(),
                 body: row.try_get("body")?,
             },
+            dead_letter: row.try_get::<Option<String>, _>("dead_letter")?.is_some(),
         };
         deliveries.insert(delivery.id.clone(), delivery);
     }
@@ -339,6 +431,10 @@ struct Parsed {
     integration: Integration,
     scope: TenantScope,
     event: WebhookEvent,
+    /// Attempts before this one.
+    attempts: i64,
+    /// See [`Delivery::dead_letter`].
+    dead_letter: bool,
 }
 
 /// Parses one claimed delivery; failures are settled here (retry or give up) and yield None.
@@ -353,6 +449,7 @@ async fn parse(
         provider,
         attempts,
         webhook,
+        dead_letter,
     } = delivery;
     let id = id.as_str();
     if !integrations.contains_key(&integration_id) {
@@ -367,14 +464,11 @@ async fn parse(
         integrations.insert(integration_id.clone(), loaded);
     }
     let Some(Some((integration, scope))) = integrations.get(&integration_id) else {
-        finish(
-            app,
-            id,
-            "failed",
-            None,
-            Some("integration or tenant deleted"),
-        )
-        .await?;
+        // Nothing to retry against: a dead letter it came from goes with it.
+        let mut tx = app.store.begin().await?;
+        finish(&mut tx, id, "failed", Some("integration or tenant deleted")).await?;
+        dead_letters::resolve(&mut *tx, Kind::Webhook, id, "").await?;
+        tx.commit().await?;
         return Ok(None);
     };
     let ctx = CallContext {
@@ -387,16 +481,19 @@ async fn parse(
             integration: integration.clone(),
             scope: scope.clone(),
             event,
+            attempts,
+            dead_letter,
         })),
         Ok(Err(ProviderError::BadPayload(why))) => {
-            tracing::warn!(webhook = %id, reason = %why, "webhook payload unreadable; not retried");
-            finish(app, id, "failed", None, Some(&why)).await?;
+            // The plugin says the bytes are unreadable: retrying the same bytes cannot help.
+            let why = format!("the {provider} plugin cannot read the delivery: {why}");
+            set_aside(app, id, integration, attempts + 1, &why).await?;
             Ok(None)
         }
-        Ok(Err(e)) => retry(app, id, attempts, &e.to_string())
+        Ok(Err(e)) => retry(app, id, integration, attempts, &e.to_string())
             .await
             .map(|()| None),
-        Err(e) => retry(app, id, attempts, &e.to_string())
+        Err(e) => retry(app, id, integration, attempts, &e.to_string())
             .await
             .map(|()| None),
     }
@@ -478,6 +575,9 @@ async fn record(app: &AppState, batch: &[Parsed]) -> Result<(), StoreError> {
         query = query.bind(&p.id).bind(&p.event.event_id);
     }
     query.execute(tx.conn()).await?;
+    for p in batch.iter().filter(|p| p.dead_letter) {
+        dead_letters::resolve(tx.conn(), Kind::Webhook, &p.id, "").await?;
+    }
     tx.commit().await?;
     tracing::info!(
         deliveries = batch.len(),
@@ -488,11 +588,19 @@ async fn record(app: &AppState, batch: &[Parsed]) -> Result<(), StoreError> {
     Ok(())
 }
 
-async fn retry(app: &AppState, id: &str, attempts: i64, error: &str) -> Result<(), StoreError> {
+/// Counts a failed attempt at a delivery: schedules the next one with backoff, or, at
+/// [`MAX_ATTEMPTS`], sets the delivery aside as a dead letter.
+async fn retry(
+    app: &AppState,
+    id: &str,
+    integration: &Integration,
+    attempts: i64,
+    error: &str,
+) -> Result<(), StoreError> {
     let attempts = attempts + 1;
     if attempts >= MAX_ATTEMPTS {
         tracing::error!(webhook = %id, attempts, %error, "webhook processing gave up");
-        return finish(app, id, "failed", None, Some(error)).await;
+        return set_aside(app, id, integration, attempts, error).await;
     }
     // 2 s, 4 s, 8 s … capped at 10 minutes.
     let delay =
@@ -511,22 +619,109 @@ async fn retry(app: &AppState, id: &str, attempts: i64, error: &str) -> Result<(
     Ok(())
 }
 
-async fn finish(
+/// Marks a delivery failed and sets it aside as a dead letter, in one transaction, so it
+/// holds back nothing else and an operator can retry or discard it.
+async fn set_aside(
     app: &AppState,
     id: &str,
+    integration: &Integration,
+    attempts: i64,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let mut tx = app.store.begin().await?;
+    finish(&mut tx, id, "failed", Some(reason)).await?;
+    dead_letters::put(
+        &mut *tx,
+        &NewDeadLetter {
+            kind: Kind::Webhook,
+            tenant_id: &integration.tenant_id,
+            integration_id: Some(&integration.id),
+            source_id: id,
+            item: "",
+            reason,
+            attempts: attempts.max(1),
+            payload: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Settles a delivery without recording anything (it failed, or has nowhere to go).
+async fn finish(
+    tx: &mut crate::store::Tx,
+    id: &str,
     status: &str,
-    event_id: Option<&str>,
     error: Option<&str>,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE webhook_inbox SET status = $1, event_id = $2, error = $3, processed_at = $4, attempts = attempts + 1 WHERE id = $5")
-        .bind(status)
-        .bind(event_id)
-        .bind(error)
-        .bind(now_micros())
-        .bind(id)
-        .execute(app.store.writer())
-        .await?;
+    sqlx::query(
+        "UPDATE webhook_inbox SET status = $1, error = $2, processed_at = $3, attempts = attempts + 1,
+           claimed_by = NULL, claimed_until = NULL WHERE id = $4",
+    )
+    .bind(status)
+    .bind(error)
+    .bind(now_micros())
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
+}
+
+/// The stored delivery behind a webhook dead letter, for the admin detail view: provider,
+/// arrival, event id and the body (as text where it is UTF-8).
+pub async fn payload(
+    app: &AppState,
+    inbox_id: &str,
+) -> Result<Option<serde_json::Value>, StoreError> {
+    let row = sqlx::query(
+        "SELECT provider, received_at, event_id, status, attempts, body FROM webhook_inbox WHERE id = $1",
+    )
+    .bind(inbox_id)
+    .fetch_optional(app.store.reader())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let body: Vec<u8> = row.try_get("body")?;
+    Ok(Some(serde_json::json!({
+        "provider": row.try_get::<String, _>("provider")?,
+        "received_at": crate::store::rfc3339(row.try_get("received_at")?),
+        "inbox_status": row.try_get::<String, _>("status")?,
+        "body": String::from_utf8_lossy(&body),
+    })))
+}
+
+/// Re-queues the delivery behind a webhook dead letter: back to pending with its attempts
+/// reset, the dead letter `retrying` until the inbox worker settles it (removed when it is
+/// recorded, `dead` again with the new reason when it fails).
+pub async fn requeue(
+    app: &AppState,
+    dead: &dead_letters::Stored,
+) -> Result<RetryOutcome, StoreError> {
+    let mut tx = app.store.begin().await?;
+    let found = sqlx::query(
+        "UPDATE webhook_inbox SET status = 'pending', attempts = 0, error = NULL, processed_at = NULL,
+           next_attempt_at = $1, claimed_by = NULL, claimed_until = NULL WHERE id = $2",
+    )
+    .bind(now_micros())
+    .bind(&dead.view.source_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if found == 0 {
+        return Ok(RetryOutcome::Gone(
+            "the webhook delivery is no longer in the inbox".into(),
+        ));
+    }
+    sqlx::query(
+        "UPDATE dead_letters SET status = 'retrying', retries = retries + 1, updated_at = $1 WHERE id = $2",
+    )
+    .bind(now_micros())
+    .bind(&dead.view.id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    app.inbox_wakeup.notify_one();
+    Ok(RetryOutcome::Requeued)
 }
 
 async fn prune(app: &AppState) -> Result<(), StoreError> {
@@ -535,7 +730,11 @@ async fn prune(app: &AppState) -> Result<(), StoreError> {
         .bind(now - SEEN_TTL.as_micros() as i64)
         .execute(app.store.writer())
         .await?;
-    sqlx::query("DELETE FROM webhook_inbox WHERE status <> 'pending' AND received_at < $1")
+    // A delivery set aside stays as long as its dead letter: a retry needs its body.
+    sqlx::query(
+        "DELETE FROM webhook_inbox WHERE status <> 'pending' AND received_at < $1
+           AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.kind = 'webhook' AND d.source_id = webhook_inbox.id)",
+    )
         .bind(now - INBOX_TTL.as_micros() as i64)
         .execute(app.store.writer())
         .await?;

@@ -9,7 +9,9 @@
 //!   (counted in plugin state), then behave as `"ok"`;
 //! - `"emit_kind"`: the custom event kind (an invalid one makes the host refuse the action);
 //! - `"tag_transactions"`: tag the `transaction_recorded` sale (`data.id`) with this tag;
-//! - `"tag_customers"`: tag the event's `data.customer.phone` with this tag.
+//! - `"tag_customers"`: tag the event's `data.customer.phone` with this tag;
+//! - `"fail_external_id"`: return an error for every event whose `data.external_id` is this
+//!   (a poison event: the others of the binding go through).
 
 use posbridge_sdk::hook::{Action, Event, Guest, HookInfo};
 use posbridge_sdk::serde_json::{self, json, Value};
@@ -66,6 +68,11 @@ impl Guest for HookRecorder {
             }
         }
         let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+        if let (Some(poison), Some(id)) = (text("fail_external_id"), data["external_id"].as_str()) {
+            if poison == id {
+                return Err(format!("refusing event {} for {id}", event.seq));
+            }
+        }
         let kind = text("emit_kind").unwrap_or_else(|| "seen".into());
         let mut actions = vec![Action::emit(
             kind,
