@@ -168,6 +168,11 @@ struct ServeArgs {
     /// events without LISTEN/NOTIFY, retries falling due).
     #[arg(long, default_value_t = 1000)]
     hook_poll_interval_ms: u64,
+    /// Threads that run plugin (guest) code, at a lower OS priority than the API's [default:
+    /// half the cores, at least one]. Fewer threads than cores means spinning plugins can
+    /// never take every core from terminal requests.
+    #[arg(long, env = "POSBRIDGE_PLUGIN_THREADS")]
+    plugin_threads: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -253,6 +258,10 @@ async fn main() -> anyhow::Result<()> {
                 shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
                 plugins: PluginOptions {
                     cache_dir: args.plugin_cache_dir,
+                    guest_threads: args
+                        .plugin_threads
+                        .unwrap_or_else(posbridge::plugins::default_guest_threads)
+                        .max(1),
                     ..PluginOptions::default()
                 },
                 hooks: HookOptions {
