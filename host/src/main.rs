@@ -211,6 +211,11 @@ struct ServeArgs {
     /// Requests an API key may send in a burst before the sustained rate applies.
     #[arg(long, env = "POSBRIDGE_RATE_LIMIT_BURST", default_value_t = 200)]
     rate_limit_burst: u32,
+    /// Threads that run plugin (guest) code, at a lower OS priority than the API's [default:
+    /// half the cores, at least one]. Fewer threads than cores means spinning plugins can
+    /// never take every core from terminal requests.
+    #[arg(long, env = "POSBRIDGE_PLUGIN_THREADS")]
+    plugin_threads: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -300,6 +305,10 @@ async fn main() -> anyhow::Result<()> {
                 shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
                 plugins: PluginOptions {
                     cache_dir: args.plugin_cache_dir,
+                    guest_threads: args
+                        .plugin_threads
+                        .unwrap_or_else(posbridge::plugins::default_guest_threads)
+                        .max(1),
                     ..PluginOptions::default()
                 },
                 hooks: HookOptions {

@@ -11,6 +11,7 @@ pub mod allowlist;
 mod bundled;
 pub mod contract;
 mod engine;
+mod executor;
 pub mod outbound;
 mod registry;
 mod sandbox;
@@ -30,6 +31,7 @@ use wasmtime::Store as WasmStore;
 
 pub use admin::admin_routes;
 pub use engine::ArtifactSource;
+pub use executor::{default_guest_threads, GUEST_NICE};
 pub use registry::{PluginState, StatsView, VersionSummary};
 pub use sandbox::CallLimits;
 
@@ -39,6 +41,7 @@ use contract::{
     ProviderError, Transaction, TransactionPage, Webhook, WebhookEvent,
 };
 use engine::{PluginEngine, MAX_PLUGIN_MEMORY};
+use executor::GuestExecutor;
 use outbound::{Outbound, OutboundOptions};
 use registry::{ActiveVersion, Catalog, PluginEntry, PluginStats};
 use sandbox::{CallScope, Sandbox, StateBackend};
@@ -47,27 +50,42 @@ use wit::LoadedComponent;
 use crate::locks::lock;
 use crate::store::{now_micros, Store, StoreError};
 
-/// One call into a guest: take a permit, build its sandbox from the active version, run the
-/// export under the wall-clock limit, then record the outcome (stats, circuit breaker).
+/// One call into a guest: take a permit, build its sandbox from the active version, then on
+/// a guest thread run the export under the wall-clock limit and record the outcome (stats,
+/// circuit breaker). `owned` arguments are cloned into the task, which outlives a caller
+/// that stops waiting.
 macro_rules! guest_call {
-    ($self:ident, $kind:ident, $id:expr, $ctx:expr, |$pre:ident, $store:ident| $call:expr) => {{
+    ($self:ident, $kind:ident, $id:expr, $ctx:expr, owned($($arg:ident),*), |$pre:ident, $store:ident| $call:expr) => {{
         let mut call = $self.prepare($id, PluginKind::$kind, $ctx).await?;
-        let active = call.active.clone();
-        let LoadedComponent::$kind($pre) = &active.component else {
-            return Err(wrong_kind($id));
+        $(let $arg = $arg.to_owned();)*
+        let plugins = $self.clone();
+        let task = async move {
+            let active = call.active.clone();
+            let LoadedComponent::$kind($pre) = &active.component else {
+                return Err(wrong_kind(&call.entry.id));
+            };
+            let wall = call.entry.limits.wall;
+            let $store = &mut call.store;
+            let outcome = tokio::time::timeout(wall, $call).await;
+            plugins.finish(call, outcome)
         };
-        let wall = call.entry.limits.wall;
-        let $store = &mut call.store;
-        let outcome = tokio::time::timeout(wall, $call).await;
-        $self.finish(call, outcome)
+        $self.inner.guests.run(task).await.map_err(|e| CallError::Unavailable {
+            id: $id.to_owned(),
+            reason: e.to_string(),
+        })?
     }};
 }
 
 /// Plugin runtime tuning.
 #[derive(Debug, Clone)]
 pub struct PluginOptions {
-    /// Calls that may run at once; sizes the instance pool. Further calls queue.
+    /// Calls that may run at once; sizes the instance pool. Further calls queue. Most of a
+    /// call's time is usually spent waiting on HTTP, so this is far above `guest_threads`.
     pub max_concurrent_calls: u32,
+    /// Threads that execute guest code (a runtime of their own, at nice
+    /// [`GUEST_NICE`]). Default [`default_guest_threads`]: half the cores, at least one, so
+    /// spinning guests cannot take every core from the API.
+    pub guest_threads: usize,
     /// Where precompiled artifacts are cached (none: recompile on every start).
     pub cache_dir: Option<PathBuf>,
     /// Consecutive failed calls (trap, timeout, out of memory) that quarantine a provider
@@ -87,6 +105,7 @@ impl Default for PluginOptions {
     fn default() -> Self {
         Self {
             max_concurrent_calls: 64,
+            guest_threads: default_guest_threads(),
             cache_dir: None,
             quarantine_after: 5,
             reload_interval: Duration::from_secs(2),
@@ -260,6 +279,7 @@ struct Inner {
     stats: Mutex<HashMap<String, Arc<PluginStats>>>,
     reload: tokio::sync::Mutex<Option<String>>,
     permits: Arc<Semaphore>,
+    guests: GuestExecutor,
     options: PluginOptions,
 }
 
@@ -283,6 +303,9 @@ pub enum StartError {
     /// Database.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Guest threads.
+    #[error(transparent)]
+    Threads(#[from] executor::ExecError),
 }
 
 const GENERATION_KEY: &str = "plugins_generation";
@@ -292,9 +315,16 @@ impl Plugins {
     pub async fn start(store: Store, options: PluginOptions) -> Result<Self, StartError> {
         let engine = PluginEngine::new(options.max_concurrent_calls, options.cache_dir.clone())?;
         let outbound = Outbound::new(options.outbound.clone())?;
+        let guests = GuestExecutor::new(options.guest_threads)?;
+        tracing::info!(
+            threads = guests.threads(),
+            nice = GUEST_NICE,
+            "plugin guest threads started"
+        );
         let plugins = Plugins {
             inner: Arc::new(Inner {
                 permits: Arc::new(Semaphore::new(options.max_concurrent_calls.max(1) as usize)),
+                guests,
                 store,
                 engine,
                 outbound,
@@ -758,6 +788,7 @@ impl Plugins {
             allow: active.allow.clone(),
             outbound: self.inner.outbound.clone(),
             state: StateBackend::Db(self.inner.store.clone()),
+            io: self.inner.guests.host_io(),
         };
         let store = Sandbox::store(self.inner.engine.engine(), Arc::new(scope), entry.limits);
         Ok(Prepared {
@@ -833,7 +864,8 @@ impl Plugins {
         tracing::error!(plugin = %id, %reason, "plugin quarantined");
         let plugins = self.clone();
         let id = id.to_owned();
-        tokio::spawn(async move {
+        // `finish` runs on a guest thread; the database write belongs on the API's runtime.
+        self.inner.guests.host_io().spawn(async move {
             if let Err(err) = plugins
                 .update_plugin(&id, "UPDATE plugins SET state = 'quarantined', state_reason = $1, updated_at = $2 WHERE id = $3", Some(&reason))
                 .await
@@ -845,14 +877,16 @@ impl Plugins {
 
     /// Runs `f` on a component that is not in the catalog (install-time `info`, checks),
     /// with default limits, no network and throwaway state.
-    async fn run_detached<T>(
+    async fn run_detached<T: Send + 'static>(
         &self,
         loaded: &LoadedComponent,
         label: &str,
         f: impl for<'a> FnOnce(
-            &'a LoadedComponent,
-            &'a mut WasmStore<Sandbox>,
-        ) -> futures_util::future::BoxFuture<'a, wasmtime::Result<T>>,
+                &'a LoadedComponent,
+                &'a mut WasmStore<Sandbox>,
+            ) -> futures_util::future::BoxFuture<'a, wasmtime::Result<T>>
+            + Send
+            + 'static,
     ) -> Result<T, CallError> {
         let limits = CallLimits::default();
         let scope = CallScope {
@@ -863,28 +897,41 @@ impl Plugins {
             allow: AllowList::default(),
             outbound: self.inner.outbound.clone(),
             state: StateBackend::Memory(Arc::default()),
+            io: self.inner.guests.host_io(),
         };
         let mut store = Sandbox::store(self.inner.engine.engine(), Arc::new(scope), limits);
-        let outcome = tokio::time::timeout(limits.wall, f(loaded, &mut store)).await;
-        match outcome {
-            Ok(Ok(v)) => Ok(v),
-            Err(_) => Err(CallError::Timeout(label.to_owned())),
-            // Operators run these calls by hand (`plugin check`): show them the stderr too.
-            Ok(Err(err)) => Err(match classify(&err, store.data(), label) {
-                CallError::Trapped { id, message } => {
-                    let tail = store.data().stderr_tail();
-                    CallError::Trapped {
-                        id,
-                        message: if tail.is_empty() {
-                            message
-                        } else {
-                            format!("{message}; guest stderr: {tail}")
-                        },
+        let loaded = loaded.clone();
+        let label = label.to_owned();
+        let task = async move {
+            let outcome = tokio::time::timeout(limits.wall, f(&loaded, &mut store)).await;
+            match outcome {
+                Ok(Ok(v)) => Ok(v),
+                Err(_) => Err(CallError::Timeout(label)),
+                // Operators run these calls by hand (`plugin check`): show them the stderr too.
+                Ok(Err(err)) => Err(match classify(&err, store.data(), &label) {
+                    CallError::Trapped { id, message } => {
+                        let tail = store.data().stderr_tail();
+                        CallError::Trapped {
+                            id,
+                            message: if tail.is_empty() {
+                                message
+                            } else {
+                                format!("{message}; guest stderr: {tail}")
+                            },
+                        }
                     }
-                }
-                other => other,
-            }),
-        }
+                    other => other,
+                }),
+            }
+        };
+        self.inner
+            .guests
+            .run(task)
+            .await
+            .map_err(|e| CallError::Unavailable {
+                id: "<detached>".into(),
+                reason: e.to_string(),
+            })?
     }
 
     /// Checks credentials against a location.
@@ -894,8 +941,8 @@ impl Plugins {
         ctx: &CallContext,
         conn: &Connection,
     ) -> Result<Result<LocationInfo, ProviderError>, CallError> {
-        guest_call!(self, Provider, id, ctx, |pre, store| pre
-            .validate(store, conn))
+        guest_call!(self, Provider, id, ctx, owned(conn), |pre, store| pre
+            .validate(store, &conn))
     }
 
     /// One page of sales.
@@ -906,8 +953,14 @@ impl Plugins {
         conn: &Connection,
         request: &FetchRequest,
     ) -> Result<Result<TransactionPage, ProviderError>, CallError> {
-        guest_call!(self, Provider, id, ctx, |pre, store| pre
-            .fetch_transactions(store, conn, request))
+        guest_call!(
+            self,
+            Provider,
+            id,
+            ctx,
+            owned(conn, request),
+            |pre, store| pre.fetch_transactions(store, &conn, &request)
+        )
     }
 
     /// Whether a webhook is authentic.
@@ -918,8 +971,14 @@ impl Plugins {
         webhook: &Webhook,
         key: &str,
     ) -> Result<bool, CallError> {
-        guest_call!(self, Provider, id, ctx, |pre, store| pre
-            .verify_webhook(store, webhook, key))
+        guest_call!(
+            self,
+            Provider,
+            id,
+            ctx,
+            owned(webhook, key),
+            |pre, store| pre.verify_webhook(store, &webhook, &key)
+        )
     }
 
     /// Parses a verified webhook.
@@ -929,8 +988,8 @@ impl Plugins {
         ctx: &CallContext,
         webhook: &Webhook,
     ) -> Result<Result<WebhookEvent, ProviderError>, CallError> {
-        guest_call!(self, Provider, id, ctx, |pre, store| pre
-            .parse_webhook(store, webhook))
+        guest_call!(self, Provider, id, ctx, owned(webhook), |pre, store| pre
+            .parse_webhook(store, &webhook))
     }
 
     /// Parses sales pushed by a local POS.
@@ -940,8 +999,8 @@ impl Plugins {
         ctx: &CallContext,
         body: &[u8],
     ) -> Result<Result<Vec<Transaction>, ProviderError>, CallError> {
-        guest_call!(self, Provider, id, ctx, |pre, store| pre
-            .parse_push(store, body))
+        guest_call!(self, Provider, id, ctx, owned(body), |pre, store| pre
+            .parse_push(store, &body))
     }
 
     /// Hands an event to a hook.
@@ -952,8 +1011,8 @@ impl Plugins {
         event: &HookEvent,
         config: &str,
     ) -> Result<Result<Vec<HookAction>, String>, CallError> {
-        guest_call!(self, Hook, id, ctx, |pre, store| pre
-            .on_event(store, event, config))
+        guest_call!(self, Hook, id, ctx, owned(event, config), |pre, store| pre
+            .on_event(store, &event, &config))
     }
 
     /// The serving version of a plugin, for callers that want to know which version ran.

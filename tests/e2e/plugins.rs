@@ -523,8 +523,65 @@ async fn cli_installs_into_a_running_host_and_checks_components(backend: Backend
     );
 }
 
+/// Four guests burning their CPU deadline at once do not starve the terminal API: guest
+/// code runs on its own lower-priority threads (fewer than the cores), so balance reads keep
+/// answering while all four spin. The bound is generous on purpose; the latency figures
+/// belong to the bench (`posbridge-bench --scenario plugin-spin`).
+async fn spinning_guests_leave_the_terminal_api_answering(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let keys = srv.setup_tenant("kitchen").await;
+    let manager = srv.manager(&keys);
+    let till = srv.terminal(&keys);
+    install(&srv, "test_loop").await.expect(201);
+    manager
+        .post("/gift-cards", &json!({"code": "SPIN-0001", "amount": 5000}))
+        .await
+        .expect(201);
+
+    let spinning: Vec<_> = (0..4)
+        .map(|i| {
+            let manager = manager.clone();
+            tokio::spawn(async move { validate(&manager, "test-loop", &format!("spin-{i}")).await })
+        })
+        .collect();
+    // Each guest has a 1 s CPU deadline and they share the guest threads, so all four are
+    // busy for at least a second; read balances until every one of them has been stopped.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut reads_while_spinning = 0;
+    while spinning.iter().any(|h| !h.is_finished()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "spinning guests not stopped within 60 s"
+        );
+        let started = std::time::Instant::now();
+        let r = till.get("/gift-cards/SPIN-0001/balance").await;
+        let took = started.elapsed();
+        assert_eq!(r.expect(200)["balance"]["amount"], 5000, "{}", r.text);
+        assert!(
+            took < Duration::from_secs(2),
+            "a balance read took {took:?} while guests were spinning"
+        );
+        if spinning.iter().any(|h| !h.is_finished()) {
+            reads_while_spinning += 1;
+        }
+    }
+    assert!(
+        reads_while_spinning >= 10,
+        "only {reads_while_spinning} reads completed while the guests spun"
+    );
+    for h in spinning {
+        h.await
+            .expect("validate task")
+            .expect_error(504, "plugin_timeout");
+    }
+    let stats = plugin(&srv, "test-loop").await["stats"].clone();
+    assert_eq!(stats["calls"], 4, "{stats}");
+    assert_eq!(stats["failures"], 4, "{stats}");
+}
+
 both_backends!(
     install_refuses_what_is_not_a_plugin,
+    spinning_guests_leave_the_terminal_api_answering,
     sandbox_contains_misbehaving_guests,
     repeated_failures_quarantine_a_plugin,
     outbound_http_is_limited_to_allowed_hosts,

@@ -16,6 +16,7 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiVie
 
 use super::allowlist::AllowList;
 use super::engine::EPOCH_TICK;
+use super::executor::HostIo;
 use super::outbound::{Outbound, OutboundError, OutboundRequest, OutboundResponse};
 use crate::locks::lock;
 use crate::store::{now_micros, Store as Db};
@@ -67,6 +68,8 @@ pub struct CallScope {
     pub outbound: Outbound,
     /// State backend.
     pub state: StateBackend,
+    /// Where the call's host I/O runs (the API's runtime, not the guest's threads).
+    pub io: HostIo,
 }
 
 /// State limits (documented in the WIT): small values for cursors and tokens.
@@ -196,7 +199,17 @@ impl Sandbox {
         } else {
             scope.integration_id.clone()
         };
-        let result = scope.outbound.send(&scope.allow, &rate_key, request).await;
+        let sender = scope.clone();
+        let result = scope
+            .io
+            .run(async move {
+                sender
+                    .outbound
+                    .send(&sender.allow, &rate_key, request)
+                    .await
+            })
+            .await
+            .unwrap_or_else(|e| Err(OutboundError::Connection(e.to_string())));
         match &result {
             Err(OutboundError::Denied(why)) => {
                 self.denied_requests += 1;
@@ -234,18 +247,25 @@ impl Sandbox {
 
     pub(super) async fn state_get(&mut self, key: &str) -> wasmtime::Result<Option<Vec<u8>>> {
         let s = self.scope.clone();
-        match &s.state {
-            StateBackend::Memory(map) => Ok(lock(map).get(key).cloned()),
-            StateBackend::Db(db) => Ok(sqlx::query_scalar(
-                "SELECT value FROM plugin_state WHERE plugin_id = $1 AND tenant_id = $2 AND integration_id = $3 AND key = $4",
-            )
-            .bind(&s.plugin_id)
-            .bind(&s.tenant_id)
-            .bind(&s.integration_id)
-            .bind(key)
-            .fetch_optional(db.reader())
-            .await?),
-        }
+        let db = match &s.state {
+            StateBackend::Memory(map) => return Ok(lock(map).get(key).cloned()),
+            StateBackend::Db(db) => db.clone(),
+        };
+        let key = key.to_owned();
+        let io = s.io.clone();
+        Ok(io
+            .run(async move {
+                sqlx::query_scalar(
+                    "SELECT value FROM plugin_state WHERE plugin_id = $1 AND tenant_id = $2 AND integration_id = $3 AND key = $4",
+                )
+                .bind(&s.plugin_id)
+                .bind(&s.tenant_id)
+                .bind(&s.integration_id)
+                .bind(key)
+                .fetch_optional(db.reader())
+                .await
+            })
+            .await??)
     }
 
     pub(super) async fn state_set(
@@ -272,33 +292,9 @@ impl Sandbox {
                 Ok(Ok(()))
             }
             StateBackend::Db(db) => {
-                let count: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM plugin_state WHERE plugin_id = $1 AND tenant_id = $2 AND integration_id = $3 AND key <> $4",
-                )
-                .bind(&s.plugin_id)
-                .bind(&s.tenant_id)
-                .bind(&s.integration_id)
-                .bind(key)
-                .fetch_one(db.reader())
-                .await?;
-                if count >= MAX_STATE_KEYS {
-                    return Ok(Err(format!("at most {MAX_STATE_KEYS} state keys")));
-                }
-                sqlx::query(
-                    "INSERT INTO plugin_state (plugin_id, tenant_id, integration_id, key, value, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6)
-                     ON CONFLICT (plugin_id, tenant_id, integration_id, key)
-                     DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                )
-                .bind(&s.plugin_id)
-                .bind(&s.tenant_id)
-                .bind(&s.integration_id)
-                .bind(key)
-                .bind(value)
-                .bind(now_micros())
-                .execute(db.writer())
-                .await?;
-                Ok(Ok(()))
+                let (db, key, io, s) = (db.clone(), key.to_owned(), s.io.clone(), s.clone());
+                io.run(async move { set_in_db(&db, &s, &key, value).await })
+                    .await?
             }
         }
     }
@@ -310,17 +306,57 @@ impl Sandbox {
                 lock(map).remove(key);
             }
             StateBackend::Db(db) => {
-                sqlx::query(
-                    "DELETE FROM plugin_state WHERE plugin_id = $1 AND tenant_id = $2 AND integration_id = $3 AND key = $4",
-                )
-                .bind(&s.plugin_id)
-                .bind(&s.tenant_id)
-                .bind(&s.integration_id)
-                .bind(key)
-                .execute(db.writer())
-                .await?;
+                let (db, key, io, s) = (db.clone(), key.to_owned(), s.io.clone(), s.clone());
+                io.run(async move {
+                    sqlx::query(
+                        "DELETE FROM plugin_state WHERE plugin_id = $1 AND tenant_id = $2 AND integration_id = $3 AND key = $4",
+                    )
+                    .bind(&s.plugin_id)
+                    .bind(&s.tenant_id)
+                    .bind(&s.integration_id)
+                    .bind(key)
+                    .execute(db.writer())
+                    .await
+                })
+                .await??;
             }
         }
         Ok(())
     }
+}
+
+/// `state.set` against the database (runs on the API's runtime).
+async fn set_in_db(
+    db: &Db,
+    s: &CallScope,
+    key: &str,
+    value: Vec<u8>,
+) -> wasmtime::Result<Result<(), String>> {
+    let count: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM plugin_state WHERE plugin_id = $1 AND tenant_id = $2 AND integration_id = $3 AND key <> $4",
+    )
+    .bind(&s.plugin_id)
+    .bind(&s.tenant_id)
+    .bind(&s.integration_id)
+    .bind(key)
+    .fetch_one(db.reader())
+    .await?;
+    if count >= MAX_STATE_KEYS {
+        return Ok(Err(format!("at most {MAX_STATE_KEYS} state keys")));
+    }
+    sqlx::query(
+        "INSERT INTO plugin_state (plugin_id, tenant_id, integration_id, key, value, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (plugin_id, tenant_id, integration_id, key)
+         DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    )
+    .bind(&s.plugin_id)
+    .bind(&s.tenant_id)
+    .bind(&s.integration_id)
+    .bind(key)
+    .bind(value)
+    .bind(now_micros())
+    .execute(db.writer())
+    .await?;
+    Ok(Ok(()))
 }
