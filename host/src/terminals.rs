@@ -81,11 +81,6 @@ pub const MAX_INCOMING_MESSAGE: usize = 64 << 10;
 /// as the server parses would keep its session reading for ever.
 const READ_BUDGET: usize = 64;
 
-/// How long the close frame may take to leave after a terminal stopped reading: it is
-/// sent if the socket's buffers have room, but a reader already given up on is not
-/// waited for again.
-const STALLED_CLOSE_GRACE: Duration = Duration::from_secs(1);
-
 /// WebSocket tuning.
 #[derive(Debug, Clone)]
 pub struct StreamOptions {
@@ -356,18 +351,14 @@ async fn open_stream(
 enum End {
     ClientGone,
     Closed(u16, &'static str),
-    /// The terminal stopped reading (closed with 4000, without waiting on it again).
-    Stalled,
 }
 
-const SLOW_CONSUMER_REASON: &str = "slow consumer: reconnect with since";
-const SLOW_CONSUMER: End = End::Closed(CLOSE_SLOW_CONSUMER, SLOW_CONSUMER_REASON);
+const SLOW_CONSUMER: End = End::Closed(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect with since");
 
 impl From<Dropped> for End {
     fn from(dropped: Dropped) -> Self {
         match dropped {
-            Dropped::SlowConsumer => SLOW_CONSUMER,
-            Dropped::Stalled => End::Stalled,
+            Dropped::SlowConsumer | Dropped::Stalled => SLOW_CONSUMER,
             Dropped::Broken => End::ClientGone,
         }
     }
@@ -449,19 +440,7 @@ async fn run_session(
         }
     };
     match end {
-        End::Closed(code, reason) => {
-            let grace = app.config.stream.send_timeout;
-            session.close(code, reason, grace).await;
-        }
-        End::Stalled => {
-            session
-                .close(
-                    CLOSE_SLOW_CONSUMER,
-                    SLOW_CONSUMER_REASON,
-                    STALLED_CLOSE_GRACE,
-                )
-                .await;
-        }
+        End::Closed(code, reason) => session.close(code, reason).await,
         // Best effort: the reply to the terminal's close frame, if it sent one.
         End::ClientGone => {
             session.socket.start_closing();
@@ -657,7 +636,7 @@ impl Session<'_> {
 
     /// Sends the close frame behind whatever is queued: a terminal that keeps reading gets
     /// everything it was sent, then learns why it was closed.
-    async fn close(&mut self, code: u16, reason: &'static str, grace: Duration) {
+    async fn close(&mut self, code: u16, reason: &'static str) {
         self.socket.start_closing();
         let frame = CloseFrame {
             code: CloseCode::from(code),
@@ -668,7 +647,7 @@ impl Session<'_> {
             .close(&mut self.socket.wire(), Some(frame))
             .is_ok()
         {
-            let _ = self.socket.flush(grace).await;
+            let _ = self.socket.flush(self.app.config.stream.send_timeout).await;
         }
     }
 }

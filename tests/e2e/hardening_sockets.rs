@@ -229,7 +229,7 @@ async fn ping_flood_unread_pongs_are_bounded(backend: Backend) {
             "--ws-send-timeout-ms",
             "2000",
         ],
-        "end=Stalled",
+        "end=Closed(4000",
     )
     .await;
 }

@@ -48,7 +48,7 @@ pub enum Dropped {
     /// More frames were waiting than the queue allows.
     SlowConsumer,
     /// Frames were waiting and the terminal took none of them for the stall time: it
-    /// stopped reading.
+    /// stopped reading. Also closed as a slow consumer (4000).
     Stalled,
     /// The stream failed (the terminal is gone).
     Broken,
