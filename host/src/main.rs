@@ -155,7 +155,8 @@ struct ServeArgs {
     /// Hook bindings delivered at once (each slow hook holds one slot).
     #[arg(long, default_value_t = 16)]
     hook_concurrency: usize,
-    /// Consecutive failed deliveries of one event that quarantine a hook binding.
+    /// Attempts at one hook event before it is judged: a dead letter if the next events go
+    /// through, else the binding is quarantined (binding-wide failure).
     #[arg(long, default_value_t = 8)]
     hook_quarantine_after: u32,
     /// Milliseconds before a failed hook delivery's first retry (doubles per failure).
@@ -168,6 +169,14 @@ struct ServeArgs {
     /// events without LISTEN/NOTIFY, retries falling due).
     #[arg(long, default_value_t = 1000)]
     hook_poll_interval_ms: u64,
+    /// Processing attempts at a webhook delivery before it is set aside as a dead letter
+    /// (failures of the database itself do not count).
+    #[arg(long, default_value_t = 8)]
+    webhook_max_attempts: u32,
+    /// Milliseconds before a failed webhook delivery's first retry (doubles per failure,
+    /// at most ten minutes).
+    #[arg(long, default_value_t = 2000)]
+    webhook_retry_base_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -261,6 +270,10 @@ async fn main() -> anyhow::Result<()> {
                     retry_base: Duration::from_millis(args.hook_retry_base_ms.max(1)),
                     retry_max: Duration::from_millis(args.hook_retry_max_ms.max(1)),
                     poll_interval: Duration::from_millis(args.hook_poll_interval_ms.max(10)),
+                },
+                inbox: posbridge::providers::InboxOptions {
+                    max_attempts: i64::from(args.webhook_max_attempts.max(1)),
+                    retry_base: Duration::from_millis(args.webhook_retry_base_ms.max(1)),
                 },
                 ..ServeConfig::default()
             };
