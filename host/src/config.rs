@@ -37,6 +37,8 @@ pub struct ServeConfig {
     pub plugins: PluginOptions,
     /// Hook delivery knobs (concurrency, retries, quarantine).
     pub hooks: HookOptions,
+    /// Webhook inbox retry knobs (attempts before a dead letter, backoff).
+    pub inbox: crate::providers::InboxOptions,
     /// How long idempotency keys are kept. The contract promises at least 24 h; 48 h covers a
     /// till that retries after being offline over a night and a day.
     pub idempotency_ttl: Duration,
@@ -61,6 +63,7 @@ impl Default for ServeConfig {
             stream: StreamOptions::default(),
             plugins: PluginOptions::default(),
             hooks: HookOptions::default(),
+            inbox: crate::providers::InboxOptions::default(),
             idempotency_ttl: Duration::from_secs(48 * 3600),
             shutdown_grace: Duration::from_secs(10),
             connections: ConnectionOptions::default(),

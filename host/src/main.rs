@@ -167,7 +167,8 @@ struct ServeArgs {
     /// Hook bindings delivered at once (each slow hook holds one slot).
     #[arg(long, default_value_t = 16)]
     hook_concurrency: usize,
-    /// Consecutive failed deliveries of one event that quarantine a hook binding.
+    /// Attempts at one hook event before it is judged: a dead letter if the next events go
+    /// through, else the binding is quarantined (binding-wide failure).
     #[arg(long, default_value_t = 8)]
     hook_quarantine_after: u32,
     /// Milliseconds before a failed hook delivery's first retry (doubles per failure).
@@ -216,6 +217,14 @@ struct ServeArgs {
     /// never take every core from terminal requests.
     #[arg(long, env = "POSBRIDGE_PLUGIN_THREADS")]
     plugin_threads: Option<usize>,
+    /// Processing attempts at a webhook delivery before it is set aside as a dead letter
+    /// (failures of the database itself do not count).
+    #[arg(long, default_value_t = 8)]
+    webhook_max_attempts: u32,
+    /// Milliseconds before a failed webhook delivery's first retry (doubles per failure,
+    /// at most ten minutes).
+    #[arg(long, default_value_t = 2000)]
+    webhook_retry_base_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -328,6 +337,10 @@ async fn main() -> anyhow::Result<()> {
                 rate_limit: RateLimitOptions {
                     per_second: args.rate_limit_per_sec,
                     burst: args.rate_limit_burst.max(1),
+                },
+                inbox: posbridge::providers::InboxOptions {
+                    max_attempts: i64::from(args.webhook_max_attempts.max(1)),
+                    retry_base: Duration::from_millis(args.webhook_retry_base_ms.max(1)),
                 },
                 ..ServeConfig::default()
             };

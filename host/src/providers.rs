@@ -13,7 +13,7 @@ pub use sales::{Period, Revenue};
 pub use sync::retry_dead_letter as retry_sync;
 pub use sync::{spawn_scheduler, SyncStats};
 pub use webhooks::{payload as webhook_payload, requeue as retry_webhook};
-pub use webhooks::{spawn_inbox_worker, AckActivity};
+pub use webhooks::{spawn_inbox_worker, AckActivity, InboxOptions};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

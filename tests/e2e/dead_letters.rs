@@ -486,8 +486,137 @@ async fn collect(ws: &mut Ws, orders: usize, seen: usize) -> (Vec<i64>, Vec<i64>
     (order_seqs, seen_seqs)
 }
 
+/// Statements that make the database itself refuse one sale (external id `db-refuses`) as
+/// it is inserted: a fault that no validation can foresee, to exercise the fallback.
+fn refusing_trigger(backend: Backend) -> (Vec<&'static str>, Vec<&'static str>) {
+    match backend {
+        Backend::Sqlite => (
+            vec![
+                "CREATE TRIGGER refuse_one BEFORE INSERT ON pos_transactions
+                 WHEN NEW.external_id = 'db-refuses'
+                 BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END",
+            ],
+            vec!["DROP TRIGGER refuse_one"],
+        ),
+        Backend::Postgres => (
+            vec![
+                "CREATE FUNCTION refuse_one() RETURNS trigger AS $$ BEGIN
+                   IF NEW.external_id = 'db-refuses' THEN RAISE EXCEPTION 'refused by a test trigger'; END IF;
+                   RETURN NEW; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER refuse_one BEFORE INSERT ON pos_transactions
+                 FOR EACH ROW EXECUTE FUNCTION refuse_one()",
+            ],
+            vec!["DROP TRIGGER refuse_one ON pos_transactions"],
+        ),
+    }
+}
+
+/// Runs `statements` on the server's database, beside the server.
+async fn run_sql(srv: &TestServer, statements: &[&str]) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(srv.database_url())
+        .await
+        .expect("connecting to the server's database");
+    for sql in statements {
+        sqlx::query(sql)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    conn.close().await.expect("closing");
+}
+
+/// The database refuses one delivery of a batch for a reason validation cannot foresee:
+/// the batch is recorded delivery by delivery, so every other payment is recorded; the
+/// refused one is retried with backoff and, after the configured attempts, set aside with
+/// the database's reason. Once the fault is gone, a retry records it exactly once.
+async fn database_refusal_fails_only_its_delivery(backend: Backend) {
+    const VALID: usize = 12;
+    let srv = crate::start_with(
+        backend,
+        &[
+            "--webhook-max-attempts",
+            "2",
+            "--webhook-retry-base-ms",
+            "100",
+        ],
+    )
+    .await;
+    let tenant = srv.setup_tenant("kitchen").await;
+    let manager = srv.manager(&tenant);
+    let mock = posbridge_harness::mock_square::MockSquare::start().await;
+    crate::providers::approve_host(&srv, "square", mock.host_port()).await;
+    let integration = connect_square_webhooks(&manager, &mock, "downtown", SQUARE_KEY).await;
+    let (create, drop) = refusing_trigger(backend);
+    run_sql(&srv, &create).await;
+
+    let t0 = now_ms() - 60_000;
+    let mut payments: Vec<(String, Value)> = (0..VALID)
+        .map(|i| {
+            let p = SquarePayment::new(
+                &format!("ok-{i:02}"),
+                100 + i as i64,
+                0,
+                at_ms(t0 + i as i64),
+            );
+            (format!("evt-ok-{i}"), p.json())
+        })
+        .collect();
+    let refused = SquarePayment::new("db-refuses", 4242, 0, at_ms(t0 + 99)).json();
+    payments.insert(VALID / 2, ("evt-refused".to_owned(), refused));
+    let sends = payments
+        .iter()
+        .map(|(event, payment)| post_square(&srv, &integration, event, payment));
+    futures_util::future::join_all(sends).await;
+
+    let expected: Vec<String> = (0..VALID).map(|i| format!("ok-{i:02}")).collect();
+    eventually(SETTLE, "every other payment recorded", || async {
+        (external_ids(&manager, "downtown").await == expected).then_some(())
+    })
+    .await;
+    let dead = eventually(SETTLE, "the refused delivery set aside", || async {
+        let items = dead_letters(&srv, "kind=webhook").await;
+        (items.len() == 1).then(|| items[0].clone())
+    })
+    .await;
+    assert!(
+        dead["reason"]
+            .as_str()
+            .unwrap()
+            .contains("refused by a test trigger"),
+        "{dead}"
+    );
+    assert_eq!(
+        dead["attempts"], 2,
+        "the configured attempts, then set aside: {dead}"
+    );
+    assert_eq!(external_ids(&manager, "downtown").await, expected);
+
+    run_sql(&srv, &drop).await;
+    let id = dead["id"].as_str().unwrap().to_owned();
+    let retried = srv
+        .admin()
+        .post(&format!("/admin/dead-letters/{id}/retry"), &json!({}))
+        .await;
+    assert_eq!(retried.status, 202, "{}", retried.text);
+    eventually(SETTLE, "the retried delivery recorded", || async {
+        (external_ids(&manager, "downtown").await.len() == VALID + 1).then_some(())
+    })
+    .await;
+    eventually(SETTLE, "its dead letter gone", || async {
+        let d = srv.admin().get(&format!("/admin/dead-letters/{id}")).await;
+        (d.status == 404).then_some(())
+    })
+    .await;
+    let sale = crate::providers::with_external_id(&manager, "downtown", "db-refuses").await;
+    assert_eq!(sale.len(), 1, "recorded once: {sale:?}");
+    assert_eq!(sale[0]["total"], 4242);
+}
+
 both_backends!(
     poison_webhook_in_a_batch,
     poison_sync_sale_is_set_aside,
-    poison_hook_event_is_set_aside
+    poison_hook_event_is_set_aside,
+    database_refusal_fails_only_its_delivery
 );

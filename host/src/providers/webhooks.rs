@@ -31,12 +31,31 @@ use crate::store::{
 /// Event ids are remembered this long: Square retries for 72 h, and the contract promises
 /// at least 7 days of replay protection.
 const SEEN_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
-/// Processing attempts before a delivery that keeps failing is set aside as a dead letter.
-/// With the backoff of [`retry`] (2 s doubling) eight attempts span about four minutes:
-/// long enough to ride out a plugin being replaced, short enough that a poison delivery is
-/// in front of an operator the same hour. Failures that say nothing about the delivery
-/// (database unavailable, transaction conflicts) do not count.
-const MAX_ATTEMPTS: i64 = 8;
+/// Webhook inbox retry tuning; both knobs have `serve` flags (see `main.rs`).
+#[derive(Debug, Clone)]
+pub struct InboxOptions {
+    /// Processing attempts before a delivery that keeps failing is set aside as a dead
+    /// letter. Default 8: with the default backoff the attempts span about four minutes,
+    /// long enough to ride out a plugin being replaced, short enough that a poison delivery
+    /// is in front of an operator the same hour. Failures that say nothing about the
+    /// delivery (database unavailable, transaction conflicts) do not count.
+    pub max_attempts: i64,
+    /// Wait before a failed delivery's first retry; it doubles with every further failure,
+    /// up to ten minutes. Default 2 s.
+    pub retry_base: Duration,
+}
+
+impl Default for InboxOptions {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            retry_base: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Longest wait between retries of one delivery.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(600);
 /// Processed deliveries are kept this long for auditing, then deleted.
 const INBOX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// A worker claims a delivery for this long. A host that died mid-delivery leaves its claim
@@ -589,7 +608,7 @@ async fn record(app: &AppState, batch: &[Parsed]) -> Result<(), StoreError> {
 }
 
 /// Counts a failed attempt at a delivery: schedules the next one with backoff, or, at
-/// [`MAX_ATTEMPTS`], sets the delivery aside as a dead letter.
+/// `max_attempts` (see [`InboxOptions`]), sets the delivery aside as a dead letter.
 async fn retry(
     app: &AppState,
     id: &str,
@@ -598,13 +617,17 @@ async fn retry(
     error: &str,
 ) -> Result<(), StoreError> {
     let attempts = attempts + 1;
-    if attempts >= MAX_ATTEMPTS {
+    let options = &app.config.inbox;
+    if attempts >= options.max_attempts.max(1) {
         tracing::error!(webhook = %id, attempts, %error, "webhook processing gave up");
         return set_aside(app, id, integration, attempts, error).await;
     }
-    // 2 s, 4 s, 8 s … capped at 10 minutes.
-    let delay =
-        Duration::from_secs(2u64.saturating_pow(attempts as u32)).min(Duration::from_secs(600));
+    // base, 2 × base, 4 × base … capped.
+    let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+    let delay = options
+        .retry_base
+        .saturating_mul(1u32 << doublings)
+        .min(MAX_RETRY_WAIT);
     tracing::warn!(webhook = %id, attempts, %error, retry_in_s = delay.as_secs(), "webhook processing failed; will retry");
     sqlx::query(
         "UPDATE webhook_inbox SET attempts = $1, error = $2, next_attempt_at = $3,
