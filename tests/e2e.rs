@@ -17,6 +17,8 @@ mod bad_input;
 mod events;
 #[path = "e2e/gift_cards.rs"]
 mod gift_cards;
+#[path = "e2e/hardening_edge.rs"]
+mod hardening_edge;
 #[path = "e2e/hooks.rs"]
 mod hooks;
 #[path = "e2e/idempotency.rs"]
