@@ -58,9 +58,9 @@ pub struct ConnectionOptions {
     /// a client that stalled or a slowloris.
     pub header_read_timeout: Duration,
     /// Time a client has to send the whole request body after its head. Default 30 s:
-    /// the largest accepted body (see `extract::MAX_BODY_BYTES`) at a slow 64 kbit/s
-    /// link takes about that long; a body shorter than its Content-Length is cut then
-    /// with 408 `request_timeout`.
+    /// real bodies are a few KiB, and even the largest accepted (1 MiB, see
+    /// `extract::MAX_BODY_BYTES`) arrives in that time at 300 kbit/s; a body shorter than
+    /// its Content-Length is cut then with 408 `request_timeout`.
     pub body_timeout: Duration,
     /// Time a keep-alive connection may sit idle between requests. Default 60 s: longer
     /// than a till's usual gap between requests at a quiet counter, so busy tills keep
