@@ -23,6 +23,8 @@ mod gift_cards;
 mod hardening_sockets;
 #[path = "e2e/hardening_input.rs"]
 mod hardening_input;
+#[path = "e2e/hardening_edge.rs"]
+mod hardening_edge;
 #[path = "e2e/hooks.rs"]
 mod hooks;
 #[path = "e2e/idempotency.rs"]

@@ -58,9 +58,9 @@ pub struct ConnectionOptions {
     /// a client that stalled or a slowloris.
     pub header_read_timeout: Duration,
     /// Time a client has to send the whole request body after its head. Default 30 s:
-    /// the largest accepted body (see `extract::MAX_BODY_BYTES`) at a slow 64 kbit/s
-    /// link takes about that long; a body shorter than its Content-Length is cut then
-    /// with 408 `request_timeout`.
+    /// real bodies are a few KiB, and even the largest accepted (1 MiB, see
+    /// `extract::MAX_BODY_BYTES`) arrives in that time at 300 kbit/s; a body shorter than
+    /// its Content-Length is cut then with 408 `request_timeout`.
     pub body_timeout: Duration,
     /// Time a keep-alive connection may sit idle between requests. Default 60 s: longer
     /// than a till's usual gap between requests at a quiet counter, so busy tills keep
@@ -348,6 +348,20 @@ impl TimedIo {
         true
     }
 
+    /// While no request is in flight: arms the deadline timer (so the task wakes when it
+    /// passes, even if the client never sends another byte) and says whether it passed.
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<&'static str> {
+        if !self.waiting() {
+            return None;
+        }
+        let (deadline, kind) = self.deadline();
+        if deadline != self.armed {
+            self.sleep.as_mut().reset(deadline);
+            self.armed = deadline;
+        }
+        self.sleep.as_mut().poll(cx).is_ready().then_some(kind)
+    }
+
     fn deadline(&self) -> (Instant, &'static str) {
         match self.first_byte {
             Some(first) => (first + self.header_timeout, "header"),
@@ -374,17 +388,9 @@ impl AsyncRead for TimedIo {
             }
             Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
             Poll::Pending => {
-                if !this.waiting() {
+                let Some(kind) = this.expired(cx) else {
                     return Poll::Pending;
-                }
-                let (deadline, kind) = this.deadline();
-                if deadline != this.armed {
-                    this.sleep.as_mut().reset(deadline);
-                    this.armed = deadline;
-                }
-                if this.sleep.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
+                };
                 metrics::counter!("posbridge_http_timeouts_total", "phase" => kind).increment(1);
                 if this.first_byte.is_some() {
                     // Part of a head arrived: say why before closing (best effort; nothing
@@ -404,12 +410,16 @@ impl AsyncRead for TimedIo {
 const REQUEST_HEAD_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: 89\r\nconnection: close\r\n\r\n{\"error\":{\"code\":\"request_timeout\",\"message\":\"the request head did not arrive in time\"}}\n";
 
 impl AsyncWrite for TimedIo {
+    // Writing a response is the moment a request stops being in flight; hyper may not
+    // read again until the client sends something, so the idle timer is armed here too.
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+        let this = self.get_mut();
+        let _ = this.expired(cx);
+        Pin::new(&mut this.tcp).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -417,7 +427,9 @@ impl AsyncWrite for TimedIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let _ = this.expired(cx);
+        Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -199,10 +199,19 @@ async fn run(args: Args) -> Result<bool> {
         eprintln!("[bench] warning: the machine is already busy ({busy:.2} cores) — figures will be disturbed");
     }
     eprintln!("[bench] starting {}", bin.display());
+    // The benchmark drives the server with one key far past any per-key budget: it measures
+    // capacity, so rate limiting is off unless the caller passes a limit of its own.
+    let mut server_args = args.server_args.clone();
+    if !server_args
+        .iter()
+        .any(|a| a.starts_with("--rate-limit-per-sec"))
+    {
+        server_args.push("--rate-limit-per-sec=0".to_owned());
+    }
     let mut server = Server::start(
         &bin,
         args.database_url.as_deref(),
-        &args.server_args,
+        &server_args,
         args.keep_temp,
     )
     .await?;

@@ -11,6 +11,7 @@ pub mod bench;
 mod http;
 pub mod mock_square;
 pub mod mock_toast;
+mod pg_cluster;
 mod postgres;
 mod server;
 mod ws;
@@ -19,6 +20,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use http::{Body, Client, Resp};
+pub use pg_cluster::PgCluster;
 pub use postgres::{postgres_admin_url, postgres_available};
 pub use server::{ApiKey, CliOutput, TenantKeys, TestServer};
 pub use ws::{raw_ws_upgrade, ws_refusal_status, Ws, WsError, DEFAULT_FRAME_TIMEOUT};

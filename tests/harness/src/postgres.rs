@@ -28,8 +28,11 @@ fn how_to_start() -> String {
 }
 
 async fn connect_admin() -> Result<PgConnection, String> {
-    let url = postgres_admin_url();
-    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(&url)).await {
+    connect_to(&postgres_admin_url()).await
+}
+
+async fn connect_to(url: &str) -> Result<PgConnection, String> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(url)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
@@ -61,12 +64,19 @@ pub async fn postgres_available() -> bool {
 pub(crate) struct PgDatabase {
     pub(crate) name: String,
     pub(crate) url: String,
+    admin_url: String,
 }
 
 impl PgDatabase {
     /// Creates `pbtest_<random>` and returns it with its URL.
     pub(crate) async fn create() -> PgDatabase {
-        let mut conn = connect_admin()
+        PgDatabase::create_on(&postgres_admin_url()).await
+    }
+
+    /// Creates `pbtest_<random>` on the server of `admin_url` (e.g. a
+    /// [`crate::PgCluster`]).
+    pub(crate) async fn create_on(admin_url: &str) -> PgDatabase {
+        let mut conn = connect_to(admin_url)
             .await
             .unwrap_or_else(|e| panic!("{}\n(error: {e})", how_to_start()));
         let name = format!("pbtest_{}", crate::random_suffix(16));
@@ -75,12 +85,13 @@ impl PgDatabase {
             .await
             .unwrap_or_else(|e| panic!("CREATE DATABASE {name} failed: {e}"));
         let _ = conn.close().await;
-        let mut url = reqwest::Url::parse(&postgres_admin_url())
-            .unwrap_or_else(|e| panic!("POSBRIDGE_TEST_POSTGRES_URL is not a URL: {e}"));
+        let mut url = reqwest::Url::parse(admin_url)
+            .unwrap_or_else(|e| panic!("{admin_url:?} is not a URL: {e}"));
         url.set_path(&format!("/{name}"));
         PgDatabase {
             name,
             url: url.to_string(),
+            admin_url: admin_url.to_owned(),
         }
     }
 
@@ -88,6 +99,7 @@ impl PgDatabase {
     /// runtime so it also works inside `Drop` while a test runtime is running.
     pub(crate) fn drop_now(&self) {
         let name = self.name.clone();
+        let admin_url = self.admin_url.clone();
         let handle = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -96,7 +108,7 @@ impl PgDatabase {
                 return;
             };
             rt.block_on(async move {
-                if let Ok(mut conn) = connect_admin().await {
+                if let Ok(mut conn) = connect_to(&admin_url).await {
                     let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
                     let _ = tokio::time::timeout(
                         Duration::from_secs(15),

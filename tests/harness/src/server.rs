@@ -112,6 +112,25 @@ impl TestServer {
     /// database of `backend` and waits (≤ 30 s) for its listening line. Panics, showing
     /// the server's log, if it does not come up.
     pub async fn start(bin: impl AsRef<Path>, backend: Backend, extra_args: &[&str]) -> TestServer {
+        TestServer::start_inner(bin.as_ref(), backend, None, extra_args).await
+    }
+
+    /// Like [`TestServer::start`] on PostgreSQL, but with a fresh database on the server
+    /// of `admin_url` (a [`crate::PgCluster`] the test controls) instead of the shared one.
+    pub async fn start_on_postgres(
+        bin: impl AsRef<Path>,
+        admin_url: &str,
+        extra_args: &[&str],
+    ) -> TestServer {
+        TestServer::start_inner(bin.as_ref(), Backend::Postgres, Some(admin_url), extra_args).await
+    }
+
+    async fn start_inner(
+        bin: &Path,
+        backend: Backend,
+        admin_url: Option<&str>,
+        extra_args: &[&str],
+    ) -> TestServer {
         let dir = tempfile::Builder::new()
             .prefix("posbridge-e2e-")
             .tempdir()
@@ -122,13 +141,16 @@ impl TestServer {
                 None,
             ),
             Backend::Postgres => {
-                let db = PgDatabase::create().await;
+                let db = match admin_url {
+                    Some(url) => PgDatabase::create_on(url).await,
+                    None => PgDatabase::create().await,
+                };
                 (db.url.clone(), Some(db))
             }
         };
         let log_path = dir.path().join("server.log");
         let mut server = TestServer {
-            bin: bin.as_ref().to_owned(),
+            bin: bin.to_owned(),
             backend,
             extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
             dir: Some(dir),

@@ -27,7 +27,7 @@ async fn main() {
     let connections: usize = arg_or("--connections", 32);
     let payments: usize = arg_or("--payments", 10_000);
 
-    let srv = TestServer::start(&bin, Backend::Sqlite, &[]).await;
+    let srv = TestServer::start(&bin, Backend::Sqlite, &["--rate-limit-per-sec", "0"]).await;
     let keys = srv.setup_tenant("bench").await;
     let manager = srv.manager(&keys);
 

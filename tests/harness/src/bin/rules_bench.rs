@@ -41,7 +41,7 @@ async fn main() {
         Backend::Sqlite
     };
 
-    let srv = TestServer::start(&bin, backend, &[]).await;
+    let srv = TestServer::start(&bin, backend, &["--rate-limit-per-sec", "0"]).await;
     let keys = srv.setup_tenant("bench").await;
     let manager = srv.manager(&keys);
     let till = srv.terminal(&keys);
