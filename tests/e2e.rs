@@ -15,6 +15,8 @@ mod auth;
 mod bad_input;
 #[path = "e2e/events.rs"]
 mod events;
+#[path = "e2e/fuzz.rs"]
+mod fuzz;
 #[path = "e2e/gift_cards.rs"]
 mod gift_cards;
 #[path = "e2e/hardening_input.rs"]
