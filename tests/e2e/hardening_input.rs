@@ -797,6 +797,25 @@ async fn nul_is_refused_everywhere(backend: Backend) {
     for ((path, was), (_, now)) in before.iter().zip(&after) {
         assert_eq!(was, now, "{path} changed under refused requests");
     }
+    // Lone surrogates cannot become Rust strings: malformed JSON, never a 500.
+    let till = fx.srv.tenant_client(&fx.slug, &fx.terminal_key);
+    for raw in [
+        r#"{"amount":1,"order_id":"\ud800"}"#,
+        r#"{"amount":1,"order_id":"x\udfffy"}"#,
+    ] {
+        till.send(
+            Method::POST,
+            "/gift-cards/CARD-1/deduct",
+            Body::raw_json(raw),
+            &[],
+        )
+        .await
+        .expect_error(400, "invalid_json");
+    }
+    let resp = till.get("/gift-cards/%FF/balance").await;
+    resp.expect_error(400, "invalid_path");
+    assert_eq!(balance(&till, "CARD-1").await, 1000);
+
     // Text that only looks like a NUL, and other control characters, are ordinary text.
     let manager = fx.manager();
     let resp = manager
