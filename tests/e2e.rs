@@ -17,6 +17,8 @@ mod bad_input;
 mod dead_letters;
 #[path = "e2e/events.rs"]
 mod events;
+#[path = "e2e/fuzz.rs"]
+mod fuzz;
 #[path = "e2e/gift_cards.rs"]
 mod gift_cards;
 #[path = "e2e/hardening_sockets.rs"]

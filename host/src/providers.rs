@@ -289,6 +289,19 @@ async fn sync_now(
         )
         .into());
     }
+    // Refused before a sync run is recorded: asking a push-only provider to poll is a
+    // bad request, not a failed sync, and must not put a healthy integration in ERROR.
+    let polls = app
+        .plugins
+        .manifest(&integration.provider)
+        .is_some_and(|m| m.capabilities.iter().any(|c| c == "fetch-transactions"));
+    if !polls {
+        return Err(ApiError::unprocessable(
+            "unsupported",
+            "this provider pushes its sales; there is nothing to poll",
+        )
+        .into());
+    }
     match sync::sync_integration(&app, &integration.id, "manual").await? {
         Some(stats) => Ok(Json(stats)),
         None => Err(ApiError::conflict(

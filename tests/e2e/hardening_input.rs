@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 use crate::{balance, last_seq, order_body, report_body};
 
 const PHONE: &str = "+15550100199";
-const VENUE: &str = "main";
+/// The venue connected to the local POS.
+pub(crate) const VENUE: &str = "main";
 const REPORT_DATE: &str = "2026-11-20";
 /// A string with a NUL in the middle, as a JSON value.
 const NUL_TEXT: &str = "a\u{0}b";
@@ -91,6 +92,10 @@ pub(crate) struct Fixture {
     pub hook_id: String,
     /// The active version of the `local-pos` plugin.
     pub plugin_version: String,
+    /// Its limits as installed, `{"cpu_ms","memory_mb"}`.
+    pub plugin_limits: Value,
+    /// Its approved outbound hosts as installed.
+    pub plugin_hosts: Value,
 }
 
 impl Fixture {
@@ -149,6 +154,9 @@ impl Fixture {
             .as_str()
             .unwrap_or_else(|| panic!("local-pos without an active version: {}", plugin.text))
             .to_owned();
+        let plugin_limits =
+            json!({"cpu_ms": plugin.body["cpu_ms"], "memory_mb": plugin.body["memory_mb"]});
+        let plugin_hosts = plugin.body["approved_hosts"].clone();
         Fixture {
             slug: tenant.slug.clone(),
             terminal_key: tenant.terminal.key.clone(),
@@ -161,6 +169,8 @@ impl Fixture {
             performance_id,
             hook_id,
             plugin_version,
+            plugin_limits,
+            plugin_hosts,
         }
     }
 
@@ -787,6 +797,25 @@ async fn nul_is_refused_everywhere(backend: Backend) {
     for ((path, was), (_, now)) in before.iter().zip(&after) {
         assert_eq!(was, now, "{path} changed under refused requests");
     }
+    // Lone surrogates cannot become Rust strings: malformed JSON, never a 500.
+    let till = fx.srv.tenant_client(&fx.slug, &fx.terminal_key);
+    for raw in [
+        r#"{"amount":1,"order_id":"\ud800"}"#,
+        r#"{"amount":1,"order_id":"x\udfffy"}"#,
+    ] {
+        till.send(
+            Method::POST,
+            "/gift-cards/CARD-1/deduct",
+            Body::raw_json(raw),
+            &[],
+        )
+        .await
+        .expect_error(400, "invalid_json");
+    }
+    let resp = till.get("/gift-cards/%FF/balance").await;
+    resp.expect_error(400, "invalid_path");
+    assert_eq!(balance(&till, "CARD-1").await, 1000);
+
     // Text that only looks like a NUL, and other control characters, are ordinary text.
     let manager = fx.manager();
     let resp = manager
