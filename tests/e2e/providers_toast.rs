@@ -4,16 +4,18 @@
 //! and without `Retry-After`, intermittent 5xx.
 
 use posbridge_harness::mock_square::Fault;
+use std::time::Duration;
+
 use posbridge_harness::mock_toast::{
-    MockToast, ToastCheck, ToastOrder, ToastPayment, TOAST_CLIENT_ID, TOAST_CLIENT_SECRET,
-    TOAST_RESTAURANT,
+    toast_orders_webhook, toast_signature, MockToast, ToastCheck, ToastOrder, ToastPayment,
+    TOAST_CLIENT_ID, TOAST_CLIENT_SECRET, TOAST_RESTAURANT,
 };
-use posbridge_harness::{both_backends, Backend, Client};
+use posbridge_harness::{both_backends, eventually, Backend, Client, TestServer};
 use serde_json::{json, Value};
 
 use crate::providers::{
     all_transactions, approve_host, assert_connected, assert_counts, assert_newest_first, at_ms,
-    first_sync, now_ms, revenue, sync,
+    first_sync, now_ms, post_webhook, revenue, sync,
 };
 
 /// The body of a Toast validate / connect against `mock`.
@@ -408,4 +410,141 @@ async fn toast_token_and_limits(backend: Backend) {
     );
 }
 
-both_backends!(toast_validate, toast_sync, toast_token_and_limits);
+/// Posts a signed orders webhook of `event_type` for `order`, asserting it is acknowledged.
+async fn post_order_event(
+    srv: &TestServer,
+    integration: &str,
+    key: &str,
+    event_type: &str,
+    event: &str,
+    order: &ToastOrder,
+) {
+    let body = toast_orders_webhook(event_type, event, &order.json());
+    let sig = toast_signature(&body, key);
+    let headers = [
+        ("Toast-Signature", sig.as_str()),
+        ("Toast-Event-Type", event_type),
+        ("Toast-Restaurant-External-ID", TOAST_RESTAURANT),
+        ("Toast-Attempt-Number", "1"),
+    ];
+    let resp = post_webhook(srv, "toast", integration, &body, &headers).await;
+    assert_eq!(resp.expect(200)["received"], true, "{}", resp.text);
+}
+
+/// Waits until `venue`'s sale `external_id` satisfies `ready`, and returns it.
+async fn wait_for_sale(
+    manager: &Client,
+    venue: &str,
+    external_id: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    eventually(
+        Duration::from_secs(15),
+        &format!("sale {external_id} at {venue}"),
+        || async {
+            all_transactions(manager, venue)
+                .await
+                .into_iter()
+                .find(|t| t["external_id"] == external_id && ready(t))
+        },
+    )
+    .await
+}
+
+/// An order whose check is still OPEN with one captured partial payment is recorded at what
+/// was captured (payment plus tip), not the check's total; the update that closes the check
+/// replaces it with the full sale. `channel_order_updated` deliveries are recorded like
+/// `order_updated` ones (both carry the complete order).
+async fn toast_open_checks_and_channel_orders(backend: Backend) {
+    const KEY: &str = "toast-webhook-secret-2";
+    let srv = crate::start(backend).await;
+    let tenant = srv.setup_tenant("kitchen").await;
+    let manager = srv.manager(&tenant);
+    let mock = MockToast::start().await;
+    approve_host(&srv, "toast", mock.host_port()).await;
+    let integration = connect_toast(
+        &manager,
+        &mock,
+        "uptown",
+        json!({"webhook_signature_key": KEY}),
+    )
+    .await;
+    first_sync(&manager, "uptown").await;
+    let id = integration["id"].as_str().unwrap();
+
+    // $30.00 + $2.40 tax due; $10.00 + $1.50 tip captured so far.
+    let opened = at_ms(now_ms() - 600_000);
+    let partial = ToastOrder::new("open-ord-1", opened)
+        .check(
+            ToastCheck::new("open-ord-1-c1", 3000, 240)
+                .open()
+                .payment(ToastPayment::credit("open-ord-1-p1", 1000, 150)),
+        )
+        .modified(at_ms(now_ms() - 2_000));
+    post_order_event(&srv, id, KEY, "order_updated", "evt-open-1", &partial).await;
+    let sale = wait_for_sale(&manager, "uptown", "open-ord-1", |_| true).await;
+    assert_eq!(
+        (&sale["total"], &sale["tip"], &sale["status"]),
+        (&json!(1150), &json!(150), &json!("completed")),
+        "{sale}"
+    );
+    let r = revenue(&manager, "uptown", "all").await;
+    assert_eq!((&r["total"], &r["count"]), (&json!(1150), &json!(1)), "{r}");
+
+    // The same order by sync is the same sale, not a second one nor a full-amount one.
+    mock.add_orders([partial.json()]);
+    assert_counts(&sync(&manager, "uptown").await, 1, 0, 0, 1, 1);
+
+    // The check is paid (the rest by card with a $1.00 tip), delivered as a channel order
+    // update: the sale is replaced by the full one.
+    let paid = ToastOrder::new("open-ord-1", opened)
+        .check(
+            ToastCheck::new("open-ord-1-c1", 3000, 240)
+                .payment(ToastPayment::credit("open-ord-1-p1", 1000, 150))
+                .payment(ToastPayment::credit("open-ord-1-p2", 2240, 100)),
+        )
+        .modified(jiff::Timestamp::now());
+    post_order_event(&srv, id, KEY, "channel_order_updated", "evt-open-2", &paid).await;
+    let sale = wait_for_sale(&manager, "uptown", "open-ord-1", |t| t["total"] != 1150).await;
+    assert_eq!(
+        (
+            &sale["total"],
+            &sale["subtotal"],
+            &sale["tax"],
+            &sale["tip"]
+        ),
+        (&json!(3490), &json!(3000), &json!(240), &json!(250)),
+        "{sale}"
+    );
+    assert_eq!(sale["status"], "completed");
+
+    // A new order placed through a channel partner arrives as channel_order_updated only.
+    let channel = ToastOrder::paid("chan-ord-1", at_ms(now_ms() - 30_000), 1010, 83, 200);
+    post_order_event(
+        &srv,
+        id,
+        KEY,
+        "channel_order_updated",
+        "evt-chan-1",
+        &channel,
+    )
+    .await;
+    let sale = wait_for_sale(&manager, "uptown", "chan-ord-1", |_| true).await;
+    assert_eq!(
+        (&sale["total"], &sale["source"]),
+        (&json!(1293), &json!("webhook"))
+    );
+    let r = revenue(&manager, "uptown", "all").await;
+    assert_eq!(
+        (&r["total"], &r["count"]),
+        (&json!(3490 + 1293), &json!(2)),
+        "{r}"
+    );
+}
+
+both_backends!(
+    toast_validate,
+    toast_sync,
+    toast_token_and_limits,
+    toast_open_checks_and_channel_orders,
+);

@@ -147,7 +147,8 @@ impl Sandbox {
         );
         store.limiter(|s| &mut s.memory);
         // Every tick the guest spends running costs one unit of budget; in between, the
-        // guest yields to tokio so a runaway plugin cannot starve other tasks.
+        // guest yields to the guest runtime, so one runaway plugin cannot starve the other
+        // guests sharing its threads.
         let budget = u64::try_from(limits.cpu.as_millis() / EPOCH_TICK.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);

@@ -8,9 +8,13 @@
 //! - `fetch-transactions`: `GET /orders/v2/ordersBulk` by `modifiedDate` window, paged by the
 //!   `Link: <…>; rel="next"` header (the next-cursor is that absolute URL).
 //! - webhooks: `Toast-Signature` = Base64(HMAC-SHA256(secret, raw body ‖ envelope `timestamp`));
-//!   `order_updated` carries the full order.
+//!   `order_updated` and `channel_order_updated` carry the full order.
 //!
-//! One Toast order is one canonical transaction (external id = order guid). Toast money is
+//! One Toast order is one canonical transaction (external id = order guid), `completed` once
+//! money was captured. A check still OPEN (an outstanding balance) then counts for what its
+//! captured payments paid, plus tips; the order's later update, once the check is paid or
+//! closed, replaces the sale (same external id, newer `modifiedDate`) with the full amounts.
+//! With nothing captured the order is `pending` for what its checks are due. Toast money is
 //! decimal dollars as JSON numbers: converted from the number's text, never through `f64`.
 
 use posbridge_sdk::errors::{self, NotFound};
@@ -28,6 +32,9 @@ const PRODUCTION: &str = "https://ws-api.toasttab.com";
 const LOGIN_PATH: &str = "/authentication/v1/authentication/login";
 const RESTAURANT_HEADER: &str = "Toast-Restaurant-External-ID";
 const SIGNATURE_HEADER: &str = "Toast-Signature";
+/// Orders webhook event types; Toast's orders webhook reference defines both, each carrying
+/// the complete order (`channel_order_updated` for orders placed through a channel partner).
+const ORDER_EVENTS: [&str; 2] = ["order_updated", "channel_order_updated"];
 /// Orders per `ordersBulk` page (Toast's maximum).
 const PAGE_SIZE: usize = 100;
 /// State key of the cached access token ([`CachedToken`]).
@@ -318,6 +325,20 @@ fn counts(payment: &Value) -> bool {
     !is(payment, "paymentStatus", "VOIDED") && !is(payment, "paymentStatus", "DENIED")
 }
 
+/// Whether `payment` counts as money received for `check`. On a check still OPEN only a
+/// captured payment does (an authorisation may yet be voided); on a paid or closed check
+/// every payment that was not voided or declined.
+fn paid(check: &Value, payment: &Value) -> bool {
+    if !counts(payment) {
+        return false;
+    }
+    !is(check, "paymentStatus", "OPEN")
+        || payment
+            .get("paymentStatus")
+            .and_then(Value::as_str)
+            .is_none_or(|s| s.eq_ignore_ascii_case("CAPTURED"))
+}
+
 fn tender(kind: Option<&str>) -> Tender {
     match kind {
         Some("CREDIT") => Tender::Card,
@@ -381,8 +402,22 @@ fn to_transaction(
     let updated_at = timestamp(&order, "modifiedDate")?;
     let checks = list(&order, "checks", "")?;
 
-    let (mut subtotal, mut tax, mut tip, mut discount, mut refunded) = (0, 0, 0, 0, 0);
+    // Money was captured if a live check has a payment that counts for it. Then a check still
+    // OPEN contributes what its captured payments paid (amounts plus tips), not what it is due:
+    // its outstanding balance is not revenue. With nothing captured the order is pending and
+    // carries what its checks are due.
     let mut first_payment: Option<&Value> = None;
+    for (i, check) in checks.iter().enumerate() {
+        let check_payments = list(check, "payments", &format!("checks[{i}]."))?;
+        if live(check) {
+            if let Some(p) = check_payments.iter().find(|p| paid(check, p)) {
+                first_payment.get_or_insert(p);
+            }
+        }
+    }
+    let captured = first_payment.is_some();
+
+    let (mut subtotal, mut tax, mut tip, mut discount, mut refunded) = (0, 0, 0, 0, 0);
     let (mut payments, mut voided, mut declined) = (0usize, false, false);
     let mut customer = None;
     for (i, check) in checks.iter().enumerate() {
@@ -398,17 +433,25 @@ fn to_transaction(
         if !live(check) {
             continue;
         }
-        add(&mut subtotal, check, "amount", currency, &path)?;
-        add(&mut tax, check, "taxAmount", currency, &path)?;
-        for (j, d) in list(check, "appliedDiscounts", &path)?.iter().enumerate() {
-            let path = format!("{path}appliedDiscounts[{j}].");
-            add(&mut discount, d, "discountAmount", currency, &path)?;
+        // The tax and discount split of a partial payment is not known until the check
+        // closes (the closed check's update then replaces this sale with the full breakdown).
+        let partly_paid = captured && is(check, "paymentStatus", "OPEN");
+        if !partly_paid {
+            add(&mut subtotal, check, "amount", currency, &path)?;
+            add(&mut tax, check, "taxAmount", currency, &path)?;
+            for (j, d) in list(check, "appliedDiscounts", &path)?.iter().enumerate() {
+                let path = format!("{path}appliedDiscounts[{j}].");
+                add(&mut discount, d, "discountAmount", currency, &path)?;
+            }
         }
         for (j, payment) in check_payments.iter().enumerate() {
-            if !counts(payment) {
+            if !paid(check, payment) {
                 continue;
             }
             let path = format!("{path}payments[{j}].");
+            if partly_paid {
+                add(&mut subtotal, payment, "amount", currency, &path)?;
+            }
             add(&mut tip, payment, "tipAmount", currency, &path)?;
             let refund_open = payment
                 .get("refundStatus")
@@ -419,7 +462,6 @@ fn to_transaction(
                 add(&mut refunded, refund, "refundAmount", currency, &path)?;
                 add(&mut refunded, refund, "tipRefundAmount", currency, &path)?;
             }
-            first_payment.get_or_insert(payment);
         }
         if customer.is_none() {
             customer = field(check, "customer").and_then(customer_ref);
@@ -439,7 +481,7 @@ fn to_transaction(
     });
     let status = if order_voided || every_check_voided {
         TransactionStatus::Voided
-    } else if first_payment.is_some() {
+    } else if captured {
         TransactionStatus::Completed
     } else if all_open {
         TransactionStatus::Pending
@@ -660,7 +702,7 @@ impl Guest for Toast {
         };
         let event_id = text("/guid", "guid")?;
         let event_type = text("/eventType", "eventType")?;
-        let transactions = if event_type == "order_updated" {
+        let transactions = if ORDER_EVENTS.contains(&event_type.as_str()) {
             let order = envelope
                 .pointer("/details/order")
                 .filter(|o| o.is_object())

@@ -830,6 +830,85 @@ fn statuses() {
     );
 }
 
+/// One check of $30.00 + $2.40 tax, still OPEN, with one captured $10.00 payment (+ $1.50 tip)
+/// and one payment only authorised.
+fn open_check_order() -> Value {
+    json!({
+        "guid": "o-open",
+        "openedDate": "2026-11-20T19:00:00.000+0000",
+        "modifiedDate": "2026-11-20T19:10:00.000+0000",
+        "checks": [{
+            "guid": "c-open",
+            "amount": 30.0,
+            "taxAmount": 2.4,
+            "totalAmount": 32.4,
+            "paymentStatus": "OPEN",
+            "appliedDiscounts": [{"discountAmount": 3}],
+            "payments": [
+                {"guid": "p-a", "type": "CREDIT", "amount": 10.0, "tipAmount": 1.5,
+                 "cardType": "AMEX", "last4Digits": "0005",
+                 "paymentStatus": "CAPTURED", "refundStatus": "NONE"},
+                {"guid": "p-b", "type": "CASH", "amount": 7.0, "tipAmount": 1,
+                 "paymentStatus": "AUTHORIZED", "refundStatus": "NONE"}
+            ]
+        }]
+    })
+}
+
+#[test]
+fn an_open_check_with_a_partial_payment_counts_what_was_captured() {
+    let t = map(open_check_order()).unwrap();
+    // $10.00 captured plus the $1.50 tip; not the check's $32.40, not the authorisation.
+    assert_eq!(
+        (t.subtotal, t.tax, t.tip, t.discount, t.total, t.refunded),
+        (1000, 0, 150, 0, 1150, 0)
+    );
+    assert_eq!(t.status, TransactionStatus::Completed);
+    assert_eq!(t.tender, Tender::Card);
+    assert_eq!(
+        t.card.as_ref().and_then(|c| c.last4.as_deref()),
+        Some("0005")
+    );
+
+    // A refund of the captured payment is still netted.
+    let mut refunded = open_check_order();
+    refunded["checks"][0]["payments"][0]["refundStatus"] = "PARTIAL".into();
+    refunded["checks"][0]["payments"][0]["refund"] = json!({"refundAmount": 2.5});
+    assert_eq!(map(refunded).unwrap().refunded, 250);
+
+    // Only an authorisation on the open check: nothing captured, pending for what is due.
+    let mut authorised = open_check_order();
+    authorised["checks"][0]["payments"][0]["paymentStatus"] = "AUTHORIZED".into();
+    let t = map(authorised).unwrap();
+    assert_eq!(t.status, TransactionStatus::Pending);
+    assert_eq!((t.subtotal, t.tax, t.tip, t.total), (3000, 240, 0, 3240));
+
+    // The same order once the check is paid: the full amounts, a newer version of the sale.
+    let mut closed = open_check_order();
+    closed["modifiedDate"] = "2026-11-20T19:40:00.000+0000".into();
+    closed["closedDate"] = "2026-11-20T19:40:00.000+0000".into();
+    closed["checks"][0]["paymentStatus"] = "PAID".into();
+    closed["checks"][0]["payments"][1]["paymentStatus"] = "CAPTURED".into();
+    closed["checks"][0]["payments"][1]["amount"] = json!(22.4);
+    let full = map(closed).unwrap();
+    let partial = map(open_check_order()).unwrap();
+    assert_eq!(full.external_id, partial.external_id);
+    assert!(full.updated_at > partial.updated_at);
+    assert_eq!(full.status, TransactionStatus::Completed);
+    assert_eq!(
+        (full.subtotal, full.tax, full.tip, full.discount, full.total),
+        (3000, 240, 250, 300, 3000 + 240 + 250)
+    );
+
+    // A paid check and an open one: the paid one in full, the open one for its capture.
+    let mut mixed = order(|_| {});
+    mixed["checks"][1] = open_check_order()["checks"][0].clone();
+    let t = map(mixed).unwrap();
+    // Check 0: 8.50 + 0.68 tax + 1.82 tip; check 1: 10.00 captured + 1.50 tip.
+    assert_eq!((t.subtotal, t.tax, t.tip), (850 + 1000, 68, 182 + 150));
+    assert_eq!(t.status, TransactionStatus::Completed);
+}
+
 #[test]
 fn voided_checks_and_payments_are_not_spend() {
     let t = map(order(|o| o["checks"][1]["deleted"] = true.into())).unwrap();
@@ -1031,6 +1110,21 @@ fn parses_order_webhooks() {
     assert_eq!(event.event_type, "order_updated");
     let expected = to_transaction(order(|_| {}), "CAD", Some(GUID)).unwrap();
     assert_eq!(event.transactions, vec![expected]);
+
+    // Channel orders come as `channel_order_updated`, with the complete order too.
+    let body = webhook_body("channel_order_updated", ORDER);
+    let event = Toast::parse_webhook(signed(&body, SECRET, "")).unwrap();
+    assert_eq!(event.event_type, "channel_order_updated");
+    assert_eq!(
+        event.transactions,
+        vec![to_transaction(order(|_| {}), "CAD", Some(GUID)).unwrap()]
+    );
+    // …and a malformed one is refused like any order event.
+    let body = webhook_body("channel_order_updated", r#"{"guid":"o"}"#);
+    assert!(matches!(
+        Toast::parse_webhook(signed(&body, SECRET, "")),
+        Err(ProviderError::BadPayload(_))
+    ));
 
     let body = webhook_body("menu_updated", "null");
     let event = Toast::parse_webhook(signed(&body, SECRET, "")).unwrap();

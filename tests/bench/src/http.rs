@@ -97,6 +97,13 @@ impl Template {
         Ok(self)
     }
 
+    pub fn raw_body(mut self, body: Vec<u8>, content_type: &'static str) -> Result<Template> {
+        self.body = Bytes::from(body);
+        self.headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        Ok(self)
+    }
+
     pub fn build(&self) -> Request<Full<Bytes>> {
         let mut req = Request::new(Full::new(self.body.clone()));
         *req.method_mut() = self.method.clone();

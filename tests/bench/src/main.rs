@@ -4,7 +4,8 @@
 //! * gift-card balance reads per second and p50/p99 at N concurrent connections,
 //! * loyalty adds per second and p50/p99 at N concurrent connections,
 //! * WebSocket event delivery latency (write → frame received) with many terminals,
-//! * server memory (VmRSS) per idle WebSocket connection.
+//! * server memory (VmRSS) per idle WebSocket connection,
+//! * (`--scenario plugin-spin` only) balance reads idle vs. while plugin guests spin.
 //!
 //! It prints a markdown table and never asserts timing: the exit status is non-zero only
 //! when something failed (server did not start or died, requests failed, frames missing).
@@ -15,6 +16,7 @@ mod rawws;
 mod report;
 mod server;
 mod setup;
+mod spin;
 mod ws;
 
 use std::path::PathBuf;
@@ -81,6 +83,16 @@ struct Args {
     /// Keep the temp dir (SQLite file, server log) and print its path
     #[arg(long)]
     keep_temp: bool,
+    /// Guests kept spinning at once in plugin-spin
+    #[arg(long, default_value_t = 4, value_parser = at_least_one)]
+    spin_guests: usize,
+    /// Concurrent balance-read connections in plugin-spin (a few tills, not a load test)
+    #[arg(long, default_value_t = 4, value_parser = at_least_one)]
+    spin_connections: usize,
+    /// The spinning guest component [default: test_loop.wasm from the host build's
+    /// wasm-plugins directory in this bench's target dir]
+    #[arg(long)]
+    loop_wasm: Option<PathBuf>,
     /// Extra argument for `posbridge serve` (repeatable), e.g. --server-arg=--ws-queue=4096
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
@@ -132,6 +144,8 @@ enum Scenario {
     Loyalty,
     WsLatency,
     WsMemory,
+    /// Not part of `all`: it needs the test guest built by the host's build script.
+    PluginSpin,
 }
 
 impl Scenario {
@@ -142,6 +156,7 @@ impl Scenario {
             Scenario::Loyalty => "loyalty",
             Scenario::WsLatency => "ws-latency",
             Scenario::WsMemory => "ws-memory",
+            Scenario::PluginSpin => "plugin-spin",
         }
     }
 }
@@ -235,10 +250,13 @@ async fn run(args: Args) -> Result<bool> {
         Scenario::Balance,
         Scenario::Loyalty,
         Scenario::WsLatency,
+        Scenario::PluginSpin,
     ];
     let selected: Vec<Scenario> = order
         .into_iter()
-        .filter(|s| args.scenario == Scenario::All || args.scenario == *s)
+        .filter(|s| {
+            args.scenario == *s || (args.scenario == Scenario::All && *s != Scenario::PluginSpin)
+        })
         .collect();
 
     let mut report = Report::default();
@@ -267,6 +285,7 @@ async fn run(args: Args) -> Result<bool> {
             Scenario::Loyalty => loyalty(&args, &server, &tenant, &mut report).await,
             Scenario::WsLatency => ws_latency(&args, &server, &tenant, &mut report).await,
             Scenario::WsMemory => ws_memory(&args, &server, &tenant, &mut report).await,
+            Scenario::PluginSpin => plugin_spin(&args, &server, &tenant, &mut report).await,
             Scenario::All => Ok(()),
         };
         if let Err(e) = outcome {
@@ -570,5 +589,62 @@ async fn ws_memory(
             .map(|t| format!("; server threads: {t}"))
             .unwrap_or_default(),
     ));
+    Ok(())
+}
+
+async fn plugin_spin(
+    args: &Args,
+    server: &Server,
+    tenant: &Tenant,
+    report: &mut Report,
+) -> Result<()> {
+    let wasm = match &args.loop_wasm {
+        Some(p) => p.clone(),
+        None => spin::default_wasm()?,
+    };
+    let res = spin::run(
+        server,
+        tenant,
+        &wasm,
+        args.spin_guests,
+        args.spin_connections,
+        Duration::from_secs(args.warmup_secs),
+        Duration::from_secs(args.duration_secs),
+    )
+    .await?;
+    let idle = format!("balance read, no guest ({} conns)", args.spin_connections);
+    let busy = format!(
+        "balance read, {} guests spinning ({} conns)",
+        args.spin_guests, args.spin_connections
+    );
+    report.latency_rows(&idle, "latency", &res.idle.hist, "—");
+    report.latency_rows(&busy, "latency", &res.spinning.hist, "—");
+    report.row(
+        &busy,
+        "p99 / idle p99",
+        format!("{:.1}×", res.p99_ratio()),
+        "a few ×",
+    );
+    report.notes.push(format!(
+        "plugin-spin: {} guest calls stopped at their CPU deadline during the spinning run ({} answered otherwise); reads: {} idle, {} spinning",
+        res.deadlines,
+        res.other_answers,
+        thousands(res.idle.ok as f64),
+        thousands(res.spinning.ok as f64),
+    ));
+    report.notes.extend(cpu_note(
+        "plugin-spin (spinning)",
+        res.spinning.cpu,
+        args.database_url.is_some(),
+    ));
+    for (what, r) in [("idle", &res.idle), ("spinning", &res.spinning)] {
+        if r.errors > 0 {
+            report.errors.push(format!(
+                "plugin-spin {what}: {} failed reads; first: {}",
+                r.errors,
+                r.first_error.clone().unwrap_or_default()
+            ));
+        }
+    }
     Ok(())
 }

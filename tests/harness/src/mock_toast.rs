@@ -679,15 +679,30 @@ impl ToastCheck {
         self
     }
 
+    /// Leaves the check OPEN: an outstanding balance, not closed or paid yet.
+    pub fn open(mut self) -> Self {
+        self.payment_status = "OPEN".to_owned();
+        self
+    }
+
+    fn is_open(&self) -> bool {
+        self.payment_status == "OPEN"
+    }
+
     fn json(&self, at: &str) -> Value {
+        let closed = if self.is_open() {
+            Value::Null
+        } else {
+            json!(at)
+        };
         json!({
             "guid": self.guid,
             "entityType": "Check",
             "displayNumber": "1",
             "openedDate": at,
-            "closedDate": at,
+            "closedDate": closed,
             "modifiedDate": at,
-            "paidDate": at,
+            "paidDate": closed,
             "amount": dollars(self.amount),
             "taxAmount": dollars(self.tax),
             "totalAmount": dollars(self.amount + self.tax),
@@ -776,6 +791,12 @@ impl ToastOrder {
             .to_string()
             .parse()
             .unwrap_or(20261120);
+        // An order with a check still open is not closed or paid either.
+        let closed = if self.checks.iter().any(ToastCheck::is_open) {
+            Value::Null
+        } else {
+            json!(at)
+        };
         json!({
             "guid": self.guid,
             "entityType": "Order",
@@ -783,8 +804,8 @@ impl ToastOrder {
             "displayNumber": "42",
             "source": "In Store",
             "openedDate": at,
-            "closedDate": at,
-            "paidDate": at,
+            "closedDate": closed,
+            "paidDate": closed,
             "createdDate": at,
             "modifiedDate": toast_time(self.modified),
             "businessDate": business_date,
@@ -803,10 +824,16 @@ impl ToastOrder {
 
 /// The body of a Toast `order_updated` webhook for `order`, with its envelope timestamp.
 pub fn toast_order_webhook(event_guid: &str, order: &Value) -> String {
+    toast_orders_webhook("order_updated", event_guid, order)
+}
+
+/// The body of an orders webhook of `event_type` (`order_updated` or
+/// `channel_order_updated`; both carry the complete order) for `order`.
+pub fn toast_orders_webhook(event_type: &str, event_guid: &str, order: &Value) -> String {
     json!({
         "timestamp": toast_time(jiff::Timestamp::now()),
         "eventCategory": "orders",
-        "eventType": "order_updated",
+        "eventType": event_type,
         "guid": event_guid,
         "details": {"restaurantGuid": TOAST_RESTAURANT, "order": order}
     })
@@ -835,6 +862,24 @@ mod tests {
         assert_eq!(dollars(1010).to_string(), "10.1");
         assert_eq!(dollars(83).to_string(), "0.83");
         assert_eq!(dollars(200).to_string(), "2.0");
+    }
+
+    #[test]
+    fn an_open_check_leaves_the_order_unclosed() {
+        let at: jiff::Timestamp = "2026-11-20T19:00:00Z".parse().unwrap();
+        let open = ToastOrder::new("o", at)
+            .check(ToastCheck::new("c", 3000, 240).open())
+            .json();
+        assert_eq!(open["checks"][0]["paymentStatus"], "OPEN");
+        assert!(open["closedDate"].is_null() && open["checks"][0]["closedDate"].is_null());
+        let closed = ToastOrder::new("o", at)
+            .check(ToastCheck::new("c", 3000, 240))
+            .json();
+        assert_eq!(closed["closedDate"], "2026-11-20T19:00:00.000+0000");
+        let body = toast_orders_webhook("channel_order_updated", "e", &closed);
+        let envelope: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(envelope["eventType"], "channel_order_updated");
+        assert_eq!(envelope["details"]["order"], closed);
     }
 
     #[test]
