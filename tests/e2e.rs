@@ -21,12 +21,12 @@ mod events;
 mod fuzz;
 #[path = "e2e/gift_cards.rs"]
 mod gift_cards;
-#[path = "e2e/hardening_sockets.rs"]
-mod hardening_sockets;
-#[path = "e2e/hardening_input.rs"]
-mod hardening_input;
 #[path = "e2e/hardening_edge.rs"]
 mod hardening_edge;
+#[path = "e2e/hardening_input.rs"]
+mod hardening_input;
+#[path = "e2e/hardening_sockets.rs"]
+mod hardening_sockets;
 #[path = "e2e/hooks.rs"]
 mod hooks;
 #[path = "e2e/idempotency.rs"]

@@ -142,40 +142,11 @@ where
 
 /// Whether a storage failure says nothing about the item being processed: the transaction
 /// collided with another (PostgreSQL aborted it), or the database could not be reached or
-/// was busy. Those are retried without counting towards dead-lettering; anything else the
+/// was busy ([`StoreError::is_unavailable`], the same classification that answers 503 at
+/// the edge). Those are retried without counting towards dead-lettering; anything else the
 /// database refuses (a constraint, a value it cannot store) is the item's own fault.
-///
-/// The one place this classification lives; it reads only the existing [`StoreError`]
-/// kinds (PostgreSQL SQLSTATE classes 08 connection, 53 insufficient resources, 57
-/// operator intervention; SQLite BUSY, LOCKED, IOERR, FULL, CANTOPEN, READONLY).
 pub fn is_transient(err: &StoreError) -> bool {
-    if err.is_transient_conflict() {
-        return true;
-    }
-    let StoreError::Sqlx(err) = err else {
-        return false;
-    };
-    match err {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            // PostgreSQL SQLSTATEs are five characters; SQLite's (extended) result codes are
-            // at most four digits, and their low byte is the primary code.
-            if code.len() == 5 {
-                ["08", "53", "57"]
-                    .iter()
-                    .any(|class| code.starts_with(class))
-            } else {
-                code.parse::<i64>()
-                    .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
-            }
-        }
-        _ => false,
-    }
+    err.is_transient_conflict() || err.is_unavailable()
 }
 
 /// A dead letter as the admin API shows it.

@@ -530,7 +530,8 @@ async fn cli_installs_into_a_running_host_and_checks_components(backend: Backend
 /// answering while all four spin. The bound is generous on purpose; the latency figures
 /// belong to the bench (`posbridge-bench --scenario plugin-spin`).
 async fn spinning_guests_leave_the_terminal_api_answering(backend: Backend) {
-    let srv = crate::start(backend).await;
+    // Reader loops on one key as fast as the host answers: the per-key rate limit is off.
+    let srv = crate::start_with(backend, &["--rate-limit-per-sec", "0"]).await;
     let keys = srv.setup_tenant("kitchen").await;
     let manager = srv.manager(&keys);
     let till = srv.terminal(&keys);
