@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod locks;
 pub mod metrics;
 pub mod money;
+pub mod options;
 pub mod orders;
 pub mod paging;
 pub mod plugins;
