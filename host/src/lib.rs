@@ -1,8 +1,9 @@
 //! posbridge: a multi-tenant POS integration hub.
 //!
 //! The host owns tenancy, auth, storage, the money ledgers and real-time fan-out; see
-//! `DESIGN.md` for the map. Dependencies point one way: `api` assembles the per-feature
-//! routers of the domain modules, which use `store` and never each other's tables.
+//! `docs/architecture.md` for the map. Dependencies point one way: `api` assembles the
+//! per-feature routers of the domain modules, which use `store` and never each other's
+//! tables.
 
 pub mod api;
 pub mod auth;
