@@ -186,20 +186,31 @@ where
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
     /// The file could not be read.
-    #[error("reading config file {path}: {source}")]
+    #[error("reading config file {path}: {reason}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
+        /// What the OS said (in the message, not a `source`, so it is printed once).
+        reason: std::io::Error,
     },
     /// The file is not valid TOML.
-    #[error("config file {path} is not valid TOML: {source}")]
+    #[error("config file {path} is not valid TOML: {reason}")]
     Syntax {
         /// The file.
         path: PathBuf,
         /// Where and why parsing stopped.
-        source: toml::de::Error,
+        reason: toml::de::Error,
+    },
+    /// A `[section]`: settings are flat, named as their flags.
+    #[error(
+        "config file {path}: `[{key}]`: sections are not used; write every setting at the \
+         top level, named as its flag (see posbridge.example.toml)"
+    )]
+    Section {
+        /// The file.
+        path: PathBuf,
+        /// The section's name.
+        key: String,
     },
     /// A key names no setting.
     #[error(
@@ -212,7 +223,7 @@ pub enum ConfigFileError {
         /// The key.
         key: String,
     },
-    /// A value is a table, an array or a date where a setting takes one value.
+    /// A value is an array or a date where a setting takes one value.
     #[error("config file {path}: `{key}` must be a string, a number or a boolean")]
     NotAValue {
         /// The file.
@@ -242,18 +253,18 @@ pub struct ConfigFile {
 impl ConfigFile {
     /// Reads and parses `path` (no check of the keys yet; see [`ConfigFile::apply`]).
     pub fn load(path: &Path) -> Result<ConfigFile, ConfigFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+        let text = std::fs::read_to_string(path).map_err(|reason| ConfigFileError::Read {
             path: path.to_owned(),
-            source,
+            reason,
         })?;
         ConfigFile::parse(path, &text)
     }
 
     /// Parses `text` as if read from `path` (relative paths resolve against its directory).
     pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigFileError> {
-        let table: toml::Table = text.parse().map_err(|source| ConfigFileError::Syntax {
+        let table: toml::Table = text.parse().map_err(|reason| ConfigFileError::Syntax {
             path: path.to_owned(),
-            source,
+            reason,
         })?;
         let mut values = BTreeMap::new();
         for (key, value) in table {
@@ -262,7 +273,13 @@ impl ConfigFile {
                 toml::Value::Integer(n) => n.to_string(),
                 toml::Value::Float(n) => n.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
-                toml::Value::Datetime(_) | toml::Value::Array(_) | toml::Value::Table(_) => {
+                toml::Value::Table(_) => {
+                    return Err(ConfigFileError::Section {
+                        path: path.to_owned(),
+                        key,
+                    })
+                }
+                toml::Value::Datetime(_) | toml::Value::Array(_) => {
                     return Err(ConfigFileError::NotAValue {
                         path: path.to_owned(),
                         key,
@@ -540,6 +557,8 @@ mod tests {
             "{err}"
         );
         let err = ConfigFile::parse(path, "[section]\ncount = 1").unwrap_err();
+        assert!(matches!(err, ConfigFileError::Section { .. }), "{err}");
+        let err = ConfigFile::parse(path, "count = [1]").unwrap_err();
         assert!(matches!(err, ConfigFileError::NotAValue { .. }), "{err}");
     }
 
