@@ -90,10 +90,9 @@ pub struct PluginOptions {
         value_parser = crate::options::at_least(1u32)
     )]
     pub max_concurrent_calls: u32,
-    /// Threads that run plugin (guest) code, at a lower OS priority ([`GUEST_NICE`]) than
-    /// the API. Default half the cores, at least one ([`default_guest_threads`]): fewer
-    /// threads than cores means spinning plugins can never take every core from terminal
-    /// requests. At least 1.
+    /// Threads that run plugin (guest) code, at a lower OS priority (nice 10) than the
+    /// API. Default half the cores, at least one: fewer threads than cores means spinning
+    /// plugins can never take every core from terminal requests. At least 1.
     #[arg(
         long = "plugin-threads",
         env = "POSBRIDGE_PLUGIN_THREADS",
