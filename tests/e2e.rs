@@ -13,6 +13,8 @@ mod admin;
 mod auth;
 #[path = "e2e/bad_input.rs"]
 mod bad_input;
+#[path = "e2e/config.rs"]
+mod config;
 #[path = "e2e/dead_letters.rs"]
 mod dead_letters;
 #[path = "e2e/events.rs"]

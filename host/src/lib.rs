@@ -1,9 +1,9 @@
 //! posbridge: a multi-tenant POS integration hub.
 //!
 //! The host owns tenancy, auth, storage, the money ledgers and real-time fan-out; see
-//! `docs/architecture.md` in the repository for the map. Dependencies point one way: `api`
-//! assembles the per-feature routers of the domain modules, which use `store` and never
-//! each other's tables.
+//! `docs/architecture.md` in the repository for the map. `api` assembles the per-feature
+//! routers of the domain modules; `host/tests/module_cycles.rs` prints the import graph
+//! between modules and fails on any cycle beyond the one still known (through `AppState`).
 
 pub mod api;
 pub mod auth;
@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod locks;
 pub mod metrics;
 pub mod money;
+pub mod options;
 pub mod orders;
 pub mod paging;
 pub mod plugins;

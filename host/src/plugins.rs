@@ -76,42 +76,72 @@ macro_rules! guest_call {
     }};
 }
 
-/// Plugin runtime tuning.
-#[derive(Debug, Clone)]
+/// Plugin runtime tuning (`serve` flags `--plugin-*`, `--outbound-*`; see
+/// [`crate::options`]).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct PluginOptions {
-    /// Calls that may run at once; sizes the instance pool. Further calls queue. Most of a
-    /// call's time is usually spent waiting on HTTP, so this is far above `guest_threads`.
+    /// Plugin calls that may run at once; sizes the instance pool, further calls queue.
+    /// Default 64: most of a call's time is spent waiting on HTTP, so this is far above
+    /// `--plugin-threads`. At least 1.
+    #[arg(
+        long = "plugin-max-concurrent-calls",
+        env = "POSBRIDGE_PLUGIN_MAX_CONCURRENT_CALLS",
+        default_value = "64",
+        value_parser = crate::options::at_least(1u32)
+    )]
     pub max_concurrent_calls: u32,
-    /// Threads that execute guest code (a runtime of their own, at nice
-    /// [`GUEST_NICE`]). Default [`default_guest_threads`]: half the cores, at least one, so
-    /// spinning guests cannot take every core from the API.
+    /// Threads that run plugin (guest) code, at a lower OS priority (nice 10) than the
+    /// API. Default half the cores, at least one: fewer threads than cores means spinning
+    /// plugins can never take every core from terminal requests. At least 1.
+    #[arg(
+        long = "plugin-threads",
+        env = "POSBRIDGE_PLUGIN_THREADS",
+        default_value_t = default_guest_threads(),
+        value_parser = crate::options::at_least(1usize)
+    )]
     pub guest_threads: usize,
-    /// Where precompiled artifacts are cached (none: recompile on every start).
+    /// Directory for precompiled plugin artifacts. Default: `posbridge-cache` beside the
+    /// SQLite file, or `./posbridge-cache` for PostgreSQL, so a restart finds them.
+    #[arg(
+        long = "plugin-cache-dir",
+        env = "POSBRIDGE_PLUGIN_CACHE_DIR",
+        value_hint = clap::ValueHint::DirPath
+    )]
     pub cache_dir: Option<PathBuf>,
     /// Consecutive failed calls (trap, timeout, out of memory) that quarantine a provider
-    /// plugin. Five tolerates a transient blip while stopping a broken plugin within seconds.
-    /// Hooks are not quarantined plugin-wide: one tenant's event that breaks a hook would
-    /// stop it for every tenant, so each tenant binding is quarantined on its own (`hooks`).
+    /// plugin. Default 5: tolerates a transient blip while stopping a broken plugin within
+    /// seconds. Hooks are not quarantined plugin-wide (one tenant's event that breaks a
+    /// hook would stop it for every tenant); each binding is, see `--hook-*`. At least 1.
+    #[arg(
+        id = "plugin_quarantine_after",
+        long = "plugin-quarantine-after",
+        env = "POSBRIDGE_PLUGIN_QUARANTINE_AFTER",
+        default_value = "5",
+        value_parser = crate::options::at_least(1u64)
+    )]
     pub quarantine_after: u64,
-    /// How often the catalog is re-read for changes made by the CLI or another host.
+    /// Milliseconds between re-reads of the plugin catalog for changes made by the CLI or
+    /// another host. Default 2 s: an install is live everywhere within seconds, for one
+    /// cheap query. At least 10.
+    #[arg(
+        long = "plugin-reload-interval-ms",
+        env = "POSBRIDGE_PLUGIN_RELOAD_INTERVAL_MS",
+        default_value = "2000",
+        value_parser = crate::options::millis(10)
+    )]
     pub reload_interval: Duration,
     /// Outbound HTTP knobs.
+    #[command(flatten)]
     pub outbound: OutboundOptions,
-    /// Install the bundled plugins on start.
+    /// Install the bundled plugins on start (not a flag: `serve` always does; the CLI's
+    /// plugin commands do not).
+    #[arg(skip = true)]
     pub install_bundled: bool,
 }
 
 impl Default for PluginOptions {
     fn default() -> Self {
-        Self {
-            max_concurrent_calls: 64,
-            guest_threads: default_guest_threads(),
-            cache_dir: None,
-            quarantine_after: 5,
-            reload_interval: Duration::from_secs(2),
-            outbound: OutboundOptions::default(),
-            install_bundled: true,
-        }
+        crate::options::defaults()
     }
 }
 
