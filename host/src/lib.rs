@@ -1,7 +1,7 @@
 //! posbridge: a multi-tenant POS integration hub.
 //!
 //! The host owns tenancy, auth, storage, the money ledgers and real-time fan-out; see
-//! `DESIGN.md` for the map. Dependencies point one way: `api` assembles the per-feature
+//! `docs/architecture.md` for the map. Dependencies point one way: `api` assembles the per-feature
 //! routers of the domain modules, which use `store` and never each other's tables.
 
 pub mod api;
@@ -21,6 +21,7 @@ pub mod money;
 pub mod orders;
 pub mod paging;
 pub mod plugins;
+pub mod plugins_api;
 pub mod providers;
 pub mod ratelimit;
 pub mod reports;
