@@ -19,6 +19,7 @@ use super::{bundled, AdminError, InstallError};
 use crate::locks::lock;
 use crate::store::{now_micros, StoreError};
 
+/// The `settings` row every catalog write changes, so other processes know to reload.
 const GENERATION_KEY: &str = "plugins_generation";
 
 /// A plugin as the admin API lists it.
@@ -51,6 +52,7 @@ pub struct PluginStatus {
 }
 
 impl Plugins {
+    /// Installs the plugins built into the binary; failures are logged, not fatal.
     pub(super) async fn install_bundled(&self) {
         for (name, wasm) in bundled::COMPONENTS {
             // Known bytes are known (id, version): skip compiling and calling `info` on every
@@ -363,6 +365,8 @@ impl Plugins {
             .ok_or_else(|| AdminError::NotFound(id.to_owned()))
     }
 
+    /// Runs one `UPDATE plugins … WHERE id = $3` (`$1` = `first`, `$2` = now), bumps the
+    /// generation and reloads; the quarantine path on the call side uses it too.
     pub(super) async fn update_plugin(
         &self,
         id: &str,
@@ -398,6 +402,7 @@ impl Plugins {
         }
     }
 
+    /// Clears the failure streak, so a re-activated plugin starts with a clean breaker.
     pub(super) fn reset_failures(&self, id: &str) {
         if let Some(stats) = lock(&self.inner.stats).get(id) {
             stats.consecutive_failures.store(0, Ordering::Relaxed);
