@@ -23,6 +23,7 @@ pub mod options;
 pub mod orders;
 pub mod paging;
 pub mod plugins;
+pub mod plugins_api;
 pub mod providers;
 pub mod ratelimit;
 pub mod reports;
