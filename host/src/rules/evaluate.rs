@@ -16,11 +16,13 @@ use jiff::tz::TimeZone;
 use serde_json::json;
 use sqlx::Row;
 
+use super::book::venue_rules;
+use super::decide::{fit, RuleFit};
 use super::performances::PerformanceCache;
 use super::tiers::{self, Ladder};
-use super::windows::in_any_window;
-use super::{lifetime_spend_sql, venue_rules, SpendRule};
+use super::SpendRule;
 use crate::auth::TenantScope;
+use crate::customers::{self, net_spend_sql, tiers::HeldStanding};
 use crate::events::{EventKind, LoggedTx};
 use crate::store::{new_id, now_micros, rfc3339, Backend, Params, StoreError};
 
@@ -178,7 +180,7 @@ impl RuleEvaluator {
             let sql = format!(
                 concat!(
                     "SELECT c.id, c.tenant_id, c.phone, c.tier, c.access_level, (SELECT ",
-                    lifetime_spend_sql!(),
+                    net_spend_sql!(),
                     " FROM pos_transactions t
                        WHERE t.tenant_id = c.tenant_id AND t.customer_id = c.id AND t.integration_id = {}) AS spend
                      FROM customers c WHERE c.id IN ({})"
@@ -265,31 +267,24 @@ impl RuleEvaluator {
         let mut performers: Option<Vec<&str>> = None;
         let mut first_match = None;
         for (index, rule) in ctx.rules.iter().enumerate() {
-            if spend < rule.threshold
-                || !in_any_window(&rule.time_windows, &ctx.tz, sale.occurred_at)
-            {
-                continue;
+            let mut verdict = fit(
+                rule,
+                spend,
+                &ctx.tz,
+                sale.occurred_at,
+                performers.as_deref(),
+            );
+            if verdict == RuleFit::NeedsPerformers {
+                let on = performances
+                    .performers_at(tx.conn(), scope.tenant_id(), venue, sale.occurred_at)
+                    .await?;
+                verdict = fit(rule, spend, &ctx.tz, sale.occurred_at, Some(&on));
+                performers = Some(on);
             }
-            if rule.live_only || rule.performer_id.is_some() {
-                if performers.is_none() {
-                    performers = Some(
-                        performances
-                            .performers_at(tx.conn(), scope.tenant_id(), venue, sale.occurred_at)
-                            .await?,
-                    );
-                }
-                let on = performers.as_deref().unwrap_or_default();
-                if (rule.live_only && on.is_empty())
-                    || rule
-                        .performer_id
-                        .as_deref()
-                        .is_some_and(|p| !on.contains(&p))
-                {
-                    continue;
-                }
+            if verdict == RuleFit::Fits {
+                first_match = Some(index);
+                break;
             }
-            first_match = Some(index);
-            break;
         }
         let Some(index) = first_match else {
             return Ok(());
@@ -381,23 +376,16 @@ impl RuleEvaluator {
         }
         let raised: Vec<(&String, &CustomerState)> =
             self.customers.iter().filter(|(_, c)| c.raised).collect();
-        for chunk in raised.chunks(ROWS_PER_STATEMENT) {
-            let mut p = Params::new(tx.backend());
-            let sql = format!(
-                "UPDATE customers SET tier = v.column2, access_level = v.column3, updated_at = {}
-                 FROM (VALUES {}) AS v WHERE customers.id = v.column1",
-                p.one(),
-                p.rows(chunk.len(), 3)
-            );
-            let mut query = sqlx::query(&sql).bind(now);
-            for (id, customer) in chunk {
-                query = query
-                    .bind(id.as_str())
-                    .bind(customer.tier.as_deref())
-                    .bind(customer.access.as_deref());
-            }
-            query.execute(tx.conn()).await?;
-        }
+        let held: Vec<HeldStanding<'_>> = raised
+            .iter()
+            .map(|(id, customer)| HeldStanding {
+                customer_id: id,
+                tier: customer.tier.as_deref(),
+                access_level: customer.access.as_deref(),
+            })
+            .collect();
+        let backend = tx.backend();
+        customers::tiers::set_held(tx.conn(), backend, &held, now).await?;
         let stats: Vec<(&usize, &RuleStats)> = self.stats.iter().collect();
         for chunk in stats.chunks(ROWS_PER_STATEMENT) {
             // The casts type the VALUES columns for PostgreSQL, which reads bare
