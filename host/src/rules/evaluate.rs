@@ -22,9 +22,9 @@ use super::performances::PerformanceCache;
 use super::tiers::{self, Ladder};
 use super::SpendRule;
 use crate::auth::TenantScope;
-use crate::customers::{self, net_spend_sql, tiers::HeldStanding};
+use crate::customers::{self, tiers::HeldStanding};
 use crate::events::{EventKind, LoggedTx};
-use crate::store::{new_id, now_micros, rfc3339, Backend, Params, StoreError};
+use crate::store::{new_id, now_micros, rfc3339, Params, StoreError};
 
 /// A change of one customer's lifetime spend at the venue, in batch order.
 #[derive(Debug, Clone, Copy)]
@@ -157,56 +157,32 @@ impl RuleEvaluator {
             rules,
         });
 
-        // Every lookup below is by customer id alone: the ids come from this tenant's own
-        // matching, and a `tenant_id = ?` beside them led both planners (SQLite without
-        // statistics, PostgreSQL's generic plans) to scan the tenant's rows instead of
-        // looking up a hundred ids (15-30 ms a batch on PostgreSQL).
+        // Unlocks are looked up by customer id alone, for the reason `lock_with_spend`
+        // gives.
         let ids: Vec<&str> = evaluated.into_iter().collect();
-        if tx.backend() == Backend::Postgres {
-            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-                let sql = format!(
-                    "SELECT id FROM customers WHERE id IN ({}) ORDER BY id FOR UPDATE",
-                    Params::new(Backend::Postgres).list(chunk.len())
-                );
-                let mut query = sqlx::query(&sql);
-                for id in chunk {
-                    query = query.bind(*id);
-                }
-                query.fetch_all(tx.conn()).await?;
-            }
-        }
+        let backend = tx.backend();
+        let held = customers::tiers::lock_with_spend(
+            tx.conn(),
+            backend,
+            scope.tenant_id(),
+            integration_id,
+            &ids,
+        )
+        .await?;
+        evaluator.customers = held
+            .into_iter()
+            .map(|(id, held)| {
+                let state = CustomerState {
+                    phone: held.phone,
+                    tier: held.tier,
+                    access: held.access_level,
+                    spend: held.spend,
+                    raised: false,
+                };
+                (id, state)
+            })
+            .collect();
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            let mut p = Params::new(tx.backend());
-            let sql = format!(
-                concat!(
-                    "SELECT c.id, c.tenant_id, c.phone, c.tier, c.access_level, (SELECT ",
-                    net_spend_sql!(),
-                    " FROM pos_transactions t
-                       WHERE t.tenant_id = c.tenant_id AND t.customer_id = c.id AND t.integration_id = {}) AS spend
-                     FROM customers c WHERE c.id IN ({})"
-                ),
-                p.one(),
-                p.list(chunk.len())
-            );
-            let mut query = sqlx::query(&sql).bind(integration_id);
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            for row in query.fetch_all(tx.conn()).await? {
-                if row.try_get::<String, _>("tenant_id")? != scope.tenant_id() {
-                    continue;
-                }
-                evaluator.customers.insert(
-                    row.try_get("id")?,
-                    CustomerState {
-                        phone: row.try_get("phone")?,
-                        tier: row.try_get("tier")?,
-                        access: row.try_get("access_level")?,
-                        spend: row.try_get("spend")?,
-                        raised: false,
-                    },
-                );
-            }
             // Rule ids are unique across venues: other venues' unlocks in the set are inert.
             let sql = format!(
                 "SELECT customer_id, rule_id FROM tier_unlocks WHERE customer_id IN ({})",
@@ -374,10 +350,10 @@ impl RuleEvaluator {
             }
             query.execute(tx.conn()).await?;
         }
-        let raised: Vec<(&String, &CustomerState)> =
-            self.customers.iter().filter(|(_, c)| c.raised).collect();
-        let held: Vec<HeldStanding<'_>> = raised
+        let held: Vec<HeldStanding<'_>> = self
+            .customers
             .iter()
+            .filter(|(_, c)| c.raised)
             .map(|(id, customer)| HeldStanding {
                 customer_id: id,
                 tier: customer.tier.as_deref(),
