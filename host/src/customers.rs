@@ -13,14 +13,14 @@
 pub(crate) mod links;
 pub(crate) mod matching;
 pub(crate) mod points;
-pub mod profile;
-pub mod spend;
-pub mod standing;
+pub(crate) mod profile;
+pub(crate) mod spend;
+pub(crate) mod standing;
 pub(crate) mod tags;
 pub(crate) mod tiers;
 
+pub(crate) use spend::net_spend;
 pub(crate) use spend::net_spend_sql;
-pub use spend::{net_spend, net_spend_of};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

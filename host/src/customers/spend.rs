@@ -5,7 +5,7 @@
 //! with [`net_spend_sql!`]; the tests below hold the two to the same answers on SQLite and
 //! PostgreSQL.
 
-use crate::plugins::contract::{Transaction, TransactionStatus};
+use crate::plugins::contract::TransactionStatus;
 
 /// What a sale with this status, total and refunded amount counts as spend: completed sales
 /// net of refunds, never below zero (a refund larger than the sale takes nothing from the
@@ -16,11 +16,6 @@ pub fn net_spend(status: TransactionStatus, total: i64, refunded: i64) -> i64 {
     } else {
         0
     }
-}
-
-/// [`net_spend`] of a canonical sale.
-pub fn net_spend_of(sale: &Transaction) -> i64 {
-    net_spend(sale.status, sale.total, sale.refunded)
 }
 
 /// [`net_spend`] of a stored row, whose status is the text `status_str` wrote; a status this

@@ -17,7 +17,7 @@ use sqlx::Row;
 
 use crate::auth::TenantScope;
 use crate::customers::matching::{match_sales, Matched, SaleKeys};
-use crate::customers::net_spend_of;
+use crate::customers::net_spend;
 use crate::customers::spend::net_spend_stored;
 use crate::events::{EventKind, LoggedTx};
 use crate::plugins::contract::{CardInfo, CustomerRef, Tender, Transaction, TransactionStatus};
@@ -128,7 +128,7 @@ pub async fn ingest(
             spend_moves(
                 outcome,
                 row.matched.map(|c| c.id.as_str()),
-                net_spend_of(row.sale),
+                net_spend(row.sale.status, row.sale.total, row.sale.refunded),
                 row.occurred_at,
             )
         })
@@ -220,7 +220,7 @@ impl<'a> SaleColumns<'a> {
             "tip": sale.tip,
             "discount": sale.discount,
             "refunded": sale.refunded,
-            "net": net_spend_of(sale),
+            "net": net_spend(sale.status, sale.total, sale.refunded),
             "tender": tender_str(sale.tender),
             "status": status_str(sale.status),
             "card": {"brand": self.card.brand, "last4": self.card.last4},
@@ -369,7 +369,7 @@ async fn store_sales(
         };
         current.hash = row.hash.clone();
         current.upstream_updated = row.upstream_updated;
-        current.net = net_spend_of(row.sale);
+        current.net = net_spend(row.sale.status, row.sale.total, row.sale.refunded);
         if let Some(matched) = row.matched {
             current.customer_id = Some(matched.id.clone());
         }
