@@ -2,13 +2,13 @@
 //! keeps about them. This module owns the `customers` table and its `customer_links`: every
 //! write to them goes through here.
 //!
-//! - [`matching`]: which customer a sale belongs to (links, phone, email);
-//! - [`links`]: card fingerprints and provider customer ids tied to a customer;
-//! - [`tags`]: labels hooks put on customers;
-//! - [`points`]: the loyalty balance on the customer row;
-//! - [`tiers`]: the tier and access level rule evaluation raises;
-//! - [`spend`]: net spend, the one definition of what a sale counts for;
-//! - [`standing`] and [`profile`]: what the tenant sees of a customer.
+//! - `matching`: which customer a sale belongs to (links, phone, email);
+//! - `links`: card fingerprints and provider customer ids tied to a customer;
+//! - `tags`: labels hooks put on customers;
+//! - `points`: the loyalty balance on the customer row;
+//! - `tiers`: the tier and access level rule evaluation raises;
+//! - `spend`: net spend, the one definition of what a sale counts for;
+//! - `standing` and `profile`: what the tenant sees of a customer.
 
 pub(crate) mod links;
 pub(crate) mod matching;
