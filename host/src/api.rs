@@ -31,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(reports::routes())
         .merge(providers::routes())
         .merge(rules::routes())
+        .merge(crate::customers::routes())
         .merge(hooks::routes());
     Router::new()
         .nest("/admin", admin)

@@ -492,6 +492,34 @@ impl Params {
     }
 }
 
+/// Keys per `IN (…)` list of a bulk lookup: far below SQLite's 32,766 and PostgreSQL's
+/// 65,535 bound parameters.
+pub(crate) const KEYS_PER_LOOKUP: usize = 500;
+
+/// The rows `sql(scope, keys)` selects for every key, [`KEYS_PER_LOOKUP`] keys a statement:
+/// `sql` gets the placeholder of `scope_value` and the placeholder list of the keys. One
+/// statement per chunk rather than per key, because each is a round trip.
+pub(crate) async fn rows_by_keys(
+    conn: &mut Conn,
+    backend: Backend,
+    scope_value: &str,
+    keys: &[&str],
+    sql: impl Fn(&str, &str) -> String,
+) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
+    let mut rows = Vec::new();
+    for chunk in keys.chunks(KEYS_PER_LOOKUP) {
+        let mut p = Params::new(backend);
+        let scope = p.one();
+        let sql = sql(&scope, &p.list(chunk.len()));
+        let mut query = sqlx::query(&sql).bind(scope_value);
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        rows.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
