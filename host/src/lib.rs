@@ -5,6 +5,7 @@
 //! routers of the domain modules, which use `store` and never each other's tables.
 
 pub mod api;
+pub mod api_keys;
 pub mod auth;
 pub mod config;
 pub mod customers;

@@ -7,7 +7,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use posbridge::auth::{ApiKeys, NewKey, Role};
+use posbridge::api_keys::{ApiKeys, NewKey};
+use posbridge::auth::Role;
 use posbridge::config::ServeConfig;
 use posbridge::events::HubOptions;
 use posbridge::hooks::HookOptions;
