@@ -25,6 +25,7 @@ pub mod plugins;
 pub mod providers;
 pub mod ratelimit;
 pub mod reports;
+pub mod rotation;
 pub mod rules;
 pub mod server;
 pub mod state;

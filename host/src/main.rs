@@ -379,7 +379,7 @@ async fn main() -> anyhow::Result<()> {
             let store = open(&cli.database_url).await?;
             let key_file = posbridge::server::default_key_file(&cli.database_url);
             let report =
-                posbridge::vault::rotate(&store, master_key().as_deref(), &key_file).await?;
+                posbridge::rotation::rotate(&store, master_key().as_deref(), &key_file).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             store.close().await;
         }
