@@ -6,6 +6,7 @@
 //! between modules and fails on any cycle beyond the one still known (through `AppState`).
 
 pub mod api;
+pub mod api_keys;
 pub mod auth;
 pub mod config;
 pub mod customers;
@@ -27,6 +28,7 @@ pub mod plugins_api;
 pub mod providers;
 pub mod ratelimit;
 pub mod reports;
+pub mod rotation;
 pub mod rules;
 pub mod server;
 pub mod state;

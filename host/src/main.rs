@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::Serialize;
 
-use posbridge::auth::{ApiKeys, NewKey, Role};
+use posbridge::api_keys::{ApiKeys, NewKey};
+use posbridge::auth::Role;
 use posbridge::config::{ServeConfig, DEFAULT_DATABASE_URL};
 use posbridge::options::ConfigFile;
 use posbridge::plugins::{PluginOptions, Plugins};
@@ -283,7 +284,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .master_key_file
                 .unwrap_or_else(|| posbridge::server::default_key_file(&cli.database_url));
             let report =
-                posbridge::vault::rotate(&store, master_key().as_deref(), &key_file).await?;
+                posbridge::rotation::rotate(&store, master_key().as_deref(), &key_file).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             store.close().await;
         }
