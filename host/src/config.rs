@@ -18,13 +18,13 @@ pub struct ServeConfig {
     pub bind: String,
     /// Database URL (`sqlite://…`, a bare file path, or `postgres://…`).
     pub database_url: String,
-    /// Operator token; when absent, one is generated on first start (see `auth`).
     /// The URL providers reach this host at, for webhook URLs (`--public-url`; empty means
     /// `http://<bound address>`). Behind a reverse proxy it differs from the bind address.
     pub public_url: String,
     /// `POSBRIDGE_MASTER_KEY`: master keys for sealed secrets; when absent, a key file
     /// beside the database is used (created with mode 0600).
     pub master_key: Option<String>,
+    /// Operator token; when absent, one is generated on first start (see `auth`).
     pub operator_token: Option<String>,
     /// Storage knobs.
     pub store: StoreOptions,

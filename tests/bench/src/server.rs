@@ -277,7 +277,7 @@ fn machine_busy_secs() -> Result<f64> {
 
 /// Average busy cores of the whole machine over `window` (before the server starts: how
 /// quiet the machine is).
-pub async fn machine_busy_cores(window: std::time::Duration) -> Option<f64> {
+pub async fn machine_busy_cores(window: Duration) -> Option<f64> {
     let a = machine_busy_secs().ok()?;
     tokio::time::sleep(window).await;
     let b = machine_busy_secs().ok()?;
