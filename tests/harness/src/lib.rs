@@ -48,8 +48,8 @@ pub enum Backend {
 ///
 /// The PostgreSQL variant runs on the server of `POSBRIDGE_TEST_POSTGRES_URL`, or on the
 /// throwaway cluster the harness starts when that is not set (see [`postgres_available`]);
-/// it fails with instructions when neither can be had, unless
-/// `POSBRIDGE_TEST_POSTGRES=skip` is set (then it returns early and says so on stderr).
+/// it fails with instructions when neither can be had. With
+/// `POSBRIDGE_TEST_POSTGRES=skip` it returns early and says so on stderr.
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),+ $(,)?) => {

@@ -4,8 +4,8 @@
 //! The server is `POSBRIDGE_TEST_POSTGRES_URL` when set (an admin URL of a role that may
 //! create databases), otherwise a throwaway cluster the harness starts from the installed
 //! server binaries and shares across the run (`pg_shared.rs`). With neither, the
-//! PostgreSQL tests fail with [`no_postgres_message`], or are skipped with one line on
-//! stderr when `POSBRIDGE_TEST_POSTGRES=skip`.
+//! PostgreSQL tests fail with [`no_postgres_message`]. `POSBRIDGE_TEST_POSTGRES=skip`
+//! skips the PostgreSQL half, each test saying so in one line on stderr.
 
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ const WHAT_TO_DO: &str = "Install PostgreSQL's server binaries (Debian: apt-get 
      postgresql; no cluster needs to run) and the tests start a throwaway one themselves, \
      or set POSBRIDGE_TEST_POSTGRES_URL to the admin URL of a running server's role that \
      may log in and create databases (CREATE ROLE ... LOGIN CREATEDB), or set \
-     POSBRIDGE_TEST_POSTGRES=skip to skip the PostgreSQL half of the tests.";
+     POSBRIDGE_TEST_POSTGRES=skip to run only the SQLite half of the tests.";
 
 /// The message a PostgreSQL test fails with when no server binaries are found and no URL
 /// is given.
@@ -56,11 +56,11 @@ fn redacted(url: &str) -> String {
 
 /// Why a PostgreSQL test cannot run.
 enum NoServer {
-    /// No binaries and no URL: skippable.
+    /// No binaries and no URL.
     Missing,
-    /// The URL does not answer: skippable.
+    /// The server of the URL does not answer.
     Unreachable(String),
-    /// Binaries exist but the throwaway cluster failed: a bug to see, never skipped.
+    /// Binaries exist but the throwaway cluster failed.
     ClusterFailed(String),
 }
 
@@ -68,7 +68,12 @@ impl NoServer {
     fn message(&self) -> String {
         match self {
             NoServer::Missing => no_postgres_message(),
-            NoServer::Unreachable(detail) => format!("{detail}. {WHAT_TO_DO}"),
+            NoServer::Unreachable(detail) => format!(
+                "{detail}. Start that server (its role must be allowed to create \
+                 databases: LOGIN CREATEDB), or unset {URL_ENV} to let the tests start a \
+                 throwaway cluster from the installed server binaries, or set \
+                 POSBRIDGE_TEST_POSTGRES=skip to run only the SQLite half of the tests."
+            ),
             NoServer::ClusterFailed(detail) => format!(
                 "The throwaway PostgreSQL cluster for the _postgres tests did not start \
                  (set {URL_ENV} to use a running server instead): {detail}"
@@ -130,24 +135,25 @@ async fn reachable_admin_url() -> Result<String, NoServer> {
 
 /// Whether the PostgreSQL variant of a test should run.
 ///
-/// Returns `true` when PostgreSQL answers (the server of `POSBRIDGE_TEST_POSTGRES_URL`,
-/// or the throwaway cluster, started here if this is the run's first PostgreSQL test).
-/// When there is none, returns `false` with one line on stderr if
-/// `POSBRIDGE_TEST_POSTGRES=skip`, and panics with instructions otherwise, so a missing
-/// server never passes silently. A throwaway cluster that fails to start always panics.
+/// With `POSBRIDGE_TEST_POSTGRES=skip` it does not: returns `false` after one line on
+/// stderr (saying too when no PostgreSQL could have been had). Otherwise returns `true`
+/// once PostgreSQL answers (the server of `POSBRIDGE_TEST_POSTGRES_URL`, or the throwaway
+/// cluster, started here if this is the run's first PostgreSQL test), and panics with
+/// instructions when there is none, so a missing server never passes silently.
 pub async fn postgres_available() -> bool {
-    match reachable_admin_url().await {
-        Ok(_) => true,
-        Err(no @ (NoServer::Missing | NoServer::Unreachable(_))) if skip_requested() => {
-            let why = match no {
-                NoServer::Unreachable(detail) => detail,
-                _ => format!("{URL_ENV} is not set and no PostgreSQL server binaries were found"),
-            };
-            eprintln!("SKIPPED (POSBRIDGE_TEST_POSTGRES=skip): {why}");
-            false
-        }
-        Err(no) => panic!("{}", no.message()),
+    if skip_requested() {
+        let note = if url_from_env().is_none() && !crate::PgCluster::available() {
+            format!("; {URL_ENV} is not set and no PostgreSQL server binaries were found")
+        } else {
+            String::new()
+        };
+        eprintln!("SKIPPED (POSBRIDGE_TEST_POSTGRES=skip): PostgreSQL half not run{note}");
+        return false;
     }
+    if let Err(no) = reachable_admin_url().await {
+        panic!("{}", no.message());
+    }
+    true
 }
 
 /// A database created for one test server; dropped (best effort) with [`PgDatabase::drop_now`].

@@ -43,9 +43,9 @@ impl Parse for Input {
 /// Expands `harness_path; a, b` into the tests `a_sqlite`, `a_postgres`, `b_sqlite`,
 /// `b_postgres`, each on a multi-threaded tokio runtime calling `a(Backend::…)`.
 ///
-/// The PostgreSQL variant first asks `harness_path::postgres_available()`, which fails the
-/// test with instructions, or returns `false` (skip) only when
-/// `POSBRIDGE_TEST_POSTGRES=skip` is set and no PostgreSQL can be had.
+/// The PostgreSQL variant first asks `harness_path::postgres_available()`, which returns
+/// `false` (skip) when `POSBRIDGE_TEST_POSTGRES=skip` and fails the test with instructions
+/// when there is no PostgreSQL.
 #[doc(hidden)]
 #[proc_macro]
 pub fn both_backends_impl(input: TokenStream) -> TokenStream {
