@@ -229,7 +229,7 @@ fn proc_status_kib(pid: u32, field: &str) -> Result<u64> {
         .with_context(|| format!("unparsable {line:?} in {path}"))
 }
 
-/// utime + stime of a process, in seconds, from a /proc/<pid>/stat file.
+/// utime + stime of a process, in seconds, from a `/proc/<pid>/stat` file.
 fn cpu_secs(path: &str) -> Result<f64> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     // The command name (field 2) may contain spaces; fields after it follow the last ')'.
