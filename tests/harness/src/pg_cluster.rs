@@ -195,7 +195,7 @@ impl PgCluster {
         let path = self.bin.join(program);
         match &self.run_as {
             Some(user) => {
-                let mut cmd = Command::new("runuser");
+                let mut cmd = Command::new(runuser());
                 cmd.args(["-u", user, "--"]).arg(path);
                 cmd
             }
@@ -285,7 +285,17 @@ fn path_bindir() -> Option<PathBuf> {
     std::env::split_paths(&path).find(|dir| has_server_binaries(dir))
 }
 
-pub(crate) fn is_root() -> bool {
+/// util-linux's `runuser`, which lives in an sbin directory that a root shell's `PATH`
+/// may lack.
+fn runuser() -> PathBuf {
+    ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("runuser"))
+}
+
+fn is_root() -> bool {
     // SAFETY: geteuid(2) cannot fail and has no side effects.
     unsafe { libc::geteuid() == 0 }
 }
