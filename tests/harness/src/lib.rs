@@ -6,6 +6,17 @@
 //! PostgreSQL database dropped) when the [`TestServer`] is dropped.
 //!
 //! Every scenario runs against both databases through [`both_backends!`].
+//!
+//! # PostgreSQL
+//!
+//! | variable | effect |
+//! |---|---|
+//! | `POSBRIDGE_TEST_POSTGRES_URL` | admin URL of a running server whose role may `LOGIN CREATEDB`; when unset, the harness starts one throwaway cluster for the whole run and removes it afterwards |
+//! | `POSBRIDGE_TEST_PG_BINDIR` | where that cluster's server binaries are (default: `pg_config --bindir`, the newest `/usr/lib/postgresql/*/bin`, then `PATH`); an empty directory shows what a machine without PostgreSQL does |
+//! | `POSBRIDGE_TEST_POSTGRES=skip` | the `_postgres` tests return at once, each saying so in one line on stderr |
+//!
+//! Without a URL and without binaries, and not told to skip, the `_postgres` tests fail
+//! with one message saying what to do.
 
 pub mod bench;
 mod http;
