@@ -83,6 +83,12 @@ fn run_wide(run_id: &str) -> Result<String, Unavailable> {
     if let Ok(state) = std::fs::read_to_string(&state_file) {
         match parse_state(&state) {
             Some(State::Ready(port)) if listening(port) => return Ok(url_for(port)),
+            Some(State::Ready(port)) if postmaster_alive(&state_dir.join("cluster")) => {
+                return Err(Unavailable::Failed(format!(
+                    "the run's cluster ({}) runs but does not accept connections on port {port}",
+                    state_dir.join("cluster").display()
+                )));
+            }
             // The cluster is gone (killed from outside): start another below.
             Some(State::Ready(_)) | None => {}
             Some(State::NoBinaries) => return Err(Unavailable::NoBinaries),
@@ -221,6 +227,15 @@ fn write_state(path: &Path, text: &str) -> std::io::Result<()> {
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     std::fs::rename(tmp, path)
+}
+
+/// Whether the postmaster of `cluster_dir/data` still runs (its pid file names a live
+/// process).
+fn postmaster_alive(cluster_dir: &Path) -> bool {
+    std::fs::read_to_string(cluster_dir.join("data/postmaster.pid"))
+        .ok()
+        .and_then(|text| text.lines().next()?.trim().parse::<u32>().ok())
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
 }
 
 /// Whether something accepts connections on the loopback `port`.
