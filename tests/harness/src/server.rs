@@ -558,6 +558,6 @@ impl Drop for TestServer {
 }
 
 /// The plugin artifact cache shared by all test servers of this machine.
-fn shared_plugin_cache() -> std::path::PathBuf {
+fn shared_plugin_cache() -> PathBuf {
     std::env::temp_dir().join("posbridge-e2e-plugin-cache")
 }
