@@ -129,12 +129,27 @@ fn unlocked_phones(unlocks: &[Value]) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn rules_api(backend: Backend) {
+/// A server with the `kitchen` tenant's `downtown` on the local POS: (server, manager, till).
+async fn rules_setup(backend: Backend) -> (TestServer, Client, Client) {
     let srv = crate::start(backend).await;
     let (manager, till, _) = local_venue(&srv).await;
-    let other = srv.setup_tenant("bistro").await;
+    (srv, manager, till)
+}
 
-    // Auth: terminals may not manage rules; another tenant's key is refused.
+fn rule_path(id: &str) -> String {
+    format!("/pos/rules/{VENUE}/{id}")
+}
+
+/// A rule with every field set.
+fn full_rule() -> Value {
+    json!({"name":"Regulars","threshold":5000,"tier":"REGULAR","access_level":"PUBLIC_LOBBY",
+        "priority":1,"enabled":true,"live_only":false,
+        "time_windows":[{"days":["fri","sat"],"start":"20:00","end":"02:00"}],"performer_id":null})
+}
+
+async fn terminals_anonymous_callers_and_other_tenants_cannot_manage_rules(backend: Backend) {
+    let (srv, _manager, till) = rules_setup(backend).await;
+    let other = srv.setup_tenant("bistro").await;
     till.get(&format!("/pos/rules/{VENUE}"))
         .await
         .expect_error(403, "forbidden");
@@ -146,10 +161,11 @@ async fn rules_api(backend: Backend) {
         .get(&format!("/pos/rules/{VENUE}"))
         .await
         .expect_error_status(403);
+}
 
-    let full = json!({"name":"Regulars","threshold":5000,"tier":"REGULAR","access_level":"PUBLIC_LOBBY",
-        "priority":1,"enabled":true,"live_only":false,
-        "time_windows":[{"days":["fri","sat"],"start":"20:00","end":"02:00"}],"performer_id":null});
+async fn a_created_rule_echoes_every_field_with_zero_counters(backend: Backend) {
+    let (_srv, manager, _till) = rules_setup(backend).await;
+    let full = full_rule();
     let regulars = add_rule(&manager, &full).await;
     assert!(regulars["id"].as_str().is_some_and(|s| !s.is_empty()));
     for field in [
@@ -168,10 +184,14 @@ async fn rules_api(backend: Backend) {
     assert_eq!(regulars["times_triggered"], 0);
     assert_eq!(regulars["customers_unlocked"], 0);
     assert!(regulars["last_triggered"].is_null());
+}
+
+async fn rules_are_listed_by_priority_then_threshold(backend: Backend) {
+    let (_srv, manager, _till) = rules_setup(backend).await;
+    let regulars = add_rule(&manager, &full_rule()).await;
     let whales = add_rule(&manager, &rule("Whales", 100_000, "WHALE", 0)).await;
     let platinum_a = add_rule(&manager, &rule("Platinum B", 30_000, "PLATINUM", 1)).await;
     let platinum_b = add_rule(&manager, &rule("Platinum A", 20_000, "PLATINUM", 1)).await;
-    // Sorted by priority, then threshold.
     let order: Vec<Value> = rules(&manager)
         .await
         .iter()
@@ -186,8 +206,11 @@ async fn rules_api(backend: Backend) {
             platinum_a["id"].clone()
         ]
     );
+}
 
-    // Bad input: clear errors, nothing stored.
+async fn invalid_rules_are_refused_with_a_clear_error_and_not_stored(backend: Backend) {
+    let (_srv, manager, _till) = rules_setup(backend).await;
+    add_rule(&manager, &full_rule()).await;
     let bad = [
         (
             json!({"name":"x","threshold":-1,"tier":"REGULAR"}),
@@ -257,15 +280,19 @@ async fn rules_api(backend: Backend) {
         .expect_error(400, "invalid_json");
     assert_eq!(
         rules(&manager).await.len(),
-        4,
+        1,
         "refused rules were not stored"
     );
+}
 
-    // PATCH changes only what it names; null clears an optional field.
+async fn patch_changes_only_the_named_fields_and_null_clears_one(backend: Backend) {
+    let (_srv, manager, _till) = rules_setup(backend).await;
+    let full = full_rule();
+    let regulars = add_rule(&manager, &full).await;
     let id = regulars["id"].as_str().unwrap();
     let patched = manager
         .patch(
-            &format!("/pos/rules/{VENUE}/{id}"),
+            &rule_path(id),
             &json!({"threshold": 6000, "performer_id": "dj-ada", "access_level": null}),
         )
         .await;
@@ -275,50 +302,61 @@ async fn rules_api(backend: Backend) {
     assert!(patched["access_level"].is_null());
     assert_eq!(patched["name"], "Regulars");
     assert_eq!(patched["time_windows"], full["time_windows"]);
+}
+
+async fn toggle_flips_enabled_and_a_refused_patch_changes_nothing(backend: Backend) {
+    let (_srv, manager, _till) = rules_setup(backend).await;
+    let regulars = add_rule(&manager, &full_rule()).await;
+    let id = regulars["id"].as_str().unwrap();
     manager
-        .patch(
-            &format!("/pos/rules/{VENUE}/{id}"),
-            &json!({"threshold": -5}),
-        )
+        .patch(&rule_path(id), &json!({"threshold": -5}))
         .await
         .expect_error(422, "invalid_request");
     let toggled = manager
-        .post(&format!("/pos/rules/{VENUE}/{id}/toggle"), &json!({}))
+        .post(&format!("{}/toggle", rule_path(id)), &json!({}))
         .await;
     assert_eq!(toggled.expect(200)["enabled"], false);
     let toggled = manager
-        .post(&format!("/pos/rules/{VENUE}/{id}/toggle"), &json!({}))
+        .post(&format!("{}/toggle", rule_path(id)), &json!({}))
         .await;
     assert_eq!(toggled.expect(200)["enabled"], true);
     assert_eq!(
-        toggled.body["threshold"], 6000,
+        toggled.body["threshold"], 5000,
         "a failed PATCH changed nothing"
     );
+}
 
-    // Another tenant cannot see or touch the rule.
+async fn another_tenant_can_neither_patch_nor_delete_a_rule(backend: Backend) {
+    let (srv, manager, _till) = rules_setup(backend).await;
+    let other = srv.setup_tenant("bistro").await;
+    let regulars = add_rule(&manager, &full_rule()).await;
+    let id = regulars["id"].as_str().unwrap();
     let outsider = srv.manager(&other);
     outsider
-        .patch(
-            &format!("/pos/rules/{VENUE}/{id}"),
-            &json!({"threshold": 1}),
-        )
+        .patch(&rule_path(id), &json!({"threshold": 1}))
         .await
         .expect_error(404, "rule_not_found");
     outsider
-        .delete(&format!("/pos/rules/{VENUE}/{id}"))
+        .delete(&rule_path(id))
         .await
         .expect_error(404, "rule_not_found");
+    assert_eq!(rules(&manager).await[0]["threshold"], 5000);
+}
 
+async fn a_deleted_rule_is_gone(backend: Backend) {
+    let (_srv, manager, _till) = rules_setup(backend).await;
+    let regulars = add_rule(&manager, &full_rule()).await;
+    let id = regulars["id"].as_str().unwrap();
+    manager.delete(&rule_path(id)).await.expect(204);
     manager
-        .delete(&format!("/pos/rules/{VENUE}/{id}"))
-        .await
-        .expect(204);
-    manager
-        .delete(&format!("/pos/rules/{VENUE}/{id}"))
+        .delete(&rule_path(id))
         .await
         .expect_error(404, "rule_not_found");
+    assert!(rules(&manager).await.is_empty());
+}
 
-    // The ladder: defaults, editable, and a tier still used cannot be dropped.
+async fn the_tier_ladder_starts_with_the_default_tiers_and_access_levels(backend: Backend) {
+    let (_srv, _manager, till) = rules_setup(backend).await;
     let ladder = till.get("/pos/tiers").await;
     assert_eq!(
         ladder.expect(200)["tiers"],
@@ -328,6 +366,11 @@ async fn rules_api(backend: Backend) {
         ladder.body["access_levels"],
         json!(["PUBLIC_LOBBY", "INNER_CIRCLE"])
     );
+}
+
+async fn the_tier_ladder_refuses_terminals_duplicates_and_dropping_a_used_tier(backend: Backend) {
+    let (_srv, manager, till) = rules_setup(backend).await;
+    add_rule(&manager, &rule("Whales", 100_000, "WHALE", 0)).await;
     till.put("/pos/tiers", &json!({"tiers": ["A"]}))
         .await
         .expect_error(403, "forbidden");
@@ -342,6 +385,10 @@ async fn rules_api(backend: Backend) {
         .put("/pos/tiers", &json!({"tiers": ["GUEST", "guest"]}))
         .await
         .expect_error(422, "invalid_request");
+}
+
+async fn an_edited_ladder_offers_its_new_tiers_and_access_levels_to_rules(backend: Backend) {
+    let (_srv, manager, till) = rules_setup(backend).await;
     let edited = manager
         .put(
             "/pos/tiers",
@@ -849,7 +896,17 @@ async fn a_batch_behaves_like_sales_one_by_one(backend: Backend) {
 }
 
 both_backends!(
-    rules_api,
+    terminals_anonymous_callers_and_other_tenants_cannot_manage_rules,
+    a_created_rule_echoes_every_field_with_zero_counters,
+    rules_are_listed_by_priority_then_threshold,
+    invalid_rules_are_refused_with_a_clear_error_and_not_stored,
+    patch_changes_only_the_named_fields_and_null_clears_one,
+    toggle_flips_enabled_and_a_refused_patch_changes_nothing,
+    another_tenant_can_neither_patch_nor_delete_a_rule,
+    a_deleted_rule_is_gone,
+    the_tier_ladder_starts_with_the_default_tiers_and_access_levels,
+    the_tier_ladder_refuses_terminals_duplicates_and_dropping_a_used_tier,
+    an_edited_ladder_offers_its_new_tiers_and_access_levels_to_rules,
     unlocks_by_one_sale_and_by_many,
     priorities_disabled_rules_and_refunds,
     time_windows_and_daylight_saving,
