@@ -3,7 +3,7 @@
 //! integration into API answers, logs, metrics or the database file.
 
 use posbridge_harness::mock_square::{
-    square_payment_webhook, square_signature, MockSquare, SquarePayment, SQUARE_LOCATION,
+    square_payment_webhook, MockSquare, SquarePayment, SQUARE_LOCATION,
 };
 use posbridge_harness::mock_toast::{MockToast, ToastOrder, TOAST_CLIENT_ID, TOAST_RESTAURANT};
 use posbridge_harness::{both_backends, enc, parse_rfc3339, random_suffix, Backend, Client, Resp};
@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 
 use crate::providers::{
     all_transactions, approve_host, assert_connected, assert_period_revenue, at_ms, first_sync,
-    next_sale_event, now_ms, post_webhook, revenue, transactions_page,
+    next_sale_event, now_ms, post_signed_square, post_webhook, revenue, transactions_page,
+    SQUARE_SIGNATURE_HEADER,
 };
 
 /// The sample push from the local-pos README.
@@ -303,21 +304,12 @@ async fn secrets_never_leak(backend: Backend) {
 
     // Webhooks: one good, one bad signature.
     let id = square_integration["id"].as_str().unwrap();
-    let url = square_integration["webhook_url"].as_str().unwrap();
     let webhook = square_payment_webhook(
         "payment.created",
         "leak-evt-1",
         &SquarePayment::new("leak-pay-2", 100, 0, at_ms(t)).json(),
     );
-    let sig = square_signature(url, webhook.as_bytes(), &square_key);
-    let r = post_webhook(
-        &srv,
-        "square",
-        id,
-        &webhook,
-        &[("x-square-hmacsha256-signature", &sig)],
-    )
-    .await;
+    let r = post_signed_square(&srv, &square_integration, &webhook, &square_key).await;
     r.expect(200);
     seen.push(r);
     let r = post_webhook(
@@ -325,7 +317,7 @@ async fn secrets_never_leak(backend: Backend) {
         "square",
         id,
         &webhook,
-        &[("x-square-hmacsha256-signature", "AAAA")],
+        &[(SQUARE_SIGNATURE_HEADER, "AAAA")],
     )
     .await;
     assert_eq!(r.status, 401);

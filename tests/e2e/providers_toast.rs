@@ -7,15 +7,15 @@ use posbridge_harness::mock_square::Fault;
 use std::time::Duration;
 
 use posbridge_harness::mock_toast::{
-    toast_orders_webhook, toast_signature, MockToast, ToastCheck, ToastOrder, ToastPayment,
-    TOAST_CLIENT_ID, TOAST_CLIENT_SECRET, TOAST_RESTAURANT,
+    toast_orders_webhook, MockToast, ToastCheck, ToastOrder, ToastPayment, TOAST_CLIENT_ID,
+    TOAST_CLIENT_SECRET, TOAST_RESTAURANT,
 };
-use posbridge_harness::{both_backends, eventually, Backend, Client, TestServer};
+use posbridge_harness::{both_backends, eventually, Backend, Client, TenantKeys, TestServer};
 use serde_json::{json, Value};
 
 use crate::providers::{
-    all_transactions, approve_host, assert_connected, assert_counts, assert_newest_first, at_ms,
-    first_sync, now_ms, post_webhook, revenue, sync,
+    all_transactions, approve_host, assert_counts, assert_newest_first, at_ms, first_sync, now_ms,
+    post_signed_toast, revenue, sync,
 };
 
 /// The body of a Toast validate / connect against `mock`.
@@ -36,17 +36,35 @@ pub(crate) async fn connect_toast(
     venue: &str,
     extra: Value,
 ) -> Value {
-    let mut body = toast_body(mock, TOAST_CLIENT_SECRET);
-    body["venue"] = json!(venue);
-    if let Value::Object(fields) = extra {
-        for (k, v) in fields {
-            body[k] = v;
-        }
-    }
-    let resp = manager.post("/pos/connect", &body).await;
-    let integration = resp.expect(200).clone();
-    assert_connected(&resp, venue, "toast");
-    integration
+    let body = toast_body(mock, TOAST_CLIENT_SECRET);
+    crate::providers::connect_with(manager, "toast", body, venue, extra).await
+}
+
+/// A server with tenant `kitchen`, its manager, and a Toast mock approved for the plugin.
+pub(crate) async fn toast_kitchen(backend: Backend) -> (TestServer, TenantKeys, Client, MockToast) {
+    crate::providers::provider_kitchen(backend, "toast", MockToast::start().await).await
+}
+
+/// [`toast_kitchen`] with `uptown` connected to take webhooks signed with `key`, after its
+/// first sync: (server, manager, mock, integration id).
+pub(crate) async fn toast_webhook_venue(
+    backend: Backend,
+    key: &str,
+) -> (TestServer, Client, MockToast, String) {
+    let (srv, _tenant, manager, mock) = toast_kitchen(backend).await;
+    let integration = connect_toast(
+        &manager,
+        &mock,
+        "uptown",
+        json!({"webhook_signature_key": key}),
+    )
+    .await;
+    first_sync(&manager, "uptown").await;
+    let id = integration["id"]
+        .as_str()
+        .expect("integration id")
+        .to_owned();
+    (srv, manager, mock, id)
 }
 
 async fn toast_validate(backend: Backend) {
@@ -208,11 +226,7 @@ fn toast_batch() -> (Vec<ToastOrder>, i64, i64) {
 }
 
 async fn toast_sync(backend: Backend) {
-    let srv = crate::start(backend).await;
-    let tenant = srv.setup_tenant("kitchen").await;
-    let manager = srv.manager(&tenant);
-    let mock = MockToast::start().await;
-    approve_host(&srv, "toast", mock.host_port()).await;
+    let (_srv, _tenant, manager, mock) = toast_kitchen(backend).await;
     let integration = connect_toast(&manager, &mock, "uptown", json!({})).await;
     assert_eq!(integration["timezone"], "America/Chicago");
     let first = first_sync(&manager, "uptown").await;
@@ -306,11 +320,7 @@ async fn toast_sync(backend: Backend) {
 }
 
 async fn toast_token_and_limits(backend: Backend) {
-    let srv = crate::start(backend).await;
-    let tenant = srv.setup_tenant("kitchen").await;
-    let manager = srv.manager(&tenant);
-    let mock = MockToast::start().await;
-    approve_host(&srv, "toast", mock.host_port()).await;
+    let (_srv, _tenant, manager, mock) = toast_kitchen(backend).await;
     connect_toast(&manager, &mock, "uptown", json!({})).await;
     first_sync(&manager, "uptown").await;
     let now = now_ms();
@@ -420,14 +430,7 @@ async fn post_order_event(
     order: &ToastOrder,
 ) {
     let body = toast_orders_webhook(event_type, event, &order.json());
-    let sig = toast_signature(&body, key);
-    let headers = [
-        ("Toast-Signature", sig.as_str()),
-        ("Toast-Event-Type", event_type),
-        ("Toast-Restaurant-External-ID", TOAST_RESTAURANT),
-        ("Toast-Attempt-Number", "1"),
-    ];
-    let resp = post_webhook(srv, "toast", integration, &body, &headers).await;
+    let resp = post_signed_toast(srv, integration, &body, key, event_type).await;
     assert_eq!(resp.expect(200)["received"], true, "{}", resp.text);
 }
 
@@ -457,20 +460,8 @@ async fn wait_for_sale(
 /// `order_updated` ones (both carry the complete order).
 async fn toast_open_checks_and_channel_orders(backend: Backend) {
     const KEY: &str = "toast-webhook-secret-2";
-    let srv = crate::start(backend).await;
-    let tenant = srv.setup_tenant("kitchen").await;
-    let manager = srv.manager(&tenant);
-    let mock = MockToast::start().await;
-    approve_host(&srv, "toast", mock.host_port()).await;
-    let integration = connect_toast(
-        &manager,
-        &mock,
-        "uptown",
-        json!({"webhook_signature_key": KEY}),
-    )
-    .await;
-    first_sync(&manager, "uptown").await;
-    let id = integration["id"].as_str().unwrap();
+    let (srv, manager, mock, id) = crate::providers_toast::toast_webhook_venue(backend, KEY).await;
+    let id = id.as_str();
 
     // $30.00 + $2.40 tax due; $10.00 + $1.50 tip captured so far.
     let opened = at_ms(now_ms() - 600_000);

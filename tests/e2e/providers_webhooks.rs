@@ -7,19 +7,16 @@ use std::time::Duration;
 use posbridge_harness::mock_square::{
     square_payment_webhook, square_signature, MockSquare, SquarePayment,
 };
-use posbridge_harness::mock_toast::{
-    toast_order_webhook, toast_signature, MockToast, ToastOrder, TOAST_RESTAURANT,
-};
+use posbridge_harness::mock_toast::{toast_order_webhook, toast_signature, ToastOrder};
 use posbridge_harness::{both_backends, eventually, Backend, Client, TestServer};
 use serde_json::{json, Value};
 
 use crate::providers::{
     all_transactions, approve_host, assert_counts, at_ms, connect_square, connect_square_webhooks,
-    first_sync, next_sale_event, now_ms, post_webhook, revenue, sync, with_external_id,
+    next_sale_event, now_ms, post_signed_square, post_signed_toast, post_webhook, revenue, sync,
+    with_external_id, SQUARE_SIGNATURE_HEADER,
 };
-use crate::providers_toast::connect_toast;
 
-const SQUARE_HEADER: &str = "x-square-hmacsha256-signature";
 const SQUARE_KEY: &str = "sq-webhook-signature-key-1";
 
 /// Waits until `venue` lists exactly `n` transactions and returns them.
@@ -42,11 +39,8 @@ async fn square_webhook(
     event_id: &str,
     payment: &SquarePayment,
 ) {
-    let id = integration["id"].as_str().unwrap();
-    let url = integration["webhook_url"].as_str().unwrap();
     let body = square_payment_webhook("payment.created", event_id, &payment.json());
-    let sig = square_signature(url, body.as_bytes(), SQUARE_KEY);
-    let resp = post_webhook(srv, "square", id, &body, &[(SQUARE_HEADER, &sig)]).await;
+    let resp = post_signed_square(srv, integration, &body, SQUARE_KEY).await;
     assert_eq!(
         resp.expect(200)["received"],
         true,
@@ -92,10 +86,10 @@ async fn square_webhooks(backend: Backend) {
         SQUARE_KEY,
     );
     for headers in [
-        vec![(SQUARE_HEADER, wrong_key.as_str())],
-        vec![(SQUARE_HEADER, wrong_url.as_str())],
+        vec![(SQUARE_SIGNATURE_HEADER, wrong_key.as_str())],
+        vec![(SQUARE_SIGNATURE_HEADER, wrong_url.as_str())],
         vec![],
-        vec![(SQUARE_HEADER, "not base64 at all")],
+        vec![(SQUARE_SIGNATURE_HEADER, "not base64 at all")],
     ] {
         let resp = post_webhook(&srv, "square", &id, &body2, &headers).await;
         assert_eq!(
@@ -113,7 +107,7 @@ async fn square_webhooks(backend: Backend) {
         "square",
         &id,
         &tampered,
-        &[(SQUARE_HEADER, &good_sig)],
+        &[(SQUARE_SIGNATURE_HEADER, &good_sig)],
     )
     .await;
     assert_eq!(resp.status, 401, "tampered body: {}", resp.text);
@@ -123,11 +117,18 @@ async fn square_webhooks(backend: Backend) {
         "square",
         "no-such-integration",
         &body2,
-        &[(SQUARE_HEADER, &good_sig)],
+        &[(SQUARE_SIGNATURE_HEADER, &good_sig)],
     )
     .await;
     assert_eq!(resp.status, 404, "{}", resp.text);
-    let resp = post_webhook(&srv, "toast", &id, &body2, &[(SQUARE_HEADER, &good_sig)]).await;
+    let resp = post_webhook(
+        &srv,
+        "toast",
+        &id,
+        &body2,
+        &[(SQUARE_SIGNATURE_HEADER, &good_sig)],
+    )
+    .await;
     assert_eq!(resp.status, 404, "{}", resp.text);
 
     // Replays of evt-1 (Square retries) are acknowledged and ignored.
@@ -169,8 +170,7 @@ async fn square_webhooks(backend: Backend) {
     // payment.updated carrying a refund (a new event id) updates the sale.
     let p1_refunded = p1.clone().refunded(800).updated_at(jiff::Timestamp::now());
     let body = square_payment_webhook("payment.updated", "evt-5", &p1_refunded.json());
-    let sig = square_signature(&url, body.as_bytes(), SQUARE_KEY);
-    post_webhook(&srv, "square", &id, &body, &[(SQUARE_HEADER, &sig)])
+    post_signed_square(&srv, &integration, &body, SQUARE_KEY)
         .await
         .expect(200);
     eventually(
@@ -202,8 +202,7 @@ async fn square_webhooks(backend: Backend) {
         .expect(200);
     let p6 = SquarePayment::new("wh-pay-6", 100, 0, at_ms(t0 + 4000));
     let body = square_payment_webhook("payment.created", "evt-6", &p6.json());
-    let sig = square_signature(&url, body.as_bytes(), SQUARE_KEY);
-    let resp = post_webhook(&srv, "square", &id, &body, &[(SQUARE_HEADER, &sig)]).await;
+    let resp = post_signed_square(&srv, &integration, &body, SQUARE_KEY).await;
     assert!(
         (400..500).contains(&resp.status),
         "a disconnected integration refuses webhooks: {} {}",
@@ -212,7 +211,8 @@ async fn square_webhooks(backend: Backend) {
     );
 }
 
-/// PROVIDERS.md's worked example, verified by the real plugin: an integration registered
+/// The worked example in Square's published webhook documentation, verified by the real
+/// plugin: an integration registered
 /// for `https://webhook.site/webhooks` with key `signature-key`.
 async fn square_published_example(backend: Backend) {
     const BODY: &str = r#"{"data":{"type":"webhooks","id":">id<"}}"#;
@@ -229,7 +229,14 @@ async fn square_published_example(backend: Backend) {
     assert_eq!(integration["webhook_url"], "https://webhook.site/webhooks");
     let id = integration["id"].as_str().unwrap();
 
-    let ok = post_webhook(&srv, "square", id, BODY, &[(SQUARE_HEADER, SIGNATURE)]).await;
+    let ok = post_webhook(
+        &srv,
+        "square",
+        id,
+        BODY,
+        &[(SQUARE_SIGNATURE_HEADER, SIGNATURE)],
+    )
+    .await;
     assert_eq!(
         ok.status, 200,
         "the published example must verify: {}",
@@ -237,10 +244,17 @@ async fn square_published_example(backend: Backend) {
     );
     // One byte changed in the body, or in the signature: refused.
     let body = BODY.replace(">id<", ">id!");
-    let resp = post_webhook(&srv, "square", id, &body, &[(SQUARE_HEADER, SIGNATURE)]).await;
+    let resp = post_webhook(
+        &srv,
+        "square",
+        id,
+        &body,
+        &[(SQUARE_SIGNATURE_HEADER, SIGNATURE)],
+    )
+    .await;
     assert_eq!(resp.status, 401, "{}", resp.text);
     let sig = SIGNATURE.replacen('C', "D", 1);
-    let resp = post_webhook(&srv, "square", id, BODY, &[(SQUARE_HEADER, &sig)]).await;
+    let resp = post_webhook(&srv, "square", id, BODY, &[(SQUARE_SIGNATURE_HEADER, &sig)]).await;
     assert_eq!(resp.status, 401, "{}", resp.text);
 
     // One byte changed in the key or the URL: refused (the plugin signs with what is stored).
@@ -253,7 +267,14 @@ async fn square_published_example(backend: Backend) {
     )
     .await;
     assert_eq!(rekeyed["id"], id, "reconnecting keeps the integration");
-    let resp = post_webhook(&srv, "square", id, BODY, &[(SQUARE_HEADER, SIGNATURE)]).await;
+    let resp = post_webhook(
+        &srv,
+        "square",
+        id,
+        BODY,
+        &[(SQUARE_SIGNATURE_HEADER, SIGNATURE)],
+    )
+    .await;
     assert_eq!(resp.status, 401, "changed key: {}", resp.text);
     connect_square(
         &manager,
@@ -263,37 +284,25 @@ async fn square_published_example(backend: Backend) {
                "webhook_url": "https://webhook.site/webhookz"}),
     )
     .await;
-    let resp = post_webhook(&srv, "square", id, BODY, &[(SQUARE_HEADER, SIGNATURE)]).await;
+    let resp = post_webhook(
+        &srv,
+        "square",
+        id,
+        BODY,
+        &[(SQUARE_SIGNATURE_HEADER, SIGNATURE)],
+    )
+    .await;
     assert_eq!(resp.status, 401, "changed URL: {}", resp.text);
 }
 
 async fn toast_webhooks(backend: Backend) {
     const KEY: &str = "toast-webhook-secret-1";
-    let srv = crate::start(backend).await;
-    let tenant = srv.setup_tenant("kitchen").await;
-    let manager = srv.manager(&tenant);
-    let mock = MockToast::start().await;
-    approve_host(&srv, "toast", mock.host_port()).await;
-    let integration = connect_toast(
-        &manager,
-        &mock,
-        "uptown",
-        json!({"webhook_signature_key": KEY}),
-    )
-    .await;
-    first_sync(&manager, "uptown").await;
-    let id = integration["id"].as_str().unwrap();
+    let (srv, manager, mock, id) = crate::providers_toast::toast_webhook_venue(backend, KEY).await;
+    let id = id.as_str();
 
     let order = ToastOrder::paid("wh-ord-1", at_ms(now_ms() - 30_000), 1010, 83, 200);
     let body = toast_order_webhook("toast-evt-1", &order.json());
-    let sig = toast_signature(&body, KEY);
-    let headers = [
-        ("Toast-Signature", sig.as_str()),
-        ("Toast-Event-Type", "order_updated"),
-        ("Toast-Restaurant-External-ID", TOAST_RESTAURANT),
-        ("Toast-Attempt-Number", "1"),
-    ];
-    let resp = post_webhook(&srv, "toast", id, &body, &headers).await;
+    let resp = post_signed_toast(&srv, id, &body, KEY, "order_updated").await;
     assert_eq!(resp.expect(200)["received"], true, "{}", resp.text);
     let items = wait_for_count(&manager, "uptown", 1).await;
     assert_eq!(items[0]["external_id"], "wh-ord-1");
@@ -313,13 +322,12 @@ async fn toast_webhooks(backend: Backend) {
     let resp = post_webhook(&srv, "toast", id, &body2, &[]).await;
     assert_eq!(resp.status, 401, "{}", resp.text);
 
-    // Replay (Toast-Attempt-Number 2), then a barrier webhook.
-    let resp = post_webhook(&srv, "toast", id, &body, &headers).await;
+    // Replay, then a barrier webhook.
+    let resp = post_signed_toast(&srv, id, &body, KEY, "order_updated").await;
     resp.expect(200);
     let third = ToastOrder::paid("wh-ord-3", at_ms(now_ms() - 10_000), 700, 56, 0);
     let body3 = toast_order_webhook("toast-evt-3", &third.json());
-    let sig3 = toast_signature(&body3, KEY);
-    post_webhook(&srv, "toast", id, &body3, &[("Toast-Signature", &sig3)])
+    post_signed_toast(&srv, id, &body3, KEY, "order_updated")
         .await
         .expect(200);
     let items = wait_for_count(&manager, "uptown", 2).await;
@@ -370,9 +378,9 @@ async fn webhook_survives_kill9(backend: Backend) {
     for (body, sig) in &bodies {
         let srv = &srv;
         let id = &id;
-        posts.push(
-            async move { post_webhook(srv, "square", id, body, &[(SQUARE_HEADER, sig)]).await },
-        );
+        posts.push(async move {
+            post_webhook(srv, "square", id, body, &[(SQUARE_SIGNATURE_HEADER, sig)]).await
+        });
     }
     let acks = futures_util::future::join_all(posts).await;
     for ack in &acks {
@@ -410,7 +418,7 @@ async fn webhook_survives_kill9(backend: Backend) {
 
     // Square retries the deliveries after the outage: nothing more is recorded.
     for (body, sig) in &bodies {
-        post_webhook(&srv, "square", &id, body, &[(SQUARE_HEADER, sig)])
+        post_webhook(&srv, "square", &id, body, &[(SQUARE_SIGNATURE_HEADER, sig)])
             .await
             .expect(200);
     }
@@ -457,10 +465,7 @@ async fn webhook_burst_records_each_event_once(backend: Backend) {
     let sends = deliveries.into_iter().map(|(integration, body)| {
         let srv = &srv;
         async move {
-            let id = integration["id"].as_str().unwrap();
-            let url = integration["webhook_url"].as_str().unwrap();
-            let sig = square_signature(url, body.as_bytes(), SQUARE_KEY);
-            post_webhook(srv, "square", id, &body, &[(SQUARE_HEADER, &sig)])
+            post_signed_square(srv, &integration, &body, SQUARE_KEY)
                 .await
                 .expect(200);
         }

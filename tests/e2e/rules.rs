@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use posbridge_harness::mock_square::{square_payment_webhook, square_signature, SquarePayment};
+use posbridge_harness::mock_square::{square_payment_webhook, SquarePayment};
 use posbridge_harness::{both_backends, enc, eventually, Backend, Client, TestServer, Ws};
 use serde_json::{json, Value};
 
-use crate::providers::{at_ms, connect_square_webhooks, now_ms, post_webhook, sync};
+use crate::providers::{at_ms, connect_square_webhooks, now_ms, post_signed_square, sync};
 
 const VENUE: &str = "downtown";
 /// Pushed to mark the end of a burst: every frame before its `loyalty_updated` belongs to
@@ -708,7 +708,6 @@ async fn performers_and_live_only(backend: Backend) {
     expect_unlocks(&mut ws, &till, "p", &cases).await;
 }
 
-const SQUARE_HEADER: &str = "x-square-hmacsha256-signature";
 const SQUARE_KEY: &str = "sq-rules-signature-key";
 
 async fn webhook_and_sync_unlock_once(backend: Backend) {
@@ -731,11 +730,8 @@ async fn webhook_and_sync_unlock_once(backend: Backend) {
         .fingerprint("fp-rules-1")
         .updated_at(at_ms(now - 30_000));
     mock.add_payments([payment.json()]);
-    let id = integration["id"].as_str().unwrap();
-    let url = integration["webhook_url"].as_str().unwrap();
     let body = square_payment_webhook("payment.updated", "evt-rules-1", &payment.json());
-    let sig = square_signature(url, body.as_bytes(), SQUARE_KEY);
-    post_webhook(&srv, "square", id, &body, &[(SQUARE_HEADER, &sig)])
+    post_signed_square(&srv, &integration, &body, SQUARE_KEY)
         .await
         .expect(200);
     // The webhook is processed after its acknowledgement; wait for its unlock.
@@ -755,12 +751,11 @@ async fn webhook_and_sync_unlock_once(backend: Backend) {
     let mut ws = srv.ws("kitchen", &tenant.terminal.key, None).await;
     ws.hello().await;
     // The same payment again: by a replayed webhook, a new delivery of it, and by sync.
-    post_webhook(&srv, "square", id, &body, &[(SQUARE_HEADER, &sig)])
+    post_signed_square(&srv, &integration, &body, SQUARE_KEY)
         .await
         .expect(200);
     let redelivered = square_payment_webhook("payment.updated", "evt-rules-2", &payment.json());
-    let sig2 = square_signature(url, redelivered.as_bytes(), SQUARE_KEY);
-    post_webhook(&srv, "square", id, &redelivered, &[(SQUARE_HEADER, &sig2)])
+    post_signed_square(&srv, &integration, &redelivered, SQUARE_KEY)
         .await
         .expect(200);
     let counts = sync(&manager, VENUE).await;
