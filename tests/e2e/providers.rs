@@ -629,6 +629,7 @@ async fn synced_square(backend: Backend) -> Synced {
 
 async fn connecting_square_reads_the_location_and_syncs_seven_days_back(backend: Backend) {
     let FirstSynced {
+        _srv,
         integration,
         first,
         mock,

@@ -176,16 +176,19 @@ impl Provider for SquareApi {
                 ),
             );
         }
+        let method_not_allowed = || {
+            reply(
+                405,
+                square_error(
+                    "INVALID_REQUEST_ERROR",
+                    "METHOD_NOT_ALLOWED",
+                    "Method not allowed.",
+                ),
+            )
+        };
         if let Some(id) = path.strip_prefix("/v2/locations/") {
             if method != Method::GET {
-                return reply(
-                    405,
-                    square_error(
-                        "INVALID_REQUEST_ERROR",
-                        "METHOD_NOT_ALLOWED",
-                        "Method not allowed.",
-                    ),
-                );
+                return method_not_allowed();
             }
             let id = percent_decode(id);
             let found = if id == "main" {
@@ -218,14 +221,7 @@ impl Provider for SquareApi {
                 );
             }
             if method != Method::GET {
-                return reply(
-                    405,
-                    square_error(
-                        "INVALID_REQUEST_ERROR",
-                        "METHOD_NOT_ALLOWED",
-                        "Method not allowed.",
-                    ),
-                );
+                return method_not_allowed();
             }
             return list_payments(state, request.query);
         }
