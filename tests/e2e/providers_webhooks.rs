@@ -8,7 +8,7 @@ use posbridge_harness::mock_square::{
     square_payment_webhook, square_signature, MockSquare, SquarePayment,
 };
 use posbridge_harness::mock_toast::{toast_order_webhook, toast_signature, ToastOrder};
-use posbridge_harness::{both_backends, eventually, Backend, Client, TenantKeys, TestServer};
+use posbridge_harness::{both_backends, eventually, Backend, Client, Resp, TenantKeys, TestServer};
 use serde_json::{json, Value};
 
 use crate::providers::{
@@ -299,6 +299,18 @@ async fn a_disconnected_integration_refuses_webhooks(backend: Backend) {
 /// The worked example in Square's published webhook documentation, verified by the real
 /// plugin: an integration registered
 /// for `https://webhook.site/webhooks` with key `signature-key`.
+/// Posts `body` to Square integration `id` with `signature` as given.
+async fn post_signed_as(srv: &TestServer, id: &str, body: &str, signature: &str) -> Resp {
+    post_webhook(
+        srv,
+        "square",
+        id,
+        body,
+        &[(SQUARE_SIGNATURE_HEADER, signature)],
+    )
+    .await
+}
+
 async fn square_published_example(backend: Backend) {
     const BODY: &str = r#"{"data":{"type":"webhooks","id":">id<"}}"#;
     const SIGNATURE: &str = "Cxt7+aTi4rKgcA0bC4g9EHdVtLSDWdqccmL5MvihU4U=";
@@ -314,14 +326,7 @@ async fn square_published_example(backend: Backend) {
     assert_eq!(integration["webhook_url"], "https://webhook.site/webhooks");
     let id = integration["id"].as_str().unwrap();
 
-    let ok = post_webhook(
-        &srv,
-        "square",
-        id,
-        BODY,
-        &[(SQUARE_SIGNATURE_HEADER, SIGNATURE)],
-    )
-    .await;
+    let ok = post_signed_as(&srv, id, BODY, SIGNATURE).await;
     assert_eq!(
         ok.status, 200,
         "the published example must verify: {}",
@@ -329,17 +334,10 @@ async fn square_published_example(backend: Backend) {
     );
     // One byte changed in the body, or in the signature: refused.
     let body = BODY.replace(">id<", ">id!");
-    let resp = post_webhook(
-        &srv,
-        "square",
-        id,
-        &body,
-        &[(SQUARE_SIGNATURE_HEADER, SIGNATURE)],
-    )
-    .await;
+    let resp = post_signed_as(&srv, id, &body, SIGNATURE).await;
     assert_eq!(resp.status, 401, "{}", resp.text);
     let sig = SIGNATURE.replacen('C', "D", 1);
-    let resp = post_webhook(&srv, "square", id, BODY, &[(SQUARE_SIGNATURE_HEADER, &sig)]).await;
+    let resp = post_signed_as(&srv, id, BODY, &sig).await;
     assert_eq!(resp.status, 401, "{}", resp.text);
 
     // One byte changed in the key or the URL: refused (the plugin signs with what is stored).
@@ -352,14 +350,7 @@ async fn square_published_example(backend: Backend) {
     )
     .await;
     assert_eq!(rekeyed["id"], id, "reconnecting keeps the integration");
-    let resp = post_webhook(
-        &srv,
-        "square",
-        id,
-        BODY,
-        &[(SQUARE_SIGNATURE_HEADER, SIGNATURE)],
-    )
-    .await;
+    let resp = post_signed_as(&srv, id, BODY, SIGNATURE).await;
     assert_eq!(resp.status, 401, "changed key: {}", resp.text);
     connect_square(
         &manager,
@@ -369,14 +360,7 @@ async fn square_published_example(backend: Backend) {
                "webhook_url": "https://webhook.site/webhookz"}),
     )
     .await;
-    let resp = post_webhook(
-        &srv,
-        "square",
-        id,
-        BODY,
-        &[(SQUARE_SIGNATURE_HEADER, SIGNATURE)],
-    )
-    .await;
+    let resp = post_signed_as(&srv, id, BODY, SIGNATURE).await;
     assert_eq!(resp.status, 401, "changed URL: {}", resp.text);
 }
 
