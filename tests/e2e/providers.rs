@@ -391,30 +391,39 @@ fn square_batch(n: usize) -> Vec<SquarePayment> {
 // Square: validate
 // ---------------------------------------------------------------------------------------
 
-async fn square_validate(backend: Backend) {
+/// `POST /pos/validate` of `location` with `token` against `mock`.
+async fn validate(manager: &Client, mock: &MockSquare, token: &str, location: &str) -> Resp {
+    manager
+        .post("/pos/validate", &square_body(mock, token, location))
+        .await
+}
+
+async fn a_mock_host_not_yet_approved_is_refused_before_any_request_leaves(backend: Backend) {
     let srv = crate::start(backend).await;
     let tenant = srv.setup_tenant("kitchen").await;
     let manager = srv.manager(&tenant);
     let mock = MockSquare::start().await;
-
-    // The mock's host is not approved yet: refused before any request leaves.
-    manager
-        .post(
-            "/pos/validate",
-            &square_body(&mock, SQUARE_TOKEN, SQUARE_LOCATION),
-        )
+    validate(&manager, &mock, SQUARE_TOKEN, SQUARE_LOCATION)
         .await
         .expect_error(422, "host_not_approved");
     assert!(mock.requests().is_empty(), "nothing may reach the mock");
+}
 
-    approve_host(&srv, "square", mock.host_port()).await;
+async fn a_base_url_on_an_unapproved_port_is_refused(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = square_kitchen(backend).await;
+    let mut other = square_body(&mock, SQUARE_TOKEN, SQUARE_LOCATION);
+    other["base_url"] = json!("http://127.0.0.1:9/");
+    manager
+        .post("/pos/validate", &other)
+        .await
+        .expect_error(422, "host_not_approved");
+}
 
-    let ok = manager
-        .post(
-            "/pos/validate",
-            &square_body(&mock, SQUARE_TOKEN, SQUARE_LOCATION),
-        )
-        .await;
+async fn validating_square_reads_the_location_as_square_documents_it_and_stores_nothing(
+    backend: Backend,
+) {
+    let (_srv, _tenant, manager, mock) = square_kitchen(backend).await;
+    let ok = validate(&manager, &mock, SQUARE_TOKEN, SQUARE_LOCATION).await;
     let location = ok.expect(200);
     assert_eq!(location["id"], SQUARE_LOCATION, "{}", ok.text);
     assert_eq!(location["name"], "Mock Bistro", "{}", ok.text);
@@ -436,49 +445,38 @@ async fn square_validate(backend: Backend) {
         "Square-Version YYYY-MM-DD must be sent: {:?}",
         sent[0].headers
     );
-    // Validating stores nothing.
     manager
         .get("/pos/status/downtown")
         .await
         .expect_error(404, "venue_not_connected");
+}
 
+async fn main_and_other_locations_resolve_with_their_own_metadata(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = square_kitchen(backend).await;
     // `main` is the seller's main location.
-    let main = manager
-        .post("/pos/validate", &square_body(&mock, SQUARE_TOKEN, "main"))
-        .await;
+    let main = validate(&manager, &mock, SQUARE_TOKEN, "main").await;
     assert_eq!(main.expect(200)["id"], SQUARE_LOCATION, "{}", main.text);
-
-    // A second location resolves with its own metadata.
     mock.add_location(square_location(
         "LSECOND02",
         "Second Street",
         "Europe/London",
         "GBP",
     ));
-    let second = manager
-        .post(
-            "/pos/validate",
-            &square_body(&mock, SQUARE_TOKEN, "LSECOND02"),
-        )
-        .await;
+    let second = validate(&manager, &mock, SQUARE_TOKEN, "LSECOND02").await;
     let second_body = second.expect(200);
     assert_eq!(second_body["name"], "Second Street");
     assert_eq!(second_body["timezone"], "Europe/London");
     assert_eq!(second_body["currency"], "GBP");
+}
 
-    // Errors, each with its own code.
-    manager
-        .post(
-            "/pos/validate",
-            &square_body(&mock, "EAAAwrong-token", SQUARE_LOCATION),
-        )
+async fn bad_credentials_an_unknown_location_and_a_refusal_each_have_their_own_code(
+    backend: Backend,
+) {
+    let (_srv, _tenant, manager, mock) = square_kitchen(backend).await;
+    validate(&manager, &mock, "EAAAwrong-token", SQUARE_LOCATION)
         .await
         .expect_error(422, "invalid_credentials");
-    manager
-        .post(
-            "/pos/validate",
-            &square_body(&mock, SQUARE_TOKEN, "LNOSUCHLOC"),
-        )
+    validate(&manager, &mock, SQUARE_TOKEN, "LNOSUCHLOC")
         .await
         .expect_error(404, "location_not_found");
     let mut no_token = square_body(&mock, SQUARE_TOKEN, SQUARE_LOCATION);
@@ -487,27 +485,18 @@ async fn square_validate(backend: Backend) {
         .post("/pos/validate", &no_token)
         .await
         .expect_error(422, "missing_credentials");
-
     mock.inject(Fault::always(403));
-    manager
-        .post(
-            "/pos/validate",
-            &square_body(&mock, SQUARE_TOKEN, SQUARE_LOCATION),
-        )
+    validate(&manager, &mock, SQUARE_TOKEN, SQUARE_LOCATION)
         .await
         .expect_error(403, "permission_denied");
-    mock.clear_faults();
+}
 
-    // 429 RATE_LIMITED (Square sends no Retry-After): the host backs off and retries, then
-    // reports rate_limited.
-    mock.clear_requests();
+/// Square sends 429 `RATE_LIMITED` without `Retry-After`: the host backs off and retries,
+/// then reports `rate_limited`.
+async fn a_rate_limited_validation_is_retried_then_reported(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = square_kitchen(backend).await;
     mock.inject(Fault::always(429));
-    let limited = manager
-        .post(
-            "/pos/validate",
-            &square_body(&mock, SQUARE_TOKEN, SQUARE_LOCATION),
-        )
-        .await;
+    let limited = validate(&manager, &mock, SQUARE_TOKEN, SQUARE_LOCATION).await;
     limited.expect_error(429, "rate_limited");
     if let Some(retry_after) = limited.header("retry-after") {
         assert!(
@@ -520,40 +509,24 @@ async fn square_validate(backend: Backend) {
         attempts >= 2,
         "a 429 is retried with backoff before giving up; the mock saw {attempts} request(s)"
     );
-    mock.clear_faults();
+}
 
-    // Square down for good → 502 upstream_error.
+async fn square_down_for_good_is_an_upstream_error(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = square_kitchen(backend).await;
     mock.inject(Fault::always(500));
-    manager
-        .post(
-            "/pos/validate",
-            &square_body(&mock, SQUARE_TOKEN, SQUARE_LOCATION),
-        )
+    validate(&manager, &mock, SQUARE_TOKEN, SQUARE_LOCATION)
         .await
         .expect_error(502, "upstream_error");
-    mock.clear_faults();
+}
 
-    // Intermittent 5xx (two failures) is retried through.
-    mock.clear_requests();
+async fn intermittent_server_errors_are_retried_through(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = square_kitchen(backend).await;
     mock.inject(Fault::next(1, 500));
     mock.inject(Fault::next(1, 503));
-    let flaky = manager
-        .post(
-            "/pos/validate",
-            &square_body(&mock, SQUARE_TOKEN, SQUARE_LOCATION),
-        )
-        .await;
+    let flaky = validate(&manager, &mock, SQUARE_TOKEN, SQUARE_LOCATION).await;
     assert_eq!(flaky.expect(200)["id"], SQUARE_LOCATION);
     let statuses: Vec<u16> = mock.requests().iter().map(|r| r.status).collect();
     assert_eq!(statuses, vec![500, 503, 200], "retried after each 5xx");
-
-    // A base_url on another (unapproved) port is refused too.
-    let mut other = square_body(&mock, SQUARE_TOKEN, SQUARE_LOCATION);
-    other["base_url"] = json!("http://127.0.0.1:9/");
-    manager
-        .post("/pos/validate", &other)
-        .await
-        .expect_error(422, "host_not_approved");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1033,7 +1006,14 @@ async fn square_scheduler(backend: Backend) {
 }
 
 both_backends!(
-    square_validate,
+    a_mock_host_not_yet_approved_is_refused_before_any_request_leaves,
+    a_base_url_on_an_unapproved_port_is_refused,
+    validating_square_reads_the_location_as_square_documents_it_and_stores_nothing,
+    main_and_other_locations_resolve_with_their_own_metadata,
+    bad_credentials_an_unknown_location_and_a_refusal_each_have_their_own_code,
+    a_rate_limited_validation_is_retried_then_reported,
+    square_down_for_good_is_an_upstream_error,
+    intermittent_server_errors_are_retried_through,
     connecting_square_reads_the_location_and_syncs_seven_days_back,
     a_sync_walks_every_page_and_resumes_a_little_before_the_last_one,
     synced_revenue_counts_completed_payments_in_the_venues_time_zone,
