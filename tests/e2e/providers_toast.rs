@@ -10,11 +10,11 @@ use posbridge_harness::mock_toast::{
     toast_orders_webhook, MockToast, ToastCheck, ToastOrder, ToastPayment, TOAST_CLIENT_ID,
     TOAST_CLIENT_SECRET, TOAST_RESTAURANT,
 };
-use posbridge_harness::{both_backends, eventually, Backend, Client, TenantKeys, TestServer};
+use posbridge_harness::{both_backends, eventually, Backend, Client, Resp, TenantKeys, TestServer};
 use serde_json::{json, Value};
 
 use crate::providers::{
-    all_transactions, approve_host, assert_counts, assert_newest_first, at_ms, first_sync, now_ms,
+    all_transactions, assert_counts, assert_newest_first, at_ms, first_sync, now_ms,
     post_signed_toast, revenue, sync,
 };
 
@@ -67,37 +67,42 @@ pub(crate) async fn toast_webhook_venue(
     (srv, manager, mock, id)
 }
 
-async fn toast_validate(backend: Backend) {
+/// `POST /pos/validate` against `mock` with client secret `secret`.
+async fn validate_toast(manager: &Client, mock: &MockToast, secret: &str) -> Resp {
+    manager
+        .post("/pos/validate", &toast_body(mock, secret))
+        .await
+}
+
+async fn a_toast_host_not_yet_approved_is_refused_before_any_request_leaves(backend: Backend) {
     let srv = crate::start(backend).await;
     let tenant = srv.setup_tenant("kitchen").await;
     let manager = srv.manager(&tenant);
     let mock = MockToast::start().await;
-
-    manager
-        .post("/pos/validate", &toast_body(&mock, TOAST_CLIENT_SECRET))
+    validate_toast(&manager, &mock, TOAST_CLIENT_SECRET)
         .await
         .expect_error(422, "host_not_approved");
     assert!(mock.requests().is_empty());
-    approve_host(&srv, "toast", mock.host_port()).await;
+}
 
-    // A wrong client secret: the login is refused.
-    manager
-        .post("/pos/validate", &toast_body(&mock, "not-the-secret"))
+async fn a_wrong_client_secret_is_refused_at_login(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = toast_kitchen(backend).await;
+    validate_toast(&manager, &mock, "not-the-secret")
         .await
         .expect_error(422, "invalid_credentials");
     assert_eq!(mock.logins(), 0);
+}
 
-    let ok = manager
-        .post("/pos/validate", &toast_body(&mock, TOAST_CLIENT_SECRET))
-        .await;
+/// The login sends client credentials; the restaurant lookup the token and the GUID header.
+async fn validating_toast_logs_in_and_reads_the_restaurant(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = toast_kitchen(backend).await;
+    let ok = validate_toast(&manager, &mock, TOAST_CLIENT_SECRET).await;
     let location = ok.expect(200);
     assert_eq!(location["id"], TOAST_RESTAURANT, "{}", ok.text);
     assert_eq!(location["name"], "Mock Diner", "{}", ok.text);
     assert_eq!(location["timezone"], "America/Chicago", "{}", ok.text);
     assert_eq!(location["currency"], "USD", "{}", ok.text);
     assert_eq!(mock.logins(), 1);
-
-    // The login used client credentials; the restaurant call the token and the GUID header.
     let logins = mock.requests_to("/authentication/v1/authentication/login");
     let login = logins
         .iter()
@@ -117,40 +122,48 @@ async fn toast_validate(backend: Backend) {
         lookup.header("toast-restaurant-external-id"),
         Some(TOAST_RESTAURANT)
     );
+}
 
+async fn a_toast_validation_without_a_client_secret_is_refused(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = toast_kitchen(backend).await;
     let mut missing = toast_body(&mock, TOAST_CLIENT_SECRET);
     missing["credentials"] = json!({"client_id": TOAST_CLIENT_ID});
     manager
         .post("/pos/validate", &missing)
         .await
         .expect_error(422, "missing_credentials");
+}
 
-    // A long Retry-After is not waited out: 429 rate_limited with the wait passed on.
+/// A long Retry-After is not waited out: 429 `rate_limited` with the wait passed on.
+async fn a_long_toast_retry_after_is_passed_on_not_waited_out(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = toast_kitchen(backend).await;
     mock.inject(Fault::always(429).on("/restaurants/").retry_after("30"));
-    let limited = manager
-        .post("/pos/validate", &toast_body(&mock, TOAST_CLIENT_SECRET))
-        .await;
+    let limited = validate_toast(&manager, &mock, TOAST_CLIENT_SECRET).await;
     limited.expect_error(429, "rate_limited");
     assert_eq!(
         limited.header("retry-after"),
         Some("30"),
         "Retry-After passed on to the caller"
     );
-    mock.clear_faults();
+}
 
+async fn toast_down_is_an_upstream_error(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = toast_kitchen(backend).await;
     mock.inject(Fault::always(503).on("/restaurants/"));
-    manager
-        .post("/pos/validate", &toast_body(&mock, TOAST_CLIENT_SECRET))
+    validate_toast(&manager, &mock, TOAST_CLIENT_SECRET)
         .await
         .expect_error(502, "upstream_error");
-    mock.clear_faults();
+}
 
-    // Validating checks the credentials given, even after a good login with the same
-    // client id: a wrong secret must not ride on the token cached by an earlier call.
+/// Validating checks the credentials given, even after a good login with the same client
+/// id: a wrong secret must not ride on the token cached by an earlier call.
+async fn a_wrong_secret_does_not_ride_on_an_earlier_good_login(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = toast_kitchen(backend).await;
+    validate_toast(&manager, &mock, TOAST_CLIENT_SECRET)
+        .await
+        .expect(200);
     let logins = mock.logins();
-    let wrong = manager
-        .post("/pos/validate", &toast_body(&mock, "not-the-secret"))
-        .await;
+    let wrong = validate_toast(&manager, &mock, "not-the-secret").await;
     assert_eq!(
         (wrong.status, wrong.error_code()),
         (422, Some("invalid_credentials")),
@@ -534,7 +547,13 @@ async fn toast_open_checks_and_channel_orders(backend: Backend) {
 }
 
 both_backends!(
-    toast_validate,
+    a_toast_host_not_yet_approved_is_refused_before_any_request_leaves,
+    a_wrong_client_secret_is_refused_at_login,
+    validating_toast_logs_in_and_reads_the_restaurant,
+    a_toast_validation_without_a_client_secret_is_refused,
+    a_long_toast_retry_after_is_passed_on_not_waited_out,
+    toast_down_is_an_upstream_error,
+    a_wrong_secret_does_not_ride_on_an_earlier_good_login,
     toast_sync,
     toast_token_and_limits,
     toast_open_checks_and_channel_orders,
