@@ -503,105 +503,155 @@ async fn unlocks_by_one_sale_and_by_many(backend: Backend) {
     assert!(by_id(&platinum["id"])["last_triggered"].is_string());
 }
 
-async fn priorities_disabled_rules_and_refunds(backend: Backend) {
+/// A local venue with rules WHALE (10 000, priority 1) and REGULAR (1 000, priority 2),
+/// and a terminal's event stream.
+struct TwoRules {
+    _srv: TestServer,
+    manager: Client,
+    till: Client,
+    ws: Ws,
+    whale: Value,
+}
+
+impl TwoRules {
+    fn whale_path(&self) -> String {
+        format!("/pos/rules/{VENUE}/{}", self.whale["id"].as_str().unwrap())
+    }
+
+    async fn toggle_whale(&self) {
+        self.manager
+            .post(&format!("{}/toggle", self.whale_path()), &json!({}))
+            .await
+            .expect(200);
+    }
+}
+
+async fn two_rules(backend: Backend) -> TwoRules {
     let srv = crate::start(backend).await;
     let (manager, till, key) = local_venue(&srv).await;
     let whale = add_rule(&manager, &rule("Whale", 10_000, "WHALE", 1)).await;
-    let whale_id = whale["id"].as_str().unwrap();
-    manager
-        .post(&format!("/pos/rules/{VENUE}/{whale_id}/toggle"), &json!({}))
-        .await
-        .expect(200);
     add_rule(&manager, &rule("Regular", 1_000, "REGULAR", 2)).await;
     let mut ws = srv.ws("kitchen", &key, None).await;
     ws.hello().await;
+    TwoRules {
+        _srv: srv,
+        manager,
+        till,
+        ws,
+        whale,
+    }
+}
 
-    let cy = "+15550100103";
-    // The disabled WHALE rule is skipped: REGULAR unlocks.
-    push(&till, vec![sale("c-1", cy, 12_000, "2026-11-20T19:00:00Z")]).await;
-    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+const CY: &str = "+15550100103";
+
+/// [`two_rules`] with WHALE disabled while CY's 12 000 sale unlocks REGULAR, then enabled
+/// again so CY's next sale (100) unlocks WHALE.
+async fn whale_reached_after_reenabling(backend: Backend) -> TwoRules {
+    let mut r = two_rules(backend).await;
+    r.toggle_whale().await;
+    push(
+        &r.till,
+        vec![sale("c-1", CY, 12_000, "2026-11-20T19:00:00Z")],
+    )
+    .await;
+    let unlocks = unlocks_until_sentinel(&mut r.ws, &r.till).await;
     assert_eq!(
         unlocked_phones(&unlocks),
-        vec![(cy.to_owned(), "REGULAR".to_owned())]
+        vec![(CY.to_owned(), "REGULAR".to_owned())],
+        "the disabled WHALE rule is skipped"
     );
-
-    // Enabled again, WHALE (priority 1) is the first match for the next sale.
-    manager
-        .post(&format!("/pos/rules/{VENUE}/{whale_id}/toggle"), &json!({}))
-        .await
-        .expect(200);
-    push(&till, vec![sale("c-2", cy, 100, "2026-11-20T19:05:00Z")]).await;
-    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+    r.toggle_whale().await;
+    push(&r.till, vec![sale("c-2", CY, 100, "2026-11-20T19:05:00Z")]).await;
+    let unlocks = unlocks_until_sentinel(&mut r.ws, &r.till).await;
     assert_eq!(
         unlocked_phones(&unlocks),
-        vec![(cy.to_owned(), "WHALE".to_owned())]
+        vec![(CY.to_owned(), "WHALE".to_owned())],
+        "enabled again, WHALE (priority 1) is the first match"
     );
+    r
+}
 
-    // A refund pulls spend below both thresholds: the tier stays.
-    let mut refunded = sale("c-1", cy, 12_000, "2026-11-20T19:00:00Z");
+async fn a_disabled_rule_is_skipped_and_matches_again_once_enabled(backend: Backend) {
+    let r = whale_reached_after_reenabling(backend).await;
+    assert_eq!(tier_of(&r.till, CY).await, "WHALE");
+}
+
+async fn a_refund_below_the_thresholds_keeps_the_tier_and_nets_the_spend(backend: Backend) {
+    let r = whale_reached_after_reenabling(backend).await;
+    let mut refunded = sale("c-1", CY, 12_000, "2026-11-20T19:00:00Z");
     refunded["refunded"] = json!(12_000);
     refunded["updated_at"] = json!("2026-11-20T21:00:00Z");
-    push(&till, vec![refunded]).await;
-    assert_eq!(tier_of(&till, cy).await, "WHALE");
-    let p = profile(&manager, cy).await;
+    push(&r.till, vec![refunded]).await;
+    assert_eq!(tier_of(&r.till, CY).await, "WHALE");
+    let p = profile(&r.manager, CY).await;
     assert_eq!(
         p["spend"][0]["lifetime_spend"], 100,
         "net of the refund: {p}"
     );
-    // Spending past the thresholds again unlocks nothing a second time; a lower rule never
-    // lowers the tier.
-    push(&till, vec![sale("c-3", cy, 20_000, "2026-11-20T22:00:00Z")]).await;
-    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+}
+
+/// Spending past the thresholds again unlocks nothing a second time; a lower rule never
+/// lowers the tier.
+async fn a_reached_tier_is_not_unlocked_twice_nor_lowered(backend: Backend) {
+    let mut r = whale_reached_after_reenabling(backend).await;
+    push(
+        &r.till,
+        vec![sale("c-3", CY, 20_000, "2026-11-20T22:00:00Z")],
+    )
+    .await;
+    let unlocks = unlocks_until_sentinel(&mut r.ws, &r.till).await;
     assert!(unlocks.is_empty(), "no second unlock: {unlocks:?}");
-    assert_eq!(tier_of(&till, cy).await, "WHALE");
+    assert_eq!(tier_of(&r.till, CY).await, "WHALE");
     assert_eq!(
-        profile(&manager, cy).await["unlocks"]
+        profile(&r.manager, CY).await["unlocks"]
             .as_array()
             .unwrap()
             .len(),
         2
     );
-    let whale_stats = rules(&manager)
+    let whale_stats = rules(&r.manager)
         .await
         .into_iter()
-        .find(|r| r["id"] == whale["id"])
+        .find(|rule| rule["id"] == r.whale["id"])
         .unwrap();
     assert_eq!(whale_stats["customers_unlocked"], 1);
     assert_eq!(
         whale_stats["times_triggered"], 2,
         "matched again by c-3, without a second unlock"
     );
+}
 
-    // Priority decides between two matching rules, whatever their tiers.
+async fn priority_decides_between_two_matching_rules_whatever_their_tiers(backend: Backend) {
+    let mut r = two_rules(backend).await;
     let dee = "+15550100104";
-    manager
-        .patch(
-            &format!("/pos/rules/{VENUE}/{whale_id}"),
-            &json!({"priority": 3}),
-        )
+    r.manager
+        .patch(&r.whale_path(), &json!({"priority": 3}))
         .await
         .expect(200);
     push(
-        &till,
+        &r.till,
         vec![sale("d-1", dee, 50_000, "2026-11-20T19:00:00Z")],
     )
     .await;
-    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+    let unlocks = unlocks_until_sentinel(&mut r.ws, &r.till).await;
     assert_eq!(
         unlocked_phones(&unlocks),
         vec![(dee.to_owned(), "REGULAR".to_owned())]
     );
-    // A voided sale is no spend.
+}
+
+async fn a_voided_sale_is_no_spend(backend: Backend) {
+    let mut r = two_rules(backend).await;
     let eve = "+15550100105";
     let mut voided = sale("e-1", eve, 50_000, "2026-11-20T19:00:00Z");
     voided["status"] = json!("voided");
-    push(&till, vec![voided]).await;
-    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+    push(&r.till, vec![voided]).await;
+    let unlocks = unlocks_until_sentinel(&mut r.ws, &r.till).await;
     assert!(
         unlocks.is_empty(),
         "voided sales unlock nothing: {unlocks:?}"
     );
-    assert_eq!(tier_of(&till, eve).await, "GUEST");
+    assert_eq!(tier_of(&r.till, eve).await, "GUEST");
 }
 
 async fn time_windows_and_daylight_saving(backend: Backend) {
@@ -903,7 +953,11 @@ both_backends!(
     the_tier_ladder_refuses_terminals_duplicates_and_dropping_a_used_tier,
     an_edited_ladder_offers_its_new_tiers_and_access_levels_to_rules,
     unlocks_by_one_sale_and_by_many,
-    priorities_disabled_rules_and_refunds,
+    a_disabled_rule_is_skipped_and_matches_again_once_enabled,
+    a_refund_below_the_thresholds_keeps_the_tier_and_nets_the_spend,
+    a_reached_tier_is_not_unlocked_twice_nor_lowered,
+    priority_decides_between_two_matching_rules_whatever_their_tiers,
+    a_voided_sale_is_no_spend,
     time_windows_and_daylight_saving,
     performers_and_live_only,
     webhook_and_sync_unlock_once,
