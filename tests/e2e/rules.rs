@@ -408,7 +408,22 @@ async fn an_edited_ladder_offers_its_new_tiers_and_access_levels_to_rules(backen
     );
 }
 
-async fn unlocks_by_one_sale_and_by_many(backend: Backend) {
+const ADA: &str = "+15550100101";
+const BOB: &str = "+15550100102";
+
+/// A local venue with rules REGULAR (5 000, priority 2) and PLATINUM (20 000, priority 1,
+/// INNER_CIRCLE) after Ada crossed REGULAR with one sale, Bob crossed it with the third of
+/// three, and Ada then reached PLATINUM; `unlocks` are the `tier_unlocked` frames heard.
+struct Unlocked {
+    _srv: TestServer,
+    manager: Client,
+    till: Client,
+    regular: Value,
+    platinum: Value,
+    unlocks: Vec<Value>,
+}
+
+async fn unlocked(backend: Backend) -> Unlocked {
     let srv = crate::start(backend).await;
     let (manager, till, key) = local_venue(&srv).await;
     let regular = add_rule(&manager, &rule("Regulars", 5000, "REGULAR", 2)).await;
@@ -420,58 +435,72 @@ async fn unlocks_by_one_sale_and_by_many(backend: Backend) {
     .await;
     let mut ws = srv.ws("kitchen", &key, None).await;
     ws.hello().await;
-
-    let ada = "+15550100101";
-    let bob = "+15550100102";
-    // Ada crosses REGULAR with one sale.
-    push(&till, vec![sale("a-1", ada, 6000, "2026-11-20T19:00:00Z")]).await;
-    // Bob crosses it with the third of three.
-    push(&till, vec![sale("b-1", bob, 2000, "2026-11-20T19:01:00Z")]).await;
+    push(&till, vec![sale("a-1", ADA, 6000, "2026-11-20T19:00:00Z")]).await;
+    push(&till, vec![sale("b-1", BOB, 2000, "2026-11-20T19:01:00Z")]).await;
     push(
         &till,
         vec![
-            sale("b-2", bob, 2000, "2026-11-20T19:02:00Z"),
-            sale("b-3", bob, 2000, "2026-11-20T19:03:00Z"),
+            sale("b-2", BOB, 2000, "2026-11-20T19:02:00Z"),
+            sale("b-3", BOB, 2000, "2026-11-20T19:03:00Z"),
         ],
     )
     .await;
-    // Ada then reaches PLATINUM (priority 1 is checked first).
-    push(&till, vec![sale("a-2", ada, 15000, "2026-11-20T19:04:00Z")]).await;
-
+    push(&till, vec![sale("a-2", ADA, 15000, "2026-11-20T19:04:00Z")]).await;
     let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+    Unlocked {
+        _srv: srv,
+        manager,
+        till,
+        regular,
+        platinum,
+        unlocks,
+    }
+}
+
+/// Priority 1 is checked first, so Ada's second sale unlocks PLATINUM, not REGULAR again.
+async fn tiers_unlock_by_one_sale_or_by_many_in_the_order_they_are_crossed(backend: Backend) {
+    let u = unlocked(backend).await;
     assert_eq!(
-        unlocked_phones(&unlocks),
+        unlocked_phones(&u.unlocks),
         vec![
-            (ada.to_owned(), "REGULAR".to_owned()),
-            (bob.to_owned(), "REGULAR".to_owned()),
-            (ada.to_owned(), "PLATINUM".to_owned())
+            (ADA.to_owned(), "REGULAR".to_owned()),
+            (BOB.to_owned(), "REGULAR".to_owned()),
+            (ADA.to_owned(), "PLATINUM".to_owned())
         ],
-        "{unlocks:?}"
+        "{:?}",
+        u.unlocks
     );
-    let bob_unlock = &unlocks[1]["data"];
+    assert_eq!(tier_of(&u.till, ADA).await, "PLATINUM");
+    assert_eq!(tier_of(&u.till, BOB).await, "REGULAR");
+}
+
+async fn an_unlock_names_the_rule_the_spend_and_the_crossing_sale(backend: Backend) {
+    let u = unlocked(backend).await;
+    let bob_unlock = &u.unlocks[1]["data"];
     assert_eq!(bob_unlock["lifetime_spend"], 6000);
     assert_eq!(bob_unlock["previous_tier"], "GUEST");
     assert_eq!(bob_unlock["customer_tier"], "REGULAR");
     assert_eq!(bob_unlock["venue"], VENUE);
-    assert_eq!(bob_unlock["rule"]["id"], regular["id"]);
-    let bob_sales = manager
-        .get(&format!("/pos/transactions/{VENUE}?customer={}", enc(bob)))
+    assert_eq!(bob_unlock["rule"]["id"], u.regular["id"]);
+    let bob_sales = u
+        .manager
+        .get(&format!("/pos/transactions/{VENUE}?customer={}", enc(BOB)))
         .await;
     let b3 = bob_sales.expect(200)["items"]
         .as_array()
         .and_then(|items| items.iter().find(|s| s["external_id"] == "b-3").cloned())
         .expect("b-3 listed");
     assert_eq!(bob_unlock["transaction_id"], b3["id"], "the crossing sale");
-    let ada_platinum = &unlocks[2]["data"];
+    let ada_platinum = &u.unlocks[2]["data"];
     assert_eq!(ada_platinum["customer_access_level"], "INNER_CIRCLE");
     assert_eq!(ada_platinum["lifetime_spend"], 21000);
+}
 
-    assert_eq!(tier_of(&till, ada).await, "PLATINUM");
-    assert_eq!(tier_of(&till, bob).await, "REGULAR");
-    let points = till.get(&format!("/loyalty/{}/points", enc(ada))).await;
+async fn the_customer_profile_shows_tier_access_spend_and_unlock_history(backend: Backend) {
+    let u = unlocked(backend).await;
+    let points = u.till.get(&format!("/loyalty/{}/points", enc(ADA))).await;
     assert_eq!(points.expect(200)["access_level"], "INNER_CIRCLE");
-
-    let ada_profile = profile(&manager, ada).await;
+    let ada_profile = profile(&u.manager, ADA).await;
     assert_eq!(ada_profile["tier"], "PLATINUM");
     assert_eq!(ada_profile["access_level"], "INNER_CIRCLE");
     assert_eq!(ada_profile["spend"][0]["venue"], VENUE);
@@ -484,23 +513,31 @@ async fn unlocks_by_one_sale_and_by_many(backend: Backend) {
         .map(|u| u["tier"].as_str().unwrap())
         .collect();
     assert_eq!(history, vec!["REGULAR", "PLATINUM"]);
-    manager
+}
+
+async fn the_customer_profile_refuses_unknown_numbers_bad_numbers_and_terminals(backend: Backend) {
+    let u = unlocked(backend).await;
+    u.manager
         .get(&format!("/customers/{}", enc("+15550100177")))
         .await
         .expect_error(404, "customer_not_found");
-    manager
+    u.manager
         .get("/customers/not-a-phone")
         .await
         .expect_error(422, "invalid_phone");
-    till.get(&format!("/customers/{}", enc(ada)))
+    u.till
+        .get(&format!("/customers/{}", enc(ADA)))
         .await
         .expect_error(403, "forbidden");
+}
 
-    let stats = rules(&manager).await;
+async fn rules_count_the_customers_they_unlocked(backend: Backend) {
+    let u = unlocked(backend).await;
+    let stats = rules(&u.manager).await;
     let by_id = |id: &Value| stats.iter().find(|r| r["id"] == *id).cloned().unwrap();
-    assert_eq!(by_id(&regular["id"])["customers_unlocked"], 2);
-    assert_eq!(by_id(&platinum["id"])["customers_unlocked"], 1);
-    assert!(by_id(&platinum["id"])["last_triggered"].is_string());
+    assert_eq!(by_id(&u.regular["id"])["customers_unlocked"], 2);
+    assert_eq!(by_id(&u.platinum["id"])["customers_unlocked"], 1);
+    assert!(by_id(&u.platinum["id"])["last_triggered"].is_string());
 }
 
 /// A local venue with rules WHALE (10 000, priority 1) and REGULAR (1 000, priority 2),
@@ -952,7 +989,11 @@ both_backends!(
     the_tier_ladder_starts_with_the_default_tiers_and_access_levels,
     the_tier_ladder_refuses_terminals_duplicates_and_dropping_a_used_tier,
     an_edited_ladder_offers_its_new_tiers_and_access_levels_to_rules,
-    unlocks_by_one_sale_and_by_many,
+    tiers_unlock_by_one_sale_or_by_many_in_the_order_they_are_crossed,
+    an_unlock_names_the_rule_the_spend_and_the_crossing_sale,
+    the_customer_profile_shows_tier_access_spend_and_unlock_history,
+    the_customer_profile_refuses_unknown_numbers_bad_numbers_and_terminals,
+    rules_count_the_customers_they_unlocked,
     a_disabled_rule_is_skipped_and_matches_again_once_enabled,
     a_refund_below_the_thresholds_keeps_the_tier_and_nets_the_spend,
     a_reached_tier_is_not_unlocked_twice_nor_lowered,
