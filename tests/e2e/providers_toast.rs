@@ -332,21 +332,35 @@ async fn toast_sync(backend: Backend) {
     assert_eq!(all["refunds"], 500, "{all}");
 }
 
-async fn toast_token_and_limits(backend: Backend) {
-    let (_srv, _tenant, manager, mock) = toast_kitchen(backend).await;
+const BULK: &str = "/orders/v2/ordersBulk";
+
+/// `uptown` connected to a mock Toast holding 30 paid orders, synced once: (server,
+/// manager, mock, logins before that sync, which needed none).
+async fn toast_synced(backend: Backend) -> (TestServer, Client, MockToast, u32) {
+    let (srv, _tenant, manager, mock) = toast_kitchen(backend).await;
     connect_toast(&manager, &mock, "uptown", json!({})).await;
     first_sync(&manager, "uptown").await;
     let now = now_ms();
     mock.add_orders((0..30).map(|i| {
         ToastOrder::paid(&format!("ord-{i}"), at_ms(now - 60_000 + i), 500, 40, 0).json()
     }));
-
-    // The cached token is reused: a sync needs no new login.
     let logins = mock.logins();
     assert_counts(&sync(&manager, "uptown").await, 30, 30, 0, 0, 1);
-    assert_eq!(mock.logins(), logins, "a cached token is reused");
+    (srv, manager, mock, logins)
+}
 
-    // The token expires upstream: exactly one re-login, and the sync succeeds.
+/// The statuses the bulk-orders route answered since the log was last cleared.
+fn bulk_statuses(mock: &MockToast) -> Vec<u16> {
+    mock.requests_to(BULK).iter().map(|r| r.status).collect()
+}
+
+async fn a_cached_toast_token_is_reused_by_the_next_sync(backend: Backend) {
+    let (_srv, _manager, mock, logins) = toast_synced(backend).await;
+    assert_eq!(mock.logins(), logins, "a cached token is reused");
+}
+
+async fn an_expired_toast_token_costs_exactly_one_re_login(backend: Backend) {
+    let (_srv, manager, mock, logins) = toast_synced(backend).await;
     mock.expire_tokens();
     mock.clear_requests();
     assert_counts(&sync(&manager, "uptown").await, 30, 0, 0, 30, 1);
@@ -359,21 +373,19 @@ async fn toast_token_and_limits(backend: Backend) {
     assert_eq!(
         seen,
         vec![
-            ("/orders/v2/ordersBulk".to_owned(), 401),
+            (BULK.to_owned(), 401),
             ("/authentication/v1/authentication/login".to_owned(), 200),
-            ("/orders/v2/ordersBulk".to_owned(), 200),
+            (BULK.to_owned(), 200),
         ]
     );
+}
 
-    // 429 with a short Retry-After: waited out, then the sync succeeds.
+async fn a_short_toast_retry_after_is_waited_out(backend: Backend) {
+    let (_srv, manager, mock, _) = toast_synced(backend).await;
     mock.clear_requests();
-    mock.inject(
-        Fault::next(1, 429)
-            .on("/orders/v2/ordersBulk")
-            .retry_after("1"),
-    );
+    mock.inject(Fault::next(1, 429).on(BULK).retry_after("1"));
     assert_counts(&sync(&manager, "uptown").await, 30, 0, 0, 30, 1);
-    let bulk = mock.requests_to("/orders/v2/ordersBulk");
+    let bulk = mock.requests_to(BULK);
     assert_eq!(
         bulk.iter().map(|r| r.status).collect::<Vec<_>>(),
         vec![429, 200]
@@ -383,27 +395,22 @@ async fn toast_token_and_limits(backend: Backend) {
         waited.as_millis() >= 900,
         "Retry-After: 1 must be honoured, the retry came after {waited:?}"
     );
+}
 
-    // 429 without Retry-After, then two 5xx: backed off and retried through.
+async fn a_toast_429_without_retry_after_and_5xx_are_backed_off_and_retried(backend: Backend) {
+    let (_srv, manager, mock, _) = toast_synced(backend).await;
     mock.clear_requests();
-    mock.inject(Fault::next(1, 429).on("/orders/v2/ordersBulk"));
-    mock.inject(Fault::next(2, 500).on("/orders/v2/ordersBulk"));
+    mock.inject(Fault::next(1, 429).on(BULK));
+    mock.inject(Fault::next(2, 500).on(BULK));
     assert_counts(&sync(&manager, "uptown").await, 30, 0, 0, 30, 1);
-    assert_eq!(
-        mock.requests_to("/orders/v2/ordersBulk")
-            .iter()
-            .map(|r| r.status)
-            .collect::<Vec<_>>(),
-        vec![429, 500, 500, 200]
-    );
+    assert_eq!(bulk_statuses(&mock), vec![429, 500, 500, 200]);
+}
 
-    // Persistently rate limited with a long Retry-After: the manual sync says so, the
-    // failure is recorded, and the data stays.
-    mock.inject(
-        Fault::always(429)
-            .on("/orders/v2/ordersBulk")
-            .retry_after("120"),
-    );
+/// Persistently rate limited with a long Retry-After: the manual sync says so, the failure
+/// is recorded, the data stays, and the next good sync clears the error.
+async fn a_persistently_rate_limited_toast_sync_is_reported_and_keeps_the_data(backend: Backend) {
+    let (_srv, manager, mock, _) = toast_synced(backend).await;
+    mock.inject(Fault::always(429).on(BULK).retry_after("120"));
     let limited = manager.post("/pos/sync/uptown", &json!({})).await;
     limited.expect_error(429, "rate_limited");
     assert_eq!(limited.header("retry-after"), Some("120"));
@@ -555,6 +562,10 @@ both_backends!(
     toast_down_is_an_upstream_error,
     a_wrong_secret_does_not_ride_on_an_earlier_good_login,
     toast_sync,
-    toast_token_and_limits,
+    a_cached_toast_token_is_reused_by_the_next_sync,
+    an_expired_toast_token_costs_exactly_one_re_login,
+    a_short_toast_retry_after_is_waited_out,
+    a_toast_429_without_retry_after_and_5xx_are_backed_off_and_retried,
+    a_persistently_rate_limited_toast_sync_is_reported_and_keeps_the_data,
     toast_open_checks_and_channel_orders,
 );
