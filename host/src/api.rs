@@ -15,14 +15,15 @@ use crate::error::ApiError;
 use crate::extract::{self, payload_too_large, MAX_BODY_BYTES};
 use crate::state::AppState;
 use crate::{
-    auth, hooks, ledger, metrics, orders, plugins, providers, reports, rules, tenancy, terminals,
+    api_keys, hooks, ledger, metrics, orders, plugins_api, providers, reports, rules, tenancy,
+    terminals,
 };
 
 /// The whole HTTP surface of the host.
 pub fn router(state: AppState) -> Router {
     let admin = tenancy::admin_routes()
-        .merge(auth::admin_routes())
-        .merge(plugins::admin_routes())
+        .merge(api_keys::admin_routes())
+        .merge(plugins_api::admin_routes())
         .merge(crate::dead_letters::admin_routes());
     let tenant = terminals::tenant_routes()
         .merge(ledger::routes())
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(reports::routes())
         .merge(providers::routes())
         .merge(rules::routes())
+        .merge(crate::customers::routes())
         .merge(hooks::routes());
     Router::new()
         .nest("/admin", admin)

@@ -1,6 +1,39 @@
-//! Customer identity within a tenant: one customer per normalised phone number.
+//! Customers: one per normalised phone number within a tenant, and everything the host
+//! keeps about them. This module owns the `customers` table and its `customer_links`: every
+//! write to them goes through here.
+//!
+//! - `matching`: which customer a sale belongs to (links, phone, email);
+//! - `links`: card fingerprints and provider customer ids tied to a customer;
+//! - `tags`: labels hooks put on customers;
+//! - `points`: the loyalty balance on the customer row;
+//! - `tiers`: the tier and access level rule evaluation raises;
+//! - `spend`: net spend, the one definition of what a sale counts for;
+//! - `standing` and `profile`: what the tenant sees of a customer.
 
+pub(crate) mod links;
+pub(crate) mod matching;
+pub(crate) mod points;
+pub(crate) mod profile;
+pub(crate) mod spend;
+pub(crate) mod standing;
+pub(crate) mod tags;
+pub(crate) mod tiers;
+
+pub(crate) use spend::net_spend;
+pub(crate) use spend::net_spend_sql;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::auth::ManagerCaller;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::state::AppState;
 use crate::store::{new_id, now_micros, Conn};
+use links::LinkRequest;
+use profile::Profile;
 
 /// The id of the tenant's customer with this (normalised) phone, enrolling one with no
 /// points if there is none yet. A sale or a link naming a phone is how customers appear.
@@ -47,6 +80,59 @@ pub fn normalize_phone(default_country: &str, raw: &str) -> Result<String, Inval
         return Err(invalid());
     }
     Ok(formatted)
+}
+
+/// `/api/{tenant}/customers/{phone}` (the profile) and `/customers/{phone}/links`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/customers/{phone}", get(get_profile))
+        .route("/customers/{phone}/links", post(link))
+}
+
+fn phone_of(country: &str, raw: &str) -> Result<String, ApiError> {
+    normalize_phone(country, raw)
+        .map_err(|e| ApiError::unprocessable("invalid_phone", e.to_string()))
+}
+
+/// `GET /customers/{phone}`: who the customer is to the tenant.
+async fn get_profile(
+    State(app): State<AppState>,
+    ManagerCaller(caller): ManagerCaller,
+    Path((_tenant, raw_phone)): Path<(String, String)>,
+) -> Result<Json<Profile>, ApiError> {
+    let scope = &caller.scope;
+    let phone = phone_of(scope.country(), &raw_phone)?;
+    let mut conn = app.store.reader().acquire().await?;
+    profile::profile(&mut conn, scope.tenant_id(), &phone)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("customer_not_found", format!("no customer {phone}")))
+}
+
+/// `POST /customers/{phone}/links`: links a card fingerprint or a provider customer to the
+/// customer with this phone, so their sales are attributed to them (past unmatched sales
+/// included).
+async fn link(
+    State(app): State<AppState>,
+    ManagerCaller(caller): ManagerCaller,
+    Path((_tenant, raw_phone)): Path<(String, String)>,
+    body: ApiJson<LinkRequest>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let scope = &caller.scope;
+    let phone = phone_of(scope.country(), &raw_phone)?;
+    let links = body.value.links()?;
+    let mut tx = app.store.begin().await?;
+    let linked = links::link(&mut tx, scope.tenant_id(), &phone, &links).await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "phone": phone,
+            "customer_id": linked.customer_id,
+            "linked": links.len(),
+            "attributed_transactions": linked.attributed,
+        })),
+    ))
 }
 
 #[cfg(test)]

@@ -38,38 +38,66 @@ use crate::vault::{Vault, VaultError};
 pub use actions::{MAX_ACTIONS, MAX_EMIT_BYTES};
 pub use dispatch::{retry_dead_event, spawn_dispatcher};
 
-/// Delivery tuning; every knob has a `serve` flag (see `main.rs`).
-#[derive(Debug, Clone)]
+/// Hook delivery tuning (`serve` flags `--hook-*`; see [`crate::options`]).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct HookOptions {
-    /// Bindings delivered at once across all tenants. Each running binding holds one slot
-    /// while it calls its hook, so 16 slow hooks cannot take more than 16 slots (and the
-    /// plugin runtime's own call permits) away from the rest.
+    /// Hook bindings delivered at once across all tenants. Each running binding holds one
+    /// slot while it calls its hook. Default 16: that many slow hooks cannot take more
+    /// than 16 slots (and the plugin runtime's own call permits) away from the rest.
+    /// At least 1.
+    #[arg(
+        long = "hook-concurrency",
+        env = "POSBRIDGE_HOOK_CONCURRENCY",
+        default_value = "16",
+        value_parser = crate::options::at_least(1usize)
+    )]
     pub concurrency: usize,
-    /// Attempts at one event before it is judged: a dead letter if a later event then goes
-    /// through (a poison event), else the binding is quarantined (a binding-wide failure;
-    /// see `hooks::dispatch`). Eight attempts with the default backoff span about four
-    /// minutes: long enough to ride out a webhook receiver's restart, short enough that a
-    /// broken hook is noticed.
+    /// Attempts at one hook event before it is judged: a dead letter if a later event then
+    /// goes through (a poison event), else the binding is quarantined (a binding-wide
+    /// failure; see `hooks::dispatch`). Default 8: with the default backoff the attempts
+    /// span about four minutes, long enough to ride out a webhook receiver's restart,
+    /// short enough that a broken hook is noticed. At least 1.
+    #[arg(
+        long = "hook-quarantine-after",
+        env = "POSBRIDGE_HOOK_QUARANTINE_AFTER",
+        default_value = "8",
+        value_parser = crate::options::at_least(1u32)
+    )]
     pub quarantine_after: u32,
-    /// Wait before the first retry; it doubles with every further failure.
+    /// Milliseconds before a failed hook delivery's first retry; it doubles with every
+    /// further failure. Default 1 s: a receiver that blipped is usually back. At least 1.
+    #[arg(
+        long = "hook-retry-base-ms",
+        env = "POSBRIDGE_HOOK_RETRY_BASE_MS",
+        default_value = "1000",
+        value_parser = crate::options::millis(1)
+    )]
     pub retry_base: Duration,
-    /// Longest wait between retries.
+    /// Longest wait between hook delivery retries, milliseconds. Default 5 minutes: a
+    /// receiver that comes back is served again within minutes. At least 1.
+    #[arg(
+        long = "hook-retry-max-ms",
+        env = "POSBRIDGE_HOOK_RETRY_MAX_MS",
+        default_value = "300000",
+        value_parser = crate::options::millis(1)
+    )]
     pub retry_max: Duration,
-    /// How often the dispatcher looks for work without being woken: events another host
-    /// committed when LISTEN/NOTIFY was down, and retries that fell due. Local commits and
-    /// other hosts' notifications wake it at once.
+    /// Milliseconds between hook dispatcher polls when nothing wakes it: events another
+    /// host committed when LISTEN/NOTIFY was down, and retries that fell due (local
+    /// commits and other hosts' notifications wake it at once). Default 1 s: late work
+    /// waits at most a second for a cheap query. At least 10.
+    #[arg(
+        long = "hook-poll-interval-ms",
+        env = "POSBRIDGE_HOOK_POLL_INTERVAL_MS",
+        default_value = "1000",
+        value_parser = crate::options::millis(10)
+    )]
     pub poll_interval: Duration,
 }
 
 impl Default for HookOptions {
     fn default() -> Self {
-        Self {
-            concurrency: 16,
-            quarantine_after: 8,
-            retry_base: Duration::from_secs(1),
-            retry_max: Duration::from_secs(300),
-            poll_interval: Duration::from_secs(1),
-        }
+        crate::options::defaults()
     }
 }
 

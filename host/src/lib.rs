@@ -1,10 +1,12 @@
 //! posbridge: a multi-tenant POS integration hub.
 //!
 //! The host owns tenancy, auth, storage, the money ledgers and real-time fan-out; see
-//! `DESIGN.md` for the map. Dependencies point one way: `api` assembles the per-feature
-//! routers of the domain modules, which use `store` and never each other's tables.
+//! `docs/architecture.md` in the repository for the map. `api` assembles the per-feature
+//! routers of the domain modules; `host/tests/module_cycles.rs` prints the import graph
+//! between modules and fails on any cycle beyond the one still known (through `AppState`).
 
 pub mod api;
+pub mod api_keys;
 pub mod auth;
 pub mod config;
 pub mod customers;
@@ -18,12 +20,15 @@ pub mod ledger;
 pub mod locks;
 pub mod metrics;
 pub mod money;
+pub mod options;
 pub mod orders;
 pub mod paging;
 pub mod plugins;
+pub mod plugins_api;
 pub mod providers;
 pub mod ratelimit;
 pub mod reports;
+pub mod rotation;
 pub mod rules;
 pub mod server;
 pub mod state;

@@ -1,24 +1,26 @@
 //! The `posbridge` binary: `serve`, plus operator commands that work on the database
 //! directly so a host can be bootstrapped without HTTP.
 
-use std::time::Duration;
+use std::ffi::OsString;
+use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::Serialize;
 
-use posbridge::auth::{ApiKeys, NewKey, Role};
-use posbridge::config::ServeConfig;
-use posbridge::events::HubOptions;
-use posbridge::hooks::HookOptions;
+use posbridge::api_keys::{ApiKeys, NewKey};
+use posbridge::auth::Role;
+use posbridge::config::{ServeConfig, DEFAULT_DATABASE_URL};
+use posbridge::options::ConfigFile;
 use posbridge::plugins::{PluginOptions, Plugins};
-use posbridge::ratelimit::RateLimitOptions;
-use posbridge::server::ConnectionOptions;
-use posbridge::store::{SqliteSync, Store, StoreOptions};
+use posbridge::store::{Store, StoreOptions};
 use posbridge::tenancy::{NewTenant, Tenants};
-use posbridge::terminals::StreamOptions;
 
 mod scaffold;
+
+/// The subcommands whose flags are settings a config file may give, besides the global
+/// ones every command takes.
+const SETTING_SECTIONS: &[&str] = &["serve"];
 
 #[derive(Parser)]
 #[command(
@@ -27,14 +29,37 @@ mod scaffold;
     about = "Multi-tenant POS integration hub"
 )]
 struct Cli {
-    /// Database: an SQLite file path or sqlite:// URL (embedded default), or postgres://…
+    /// TOML file of settings, read by every command: keys are the flags' long names
+    /// (`rate-limit-per-sec = 100`), paths in it are relative to the file. Flags and
+    /// environment variables override it; see posbridge.example.toml.
     #[arg(
         long,
-        env = "DATABASE_URL",
-        default_value = "posbridge.db",
+        env = posbridge::options::CONFIG_ENV,
+        global = true,
+        value_hint = clap::ValueHint::FilePath
+    )]
+    config: Option<PathBuf>,
+
+    /// Database: an SQLite file path or sqlite:// URL (embedded default), or postgres://…
+    /// (`DATABASE_URL` is read too when `POSBRIDGE_DATABASE_URL` is unset).
+    #[arg(
+        long,
+        env = "POSBRIDGE_DATABASE_URL",
+        default_value = DEFAULT_DATABASE_URL,
         global = true
     )]
     database_url: String,
+
+    /// Key file of the master keys that seal provider credentials, when
+    /// `POSBRIDGE_MASTER_KEY` is not set. Default: `posbridge.keys` beside the SQLite file
+    /// (in the working directory for PostgreSQL), created on first start with mode 0600.
+    #[arg(
+        long,
+        env = "POSBRIDGE_MASTER_KEY_FILE",
+        global = true,
+        value_hint = clap::ValueHint::FilePath
+    )]
+    master_key_file: Option<PathBuf>,
 
     /// Log format on stderr.
     #[arg(
@@ -50,7 +75,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -59,7 +84,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeConfig>),
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -120,113 +145,6 @@ enum PluginCommand {
     },
 }
 
-#[derive(Args)]
-struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "POSBRIDGE_BIND", default_value = "127.0.0.1:9010")]
-    bind: String,
-    /// Operator token for /admin; generated and printed once on first start if absent.
-    #[arg(long, env = "POSBRIDGE_OPERATOR_TOKEN", hide_env_values = true)]
-    operator_token: Option<String>,
-    /// Directory for precompiled plugin artifacts (default: beside the SQLite file, or
-    /// ./posbridge-cache for PostgreSQL).
-    #[arg(long, env = "POSBRIDGE_PLUGIN_CACHE_DIR")]
-    plugin_cache_dir: Option<std::path::PathBuf>,
-    /// Public base URL providers post webhooks to (default http://<bound address>).
-    #[arg(long, env = "POSBRIDGE_PUBLIC_URL", default_value = "")]
-    public_url: String,
-    /// Milliseconds between WebSocket pings (a socket that misses one pong is closed).
-    #[arg(long, default_value_t = 25_000)]
-    ws_ping_interval_ms: u64,
-    /// Events a terminal may fall behind before it is closed as a slow consumer.
-    #[arg(long, default_value_t = 1024)]
-    ws_queue: usize,
-    /// Milliseconds a terminal may take none of the frames waiting for it before it is
-    /// closed as a slow consumer (4000).
-    #[arg(long, default_value_t = 10_000)]
-    ws_send_timeout_ms: u64,
-    /// Frames per second a terminal may send, sustained; faster is closed with 1008.
-    #[arg(long, default_value_t = 10)]
-    ws_inbound_rate: u32,
-    /// Frames a terminal may send at once above `--ws-inbound-rate`.
-    #[arg(long, default_value_t = 100)]
-    ws_inbound_burst: u32,
-    /// Events kept per tenant for resume (`?since=`).
-    #[arg(long, default_value_t = 100_000)]
-    event_history: i64,
-    /// SQLite durability: normal (WAL; survives process crashes) or full (fsync per commit;
-    /// survives power loss, ~270 writes/s on a typical VM disk).
-    #[arg(long, value_enum, default_value = "normal")]
-    sqlite_synchronous: SqliteSync,
-    /// Database connections (SQLite readers; PostgreSQL total).
-    #[arg(long, default_value_t = 8)]
-    db_connections: u32,
-    /// Seconds shutdown waits for in-flight work.
-    #[arg(long, default_value_t = 10)]
-    shutdown_grace_secs: u64,
-    /// Hook bindings delivered at once (each slow hook holds one slot).
-    #[arg(long, default_value_t = 16)]
-    hook_concurrency: usize,
-    /// Attempts at one hook event before it is judged: a dead letter if the next events go
-    /// through, else the binding is quarantined (binding-wide failure).
-    #[arg(long, default_value_t = 8)]
-    hook_quarantine_after: u32,
-    /// Milliseconds before a failed hook delivery's first retry (doubles per failure).
-    #[arg(long, default_value_t = 1000)]
-    hook_retry_base_ms: u64,
-    /// Longest wait between hook delivery retries, milliseconds.
-    #[arg(long, default_value_t = 300_000)]
-    hook_retry_max_ms: u64,
-    /// Milliseconds between hook dispatcher polls when nothing wakes it (other hosts'
-    /// events without LISTEN/NOTIFY, retries falling due).
-    #[arg(long, default_value_t = 1000)]
-    hook_poll_interval_ms: u64,
-    // ----- connection limits, database outage handling, rate limits -----
-    /// Milliseconds a client has to send a complete request head (from its first byte).
-    #[arg(
-        long,
-        env = "POSBRIDGE_HEADER_READ_TIMEOUT_MS",
-        default_value_t = 10_000
-    )]
-    header_read_timeout_ms: u64,
-    /// Milliseconds a client has to send a whole request body after its head (→ 408).
-    #[arg(long, env = "POSBRIDGE_BODY_TIMEOUT_MS", default_value_t = 30_000)]
-    body_timeout_ms: u64,
-    /// Milliseconds a keep-alive connection may sit idle between requests.
-    #[arg(long, env = "POSBRIDGE_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
-    idle_timeout_ms: u64,
-    /// Open HTTP connections served normally (upgraded WebSockets not counted).
-    #[arg(long, env = "POSBRIDGE_MAX_CONNECTIONS", default_value_t = 4096)]
-    max_connections: usize,
-    /// Connections beyond --max-connections that may reach only /healthz, /readyz,
-    /// /metrics and /admin; beyond both, new connections get 503 too_many_connections.
-    #[arg(long, env = "POSBRIDGE_RESERVED_CONNECTIONS", default_value_t = 32)]
-    reserved_connections: usize,
-    /// PostgreSQL: milliseconds a request waits for a database connection before it is
-    /// answered 503 database_unavailable.
-    #[arg(long, env = "POSBRIDGE_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2000)]
-    db_acquire_timeout_ms: u64,
-    /// Sustained requests per second per API key (0: no limit).
-    #[arg(long, env = "POSBRIDGE_RATE_LIMIT_PER_SEC", default_value_t = 50)]
-    rate_limit_per_sec: u32,
-    /// Requests an API key may send in a burst before the sustained rate applies.
-    #[arg(long, env = "POSBRIDGE_RATE_LIMIT_BURST", default_value_t = 200)]
-    rate_limit_burst: u32,
-    /// Threads that run plugin (guest) code, at a lower OS priority than the API's [default:
-    /// half the cores, at least one]. Fewer threads than cores means spinning plugins can
-    /// never take every core from terminal requests.
-    #[arg(long, env = "POSBRIDGE_PLUGIN_THREADS")]
-    plugin_threads: Option<usize>,
-    /// Processing attempts at a webhook delivery before it is set aside as a dead letter
-    /// (failures of the database itself do not count).
-    #[arg(long, default_value_t = 8)]
-    webhook_max_attempts: u32,
-    /// Milliseconds before a failed webhook delivery's first retry (doubles per failure,
-    /// at most ten minutes).
-    #[arg(long, default_value_t = 2000)]
-    webhook_retry_base_ms: u64,
-}
-
 #[derive(Subcommand)]
 enum TenantCommand {
     /// Create a tenant.
@@ -282,67 +200,53 @@ enum KeyCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> anyhow::Result<()> {
+    let cli = match parse_cli(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Like clap's own usage errors: a message and exit code 2, before any logging.
+            eprintln!("error: {err:#}");
+            std::process::exit(2);
+        }
+    };
     init_tracing(cli.log_format);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run(cli))
+}
+
+/// The command line's declaration, as `--help` shows it.
+fn command() -> clap::Command {
+    posbridge::options::name_values(Cli::command())
+}
+
+/// The command line, over the environment, over the config file, over the defaults.
+fn parse_cli(args: Vec<OsString>) -> anyhow::Result<Cli> {
+    let mut cmd = command();
+    // DATABASE_URL is the name sqlx's tools and many hosts already set; it predates
+    // POSBRIDGE_DATABASE_URL, which wins when both are set.
+    if std::env::var_os("POSBRIDGE_DATABASE_URL").is_none()
+        && std::env::var_os("DATABASE_URL").is_some()
+    {
+        cmd = cmd.mut_arg("database_url", |arg| arg.env("DATABASE_URL"));
+    }
+    if let Some(path) = posbridge::options::config_path(&args) {
+        cmd = ConfigFile::load(&path)?.apply(cmd, SETTING_SECTIONS)?;
+    }
+    let matches = cmd.get_matches_from(args);
+    Cli::from_arg_matches(&matches).map_err(|err| err.exit())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => {
+        Command::Serve(config) => {
             let config = ServeConfig {
-                bind: args.bind,
                 database_url: cli.database_url,
-                operator_token: args.operator_token,
-                public_url: args.public_url,
+                master_key_file: cli.master_key_file,
                 master_key: master_key(),
-                store: StoreOptions {
-                    max_connections: args.db_connections.max(1),
-                    sqlite_synchronous: args.sqlite_synchronous,
-                    acquire_timeout: Duration::from_millis(args.db_acquire_timeout_ms.max(1)),
-                    ..StoreOptions::default()
-                },
-                hub: HubOptions {
-                    queue: args.ws_queue.max(1),
-                    history: args.event_history.max(1),
-                },
-                stream: StreamOptions {
-                    ping_interval: Duration::from_millis(args.ws_ping_interval_ms.max(10)),
-                    send_timeout: Duration::from_millis(args.ws_send_timeout_ms.max(10)),
-                    inbound_rate: args.ws_inbound_rate.max(1),
-                    inbound_burst: args.ws_inbound_burst.max(1),
-                    ..StreamOptions::default()
-                },
-                shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
-                plugins: PluginOptions {
-                    cache_dir: args.plugin_cache_dir,
-                    guest_threads: args
-                        .plugin_threads
-                        .unwrap_or_else(posbridge::plugins::default_guest_threads)
-                        .max(1),
-                    ..PluginOptions::default()
-                },
-                hooks: HookOptions {
-                    concurrency: args.hook_concurrency.max(1),
-                    quarantine_after: args.hook_quarantine_after.max(1),
-                    retry_base: Duration::from_millis(args.hook_retry_base_ms.max(1)),
-                    retry_max: Duration::from_millis(args.hook_retry_max_ms.max(1)),
-                    poll_interval: Duration::from_millis(args.hook_poll_interval_ms.max(10)),
-                },
-                connections: ConnectionOptions {
-                    header_read_timeout: Duration::from_millis(args.header_read_timeout_ms.max(1)),
-                    body_timeout: Duration::from_millis(args.body_timeout_ms.max(1)),
-                    idle_timeout: Duration::from_millis(args.idle_timeout_ms.max(1)),
-                    max_connections: args.max_connections.max(1),
-                    reserved_connections: args.reserved_connections,
-                },
-                rate_limit: RateLimitOptions {
-                    per_second: args.rate_limit_per_sec,
-                    burst: args.rate_limit_burst.max(1),
-                },
-                inbox: posbridge::providers::InboxOptions {
-                    max_attempts: i64::from(args.webhook_max_attempts.max(1)),
-                    retry_base: Duration::from_millis(args.webhook_retry_base_ms.max(1)),
-                },
-                ..ServeConfig::default()
+                ..*config
             };
             posbridge::server::serve(config).await?;
         }
@@ -376,9 +280,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Plugin(cmd) => run_plugin_command(&cli.database_url, cmd).await?,
         Command::Vault(VaultCommand::Rotate) => {
             let store = open(&cli.database_url).await?;
-            let key_file = posbridge::server::default_key_file(&cli.database_url);
+            let key_file = cli
+                .master_key_file
+                .unwrap_or_else(|| posbridge::server::default_key_file(&cli.database_url));
             let report =
-                posbridge::vault::rotate(&store, master_key().as_deref(), &key_file).await?;
+                posbridge::rotation::rotate(&store, master_key().as_deref(), &key_file).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             store.close().await;
         }
@@ -514,5 +420,111 @@ fn init_tracing(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use posbridge::options::without_env;
+
+    use super::*;
+
+    /// Parses `args` with the process's environment ignored (tests must not see an
+    /// operator's POSBRIDGE_* variables), applying `file` if given.
+    fn parse(args: &[&str], file: Option<&ConfigFile>) -> Cli {
+        let mut cmd = without_env(command());
+        if let Some(file) = file {
+            cmd = file
+                .apply(cmd, SETTING_SECTIONS)
+                .expect("applying the file");
+        }
+        let matches = cmd.try_get_matches_from(args).expect("parsing");
+        Cli::from_arg_matches(&matches).expect("reading the matches")
+    }
+
+    fn serve(cli: Cli) -> ServeConfig {
+        let Command::Serve(config) = cli.command else {
+            panic!("not serve");
+        };
+        ServeConfig {
+            database_url: cli.database_url,
+            master_key_file: cli.master_key_file,
+            ..*config
+        }
+    }
+
+    /// The settings a config file may give: every flag of the root and of `serve`.
+    fn settings() -> Vec<(String, Option<String>)> {
+        let mut cmd = command();
+        cmd.build();
+        let serve = cmd.find_subcommand("serve").expect("serve").clone();
+        serve
+            .get_arguments()
+            .filter_map(|arg| {
+                let long = arg.get_long()?;
+                (long != "help" && long != "config").then(|| {
+                    let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+                    (long.to_owned(), env)
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn serve_with_no_flags_runs_with_the_structs_defaults() {
+        assert_eq!(
+            serve(parse(&["posbridge", "serve"], None)),
+            ServeConfig::default()
+        );
+    }
+
+    #[test]
+    fn every_setting_reads_posbridge_flag_from_the_environment() {
+        let settings = settings();
+        assert!(settings.len() > 40, "{settings:?}");
+        for (long, env) in settings {
+            let expected = format!("POSBRIDGE_{}", long.to_uppercase().replace('-', "_"));
+            assert_eq!(env.as_deref(), Some(expected.as_str()), "--{long}");
+        }
+    }
+
+    #[test]
+    fn the_example_config_lists_every_setting_at_its_default() {
+        let text = include_str!("../../posbridge.example.toml");
+        let file = ConfigFile::parse(Path::new("posbridge.example.toml"), text)
+            .expect("the example parses");
+        let cli = parse(&["posbridge", "serve"], Some(&file));
+        assert_eq!(cli.log_format, LogFormat::Text);
+        assert_eq!(serve(cli), ServeConfig::default());
+        for (long, _) in settings() {
+            let listed = text.lines().any(|line| {
+                let line = line.strip_prefix("# ").unwrap_or(line);
+                line.starts_with(&format!("{long} = "))
+            });
+            assert!(listed, "posbridge.example.toml does not list `{long}`");
+        }
+    }
+
+    #[test]
+    fn the_command_line_beats_the_file() {
+        let file = ConfigFile::parse(
+            Path::new("/srv/pb/posbridge.toml"),
+            "rate-limit-per-sec = 7\ndatabase-url = \"data/pb.db\"\nmaster-key-file = \"k\"\n",
+        )
+        .expect("parses");
+        let config = serve(parse(&["posbridge", "serve"], Some(&file)));
+        assert_eq!(config.rate_limit.per_second, 7);
+        assert_eq!(config.database_url, "/srv/pb/data/pb.db");
+        assert_eq!(
+            config.master_key_file.as_deref(),
+            Some(Path::new("/srv/pb/k"))
+        );
+        let args = ["posbridge", "serve", "--rate-limit-per-sec", "9"];
+        assert_eq!(serve(parse(&args, Some(&file))).rate_limit.per_second, 9);
+        // Settings of `serve` in the file do not trouble the other commands.
+        let cli = parse(&["posbridge", "tenant", "list"], Some(&file));
+        assert_eq!(cli.database_url, "/srv/pb/data/pb.db");
     }
 }

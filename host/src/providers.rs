@@ -7,7 +7,7 @@ mod sales;
 mod sync;
 mod webhooks;
 
-pub use ingest::{net_spend, IngestCounts};
+pub use ingest::IngestCounts;
 pub use integrations::{ConnectRequest, Integration};
 pub use sales::{Period, Revenue};
 pub use sync::retry_dead_letter as retry_sync;
@@ -26,7 +26,6 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::auth::{ManagerCaller, TerminalCaller};
-use crate::customers::normalize_phone;
 use crate::error::ApiError;
 use crate::events::LoggedTx;
 use crate::extract::ApiJson;
@@ -35,7 +34,6 @@ use crate::paging::Page;
 use crate::plugins::contract::{Connection, Environment, LocationInfo, ProviderError};
 use crate::plugins::{CallContext, CallError, Plugins};
 use crate::state::AppState;
-use crate::store::now_micros;
 
 /// Body of `POST /api/{tenant}/pos/validate`.
 #[derive(Debug, Deserialize)]
@@ -188,7 +186,7 @@ pub fn connection(
     })
 }
 
-/// `/api/{tenant}/…` routes: integrations (manager), pushed sales (terminal), links.
+/// `/api/{tenant}/…` routes: integrations (manager) and pushed sales (terminal).
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/pos/validate", post(validate))
@@ -199,7 +197,6 @@ pub fn routes() -> Router<AppState> {
         .route("/pos/transactions/{venue}", get(transactions))
         .route("/pos/revenue/{venue}", get(revenue))
         .route("/transactions", post(push))
-        .route("/customers/{phone}/links", post(link_customer))
 }
 
 /// The public webhook route, `/webhooks/{provider}/{integration_id}`.
@@ -417,119 +414,6 @@ async fn push(
 }
 
 /// Body of `POST /api/{tenant}/customers/{phone}/links`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LinkRequest {
-    #[serde(default)]
-    card_fingerprint: Option<String>,
-    #[serde(default)]
-    provider: Option<String>,
-    #[serde(default)]
-    provider_customer_id: Option<String>,
-}
-
-/// Links a card fingerprint or a provider customer to the customer with this phone, so
-/// their sales are attributed to them (past unmatched sales included).
-async fn link_customer(
-    State(app): State<AppState>,
-    ManagerCaller(caller): ManagerCaller,
-    Path((_tenant, phone)): Path<(String, String)>,
-    body: ApiJson<LinkRequest>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ProviderFailure> {
-    let scope = &caller.scope;
-    let phone = normalize_phone(scope.country(), &phone)
-        .map_err(|e| ApiError::unprocessable("invalid_phone", e.to_string()))?;
-    let req = body.value;
-    let mut links: Vec<(&str, String)> = Vec::new();
-    if let Some(fp) = req
-        .card_fingerprint
-        .filter(|f| !f.is_empty() && f.len() <= 200)
-    {
-        links.push(("card_fingerprint", fp));
-    }
-    match (req.provider, req.provider_customer_id) {
-        (Some(p), Some(c)) if !p.is_empty() && !c.is_empty() && c.len() <= 200 => {
-            links.push(("provider_customer", format!("{p}:{c}")))
-        }
-        (None, None) => {}
-        _ => {
-            return Err(ApiError::unprocessable(
-                "invalid_request",
-                "provider and provider_customer_id go together",
-            )
-            .into())
-        }
-    }
-    if links.is_empty() {
-        return Err(ApiError::unprocessable(
-            "invalid_request",
-            "give card_fingerprint or provider + provider_customer_id",
-        )
-        .into());
-    }
-    let now = now_micros();
-    let mut tx = app.store.begin().await.map_err(ApiError::from)?;
-    let customer_id = crate::customers::find_or_create(&mut tx, scope.tenant_id(), &phone)
-        .await
-        .map_err(ApiError::from)?;
-    let mut attributed = 0;
-    for (kind, value) in &links {
-        let taken: Option<String> = sqlx::query_scalar("SELECT customer_id FROM customer_links WHERE tenant_id = $1 AND kind = $2 AND value = $3")
-            .bind(scope.tenant_id())
-            .bind(kind)
-            .bind(value)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(ApiError::from)?;
-        if taken.as_ref().is_some_and(|t| t != &customer_id) {
-            return Err(ApiError::conflict(
-                "already_linked",
-                format!("this {kind} is linked to another customer"),
-            )
-            .into());
-        }
-        sqlx::query("INSERT INTO customer_links (tenant_id, kind, value, customer_id, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, kind, value) DO NOTHING")
-            .bind(scope.tenant_id())
-            .bind(kind)
-            .bind(value)
-            .bind(&customer_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(ApiError::from)?;
-        let column = if *kind == "card_fingerprint" {
-            "card_fingerprint"
-        } else {
-            "provider_customer_id"
-        };
-        let matched_value = if *kind == "card_fingerprint" {
-            value.clone()
-        } else {
-            value
-                .split_once(':')
-                .map(|(_, c)| c.to_owned())
-                .unwrap_or_default()
-        };
-        attributed += sqlx::query(&format!(
-            "UPDATE pos_transactions SET customer_id = $1 WHERE tenant_id = $2 AND customer_id IS NULL AND {column} = $3"
-        ))
-        .bind(&customer_id)
-        .bind(scope.tenant_id())
-        .bind(&matched_value)
-        .execute(&mut *tx)
-        .await
-        .map_err(ApiError::from)?
-        .rows_affected();
-    }
-    tx.commit().await.map_err(ApiError::from)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            serde_json::json!({"phone": phone, "customer_id": customer_id, "linked": links.len(), "attributed_transactions": attributed}),
-        ),
-    ))
-}
-
 async fn validate(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,

@@ -16,28 +16,36 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Caller;
 use crate::error::ApiError;
 
-/// Rate limit knobs (`--rate-limit-per-sec`, `--rate-limit-burst`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Rate limit knobs (`--rate-limit-per-sec`, `--rate-limit-burst`; see [`crate::options`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
 pub struct RateLimitOptions {
-    /// Sustained requests per second per key; 0 turns limiting off. Default 50: a busy
-    /// till makes a few requests per sale (balance, deduct, points), well under one per
-    /// second at a rush; a back-office integration polling reports or paging a ledger
+    /// Sustained requests per second per API key; 0 turns limiting off. Default 50: a
+    /// busy till makes a few requests per sale (balance, deduct, points), well under one
+    /// per second at a rush; a back-office integration polling reports or paging a ledger
     /// makes a few per second. Fifty is an order of magnitude above either, so only a
     /// runaway loop meets it, while a single key stays far below what the host serves
     /// (thousands of reads per second, see the benchmarks).
+    #[arg(
+        long = "rate-limit-per-sec",
+        env = "POSBRIDGE_RATE_LIMIT_PER_SEC",
+        default_value = "50"
+    )]
     pub per_second: u32,
-    /// Requests a key may send at once before the sustained rate applies. Default 200: a
-    /// till coming back online replays its queued operations in one go, and a manager
-    /// paging through a ledger issues a quick run of requests.
+    /// Requests an API key may send at once before the sustained rate applies. Default
+    /// 200: a till coming back online replays its queued operations in one go, and a
+    /// manager paging through a ledger issues a quick run of requests. At least 1.
+    #[arg(
+        long = "rate-limit-burst",
+        env = "POSBRIDGE_RATE_LIMIT_BURST",
+        default_value = "200",
+        value_parser = crate::options::at_least(1u32)
+    )]
     pub burst: u32,
 }
 
 impl Default for RateLimitOptions {
     fn default() -> Self {
-        Self {
-            per_second: 50,
-            burst: 200,
-        }
+        crate::options::defaults()
     }
 }
 
@@ -90,7 +98,7 @@ impl RateLimits {
         }
     }
 
-    /// Drops full buckets every [`RETAIN_INTERVAL`] until `shutdown`.
+    /// Drops full buckets every `RETAIN_INTERVAL` (a minute) until `shutdown`.
     pub fn spawn_pruner(&self, shutdown: CancellationToken) {
         let Some(limiter) = self.limiter.clone() else {
             return;

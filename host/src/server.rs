@@ -74,10 +74,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         plugin_options.cache_dir = Some(default_cache_dir(&config.database_url));
     }
     let plugins = Plugins::start(store.clone(), plugin_options).await?;
-    let vault = Vault::load(
-        config.master_key.as_deref(),
-        &default_key_file(&config.database_url),
-    )?;
+    let key_file = config
+        .master_key_file
+        .clone()
+        .unwrap_or_else(|| default_key_file(&config.database_url));
+    let vault = Vault::load(config.master_key.as_deref(), &key_file)?;
     crate::hooks::seal_plaintext_configs(&store, &vault).await?;
     let listener = TcpListener::bind(&config.bind)
         .await

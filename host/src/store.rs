@@ -104,31 +104,66 @@ fn sqlx_unavailable(err: &sqlx::Error) -> bool {
     }
 }
 
-/// Connection settings: every knob the storage layer has, with its default and why.
-#[derive(Debug, Clone)]
+/// Connection settings: every knob the storage layer has, with its default and why
+/// (`serve` flags `--db-*`, `--sqlite-*`; see [`crate::options`]).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct StoreOptions {
-    /// Reader connections (SQLite) or total connections (PostgreSQL). SQLite readers run in
-    /// parallel under WAL; 8 keeps two cores busy without idling on the pool.
+    /// Database connections: SQLite readers, or the PostgreSQL total. Default 8: SQLite
+    /// readers run in parallel under WAL, and 8 keeps two cores busy without idling on
+    /// the pool. At least 1.
+    #[arg(
+        id = "db_connections",
+        long = "db-connections",
+        env = "POSBRIDGE_DB_CONNECTIONS",
+        default_value = "8",
+        value_parser = crate::options::at_least(1u32)
+    )]
     pub max_connections: u32,
-    /// SQLite `synchronous`. `NORMAL` (the default, with WAL) keeps every acknowledged write
-    /// through a process crash or kill -9 and may lose the last commits only on power loss or
-    /// a kernel crash; `FULL` fsyncs every commit to survive those too, at one fsync per
-    /// write (measured 3.7 ms here: ~270 writes/s against ~26,000/s with `NORMAL`).
+    /// SQLite durability: `normal` (the default, with WAL) keeps every acknowledged write
+    /// through a process crash or kill -9 and may lose the last commits only on power loss
+    /// or a kernel crash; `full` fsyncs every commit to survive those too, at one fsync per
+    /// write (measured 3.7 ms here: ~270 writes/s against ~26,000/s with `normal`).
     /// Deployments that need power-loss durability at volume belong on PostgreSQL.
+    #[arg(
+        long = "sqlite-synchronous",
+        env = "POSBRIDGE_SQLITE_SYNCHRONOUS",
+        value_enum,
+        default_value = "normal"
+    )]
     pub sqlite_synchronous: SqliteSync,
-    /// How long a statement waits for a locked SQLite database before failing.
+    /// Milliseconds a statement waits for a locked SQLite database before failing.
+    /// Default 5 s: far longer than any one write holds the lock. At least 1.
+    #[arg(
+        long = "sqlite-busy-timeout-ms",
+        env = "POSBRIDGE_SQLITE_BUSY_TIMEOUT_MS",
+        default_value = "5000",
+        value_parser = crate::options::millis(1)
+    )]
     pub busy_timeout: Duration,
-    /// How often a background task copies the SQLite write-ahead log into the database
-    /// file (a PASSIVE checkpoint, which waits for no reader or writer). Left to SQLite, the
-    /// checkpoint runs inside whichever commit fills 1,000 WAL pages, stalling the single
-    /// writer for its writes and fsync (14% of the writer's time under a burst of sales);
-    /// in the background it overlaps with writing. One second keeps the WAL to a few MiB.
+    /// Milliseconds between background copies of the SQLite write-ahead log into the
+    /// database file (a PASSIVE checkpoint, which waits for no reader or writer). Left to
+    /// SQLite, the checkpoint runs inside whichever commit fills 1,000 WAL pages, stalling
+    /// the single writer (14% of its time under a burst of sales); in the background it
+    /// overlaps with writing. Default 1 s: keeps the WAL to a few MiB. At least 10.
+    #[arg(
+        long = "sqlite-checkpoint-interval-ms",
+        env = "POSBRIDGE_SQLITE_CHECKPOINT_INTERVAL_MS",
+        default_value = "1000",
+        value_parser = crate::options::millis(10)
+    )]
     pub sqlite_checkpoint_interval: Duration,
-    /// PostgreSQL: how long a request waits for a pooled connection, including (re)connecting
-    /// to the server, before it is answered 503 `database_unavailable`. Two seconds: far
-    /// above a healthy pool's wait (microseconds; a connect on a LAN is milliseconds), and
-    /// short enough that a till sees the outage and falls back at once instead of hanging
-    /// (it was 10 s). SQLite keeps [`SQLITE_ACQUIRE_TIMEOUT`].
+    /// PostgreSQL: milliseconds a request waits for a pooled connection, including
+    /// (re)connecting to the server, before it is answered 503 `database_unavailable`.
+    /// Default 2 s: far above a healthy pool's wait (microseconds; a connect on a LAN is
+    /// milliseconds), and short enough that a till sees the outage and falls back at once
+    /// instead of hanging. SQLite waits up to 10 s instead (`SQLITE_ACQUIRE_TIMEOUT`).
+    /// At least 1.
+    #[arg(
+        long = "db-acquire-timeout-ms",
+        env = "POSBRIDGE_DB_ACQUIRE_TIMEOUT_MS",
+        default_value = "2000",
+        value_parser = crate::options::millis(1)
+    )]
     pub acquire_timeout: Duration,
 }
 
@@ -149,13 +184,7 @@ pub enum SqliteSync {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self {
-            max_connections: 8,
-            sqlite_synchronous: SqliteSync::Normal,
-            busy_timeout: Duration::from_secs(5),
-            sqlite_checkpoint_interval: Duration::from_secs(1),
-            acquire_timeout: Duration::from_secs(2),
-        }
+        crate::options::defaults()
     }
 }
 
@@ -461,6 +490,34 @@ impl Params {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// Keys per `IN (…)` list of a bulk lookup: far below SQLite's 32,766 and PostgreSQL's
+/// 65,535 bound parameters.
+pub(crate) const KEYS_PER_LOOKUP: usize = 500;
+
+/// The rows `sql(scope, keys)` selects for every key, [`KEYS_PER_LOOKUP`] keys a statement:
+/// `sql` gets the placeholder of `scope_value` and the placeholder list of the keys. One
+/// statement per chunk rather than per key, because each is a round trip.
+pub(crate) async fn rows_by_keys(
+    conn: &mut Conn,
+    backend: Backend,
+    scope_value: &str,
+    keys: &[&str],
+    sql: impl Fn(&str, &str) -> String,
+) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
+    let mut rows = Vec::new();
+    for chunk in keys.chunks(KEYS_PER_LOOKUP) {
+        let mut p = Params::new(backend);
+        let scope = p.one();
+        let sql = sql(&scope, &p.list(chunk.len()));
+        let mut query = sqlx::query(&sql).bind(scope_value);
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        rows.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]

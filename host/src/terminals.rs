@@ -81,37 +81,64 @@ pub const MAX_INCOMING_MESSAGE: usize = 64 << 10;
 /// as the server parses would keep its session reading for ever.
 const READ_BUDGET: usize = 64;
 
-/// WebSocket tuning.
-#[derive(Debug, Clone)]
+/// WebSocket tuning (`serve` flags `--ws-*`; see [`crate::options`]).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct StreamOptions {
-    /// Interval between server pings; a socket that has not answered the previous ping when
-    /// the next is due is closed. 25 s stays under common 30–60 s proxy idle timeouts.
+    /// Milliseconds between server pings; a socket that has not answered the previous
+    /// ping when the next is due is closed. Default 25 s: under common 30–60 s proxy idle
+    /// timeouts. At least 10.
+    #[arg(
+        long = "ws-ping-interval-ms",
+        env = "POSBRIDGE_WS_PING_INTERVAL_MS",
+        default_value = "25000",
+        value_parser = crate::options::millis(10)
+    )]
     pub ping_interval: Duration,
-    /// How long a socket may take nothing while frames wait for it before the reader
-    /// counts as stalled (and is closed as a slow consumer).
+    /// Milliseconds a terminal may take none of the frames waiting for it before it is
+    /// closed as a slow consumer (4000). Default 10 s: a healthy socket drains in
+    /// milliseconds, and a stalled one must not hold its queue for long. At least 10.
+    #[arg(
+        long = "ws-send-timeout-ms",
+        env = "POSBRIDGE_WS_SEND_TIMEOUT_MS",
+        default_value = "10000",
+        value_parser = crate::options::millis(10)
+    )]
     pub send_timeout: Duration,
-    /// Read buffer per socket. Terminals send almost nothing (pongs), so a small buffer
-    /// keeps idle connections cheap; larger frames still arrive, in several reads.
+    /// Read buffer per socket, bytes. Default 512: terminals send almost nothing (pongs),
+    /// so a small buffer keeps idle connections cheap; larger frames still arrive, in
+    /// several reads. At least 64.
+    #[arg(
+        long = "ws-read-buffer",
+        env = "POSBRIDGE_WS_READ_BUFFER",
+        default_value = "512",
+        value_parser = crate::options::at_least(64usize)
+    )]
     pub read_buffer: usize,
-    /// Frames per second a terminal may send, sustained (token bucket; `--ws-inbound-rate`,
-    /// default 10). A terminal sends a pong per server ping and perhaps pings of its own
-    /// every few seconds, so 10/s is far above any honest client; one that sends faster
-    /// is closed with 1008 before it can keep the host busy.
+    /// Frames per second a terminal may send, sustained; faster is closed with 1008.
+    /// Default 10: a terminal sends a pong per server ping and perhaps pings of its own
+    /// every few seconds, so 10/s is far above any honest client, and one that sends
+    /// faster is closed before it can keep the host busy. At least 1.
+    #[arg(
+        long = "ws-inbound-rate",
+        env = "POSBRIDGE_WS_INBOUND_RATE",
+        default_value = "10",
+        value_parser = crate::options::at_least(1u32)
+    )]
     pub inbound_rate: u32,
-    /// Frames a terminal may send at once above the rate (`--ws-inbound-burst`, default
-    /// 100): room for a reconnecting client's initial chatter.
+    /// Frames a terminal may send at once above `--ws-inbound-rate`. Default 100: room
+    /// for a reconnecting client's initial chatter. At least 1.
+    #[arg(
+        long = "ws-inbound-burst",
+        env = "POSBRIDGE_WS_INBOUND_BURST",
+        default_value = "100",
+        value_parser = crate::options::at_least(1u32)
+    )]
     pub inbound_burst: u32,
 }
 
 impl Default for StreamOptions {
     fn default() -> Self {
-        Self {
-            ping_interval: Duration::from_secs(25),
-            send_timeout: Duration::from_secs(10),
-            read_buffer: 512,
-            inbound_rate: 10,
-            inbound_burst: 100,
-        }
+        crate::options::defaults()
     }
 }
 

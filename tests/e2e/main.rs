@@ -10,6 +10,7 @@ use posbridge_harness::{Backend, TestServer};
 mod admin;
 mod auth;
 mod bad_input;
+mod config;
 mod dead_letters;
 mod events;
 mod fuzz;

@@ -178,7 +178,10 @@ async fn sqlite_schema() -> Schema {
 /// Applies the PostgreSQL tree to a database of its own on the test server, reads it back
 /// and drops the database.
 async fn postgres_schema() -> Schema {
-    let admin_url = posbridge_harness::postgres_admin_url();
+    // Finding the server may start the run's throwaway cluster: blocking work.
+    let admin_url = tokio::task::spawn_blocking(posbridge_harness::postgres_admin_url)
+        .await
+        .expect("finding the tests' PostgreSQL");
     let admin_options =
         PgConnectOptions::from_str(&admin_url).unwrap_or_else(|e| panic!("{admin_url}: {e}"));
     let mut admin = PgConnection::connect_with(&admin_options)

@@ -24,25 +24,35 @@ pub const REVOCATION_CHANNEL: &str = "posbridge_revocations";
 /// database still finds them.
 const REVOCATION_QUEUE: usize = 64;
 
-/// Fan-out tuning.
-#[derive(Debug, Clone)]
+/// Fan-out tuning (`--ws-queue`, `--event-history`; see [`crate::options`]).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct HubOptions {
     /// Events a subscriber may fall behind: a terminal socket with more frames waiting is
     /// closed as a slow consumer, and a tenant's fan-out that falls further behind the hub
-    /// has its sockets re-read the log. 1,024 covers seconds of a busy tenant while capping
-    /// memory per socket and per tenant.
+    /// has its sockets re-read the log. Default 1024: seconds of a busy tenant, while
+    /// capping memory per socket and per tenant. At least 1.
+    #[arg(
+        long = "ws-queue",
+        env = "POSBRIDGE_WS_QUEUE",
+        default_value = "1024",
+        value_parser = crate::options::at_least(1usize)
+    )]
     pub queue: usize,
-    /// Events kept per tenant for resume; older ones are pruned and a terminal asking for
-    /// them is told to reload (`reset`). 100,000 is days of traffic for a busy restaurant.
+    /// Events kept per tenant for resume (`?since=`); older ones are pruned and a terminal
+    /// asking for them is told to reload (`reset`). Default 100000: days of traffic for a
+    /// busy restaurant. At least 1.
+    #[arg(
+        long = "event-history",
+        env = "POSBRIDGE_EVENT_HISTORY",
+        default_value = "100000",
+        value_parser = crate::options::at_least(1i64)
+    )]
     pub history: i64,
 }
 
 impl Default for HubOptions {
     fn default() -> Self {
-        Self {
-            queue: 1024,
-            history: 100_000,
-        }
+        crate::options::defaults()
     }
 }
 

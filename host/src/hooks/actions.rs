@@ -3,21 +3,18 @@
 //! exactly once per successful delivery. Any invalid action fails the whole delivery.
 
 use crate::auth::TenantScope;
+use crate::customers::tags::{add_tag, TagError, TaggedTable, MAX_TAGS};
 use crate::customers::{self, InvalidPhone};
 use crate::events::LoggedTx;
 use crate::plugins::contract::HookAction;
-use crate::store::{Conn, StoreError};
+use crate::store::StoreError;
 
 /// Most actions one event may produce; more fails the delivery (a hook in a loop).
 pub const MAX_ACTIONS: usize = 32;
 /// Largest custom event data, JSON bytes.
 pub const MAX_EMIT_BYTES: usize = 16 * 1024;
-/// Most tags one transaction or customer carries.
-const MAX_TAGS: usize = 32;
 /// Longest custom event kind and tag.
 const MAX_NAME: usize = 40;
-/// Compare-and-set attempts on a row's tags before giving up (concurrent taggers).
-const TAG_ATTEMPTS: usize = 5;
 
 /// Why a hook's answer could not be applied. The delivery fails and is retried.
 #[derive(Debug, thiserror::Error)]
@@ -152,99 +149,36 @@ pub async fn apply(
                 tx.append_custom(scope, kind, data);
             }
             Planned::TagTransaction { id, tag } => {
-                let found = add_tag(tx.conn(), TaggedTable::Transactions, scope, id, tag).await?;
+                let found = add_tag(tx.conn(), TRANSACTIONS, scope.tenant_id(), id, tag).await?;
                 if !found {
                     return Err(ActionError::UnknownTransaction(id.clone()));
                 }
             }
             Planned::TagCustomer { phone, tag } => {
-                let id = customers::find_or_create(tx.conn(), scope.tenant_id(), phone).await?;
-                add_tag(tx.conn(), TaggedTable::Customers, scope, &id, tag).await?;
+                customers::tags::tag_customer(tx.conn(), scope.tenant_id(), phone, tag).await?;
             }
         }
     }
     Ok(())
 }
 
-/// The tables with a `tags` JSON array column.
-#[derive(Clone, Copy)]
-enum TaggedTable {
-    Transactions,
-    Customers,
-}
+/// Sales' tags; customers' are written by [`customers::tags`].
+const TRANSACTIONS: TaggedTable = TaggedTable {
+    select: "SELECT tags FROM pos_transactions WHERE tenant_id = $1 AND id = $2",
+    update: "UPDATE pos_transactions SET tags = $1 WHERE tenant_id = $2 AND id = $3 AND tags = $4",
+    noun: "transaction",
+};
 
-impl TaggedTable {
-    fn select(self) -> &'static str {
-        match self {
-            TaggedTable::Transactions => {
-                "SELECT tags FROM pos_transactions WHERE tenant_id = $1 AND id = $2"
+impl From<TagError> for ActionError {
+    fn from(err: TagError) -> Self {
+        match err {
+            TagError::TooMany(name) => ActionError::TooManyTags(name),
+            TagError::KeptChanging(_) => {
+                ActionError::Store(StoreError::Sqlx(sqlx::Error::Protocol(err.to_string())))
             }
-            TaggedTable::Customers => "SELECT tags FROM customers WHERE tenant_id = $1 AND id = $2",
+            TagError::Store(e) => ActionError::Store(e.into()),
         }
     }
-
-    fn update(self) -> &'static str {
-        match self {
-            TaggedTable::Transactions => {
-                "UPDATE pos_transactions SET tags = $1 WHERE tenant_id = $2 AND id = $3 AND tags = $4"
-            }
-            TaggedTable::Customers => {
-                "UPDATE customers SET tags = $1 WHERE tenant_id = $2 AND id = $3 AND tags = $4"
-            }
-        }
-    }
-
-    fn name(self, id: &str) -> String {
-        match self {
-            TaggedTable::Transactions => format!("transaction {id:?}"),
-            TaggedTable::Customers => format!("customer {id:?}"),
-        }
-    }
-}
-
-/// Adds `tag` to the row's tags unless present. `Ok(false)` when the row does not exist.
-/// The write is a compare-and-set on the text read, so a concurrent tagger on PostgreSQL
-/// is retried instead of overwritten.
-async fn add_tag(
-    conn: &mut Conn,
-    table: TaggedTable,
-    scope: &TenantScope,
-    id: &str,
-    tag: &str,
-) -> Result<bool, ActionError> {
-    for _ in 0..TAG_ATTEMPTS {
-        let current: Option<String> = sqlx::query_scalar(table.select())
-            .bind(scope.tenant_id())
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        let Some(current) = current else {
-            return Ok(false);
-        };
-        // A corrupt value is replaced rather than blocking every future tag.
-        let mut tags: Vec<String> = serde_json::from_str(&current).unwrap_or_default();
-        if tags.iter().any(|t| t == tag) {
-            return Ok(true);
-        }
-        if tags.len() >= MAX_TAGS {
-            return Err(ActionError::TooManyTags(table.name(id)));
-        }
-        tags.push(tag.to_owned());
-        let changed = sqlx::query(table.update())
-            .bind(serde_json::Value::from(tags).to_string())
-            .bind(scope.tenant_id())
-            .bind(id)
-            .bind(&current)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-        if changed == 1 {
-            return Ok(true);
-        }
-    }
-    Err(ActionError::Store(StoreError::Sqlx(sqlx::Error::Protocol(
-        format!("{} kept changing while tagging it", table.name(id)),
-    ))))
 }
 
 #[cfg(test)]

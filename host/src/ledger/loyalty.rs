@@ -10,7 +10,8 @@ use sqlx::Row;
 
 use super::{check_len, LedgerError};
 use crate::auth::{Caller, ManagerCaller, TenantScope, TerminalCaller};
-use crate::customers::normalize_phone;
+use crate::customers::points::Shortfall;
+use crate::customers::{self, normalize_phone};
 use crate::error::ApiResult;
 use crate::events::{EventKind, LoggedTx};
 use crate::extract::{ApiJson, Idempotency};
@@ -134,22 +135,8 @@ impl LoyaltyLedger {
         let phone = normalize_phone(scope.country(), raw_phone)?;
         let points = req.points.get();
         let now = now_micros();
-        let row = sqlx::query(
-            "INSERT INTO customers (id, tenant_id, phone, points, lifetime_points, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $4, $5, $5)
-             ON CONFLICT (tenant_id, phone) DO UPDATE
-               SET points = customers.points + excluded.points,
-                   lifetime_points = customers.lifetime_points + excluded.lifetime_points,
-                   updated_at = excluded.updated_at
-             RETURNING id, points, lifetime_points",
-        )
-        .bind(new_id())
-        .bind(scope.tenant_id())
-        .bind(&phone)
-        .bind(points)
-        .bind(now)
-        .fetch_one(tx.conn())
-        .await?;
+        let row =
+            customers::points::credit(tx.conn(), scope.tenant_id(), &phone, points, now).await?;
         finish(tx, caller, row, phone, "add", points, req, now).await
     }
 
@@ -165,32 +152,17 @@ impl LoyaltyLedger {
         let phone = normalize_phone(scope.country(), raw_phone)?;
         let points = req.points.get();
         let now = now_micros();
-        let row = sqlx::query(
-            "UPDATE customers SET points = points - $1, updated_at = $2
-             WHERE tenant_id = $3 AND phone = $4 AND points >= $1
-             RETURNING id, points, lifetime_points",
-        )
-        .bind(points)
-        .bind(now)
-        .bind(scope.tenant_id())
-        .bind(&phone)
-        .fetch_optional(tx.conn())
-        .await?;
-        let Some(row) = row else {
-            let balance: Option<i64> = sqlx::query_scalar(
-                "SELECT points FROM customers WHERE tenant_id = $1 AND phone = $2",
-            )
-            .bind(scope.tenant_id())
-            .bind(&phone)
-            .fetch_optional(tx.conn())
-            .await?;
-            return Err(match balance {
-                None => LedgerError::CustomerNotFound(phone),
-                Some(balance) => LedgerError::InsufficientPoints {
+        let debited =
+            customers::points::debit(tx.conn(), scope.tenant_id(), &phone, points, now).await?;
+        let row = match debited {
+            Ok(row) => row,
+            Err(Shortfall::NoCustomer) => return Err(LedgerError::CustomerNotFound(phone)),
+            Err(Shortfall::Insufficient { balance }) => {
+                return Err(LedgerError::InsufficientPoints {
                     balance,
                     requested: points,
-                },
-            });
+                })
+            }
         };
         finish(tx, caller, row, phone, "redeem", -points, req, now).await
     }
@@ -257,7 +229,7 @@ fn validate(req: &PointsRequest) -> Result<(), LedgerError> {
 async fn finish(
     tx: &mut LoggedTx,
     caller: &Caller,
-    row: sqlx::any::AnyRow,
+    row: customers::points::Points,
     phone: String,
     kind: &str,
     change: i64,
@@ -265,11 +237,11 @@ async fn finish(
     now: i64,
 ) -> Result<PointsResponse, LedgerError> {
     let scope = &caller.scope;
-    let customer_id: String = row.try_get("id")?;
+    let customer_id = row.customer_id;
     let balance = LoyaltyBalance {
         phone,
-        points: row.try_get("points")?,
-        lifetime_points: row.try_get("lifetime_points")?,
+        points: row.points,
+        lifetime_points: row.lifetime_points,
     };
     let transaction_id = new_id();
     sqlx::query(

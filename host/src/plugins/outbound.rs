@@ -11,38 +11,77 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
 use super::allowlist::AllowList;
 
-/// Outbound tuning.
-#[derive(Debug, Clone)]
+/// Outbound HTTP tuning (`serve` flags `--outbound-*`; see [`crate::options`]).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct OutboundOptions {
-    /// Per-attempt timeout when the plugin names none. 10 s fits typical POS APIs' p99 with margin.
+    /// Milliseconds per attempt of a plugin's HTTP request when the plugin names no
+    /// timeout. Default 10 s: typical POS APIs' p99 with margin. At least 1.
+    #[arg(
+        long = "outbound-timeout-ms",
+        env = "POSBRIDGE_OUTBOUND_TIMEOUT_MS",
+        default_value = "10000",
+        value_parser = crate::options::millis(1)
+    )]
     pub default_timeout: Duration,
-    /// Upper bound on any per-attempt timeout a plugin asks for.
+    /// Upper bound, milliseconds, on any per-attempt timeout a plugin asks for. Default
+    /// 30 s: a plugin cannot hold a call slot for minutes. At least 1.
+    #[arg(
+        long = "outbound-max-timeout-ms",
+        env = "POSBRIDGE_OUTBOUND_MAX_TIMEOUT_MS",
+        default_value = "30000",
+        value_parser = crate::options::millis(1)
+    )]
     pub max_timeout: Duration,
-    /// Retries after the first attempt for 429, 5xx and network errors.
+    /// Retries after the first attempt for 429, 5xx and network errors. Default 3: rides
+    /// out a blip without multiplying load on a struggling API.
+    #[arg(
+        long = "outbound-retries",
+        env = "POSBRIDGE_OUTBOUND_RETRIES",
+        default_value = "3"
+    )]
     pub max_retries: u32,
-    /// First backoff; doubles per retry, with full jitter.
+    /// Milliseconds of the first retry's backoff; it doubles per retry, with full jitter.
+    /// Default 200 ms. At least 1.
+    #[arg(
+        long = "outbound-backoff-base-ms",
+        env = "POSBRIDGE_OUTBOUND_BACKOFF_BASE_MS",
+        default_value = "200",
+        value_parser = crate::options::millis(1)
+    )]
     pub backoff_base: Duration,
-    /// Longest single wait, including an upstream `Retry-After`; a longer `Retry-After` is
-    /// not waited out: the 429 goes back to the plugin, which reports `rate-limited`.
+    /// Longest single wait between attempts, milliseconds, including an upstream
+    /// `Retry-After`; a longer `Retry-After` is not waited out: the 429 goes back to the
+    /// plugin, which reports `rate-limited`. Default 5 s. At least 1.
+    #[arg(
+        long = "outbound-max-backoff-ms",
+        env = "POSBRIDGE_OUTBOUND_MAX_BACKOFF_MS",
+        default_value = "5000",
+        value_parser = crate::options::millis(1)
+    )]
     pub max_backoff: Duration,
-    /// Largest response body accepted. 16 MiB holds a 100-order Toast page with room.
+    /// Largest response body accepted, bytes. Default 16 MiB: holds a 100-order Toast page
+    /// with room. At least 1024.
+    #[arg(
+        long = "outbound-max-response-bytes",
+        env = "POSBRIDGE_OUTBOUND_MAX_RESPONSE_BYTES",
+        default_value = "16777216",
+        value_parser = crate::options::at_least(1024usize)
+    )]
     pub max_response_bytes: usize,
-    /// Requests per second per integration (burst the same). Toast allows 20/s per
-    /// restaurant; Square publishes no number.
+    /// Requests per second per integration (burst the same). Default 20: Toast allows
+    /// 20/s per restaurant; Square publishes no number. At least 1.
+    #[arg(
+        long = "outbound-rate-per-sec",
+        env = "POSBRIDGE_OUTBOUND_RATE_PER_SEC",
+        default_value = "20",
+        value_parser = crate::options::at_least(1u32)
+    )]
     pub rate_per_second: u32,
 }
 
 impl Default for OutboundOptions {
     fn default() -> Self {
-        Self {
-            default_timeout: Duration::from_secs(10),
-            max_timeout: Duration::from_secs(30),
-            max_retries: 3,
-            backoff_base: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(5),
-            max_response_bytes: 16 * 1024 * 1024,
-            rate_per_second: 20,
-        }
+        crate::options::defaults()
     }
 }
 

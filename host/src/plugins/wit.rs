@@ -2,9 +2,11 @@
 //! in these modules; the rest of the host sees [`ProviderPre`] and [`HookPre`], which
 //! dispatch to whichever version a component was built against.
 //!
-//! Within a minor version, new host imports keep old guests loading; a breaking change
-//! starts `since_v0_2_0` with its own frozen copy of the WIT, and this module keeps loading
-//! 0.1.x components until no bundled plugin needs them.
+//! Each released contract version is a frozen folder, `wit/v<version>/`, read by that
+//! version's module here and by the guest SDK; the next version is developed in a new
+//! folder with a new module (`since_v0_2_0`), and this module keeps loading 0.1.x
+//! components until no plugin needs them. `released_contracts_are_frozen` holds the
+//! released folders to the digests in `wit/SHA256SUMS`.
 
 pub mod since_v0_1_0;
 
@@ -173,4 +175,80 @@ impl HookPre {
 /// Adds every import any supported contract version needs to `linker`.
 pub fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
     since_v0_1_0::add_to_linker(linker)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    use sha2::{Digest, Sha256};
+
+    /// The repository's `wit/` folder.
+    fn wit_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("host/ has a parent")
+            .join("wit")
+    }
+
+    /// `relative path → sha256` of every file under `wit/<folder>`, walked recursively.
+    fn digests(folder: &str) -> BTreeMap<String, String> {
+        let root = wit_dir();
+        let mut out = BTreeMap::new();
+        let mut dirs = vec![root.join(folder)];
+        while let Some(dir) = dirs.pop() {
+            let entries = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+            for entry in entries {
+                let path = entry.expect("directory entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                let bytes = std::fs::read(&path)
+                    .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+                let relative = path
+                    .strip_prefix(&root)
+                    .expect("walked from the wit folder")
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.insert(relative, hex::encode(Sha256::digest(&bytes)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn released_contracts_are_frozen() {
+        let sums_path = wit_dir().join("SHA256SUMS");
+        let sums = std::fs::read_to_string(&sums_path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", sums_path.display()));
+        // `sha256sum` format: "<hex>  <version folder>/<file>".
+        let mut released: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for line in sums.lines().filter(|l| !l.trim().is_empty()) {
+            let (digest, file) = line
+                .split_once("  ")
+                .unwrap_or_else(|| panic!("SHA256SUMS line {line:?} is not `<hex>  <path>`"));
+            let version = file.split('/').next().unwrap_or(file);
+            released
+                .entry(version.to_owned())
+                .or_default()
+                .insert(file.to_owned(), digest.to_owned());
+        }
+        assert!(
+            released.contains_key("v0.1.0"),
+            "wit/SHA256SUMS must list the released contract v0.1.0"
+        );
+        for (version, expected) in &released {
+            let actual = digests(version);
+            assert_eq!(
+                &actual, expected,
+                "wit/{version}/ differs from the digests in wit/SHA256SUMS. A released \
+                 contract must never change: components in the field were built against it \
+                 and the host's bindings for {version} must keep meaning the same thing. Undo \
+                 the edit and make it in the next version's folder instead (see wit/README.md)."
+            );
+        }
+    }
 }

@@ -31,26 +31,38 @@ use crate::store::{
 /// Event ids are remembered this long: Square retries for 72 h, and the contract promises
 /// at least 7 days of replay protection.
 const SEEN_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
-/// Webhook inbox retry tuning; both knobs have `serve` flags (see `main.rs`).
-#[derive(Debug, Clone)]
+/// Webhook inbox retry tuning (`serve` flags `--webhook-*`; see [`crate::options`]).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct InboxOptions {
-    /// Processing attempts before a delivery that keeps failing is set aside as a dead
-    /// letter. Default 8: with the default backoff the attempts span about four minutes,
-    /// long enough to ride out a plugin being replaced, short enough that a poison delivery
-    /// is in front of an operator the same hour. Failures that say nothing about the
-    /// delivery (database unavailable, transaction conflicts) do not count.
+    /// Processing attempts at a webhook delivery before it is set aside as a dead letter.
+    /// Default 8: with the default backoff the attempts span about four minutes, long
+    /// enough to ride out a plugin being replaced, short enough that a poison delivery is
+    /// in front of an operator the same hour. Failures that say nothing about the
+    /// delivery (database unavailable, transaction conflicts) do not count. At least 1.
+    #[arg(
+        id = "webhook_max_attempts",
+        long = "webhook-max-attempts",
+        env = "POSBRIDGE_WEBHOOK_MAX_ATTEMPTS",
+        default_value = "8",
+        value_parser = crate::options::at_least(1i64)
+    )]
     pub max_attempts: i64,
-    /// Wait before a failed delivery's first retry; it doubles with every further failure,
-    /// up to ten minutes. Default 2 s.
+    /// Milliseconds before a failed webhook delivery's first retry; it doubles with every
+    /// further failure, up to ten minutes. Default 2 s: a transient failure (a plugin
+    /// being replaced, a lock) is usually gone by then. At least 1.
+    #[arg(
+        id = "webhook_retry_base",
+        long = "webhook-retry-base-ms",
+        env = "POSBRIDGE_WEBHOOK_RETRY_BASE_MS",
+        default_value = "2000",
+        value_parser = crate::options::millis(1)
+    )]
     pub retry_base: Duration,
 }
 
 impl Default for InboxOptions {
     fn default() -> Self {
-        Self {
-            max_attempts: 8,
-            retry_base: Duration::from_secs(2),
-        }
+        crate::options::defaults()
     }
 }
 

@@ -16,13 +16,15 @@ use jiff::tz::TimeZone;
 use serde_json::json;
 use sqlx::Row;
 
+use super::book::venue_rules;
+use super::decide::{fit, RuleFit};
 use super::performances::PerformanceCache;
 use super::tiers::{self, Ladder};
-use super::windows::in_any_window;
-use super::{lifetime_spend_sql, venue_rules, SpendRule};
+use super::SpendRule;
 use crate::auth::TenantScope;
+use crate::customers::{self, tiers::HeldStanding};
 use crate::events::{EventKind, LoggedTx};
-use crate::store::{new_id, now_micros, rfc3339, Backend, Params, StoreError};
+use crate::store::{new_id, now_micros, rfc3339, Params, StoreError};
 
 /// A change of one customer's lifetime spend at the venue, in batch order.
 #[derive(Debug, Clone, Copy)]
@@ -155,56 +157,32 @@ impl RuleEvaluator {
             rules,
         });
 
-        // Every lookup below is by customer id alone: the ids come from this tenant's own
-        // matching, and a `tenant_id = ?` beside them led both planners (SQLite without
-        // statistics, PostgreSQL's generic plans) to scan the tenant's rows instead of
-        // looking up a hundred ids (15-30 ms a batch on PostgreSQL).
+        // Unlocks are looked up by customer id alone, for the reason `lock_with_spend`
+        // gives.
         let ids: Vec<&str> = evaluated.into_iter().collect();
-        if tx.backend() == Backend::Postgres {
-            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-                let sql = format!(
-                    "SELECT id FROM customers WHERE id IN ({}) ORDER BY id FOR UPDATE",
-                    Params::new(Backend::Postgres).list(chunk.len())
-                );
-                let mut query = sqlx::query(&sql);
-                for id in chunk {
-                    query = query.bind(*id);
-                }
-                query.fetch_all(tx.conn()).await?;
-            }
-        }
+        let backend = tx.backend();
+        let held = customers::tiers::lock_with_spend(
+            tx.conn(),
+            backend,
+            scope.tenant_id(),
+            integration_id,
+            &ids,
+        )
+        .await?;
+        evaluator.customers = held
+            .into_iter()
+            .map(|(id, held)| {
+                let state = CustomerState {
+                    phone: held.phone,
+                    tier: held.tier,
+                    access: held.access_level,
+                    spend: held.spend,
+                    raised: false,
+                };
+                (id, state)
+            })
+            .collect();
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            let mut p = Params::new(tx.backend());
-            let sql = format!(
-                concat!(
-                    "SELECT c.id, c.tenant_id, c.phone, c.tier, c.access_level, (SELECT ",
-                    lifetime_spend_sql!(),
-                    " FROM pos_transactions t
-                       WHERE t.tenant_id = c.tenant_id AND t.customer_id = c.id AND t.integration_id = {}) AS spend
-                     FROM customers c WHERE c.id IN ({})"
-                ),
-                p.one(),
-                p.list(chunk.len())
-            );
-            let mut query = sqlx::query(&sql).bind(integration_id);
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            for row in query.fetch_all(tx.conn()).await? {
-                if row.try_get::<String, _>("tenant_id")? != scope.tenant_id() {
-                    continue;
-                }
-                evaluator.customers.insert(
-                    row.try_get("id")?,
-                    CustomerState {
-                        phone: row.try_get("phone")?,
-                        tier: row.try_get("tier")?,
-                        access: row.try_get("access_level")?,
-                        spend: row.try_get("spend")?,
-                        raised: false,
-                    },
-                );
-            }
             // Rule ids are unique across venues: other venues' unlocks in the set are inert.
             let sql = format!(
                 "SELECT customer_id, rule_id FROM tier_unlocks WHERE customer_id IN ({})",
@@ -265,31 +243,24 @@ impl RuleEvaluator {
         let mut performers: Option<Vec<&str>> = None;
         let mut first_match = None;
         for (index, rule) in ctx.rules.iter().enumerate() {
-            if spend < rule.threshold
-                || !in_any_window(&rule.time_windows, &ctx.tz, sale.occurred_at)
-            {
-                continue;
+            let mut verdict = fit(
+                rule,
+                spend,
+                &ctx.tz,
+                sale.occurred_at,
+                performers.as_deref(),
+            );
+            if verdict == RuleFit::NeedsPerformers {
+                let on = performances
+                    .performers_at(tx.conn(), scope.tenant_id(), venue, sale.occurred_at)
+                    .await?;
+                verdict = fit(rule, spend, &ctx.tz, sale.occurred_at, Some(&on));
+                performers = Some(on);
             }
-            if rule.live_only || rule.performer_id.is_some() {
-                if performers.is_none() {
-                    performers = Some(
-                        performances
-                            .performers_at(tx.conn(), scope.tenant_id(), venue, sale.occurred_at)
-                            .await?,
-                    );
-                }
-                let on = performers.as_deref().unwrap_or_default();
-                if (rule.live_only && on.is_empty())
-                    || rule
-                        .performer_id
-                        .as_deref()
-                        .is_some_and(|p| !on.contains(&p))
-                {
-                    continue;
-                }
+            if verdict == RuleFit::Fits {
+                first_match = Some(index);
+                break;
             }
-            first_match = Some(index);
-            break;
         }
         let Some(index) = first_match else {
             return Ok(());
@@ -379,25 +350,18 @@ impl RuleEvaluator {
             }
             query.execute(tx.conn()).await?;
         }
-        let raised: Vec<(&String, &CustomerState)> =
-            self.customers.iter().filter(|(_, c)| c.raised).collect();
-        for chunk in raised.chunks(ROWS_PER_STATEMENT) {
-            let mut p = Params::new(tx.backend());
-            let sql = format!(
-                "UPDATE customers SET tier = v.column2, access_level = v.column3, updated_at = {}
-                 FROM (VALUES {}) AS v WHERE customers.id = v.column1",
-                p.one(),
-                p.rows(chunk.len(), 3)
-            );
-            let mut query = sqlx::query(&sql).bind(now);
-            for (id, customer) in chunk {
-                query = query
-                    .bind(id.as_str())
-                    .bind(customer.tier.as_deref())
-                    .bind(customer.access.as_deref());
-            }
-            query.execute(tx.conn()).await?;
-        }
+        let held: Vec<HeldStanding<'_>> = self
+            .customers
+            .iter()
+            .filter(|(_, c)| c.raised)
+            .map(|(id, customer)| HeldStanding {
+                customer_id: id,
+                tier: customer.tier.as_deref(),
+                access_level: customer.access.as_deref(),
+            })
+            .collect();
+        let backend = tx.backend();
+        customers::tiers::set_held(tx.conn(), backend, &held, now).await?;
         let stats: Vec<(&usize, &RuleStats)> = self.stats.iter().collect();
         for chunk in stats.chunks(ROWS_PER_STATEMENT) {
             // The casts type the VALUES columns for PostgreSQL, which reads bare

@@ -10,7 +10,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::{check_venue, RuleError};
+use super::decide::check_venue;
+use super::RuleError;
 use crate::auth::{ManagerCaller, TenantScope};
 use crate::error::ApiError;
 use crate::extract::ApiJson;

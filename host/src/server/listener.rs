@@ -49,46 +49,70 @@ use tower::ServiceExt;
 use crate::error::ApiError;
 
 /// Connection knobs (`--header-read-timeout-ms`, `--body-timeout-ms`, `--idle-timeout-ms`,
-/// `--max-connections`, `--reserved-connections`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `--max-connections`, `--reserved-connections`; see [`crate::options`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
 pub struct ConnectionOptions {
-    /// Time a client has to send a complete request head, from its first byte (or from
-    /// the connection being accepted). Default 10 s: a head is a few hundred bytes, which
-    /// even a till on a poor mobile link sends in well under a second; anything slower is
-    /// a client that stalled or a slowloris.
+    /// Milliseconds a client has to send a complete request head, from its first byte (or
+    /// from the connection being accepted). Default 10 s: a head is a few hundred bytes,
+    /// which even a till on a poor mobile link sends in well under a second; anything
+    /// slower is a client that stalled or a slowloris. At least 1.
+    #[arg(
+        long = "header-read-timeout-ms",
+        env = "POSBRIDGE_HEADER_READ_TIMEOUT_MS",
+        default_value = "10000",
+        value_parser = crate::options::millis(1)
+    )]
     pub header_read_timeout: Duration,
-    /// Time a client has to send the whole request body after its head. Default 30 s:
-    /// real bodies are a few KiB, and even the largest accepted (1 MiB, see
-    /// `extract::MAX_BODY_BYTES`) arrives in that time at 300 kbit/s; a body shorter than
-    /// its Content-Length is cut then with 408 `request_timeout`.
+    /// Milliseconds a client has to send the whole request body after its head (then
+    /// 408 `request_timeout`). Default 30 s: real bodies are a few KiB, and even the
+    /// largest accepted (1 MiB, see `extract::MAX_BODY_BYTES`) arrives in that time at
+    /// 300 kbit/s. At least 1.
+    #[arg(
+        long = "body-timeout-ms",
+        env = "POSBRIDGE_BODY_TIMEOUT_MS",
+        default_value = "30000",
+        value_parser = crate::options::millis(1)
+    )]
     pub body_timeout: Duration,
-    /// Time a keep-alive connection may sit idle between requests. Default 60 s: longer
-    /// than a till's usual gap between requests at a quiet counter, so busy tills keep
-    /// their warm connection, and shorter than common client pools' idle limit (90 s),
-    /// so the host, not the client, decides when a silent connection goes away.
+    /// Milliseconds a keep-alive connection may sit idle between requests. Default 60 s:
+    /// longer than a till's usual gap between requests at a quiet counter, so busy tills
+    /// keep their warm connection, and shorter than common client pools' idle limit
+    /// (90 s), so the host, not the client, decides when a silent connection goes away.
+    /// At least 1.
+    #[arg(
+        long = "idle-timeout-ms",
+        env = "POSBRIDGE_IDLE_TIMEOUT_MS",
+        default_value = "60000",
+        value_parser = crate::options::millis(1)
+    )]
     pub idle_timeout: Duration,
-    /// Open HTTP connections (upgraded WebSockets not counted) served normally. Default
-    /// 4,096: a thousand tills with keep-alive connections plus back-office clients, far
+    /// Open HTTP connections served normally (upgraded WebSockets not counted). Default
+    /// 4096: a thousand tills with keep-alive connections plus back-office clients, far
     /// below the file descriptor limit the host raises itself to. Beyond it, see
-    /// `reserved_connections`.
+    /// `--reserved-connections`. At least 1.
+    #[arg(
+        long = "max-connections",
+        env = "POSBRIDGE_MAX_CONNECTIONS",
+        default_value = "4096",
+        value_parser = crate::options::at_least(1usize)
+    )]
     pub max_connections: usize,
-    /// Connections accepted beyond `max_connections` that may only reach `/healthz`,
-    /// `/readyz`, `/metrics` and `/admin` (everything else answers 503
-    /// `too_many_connections`), so probes and the operator get through while tills
-    /// misbehave. Beyond both, a new connection is answered 503 `too_many_connections`
-    /// and closed at once. Default 32: a few probes and operator sessions.
+    /// Connections beyond `--max-connections` that may reach only /healthz, /readyz,
+    /// /metrics and /admin (everything else answers 503 `too_many_connections`), so
+    /// probes and the operator get through while tills misbehave; beyond both, a new
+    /// connection is answered 503 `too_many_connections` and closed at once. Default 32:
+    /// a few probes and operator sessions. 0 turns the reserve off.
+    #[arg(
+        long = "reserved-connections",
+        env = "POSBRIDGE_RESERVED_CONNECTIONS",
+        default_value = "32"
+    )]
     pub reserved_connections: usize,
 }
 
 impl Default for ConnectionOptions {
     fn default() -> Self {
-        Self {
-            header_read_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(60),
-            max_connections: 4096,
-            reserved_connections: 32,
-        }
+        crate::options::defaults()
     }
 }
 

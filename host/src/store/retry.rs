@@ -53,7 +53,7 @@ impl TransientConflict for StoreError {
 }
 
 /// Runs `attempt` (each call a whole transaction, begun and ended inside it) until it
-/// succeeds, fails for another reason, or has been retried [`CONFLICT_RETRIES`] times.
+/// succeeds, fails for another reason, or has been retried `CONFLICT_RETRIES` times.
 pub async fn retry_conflicts<T, E, F, Fut>(what: &str, mut attempt: F) -> Result<T, E>
 where
     E: TransientConflict,

@@ -37,7 +37,7 @@ pub mod bindings {
     pub mod provider_world {
         wit_bindgen::generate!({
             world: "provider-plugin",
-            path: "../../wit",
+            path: "../../wit/v0.1.0",
             pub_export_macro: true,
             export_macro_name: "export",
             default_bindings_module: "posbridge_sdk::bindings::provider_world",
@@ -52,7 +52,7 @@ pub mod bindings {
     pub mod hook_world {
         wit_bindgen::generate!({
             world: "hook-plugin",
-            path: "../../wit",
+            path: "../../wit/v0.1.0",
             pub_export_macro: true,
             export_macro_name: "export",
             default_bindings_module: "posbridge_sdk::bindings::hook_world",

@@ -229,7 +229,7 @@ fn proc_status_kib(pid: u32, field: &str) -> Result<u64> {
         .with_context(|| format!("unparsable {line:?} in {path}"))
 }
 
-/// utime + stime of a process, in seconds, from a /proc/<pid>/stat file.
+/// utime + stime of a process, in seconds, from a `/proc/<pid>/stat` file.
 fn cpu_secs(path: &str) -> Result<f64> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     // The command name (field 2) may contain spaces; fields after it follow the last ')'.
@@ -277,7 +277,7 @@ fn machine_busy_secs() -> Result<f64> {
 
 /// Average busy cores of the whole machine over `window` (before the server starts: how
 /// quiet the machine is).
-pub async fn machine_busy_cores(window: std::time::Duration) -> Option<f64> {
+pub async fn machine_busy_cores(window: Duration) -> Option<f64> {
     let a = machine_busy_secs().ok()?;
     tokio::time::sleep(window).await;
     let b = machine_busy_secs().ok()?;

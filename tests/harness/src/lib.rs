@@ -6,6 +6,17 @@
 //! PostgreSQL database dropped) when the [`TestServer`] is dropped.
 //!
 //! Every scenario runs against both databases through [`both_backends!`].
+//!
+//! # PostgreSQL
+//!
+//! | variable | effect |
+//! |---|---|
+//! | `POSBRIDGE_TEST_POSTGRES_URL` | admin URL of a running server whose role may `LOGIN CREATEDB`; when unset, the harness starts one throwaway cluster for the whole run and removes it afterwards |
+//! | `POSBRIDGE_TEST_PG_BINDIR` | where that cluster's server binaries are (default: `pg_config --bindir`, the newest `/usr/lib/postgresql/*/bin`, then `PATH`); an empty directory shows what a machine without PostgreSQL does |
+//! | `POSBRIDGE_TEST_POSTGRES=skip` | the `_postgres` tests return at once, each saying so in one line on stderr |
+//!
+//! Without a URL and without binaries, and not told to skip, the `_postgres` tests fail
+//! with one message saying what to do.
 
 pub mod bench;
 mod http;
@@ -13,6 +24,7 @@ pub mod mock;
 pub mod mock_square;
 pub mod mock_toast;
 mod pg_cluster;
+mod pg_shared;
 mod postgres;
 mod server;
 mod ws;
@@ -28,7 +40,7 @@ pub use ws::{raw_ws_upgrade, ws_refusal_status, Ws, WsError, DEFAULT_FRAME_TIMEO
 
 pub use jiff;
 #[doc(hidden)]
-pub use paste;
+pub use posbridge_harness_macros::both_backends_impl as __both_backends_impl;
 pub use reqwest;
 pub use serde_json;
 pub use tokio_tungstenite;
@@ -38,34 +50,22 @@ pub use tokio_tungstenite;
 pub enum Backend {
     /// A fresh SQLite file in the server's temporary directory.
     Sqlite,
-    /// A fresh database on the PostgreSQL server named by `POSBRIDGE_TEST_POSTGRES_URL`.
+    /// A fresh database on the server of `POSBRIDGE_TEST_POSTGRES_URL`, or on the run's
+    /// throwaway PostgreSQL cluster when that is not set.
     Postgres,
 }
 
 /// Turns each `async fn name(backend: Backend)` named in the list into two tests,
 /// `name_sqlite` and `name_postgres`, on a multi-threaded tokio runtime.
 ///
-/// The PostgreSQL variant fails with instructions when the server is unreachable, unless
-/// `POSBRIDGE_TEST_POSTGRES=skip` is set (then it returns early and says so on stderr).
+/// The PostgreSQL variant runs on the server of `POSBRIDGE_TEST_POSTGRES_URL`, or on the
+/// throwaway cluster the harness starts when that is not set (see [`postgres_available`]);
+/// it fails with instructions when neither can be had. With
+/// `POSBRIDGE_TEST_POSTGRES=skip` it returns early and says so on stderr.
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),+ $(,)?) => {
-        $(
-            $crate::paste::paste! {
-                #[tokio::test(flavor = "multi_thread")]
-                async fn [<$name _sqlite>]() {
-                    $name($crate::Backend::Sqlite).await
-                }
-
-                #[tokio::test(flavor = "multi_thread")]
-                async fn [<$name _postgres>]() {
-                    if !$crate::postgres_available().await {
-                        return;
-                    }
-                    $name($crate::Backend::Postgres).await
-                }
-            }
-        )+
+        $crate::__both_backends_impl!($crate; $($name),+);
     };
 }
 

@@ -1,23 +1,25 @@
-//! A throwaway PostgreSQL cluster a test starts itself, from the server binaries Debian
-//! installs under `/usr/lib/postgresql/<version>/bin`: `initdb` into a temporary
-//! directory, a free loopback port, the Unix socket in that directory, trust
-//! authentication on loopback. Unlike the shared server of `POSBRIDGE_TEST_POSTGRES_URL`,
-//! a test may stop and start it (a database outage) without disturbing anyone else.
+//! A throwaway PostgreSQL cluster started from the installed server binaries: `initdb`
+//! into a temporary directory, a free loopback port, the Unix socket in that directory,
+//! trust authentication on loopback.
 //!
-//! Two ways to use it:
-//! * [`PgCluster::start`]: a cluster owned by one test, stopped and removed on drop;
-//! * [`PgCluster::shared`]: one cluster per test process, started on first use and
-//!   removed when the process exits, meant to back the suite's default PostgreSQL when
-//!   no `POSBRIDGE_TEST_POSTGRES_URL` is set (pass [`PgCluster::admin_url`] wherever that
-//!   URL would go).
+//! Two uses:
+//! * [`PgCluster::start`]: a cluster owned by one test, stopped and removed on drop. Unlike
+//!   the suite's shared PostgreSQL, a test may stop and start it (a database outage)
+//!   without disturbing anyone else.
+//! * the suite's default PostgreSQL when `POSBRIDGE_TEST_POSTGRES_URL` is not set: one
+//!   cluster for the whole test run, see `pg_shared.rs`.
+//!
+//! The binaries are looked up in this order:
+//! `POSBRIDGE_TEST_PG_BINDIR` (only there, when set), `pg_config --bindir`, the newest
+//! `/usr/lib/postgresql/<version>/bin` (Debian's layout), then `PATH`.
 //!
 //! PostgreSQL refuses to run as root: when the tests run as root, `initdb` and `pg_ctl`
-//! run as the `postgres` user (`runuser -u postgres`), and the directory is handed to it.
+//! run as the `postgres` user, or `nobody` where there is none (`runuser -u USER`), and
+//! the cluster directory is handed to that user.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 
 /// How long `pg_ctl` may take to start or stop the cluster (`-t`).
 const PG_CTL_WAIT_SECS: &str = "60";
@@ -36,70 +38,77 @@ pub struct PgCluster {
     removed: AtomicBool,
 }
 
-static SHARED: OnceLock<PgCluster> = OnceLock::new();
-
-extern "C" fn remove_shared_cluster() {
-    if let Some(cluster) = SHARED.get() {
-        cluster.stop_and_remove();
-    }
-}
+/// Environment variable naming the directory of `initdb`, `pg_ctl` and `postgres`; when
+/// set, no other place is searched (point it at an empty directory to see what the tests
+/// do on a machine without PostgreSQL).
+pub(crate) const BINDIR_ENV: &str = "POSBRIDGE_TEST_PG_BINDIR";
 
 impl PgCluster {
-    /// Whether PostgreSQL server binaries are installed (see [`PgCluster::start`]).
+    /// Whether PostgreSQL server binaries are installed (searched as the module docs say).
     pub fn available() -> bool {
-        find_bin_dir().is_some()
+        server_bin_dir().is_some()
     }
 
-    /// Initialises and starts a new cluster; panics with the reason (and the server log)
-    /// if the binaries are missing or it does not come up.
+    /// Initialises and starts a new cluster in a fresh temporary directory, owned by the
+    /// caller; panics with the reason (and the server log) if the binaries are missing or
+    /// it does not come up.
     pub fn start() -> PgCluster {
-        let bin = find_bin_dir().unwrap_or_else(|| {
-            panic!(
-                "no PostgreSQL server binaries under /usr/lib/postgresql/*/bin \
-                 (install postgresql, e.g. apt-get install postgresql)"
-            )
-        });
+        let bin = server_bin_dir()
+            .unwrap_or_else(|| panic!("{}", crate::postgres::no_postgres_message()));
         let dir = tempfile::Builder::new()
             .prefix("posbridge-pgcluster-")
             .tempdir()
             .expect("creating the cluster directory")
             .keep();
-        let run_as = is_root().then(|| "postgres".to_owned());
-        if let Some(user) = &run_as {
-            chown_to(&dir, user);
-        }
+        PgCluster::start_in(bin, dir).unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// Initialises and starts a cluster from the binaries in `bin` in the directory `dir`
+    /// (created if missing, removed with the cluster). On failure the directory is
+    /// removed and the error carries the server log.
+    pub(crate) fn start_in(bin: PathBuf, dir: PathBuf) -> Result<PgCluster, String> {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("creating the cluster directory {}: {e}", dir.display()))?;
         let mut cluster = PgCluster {
             bin,
             dir,
             port: 0,
-            run_as,
+            run_as: None,
             removed: AtomicBool::new(false),
         };
-        cluster.initdb();
+        let outcome = cluster.init_and_start();
+        if let Err(err) = outcome {
+            let log = cluster.log();
+            cluster.stop_and_remove();
+            return Err(format!(
+                "PostgreSQL cluster did not start: {err}\nlog:\n{log}"
+            ));
+        }
+        Ok(cluster)
+    }
+
+    fn init_and_start(&mut self) -> Result<(), String> {
+        if is_root() {
+            let user = unprivileged_user()?;
+            chown_to(&self.dir, &user)?;
+            self.run_as = Some(user);
+        }
+        self.initdb()?;
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS {
-            cluster.port = free_port();
-            match cluster.pg_ctl_start() {
-                Ok(()) => return cluster,
+            self.port = free_port()?;
+            match self.pg_ctl_start() {
+                Ok(()) => return Ok(()),
                 Err(err) => last_error = err,
             }
         }
-        let log = cluster.log();
-        cluster.stop_and_remove();
-        panic!("PostgreSQL cluster did not start: {last_error}\nlog:\n{log}");
+        Err(last_error)
     }
 
-    /// The process-wide cluster, started on first use and stopped and removed when the
-    /// process exits.
-    pub fn shared() -> &'static PgCluster {
-        SHARED.get_or_init(|| {
-            let cluster = PgCluster::start();
-            // SAFETY: registers a plain `extern "C" fn` without arguments, as atexit(3) wants.
-            unsafe {
-                libc::atexit(remove_shared_cluster);
-            }
-            cluster
-        })
+    /// Leaves the cluster running when this value is dropped: whoever keeps it (the
+    /// run-wide watchdog) is now responsible for stopping and removing it.
+    pub(crate) fn detach(self) {
+        self.removed.store(true, Ordering::SeqCst);
     }
 
     /// The loopback port it listens on.
@@ -140,7 +149,7 @@ impl PgCluster {
         self.dir.join("data")
     }
 
-    fn initdb(&self) {
+    fn initdb(&self) -> Result<(), String> {
         let data = self.data_dir();
         let mut cmd = self.command("initdb");
         cmd.args(["-D", &data.display().to_string()]).args([
@@ -151,7 +160,7 @@ impl PgCluster {
             "UTF8",
             "--no-sync",
         ]);
-        run(cmd).unwrap_or_else(|err| panic!("initdb failed: {err}"));
+        run(cmd).map_err(|err| format!("initdb failed: {err}"))
     }
 
     fn pg_ctl_start(&self) -> Result<(), String> {
@@ -186,7 +195,7 @@ impl PgCluster {
         let path = self.bin.join(program);
         match &self.run_as {
             Some(user) => {
-                let mut cmd = Command::new("runuser");
+                let mut cmd = Command::new(runuser());
                 cmd.args(["-u", user, "--"]).arg(path);
                 cmd
             }
@@ -195,7 +204,7 @@ impl PgCluster {
     }
 
     /// Stops the cluster (if running) and deletes its directory; runs once.
-    fn stop_and_remove(&self) {
+    pub(crate) fn stop_and_remove(&self) {
         if self.removed.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -220,19 +229,70 @@ impl Drop for PgCluster {
     }
 }
 
-/// The newest `/usr/lib/postgresql/<version>/bin` holding `initdb` and `pg_ctl`.
-fn find_bin_dir() -> Option<PathBuf> {
+/// The directory holding PostgreSQL's server binaries (`initdb`, `pg_ctl`, `postgres`),
+/// searched in the order the module docs give; `None` when there are none.
+pub(crate) fn server_bin_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os(BINDIR_ENV).filter(|d| !d.is_empty()) {
+        let dir = PathBuf::from(dir);
+        return has_server_binaries(&dir).then_some(dir);
+    }
+    pg_config_bindir()
+        .or_else(newest_debian_bindir)
+        .or_else(path_bindir)
+}
+
+fn has_server_binaries(dir: &Path) -> bool {
+    ["initdb", "pg_ctl", "postgres"]
+        .iter()
+        .all(|b| dir.join(b).is_file())
+}
+
+/// `pg_config --bindir`, when that directory has the server binaries (Debian's
+/// `pg_config` comes with libpq-dev and may name a version whose server is absent).
+fn pg_config_bindir() -> Option<PathBuf> {
+    let out = Command::new("pg_config")
+        .arg("--bindir")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    has_server_binaries(&dir).then_some(dir)
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin` holding the server binaries.
+fn newest_debian_bindir() -> Option<PathBuf> {
     let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .ok()?
         .filter_map(|entry| {
             let entry = entry.ok()?;
             let version: u32 = entry.file_name().to_str()?.parse().ok()?;
             let bin = entry.path().join("bin");
-            (bin.join("initdb").exists() && bin.join("pg_ctl").exists()).then_some((version, bin))
+            has_server_binaries(&bin).then_some((version, bin))
         })
         .collect();
     dirs.sort();
     dirs.pop().map(|(_, bin)| bin)
+}
+
+/// The first `PATH` entry with the server binaries (distributions that put them in
+/// `/usr/bin`).
+fn path_bindir() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).find(|dir| has_server_binaries(dir))
+}
+
+/// util-linux's `runuser`, which lives in an sbin directory that a root shell's `PATH`
+/// may lack.
+fn runuser() -> PathBuf {
+    ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("runuser"))
 }
 
 fn is_root() -> bool {
@@ -240,25 +300,48 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-fn chown_to(dir: &Path, user: &str) {
-    let id = |flag: &str| -> u32 {
-        let out = Command::new("id")
-            .args([flag, user])
-            .output()
-            .unwrap_or_else(|e| panic!("running id {flag} {user}: {e}"));
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("no user {user:?} to run PostgreSQL as"))
-    };
-    std::os::unix::fs::chown(dir, Some(id("-u")), Some(id("-g")))
-        .unwrap_or_else(|e| panic!("chown {} to {user}: {e}", dir.display()));
+/// The account a root test run starts PostgreSQL as: `postgres` (Debian's server package
+/// creates it), else `nobody`.
+fn unprivileged_user() -> Result<String, String> {
+    ["postgres", "nobody"]
+        .into_iter()
+        .find(|user| user_id(user, "-u").is_ok())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            "running as root and there is neither a postgres nor a nobody user to run \
+             PostgreSQL as"
+                .to_owned()
+        })
+}
+
+fn user_id(user: &str, flag: &str) -> Result<u32, String> {
+    let out = Command::new("id")
+        .args([flag, user])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("running id {flag} {user}: {e}"))?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|_| format!("no user {user:?}"))
+}
+
+fn chown_to(dir: &Path, user: &str) -> Result<(), String> {
+    let uid = user_id(user, "-u")?;
+    let gid = user_id(user, "-g")?;
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+        .map_err(|e| format!("chown {} to {user}: {e}", dir.display()))
 }
 
 /// A port the kernel just handed out on loopback and that nobody holds now.
-fn free_port() -> u16 {
-    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a probe port");
-    socket.local_addr().expect("probe address").port()
+fn free_port() -> Result<u16, String> {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| format!("binding a probe port on 127.0.0.1: {e}"))?;
+    socket
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("probe port address: {e}"))
 }
 
 fn run(mut cmd: Command) -> Result<(), String> {

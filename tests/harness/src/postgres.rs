@@ -1,34 +1,109 @@
-//! Fresh PostgreSQL databases for tests: one `pbtest_<random>` database per server.
+//! Which PostgreSQL the `_postgres` tests use, and fresh databases on it: one
+//! `pbtest_<random>` database per server.
+//!
+//! The server is `POSBRIDGE_TEST_POSTGRES_URL` when set (an admin URL of a role that may
+//! create databases), otherwise a throwaway cluster the harness starts from the installed
+//! server binaries and shares across the run (`pg_shared.rs`). With neither, the
+//! PostgreSQL tests fail with [`no_postgres_message`]. `POSBRIDGE_TEST_POSTGRES=skip`
+//! skips the PostgreSQL half, each test saying so in one line on stderr.
 
 use std::time::Duration;
 
 use sqlx::postgres::PgConnection;
 use sqlx::Connection;
 
-const DEFAULT_ADMIN_URL: &str = "postgres://posbridge:posbridge@127.0.0.1:5432/postgres";
+use crate::pg_shared::{self, Unavailable};
+
+const URL_ENV: &str = "POSBRIDGE_TEST_POSTGRES_URL";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The admin URL tests connect to (`POSBRIDGE_TEST_POSTGRES_URL`, or the local default).
-pub fn postgres_admin_url() -> String {
-    std::env::var("POSBRIDGE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_ADMIN_URL.to_owned())
-}
+/// What the tests can do when there is no PostgreSQL, said the same way everywhere.
+const WHAT_TO_DO: &str = "Install PostgreSQL's server binaries (Debian: apt-get install \
+     postgresql; no cluster needs to run) and the tests start a throwaway one themselves, \
+     or set POSBRIDGE_TEST_POSTGRES_URL to the admin URL of a running server's role that \
+     may log in and create databases (CREATE ROLE ... LOGIN CREATEDB), or set \
+     POSBRIDGE_TEST_POSTGRES=skip to run only the SQLite half of the tests.";
 
-fn how_to_start() -> String {
+/// The message a PostgreSQL test fails with when no server binaries are found and no URL
+/// is given.
+pub(crate) fn no_postgres_message() -> String {
     format!(
-        "PostgreSQL is not reachable at {url} (set POSBRIDGE_TEST_POSTGRES_URL to another admin URL).\n\
-         Start a local server with:\n  \
-         pg_ctlcluster 15 main start\n  \
-         su postgres -c \"psql -c \\\"CREATE ROLE posbridge LOGIN SUPERUSER PASSWORD 'posbridge'\\\"\"\n\
-         or set POSBRIDGE_TEST_POSTGRES=skip to skip the PostgreSQL variants of the tests.",
-        url = postgres_admin_url()
+        "No PostgreSQL for the _postgres tests: {URL_ENV} is not set and no PostgreSQL \
+         server binaries (initdb, pg_ctl, postgres) were found in {} (when set), \
+         `pg_config --bindir`, /usr/lib/postgresql/*/bin or PATH. {WHAT_TO_DO}",
+        crate::pg_cluster::BINDIR_ENV
     )
 }
 
-async fn connect_admin() -> Result<PgConnection, String> {
-    connect_to(&postgres_admin_url()).await
+fn url_from_env() -> Option<String> {
+    std::env::var(URL_ENV).ok().filter(|u| !u.trim().is_empty())
+}
+
+fn skip_requested() -> bool {
+    std::env::var("POSBRIDGE_TEST_POSTGRES").is_ok_and(|v| v.trim() == "skip")
+}
+
+/// The URL without its password, for messages.
+fn redacted(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Why a PostgreSQL test cannot run.
+enum NoServer {
+    /// No binaries and no URL.
+    Missing,
+    /// The server of the URL does not answer.
+    Unreachable(String),
+    /// Binaries exist but the throwaway cluster failed.
+    ClusterFailed(String),
+}
+
+impl NoServer {
+    fn message(&self) -> String {
+        match self {
+            NoServer::Missing => no_postgres_message(),
+            NoServer::Unreachable(detail) => format!(
+                "{detail}. Start that server (its role must be allowed to create \
+                 databases: LOGIN CREATEDB), or unset {URL_ENV} to let the tests start a \
+                 throwaway cluster from the installed server binaries, or set \
+                 POSBRIDGE_TEST_POSTGRES=skip to run only the SQLite half of the tests."
+            ),
+            NoServer::ClusterFailed(detail) => format!(
+                "The throwaway PostgreSQL cluster for the _postgres tests did not start \
+                 (set {URL_ENV} to use a running server instead): {detail}"
+            ),
+        }
+    }
+}
+
+/// The admin URL, starting the throwaway cluster if needed (blocking).
+fn resolve() -> Result<String, NoServer> {
+    if let Some(url) = url_from_env() {
+        return Ok(url);
+    }
+    pg_shared::admin_url().map_err(|err| match err {
+        Unavailable::NoBinaries => NoServer::Missing,
+        Unavailable::Failed(msg) => NoServer::ClusterFailed(msg),
+    })
+}
+
+async fn resolve_async() -> Result<String, NoServer> {
+    tokio::task::spawn_blocking(resolve)
+        .await
+        .unwrap_or_else(|e| panic!("finding the tests' PostgreSQL: {e}"))
+}
+
+/// The admin URL the PostgreSQL tests connect to: `POSBRIDGE_TEST_POSTGRES_URL`, or the
+/// run's throwaway cluster, started on first use (so this may block for a few seconds).
+/// Panics with instructions when there is neither.
+pub fn postgres_admin_url() -> String {
+    resolve().unwrap_or_else(|no| panic!("{}", no.message()))
 }
 
 async fn connect_to(url: &str) -> Result<PgConnection, String> {
@@ -39,24 +114,46 @@ async fn connect_to(url: &str) -> Result<PgConnection, String> {
     }
 }
 
-/// Whether the PostgreSQL variant of a test should run.
-///
-/// Returns `true` when the admin URL answers; `false` (with a note on stderr) when it does
-/// not and `POSBRIDGE_TEST_POSTGRES=skip`; panics with instructions otherwise, so a missing
-/// server never passes silently.
-pub async fn postgres_available() -> bool {
-    let skip = std::env::var("POSBRIDGE_TEST_POSTGRES").is_ok_and(|v| v.trim() == "skip");
-    match connect_admin().await {
+/// The admin URL after checking that it answers.
+async fn reachable_admin_url() -> Result<String, NoServer> {
+    let url = resolve_async().await?;
+    match connect_to(&url).await {
         Ok(conn) => {
             let _ = conn.close().await;
-            true
+            Ok(url)
         }
-        Err(e) if skip => {
-            eprintln!("SKIPPED (POSBRIDGE_TEST_POSTGRES=skip): PostgreSQL unreachable: {e}");
-            false
-        }
-        Err(e) => panic!("{}\n(error: {e})", how_to_start()),
+        Err(e) if url_from_env().is_some() => Err(NoServer::Unreachable(format!(
+            "PostgreSQL at {URL_ENV}={} does not answer: {e}",
+            redacted(&url)
+        ))),
+        Err(e) => Err(NoServer::ClusterFailed(format!(
+            "started, but {} does not answer: {e}",
+            redacted(&url)
+        ))),
     }
+}
+
+/// Whether the PostgreSQL variant of a test should run.
+///
+/// With `POSBRIDGE_TEST_POSTGRES=skip` it does not: returns `false` after one line on
+/// stderr (saying too when no PostgreSQL could have been had). Otherwise returns `true`
+/// once PostgreSQL answers (the server of `POSBRIDGE_TEST_POSTGRES_URL`, or the throwaway
+/// cluster, started here if this is the run's first PostgreSQL test), and panics with
+/// instructions when there is none, so a missing server never passes silently.
+pub async fn postgres_available() -> bool {
+    if skip_requested() {
+        let note = if url_from_env().is_none() && !crate::PgCluster::available() {
+            format!("; {URL_ENV} is not set and no PostgreSQL server binaries were found")
+        } else {
+            String::new()
+        };
+        eprintln!("SKIPPED (POSBRIDGE_TEST_POSTGRES=skip): PostgreSQL half not run{note}");
+        return false;
+    }
+    if let Err(no) = reachable_admin_url().await {
+        panic!("{}", no.message());
+    }
+    true
 }
 
 /// A database created for one test server; dropped (best effort) with [`PgDatabase::drop_now`].
@@ -68,17 +165,23 @@ pub(crate) struct PgDatabase {
 }
 
 impl PgDatabase {
-    /// Creates `pbtest_<random>` and returns it with its URL.
+    /// Creates `pbtest_<random>` on the tests' PostgreSQL and returns it with its URL.
     pub(crate) async fn create() -> PgDatabase {
-        PgDatabase::create_on(&postgres_admin_url()).await
+        let url = resolve_async()
+            .await
+            .unwrap_or_else(|no| panic!("{}", no.message()));
+        PgDatabase::create_on(&url).await
     }
 
     /// Creates `pbtest_<random>` on the server of `admin_url` (e.g. a
     /// [`crate::PgCluster`]).
     pub(crate) async fn create_on(admin_url: &str) -> PgDatabase {
-        let mut conn = connect_to(admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("{}\n(error: {e})", how_to_start()));
+        let mut conn = connect_to(admin_url).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {} does not answer: {e}. {WHAT_TO_DO}",
+                redacted(admin_url)
+            )
+        });
         let name = format!("pbtest_{}", crate::random_suffix(16));
         sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
             .execute(&mut conn)

@@ -224,6 +224,9 @@ impl TestServer {
             .env("POSBRIDGE_PLUGIN_CACHE_DIR", shared_plugin_cache())
             .env_remove("DATABASE_URL")
             .env_remove("POSBRIDGE_BIND")
+            // An operator's config file or key file must not change what a test runs.
+            .env_remove("POSBRIDGE_CONFIG")
+            .env_remove("POSBRIDGE_MASTER_KEY_FILE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -379,6 +382,8 @@ impl TestServer {
             .args(args)
             .env_remove("DATABASE_URL")
             .env_remove("POSBRIDGE_OPERATOR_TOKEN")
+            .env_remove("POSBRIDGE_CONFIG")
+            .env_remove("POSBRIDGE_MASTER_KEY_FILE")
             .stdin(Stdio::null())
             .kill_on_drop(true);
         let output = tokio::time::timeout(CLI_TIMEOUT, cmd.output())
@@ -553,6 +558,6 @@ impl Drop for TestServer {
 }
 
 /// The plugin artifact cache shared by all test servers of this machine.
-fn shared_plugin_cache() -> std::path::PathBuf {
+fn shared_plugin_cache() -> PathBuf {
     std::env::temp_dir().join("posbridge-e2e-plugin-cache")
 }

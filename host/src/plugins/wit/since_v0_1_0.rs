@@ -1,7 +1,7 @@
 //! Bindings for `posbridge:plugin@0.1.x` and conversions to the host's contract types.
 //!
-//! The WIT lives in the workspace's `wit/`. When it moves to 0.2.0, copy the 0.1.0 files
-//! next to this module and point `path` there, so these bindings stay frozen.
+//! They read the frozen folder `wit/v0.1.0/`, which never changes (see `wit/README.md`), so
+//! developing the next version in its own folder cannot change what 0.1.0 means here.
 
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::Store;
@@ -11,7 +11,7 @@ use crate::plugins::sandbox::Sandbox;
 
 mod provider_world {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/v0.1.0",
         world: "provider-plugin",
         imports: { default: async | trappable },
         exports: { default: async },
@@ -20,7 +20,7 @@ mod provider_world {
 
 mod hook_world {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/v0.1.0",
         world: "hook-plugin",
         imports: { default: async | trappable },
         exports: { default: async },

@@ -91,7 +91,7 @@ async fn webhooks(
         .expect("webhook url")
         .to_owned();
     let endpoint = format!("{}/webhooks/square/{id}", srv.base_url());
-    let http = posbridge_harness::reqwest::Client::builder()
+    let http = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .build()
         .expect("client");

@@ -298,7 +298,7 @@ async fn webhook_to_unlock(srv: &TestServer, manager: &Client, key: &str, n: usi
         at
     });
 
-    let http = posbridge_harness::reqwest::Client::new();
+    let http = reqwest::Client::new();
     let now = jiff::Timestamp::now();
     let mut sent: HashMap<String, Instant> = HashMap::new();
     let mut ticker = tokio::time::interval(Duration::from_millis(5));

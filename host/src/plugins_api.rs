@@ -1,4 +1,8 @@
 //! `/admin/plugins…`: what operators do with plugins while the host serves traffic.
+//!
+//! The HTTP front end of [`crate::plugins`]. The runtime itself knows neither axum nor
+//! `AppState` (a test below keeps it so), which lets the CLI and the benches drive it
+//! without a server and keeps its contract the method calls on [`crate::plugins::Plugins`].
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -7,10 +11,10 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{AdminError, InstallError, PluginStatus};
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::plugins::{AdminError, InstallError, PluginStatus};
 use crate::state::AppState;
 
 /// Largest component accepted by upload. Bundled providers are a few hundred KiB.
@@ -157,4 +161,51 @@ async fn delete_version(
 ) -> ApiResult<StatusCode> {
     app.plugins.delete_version(&id, &version).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    /// Every Rust source of the plugin runtime: `src/plugins.rs` and all under `src/plugins/`.
+    fn runtime_sources() -> Vec<PathBuf> {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![src.join("plugins.rs")];
+        let mut dirs = vec![src.join("plugins")];
+        while let Some(dir) = dirs.pop() {
+            let entries = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+            for entry in entries {
+                let path = entry.expect("directory entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
+            }
+        }
+        files
+    }
+
+    #[test]
+    fn plugin_runtime_knows_neither_axum_nor_app_state() {
+        let files = runtime_sources();
+        assert!(files.len() > 10, "found only {files:?}");
+        let mut offenders = Vec::new();
+        for file in &files {
+            let text = std::fs::read_to_string(file)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+            for (n, line) in text.lines().enumerate() {
+                if line.contains("axum") || line.contains("AppState") {
+                    offenders.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+                }
+            }
+        }
+        assert!(
+            offenders.is_empty(),
+            "the plugin runtime must not depend on the HTTP layer; put handlers in \
+             plugins_api.rs and pass the runtime what it needs:\n{}",
+            offenders.join("\n")
+        );
+    }
 }
