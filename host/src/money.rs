@@ -120,4 +120,67 @@ mod tests {
         assert_eq!(parse_currency("usd").as_deref(), Some("USD"));
         assert_eq!(parse_currency("XYZ"), None);
     }
+
+    #[test]
+    fn positive_amounts_accept_one_through_the_maximum() {
+        assert_eq!(PositiveAmount::try_from(1).unwrap().get(), 1);
+        assert_eq!(
+            PositiveAmount::try_from(MAX_AMOUNT).unwrap().get(),
+            MAX_AMOUNT
+        );
+        assert!(PositiveAmount::try_from(MAX_AMOUNT + 1)
+            .unwrap_err()
+            .contains("at most"));
+        assert!(PositiveAmount::try_from(i64::MIN)
+            .unwrap_err()
+            .contains("positive"));
+    }
+
+    #[test]
+    fn non_negative_amounts_accept_zero_and_refuse_below_or_above_the_range() {
+        assert_eq!(NonNegativeAmount::try_from(0).unwrap().get(), 0);
+        assert_eq!(NonNegativeAmount::default().get(), 0);
+        assert_eq!(
+            NonNegativeAmount::try_from(MAX_AMOUNT).unwrap().get(),
+            MAX_AMOUNT
+        );
+        assert!(NonNegativeAmount::try_from(-1)
+            .unwrap_err()
+            .contains("negative"));
+        assert!(NonNegativeAmount::try_from(MAX_AMOUNT + 1)
+            .unwrap_err()
+            .contains("at most"));
+        assert!(serde_json::from_str::<NonNegativeAmount>("0.5").is_err());
+        assert!(serde_json::from_str::<NonNegativeAmount>("\"0\"").is_err());
+    }
+
+    #[test]
+    fn amounts_serialize_as_bare_integers() {
+        let positive = PositiveAmount::try_from(42).unwrap();
+        assert_eq!(serde_json::to_string(&positive).unwrap(), "42");
+        let zero = NonNegativeAmount::default();
+        assert_eq!(serde_json::to_string(&zero).unwrap(), "0");
+        assert_eq!(i64::from(positive), 42);
+    }
+
+    #[test]
+    fn money_serializes_as_amount_and_currency() {
+        let money = Money::new(1250, "EUR");
+        assert_eq!(
+            serde_json::to_value(&money).unwrap(),
+            serde_json::json!({"amount": 1250, "currency": "EUR"})
+        );
+        let back: Money = serde_json::from_str(r#"{"amount":-3,"currency":"USD"}"#).unwrap();
+        assert_eq!(back, Money::new(-3, "USD"));
+    }
+
+    #[test]
+    fn currency_codes_are_trimmed_and_must_be_three_known_letters() {
+        assert_eq!(parse_currency(" eur ").as_deref(), Some("EUR"));
+        assert_eq!(parse_currency("JPY").as_deref(), Some("JPY"));
+        assert_eq!(parse_currency(""), None);
+        assert_eq!(parse_currency("US"), None);
+        assert_eq!(parse_currency("USDX"), None);
+        assert_eq!(parse_currency("dollars"), None);
+    }
 }

@@ -88,3 +88,95 @@ impl PageQuery {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(limit: Option<u32>, cursor: Option<&str>) -> PageQuery {
+        PageQuery {
+            limit,
+            cursor: cursor.map(|c| Cursor::try_from(c.to_owned()).unwrap()),
+        }
+    }
+
+    fn rows(n: i64) -> Vec<(i64, String)> {
+        (0..n)
+            .rev()
+            .map(|at| (at * 10, format!("id{at}")))
+            .collect()
+    }
+
+    #[test]
+    fn limit_defaults_to_50_and_is_clamped_to_1_through_500() {
+        assert_eq!(query(None, None).fetch_limit(), DEFAULT_LIMIT + 1);
+        assert_eq!(query(Some(0), None).fetch_limit(), 2);
+        assert_eq!(query(Some(7), None).fetch_limit(), 8);
+        assert_eq!(query(Some(500), None).fetch_limit(), MAX_LIMIT + 1);
+        assert_eq!(query(Some(u32::MAX), None).fetch_limit(), MAX_LIMIT + 1);
+    }
+
+    #[test]
+    fn without_a_cursor_the_page_starts_above_every_row() {
+        assert_eq!(query(None, None).before(), (i64::MAX, String::new()));
+    }
+
+    #[test]
+    fn a_cursor_is_the_timestamp_and_id_split_at_the_first_underscore() {
+        assert_eq!(
+            query(None, Some("1700_tx_abc")).before(),
+            (1700, "tx_abc".to_owned())
+        );
+        assert_eq!(query(None, Some("-5_x")).before(), (-5, "x".to_owned()));
+    }
+
+    #[test]
+    fn malformed_cursors_are_refused() {
+        for bad in ["", "1700", "abc_id", "17.5_id", "_id"] {
+            assert_eq!(
+                Cursor::try_from(bad.to_owned()).unwrap_err(),
+                "malformed cursor",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_full_fetch_is_cut_to_the_limit_with_a_cursor_at_its_last_row() {
+        let page = query(Some(3), None).page(rows(4), |id| id.clone());
+        assert_eq!(page.items, ["id3", "id2", "id1"]);
+        assert_eq!(page.next_cursor.as_deref(), Some("10_id1"));
+    }
+
+    #[test]
+    fn the_last_page_has_no_cursor() {
+        let exact = query(Some(3), None).page(rows(3), |id| id.clone());
+        assert_eq!(exact.items.len(), 3);
+        assert_eq!(exact.next_cursor, None);
+        let short = query(Some(3), None).page(rows(1), |id| id.clone());
+        assert_eq!(short.items, ["id0"]);
+        assert_eq!(short.next_cursor, None);
+        let empty = query(Some(3), None).page(Vec::<(i64, String)>::new(), |id| id.clone());
+        assert!(empty.items.is_empty());
+        assert_eq!(empty.next_cursor, None);
+    }
+
+    #[test]
+    fn the_next_cursor_round_trips_into_the_next_page_bound() {
+        let page = query(Some(2), None).page(rows(5), |id| id.clone());
+        let next = page.next_cursor.unwrap();
+        assert_eq!(query(Some(2), Some(&next)).before(), (30, "id3".to_owned()));
+    }
+
+    #[test]
+    fn a_page_query_refuses_unknown_parameters() {
+        let parsed: PageQuery =
+            serde_json::from_value(serde_json::json!({"limit": 5, "cursor": "9_a"})).unwrap();
+        assert_eq!(parsed.fetch_limit(), 6);
+        assert_eq!(parsed.before(), (9, "a".to_owned()));
+        assert!(serde_json::from_value::<PageQuery>(serde_json::json!({"page": 2})).is_err());
+        assert!(
+            serde_json::from_value::<PageQuery>(serde_json::json!({"cursor": "nope"})).is_err()
+        );
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use posbridge_harness::{both_backends, eventually, parse_rfc3339, Backend, TestServer};
+use posbridge_harness::{both_backends, eventually, parse_rfc3339, ApiKey, Backend, TestServer};
 use serde_json::{json, Value};
 
 fn tenant(slug: &str) -> Value {
@@ -99,11 +99,53 @@ async fn tenant_admin(backend: Backend) {
         .expect_error(401, "unauthorized");
 }
 
-async fn key_admin(backend: Backend) {
+/// A server with tenant `kitchen` holding terminal key "till 1" (created through the admin
+/// API; its answer kept) and manager key "cloud".
+struct Keyed {
+    srv: TestServer,
+    admin: posbridge_harness::Client,
+    terminal: Value,
+    terminal_id: String,
+    terminal_key: String,
+    manager: ApiKey,
+}
+
+async fn keyed(backend: Backend) -> Keyed {
     let srv = crate::start(backend).await;
     let admin = srv.admin();
     srv.create_tenant("kitchen").await;
+    let created = admin
+        .post(
+            "/admin/tenants/kitchen/keys",
+            &json!({"role": "terminal", "label": "till 1"}),
+        )
+        .await;
+    let terminal = created.expect(201).clone();
+    let terminal_id = terminal["id"].as_str().expect("id").to_owned();
+    let terminal_key = terminal["key"].as_str().expect("key").to_owned();
+    let manager = srv.create_key("kitchen", "manager", "cloud").await;
+    Keyed {
+        srv,
+        admin,
+        terminal,
+        terminal_id,
+        terminal_key,
+        manager,
+    }
+}
 
+/// Revokes the terminal key of `k`, asserting 204.
+async fn revoke_terminal(k: &Keyed) {
+    let revoked = k
+        .admin
+        .delete(&format!("/admin/tenants/kitchen/keys/{}", k.terminal_id))
+        .await;
+    revoked.expect(204);
+}
+
+async fn key_routes_refuse_anonymous_callers_unknown_roles_and_unknown_tenants(backend: Backend) {
+    let k = keyed(backend).await;
+    let (srv, admin) = (&k.srv, &k.admin);
     srv.anon()
         .post(
             "/admin/tenants/kitchen/keys",
@@ -125,34 +167,59 @@ async fn key_admin(backend: Backend) {
         )
         .await
         .expect_error(404, "tenant_not_found");
-
-    let created = admin
-        .post(
-            "/admin/tenants/kitchen/keys",
-            &json!({"role": "terminal", "label": "till 1"}),
-        )
-        .await;
-    let terminal = created.expect(201).clone();
-    assert_eq!(terminal["role"], "terminal");
-    assert_eq!(terminal["label"], "till 1");
-    parse_rfc3339(terminal["created_at"].as_str().expect("created_at"));
-    let terminal_id = terminal["id"].as_str().expect("id").to_owned();
-    let terminal_key = terminal["key"].as_str().expect("key").to_owned();
-    assert!(
-        terminal_key.len() >= 20,
-        "keys must be long secrets: {terminal_key}"
-    );
-
-    let manager = srv.create_key("kitchen", "manager", "cloud").await;
-    assert_ne!(manager.key, terminal_key);
-    // A tenant key is not an operator token.
     srv.anon()
-        .with_header("Authorization", &format!("Bearer {}", manager.key))
+        .get("/admin/tenants/kitchen/keys")
+        .await
+        .expect_error(401, "unauthorized");
+    srv.anon()
+        .delete(&format!("/admin/tenants/kitchen/keys/{}", k.terminal_id))
+        .await
+        .expect_error(401, "unauthorized");
+    admin
+        .delete("/admin/tenants/kitchen/keys/no-such-key")
+        .await
+        .expect_error_status(404);
+    // None of that touched the key.
+    let till = srv.tenant_client("kitchen", &k.terminal_key);
+    till.get("/health").await.expect(200);
+}
+
+async fn a_created_key_is_a_long_secret_with_its_role_and_label(backend: Backend) {
+    let k = keyed(backend).await;
+    assert_eq!(k.terminal["role"], "terminal");
+    assert_eq!(k.terminal["label"], "till 1");
+    parse_rfc3339(k.terminal["created_at"].as_str().expect("created_at"));
+    assert!(
+        k.terminal_key.len() >= 20,
+        "keys must be long secrets: {}",
+        k.terminal_key
+    );
+    assert_ne!(k.manager.key, k.terminal_key);
+    // Both keys work.
+    let till = k.srv.tenant_client("kitchen", &k.terminal_key);
+    till.get("/health").await.expect(200);
+    health_ok(&k.srv, "kitchen", &k.manager.key).await;
+}
+
+async fn a_tenant_key_is_not_an_operator_token(backend: Backend) {
+    let k = keyed(backend).await;
+    k.srv
+        .anon()
+        .with_header("Authorization", &format!("Bearer {}", k.manager.key))
         .get("/admin/tenants")
         .await
         .expect_error(401, "unauthorized");
+}
 
-    // Listing never shows secrets.
+async fn listing_keys_shows_their_prefixes_never_their_secrets(backend: Backend) {
+    let Keyed {
+        srv: _srv,
+        admin,
+        terminal_id,
+        terminal_key,
+        manager,
+        ..
+    } = keyed(backend).await;
     let listed = admin.get("/admin/tenants/kitchen/keys").await;
     let keys = listed.expect(200)["keys"].as_array().expect("keys").clone();
     assert_eq!(keys.len(), 2, "{}", listed.text);
@@ -185,56 +252,56 @@ async fn key_admin(backend: Backend) {
             "prefix {prefix:?} must be a proper prefix of the key"
         );
     }
-    srv.anon()
-        .get("/admin/tenants/kitchen/keys")
-        .await
-        .expect_error(401, "unauthorized");
+}
 
-    // Both keys work.
-    let till = srv.tenant_client("kitchen", &terminal_key);
+async fn a_revoked_key_stops_working_at_once_and_stays_listed(backend: Backend) {
+    let k = keyed(backend).await;
+    let till = k.srv.tenant_client("kitchen", &k.terminal_key);
     till.get("/health").await.expect(200);
-    health_ok(&srv, "kitchen", &manager.key).await;
-
-    // Revoke: 401 without token, 404 for an unknown id, 204 and immediately unusable.
-    srv.anon()
-        .delete(&format!("/admin/tenants/kitchen/keys/{terminal_id}"))
-        .await
-        .expect_error(401, "unauthorized");
-    till.get("/health").await.expect(200);
-    admin
-        .delete("/admin/tenants/kitchen/keys/no-such-key")
-        .await
-        .expect_error_status(404);
-    let revoked = admin
-        .delete(&format!("/admin/tenants/kitchen/keys/{terminal_id}"))
-        .await;
-    revoked.expect(204);
+    revoke_terminal(&k).await;
     till.get("/health").await.expect_error(401, "unauthorized");
-    srv.bearer_client("kitchen", &terminal_key)
+    k.srv
+        .bearer_client("kitchen", &k.terminal_key)
         .get("/health")
         .await
         .expect_error(401, "unauthorized");
-    health_ok(&srv, "kitchen", &manager.key).await;
+    health_ok(&k.srv, "kitchen", &k.manager.key).await;
 
-    let listed = admin.get("/admin/tenants/kitchen/keys").await;
+    let listed = k.admin.get("/admin/tenants/kitchen/keys").await;
     let keys = listed.expect(200)["keys"].as_array().expect("keys").clone();
     let revoked = keys
         .iter()
-        .find(|k| k["id"] == terminal_id.as_str())
+        .find(|key| key["id"] == k.terminal_id.as_str())
         .expect("revoked key still listed");
     parse_rfc3339(revoked["revoked_at"].as_str().expect("revoked_at set"));
     let live = keys
         .iter()
-        .find(|k| k["id"] == manager.id.as_str())
+        .find(|key| key["id"] == k.manager.id.as_str())
         .expect("manager key listed");
     assert_eq!(live["revoked_at"], Value::Null);
+}
 
-    // Secrets never reach the log.
-    let logs = srv.logs();
+async fn key_secrets_never_reach_the_log(backend: Backend) {
+    let k = keyed(backend).await;
+    // Use, list and revoke the keys first, so the log has had every chance to see them.
+    k.srv
+        .tenant_client("kitchen", &k.terminal_key)
+        .get("/health")
+        .await
+        .expect(200);
+    health_ok(&k.srv, "kitchen", &k.manager.key).await;
+    k.admin.get("/admin/tenants/kitchen/keys").await.expect(200);
+    revoke_terminal(&k).await;
+    k.srv
+        .bearer_client("kitchen", &k.terminal_key)
+        .get("/health")
+        .await
+        .expect_error(401, "unauthorized");
+    let logs = k.srv.logs();
     for secret in [
-        &terminal_key,
-        &manager.key,
-        &srv.operator_token().to_owned(),
+        &k.terminal_key,
+        &k.manager.key,
+        &k.srv.operator_token().to_owned(),
     ] {
         assert!(
             !logs.contains(secret.as_str()),
@@ -373,4 +440,13 @@ async fn cli_bootstrap(backend: Backend) {
     );
 }
 
-both_backends!(tenant_admin, key_admin, cli_bootstrap);
+both_backends!(
+    tenant_admin,
+    key_routes_refuse_anonymous_callers_unknown_roles_and_unknown_tenants,
+    a_created_key_is_a_long_secret_with_its_role_and_label,
+    a_tenant_key_is_not_an_operator_token,
+    listing_keys_shows_their_prefixes_never_their_secrets,
+    a_revoked_key_stops_working_at_once_and_stays_listed,
+    key_secrets_never_reach_the_log,
+    cli_bootstrap,
+);

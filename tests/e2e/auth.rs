@@ -1,16 +1,20 @@
 //! Tenant API authentication and isolation, and `GET /health`.
 
-use posbridge_harness::{both_backends, jiff, parse_rfc3339, Backend};
+use posbridge_harness::{both_backends, jiff, parse_rfc3339, Backend, TenantKeys, TestServer};
 use serde_json::json;
 
 use crate::order_body;
 
-async fn auth_matrix(backend: Backend) {
+/// A server with tenants `kitchen` and `bakery`.
+async fn two_tenants(backend: Backend) -> (TestServer, TenantKeys, TenantKeys) {
     let srv = crate::start(backend).await;
     let kitchen = srv.setup_tenant("kitchen").await;
     let bakery = srv.setup_tenant("bakery").await;
+    (srv, kitchen, bakery)
+}
 
-    // Missing key.
+async fn a_missing_or_unknown_key_is_unauthorized(backend: Backend) {
+    let (srv, _kitchen, _bakery) = two_tenants(backend).await;
     srv.tenant_anon("kitchen")
         .get("/health")
         .await
@@ -29,8 +33,12 @@ async fn auth_matrix(backend: Backend) {
         .get("/health")
         .await
         .expect_error(401, "unauthorized");
+}
 
-    // Another tenant's key: 403 whether X-Tenant-ID names the path's tenant or its own.
+/// 403 whether X-Tenant-ID names the path's tenant or the key's own; a tenant that does not
+/// exist looks exactly like one that does.
+async fn another_tenants_key_is_forbidden(backend: Backend) {
+    let (srv, kitchen, bakery) = two_tenants(backend).await;
     srv.tenant_client("kitchen", &bakery.terminal.key)
         .get("/health")
         .await
@@ -44,28 +52,33 @@ async fn auth_matrix(backend: Backend) {
         .get("/health")
         .await
         .expect_error(403, "forbidden");
-    // A tenant that does not exist looks exactly like one that does.
     let missing = srv
         .tenant_client("no-such-tenant", &kitchen.terminal.key)
         .get("/health")
         .await;
     missing.expect_error(403, "forbidden");
+}
 
-    // X-Tenant-ID that disagrees with the path.
+async fn an_x_tenant_id_that_disagrees_with_the_path_is_forbidden(backend: Backend) {
+    let (srv, kitchen, _bakery) = two_tenants(backend).await;
     srv.terminal(&kitchen)
         .with_header("X-Tenant-ID", "bakery")
         .get("/health")
         .await
         .expect_error(403, "forbidden");
+}
 
-    // Bearer form without X-Tenant-ID works.
+async fn a_bearer_key_works_without_x_tenant_id(backend: Backend) {
+    let (srv, kitchen, _bakery) = two_tenants(backend).await;
     let bearer = srv
         .bearer_client("kitchen", &kitchen.terminal.key)
         .get("/health")
         .await;
     assert_eq!(bearer.expect(200)["tenant"], "kitchen");
+}
 
-    // Terminal key on manager routes: 403 and nothing happens.
+async fn a_terminal_key_on_manager_routes_is_forbidden_and_does_nothing(backend: Backend) {
+    let (srv, kitchen, _bakery) = two_tenants(backend).await;
     let till = srv.terminal(&kitchen);
     till.post("/orders", &order_body("web-1", "online"))
         .await
@@ -93,14 +106,25 @@ async fn auth_matrix(backend: Backend) {
     till.get("/loyalty/%2B15550100199/transactions")
         .await
         .expect_error(403, "forbidden");
-    // A manager key may call terminal routes.
+}
+
+async fn a_manager_key_may_call_terminal_routes(backend: Backend) {
+    let (srv, kitchen, _bakery) = two_tenants(backend).await;
+    let manager = srv.manager(&kitchen);
     assert_eq!(
         manager.get("/health").await.expect(200)["tenant"],
         "kitchen"
     );
     manager.get("/orders/pending").await.expect(200);
+}
 
-    // Cross-tenant object ids: bakery's order and card are invisible to kitchen.
+async fn another_tenants_orders_and_cards_are_invisible_and_untouched(backend: Backend) {
+    let (srv, kitchen, bakery) = two_tenants(backend).await;
+    let till = srv.terminal(&kitchen);
+    srv.manager(&kitchen)
+        .post("/gift-cards", &json!({"code": "KCARD", "amount": 1000}))
+        .await
+        .expect(201);
     let bakery_mgr = srv.manager(&bakery);
     let order = bakery_mgr
         .post("/orders", &order_body("b-1", "online"))
@@ -158,4 +182,13 @@ async fn health(backend: Backend) {
     }
 }
 
-both_backends!(auth_matrix, health);
+both_backends!(
+    a_missing_or_unknown_key_is_unauthorized,
+    another_tenants_key_is_forbidden,
+    an_x_tenant_id_that_disagrees_with_the_path_is_forbidden,
+    a_bearer_key_works_without_x_tenant_id,
+    a_terminal_key_on_manager_routes_is_forbidden_and_does_nothing,
+    a_manager_key_may_call_terminal_routes,
+    another_tenants_orders_and_cards_are_invisible_and_untouched,
+    health,
+);

@@ -6,18 +6,17 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use posbridge_harness::mock_square::{square_payment_webhook, square_signature, SquarePayment};
+use posbridge_harness::mock_square::{square_payment_webhook, SquarePayment};
 use posbridge_harness::reqwest::Method;
 use posbridge_harness::{both_backends, eventually, Backend, Body, Client, TestServer, Ws};
 use serde_json::{json, Value};
 
 use crate::providers::{
     all_transactions, at_ms, connect_square, connect_square_webhooks, first_sync, now_ms,
-    post_webhook, sync,
+    post_signed_square, sync,
 };
 use crate::{metric_value, order_body};
 
-const SQUARE_HEADER: &str = "x-square-hmacsha256-signature";
 const SQUARE_KEY: &str = "sq-webhook-signature-key-dl";
 /// How long processing may take to show: generous for a loaded machine.
 const SETTLE: Duration = Duration::from_secs(20);
@@ -54,11 +53,8 @@ async fn metric(srv: &TestServer, name: &str) -> f64 {
 
 /// Signs and posts a Square webhook for `payment` (JSON), asserting 200.
 async fn post_square(srv: &TestServer, integration: &Value, event_id: &str, payment: &Value) {
-    let id = integration["id"].as_str().unwrap();
-    let url = integration["webhook_url"].as_str().unwrap();
     let body = square_payment_webhook("payment.created", event_id, payment);
-    let sig = square_signature(url, body.as_bytes(), SQUARE_KEY);
-    let resp = post_webhook(srv, "square", id, &body, &[(SQUARE_HEADER, &sig)]).await;
+    let resp = post_signed_square(srv, integration, &body, SQUARE_KEY).await;
     assert_eq!(resp.status, 200, "acknowledged: {}", resp.text);
 }
 

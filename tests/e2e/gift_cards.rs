@@ -3,18 +3,27 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use posbridge_harness::{both_backends, parse_rfc3339, Backend};
+use posbridge_harness::{both_backends, parse_rfc3339, Backend, Client, TenantKeys, TestServer};
 use serde_json::{json, Value};
 
 use crate::{all_pages, balance};
 
-async fn gift_card_lifecycle(backend: Backend) {
+/// A server with tenant `kitchen` and card `GC-ALPHA-1` issued by the manager for 2500
+/// (given in lower case).
+struct Issued {
+    _srv: TestServer,
+    kitchen: TenantKeys,
+    manager: Client,
+    till: Client,
+    /// The issue answer.
+    card: Value,
+}
+
+async fn issued(backend: Backend) -> Issued {
     let srv = crate::start(backend).await;
     let kitchen = srv.setup_tenant("kitchen").await;
     let manager = srv.manager(&kitchen);
     let till = srv.terminal(&kitchen);
-
-    // Issue with a lower-case code: stored upper case.
     let issued = manager
         .post(
             "/gift-cards",
@@ -22,21 +31,94 @@ async fn gift_card_lifecycle(backend: Backend) {
         )
         .await;
     let card = issued.expect(201).clone();
-    assert_eq!(card["code"], "GC-ALPHA-1");
-    assert_eq!(card["balance"], json!({"amount": 2500, "currency": "USD"}));
-    assert_eq!(card["status"], "active");
-    let purchase_tx = card["transaction_id"]
+    Issued {
+        _srv: srv,
+        kitchen,
+        manager,
+        till,
+        card,
+    }
+}
+
+/// [`issued`], then spent in two deducts with refusals around them: 1250 by the till for
+/// `ord-1`, 1251 refused, the last 1250 by the manager, 1 refused.
+struct Spent {
+    base: Issued,
+    purchase_tx: String,
+    d1_tx: String,
+    d2_tx: String,
+}
+
+async fn spent(backend: Backend) -> Spent {
+    let base = issued(backend).await;
+    let purchase_tx = base.card["transaction_id"]
         .as_str()
         .expect("transaction_id")
         .to_owned();
-    parse_rfc3339(card["created_at"].as_str().expect("created_at"));
+    let d1 = base
+        .till
+        .post(
+            "/gift-cards/gc-alpha-1/deduct",
+            &json!({"amount": 1250, "order_id": "ord-1"}),
+        )
+        .await;
+    let d1_tx = d1.expect(200)["transaction_id"]
+        .as_str()
+        .expect("transaction_id")
+        .to_owned();
+    base.till
+        .post("/gift-cards/GC-ALPHA-1/deduct", &json!({"amount": 1251}))
+        .await
+        .expect_error(422, "insufficient_funds");
+    assert_eq!(balance(&base.till, "GC-ALPHA-1").await, 1250);
+    let d2 = base
+        .manager
+        .post("/gift-cards/GC-ALPHA-1/deduct", &json!({"amount": 1250}))
+        .await;
+    assert_eq!(d2.expect(200)["balance"]["amount"], 0);
+    let d2_tx = d2.body["transaction_id"].as_str().expect("tx").to_owned();
+    base.till
+        .post("/gift-cards/GC-ALPHA-1/deduct", &json!({"amount": 1}))
+        .await
+        .expect_error(422, "insufficient_funds");
+    Spent {
+        base,
+        purchase_tx,
+        d1_tx,
+        d2_tx,
+    }
+}
 
-    // Duplicate code, in any case.
+async fn an_issued_card_has_an_upper_case_code_and_its_full_balance(backend: Backend) {
+    let card = issued(backend).await.card;
+    assert_eq!(card["code"], "GC-ALPHA-1");
+    assert_eq!(card["balance"], json!({"amount": 2500, "currency": "USD"}));
+    assert_eq!(card["status"], "active");
+    assert!(card["transaction_id"].as_str().is_some(), "{card}");
+    parse_rfc3339(card["created_at"].as_str().expect("created_at"));
+}
+
+async fn a_code_already_issued_in_any_case_is_refused(backend: Backend) {
+    let Issued {
+        _srv,
+        manager,
+        till,
+        ..
+    } = issued(backend).await;
     manager
         .post("/gift-cards", &json!({"code": "GC-Alpha-1", "amount": 100}))
         .await
         .expect_error(409, "gift_card_exists");
-    // Without a code the server makes one up.
+    assert_eq!(balance(&till, "GC-ALPHA-1").await, 2500);
+}
+
+async fn a_card_issued_without_a_code_gets_a_generated_one(backend: Backend) {
+    let Issued {
+        _srv,
+        manager,
+        till,
+        ..
+    } = issued(backend).await;
     let generated = manager.post("/gift-cards", &json!({"amount": 100})).await;
     let generated_code = generated.expect(201)["code"]
         .as_str()
@@ -45,8 +127,10 @@ async fn gift_card_lifecycle(backend: Backend) {
     assert!(!generated_code.is_empty());
     assert_ne!(generated_code, "GC-ALPHA-1");
     assert_eq!(balance(&till, &generated_code).await, 100);
+}
 
-    // Balance, case-insensitively.
+async fn the_balance_is_found_by_code_in_any_case(backend: Backend) {
+    let Issued { _srv, till, .. } = issued(backend).await;
     for code in ["GC-ALPHA-1", "gc-alpha-1", "Gc-AlPhA-1"] {
         let resp = till.get(&format!("/gift-cards/{code}/balance")).await;
         assert_eq!(
@@ -54,14 +138,20 @@ async fn gift_card_lifecycle(backend: Backend) {
             &json!({"code": "GC-ALPHA-1", "balance": {"amount": 2500, "currency": "USD"}, "status": "active"})
         );
     }
+}
+
+async fn an_unknown_card_is_not_found(backend: Backend) {
+    let Issued { _srv, till, .. } = issued(backend).await;
     till.get("/gift-cards/NOPE-0000/balance")
         .await
         .expect_error(404, "gift_card_not_found");
     till.post("/gift-cards/NOPE-0000/deduct", &json!({"amount": 1}))
         .await
         .expect_error(404, "gift_card_not_found");
+}
 
-    // Deduct.
+async fn a_deduct_answers_what_was_taken_and_what_is_left(backend: Backend) {
+    let Issued { _srv, till, .. } = issued(backend).await;
     let d1 = till
         .post(
             "/gift-cards/gc-alpha-1/deduct",
@@ -72,29 +162,30 @@ async fn gift_card_lifecycle(backend: Backend) {
     assert_eq!(d1["code"], "GC-ALPHA-1");
     assert_eq!(d1["balance"], json!({"amount": 1250, "currency": "USD"}));
     assert_eq!(d1["deducted"], json!({"amount": 1250, "currency": "USD"}));
-    let d1_tx = d1["transaction_id"]
-        .as_str()
-        .expect("transaction_id")
-        .to_owned();
+    assert!(d1["transaction_id"].as_str().is_some(), "{d1}");
+}
 
-    // Over the balance: 422, nothing changes.
-    till.post("/gift-cards/GC-ALPHA-1/deduct", &json!({"amount": 1251}))
+async fn deduct_beyond_balance_is_refused_and_changes_nothing(backend: Backend) {
+    let Issued { _srv, till, .. } = issued(backend).await;
+    till.post("/gift-cards/GC-ALPHA-1/deduct", &json!({"amount": 2501}))
         .await
         .expect_error(422, "insufficient_funds");
-    assert_eq!(balance(&till, "GC-ALPHA-1").await, 1250);
+    assert_eq!(balance(&till, "GC-ALPHA-1").await, 2500);
+}
 
-    // Exactly the balance, by a manager key.
-    let d2 = manager
-        .post("/gift-cards/GC-ALPHA-1/deduct", &json!({"amount": 1250}))
-        .await;
-    assert_eq!(d2.expect(200)["balance"]["amount"], 0);
-    let d2_tx = d2.body["transaction_id"].as_str().expect("tx").to_owned();
-    till.post("/gift-cards/GC-ALPHA-1/deduct", &json!({"amount": 1}))
-        .await
-        .expect_error(422, "insufficient_funds");
-    assert_eq!(balance(&till, "GC-ALPHA-1").await, 0);
+async fn the_whole_balance_can_be_deducted_and_then_nothing_more(backend: Backend) {
+    let spent = spent(backend).await;
+    assert_eq!(balance(&spent.base.till, "GC-ALPHA-1").await, 0);
+}
 
-    // The ledger, newest first.
+async fn the_ledger_lists_every_movement_newest_first_with_its_key_and_order(backend: Backend) {
+    let Spent {
+        base,
+        purchase_tx,
+        d1_tx,
+        d2_tx,
+    } = spent(backend).await;
+    let (manager, kitchen) = (&base.manager, &base.kitchen);
     let resp = manager.get("/gift-cards/gc-alpha-1/transactions").await;
     let ledger = resp.expect(200)["items"].as_array().expect("items").clone();
     assert_eq!(resp.body["next_cursor"], Value::Null);
@@ -128,8 +219,14 @@ async fn gift_card_lifecycle(backend: Backend) {
     for t in &ledger {
         parse_rfc3339(t["created_at"].as_str().expect("created_at"));
     }
+}
 
-    // Pagination: 2 + 1, same rows in the same order.
+async fn ledger_pages_hold_the_same_rows_in_the_same_order(backend: Backend) {
+    let spent = spent(backend).await;
+    let manager = &spent.base.manager;
+    let resp = manager.get("/gift-cards/gc-alpha-1/transactions").await;
+    let ledger = resp.expect(200)["items"].as_array().expect("items").clone();
+    // 2 + 1.
     let first = manager
         .get("/gift-cards/GC-ALPHA-1/transactions?limit=2")
         .await;
@@ -157,7 +254,7 @@ async fn gift_card_lifecycle(backend: Backend) {
     let paged: Vec<Value> = page1.into_iter().chain(page2).collect();
     assert_eq!(paged, ledger);
     assert_eq!(
-        all_pages(&manager, "/gift-cards/GC-ALPHA-1/transactions", 1).await,
+        all_pages(manager, "/gift-cards/GC-ALPHA-1/transactions", 1).await,
         ledger
     );
 }
@@ -220,4 +317,16 @@ async fn concurrent_deducts(backend: Backend) {
     assert_eq!(crate::last_seq(&manager).await, seq_before + 10);
 }
 
-both_backends!(gift_card_lifecycle, concurrent_deducts);
+both_backends!(
+    an_issued_card_has_an_upper_case_code_and_its_full_balance,
+    a_code_already_issued_in_any_case_is_refused,
+    a_card_issued_without_a_code_gets_a_generated_one,
+    the_balance_is_found_by_code_in_any_case,
+    an_unknown_card_is_not_found,
+    a_deduct_answers_what_was_taken_and_what_is_left,
+    deduct_beyond_balance_is_refused_and_changes_nothing,
+    the_whole_balance_can_be_deducted_and_then_nothing_more,
+    the_ledger_lists_every_movement_newest_first_with_its_key_and_order,
+    ledger_pages_hold_the_same_rows_in_the_same_order,
+    concurrent_deducts,
+);

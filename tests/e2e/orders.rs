@@ -1,6 +1,7 @@
-//! Orders: creation by the manager, the pending list, status transitions.
+//! Orders: creation by the manager, the pending list, status transitions; one test per
+//! behaviour, each on a fresh server.
 
-use posbridge_harness::{both_backends, parse_rfc3339, Backend, Client};
+use posbridge_harness::{both_backends, parse_rfc3339, Backend, Client, TestServer};
 use serde_json::json;
 
 use crate::{last_seq, order_body};
@@ -20,12 +21,25 @@ async fn set_status(till: &Client, id: &str, status: &str) -> posbridge_harness:
         .await
 }
 
-async fn orders_flow(backend: Backend) {
+/// A server with tenant `kitchen`: its manager (who creates orders) and its till.
+async fn kitchen(backend: Backend) -> (TestServer, Client, Client) {
     let srv = crate::start(backend).await;
     let kitchen = srv.setup_tenant("kitchen").await;
     let manager = srv.manager(&kitchen);
     let till = srv.terminal(&kitchen);
+    (srv, manager, till)
+}
 
+/// Creates the standard order `external_id` from `source`, asserting 201; returns its id.
+async fn create(manager: &Client, external_id: &str, source: &str) -> String {
+    let resp = manager
+        .post("/orders", &order_body(external_id, source))
+        .await;
+    resp.expect(201)["id"].as_str().expect("id").to_owned()
+}
+
+async fn a_created_order_echoes_its_figures_items_and_customer(backend: Backend) {
+    let (_srv, manager, till) = kitchen(backend).await;
     let created = manager
         .post("/orders", &order_body("web-1", "online"))
         .await;
@@ -53,28 +67,39 @@ async fn orders_flow(backend: Backend) {
     assert_eq!(o1["notes"], "ring twice");
     parse_rfc3339(o1["created_at"].as_str().expect("created_at"));
     parse_rfc3339(o1["updated_at"].as_str().expect("updated_at"));
-    let id1 = o1["id"].as_str().expect("id").to_owned();
+    let listed = till.get("/orders/pending").await;
+    assert_eq!(
+        listed.expect(200)["orders"][0],
+        o1,
+        "listed order equals the created one"
+    );
+}
 
-    // Source defaults to online.
+async fn an_order_without_a_source_is_a_pending_online_order(backend: Backend) {
+    let (_srv, manager, _till) = kitchen(backend).await;
     let mut body = order_body("web-2", "online");
     body.as_object_mut().expect("object").remove("source");
     let o2 = manager.post("/orders", &body).await;
     assert_eq!(o2.expect(201)["source"], "online");
     assert_eq!(o2.body["status"], "pending");
-    let id2 = o2.body["id"].as_str().expect("id").to_owned();
+}
 
-    // A walk-in order starts accepted and is never listed.
+async fn a_walk_in_order_starts_accepted_and_is_never_listed_as_pending(backend: Backend) {
+    let (_srv, manager, till) = kitchen(backend).await;
+    let id1 = create(&manager, "web-1", "online").await;
     let pos = manager.post("/orders", &order_body("till-1", "pos")).await;
     assert_eq!(pos.expect(201)["source"], "pos");
     assert_eq!(pos.body["status"], "accepted");
     let pos_id = pos.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(pending_ids(&till).await, vec![id1.clone()]);
+    // It moves through its states but never shows up.
+    set_status(&till, &pos_id, "preparing").await.expect(200);
+    assert_eq!(pending_ids(&till).await, vec![id1]);
+}
 
-    let o3 = manager
-        .post("/orders", &order_body("web-3", "online"))
-        .await;
-    let id3 = o3.expect(201)["id"].as_str().expect("id").to_owned();
-
-    // Duplicate external id, inconsistent totals: refused, nothing added.
+async fn a_duplicate_or_inconsistent_order_is_refused_and_adds_nothing(backend: Backend) {
+    let (_srv, manager, till) = kitchen(backend).await;
+    let id1 = create(&manager, "web-1", "online").await;
     manager
         .post("/orders", &order_body("web-1", "online"))
         .await
@@ -95,29 +120,33 @@ async fn orders_flow(backend: Backend) {
         .post("/orders", &json!({"source": "online", "items": [], "subtotal": 0, "tax": 0, "tip": 0, "discount": 0, "total": 0, "bogus": 1}))
         .await
         .expect_error(422, "invalid_request");
+    assert_eq!(pending_ids(&till).await, vec![id1]);
+}
 
-    // Oldest first, walk-in excluded.
-    assert_eq!(
-        pending_ids(&till).await,
-        vec![id1.clone(), id2.clone(), id3.clone()]
-    );
-    let listed = till.get("/orders/pending").await;
-    assert_eq!(
-        listed.expect(200)["orders"][0],
-        o1,
-        "listed order equals the created one"
-    );
+async fn pending_orders_are_listed_oldest_first(backend: Backend) {
+    let (_srv, manager, till) = kitchen(backend).await;
+    let id1 = create(&manager, "web-1", "online").await;
+    let id2 = create(&manager, "web-2", "online").await;
+    let id3 = create(&manager, "web-3", "online").await;
+    assert_eq!(pending_ids(&till).await, vec![id1, id2, id3]);
+}
 
-    // pending → accepted: still listed, same place.
+async fn an_accepted_order_keeps_its_place_in_the_pending_list(backend: Backend) {
+    let (_srv, manager, till) = kitchen(backend).await;
+    let id1 = create(&manager, "web-1", "online").await;
+    let id2 = create(&manager, "web-2", "online").await;
+    let id3 = create(&manager, "web-3", "online").await;
     let accepted = set_status(&till, &id1, "accepted").await;
     assert_eq!(accepted.expect(200)["status"], "accepted");
     assert_eq!(accepted.body["id"], id1.as_str());
-    assert_eq!(
-        pending_ids(&till).await,
-        vec![id1.clone(), id2.clone(), id3.clone()]
-    );
+    assert_eq!(pending_ids(&till).await, vec![id1, id2, id3]);
+}
 
-    // Same status again: 200, unchanged, no event.
+async fn setting_the_same_status_again_changes_nothing_and_emits_no_event(backend: Backend) {
+    let (_srv, manager, till) = kitchen(backend).await;
+    let id1 = create(&manager, "web-1", "online").await;
+    let accepted = set_status(&till, &id1, "accepted").await;
+    accepted.expect(200);
     let seq = last_seq(&till).await;
     let same = set_status(&till, &id1, "accepted").await;
     assert_eq!(same.expect(200)["status"], "accepted");
@@ -127,8 +156,14 @@ async fn orders_flow(backend: Backend) {
         seq,
         "re-setting a status emits no event"
     );
+}
 
-    // accepted → completed is not allowed.
+async fn an_order_moves_forward_through_its_states_and_never_back(backend: Backend) {
+    let (_srv, manager, till) = kitchen(backend).await;
+    let id1 = create(&manager, "web-1", "online").await;
+    let id2 = create(&manager, "web-2", "online").await;
+    set_status(&till, &id1, "accepted").await.expect(200);
+    // accepted → completed skips steps; back to pending is not allowed.
     set_status(&till, &id1, "completed")
         .await
         .expect_error(409, "invalid_transition");
@@ -145,7 +180,7 @@ async fn orders_flow(backend: Backend) {
         set_status(&till, &id1, "preparing").await.expect(200)["status"],
         "preparing"
     );
-    assert_eq!(pending_ids(&till).await, vec![id2.clone(), id3.clone()]);
+    assert_eq!(pending_ids(&till).await, vec![id2]);
     set_status(&till, &id1, "accepted")
         .await
         .expect_error(409, "invalid_transition");
@@ -158,8 +193,11 @@ async fn orders_flow(backend: Backend) {
     set_status(&till, &id1, "cancelled")
         .await
         .expect_error(409, "invalid_transition");
+}
 
-    // pending → preparing skips a step; pending → cancelled is fine.
+async fn a_pending_order_cannot_skip_ahead_but_can_be_cancelled(backend: Backend) {
+    let (_srv, manager, till) = kitchen(backend).await;
+    let id2 = create(&manager, "web-2", "online").await;
     set_status(&till, &id2, "preparing")
         .await
         .expect_error(409, "invalid_transition");
@@ -173,33 +211,52 @@ async fn orders_flow(backend: Backend) {
     set_status(&till, &id2, "accepted")
         .await
         .expect_error(409, "invalid_transition");
+    assert_eq!(pending_ids(&till).await, Vec::<String>::new());
+}
 
-    // accepted → ready directly, by the manager key.
+async fn a_manager_may_take_an_accepted_order_straight_to_ready(backend: Backend) {
+    let (_srv, manager, till) = kitchen(backend).await;
+    let id3 = create(&manager, "web-3", "online").await;
     set_status(&manager, &id3, "accepted").await.expect(200);
     assert_eq!(
         set_status(&manager, &id3, "ready").await.expect(200)["status"],
         "ready"
     );
     assert_eq!(pending_ids(&till).await, Vec::<String>::new());
+}
 
-    // The walk-in order moves through its states but never shows up.
-    set_status(&till, &pos_id, "preparing").await.expect(200);
-    assert_eq!(pending_ids(&till).await, Vec::<String>::new());
-
-    // Unknown ids.
+async fn a_status_change_for_an_unknown_order_is_not_found(backend: Backend) {
+    let (_srv, _manager, till) = kitchen(backend).await;
     set_status(&till, "00000000-0000-0000-0000-000000000000", "accepted")
         .await
         .expect_error(404, "order_not_found");
     set_status(&till, "nope", "accepted")
         .await
         .expect_error(404, "order_not_found");
+}
 
-    // A new order after all that is listed alone.
-    let o4 = manager
-        .post("/orders", &order_body("web-6", "online"))
-        .await;
-    let id4 = o4.expect(201)["id"].as_str().expect("id").to_owned();
+async fn a_new_order_is_listed_alone_once_the_earlier_ones_have_left(backend: Backend) {
+    let (_srv, manager, till) = kitchen(backend).await;
+    let id1 = create(&manager, "web-1", "online").await;
+    let id2 = create(&manager, "web-2", "online").await;
+    set_status(&till, &id1, "accepted").await.expect(200);
+    set_status(&till, &id1, "preparing").await.expect(200);
+    set_status(&till, &id2, "cancelled").await.expect(200);
+    let id4 = create(&manager, "web-6", "online").await;
     assert_eq!(pending_ids(&till).await, vec![id4]);
 }
 
-both_backends!(orders_flow);
+both_backends!(
+    a_created_order_echoes_its_figures_items_and_customer,
+    an_order_without_a_source_is_a_pending_online_order,
+    a_walk_in_order_starts_accepted_and_is_never_listed_as_pending,
+    a_duplicate_or_inconsistent_order_is_refused_and_adds_nothing,
+    pending_orders_are_listed_oldest_first,
+    an_accepted_order_keeps_its_place_in_the_pending_list,
+    setting_the_same_status_again_changes_nothing_and_emits_no_event,
+    an_order_moves_forward_through_its_states_and_never_back,
+    a_pending_order_cannot_skip_ahead_but_can_be_cancelled,
+    a_manager_may_take_an_accepted_order_straight_to_ready,
+    a_status_change_for_an_unknown_order_is_not_found,
+    a_new_order_is_listed_alone_once_the_earlier_ones_have_left,
+);

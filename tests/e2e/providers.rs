@@ -7,10 +7,12 @@
 
 use std::time::Duration;
 
+use posbridge_harness::mock::{Mock, Provider};
 use posbridge_harness::mock_square::{
-    square_location, Fault, MockSquare, SquarePayment, SQUARE_LOCATION, SQUARE_MERCHANT,
-    SQUARE_TOKEN,
+    square_location, square_signature, Fault, MockSquare, SquarePayment, SQUARE_LOCATION,
+    SQUARE_MERCHANT, SQUARE_TOKEN,
 };
+use posbridge_harness::mock_toast::{toast_signature, TOAST_RESTAURANT};
 use posbridge_harness::reqwest::Method;
 use posbridge_harness::{
     both_backends, enc, eventually, parse_rfc3339, Backend, Body, Client, Resp, TenantKeys,
@@ -53,11 +55,20 @@ pub(crate) async fn approve_host(srv: &TestServer, plugin: &str, host_port: &str
 pub(crate) async fn square_kitchen(
     backend: Backend,
 ) -> (TestServer, TenantKeys, Client, MockSquare) {
+    provider_kitchen(backend, "square", MockSquare::start().await).await
+}
+
+/// A server with tenant `kitchen`, its manager, and `mock` approved as a host of
+/// `plugin`'s.
+pub(crate) async fn provider_kitchen<P: Provider>(
+    backend: Backend,
+    plugin: &str,
+    mock: Mock<P>,
+) -> (TestServer, TenantKeys, Client, Mock<P>) {
     let srv = crate::start(backend).await;
     let tenant = srv.setup_tenant("kitchen").await;
     let manager = srv.manager(&tenant);
-    let mock = MockSquare::start().await;
-    approve_host(&srv, "square", mock.host_port()).await;
+    approve_host(&srv, plugin, mock.host_port()).await;
     (srv, tenant, manager, mock)
 }
 
@@ -80,7 +91,19 @@ pub(crate) async fn connect_square(
     venue: &str,
     extra: Value,
 ) -> Value {
-    let mut body = square_body(mock, SQUARE_TOKEN, SQUARE_LOCATION);
+    let body = square_body(mock, SQUARE_TOKEN, SQUARE_LOCATION);
+    connect_with(manager, "square", body, venue, extra).await
+}
+
+/// Connects `venue` with a provider's connect `body` plus `extra` fields, asserting 200 and
+/// the public shape; returns the integration.
+pub(crate) async fn connect_with(
+    manager: &Client,
+    provider: &str,
+    mut body: Value,
+    venue: &str,
+    extra: Value,
+) -> Value {
     body["venue"] = json!(venue);
     if let Value::Object(fields) = extra {
         for (k, v) in fields {
@@ -89,7 +112,7 @@ pub(crate) async fn connect_square(
     }
     let resp = manager.post("/pos/connect", &body).await;
     let integration = resp.expect(200).clone();
-    assert_connected(&resp, venue, "square");
+    assert_connected(&resp, venue, provider);
     integration
 }
 
@@ -296,6 +319,42 @@ pub(crate) async fn post_webhook(
         .await
 }
 
+/// The header Square sends its webhook signature in.
+pub(crate) const SQUARE_SIGNATURE_HEADER: &str = "x-square-hmacsha256-signature";
+
+/// Posts `body` to `integration`'s webhook route as Square would: signed with `key` over
+/// the integration's `webhook_url` and the body.
+pub(crate) async fn post_signed_square(
+    srv: &TestServer,
+    integration: &Value,
+    body: &str,
+    key: &str,
+) -> Resp {
+    let id = integration["id"].as_str().expect("integration id");
+    let url = integration["webhook_url"].as_str().expect("webhook_url");
+    let sig = square_signature(url, body.as_bytes(), key);
+    post_webhook(srv, "square", id, body, &[(SQUARE_SIGNATURE_HEADER, &sig)]).await
+}
+
+/// Posts an orders webhook `body` of `event_type` to integration `id` as Toast would:
+/// signed with `key`, with Toast's delivery headers (first attempt).
+pub(crate) async fn post_signed_toast(
+    srv: &TestServer,
+    id: &str,
+    body: &str,
+    key: &str,
+    event_type: &str,
+) -> Resp {
+    let sig = toast_signature(body, key);
+    let headers = [
+        ("Toast-Signature", sig.as_str()),
+        ("Toast-Event-Type", event_type),
+        ("Toast-Restaurant-External-ID", TOAST_RESTAURANT),
+        ("Toast-Attempt-Number", "1"),
+    ];
+    post_webhook(srv, "toast", id, body, &headers).await
+}
+
 /// The next `transaction_recorded` frame (other event types are skipped).
 pub(crate) async fn next_sale_event(ws: &mut Ws) -> Value {
     for _ in 0..50 {
@@ -332,30 +391,39 @@ fn square_batch(n: usize) -> Vec<SquarePayment> {
 // Square: validate
 // ---------------------------------------------------------------------------------------
 
-async fn square_validate(backend: Backend) {
+/// `POST /pos/validate` of `location` with `token` against `mock`.
+async fn validate(manager: &Client, mock: &MockSquare, token: &str, location: &str) -> Resp {
+    manager
+        .post("/pos/validate", &square_body(mock, token, location))
+        .await
+}
+
+async fn a_mock_host_not_yet_approved_is_refused_before_any_request_leaves(backend: Backend) {
     let srv = crate::start(backend).await;
     let tenant = srv.setup_tenant("kitchen").await;
     let manager = srv.manager(&tenant);
     let mock = MockSquare::start().await;
-
-    // The mock's host is not approved yet: refused before any request leaves.
-    manager
-        .post(
-            "/pos/validate",
-            &square_body(&mock, SQUARE_TOKEN, SQUARE_LOCATION),
-        )
+    validate(&manager, &mock, SQUARE_TOKEN, SQUARE_LOCATION)
         .await
         .expect_error(422, "host_not_approved");
     assert!(mock.requests().is_empty(), "nothing may reach the mock");
+}
 
-    approve_host(&srv, "square", mock.host_port()).await;
+async fn a_base_url_on_an_unapproved_port_is_refused(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = square_kitchen(backend).await;
+    let mut other = square_body(&mock, SQUARE_TOKEN, SQUARE_LOCATION);
+    other["base_url"] = json!("http://127.0.0.1:9/");
+    manager
+        .post("/pos/validate", &other)
+        .await
+        .expect_error(422, "host_not_approved");
+}
 
-    let ok = manager
-        .post(
-            "/pos/validate",
-            &square_body(&mock, SQUARE_TOKEN, SQUARE_LOCATION),
-        )
-        .await;
+async fn validating_square_reads_the_location_as_square_documents_it_and_stores_nothing(
+    backend: Backend,
+) {
+    let (_srv, _tenant, manager, mock) = square_kitchen(backend).await;
+    let ok = validate(&manager, &mock, SQUARE_TOKEN, SQUARE_LOCATION).await;
     let location = ok.expect(200);
     assert_eq!(location["id"], SQUARE_LOCATION, "{}", ok.text);
     assert_eq!(location["name"], "Mock Bistro", "{}", ok.text);
@@ -377,49 +445,38 @@ async fn square_validate(backend: Backend) {
         "Square-Version YYYY-MM-DD must be sent: {:?}",
         sent[0].headers
     );
-    // Validating stores nothing.
     manager
         .get("/pos/status/downtown")
         .await
         .expect_error(404, "venue_not_connected");
+}
 
+async fn main_and_other_locations_resolve_with_their_own_metadata(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = square_kitchen(backend).await;
     // `main` is the seller's main location.
-    let main = manager
-        .post("/pos/validate", &square_body(&mock, SQUARE_TOKEN, "main"))
-        .await;
+    let main = validate(&manager, &mock, SQUARE_TOKEN, "main").await;
     assert_eq!(main.expect(200)["id"], SQUARE_LOCATION, "{}", main.text);
-
-    // A second location resolves with its own metadata.
     mock.add_location(square_location(
         "LSECOND02",
         "Second Street",
         "Europe/London",
         "GBP",
     ));
-    let second = manager
-        .post(
-            "/pos/validate",
-            &square_body(&mock, SQUARE_TOKEN, "LSECOND02"),
-        )
-        .await;
+    let second = validate(&manager, &mock, SQUARE_TOKEN, "LSECOND02").await;
     let second_body = second.expect(200);
     assert_eq!(second_body["name"], "Second Street");
     assert_eq!(second_body["timezone"], "Europe/London");
     assert_eq!(second_body["currency"], "GBP");
+}
 
-    // Errors, each with its own code.
-    manager
-        .post(
-            "/pos/validate",
-            &square_body(&mock, "EAAAwrong-token", SQUARE_LOCATION),
-        )
+async fn bad_credentials_an_unknown_location_and_a_refusal_each_have_their_own_code(
+    backend: Backend,
+) {
+    let (_srv, _tenant, manager, mock) = square_kitchen(backend).await;
+    validate(&manager, &mock, "EAAAwrong-token", SQUARE_LOCATION)
         .await
         .expect_error(422, "invalid_credentials");
-    manager
-        .post(
-            "/pos/validate",
-            &square_body(&mock, SQUARE_TOKEN, "LNOSUCHLOC"),
-        )
+    validate(&manager, &mock, SQUARE_TOKEN, "LNOSUCHLOC")
         .await
         .expect_error(404, "location_not_found");
     let mut no_token = square_body(&mock, SQUARE_TOKEN, SQUARE_LOCATION);
@@ -428,27 +485,18 @@ async fn square_validate(backend: Backend) {
         .post("/pos/validate", &no_token)
         .await
         .expect_error(422, "missing_credentials");
-
     mock.inject(Fault::always(403));
-    manager
-        .post(
-            "/pos/validate",
-            &square_body(&mock, SQUARE_TOKEN, SQUARE_LOCATION),
-        )
+    validate(&manager, &mock, SQUARE_TOKEN, SQUARE_LOCATION)
         .await
         .expect_error(403, "permission_denied");
-    mock.clear_faults();
+}
 
-    // 429 RATE_LIMITED (Square sends no Retry-After): the host backs off and retries, then
-    // reports rate_limited.
-    mock.clear_requests();
+/// Square sends 429 `RATE_LIMITED` without `Retry-After`: the host backs off and retries,
+/// then reports `rate_limited`.
+async fn a_rate_limited_validation_is_retried_then_reported(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = square_kitchen(backend).await;
     mock.inject(Fault::always(429));
-    let limited = manager
-        .post(
-            "/pos/validate",
-            &square_body(&mock, SQUARE_TOKEN, SQUARE_LOCATION),
-        )
-        .await;
+    let limited = validate(&manager, &mock, SQUARE_TOKEN, SQUARE_LOCATION).await;
     limited.expect_error(429, "rate_limited");
     if let Some(retry_after) = limited.header("retry-after") {
         assert!(
@@ -461,65 +509,113 @@ async fn square_validate(backend: Backend) {
         attempts >= 2,
         "a 429 is retried with backoff before giving up; the mock saw {attempts} request(s)"
     );
-    mock.clear_faults();
+}
 
-    // Square down for good → 502 upstream_error.
+async fn square_down_for_good_is_an_upstream_error(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = square_kitchen(backend).await;
     mock.inject(Fault::always(500));
-    manager
-        .post(
-            "/pos/validate",
-            &square_body(&mock, SQUARE_TOKEN, SQUARE_LOCATION),
-        )
+    validate(&manager, &mock, SQUARE_TOKEN, SQUARE_LOCATION)
         .await
         .expect_error(502, "upstream_error");
-    mock.clear_faults();
+}
 
-    // Intermittent 5xx (two failures) is retried through.
-    mock.clear_requests();
+async fn intermittent_server_errors_are_retried_through(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = square_kitchen(backend).await;
     mock.inject(Fault::next(1, 500));
     mock.inject(Fault::next(1, 503));
-    let flaky = manager
-        .post(
-            "/pos/validate",
-            &square_body(&mock, SQUARE_TOKEN, SQUARE_LOCATION),
-        )
-        .await;
+    let flaky = validate(&manager, &mock, SQUARE_TOKEN, SQUARE_LOCATION).await;
     assert_eq!(flaky.expect(200)["id"], SQUARE_LOCATION);
     let statuses: Vec<u16> = mock.requests().iter().map(|r| r.status).collect();
     assert_eq!(statuses, vec![500, 503, 200], "retried after each 5xx");
-
-    // A base_url on another (unapproved) port is refused too.
-    let mut other = square_body(&mock, SQUARE_TOKEN, SQUARE_LOCATION);
-    other["base_url"] = json!("http://127.0.0.1:9/");
-    manager
-        .post("/pos/validate", &other)
-        .await
-        .expect_error(422, "host_not_approved");
 }
 
 // ---------------------------------------------------------------------------------------
 // Square: connect, full sync over pages, re-sync, refunds, cancellations, listing, retries
 // ---------------------------------------------------------------------------------------
 
-async fn square_sync(backend: Backend) {
-    let (_srv, _tenant, manager, mock) = square_kitchen(backend).await;
+/// `downtown` connected to a mock Square with no payments, after the scheduled first sync.
+struct FirstSynced {
+    _srv: TestServer,
+    manager: Client,
+    mock: MockSquare,
+    /// What connect answered.
+    integration: Value,
+    /// The first sync's `last_sync`.
+    first: Value,
+    /// `synced_until` after the first sync.
+    synced_until: jiff::Timestamp,
+}
 
+async fn first_synced_square(backend: Backend) -> FirstSynced {
+    let (srv, _tenant, manager, mock) = square_kitchen(backend).await;
     let integration = connect_square(&manager, &mock, "downtown", json!({})).await;
-    assert_eq!(integration["location_id"], SQUARE_LOCATION);
-    assert_eq!(integration["timezone"], "America/Los_Angeles");
-    assert_eq!(integration["currency"], "USD");
     let first = first_sync(&manager, "downtown").await;
-    assert_eq!(first["fetched"], 0, "the mock had no payments yet: {first}");
-    assert_eq!(first["trigger"], "schedule", "{first}");
-    assert!(first["error"].is_null(), "first sync failed: {first}");
     let status = manager.get("/pos/status/downtown").await;
     let synced_until = parse_rfc3339(
         status.expect(200)["synced_until"]
             .as_str()
             .unwrap_or_else(|| panic!("no synced_until after a sync: {}", status.text)),
     );
+    FirstSynced {
+        _srv: srv,
+        manager,
+        mock,
+        integration,
+        first,
+        synced_until,
+    }
+}
 
-    // The first sync asked for payments the way PROVIDERS.md says.
+/// [`first_synced_square`], then 250 payments (see [`square_batch`]) added and synced
+/// in three pages.
+struct Synced {
+    base: FirstSynced,
+    batch: Vec<SquarePayment>,
+    /// The listing requests of the 250-payment sync.
+    pages: Vec<posbridge_harness::mock_square::LoggedRequest>,
+}
+
+impl Synced {
+    fn completed(&self) -> Vec<&SquarePayment> {
+        self.batch
+            .iter()
+            .filter(|p| p.status == "COMPLETED")
+            .collect()
+    }
+
+    fn gross(&self) -> i64 {
+        self.completed().iter().map(|p| p.total()).sum()
+    }
+}
+
+async fn synced_square(backend: Backend) -> Synced {
+    let base = first_synced_square(backend).await;
+    let batch = square_batch(250);
+    base.mock
+        .add_payments(batch.iter().map(SquarePayment::json));
+    base.mock.clear_requests();
+    let stats = sync(&base.manager, "downtown").await;
+    assert_counts(&stats, 250, 250, 0, 0, 3);
+    let pages = base.mock.requests_to("/v2/payments");
+    Synced { base, batch, pages }
+}
+
+async fn connecting_square_reads_the_location_and_syncs_seven_days_back(backend: Backend) {
+    let FirstSynced {
+        _srv,
+        integration,
+        first,
+        mock,
+        ..
+    } = first_synced_square(backend).await;
+    assert_eq!(integration["location_id"], SQUARE_LOCATION);
+    assert_eq!(integration["timezone"], "America/Los_Angeles");
+    assert_eq!(integration["currency"], "USD");
+    assert_eq!(first["fetched"], 0, "the mock had no payments yet: {first}");
+    assert_eq!(first["trigger"], "schedule", "{first}");
+    assert!(first["error"].is_null(), "first sync failed: {first}");
+
+    // The first sync asked for payments the way Square's API documents it.
     let listed = mock.requests_to("/v2/payments");
     assert!(!listed.is_empty(), "the first sync listed payments");
     let q = &listed[0];
@@ -540,34 +636,35 @@ async fn square_sync(backend: Backend) {
         (6 * 86400..=8 * 86400).contains(&lookback),
         "the first sync reaches back 7 days, got {lookback} s"
     );
+}
 
-    // 250 payments → 3 pages of ≤ 100.
-    let batch = square_batch(250);
-    mock.add_payments(batch.iter().map(SquarePayment::json));
-    mock.clear_requests();
-    let stats = sync(&manager, "downtown").await;
-    assert_counts(&stats, 250, 250, 0, 0, 3);
-    let pages = mock.requests_to("/v2/payments");
+async fn a_sync_walks_every_page_and_resumes_a_little_before_the_last_one(backend: Backend) {
+    let synced = synced_square(backend).await;
+    let pages = &synced.pages;
     assert_eq!(pages.len(), 3, "three page requests");
     assert!(pages[0].query_param("cursor").is_none());
     assert!(pages[1].query_param("cursor").is_some() && pages[2].query_param("cursor").is_some());
     assert!(pages.iter().all(|p| p.status == 200));
-    // An incremental sync resumes from the last synced point with some overlap.
     let resumed = parse_rfc3339(
         &pages[0]
             .query_param("updated_at_begin_time")
             .expect("updated_at_begin_time"),
     );
+    let synced_until = synced.base.synced_until;
     let overlap = synced_until.as_second() - resumed.as_second();
     assert!(
         (1..=3600).contains(&overlap),
         "the second sync starts a little before the first one ended ({synced_until}), got {resumed}"
     );
+}
 
-    let completed: Vec<&SquarePayment> = batch.iter().filter(|p| p.status == "COMPLETED").collect();
+async fn synced_revenue_counts_completed_payments_in_the_venues_time_zone(backend: Backend) {
+    let synced = synced_square(backend).await;
+    let manager = &synced.base.manager;
+    let completed = synced.completed();
     assert_eq!(completed.len(), 240);
-    let gross: i64 = completed.iter().map(|p| p.total()).sum();
-    let all = revenue(&manager, "downtown", "all").await;
+    let gross = synced.gross();
+    let all = revenue(manager, "downtown", "all").await;
     assert_eq!(all["total"], gross, "{all}");
     assert_eq!(all["count"], 240, "{all}");
     assert_eq!(all["refunds"], 0, "{all}");
@@ -579,10 +676,13 @@ async fn square_sync(backend: Backend) {
         .iter()
         .map(|p| (p.created_at, p.total()))
         .collect();
-    assert_period_revenue(&manager, "downtown", "America/Los_Angeles", &sales).await;
+    assert_period_revenue(manager, "downtown", "America/Los_Angeles", &sales).await;
+}
 
-    // Listing: newest first, cursor-paged, every payment once, statuses mapped.
-    let items = all_transactions(&manager, "downtown").await;
+async fn synced_sales_are_listed_newest_first_with_their_figures(backend: Backend) {
+    let synced = synced_square(backend).await;
+    let manager = &synced.base.manager;
+    let items = all_transactions(manager, "downtown").await;
     assert_eq!(items.len(), 250);
     assert_newest_first(&items);
     assert_eq!(items[0]["external_id"], "pay-249");
@@ -613,7 +713,7 @@ async fn square_sync(backend: Backend) {
         .as_str()
         .unwrap();
     let window = transactions_page(
-        &manager,
+        manager,
         "downtown",
         &format!("from={}&to={}&limit=500", enc(from), enc(to)),
     )
@@ -625,46 +725,58 @@ async fn square_sync(backend: Backend) {
     assert_eq!(ids.len(), 10, "from inclusive, to exclusive: {ids:?}");
     assert_eq!(ids.first(), Some(&"pay-011"));
     assert_eq!(ids.last(), Some(&"pay-002"));
+}
 
-    // Re-sync: nothing new, every payment a duplicate.
-    let again = sync(&manager, "downtown").await;
+async fn a_resync_of_unchanged_payments_stores_nothing_twice(backend: Backend) {
+    let synced = synced_square(backend).await;
+    let manager = &synced.base.manager;
+    let again = sync(manager, "downtown").await;
     assert_counts(&again, 250, 0, 0, 250, 3);
-    assert_eq!(all_transactions(&manager, "downtown").await.len(), 250);
+    assert_eq!(all_transactions(manager, "downtown").await.len(), 250);
+}
 
-    // pay-010 is refunded later (newer updated_at): updated, and revenue nets it.
+async fn a_payment_refunded_later_is_updated_and_netted_from_revenue(backend: Backend) {
+    let synced = synced_square(backend).await;
+    let (manager, batch, gross) = (&synced.base.manager, &synced.batch, synced.gross());
     let refunded = batch[10]
         .clone()
         .refunded(500)
         .updated_at(jiff::Timestamp::now());
-    mock.upsert_payment(refunded.json());
-    let after_refund = sync(&manager, "downtown").await;
+    synced.base.mock.upsert_payment(refunded.json());
+    let after_refund = sync(manager, "downtown").await;
     assert_counts(&after_refund, 250, 0, 1, 249, 3);
-    let all = revenue(&manager, "downtown", "all").await;
+    let all = revenue(manager, "downtown", "all").await;
     assert_eq!(all["total"], gross - 500, "{all}");
     assert_eq!(all["refunds"], 500, "{all}");
     assert_eq!(all["count"], 240, "{all}");
-    let p10 = with_external_id(&manager, "downtown", "pay-010").await;
+    let p10 = with_external_id(manager, "downtown", "pay-010").await;
     assert_eq!(p10.len(), 1);
     assert_eq!(p10[0]["refunded"], 500);
     assert_eq!(p10[0]["total"], batch[10].total());
+}
 
-    // A payment that becomes CANCELED stops counting.
+async fn a_payment_cancelled_later_stops_counting(backend: Backend) {
+    let synced = synced_square(backend).await;
+    let (manager, batch, gross) = (&synced.base.manager, &synced.batch, synced.gross());
     let cancelled = batch[20]
         .clone()
         .status("CANCELED")
         .updated_at(jiff::Timestamp::now());
-    mock.upsert_payment(cancelled.json());
-    let after_cancel = sync(&manager, "downtown").await;
+    synced.base.mock.upsert_payment(cancelled.json());
+    let after_cancel = sync(manager, "downtown").await;
     assert_counts(&after_cancel, 250, 0, 1, 249, 3);
-    let all = revenue(&manager, "downtown", "all").await;
-    assert_eq!(all["total"], gross - 500 - batch[20].total(), "{all}");
+    let all = revenue(manager, "downtown", "all").await;
+    assert_eq!(all["total"], gross - batch[20].total(), "{all}");
     assert_eq!(all["count"], 239, "{all}");
+}
 
-    // Two 5xx in a row on the listing: the host retries and the sync still succeeds.
+async fn a_sync_retries_server_errors_on_the_listing(backend: Backend) {
+    let synced = synced_square(backend).await;
+    let mock = &synced.base.mock;
     mock.clear_requests();
     mock.inject(Fault::next(1, 500).on("/v2/payments"));
     mock.inject(Fault::next(1, 503).on("/v2/payments"));
-    let flaky = sync(&manager, "downtown").await;
+    let flaky = sync(&synced.base.manager, "downtown").await;
     assert_counts(&flaky, 250, 0, 0, 250, 3);
     let statuses: Vec<u16> = mock.requests().iter().map(|r| r.status).collect();
     assert_eq!(
@@ -672,14 +784,17 @@ async fn square_sync(backend: Backend) {
         vec![500, 503, 200, 200, 200],
         "two failures, then the three pages"
     );
+}
 
-    // Status reflects it all; disconnect keeps the data and stops syncing.
+async fn disconnecting_keeps_the_synced_data_and_stops_syncing(backend: Backend) {
+    let synced = synced_square(backend).await;
+    let manager = &synced.base.manager;
     let status = manager.get("/pos/status/downtown").await;
     let status_body = status.expect(200);
     assert_eq!(status_body["status"], "CONNECTED", "{}", status.text);
     assert_eq!(status_body["transaction_count"], 250, "{}", status.text);
     assert_eq!(
-        status_body["revenue"]["all"]["count"], 239,
+        status_body["revenue"]["all"]["count"], 240,
         "{}",
         status.text
     );
@@ -690,7 +805,7 @@ async fn square_sync(backend: Backend) {
         .post("/pos/sync/downtown", &json!({}))
         .await
         .expect_error(409, "integration_disconnected");
-    assert_eq!(all_transactions(&manager, "downtown").await.len(), 250);
+    assert_eq!(all_transactions(manager, "downtown").await.len(), 250);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -891,8 +1006,23 @@ async fn square_scheduler(backend: Backend) {
 }
 
 both_backends!(
-    square_validate,
-    square_sync,
+    a_mock_host_not_yet_approved_is_refused_before_any_request_leaves,
+    a_base_url_on_an_unapproved_port_is_refused,
+    validating_square_reads_the_location_as_square_documents_it_and_stores_nothing,
+    main_and_other_locations_resolve_with_their_own_metadata,
+    bad_credentials_an_unknown_location_and_a_refusal_each_have_their_own_code,
+    a_rate_limited_validation_is_retried_then_reported,
+    square_down_for_good_is_an_upstream_error,
+    intermittent_server_errors_are_retried_through,
+    connecting_square_reads_the_location_and_syncs_seven_days_back,
+    a_sync_walks_every_page_and_resumes_a_little_before_the_last_one,
+    synced_revenue_counts_completed_payments_in_the_venues_time_zone,
+    synced_sales_are_listed_newest_first_with_their_figures,
+    a_resync_of_unchanged_payments_stores_nothing_twice,
+    a_payment_refunded_later_is_updated_and_netted_from_revenue,
+    a_payment_cancelled_later_stops_counting,
+    a_sync_retries_server_errors_on_the_listing,
+    disconnecting_keeps_the_synced_data_and_stops_syncing,
     square_customer_links,
     square_scheduler
 );

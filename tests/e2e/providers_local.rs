@@ -3,17 +3,20 @@
 //! integration into API answers, logs, metrics or the database file.
 
 use posbridge_harness::mock_square::{
-    square_payment_webhook, square_signature, MockSquare, SquarePayment, SQUARE_LOCATION,
+    square_payment_webhook, MockSquare, SquarePayment, SQUARE_LOCATION,
 };
 use posbridge_harness::mock_toast::{MockToast, ToastOrder, TOAST_CLIENT_ID, TOAST_RESTAURANT};
-use posbridge_harness::{both_backends, enc, parse_rfc3339, random_suffix, Backend, Client, Resp};
+use posbridge_harness::{
+    both_backends, enc, parse_rfc3339, random_suffix, Backend, Client, Resp, TenantKeys, TestServer,
+};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::providers::{
     all_transactions, approve_host, assert_connected, assert_period_revenue, at_ms, first_sync,
-    next_sale_event, now_ms, post_webhook, revenue, transactions_page,
+    next_sale_event, now_ms, post_signed_square, post_webhook, revenue, transactions_page,
+    SQUARE_SIGNATURE_HEADER,
 };
 
 /// The sample push from the local-pos README.
@@ -54,18 +57,60 @@ fn assert_push(resp: &Resp, created: u64, updated: u64, duplicates: u64) {
     );
 }
 
-async fn local_pos_push(backend: Backend) {
+/// A server with tenant `kitchen` and `downtown` connected to the local POS:
+/// (server, tenant, manager, till).
+async fn local_venue(backend: Backend) -> (TestServer, TenantKeys, Client, Client) {
     let srv = crate::start(backend).await;
     let tenant = srv.setup_tenant("kitchen").await;
     let manager = srv.manager(&tenant);
     let till = srv.terminal(&tenant);
+    crate::connect_local_pos(&manager, "downtown").await;
+    (srv, tenant, manager, till)
+}
 
-    // Not connected yet: the push names an unknown venue.
-    push(&till, &sample_push())
+/// `sample_push` with sale-1's total, subtotal and `updated_at` replaced.
+fn revised_push(total: i64, subtotal: i64, updated_at: &str) -> Value {
+    let mut revised = sample_push();
+    revised["transactions"][0]["total"] = json!(total);
+    revised["transactions"][0]["subtotal"] = json!(subtotal);
+    revised["transactions"][0]["updated_at"] = json!(updated_at);
+    revised
+}
+
+/// The sale pushed once more with a later `updated_at` (2600, subtotal 2300).
+fn corrected_push() -> Value {
+    revised_push(2600, 2300, "2026-11-20T19:30:00Z")
+}
+
+/// [`local_venue`] holding sale-1 (corrected to 2600), a cash walk-in sale-4 (1000) and a
+/// voided sale-5 (700) of the same customer under another spelling of her number.
+async fn pushed_history(backend: Backend) -> (TestServer, Client, Client) {
+    let (srv, _tenant, manager, till) = local_venue(backend).await;
+    assert_push(&push(&till, &sample_push()).await, 1, 0, 0);
+    assert_push(&push(&till, &corrected_push()).await, 0, 1, 0);
+    let more = json!({"venue": "downtown", "transactions": [
+        {"id": "sale-4", "occurred_at": "2026-11-20T20:00:00Z", "total": 1000, "currency": "USD",
+         "tender": "cash"},
+        {"id": "sale-5", "occurred_at": "2026-11-20T21:00:00-05:00", "total": 700, "currency": "usd",
+         "customer_phone": "(555) 010-0199", "status": "voided"}
+    ]});
+    assert_push(&push(&till, &more).await, 2, 0, 0);
+    (srv, manager, till)
+}
+
+async fn a_push_naming_a_venue_not_connected_is_refused(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let tenant = srv.setup_tenant("kitchen").await;
+    push(&srv.terminal(&tenant), &sample_push())
         .await
         .expect_error(404, "venue_not_connected");
+}
 
-    let connected = manager
+async fn connecting_the_local_pos_takes_the_tenants_time_zone(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let tenant = srv.setup_tenant("kitchen").await;
+    let connected = srv
+        .manager(&tenant)
         .post(
             "/pos/connect",
             &json!({"venue": "downtown", "provider": "local-pos"}),
@@ -73,10 +118,12 @@ async fn local_pos_push(backend: Backend) {
         .await;
     assert_eq!(connected.expect(200)["timezone"], "America/New_York");
     assert_connected(&connected, "downtown", "local-pos");
+}
 
+async fn a_pushed_sale_is_recorded_and_announced(backend: Backend) {
+    let (srv, tenant, _manager, till) = local_venue(backend).await;
     let mut ws = srv.ws("kitchen", &tenant.terminal.key, None).await;
     ws.hello().await;
-
     let first = push(&till, &sample_push()).await;
     assert_push(&first, 1, 0, 0);
     let event = next_sale_event(&mut ws).await;
@@ -86,27 +133,31 @@ async fn local_pos_push(backend: Backend) {
     assert_eq!(data["provider"], "local-pos", "{event}");
     assert_eq!(data["total"], 2500, "{event}");
     assert_eq!(data["customer"]["phone"], "+15550100199", "{event}");
+}
 
-    // The same sale again: a duplicate, no event.
+async fn a_sale_pushed_again_is_a_duplicate(backend: Backend) {
+    let (_srv, _tenant, _manager, till) = local_venue(backend).await;
+    assert_push(&push(&till, &sample_push()).await, 1, 0, 0);
     assert_push(&push(&till, &sample_push()).await, 0, 0, 1);
+}
 
-    // A corrected sale (later updated_at) replaces it.
-    let mut corrected = sample_push();
-    corrected["transactions"][0]["total"] = json!(2600);
-    corrected["transactions"][0]["subtotal"] = json!(2300);
-    corrected["transactions"][0]["updated_at"] = json!("2026-11-20T19:30:00Z");
-    assert_push(&push(&till, &corrected).await, 0, 1, 0);
+async fn a_corrected_sale_replaces_it_and_an_older_version_does_not(backend: Backend) {
+    let (srv, tenant, manager, till) = local_venue(backend).await;
+    assert_push(&push(&till, &sample_push()).await, 1, 0, 0);
+    let mut ws = srv.ws("kitchen", &tenant.terminal.key, None).await;
+    ws.hello().await;
+    assert_push(&push(&till, &corrected_push()).await, 0, 1, 0);
     let event = next_sale_event(&mut ws).await;
     assert_eq!(event["data"]["external_id"], "sale-1", "{event}");
     assert_eq!(event["data"]["total"], 2600, "{event}");
-    // An older version afterwards does not overwrite the newer one.
-    let mut stale = sample_push();
-    stale["transactions"][0]["total"] = json!(2400);
-    stale["transactions"][0]["subtotal"] = json!(2100);
-    stale["transactions"][0]["updated_at"] = json!("2026-11-20T19:10:00Z");
+    let stale = revised_push(2400, 2100, "2026-11-20T19:10:00Z");
     assert_push(&push(&till, &stale).await, 0, 0, 1);
+    let items = all_transactions(&manager, "downtown").await;
+    assert_eq!(items[0]["total"], 2600, "{}", items[0]);
+}
 
-    // A fractional amount refuses the whole push.
+async fn a_push_with_a_fractional_amount_or_an_unknown_field_is_refused_whole(backend: Backend) {
+    let (_srv, _tenant, manager, till) = local_venue(backend).await;
     let mut bad = sample_push();
     bad["transactions"][0]["id"] = json!("sale-2");
     bad["transactions"][0]["total"] = json!(12.5);
@@ -121,16 +172,11 @@ async fn local_pos_push(backend: Backend) {
     unknown_field["transactions"][0]["id"] = json!("sale-3");
     unknown_field["transactions"][0]["totl"] = json!(1);
     assert_eq!(push(&till, &unknown_field).await.status, 422);
+    assert!(all_transactions(&manager, "downtown").await.is_empty());
+}
 
-    // A second sale by a walk-in and one by the same customer under another spelling.
-    let more = json!({"venue": "downtown", "transactions": [
-        {"id": "sale-4", "occurred_at": "2026-11-20T20:00:00Z", "total": 1000, "currency": "USD",
-         "tender": "cash"},
-        {"id": "sale-5", "occurred_at": "2026-11-20T21:00:00-05:00", "total": 700, "currency": "usd",
-         "customer_phone": "(555) 010-0199", "status": "voided"}
-    ]});
-    assert_push(&push(&till, &more).await, 2, 0, 0);
-
+async fn pushed_sales_are_listed_newest_first_with_their_figures_and_customer(backend: Backend) {
+    let (_srv, manager, _till) = pushed_history(backend).await;
     let items = all_transactions(&manager, "downtown").await;
     let ids: Vec<&str> = items
         .iter()
@@ -165,7 +211,11 @@ async fn local_pos_push(backend: Backend) {
     )
     .await;
     assert!(nobody.is_empty());
+}
 
+/// Calendar periods are the venue's time zone (the tenant's: the till has none).
+async fn revenue_counts_pushed_sales_but_not_voided_ones_by_calendar_period(backend: Backend) {
+    let (_srv, manager, till) = pushed_history(backend).await;
     let all = revenue(&manager, "downtown", "all").await;
     assert_eq!(
         all["total"],
@@ -175,7 +225,6 @@ async fn local_pos_push(backend: Backend) {
     assert_eq!(all["count"], 2, "{all}");
     assert_eq!(all["average"], 1800, "{all}");
 
-    // Calendar periods in the venue's time zone (the tenant's: the till has none).
     let just_now = at_ms(now_ms() - 60_000);
     let long_ago = at_ms(now_ms() - 40 * 86_400_000);
     let dated = json!({"venue": "downtown", "transactions": [
@@ -303,21 +352,12 @@ async fn secrets_never_leak(backend: Backend) {
 
     // Webhooks: one good, one bad signature.
     let id = square_integration["id"].as_str().unwrap();
-    let url = square_integration["webhook_url"].as_str().unwrap();
     let webhook = square_payment_webhook(
         "payment.created",
         "leak-evt-1",
         &SquarePayment::new("leak-pay-2", 100, 0, at_ms(t)).json(),
     );
-    let sig = square_signature(url, webhook.as_bytes(), &square_key);
-    let r = post_webhook(
-        &srv,
-        "square",
-        id,
-        &webhook,
-        &[("x-square-hmacsha256-signature", &sig)],
-    )
-    .await;
+    let r = post_signed_square(&srv, &square_integration, &webhook, &square_key).await;
     r.expect(200);
     seen.push(r);
     let r = post_webhook(
@@ -325,7 +365,7 @@ async fn secrets_never_leak(backend: Backend) {
         "square",
         id,
         &webhook,
-        &[("x-square-hmacsha256-signature", "AAAA")],
+        &[(SQUARE_SIGNATURE_HEADER, "AAAA")],
     )
     .await;
     assert_eq!(r.status, 401);
@@ -550,7 +590,14 @@ async fn a_deadlocked_push_is_run_again_postgres() {
 }
 
 both_backends!(
-    local_pos_push,
+    a_push_naming_a_venue_not_connected_is_refused,
+    connecting_the_local_pos_takes_the_tenants_time_zone,
+    a_pushed_sale_is_recorded_and_announced,
+    a_sale_pushed_again_is_a_duplicate,
+    a_corrected_sale_replaces_it_and_an_older_version_does_not,
+    a_push_with_a_fractional_amount_or_an_unknown_field_is_refused_whole,
+    pushed_sales_are_listed_newest_first_with_their_figures_and_customer,
+    revenue_counts_pushed_sales_but_not_voided_ones_by_calendar_period,
     secrets_never_leak,
     concurrent_overlapping_pushes
 );

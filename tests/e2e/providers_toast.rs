@@ -7,15 +7,15 @@ use posbridge_harness::mock_square::Fault;
 use std::time::Duration;
 
 use posbridge_harness::mock_toast::{
-    toast_orders_webhook, toast_signature, MockToast, ToastCheck, ToastOrder, ToastPayment,
-    TOAST_CLIENT_ID, TOAST_CLIENT_SECRET, TOAST_RESTAURANT,
+    toast_orders_webhook, MockToast, ToastCheck, ToastOrder, ToastPayment, TOAST_CLIENT_ID,
+    TOAST_CLIENT_SECRET, TOAST_RESTAURANT,
 };
-use posbridge_harness::{both_backends, eventually, Backend, Client, TestServer};
+use posbridge_harness::{both_backends, eventually, Backend, Client, Resp, TenantKeys, TestServer};
 use serde_json::{json, Value};
 
 use crate::providers::{
-    all_transactions, approve_host, assert_connected, assert_counts, assert_newest_first, at_ms,
-    first_sync, now_ms, post_webhook, revenue, sync,
+    all_transactions, assert_counts, assert_newest_first, at_ms, first_sync, now_ms,
+    post_signed_toast, revenue, sync,
 };
 
 /// The body of a Toast validate / connect against `mock`.
@@ -36,50 +36,73 @@ pub(crate) async fn connect_toast(
     venue: &str,
     extra: Value,
 ) -> Value {
-    let mut body = toast_body(mock, TOAST_CLIENT_SECRET);
-    body["venue"] = json!(venue);
-    if let Value::Object(fields) = extra {
-        for (k, v) in fields {
-            body[k] = v;
-        }
-    }
-    let resp = manager.post("/pos/connect", &body).await;
-    let integration = resp.expect(200).clone();
-    assert_connected(&resp, venue, "toast");
-    integration
+    let body = toast_body(mock, TOAST_CLIENT_SECRET);
+    crate::providers::connect_with(manager, "toast", body, venue, extra).await
 }
 
-async fn toast_validate(backend: Backend) {
+/// A server with tenant `kitchen`, its manager, and a Toast mock approved for the plugin.
+pub(crate) async fn toast_kitchen(backend: Backend) -> (TestServer, TenantKeys, Client, MockToast) {
+    crate::providers::provider_kitchen(backend, "toast", MockToast::start().await).await
+}
+
+/// [`toast_kitchen`] with `uptown` connected to take webhooks signed with `key`, after its
+/// first sync: (server, manager, mock, integration id).
+pub(crate) async fn toast_webhook_venue(
+    backend: Backend,
+    key: &str,
+) -> (TestServer, Client, MockToast, String) {
+    let (srv, _tenant, manager, mock) = toast_kitchen(backend).await;
+    let integration = connect_toast(
+        &manager,
+        &mock,
+        "uptown",
+        json!({"webhook_signature_key": key}),
+    )
+    .await;
+    first_sync(&manager, "uptown").await;
+    let id = integration["id"]
+        .as_str()
+        .expect("integration id")
+        .to_owned();
+    (srv, manager, mock, id)
+}
+
+/// `POST /pos/validate` against `mock` with client secret `secret`.
+async fn validate_toast(manager: &Client, mock: &MockToast, secret: &str) -> Resp {
+    manager
+        .post("/pos/validate", &toast_body(mock, secret))
+        .await
+}
+
+async fn a_toast_host_not_yet_approved_is_refused_before_any_request_leaves(backend: Backend) {
     let srv = crate::start(backend).await;
     let tenant = srv.setup_tenant("kitchen").await;
     let manager = srv.manager(&tenant);
     let mock = MockToast::start().await;
-
-    manager
-        .post("/pos/validate", &toast_body(&mock, TOAST_CLIENT_SECRET))
+    validate_toast(&manager, &mock, TOAST_CLIENT_SECRET)
         .await
         .expect_error(422, "host_not_approved");
     assert!(mock.requests().is_empty());
-    approve_host(&srv, "toast", mock.host_port()).await;
+}
 
-    // A wrong client secret: the login is refused.
-    manager
-        .post("/pos/validate", &toast_body(&mock, "not-the-secret"))
+async fn a_wrong_client_secret_is_refused_at_login(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = toast_kitchen(backend).await;
+    validate_toast(&manager, &mock, "not-the-secret")
         .await
         .expect_error(422, "invalid_credentials");
     assert_eq!(mock.logins(), 0);
+}
 
-    let ok = manager
-        .post("/pos/validate", &toast_body(&mock, TOAST_CLIENT_SECRET))
-        .await;
+/// The login sends client credentials; the restaurant lookup the token and the GUID header.
+async fn validating_toast_logs_in_and_reads_the_restaurant(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = toast_kitchen(backend).await;
+    let ok = validate_toast(&manager, &mock, TOAST_CLIENT_SECRET).await;
     let location = ok.expect(200);
     assert_eq!(location["id"], TOAST_RESTAURANT, "{}", ok.text);
     assert_eq!(location["name"], "Mock Diner", "{}", ok.text);
     assert_eq!(location["timezone"], "America/Chicago", "{}", ok.text);
     assert_eq!(location["currency"], "USD", "{}", ok.text);
     assert_eq!(mock.logins(), 1);
-
-    // The login used client credentials; the restaurant call the token and the GUID header.
     let logins = mock.requests_to("/authentication/v1/authentication/login");
     let login = logins
         .iter()
@@ -99,40 +122,48 @@ async fn toast_validate(backend: Backend) {
         lookup.header("toast-restaurant-external-id"),
         Some(TOAST_RESTAURANT)
     );
+}
 
+async fn a_toast_validation_without_a_client_secret_is_refused(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = toast_kitchen(backend).await;
     let mut missing = toast_body(&mock, TOAST_CLIENT_SECRET);
     missing["credentials"] = json!({"client_id": TOAST_CLIENT_ID});
     manager
         .post("/pos/validate", &missing)
         .await
         .expect_error(422, "missing_credentials");
+}
 
-    // A long Retry-After is not waited out: 429 rate_limited with the wait passed on.
+/// A long Retry-After is not waited out: 429 `rate_limited` with the wait passed on.
+async fn a_long_toast_retry_after_is_passed_on_not_waited_out(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = toast_kitchen(backend).await;
     mock.inject(Fault::always(429).on("/restaurants/").retry_after("30"));
-    let limited = manager
-        .post("/pos/validate", &toast_body(&mock, TOAST_CLIENT_SECRET))
-        .await;
+    let limited = validate_toast(&manager, &mock, TOAST_CLIENT_SECRET).await;
     limited.expect_error(429, "rate_limited");
     assert_eq!(
         limited.header("retry-after"),
         Some("30"),
         "Retry-After passed on to the caller"
     );
-    mock.clear_faults();
+}
 
+async fn toast_down_is_an_upstream_error(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = toast_kitchen(backend).await;
     mock.inject(Fault::always(503).on("/restaurants/"));
-    manager
-        .post("/pos/validate", &toast_body(&mock, TOAST_CLIENT_SECRET))
+    validate_toast(&manager, &mock, TOAST_CLIENT_SECRET)
         .await
         .expect_error(502, "upstream_error");
-    mock.clear_faults();
+}
 
-    // Validating checks the credentials given, even after a good login with the same
-    // client id: a wrong secret must not ride on the token cached by an earlier call.
+/// Validating checks the credentials given, even after a good login with the same client
+/// id: a wrong secret must not ride on the token cached by an earlier call.
+async fn a_wrong_secret_does_not_ride_on_an_earlier_good_login(backend: Backend) {
+    let (_srv, _tenant, manager, mock) = toast_kitchen(backend).await;
+    validate_toast(&manager, &mock, TOAST_CLIENT_SECRET)
+        .await
+        .expect(200);
     let logins = mock.logins();
-    let wrong = manager
-        .post("/pos/validate", &toast_body(&mock, "not-the-secret"))
-        .await;
+    let wrong = validate_toast(&manager, &mock, "not-the-secret").await;
     assert_eq!(
         (wrong.status, wrong.error_code()),
         (422, Some("invalid_credentials")),
@@ -208,11 +239,7 @@ fn toast_batch() -> (Vec<ToastOrder>, i64, i64) {
 }
 
 async fn toast_sync(backend: Backend) {
-    let srv = crate::start(backend).await;
-    let tenant = srv.setup_tenant("kitchen").await;
-    let manager = srv.manager(&tenant);
-    let mock = MockToast::start().await;
-    approve_host(&srv, "toast", mock.host_port()).await;
+    let (_srv, _tenant, manager, mock) = toast_kitchen(backend).await;
     let integration = connect_toast(&manager, &mock, "uptown", json!({})).await;
     assert_eq!(integration["timezone"], "America/Chicago");
     let first = first_sync(&manager, "uptown").await;
@@ -305,25 +332,35 @@ async fn toast_sync(backend: Backend) {
     assert_eq!(all["refunds"], 500, "{all}");
 }
 
-async fn toast_token_and_limits(backend: Backend) {
-    let srv = crate::start(backend).await;
-    let tenant = srv.setup_tenant("kitchen").await;
-    let manager = srv.manager(&tenant);
-    let mock = MockToast::start().await;
-    approve_host(&srv, "toast", mock.host_port()).await;
+const BULK: &str = "/orders/v2/ordersBulk";
+
+/// `uptown` connected to a mock Toast holding 30 paid orders, synced once: (server,
+/// manager, mock, logins before that sync, which needed none).
+async fn toast_synced(backend: Backend) -> (TestServer, Client, MockToast, u32) {
+    let (srv, _tenant, manager, mock) = toast_kitchen(backend).await;
     connect_toast(&manager, &mock, "uptown", json!({})).await;
     first_sync(&manager, "uptown").await;
     let now = now_ms();
     mock.add_orders((0..30).map(|i| {
         ToastOrder::paid(&format!("ord-{i}"), at_ms(now - 60_000 + i), 500, 40, 0).json()
     }));
-
-    // The cached token is reused: a sync needs no new login.
     let logins = mock.logins();
     assert_counts(&sync(&manager, "uptown").await, 30, 30, 0, 0, 1);
-    assert_eq!(mock.logins(), logins, "a cached token is reused");
+    (srv, manager, mock, logins)
+}
 
-    // The token expires upstream: exactly one re-login, and the sync succeeds.
+/// The statuses the bulk-orders route answered since the log was last cleared.
+fn bulk_statuses(mock: &MockToast) -> Vec<u16> {
+    mock.requests_to(BULK).iter().map(|r| r.status).collect()
+}
+
+async fn a_cached_toast_token_is_reused_by_the_next_sync(backend: Backend) {
+    let (_srv, _manager, mock, logins) = toast_synced(backend).await;
+    assert_eq!(mock.logins(), logins, "a cached token is reused");
+}
+
+async fn an_expired_toast_token_costs_exactly_one_re_login(backend: Backend) {
+    let (_srv, manager, mock, logins) = toast_synced(backend).await;
     mock.expire_tokens();
     mock.clear_requests();
     assert_counts(&sync(&manager, "uptown").await, 30, 0, 0, 30, 1);
@@ -336,21 +373,19 @@ async fn toast_token_and_limits(backend: Backend) {
     assert_eq!(
         seen,
         vec![
-            ("/orders/v2/ordersBulk".to_owned(), 401),
+            (BULK.to_owned(), 401),
             ("/authentication/v1/authentication/login".to_owned(), 200),
-            ("/orders/v2/ordersBulk".to_owned(), 200),
+            (BULK.to_owned(), 200),
         ]
     );
+}
 
-    // 429 with a short Retry-After: waited out, then the sync succeeds.
+async fn a_short_toast_retry_after_is_waited_out(backend: Backend) {
+    let (_srv, manager, mock, _) = toast_synced(backend).await;
     mock.clear_requests();
-    mock.inject(
-        Fault::next(1, 429)
-            .on("/orders/v2/ordersBulk")
-            .retry_after("1"),
-    );
+    mock.inject(Fault::next(1, 429).on(BULK).retry_after("1"));
     assert_counts(&sync(&manager, "uptown").await, 30, 0, 0, 30, 1);
-    let bulk = mock.requests_to("/orders/v2/ordersBulk");
+    let bulk = mock.requests_to(BULK);
     assert_eq!(
         bulk.iter().map(|r| r.status).collect::<Vec<_>>(),
         vec![429, 200]
@@ -360,27 +395,22 @@ async fn toast_token_and_limits(backend: Backend) {
         waited.as_millis() >= 900,
         "Retry-After: 1 must be honoured, the retry came after {waited:?}"
     );
+}
 
-    // 429 without Retry-After, then two 5xx: backed off and retried through.
+async fn a_toast_429_without_retry_after_and_5xx_are_backed_off_and_retried(backend: Backend) {
+    let (_srv, manager, mock, _) = toast_synced(backend).await;
     mock.clear_requests();
-    mock.inject(Fault::next(1, 429).on("/orders/v2/ordersBulk"));
-    mock.inject(Fault::next(2, 500).on("/orders/v2/ordersBulk"));
+    mock.inject(Fault::next(1, 429).on(BULK));
+    mock.inject(Fault::next(2, 500).on(BULK));
     assert_counts(&sync(&manager, "uptown").await, 30, 0, 0, 30, 1);
-    assert_eq!(
-        mock.requests_to("/orders/v2/ordersBulk")
-            .iter()
-            .map(|r| r.status)
-            .collect::<Vec<_>>(),
-        vec![429, 500, 500, 200]
-    );
+    assert_eq!(bulk_statuses(&mock), vec![429, 500, 500, 200]);
+}
 
-    // Persistently rate limited with a long Retry-After: the manual sync says so, the
-    // failure is recorded, and the data stays.
-    mock.inject(
-        Fault::always(429)
-            .on("/orders/v2/ordersBulk")
-            .retry_after("120"),
-    );
+/// Persistently rate limited with a long Retry-After: the manual sync says so, the failure
+/// is recorded, the data stays, and the next good sync clears the error.
+async fn a_persistently_rate_limited_toast_sync_is_reported_and_keeps_the_data(backend: Backend) {
+    let (_srv, manager, mock, _) = toast_synced(backend).await;
+    mock.inject(Fault::always(429).on(BULK).retry_after("120"));
     let limited = manager.post("/pos/sync/uptown", &json!({})).await;
     limited.expect_error(429, "rate_limited");
     assert_eq!(limited.header("retry-after"), Some("120"));
@@ -420,14 +450,7 @@ async fn post_order_event(
     order: &ToastOrder,
 ) {
     let body = toast_orders_webhook(event_type, event, &order.json());
-    let sig = toast_signature(&body, key);
-    let headers = [
-        ("Toast-Signature", sig.as_str()),
-        ("Toast-Event-Type", event_type),
-        ("Toast-Restaurant-External-ID", TOAST_RESTAURANT),
-        ("Toast-Attempt-Number", "1"),
-    ];
-    let resp = post_webhook(srv, "toast", integration, &body, &headers).await;
+    let resp = post_signed_toast(srv, integration, &body, key, event_type).await;
     assert_eq!(resp.expect(200)["received"], true, "{}", resp.text);
 }
 
@@ -457,20 +480,8 @@ async fn wait_for_sale(
 /// `order_updated` ones (both carry the complete order).
 async fn toast_open_checks_and_channel_orders(backend: Backend) {
     const KEY: &str = "toast-webhook-secret-2";
-    let srv = crate::start(backend).await;
-    let tenant = srv.setup_tenant("kitchen").await;
-    let manager = srv.manager(&tenant);
-    let mock = MockToast::start().await;
-    approve_host(&srv, "toast", mock.host_port()).await;
-    let integration = connect_toast(
-        &manager,
-        &mock,
-        "uptown",
-        json!({"webhook_signature_key": KEY}),
-    )
-    .await;
-    first_sync(&manager, "uptown").await;
-    let id = integration["id"].as_str().unwrap();
+    let (srv, manager, mock, id) = crate::providers_toast::toast_webhook_venue(backend, KEY).await;
+    let id = id.as_str();
 
     // $30.00 + $2.40 tax due; $10.00 + $1.50 tip captured so far.
     let opened = at_ms(now_ms() - 600_000);
@@ -543,8 +554,18 @@ async fn toast_open_checks_and_channel_orders(backend: Backend) {
 }
 
 both_backends!(
-    toast_validate,
+    a_toast_host_not_yet_approved_is_refused_before_any_request_leaves,
+    a_wrong_client_secret_is_refused_at_login,
+    validating_toast_logs_in_and_reads_the_restaurant,
+    a_toast_validation_without_a_client_secret_is_refused,
+    a_long_toast_retry_after_is_passed_on_not_waited_out,
+    toast_down_is_an_upstream_error,
+    a_wrong_secret_does_not_ride_on_an_earlier_good_login,
     toast_sync,
-    toast_token_and_limits,
+    a_cached_toast_token_is_reused_by_the_next_sync,
+    an_expired_toast_token_costs_exactly_one_re_login,
+    a_short_toast_retry_after_is_waited_out,
+    a_toast_429_without_retry_after_and_5xx_are_backed_off_and_retried,
+    a_persistently_rate_limited_toast_sync_is_reported_and_keeps_the_data,
     toast_open_checks_and_channel_orders,
 );

@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use posbridge_harness::mock_square::{square_payment_webhook, square_signature, SquarePayment};
+use posbridge_harness::mock_square::{square_payment_webhook, SquarePayment};
 use posbridge_harness::{both_backends, enc, eventually, Backend, Client, TestServer, Ws};
 use serde_json::{json, Value};
 
-use crate::providers::{at_ms, connect_square_webhooks, now_ms, post_webhook, sync};
+use crate::providers::{at_ms, connect_square_webhooks, now_ms, post_signed_square, sync};
 
 const VENUE: &str = "downtown";
 /// Pushed to mark the end of a burst: every frame before its `loyalty_updated` belongs to
@@ -129,12 +129,27 @@ fn unlocked_phones(unlocks: &[Value]) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn rules_api(backend: Backend) {
+/// A server with the `kitchen` tenant's `downtown` on the local POS: (server, manager, till).
+async fn rules_setup(backend: Backend) -> (TestServer, Client, Client) {
     let srv = crate::start(backend).await;
     let (manager, till, _) = local_venue(&srv).await;
-    let other = srv.setup_tenant("bistro").await;
+    (srv, manager, till)
+}
 
-    // Auth: terminals may not manage rules; another tenant's key is refused.
+fn rule_path(id: &str) -> String {
+    format!("/pos/rules/{VENUE}/{id}")
+}
+
+/// A rule with every field set.
+fn full_rule() -> Value {
+    json!({"name":"Regulars","threshold":5000,"tier":"REGULAR","access_level":"PUBLIC_LOBBY",
+        "priority":1,"enabled":true,"live_only":false,
+        "time_windows":[{"days":["fri","sat"],"start":"20:00","end":"02:00"}],"performer_id":null})
+}
+
+async fn terminals_anonymous_callers_and_other_tenants_cannot_manage_rules(backend: Backend) {
+    let (srv, _manager, till) = rules_setup(backend).await;
+    let other = srv.setup_tenant("bistro").await;
     till.get(&format!("/pos/rules/{VENUE}"))
         .await
         .expect_error(403, "forbidden");
@@ -146,10 +161,11 @@ async fn rules_api(backend: Backend) {
         .get(&format!("/pos/rules/{VENUE}"))
         .await
         .expect_error_status(403);
+}
 
-    let full = json!({"name":"Regulars","threshold":5000,"tier":"REGULAR","access_level":"PUBLIC_LOBBY",
-        "priority":1,"enabled":true,"live_only":false,
-        "time_windows":[{"days":["fri","sat"],"start":"20:00","end":"02:00"}],"performer_id":null});
+async fn a_created_rule_echoes_every_field_with_zero_counters(backend: Backend) {
+    let (_srv, manager, _till) = rules_setup(backend).await;
+    let full = full_rule();
     let regulars = add_rule(&manager, &full).await;
     assert!(regulars["id"].as_str().is_some_and(|s| !s.is_empty()));
     for field in [
@@ -168,10 +184,14 @@ async fn rules_api(backend: Backend) {
     assert_eq!(regulars["times_triggered"], 0);
     assert_eq!(regulars["customers_unlocked"], 0);
     assert!(regulars["last_triggered"].is_null());
+}
+
+async fn rules_are_listed_by_priority_then_threshold(backend: Backend) {
+    let (_srv, manager, _till) = rules_setup(backend).await;
+    let regulars = add_rule(&manager, &full_rule()).await;
     let whales = add_rule(&manager, &rule("Whales", 100_000, "WHALE", 0)).await;
     let platinum_a = add_rule(&manager, &rule("Platinum B", 30_000, "PLATINUM", 1)).await;
     let platinum_b = add_rule(&manager, &rule("Platinum A", 20_000, "PLATINUM", 1)).await;
-    // Sorted by priority, then threshold.
     let order: Vec<Value> = rules(&manager)
         .await
         .iter()
@@ -186,8 +206,11 @@ async fn rules_api(backend: Backend) {
             platinum_a["id"].clone()
         ]
     );
+}
 
-    // Bad input: clear errors, nothing stored.
+async fn invalid_rules_are_refused_with_a_clear_error_and_not_stored(backend: Backend) {
+    let (_srv, manager, _till) = rules_setup(backend).await;
+    add_rule(&manager, &full_rule()).await;
     let bad = [
         (
             json!({"name":"x","threshold":-1,"tier":"REGULAR"}),
@@ -257,15 +280,19 @@ async fn rules_api(backend: Backend) {
         .expect_error(400, "invalid_json");
     assert_eq!(
         rules(&manager).await.len(),
-        4,
+        1,
         "refused rules were not stored"
     );
+}
 
-    // PATCH changes only what it names; null clears an optional field.
+async fn patch_changes_only_the_named_fields_and_null_clears_one(backend: Backend) {
+    let (_srv, manager, _till) = rules_setup(backend).await;
+    let full = full_rule();
+    let regulars = add_rule(&manager, &full).await;
     let id = regulars["id"].as_str().unwrap();
     let patched = manager
         .patch(
-            &format!("/pos/rules/{VENUE}/{id}"),
+            &rule_path(id),
             &json!({"threshold": 6000, "performer_id": "dj-ada", "access_level": null}),
         )
         .await;
@@ -275,50 +302,61 @@ async fn rules_api(backend: Backend) {
     assert!(patched["access_level"].is_null());
     assert_eq!(patched["name"], "Regulars");
     assert_eq!(patched["time_windows"], full["time_windows"]);
+}
+
+async fn toggle_flips_enabled_and_a_refused_patch_changes_nothing(backend: Backend) {
+    let (_srv, manager, _till) = rules_setup(backend).await;
+    let regulars = add_rule(&manager, &full_rule()).await;
+    let id = regulars["id"].as_str().unwrap();
     manager
-        .patch(
-            &format!("/pos/rules/{VENUE}/{id}"),
-            &json!({"threshold": -5}),
-        )
+        .patch(&rule_path(id), &json!({"threshold": -5}))
         .await
         .expect_error(422, "invalid_request");
     let toggled = manager
-        .post(&format!("/pos/rules/{VENUE}/{id}/toggle"), &json!({}))
+        .post(&format!("{}/toggle", rule_path(id)), &json!({}))
         .await;
     assert_eq!(toggled.expect(200)["enabled"], false);
     let toggled = manager
-        .post(&format!("/pos/rules/{VENUE}/{id}/toggle"), &json!({}))
+        .post(&format!("{}/toggle", rule_path(id)), &json!({}))
         .await;
     assert_eq!(toggled.expect(200)["enabled"], true);
     assert_eq!(
-        toggled.body["threshold"], 6000,
+        toggled.body["threshold"], 5000,
         "a failed PATCH changed nothing"
     );
+}
 
-    // Another tenant cannot see or touch the rule.
+async fn another_tenant_can_neither_patch_nor_delete_a_rule(backend: Backend) {
+    let (srv, manager, _till) = rules_setup(backend).await;
+    let other = srv.setup_tenant("bistro").await;
+    let regulars = add_rule(&manager, &full_rule()).await;
+    let id = regulars["id"].as_str().unwrap();
     let outsider = srv.manager(&other);
     outsider
-        .patch(
-            &format!("/pos/rules/{VENUE}/{id}"),
-            &json!({"threshold": 1}),
-        )
+        .patch(&rule_path(id), &json!({"threshold": 1}))
         .await
         .expect_error(404, "rule_not_found");
     outsider
-        .delete(&format!("/pos/rules/{VENUE}/{id}"))
+        .delete(&rule_path(id))
         .await
         .expect_error(404, "rule_not_found");
+    assert_eq!(rules(&manager).await[0]["threshold"], 5000);
+}
 
+async fn a_deleted_rule_is_gone(backend: Backend) {
+    let (_srv, manager, _till) = rules_setup(backend).await;
+    let regulars = add_rule(&manager, &full_rule()).await;
+    let id = regulars["id"].as_str().unwrap();
+    manager.delete(&rule_path(id)).await.expect(204);
     manager
-        .delete(&format!("/pos/rules/{VENUE}/{id}"))
-        .await
-        .expect(204);
-    manager
-        .delete(&format!("/pos/rules/{VENUE}/{id}"))
+        .delete(&rule_path(id))
         .await
         .expect_error(404, "rule_not_found");
+    assert!(rules(&manager).await.is_empty());
+}
 
-    // The ladder: defaults, editable, and a tier still used cannot be dropped.
+async fn the_tier_ladder_starts_with_the_default_tiers_and_access_levels(backend: Backend) {
+    let (_srv, _manager, till) = rules_setup(backend).await;
     let ladder = till.get("/pos/tiers").await;
     assert_eq!(
         ladder.expect(200)["tiers"],
@@ -328,6 +366,11 @@ async fn rules_api(backend: Backend) {
         ladder.body["access_levels"],
         json!(["PUBLIC_LOBBY", "INNER_CIRCLE"])
     );
+}
+
+async fn the_tier_ladder_refuses_terminals_duplicates_and_dropping_a_used_tier(backend: Backend) {
+    let (_srv, manager, till) = rules_setup(backend).await;
+    add_rule(&manager, &rule("Whales", 100_000, "WHALE", 0)).await;
     till.put("/pos/tiers", &json!({"tiers": ["A"]}))
         .await
         .expect_error(403, "forbidden");
@@ -342,6 +385,10 @@ async fn rules_api(backend: Backend) {
         .put("/pos/tiers", &json!({"tiers": ["GUEST", "guest"]}))
         .await
         .expect_error(422, "invalid_request");
+}
+
+async fn an_edited_ladder_offers_its_new_tiers_and_access_levels_to_rules(backend: Backend) {
+    let (_srv, manager, till) = rules_setup(backend).await;
     let edited = manager
         .put(
             "/pos/tiers",
@@ -361,7 +408,22 @@ async fn rules_api(backend: Backend) {
     );
 }
 
-async fn unlocks_by_one_sale_and_by_many(backend: Backend) {
+const ADA: &str = "+15550100101";
+const BOB: &str = "+15550100102";
+
+/// A local venue with rules REGULAR (5 000, priority 2) and PLATINUM (20 000, priority 1,
+/// INNER_CIRCLE) after Ada crossed REGULAR with one sale, Bob crossed it with the third of
+/// three, and Ada then reached PLATINUM; `unlocks` are the `tier_unlocked` frames heard.
+struct Unlocked {
+    _srv: TestServer,
+    manager: Client,
+    till: Client,
+    regular: Value,
+    platinum: Value,
+    unlocks: Vec<Value>,
+}
+
+async fn unlocked(backend: Backend) -> Unlocked {
     let srv = crate::start(backend).await;
     let (manager, till, key) = local_venue(&srv).await;
     let regular = add_rule(&manager, &rule("Regulars", 5000, "REGULAR", 2)).await;
@@ -373,58 +435,72 @@ async fn unlocks_by_one_sale_and_by_many(backend: Backend) {
     .await;
     let mut ws = srv.ws("kitchen", &key, None).await;
     ws.hello().await;
-
-    let ada = "+15550100101";
-    let bob = "+15550100102";
-    // Ada crosses REGULAR with one sale.
-    push(&till, vec![sale("a-1", ada, 6000, "2026-11-20T19:00:00Z")]).await;
-    // Bob crosses it with the third of three.
-    push(&till, vec![sale("b-1", bob, 2000, "2026-11-20T19:01:00Z")]).await;
+    push(&till, vec![sale("a-1", ADA, 6000, "2026-11-20T19:00:00Z")]).await;
+    push(&till, vec![sale("b-1", BOB, 2000, "2026-11-20T19:01:00Z")]).await;
     push(
         &till,
         vec![
-            sale("b-2", bob, 2000, "2026-11-20T19:02:00Z"),
-            sale("b-3", bob, 2000, "2026-11-20T19:03:00Z"),
+            sale("b-2", BOB, 2000, "2026-11-20T19:02:00Z"),
+            sale("b-3", BOB, 2000, "2026-11-20T19:03:00Z"),
         ],
     )
     .await;
-    // Ada then reaches PLATINUM (priority 1 is checked first).
-    push(&till, vec![sale("a-2", ada, 15000, "2026-11-20T19:04:00Z")]).await;
-
+    push(&till, vec![sale("a-2", ADA, 15000, "2026-11-20T19:04:00Z")]).await;
     let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+    Unlocked {
+        _srv: srv,
+        manager,
+        till,
+        regular,
+        platinum,
+        unlocks,
+    }
+}
+
+/// Priority 1 is checked first, so Ada's second sale unlocks PLATINUM, not REGULAR again.
+async fn tiers_unlock_by_one_sale_or_by_many_in_the_order_they_are_crossed(backend: Backend) {
+    let u = unlocked(backend).await;
     assert_eq!(
-        unlocked_phones(&unlocks),
+        unlocked_phones(&u.unlocks),
         vec![
-            (ada.to_owned(), "REGULAR".to_owned()),
-            (bob.to_owned(), "REGULAR".to_owned()),
-            (ada.to_owned(), "PLATINUM".to_owned())
+            (ADA.to_owned(), "REGULAR".to_owned()),
+            (BOB.to_owned(), "REGULAR".to_owned()),
+            (ADA.to_owned(), "PLATINUM".to_owned())
         ],
-        "{unlocks:?}"
+        "{:?}",
+        u.unlocks
     );
-    let bob_unlock = &unlocks[1]["data"];
+    assert_eq!(tier_of(&u.till, ADA).await, "PLATINUM");
+    assert_eq!(tier_of(&u.till, BOB).await, "REGULAR");
+}
+
+async fn an_unlock_names_the_rule_the_spend_and_the_crossing_sale(backend: Backend) {
+    let u = unlocked(backend).await;
+    let bob_unlock = &u.unlocks[1]["data"];
     assert_eq!(bob_unlock["lifetime_spend"], 6000);
     assert_eq!(bob_unlock["previous_tier"], "GUEST");
     assert_eq!(bob_unlock["customer_tier"], "REGULAR");
     assert_eq!(bob_unlock["venue"], VENUE);
-    assert_eq!(bob_unlock["rule"]["id"], regular["id"]);
-    let bob_sales = manager
-        .get(&format!("/pos/transactions/{VENUE}?customer={}", enc(bob)))
+    assert_eq!(bob_unlock["rule"]["id"], u.regular["id"]);
+    let bob_sales = u
+        .manager
+        .get(&format!("/pos/transactions/{VENUE}?customer={}", enc(BOB)))
         .await;
     let b3 = bob_sales.expect(200)["items"]
         .as_array()
         .and_then(|items| items.iter().find(|s| s["external_id"] == "b-3").cloned())
         .expect("b-3 listed");
     assert_eq!(bob_unlock["transaction_id"], b3["id"], "the crossing sale");
-    let ada_platinum = &unlocks[2]["data"];
+    let ada_platinum = &u.unlocks[2]["data"];
     assert_eq!(ada_platinum["customer_access_level"], "INNER_CIRCLE");
     assert_eq!(ada_platinum["lifetime_spend"], 21000);
+}
 
-    assert_eq!(tier_of(&till, ada).await, "PLATINUM");
-    assert_eq!(tier_of(&till, bob).await, "REGULAR");
-    let points = till.get(&format!("/loyalty/{}/points", enc(ada))).await;
+async fn the_customer_profile_shows_tier_access_spend_and_unlock_history(backend: Backend) {
+    let u = unlocked(backend).await;
+    let points = u.till.get(&format!("/loyalty/{}/points", enc(ADA))).await;
     assert_eq!(points.expect(200)["access_level"], "INNER_CIRCLE");
-
-    let ada_profile = profile(&manager, ada).await;
+    let ada_profile = profile(&u.manager, ADA).await;
     assert_eq!(ada_profile["tier"], "PLATINUM");
     assert_eq!(ada_profile["access_level"], "INNER_CIRCLE");
     assert_eq!(ada_profile["spend"][0]["venue"], VENUE);
@@ -437,124 +513,182 @@ async fn unlocks_by_one_sale_and_by_many(backend: Backend) {
         .map(|u| u["tier"].as_str().unwrap())
         .collect();
     assert_eq!(history, vec!["REGULAR", "PLATINUM"]);
-    manager
+}
+
+async fn the_customer_profile_refuses_unknown_numbers_bad_numbers_and_terminals(backend: Backend) {
+    let u = unlocked(backend).await;
+    u.manager
         .get(&format!("/customers/{}", enc("+15550100177")))
         .await
         .expect_error(404, "customer_not_found");
-    manager
+    u.manager
         .get("/customers/not-a-phone")
         .await
         .expect_error(422, "invalid_phone");
-    till.get(&format!("/customers/{}", enc(ada)))
+    u.till
+        .get(&format!("/customers/{}", enc(ADA)))
         .await
         .expect_error(403, "forbidden");
-
-    let stats = rules(&manager).await;
-    let by_id = |id: &Value| stats.iter().find(|r| r["id"] == *id).cloned().unwrap();
-    assert_eq!(by_id(&regular["id"])["customers_unlocked"], 2);
-    assert_eq!(by_id(&platinum["id"])["customers_unlocked"], 1);
-    assert!(by_id(&platinum["id"])["last_triggered"].is_string());
 }
 
-async fn priorities_disabled_rules_and_refunds(backend: Backend) {
+async fn rules_count_the_customers_they_unlocked(backend: Backend) {
+    let u = unlocked(backend).await;
+    let stats = rules(&u.manager).await;
+    let by_id = |id: &Value| stats.iter().find(|r| r["id"] == *id).cloned().unwrap();
+    assert_eq!(by_id(&u.regular["id"])["customers_unlocked"], 2);
+    assert_eq!(by_id(&u.platinum["id"])["customers_unlocked"], 1);
+    assert!(by_id(&u.platinum["id"])["last_triggered"].is_string());
+}
+
+/// A local venue with rules WHALE (10 000, priority 1) and REGULAR (1 000, priority 2),
+/// and a terminal's event stream.
+struct TwoRules {
+    _srv: TestServer,
+    manager: Client,
+    till: Client,
+    ws: Ws,
+    whale: Value,
+}
+
+impl TwoRules {
+    fn whale_path(&self) -> String {
+        format!("/pos/rules/{VENUE}/{}", self.whale["id"].as_str().unwrap())
+    }
+
+    async fn toggle_whale(&self) {
+        self.manager
+            .post(&format!("{}/toggle", self.whale_path()), &json!({}))
+            .await
+            .expect(200);
+    }
+}
+
+async fn two_rules(backend: Backend) -> TwoRules {
     let srv = crate::start(backend).await;
     let (manager, till, key) = local_venue(&srv).await;
     let whale = add_rule(&manager, &rule("Whale", 10_000, "WHALE", 1)).await;
-    let whale_id = whale["id"].as_str().unwrap();
-    manager
-        .post(&format!("/pos/rules/{VENUE}/{whale_id}/toggle"), &json!({}))
-        .await
-        .expect(200);
     add_rule(&manager, &rule("Regular", 1_000, "REGULAR", 2)).await;
     let mut ws = srv.ws("kitchen", &key, None).await;
     ws.hello().await;
+    TwoRules {
+        _srv: srv,
+        manager,
+        till,
+        ws,
+        whale,
+    }
+}
 
-    let cy = "+15550100103";
-    // The disabled WHALE rule is skipped: REGULAR unlocks.
-    push(&till, vec![sale("c-1", cy, 12_000, "2026-11-20T19:00:00Z")]).await;
-    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+const CY: &str = "+15550100103";
+
+/// [`two_rules`] with WHALE disabled while CY's 12 000 sale unlocks REGULAR, then enabled
+/// again so CY's next sale (100) unlocks WHALE.
+async fn whale_reached_after_reenabling(backend: Backend) -> TwoRules {
+    let mut r = two_rules(backend).await;
+    r.toggle_whale().await;
+    push(
+        &r.till,
+        vec![sale("c-1", CY, 12_000, "2026-11-20T19:00:00Z")],
+    )
+    .await;
+    let unlocks = unlocks_until_sentinel(&mut r.ws, &r.till).await;
     assert_eq!(
         unlocked_phones(&unlocks),
-        vec![(cy.to_owned(), "REGULAR".to_owned())]
+        vec![(CY.to_owned(), "REGULAR".to_owned())],
+        "the disabled WHALE rule is skipped"
     );
-
-    // Enabled again, WHALE (priority 1) is the first match for the next sale.
-    manager
-        .post(&format!("/pos/rules/{VENUE}/{whale_id}/toggle"), &json!({}))
-        .await
-        .expect(200);
-    push(&till, vec![sale("c-2", cy, 100, "2026-11-20T19:05:00Z")]).await;
-    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+    r.toggle_whale().await;
+    push(&r.till, vec![sale("c-2", CY, 100, "2026-11-20T19:05:00Z")]).await;
+    let unlocks = unlocks_until_sentinel(&mut r.ws, &r.till).await;
     assert_eq!(
         unlocked_phones(&unlocks),
-        vec![(cy.to_owned(), "WHALE".to_owned())]
+        vec![(CY.to_owned(), "WHALE".to_owned())],
+        "enabled again, WHALE (priority 1) is the first match"
     );
+    r
+}
 
-    // A refund pulls spend below both thresholds: the tier stays.
-    let mut refunded = sale("c-1", cy, 12_000, "2026-11-20T19:00:00Z");
+async fn a_disabled_rule_is_skipped_and_matches_again_once_enabled(backend: Backend) {
+    let r = whale_reached_after_reenabling(backend).await;
+    assert_eq!(tier_of(&r.till, CY).await, "WHALE");
+}
+
+async fn a_refund_below_the_thresholds_keeps_the_tier_and_nets_the_spend(backend: Backend) {
+    let r = whale_reached_after_reenabling(backend).await;
+    let mut refunded = sale("c-1", CY, 12_000, "2026-11-20T19:00:00Z");
     refunded["refunded"] = json!(12_000);
     refunded["updated_at"] = json!("2026-11-20T21:00:00Z");
-    push(&till, vec![refunded]).await;
-    assert_eq!(tier_of(&till, cy).await, "WHALE");
-    let p = profile(&manager, cy).await;
+    push(&r.till, vec![refunded]).await;
+    assert_eq!(tier_of(&r.till, CY).await, "WHALE");
+    let p = profile(&r.manager, CY).await;
     assert_eq!(
         p["spend"][0]["lifetime_spend"], 100,
         "net of the refund: {p}"
     );
-    // Spending past the thresholds again unlocks nothing a second time; a lower rule never
-    // lowers the tier.
-    push(&till, vec![sale("c-3", cy, 20_000, "2026-11-20T22:00:00Z")]).await;
-    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+}
+
+/// Spending past the thresholds again unlocks nothing a second time; a lower rule never
+/// lowers the tier.
+async fn a_reached_tier_is_not_unlocked_twice_nor_lowered(backend: Backend) {
+    let mut r = whale_reached_after_reenabling(backend).await;
+    push(
+        &r.till,
+        vec![sale("c-3", CY, 20_000, "2026-11-20T22:00:00Z")],
+    )
+    .await;
+    let unlocks = unlocks_until_sentinel(&mut r.ws, &r.till).await;
     assert!(unlocks.is_empty(), "no second unlock: {unlocks:?}");
-    assert_eq!(tier_of(&till, cy).await, "WHALE");
+    assert_eq!(tier_of(&r.till, CY).await, "WHALE");
     assert_eq!(
-        profile(&manager, cy).await["unlocks"]
+        profile(&r.manager, CY).await["unlocks"]
             .as_array()
             .unwrap()
             .len(),
         2
     );
-    let whale_stats = rules(&manager)
+    let whale_stats = rules(&r.manager)
         .await
         .into_iter()
-        .find(|r| r["id"] == whale["id"])
+        .find(|rule| rule["id"] == r.whale["id"])
         .unwrap();
     assert_eq!(whale_stats["customers_unlocked"], 1);
     assert_eq!(
         whale_stats["times_triggered"], 2,
         "matched again by c-3, without a second unlock"
     );
+}
 
-    // Priority decides between two matching rules, whatever their tiers.
+async fn priority_decides_between_two_matching_rules_whatever_their_tiers(backend: Backend) {
+    let mut r = two_rules(backend).await;
     let dee = "+15550100104";
-    manager
-        .patch(
-            &format!("/pos/rules/{VENUE}/{whale_id}"),
-            &json!({"priority": 3}),
-        )
+    r.manager
+        .patch(&r.whale_path(), &json!({"priority": 3}))
         .await
         .expect(200);
     push(
-        &till,
+        &r.till,
         vec![sale("d-1", dee, 50_000, "2026-11-20T19:00:00Z")],
     )
     .await;
-    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+    let unlocks = unlocks_until_sentinel(&mut r.ws, &r.till).await;
     assert_eq!(
         unlocked_phones(&unlocks),
         vec![(dee.to_owned(), "REGULAR".to_owned())]
     );
-    // A voided sale is no spend.
+}
+
+async fn a_voided_sale_is_no_spend(backend: Backend) {
+    let mut r = two_rules(backend).await;
     let eve = "+15550100105";
     let mut voided = sale("e-1", eve, 50_000, "2026-11-20T19:00:00Z");
     voided["status"] = json!("voided");
-    push(&till, vec![voided]).await;
-    let unlocks = unlocks_until_sentinel(&mut ws, &till).await;
+    push(&r.till, vec![voided]).await;
+    let unlocks = unlocks_until_sentinel(&mut r.ws, &r.till).await;
     assert!(
         unlocks.is_empty(),
         "voided sales unlock nothing: {unlocks:?}"
     );
-    assert_eq!(tier_of(&till, eve).await, "GUEST");
+    assert_eq!(tier_of(&r.till, eve).await, "GUEST");
 }
 
 async fn time_windows_and_daylight_saving(backend: Backend) {
@@ -661,7 +795,6 @@ async fn performers_and_live_only(backend: Backend) {
     expect_unlocks(&mut ws, &till, "p", &cases).await;
 }
 
-const SQUARE_HEADER: &str = "x-square-hmacsha256-signature";
 const SQUARE_KEY: &str = "sq-rules-signature-key";
 
 async fn webhook_and_sync_unlock_once(backend: Backend) {
@@ -684,11 +817,8 @@ async fn webhook_and_sync_unlock_once(backend: Backend) {
         .fingerprint("fp-rules-1")
         .updated_at(at_ms(now - 30_000));
     mock.add_payments([payment.json()]);
-    let id = integration["id"].as_str().unwrap();
-    let url = integration["webhook_url"].as_str().unwrap();
     let body = square_payment_webhook("payment.updated", "evt-rules-1", &payment.json());
-    let sig = square_signature(url, body.as_bytes(), SQUARE_KEY);
-    post_webhook(&srv, "square", id, &body, &[(SQUARE_HEADER, &sig)])
+    post_signed_square(&srv, &integration, &body, SQUARE_KEY)
         .await
         .expect(200);
     // The webhook is processed after its acknowledgement; wait for its unlock.
@@ -708,12 +838,11 @@ async fn webhook_and_sync_unlock_once(backend: Backend) {
     let mut ws = srv.ws("kitchen", &tenant.terminal.key, None).await;
     ws.hello().await;
     // The same payment again: by a replayed webhook, a new delivery of it, and by sync.
-    post_webhook(&srv, "square", id, &body, &[(SQUARE_HEADER, &sig)])
+    post_signed_square(&srv, &integration, &body, SQUARE_KEY)
         .await
         .expect(200);
     let redelivered = square_payment_webhook("payment.updated", "evt-rules-2", &payment.json());
-    let sig2 = square_signature(url, redelivered.as_bytes(), SQUARE_KEY);
-    post_webhook(&srv, "square", id, &redelivered, &[(SQUARE_HEADER, &sig2)])
+    post_signed_square(&srv, &integration, &redelivered, SQUARE_KEY)
         .await
         .expect(200);
     let counts = sync(&manager, VENUE).await;
@@ -849,9 +978,27 @@ async fn a_batch_behaves_like_sales_one_by_one(backend: Backend) {
 }
 
 both_backends!(
-    rules_api,
-    unlocks_by_one_sale_and_by_many,
-    priorities_disabled_rules_and_refunds,
+    terminals_anonymous_callers_and_other_tenants_cannot_manage_rules,
+    a_created_rule_echoes_every_field_with_zero_counters,
+    rules_are_listed_by_priority_then_threshold,
+    invalid_rules_are_refused_with_a_clear_error_and_not_stored,
+    patch_changes_only_the_named_fields_and_null_clears_one,
+    toggle_flips_enabled_and_a_refused_patch_changes_nothing,
+    another_tenant_can_neither_patch_nor_delete_a_rule,
+    a_deleted_rule_is_gone,
+    the_tier_ladder_starts_with_the_default_tiers_and_access_levels,
+    the_tier_ladder_refuses_terminals_duplicates_and_dropping_a_used_tier,
+    an_edited_ladder_offers_its_new_tiers_and_access_levels_to_rules,
+    tiers_unlock_by_one_sale_or_by_many_in_the_order_they_are_crossed,
+    an_unlock_names_the_rule_the_spend_and_the_crossing_sale,
+    the_customer_profile_shows_tier_access_spend_and_unlock_history,
+    the_customer_profile_refuses_unknown_numbers_bad_numbers_and_terminals,
+    rules_count_the_customers_they_unlocked,
+    a_disabled_rule_is_skipped_and_matches_again_once_enabled,
+    a_refund_below_the_thresholds_keeps_the_tier_and_nets_the_spend,
+    a_reached_tier_is_not_unlocked_twice_nor_lowered,
+    priority_decides_between_two_matching_rules_whatever_their_tiers,
+    a_voided_sale_is_no_spend,
     time_windows_and_daylight_saving,
     performers_and_live_only,
     webhook_and_sync_unlock_once,

@@ -278,7 +278,7 @@ fn rounded_div(a: i64, b: i64) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::rounded_div;
+    use super::{parse_time, rounded_div, Period};
 
     #[test]
     fn averages_round_half_away_from_zero() {
@@ -286,5 +286,58 @@ mod tests {
         assert_eq!(rounded_div(9, 4), 2);
         assert_eq!(rounded_div(-10, 4), -3);
         assert_eq!(rounded_div(3000, 3), 1000);
+    }
+
+    #[test]
+    fn exact_halves_round_away_from_zero_whatever_the_signs() {
+        assert_eq!(rounded_div(5, 2), 3);
+        assert_eq!(rounded_div(-5, 2), -3);
+        assert_eq!(rounded_div(5, -2), -3);
+        assert_eq!(rounded_div(-5, -2), 3);
+    }
+
+    #[test]
+    fn below_half_rounds_toward_zero() {
+        assert_eq!(rounded_div(1, 3), 0);
+        assert_eq!(rounded_div(-1, 3), 0);
+        assert_eq!(rounded_div(0, 7), 0);
+        assert_eq!(rounded_div(7, 1), 7);
+        assert_eq!(rounded_div(2, 3), 1);
+    }
+
+    #[test]
+    fn periods_are_lowercase_names_and_default_to_all() {
+        assert_eq!(Period::default(), Period::All);
+        for (text, period) in [
+            ("day", Period::Day),
+            ("week", Period::Week),
+            ("month", Period::Month),
+            ("year", Period::Year),
+            ("all", Period::All),
+        ] {
+            let json = serde_json::Value::String(text.into());
+            assert_eq!(
+                serde_json::from_value::<Period>(json.clone()).unwrap(),
+                period
+            );
+            assert_eq!(serde_json::to_value(period).unwrap(), json);
+        }
+        assert!(serde_json::from_value::<Period>(serde_json::json!("Day")).is_err());
+        assert!(serde_json::from_value::<Period>(serde_json::json!("quarter")).is_err());
+    }
+
+    #[test]
+    fn query_times_are_rfc3339_instants_in_microseconds() {
+        assert_eq!(parse_time("from", &None).ok(), Some(None));
+        assert_eq!(
+            parse_time("from", &Some("1970-01-01T00:00:01Z".into())).ok(),
+            Some(Some(1_000_000))
+        );
+        assert_eq!(
+            parse_time("to", &Some("2026-07-10T20:00:00-04:00".into())).ok(),
+            parse_time("to", &Some("2026-07-11T00:00:00Z".into())).ok()
+        );
+        assert!(parse_time("from", &Some("2026-07-10".into())).is_err());
+        assert!(parse_time("from", &Some("yesterday".into())).is_err());
     }
 }

@@ -275,4 +275,107 @@ mod tests {
             serde_json::json!({"days":["fri","sat"],"start":"20:00","end":"02:00"})
         );
     }
+
+    #[test]
+    fn full_and_mixed_case_day_names_are_accepted() {
+        let w = window(&["Monday", "sunday", " Wed "], "09:00", "10:00");
+        assert_eq!(
+            serde_json::to_value(&w).unwrap()["days"],
+            serde_json::json!(["mon", "wed", "sun"])
+        );
+    }
+
+    #[test]
+    fn a_sunday_night_window_runs_into_monday_morning() {
+        let w = [window(&["sun"], "22:00", "03:00")];
+        // 2026-07-12 is a Sunday; UTC keeps the arithmetic plain.
+        assert!(in_any_window(
+            &w,
+            &TimeZone::UTC,
+            micros("2026-07-12T22:00:00Z")
+        ));
+        assert!(in_any_window(
+            &w,
+            &TimeZone::UTC,
+            micros("2026-07-13T02:59:00Z")
+        ));
+        assert!(!in_any_window(
+            &w,
+            &TimeZone::UTC,
+            micros("2026-07-13T03:00:00Z")
+        ));
+        // Sunday's early morning belongs to Saturday night, which is not listed.
+        assert!(!in_any_window(
+            &w,
+            &TimeZone::UTC,
+            micros("2026-07-12T01:00:00Z")
+        ));
+    }
+
+    #[test]
+    fn a_same_day_window_includes_its_start_and_excludes_its_end() {
+        let w = [window(&["mon"], "00:00", "12:00")];
+        // 2026-07-13 is a Monday.
+        assert!(in_any_window(
+            &w,
+            &TimeZone::UTC,
+            micros("2026-07-13T00:00:00Z")
+        ));
+        assert!(in_any_window(
+            &w,
+            &TimeZone::UTC,
+            micros("2026-07-13T11:59:59Z")
+        ));
+        assert!(!in_any_window(
+            &w,
+            &TimeZone::UTC,
+            micros("2026-07-13T12:00:00Z")
+        ));
+        // Same clock time, other day.
+        assert!(!in_any_window(
+            &w,
+            &TimeZone::UTC,
+            micros("2026-07-14T06:00:00Z")
+        ));
+    }
+
+    #[test]
+    fn any_matching_window_of_several_is_enough() {
+        let w = [
+            window(&["mon"], "08:00", "09:00"),
+            window(&["mon"], "17:00", "18:00"),
+        ];
+        assert!(in_any_window(
+            &w,
+            &TimeZone::UTC,
+            micros("2026-07-13T08:30:00Z")
+        ));
+        assert!(in_any_window(
+            &w,
+            &TimeZone::UTC,
+            micros("2026-07-13T17:30:00Z")
+        ));
+        assert!(!in_any_window(
+            &w,
+            &TimeZone::UTC,
+            micros("2026-07-13T12:00:00Z")
+        ));
+    }
+
+    #[test]
+    fn an_instant_outside_the_calendar_is_in_no_window() {
+        let w = [window(&["mon"], "00:00", "24:00")];
+        assert!(!in_any_window(&w, &TimeZone::UTC, i64::MAX));
+        assert!(!in_any_window(&w, &TimeZone::UTC, i64::MIN));
+    }
+
+    #[test]
+    fn windows_refuse_unknown_fields_and_round_trip_through_json() {
+        let json = serde_json::json!({"days": ["sat"], "start": "18:30", "end": "24:00"});
+        let w: TimeWindow = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&w).unwrap(), json);
+        let extra =
+            serde_json::json!({"days": ["sat"], "start": "18:30", "end": "24:00", "tz": "UTC"});
+        assert!(serde_json::from_value::<TimeWindow>(extra).is_err());
+    }
 }

@@ -20,6 +20,7 @@
 
 pub mod bench;
 mod http;
+pub mod mock;
 pub mod mock_square;
 pub mod mock_toast;
 mod pg_cluster;

@@ -1,245 +1,27 @@
-//! A local mock of Square's API (`/v2/locations/{id}`, `GET /v2/payments`), answering like
-//! the real one as `shared/PROVIDERS.md` describes it: Bearer-token auth, Square's error
+//! A local mock of Square's API (`/v2/locations/{id}`, `GET /v2/payments`), answering as
+//! Square's published API documents it: Bearer-token auth, Square's error
 //! envelope `{"errors":[{"category","code","detail"}]}`, opaque `cursor` paging with
 //! `limit` ≤ 100, the `created_at` and `updated_at` filters and sorts, and `location_id`.
 //!
 //! The test owns the mock's state: it sets locations and payments, injects faults (429
 //! `RATE_LIMITED` without `Retry-After`, 5xx, 403 for the next N requests or for all of
-//! them) and reads the request log (method, path, query, headers, answered status).
-//!
-//! Also here, shared with the Toast mock: [`LoggedRequest`], [`Fault`] and the server
-//! plumbing ([`MockServer`]).
+//! them) and reads the request log (method, path, query, headers, answered status); the
+//! server, the log and the faults are [`crate::mock`]'s.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::Router;
+use axum::http::Method;
+use axum::response::Response;
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
-// ---------------------------------------------------------------------------------------
-// Shared plumbing
-// ---------------------------------------------------------------------------------------
-
-/// One request a mock received, with the status it answered.
-#[derive(Debug, Clone)]
-pub struct LoggedRequest {
-    /// `GET`, `POST`, …
-    pub method: String,
-    /// The path, as sent (still percent-encoded).
-    pub path: String,
-    /// The raw query string (empty if none).
-    pub query: String,
-    /// Every header (names lower-case).
-    pub headers: Vec<(String, String)>,
-    /// The request body.
-    pub body: Vec<u8>,
-    /// The status the mock answered.
-    pub status: u16,
-    /// When it arrived.
-    pub at: Instant,
-}
-
-impl LoggedRequest {
-    /// The first value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The query parameters, decoded (`application/x-www-form-urlencoded` rules, so a raw
-    /// `+` reads as a space, as most real servers read it).
-    pub fn query_pairs(&self) -> Vec<(String, String)> {
-        parse_query(&self.query)
-    }
-
-    /// The first value of query parameter `name`, decoded.
-    pub fn query_param(&self, name: &str) -> Option<String> {
-        self.query_pairs()
-            .into_iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
-    }
-
-    /// The body parsed as JSON (`Null` if it is not JSON).
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-}
-
-pub(crate) fn parse_query(query: &str) -> Vec<(String, String)> {
-    match reqwest::Url::parse(&format!("http://mock/?{query}")) {
-        Ok(url) => url
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-/// An injected failure: the next `remaining` matching requests (or every one, when
-/// `remaining` is `None`) are answered with `status` instead of being served.
-#[derive(Debug, Clone)]
-pub struct Fault {
-    /// HTTP status to answer (429, 500, 503, 403, 401…).
-    pub status: u16,
-    /// How many more requests fail; `None` = until cleared.
-    pub remaining: Option<u32>,
-    /// Only requests whose path starts with this fail (`None` = every path).
-    pub path_prefix: Option<String>,
-    /// A `Retry-After` header value to send with it (Square never sends one).
-    pub retry_after: Option<String>,
-}
-
-impl Fault {
-    /// The next `n` requests to any path answer `status`.
-    pub fn next(n: u32, status: u16) -> Fault {
-        Fault {
-            status,
-            remaining: Some(n),
-            path_prefix: None,
-            retry_after: None,
-        }
-    }
-
-    /// Every request to any path answers `status` until the faults are cleared.
-    pub fn always(status: u16) -> Fault {
-        Fault {
-            status,
-            remaining: None,
-            path_prefix: None,
-            retry_after: None,
-        }
-    }
-
-    /// Restricts the fault to paths starting with `prefix`.
-    pub fn on(mut self, prefix: &str) -> Fault {
-        self.path_prefix = Some(prefix.to_owned());
-        self
-    }
-
-    /// Sends `Retry-After: value` with the fault.
-    pub fn retry_after(mut self, value: &str) -> Fault {
-        self.retry_after = Some(value.to_owned());
-        self
-    }
-}
-
-/// Takes the first live fault matching `path` (decrementing its count), if any.
-pub(crate) fn take_fault(faults: &mut Vec<Fault>, path: &str) -> Option<Fault> {
-    let index = faults.iter().position(|f| {
-        f.remaining != Some(0)
-            && f.path_prefix
-                .as_deref()
-                .is_none_or(|prefix| path.starts_with(prefix))
-    })?;
-    let fault = &mut faults[index];
-    if let Some(n) = fault.remaining.as_mut() {
-        *n -= 1;
-    }
-    let taken = fault.clone();
-    faults.retain(|f| f.remaining != Some(0));
-    Some(taken)
-}
-
-/// A running mock: its address, and the task serving it (aborted on drop).
-#[derive(Debug)]
-pub struct MockServer {
-    base_url: String,
-    host_port: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl MockServer {
-    /// Binds 127.0.0.1:0 and serves `router` on the current tokio runtime.
-    pub(crate) async fn spawn(router: Router) -> MockServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding a loopback port for a mock");
-        let addr = listener.local_addr().expect("mock address");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
-        MockServer {
-            base_url: format!("http://{addr}"),
-            host_port: addr.to_string(),
-            task,
-        }
-    }
-
-    /// `http://127.0.0.1:PORT`.
-    pub fn base_url(&self) -> &str {
-        &self.base_url
-    }
-
-    /// `127.0.0.1:PORT` (what `PUT /admin/plugins/{id}/hosts` approves).
-    pub fn host_port(&self) -> &str {
-        &self.host_port
-    }
-}
-
-impl Drop for MockServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// A JSON response with extra headers.
-pub(crate) fn json_response(status: u16, body: &Value, headers: &[(String, String)]) -> Response {
-    let mut response = (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response();
-    for (name, value) in headers {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::try_from(name.as_str()),
-            HeaderValue::try_from(value.as_str()),
-        ) {
-            response.headers_mut().append(n, v);
-        }
-    }
-    response
-}
-
-pub(crate) fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect()
-}
-
-/// Base64 (standard, padded) of HMAC-SHA256(`key`, concatenation of `parts`).
-pub fn hmac_sha256_base64(key: &[u8], parts: &[&[u8]]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    for part in parts {
-        mac.update(part);
-    }
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-}
+use crate::mock::{hmac_sha256_base64, json_response, parse_query, Incoming, Mock, Provider};
+pub use crate::mock::{Fault, LoggedRequest};
 
 /// `ts` as RFC 3339 UTC with milliseconds: `2026-11-20T19:00:00.000Z` (Square's format).
 pub fn rfc3339_millis(ts: jiff::Timestamp) -> String {
     ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-// ---------------------------------------------------------------------------------------
-// Square
-// ---------------------------------------------------------------------------------------
 
 /// The access token the mock accepts unless the test sets another.
 pub const SQUARE_TOKEN: &str = "EAAAmock-square-access-token";
@@ -248,31 +30,27 @@ pub const SQUARE_LOCATION: &str = "LMOCK0001";
 /// Its merchant.
 pub const SQUARE_MERCHANT: &str = "MLMOCKMERCHANT1";
 
+/// Square's side of [`MockSquare`]: the accepted token, locations, payments and the
+/// cursors handed out.
 #[derive(Debug)]
-struct SquareState {
+pub struct SquareApi {
     token: String,
     /// Location objects by id; the first one added is `main`.
     locations: Vec<Value>,
     payments: Vec<Value>,
-    faults: Vec<Fault>,
-    log: Vec<LoggedRequest>,
     /// Cursors handed out → offset of the next page.
     cursors: HashMap<String, usize>,
     cursor_seq: u64,
 }
 
 /// A mock Square API on 127.0.0.1. Dropping it stops it.
-#[derive(Debug)]
-pub struct MockSquare {
-    server: MockServer,
-    state: Arc<Mutex<SquareState>>,
-}
+pub type MockSquare = Mock<SquareApi>;
 
-impl MockSquare {
+impl Mock<SquareApi> {
     /// Starts a mock with token [`SQUARE_TOKEN`], one location [`SQUARE_LOCATION`]
     /// ("Mock Bistro", America/Los_Angeles, USD) and no payments.
     pub async fn start() -> MockSquare {
-        let state = Arc::new(Mutex::new(SquareState {
+        Mock::serve(SquareApi {
             token: SQUARE_TOKEN.to_owned(),
             locations: vec![square_location(
                 SQUARE_LOCATION,
@@ -281,87 +59,40 @@ impl MockSquare {
                 "USD",
             )],
             payments: Vec::new(),
-            faults: Vec::new(),
-            log: Vec::new(),
             cursors: HashMap::new(),
             cursor_seq: 0,
-        }));
-        let router = Router::new()
-            .fallback(square_handler)
-            .with_state(state.clone());
-        MockSquare {
-            server: MockServer::spawn(router).await,
-            state,
-        }
-    }
-
-    /// `http://127.0.0.1:PORT` (the integration's `base_url`).
-    pub fn base_url(&self) -> &str {
-        self.server.base_url()
-    }
-
-    /// `127.0.0.1:PORT`.
-    pub fn host_port(&self) -> &str {
-        self.server.host_port()
+        })
+        .await
     }
 
     /// Replaces the accepted access token.
     pub fn set_token(&self, token: &str) {
-        lock(&self.state).token = token.to_owned();
+        self.with(|api| api.token = token.to_owned());
     }
 
     /// Adds a location object (see [`square_location`]).
     pub fn add_location(&self, location: Value) {
-        lock(&self.state).locations.push(location);
+        self.with(|api| api.locations.push(location));
     }
 
     /// Adds payments (JSON objects, see [`SquarePayment`]).
     pub fn add_payments(&self, payments: impl IntoIterator<Item = Value>) {
-        lock(&self.state).payments.extend(payments);
+        self.with(|api| api.payments.extend(payments));
     }
 
     /// Replaces the payment with the same `id` (or adds it).
     pub fn upsert_payment(&self, payment: Value) {
-        let mut state = lock(&self.state);
-        match state.payments.iter_mut().find(|p| p["id"] == payment["id"]) {
-            Some(existing) => *existing = payment,
-            None => state.payments.push(payment),
-        }
+        self.with(
+            |api| match api.payments.iter_mut().find(|p| p["id"] == payment["id"]) {
+                Some(existing) => *existing = payment,
+                None => api.payments.push(payment),
+            },
+        );
     }
 
     /// Every payment the mock holds.
     pub fn payments(&self) -> Vec<Value> {
-        lock(&self.state).payments.clone()
-    }
-
-    /// Injects a fault (see [`Fault`]).
-    pub fn inject(&self, fault: Fault) {
-        lock(&self.state).faults.push(fault);
-    }
-
-    /// Removes every injected fault.
-    pub fn clear_faults(&self) {
-        lock(&self.state).faults.clear();
-    }
-
-    /// Every request received so far.
-    pub fn requests(&self) -> Vec<LoggedRequest> {
-        lock(&self.state).log.clone()
-    }
-
-    /// Requests whose path starts with `prefix`.
-    pub fn requests_to(&self, prefix: &str) -> Vec<LoggedRequest> {
-        lock(&self.state)
-            .log
-            .iter()
-            .filter(|r| r.path.starts_with(prefix))
-            .cloned()
-            .collect()
-    }
-
-    /// Forgets the request log.
-    pub fn clear_requests(&self) {
-        lock(&self.state).log.clear();
+        self.with(|api| api.payments.clone())
     }
 }
 
@@ -391,150 +122,114 @@ pub fn square_error(category: &str, code: &str, detail: &str) -> Value {
     json!({"errors": [{"category": category, "code": code, "detail": detail}]})
 }
 
-fn square_fault_response(fault: &Fault) -> Response {
-    let body = match fault.status {
-        429 => square_error(
-            "RATE_LIMIT_ERROR",
-            "RATE_LIMITED",
-            "Rate limit exceeded; back off and retry.",
-        ),
-        401 => square_error(
-            "AUTHENTICATION_ERROR",
-            "UNAUTHORIZED",
-            "This request could not be authorized.",
-        ),
-        403 => square_error(
-            "AUTHENTICATION_ERROR",
-            "INSUFFICIENT_SCOPES",
-            "The merchant has not given your application sufficient permissions.",
-        ),
-        503 => square_error(
-            "API_ERROR",
-            "SERVICE_UNAVAILABLE",
-            "The service is temporarily unavailable.",
-        ),
-        502 => square_error("API_ERROR", "BAD_GATEWAY", "Bad gateway."),
-        504 => square_error("API_ERROR", "GATEWAY_TIMEOUT", "Gateway timeout."),
-        _ => square_error(
-            "API_ERROR",
-            "INTERNAL_SERVER_ERROR",
-            "An internal error has occurred.",
-        ),
-    };
-    let headers: Vec<(String, String)> = fault
-        .retry_after
-        .iter()
-        .map(|v| ("retry-after".to_owned(), v.clone()))
-        .collect();
-    json_response(fault.status, &body, &headers)
-}
-
-async fn square_handler(
-    State(state): State<Arc<Mutex<SquareState>>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let path = uri.path().to_owned();
-    let query = uri.query().unwrap_or_default().to_owned();
-    let mut guard = lock(&state);
-    let (status, response) = square_route(&mut guard, &method, &path, &query, &headers);
-    guard.log.push(LoggedRequest {
-        method: method.to_string(),
-        path,
-        query,
-        headers: header_list(&headers),
-        body: body.to_vec(),
-        status,
-        at: Instant::now(),
-    });
-    response
-}
-
-fn square_route(
-    state: &mut SquareState,
-    method: &Method,
-    path: &str,
-    query: &str,
-    headers: &HeaderMap,
-) -> (u16, Response) {
-    let reply = |status: u16, body: Value| (status, json_response(status, &body, &[]));
-    if let Some(fault) = take_fault(&mut state.faults, path) {
-        return (fault.status, square_fault_response(&fault));
-    }
-    let authorized = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|token| token == state.token);
-    if !authorized {
-        return reply(
-            401,
-            square_error(
+impl Provider for SquareApi {
+    fn fault_response(&self, fault: &Fault) -> Response {
+        let body = match fault.status {
+            429 => square_error(
+                "RATE_LIMIT_ERROR",
+                "RATE_LIMITED",
+                "Rate limit exceeded; back off and retry.",
+            ),
+            401 => square_error(
                 "AUTHENTICATION_ERROR",
                 "UNAUTHORIZED",
                 "This request could not be authorized.",
             ),
-        );
-    }
-    if let Some(id) = path.strip_prefix("/v2/locations/") {
-        if method != Method::GET {
-            return reply(
-                405,
-                square_error(
-                    "INVALID_REQUEST_ERROR",
-                    "METHOD_NOT_ALLOWED",
-                    "Method not allowed.",
-                ),
-            );
-        }
-        let id = percent_decode(id);
-        let found = if id == "main" {
-            state.locations.first()
-        } else {
-            state.locations.iter().find(|l| l["id"] == id.as_str())
-        };
-        return match found {
-            Some(location) => reply(200, json!({"location": location})),
-            None => reply(
-                404,
-                square_error(
-                    "INVALID_REQUEST_ERROR",
-                    "NOT_FOUND",
-                    &format!("Location with id `{id}` not found."),
-                ),
+            403 => square_error(
+                "AUTHENTICATION_ERROR",
+                "INSUFFICIENT_SCOPES",
+                "The merchant has not given your application sufficient permissions.",
+            ),
+            503 => square_error(
+                "API_ERROR",
+                "SERVICE_UNAVAILABLE",
+                "The service is temporarily unavailable.",
+            ),
+            502 => square_error("API_ERROR", "BAD_GATEWAY", "Bad gateway."),
+            504 => square_error("API_ERROR", "GATEWAY_TIMEOUT", "Gateway timeout."),
+            _ => square_error(
+                "API_ERROR",
+                "INTERNAL_SERVER_ERROR",
+                "An internal error has occurred.",
             ),
         };
+        let headers: Vec<(String, String)> = fault
+            .retry_after
+            .iter()
+            .map(|v| ("retry-after".to_owned(), v.clone()))
+            .collect();
+        json_response(fault.status, &body, &headers)
     }
-    if path == "/v2/payments" {
-        if method == Method::POST {
-            // POST /v2/payments creates a charge: a sync must never send it.
+
+    fn route(&mut self, request: &Incoming<'_>) -> (u16, Response) {
+        let state = self;
+        let (method, path) = (request.method, request.path);
+        let reply = |status: u16, body: Value| (status, json_response(status, &body, &[]));
+        let authorized = request.bearer().is_some_and(|token| token == state.token);
+        if !authorized {
             return reply(
-                400,
+                401,
                 square_error(
-                    "INVALID_REQUEST_ERROR",
-                    "MISSING_REQUIRED_PARAMETER",
-                    "Field must be set (source_id); the mock does not create payments.",
+                    "AUTHENTICATION_ERROR",
+                    "UNAUTHORIZED",
+                    "This request could not be authorized.",
                 ),
             );
         }
-        if method != Method::GET {
-            return reply(
+        let method_not_allowed = || {
+            reply(
                 405,
                 square_error(
                     "INVALID_REQUEST_ERROR",
                     "METHOD_NOT_ALLOWED",
                     "Method not allowed.",
                 ),
-            );
+            )
+        };
+        if let Some(id) = path.strip_prefix("/v2/locations/") {
+            if method != Method::GET {
+                return method_not_allowed();
+            }
+            let id = percent_decode(id);
+            let found = if id == "main" {
+                state.locations.first()
+            } else {
+                state.locations.iter().find(|l| l["id"] == id.as_str())
+            };
+            return match found {
+                Some(location) => reply(200, json!({"location": location})),
+                None => reply(
+                    404,
+                    square_error(
+                        "INVALID_REQUEST_ERROR",
+                        "NOT_FOUND",
+                        &format!("Location with id `{id}` not found."),
+                    ),
+                ),
+            };
         }
-        return list_payments(state, query);
+        if path == "/v2/payments" {
+            if method == Method::POST {
+                // POST /v2/payments creates a charge: a sync must never send it.
+                return reply(
+                    400,
+                    square_error(
+                        "INVALID_REQUEST_ERROR",
+                        "MISSING_REQUIRED_PARAMETER",
+                        "Field must be set (source_id); the mock does not create payments.",
+                    ),
+                );
+            }
+            if method != Method::GET {
+                return method_not_allowed();
+            }
+            return list_payments(state, request.query);
+        }
+        reply(
+            404,
+            square_error("INVALID_REQUEST_ERROR", "NOT_FOUND", "Resource not found."),
+        )
     }
-    reply(
-        404,
-        square_error("INVALID_REQUEST_ERROR", "NOT_FOUND", "Resource not found."),
-    )
 }
 
 fn percent_decode(segment: &str) -> String {
@@ -549,19 +244,14 @@ fn parse_time(value: &str) -> Option<jiff::Timestamp> {
     value.parse::<jiff::Timestamp>().ok()
 }
 
-fn list_payments(state: &mut SquareState, query: &str) -> (u16, Response) {
+fn list_payments(state: &mut SquareApi, query: &str) -> (u16, Response) {
     let bad = |code: &str, field: &str, detail: &str| {
         let body = json!({"errors": [{"category": "INVALID_REQUEST_ERROR", "code": code,
                                       "detail": detail, "field": field}]});
         (400, json_response(400, &body, &[]))
     };
     let params = parse_query(query);
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let param = |name: &str| crate::mock::param(&params, name);
     let limit = match param("limit") {
         None => 100,
         Some(text) => match text.parse::<usize>() {
@@ -887,14 +577,5 @@ mod tests {
             ),
             "Cxt7+aTi4rKgcA0bC4g9EHdVtLSDWdqccmL5MvihU4U="
         );
-    }
-
-    #[test]
-    fn faults_count_down() {
-        let mut faults = vec![Fault::next(2, 500).on("/v2/payments")];
-        assert!(take_fault(&mut faults, "/v2/locations/x").is_none());
-        assert_eq!(take_fault(&mut faults, "/v2/payments").unwrap().status, 500);
-        assert!(take_fault(&mut faults, "/v2/payments").is_some());
-        assert!(take_fault(&mut faults, "/v2/payments").is_none());
     }
 }

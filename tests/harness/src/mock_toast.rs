@@ -1,4 +1,4 @@
-//! A local mock of Toast's API as `shared/PROVIDERS.md` describes it: client-credentials
+//! A local mock of Toast's API as Toast's published API documents it: client-credentials
 //! login (`POST /authentication/v1/authentication/login`) handing out expiring tokens,
 //! `GET /restaurants/v1/restaurants/{guid}` and `GET /orders/v2/ordersBulk` (both need the
 //! Bearer token **and** `Toast-Restaurant-External-ID`), `startDate`/`endDate` on
@@ -9,21 +9,15 @@
 //! `X-Toast-RateLimit-Remaining` / `X-Toast-RateLimit-Reset`.
 //!
 //! The test can count logins, expire the current token (the next data call gets 401),
-//! inject 429s with or without `Retry-After` and 5xx, and read the request log.
+//! inject 429s with or without `Retry-After` and 5xx, and read the request log; the server,
+//! the log and the faults are [`crate::mock`]'s.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
-
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, Method, Uri};
+use axum::http::Method;
 use axum::response::Response;
-use axum::Router;
 use serde_json::{json, Value};
 
-use crate::mock_square::{
-    header_list, hmac_sha256_base64, json_response, parse_query, take_fault, Fault, LoggedRequest,
-    MockServer,
+use crate::mock::{
+    hmac_sha256_base64, json_response, parse_query, Fault, Incoming, Mock, Provider,
 };
 
 /// The client id the mock accepts unless the test sets another.
@@ -38,8 +32,10 @@ const RESTAURANT_HEADER: &str = "toast-restaurant-external-id";
 /// Requests per 15 minutes Toast allows a restaurant (reported in the rate-limit headers).
 const QUOTA: i64 = 10_000;
 
+/// Toast's side of [`MockToast`]: the accepted client, the tokens handed out, restaurants,
+/// orders and the data-request count behind the rate-limit headers.
 #[derive(Debug)]
-struct ToastState {
+pub struct ToastApi {
     base_url: String,
     client_id: String,
     client_secret: String,
@@ -51,28 +47,18 @@ struct ToastState {
     restaurants: Vec<Value>,
     /// (restaurant guid, order).
     orders: Vec<(String, Value)>,
-    faults: Vec<Fault>,
-    log: Vec<LoggedRequest>,
     data_requests: i64,
 }
 
 /// A mock Toast API on 127.0.0.1. Dropping it stops it.
-#[derive(Debug)]
-pub struct MockToast {
-    server: MockServer,
-    state: Arc<Mutex<ToastState>>,
-}
+pub type MockToast = Mock<ToastApi>;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl MockToast {
+impl Mock<ToastApi> {
     /// Starts a mock accepting [`TOAST_CLIENT_ID`] / [`TOAST_CLIENT_SECRET`], with one
     /// restaurant [`TOAST_RESTAURANT`] ("Mock Diner", America/Chicago, USD), tokens valid
     /// for 86400 s, and no orders.
     pub async fn start() -> MockToast {
-        let state = Arc::new(Mutex::new(ToastState {
+        let mock = Mock::serve(ToastApi {
             base_url: String::new(),
             client_id: TOAST_CLIENT_ID.to_owned(),
             client_secret: TOAST_CLIENT_SECRET.to_owned(),
@@ -87,104 +73,63 @@ impl MockToast {
                 "USD",
             )],
             orders: Vec::new(),
-            faults: Vec::new(),
-            log: Vec::new(),
             data_requests: 0,
-        }));
-        let router = Router::new()
-            .fallback(toast_handler)
-            .with_state(state.clone());
-        let server = MockServer::spawn(router).await;
-        lock(&state).base_url = server.base_url().to_owned();
-        MockToast { server, state }
-    }
-
-    /// `http://127.0.0.1:PORT` (the integration's `base_url`).
-    pub fn base_url(&self) -> &str {
-        self.server.base_url()
-    }
-
-    /// `127.0.0.1:PORT`.
-    pub fn host_port(&self) -> &str {
-        self.server.host_port()
+        })
+        .await;
+        // `Link` headers point back at the mock, so it must know its own address.
+        let base_url = mock.base_url().to_owned();
+        mock.with(|api| api.base_url = base_url);
+        mock
     }
 
     /// Replaces the accepted client credentials.
     pub fn set_client(&self, client_id: &str, client_secret: &str) {
-        let mut state = lock(&self.state);
-        state.client_id = client_id.to_owned();
-        state.client_secret = client_secret.to_owned();
+        self.with(|api| {
+            api.client_id = client_id.to_owned();
+            api.client_secret = client_secret.to_owned();
+        });
     }
 
     /// The `expiresIn` logins answer with (seconds; a JSON number).
     pub fn set_expires_in(&self, seconds: i64) {
-        lock(&self.state).expires_in = json!(seconds);
+        self.with(|api| api.expires_in = json!(seconds));
     }
 
     /// Successful logins so far.
     pub fn logins(&self) -> u32 {
-        lock(&self.state).logins
+        self.with(|api| api.logins)
     }
 
     /// Expires every token handed out so far: the next data call with one gets 401.
     pub fn expire_tokens(&self) {
-        lock(&self.state).valid_tokens.clear();
+        self.with(|api| api.valid_tokens.clear());
     }
 
     /// Adds a restaurant (see [`toast_restaurant`]).
     pub fn add_restaurant(&self, restaurant: Value) {
-        lock(&self.state).restaurants.push(restaurant);
+        self.with(|api| api.restaurants.push(restaurant));
     }
 
     /// Adds orders of [`TOAST_RESTAURANT`] (see [`ToastOrder`]).
     pub fn add_orders(&self, orders: impl IntoIterator<Item = Value>) {
-        let mut state = lock(&self.state);
-        state
-            .orders
-            .extend(orders.into_iter().map(|o| (TOAST_RESTAURANT.to_owned(), o)));
+        self.with(|api| {
+            api.orders
+                .extend(orders.into_iter().map(|o| (TOAST_RESTAURANT.to_owned(), o)));
+        });
     }
 
     /// Replaces the order with the same `guid` (or adds it).
     pub fn upsert_order(&self, order: Value) {
-        let mut state = lock(&self.state);
-        match state
-            .orders
-            .iter_mut()
-            .find(|(_, o)| o["guid"] == order["guid"])
-        {
-            Some((_, existing)) => *existing = order,
-            None => state.orders.push((TOAST_RESTAURANT.to_owned(), order)),
-        }
-    }
-
-    /// Injects a fault (see [`Fault`]).
-    pub fn inject(&self, fault: Fault) {
-        lock(&self.state).faults.push(fault);
-    }
-
-    /// Removes every injected fault.
-    pub fn clear_faults(&self) {
-        lock(&self.state).faults.clear();
-    }
-
-    /// Every request received so far.
-    pub fn requests(&self) -> Vec<LoggedRequest> {
-        lock(&self.state).log.clone()
-    }
-
-    /// Requests whose path starts with `prefix`.
-    pub fn requests_to(&self, prefix: &str) -> Vec<LoggedRequest> {
-        lock(&self.state)
-            .log
-            .iter()
-            .filter(|r| r.path.starts_with(prefix))
-            .cloned()
-            .collect()
-    }
-
-    /// Forgets the request log.
-    pub fn clear_requests(&self) {
-        lock(&self.state).log.clear();
+        self.with(|api| {
+            match api
+                .orders
+                .iter_mut()
+                .find(|(_, o)| o["guid"] == order["guid"])
+            {
+                Some((_, existing)) => *existing = order,
+                None => api.orders.push((TOAST_RESTAURANT.to_owned(), order)),
+            }
+        });
     }
 }
 
@@ -226,55 +171,164 @@ pub fn toast_error(status: u16, code: u32, message: &str) -> Value {
     })
 }
 
-fn toast_fault_response(fault: &Fault, rate_headers: Vec<(String, String)>) -> Response {
-    let (code, message) = match fault.status {
-        429 => (10429, "Rate limit exceeded"),
-        401 => (10001, "Access token is expired or invalid"),
-        403 => (10003, "Access denied"),
-        _ => (10500, "Internal server error"),
-    };
-    let mut headers = rate_headers;
-    if fault.status == 429 {
-        for (name, value) in headers.iter_mut() {
-            if name == "x-toast-ratelimit-remaining" {
-                *value = "0".to_owned();
-            }
+impl Provider for ToastApi {
+    fn arrived(&mut self, request: &Incoming<'_>) {
+        if request.path != LOGIN_PATH {
+            self.data_requests += 1;
         }
     }
-    if let Some(retry_after) = &fault.retry_after {
-        headers.push(("retry-after".to_owned(), retry_after.clone()));
+
+    fn fault_response(&self, fault: &Fault) -> Response {
+        let rate_headers = rate_headers(self);
+        let (code, message) = match fault.status {
+            429 => (10429, "Rate limit exceeded"),
+            401 => (10001, "Access token is expired or invalid"),
+            403 => (10003, "Access denied"),
+            _ => (10500, "Internal server error"),
+        };
+        let mut headers = rate_headers;
+        if fault.status == 429 {
+            for (name, value) in headers.iter_mut() {
+                if name == "x-toast-ratelimit-remaining" {
+                    *value = "0".to_owned();
+                }
+            }
+        }
+        if let Some(retry_after) = &fault.retry_after {
+            headers.push(("retry-after".to_owned(), retry_after.clone()));
+        }
+        json_response(
+            fault.status,
+            &toast_error(fault.status, code, message),
+            &headers,
+        )
     }
-    json_response(
-        fault.status,
-        &toast_error(fault.status, code, message),
-        &headers,
-    )
+
+    fn route(&mut self, request: &Incoming<'_>) -> (u16, Response) {
+        let state = self;
+        let (method, path, query, headers, body) = (
+            request.method,
+            request.path,
+            request.query,
+            request.headers,
+            request.body,
+        );
+        let rate = rate_headers(state);
+        let reply = |status: u16, body: Value, rate: &[(String, String)]| {
+            (status, json_response(status, &body, rate))
+        };
+        if path == LOGIN_PATH {
+            if method != Method::POST {
+                return reply(405, toast_error(405, 10405, "Method not allowed"), &[]);
+            }
+            let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            if request["userAccessType"] != "TOAST_MACHINE_CLIENT" {
+                return reply(
+                    400,
+                    toast_error(400, 10400, "userAccessType must be TOAST_MACHINE_CLIENT"),
+                    &[],
+                );
+            }
+            if request["clientId"] != state.client_id.as_str()
+                || request["clientSecret"] != state.client_secret.as_str()
+            {
+                return reply(
+                    401,
+                    toast_error(
+                        401,
+                        10010,
+                        "Authentication failed: invalid client credentials",
+                    ),
+                    &[],
+                );
+            }
+            state.token_seq += 1;
+            state.logins += 1;
+            let token = format!(
+                "eyJhbGciOiJSUzI1NiJ9.mock-toast-token-{}.sig",
+                state.token_seq
+            );
+            state.valid_tokens.push(token.clone());
+            return reply(
+                200,
+                json!({
+                    "@class": ".SuccessfulResponse",
+                    "token": {
+                        "tokenType": "Bearer",
+                        "scope": null,
+                        "expiresIn": state.expires_in,
+                        "accessToken": token,
+                        "idToken": null,
+                        "refreshToken": null
+                    },
+                    "status": "SUCCESS"
+                }),
+                &[],
+            );
+        }
+
+        let token_ok = request
+            .bearer()
+            .is_some_and(|t| state.valid_tokens.iter().any(|v| v == t));
+        if !token_ok {
+            return reply(
+                401,
+                toast_error(401, 10001, "Access token is expired or invalid"),
+                &rate,
+            );
+        }
+        let Some(restaurant) = headers
+            .get(RESTAURANT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+        else {
+            return reply(
+                400,
+                toast_error(
+                    400,
+                    10400,
+                    "Missing required header Toast-Restaurant-External-ID",
+                ),
+                &rate,
+            );
+        };
+        if !state
+            .restaurants
+            .iter()
+            .any(|r| r["guid"] == restaurant.as_str())
+        {
+            return reply(
+                403,
+                toast_error(
+                    403,
+                    10003,
+                    "Access to the restaurant in Toast-Restaurant-External-ID is denied",
+                ),
+                &rate,
+            );
+        }
+        if method != Method::GET {
+            return reply(405, toast_error(405, 10405, "Method not allowed"), &rate);
+        }
+        if let Some(guid) = path.strip_prefix("/restaurants/v1/restaurants/") {
+            return match state.restaurants.iter().find(|r| r["guid"] == guid) {
+                Some(r) if guid == restaurant => reply(200, r.clone(), &rate),
+                Some(_) => reply(
+                    403,
+                    toast_error(403, 10003, "Restaurant does not match the header"),
+                    &rate,
+                ),
+                None => reply(404, toast_error(404, 10404, "Restaurant not found"), &rate),
+            };
+        }
+        if path == "/orders/v2/ordersBulk" {
+            return orders_bulk(state, &restaurant, query, rate);
+        }
+        reply(404, toast_error(404, 10404, "Not found"), &rate)
+    }
 }
 
-async fn toast_handler(
-    State(state): State<Arc<Mutex<ToastState>>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let path = uri.path().to_owned();
-    let query = uri.query().unwrap_or_default().to_owned();
-    let mut guard = lock(&state);
-    let (status, response) = toast_route(&mut guard, &method, &path, &query, &headers, &body);
-    guard.log.push(LoggedRequest {
-        method: method.to_string(),
-        path,
-        query,
-        headers: header_list(&headers),
-        body: body.to_vec(),
-        status,
-        at: Instant::now(),
-    });
-    response
-}
-
-fn rate_headers(state: &ToastState) -> Vec<(String, String)> {
+fn rate_headers(state: &ToastApi) -> Vec<(String, String)> {
     let now = jiff::Timestamp::now().as_second();
     vec![
         (
@@ -286,136 +340,6 @@ fn rate_headers(state: &ToastState) -> Vec<(String, String)> {
             (now + 900 - now % 900).to_string(),
         ),
     ]
-}
-
-fn toast_route(
-    state: &mut ToastState,
-    method: &Method,
-    path: &str,
-    query: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> (u16, Response) {
-    if path != LOGIN_PATH {
-        state.data_requests += 1;
-    }
-    let rate = rate_headers(state);
-    let reply = |status: u16, body: Value, rate: &[(String, String)]| {
-        (status, json_response(status, &body, rate))
-    };
-    if let Some(fault) = take_fault(&mut state.faults, path) {
-        return (fault.status, toast_fault_response(&fault, rate));
-    }
-    if path == LOGIN_PATH {
-        if method != Method::POST {
-            return reply(405, toast_error(405, 10405, "Method not allowed"), &[]);
-        }
-        let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        if request["userAccessType"] != "TOAST_MACHINE_CLIENT" {
-            return reply(
-                400,
-                toast_error(400, 10400, "userAccessType must be TOAST_MACHINE_CLIENT"),
-                &[],
-            );
-        }
-        if request["clientId"] != state.client_id.as_str()
-            || request["clientSecret"] != state.client_secret.as_str()
-        {
-            return reply(
-                401,
-                toast_error(
-                    401,
-                    10010,
-                    "Authentication failed: invalid client credentials",
-                ),
-                &[],
-            );
-        }
-        state.token_seq += 1;
-        state.logins += 1;
-        let token = format!(
-            "eyJhbGciOiJSUzI1NiJ9.mock-toast-token-{}.sig",
-            state.token_seq
-        );
-        state.valid_tokens.push(token.clone());
-        return reply(
-            200,
-            json!({
-                "@class": ".SuccessfulResponse",
-                "token": {
-                    "tokenType": "Bearer",
-                    "scope": null,
-                    "expiresIn": state.expires_in,
-                    "accessToken": token,
-                    "idToken": null,
-                    "refreshToken": null
-                },
-                "status": "SUCCESS"
-            }),
-            &[],
-        );
-    }
-
-    let token_ok = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| state.valid_tokens.iter().any(|v| v == t));
-    if !token_ok {
-        return reply(
-            401,
-            toast_error(401, 10001, "Access token is expired or invalid"),
-            &rate,
-        );
-    }
-    let Some(restaurant) = headers
-        .get(RESTAURANT_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-    else {
-        return reply(
-            400,
-            toast_error(
-                400,
-                10400,
-                "Missing required header Toast-Restaurant-External-ID",
-            ),
-            &rate,
-        );
-    };
-    if !state
-        .restaurants
-        .iter()
-        .any(|r| r["guid"] == restaurant.as_str())
-    {
-        return reply(
-            403,
-            toast_error(
-                403,
-                10003,
-                "Access to the restaurant in Toast-Restaurant-External-ID is denied",
-            ),
-            &rate,
-        );
-    }
-    if method != Method::GET {
-        return reply(405, toast_error(405, 10405, "Method not allowed"), &rate);
-    }
-    if let Some(guid) = path.strip_prefix("/restaurants/v1/restaurants/") {
-        return match state.restaurants.iter().find(|r| r["guid"] == guid) {
-            Some(r) if guid == restaurant => reply(200, r.clone(), &rate),
-            Some(_) => reply(
-                403,
-                toast_error(403, 10003, "Restaurant does not match the header"),
-                &rate,
-            ),
-            None => reply(404, toast_error(404, 10404, "Restaurant not found"), &rate),
-        };
-    }
-    if path == "/orders/v2/ordersBulk" {
-        return orders_bulk(state, &restaurant, query, rate);
-    }
-    reply(404, toast_error(404, 10404, "Not found"), &rate)
 }
 
 /// Parses `2021-07-30T11:57:46.235+0000` (also `+00:00` and `Z`).
@@ -436,7 +360,7 @@ pub fn toast_time(ts: jiff::Timestamp) -> String {
 }
 
 fn orders_bulk(
-    state: &ToastState,
+    state: &ToastApi,
     restaurant: &str,
     query: &str,
     rate: Vec<(String, String)>,
@@ -448,12 +372,7 @@ fn orders_bulk(
         )
     };
     let params = parse_query(query);
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let param = |name: &str| crate::mock::param(&params, name);
     let page_size = match param("pageSize").map(|s| s.parse::<usize>()) {
         None => 100,
         Some(Ok(n)) if (1..=100).contains(&n) => n,

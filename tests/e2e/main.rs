@@ -7,52 +7,30 @@
 
 use posbridge_harness::{Backend, TestServer};
 
-#[path = "e2e/admin.rs"]
 mod admin;
-#[path = "e2e/auth.rs"]
 mod auth;
-#[path = "e2e/bad_input.rs"]
 mod bad_input;
-#[path = "e2e/config.rs"]
 mod config;
-#[path = "e2e/dead_letters.rs"]
 mod dead_letters;
-#[path = "e2e/events.rs"]
 mod events;
-#[path = "e2e/fuzz.rs"]
 mod fuzz;
-#[path = "e2e/gift_cards.rs"]
 mod gift_cards;
-#[path = "e2e/hardening_edge.rs"]
 mod hardening_edge;
-#[path = "e2e/hardening_input.rs"]
 mod hardening_input;
-#[path = "e2e/hardening_sockets.rs"]
 mod hardening_sockets;
-#[path = "e2e/hooks.rs"]
 mod hooks;
-#[path = "e2e/idempotency.rs"]
 mod idempotency;
-#[path = "e2e/lifecycle.rs"]
 mod lifecycle;
-#[path = "e2e/loyalty.rs"]
 mod loyalty;
-#[path = "e2e/orders.rs"]
 mod orders;
-#[path = "e2e/plugins.rs"]
 mod plugins;
-#[path = "e2e/providers.rs"]
 mod providers;
-#[path = "e2e/providers_local.rs"]
 mod providers_local;
-#[path = "e2e/providers_toast.rs"]
 mod providers_toast;
-#[path = "e2e/providers_webhooks.rs"]
 mod providers_webhooks;
-#[path = "e2e/reports.rs"]
 mod reports;
-#[path = "e2e/rules.rs"]
 mod rules;
+mod schema;
 
 /// The binary under test, built by Cargo for this test target.
 pub const BIN: &str = env!("CARGO_BIN_EXE_posbridge");
