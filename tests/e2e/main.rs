@@ -1,9 +1,10 @@
 //! End-to-end tests: the real `posbridge` binary on an ephemeral loopback port, against
 //! SQLite and against PostgreSQL (every scenario runs on both through `both_backends!`).
 //!
-//! PostgreSQL: `POSBRIDGE_TEST_POSTGRES_URL` (default
-//! `postgres://posbridge:posbridge@127.0.0.1:5432/postgres`) must be reachable, or the
-//! PostgreSQL variants fail; `POSBRIDGE_TEST_POSTGRES=skip` skips them instead.
+//! PostgreSQL: the server named by `POSBRIDGE_TEST_POSTGRES_URL`, or when it is unset a
+//! throwaway cluster the harness starts from the installed server binaries (one per test
+//! run, removed after it); `POSBRIDGE_TEST_POSTGRES=skip` skips the PostgreSQL variants.
+//! See the harness crate's docs for the details.
 
 use posbridge_harness::{Backend, TestServer};
 
