@@ -18,9 +18,11 @@ use crate::terminals::Terminals;
 use crate::vault::{Vault, VaultError};
 use crate::{api, idempotency, metrics};
 
+mod body_deadline;
 mod listener;
 
-pub use listener::{BodyTimeout, ConnectionOptions, DeadlineBody, TimedIo};
+pub use body_deadline::{BodyTimeout, DeadlineBody};
+pub use listener::{ConnectionOptions, TimedIo};
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]

@@ -21,6 +21,11 @@
 //! no later event exists yet, the event is held and retried (at the longest backoff) until
 //! one does. A configuration that does not open fails every event alike: it quarantines
 //! without probing.
+//!
+//! At a little over 600 lines this file keeps the delivery loop and the poison judgement
+//! together on purpose: both drive the same lease, cursor compare-and-set and failure
+//! count, and apart they would have to expose that state machine to each other. What only
+//! concerns dead letters is in `dispatch/dead.rs`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,11 +33,15 @@ use std::time::{Duration, Instant};
 use sqlx::Row;
 use tokio::sync::Semaphore;
 
+mod dead;
+
+pub use dead::retry_dead_event;
+
+use self::dead::{set_aside, Failed};
 use super::actions::{self, ActionError};
 use super::sealed_config::{self, ConfigSealError, CONFIG_COLUMNS};
 use super::{BindingStatus, HookOptions};
 use crate::auth::TenantScope;
-use crate::dead_letters::{self, Kind, NewDeadLetter, RetryOutcome};
 use crate::events::{self, LoggedEvent, LoggedTx};
 use crate::plugins::contract::HookEvent;
 use crate::plugins::{CallContext, CallError};
@@ -357,13 +366,6 @@ async fn deliver_binding(app: &AppState, id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A failed event with what its dead letter records.
-struct Failed {
-    event: LoggedEvent,
-    error: String,
-    attempts: i64,
-}
-
 /// `event` failed its last allowed attempt: tries the next events once each to tell a poison
 /// event (a later one goes through: the failed ones become dead letters, in the transaction
 /// that delivers it) from a binding-wide failure (they fail too: quarantine, cursor unmoved).
@@ -523,93 +525,6 @@ async fn attempt(
     tx.commit().await?;
     metrics::counter!("posbridge_hook_deliveries_total", "outcome" => "delivered").increment(1);
     Ok(Attempt::Delivered)
-}
-
-/// The item a hook event's dead letter is filed under: its seq.
-fn event_item(seq: i64) -> String {
-    seq.to_string()
-}
-
-/// Sets a failed event aside for `binding`, with the event itself as the payload (the log
-/// may be pruned before anyone retries it).
-async fn set_aside(
-    conn: &mut crate::store::Conn,
-    binding: &Claimed,
-    failed: &Failed,
-) -> Result<(), StoreError> {
-    let event = &failed.event;
-    let payload = serde_json::json!({
-        "seq": event.seq,
-        "kind": event.kind,
-        "at": event.at,
-        "data": event.data,
-    });
-    dead_letters::put(
-        conn,
-        &NewDeadLetter {
-            kind: Kind::Hook,
-            tenant_id: &binding.tenant_id,
-            integration_id: None,
-            source_id: &binding.id,
-            item: &event_item(event.seq),
-            reason: &failed.error,
-            attempts: failed.attempts,
-            payload: Some(payload.to_string()),
-        },
-    )
-    .await?;
-    Ok(())
-}
-
-/// Retries a hook dead letter: the event from its payload is handed to the binding's hook
-/// once more, whatever the binding's cursor (it is past the event) or status, and its
-/// actions are applied with the dead letter's removal in one transaction.
-pub async fn retry_dead_event(
-    app: &AppState,
-    dead: &dead_letters::Stored,
-) -> Result<RetryOutcome, StoreError> {
-    let Some((binding, _status)) = load_any(app, &dead.view.source_id).await? else {
-        return Ok(RetryOutcome::Gone(
-            "the hook binding no longer exists".into(),
-        ));
-    };
-    let Some(scope) = TenantScope::for_background_job(&app.store, &binding.tenant_id).await? else {
-        return Ok(RetryOutcome::Gone("the tenant no longer exists".into()));
-    };
-    let payload: Option<serde_json::Value> = dead
-        .payload
-        .as_deref()
-        .and_then(|p| serde_json::from_str(p).ok());
-    let event = payload.and_then(|p| {
-        Some(LoggedEvent {
-            seq: p["seq"].as_i64()?,
-            kind: p["kind"].as_str()?.to_owned(),
-            at: p["at"].as_i64()?,
-            data: p["data"].as_str()?.to_owned(),
-        })
-    });
-    let Some(event) = event else {
-        return Ok(RetryOutcome::Gone(
-            "the dead letter does not hold the event".into(),
-        ));
-    };
-    let planned = match run_hook(app, &binding, &scope, &event).await {
-        Ok(planned) => planned,
-        Err(Attempt::Failed(why) | Attempt::Unavailable(why)) => {
-            return Ok(RetryOutcome::Failed(why))
-        }
-        Err(_) => return Ok(RetryOutcome::Failed("the server is shutting down".into())),
-    };
-    let mut tx = LoggedTx::begin(&app.store, &app.hub).await?;
-    match actions::apply(&mut tx, &scope, &planned).await {
-        Ok(()) => {}
-        Err(ActionError::Store(err)) => return Err(err),
-        Err(err) => return Ok(RetryOutcome::Failed(format!("invalid action: {err}"))),
-    }
-    dead_letters::resolve(tx.conn(), Kind::Hook, &binding.id, &dead.view.item).await?;
-    tx.commit().await?;
-    metrics::counter!("posbridge_hook_deliveries_total", "outcome" => "delivered").increment(1);
-    Ok(RetryOutcome::Resolved)
 }
 
 /// Moves the cursor over events the binding does not subscribe to.

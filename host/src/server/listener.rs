@@ -15,7 +15,8 @@
 //!
 //! hyper's own `header_read_timeout` starts when it begins waiting for a head, idle time
 //! included, so it cannot tell a slow client from an idle keep-alive one; the timers live
-//! in [`TimedIo`], which sees every byte, and the body deadline in [`DeadlineBody`].
+//! in [`TimedIo`], which sees every byte, and the body deadline in [`DeadlineBody`]
+//! (`server/body_deadline.rs`).
 //!
 //! Upgraded WebSockets leave this accounting: once the handshake is answered the stream
 //! belongs to the session (see `terminals/upgrade.rs`), which has its own ping deadline,
@@ -35,8 +36,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use bytes::Bytes;
-use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::body::{Body as HttpBody, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -46,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use super::body_deadline::DeadlineBody;
 use crate::error::ApiError;
 
 /// Connection knobs (`--header-read-timeout-ms`, `--body-timeout-ms`, `--idle-timeout-ms`,
@@ -535,65 +536,6 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
             }
             Ok(response)
         })
-    }
-}
-
-/// A request body that fails once its deadline passes, however the bytes trickle in
-/// (tower-http's `RequestBodyTimeout` restarts its clock at every frame, which a client
-/// sending a byte every few seconds never trips).
-pub struct DeadlineBody {
-    inner: Incoming,
-    deadline: Option<(Pin<Box<Sleep>>, Arc<AtomicBool>)>,
-}
-
-impl DeadlineBody {
-    fn new(inner: Incoming, timeout: Duration, expired: Arc<AtomicBool>) -> Self {
-        DeadlineBody {
-            inner,
-            deadline: Some((Box::pin(tokio::time::sleep(timeout)), expired)),
-        }
-    }
-
-    fn unlimited(inner: Incoming) -> Self {
-        DeadlineBody {
-            inner,
-            deadline: None,
-        }
-    }
-}
-
-/// The error a body read gets when the deadline passed.
-#[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive in time")]
-pub struct BodyTimeout;
-
-impl HttpBody for DeadlineBody {
-    type Data = Bytes;
-    type Error = axum::BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.get_mut();
-        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
-        }
-        if let Some((sleep, expired)) = &mut this.deadline {
-            if sleep.as_mut().poll(cx).is_ready() {
-                expired.store(true, Ordering::SeqCst);
-                return Poll::Ready(Some(Err(BodyTimeout.into())));
-            }
-        }
-        Poll::Pending
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 
