@@ -5,8 +5,7 @@ Every relative link must name a file or folder that exists in the repository, an
 anchor (`file.md#heading`, `#heading`) must name a heading of that file, spelled as GitHub
 spells heading anchors. No link may leave the repository: neither a relative path that
 climbs out of it nor an absolute URL, since a reader with only a clone must be able to
-follow every one. Files outside the repository that earlier versions pointed at must not be
-mentioned at all.
+follow every one.
 
 Usage: python3 docs/check-links.py   (from anywhere; exit status 1 on any problem)
 """
@@ -18,9 +17,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-
-# Documents that live outside the repository; a clone does not have them.
-FORBIDDEN_MENTIONS = ["../shared", "DESIGN.md", "PROVIDERS.md"]
 
 FENCE = re.compile(r"^\s*(```|~~~)")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -104,10 +100,6 @@ def check(path):
     problems = []
     text = path.read_text(encoding="utf-8")
     where = path.relative_to(ROOT)
-    for number, line in enumerate(text.splitlines(), start=1):
-        for mention in FORBIDDEN_MENTIONS:
-            if mention in line:
-                problems.append(f"{where}:{number}: mentions {mention}, which is outside the repository")
     for number, target in links(text):
         if not target:
             problems.append(f"{where}:{number}: empty link target")
