@@ -103,11 +103,13 @@ pub fn sqlite_file(url: &str) -> Option<PathBuf> {
     Some(PathBuf::from(file))
 }
 
-/// The database as messages name it: `sqlite <absolute path>`, or the PostgreSQL URL with
+/// The database as messages name it: `sqlite <absolute path>` (resolved, if the file exists), or the PostgreSQL URL with
 /// its password replaced by `***`.
 pub fn describe(url: &str) -> String {
     if let Some(path) = sqlite_file(url) {
-        let path = std::path::absolute(&path).unwrap_or(path);
+        let path = std::fs::canonicalize(&path)
+            .or_else(|_| std::path::absolute(&path))
+            .unwrap_or(path);
         return format!("sqlite {}", path.display());
     }
     masked(url)
