@@ -142,8 +142,12 @@ async fn cli_refuses_a_postgres_database_without_posbridges_schema_postgres() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("has no posbridge schema"), "{stderr}");
     if let Ok(parsed) = posbridge_harness::reqwest::Url::parse(&url) {
-        if let Some(password) = parsed.password().filter(|p| p.len() > 2) {
-            assert!(!stderr.contains(password), "password shown: {stderr}");
+        if let Some(password) = parsed.password() {
+            assert!(
+                !stderr.contains(&format!(":{password}@")),
+                "password shown: {stderr}"
+            );
+            assert!(stderr.contains(":***@"), "{stderr}");
         }
     }
     // The migrated database of a server is accepted, and named with its password masked.

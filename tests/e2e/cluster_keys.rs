@@ -150,7 +150,10 @@ async fn hosts_sharing_a_key_file_open_each_others_credentials_through_a_rotatio
     }
     let kitchen = host_a.setup_tenant("kitchen").await;
     let mock = MockSquare::start().await;
-    approve_host(&host_a, "square", mock.host_port()).await;
+    // Approvals reaching every host are another concern (and test); approve on each here.
+    for host in [&host_a, &host_b] {
+        approve_host(host, "square", mock.host_port()).await;
+    }
     let on_a = host_a.manager(&kitchen);
     let on_b = host_b.manager(&kitchen);
 
@@ -172,6 +175,10 @@ async fn hosts_sharing_a_key_file_open_each_others_credentials_through_a_rotatio
     assert_eq!(key_file_path_json(&keys)["active"], new_id.as_str());
     sync_on(&on_b, "main", "B").await;
     sync_on(&on_a, "main", "A").await;
+    assert!(
+        host_b.logs().contains("master key file re-read"),
+        "host B picked the rotated key up from the shared file"
+    );
 
     // A venue connected on B after the rotation opens on A.
     connect_square(&on_b, &mock, "patio", json!({})).await;
@@ -185,6 +192,7 @@ async fn hosts_sharing_a_key_file_open_each_others_credentials_through_a_rotatio
 
     // A third host started after the rotation, with the shared file, starts and opens them.
     let host_c = host_a.start_sibling().await;
+    approve_host(&host_c, "square", mock.host_port()).await;
     sync_on(&host_c.manager(&kitchen), "patio", "C").await;
 }
 
