@@ -192,3 +192,53 @@ pub async fn known_key_ids(store: &Store) -> Result<Vec<String>, KeyCheckError> 
     ids.extend(sealed_key_ids(store).await?);
     Ok(ids.into_iter().collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pbkeys-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    #[tokio::test]
+    async fn diverging_or_missing_keys_are_refused_and_shared_ones_accepted() {
+        let dir = scratch();
+        let db = dir.join("p.db").display().to_string();
+        let store = Store::open(&db, &crate::store::StoreOptions::default())
+            .await
+            .expect("store");
+        let shared = dir.join("shared.keys");
+        let first = load_checked(&store, None, &shared)
+            .await
+            .expect("first host");
+        let id = first.active_key_id();
+        // The same file again (a second host reading it): accepted.
+        load_checked(&store, None, &shared)
+            .await
+            .expect("shared key file");
+        // No key file on a database that recorded one: refused, nothing created.
+        let missing = dir.join("missing.keys");
+        let err = load_checked(&store, None, &missing).await.unwrap_err();
+        assert!(
+            matches!(&err, KeyCheckError::MissingKeyFile { key_ids, .. } if key_ids == &vec![id.clone()]),
+            "{err}"
+        );
+        assert!(!missing.exists());
+        // Another key under the recorded id: refused, naming the id and the remedy.
+        let other = format!("{id}:{}", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+        let err = load_checked(&store, Some(&other), &missing)
+            .await
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, KeyCheckError::Mismatch { .. }), "{message}");
+        assert!(
+            message.contains(&id) && message.contains("copy the key file"),
+            "{message}"
+        );
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -476,6 +476,39 @@ mod tests {
     }
 
     #[test]
+    fn check_values_tell_keys_apart_without_showing_them() {
+        let a = env_vault();
+        let same = env_vault();
+        let other = Vault::load(
+            Some(&format!("a:{}", B64.encode([8u8; 32]))),
+            Path::new("/nonexistent"),
+        )
+        .unwrap();
+        let (id, check) = a.check_values().remove(0);
+        assert_eq!(id, "a");
+        assert_eq!(check.len(), 64);
+        assert_eq!(same.check_values()[0].1, check);
+        assert_ne!(other.check_values()[0].1, check);
+        assert!(!check.contains(&hex::encode([7u8; 32])));
+    }
+
+    #[test]
+    fn a_host_adopts_the_rotated_active_key_when_it_meets_it() {
+        let dir = std::env::temp_dir().join(format!("pbvault-{}", uuid::Uuid::now_v7()));
+        let path = dir.join("posbridge.keys");
+        let running = Vault::load(None, &path).unwrap();
+        let old_id = running.active_key_id();
+        let mut rotating = Vault::load(None, &path).unwrap();
+        let new_id = rotating.add_key().unwrap();
+        let sealed = rotating.seal("t", "i", "f", b"v").unwrap();
+        assert_eq!(running.active_key_id(), old_id);
+        assert_eq!(running.open("t", "i", "f", &sealed).unwrap(), b"v");
+        assert_eq!(running.active_key_id(), new_id, "adopted the rotated key");
+        assert_eq!(running.seal("t", "i", "f", b"w").unwrap().key_id, new_id);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn malformed_env_keys_are_refused() {
         assert!(Vault::load(Some("a:notbase64"), Path::new("/x")).is_err());
         assert!(Vault::load(Some(&B64.encode([1u8; 16])), Path::new("/x")).is_err());
