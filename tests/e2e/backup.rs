@@ -157,3 +157,38 @@ async fn a_backup_taken_online_restores_with_its_sealed_credentials() {
     .await;
     assert!(synced["fetched"].as_u64().is_some(), "{synced}");
 }
+
+/// On PostgreSQL the backup holds the key file and the manifest, and names the `pg_dump`
+/// command (without the password) in a README and on stderr.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_backup_saves_the_key_file_and_names_pg_dump_postgres() {
+    if !posbridge_harness::postgres_available().await {
+        return;
+    }
+    let srv = crate::start(Backend::Postgres).await;
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let dir = scratch.path().join("pg-backup");
+    let dir_arg = dir.display().to_string();
+    let out = srv.cli(&["backup", &dir_arg]).await;
+    let manifest = out.json();
+    assert_eq!(manifest["backend"], "postgres", "{manifest}");
+    let command = manifest["pg_dump"].as_str().expect("pg_dump command");
+    assert!(
+        command.starts_with("pg_dump --format=custom --file=") && command.contains(&dir_arg),
+        "{command}"
+    );
+    let url = posbridge_harness::reqwest::Url::parse(srv.database_url()).expect("URL");
+    if let Some(password) = url.password() {
+        for text in [command, out.stderr.as_str()] {
+            assert!(!text.contains(&format!(":{password}@")), "{text}");
+        }
+    }
+    assert!(out.stderr.contains(command), "{}", out.stderr);
+    let readme = std::fs::read_to_string(dir.join("README.txt")).expect("README");
+    assert!(readme.contains(command), "{readme}");
+    assert_eq!(
+        std::fs::read(dir.join("posbridge.keys")).expect("key file copy"),
+        std::fs::read(srv.dir().join("posbridge.keys")).expect("key file")
+    );
+    assert!(!dir.join("posbridge.db").exists());
+}

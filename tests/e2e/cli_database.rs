@@ -160,6 +160,17 @@ async fn cli_refuses_a_postgres_database_without_posbridges_schema_postgres() {
         "{}",
         out.stderr
     );
+    // The server's startup line names the database the same way.
+    let logs = srv.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.starts_with("[stdout] posbridge using database postgres"))
+        .unwrap_or_else(|| panic!("no startup line in:\n{logs}"));
+    let db_url = posbridge_harness::reqwest::Url::parse(srv.database_url()).expect("URL");
+    if let Some(password) = db_url.password() {
+        assert!(!line.contains(&format!(":{password}@")), "{line}");
+        assert!(line.contains(":***@"), "{line}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
