@@ -46,6 +46,9 @@ pub struct ServeConfig {
     /// file (or in the working directory for PostgreSQL).
     #[arg(skip)]
     pub master_key_file: Option<PathBuf>,
+    /// The global `--config` file the settings were read from, if any (named at start).
+    #[arg(skip)]
+    pub config_file: Option<PathBuf>,
     /// Seconds shutdown waits for in-flight requests and sockets before exiting anyway.
     /// Default 10: a request finishes in milliseconds, and orchestrators commonly allow
     /// 30 s before they kill.

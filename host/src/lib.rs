@@ -8,6 +8,8 @@
 pub mod api;
 pub mod api_keys;
 pub mod auth;
+pub mod backup;
+pub mod cli_database;
 pub mod config;
 pub mod customers;
 pub mod dead_letters;
@@ -16,6 +18,7 @@ pub mod events;
 pub mod extract;
 pub mod hooks;
 pub mod idempotency;
+pub mod key_checks;
 pub mod ledger;
 pub mod locks;
 pub mod metrics;

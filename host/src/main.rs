@@ -97,6 +97,21 @@ enum Command {
     /// Manage the master keys that seal provider credentials.
     #[command(subcommand)]
     Vault(VaultCommand),
+    /// Back up the database (SQLite: an online snapshot; PostgreSQL: the pg_dump command to
+    /// run) together with the master key file, into a new or empty directory.
+    Backup {
+        /// Directory to write the backup into (must be empty or missing).
+        dir: PathBuf,
+    },
+    /// Restore a backup: the SQLite file at --database-url and the key file at
+    /// --master-key-file (or beside the database). Stop the servers first.
+    Restore {
+        /// Directory written by `posbridge backup`.
+        dir: PathBuf,
+        /// Overwrite an existing database file and key file.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -246,6 +261,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 database_url: cli.database_url,
                 master_key_file: cli.master_key_file,
                 master_key: master_key(),
+                config_file: cli.config,
                 ..*config
             };
             posbridge::server::serve(config).await?;
@@ -280,13 +296,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin(cmd) => run_plugin_command(&cli.database_url, cmd).await?,
         Command::Vault(VaultCommand::Rotate) => {
             let store = open(&cli.database_url).await?;
-            let key_file = cli
-                .master_key_file
-                .unwrap_or_else(|| posbridge::server::default_key_file(&cli.database_url));
+            let key_file = key_file(&cli.database_url, cli.master_key_file);
             let report =
                 posbridge::rotation::rotate(&store, master_key().as_deref(), &key_file).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             store.close().await;
+        }
+        Command::Backup { dir } => {
+            let store = open(&cli.database_url).await?;
+            let key_file = key_file(&cli.database_url, cli.master_key_file);
+            let env = master_key();
+            let keys = posbridge::backup::KeySource {
+                env_value: env.as_deref(),
+                key_file: &key_file,
+            };
+            let manifest = posbridge::backup::backup(&store, &cli.database_url, keys, &dir).await;
+            store.close().await;
+            let manifest = manifest?;
+            print_json(&manifest)?;
+            if let Some(command) = &manifest.pg_dump {
+                eprintln!(
+                    "now dump the database (password from PGPASSWORD or ~/.pgpass):\n  {command}"
+                );
+            }
+        }
+        Command::Restore { dir, force } => {
+            let key_file = key_file(&cli.database_url, cli.master_key_file);
+            let restored = posbridge::backup::restore(&dir, &cli.database_url, &key_file, force)?;
+            print_json(&restored)?;
         }
         Command::Key(cmd) => {
             let store = open(&cli.database_url).await?;
@@ -335,7 +372,7 @@ async fn run_plugin_command(database_url: &str, cmd: PluginCommand) -> anyhow::R
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let scratch =
                 std::env::temp_dir().join(format!("posbridge-check-{}.db", std::process::id()));
-            let store = open(&scratch.display().to_string()).await?;
+            let store = open_scratch(&scratch.display().to_string()).await?;
             let plugins = Plugins::start(store.clone(), options).await?;
             let outcome = plugins.conformance(&wasm).await;
             store.close().await;
@@ -364,7 +401,7 @@ async fn run_plugin_command(database_url: &str, cmd: PluginCommand) -> anyhow::R
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let scratch =
                 std::env::temp_dir().join(format!("posbridge-bench-{}.db", std::process::id()));
-            let store = open(&scratch.display().to_string()).await?;
+            let store = open_scratch(&scratch.display().to_string()).await?;
             let plugins = Plugins::start(store.clone(), options).await?;
             let outcome = plugins.bench(wasm, calls).await;
             store.close().await;
@@ -399,10 +436,27 @@ fn master_key() -> Option<String> {
         .filter(|k| !k.trim().is_empty())
 }
 
+/// The server's database for an operator command: it must exist (only `serve` creates
+/// one); stderr names it, so a command run against the wrong one is noticed.
 async fn open(url: &str) -> anyhow::Result<Store> {
+    let store = posbridge::cli_database::open_existing(url, &StoreOptions::default()).await?;
+    eprintln!(
+        "posbridge: using database {}",
+        posbridge::cli_database::describe(url)
+    );
+    Ok(store)
+}
+
+/// A throwaway database of the command's own (plugin check and bench).
+async fn open_scratch(url: &str) -> anyhow::Result<Store> {
     Store::open(url, &StoreOptions::default())
         .await
-        .with_context(|| "opening the database")
+        .with_context(|| "opening a scratch database")
+}
+
+/// The key file: `--master-key-file`, or `posbridge.keys` beside the database.
+fn key_file(database_url: &str, flag: Option<PathBuf>) -> PathBuf {
+    flag.unwrap_or_else(|| posbridge::server::default_key_file(database_url))
 }
 
 fn print_json(value: &impl Serialize) -> anyhow::Result<()> {

@@ -29,6 +29,9 @@ pub enum RotateError {
     /// Database.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// This host's keys differ from the ones the database recorded.
+    #[error(transparent)]
+    KeyCheck(#[from] crate::key_checks::KeyCheckError),
 }
 
 impl From<sqlx::Error> for RotateError {
@@ -46,9 +49,14 @@ pub async fn rotate(
     key_file: &Path,
 ) -> Result<RotationReport, RotateError> {
     use sqlx::Row;
-    let mut vault = Vault::load(env_value, key_file)?;
+    // A host with the wrong keys must not re-seal anything: it could not open the values,
+    // or (with a fresh key file) would move them under a key no other host has.
+    let mut vault = crate::key_checks::load_checked(store, env_value, key_file).await?;
     if vault.is_file_backed() {
         vault.add_key()?;
+        // Recorded before anything is sealed under it, so a host holding another key under
+        // this id is refused at start rather than failing to open the re-sealed values.
+        crate::key_checks::record(store, &vault).await?;
     }
     // Configurations still in plaintext (stored before sealing, no server started since)
     // are sealed first, so that none is left behind.
@@ -121,7 +129,7 @@ pub async fn rotate(
     }
     tx.commit().await?;
     Ok(RotationReport {
-        active_key_id: vault.active_key_id().to_owned(),
+        active_key_id: vault.active_key_id(),
         resealed,
     })
 }

@@ -15,11 +15,12 @@ use crate::plugins::{Plugins, StartError};
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
 use crate::terminals::Terminals;
-use crate::vault::{Vault, VaultError};
+use crate::vault::VaultError;
 use crate::{api, idempotency, metrics};
 
 mod body_deadline;
 mod listener;
+mod startup;
 
 pub use body_deadline::{BodyTimeout, DeadlineBody};
 pub use listener::{ConnectionOptions, TimedIo};
@@ -36,6 +37,9 @@ pub enum ServeError {
     /// The master keys could not be loaded.
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// The master keys differ from those the database recorded, or are missing.
+    #[error(transparent)]
+    KeyCheck(#[from] crate::key_checks::KeyCheckError),
     /// Hook configurations stored in plaintext could not be sealed.
     #[error(transparent)]
     HookConfigs(#[from] crate::hooks::ConfigSealError),
@@ -71,16 +75,19 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         // Printed once, on stdout rather than the log, so it does not end up in log storage.
         println!("operator token (shown once, only its hash is stored): {token}");
     }
-    let mut plugin_options = config.plugins.clone();
-    if plugin_options.cache_dir.is_none() {
-        plugin_options.cache_dir = Some(default_cache_dir(&config.database_url));
-    }
-    let plugins = Plugins::start(store.clone(), plugin_options).await?;
     let key_file = config
         .master_key_file
         .clone()
         .unwrap_or_else(|| default_key_file(&config.database_url));
-    let vault = Vault::load(config.master_key.as_deref(), &key_file)?;
+    // Before the plugins compile: a host with the wrong keys stops at once.
+    let vault =
+        crate::key_checks::load_checked(&store, config.master_key.as_deref(), &key_file).await?;
+    let mut plugin_options = config.plugins.clone();
+    if plugin_options.cache_dir.is_none() {
+        plugin_options.cache_dir = Some(default_cache_dir(&config.database_url));
+    }
+    let in_use = startup::InUse::new(&config, &vault, plugin_options.cache_dir.as_deref());
+    let plugins = Plugins::start(store.clone(), plugin_options).await?;
     crate::hooks::seal_plaintext_configs(&store, &vault).await?;
     let listener = TcpListener::bind(&config.bind)
         .await
@@ -123,6 +130,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     spawn_idempotency_pruner(store.clone(), config.idempotency_ttl, shutdown.clone());
     state.rate_limits.spawn_pruner(shutdown.clone());
 
+    in_use.announce();
     tracing::info!(%addr, backend = ?store.backend(), "posbridge listening");
     println!("posbridge listening on http://{addr}");
 

@@ -7,17 +7,28 @@
 //! key file beside the database created with mode 0600. Every sealed value records the id
 //! of its key, so old keys keep opening what they sealed until `posbridge vault rotate`
 //! re-seals everything under the active key (see `crate::rotation`, which knows the tables).
+//!
+//! Several hosts on one database must hold the same keys: `crate::key_checks` compares
+//! each key with a check value the database records (see [`Vault::check_values`]). A host
+//! that meets a key id it does not hold re-reads its key file and adopts the file's keys and
+//! active key, so a rotation written into a key file every host reads reaches running hosts.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+/// What a key's check value authenticates: a fixed label, so the value says nothing about
+/// the key beyond "this is the same key".
+const CHECK_LABEL: &[u8] = b"posbridge master key check v1";
 
 /// Vault failures. Messages never contain key material or plaintext.
 #[derive(Debug, thiserror::Error)]
@@ -49,18 +60,35 @@ pub struct Sealed {
 }
 
 /// The master keys.
-#[derive(Clone)]
 pub struct Vault {
+    /// Behind a lock because a host re-reads its key file when it meets a key id it does not
+    /// hold (another host rotated), while requests keep sealing and opening.
+    ring: RwLock<Ring>,
+    file: Option<PathBuf>,
+}
+
+/// The keys by id and the one new values are sealed with.
+#[derive(Clone)]
+struct Ring {
     active: String,
     keys: BTreeMap<String, [u8; 32]>,
-    file: Option<PathBuf>,
+}
+
+impl Clone for Vault {
+    fn clone(&self) -> Self {
+        Vault {
+            ring: RwLock::new(self.ring()),
+            file: self.file.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ring = self.ring();
         f.debug_struct("Vault")
-            .field("active", &self.active)
-            .field("key_ids", &self.keys.keys().collect::<Vec<_>>())
+            .field("active", &ring.active)
+            .field("key_ids", &ring.keys.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -94,11 +122,30 @@ impl Vault {
             keys.insert(id, key);
         }
         let active = active.ok_or(VaultError::BadEnvKey)?;
-        Ok(Vault {
-            active,
-            keys,
-            file: None,
-        })
+        Ok(Vault::new(Ring { active, keys }, None))
+    }
+
+    fn new(ring: Ring, file: Option<PathBuf>) -> Self {
+        Vault {
+            ring: RwLock::new(ring),
+            file,
+        }
+    }
+
+    /// A copy of the ring (a poisoned lock still holds a whole ring: writers replace it in
+    /// one assignment).
+    fn ring(&self) -> Ring {
+        match self.ring.read() {
+            Ok(ring) => ring.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_ring(&self, ring: Ring) {
+        match self.ring.write() {
+            Ok(mut slot) => *slot = ring,
+            Err(poisoned) => *poisoned.into_inner() = ring,
+        }
     }
 
     fn from_file(path: &Path) -> Result<Self, VaultError> {
@@ -116,17 +163,21 @@ impl Vault {
             if !keys.contains_key(&parsed.active) {
                 return Err(err("active key missing".into()));
             }
-            return Ok(Vault {
-                active: parsed.active,
-                keys,
-                file: Some(path.to_owned()),
-            });
+            return Ok(Vault::new(
+                Ring {
+                    active: parsed.active,
+                    keys,
+                },
+                Some(path.to_owned()),
+            ));
         }
-        let mut vault = Vault {
-            active: String::new(),
-            keys: BTreeMap::new(),
-            file: Some(path.to_owned()),
-        };
+        let mut vault = Vault::new(
+            Ring {
+                active: String::new(),
+                keys: BTreeMap::new(),
+            },
+            Some(path.to_owned()),
+        );
         vault.add_key()?;
         Ok(vault)
     }
@@ -135,26 +186,28 @@ impl Vault {
     pub fn add_key(&mut self) -> Result<String, VaultError> {
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
+        let mut ring = self.ring();
         let id = format!("k{}", jiff::Timestamp::now().as_second());
-        let id = if self.keys.contains_key(&id) {
-            format!("{id}-{}", self.keys.len())
+        let id = if ring.keys.contains_key(&id) {
+            format!("{id}-{}", ring.keys.len())
         } else {
             id
         };
-        self.keys.insert(id.clone(), key);
-        self.active = id.clone();
-        self.save()?;
+        ring.keys.insert(id.clone(), key);
+        ring.active = id.clone();
+        self.save(&ring)?;
+        self.set_ring(ring);
         Ok(id)
     }
 
-    fn save(&self) -> Result<(), VaultError> {
+    fn save(&self, ring: &Ring) -> Result<(), VaultError> {
         let Some(path) = &self.file else {
             return Ok(());
         };
         let err = |e: String| VaultError::KeyFile(path.clone(), e);
         let file = KeyFile {
-            active: self.active.clone(),
-            keys: self
+            active: ring.active.clone(),
+            keys: ring
                 .keys
                 .iter()
                 .map(|(id, k)| (id.clone(), B64.encode(k)))
@@ -174,9 +227,30 @@ impl Vault {
         self.file.is_some()
     }
 
+    /// The key file this vault reads, or None when the keys come from the environment.
+    pub fn key_file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
     /// The active key id.
-    pub fn active_key_id(&self) -> &str {
-        &self.active
+    pub fn active_key_id(&self) -> String {
+        self.ring().active
+    }
+
+    /// The ids of every key held.
+    pub fn key_ids(&self) -> Vec<String> {
+        self.ring().keys.into_keys().collect()
+    }
+
+    /// Each key's id and check value: HMAC-SHA256 of a fixed label under the key, in hex.
+    /// The database records it (see `crate::key_checks`) so that hosts holding another key
+    /// under the same id are found at start; it reveals nothing about the key.
+    pub fn check_values(&self) -> Vec<(String, String)> {
+        self.ring()
+            .keys
+            .iter()
+            .map(|(id, key)| (id.clone(), check_value(key)))
+            .collect()
     }
 
     /// Seals `plaintext` for `(tenant, integration, field)`.
@@ -187,10 +261,11 @@ impl Vault {
         field: &str,
         plaintext: &[u8],
     ) -> Result<Sealed, VaultError> {
-        let key = self
+        let ring = self.ring();
+        let key = ring
             .keys
-            .get(&self.active)
-            .ok_or_else(|| VaultError::UnknownKey(self.active.clone()))?;
+            .get(&ring.active)
+            .ok_or_else(|| VaultError::UnknownKey(ring.active.clone()))?;
         let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key));
         let mut nonce = [0u8; 12];
         rand::rng().fill_bytes(&mut nonce);
@@ -207,7 +282,7 @@ impl Vault {
         let mut bytes = nonce.to_vec();
         bytes.extend_from_slice(&ciphertext);
         Ok(Sealed {
-            key_id: self.active.clone(),
+            key_id: ring.active.clone(),
             bytes,
         })
     }
@@ -220,27 +295,15 @@ impl Vault {
         field: &str,
         sealed: &Sealed,
     ) -> Result<Vec<u8>, VaultError> {
-        let reloaded;
-        let key = match self.keys.get(&sealed.key_id) {
-            Some(key) => key,
-            None => {
-                // `vault rotate` may have added a key to the file since this process loaded it.
-                let path = self
-                    .file
-                    .as_ref()
-                    .ok_or_else(|| VaultError::UnknownKey(sealed.key_id.clone()))?;
-                reloaded = Self::from_file(path)?;
-                reloaded
-                    .keys
-                    .get(&sealed.key_id)
-                    .ok_or_else(|| VaultError::UnknownKey(sealed.key_id.clone()))?
-            }
+        let key = match self.ring().keys.get(&sealed.key_id) {
+            Some(key) => *key,
+            None => self.reload_for(&sealed.key_id)?,
         };
         if sealed.bytes.len() < 12 + 16 {
             return Err(VaultError::Open);
         }
         let (nonce, ciphertext) = sealed.bytes.split_at(12);
-        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key));
+        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key));
         let aad = associated_data(tenant_id, integration_id, field);
         cipher
             .decrypt(
@@ -251,6 +314,54 @@ impl Vault {
                 },
             )
             .map_err(|_| VaultError::Open)
+    }
+}
+
+impl Vault {
+    /// `vault rotate` (here or on another host) may have added a key to the file since this
+    /// process loaded it: re-read the file and, if it holds `key_id`, adopt its keys and its
+    /// active key, so values sealed from now on use the rotated key too. Keys this process
+    /// held are kept even if the file dropped them.
+    fn reload_for(&self, key_id: &str) -> Result<[u8; 32], VaultError> {
+        let path = self
+            .file
+            .as_ref()
+            .ok_or_else(|| VaultError::UnknownKey(key_id.to_owned()))?;
+        let fresh = Self::from_existing_file(path)?.ring();
+        let key = *fresh
+            .keys
+            .get(key_id)
+            .ok_or_else(|| VaultError::UnknownKey(key_id.to_owned()))?;
+        let mut ring = self.ring();
+        for (id, material) in fresh.keys {
+            ring.keys.entry(id).or_insert(material);
+        }
+        ring.active = fresh.active;
+        self.set_ring(ring);
+        tracing::info!(key_id, key_file = %path.display(), "master key file re-read: a new key was added (vault rotate)");
+        Ok(key)
+    }
+
+    /// Loads an existing key file; never creates one (a missing file is an error here).
+    fn from_existing_file(path: &Path) -> Result<Self, VaultError> {
+        if !path.exists() {
+            return Err(VaultError::KeyFile(
+                path.to_owned(),
+                "no such file".to_owned(),
+            ));
+        }
+        Self::from_file(path)
+    }
+}
+
+fn check_value(key: &[u8; 32]) -> String {
+    // HMAC accepts keys of any length, so this cannot fail for a 32-byte key.
+    match <Hmac<Sha256> as Mac>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(CHECK_LABEL);
+            hex::encode(mac.finalize().into_bytes())
+        }
+        Err(_) => String::new(),
     }
 }
 
@@ -361,6 +472,39 @@ mod tests {
         assert_eq!(reloaded.active_key_id(), new_id);
         assert_eq!(reloaded.open("t", "i", "f", &old).unwrap(), b"x");
         assert_eq!(reloaded.seal("t", "i", "f", b"y").unwrap().key_id, new_id);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn check_values_tell_keys_apart_without_showing_them() {
+        let a = env_vault();
+        let same = env_vault();
+        let other = Vault::load(
+            Some(&format!("a:{}", B64.encode([8u8; 32]))),
+            Path::new("/nonexistent"),
+        )
+        .unwrap();
+        let (id, check) = a.check_values().remove(0);
+        assert_eq!(id, "a");
+        assert_eq!(check.len(), 64);
+        assert_eq!(same.check_values()[0].1, check);
+        assert_ne!(other.check_values()[0].1, check);
+        assert!(!check.contains(&hex::encode([7u8; 32])));
+    }
+
+    #[test]
+    fn a_host_adopts_the_rotated_active_key_when_it_meets_it() {
+        let dir = std::env::temp_dir().join(format!("pbvault-{}", uuid::Uuid::now_v7()));
+        let path = dir.join("posbridge.keys");
+        let running = Vault::load(None, &path).unwrap();
+        let old_id = running.active_key_id();
+        let mut rotating = Vault::load(None, &path).unwrap();
+        let new_id = rotating.add_key().unwrap();
+        let sealed = rotating.seal("t", "i", "f", b"v").unwrap();
+        assert_eq!(running.active_key_id(), old_id);
+        assert_eq!(running.open("t", "i", "f", &sealed).unwrap(), b"v");
+        assert_eq!(running.active_key_id(), new_id, "adopted the rotated key");
+        assert_eq!(running.seal("t", "i", "f", b"w").unwrap().key_id, new_id);
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -133,33 +133,18 @@ async fn the_command_line_beats_the_environment_which_beats_the_file() {
     let scratch = Scratch::new();
     let cwd = scratch.path().join("elsewhere");
     std::fs::create_dir_all(&cwd).expect("creating the working directory");
+    // Only `serve` creates a database: each one is a server's, snapshot with `backup`.
     for source in ["file", "env", "flag"] {
-        let db = scratch
-            .path()
-            .join(format!("{source}.db"))
-            .display()
-            .to_string();
-        let slug = format!("from-{source}");
-        let out = run(
-            &cwd,
-            &[
-                "--database-url",
-                &db,
-                "tenant",
-                "create",
-                "--slug",
-                &slug,
-                "--name",
-                source,
-                "--currency",
-                "USD",
-                "--timezone",
-                "UTC",
-            ],
-            &[],
+        let srv = TestServer::start(crate::BIN, Backend::Sqlite, &[]).await;
+        srv.create_tenant(&format!("from-{source}")).await;
+        let backup = scratch.path().join(format!("backup-{source}"));
+        let backup_arg = backup.display().to_string();
+        srv.cli(&["backup", &backup_arg]).await.json();
+        std::fs::rename(
+            backup.join("posbridge.db"),
+            scratch.path().join(format!("{source}.db")),
         )
-        .await;
-        assert!(out.status.success(), "creating {slug}: {}", stderr(&out));
+        .expect("moving the snapshot");
     }
     // Relative to the file's directory, not to the working directory `elsewhere`.
     let config = scratch.write("posbridge.toml", "database-url = \"file.db\"\n");

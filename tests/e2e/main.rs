@@ -10,7 +10,10 @@ use posbridge_harness::{Backend, TestServer};
 
 mod admin;
 mod auth;
+mod backup;
 mod bad_input;
+mod cli_database;
+mod cluster_keys;
 mod config;
 mod dead_letters;
 mod events;
