@@ -16,6 +16,7 @@ pub mod events;
 pub mod extract;
 pub mod hooks;
 pub mod idempotency;
+pub mod lease;
 pub mod ledger;
 pub mod locks;
 pub mod metrics;
