@@ -19,6 +19,7 @@ pub mod extract;
 pub mod hooks;
 pub mod idempotency;
 pub mod key_checks;
+pub mod lease;
 pub mod ledger;
 pub mod locks;
 pub mod metrics;

@@ -299,11 +299,13 @@ async fn sync_now(
         )
         .into());
     }
-    match sync::sync_integration(&app, &integration.id, "manual").await? {
+    // A sync whose host died is taken over once its lease runs out (seconds); a live one
+    // keeps the venue, and the caller is told to try later.
+    match sync::sync_now(&app, &integration.id, "manual").await? {
         Some(stats) => Ok(Json(stats)),
         None => Err(ApiError::conflict(
             "sync_in_progress",
-            "a sync of this venue is already running",
+            "a sync of this venue is already running on a live host; try again when it ends",
         )
         .into()),
     }

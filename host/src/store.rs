@@ -376,7 +376,14 @@ pub fn new_id() -> String {
 /// Start-up housekeeping for claim and lease columns: runs `sql`, an UPDATE that clears
 /// those held by any process other than `$1` (bound to `node_id`), and logs how many `what`
 /// it released. Failures are logged, not fatal: the claims also expire on their own.
+///
+/// SQLite only: one process owns the file, so any other owner is a stopped predecessor. On
+/// PostgreSQL the other owners may be live hosts, whose work must not be taken from them;
+/// a dead host's claims run out by themselves within seconds (see [`crate::lease`]).
 pub async fn release_foreign_claims(store: &Store, node_id: &str, sql: &str, what: &str) {
+    if store.backend() == Backend::Postgres {
+        return;
+    }
     match sqlx::query(sql).bind(node_id).execute(store.writer()).await {
         Ok(r) if r.rows_affected() > 0 => tracing::info!(
             released = r.rows_affected(),

@@ -14,6 +14,7 @@ mod backup;
 mod bad_input;
 mod cli_database;
 mod cluster_keys;
+mod cluster_failover;
 mod config;
 mod dead_letters;
 mod events;

@@ -22,6 +22,13 @@
 //! one does. A configuration that does not open fails every event alike: it quarantines
 //! without probing.
 //!
+//! Leases. A worker holds its binding for [`lease::LEASE`], renewed by a heartbeat while it
+//! delivers (a hook call may take up to the plugin's wall-clock limit, far longer than the
+//! lease), so a host killed mid-delivery frees the binding within seconds and another host's
+//! dispatcher carries on from the cursor. A worker whose lease is lost stops before its next
+//! commit, and its commits are fenced too: the cursor move also requires that this host still
+//! owns the lease.
+//!
 //! At a little over 600 lines this file keeps the delivery loop and the poison judgement
 //! together on purpose: both drive the same lease, cursor compare-and-set and failure
 //! count, and apart they would have to expose that state machine to each other. What only
@@ -43,15 +50,12 @@ use super::sealed_config::{self, ConfigSealError, CONFIG_COLUMNS};
 use super::{BindingStatus, HookOptions};
 use crate::auth::TenantScope;
 use crate::events::{self, LoggedEvent, LoggedTx};
+use crate::lease::{self, Heartbeat};
 use crate::plugins::contract::HookEvent;
 use crate::plugins::{CallContext, CallError};
 use crate::state::AppState;
 use crate::store::{now_micros, release_foreign_claims, StoreError};
 
-/// A worker holds a binding this long; each delivery renews it. Longer than one hook call
-/// can take (the plugin's wall-clock limit), so a live worker never loses it mid-call; a host
-/// that died frees it by expiry (or at once when a host starts, see [`release_stale_leases`]).
-const LEASE: Duration = Duration::from_secs(120);
 /// Events read from the log per query.
 const BATCH: i64 = 32;
 /// Deliveries per lease at most, so one busy binding hands its slot back now and then.
@@ -127,8 +131,8 @@ async fn any_active(app: &AppState) -> Result<bool, StoreError> {
 }
 
 /// Frees leases held by other processes. On SQLite those are a stopped predecessor's; on a
-/// shared PostgreSQL they may be a live host's, and taking one over only means an event may
-/// be handed to the hook twice: the cursor compare-and-set lets only one delivery commit.
+/// shared PostgreSQL they may be a live host's, so nothing is released there: a dead host's
+/// leases run out within [`lease::LEASE`].
 async fn release_stale_leases(app: &AppState) {
     release_foreign_claims(
         &app.store,
@@ -172,7 +176,9 @@ async fn dispatch_due(
         let worker = app.clone();
         app.tasks.spawn(async move {
             let _slot = slot;
-            let outcome = deliver_binding(&worker, &id).await;
+            let heartbeat = heartbeat(&worker, &id);
+            let outcome = deliver_binding(&worker, &id, &heartbeat).await;
+            drop(heartbeat);
             release(&worker, &id).await;
             match outcome {
                 // Events may have arrived while the lease was held: look again.
@@ -202,13 +208,36 @@ async fn claim(app: &AppState, id: &str, now: i64) -> Result<bool, StoreError> {
          WHERE id = $3 AND status = 'active' AND (lease_until IS NULL OR lease_until < $4)",
     )
     .bind(app.hub.node_id())
-    .bind(now + LEASE.as_micros() as i64)
+    .bind(lease::expiry_from(now))
     .bind(id)
     .bind(now)
     .execute(app.store.writer())
     .await?
     .rows_affected();
     Ok(claimed == 1)
+}
+
+/// Renews the binding's lease while its worker delivers.
+fn heartbeat(app: &AppState, id: &str) -> Heartbeat {
+    let (store, owner, key) = (
+        app.store.clone(),
+        app.hub.node_id().to_owned(),
+        id.to_owned(),
+    );
+    Heartbeat::start(format!("hook binding {id}"), move |expiry| {
+        let (store, owner, key) = (store.clone(), owner.clone(), key.clone());
+        async move {
+            let renewed = sqlx::query(
+                "UPDATE hook_bindings SET lease_until = $1 WHERE id = $2 AND lease_owner = $3",
+            )
+            .bind(expiry)
+            .bind(&key)
+            .bind(&owner)
+            .execute(store.writer())
+            .await?;
+            Ok(renewed.rows_affected())
+        }
+    })
 }
 
 async fn release(app: &AppState, id: &str) {
@@ -300,7 +329,11 @@ enum Attempt {
 
 /// Delivers the binding's pending events in order until none are left, one fails, the pass
 /// limit is reached, or the server shuts down.
-async fn deliver_binding(app: &AppState, id: &str) -> Result<(), StoreError> {
+async fn deliver_binding(
+    app: &AppState,
+    id: &str,
+    heartbeat: &Heartbeat,
+) -> Result<(), StoreError> {
     let Some(mut binding) = load(app, id).await? else {
         return Ok(());
     };
@@ -309,7 +342,7 @@ async fn deliver_binding(app: &AppState, id: &str) -> Result<(), StoreError> {
     };
     let options = &app.config.hooks;
     let mut delivered = 0;
-    while delivered < PASS_LIMIT && !app.shutdown.is_cancelled() {
+    while delivered < PASS_LIMIT && !app.shutdown.is_cancelled() && !heartbeat.is_lost() {
         // Committed events only: the tenant row's seq is bumped in the event's transaction,
         // and concurrent writers commit in seq order, so every seq up to it is readable.
         let upto = events::last_seq(&app.store, &binding.tenant_id).await?;
@@ -331,7 +364,7 @@ async fn deliver_binding(app: &AppState, id: &str) -> Result<(), StoreError> {
             return Ok(());
         }
         for event in batch {
-            match attempt(app, &binding, &scope, &event, &[]).await? {
+            match attempt(app, &binding, &scope, &event, &[], heartbeat).await? {
                 Attempt::Delivered => {
                     binding.cursor = event.seq;
                     binding.failures = 0;
@@ -348,7 +381,8 @@ async fn deliver_binding(app: &AppState, id: &str) -> Result<(), StoreError> {
                         .await?;
                         return Ok(());
                     }
-                    if !judge(app, &mut binding, &scope, &event, &error, options).await? {
+                    let judged = judge(app, &mut binding, &scope, &event, &error, heartbeat);
+                    if !judged.await? {
                         return Ok(());
                     }
                     delivered += 1;
@@ -376,8 +410,9 @@ async fn judge(
     scope: &TenantScope,
     event: &LoggedEvent,
     error: &str,
-    options: &HookOptions,
+    heartbeat: &Heartbeat,
 ) -> Result<bool, StoreError> {
+    let options = &app.config.hooks;
     let upto = events::last_seq(&app.store, &binding.tenant_id).await?;
     let later = events::read_kinds_between(
         &app.store,
@@ -394,7 +429,7 @@ async fn judge(
         attempts: binding.failures + 1,
     }];
     for next in later {
-        match attempt(app, binding, scope, &next, &failed).await? {
+        match attempt(app, binding, scope, &next, &failed, heartbeat).await? {
             Attempt::Delivered => {
                 tracing::warn!(tenant = %scope.slug(), binding = %binding.id, plugin = %binding.plugin,
                     dead = failed.len(), next = next.seq,
@@ -438,6 +473,7 @@ async fn run_hook(
     binding: &Claimed,
     scope: &TenantScope,
     event: &LoggedEvent,
+    heartbeat: Option<&Heartbeat>,
 ) -> Result<Vec<actions::Planned>, Attempt> {
     let hook_event = HookEvent {
         tenant: scope.slug().to_owned(),
@@ -459,9 +495,16 @@ async fn run_hook(
     let call = app
         .plugins
         .on_event(&binding.plugin, &ctx, &hook_event, config);
-    // Shutdown abandons the call (the instance is dropped); the event is redelivered later.
+    // Shutdown, or the lease passing to another host, abandons the call (the instance is
+    // dropped); the event is redelivered later, here or there.
     let outcome = tokio::select! {
         _ = app.shutdown.cancelled() => return Err(Attempt::Stop),
+        _ = async {
+            match heartbeat {
+                Some(heartbeat) => heartbeat.lost().await,
+                None => std::future::pending().await,
+            }
+        } => return Err(Attempt::Stop),
         outcome = call => outcome,
     };
     metrics::histogram!("posbridge_hook_call_seconds").record(started.elapsed().as_secs_f64());
@@ -484,25 +527,30 @@ async fn attempt(
     scope: &TenantScope,
     event: &LoggedEvent,
     dead: &[Failed],
+    heartbeat: &Heartbeat,
 ) -> Result<Attempt, StoreError> {
-    let planned = match run_hook(app, binding, scope, event).await {
+    let planned = match run_hook(app, binding, scope, event, Some(heartbeat)).await {
         Ok(planned) => planned,
         Err(outcome) => return Ok(outcome),
     };
+    if heartbeat.is_lost() {
+        return Ok(Attempt::Stop);
+    }
     let mut tx = LoggedTx::begin(&app.store, &app.hub).await?;
     let now = now_micros();
-    // First, so a binding that moved on (or vanished) stops here and takes the row lock
-    // before any action runs.
+    // First, so a binding that moved on (or vanished, or passed to another host) stops here
+    // and takes the row lock before any action runs.
     let moved = sqlx::query(
         "UPDATE hook_bindings SET cursor_seq = $1, delivered = delivered + 1, failures = 0,
            last_error = NULL, last_delivered_at = $2, next_attempt_at = 0, lease_until = $3, updated_at = $2
-         WHERE id = $4 AND cursor_seq = $5 AND status = 'active'",
+         WHERE id = $4 AND cursor_seq = $5 AND status = 'active' AND lease_owner = $6",
     )
     .bind(event.seq)
     .bind(now)
-    .bind(now + LEASE.as_micros() as i64)
+    .bind(lease::expiry_from(now))
     .bind(&binding.id)
     .bind(binding.cursor)
+    .bind(app.hub.node_id())
     .execute(tx.conn())
     .await?
     .rows_affected();

@@ -3,6 +3,14 @@
 //! the sync itself: window by window, page by page, each page ingested in its own
 //! transaction.
 //!
+//! Leases. A sync holds its venue's lease for [`crate::lease::LEASE`] and a heartbeat renews
+//! it while the sync runs, so a host killed mid-sync frees the venue within seconds: the
+//! next scheduler pass of any host (every second) takes it over, and a manual sync waits for
+//! the dead holder's lease to run out instead of answering 409 (see [`sync_now`]). A sync
+//! that loses its lease stops before its next commit; the pages it already committed are
+//! harmless to repeat (sales are deduplicated by integration and external id), and the sync
+//! point and the run's record are written only where this host still owns the lease.
+//!
 //! Poison isolation. A sale the host cannot store (see [`validate`]), or one the database
 //! refuses when its page is recorded sale by sale, is set aside as a dead letter carrying
 //! the whole canonical sale, in the same transaction that records its neighbours; the sync
@@ -26,6 +34,7 @@ use crate::auth::TenantScope;
 use crate::dead_letters::{self, is_transient, Kind, NewDeadLetter, RetryOutcome};
 use crate::error::ApiError;
 use crate::events::LoggedTx;
+use crate::lease::{self, Heartbeat};
 use crate::plugins::contract::{FetchRequest, ProviderError, Transaction};
 use crate::plugins::CallContext;
 use crate::state::AppState;
@@ -36,8 +45,6 @@ const FIRST_SYNC_LOOKBACK: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Later syncs re-read this much before the last synced point, catching sales that
 /// arrived upstream late (the duplicates are skipped).
 const OVERLAP: Duration = Duration::from_secs(10 * 60);
-/// A sync holds its lease this long; a host that died mid-sync frees it by expiry.
-const LEASE: Duration = Duration::from_secs(10 * 60);
 /// Pages per run at most, so one enormous backlog cannot hold a lease forever.
 const MAX_PAGES: u32 = 10_000;
 /// Failures in a row after which the integration shows ERROR.
@@ -104,40 +111,29 @@ async fn run_due(app: &AppState) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Syncs one integration now if its lease is free. `Ok(None)` when another sync holds it.
+/// Syncs one integration now if its lease is free. `Ok(None)` when another sync holds it
+/// (or took it over from this one).
 pub async fn sync_integration(
     app: &AppState,
     id: &str,
     trigger: &str,
 ) -> Result<Option<SyncStats>, ProviderFailure> {
-    let now = now_micros();
-    let lease_until = now + LEASE.as_micros() as i64;
-    let claimed = sqlx::query(
-        "UPDATE integrations SET lease_owner = $1, lease_until = $2
-         WHERE id = $3 AND status <> 'disconnected' AND (lease_until IS NULL OR lease_until < $4)",
-    )
-    .bind(app.hub.node_id())
-    .bind(lease_until)
-    .bind(id)
-    .bind(now)
-    .execute(app.store.writer())
-    .await
-    .map_err(ApiError::from)?
-    .rows_affected();
-    if claimed == 0 {
+    if !claim(app, id).await.map_err(ApiError::from)? {
         return Ok(None);
     }
+    let heartbeat = heartbeat(app, id);
     let started = now_micros();
     let Some(integration) = by_id(app, id).await.map_err(ApiError::from)? else {
         return Ok(None);
     };
-    let outcome = run(app, &integration).await;
+    let outcome = run(app, &integration, &heartbeat).await;
     let finished = now_micros();
     let (stats, error) = match &outcome {
         Ok(stats) => (*stats, None),
+        Err((_, SyncFailure::LeaseLost)) => return Ok(None),
         Err((stats, e)) => (*stats, Some(e.clone())),
     };
-    record(
+    let recorded = record(
         app,
         &integration,
         trigger,
@@ -148,10 +144,16 @@ pub async fn sync_integration(
     )
     .await
     .map_err(ApiError::from)?;
+    drop(heartbeat);
+    if !recorded {
+        tracing::warn!(integration = %id, "sync lease lost before the run was recorded");
+        return Ok(None);
+    }
     match outcome {
         Ok(stats) => Ok(Some(stats)),
         Err((_, SyncFailure::Provider(e))) => Err(e.into()),
         Err((_, SyncFailure::Call(e))) => Err(e.into()),
+        Err((_, SyncFailure::LeaseLost)) => Ok(None),
         Err((_, SyncFailure::Internal(m))) => {
             tracing::error!(integration = %id, error = %m, "sync failed");
             Err(ApiError::internal().into())
@@ -159,11 +161,93 @@ pub async fn sync_integration(
     }
 }
 
+/// A sync asked for now (`POST /pos/sync/{venue}`): runs it, taking the venue over from a
+/// holder that stopped renewing its lease (a dead host) once the lease runs out, which takes
+/// at most [`lease::LEASE`]. `Ok(None)` while a live sync holds the venue: on this host, or
+/// on another whose heartbeat renews the lease while this one watches.
+pub async fn sync_now(
+    app: &AppState,
+    id: &str,
+    trigger: &str,
+) -> Result<Option<SyncStats>, ProviderFailure> {
+    let deadline = std::time::Instant::now() + lease::LEASE + lease::RENEW_EVERY;
+    let mut first_seen: Option<i64> = None;
+    loop {
+        if let Some(stats) = sync_integration(app, id, trigger).await? {
+            return Ok(Some(stats));
+        }
+        let holder: Option<(Option<String>, Option<i64>)> =
+            sqlx::query_as("SELECT lease_owner, lease_until FROM integrations WHERE id = $1")
+                .bind(id)
+                .fetch_optional(app.store.reader())
+                .await
+                .map_err(ApiError::from)?;
+        match holder {
+            // A sync of this very host: it is alive.
+            Some((Some(owner), Some(_))) if owner == app.hub.node_id() => return Ok(None),
+            Some((Some(_), Some(until))) => match first_seen {
+                None => first_seen = Some(until),
+                // Renewed: the holder's heartbeat beats, it is alive.
+                Some(seen) if until > seen => return Ok(None),
+                Some(_) => {}
+            },
+            // Released or gone between the claim and the look: try again at once.
+            _ => {}
+        }
+        if std::time::Instant::now() >= deadline || app.shutdown.is_cancelled() {
+            return Ok(None);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Claims the integration's sync lease for this host if it is free or expired.
+async fn claim(app: &AppState, id: &str) -> Result<bool, StoreError> {
+    let now = now_micros();
+    let claimed = sqlx::query(
+        "UPDATE integrations SET lease_owner = $1, lease_until = $2
+         WHERE id = $3 AND status <> 'disconnected' AND (lease_until IS NULL OR lease_until < $4)",
+    )
+    .bind(app.hub.node_id())
+    .bind(lease::expiry_from(now))
+    .bind(id)
+    .bind(now)
+    .execute(app.store.writer())
+    .await?
+    .rows_affected();
+    Ok(claimed == 1)
+}
+
+/// Renews the integration's sync lease while the sync runs.
+fn heartbeat(app: &AppState, id: &str) -> Heartbeat {
+    let (store, owner, key) = (
+        app.store.clone(),
+        app.hub.node_id().to_owned(),
+        id.to_owned(),
+    );
+    Heartbeat::start(format!("sync of integration {id}"), move |expiry| {
+        let (store, owner, key) = (store.clone(), owner.clone(), key.clone());
+        async move {
+            let renewed = sqlx::query(
+                "UPDATE integrations SET lease_until = $1 WHERE id = $2 AND lease_owner = $3",
+            )
+            .bind(expiry)
+            .bind(&key)
+            .bind(&owner)
+            .execute(store.writer())
+            .await?;
+            Ok(renewed.rows_affected())
+        }
+    })
+}
+
 #[derive(Debug, Clone)]
 enum SyncFailure {
     Provider(ProviderError),
     Call(crate::plugins::CallError),
     Internal(String),
+    /// Another host took the venue over: stop without recording anything.
+    LeaseLost,
 }
 
 impl std::fmt::Display for SyncFailure {
@@ -172,6 +256,7 @@ impl std::fmt::Display for SyncFailure {
             SyncFailure::Provider(e) => write!(f, "{e}"),
             SyncFailure::Call(e) => write!(f, "{e}"),
             SyncFailure::Internal(m) => write!(f, "internal error: {m}"),
+            SyncFailure::LeaseLost => write!(f, "the sync lease was lost to another host"),
         }
     }
 }
@@ -179,6 +264,7 @@ impl std::fmt::Display for SyncFailure {
 async fn run(
     app: &AppState,
     integration: &Integration,
+    heartbeat: &Heartbeat,
 ) -> Result<SyncStats, (SyncStats, SyncFailure)> {
     let mut stats = SyncStats::default();
     let internal = |stats: SyncStats, m: String| (stats, SyncFailure::Internal(m));
@@ -215,11 +301,18 @@ async fn run(
             end_ms,
             cursor: cursor.clone(),
         };
-        let page = match app
+        let fetch = app
             .plugins
-            .fetch_transactions(&integration.provider, &ctx, &conn, &request)
-            .await
-        {
+            .fetch_transactions(&integration.provider, &ctx, &conn, &request);
+        // A provider answering slowly must not keep a sync going that another host took over.
+        let fetched = tokio::select! {
+            _ = heartbeat.lost() => return Err((stats, SyncFailure::LeaseLost)),
+            fetched = fetch => fetched,
+        };
+        if heartbeat.is_lost() {
+            return Err((stats, SyncFailure::LeaseLost));
+        }
+        let page = match fetched {
             Ok(Ok(page)) => page,
             Ok(Err(e)) => return Err((stats, SyncFailure::Provider(e))),
             Err(e) => return Err((stats, SyncFailure::Call(e))),
@@ -237,13 +330,19 @@ async fn run(
             _ => break,
         }
     }
-    // Only a complete window moves the sync point.
-    sqlx::query("UPDATE integrations SET synced_until = $1 WHERE id = $2")
-        .bind(end_ms * 1000)
-        .bind(&integration.id)
-        .execute(app.store.writer())
-        .await
-        .map_err(|e| internal(stats, e.to_string()))?;
+    // Only a complete window moves the sync point, and only the lease holder moves it.
+    let moved =
+        sqlx::query("UPDATE integrations SET synced_until = $1 WHERE id = $2 AND lease_owner = $3")
+            .bind(end_ms * 1000)
+            .bind(&integration.id)
+            .bind(app.hub.node_id())
+            .execute(app.store.writer())
+            .await
+            .map_err(|e| internal(stats, e.to_string()))?
+            .rows_affected();
+    if moved == 0 {
+        return Err((stats, SyncFailure::LeaseLost));
+    }
     Ok(stats)
 }
 
@@ -369,7 +468,7 @@ pub async fn retry_dead_letter(
     };
     if dead.view.item.is_empty() {
         return Ok(
-            match sync_integration(app, &integration.id, "dead-letter retry").await {
+            match sync_now(app, &integration.id, "dead-letter retry").await {
                 Ok(Some(_)) => RetryOutcome::Resolved,
                 Ok(None) => RetryOutcome::Failed("a sync of this venue is already running".into()),
                 Err(failure) => RetryOutcome::Failed(failure.0.message),
@@ -438,7 +537,7 @@ async fn record(
     finished: i64,
     stats: &SyncStats,
     error: Option<&SyncFailure>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let mut tx = app.store.begin().await?;
     sqlx::query(
         "INSERT INTO sync_runs (id, integration_id, started_at, finished_at, trigger, fetched, created, updated, duplicates, pages, error)
@@ -468,17 +567,22 @@ async fn record(
     let interval_us = integration.sync_interval_s * 1_000_000;
     match error {
         None => {
-            sqlx::query(
+            let held = sqlx::query(
                 "UPDATE integrations SET last_sync_at = $1, last_error = NULL, consecutive_failures = 0,
                    status = CASE WHEN status = 'disconnected' THEN status ELSE 'connected' END,
                    next_sync_at = CASE WHEN status = 'disconnected' THEN NULL ELSE $2 END,
-                   lease_owner = NULL, lease_until = NULL WHERE id = $3",
+                   lease_owner = NULL, lease_until = NULL WHERE id = $3 AND lease_owner = $4",
             )
             .bind(finished)
             .bind(finished + interval_us)
             .bind(&integration.id)
+            .bind(app.hub.node_id())
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if held == 0 {
+                return Ok(false);
+            }
             // A complete sync got every page: a page dead letter has nothing left to say.
             dead_letters::resolve(&mut *tx, Kind::Sync, &integration.id, "").await?;
         }
@@ -502,19 +606,24 @@ async fn record(
             } else {
                 "connected"
             };
-            sqlx::query(
+            let held = sqlx::query(
                 "UPDATE integrations SET last_error = $1, consecutive_failures = $2,
                    status = CASE WHEN status = 'disconnected' THEN status ELSE $3 END,
                    next_sync_at = CASE WHEN status = 'disconnected' THEN NULL ELSE $4 END,
-                   lease_owner = NULL, lease_until = NULL WHERE id = $5",
+                   lease_owner = NULL, lease_until = NULL WHERE id = $5 AND lease_owner = $6",
             )
             .bind(err.to_string())
             .bind(failures)
             .bind(status)
             .bind(finished + backoff.max(1_000_000))
             .bind(&integration.id)
+            .bind(app.hub.node_id())
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if held == 0 {
+                return Ok(false);
+            }
             // The provider will not give a page: the sync point cannot move past sales the
             // host does not have, so the sync keeps retrying, and the operator is told.
             let page_failed = matches!(err, SyncFailure::Provider(_) | SyncFailure::Call(_));
@@ -538,7 +647,7 @@ async fn record(
         }
     }
     tx.commit().await?;
-    Ok(())
+    Ok(true)
 }
 
 /// Row count helper used by status.

@@ -72,10 +72,6 @@ impl Default for InboxOptions {
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(600);
 /// Processed deliveries are kept this long for auditing, then deleted.
 const INBOX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-/// A worker claims a delivery for this long. A host that died mid-delivery leaves its claim
-/// behind; the next host to start releases it at once (see [`spawn_inbox_worker`]), and any
-/// other host sees it expire after this long.
-const CLAIM: Duration = Duration::from_secs(60);
 
 /// `POST /webhooks/{provider}/{integration_id}`: public, authenticated by the signature.
 pub async fn receive(

@@ -219,6 +219,10 @@ struct MockState<P> {
     provider: P,
     faults: Vec<Fault>,
     log: Vec<LoggedRequest>,
+    /// (path prefix, requests left to delay, how long): see [`Mock::delay_next`].
+    delays: Vec<(String, u32, std::time::Duration)>,
+    /// Requests that have begun a delay so far.
+    held: u32,
 }
 
 /// A running mock of provider `P` on 127.0.0.1; dropping it stops it.
@@ -237,6 +241,8 @@ impl<P: Provider> Mock<P> {
             provider,
             faults: Vec::new(),
             log: Vec::new(),
+            delays: Vec::new(),
+            held: 0,
         }));
         let router = Router::new()
             .fallback(handle::<P>)
@@ -274,6 +280,18 @@ impl<P: Provider> Mock<P> {
     /// Injects a fault (see [`Fault`]).
     pub fn inject(&self, fault: Fault) {
         lock(&self.state).faults.push(fault);
+    }
+
+    /// Holds the next `n` requests whose path starts with `prefix` for `wait` before
+    /// answering them (a slow provider: a sync that is still running when its host dies).
+    pub fn delay_next(&self, n: u32, prefix: &str, wait: std::time::Duration) {
+        lock(&self.state).delays.push((prefix.to_owned(), n, wait));
+    }
+
+    /// How many requests have begun a delay of [`Mock::delay_next`] so far (they are in the
+    /// request log only once answered).
+    pub fn held(&self) -> u32 {
+        lock(&self.state).held
     }
 
     /// Removes every injected fault.
@@ -324,6 +342,22 @@ async fn handle<P: Provider>(
         headers: &headers,
         body: &body,
     };
+    let delay = {
+        let mut guard = lock(&state);
+        let taken = guard
+            .delays
+            .iter_mut()
+            .find(|(prefix, left, _)| *left > 0 && path.starts_with(prefix.as_str()))
+            .map(|(_, left, wait)| {
+                *left -= 1;
+                *wait
+            });
+        guard.held += u32::from(taken.is_some());
+        taken
+    };
+    if let Some(wait) = delay {
+        tokio::time::sleep(wait).await;
+    }
     let mut guard = lock(&state);
     let state = &mut *guard;
     state.provider.arrived(&request);

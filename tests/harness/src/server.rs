@@ -338,6 +338,15 @@ impl TestServer {
         assert_eq!(rc, 0, "kill(SIGTERM) failed");
     }
 
+    /// Kills the server with SIGKILL (`kill -9`: no shutdown, leases and claims left as
+    /// they were) and reaps it.
+    pub async fn kill9(&mut self) {
+        let mut child = self.child.take().expect("server is not running");
+        child.start_kill().expect("kill -9 the server");
+        let status = child.wait().await.expect("reaping the killed server");
+        assert!(!status.success(), "a killed server exits unsuccessfully");
+    }
+
     /// Waits (≤ 30 s) for the server to exit and returns its status.
     pub async fn wait_exit(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("server is not running");

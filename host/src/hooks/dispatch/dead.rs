@@ -85,7 +85,8 @@ pub async fn retry_dead_event(
             "the dead letter does not hold the event".into(),
         ));
     };
-    let planned = match run_hook(app, &binding, &scope, &event).await {
+    // An operator's retry of one event, outside any lease: nothing to lose.
+    let planned = match run_hook(app, &binding, &scope, &event, None).await {
         Ok(planned) => planned,
         Err(Attempt::Failed(why) | Attempt::Unavailable(why)) => {
             return Ok(RetryOutcome::Failed(why))

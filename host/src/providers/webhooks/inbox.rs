@@ -2,6 +2,12 @@
 //! (outside any transaction), records their sales in one transaction per batch, and retries,
 //! isolates or sets aside what fails. Acknowledgements come first: the worker yields the
 //! writer to deliveries being received (see [`ACK_PRIORITY_WAIT`]).
+//!
+//! Claims. A batch's rows are claimed for [`lease::LEASE`] and a heartbeat renews the claim
+//! while the batch is parsed and recorded, so the deliveries of a host killed mid-batch are
+//! claimable by every other host's worker within seconds. A batch whose claim was lost is not
+//! recorded; recording twice would record nothing anyway, because the provider event id is
+//! remembered in the same transaction as the sales.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -11,10 +17,11 @@ use sqlx::Row;
 
 use super::super::ingest::{check_text, ingest, validate, IngestCounts, IngestTarget, Source};
 use super::super::integrations::{by_id, Integration};
-use super::{CLAIM, INBOX_TTL, MAX_RETRY_WAIT, SEEN_TTL};
+use super::{INBOX_TTL, MAX_RETRY_WAIT, SEEN_TTL};
 use crate::auth::TenantScope;
 use crate::dead_letters::{self, is_transient, Kind, NewDeadLetter};
 use crate::events::LoggedTx;
+use crate::lease::{self, Heartbeat};
 use crate::plugins::contract::{ProviderError, Transaction, Webhook, WebhookEvent};
 use crate::plugins::CallContext;
 use crate::state::AppState;
@@ -79,8 +86,8 @@ pub fn spawn_inbox_worker(app: AppState) {
 
 /// Releases claims held by other processes. On SQLite those can only be a crashed
 /// predecessor's (one process owns the file); on a shared PostgreSQL they may belong to live
-/// hosts, and releasing them only means a delivery may be parsed twice: the second pass
-/// records nothing, because the event id is checked in the same transaction as the ingest.
+/// hosts, so nothing is released there: a dead host's claims run out within
+/// [`lease::LEASE`].
 async fn release_stale_claims(app: &AppState) {
     release_foreign_claims(
         &app.store,
@@ -119,6 +126,10 @@ async fn drain(app: &AppState, batch: i64) -> Result<usize, StoreError> {
         return Ok(0);
     }
     let claimed = claim(app, &due, now).await?;
+    if claimed.is_empty() {
+        return Ok(0);
+    }
+    let heartbeat = heartbeat(app, &claimed);
     let mut deliveries = load(app, &claimed).await?;
     let mut parsed = Vec::new();
     let mut integrations: HashMap<String, Option<(Integration, TenantScope)>> = HashMap::new();
@@ -139,6 +150,13 @@ async fn drain(app: &AppState, batch: i64) -> Result<usize, StoreError> {
                 }
             }
         }
+    }
+    if heartbeat.is_lost() {
+        tracing::warn!(
+            deliveries = parsed.len(),
+            "webhook claims lost to another host; leaving the batch to it"
+        );
+        return Ok(claimed.len());
     }
     if !parsed.is_empty() {
         record_isolating(app, &parsed).await?;
@@ -199,7 +217,7 @@ async fn record_isolating(app: &AppState, batch: &[Parsed]) -> Result<(), StoreE
 }
 
 /// Hands claimed deliveries back untouched (no attempt counted), for the next pass. If even
-/// that fails (the database is down), the claims expire after [`CLAIM`].
+/// that fails (the database is down), the claims expire after [`lease::LEASE`].
 async fn release(app: &AppState, batch: &[Parsed]) {
     if batch.is_empty() {
         return;
@@ -244,7 +262,7 @@ async fn claim(app: &AppState, ids: &[String], now: i64) -> Result<HashSet<Strin
     );
     let mut query = sqlx::query_scalar(&sql)
         .bind(app.hub.node_id())
-        .bind(now + CLAIM.as_micros() as i64);
+        .bind(lease::expiry_from(now));
     for id in ids {
         query = query.bind(id.as_str());
     }
@@ -254,6 +272,32 @@ async fn claim(app: &AppState, ids: &[String], now: i64) -> Result<HashSet<Strin
         .await?
         .into_iter()
         .collect())
+}
+
+/// Renews the claims of `ids` that this host still holds, while their batch is worked on.
+/// Lost when none is left pending under this host's name: the rows settled one by one
+/// along the way (retried, set aside) are not, so the batch still holds the others.
+fn heartbeat(app: &AppState, ids: &HashSet<String>) -> Heartbeat {
+    let backend = app.store.backend();
+    let mut p = Params::new(backend);
+    let sql = format!(
+        "UPDATE webhook_inbox SET claimed_until = {} WHERE claimed_by = {} AND status = 'pending' AND id IN ({})",
+        p.one(),
+        p.one(),
+        p.list(ids.len())
+    );
+    let (store, owner) = (app.store.clone(), app.hub.node_id().to_owned());
+    let ids: Vec<String> = ids.iter().cloned().collect();
+    Heartbeat::start(format!("{} webhook deliveries", ids.len()), move |expiry| {
+        let (store, owner, sql, ids) = (store.clone(), owner.clone(), sql.clone(), ids.clone());
+        async move {
+            let mut query = sqlx::query(&sql).bind(expiry).bind(owner);
+            for id in &ids {
+                query = query.bind(id.as_str());
+            }
+            Ok(query.execute(store.writer()).await?.rows_affected())
+        }
+    })
 }
 
 /// A claimed delivery as stored in the inbox.
