@@ -8,6 +8,7 @@
 pub mod api;
 pub mod api_keys;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod customers;
 pub mod dead_letters;
