@@ -11,6 +11,7 @@ use posbridge_harness::{Backend, TestServer};
 mod admin;
 mod auth;
 mod bad_input;
+mod cluster;
 mod config;
 mod dead_letters;
 mod events;
