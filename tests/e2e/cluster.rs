@@ -59,7 +59,10 @@ async fn cluster(srv: &TestServer) -> (Vec<String>, String, Value) {
         .iter()
         .map(|h| h["id"].as_str().expect("id").to_owned())
         .collect();
-    let answered = body["answered_by"].as_str().expect("answered_by").to_owned();
+    let answered = body["answered_by"]
+        .as_str()
+        .expect("answered_by")
+        .to_owned();
     (ids, answered, body)
 }
 
@@ -298,7 +301,8 @@ async fn plugin_approvals_and_limits_reach_every_host_postgres() {
     install(&host_a, "test_http").await;
     let (mock, _server) = pong_server().await;
     let on_b = host_b.manager(&keys);
-    let call = json!({"provider": "test-http", "location_id": "x", "base_url": format!("http://{mock}")});
+    let call =
+        json!({"provider": "test-http", "location_id": "x", "base_url": format!("http://{mock}")});
     eventually(PROPAGATION_WITHIN, "test-http known on B", || async {
         let r = on_b.post("/pos/validate", &call).await;
         (r.status == 422 && r.body["error"]["code"] == "host_not_approved").then_some(())
