@@ -407,3 +407,21 @@ async fn events_written_on_any_host_reach_every_host_in_order_postgres() {
         assert_eq!(seqs, expected, "socket on host {i}");
     }
 }
+
+/// On SQLite (one host per file) the cluster view is this host alone, and `pos-status`
+/// says it answered and holds the tenant's socket.
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_view_of_a_single_host_sqlite() {
+    let srv = crate::start(Backend::Sqlite).await;
+    let (ids, answered) = wait_hosts(&srv, 1, Duration::from_secs(10)).await;
+    assert_eq!(ids, vec![answered.clone()]);
+    let (_, _, body) = cluster(&srv).await;
+    assert_eq!(body["hosts"][0]["this_host"], true);
+    assert_eq!(body["hosts"][0]["address"], srv.base_url());
+    let kitchen = srv.setup_tenant("kitchen").await;
+    let mut ws = srv.ws("kitchen", &kitchen.terminal.key, None).await;
+    ws.hello().await;
+    let (terminals, host) = pos_status(&srv.terminal(&kitchen)).await;
+    assert_eq!(host, answered);
+    assert_eq!(terminals, vec![(answered.clone(), "till 1".to_owned())]);
+}
