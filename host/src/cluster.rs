@@ -282,21 +282,17 @@ impl Heartbeat {
     }
 
     async fn prune_dead(&self) -> Result<(), StoreError> {
-        let cutoff = live_since();
+        // Deleting the row first decides it: a host that renews meanwhile keeps its row
+        // (the condition is checked again on the updated row), and one that finds its row
+        // gone registers again and rewrites its terminals.
         let dead: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM cluster_hosts WHERE last_seen < $1")
-                .bind(cutoff)
-                .fetch_all(self.store.reader())
+            sqlx::query_scalar("DELETE FROM cluster_hosts WHERE last_seen < $1 RETURNING id")
+                .bind(live_since())
+                .fetch_all(self.store.writer())
                 .await?;
         for id in &dead {
-            // Terminals first: a host seen again meanwhile re-registers and rewrites them.
             sqlx::query("DELETE FROM cluster_terminals WHERE host_id = $1")
                 .bind(id)
-                .execute(self.store.writer())
-                .await?;
-            sqlx::query("DELETE FROM cluster_hosts WHERE id = $1 AND last_seen < $2")
-                .bind(id)
-                .bind(cutoff)
                 .execute(self.store.writer())
                 .await?;
             tracing::info!(host = %id, "a dead host was removed from the cluster");
@@ -331,6 +327,27 @@ impl Heartbeat {
         snapshot: Vec<LocalTerminal>,
         with_seq: bool,
     ) -> Result<(), StoreError> {
+        if with_seq {
+            // Once a heartbeat, check that the table still holds what this host wrote (a
+            // pruning race may have removed rows); if not, write everything again.
+            let stored: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM cluster_terminals WHERE host_id = $1")
+                    .bind(&self.host.id)
+                    .fetch_one(self.store.reader())
+                    .await?;
+            if stored != self.written.len() as i64 {
+                tracing::debug!(
+                    stored,
+                    written = self.written.len(),
+                    "rewriting this host's terminals"
+                );
+                sqlx::query("DELETE FROM cluster_terminals WHERE host_id = $1")
+                    .bind(&self.host.id)
+                    .execute(self.store.writer())
+                    .await?;
+                self.written.clear();
+            }
+        }
         let open: HashMap<u64, &LocalTerminal> =
             snapshot.iter().map(|t| (t.session_id, t)).collect();
         let closed: Vec<u64> = self
