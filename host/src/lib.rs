@@ -10,6 +10,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod backup;
 pub mod cli_database;
+pub mod cluster;
 pub mod config;
 pub mod customers;
 pub mod dead_letters;

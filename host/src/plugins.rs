@@ -38,7 +38,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use bench::PluginBench;
-pub use catalog::PluginStatus;
+pub use catalog::{PluginStatus, CATALOG_CHANNEL};
 pub use check::CheckResult;
 pub use engine::ArtifactSource;
 pub use error::{AdminError, CallError, InstallError, StartError};

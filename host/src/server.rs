@@ -61,6 +61,7 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Runs the host until a shutdown signal.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    let started_at = crate::store::now_micros();
     raise_fd_limit();
     metrics::install();
     // The phone-number tables load on first use (~0.5 s); load them now rather than in the
@@ -121,7 +122,19 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     state
         .hub
         .spawn_cross_node_listener(store.clone(), shutdown.clone());
-    plugins.spawn_watcher(shutdown.clone());
+    plugins.spawn_watcher(shutdown.clone(), state.hub.catalog_changes());
+    crate::cluster::spawn_heartbeat(
+        store.clone(),
+        crate::cluster::HostInfo {
+            id: state.hub.node_id().to_owned(),
+            address: config.public_url.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at,
+        },
+        state.terminals.clone(),
+        shutdown.clone(),
+        &state.tasks,
+    );
     // Keys revoked by the CLI or another host close their sockets here too.
     crate::terminals::spawn_revocation_watcher(state.clone());
     crate::providers::spawn_scheduler(state.clone());

@@ -12,12 +12,14 @@
 //! replay, live delivery and heartbeat (`session`), one socket's shared write queue
 //! (`socket`) and the per-tenant delivery task (`fanout`).
 
+mod cluster_view;
 mod fanout;
 mod revocations;
 mod session;
 mod socket;
 mod upgrade;
 
+pub use self::cluster_view::admin_routes as cluster_admin_routes;
 pub use self::revocations::spawn_watcher as spawn_revocation_watcher;
 
 use std::collections::HashMap;
@@ -41,8 +43,6 @@ use self::socket::Socket;
 use self::upgrade::StreamUpgrade;
 
 use crate::auth::{Caller, Role as KeyRole, TerminalCaller};
-use crate::error::ApiResult;
-use crate::events;
 use crate::locks::lock;
 use crate::state::AppState;
 use crate::store::{now_micros, rfc3339};
@@ -161,6 +161,8 @@ struct Registry {
     sessions: Mutex<HashMap<u64, SessionEntry>>,
     next_id: AtomicU64,
     fanout: Fanout,
+    /// Signalled when a socket opens or closes, so the cluster heartbeat publishes it.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug)]
@@ -192,6 +194,7 @@ impl Drop for Registration {
         inner.fanout.detach(&self.tenant_id, &self.socket);
         if lock(&inner.sessions).remove(&self.id).is_some() {
             metrics::gauge!("posbridge_websocket_connections").decrement(1.0);
+            inner.changed.notify_one();
         }
     }
 }
@@ -199,6 +202,8 @@ impl Drop for Registration {
 /// A connected terminal, as `pos-status` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct TerminalStatus {
+    /// The host holding its socket (see [`crate::cluster`]).
+    pub host_id: String,
     /// The key it connected with.
     pub key_id: String,
     /// The key's label.
@@ -242,6 +247,7 @@ impl Terminals {
             },
         );
         metrics::gauge!("posbridge_websocket_connections").increment(1.0);
+        self.inner.changed.notify_one();
         self.inner
             .fanout
             .attach(&app.hub, &tenant_id, socket.clone());
@@ -267,27 +273,6 @@ impl Terminals {
         closed
     }
 
-    /// Terminals of the tenant connected to this host, oldest connection first.
-    pub fn of_tenant(&self, tenant_id: &str) -> Vec<TerminalStatus> {
-        let sessions = lock(&self.inner.sessions);
-        let mut entries: Vec<&SessionEntry> = sessions
-            .values()
-            .filter(|e| e.tenant_id == tenant_id)
-            .collect();
-        entries.sort_by_key(|e| e.connected_at);
-        entries
-            .into_iter()
-            .map(|e| TerminalStatus {
-                key_id: e.key_id.clone(),
-                label: e.label.clone(),
-                role: e.role,
-                connected_at: rfc3339(e.connected_at),
-                last_seq: e.socket.last_seq(),
-                remote_addr: e.remote_addr.map(|a| a.to_string()),
-            })
-            .collect()
-    }
-
     /// Number of open sockets on this host.
     pub fn len(&self) -> usize {
         lock(&self.inner.sessions).len()
@@ -303,7 +288,7 @@ impl Terminals {
 pub fn tenant_routes() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
-        .route("/pos-status", get(pos_status))
+        .route("/pos-status", get(cluster_view::pos_status))
 }
 
 /// The stream route, `/ws/pos/{tenant}`.
@@ -324,25 +309,6 @@ async fn health(TerminalCaller(caller): TerminalCaller) -> Json<Health> {
         tenant: caller.scope.slug().to_owned(),
         time: rfc3339(now_micros()),
     })
-}
-
-#[derive(Serialize)]
-struct PosStatus {
-    tenant: String,
-    last_seq: i64,
-    terminals: Vec<TerminalStatus>,
-}
-
-async fn pos_status(
-    State(app): State<AppState>,
-    TerminalCaller(caller): TerminalCaller,
-) -> ApiResult<Json<PosStatus>> {
-    let tenant_id = caller.scope.tenant_id();
-    Ok(Json(PosStatus {
-        tenant: caller.scope.slug().to_owned(),
-        last_seq: events::last_seq(&app.store, tenant_id).await?,
-        terminals: app.terminals.of_tenant(tenant_id),
-    }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -359,6 +359,7 @@ pub(crate) fn routes(fx: &Fixture) -> Vec<Route> {
             ],
             None,
         ),
+        route(Operator, M::GET, "/admin/cluster", vec![], None),
         // Terminal API.
         route(Terminal, M::GET, "/api/{tenant}/health", vec![t()], None),
         route(

@@ -15,6 +15,7 @@ mod bad_input;
 mod cli_database;
 mod cluster_keys;
 mod cluster_failover;
+mod cluster;
 mod config;
 mod dead_letters;
 mod events;

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{read_after, Event};
 use crate::locks::lock;
+use crate::plugins::CATALOG_CHANNEL;
 use crate::store::{Backend, Store};
 
 /// PostgreSQL channel carrying `<node> <tenant_id> <seq>` for every committed event.
@@ -73,6 +74,8 @@ struct Inner {
     appended: Notify,
     /// Ids of keys revoked anywhere, as the PostgreSQL listener hears of them.
     revocations: broadcast::Sender<String>,
+    /// Signalled when another process announces a plugin catalog change.
+    catalog: Arc<Notify>,
 }
 
 impl EventHub {
@@ -85,6 +88,7 @@ impl EventHub {
                 node_id: uuid::Uuid::now_v7().simple().to_string(),
                 appended: Notify::new(),
                 revocations: broadcast::channel(REVOCATION_QUEUE).0,
+                catalog: Arc::default(),
             }),
         }
     }
@@ -134,6 +138,13 @@ impl EventHub {
         self.inner.revocations.subscribe()
     }
 
+    /// Signalled (one stored permit) when any process sharing the PostgreSQL database
+    /// announces a plugin catalog change, so the plugin watcher reloads at once instead of
+    /// at its next poll. Never signalled on SQLite.
+    pub fn catalog_changes(&self) -> Arc<Notify> {
+        self.inner.catalog.clone()
+    }
+
     /// This process's id (in NOTIFY payloads and sync leases).
     pub fn node_id(&self) -> &str {
         &self.inner.node_id
@@ -170,13 +181,17 @@ impl EventHub {
     async fn listen(&self, store: &Store, shutdown: &CancellationToken) -> Result<(), sqlx::Error> {
         let mut listener = sqlx::postgres::PgListener::connect(store.url()).await?;
         listener
-            .listen_all([NOTIFY_CHANNEL, REVOCATION_CHANNEL])
+            .listen_all([NOTIFY_CHANNEL, REVOCATION_CHANNEL, CATALOG_CHANNEL])
             .await?;
         loop {
             let notification = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 n = listener.recv() => n?,
             };
+            if notification.channel() == CATALOG_CHANNEL {
+                self.inner.catalog.notify_one();
+                continue;
+            }
             if notification.channel() == REVOCATION_CHANNEL {
                 // No receiver (no watcher running) is fine: nothing to close.
                 let _ = self

@@ -17,10 +17,15 @@ use super::runtime::Plugins;
 use super::wit::LoadedComponent;
 use super::{bundled, AdminError, InstallError};
 use crate::locks::lock;
-use crate::store::{now_micros, StoreError};
+use crate::store::{now_micros, Backend, StoreError};
 
 /// The `settings` row every catalog write changes, so other processes know to reload.
 const GENERATION_KEY: &str = "plugins_generation";
+
+/// PostgreSQL channel on which every catalog write announces itself (with its
+/// transaction, so at commit); `crate::events::hub` listens and wakes the watcher. Named
+/// here, not there, because the plugin runtime depends on nothing of the host's.
+pub const CATALOG_CHANNEL: &str = "posbridge_plugins";
 
 /// A plugin as the admin API lists it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -106,14 +111,21 @@ impl Plugins {
         Ok(())
     }
 
-    /// Polls for catalog changes made by the CLI or other hosts until `shutdown`.
-    pub fn spawn_watcher(&self, shutdown: CancellationToken) {
+    /// Reloads the catalog when `changed` is signalled (another process announced a
+    /// change, see [`CATALOG_CHANNEL`]) and polls for changes at the reload interval (the
+    /// safety net for a missed announcement, and the only way on SQLite), until `shutdown`.
+    pub fn spawn_watcher(&self, shutdown: CancellationToken, changed: Arc<tokio::sync::Notify>) {
         let plugins = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(plugins.inner.options.reload_interval);
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
+                    _ = changed.notified() => {
+                        if let Err(err) = plugins.reload(false).await {
+                            tracing::warn!(error = %err, "plugin catalog reload failed");
+                        }
+                    }
                     _ = tick.tick() => {
                         if let Err(err) = plugins.reload(false).await {
                             tracing::warn!(error = %err, "plugin catalog reload failed");
@@ -130,8 +142,15 @@ impl Plugins {
         )
         .bind(GENERATION_KEY)
         .bind(format!("{}-{}", now_micros(), uuid::Uuid::now_v7().simple()))
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
+        if self.inner.store.backend() == Backend::Postgres {
+            // Delivered at commit: other hosts reload within milliseconds, not a poll.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CATALOG_CHANNEL)
+                .execute(&mut *conn)
+                .await?;
+        }
         Ok(())
     }
 

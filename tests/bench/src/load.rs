@@ -96,18 +96,44 @@ pub async fn run(
     duration: Duration,
     template: impl Fn(usize) -> Result<Template>,
 ) -> Result<LoadResult> {
-    let addr = server.addr;
+    run_on(
+        server,
+        &[server.addr],
+        connections,
+        warmup,
+        duration,
+        |i, _| template(i),
+    )
+    .await
+}
+
+/// Like [`run`], with worker i connected to `hosts[i % hosts.len()]` (several hosts on one
+/// database); `template(i, host)` gives its request. CPU is `server`'s alone.
+pub async fn run_on(
+    server: &Server,
+    hosts: &[SocketAddr],
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+    template: impl Fn(usize, SocketAddr) -> Result<Template>,
+) -> Result<LoadResult> {
+    let hosts = if hosts.is_empty() {
+        &[server.addr][..]
+    } else {
+        hosts
+    };
     // Connect everything first so connection setup is not part of the measurement.
     let mut conns = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        conns.push(Conn::connect(addr).await?);
+    for i in 0..connections {
+        let addr = hosts[i % hosts.len()];
+        conns.push((addr, Conn::connect(addr).await?));
     }
     let start = Instant::now();
     let measure_from = start + warmup;
     let until = measure_from + duration;
     let mut handles = Vec::with_capacity(connections);
-    for (i, conn) in conns.into_iter().enumerate() {
-        let tpl = template(i)?;
+    for (i, (addr, conn)) in conns.into_iter().enumerate() {
+        let tpl = template(i, addr)?;
         handles.push(tokio::spawn(worker(addr, conn, tpl, measure_from, until)));
     }
 

@@ -5,11 +5,14 @@
 //! * loyalty adds per second and p50/p99 at N concurrent connections,
 //! * WebSocket event delivery latency (write → frame received) with many terminals,
 //! * server memory (VmRSS) per idle WebSocket connection,
-//! * (`--scenario plugin-spin` only) balance reads idle vs. while plugin guests spin.
+//! * (`--scenario plugin-spin` only) balance reads idle vs. while plugin guests spin,
+//! * (`--scenario cluster` only) two hosts on one PostgreSQL: cross-host delivery latency
+//!   and balance reads on two hosts against one.
 //!
 //! It prints a markdown table and never asserts timing: the exit status is non-zero only
 //! when something failed (server did not start or died, requests failed, frames missing).
 
+mod cluster;
 mod http;
 mod load;
 mod rawws;
@@ -146,6 +149,9 @@ enum Scenario {
     WsMemory,
     /// Not part of `all`: it needs the test guest built by the host's build script.
     PluginSpin,
+    /// Not part of `all`: two hosts on one PostgreSQL (`--database-url`, or a throwaway
+    /// cluster from the installed server binaries).
+    Cluster,
 }
 
 impl Scenario {
@@ -157,6 +163,7 @@ impl Scenario {
             Scenario::WsLatency => "ws-latency",
             Scenario::WsMemory => "ws-memory",
             Scenario::PluginSpin => "plugin-spin",
+            Scenario::Cluster => "cluster",
         }
     }
 }
@@ -223,13 +230,18 @@ async fn run(args: Args) -> Result<bool> {
     {
         server_args.push("--rate-limit-per-sec=0".to_owned());
     }
-    let mut server = Server::start(
-        &bin,
-        args.database_url.as_deref(),
-        &server_args,
-        args.keep_temp,
-    )
-    .await?;
+    // The cluster scenario needs PostgreSQL: a throwaway one unless a URL was given (kept
+    // until the end of the run, removed on drop).
+    let throwaway_pg = match (&args.database_url, args.scenario) {
+        (None, Scenario::Cluster) => Some(cluster::throwaway_postgres()?),
+        _ => None,
+    };
+    let database_url = args
+        .database_url
+        .clone()
+        .or_else(|| throwaway_pg.as_ref().map(|pg| pg.admin_url()));
+    let mut server =
+        Server::start(&bin, database_url.as_deref(), &server_args, args.keep_temp).await?;
     eprintln!(
         "[bench] server pid {} listening on http://{}",
         server.pid, server.addr
@@ -251,11 +263,14 @@ async fn run(args: Args) -> Result<bool> {
         Scenario::Loyalty,
         Scenario::WsLatency,
         Scenario::PluginSpin,
+        Scenario::Cluster,
     ];
     let selected: Vec<Scenario> = order
         .into_iter()
         .filter(|s| {
-            args.scenario == *s || (args.scenario == Scenario::All && *s != Scenario::PluginSpin)
+            args.scenario == *s
+                || (args.scenario == Scenario::All
+                    && !matches!(*s, Scenario::PluginSpin | Scenario::Cluster))
         })
         .collect();
 
@@ -286,6 +301,20 @@ async fn run(args: Args) -> Result<bool> {
             Scenario::WsLatency => ws_latency(&args, &server, &tenant, &mut report).await,
             Scenario::WsMemory => ws_memory(&args, &server, &tenant, &mut report).await,
             Scenario::PluginSpin => plugin_spin(&args, &server, &tenant, &mut report).await,
+            Scenario::Cluster => {
+                let cluster_args = cluster::ClusterArgs {
+                    bin: &bin,
+                    server_args: &server_args,
+                    terminals: args.terminals,
+                    ws_rate: args.ws_rate,
+                    duration: Duration::from_secs(args.duration_secs),
+                    warmup: Duration::from_secs(args.warmup_secs),
+                    connections: args.connections,
+                    client_reader: args.client_reader,
+                    reader_threads: reader_threads(&args),
+                };
+                cluster::run(&cluster_args, &server, &tenant, &mut report).await
+            }
             Scenario::All => Ok(()),
         };
         if let Err(e) = outcome {
@@ -307,7 +336,9 @@ async fn run(args: Args) -> Result<bool> {
         .next()
         .unwrap_or("?")
         .to_string();
-    let db_desc = if args.database_url.is_some() {
+    let db_desc = if throwaway_pg.is_some() {
+        format!("{db_kind} (a throwaway cluster on loopback)")
+    } else if args.database_url.is_some() {
         format!("{db_kind} (--database-url)")
     } else {
         "SQLite, fresh file in a temp dir".to_string()
@@ -496,6 +527,7 @@ async fn ws_latency(
 ) -> Result<()> {
     let res = ws::latency(
         server,
+        &[server.addr],
         tenant,
         args.terminals,
         args.ws_rate,

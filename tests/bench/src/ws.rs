@@ -326,6 +326,8 @@ pub struct LatencyResult {
     /// Per event, the latency of the first and of the last terminal to receive it.
     pub first_hist: Histogram<u64>,
     pub last_hist: Histogram<u64>,
+    /// `hist` split by the host whose socket received the frame (index into `hosts`).
+    pub per_host: Vec<Histogram<u64>>,
     pub problems: Vec<String>,
     /// CPU cores used by the server and by the bench while the writes were sent.
     pub cpu: Option<CpuUse>,
@@ -344,8 +346,12 @@ pub enum ClientReader {
     Tasks,
 }
 
+/// Writes go to `server`; the terminals are spread evenly over `hosts` (several hosts on
+/// one PostgreSQL database: `server` and its siblings).
+#[allow(clippy::too_many_arguments)]
 pub async fn latency(
     server: &Server,
+    hosts: &[SocketAddr],
     tenant: &Tenant,
     terminals: usize,
     rate: u32,
@@ -356,7 +362,15 @@ pub async fn latency(
     let addr = server.addr;
     eprintln!("[bench] ws-latency: connecting {terminals} terminals…");
     let t = Instant::now();
-    let sockets = connect_many(addr, tenant, terminals).await?;
+    let mut sockets = Vec::with_capacity(terminals);
+    // Which host each socket is on, in the order of `sockets`.
+    let mut socket_host = Vec::with_capacity(terminals);
+    let hosts = if hosts.is_empty() { &[addr][..] } else { hosts };
+    for (h, host) in hosts.iter().enumerate() {
+        let share = terminals / hosts.len() + usize::from(h < terminals % hosts.len());
+        sockets.extend(connect_many(*host, tenant, share).await?);
+        socket_host.extend(std::iter::repeat_n(h, share));
+    }
     eprintln!(
         "[bench] ws-latency: {terminals} hellos in {:.2} s",
         t.elapsed().as_secs_f64()
@@ -374,13 +388,16 @@ pub async fn latency(
     let cancel = CancellationToken::new();
     let counter = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    // Host of each reader output, in the order the outputs are collected below.
+    let mut out_host = Vec::with_capacity(terminals);
     let readers = match client_reader {
-        ClientReader::Tasks => Readers::Tasks(
+        ClientReader::Tasks => Readers::Tasks({
+            out_host.clone_from(&socket_host);
             sockets
                 .into_iter()
                 .map(|(ws, _)| tokio::spawn(reader(ws, cancel.clone(), counter.clone(), events)))
-                .collect(),
-        ),
+                .collect()
+        }),
         ClientReader::Epoll => {
             let polled = sockets
                 .into_iter()
@@ -389,9 +406,12 @@ pub async fn latency(
             // Sockets are dealt round-robin, so every thread gets some of each shard's.
             let threads = reader_threads.clamp(1, polled.len().max(1));
             let mut shares: Vec<Vec<PolledWs>> = (0..threads).map(|_| Vec::new()).collect();
-            for (i, ws) in polled.into_iter().enumerate() {
+            let mut share_hosts: Vec<Vec<usize>> = (0..threads).map(|_| Vec::new()).collect();
+            for (i, (ws, host)) in polled.into_iter().zip(&socket_host).enumerate() {
                 shares[i % threads].push(ws);
+                share_hosts[i % threads].push(*host);
             }
+            out_host = share_hosts.concat();
             let handles = shares
                 .into_iter()
                 .map(|share| {
@@ -465,6 +485,10 @@ pub async fn latency(
     send_result?;
 
     let mut hist = new_histogram()?;
+    let mut per_host = hosts
+        .iter()
+        .map(|_| new_histogram())
+        .collect::<Result<Vec<_>>>()?;
     // Per event: when the first and the last terminal had it.
     let mut first = vec![u64::MAX; sends.len()];
     let mut last_at = vec![0u64; sends.len()];
@@ -473,7 +497,7 @@ pub async fn latency(
     let mut first_end = None;
     let mut other_frames = 0u64;
     let mut first_other = None;
-    for out in outs {
+    for (out, host) in outs.into_iter().zip(out_host) {
         let mut last = base;
         for (seq, at) in out.recv {
             if seq <= last {
@@ -487,6 +511,9 @@ pub async fn latency(
                     received += 1;
                     let us = micros(at.saturating_duration_since(*sent));
                     hist.saturating_record(us);
+                    if let Some(h) = per_host.get_mut(host) {
+                        h.saturating_record(us);
+                    }
                     first[idx] = first[idx].min(us);
                     last_at[idx] = last_at[idx].max(us);
                 }
@@ -547,6 +574,7 @@ pub async fn latency(
         write_hist,
         first_hist,
         last_hist,
+        per_host,
         problems,
         cpu: cpu0.until(&cpu1),
         metrics_before,
