@@ -13,6 +13,7 @@
 //! (`socket`) and the per-tenant delivery task (`fanout`).
 
 mod fanout;
+mod raw_stream;
 mod revocations;
 mod session;
 mod socket;
