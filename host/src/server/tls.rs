@@ -168,7 +168,13 @@ pub struct Tls {
     provider: Arc<CryptoProvider>,
     cert: PathBuf,
     key: PathBuf,
+    /// The files' state just before the pair in use was read: a change after that, even
+    /// one made while the host was still starting, is seen by the reloader.
+    loaded: FilesState,
 }
+
+/// Size, modification time and inode of the certificate and key files.
+type FilesState = [Option<(u64, SystemTime, u64)>; 2];
 
 impl fmt::Debug for Tls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -186,6 +192,7 @@ impl Tls {
             return Ok(None);
         };
         let provider = provider();
+        let loaded = files_state(cert, key);
         let pair = load_pair(cert, key, &provider)?;
         let resolver = Arc::new(CertResolver {
             current: ArcSwap::from_pointee(pair),
@@ -204,6 +211,7 @@ impl Tls {
             provider,
             cert: cert.clone(),
             key: key.clone(),
+            loaded,
         }))
     }
 
@@ -220,20 +228,6 @@ impl Tls {
         Ok(())
     }
 
-    /// What identifies the files' current contents: size, modification time and inode
-    /// of each (a renewal usually renames a new file into place, which changes the
-    /// inode even within one clock tick).
-    fn files_state(&self) -> [Option<(u64, SystemTime, u64)>; 2] {
-        [&self.cert, &self.key].map(|path| {
-            let meta = std::fs::metadata(path).ok()?;
-            #[cfg(unix)]
-            let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-            #[cfg(not(unix))]
-            let inode = 0;
-            Some((meta.len(), meta.modified().ok()?, inode))
-        })
-    }
-
     /// Reloads the pair on SIGHUP and whenever a file changes, until `shutdown`.
     pub fn spawn_reloader(&self, shutdown: CancellationToken) {
         let tls = self.clone();
@@ -241,11 +235,11 @@ impl Tls {
         // never the default "terminate".
         let mut hangup = hangup_signal();
         tokio::spawn(async move {
-            let mut seen = tls.files_state();
+            let mut seen = tls.loaded;
             // The state whose reload failed and was reported: the files are read again
             // on every poll (a half-written pair may complete without a further change
             // of metadata), but the same failure is logged once.
-            let mut reported: Option<[Option<(u64, SystemTime, u64)>; 2]> = None;
+            let mut reported: Option<FilesState> = None;
             let mut poll = tokio::time::interval(RELOAD_POLL);
             poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -254,7 +248,7 @@ impl Tls {
                     _ = poll.tick() => false,
                     Some(()) = recv(&mut hangup) => true,
                 };
-                let state = tls.files_state();
+                let state = files_state(&tls.cert, &tls.key);
                 let failing = reported.is_some();
                 if !signalled && state == seen && !failing {
                     continue;
@@ -277,6 +271,20 @@ impl Tls {
             }
         });
     }
+}
+
+/// What identifies the files' current contents: size, modification time and inode of
+/// each (a renewal usually renames a new file into place, which changes the inode even
+/// within one clock tick).
+fn files_state(cert: &Path, key: &Path) -> FilesState {
+    [cert, key].map(|path| {
+        let meta = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Some((meta.len(), meta.modified().ok()?, inode))
+    })
 }
 
 #[cfg(unix)]
