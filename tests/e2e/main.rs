@@ -23,6 +23,7 @@ mod hooks;
 mod idempotency;
 mod lifecycle;
 mod loyalty;
+mod nginx;
 mod orders;
 mod plugins;
 mod providers;
