@@ -10,7 +10,7 @@ use crate::hooks::HookOptions;
 use crate::plugins::PluginOptions;
 use crate::providers::InboxOptions;
 use crate::ratelimit::RateLimitOptions;
-use crate::server::ConnectionOptions;
+use crate::server::{ConnectionOptions, TlsOptions};
 use crate::store::StoreOptions;
 use crate::terminals::StreamOptions;
 
@@ -71,6 +71,9 @@ pub struct ServeConfig {
     /// Connection timeouts, the connection cap and its operator reserve.
     #[command(flatten, next_help_heading = "Connections")]
     pub connections: ConnectionOptions,
+    /// The certificate and key for https/wss (none: plain http).
+    #[command(flatten, next_help_heading = "TLS")]
+    pub tls: TlsOptions,
     /// Per-API-key request budgets.
     #[command(flatten, next_help_heading = "Rate limits")]
     pub rate_limit: RateLimitOptions,

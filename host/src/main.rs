@@ -264,7 +264,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 config_file: cli.config,
                 ..*config
             };
-            posbridge::server::serve(config).await?;
+            if let Err(err) = posbridge::server::serve(config).await {
+                if err.is_configuration() {
+                    // A file the operator named cannot be used: a usage error (exit 2).
+                    eprintln!("error: {err}");
+                    std::process::exit(2);
+                }
+                return Err(err.into());
+            }
         }
         Command::Tenant(cmd) => {
             let store = open(&cli.database_url).await?;

@@ -19,11 +19,15 @@ use crate::vault::VaultError;
 use crate::{api, idempotency, metrics};
 
 mod body_deadline;
+mod conn_stream;
 mod listener;
 mod startup;
+mod tls;
 
 pub use body_deadline::{BodyTimeout, DeadlineBody};
+pub use conn_stream::ConnStream;
 pub use listener::{ConnectionOptions, TimedIo};
+pub use tls::{Tls, TlsError, TlsOptions, RELOAD_POLL};
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,9 @@ pub enum ServeError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// Serving failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -62,6 +69,8 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// Runs the host until a shutdown signal.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let started_at = crate::store::now_micros();
+    // A certificate that cannot be used refuses the start before anything else is done.
+    let tls = Tls::load(&config.tls)?;
     raise_fd_limit();
     metrics::install();
     // The phone-number tables load on first use (~0.5 s); load them now rather than in the
@@ -98,8 +107,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         })?;
     let addr = listener.local_addr()?;
     let mut config = config;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     if config.public_url.is_empty() {
-        config.public_url = format!("http://{addr}");
+        config.public_url = format!("{scheme}://{addr}");
     }
     let shutdown = CancellationToken::new();
     let state = AppState {
@@ -146,10 +156,15 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     in_use.announce();
     tracing::info!(%addr, backend = ?store.backend(), "posbridge listening");
     println!("posbridge listening on http://{addr}");
+    if let Some(tls) = &tls {
+        tls.spawn_reloader(shutdown.clone());
+    }
+    tracing::info!(%addr, scheme, backend = ?store.backend(), "posbridge listening");
+    println!("posbridge listening on {scheme}://{addr}");
 
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let app = api::router(state.clone());
-    let server = listener::serve(listener, app, config.connections, shutdown.clone());
+    let server = listener::serve(listener, app, config.connections, tls, shutdown.clone());
     let grace = config.shutdown_grace;
     let server = async move {
         server.await;
@@ -243,5 +258,13 @@ pub fn default_cache_dir(database_url: &str) -> std::path::PathBuf {
             dir.join("posbridge-cache")
         }
         _ => std::path::PathBuf::from("posbridge-cache"),
+    }
+}
+
+impl ServeError {
+    /// Whether the error is the operator's configuration (a file named by a flag cannot
+    /// be used), which exits with the usage-error status 2 rather than 1.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, ServeError::Tls(_))
     }
 }

@@ -14,6 +14,7 @@
 
 mod cluster_view;
 mod fanout;
+mod raw_stream;
 mod revocations;
 mod session;
 mod socket;

@@ -28,6 +28,7 @@ mod hooks;
 mod idempotency;
 mod lifecycle;
 mod loyalty;
+mod nginx;
 mod orders;
 mod plugins;
 mod providers;
@@ -37,6 +38,7 @@ mod providers_webhooks;
 mod reports;
 mod rules;
 mod schema;
+mod tls;
 
 /// The binary under test, built by Cargo for this test target.
 pub const BIN: &str = env!("CARGO_BIN_EXE_posbridge");

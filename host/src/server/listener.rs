@@ -18,6 +18,11 @@
 //! in [`TimedIo`], which sees every byte, and the body deadline in [`DeadlineBody`]
 //! (`server/body_deadline.rs`).
 //!
+//! With TLS on (`server/tls.rs`), the handshake comes first, bounded by the header-read
+//! timeout and counted under the connection cap like the rest of the connection's life,
+//! so a client that never finishes it cannot hold a slot for longer than one that never
+//! finishes its head.
+//!
 //! Upgraded WebSockets leave this accounting: once the handshake is answered the stream
 //! belongs to the session (see `terminals/upgrade.rs`), which has its own ping deadline,
 //! and no longer counts against the connection cap.
@@ -47,6 +52,8 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use super::body_deadline::DeadlineBody;
+use super::conn_stream::ConnStream;
+use super::tls::Tls;
 use crate::error::ApiError;
 
 /// Connection knobs (`--header-read-timeout-ms`, `--body-timeout-ms`, `--idle-timeout-ms`,
@@ -131,12 +138,14 @@ fn reserved_route(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics" | "/admin") || path.starts_with("/admin/")
 }
 
-/// Serves `router` on `listener` until `shutdown`, then stops accepting and waits for
-/// in-flight requests to finish (idle keep-alive connections close at once).
+/// Serves `router` on `listener` (over TLS when `tls` is given) until `shutdown`, then
+/// stops accepting and waits for in-flight requests to finish (idle keep-alive
+/// connections close at once).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     options: ConnectionOptions,
+    tls: Option<Tls>,
     shutdown: CancellationToken,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -178,6 +187,7 @@ pub async fn serve(
             peer,
             options,
             reserve_only,
+            tls: tls.clone(),
         };
         let builder = builder.clone();
         let shutdown = shutdown.clone();
@@ -248,17 +258,47 @@ struct Connection {
     peer: SocketAddr,
     options: ConnectionOptions,
     reserve_only: bool,
+    tls: Option<Tls>,
 }
 
 impl Connection {
+    /// The connection's stream: the TCP stream itself, or TLS over it once the handshake
+    /// completes within the header-read timeout (`None` if it fails or runs out).
+    async fn handshake(&self, tcp: TcpStream) -> Option<ConnStream> {
+        let Some(tls) = &self.tls else {
+            return Some(ConnStream::Plain(tcp));
+        };
+        let outcome =
+            tokio::time::timeout(self.options.header_read_timeout, tls.acceptor().accept(tcp))
+                .await;
+        match outcome {
+            Ok(Ok(stream)) => Some(ConnStream::Tls(Box::new(stream))),
+            Ok(Err(err)) => {
+                metrics::counter!("posbridge_tls_handshake_failures_total", "reason" => "error")
+                    .increment(1);
+                tracing::debug!(peer = %self.peer, error = %err, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                metrics::counter!("posbridge_tls_handshake_failures_total", "reason" => "timeout")
+                    .increment(1);
+                tracing::debug!(peer = %self.peer, "TLS handshake timed out");
+                None
+            }
+        }
+    }
+
     async fn run(
         self,
         tcp: TcpStream,
         builder: &auto::Builder<TokioExecutor>,
         shutdown: CancellationToken,
     ) {
+        let Some(stream) = self.handshake(tcp).await else {
+            return;
+        };
         let activity = Arc::new(Activity::default());
-        let io = TokioIo::new(TimedIo::new(tcp, activity.clone(), &self.options));
+        let io = TokioIo::new(TimedIo::new(stream, activity.clone(), &self.options));
         let service = ConnService {
             router: self.router,
             peer: self.peer,
@@ -314,11 +354,11 @@ impl Drop for InFlight {
     }
 }
 
-/// The TCP stream under hyper, enforcing the header-read and idle deadlines: while no
+/// The connection's stream under hyper, enforcing the header-read and idle deadlines: while no
 /// request is in flight, a read that would wait past the deadline fails with `TimedOut`,
 /// which makes hyper close the connection.
 pub struct TimedIo {
-    tcp: TcpStream,
+    tcp: ConnStream,
     activity: Arc<Activity>,
     header_timeout: Duration,
     idle_timeout: Duration,
@@ -336,7 +376,7 @@ pub struct TimedIo {
 }
 
 impl TimedIo {
-    fn new(tcp: TcpStream, activity: Arc<Activity>, options: &ConnectionOptions) -> Self {
+    fn new(tcp: ConnStream, activity: Arc<Activity>, options: &ConnectionOptions) -> Self {
         let now = Instant::now();
         TimedIo {
             tcp,
@@ -352,8 +392,8 @@ impl TimedIo {
         }
     }
 
-    /// The TCP stream, for the WebSocket session after an upgrade.
-    pub fn into_inner(self) -> TcpStream {
+    /// The stream, for the WebSocket session after an upgrade.
+    pub fn into_inner(self) -> ConnStream {
         self.tcp
     }
 
@@ -420,7 +460,7 @@ impl AsyncRead for TimedIo {
                 if this.first_byte.is_some() {
                     // Part of a head arrived: say why before closing (best effort; nothing
                     // else is being written on a connection waiting for a head).
-                    let _ = this.tcp.try_write(REQUEST_HEAD_TIMEOUT);
+                    this.tcp.try_write_plain(REQUEST_HEAD_TIMEOUT);
                 }
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,

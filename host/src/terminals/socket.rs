@@ -24,13 +24,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 use tungstenite::protocol::frame::Frame;
 
 use crate::events::Event;
 use crate::locks::lock;
+
+use super::raw_stream::RawStream;
 
 /// A complete server-to-terminal text frame, ready for the wire. Server frames are not
 /// masked, so one encoding serves every socket of the tenant.
@@ -66,7 +67,7 @@ pub struct Attention {
 /// The shared state of one socket. See the module docs for who writes when.
 #[derive(Debug)]
 pub struct Socket {
-    tcp: TcpStream,
+    tcp: RawStream,
     outbox: Mutex<Outbox>,
     /// Signalled when the session has work: queued frames, held events, a dropped socket.
     wake: Notify,
@@ -98,7 +99,7 @@ struct Outbox {
 
 impl Socket {
     /// Wraps an upgraded stream; `limit` bounds the frames or events waiting for it.
-    pub fn new(tcp: TcpStream, limit: usize) -> Self {
+    pub fn new(tcp: RawStream, limit: usize) -> Self {
         Socket {
             tcp,
             outbox: Mutex::new(Outbox {
@@ -333,7 +334,7 @@ mod tests {
     use tokio::io::AsyncReadExt;
     use tokio::net::{TcpListener, TcpStream};
 
-    use super::{text_frame, Dropped, Socket};
+    use super::{text_frame, Dropped, RawStream, Socket};
     use crate::events::Event;
     use crate::locks::lock;
 
@@ -366,7 +367,10 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap());
         let (accepted, client) = tokio::join!(listener.accept(), client);
-        (Socket::new(accepted.unwrap().0, limit), client.unwrap())
+        (
+            Socket::new(RawStream::Tcp(accepted.unwrap().0), limit),
+            client.unwrap(),
+        )
     }
 
     /// Reads `n` frames of the `{"seq":N}` shape and returns their seqs.

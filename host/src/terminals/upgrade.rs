@@ -13,11 +13,12 @@ use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
-use tokio::net::TcpStream;
 use tungstenite::handshake::derive_accept_key;
 
 use crate::error::ApiError;
 use crate::server::TimedIo;
+
+use super::raw_stream::RawStream;
 
 /// A valid WebSocket upgrade request, not yet answered.
 #[derive(Debug)]
@@ -27,12 +28,12 @@ pub struct StreamUpgrade {
     protocol: Option<HeaderValue>,
 }
 
-/// The connection after the handshake: its TCP stream and any bytes the terminal sent
+/// The connection after the handshake: its stream and any bytes the terminal sent
 /// right behind the request (already read by the HTTP layer).
 #[derive(Debug)]
 pub struct Upgraded {
-    /// The raw stream.
-    pub tcp: TcpStream,
+    /// The raw stream (TCP, or the session's end of a TLS pump).
+    pub tcp: RawStream,
     /// Bytes read past the handshake, to be parsed before anything read from `tcp`. A
     /// copy: the HTTP layer's bytes share its whole read buffer (kilobytes), which would
     /// otherwise stay allocated for the life of the socket.
@@ -42,11 +43,11 @@ pub struct Upgraded {
 impl Upgraded {
     /// Takes the stream and copies the read-ahead bytes; `parts`, and with it the HTTP
     /// layer's read buffer, is released on return rather than kept for the session.
-    fn from_parts(parts: auto::upgrade::Parts<TokioIo<TimedIo>>) -> Self {
-        Upgraded {
-            tcp: parts.io.into_inner().into_inner(),
+    fn from_parts(parts: auto::upgrade::Parts<TokioIo<TimedIo>>) -> std::io::Result<Self> {
+        Ok(Upgraded {
+            tcp: RawStream::from_connection(parts.io.into_inner().into_inner())?,
             read_ahead: parts.read_buf.to_vec(),
-        }
+        })
     }
 }
 
@@ -129,10 +130,15 @@ impl StreamUpgrade {
                     return;
                 }
             };
-            // The listener serves plain TCP through hyper-util's HTTP/1-or-2 detection,
+            // The listener serves plain TCP or TLS through hyper-util's HTTP/1-or-2 detection,
             // which wraps the stream in a type of its own; its `downcast` unwraps it.
             match auto::upgrade::downcast::<TokioIo<TimedIo>>(upgraded) {
-                Ok(parts) => session(Upgraded::from_parts(parts)).await,
+                Ok(parts) => match Upgraded::from_parts(parts) {
+                    Ok(upgraded) => session(upgraded).await,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot start the TLS WebSocket pump; closing it")
+                    }
+                },
                 Err(_) => tracing::error!("upgraded connection is not a TCP stream; closing it"),
             }
         });

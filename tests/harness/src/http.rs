@@ -11,11 +11,20 @@ use serde_json::Value;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) fn new_http() -> reqwest::Client {
-    reqwest::Client::builder()
+    new_http_trusting(None)
+}
+
+/// The test client, trusting the CA certificate `ca_pem` too when given (hosts serving
+/// TLS with a certificate of the test's own CA).
+pub(crate) fn new_http_trusting(ca_pem: Option<&str>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
-        .no_proxy()
-        .build()
-        .expect("building the HTTP client")
+        .no_proxy();
+    if let Some(pem) = ca_pem {
+        let ca = reqwest::Certificate::from_pem(pem.as_bytes()).expect("CA certificate PEM");
+        builder = builder.add_root_certificate(ca);
+    }
+    builder.build().expect("building the HTTP client")
 }
 
 /// A request body.

@@ -27,6 +27,7 @@ mod pg_cluster;
 mod pg_shared;
 mod postgres;
 mod server;
+pub mod tls;
 mod ws;
 
 use std::future::Future;

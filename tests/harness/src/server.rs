@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::http::{new_http, Client};
+use crate::http::{new_http_trusting, Client};
 use crate::postgres::PgDatabase;
 use crate::ws::{Ws, WsError};
 use crate::Backend;
@@ -94,6 +94,8 @@ pub struct TestServer {
     child: Option<Child>,
     base_url: String,
     http: reqwest::Client,
+    /// The CA certificate (PEM) the test's clients trust, for a host serving TLS.
+    tls_ca: Option<String>,
 }
 
 impl std::fmt::Debug for TestServer {
@@ -112,7 +114,19 @@ impl TestServer {
     /// database of `backend` and waits (≤ 30 s) for its listening line. Panics, showing
     /// the server's log, if it does not come up.
     pub async fn start(bin: impl AsRef<Path>, backend: Backend, extra_args: &[&str]) -> TestServer {
-        TestServer::start_inner(bin.as_ref(), backend, None, extra_args).await
+        TestServer::start_inner(bin.as_ref(), backend, None, extra_args, None).await
+    }
+
+    /// Like [`TestServer::start`] for a host serving TLS (`extra_args` name its
+    /// `--tls-cert` and `--tls-key`): the listening line must say `https://`, and the
+    /// HTTP and WebSocket clients trust the CA certificate `ca_pem`.
+    pub async fn start_with_tls(
+        bin: impl AsRef<Path>,
+        backend: Backend,
+        extra_args: &[&str],
+        ca_pem: &str,
+    ) -> TestServer {
+        TestServer::start_inner(bin.as_ref(), backend, None, extra_args, Some(ca_pem)).await
     }
 
     /// Like [`TestServer::start`] on PostgreSQL, but with a fresh database on the server
@@ -122,7 +136,14 @@ impl TestServer {
         admin_url: &str,
         extra_args: &[&str],
     ) -> TestServer {
-        TestServer::start_inner(bin.as_ref(), Backend::Postgres, Some(admin_url), extra_args).await
+        TestServer::start_inner(
+            bin.as_ref(),
+            Backend::Postgres,
+            Some(admin_url),
+            extra_args,
+            None,
+        )
+        .await
     }
 
     async fn start_inner(
@@ -130,6 +151,7 @@ impl TestServer {
         backend: Backend,
         admin_url: Option<&str>,
         extra_args: &[&str],
+        tls_ca: Option<&str>,
     ) -> TestServer {
         let dir = tempfile::Builder::new()
             .prefix("posbridge-e2e-")
@@ -160,7 +182,8 @@ impl TestServer {
             log_path,
             child: None,
             base_url: String::new(),
-            http: new_http(),
+            http: new_http_trusting(tls_ca),
+            tls_ca: tls_ca.map(str::to_owned),
         };
         server.spawn().await;
         server
@@ -192,7 +215,8 @@ impl TestServer {
             log_path,
             child: None,
             base_url: String::new(),
-            http: new_http(),
+            http: new_http_trusting(self.tls_ca.as_deref()),
+            tls_ca: self.tls_ca.clone(),
         };
         sibling.spawn().await;
         sibling
@@ -264,9 +288,14 @@ impl TestServer {
                 );
             }
         };
+        let expected = if self.tls_ca.is_some() {
+            "https://127.0.0.1:"
+        } else {
+            "http://127.0.0.1:"
+        };
         assert!(
-            url.starts_with("http://127.0.0.1:"),
-            "server must listen on loopback, announced {url}"
+            url.starts_with(expected),
+            "server must listen on loopback ({expected}…), announced {url}"
         );
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move {
@@ -283,18 +312,27 @@ impl TestServer {
         self.backend
     }
 
-    /// `http://127.0.0.1:PORT` (changes on [`TestServer::restart`]).
+    /// `http://127.0.0.1:PORT`, or `https://` for a host serving TLS (changes on
+    /// [`TestServer::restart`]).
     pub fn base_url(&self) -> &str {
         &self.base_url
     }
 
-    /// `ws://127.0.0.1:PORT` + `path_and_query`.
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        self.base_url
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+    }
+
+    /// `ws://127.0.0.1:PORT` (`wss://` for a host serving TLS) + `path_and_query`.
     pub fn ws_url(&self, path_and_query: &str) -> String {
-        format!(
-            "ws://{}{}",
-            self.base_url.trim_start_matches("http://"),
-            path_and_query
-        )
+        let scheme = if self.base_url.starts_with("https://") {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{}{}", self.addr(), path_and_query)
     }
 
     /// The database URL the server (and [`TestServer::cli`]) uses.
@@ -345,6 +383,13 @@ impl TestServer {
         child.start_kill().expect("kill -9 the server");
         let status = child.wait().await.expect("reaping the killed server");
         assert!(!status.success(), "a killed server exits unsuccessfully");
+    /// Sends SIGHUP (reload the TLS certificate) without waiting.
+    pub fn sighup(&self) {
+        let pid = self.pid().expect("server is not running");
+        let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+        let rc = unsafe { libc::kill(pid, libc::SIGHUP) };
+        assert_eq!(rc, 0, "kill(SIGHUP) failed");
     }
 
     /// Waits (≤ 30 s) for the server to exit and returns its status.
@@ -520,7 +565,13 @@ impl TestServer {
         path_and_query: &str,
         headers: &[(&str, &str)],
     ) -> Result<Ws, WsError> {
-        Ws::connect(&self.ws_url(path_and_query), headers).await
+        match &self.tls_ca {
+            Some(ca) => {
+                let config = crate::tls::client_config(ca);
+                Ws::connect_tls(&self.ws_url(path_and_query), headers, config).await
+            }
+            None => Ws::connect(&self.ws_url(path_and_query), headers).await,
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 /// How long [`Ws::next_json`] waits for a frame.
 pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,6 +45,23 @@ impl std::fmt::Debug for Ws {
 impl Ws {
     /// Connects to `url` (ws://…) sending `headers`; times out after 10 s.
     pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<Ws, WsError> {
+        Ws::connect_with(url, headers, None).await
+    }
+
+    /// Connects to `url` (wss://…) trusting what `config` trusts; times out after 10 s.
+    pub async fn connect_tls(
+        url: &str,
+        headers: &[(&str, &str)],
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Result<Ws, WsError> {
+        Ws::connect_with(url, headers, Some(Connector::Rustls(config))).await
+    }
+
+    async fn connect_with(
+        url: &str,
+        headers: &[(&str, &str)],
+        connector: Option<Connector>,
+    ) -> Result<Ws, WsError> {
         let mut request = url.into_client_request().map_err(Box::new)?;
         for (name, value) in headers {
             request.headers_mut().append(
@@ -52,7 +69,8 @@ impl Ws {
                 HeaderValue::from_str(value).expect("header value"),
             );
         }
-        let connect = tokio_tungstenite::connect_async(request);
+        let connect =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector);
         let Ok(connected) = tokio::time::timeout(Duration::from_secs(10), connect).await else {
             panic!("WebSocket handshake with {url} timed out");
         };
@@ -61,6 +79,19 @@ impl Ws {
             stream,
             response_headers: response.headers().clone(),
         })
+    }
+
+    /// The certificate (DER) the server presented, on a wss:// socket.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        match self.stream.get_ref() {
+            MaybeTlsStream::Rustls(tls) => tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|cert| cert.to_vec()),
+            _ => None,
+        }
     }
 
     /// The next message of any kind (text, ping, close…) within `timeout`; `None` if the
