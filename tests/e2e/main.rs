@@ -32,6 +32,7 @@ mod providers_webhooks;
 mod reports;
 mod rules;
 mod schema;
+mod tenant_lifecycle;
 
 /// The binary under test, built by Cargo for this test target.
 pub const BIN: &str = env!("CARGO_BIN_EXE_posbridge");
