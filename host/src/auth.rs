@@ -127,6 +127,9 @@ pub struct Caller {
     pub role: Role,
     /// The key's label ("till 1").
     pub label: String,
+    /// Whether the key's tenant is suspended: its keys are refused (see
+    /// `tenancy::lifecycle`). Carried rather than filtered out so the refusal can say why.
+    pub tenant_suspended: bool,
 }
 
 /// Extractor: any valid key of the tenant named in the path (terminal or manager).
@@ -193,7 +196,8 @@ pub async fn authenticate(store: &Store, key: &str) -> Result<Option<Caller>, St
 
 async fn lookup_key(store: &Store, key_hash: &str) -> Result<Option<Caller>, StoreError> {
     let row = sqlx::query(
-        "SELECT k.id, k.role, k.label, t.id AS tenant_id, t.slug, t.currency, t.country, t.timezone
+        "SELECT k.id, k.role, k.label, t.id AS tenant_id, t.slug, t.currency, t.country, t.timezone,
+                t.suspended_at
          FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
          WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
     )
@@ -210,6 +214,7 @@ async fn lookup_key(store: &Store, key_hash: &str) -> Result<Option<Caller>, Sto
         key_id: row.try_get("id")?,
         role,
         label: row.try_get("label")?,
+        tenant_suspended: row.try_get::<Option<i64>, _>("suspended_at")?.is_some(),
     }))
 }
 
@@ -331,6 +336,12 @@ async fn caller_for(parts: &mut Parts, app: &AppState) -> Result<Caller, ApiErro
         .authenticate(&app.store, &key)
         .await?
         .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+    if caller.tenant_suspended {
+        return Err(ApiError::forbidden_code(
+            "tenant_suspended",
+            "this key's tenant is suspended: its keys are refused until the operator resumes it",
+        ));
+    }
     app.rate_limits.check(&caller)?;
     if caller.scope.slug() != path_tenant {
         return Err(ApiError::forbidden(

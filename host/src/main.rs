@@ -14,6 +14,7 @@ use posbridge::config::{ServeConfig, DEFAULT_DATABASE_URL};
 use posbridge::options::ConfigFile;
 use posbridge::plugins::{PluginOptions, Plugins};
 use posbridge::store::{Store, StoreOptions};
+use posbridge::tenancy::lifecycle::TenantUpdate;
 use posbridge::tenancy::{NewTenant, Tenants};
 
 mod scaffold;
@@ -182,6 +183,38 @@ enum TenantCommand {
     },
     /// List tenants.
     List,
+    /// Change a tenant's name, time zone and/or country.
+    Update {
+        /// Tenant slug.
+        slug: String,
+        /// New display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New IANA time zone.
+        #[arg(long, alias = "time-zone")]
+        timezone: Option<String>,
+        /// New ISO-3166 country for phone numbers.
+        #[arg(long)]
+        country: Option<String>,
+    },
+    /// Suspend a tenant: keys refused, sockets closed (4003), background work paused, data kept.
+    Suspend {
+        /// Tenant slug.
+        slug: String,
+    },
+    /// Resume a suspended tenant.
+    Resume {
+        /// Tenant slug.
+        slug: String,
+    },
+    /// Delete a suspended tenant and everything it owns (cannot be undone).
+    Delete {
+        /// Tenant slug.
+        slug: String,
+        /// Confirm the deletion; without it nothing is deleted.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -297,6 +330,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     print_json(&tenant)?;
                 }
                 TenantCommand::List => print_json(&Tenants::list(&store).await?)?,
+                TenantCommand::Update {
+                    slug,
+                    name,
+                    timezone,
+                    country,
+                } => {
+                    let update = TenantUpdate {
+                        name,
+                        timezone,
+                        country,
+                    };
+                    print_json(&Tenants::update(&store, &slug, update).await?)?;
+                }
+                TenantCommand::Suspend { slug } => {
+                    print_json(&Tenants::suspend(&store, &slug).await?.tenant)?;
+                }
+                TenantCommand::Resume { slug } => {
+                    print_json(&Tenants::resume(&store, &slug).await?)?;
+                }
+                TenantCommand::Delete { slug, yes } => {
+                    if !yes {
+                        anyhow::bail!(
+                            "deleting tenant {slug:?} removes all of its data for good: \
+                             run again with --yes to confirm"
+                        );
+                    }
+                    print_json(&Tenants::delete(&store, &slug).await?)?;
+                }
             }
             store.close().await;
         }

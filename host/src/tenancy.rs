@@ -1,8 +1,13 @@
 //! Tenants: the restaurants (or groups) whose data never mixes. Operator-managed.
+//!
+//! Creation and reads live here; a tenant's later life (update, suspend, resume, delete)
+//! in [`lifecycle`].
+
+pub mod lifecycle;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -31,6 +36,9 @@ pub struct Tenant {
     pub country: String,
     /// Creation time, RFC 3339.
     pub created_at: String,
+    /// When the tenant was suspended (RFC 3339), or `null` while it is active. A suspended
+    /// tenant's keys are refused and its background work waits; see [`lifecycle`].
+    pub suspended_at: Option<String>,
 }
 
 /// Body of `POST /admin/tenants` (and the CLI's `tenant create`).
@@ -74,6 +82,15 @@ pub enum TenancyError {
     /// No tenant has this slug.
     #[error("no tenant with slug {0:?}")]
     NotFound(String),
+    /// An update that names no field.
+    #[error("nothing to update: give at least one of name, timezone, country")]
+    NothingToUpdate,
+    /// Deleting a tenant that is not suspended.
+    #[error("tenant {0:?} is active: suspend it first (POST /admin/tenants/{0}/suspend), then delete it")]
+    NotSuspended(String),
+    /// Deleting a tenant while a sync or hook delivery of it still runs.
+    #[error("tenant {0:?} still has a sync or hook delivery running; try again in a few seconds")]
+    Busy(String),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -90,6 +107,8 @@ impl From<TenancyError> for ApiError {
         match err {
             TenancyError::SlugTaken(_) => ApiError::conflict("tenant_exists", err.to_string()),
             TenancyError::NotFound(_) => ApiError::not_found("tenant_not_found", err.to_string()),
+            TenancyError::NotSuspended(_) => ApiError::conflict("tenant_active", err.to_string()),
+            TenancyError::Busy(_) => ApiError::conflict("tenant_busy", err.to_string()),
             TenancyError::Store(e) => e.into(),
             other => ApiError::unprocessable("invalid_tenant", other.to_string()),
         }
@@ -106,7 +125,33 @@ pub fn is_valid_slug(slug: &str) -> bool {
         && !slug.ends_with('-')
 }
 
-const TENANT_COLUMNS: &str = "id, slug, name, currency, timezone, country, created_at";
+const TENANT_COLUMNS: &str =
+    "id, slug, name, currency, timezone, country, created_at, suspended_at";
+
+/// A trimmed display name of 1–200 characters.
+fn valid_name(name: &str) -> Result<&str, TenancyError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(TenancyError::InvalidName);
+    }
+    Ok(name)
+}
+
+/// An IANA time zone name known to the bundled database.
+fn check_timezone(timezone: &str) -> Result<(), TenancyError> {
+    jiff::tz::TimeZone::get(timezone)
+        .map(|_| ())
+        .map_err(|_| TenancyError::UnknownTimezone(timezone.to_owned()))
+}
+
+/// An ISO-3166 alpha-2 code known to the phone-number tables, upper-cased.
+fn valid_country(country: &str) -> Result<String, TenancyError> {
+    let country = country.trim().to_ascii_uppercase();
+    if country.parse::<phonenumber::country::Id>().is_err() {
+        return Err(TenancyError::UnknownCountry(country));
+    }
+    Ok(country)
+}
 
 fn tenant_from_row(row: &sqlx::any::AnyRow) -> Result<Tenant, sqlx::Error> {
     Ok(Tenant {
@@ -117,6 +162,7 @@ fn tenant_from_row(row: &sqlx::any::AnyRow) -> Result<Tenant, sqlx::Error> {
         timezone: row.try_get("timezone")?,
         country: row.try_get("country")?,
         created_at: rfc3339(row.try_get("created_at")?),
+        suspended_at: row.try_get::<Option<i64>, _>("suspended_at")?.map(rfc3339),
     })
 }
 
@@ -129,18 +175,11 @@ impl Tenants {
         if !is_valid_slug(&new.slug) {
             return Err(TenancyError::InvalidSlug);
         }
-        let name = new.name.trim();
-        if name.is_empty() || name.chars().count() > 200 {
-            return Err(TenancyError::InvalidName);
-        }
+        let name = valid_name(&new.name)?;
         let currency = parse_currency(&new.currency)
             .ok_or_else(|| TenancyError::UnknownCurrency(new.currency.clone()))?;
-        jiff::tz::TimeZone::get(&new.timezone)
-            .map_err(|_| TenancyError::UnknownTimezone(new.timezone.clone()))?;
-        let country = new.country.as_deref().unwrap_or("US").to_ascii_uppercase();
-        if country.parse::<phonenumber::country::Id>().is_err() {
-            return Err(TenancyError::UnknownCountry(country));
-        }
+        check_timezone(&new.timezone)?;
+        let country = valid_country(new.country.as_deref().unwrap_or("US"))?;
         let id = new_id();
         let now = now_micros();
         let result = sqlx::query(
@@ -166,6 +205,7 @@ impl Tenants {
                 timezone: new.timezone,
                 country,
                 created_at: rfc3339(now),
+                suspended_at: None,
             }),
             Err(e) if e.is_unique_violation() => Err(TenancyError::SlugTaken(new.slug)),
             Err(e) => Err(e.into()),
@@ -199,7 +239,14 @@ impl Tenants {
 pub fn admin_routes() -> Router<AppState> {
     Router::new()
         .route("/tenants", get(list_tenants).post(create_tenant))
-        .route("/tenants/{slug}", get(get_tenant))
+        .route(
+            "/tenants/{slug}",
+            get(get_tenant)
+                .patch(lifecycle::update_tenant)
+                .delete(lifecycle::delete_tenant),
+        )
+        .route("/tenants/{slug}/suspend", post(lifecycle::suspend_tenant))
+        .route("/tenants/{slug}/resume", post(lifecycle::resume_tenant))
 }
 
 async fn create_tenant(

@@ -293,6 +293,31 @@ pub(crate) fn routes(fx: &Fixture) -> Vec<Route> {
             vec![("slug", fx.slug.clone())],
             None,
         ),
+        // A no-op update, so an accepted one leaves the fixture as it was.
+        route(
+            Operator,
+            M::PATCH,
+            "/admin/tenants/{slug}",
+            vec![("slug", fx.slug.clone())],
+            Some(json!({"name": format!("Tenant {}", fx.slug),
+                        "timezone": "America/New_York", "country": "US"})),
+        ),
+        // Resuming the active fixture tenant changes nothing, and deleting it is refused
+        // (409, suspend first). Suspending is left out: it would lock the fixture's keys.
+        route(
+            Operator,
+            M::POST,
+            "/admin/tenants/{slug}/resume",
+            vec![("slug", fx.slug.clone())],
+            None,
+        ),
+        route(
+            Operator,
+            M::DELETE,
+            "/admin/tenants/{slug}",
+            vec![("slug", fx.slug.clone())],
+            None,
+        ),
         route(
             Operator,
             M::POST,

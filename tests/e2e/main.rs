@@ -39,6 +39,7 @@ mod reports;
 mod rules;
 mod schema;
 mod tls;
+mod tenant_lifecycle;
 
 /// The binary under test, built by Cargo for this test target.
 pub const BIN: &str = env!("CARGO_BIN_EXE_posbridge");

@@ -155,6 +155,7 @@ async fn dispatch_due(
     let due: Vec<String> = sqlx::query_scalar(
         "SELECT b.id FROM hook_bindings b JOIN tenants t ON t.id = b.tenant_id
          WHERE b.status = 'active' AND b.next_attempt_at <= $1 AND b.cursor_seq < t.last_seq
+           AND t.suspended_at IS NULL
            AND (b.lease_until IS NULL OR b.lease_until < $1)
          ORDER BY b.next_attempt_at LIMIT $2",
     )

@@ -87,6 +87,7 @@ async fn run_due(app: &AppState) -> Result<(), StoreError> {
     let due: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM integrations WHERE status IN ('connected', 'error') AND next_sync_at IS NOT NULL
            AND next_sync_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
+           AND tenant_id NOT IN (SELECT id FROM tenants WHERE suspended_at IS NOT NULL)
          ORDER BY next_sync_at LIMIT 16",
     )
     .bind(now_micros())

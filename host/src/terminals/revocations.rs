@@ -1,5 +1,6 @@
 //! Revocations made elsewhere: by another host sharing the PostgreSQL database, or by the
-//! CLI (`posbridge key revoke`), which writes the database directly with no server. This
+//! CLI (`posbridge key revoke`), which writes the database directly with no server. A
+//! suspended tenant's keys count as revoked here (`posbridge tenant suspend`). This
 //! host closes the revoked key's sockets (4003) and forgets its cached keys, so REST
 //! refuses the key at once too.
 //!
@@ -52,7 +53,9 @@ impl Watermark {
         let mut fresh = Vec::new();
         for (id, at) in rows {
             self.newest = self.newest.max(at);
-            if self.seen.insert(id.clone(), at).is_none() {
+            // A key seen before with another time: its tenant was resumed and suspended
+            // again.
+            if self.seen.insert(id.clone(), at) != Some(at) {
                 fresh.push(id);
             }
         }
@@ -64,10 +67,17 @@ impl Watermark {
     /// Reads the keys revoked within [`LOOKBACK`] of the newest seen and returns the new
     /// ones.
     async fn check(&mut self, store: &Store) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT id, revoked_at FROM api_keys WHERE revoked_at > $1")
-            .bind(self.newest - LOOKBACK)
-            .fetch_all(store.reader())
-            .await?;
+        // Keys of suspended tenants are closed like revoked ones (`tenancy::lifecycle`).
+        let rows = sqlx::query(
+            "SELECT id, revoked_at FROM api_keys WHERE revoked_at > $1
+             UNION ALL
+             SELECT k.id, t.suspended_at AS revoked_at FROM api_keys k
+               JOIN tenants t ON t.id = k.tenant_id
+             WHERE t.suspended_at > $1 AND k.revoked_at IS NULL",
+        )
+        .bind(self.newest - LOOKBACK)
+        .fetch_all(store.reader())
+        .await?;
         let rows = rows
             .iter()
             .map(|row| Ok((row.try_get("id")?, row.try_get("revoked_at")?)))

@@ -207,7 +207,7 @@ impl Session<'_> {
                     return Ok(if self.app.shutdown.is_cancelled() {
                         End::Closed(CLOSE_GOING_AWAY, "server shutting down")
                     } else {
-                        End::Closed(CLOSE_KEY_REVOKED, "key revoked")
+                        End::Closed(CLOSE_KEY_REVOKED, "key revoked or tenant suspended")
                     });
                 }
             }

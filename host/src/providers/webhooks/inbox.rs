@@ -116,6 +116,8 @@ async fn drain(app: &AppState, batch: i64) -> Result<usize, StoreError> {
     let due: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM webhook_inbox WHERE status = 'pending' AND next_attempt_at <= $1
            AND (claimed_until IS NULL OR claimed_until < $1)
+           AND integration_id NOT IN (SELECT i.id FROM integrations i
+                 JOIN tenants t ON t.id = i.tenant_id WHERE t.suspended_at IS NOT NULL)
          ORDER BY received_at LIMIT $2",
     )
     .bind(now)

@@ -1,0 +1,616 @@
+//! Tenants over their whole life: update, suspend and resume, delete, by HTTP and by CLI.
+//! Deletion is checked against the database itself: every table of the schema is walked and
+//! no row may name anything of the deleted tenant, while another tenant's rows all stay.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use posbridge_harness::{
+    both_backends, enc, eventually, ws_refusal_status, Backend, TenantKeys, TestServer,
+};
+use serde_json::{json, Value};
+
+use schema_walk::{census, connect_db, owned_ids, schema, seed_background_rows};
+
+mod schema_walk;
+
+/// A suspension reaches sockets on every host within the 2 s promised for revocations;
+/// generous, as timing bounds in these tests are.
+const CLOSE_WITHIN: Duration = Duration::from_secs(5);
+
+const PHONE: &str = "+15550100199";
+
+async fn tenant(srv: &TestServer, slug: &str) -> Value {
+    srv.admin()
+        .get(&format!("/admin/tenants/{slug}"))
+        .await
+        .expect(200)
+        .clone()
+}
+
+async fn update_changes_only_what_is_valid(backend: Backend) {
+    let srv = crate::start(backend).await;
+    srv.setup_tenant("kitchen").await;
+    let admin = srv.admin();
+    let before = tenant(&srv, "kitchen").await;
+
+    let bad: [(Value, u16, &str); 7] = [
+        (json!({"timezone": "Mars/Olympus"}), 422, "invalid_tenant"),
+        (json!({"country": "ZZ"}), 422, "invalid_tenant"),
+        (json!({"name": "  "}), 422, "invalid_tenant"),
+        (json!({"name": "x".repeat(201)}), 422, "invalid_tenant"),
+        // Valid fields next to an invalid one: nothing of the request is applied.
+        (
+            json!({"name": "Renamed", "timezone": "Not/AZone"}),
+            422,
+            "invalid_tenant",
+        ),
+        (json!({}), 422, "invalid_tenant"),
+        // The currency is fixed: every stored amount is in its minor units.
+        (json!({"currency": "EUR"}), 422, "invalid_request"),
+    ];
+    for (body, status, code) in bad {
+        let resp = admin.patch("/admin/tenants/kitchen", &body).await;
+        resp.expect_error(status, code);
+        let message = resp.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            !message.is_empty(),
+            "a clear message for {body}: {}",
+            resp.text
+        );
+    }
+    let resp = admin
+        .patch(
+            "/admin/tenants/kitchen",
+            &json!({"timezone": "Mars/Olympus"}),
+        )
+        .await;
+    assert!(
+        resp.text.contains("Mars/Olympus") && resp.text.contains("IANA"),
+        "the message names the zone and what is expected: {}",
+        resp.text
+    );
+    assert_eq!(
+        tenant(&srv, "kitchen").await,
+        before,
+        "bad input changed nothing"
+    );
+
+    admin
+        .patch("/admin/tenants/nowhere", &json!({"name": "Ghost"}))
+        .await
+        .expect_error(404, "tenant_not_found");
+    srv.anon()
+        .patch("/admin/tenants/kitchen", &json!({"name": "No token"}))
+        .await
+        .expect_error_status(401);
+
+    let updated = admin
+        .patch(
+            "/admin/tenants/kitchen",
+            &json!({"name": " Le Kitchen ", "timezone": "Europe/Paris", "country": "fr"}),
+        )
+        .await;
+    let body = updated.expect(200);
+    assert_eq!(body["name"], "Le Kitchen");
+    assert_eq!(body["timezone"], "Europe/Paris");
+    assert_eq!(body["country"], "FR");
+    assert_eq!(body["currency"], "USD");
+    assert_eq!(body["slug"], "kitchen");
+    assert_eq!(body["created_at"], before["created_at"]);
+    assert_eq!(tenant(&srv, "kitchen").await, *body, "the update is stored");
+
+    // One field alone leaves the others.
+    let renamed = admin
+        .patch("/admin/tenants/kitchen", &json!({"name": "Kitchen 2"}))
+        .await;
+    assert_eq!(renamed.expect(200)["timezone"], "Europe/Paris");
+}
+
+async fn suspend_refuses_keys_closes_sockets_and_keeps_data(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let kitchen = srv.setup_tenant("kitchen").await;
+    let bakery = srv.setup_tenant("bakery").await;
+    let till = srv.terminal(&kitchen);
+    till.post(
+        &format!("/loyalty/{}/add", enc(PHONE)),
+        &json!({"points": 7}),
+    )
+    .await
+    .expect(200);
+    let mut socket = srv.ws("kitchen", &kitchen.terminal.key, None).await;
+    socket.hello().await;
+    let mut bakery_socket = srv.ws("bakery", &bakery.terminal.key, None).await;
+    bakery_socket.hello().await;
+    till.get("/pos-status").await.expect(200);
+
+    let suspended = srv
+        .admin()
+        .post("/admin/tenants/kitchen/suspend", &json!({}))
+        .await;
+    let at = suspended.expect(200)["suspended_at"]
+        .as_str()
+        .unwrap_or_else(|| panic!("suspended_at missing: {}", suspended.text))
+        .to_owned();
+    let code = socket.expect_close(CLOSE_WITHIN).await;
+    assert_eq!(code, Some(4003), "the tenant's socket closes with 4003");
+
+    for client in [srv.terminal(&kitchen), srv.manager(&kitchen)] {
+        let refused = client.get("/pos-status").await;
+        refused.expect_error(403, "tenant_suspended");
+        assert!(
+            refused.text.contains("suspended"),
+            "says why: {}",
+            refused.text
+        );
+    }
+    let refused = srv
+        .ws_connect(
+            "/ws/pos/kitchen",
+            &[
+                ("X-API-Key", &kitchen.terminal.key),
+                ("X-Tenant-ID", "kitchen"),
+            ],
+        )
+        .await
+        .expect_err("a suspended tenant's socket is refused");
+    assert_eq!(ws_refusal_status(&refused), Some(403));
+    // Suspending again changes nothing.
+    let again = srv
+        .admin()
+        .post("/admin/tenants/kitchen/suspend", &json!({}))
+        .await;
+    assert_eq!(again.expect(200)["suspended_at"], at.as_str());
+    assert_eq!(tenant(&srv, "kitchen").await["suspended_at"], at.as_str());
+
+    // The other tenant carries on.
+    srv.terminal(&bakery)
+        .post(
+            &format!("/loyalty/{}/add", enc(PHONE)),
+            &json!({"points": 1}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(bakery_socket.next_json().await["seq"], 1);
+
+    let resumed = srv
+        .admin()
+        .post("/admin/tenants/kitchen/resume", &json!({}))
+        .await;
+    assert_eq!(resumed.expect(200)["suspended_at"], Value::Null);
+    let points = till.get(&format!("/loyalty/{}/points", enc(PHONE))).await;
+    assert_eq!(
+        points.expect(200)["points"],
+        7,
+        "data kept through the suspension"
+    );
+    let mut socket = srv.ws("kitchen", &kitchen.terminal.key, Some(0)).await;
+    socket.hello().await;
+    till.post(
+        &format!("/loyalty/{}/add", enc(PHONE)),
+        &json!({"points": 1}),
+    )
+    .await
+    .expect(200);
+    let events = socket.collect(2).await;
+    assert_eq!(
+        events.iter().map(|e| e["seq"].as_i64()).collect::<Vec<_>>(),
+        [Some(1), Some(2)],
+        "the resumed tenant's stream resumes where it was"
+    );
+
+    let admin = srv.admin();
+    admin
+        .post("/admin/tenants/nowhere/suspend", &json!({}))
+        .await
+        .expect_error(404, "tenant_not_found");
+    admin
+        .post("/admin/tenants/nowhere/resume", &json!({}))
+        .await
+        .expect_error(404, "tenant_not_found");
+}
+
+/// Two hosts on one PostgreSQL database: suspending through host A closes the tenant's
+/// socket on host B with 4003, and B refuses the key after.
+#[tokio::test(flavor = "multi_thread")]
+async fn suspension_on_one_host_closes_sockets_on_another_postgres() {
+    if !posbridge_harness::postgres_available().await {
+        return;
+    }
+    let host_a = crate::start(Backend::Postgres).await;
+    let host_b = host_a.start_sibling().await;
+    let kitchen = host_a.setup_tenant("kitchen").await;
+    let mut on_b = host_b.ws("kitchen", &kitchen.terminal.key, None).await;
+    on_b.hello().await;
+    host_b
+        .terminal(&kitchen)
+        .get("/pos-status")
+        .await
+        .expect(200);
+
+    host_a
+        .admin()
+        .post("/admin/tenants/kitchen/suspend", &json!({}))
+        .await
+        .expect(200);
+    let suspended = Instant::now();
+    let code = on_b.expect_close(CLOSE_WITHIN).await;
+    let took = suspended.elapsed();
+    assert_eq!(
+        code,
+        Some(4003),
+        "host B closes the suspended tenant's socket"
+    );
+    println!("suspension closed a socket on another host after {took:?}");
+    host_b
+        .terminal(&kitchen)
+        .get("/pos-status")
+        .await
+        .expect_error(403, "tenant_suspended");
+
+    host_b
+        .admin()
+        .post("/admin/tenants/kitchen/resume", &json!({}))
+        .await
+        .expect(200);
+    host_a
+        .terminal(&kitchen)
+        .get("/pos-status")
+        .await
+        .expect(200);
+}
+
+/// Deletes a suspended tenant, trying again while a hook pass of it still holds its lease.
+async fn delete_when_idle(srv: &TestServer, slug: &str) -> Value {
+    eventually(Duration::from_secs(20), "the tenant's deletion", || async {
+        let resp = srv.admin().delete(&format!("/admin/tenants/{slug}")).await;
+        if resp.error_code() == Some("tenant_busy") {
+            return None;
+        }
+        Some(resp.expect(200).clone())
+    })
+    .await
+}
+
+/// One of nearly everything a tenant can own, through the API.
+async fn populate(srv: &TestServer, tenant: &TenantKeys) {
+    let manager = srv.manager(tenant);
+    let till = srv.terminal(tenant);
+    manager
+        .post("/gift-cards", &json!({"code": "CARD-1", "amount": 1000}))
+        .await
+        .expect(201);
+    till.post(
+        &format!("/loyalty/{}/add", enc(PHONE)),
+        &json!({"points": 50}),
+    )
+    .await
+    .expect(200);
+    manager
+        .post_idem(
+            "/orders",
+            &crate::order_body("web-1", "online"),
+            "order-web-1",
+        )
+        .await
+        .expect(201);
+    till.post(
+        "/reports/daily",
+        &crate::report_body("2026-11-20", 1000, "x"),
+    )
+    .await
+    .expect(201);
+    crate::connect_local_pos(&manager, "downtown").await;
+    manager
+        .post(
+            "/pos/rules/downtown",
+            &json!({"name": "Regulars", "threshold": 1000, "tier": "REGULAR"}),
+        )
+        .await
+        .expect(201);
+    manager
+        .put("/pos/tiers", &json!({"tiers": ["GUEST", "REGULAR"]}))
+        .await
+        .expect(200);
+    manager
+        .post(
+            "/pos/performances/downtown",
+            &json!({"performer_id": "dj-ada", "starts_at": "2026-07-11T22:00:00Z",
+                    "ends_at": "2026-07-12T02:00:00Z"}),
+        )
+        .await
+        .expect(201);
+    manager
+        .post("/hooks", &json!({"plugin": "order-size-flag"}))
+        .await
+        .expect(201);
+    till.post(
+        "/transactions",
+        &json!({"venue": "downtown", "transactions": [{
+            "id": "sale-1", "occurred_at": "2026-11-20T19:00:00Z", "total": 2500,
+            "subtotal": 2200, "tax": 200, "tip": 100, "discount": 0, "currency": "USD",
+            "tender": "card", "card": {"brand": "VISA", "last4": "1111", "fingerprint": "fp-1"},
+            "customer_phone": PHONE, "order_id": "o-1"
+        }]}),
+    )
+    .await
+    .expect(200);
+}
+
+async fn delete_only_after_suspension_and_remove_everything(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let kitchen = srv.setup_tenant("kitchen").await;
+    let bakery = srv.setup_tenant("bakery").await;
+    populate(&srv, &kitchen).await;
+    populate(&srv, &bakery).await;
+    let kitchen_id = tenant(&srv, "kitchen").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let bakery_id = tenant(&srv, "bakery").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut db = connect_db(&srv).await;
+    seed_background_rows(&mut db, &kitchen_id).await;
+    seed_background_rows(&mut db, &bakery_id).await;
+
+    let refused = srv.admin().delete("/admin/tenants/kitchen").await;
+    refused.expect_error(409, "tenant_active");
+    assert!(
+        refused.text.contains("suspend it first"),
+        "says what to do: {}",
+        refused.text
+    );
+    srv.terminal(&kitchen).get("/pos-status").await.expect(200);
+    srv.admin()
+        .delete("/admin/tenants/nowhere")
+        .await
+        .expect_error(404, "tenant_not_found");
+
+    srv.admin()
+        .post("/admin/tenants/kitchen/suspend", &json!({}))
+        .await
+        .expect(200);
+    let tables = schema(&mut db, backend).await;
+    let kitchen_ids = owned_ids(&mut db, &tables, &kitchen_id).await;
+    let bakery_ids = owned_ids(&mut db, &tables, &bakery_id).await;
+    assert!(kitchen_ids.is_disjoint(&bakery_ids));
+    let kitchen_before = census(&mut db, &tables, &kitchen_ids).await;
+    let bakery_before = census(&mut db, &tables, &bakery_ids).await;
+    let owning: Vec<&String> = kitchen_before
+        .iter()
+        .filter(|(_, (_, owned))| *owned > 0)
+        .map(|(table, _)| table)
+        .collect();
+    for table in [
+        "api_keys",
+        "events",
+        "customers",
+        "loyalty_transactions",
+        "gift_cards",
+        "gift_card_transactions",
+        "orders",
+        "daily_reports",
+        "idempotency_keys",
+        "integrations",
+        "pos_transactions",
+        "spend_rules",
+        "tier_ladders",
+        "performances",
+        "hook_bindings",
+        "webhook_inbox",
+        "webhook_events_seen",
+        "sync_runs",
+        "dead_letters",
+        "plugin_state",
+        "tenants",
+    ] {
+        assert!(
+            owning.iter().any(|t| *t == table),
+            "the fixture puts rows of the tenant in {table}: {owning:?}"
+        );
+    }
+
+    let deletion = delete_when_idle(&srv, "kitchen").await;
+    assert_eq!(deletion["slug"], "kitchen");
+    assert_eq!(deletion["deleted"]["tenants"], 1);
+
+    let kitchen_after = census(&mut db, &tables, &kitchen_ids).await;
+    for (table, (total, owned)) in &kitchen_after {
+        assert_eq!(*owned, 0, "rows of the deleted tenant remain in {table}");
+        let (total_before, owned_before) = kitchen_before[table];
+        assert_eq!(
+            *total,
+            total_before - owned_before,
+            "only the deleted tenant's rows left {table}"
+        );
+    }
+    // Every row naming the other tenant is still there (its totals shrank by the deleted
+    // tenant's rows alone, checked above).
+    let owned_by = |census: &BTreeMap<String, (i64, i64)>| {
+        census
+            .iter()
+            .map(|(table, (_, owned))| (table.clone(), *owned))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        owned_by(&census(&mut db, &tables, &bakery_ids).await),
+        owned_by(&bakery_before),
+        "the other tenant's rows are all there"
+    );
+    let balance = crate::balance(&srv.terminal(&bakery), "CARD-1").await;
+    assert_eq!(balance, 1000);
+    srv.terminal(&kitchen)
+        .get("/pos-status")
+        .await
+        .expect_error_status(401);
+    srv.admin()
+        .get("/admin/tenants/kitchen")
+        .await
+        .expect_error(404, "tenant_not_found");
+
+    // The slug is free again, for a new and empty tenant.
+    let reborn = srv.setup_tenant("kitchen").await;
+    assert_ne!(tenant(&srv, "kitchen").await["id"], kitchen_id.as_str());
+    srv.terminal(&reborn)
+        .get(&format!("/gift-cards/{}/balance", enc("CARD-1")))
+        .await
+        .expect_error_status(404);
+    assert_eq!(crate::last_seq(&srv.terminal(&reborn)).await, 0);
+}
+
+async fn the_cli_manages_a_tenants_life(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let kitchen = srv.setup_tenant("kitchen").await;
+    let mut socket = srv.ws("kitchen", &kitchen.terminal.key, None).await;
+    socket.hello().await;
+
+    let updated = srv
+        .cli(&[
+            "tenant",
+            "update",
+            "kitchen",
+            "--name",
+            "Le Kitchen",
+            "--time-zone",
+            "Europe/Paris",
+            "--country",
+            "FR",
+        ])
+        .await
+        .json();
+    assert_eq!(
+        (&updated["name"], &updated["timezone"], &updated["country"]),
+        (&json!("Le Kitchen"), &json!("Europe/Paris"), &json!("FR"))
+    );
+    let bad = srv
+        .cli(&["tenant", "update", "kitchen", "--time-zone", "Mars/Olympus"])
+        .await;
+    assert!(!bad.status.success(), "a bad zone fails");
+    assert!(
+        bad.stderr.contains("Mars/Olympus"),
+        "and says why: {}",
+        bad.stderr
+    );
+    assert_eq!(tenant(&srv, "kitchen").await["timezone"], "Europe/Paris");
+    let missing = srv
+        .cli(&["tenant", "update", "nowhere", "--name", "X"])
+        .await;
+    assert!(!missing.status.success() && missing.stderr.contains("nowhere"));
+
+    let active = srv.cli(&["tenant", "delete", "kitchen", "--yes"]).await;
+    assert!(!active.status.success(), "an active tenant is not deleted");
+    assert!(
+        active.stderr.contains("suspend it first"),
+        "{}",
+        active.stderr
+    );
+
+    // The CLI has no server to tell: the running host finds the suspension itself.
+    let suspended = srv.cli(&["tenant", "suspend", "kitchen"]).await.json();
+    assert!(suspended["suspended_at"].is_string());
+    assert_eq!(socket.expect_close(CLOSE_WITHIN).await, Some(4003));
+    eventually(Duration::from_secs(5), "the key refused", || async {
+        let resp = srv.terminal(&kitchen).get("/pos-status").await;
+        (resp.error_code() == Some("tenant_suspended")).then_some(())
+    })
+    .await;
+
+    let resumed = srv.cli(&["tenant", "resume", "kitchen"]).await.json();
+    assert_eq!(resumed["suspended_at"], Value::Null);
+    eventually(Duration::from_secs(5), "the key accepted again", || async {
+        (srv.terminal(&kitchen).get("/pos-status").await.status == 200).then_some(())
+    })
+    .await;
+
+    srv.cli(&["tenant", "suspend", "kitchen"]).await.json();
+    let unconfirmed = srv.cli(&["tenant", "delete", "kitchen"]).await;
+    assert!(!unconfirmed.status.success(), "no deletion without --yes");
+    assert!(
+        unconfirmed.stderr.contains("--yes"),
+        "{}",
+        unconfirmed.stderr
+    );
+    tenant(&srv, "kitchen").await;
+    let deleted = srv
+        .cli(&["tenant", "delete", "kitchen", "--yes"])
+        .await
+        .json();
+    assert_eq!(deleted["deleted"]["tenants"], 1);
+    assert!(deleted["deleted"]["api_keys"].as_u64() >= Some(2));
+    let listed = srv.cli(&["tenant", "list"]).await.json();
+    assert_eq!(listed, json!([]), "nothing of the tenant is listed");
+}
+
+/// Webhooks for a suspended tenant's integrations are accepted and stored but processed
+/// only after resumption; another tenant's are processed meanwhile.
+async fn webhooks_wait_for_a_suspended_tenant(backend: Backend) {
+    use crate::providers::{connect_square_webhooks, post_signed_square};
+    use posbridge_harness::mock_square::{square_payment_webhook, SquarePayment};
+
+    const KEY: &str = "sq-webhook-signature-key-1";
+    let (srv, _, kitchen_manager, mock) = crate::providers::square_kitchen(backend).await;
+    let bakery = srv.setup_tenant("bakery").await;
+    let bakery_manager = srv.manager(&bakery);
+    let on_kitchen = connect_square_webhooks(&kitchen_manager, &mock, "downtown", KEY).await;
+    let on_bakery = connect_square_webhooks(&bakery_manager, &mock, "downtown", KEY).await;
+    let payment = |id: &str| {
+        SquarePayment::new(id, 2500, 0, posbridge_harness::jiff::Timestamp::now()).json()
+    };
+    srv.admin()
+        .post("/admin/tenants/kitchen/suspend", &json!({}))
+        .await
+        .expect(200);
+
+    // Kitchen's first: the inbox takes deliveries in arrival order.
+    for (integration, id) in [(&on_kitchen, "k-pay-1"), (&on_bakery, "b-pay-1")] {
+        let body = square_payment_webhook("payment.created", &format!("evt-{id}"), &payment(id));
+        let resp = post_signed_square(&srv, integration, &body, KEY).await;
+        assert_eq!(
+            resp.expect(200)["received"],
+            true,
+            "accepted: {}",
+            resp.text
+        );
+    }
+    eventually(Duration::from_secs(15), "the bakery's webhook", || async {
+        let sales = crate::providers::all_transactions(&bakery_manager, "downtown").await;
+        (sales.len() == 1).then_some(())
+    })
+    .await;
+    let mut db = connect_db(&srv).await;
+    let waiting: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, attempts FROM webhook_inbox WHERE integration_id = $1")
+            .bind(on_kitchen["id"].as_str().expect("integration id"))
+            .fetch_all(&mut db)
+            .await
+            .expect("kitchen's inbox");
+    assert_eq!(
+        waiting,
+        [("pending".to_owned(), 0)],
+        "stored, untouched while the tenant is suspended"
+    );
+
+    srv.admin()
+        .post("/admin/tenants/kitchen/resume", &json!({}))
+        .await
+        .expect(200);
+    eventually(
+        Duration::from_secs(15),
+        "the kitchen's webhook after resuming",
+        || async {
+            let sales = crate::providers::all_transactions(&kitchen_manager, "downtown").await;
+            (sales.len() == 1 && sales[0]["external_id"] == "k-pay-1").then_some(())
+        },
+    )
+    .await;
+}
+
+both_backends!(
+    update_changes_only_what_is_valid,
+    suspend_refuses_keys_closes_sockets_and_keeps_data,
+    delete_only_after_suspension_and_remove_everything,
+    the_cli_manages_a_tenants_life,
+    webhooks_wait_for_a_suspended_tenant,
+);
