@@ -154,8 +154,6 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     state.rate_limits.spawn_pruner(shutdown.clone());
 
     in_use.announce();
-    tracing::info!(%addr, backend = ?store.backend(), "posbridge listening");
-    println!("posbridge listening on http://{addr}");
     if let Some(tls) = &tls {
         tls.spawn_reloader(shutdown.clone());
     }

@@ -383,6 +383,8 @@ impl TestServer {
         child.start_kill().expect("kill -9 the server");
         let status = child.wait().await.expect("reaping the killed server");
         assert!(!status.success(), "a killed server exits unsuccessfully");
+    }
+
     /// Sends SIGHUP (reload the TLS certificate) without waiting.
     pub fn sighup(&self) {
         let pid = self.pid().expect("server is not running");
