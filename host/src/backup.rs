@@ -355,6 +355,53 @@ mod tests {
     }
 
     #[test]
+    fn restore_never_overwrites_a_database_or_other_keys_without_force() {
+        let root = std::env::temp_dir().join(format!("pb-restore-{}", uuid::Uuid::now_v7()));
+        let backup = root.join("backup");
+        std::fs::create_dir_all(&backup).unwrap();
+        let manifest = Manifest {
+            created_at: "2026-12-06T00:00:00Z".into(),
+            posbridge_version: "0".into(),
+            backend: "sqlite".into(),
+            database: "sqlite /x.db".into(),
+            key_ids: vec!["k1".into()],
+            key_file: Some("/x.keys".into()),
+            files: vec![],
+            pg_dump: None,
+        };
+        std::fs::write(
+            backup.join(MANIFEST_FILE),
+            serde_json::to_string(&manifest).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(backup.join(DATABASE_FILE), b"snapshot").unwrap();
+        std::fs::write(backup.join(KEY_FILE), b"backup keys").unwrap();
+        let live = root.join("live");
+        std::fs::create_dir_all(&live).unwrap();
+        let db = live.join("p.db");
+        let keys = live.join("p.keys");
+        std::fs::write(&keys, b"other keys").unwrap();
+        let url = db.display().to_string();
+        let err = restore(&backup, &url, &keys, false).unwrap_err();
+        assert!(
+            matches!(&err, BackupError::Exists(p) if p == &keys),
+            "{err}"
+        );
+        std::fs::remove_file(&keys).unwrap();
+        restore(&backup, &url, &keys, false).unwrap();
+        assert_eq!(std::fs::read(&db).unwrap(), b"snapshot");
+        assert_eq!(std::fs::read(&keys).unwrap(), b"backup keys");
+        let err = restore(&backup, &url, &keys, false).unwrap_err();
+        assert!(matches!(&err, BackupError::Exists(p) if p == &db), "{err}");
+        std::fs::write(&db, b"newer").unwrap();
+        std::fs::write(format!("{url}-wal"), b"stale wal").unwrap();
+        restore(&backup, &url, &keys, true).unwrap();
+        assert_eq!(std::fs::read(&db).unwrap(), b"snapshot");
+        assert!(!std::path::Path::new(&format!("{url}-wal")).exists());
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
     fn restore_refuses_a_directory_without_a_backup() {
         let dir = std::env::temp_dir().join(format!("pb-restore-{}", uuid::Uuid::now_v7()));
         let err = restore(&dir, "x.db", Path::new("x.keys"), false).unwrap_err();

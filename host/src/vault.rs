@@ -40,7 +40,11 @@ pub enum VaultError {
     #[error("key file {0}: {1}")]
     KeyFile(PathBuf, String),
     /// A sealed value names a key id the ring does not have.
-    #[error("no master key with id {0:?} (was it removed before rotation?)")]
+    #[error(
+        "no master key with id {0:?} on this host: after `vault rotate` every host needs the \
+         rotated key file (use one file every host reads, or copy it to each host), and a key \
+         may be removed only after a rotation completed"
+    )]
     UnknownKey(String),
     /// Authentication failed: wrong key, wrong row, or tampering.
     #[error("sealed value does not open (wrong key, wrong row, or tampered)")]
