@@ -228,20 +228,24 @@ async fn suspension_on_one_host_closes_sockets_on_another_postgres() {
         .await
         .expect(200);
 
+    let asked = Instant::now();
     host_a
         .admin()
         .post("/admin/tenants/kitchen/suspend", &json!({}))
         .await
         .expect(200);
-    let suspended = Instant::now();
+    let answered = asked.elapsed();
     let code = on_b.expect_close(CLOSE_WITHIN).await;
-    let took = suspended.elapsed();
+    let took = asked.elapsed();
     assert_eq!(
         code,
         Some(4003),
         "host B closes the suspended tenant's socket"
     );
-    println!("suspension closed a socket on another host after {took:?}");
+    println!(
+        "suspension on host A (answered after {answered:?}) closed a socket on host B \
+         {took:?} after it was asked for"
+    );
     host_b
         .terminal(&kitchen)
         .get("/pos-status")
@@ -508,9 +512,15 @@ async fn the_cli_manages_a_tenants_life(backend: Backend) {
     );
 
     // The CLI has no server to tell: the running host finds the suspension itself.
+    let started = Instant::now();
     let suspended = srv.cli(&["tenant", "suspend", "kitchen"]).await.json();
+    let cli_took = started.elapsed();
     assert!(suspended["suspended_at"].is_string());
     assert_eq!(socket.expect_close(CLOSE_WITHIN).await, Some(4003));
+    println!(
+        "{backend:?}: `tenant suspend` took {cli_took:?}; the socket closed {:?} after it started",
+        started.elapsed()
+    );
     eventually(Duration::from_secs(5), "the key refused", || async {
         let resp = srv.terminal(&kitchen).get("/pos-status").await;
         (resp.error_code() == Some("tenant_suspended")).then_some(())
