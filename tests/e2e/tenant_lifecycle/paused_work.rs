@@ -1,5 +1,5 @@
-//! What a suspension pauses besides the tenant's keys: webhook processing and hook
-//! deliveries wait while another tenant's go on, and catch up after resumption.
+//! What a suspension pauses besides the tenant's keys: webhook processing, scheduled syncs
+//! and hook deliveries wait while another tenant's go on, and catch up after resumption.
 
 use std::time::Duration;
 
@@ -10,8 +10,8 @@ use sqlx::Connection;
 use super::schema_walk::connect_db;
 
 /// Webhooks for a suspended tenant's integrations are accepted and stored but processed
-/// only after resumption; another tenant's are processed meanwhile.
-async fn webhooks_wait_for_a_suspended_tenant(backend: Backend) {
+/// only after resumption, and its scheduled syncs wait; another tenant's go on meanwhile.
+async fn webhooks_and_syncs_wait_for_a_suspended_tenant(backend: Backend) {
     use crate::providers::{connect_square_webhooks, post_signed_square};
     use posbridge_harness::mock_square::{square_payment_webhook, SquarePayment};
 
@@ -58,6 +58,45 @@ async fn webhooks_wait_for_a_suspended_tenant(backend: Backend) {
         "stored, untouched while the tenant is suspended"
     );
 
+    // Scheduled syncs wait too. Both integrations are made due, the kitchen's first in
+    // line: once the bakery's sync is recorded, the scheduler has passed over the kitchen.
+    let ids = [&on_kitchen, &on_bakery].map(|i| i["id"].as_str().expect("id").to_owned());
+    let url = srv.database_url().to_owned();
+    let sync_state = |id: String| {
+        let url = url.clone();
+        async move {
+            let mut db = sqlx::AnyConnection::connect(&url).await.expect("database");
+            let (runs, lease): (i64, Option<i64>) = sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM sync_runs WHERE integration_id = $1), lease_until
+                 FROM integrations WHERE id = $1",
+            )
+            .bind(&id)
+            .fetch_one(&mut db)
+            .await
+            .expect("integration");
+            (runs, lease)
+        }
+    };
+    let kitchen_runs = sync_state(ids[0].clone()).await.0;
+    let bakery_runs = sync_state(ids[1].clone()).await.0;
+    for (id, due) in ids.iter().zip([1_i64, 2]) {
+        sqlx::query("UPDATE integrations SET next_sync_at = $1 WHERE id = $2")
+            .bind(due)
+            .bind(id)
+            .execute(&mut db)
+            .await
+            .expect("making the sync due");
+    }
+    eventually(Duration::from_secs(15), "the bakery's sync", || async {
+        (sync_state(ids[1].clone()).await.0 > bakery_runs).then_some(())
+    })
+    .await;
+    assert_eq!(
+        sync_state(ids[0].clone()).await,
+        (kitchen_runs, None),
+        "the suspended tenant's integration is neither synced nor leased"
+    );
+
     srv.admin()
         .post("/admin/tenants/kitchen/resume", &json!({}))
         .await
@@ -69,6 +108,12 @@ async fn webhooks_wait_for_a_suspended_tenant(backend: Backend) {
             let sales = crate::providers::all_transactions(&kitchen_manager, "downtown").await;
             (sales.len() == 1 && sales[0]["external_id"] == "k-pay-1").then_some(())
         },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(15),
+        "the kitchen's sync after resuming",
+        || async { (sync_state(ids[0].clone()).await.0 > kitchen_runs).then_some(()) },
     )
     .await;
 }
@@ -154,6 +199,6 @@ async fn hook_deliveries_wait_for_a_suspended_tenant(backend: Backend) {
 }
 
 both_backends!(
-    webhooks_wait_for_a_suspended_tenant,
+    webhooks_and_syncs_wait_for_a_suspended_tenant,
     hook_deliveries_wait_for_a_suspended_tenant,
 );
