@@ -145,4 +145,13 @@ mod tests {
         assert!(!w.seen.contains_key("a") && !w.seen.contains_key("b"));
         assert!(w.seen.contains_key("c"));
     }
+
+    #[test]
+    fn a_key_of_a_tenant_suspended_again_is_reported_again() {
+        let mut w = Watermark::new(1_000);
+        assert_eq!(w.absorb(vec![("k".into(), 2_000)]), vec!["k"]);
+        // Resumed, then suspended again: the key comes back with a new time.
+        assert_eq!(w.absorb(vec![("k".into(), 3_000)]), vec!["k"]);
+        assert!(w.absorb(vec![("k".into(), 3_000)]).is_empty());
+    }
 }

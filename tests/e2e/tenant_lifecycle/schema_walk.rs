@@ -1,11 +1,15 @@
 //! Walking the whole schema: every table and column from the database's own catalog, to
-//! find any row that still names something of a deleted tenant; and the rows of a tenant
-//! that only background work writes, seeded straight into the database.
+//! find any row that still names something of a deleted tenant; and the fixtures that give
+//! a tenant rows in nearly every table, through the API and (for rows only background work
+//! writes) straight into the database.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use posbridge_harness::{Backend, TestServer};
+use posbridge_harness::{enc, Backend, TenantKeys, TestServer};
+use serde_json::json;
 use sqlx::{Connection, Row};
+
+use super::PHONE;
 
 /// Rows the API cannot make on demand (webhook deliveries, sync runs, dead letters, plugin
 /// state), written straight to the database for the tenant's integration.
@@ -139,4 +143,69 @@ pub(super) async fn census(
         counts.insert(table.clone(), (total, owned));
     }
     counts
+}
+
+/// One of nearly everything a tenant can own, through the API.
+pub(super) async fn populate(srv: &TestServer, tenant: &TenantKeys) {
+    let manager = srv.manager(tenant);
+    let till = srv.terminal(tenant);
+    manager
+        .post("/gift-cards", &json!({"code": "CARD-1", "amount": 1000}))
+        .await
+        .expect(201);
+    till.post(
+        &format!("/loyalty/{}/add", enc(PHONE)),
+        &json!({"points": 50}),
+    )
+    .await
+    .expect(200);
+    manager
+        .post_idem(
+            "/orders",
+            &crate::order_body("web-1", "online"),
+            "order-web-1",
+        )
+        .await
+        .expect(201);
+    till.post(
+        "/reports/daily",
+        &crate::report_body("2026-11-20", 1000, "x"),
+    )
+    .await
+    .expect(201);
+    crate::connect_local_pos(&manager, "downtown").await;
+    manager
+        .post(
+            "/pos/rules/downtown",
+            &json!({"name": "Regulars", "threshold": 1000, "tier": "REGULAR"}),
+        )
+        .await
+        .expect(201);
+    manager
+        .put("/pos/tiers", &json!({"tiers": ["GUEST", "REGULAR"]}))
+        .await
+        .expect(200);
+    manager
+        .post(
+            "/pos/performances/downtown",
+            &json!({"performer_id": "dj-ada", "starts_at": "2026-07-11T22:00:00Z",
+                    "ends_at": "2026-07-12T02:00:00Z"}),
+        )
+        .await
+        .expect(201);
+    manager
+        .post("/hooks", &json!({"plugin": "order-size-flag"}))
+        .await
+        .expect(201);
+    till.post(
+        "/transactions",
+        &json!({"venue": "downtown", "transactions": [{
+            "id": "sale-1", "occurred_at": "2026-11-20T19:00:00Z", "total": 2500,
+            "subtotal": 2200, "tax": 200, "tip": 100, "discount": 0, "currency": "USD",
+            "tender": "card", "card": {"brand": "VISA", "last4": "1111", "fingerprint": "fp-1"},
+            "customer_phone": PHONE, "order_id": "o-1"
+        }]}),
+    )
+    .await
+    .expect(200);
 }
