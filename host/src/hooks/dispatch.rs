@@ -29,7 +29,7 @@
 //! commit, and its commits are fenced too: the cursor move also requires that this host still
 //! owns the lease.
 //!
-//! At a little over 600 lines this file keeps the delivery loop and the poison judgement
+//! At about 600 lines this file keeps the delivery loop and the poison judgement
 //! together on purpose: both drive the same lease, cursor compare-and-set and failure
 //! count, and apart they would have to expose that state machine to each other. What only
 //! concerns dead letters is in `dispatch/dead.rs`.
@@ -40,10 +40,12 @@ use std::time::{Duration, Instant};
 use sqlx::Row;
 use tokio::sync::Semaphore;
 
+mod binding_lease;
 mod dead;
 
 pub use dead::retry_dead_event;
 
+use self::binding_lease::{claim, heartbeat, release, release_stale_leases};
 use self::dead::{set_aside, Failed};
 use super::actions::{self, ActionError};
 use super::sealed_config::{self, ConfigSealError, CONFIG_COLUMNS};
@@ -54,7 +56,7 @@ use crate::lease::{self, Heartbeat};
 use crate::plugins::contract::HookEvent;
 use crate::plugins::{CallContext, CallError};
 use crate::state::AppState;
-use crate::store::{now_micros, release_foreign_claims, StoreError};
+use crate::store::{now_micros, StoreError};
 
 /// Events read from the log per query.
 const BATCH: i64 = 32;
@@ -130,20 +132,6 @@ async fn any_active(app: &AppState) -> Result<bool, StoreError> {
     Ok(found.is_some())
 }
 
-/// Frees leases held by other processes. On SQLite those are a stopped predecessor's; on a
-/// shared PostgreSQL they may be a live host's, so nothing is released there: a dead host's
-/// leases run out within [`lease::LEASE`].
-async fn release_stale_leases(app: &AppState) {
-    release_foreign_claims(
-        &app.store,
-        app.hub.node_id(),
-        "UPDATE hook_bindings SET lease_owner = NULL, lease_until = NULL
-         WHERE lease_owner IS NOT NULL AND lease_owner <> $1",
-        "hook leases",
-    )
-    .await;
-}
-
 /// Starts workers for due bindings while slots last; returns how long to sleep before the
 /// next pass unless woken (until the earliest retry, at most the poll interval).
 async fn dispatch_due(
@@ -201,57 +189,6 @@ async fn dispatch_due(
         .map(|at| Duration::from_micros(u64::try_from(at - now).unwrap_or(0)))
         .unwrap_or(options.poll_interval);
     Ok(until_retry.min(options.poll_interval))
-}
-
-async fn claim(app: &AppState, id: &str, now: i64) -> Result<bool, StoreError> {
-    let claimed = sqlx::query(
-        "UPDATE hook_bindings SET lease_owner = $1, lease_until = $2
-         WHERE id = $3 AND status = 'active' AND (lease_until IS NULL OR lease_until < $4)",
-    )
-    .bind(app.hub.node_id())
-    .bind(lease::expiry_from(now))
-    .bind(id)
-    .bind(now)
-    .execute(app.store.writer())
-    .await?
-    .rows_affected();
-    Ok(claimed == 1)
-}
-
-/// Renews the binding's lease while its worker delivers.
-fn heartbeat(app: &AppState, id: &str) -> Heartbeat {
-    let (store, owner, key) = (
-        app.store.clone(),
-        app.hub.node_id().to_owned(),
-        id.to_owned(),
-    );
-    Heartbeat::start(format!("hook binding {id}"), move |expiry| {
-        let (store, owner, key) = (store.clone(), owner.clone(), key.clone());
-        async move {
-            let renewed = sqlx::query(
-                "UPDATE hook_bindings SET lease_until = $1 WHERE id = $2 AND lease_owner = $3",
-            )
-            .bind(expiry)
-            .bind(&key)
-            .bind(&owner)
-            .execute(store.writer())
-            .await?;
-            Ok(renewed.rows_affected())
-        }
-    })
-}
-
-async fn release(app: &AppState, id: &str) {
-    let released = sqlx::query(
-        "UPDATE hook_bindings SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
-    )
-    .bind(id)
-    .bind(app.hub.node_id())
-    .execute(app.store.writer())
-    .await;
-    if let Err(err) = released {
-        tracing::warn!(binding = %id, error = %err, "could not release a hook lease; it expires");
-    }
 }
 
 /// What a worker knows about its binding, read once per lease.
