@@ -13,9 +13,9 @@ mod auth;
 mod backup;
 mod bad_input;
 mod cli_database;
-mod cluster_keys;
-mod cluster_failover;
 mod cluster;
+mod cluster_failover;
+mod cluster_keys;
 mod config;
 mod dead_letters;
 mod events;
@@ -38,8 +38,8 @@ mod providers_webhooks;
 mod reports;
 mod rules;
 mod schema;
-mod tls;
 mod tenant_lifecycle;
+mod tls;
 
 /// The binary under test, built by Cargo for this test target.
 pub const BIN: &str = env!("CARGO_BIN_EXE_posbridge");
