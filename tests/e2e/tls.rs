@@ -230,7 +230,20 @@ async fn an_unusable_pair_refuses_to_start() {
 
     let (code, stderr) = refused(dir, &["--tls-cert", &cert]).await;
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("--tls-key"), "{stderr}");
+    assert!(
+        stderr.contains("tls-cert is set but tls-key is not"),
+        "{stderr}"
+    );
+    // Through the config file, which the command line's pairing rule does not see.
+    let config = dir.join("posbridge.toml");
+    std::fs::write(&config, format!("tls-key = {key:?}\n")).expect("writing the config");
+    let config = config.display().to_string();
+    let (code, stderr) = refused(dir, &["--config", &config]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("tls-key is set but tls-cert is not"),
+        "{stderr}"
+    );
     assert!(
         !dir.join("p.db").exists(),
         "nothing is created before the pair is checked"

@@ -37,7 +37,6 @@ pub struct TlsOptions {
     #[arg(
         long = "tls-cert",
         env = "POSBRIDGE_TLS_CERT",
-        requires = "tls_key",
         value_hint = clap::ValueHint::FilePath
     )]
     pub tls_cert: Option<PathBuf>,
@@ -46,7 +45,6 @@ pub struct TlsOptions {
     #[arg(
         long = "tls-key",
         env = "POSBRIDGE_TLS_KEY",
-        requires = "tls_cert",
         value_hint = clap::ValueHint::FilePath
     )]
     pub tls_key: Option<PathBuf>,
@@ -90,6 +88,16 @@ pub enum TlsError {
         key: PathBuf,
         /// What rustls said.
         reason: rustls::Error,
+    },
+    /// One of the pair is named without the other (checked here rather than by clap,
+    /// so a pair split between the command line, the environment and the config file
+    /// is judged as a whole).
+    #[error("{given} is set but {missing} is not: TLS needs both (or neither, for plain http)")]
+    Incomplete {
+        /// The setting given.
+        given: &'static str,
+        /// The setting missing.
+        missing: &'static str,
     },
     /// The server configuration could not be built (a protocol version the provider
     /// lacks; not expected with the built-in provider).
@@ -188,8 +196,21 @@ impl fmt::Debug for Tls {
 impl Tls {
     /// Reads the pair the options name; `None` when TLS is off.
     pub fn load(options: &TlsOptions) -> Result<Option<Tls>, TlsError> {
-        let (Some(cert), Some(key)) = (&options.tls_cert, &options.tls_key) else {
-            return Ok(None);
+        let (cert, key) = match (&options.tls_cert, &options.tls_key) {
+            (Some(cert), Some(key)) => (cert, key),
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(TlsError::Incomplete {
+                    given: "tls-cert",
+                    missing: "tls-key",
+                })
+            }
+            (None, Some(_)) => {
+                return Err(TlsError::Incomplete {
+                    given: "tls-key",
+                    missing: "tls-cert",
+                })
+            }
         };
         let provider = provider();
         let loaded = files_state(cert, key);
