@@ -88,7 +88,17 @@ async fn https_and_wss_serve_rest_and_events() {
         .send()
         .await;
     assert!(plain.is_err(), "plain http must fail on a TLS port");
-    ws.close().await;
+    // A close from the server crosses the TLS pump before it lets go.
+    server
+        .admin()
+        .delete(&format!(
+            "/admin/tenants/kitchen/keys/{}",
+            kitchen.terminal.id
+        ))
+        .await
+        .expect(204);
+    let code = ws.expect_close(Duration::from_secs(10)).await;
+    assert_eq!(code, Some(4003), "closed as revoked, over wss");
 }
 
 #[tokio::test(flavor = "multi_thread")]
