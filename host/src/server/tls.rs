@@ -339,3 +339,39 @@ async fn recv(hangup: &mut Hangup) -> Option<()> {
     let _ = hangup;
     std::future::pending().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_pair_is_plain_http_and_half_a_pair_is_refused() {
+        assert!(matches!(Tls::load(&TlsOptions::default()), Ok(None)));
+        let only_cert = TlsOptions {
+            tls_cert: Some(PathBuf::from("c.pem")),
+            tls_key: None,
+        };
+        let err = Tls::load(&only_cert).unwrap_err().to_string();
+        assert!(err.contains("tls-cert is set but tls-key is not"), "{err}");
+        let only_key = TlsOptions {
+            tls_cert: None,
+            tls_key: Some(PathBuf::from("k.pem")),
+        };
+        let err = Tls::load(&only_key).unwrap_err().to_string();
+        assert!(err.contains("tls-key is set but tls-cert is not"), "{err}");
+    }
+
+    #[test]
+    fn files_that_are_not_pem_are_named_in_the_error() {
+        let dir = std::env::temp_dir().join(format!("posbridge-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = dir.join("c.pem");
+        let key = dir.join("k.pem");
+        std::fs::write(&cert, "not pem").unwrap();
+        std::fs::write(&key, "not pem either").unwrap();
+        let err = load_pair(&cert, &key, &provider()).unwrap_err();
+        assert!(matches!(err, TlsError::NoCertificate { .. }), "{err}");
+        assert!(err.to_string().contains("c.pem"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
