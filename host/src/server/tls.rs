@@ -241,6 +241,31 @@ impl Tls {
         &self.acceptor
     }
 
+    /// TLS over `tcp` once the handshake completes within `timeout` (`None`, counted in
+    /// `posbridge_tls_handshake_failures_total`, if it fails or runs out).
+    pub async fn handshake(
+        &self,
+        tcp: tokio::net::TcpStream,
+        timeout: Duration,
+        peer: std::net::SocketAddr,
+    ) -> Option<super::ConnStream> {
+        match tokio::time::timeout(timeout, self.acceptor.accept(tcp)).await {
+            Ok(Ok(stream)) => Some(super::ConnStream::Tls(Box::new(stream))),
+            Ok(Err(err)) => {
+                metrics::counter!("posbridge_tls_handshake_failures_total", "reason" => "error")
+                    .increment(1);
+                tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                metrics::counter!("posbridge_tls_handshake_failures_total", "reason" => "timeout")
+                    .increment(1);
+                tracing::debug!(%peer, "TLS handshake timed out");
+                None
+            }
+        }
+    }
+
     /// Reads the files again and, if they hold a good pair, serves it from the next
     /// handshake on; otherwise the pair in use stays and the error is returned.
     pub fn reload(&self) -> Result<(), TlsError> {
