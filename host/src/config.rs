@@ -34,7 +34,7 @@ pub struct ServeConfig {
     #[arg(long, env = "POSBRIDGE_OPERATOR_TOKEN", hide_env_values = true)]
     pub operator_token: Option<String>,
     /// Public base URL providers post webhooks to. Default empty, meaning
-    /// `http://<bound address>`; behind a reverse proxy it differs from the bind address.
+    /// `http://<bound address>` (`https://` with TLS); behind a reverse proxy it differs from the bind address.
     #[arg(long, env = "POSBRIDGE_PUBLIC_URL", default_value = "")]
     pub public_url: String,
     /// `POSBRIDGE_MASTER_KEY`: master keys for sealed secrets; when absent, the key file

@@ -502,6 +502,7 @@ mod tests {
             config.connections,
             crate::server::ConnectionOptions::default()
         );
+        assert_eq!(config.tls, crate::server::TlsOptions::default());
     }
 
     #[test]

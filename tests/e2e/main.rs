@@ -5,6 +5,9 @@
 //! throwaway cluster the harness starts from the installed server binaries (one per test
 //! run, removed after it); `POSBRIDGE_TEST_POSTGRES=skip` skips the PostgreSQL variants.
 //! See the harness crate's docs for the details.
+//!
+//! `nginx.rs` starts nginx (Debian's package, `/usr/sbin/nginx`) in front of two hosts and
+//! fails with a message to install it when it is missing; `tls.rs` makes its own CA.
 
 use posbridge_harness::{Backend, TestServer};
 

@@ -88,7 +88,17 @@ async fn https_and_wss_serve_rest_and_events() {
         .send()
         .await;
     assert!(plain.is_err(), "plain http must fail on a TLS port");
-    ws.close().await;
+    // A close from the server crosses the TLS pump before it lets go.
+    server
+        .admin()
+        .delete(&format!(
+            "/admin/tenants/kitchen/keys/{}",
+            kitchen.terminal.id
+        ))
+        .await
+        .expect(204);
+    let code = ws.expect_close(Duration::from_secs(10)).await;
+    assert_eq!(code, Some(4003), "closed as revoked, over wss");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -230,7 +240,20 @@ async fn an_unusable_pair_refuses_to_start() {
 
     let (code, stderr) = refused(dir, &["--tls-cert", &cert]).await;
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("--tls-key"), "{stderr}");
+    assert!(
+        stderr.contains("tls-cert is set but tls-key is not"),
+        "{stderr}"
+    );
+    // Through the config file, which the command line's pairing rule does not see.
+    let config = dir.join("posbridge.toml");
+    std::fs::write(&config, format!("tls-key = {key:?}\n")).expect("writing the config");
+    let config = config.display().to_string();
+    let (code, stderr) = refused(dir, &["--config", &config]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("tls-key is set but tls-cert is not"),
+        "{stderr}"
+    );
     assert!(
         !dir.join("p.db").exists(),
         "nothing is created before the pair is checked"

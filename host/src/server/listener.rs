@@ -265,25 +265,11 @@ impl Connection {
     /// The connection's stream: the TCP stream itself, or TLS over it once the handshake
     /// completes within the header-read timeout (`None` if it fails or runs out).
     async fn handshake(&self, tcp: TcpStream) -> Option<ConnStream> {
-        let Some(tls) = &self.tls else {
-            return Some(ConnStream::Plain(tcp));
-        };
-        let outcome =
-            tokio::time::timeout(self.options.header_read_timeout, tls.acceptor().accept(tcp))
-                .await;
-        match outcome {
-            Ok(Ok(stream)) => Some(ConnStream::Tls(Box::new(stream))),
-            Ok(Err(err)) => {
-                metrics::counter!("posbridge_tls_handshake_failures_total", "reason" => "error")
-                    .increment(1);
-                tracing::debug!(peer = %self.peer, error = %err, "TLS handshake failed");
-                None
-            }
-            Err(_) => {
-                metrics::counter!("posbridge_tls_handshake_failures_total", "reason" => "timeout")
-                    .increment(1);
-                tracing::debug!(peer = %self.peer, "TLS handshake timed out");
-                None
+        match &self.tls {
+            None => Some(ConnStream::Plain(tcp)),
+            Some(tls) => {
+                tls.handshake(tcp, self.options.header_read_timeout, self.peer)
+                    .await
             }
         }
     }

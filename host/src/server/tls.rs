@@ -37,7 +37,6 @@ pub struct TlsOptions {
     #[arg(
         long = "tls-cert",
         env = "POSBRIDGE_TLS_CERT",
-        requires = "tls_key",
         value_hint = clap::ValueHint::FilePath
     )]
     pub tls_cert: Option<PathBuf>,
@@ -46,7 +45,6 @@ pub struct TlsOptions {
     #[arg(
         long = "tls-key",
         env = "POSBRIDGE_TLS_KEY",
-        requires = "tls_cert",
         value_hint = clap::ValueHint::FilePath
     )]
     pub tls_key: Option<PathBuf>,
@@ -90,6 +88,16 @@ pub enum TlsError {
         key: PathBuf,
         /// What rustls said.
         reason: rustls::Error,
+    },
+    /// One of the pair is named without the other (checked here rather than by clap,
+    /// so a pair split between the command line, the environment and the config file
+    /// is judged as a whole).
+    #[error("{given} is set but {missing} is not: TLS needs both (or neither, for plain http)")]
+    Incomplete {
+        /// The setting given.
+        given: &'static str,
+        /// The setting missing.
+        missing: &'static str,
     },
     /// The server configuration could not be built (a protocol version the provider
     /// lacks; not expected with the built-in provider).
@@ -188,8 +196,21 @@ impl fmt::Debug for Tls {
 impl Tls {
     /// Reads the pair the options name; `None` when TLS is off.
     pub fn load(options: &TlsOptions) -> Result<Option<Tls>, TlsError> {
-        let (Some(cert), Some(key)) = (&options.tls_cert, &options.tls_key) else {
-            return Ok(None);
+        let (cert, key) = match (&options.tls_cert, &options.tls_key) {
+            (Some(cert), Some(key)) => (cert, key),
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(TlsError::Incomplete {
+                    given: "tls-cert",
+                    missing: "tls-key",
+                })
+            }
+            (None, Some(_)) => {
+                return Err(TlsError::Incomplete {
+                    given: "tls-key",
+                    missing: "tls-cert",
+                })
+            }
         };
         let provider = provider();
         let loaded = files_state(cert, key);
@@ -218,6 +239,31 @@ impl Tls {
     /// The acceptor for new connections.
     pub fn acceptor(&self) -> &tokio_rustls::TlsAcceptor {
         &self.acceptor
+    }
+
+    /// TLS over `tcp` once the handshake completes within `timeout` (`None`, counted in
+    /// `posbridge_tls_handshake_failures_total`, if it fails or runs out).
+    pub async fn handshake(
+        &self,
+        tcp: tokio::net::TcpStream,
+        timeout: Duration,
+        peer: std::net::SocketAddr,
+    ) -> Option<super::ConnStream> {
+        match tokio::time::timeout(timeout, self.acceptor.accept(tcp)).await {
+            Ok(Ok(stream)) => Some(super::ConnStream::Tls(Box::new(stream))),
+            Ok(Err(err)) => {
+                metrics::counter!("posbridge_tls_handshake_failures_total", "reason" => "error")
+                    .increment(1);
+                tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                metrics::counter!("posbridge_tls_handshake_failures_total", "reason" => "timeout")
+                    .increment(1);
+                tracing::debug!(%peer, "TLS handshake timed out");
+                None
+            }
+        }
     }
 
     /// Reads the files again and, if they hold a good pair, serves it from the next
@@ -317,4 +363,40 @@ async fn recv(hangup: &mut Hangup) -> Option<()> {
     #[cfg(not(unix))]
     let _ = hangup;
     std::future::pending().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_pair_is_plain_http_and_half_a_pair_is_refused() {
+        assert!(matches!(Tls::load(&TlsOptions::default()), Ok(None)));
+        let only_cert = TlsOptions {
+            tls_cert: Some(PathBuf::from("c.pem")),
+            tls_key: None,
+        };
+        let err = Tls::load(&only_cert).unwrap_err().to_string();
+        assert!(err.contains("tls-cert is set but tls-key is not"), "{err}");
+        let only_key = TlsOptions {
+            tls_cert: None,
+            tls_key: Some(PathBuf::from("k.pem")),
+        };
+        let err = Tls::load(&only_key).unwrap_err().to_string();
+        assert!(err.contains("tls-key is set but tls-cert is not"), "{err}");
+    }
+
+    #[test]
+    fn files_that_are_not_pem_are_named_in_the_error() {
+        let dir = std::env::temp_dir().join(format!("posbridge-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = dir.join("c.pem");
+        let key = dir.join("k.pem");
+        std::fs::write(&cert, "not pem").unwrap();
+        std::fs::write(&key, "not pem either").unwrap();
+        let err = load_pair(&cert, &key, &provider()).unwrap_err();
+        assert!(matches!(err, TlsError::NoCertificate { .. }), "{err}");
+        assert!(err.to_string().contains("c.pem"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -11,8 +11,10 @@
 //! ended at the proxy (see docs/operations.md).
 
 use std::io;
+use std::time::Duration;
 
 use tokio::net::{TcpStream, UnixStream};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::server::ConnStream;
 
@@ -21,26 +23,50 @@ use crate::server::ConnStream;
 pub enum RawStream {
     /// The TCP connection (plain ws).
     Tcp(TcpStream),
-    /// The session's end of the pair a TLS pump serves (wss).
-    Pumped(UnixStream),
+    /// The session's end of the pair a TLS pump serves (wss), and what tells the pump
+    /// when the session has let go of it.
+    Pumped {
+        /// The session's end.
+        pipe: UnixStream,
+        /// Cancels the pump's token when the socket is dropped.
+        _released: DropGuard,
+    },
 }
+
+/// How long the pump goes on after the session let go of its socket: time for the last
+/// frames (the close) to reach the terminal, and a bound on a pump whose terminal went
+/// away without a word (its writes would otherwise wait for ever).
+const PUMP_LINGER: Duration = Duration::from_secs(2);
 
 impl RawStream {
     /// The stream for an upgraded connection; for TLS, the pump is started here and runs
-    /// until either side closes.
+    /// until the terminal closes, or shortly after the session lets go of the stream.
     pub fn from_connection(stream: ConnStream) -> io::Result<RawStream> {
         match stream {
             ConnStream::Plain(tcp) => Ok(RawStream::Tcp(tcp)),
             ConnStream::Tls(mut tls) => {
                 let (ours, mut theirs) = UnixStream::pair()?;
+                let released = CancellationToken::new();
+                let session_gone = released.clone();
                 tokio::spawn(async move {
-                    // Ends when the terminal or the session closes its side; either
-                    // way the other side sees the end of the stream.
-                    if let Err(err) = tokio::io::copy_bidirectional(&mut *tls, &mut theirs).await {
+                    // A terminal that closes ends its direction, and the session sees
+                    // the end of its stream; a session that lets go cancels the token.
+                    let pump = tokio::io::copy_bidirectional(&mut *tls, &mut theirs);
+                    tokio::pin!(pump);
+                    let outcome = tokio::select! {
+                        outcome = &mut pump => Some(outcome),
+                        _ = session_gone.cancelled() => {
+                            tokio::time::timeout(PUMP_LINGER, &mut pump).await.ok()
+                        }
+                    };
+                    if let Some(Err(err)) = outcome {
                         tracing::debug!(error = %err, "TLS WebSocket pump ended");
                     }
                 });
-                Ok(RawStream::Pumped(ours))
+                Ok(RawStream::Pumped {
+                    pipe: ours,
+                    _released: released.drop_guard(),
+                })
             }
         }
     }
@@ -49,7 +75,7 @@ impl RawStream {
     pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
             RawStream::Tcp(tcp) => tcp.try_write(buf),
-            RawStream::Pumped(pipe) => pipe.try_write(buf),
+            RawStream::Pumped { pipe, .. } => pipe.try_write(buf),
         }
     }
 
@@ -57,7 +83,7 @@ impl RawStream {
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             RawStream::Tcp(tcp) => tcp.try_read(buf),
-            RawStream::Pumped(pipe) => pipe.try_read(buf),
+            RawStream::Pumped { pipe, .. } => pipe.try_read(buf),
         }
     }
 
@@ -65,7 +91,7 @@ impl RawStream {
     pub async fn writable(&self) -> io::Result<()> {
         match self {
             RawStream::Tcp(tcp) => tcp.writable().await,
-            RawStream::Pumped(pipe) => pipe.writable().await,
+            RawStream::Pumped { pipe, .. } => pipe.writable().await,
         }
     }
 
@@ -73,7 +99,7 @@ impl RawStream {
     pub async fn readable(&self) -> io::Result<()> {
         match self {
             RawStream::Tcp(tcp) => tcp.readable().await,
-            RawStream::Pumped(pipe) => pipe.readable().await,
+            RawStream::Pumped { pipe, .. } => pipe.readable().await,
         }
     }
 }
