@@ -71,7 +71,10 @@ const BY_INTEGRATION: [&str; 3] = ["webhook_inbox", "webhook_events_seen", "sync
 
 /// Tables with a `tenant_id` column, children before the rows they reference (foreign keys
 /// are enforced), so the tenant row can go last.
-const BY_TENANT: [&str; 19] = [
+const BY_TENANT: [&str; 20] = [
+    // A host's record of a socket it still holds; the socket itself was closed (4003) at
+    // suspension, and a row left by a host that died meanwhile must not outlive the tenant.
+    "cluster_terminals",
     "dead_letters",
     "plugin_state",
     "pos_transactions",
