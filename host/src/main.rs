@@ -12,12 +12,14 @@ use posbridge::api_keys::{ApiKeys, NewKey};
 use posbridge::auth::Role;
 use posbridge::config::{ServeConfig, DEFAULT_DATABASE_URL};
 use posbridge::options::ConfigFile;
-use posbridge::plugins::{PluginOptions, Plugins};
 use posbridge::store::{Store, StoreOptions};
 use posbridge::tenancy::lifecycle::TenantUpdate;
 use posbridge::tenancy::{NewTenant, Tenants};
 
+mod plugin_commands;
 mod scaffold;
+
+use plugin_commands::{run_plugin_command, PluginCommand};
 
 /// The subcommands whose flags are settings a config file may give, besides the global
 /// ones every command takes.
@@ -120,45 +122,6 @@ enum VaultCommand {
     /// Re-seal every secret under a new active key (key file) or under the first key of
     /// POSBRIDGE_MASTER_KEY; older keys keep opening values until they are re-sealed.
     Rotate,
-}
-
-#[derive(Subcommand)]
-enum PluginCommand {
-    /// Install a component into the database and make it active; running hosts pick it up
-    /// within seconds.
-    Install {
-        /// The .wasm component.
-        file: std::path::PathBuf,
-    },
-    /// Load a component, print its manifest and run the conformance check (no database).
-    Check {
-        /// The .wasm component.
-        file: std::path::PathBuf,
-    },
-    /// List installed plugins.
-    List,
-    /// Measure a provider component: compile, cached load, install, per-call cost.
-    Bench {
-        /// The .wasm component.
-        file: std::path::PathBuf,
-        /// Calls timed per figure.
-        #[arg(long, default_value_t = 2000)]
-        calls: usize,
-    },
-    /// Scaffold a new plugin crate.
-    New {
-        /// `provider` or `hook`.
-        #[arg(value_enum)]
-        kind: scaffold::Kind,
-        /// Crate and plugin name (lowercase, digits, '-').
-        name: String,
-        /// Path to this repository's `plugins/sdk`, for the new crate's dependency.
-        #[arg(long, default_value = "plugins/sdk")]
-        sdk_path: std::path::PathBuf,
-        /// Where to create the crate (default: ./<name>).
-        #[arg(long)]
-        dir: Option<std::path::PathBuf>,
-    },
 }
 
 #[derive(Subcommand)]
@@ -410,89 +373,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             store.close().await;
-        }
-    }
-    Ok(())
-}
-
-async fn run_plugin_command(database_url: &str, cmd: PluginCommand) -> anyhow::Result<()> {
-    let options = PluginOptions {
-        install_bundled: false,
-        max_concurrent_calls: 4,
-        ..PluginOptions::default()
-    };
-    match cmd {
-        PluginCommand::Install { file } => {
-            let wasm =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let store = open(database_url).await?;
-            let options = PluginOptions {
-                cache_dir: Some(posbridge::server::default_cache_dir(database_url)),
-                ..options
-            };
-            let plugins = Plugins::start(store.clone(), options).await?;
-            let status = plugins.install(wasm, "cli").await?;
-            print_json(&status)?;
-            store.close().await;
-        }
-        PluginCommand::Check { file } => {
-            let wasm =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let scratch =
-                std::env::temp_dir().join(format!("posbridge-check-{}.db", std::process::id()));
-            let store = open_scratch(&scratch.display().to_string()).await?;
-            let plugins = Plugins::start(store.clone(), options).await?;
-            let outcome = plugins.conformance(&wasm).await;
-            store.close().await;
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", scratch.display()));
-            }
-            let (manifest, results) = outcome?;
-            print_json(&manifest)?;
-            let mut failed = 0;
-            for (function, result) in &results {
-                match result {
-                    Ok(detail) => println!("PASS {function}: {detail}"),
-                    Err(why) => {
-                        failed += 1;
-                        println!("FAIL {function}: {why}");
-                    }
-                }
-            }
-            println!("{} passed, {failed} failed", results.len() - failed);
-            if failed > 0 {
-                anyhow::bail!("conformance check failed");
-            }
-        }
-        PluginCommand::Bench { file, calls } => {
-            let wasm =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let scratch =
-                std::env::temp_dir().join(format!("posbridge-bench-{}.db", std::process::id()));
-            let store = open_scratch(&scratch.display().to_string()).await?;
-            let plugins = Plugins::start(store.clone(), options).await?;
-            let outcome = plugins.bench(wasm, calls).await;
-            store.close().await;
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", scratch.display()));
-            }
-            print_json(&outcome?)?;
-        }
-        PluginCommand::List => {
-            let store = open(database_url).await?;
-            let plugins = Plugins::start(store.clone(), options).await?;
-            print_json(&plugins.list())?;
-            store.close().await;
-        }
-        PluginCommand::New {
-            kind,
-            name,
-            sdk_path,
-            dir,
-        } => {
-            let dir = dir.unwrap_or_else(|| std::path::PathBuf::from(&name));
-            scaffold::create(kind, &name, &sdk_path, &dir)?;
-            println!("created {} — build it with: cargo build --release --target wasm32-wasip2 --manifest-path {}/Cargo.toml", dir.display(), dir.display());
         }
     }
     Ok(())
