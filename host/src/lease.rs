@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{now_micros, StoreError};
+use crate::store::{now_micros, Store, StoreError};
 
 /// How long a claim lasts without a renewal: the longest a dead host's work waits before
 /// another host takes it over. Five seconds: several renewals fit in it, so a renewal delayed
@@ -36,6 +36,30 @@ pub const RENEW_EVERY: Duration = Duration::from_millis(1_666);
 /// The expiry of a lease claimed or renewed at `now` (microseconds, like every stored time).
 pub fn expiry_from(now: i64) -> i64 {
     now.saturating_add(i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// A table whose rows each carry one lease (`lease_owner`, `lease_until`), keyed by `id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeasedRows {
+    /// A venue's sync lease, on `integrations`.
+    Integrations,
+    /// A hook binding's delivery lease, on `hook_bindings`.
+    HookBindings,
+}
+
+impl LeasedRows {
+    /// The renewal: moves the expiry of one row where this host still owns it. Spelled out
+    /// per table so no table name is ever built into SQL from a string.
+    fn renew_sql(self) -> &'static str {
+        match self {
+            LeasedRows::Integrations => {
+                "UPDATE integrations SET lease_until = $1 WHERE id = $2 AND lease_owner = $3"
+            }
+            LeasedRows::HookBindings => {
+                "UPDATE hook_bindings SET lease_until = $1 WHERE id = $2 AND lease_owner = $3"
+            }
+        }
+    }
 }
 
 /// Renews one lease in the background while the work it protects runs; dropping it stops
@@ -56,6 +80,29 @@ impl Heartbeat {
         Fut: Future<Output = Result<u64, StoreError>> + Send + 'static,
     {
         Heartbeat::start_every(RENEW_EVERY, what, renew)
+    }
+
+    /// Starts renewing the lease `owner` holds on row `id` of `rows`; `what` names it in logs.
+    pub fn for_row(
+        store: &Store,
+        rows: LeasedRows,
+        id: &str,
+        owner: &str,
+        what: String,
+    ) -> Heartbeat {
+        let (store, id, owner) = (store.clone(), id.to_owned(), owner.to_owned());
+        Heartbeat::start(what, move |expiry| {
+            let (store, id, owner) = (store.clone(), id.clone(), owner.clone());
+            async move {
+                let renewed = sqlx::query(rows.renew_sql())
+                    .bind(expiry)
+                    .bind(&id)
+                    .bind(&owner)
+                    .execute(store.writer())
+                    .await?;
+                Ok(renewed.rows_affected())
+            }
+        })
     }
 
     fn start_every<F, Fut>(every: Duration, what: String, renew: F) -> Heartbeat

@@ -2,7 +2,7 @@
 //! handing it back, and releasing a stopped predecessor's at start. The design is in
 //! [`crate::lease`].
 
-use crate::lease::{self, Heartbeat};
+use crate::lease::{self, Heartbeat, LeasedRows};
 use crate::state::AppState;
 use crate::store::{release_foreign_claims, StoreError};
 
@@ -37,25 +37,13 @@ pub(super) async fn claim(app: &AppState, id: &str, now: i64) -> Result<bool, St
 
 /// Renews the binding's lease while its worker delivers.
 pub(super) fn heartbeat(app: &AppState, id: &str) -> Heartbeat {
-    let (store, owner, key) = (
-        app.store.clone(),
-        app.hub.node_id().to_owned(),
-        id.to_owned(),
-    );
-    Heartbeat::start(format!("hook binding {id}"), move |expiry| {
-        let (store, owner, key) = (store.clone(), owner.clone(), key.clone());
-        async move {
-            let renewed = sqlx::query(
-                "UPDATE hook_bindings SET lease_until = $1 WHERE id = $2 AND lease_owner = $3",
-            )
-            .bind(expiry)
-            .bind(&key)
-            .bind(&owner)
-            .execute(store.writer())
-            .await?;
-            Ok(renewed.rows_affected())
-        }
-    })
+    Heartbeat::for_row(
+        &app.store,
+        LeasedRows::HookBindings,
+        id,
+        app.hub.node_id(),
+        format!("hook binding {id}"),
+    )
 }
 
 pub(super) async fn release(app: &AppState, id: &str) {

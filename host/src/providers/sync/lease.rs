@@ -4,7 +4,7 @@
 
 use super::{sync_integration, SyncStats};
 use crate::error::ApiError;
-use crate::lease::{self, Heartbeat};
+use crate::lease::{self, Heartbeat, LeasedRows};
 use crate::providers::ProviderFailure;
 use crate::state::AppState;
 use crate::store::{now_micros, StoreError};
@@ -68,23 +68,11 @@ pub(super) async fn claim(app: &AppState, id: &str) -> Result<bool, StoreError> 
 
 /// Renews the integration's sync lease while the sync runs.
 pub(super) fn heartbeat(app: &AppState, id: &str) -> Heartbeat {
-    let (store, owner, key) = (
-        app.store.clone(),
-        app.hub.node_id().to_owned(),
-        id.to_owned(),
-    );
-    Heartbeat::start(format!("sync of integration {id}"), move |expiry| {
-        let (store, owner, key) = (store.clone(), owner.clone(), key.clone());
-        async move {
-            let renewed = sqlx::query(
-                "UPDATE integrations SET lease_until = $1 WHERE id = $2 AND lease_owner = $3",
-            )
-            .bind(expiry)
-            .bind(&key)
-            .bind(&owner)
-            .execute(store.writer())
-            .await?;
-            Ok(renewed.rows_affected())
-        }
-    })
+    Heartbeat::for_row(
+        &app.store,
+        LeasedRows::Integrations,
+        id,
+        app.hub.node_id(),
+        format!("sync of integration {id}"),
+    )
 }
