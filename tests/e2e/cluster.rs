@@ -7,7 +7,6 @@
 //! PostgreSQL only: on SQLite one process owns the database.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use posbridge_harness::reqwest::Method;
@@ -21,24 +20,9 @@ const PROPAGATION_WITHIN: Duration = Duration::from_secs(2);
 /// live heartbeat (2 s) removes it, with room for a loaded machine.
 const DEAD_HOST_GONE_WITHIN: Duration = Duration::from_secs(15);
 
-fn wasm(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("POSBRIDGE_WASM_DIR")).join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
-
+/// Installs `name` on `srv`, which must accept it.
 async fn install(srv: &TestServer, name: &str) {
-    srv.admin()
-        .send(
-            Method::POST,
-            "/admin/plugins",
-            Body::Raw {
-                bytes: wasm(name),
-                content_type: Some("application/wasm".into()),
-            },
-            &[],
-        )
-        .await
-        .expect(201);
+    crate::install_plugin(srv, name).await.expect(201);
 }
 
 async fn start_pair() -> Option<(TestServer, TestServer)> {

@@ -3,7 +3,6 @@
 //! while its neighbours are recorded or delivered; operators list, inspect, retry and
 //! discard dead letters under `/admin/dead-letters`, and `/metrics` counts them.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use posbridge_harness::mock_square::{square_payment_webhook, SquarePayment};
@@ -15,7 +14,7 @@ use crate::providers::{
     all_transactions, at_ms, connect_square, connect_square_webhooks, first_sync, now_ms,
     post_signed_square, sync,
 };
-use crate::{metric_value, order_body};
+use crate::{metric_value, order_body, wasm};
 
 const SQUARE_KEY: &str = "sq-webhook-signature-key-dl";
 /// How long processing may take to show: generous for a loaded machine.
@@ -301,11 +300,6 @@ async fn poison_sync_sale_is_set_aside(backend: Backend) {
         .await
         .expect(200);
     assert!(dead_letters(&srv, "kind=sync").await.is_empty());
-}
-
-fn wasm(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("POSBRIDGE_WASM_DIR")).join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
 /// Reads frames until one of type `kind` satisfies `check`; returns it.

@@ -4,7 +4,6 @@
 //! order-size-flag and big-spender-alert hooks, and a kill -9 that loses and repeats nothing.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,22 +30,8 @@ const FAST_RETRIES: &[&str] = &[
 /// How long a delivery may take to show up: generous for a loaded CI machine.
 const DELIVERY: Duration = Duration::from_secs(20);
 
-fn wasm(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("POSBRIDGE_WASM_DIR")).join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
-
 async fn install_recorder(srv: &TestServer) {
-    srv.admin()
-        .send(
-            Method::POST,
-            "/admin/plugins",
-            Body::Raw {
-                bytes: wasm("test_hook_recorder"),
-                content_type: Some("application/wasm".into()),
-            },
-            &[],
-        )
+    crate::install_plugin(srv, "test_hook_recorder")
         .await
         .expect(201);
 }

@@ -52,6 +52,28 @@ pub async fn start(backend: Backend) -> TestServer {
     TestServer::start(BIN, backend, &[]).await
 }
 
+/// A test plugin component of this build (`POSBRIDGE_WASM_DIR`, filled by the host's
+/// build script from `plugins/`).
+pub fn wasm(name: &str) -> Vec<u8> {
+    let path = std::path::PathBuf::from(env!("POSBRIDGE_WASM_DIR")).join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Installs the component `name` through `POST /admin/plugins`; the caller checks the answer.
+pub async fn install_plugin(srv: &TestServer, name: &str) -> posbridge_harness::Resp {
+    srv.admin()
+        .send(
+            posbridge_harness::reqwest::Method::POST,
+            "/admin/plugins",
+            posbridge_harness::Body::Raw {
+                bytes: wasm(name),
+                content_type: Some("application/wasm".into()),
+            },
+            &[],
+        )
+        .await
+}
+
 /// Starts a server with extra `serve` flags.
 pub async fn start_with(backend: Backend, args: &[&str]) -> TestServer {
     TestServer::start(BIN, backend, args).await

@@ -11,26 +11,9 @@ use posbridge_harness::reqwest::Method;
 use posbridge_harness::{both_backends, eventually, Backend, Body, Client, TestServer};
 use serde_json::{json, Value};
 
+use crate::{install_plugin as install, wasm};
+
 /// Where the build script put the guest components.
-fn wasm(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("POSBRIDGE_WASM_DIR")).join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
-
-async fn install(srv: &TestServer, name: &str) -> posbridge_harness::Resp {
-    srv.admin()
-        .send(
-            Method::POST,
-            "/admin/plugins",
-            Body::Raw {
-                bytes: wasm(name),
-                content_type: Some("application/wasm".into()),
-            },
-            &[],
-        )
-        .await
-}
-
 async fn validate(manager: &Client, provider: &str, location: &str) -> posbridge_harness::Resp {
     manager
         .post(
