@@ -285,8 +285,20 @@ async fn connection_cap_refuses_clearly_and_keeps_a_reserve(backend: Backend) {
     assert_eq!(resp.json()["error"]["code"], "too_many_connections");
     assert!(resp.head.contains("connection: close"), "{}", resp.head);
 
-    let text = srv.anon().get("/metrics").await.text;
-    // (that request itself went through the reserve slot `reserve` just gave up)
+    // The server frees the reserve slot when its connection task ends, which can be a
+    // moment after the client has read the 503: wait for the close, then for the slot.
+    read_until_closed(&mut reserve).await;
+    let text = eventually(
+        Duration::from_secs(10),
+        "the reserve slot is free again",
+        || async {
+            let mut stream = connect(&srv).await;
+            stream.write_all(get("/metrics").as_bytes()).await.ok()?;
+            let resp = read_response(&mut stream).await;
+            (resp.status == 200).then_some(resp.body)
+        },
+    )
+    .await;
     assert!(
         crate::metric_value(&text, "posbridge_connections_refused_total") >= Some(1.0),
         "refusals are counted"
