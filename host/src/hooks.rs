@@ -217,9 +217,14 @@ pub enum HookError {
     /// Event types outside what the hook declares.
     #[error("{0}")]
     InvalidEvents(String),
-    /// Configuration that is not a JSON object or too large.
+    /// Configuration that is not a JSON object, too large, or refused by the hook's
+    /// `validate-config` (the message names each field).
     #[error("{0}")]
     InvalidConfig(String),
+    /// The hook's `validate-config` could not give a verdict (it trapped, timed out or is
+    /// unavailable); nothing was stored.
+    #[error("the hook could not check the configuration: {0}")]
+    ConfigCheckFailed(String),
     /// No such binding in this tenant.
     #[error("no hook binding {0:?}")]
     NotFound(String),
@@ -266,6 +271,11 @@ impl From<HookError> for ApiError {
             HookError::NotAHook(_) => ApiError::unprocessable("not_a_hook", message),
             HookError::InvalidEvents(_) => ApiError::unprocessable("invalid_events", message),
             HookError::InvalidConfig(_) => ApiError::unprocessable("invalid_config", message),
+            HookError::ConfigCheckFailed(_) => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "hook_config_check_failed",
+                message,
+            ),
             HookError::NotFound(_) => ApiError::not_found("hook_not_found", message),
             HookError::Disabled(_) => ApiError::conflict("hook_disabled", message),
             HookError::TooMany => ApiError::conflict("too_many_hooks", message),

@@ -31,19 +31,19 @@ pub(crate) enum PluginCommand {
         #[arg(long, default_value_t = 2000)]
         calls: usize,
     },
-    /// Scaffold a new plugin crate.
+    /// Scaffold a new plugin crate that builds anywhere (the SDK is vendored beside it).
     New {
         /// `provider` or `hook`.
         #[arg(value_enum)]
         kind: scaffold::Kind,
-        /// Crate and plugin name (lowercase, digits, '-').
+        /// Crate and plugin name (lowercase letters, digits, '-'; starting with a letter).
         name: String,
-        /// Path to this repository's `plugins/sdk`, for the new crate's dependency.
-        #[arg(long, default_value = "plugins/sdk")]
-        sdk_path: std::path::PathBuf,
         /// Where to create the crate (default: ./<name>).
-        #[arg(long)]
         dir: Option<std::path::PathBuf>,
+        /// Point the crate at this SDK checkout (`plugins/sdk`) instead of a vendored copy:
+        /// for work on the SDK itself.
+        #[arg(long)]
+        sdk_path: Option<std::path::PathBuf>,
     },
 }
 
@@ -123,12 +123,16 @@ pub(crate) async fn run_plugin_command(
         PluginCommand::New {
             kind,
             name,
-            sdk_path,
             dir,
+            sdk_path,
         } => {
             let dir = dir.unwrap_or_else(|| std::path::PathBuf::from(&name));
-            scaffold::create(kind, &name, &sdk_path, &dir)?;
-            println!("created {} — build it with: cargo build --release --target wasm32-wasip2 --manifest-path {}/Cargo.toml", dir.display(), dir.display());
+            let created = scaffold::create(kind, &name, &dir, sdk_path.as_deref())?;
+            let dir = created.dir.display();
+            println!("created {dir}");
+            println!("build:   cd {dir} && cargo build --release --target wasm32-wasip2");
+            println!("check:   posbridge plugin check {dir}/{}", created.artifact);
+            println!("install: posbridge plugin install {dir}/{}", created.artifact);
         }
     }
     Ok(())

@@ -33,6 +33,7 @@ mod lifecycle;
 mod loyalty;
 mod nginx;
 mod orders;
+mod plugin_contract;
 mod plugins;
 mod providers;
 mod providers_local;

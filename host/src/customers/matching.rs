@@ -251,6 +251,9 @@ mod tests {
             card: None,
             customer: None,
             status: TransactionStatus::Completed,
+            staff: None,
+            line_items: Vec::new(),
+            refunds: Vec::new(),
         };
         sale.card = Some(CardInfo {
             fingerprint: fingerprint.map(str::to_owned),

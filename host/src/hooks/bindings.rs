@@ -10,8 +10,8 @@ use super::{
 };
 use crate::auth::TenantScope;
 use crate::events::{self, CUSTOM_PREFIX};
-use crate::plugins::contract::PluginKind;
-use crate::plugins::Plugins;
+use crate::plugins::contract::{ConfigProblem, PluginKind};
+use crate::plugins::{CallContext, CallError, Plugins};
 use crate::store::{new_id, now_micros, rfc3339, Store, StoreError};
 use crate::vault::Vault;
 
@@ -53,6 +53,51 @@ fn chosen_events(
         ));
     }
     Ok(chosen)
+}
+
+/// Asks the hook whether `config` suits it (its `validate-config`, contract 0.2 on), so a
+/// misspelt key is refused when the binding is made, not on its first event.
+async fn check_config(
+    plugins: &Plugins,
+    scope: &TenantScope,
+    plugin: &str,
+    config: &str,
+) -> Result<(), HookError> {
+    let ctx = CallContext {
+        tenant_id: scope.tenant_id().to_owned(),
+        integration_id: String::new(),
+    };
+    match plugins.validate_config(plugin, &ctx, config).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(problems)) => Err(HookError::InvalidConfig(describe_problems(plugin, &problems))),
+        Err(CallError::NotInstalled(_)) => Err(HookError::UnknownPlugin(plugin.to_owned())),
+        Err(err) => Err(HookError::ConfigCheckFailed(err.to_string())),
+    }
+}
+
+/// The hook's verdict as one message naming every field: `config.threshold: must be >= 0`.
+fn describe_problems(plugin: &str, problems: &[ConfigProblem]) -> String {
+    if problems.is_empty() {
+        return format!("hook {plugin:?} refused the configuration");
+    }
+    let described: Vec<String> = problems
+        .iter()
+        .take(20)
+        .map(|p| {
+            let field = if p.field.is_empty() {
+                "config".to_owned()
+            } else {
+                format!("config.{}", p.field)
+            };
+            // The hook's text: bounded, as it lands in a response and a manager's screen.
+            let message: String = p.message.chars().take(300).collect();
+            format!("{field}: {message}")
+        })
+        .collect();
+    format!(
+        "hook {plugin:?} refused the configuration: {}",
+        described.join("; ")
+    )
 }
 
 /// The configuration as stored: a JSON object of bounded size.
@@ -124,6 +169,7 @@ impl Hooks {
         let declared = declared_events(plugins, &new.plugin)?;
         let events = chosen_events(&new.plugin, &declared, new.events)?;
         let config = config_text(new.config)?;
+        check_config(plugins, scope, &new.plugin, &config).await?;
         let count: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM hook_bindings WHERE tenant_id = $1")
                 .bind(scope.tenant_id())
@@ -203,12 +249,11 @@ impl Hooks {
     ) -> Result<Binding, HookError> {
         let current = Self::get(store, vault, scope, id).await?;
         let sealed = match change.config {
-            Some(c) => Some(sealed_config::seal(
-                vault,
-                scope.tenant_id(),
-                id,
-                &config_text(Some(c))?,
-            )?),
+            Some(c) => {
+                let config = config_text(Some(c))?;
+                check_config(plugins, scope, &current.plugin, &config).await?;
+                Some(sealed_config::seal(vault, scope.tenant_id(), id, &config)?)
+            }
             None => None,
         };
         let events = match change.events {
@@ -316,6 +361,28 @@ mod tests {
             chosen_events("h", &declared, Some(vec![])),
             Err(HookError::InvalidEvents(_))
         ));
+    }
+
+    #[test]
+    fn config_problems_name_their_fields() {
+        let problem = |field: &str, message: &str| ConfigProblem {
+            field: field.into(),
+            message: message.into(),
+        };
+        assert_eq!(
+            describe_problems(
+                "flag",
+                &[
+                    problem("threshhold", "unknown field"),
+                    problem("", "not an object")
+                ]
+            ),
+            r#"hook "flag" refused the configuration: config.threshhold: unknown field; config: not an object"#
+        );
+        assert_eq!(
+            describe_problems("flag", &[]),
+            r#"hook "flag" refused the configuration"#
+        );
     }
 
     #[test]

@@ -53,6 +53,7 @@ enum Probe {
     VerifyWebhook,
     ParseWebhook,
     ParsePush,
+    ValidateConfig,
     OnEvent,
 }
 
@@ -64,7 +65,7 @@ impl Probe {
         Probe::ParseWebhook,
         Probe::ParsePush,
     ];
-    const HOOK: [Probe; 1] = [Probe::OnEvent];
+    const HOOK: [Probe; 2] = [Probe::ValidateConfig, Probe::OnEvent];
 
     /// The function's name in the WIT, as the report shows it.
     fn name(self) -> &'static str {
@@ -74,6 +75,7 @@ impl Probe {
             Probe::VerifyWebhook => "verify-webhook",
             Probe::ParseWebhook => "parse-webhook",
             Probe::ParsePush => "parse-push",
+            Probe::ValidateConfig => "validate-config",
             Probe::OnEvent => "on-event",
         }
     }
@@ -127,6 +129,26 @@ impl Probe {
                 match p.parse_push(store, b"not json").await? {
                     Ok(t) => format!("ok: {} transactions", t.len()),
                     Err(e) => format!("error: {e}"),
+                }
+            }
+            (Probe::ValidateConfig, LoadedComponent::Hook(h)) => {
+                if !h.validates_config() {
+                    "ok: contract 0.1 has no validate-config (any object is accepted)".to_owned()
+                } else {
+                    // `{}` is the configuration of a binding made without one: a hook
+                    // whose every setting has a default accepts it, one with a required
+                    // setting names it. Either is a verdict; only a trap fails.
+                    match h.validate_config(store, "{}").await? {
+                        Ok(()) => "ok: {} accepted".to_owned(),
+                        Err(problems) => format!(
+                            "ok: {{}} refused ({})",
+                            problems
+                                .iter()
+                                .map(|p| format!("{}: {}", p.field, p.message))
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        ),
+                    }
                 }
             }
             (Probe::OnEvent, LoadedComponent::Hook(h)) => {

@@ -48,6 +48,9 @@ pub struct Manifest {
     /// Hook event types.
     #[serde(default)]
     pub events: Vec<String>,
+    /// A hook's JSON Schema of its binding configuration (contract 0.2 and later), for forms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_schema: Option<serde_json::Value>,
 }
 
 /// A credential a provider needs.
@@ -212,6 +215,58 @@ pub struct Transaction {
     pub customer: Option<CustomerRef>,
     /// Status.
     pub status: TransactionStatus,
+    /// Who served it (contract 0.2 and later).
+    // Skipped when absent or empty, so a sale without the 0.2 details serializes (and
+    // content-hashes, see `providers::ingest`) exactly as it did under 0.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staff: Option<StaffRef>,
+    /// What was sold (contract 0.2 and later; empty when not itemised).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub line_items: Vec<LineItem>,
+    /// The refunds behind `refunded`, linked to this sale (contract 0.2 and later).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refunds: Vec<RefundRef>,
+}
+
+/// Who served a sale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StaffRef {
+    /// Provider employee id.
+    pub id: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+}
+
+/// One line of a sale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineItem {
+    /// Provider line id.
+    pub id: Option<String>,
+    /// What was sold.
+    pub name: String,
+    /// Provider catalog item id.
+    pub item_id: Option<String>,
+    /// Exact decimal text ("2", "0.5").
+    pub quantity: String,
+    /// Minor units per unit, before discounts.
+    pub unit_price: Option<i64>,
+    /// Minor units, after the line's own discounts and modifiers.
+    pub total: i64,
+    /// Category or menu group.
+    pub category: Option<String>,
+}
+
+/// One refund against a sale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundRef {
+    /// Provider refund id.
+    pub id: String,
+    /// Minor units refunded by it.
+    pub amount: i64,
+    /// When, epoch ms.
+    pub created_at_ms: i64,
+    /// Reason given.
+    pub reason: Option<String>,
 }
 
 /// A provider's refusal.
@@ -300,6 +355,16 @@ pub struct HookEvent {
     pub at_ms: i64,
     /// JSON text.
     pub data: String,
+}
+
+/// One thing wrong with a hook binding's configuration, as the hook's `validate-config`
+/// reports it (contract 0.2 and later).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigProblem {
+    /// Path of the field in the configuration ("threshold"); empty for the whole object.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
 }
 
 /// What a hook asks the host to do.

@@ -13,8 +13,8 @@ use wasmtime::Store as WasmStore;
 
 use super::allowlist::AllowList;
 use super::contract::{
-    Connection, FetchRequest, HookAction, HookEvent, LocationInfo, PluginKind, ProviderError,
-    Transaction, TransactionPage, Webhook, WebhookEvent,
+    ConfigProblem, Connection, FetchRequest, HookAction, HookEvent, LocationInfo, PluginKind,
+    ProviderError, Transaction, TransactionPage, Webhook, WebhookEvent,
 };
 use super::engine::PluginEngine;
 use super::executor::{GuestExecutor, GUEST_NICE};
@@ -405,6 +405,25 @@ impl Plugins {
     ) -> Result<Result<Vec<HookAction>, String>, CallError> {
         guest_call!(self, Hook, id, ctx, owned(event, config), |pre, store| pre
             .on_event(store, &event, &config))
+    }
+
+    /// Asks a hook whether `config` (JSON text) is a valid binding configuration: its
+    /// `validate-config` (contract 0.2 on). A 0.1 hook has none and accepts any object, as
+    /// it always did, without a call.
+    pub async fn validate_config(
+        &self,
+        id: &str,
+        ctx: &CallContext,
+        config: &str,
+    ) -> Result<Result<(), Vec<ConfigProblem>>, CallError> {
+        let (_, active) = self.entry(id, PluginKind::Hook)?;
+        if let LoadedComponent::Hook(pre) = &active.component {
+            if !pre.validates_config() {
+                return Ok(Ok(()));
+            }
+        }
+        guest_call!(self, Hook, id, ctx, owned(config), |pre, store| pre
+            .validate_config(store, &config))
     }
 
     /// The serving version of a plugin, for callers that want to know which version ran.

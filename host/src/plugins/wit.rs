@@ -3,19 +3,24 @@
 //! dispatch to whichever version a component was built against.
 //!
 //! Each released contract version is a frozen folder, `wit/v<version>/`, read by that
-//! version's module here and by the guest SDK; the next version is developed in a new
-//! folder with a new module (`since_v0_2_0`), and this module keeps loading 0.1.x
-//! components until no plugin needs them. `released_contracts_are_frozen` holds the
-//! released folders to the digests in `wit/SHA256SUMS`.
+//! version's module here (the guest SDK vendors the latest one); the next version is
+//! developed in a new folder with a new module, and this module keeps loading older
+//! components until no plugin needs them: today 0.2.x (`since_v0_2_0`, what the SDK and the
+//! bundled plugins build against) and 0.1.x (`since_v0_1_0`). `released_contracts_are_frozen`
+//! holds the released folders to the digests in `wit/SHA256SUMS`.
+//!
+//! A component is matched newest version first; a function a version lacks (0.1's hooks have
+//! no `validate-config`) is answered here the way that version behaved.
 
 pub mod since_v0_1_0;
+pub mod since_v0_2_0;
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::Store;
 
 use super::contract::{
-    Connection, FetchRequest, HookAction, HookEvent, LocationInfo, Manifest, PluginKind,
-    ProviderError, Transaction, TransactionPage, Webhook, WebhookEvent,
+    ConfigProblem, Connection, FetchRequest, HookAction, HookEvent, LocationInfo, Manifest,
+    PluginKind, ProviderError, Transaction, TransactionPage, Webhook, WebhookEvent,
 };
 use super::sandbox::Sandbox;
 
@@ -24,6 +29,8 @@ use super::sandbox::Sandbox;
 pub enum ProviderPre {
     /// Built against 0.1.x.
     V0_1(since_v0_1_0::ProviderPluginPre<Sandbox>),
+    /// Built against 0.2.x.
+    V0_2(since_v0_2_0::ProviderPluginPre<Sandbox>),
 }
 
 /// A hook component ready to instantiate, whatever its contract version.
@@ -31,6 +38,8 @@ pub enum ProviderPre {
 pub enum HookPre {
     /// Built against 0.1.x.
     V0_1(since_v0_1_0::HookPluginPre<Sandbox>),
+    /// Built against 0.2.x.
+    V0_2(since_v0_2_0::HookPluginPre<Sandbox>),
 }
 
 /// A loaded component of either kind.
@@ -48,6 +57,13 @@ impl LoadedComponent {
         let pre = linker.instantiate_pre(component).map_err(|e| {
             format!("the component needs imports this host does not provide: {e:#}")
         })?;
+        // Newest first: a component implements exactly one version of one world.
+        if let Ok(p) = since_v0_2_0::ProviderPluginPre::new(pre.clone()) {
+            return Ok(LoadedComponent::Provider(ProviderPre::V0_2(p)));
+        }
+        if let Ok(h) = since_v0_2_0::HookPluginPre::new(pre.clone()) {
+            return Ok(LoadedComponent::Hook(HookPre::V0_2(h)));
+        }
         let provider_err = match since_v0_1_0::ProviderPluginPre::new(pre.clone()) {
             Ok(p) => return Ok(LoadedComponent::Provider(ProviderPre::V0_1(p))),
             Err(e) => e,
@@ -57,7 +73,7 @@ impl LoadedComponent {
             Err(e) => e,
         };
         Err(format!(
-            "the component implements no known world: not a posbridge:plugin@0.1 provider ({provider_err:#}) nor hook ({hook_err:#})"
+            "the component implements no known world: not a posbridge:plugin@0.2 or @0.1 provider ({provider_err:#}) nor hook ({hook_err:#})"
         ))
     }
 
@@ -78,6 +94,12 @@ impl LoadedComponent {
             LoadedComponent::Hook(HookPre::V0_1(pre)) => {
                 since_v0_1_0::hook_manifest(pre, store).await
             }
+            LoadedComponent::Provider(ProviderPre::V0_2(pre)) => {
+                since_v0_2_0::provider_manifest(pre, store).await
+            }
+            LoadedComponent::Hook(HookPre::V0_2(pre)) => {
+                since_v0_2_0::hook_manifest(pre, store).await
+            }
         }
     }
 }
@@ -94,6 +116,7 @@ impl ProviderPre {
     ) -> ProviderResult<LocationInfo> {
         match self {
             ProviderPre::V0_1(pre) => since_v0_1_0::validate(pre, store, conn).await,
+            ProviderPre::V0_2(pre) => since_v0_2_0::validate(pre, store, conn).await,
         }
     }
 
@@ -106,6 +129,7 @@ impl ProviderPre {
     ) -> wasmtime::Result<Vec<std::time::Duration>> {
         match self {
             ProviderPre::V0_1(pre) => since_v0_1_0::validate_warm(pre, store, conn, calls).await,
+            ProviderPre::V0_2(pre) => since_v0_2_0::validate_warm(pre, store, conn, calls).await,
         }
     }
 
@@ -120,6 +144,9 @@ impl ProviderPre {
             ProviderPre::V0_1(pre) => {
                 since_v0_1_0::fetch_transactions(pre, store, conn, request).await
             }
+            ProviderPre::V0_2(pre) => {
+                since_v0_2_0::fetch_transactions(pre, store, conn, request).await
+            }
         }
     }
 
@@ -132,6 +159,7 @@ impl ProviderPre {
     ) -> wasmtime::Result<bool> {
         match self {
             ProviderPre::V0_1(pre) => since_v0_1_0::verify_webhook(pre, store, webhook, key).await,
+            ProviderPre::V0_2(pre) => since_v0_2_0::verify_webhook(pre, store, webhook, key).await,
         }
     }
 
@@ -143,6 +171,7 @@ impl ProviderPre {
     ) -> ProviderResult<WebhookEvent> {
         match self {
             ProviderPre::V0_1(pre) => since_v0_1_0::parse_webhook(pre, store, webhook).await,
+            ProviderPre::V0_2(pre) => since_v0_2_0::parse_webhook(pre, store, webhook).await,
         }
     }
 
@@ -154,6 +183,7 @@ impl ProviderPre {
     ) -> ProviderResult<Vec<Transaction>> {
         match self {
             ProviderPre::V0_1(pre) => since_v0_1_0::parse_push(pre, store, body).await,
+            ProviderPre::V0_2(pre) => since_v0_2_0::parse_push(pre, store, body).await,
         }
     }
 }
@@ -168,13 +198,33 @@ impl HookPre {
     ) -> wasmtime::Result<Result<Vec<HookAction>, String>> {
         match self {
             HookPre::V0_1(pre) => since_v0_1_0::on_event(pre, store, event, config).await,
+            HookPre::V0_2(pre) => since_v0_2_0::on_event(pre, store, event, config).await,
         }
+    }
+
+    /// `validate-config`: the hook's verdict on a binding configuration. A 0.1 hook has no
+    /// such export and, as under 0.1, accepts any JSON object.
+    pub async fn validate_config(
+        &self,
+        store: &mut Store<Sandbox>,
+        config: &str,
+    ) -> wasmtime::Result<Result<(), Vec<ConfigProblem>>> {
+        match self {
+            HookPre::V0_1(_) => Ok(Ok(())),
+            HookPre::V0_2(pre) => since_v0_2_0::validate_config(pre, store, config).await,
+        }
+    }
+
+    /// Whether the hook checks its configuration (`validate-config`, contract 0.2 on).
+    pub fn validates_config(&self) -> bool {
+        matches!(self, HookPre::V0_2(_))
     }
 }
 
 /// Adds every import any supported contract version needs to `linker`.
 pub fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
-    since_v0_1_0::add_to_linker(linker)
+    since_v0_1_0::add_to_linker(linker)?;
+    since_v0_2_0::add_to_linker(linker)
 }
 
 #[cfg(test)]
@@ -219,6 +269,31 @@ mod tests {
         out
     }
 
+    /// The SDK builds from its own folder (it is published on its own), so it carries a
+    /// copy of the contract it targets: that copy must be the released folder, byte for byte.
+    #[test]
+    fn sdk_vendors_the_latest_contract() {
+        let sdk_wit = wit_dir().join("../plugins/sdk/wit");
+        let released = wit_dir().join("v0.2.0");
+        let names = |dir: &Path| {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+                .map(|e| e.expect("directory entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(&sdk_wit), names(&released), "plugins/sdk/wit/ vs wit/v0.2.0/");
+        for name in names(&released) {
+            let copy = std::fs::read(sdk_wit.join(&name)).expect("the SDK's copy");
+            let original = std::fs::read(released.join(&name)).expect("the released file");
+            assert!(
+                copy == original,
+                "plugins/sdk/wit/{name} differs from wit/v0.2.0/{name}: copy the released file"
+            );
+        }
+    }
+
     #[test]
     fn released_contracts_are_frozen() {
         let sums_path = wit_dir().join("SHA256SUMS");
@@ -236,10 +311,12 @@ mod tests {
                 .or_default()
                 .insert(file.to_owned(), digest.to_owned());
         }
-        assert!(
-            released.contains_key("v0.1.0"),
-            "wit/SHA256SUMS must list the released contract v0.1.0"
-        );
+        for version in ["v0.1.0", "v0.2.0"] {
+            assert!(
+                released.contains_key(version),
+                "wit/SHA256SUMS must list the released contract {version}"
+            );
+        }
         for (version, expected) in &released {
             let actual = digests(version);
             assert_eq!(

@@ -20,7 +20,9 @@ use crate::customers::matching::{match_sales, Matched, SaleKeys};
 use crate::customers::net_spend;
 use crate::customers::spend::net_spend_stored;
 use crate::events::{EventKind, LoggedTx};
-use crate::plugins::contract::{CardInfo, CustomerRef, Tender, Transaction, TransactionStatus};
+use crate::plugins::contract::{
+    CardInfo, CustomerRef, RefundRef, Tender, Transaction, TransactionStatus,
+};
 use crate::rules::{RuleEvaluator, SpendMove};
 use crate::store::{new_id, now_micros, rfc3339, rows_by_keys, Backend, Db, Params, StoreError};
 use decide::{spend_moves, supersedes, Outcome, Previous};
@@ -70,7 +72,7 @@ pub struct IngestTarget<'a> {
     pub provider: &'a str,
 }
 
-/// Sales per multi-row INSERT: 26 parameters a row keeps a statement far below SQLite's
+/// Sales per multi-row INSERT: 33 parameters a row keeps a statement far below SQLite's
 /// 32,766 and PostgreSQL's 65,535 bound parameters.
 const SALES_PER_STATEMENT: usize = 250;
 
@@ -182,8 +184,29 @@ struct SaleColumns<'a> {
     /// The customer the sale matched, if any.
     matched: Option<&'a Matched>,
     hash: String,
+    /// `line_items` and `refunds` as stored: JSON text, NULL when the sale has none.
+    line_items: Option<String>,
+    refunds: Option<String>,
     source: Source,
     now: i64,
+}
+
+/// A refund as events and the transactions API show it (and as stored): its time in
+/// RFC 3339, like every other time the API returns.
+fn refund_json(refund: &RefundRef) -> serde_json::Value {
+    serde_json::json!({
+        "id": refund.id,
+        "amount": refund.amount,
+        "created_at": rfc3339(refund.created_at_ms.saturating_mul(1000)),
+        "reason": refund.reason,
+    })
+}
+
+/// `items` as JSON text for a column, or NULL when empty (every 0.1 sale).
+fn json_or_null<T: Serialize>(items: &[T]) -> Option<String> {
+    (!items.is_empty())
+        .then(|| serde_json::to_string(items).ok())
+        .flatten()
 }
 
 impl<'a> SaleColumns<'a> {
@@ -197,6 +220,8 @@ impl<'a> SaleColumns<'a> {
             customer: sale.customer.clone().unwrap_or_default(),
             matched,
             hash: content_hash(sale),
+            line_items: json_or_null(&sale.line_items),
+            refunds: json_or_null(&sale.refunds.iter().map(refund_json).collect::<Vec<_>>()),
             source,
             now,
         }
@@ -225,6 +250,9 @@ impl<'a> SaleColumns<'a> {
             "status": status_str(sale.status),
             "card": {"brand": self.card.brand, "last4": self.card.last4},
             "customer": self.matched.map(|c| serde_json::json!({"id": c.id, "phone": c.phone})),
+            "staff": sale.staff,
+            "line_items": sale.line_items,
+            "refunds": sale.refunds.iter().map(refund_json).collect::<Vec<_>>(),
             "source": self.source.as_str(),
             "change": if created { "created" } else { "updated" },
         })
@@ -232,7 +260,8 @@ impl<'a> SaleColumns<'a> {
 
     /// Binds, in order: order id, location, occurred-at, upstream updated-at, currency, the
     /// six amounts, tender, status, card brand/last4/fingerprint, provider customer id,
-    /// customer phone/email/name, matched customer id, content hash, source, now.
+    /// customer phone/email/name, matched customer id, content hash, source, now, staff
+    /// id/name, line items, refunds.
     fn bind<'q>(&'q self, query: SaleQuery<'q>) -> SaleQuery<'q>
     where
         'a: 'q,
@@ -263,11 +292,15 @@ impl<'a> SaleColumns<'a> {
             .bind(self.hash.as_str())
             .bind(self.source.as_str())
             .bind(self.now)
+            .bind(sale.staff.as_ref().and_then(|s| s.id.as_deref()))
+            .bind(sale.staff.as_ref().and_then(|s| s.name.as_deref()))
+            .bind(self.line_items.as_deref())
+            .bind(self.refunds.as_deref())
     }
 }
 
 /// The columns [`SaleColumns::bind`] binds, in its order.
-const SALE_COLUMNS: usize = 24;
+const SALE_COLUMNS: usize = 28;
 
 /// A stored row as the duplicate check sees it.
 struct StoredSale {
@@ -304,7 +337,7 @@ async fn store_sales(
             "INSERT INTO pos_transactions (id, tenant_id, integration_id, external_id, order_id, location_id, occurred_at,
                upstream_updated_at, currency, total, subtotal, tax, tip, discount, refunded, tender, status, card_brand,
                card_last4, card_fingerprint, provider_customer_id, customer_phone, customer_email, customer_name,
-               customer_id, content_hash, source, created_at, updated_at)
+               customer_id, content_hash, source, created_at, staff_id, staff_name, line_items, refunds, updated_at)
              VALUES {values}
              ON CONFLICT (integration_id, external_id) DO NOTHING
              RETURNING id"
@@ -356,8 +389,9 @@ async fn store_sales(
                currency = $5, total = $6, subtotal = $7, tax = $8, tip = $9, discount = $10, refunded = $11,
                tender = $12, status = $13, card_brand = $14, card_last4 = $15, card_fingerprint = $16,
                provider_customer_id = $17, customer_phone = $18, customer_email = $19, customer_name = $20,
-               customer_id = COALESCE($21, customer_id), content_hash = $22, source = $23, updated_at = $24
-             WHERE id = $25",
+               customer_id = COALESCE($21, customer_id), content_hash = $22, source = $23, updated_at = $24,
+               staff_id = $25, staff_name = $26, line_items = $27, refunds = $28
+             WHERE id = $29",
         );
         row.bind(update)
             .bind(current.id.as_str())

@@ -65,6 +65,19 @@ pub struct Sale {
     pub source: String,
     /// Tags hooks put on the sale ("big-sale"), in the order added.
     pub tags: Vec<String>,
+    /// Who served it (`{"id","name"}`), when the provider said (plugin contract 0.2).
+    pub staff: Option<serde_json::Value>,
+    /// What was sold, in receipt order; empty when the provider does not itemise.
+    pub line_items: Vec<serde_json::Value>,
+    /// The refunds behind `refunded`, when the provider lists them.
+    pub refunds: Vec<serde_json::Value>,
+}
+
+/// A JSON-array column (NULL: none) as a list; a corrupt one reads as empty rather than
+/// failing the whole page.
+fn json_list(text: Option<String>) -> Vec<serde_json::Value> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
 }
 
 fn parse_time(field: &str, value: &Option<String>) -> Result<Option<i64>, ApiError> {
@@ -113,7 +126,8 @@ pub async fn transactions(
     let (before_at, before_id) = page.before();
     let rows = sqlx::query(
         "SELECT t.id, t.external_id, t.order_id, t.occurred_at, t.currency, t.total, t.subtotal, t.tax, t.tip, t.discount,
-                t.refunded, t.tender, t.status, t.card_brand, t.card_last4, t.source, t.tags, c.id AS customer_id, c.phone
+                t.refunded, t.tender, t.status, t.card_brand, t.card_last4, t.source, t.tags, c.id AS customer_id, c.phone,
+                t.staff_id, t.staff_name, t.line_items, t.refunds
          FROM pos_transactions t LEFT JOIN customers c ON c.id = t.customer_id
          WHERE t.tenant_id = $1 AND t.integration_id = $2 AND t.occurred_at >= $3 AND t.occurred_at < $4
            AND ($5 IS NULL OR c.phone = $5)
@@ -139,6 +153,8 @@ pub async fn transactions(
             let customer_id: Option<String> = r.try_get("customer_id")?;
             let phone: Option<String> = r.try_get("phone")?;
             let tags: String = r.try_get("tags")?;
+            let staff_id: Option<String> = r.try_get("staff_id")?;
+            let staff_name: Option<String> = r.try_get("staff_name")?;
             Ok((
                 occurred,
                 Sale {
@@ -160,6 +176,10 @@ pub async fn transactions(
                     customer: customer_id.map(|id| serde_json::json!({"id": id, "phone": phone})),
                     source: r.try_get("source")?,
                     tags: serde_json::from_str(&tags).unwrap_or_default(),
+                    staff: (staff_id.is_some() || staff_name.is_some())
+                        .then(|| serde_json::json!({"id": staff_id, "name": staff_name})),
+                    line_items: json_list(r.try_get("line_items")?),
+                    refunds: json_list(r.try_get("refunds")?),
                 },
             ))
         })

@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use posbridge_sdk::provider::*;
 use posbridge_sdk::serde_json::{self, Map, Value};
 use posbridge_sdk::time;
-use posbridge_sdk::types::{CardInfo, CustomerRef, Tender, TransactionStatus};
+use posbridge_sdk::types::{
+    CardInfo, CustomerRef, LineItem, RefundRef, StaffRef, Tender, TransactionStatus,
+};
 
 /// Most transactions one push may carry.
 pub const MAX_TRANSACTIONS: usize = 1000;
@@ -41,8 +43,17 @@ const SALE_FIELDS: &[&str] = &[
     "customer_name",
     "order_id",
     "status",
+    "staff",
+    "items",
+    "refunds",
 ];
 const CARD_FIELDS: &[&str] = &["brand", "last4", "fingerprint"];
+const STAFF_FIELDS: &[&str] = &["id", "name"];
+const ITEM_FIELDS: &[&str] = &["id", "name", "item_id", "quantity", "unit_price", "total", "category"];
+const REFUND_FIELDS: &[&str] = &["id", "amount", "at", "reason"];
+/// Most lines or refunds one sale may carry (the host keeps at most 500 and 100).
+const MAX_ITEMS: usize = 500;
+const MAX_REFUNDS: usize = 100;
 
 struct LocalPos;
 
@@ -220,6 +231,81 @@ fn card(value: &Value, path: String) -> Result<Option<CardInfo>, ProviderError> 
     Ok(any.then_some(info))
 }
 
+/// The list at `field` (absent: empty), each element read by `read` with its path.
+fn list<T>(
+    f: &Fields<'_>,
+    field: &str,
+    max: usize,
+    read: impl Fn(&Value, String) -> Result<T, ProviderError>,
+) -> Result<Vec<T>, ProviderError> {
+    match f.get(field) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(values)) if values.len() > max => {
+            Err(f.error(field, format!("at most {max} entries, got {}", values.len())))
+        }
+        Some(Value::Array(values)) => values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| read(v, format!("{}[{i}]", field_path(&f.path, field))))
+            .collect(),
+        Some(other) => Err(f.error(field, format!("expected an array, got {}", kind(other)))),
+    }
+}
+
+fn staff(value: &Value, path: String) -> Result<Option<StaffRef>, ProviderError> {
+    let f = Fields::new(value, path, STAFF_FIELDS)?;
+    let staff = StaffRef {
+        id: f.string("id", MAX_ID_BYTES)?.map(str::to_owned),
+        name: f.string("name", MAX_TEXT_BYTES)?.map(str::to_owned),
+    };
+    Ok((staff.id.is_some() || staff.name.is_some()).then_some(staff))
+}
+
+fn item(value: &Value, path: String) -> Result<LineItem, ProviderError> {
+    let f = Fields::new(value, path, ITEM_FIELDS)?;
+    // A quantity is a JSON number (2, 0.5) or decimal text ("0.5"), kept as exact text.
+    let quantity = match f.get("quantity") {
+        None => "1".to_owned(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            return Err(f.error("quantity", format!("expected a number, got {}", kind(other))))
+        }
+    };
+    let decimal = !quantity.is_empty()
+        && quantity.split('.').count() <= 2
+        && quantity.split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+    if !decimal {
+        return Err(f.error(
+            "quantity",
+            format!("expected a non-negative decimal like 2 or 0.5, got {quantity:?}"),
+        ));
+    }
+    Ok(LineItem {
+        id: f.string("id", MAX_ID_BYTES)?.map(str::to_owned),
+        name: f.required_string("name", MAX_TEXT_BYTES)?.to_owned(),
+        item_id: f.string("item_id", MAX_ID_BYTES)?.map(str::to_owned),
+        quantity,
+        unit_price: f.amount("unit_price")?,
+        total: f.amount("total")?.ok_or_else(|| f.error("total", "required"))?,
+        category: f.string("category", MAX_TEXT_BYTES)?.map(str::to_owned),
+    })
+}
+
+fn refund(value: &Value, path: String) -> Result<RefundRef, ProviderError> {
+    let f = Fields::new(value, path, REFUND_FIELDS)?;
+    let amount = f.amount("amount")?.ok_or_else(|| f.error("amount", "required"))?;
+    if amount == 0 {
+        return Err(f.error("amount", "must be positive"));
+    }
+    Ok(RefundRef {
+        id: f.required_string("id", MAX_ID_BYTES)?.to_owned(),
+        amount,
+        created_at: f.timestamp("at")?.ok_or_else(|| f.error("at", "required"))?,
+        reason: f.string("reason", MAX_TEXT_BYTES)?.map(str::to_owned),
+    })
+}
+
 /// One pushed sale → a canonical transaction.
 fn sale(value: &Value, index: usize, venue: Option<&str>) -> Result<Transaction, ProviderError> {
     let path = format!("transactions[{index}]");
@@ -257,6 +343,25 @@ fn sale(value: &Value, index: usize, venue: Option<&str>) -> Result<Transaction,
     };
     let has_customer =
         customer.phone.is_some() || customer.email.is_some() || customer.name.is_some();
+    let staff = match f.get("staff") {
+        Some(value) => staff(value, format!("{path}.staff"))?,
+        None => None,
+    };
+    let line_items = list(&f, "items", MAX_ITEMS, item)?;
+    let refunds = list(&f, "refunds", MAX_REFUNDS, refund)?;
+    let refunded = f.amount("refunded")?;
+    let listed: i64 = refunds.iter().map(|r| r.amount).sum();
+    // `refunded` defaults to what the listed refunds add up to; given, it must cover them.
+    let refunded = match refunded {
+        None => listed,
+        Some(r) if r < listed => {
+            return Err(f.error(
+                "refunded",
+                format!("{r} is less than the listed refunds' {listed}"),
+            ))
+        }
+        Some(r) => r,
+    };
     Ok(Transaction {
         order_id: f.string("order_id", MAX_ID_BYTES)?.map(str::to_owned),
         location_id: venue.map(str::to_owned),
@@ -266,7 +371,10 @@ fn sale(value: &Value, index: usize, venue: Option<&str>) -> Result<Transaction,
         tax: f.amount("tax")?.unwrap_or(0),
         tip: f.amount("tip")?.unwrap_or(0),
         discount: f.amount("discount")?.unwrap_or(0),
-        refunded: f.amount("refunded")?.unwrap_or(0),
+        refunded,
+        staff,
+        line_items,
+        refunds,
         tender: f.choice("tender", TENDERS)?.unwrap_or(Tender::Other),
         card,
         customer: has_customer.then_some(customer),

@@ -35,7 +35,7 @@ fn info_and_the_other_operations() {
     let info = LocalPos::info();
     assert_eq!(
         (info.id.as_str(), info.name.as_str(), info.version.as_str()),
-        ("local-pos", "Local POS", "1.0.0")
+        ("local-pos", "Local POS", "1.1.0")
     );
     assert_eq!(
         info.capabilities,
@@ -109,6 +109,9 @@ fn parses_the_documented_example() {
                 name: None
             }),
             status: TransactionStatus::Completed,
+            staff: None,
+            line_items: Vec::new(),
+            refunds: Vec::new(),
         }]
     );
 }
@@ -412,4 +415,52 @@ fn mutated_input_never_panics() {
             let _ = LocalPos::parse_push(b);
         }
     }
+}
+
+#[test]
+fn staff_items_and_refunds_are_read() {
+    let t = one(json!({
+        "id": "s9", "occurred_at": "2026-11-20T19:00:00Z", "total": 1900, "currency": "USD",
+        "staff": {"id": "e-7", "name": "Ana"},
+        "items": [
+            {"name": "IPA pint", "quantity": 2, "unit_price": 700, "total": 1400, "category": "Beer"},
+            {"name": "Olives", "quantity": "0.5", "total": 500, "id": "l2", "item_id": "sku-9"}
+        ],
+        "refunds": [{"id": "r-1", "amount": 500, "at": "2026-11-21T10:00:00Z", "reason": "spilled"}]
+    }))
+    .unwrap();
+    assert_eq!(
+        t.staff,
+        Some(StaffRef {
+            id: Some("e-7".into()),
+            name: Some("Ana".into())
+        })
+    );
+    assert_eq!(t.line_items.len(), 2);
+    assert_eq!(t.line_items[0].quantity, "2");
+    assert_eq!(t.line_items[0].unit_price, Some(700));
+    assert_eq!(t.line_items[1].quantity, "0.5");
+    assert_eq!(t.line_items[1].item_id.as_deref(), Some("sku-9"));
+    assert_eq!(t.refunds[0].id, "r-1");
+    assert_eq!(t.refunded, 500, "defaults to the listed refunds");
+
+    for (field, value, named) in [
+        ("items", json!([{"name": "x", "quantity": -1, "total": 1}]), "items[0].quantity"),
+        ("items", json!([{"name": "x", "quantity": "1e3", "total": 1}]), "items[0].quantity"),
+        ("items", json!([{"quantity": 1, "total": 1}]), "items[0].name"),
+        ("items", json!([{"name": "x", "total": 1, "price": 1}]), "items[0].price"),
+        ("refunds", json!([{"id": "r", "amount": 0, "at": "2026-11-21T10:00:00Z"}]), "refunds[0].amount"),
+        ("staff", json!({"badge": 1}), "staff.badge"),
+    ] {
+        let mut sale = json!({"id": "s", "occurred_at": "2026-11-20T19:00:00Z", "total": 1, "currency": "USD"});
+        sale[field] = value;
+        let err = one(sale).unwrap_err();
+        assert!(err.message().contains(named), "{named}: {}", err.message());
+    }
+    let over = one(json!({
+        "id": "s", "occurred_at": "2026-11-20T19:00:00Z", "total": 1, "currency": "USD", "refunded": 100,
+        "refunds": [{"id": "r", "amount": 500, "at": "2026-11-21T10:00:00Z"}]
+    }))
+    .unwrap_err();
+    assert!(over.message().contains("refunded"), "{}", over.message());
 }

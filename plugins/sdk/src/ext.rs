@@ -2,11 +2,11 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::hook::{Action, CustomEvent, Tag};
+use crate::hook::{Action, ConfigProblem, CustomEvent, HookInfo, Tag};
 use crate::provider::{Connection, Environment, Webhook};
 use crate::types::{
-    Event, LocationInfo, ProviderError, RateLimit, Tender, Timestamp, Transaction,
-    TransactionStatus,
+    Event, LineItem, LocationInfo, ProviderError, RateLimit, StaffRef, Tender, Timestamp,
+    Transaction, TransactionStatus,
 };
 
 impl Connection {
@@ -84,6 +84,64 @@ impl Transaction {
             card: None,
             customer: None,
             status: TransactionStatus::Completed,
+            staff: None,
+            line_items: Vec::new(),
+            refunds: Vec::new(),
+        }
+    }
+}
+
+impl StaffRef {
+    /// Staff known by the provider's employee id and, if it says, a display name.
+    pub fn new(id: impl Into<String>, name: Option<String>) -> Self {
+        StaffRef {
+            id: Some(id.into()),
+            name,
+        }
+    }
+}
+
+impl LineItem {
+    /// A line with a name, exact decimal quantity text ("2", "0.5") and line total; set
+    /// the optional ids, unit price and category with struct update syntax.
+    pub fn new(name: impl Into<String>, quantity: impl Into<String>, total: i64) -> Self {
+        LineItem {
+            id: None,
+            name: name.into(),
+            item_id: None,
+            quantity: quantity.into(),
+            unit_price: None,
+            total,
+            category: None,
+        }
+    }
+}
+
+impl HookInfo {
+    /// A hook's info with no allowed hosts and no configuration schema.
+    pub fn new(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        version: impl Into<String>,
+        events: &[&str],
+    ) -> Self {
+        HookInfo {
+            id: id.into(),
+            name: name.into(),
+            version: version.into(),
+            events: events.iter().map(|e| e.to_string()).collect(),
+            allowed_hosts: Vec::new(),
+            config_schema: None,
+        }
+    }
+}
+
+impl ConfigProblem {
+    /// A problem with `field` (its path in the configuration; "" for the whole object).
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigProblem {
+            field: field.into(),
+            message: message.into(),
         }
     }
 }

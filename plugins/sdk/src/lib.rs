@@ -1,4 +1,4 @@
-//! The guest SDK for posbridge plugins (`posbridge:plugin@0.1.0`).
+//! The guest SDK for posbridge plugins (`posbridge:plugin@0.2.0`).
 //!
 //! It generates the WIT bindings once and re-exports them under short paths, so a plugin crate
 //! needs no `wit_bindgen::generate!` of its own, and gives the helpers a provider needs:
@@ -13,6 +13,7 @@
 //! | [`money`] | exact decimal text → integer minor units (never through `f64`) |
 //! | [`time`] | RFC 3339 / Toast timestamps ↔ epoch milliseconds |
 //! | [`signature`] | HMAC-SHA256, base64, hex and constant-time comparison for webhooks |
+//! | [`config`] | a hook's binding configuration: parse it, and check it for `validate-config` |
 //! | [`log`], [`state`], [`clock`] | the other host imports, with JSON helpers for state |
 //!
 //! ```ignore
@@ -21,6 +22,10 @@
 //! impl Guest for MyPos { /* … */ }
 //! posbridge_sdk::export_provider!(MyPos);
 //! ```
+//!
+//! The contract is vendored in the crate's `wit/` folder (a copy of the host repository's
+//! frozen `wit/v0.2.0/`), so the crate builds on its own, from crates.io or from the copy
+//! `posbridge plugin new` writes.
 //!
 //! Outside WebAssembly (`cargo test` on the build machine) the host imports are replaced by
 //! in-process fakes — a thread-local state store, a settable clock, captured logs and a mockable
@@ -37,7 +42,7 @@ pub mod bindings {
     pub mod provider_world {
         wit_bindgen::generate!({
             world: "provider-plugin",
-            path: "../../wit/v0.1.0",
+            path: "wit",
             pub_export_macro: true,
             export_macro_name: "export",
             default_bindings_module: "posbridge_sdk::bindings::provider_world",
@@ -52,17 +57,17 @@ pub mod bindings {
     pub mod hook_world {
         wit_bindgen::generate!({
             world: "hook-plugin",
-            path: "../../wit/v0.1.0",
+            path: "wit",
             pub_export_macro: true,
             export_macro_name: "export",
             default_bindings_module: "posbridge_sdk::bindings::hook_world",
             additional_derives: [PartialEq],
             with: {
-                "posbridge:plugin/types@0.1.0": crate::bindings::provider_world::posbridge::plugin::types,
-                "posbridge:plugin/http@0.1.0": crate::bindings::provider_world::posbridge::plugin::http,
-                "posbridge:plugin/log@0.1.0": crate::bindings::provider_world::posbridge::plugin::log,
-                "posbridge:plugin/clock@0.1.0": crate::bindings::provider_world::posbridge::plugin::clock,
-                "posbridge:plugin/state@0.1.0": crate::bindings::provider_world::posbridge::plugin::state,
+                "posbridge:plugin/types@0.2.0": crate::bindings::provider_world::posbridge::plugin::types,
+                "posbridge:plugin/http@0.2.0": crate::bindings::provider_world::posbridge::plugin::http,
+                "posbridge:plugin/log@0.2.0": crate::bindings::provider_world::posbridge::plugin::log,
+                "posbridge:plugin/clock@0.2.0": crate::bindings::provider_world::posbridge::plugin::clock,
+                "posbridge:plugin/state@0.2.0": crate::bindings::provider_world::posbridge::plugin::state,
             },
         });
     }
@@ -73,8 +78,8 @@ pub mod bindings {
 /// The types shared by every world (`posbridge:plugin/types`).
 pub mod types {
     pub use crate::bindings::imports::types::{
-        CardInfo, CustomerRef, Event, LocationInfo, Money, ProviderError, RateLimit, Tender,
-        Timestamp, Transaction, TransactionStatus,
+        CardInfo, CustomerRef, Event, LineItem, LocationInfo, Money, ProviderError, RateLimit,
+        RefundRef, StaffRef, Tender, Timestamp, Transaction, TransactionStatus,
     };
 }
 
@@ -92,7 +97,7 @@ pub mod provider {
 /// [`export_hook!`](crate::export_hook).
 pub mod hook {
     pub use crate::bindings::hook_world::exports::posbridge::plugin::hook::{
-        Action, CustomEvent, Guest, HookInfo, Tag,
+        Action, ConfigProblem, CustomEvent, Guest, HookInfo, Tag,
     };
     pub use crate::types::Event;
 }

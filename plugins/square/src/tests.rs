@@ -74,7 +74,7 @@ fn info_declares_square() {
     let info = Square::info();
     assert_eq!(
         (info.id.as_str(), info.name.as_str(), info.version.as_str()),
-        ("square", "Square", "1.0.0")
+        ("square", "Square", "1.1.0")
     );
     assert_eq!(
         info.capabilities,
@@ -260,6 +260,9 @@ fn maps_a_payment() {
                 name: None,
             }),
             status: TransactionStatus::Completed,
+            staff: None,
+            line_items: Vec::new(),
+            refunds: Vec::new(),
         }
     );
 }

@@ -85,7 +85,7 @@ fn info_declares_toast() {
     let info = Toast::info();
     assert_eq!(
         (info.id.as_str(), info.name.as_str(), info.version.as_str()),
-        ("toast", "Toast", "1.0.0")
+        ("toast", "Toast", "1.1.0")
     );
     assert_eq!(
         info.capabilities,
@@ -680,6 +680,9 @@ fn maps_an_order_exactly() {
                 name: Some("Ann Lee".into()),
             }),
             status: TransactionStatus::Completed,
+            staff: None,
+            line_items: Vec::new(),
+            refunds: Vec::new(),
         }
     );
 }

@@ -166,6 +166,7 @@ pub(crate) async fn provider_manifest(
             })
             .collect(),
         events: Vec::new(),
+        config_schema: None,
     })
 }
 
@@ -188,6 +189,7 @@ pub(crate) async fn hook_manifest(
         capabilities: Vec::new(),
         credential_fields: Vec::new(),
         events: info.events,
+        config_schema: None,
     })
 }
 
@@ -257,6 +259,10 @@ fn transaction(tx: t::Transaction) -> c::Transaction {
             t::TransactionStatus::Voided => c::TransactionStatus::Voided,
             t::TransactionStatus::Failed => c::TransactionStatus::Failed,
         },
+        // 0.1 has no staff, line items or refund list.
+        staff: None,
+        line_items: Vec::new(),
+        refunds: Vec::new(),
     }
 }
 

@@ -61,6 +61,7 @@ pub fn validate(sale: &Transaction) -> Result<(), String> {
     if sale.refunded < 0 {
         return Err("refunded must not be negative".into());
     }
+    validate_details(sale)?;
     // 2000-01-01 .. 2100-01-01 in ms: anything else is a unit mistake (s vs ms) upstream.
     if !PLAUSIBLE_MS.contains(&sale.occurred_at_ms) {
         return Err("occurred_at is not a plausible epoch-millisecond time".into());
@@ -73,6 +74,99 @@ pub fn validate(sale: &Transaction) -> Result<(), String> {
         return Err("updated_at is not a plausible epoch-millisecond time".into());
     }
     Ok(())
+}
+
+/// Lines of one sale the host keeps: a long banquet bill, not an unbounded list.
+pub const MAX_LINE_ITEMS: usize = 500;
+/// Refunds of one sale the host keeps.
+pub const MAX_REFUNDS: usize = 100;
+
+/// The details contract 0.2 added: staff, line items and refunds (absent from 0.1 sales).
+fn validate_details(sale: &Transaction) -> Result<(), String> {
+    if let Some(staff) = &sale.staff {
+        check_text("staff.id", staff.id.as_deref().unwrap_or_default())?;
+        check_text("staff.name", staff.name.as_deref().unwrap_or_default())?;
+    }
+    if sale.line_items.len() > MAX_LINE_ITEMS {
+        return Err(format!(
+            "line_items: {} lines; at most {MAX_LINE_ITEMS} are stored",
+            sale.line_items.len()
+        ));
+    }
+    for (i, line) in sale.line_items.iter().enumerate() {
+        if line.name.trim().is_empty() {
+            return Err(format!("line_items[{i}].name must not be empty"));
+        }
+        check_text(&format!("line_items[{i}].name"), &line.name)?;
+        for (field, text) in [
+            ("id", line.id.as_deref()),
+            ("item_id", line.item_id.as_deref()),
+            ("category", line.category.as_deref()),
+        ] {
+            check_text(&format!("line_items[{i}].{field}"), text.unwrap_or_default())?;
+        }
+        if !is_decimal(&line.quantity) {
+            return Err(format!(
+                "line_items[{i}].quantity {:?} is not decimal text like \"2\" or \"0.5\"",
+                truncated(&line.quantity)
+            ));
+        }
+        for (field, v) in [("total", Some(line.total)), ("unit_price", line.unit_price)] {
+            if v.is_some_and(|v| !(-MAX_AMOUNT..=MAX_AMOUNT).contains(&v)) {
+                return Err(format!("line_items[{i}].{field} out of range"));
+            }
+        }
+    }
+    if sale.refunds.len() > MAX_REFUNDS {
+        return Err(format!(
+            "refunds: {} refunds; at most {MAX_REFUNDS} are stored",
+            sale.refunds.len()
+        ));
+    }
+    let mut refunded: i64 = 0;
+    for (i, refund) in sale.refunds.iter().enumerate() {
+        if refund.id.is_empty() {
+            return Err(format!("refunds[{i}].id must not be empty"));
+        }
+        check_text(&format!("refunds[{i}].id"), &refund.id)?;
+        check_text(
+            &format!("refunds[{i}].reason"),
+            refund.reason.as_deref().unwrap_or_default(),
+        )?;
+        if !(1..=MAX_AMOUNT).contains(&refund.amount) {
+            return Err(format!("refunds[{i}].amount must be positive and in range"));
+        }
+        if !PLAUSIBLE_MS.contains(&refund.created_at_ms) {
+            return Err(format!(
+                "refunds[{i}].created_at is not a plausible epoch-millisecond time"
+            ));
+        }
+        refunded = refunded.saturating_add(refund.amount);
+    }
+    // The refunds explain `refunded`; they may be fewer (a provider that lists only some)
+    // but never more, or net spend and the refund list would disagree.
+    if refunded > sale.refunded {
+        return Err(format!(
+            "refunds add up to {refunded}, more than refunded ({})",
+            sale.refunded
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `text` is a plain non-negative decimal: digits, at most one `.` between digits.
+fn is_decimal(text: &str) -> bool {
+    let (whole, fraction) = match text.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (text, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit());
+    digits(whole) && fraction.is_none_or(digits)
+}
+
+/// At most 40 characters of `text`, for an error message.
+fn truncated(text: &str) -> String {
+    text.chars().take(40).collect()
 }
 
 /// 2000-01-01 .. 2100-01-01 in epoch milliseconds.
@@ -118,6 +212,9 @@ mod tests {
             card: None,
             customer: None,
             status: TransactionStatus::Completed,
+            staff: None,
+            line_items: Vec::new(),
+            refunds: Vec::new(),
         }
     }
 
@@ -148,6 +245,54 @@ mod tests {
             })
         })
         .contains("customer.name"));
+    }
+
+    #[test]
+    fn line_items_staff_and_refunds_are_checked() {
+        use crate::plugins::contract::{LineItem, RefundRef, StaffRef};
+        let line = |quantity: &str| LineItem {
+            id: Some("l1".into()),
+            name: "IPA pint".into(),
+            item_id: None,
+            quantity: quantity.into(),
+            unit_price: Some(700),
+            total: 1400,
+            category: Some("Beer".into()),
+        };
+        let refund = |id: &str, amount: i64| RefundRef {
+            id: id.into(),
+            amount,
+            created_at_ms: 1_700_000_100_000,
+            reason: None,
+        };
+        let mut full = sale();
+        full.staff = Some(StaffRef {
+            id: Some("e1".into()),
+            name: Some("Ana".into()),
+        });
+        full.line_items = vec![line("2"), line("0.5")];
+        full.refunded = 300;
+        full.refunds = vec![refund("r1", 100), refund("r2", 200)];
+        assert_eq!(validate(&full), Ok(()));
+        let refused = |change: &dyn Fn(&mut Transaction)| {
+            let mut s = full.clone();
+            change(&mut s);
+            validate(&s).unwrap_err()
+        };
+        for bad in ["", "1.", ".5", "-1", "1e3", "1,5", "two"] {
+            assert!(
+                refused(&|s| s.line_items[1].quantity = bad.into()).contains("line_items[1].quantity"),
+                "{bad:?}"
+            );
+        }
+        assert!(refused(&|s| s.line_items[0].name = " ".into()).contains("line_items[0].name"));
+        assert!(refused(&|s| s.line_items[0].total = MAX_AMOUNT + 1).contains("line_items[0].total"));
+        assert!(refused(&|s| s.refunds[0].amount = 0).contains("refunds[0].amount"));
+        assert!(refused(&|s| s.refunds[1].id.clear()).contains("refunds[1].id"));
+        assert!(refused(&|s| s.refunded = 299).contains("more than refunded"));
+        assert!(refused(&|s| s.refunds[0].created_at_ms = 5).contains("refunds[0].created_at"));
+        assert!(refused(&|s| s.staff = Some(StaffRef { id: Some("\0".into()), name: None })).contains("staff.id"));
+        assert!(refused(&|s| s.line_items = vec![line("1"); MAX_LINE_ITEMS + 1]).contains("line_items"));
     }
 
     #[test]

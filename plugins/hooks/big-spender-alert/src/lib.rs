@@ -22,7 +22,8 @@
 //! is an error, so the host retries the event (the alert is at-least-once); the phone
 //! number in the alert text is masked to its last four digits.
 
-use posbridge_sdk::hook::{Action, Event, Guest, HookInfo};
+use posbridge_sdk::config;
+use posbridge_sdk::hook::{Action, ConfigProblem, Event, Guest, HookInfo};
 use posbridge_sdk::http::{HttpError, Request};
 use posbridge_sdk::money::format_minor;
 use posbridge_sdk::serde_json::{self, json, Value};
@@ -69,27 +70,58 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Parses the binding's JSON; empty text or `null` means the defaults.
-    pub fn parse(text: &str) -> Result<Config, String> {
-        let invalid = |why: String| {
-            format!(
-                "{ID}: invalid config ({why}); expected {{\"webhook_url\": \"https://…\", \"tiers\": [\"WHALE\"], \"min_sale\": <minor units>}}"
-            )
-        };
-        let config: Config = posbridge_sdk::config::parse_object(text).map_err(invalid)?;
+    /// Parses and checks the binding's JSON (empty text or `null`: the defaults), naming
+    /// each field that is wrong: `validate-config`'s verdict.
+    pub fn check(text: &str) -> Result<Config, Vec<ConfigProblem>> {
+        let config: Config = config::parse(text)?;
+        let mut problems = Vec::new();
         if let Some(url) = &config.webhook_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(invalid(format!(
-                    "webhook_url {url:?} is not an http(s) URL"
-                )));
+                problems.push(ConfigProblem::new(
+                    "webhook_url",
+                    format!("{url:?} is not an http(s) URL"),
+                ));
             }
         }
         if config.min_sale.is_some_and(|m| m < 0) {
-            return Err(invalid("min_sale must be >= 0".into()));
+            problems.push(ConfigProblem::new("min_sale", "must be >= 0"));
         }
-        Ok(config)
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// [`Config::check`] as one message, for `on-event`.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        Config::check(text).map_err(|problems| {
+            let why: Vec<String> = problems
+                .iter()
+                .map(|p| format!("{}: {}", p.field, p.message))
+                .collect();
+            format!(
+                "{ID}: invalid config ({}); expected {{\"webhook_url\": \"https://…\", \"tiers\": [\"WHALE\"], \"min_sale\": <minor units>}}",
+                why.join("; ")
+            )
+        })
     }
 }
+
+/// The JSON Schema of the configuration, shown in the plugin's manifest for forms.
+pub const CONFIG_SCHEMA: &str = r#"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "type": "object",
+  "additionalProperties": false,
+  "properties": {
+    "webhook_url": {"type": "string", "pattern": "^https?://",
+      "description": "Slack-style incoming webhook the alerts are posted to; none: no posts."},
+    "tiers": {"type": "array", "items": {"type": "string"}, "default": ["WHALE"],
+      "description": "Tiers whose unlock is alerted (case-insensitive)."},
+    "min_sale": {"type": "integer", "minimum": 0,
+      "description": "Net sale (minor units) at or above which a sale is alerted; none: sales are not."}
+  }
+}"#;
 
 /// What one event calls for: the alert text to post (if any) and the host actions.
 #[derive(Debug, Clone, PartialEq)]
@@ -314,12 +346,19 @@ pub struct BigSpenderAlert;
 impl Guest for BigSpenderAlert {
     fn info() -> HookInfo {
         HookInfo {
-            id: ID.into(),
-            name: "Big spender alert".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            events: vec!["tier_unlocked".into(), "transaction_recorded".into()],
             allowed_hosts: vec![SLACK_HOST.into()],
+            config_schema: Some(CONFIG_SCHEMA.into()),
+            ..HookInfo::new(
+                ID,
+                "Big spender alert",
+                env!("CARGO_PKG_VERSION"),
+                &["tier_unlocked", "transaction_recorded"],
+            )
         }
+    }
+
+    fn validate_config(config: String) -> Result<(), Vec<ConfigProblem>> {
+        Config::check(&config).map(|_| ())
     }
 
     fn on_event(event: Event, config: String) -> Result<Vec<Action>, String> {

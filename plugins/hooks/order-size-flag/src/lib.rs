@@ -6,7 +6,8 @@
 //! `{"order_id","total","currency","items","quantity","threshold"}` (`items`: order lines,
 //! `quantity`: units across lines).
 
-use posbridge_sdk::hook::{Action, Event, Guest, HookInfo};
+use posbridge_sdk::config;
+use posbridge_sdk::hook::{Action, ConfigProblem, Event, Guest, HookInfo};
 use posbridge_sdk::serde_json::{json, Value};
 use serde::Deserialize;
 
@@ -37,22 +38,46 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Parses the binding's JSON; empty text or `null` means the defaults.
-    pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = posbridge_sdk::config::parse_object(text).map_err(|why| {
-            format!(
-                "{ID}: invalid config ({why}); expected {{\"threshold\": <minor units, integer >= 0>}}"
-            )
-        })?;
-        if config.threshold < 0 {
-            return Err(format!(
-                "{ID}: invalid config: threshold must be >= 0, got {}",
-                config.threshold
-            ));
-        }
+    /// Parses and checks the binding's JSON (empty text or `null`: the defaults), naming
+    /// each field that is wrong: `validate-config`'s verdict.
+    pub fn check(text: &str) -> Result<Config, Vec<ConfigProblem>> {
+        let config: Config = config::parse(text)?;
+        config::require(
+            config.threshold >= 0,
+            "threshold",
+            format!("must be >= 0, got {}", config.threshold),
+        )?;
         Ok(config)
     }
+
+    /// [`Config::check`] as one message, for `on-event` (the host checked the configuration
+    /// at binding time; a 0.1-era binding stored before that is still caught here).
+    pub fn parse(text: &str) -> Result<Config, String> {
+        Config::check(text).map_err(|problems| {
+            let why: Vec<String> = problems
+                .iter()
+                .map(|p| format!("{}: {}", p.field, p.message))
+                .collect();
+            format!(
+                "{ID}: invalid config ({}); expected {{\"threshold\": <minor units, integer >= 0>}}",
+                why.join("; ")
+            )
+        })
+    }
 }
+
+/// The JSON Schema of the configuration, shown in the plugin's manifest for forms.
+pub const CONFIG_SCHEMA: &str = r#"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "type": "object",
+  "additionalProperties": false,
+  "properties": {
+    "threshold": {
+      "type": "integer", "minimum": 0, "default": 10000,
+      "description": "Orders whose total (minor units) is at least this are flagged."
+    }
+  }
+}"#;
 
 /// The part of a `new_order` event the hook reads.
 #[derive(Debug, Deserialize)]
@@ -101,12 +126,18 @@ pub struct OrderSizeFlag;
 impl Guest for OrderSizeFlag {
     fn info() -> HookInfo {
         HookInfo {
-            id: ID.into(),
-            name: "Large order flag".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            events: vec!["new_order".into()],
-            allowed_hosts: Vec::new(),
+            config_schema: Some(CONFIG_SCHEMA.into()),
+            ..HookInfo::new(
+                ID,
+                "Large order flag",
+                env!("CARGO_PKG_VERSION"),
+                &["new_order"],
+            )
         }
+    }
+
+    fn validate_config(config: String) -> Result<(), Vec<ConfigProblem>> {
+        Config::check(&config).map(|_| ())
     }
 
     fn on_event(event: Event, config: String) -> Result<Vec<Action>, String> {
@@ -196,6 +227,18 @@ mod tests {
         }
         let err = OrderSizeFlag::on_event(event("new_order", ORDER), "{".into()).unwrap_err();
         assert!(err.contains("threshold"), "{err}");
+    }
+
+    #[test]
+    fn validate_config_names_the_field() {
+        assert_eq!(OrderSizeFlag::validate_config(r#"{"threshold": 5}"#.into()), Ok(()));
+        assert_eq!(OrderSizeFlag::validate_config("".into()), Ok(()));
+        let misspelt = OrderSizeFlag::validate_config(r#"{"treshold": 5}"#.into()).unwrap_err();
+        assert_eq!(misspelt[0].field, "treshold", "{misspelt:?}");
+        let negative = OrderSizeFlag::validate_config(r#"{"threshold": -1}"#.into()).unwrap_err();
+        assert_eq!(negative[0].field, "threshold", "{negative:?}");
+        let schema: Value = posbridge_sdk::serde_json::from_str(CONFIG_SCHEMA).unwrap();
+        assert_eq!(schema["properties"]["threshold"]["default"], DEFAULT_THRESHOLD);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! - `"fail_external_id"`: return an error for every event whose `data.external_id` is this
 //!   (a poison event: the others of the binding go through).
 
-use posbridge_sdk::hook::{Action, Event, Guest, HookInfo};
+use posbridge_sdk::hook::{Action, ConfigProblem, Event, Guest, HookInfo};
 use posbridge_sdk::serde_json::{self, json, Value};
 use posbridge_sdk::state;
 
@@ -41,7 +41,14 @@ impl Guest for HookRecorder {
             .map(|e| e.to_string())
             .collect(),
             allowed_hosts: Vec::new(),
+            config_schema: None,
         }
+    }
+
+    /// Any object: the delivery tests bind it with every setting, and with ones the host
+    /// must refuse later (an invalid `emit_kind`), so nothing is refused up front.
+    fn validate_config(config: String) -> Result<(), Vec<ConfigProblem>> {
+        posbridge_sdk::config::parse::<serde_json::Map<String, Value>>(&config).map(|_| ())
     }
 
     fn on_event(event: Event, config: String) -> Result<Vec<Action>, String> {
