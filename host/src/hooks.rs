@@ -271,11 +271,9 @@ impl From<HookError> for ApiError {
             HookError::NotAHook(_) => ApiError::unprocessable("not_a_hook", message),
             HookError::InvalidEvents(_) => ApiError::unprocessable("invalid_events", message),
             HookError::InvalidConfig(_) => ApiError::unprocessable("invalid_config", message),
-            HookError::ConfigCheckFailed(_) => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "hook_config_check_failed",
-                message,
-            ),
+            HookError::ConfigCheckFailed(_) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "hook_config_check_failed", message)
+            }
             HookError::NotFound(_) => ApiError::not_found("hook_not_found", message),
             HookError::Disabled(_) => ApiError::conflict("hook_disabled", message),
             HookError::TooMany => ApiError::conflict("too_many_hooks", message),

@@ -132,7 +132,10 @@ pub(crate) async fn run_plugin_command(
             println!("created {dir}");
             println!("build:   cd {dir} && cargo build --release --target wasm32-wasip2");
             println!("check:   posbridge plugin check {dir}/{}", created.artifact);
-            println!("install: posbridge plugin install {dir}/{}", created.artifact);
+            println!(
+                "install: posbridge plugin install {dir}/{}",
+                created.artifact
+            );
         }
     }
     Ok(())

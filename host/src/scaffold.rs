@@ -32,23 +32,56 @@ const VENDOR_DIR: &str = "vendor/posbridge-plugin-sdk";
 pub const SDK_FILES: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("../../plugins/sdk/Cargo.toml")),
     ("README.md", include_str!("../../plugins/sdk/README.md")),
-    ("src/clock.rs", include_str!("../../plugins/sdk/src/clock.rs")),
-    ("src/config.rs", include_str!("../../plugins/sdk/src/config.rs")),
-    ("src/errors.rs", include_str!("../../plugins/sdk/src/errors.rs")),
+    (
+        "src/clock.rs",
+        include_str!("../../plugins/sdk/src/clock.rs"),
+    ),
+    (
+        "src/config.rs",
+        include_str!("../../plugins/sdk/src/config.rs"),
+    ),
+    (
+        "src/errors.rs",
+        include_str!("../../plugins/sdk/src/errors.rs"),
+    ),
     ("src/ext.rs", include_str!("../../plugins/sdk/src/ext.rs")),
     ("src/http.rs", include_str!("../../plugins/sdk/src/http.rs")),
     ("src/lib.rs", include_str!("../../plugins/sdk/src/lib.rs")),
     ("src/log.rs", include_str!("../../plugins/sdk/src/log.rs")),
-    ("src/money.rs", include_str!("../../plugins/sdk/src/money.rs")),
-    ("src/signature.rs", include_str!("../../plugins/sdk/src/signature.rs")),
-    ("src/state.rs", include_str!("../../plugins/sdk/src/state.rs")),
+    (
+        "src/money.rs",
+        include_str!("../../plugins/sdk/src/money.rs"),
+    ),
+    (
+        "src/signature.rs",
+        include_str!("../../plugins/sdk/src/signature.rs"),
+    ),
+    (
+        "src/state.rs",
+        include_str!("../../plugins/sdk/src/state.rs"),
+    ),
     ("src/sys.rs", include_str!("../../plugins/sdk/src/sys.rs")),
     ("src/time.rs", include_str!("../../plugins/sdk/src/time.rs")),
-    ("wit/hook.wit", include_str!("../../plugins/sdk/wit/hook.wit")),
-    ("wit/host.wit", include_str!("../../plugins/sdk/wit/host.wit")),
-    ("wit/provider.wit", include_str!("../../plugins/sdk/wit/provider.wit")),
-    ("wit/types.wit", include_str!("../../plugins/sdk/wit/types.wit")),
-    ("wit/worlds.wit", include_str!("../../plugins/sdk/wit/worlds.wit")),
+    (
+        "wit/hook.wit",
+        include_str!("../../plugins/sdk/wit/hook.wit"),
+    ),
+    (
+        "wit/host.wit",
+        include_str!("../../plugins/sdk/wit/host.wit"),
+    ),
+    (
+        "wit/provider.wit",
+        include_str!("../../plugins/sdk/wit/provider.wit"),
+    ),
+    (
+        "wit/types.wit",
+        include_str!("../../plugins/sdk/wit/types.wit"),
+    ),
+    (
+        "wit/worlds.wit",
+        include_str!("../../plugins/sdk/wit/worlds.wit"),
+    ),
 ];
 
 /// What `create` wrote, for the CLI to tell the user.
@@ -204,7 +237,10 @@ mod tests {
         found.sort();
         let mut embedded: Vec<String> = SDK_FILES.iter().map(|(p, _)| p.to_string()).collect();
         embedded.sort();
-        assert_eq!(found, embedded, "add the new SDK file to scaffold::SDK_FILES");
+        assert_eq!(
+            found, embedded,
+            "add the new SDK file to scaffold::SDK_FILES"
+        );
     }
 
     #[test]
@@ -231,13 +267,21 @@ mod tests {
             "target/wasm32-wasip2/release/acme_pos.wasm"
         );
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("Cargo.toml");
-        assert!(manifest.contains("posbridge-plugin-sdk = \"0.2\""), "{manifest}");
+        assert!(
+            manifest.contains("posbridge-plugin-sdk = \"0.2\""),
+            "{manifest}"
+        );
         assert!(
             manifest.contains("path = \"vendor/posbridge-plugin-sdk\""),
             "{manifest}"
         );
-        assert!(dir.join("vendor/posbridge-plugin-sdk/wit/types.wit").exists());
-        assert!(create(Kind::Hook, "acme-pos", &dir, None).is_err(), "exists");
+        assert!(dir
+            .join("vendor/posbridge-plugin-sdk/wit/types.wit")
+            .exists());
+        assert!(
+            create(Kind::Hook, "acme-pos", &dir, None).is_err(),
+            "exists"
+        );
         assert!(create(Kind::Hook, "Acme", &tmp.join("x"), None).is_err());
         assert!(create(Kind::Hook, "9x", &tmp.join("y"), None).is_err());
         std::fs::remove_dir_all(&tmp).expect("cleanup");

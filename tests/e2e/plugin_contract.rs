@@ -66,7 +66,11 @@ async fn contract_versions_run_side_by_side(backend: Backend) {
         );
     }
     for bundled in ["local-pos", "order-size-flag", "square"] {
-        assert_eq!(manifest(&admin, bundled).await["contract"], "0.2", "{bundled}");
+        assert_eq!(
+            manifest(&admin, bundled).await["contract"],
+            "0.2",
+            "{bundled}"
+        );
     }
     let schema = manifest(&admin, "order-size-flag").await["config_schema"].clone();
     assert_eq!(
@@ -142,7 +146,11 @@ async fn contract_versions_run_side_by_side(backend: Backend) {
     let recorded = next_sale_event(&mut ws).await;
     let data = &recorded["data"];
     assert_eq!(data["external_id"], "new-1", "{recorded}");
-    assert_eq!(data["staff"], json!({"id": "e-7", "name": "Ana"}), "{recorded}");
+    assert_eq!(
+        data["staff"],
+        json!({"id": "e-7", "name": "Ana"}),
+        "{recorded}"
+    );
     assert_eq!(data["line_items"][1]["quantity"], "0.5", "{recorded}");
     assert_eq!(data["refunds"][0]["id"], "r-1", "{recorded}");
     assert_eq!(data["refunded"], 500, "{recorded}");
@@ -223,7 +231,11 @@ async fn hook_config_is_checked_on_create_and_patch(backend: Backend) {
     );
     let unchanged = manager.get(&format!("/hooks/{id}")).await;
     let unchanged = unchanged.expect(200);
-    assert_eq!(unchanged["config"], json!({"threshold": 5000}), "{unchanged}");
+    assert_eq!(
+        unchanged["config"],
+        json!({"threshold": 5000}),
+        "{unchanged}"
+    );
     assert_eq!(unchanged["status"], "active", "{unchanged}");
     let changed = patch(&manager, &id, json!({"config": {"threshold": 7000}})).await;
     assert_eq!(

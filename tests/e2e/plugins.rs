@@ -587,7 +587,10 @@ async fn scaffolded_plugins_build_and_pass_the_check() {
         .unwrap()
         .to_path_buf();
     let outside = tempfile::tempdir().unwrap();
-    assert!(!outside.path().starts_with(&repo), "the scratch dir is outside the repository");
+    assert!(
+        !outside.path().starts_with(&repo),
+        "the scratch dir is outside the repository"
+    );
     // Kept across runs (beside the bundled guests' build), so a rerun compiles only the
     // scaffolds themselves; the crates' own `target/` would start cold every time.
     let wasm_dir = PathBuf::from(env!("POSBRIDGE_WASM_DIR"));
@@ -611,8 +614,15 @@ async fn scaffolded_plugins_build_and_pass_the_check() {
             !manifest.contains(repo.to_str().unwrap()),
             "no path into the checkout:\n{manifest}"
         );
-        let artifact = format!("target/wasm32-wasip2/release/{}.wasm", name.replace('-', "_"));
-        assert!(out.stdout.contains(&artifact), "names the artifact: {}", out.stdout);
+        let artifact = format!(
+            "target/wasm32-wasip2/release/{}.wasm",
+            name.replace('-', "_")
+        );
+        assert!(
+            out.stdout.contains(&artifact),
+            "names the artifact: {}",
+            out.stdout
+        );
         let build = tokio::process::Command::new(env!("CARGO"))
             .args(["build", "--release", "--target", "wasm32-wasip2"])
             .current_dir(&dir)
@@ -639,7 +649,11 @@ async fn scaffolded_plugins_build_and_pass_the_check() {
             "{}",
             check.stdout
         );
-        assert!(check.stdout.contains("\"contract\": \"0.2\""), "{}", check.stdout);
+        assert!(
+            check.stdout.contains("\"contract\": \"0.2\""),
+            "{}",
+            check.stdout
+        );
         assert!(check.stdout.contains(", 0 failed"), "{}", check.stdout);
         // `plugin test` (the local runner of issue 17) joins here: run `component` against
         // recorded fixtures (provider) or an event and config (hook).

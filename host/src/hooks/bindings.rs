@@ -69,7 +69,9 @@ async fn check_config(
     };
     match plugins.validate_config(plugin, &ctx, config).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(problems)) => Err(HookError::InvalidConfig(describe_problems(plugin, &problems))),
+        Ok(Err(problems)) => Err(HookError::InvalidConfig(describe_problems(
+            plugin, &problems,
+        ))),
         Err(CallError::NotInstalled(_)) => Err(HookError::UnknownPlugin(plugin.to_owned())),
         Err(err) => Err(HookError::ConfigCheckFailed(err.to_string())),
     }

@@ -278,12 +278,21 @@ mod tests {
         let names = |dir: &Path| {
             let mut names: Vec<String> = std::fs::read_dir(dir)
                 .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-                .map(|e| e.expect("directory entry").file_name().to_string_lossy().into_owned())
+                .map(|e| {
+                    e.expect("directory entry")
+                        .file_name()
+                        .to_string_lossy()
+                        .into_owned()
+                })
                 .collect();
             names.sort();
             names
         };
-        assert_eq!(names(&sdk_wit), names(&released), "plugins/sdk/wit/ vs wit/v0.2.0/");
+        assert_eq!(
+            names(&sdk_wit),
+            names(&released),
+            "plugins/sdk/wit/ vs wit/v0.2.0/"
+        );
         for name in names(&released) {
             let copy = std::fs::read(sdk_wit.join(&name)).expect("the SDK's copy");
             let original = std::fs::read(released.join(&name)).expect("the released file");

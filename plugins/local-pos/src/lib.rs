@@ -49,7 +49,15 @@ const SALE_FIELDS: &[&str] = &[
 ];
 const CARD_FIELDS: &[&str] = &["brand", "last4", "fingerprint"];
 const STAFF_FIELDS: &[&str] = &["id", "name"];
-const ITEM_FIELDS: &[&str] = &["id", "name", "item_id", "quantity", "unit_price", "total", "category"];
+const ITEM_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "item_id",
+    "quantity",
+    "unit_price",
+    "total",
+    "category",
+];
 const REFUND_FIELDS: &[&str] = &["id", "amount", "at", "reason"];
 /// Most lines or refunds one sale may carry (the host keeps at most 500 and 100).
 const MAX_ITEMS: usize = 500;
@@ -240,9 +248,10 @@ fn list<T>(
 ) -> Result<Vec<T>, ProviderError> {
     match f.get(field) {
         None => Ok(Vec::new()),
-        Some(Value::Array(values)) if values.len() > max => {
-            Err(f.error(field, format!("at most {max} entries, got {}", values.len())))
-        }
+        Some(Value::Array(values)) if values.len() > max => Err(f.error(
+            field,
+            format!("at most {max} entries, got {}", values.len()),
+        )),
         Some(Value::Array(values)) => values
             .iter()
             .enumerate()
@@ -269,12 +278,17 @@ fn item(value: &Value, path: String) -> Result<LineItem, ProviderError> {
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::String(s)) => s.clone(),
         Some(other) => {
-            return Err(f.error("quantity", format!("expected a number, got {}", kind(other))))
+            return Err(f.error(
+                "quantity",
+                format!("expected a number, got {}", kind(other)),
+            ))
         }
     };
     let decimal = !quantity.is_empty()
         && quantity.split('.').count() <= 2
-        && quantity.split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+        && quantity
+            .split('.')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
     if !decimal {
         return Err(f.error(
             "quantity",
@@ -287,21 +301,27 @@ fn item(value: &Value, path: String) -> Result<LineItem, ProviderError> {
         item_id: f.string("item_id", MAX_ID_BYTES)?.map(str::to_owned),
         quantity,
         unit_price: f.amount("unit_price")?,
-        total: f.amount("total")?.ok_or_else(|| f.error("total", "required"))?,
+        total: f
+            .amount("total")?
+            .ok_or_else(|| f.error("total", "required"))?,
         category: f.string("category", MAX_TEXT_BYTES)?.map(str::to_owned),
     })
 }
 
 fn refund(value: &Value, path: String) -> Result<RefundRef, ProviderError> {
     let f = Fields::new(value, path, REFUND_FIELDS)?;
-    let amount = f.amount("amount")?.ok_or_else(|| f.error("amount", "required"))?;
+    let amount = f
+        .amount("amount")?
+        .ok_or_else(|| f.error("amount", "required"))?;
     if amount == 0 {
         return Err(f.error("amount", "must be positive"));
     }
     Ok(RefundRef {
         id: f.required_string("id", MAX_ID_BYTES)?.to_owned(),
         amount,
-        created_at: f.timestamp("at")?.ok_or_else(|| f.error("at", "required"))?,
+        created_at: f
+            .timestamp("at")?
+            .ok_or_else(|| f.error("at", "required"))?,
         reason: f.string("reason", MAX_TEXT_BYTES)?.map(str::to_owned),
     })
 }

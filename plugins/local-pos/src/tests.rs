@@ -445,11 +445,31 @@ fn staff_items_and_refunds_are_read() {
     assert_eq!(t.refunded, 500, "defaults to the listed refunds");
 
     for (field, value, named) in [
-        ("items", json!([{"name": "x", "quantity": -1, "total": 1}]), "items[0].quantity"),
-        ("items", json!([{"name": "x", "quantity": "1e3", "total": 1}]), "items[0].quantity"),
-        ("items", json!([{"quantity": 1, "total": 1}]), "items[0].name"),
-        ("items", json!([{"name": "x", "total": 1, "price": 1}]), "items[0].price"),
-        ("refunds", json!([{"id": "r", "amount": 0, "at": "2026-11-21T10:00:00Z"}]), "refunds[0].amount"),
+        (
+            "items",
+            json!([{"name": "x", "quantity": -1, "total": 1}]),
+            "items[0].quantity",
+        ),
+        (
+            "items",
+            json!([{"name": "x", "quantity": "1e3", "total": 1}]),
+            "items[0].quantity",
+        ),
+        (
+            "items",
+            json!([{"quantity": 1, "total": 1}]),
+            "items[0].name",
+        ),
+        (
+            "items",
+            json!([{"name": "x", "total": 1, "price": 1}]),
+            "items[0].price",
+        ),
+        (
+            "refunds",
+            json!([{"id": "r", "amount": 0, "at": "2026-11-21T10:00:00Z"}]),
+            "refunds[0].amount",
+        ),
         ("staff", json!({"badge": 1}), "staff.badge"),
     ] {
         let mut sale = json!({"id": "s", "occurred_at": "2026-11-20T19:00:00Z", "total": 1, "currency": "USD"});

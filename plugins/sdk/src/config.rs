@@ -156,7 +156,10 @@ mod tests {
         let field = |text: &str| parse::<Sample>(text).unwrap_err()[0].field.clone();
         assert_eq!(field(r#"{"nn": 1}"#), "nn");
         assert_eq!(field(r#"{"n": "x"}"#), "n");
-        assert_eq!(field(r#"{"alerts": [{"url": "a"}, {"url": 1}]}"#), "alerts.1.url");
+        assert_eq!(
+            field(r#"{"alerts": [{"url": "a"}, {"url": 1}]}"#),
+            "alerts.1.url"
+        );
         assert_eq!(field(r#"{"alerts": [{"ur": "a"}]}"#), "alerts.0.ur");
         assert_eq!(field(r#"{"alerts": [{}]}"#), "alerts.0.url");
         assert_eq!(field("[1]"), "");

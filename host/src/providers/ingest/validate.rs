@@ -103,7 +103,10 @@ fn validate_details(sale: &Transaction) -> Result<(), String> {
             ("item_id", line.item_id.as_deref()),
             ("category", line.category.as_deref()),
         ] {
-            check_text(&format!("line_items[{i}].{field}"), text.unwrap_or_default())?;
+            check_text(
+                &format!("line_items[{i}].{field}"),
+                text.unwrap_or_default(),
+            )?;
         }
         if !is_decimal(&line.quantity) {
             return Err(format!(
@@ -281,18 +284,27 @@ mod tests {
         };
         for bad in ["", "1.", ".5", "-1", "1e3", "1,5", "two"] {
             assert!(
-                refused(&|s| s.line_items[1].quantity = bad.into()).contains("line_items[1].quantity"),
+                refused(&|s| s.line_items[1].quantity = bad.into())
+                    .contains("line_items[1].quantity"),
                 "{bad:?}"
             );
         }
         assert!(refused(&|s| s.line_items[0].name = " ".into()).contains("line_items[0].name"));
-        assert!(refused(&|s| s.line_items[0].total = MAX_AMOUNT + 1).contains("line_items[0].total"));
+        assert!(
+            refused(&|s| s.line_items[0].total = MAX_AMOUNT + 1).contains("line_items[0].total")
+        );
         assert!(refused(&|s| s.refunds[0].amount = 0).contains("refunds[0].amount"));
         assert!(refused(&|s| s.refunds[1].id.clear()).contains("refunds[1].id"));
         assert!(refused(&|s| s.refunded = 299).contains("more than refunded"));
         assert!(refused(&|s| s.refunds[0].created_at_ms = 5).contains("refunds[0].created_at"));
-        assert!(refused(&|s| s.staff = Some(StaffRef { id: Some("\0".into()), name: None })).contains("staff.id"));
-        assert!(refused(&|s| s.line_items = vec![line("1"); MAX_LINE_ITEMS + 1]).contains("line_items"));
+        assert!(refused(&|s| s.staff = Some(StaffRef {
+            id: Some("\0".into()),
+            name: None
+        }))
+        .contains("staff.id"));
+        assert!(
+            refused(&|s| s.line_items = vec![line("1"); MAX_LINE_ITEMS + 1]).contains("line_items")
+        );
     }
 
     #[test]

@@ -231,14 +231,20 @@ mod tests {
 
     #[test]
     fn validate_config_names_the_field() {
-        assert_eq!(OrderSizeFlag::validate_config(r#"{"threshold": 5}"#.into()), Ok(()));
+        assert_eq!(
+            OrderSizeFlag::validate_config(r#"{"threshold": 5}"#.into()),
+            Ok(())
+        );
         assert_eq!(OrderSizeFlag::validate_config("".into()), Ok(()));
         let misspelt = OrderSizeFlag::validate_config(r#"{"treshold": 5}"#.into()).unwrap_err();
         assert_eq!(misspelt[0].field, "treshold", "{misspelt:?}");
         let negative = OrderSizeFlag::validate_config(r#"{"threshold": -1}"#.into()).unwrap_err();
         assert_eq!(negative[0].field, "threshold", "{negative:?}");
         let schema: Value = posbridge_sdk::serde_json::from_str(CONFIG_SCHEMA).unwrap();
-        assert_eq!(schema["properties"]["threshold"]["default"], DEFAULT_THRESHOLD);
+        assert_eq!(
+            schema["properties"]["threshold"]["default"],
+            DEFAULT_THRESHOLD
+        );
     }
 
     #[test]

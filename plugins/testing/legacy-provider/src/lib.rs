@@ -15,8 +15,7 @@ wit_bindgen::generate!({
 });
 
 use exports::posbridge::plugin::provider::{
-    Capability, Connection, FetchRequest, Guest, PluginInfo, TransactionPage, Webhook,
-    WebhookEvent,
+    Capability, Connection, FetchRequest, Guest, PluginInfo, TransactionPage, Webhook, WebhookEvent,
 };
 use posbridge::plugin::types::{
     LocationInfo, ProviderError, Tender, Transaction, TransactionStatus,
