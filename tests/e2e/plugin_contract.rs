@@ -47,7 +47,7 @@ fn assert_refused_naming(resp: &Resp, field: &str) {
     resp.expect_error(422, "invalid_config");
     let message = resp.body["error"]["message"].as_str().unwrap_or_default();
     assert!(
-        message.contains(&format!("config.{field}")),
+        message.contains(&format!("config.{field}: ")),
         "the refusal names config.{field}: {}",
         resp.text
     );

@@ -94,21 +94,24 @@ fn path_text(path: &serde_path_to_error::Path) -> String {
         .join(".")
 }
 
-/// A problem at `path`. serde reports an unknown or missing field on the object holding it,
-/// naming the field only in the message (``unknown field `threshhold`, expected …``): the
-/// field itself is the more useful place, so it is moved into the path.
+/// A problem at `path`. A missing field is reported on the object that lacks it, naming the
+/// field only in the message (``missing field `url` ``): the field itself is the more useful
+/// place, so it is appended. (An unknown field's path already ends with its key.)
 fn problem_at(path: String, message: String) -> ConfigProblem {
     for prefix in ["unknown field `", "missing field `"] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            if let Some((field, _)) = rest.split_once('`') {
-                let field = if path.is_empty() {
-                    field.to_owned()
-                } else {
-                    format!("{path}.{field}")
-                };
-                return ConfigProblem::new(field, message.clone());
-            }
-        }
+        let Some((field, _)) = message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split_once('`'))
+        else {
+            continue;
+        };
+        let named = path == field || path.ends_with(&format!(".{field}"));
+        let path = match (named, path.is_empty()) {
+            (true, _) => path,
+            (false, true) => field.to_owned(),
+            (false, false) => format!("{path}.{field}"),
+        };
+        return ConfigProblem::new(path, message);
     }
     ConfigProblem::new(path, message)
 }
