@@ -35,6 +35,7 @@ mod nginx;
 mod orders;
 mod plugins;
 mod providers;
+mod providers_clover;
 mod providers_local;
 mod providers_toast;
 mod providers_webhooks;
