@@ -95,12 +95,18 @@ async fn clover_validate_and_its_errors(backend: Backend) {
         );
     }
 
-    validate(&manager, &clover_body(&mock, "not-the-token", CLOVER_MERCHANT))
-        .await
-        .expect_error(422, "invalid_credentials");
-    validate(&manager, &clover_body(&mock, CLOVER_TOKEN, "NOSUCHMERCHANT"))
-        .await
-        .expect_error(404, "location_not_found");
+    validate(
+        &manager,
+        &clover_body(&mock, "not-the-token", CLOVER_MERCHANT),
+    )
+    .await
+    .expect_error(422, "invalid_credentials");
+    validate(
+        &manager,
+        &clover_body(&mock, CLOVER_TOKEN, "NOSUCHMERCHANT"),
+    )
+    .await
+    .expect_error(404, "location_not_found");
     let mut no_token = clover_body(&mock, CLOVER_TOKEN, CLOVER_MERCHANT);
     no_token["credentials"] = json!({});
     validate(&manager, &no_token)
@@ -181,7 +187,9 @@ async fn clover_sync_pages_refunds_and_not_spend(backend: Backend) {
     // merchant's currency was read by the first sync and kept.
     let pages = mock.requests_to(PAYMENTS);
     assert_eq!(pages.len(), 3, "{pages:?}");
-    assert!(mock.requests_to("/v3/merchants/MOCKMERCHANT1/properties").is_empty());
+    assert!(mock
+        .requests_to("/v3/merchants/MOCKMERCHANT1/properties")
+        .is_empty());
     let offsets: Vec<Option<String>> = pages.iter().map(|p| p.query_param("offset")).collect();
     assert_eq!(
         offsets,
@@ -190,7 +198,10 @@ async fn clover_sync_pages_refunds_and_not_spend(backend: Backend) {
     for p in &pages {
         assert_eq!(p.status, 200);
         assert_eq!(p.query_param("limit").as_deref(), Some("100"));
-        assert_eq!(p.query_param("orderBy").as_deref(), Some("modifiedTime ASC"));
+        assert_eq!(
+            p.query_param("orderBy").as_deref(),
+            Some("modifiedTime ASC")
+        );
         let expand = p.query_param("expand").unwrap_or_default();
         assert!(expand.split(',').any(|e| e == "refunds"), "{expand}");
         let filters: Vec<String> = p
@@ -210,9 +221,21 @@ async fn clover_sync_pages_refunds_and_not_spend(backend: Backend) {
             2
         );
     }
-    assert_eq!(pages[0].query_pairs(), pages[2].query_pairs().into_iter().map(|(k, v)| {
-        if k == "offset" { (k, "0".to_owned()) } else { (k, v) }
-    }).collect::<Vec<_>>(), "every page asks for the same window");
+    assert_eq!(
+        pages[0].query_pairs(),
+        pages[2]
+            .query_pairs()
+            .into_iter()
+            .map(|(k, v)| {
+                if k == "offset" {
+                    (k, "0".to_owned())
+                } else {
+                    (k, v)
+                }
+            })
+            .collect::<Vec<_>>(),
+        "every page asks for the same window"
+    );
 
     let items = all_transactions(&manager, "uptown").await;
     assert_eq!(items.len(), 225);
@@ -299,12 +322,29 @@ async fn clover_webhooks_with_the_auth_code(backend: Backend) {
     let now = now_ms();
     let sale = CloverPayment::new("PAYWEBHOOK01", 4200, 300, 500, now - 5_000);
     mock.add_payments([sale.json()]);
-    let body = clover_webhook(&[("P:PAYWEBHOOK01", "CREATE"), ("O:OPAYWEBHOOK01", "UPDATE")], now);
+    let body = clover_webhook(
+        &[("P:PAYWEBHOOK01", "CREATE"), ("O:OPAYWEBHOOK01", "UPDATE")],
+        now,
+    );
 
-    let wrong = post_clover(&srv, id, &body, Some("0307e264-b33a-4913-88aa-37b10014a0b9")).await;
-    assert_eq!(wrong.status, 401, "a wrong auth code is refused: {}", wrong.text);
+    let wrong = post_clover(
+        &srv,
+        id,
+        &body,
+        Some("0307e264-b33a-4913-88aa-37b10014a0b9"),
+    )
+    .await;
+    assert_eq!(
+        wrong.status, 401,
+        "a wrong auth code is refused: {}",
+        wrong.text
+    );
     let missing = post_clover(&srv, id, &body, None).await;
-    assert_eq!(missing.status, 401, "no auth code is refused: {}", missing.text);
+    assert_eq!(
+        missing.status, 401,
+        "no auth code is refused: {}",
+        missing.text
+    );
     let ok = post_clover(&srv, id, &body, Some(AUTH_CODE)).await;
     assert_eq!(ok.expect(200)["received"], true, "{}", ok.text);
     // Clover's redelivery of the same notification is acknowledged too (and a replay).
@@ -328,7 +368,10 @@ async fn clover_webhooks_with_the_auth_code(backend: Backend) {
         "the malformed delivery set aside",
         || async {
             let resp = srv.admin().get("/admin/dead-letters?kind=webhook").await;
-            let items = resp.expect(200)["items"].as_array().cloned().unwrap_or_default();
+            let items = resp.expect(200)["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             (items.len() == 1).then(|| items[0].clone())
         },
     )
@@ -345,8 +388,18 @@ async fn clover_webhooks_with_the_auth_code(backend: Backend) {
     let items = all_transactions(&manager, "uptown").await;
     assert_eq!(items.len(), 1);
     assert_eq!(
-        (&items[0]["external_id"], &items[0]["total"], &items[0]["tax"], &items[0]["tip"]),
-        (&json!("PAYWEBHOOK01"), &json!(4700), &json!(300), &json!(500)),
+        (
+            &items[0]["external_id"],
+            &items[0]["total"],
+            &items[0]["tax"],
+            &items[0]["tip"]
+        ),
+        (
+            &json!("PAYWEBHOOK01"),
+            &json!(4700),
+            &json!(300),
+            &json!(500)
+        ),
         "{}",
         items[0]
     );

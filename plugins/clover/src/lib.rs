@@ -212,9 +212,7 @@ fn refunded(payment: &Value) -> Result<i64, String> {
         let amount = cents(refund, "amount")
             .map_err(|e| format!("refunds.elements[{i}].{e}"))?
             .ok_or_else(|| format!("refunds.elements[{i}].amount: missing"))?;
-        sum = sum
-            .checked_add(amount)
-            .ok_or("refund amounts overflow")?;
+        sum = sum.checked_add(amount).ok_or("refund amounts overflow")?;
     }
     Ok(sum)
 }
@@ -354,7 +352,10 @@ impl Guest for Clover {
             ("offset", start.to_string()),
         ];
         let response = send(get(&conn, "/payments")?.query(query), NotFound::Upstream)?;
-        let payments = response.json_or_upstream::<Page>()?.elements.unwrap_or_default();
+        let payments = response
+            .json_or_upstream::<Page>()?
+            .elements
+            .unwrap_or_default();
         let fetched = payments.len();
         let mut transactions = Vec::with_capacity(fetched);
         for payment in &payments {
@@ -385,7 +386,9 @@ impl Guest for Clover {
             return false;
         }
         match webhook.header(AUTH_HEADER) {
-            Some(code) => signature::constant_time_eq(code.trim().as_bytes(), signature_key.as_bytes()),
+            Some(code) => {
+                signature::constant_time_eq(code.trim().as_bytes(), signature_key.as_bytes())
+            }
             None => verification_code(&webhook.body).is_some(),
         }
     }
@@ -411,7 +414,9 @@ impl Guest for Clover {
         let mut payments = 0;
         for (merchant, updates) in merchants {
             let updates = updates.as_array().ok_or_else(|| {
-                ProviderError::bad_payload(format!("Clover webhook: merchants.{merchant} is not a list"))
+                ProviderError::bad_payload(format!(
+                    "Clover webhook: merchants.{merchant} is not a list"
+                ))
             })?;
             for update in updates {
                 let object = text(update, "objectId").ok_or_else(|| {

@@ -205,7 +205,10 @@ fn validate_reads_the_merchant_and_its_properties() {
             find_header(&req.headers, "authorization"),
             Some(format!("Bearer {TOKEN}").as_str())
         );
-        assert_eq!(find_header(&req.headers, "accept"), Some("application/json"));
+        assert_eq!(
+            find_header(&req.headers, "accept"),
+            Some("application/json")
+        );
         assert!(req.body.is_none());
     }
     // validate runs before the integration exists: nothing is kept in state.
@@ -223,7 +226,10 @@ fn base_url_by_environment_or_override_and_an_encoded_merchant() {
     conn.base_url = Some("http://127.0.0.1:8081/".into());
     conn.location_id = "a b/c".into();
     Clover::validate(conn).unwrap();
-    let urls: Vec<_> = testing::take_requests().into_iter().map(|r| r.url).collect();
+    let urls: Vec<_> = testing::take_requests()
+        .into_iter()
+        .map(|r| r.url)
+        .collect();
     assert_eq!(
         urls,
         [
@@ -257,21 +263,31 @@ fn validate_refuses_missing_token_or_merchant_without_a_request() {
 #[test]
 fn validate_maps_clovers_errors() {
     let cases: [(u16, &str, Expect); 5] = [
-        (401, r#"{"message":"401 Unauthorized"}"#, |e| {
-            matches!(e, ProviderError::InvalidCredentials(m) if m == "credentials refused (HTTP 401): 401 Unauthorized")
-        }),
-        (403, r#"{"message":"Forbidden"}"#, |e| {
-            matches!(e, ProviderError::PermissionDenied(m) if m.contains("Forbidden"))
-        }),
-        (404, r#"{"message":"Not Found"}"#, |e| {
-            matches!(e, ProviderError::LocationNotFound(m) if m.contains("HTTP 404"))
-        }),
-        (429, r#"{"message":"Too Many Requests"}"#, |e| {
-            matches!(e, ProviderError::RateLimited(RateLimit { retry_after_ms: None, message }) if message.contains("Too Many Requests"))
-        }),
-        (503, "<html>Service Unavailable</html>", |e| {
-            matches!(e, ProviderError::Upstream(m) if m.contains("HTTP 503"))
-        }),
+        (
+            401,
+            r#"{"message":"401 Unauthorized"}"#,
+            |e| matches!(e, ProviderError::InvalidCredentials(m) if m == "credentials refused (HTTP 401): 401 Unauthorized"),
+        ),
+        (
+            403,
+            r#"{"message":"Forbidden"}"#,
+            |e| matches!(e, ProviderError::PermissionDenied(m) if m.contains("Forbidden")),
+        ),
+        (
+            404,
+            r#"{"message":"Not Found"}"#,
+            |e| matches!(e, ProviderError::LocationNotFound(m) if m.contains("HTTP 404")),
+        ),
+        (
+            429,
+            r#"{"message":"Too Many Requests"}"#,
+            |e| matches!(e, ProviderError::RateLimited(RateLimit { retry_after_ms: None, message }) if message.contains("Too Many Requests")),
+        ),
+        (
+            503,
+            "<html>Service Unavailable</html>",
+            |e| matches!(e, ProviderError::Upstream(m) if m.contains("HTTP 503")),
+        ),
     ];
     for (status, body, expected) in cases {
         testing::reset();
@@ -319,11 +335,18 @@ fn fetch_asks_for_the_modified_window_in_order_with_refunds_expanded() {
         Some(format!("Bearer {TOKEN}").as_str())
     );
     // The currency is kept: the next page asks for the payments only.
-    assert_eq!(testing::state().get(CURRENCY_KEY).map(Vec::as_slice), Some(&b"USD"[..]));
+    assert_eq!(
+        testing::state().get(CURRENCY_KEY).map(Vec::as_slice),
+        Some(&b"USD"[..])
+    );
     Clover::fetch_transactions(connection(), window(Some("100"))).unwrap();
     let requests = testing::take_requests();
     assert_eq!(requests.len(), 1);
-    assert!(requests[0].url.ends_with("&offset=100"), "{}", requests[0].url);
+    assert!(
+        requests[0].url.ends_with("&offset=100"),
+        "{}",
+        requests[0].url
+    );
 }
 
 #[test]
@@ -335,7 +358,10 @@ fn a_full_page_has_a_successor_and_a_short_one_ends_the_window() {
         .collect();
     let short = full[..7].to_vec();
     testing::mock_http(move |req| {
-        assert!(!req.url.contains("/properties"), "the kept currency is used");
+        assert!(
+            !req.url.contains("/properties"),
+            "the kept currency is used"
+        );
         Ok(if req.url.ends_with("offset=200") {
             page(&short)
         } else {
@@ -346,7 +372,8 @@ fn a_full_page_has_a_successor_and_a_short_one_ends_the_window() {
     assert_eq!(first.transactions.len(), 100);
     assert_eq!(first.next_cursor.as_deref(), Some("200"));
     assert!(first.transactions.iter().all(|t| t.currency == "CAD"));
-    let last = Clover::fetch_transactions(connection(), window(first.next_cursor.as_deref())).unwrap();
+    let last =
+        Clover::fetch_transactions(connection(), window(first.next_cursor.as_deref())).unwrap();
     assert_eq!(last.transactions.len(), 7);
     assert_eq!(last.next_cursor, None);
 }
@@ -395,7 +422,12 @@ fn results_map_to_statuses_and_only_success_is_spend() {
         let t = to_transaction(&payment(|p| p["result"] = result.into()), "USD", MID).unwrap();
         assert_eq!(t.status, expected, "{result}");
     }
-    let t = to_transaction(&payment(|p| drop(p.as_object_mut().unwrap().remove("result"))), "USD", MID).unwrap();
+    let t = to_transaction(
+        &payment(|p| drop(p.as_object_mut().unwrap().remove("result"))),
+        "USD",
+        MID,
+    )
+    .unwrap();
     assert_eq!(t.status, TransactionStatus::Pending);
 }
 
@@ -410,7 +442,11 @@ fn only_refunds_that_took_effect_reduce_spend() {
     ]});
     let t = to_transaction(&payment(|p| p["refunds"] = refunds), "USD", MID).unwrap();
     assert_eq!(t.refunded, 750);
-    for unexpanded in [Value::Null, serde_json::json!({}), serde_json::json!({"elements": []})] {
+    for unexpanded in [
+        Value::Null,
+        serde_json::json!({}),
+        serde_json::json!({"elements": []}),
+    ] {
         let t = to_transaction(&payment(|p| p["refunds"] = unexpanded), "USD", MID).unwrap();
         assert_eq!(t.refunded, 0);
     }
@@ -430,7 +466,11 @@ fn tenders_follow_clovers_label_keys() {
         ("com.clover.tender.cash", false, Tender::Cash),
         ("com.clover.tender.credit_card", true, Tender::Card),
         ("com.clover.tender.debit_card", true, Tender::Card),
-        ("com.clover.tender.external_gift_card", false, Tender::GiftCard),
+        (
+            "com.clover.tender.external_gift_card",
+            false,
+            Tender::GiftCard,
+        ),
         ("com.clover.tender.check", false, Tender::Other),
         ("com.example.custom_tender", true, Tender::Card),
         ("com.example.custom_tender", false, Tender::Other),
@@ -464,18 +504,30 @@ fn unusable_payments_are_refused_naming_the_field() {
     let cases: [(Patch, &str); 8] = [
         (|p| p["amount"] = Value::Null, "amount: missing"),
         (|p| p["amount"] = "22.00".into(), "amount: not a number"),
-        (|p| p["amount"] = serde_json::from_str("22.5").unwrap(), "amount: 22.5 is not integer cents"),
+        (
+            |p| p["amount"] = serde_json::from_str("22.5").unwrap(),
+            "amount: 22.5 is not integer cents",
+        ),
         (|p| p["createdTime"] = Value::Null, "createdTime: missing"),
         (|p| p["id"] = "".into(), "no id"),
         (|p| p["tipAmount"] = i64::MAX.into(), "amounts overflow"),
-        (|p| p["refunds"]["elements"][0]["amount"] = Value::Null, "refunds.elements[0].amount: missing"),
-        (|p| p["refunds"]["elements"] = "all".into(), "refunds.elements: not a list"),
+        (
+            |p| p["refunds"]["elements"][0]["amount"] = Value::Null,
+            "refunds.elements[0].amount: missing",
+        ),
+        (
+            |p| p["refunds"]["elements"] = "all".into(),
+            "refunds.elements: not a list",
+        ),
     ];
     for (patch, expected) in cases {
         let err = to_transaction(&payment(patch), "USD", MID).unwrap_err();
         assert_eq!(err, expected);
     }
-    assert_eq!(to_transaction(&Value::Null, "USD", MID).unwrap_err(), "not an object");
+    assert_eq!(
+        to_transaction(&Value::Null, "USD", MID).unwrap_err(),
+        "not an object"
+    );
 }
 
 #[test]
@@ -529,7 +581,10 @@ fn fetch_errors_and_bad_cursors() {
         Clover::fetch_transactions(connection(), window(Some("page-2"))),
         Err(ProviderError::BadPayload(m)) if m.contains("page-2")
     ));
-    assert!(testing::take_requests().is_empty(), "a bad cursor sends nothing");
+    assert!(
+        testing::take_requests().is_empty(),
+        "a bad cursor sends nothing"
+    );
 }
 
 #[test]
@@ -537,7 +592,10 @@ fn a_merchant_without_a_currency_fails_the_sync_and_keeps_nothing() {
     testing::reset();
     testing::mock_http(|req| {
         assert!(req.url.ends_with("/properties"), "{}", req.url);
-        Ok(json_response(200, r#"{"defaultCurrency":"","timezone":"UTC"}"#))
+        Ok(json_response(
+            200,
+            r#"{"defaultCurrency":"","timezone":"UTC"}"#,
+        ))
     });
     assert!(matches!(
         Clover::fetch_transactions(connection(), window(None)),
@@ -550,22 +608,34 @@ fn a_merchant_without_a_currency_fails_the_sync_and_keeps_nothing() {
 fn verify_compares_the_auth_code_header() {
     let body = r#"{"appId":"DRKVJT2ZRRRSC","merchants":{"KZ8VQ4S1R2ZB1":[{"objectId":"P:QJD3EASSFE4JW","type":"CREATE","ts":1795194000000}]}}"#;
     let key = AUTH_CODE.to_owned();
-    assert!(Clover::verify_webhook(webhook(&[("X-Clover-Auth", AUTH_CODE)], body), key.clone()));
+    assert!(Clover::verify_webhook(
+        webhook(&[("X-Clover-Auth", AUTH_CODE)], body),
+        key.clone()
+    ));
     assert!(Clover::verify_webhook(
         webhook(&[("x-clover-auth", &format!(" {AUTH_CODE} "))], body),
         key.clone()
     ));
     assert!(!Clover::verify_webhook(
-        webhook(&[("X-Clover-Auth", "0307e264-b33a-4913-88aa-37b10014a0b9")], body),
+        webhook(
+            &[("X-Clover-Auth", "0307e264-b33a-4913-88aa-37b10014a0b9")],
+            body
+        ),
         key.clone()
     ));
-    assert!(!Clover::verify_webhook(webhook(&[("X-Clover-Auth", "")], body), key.clone()));
+    assert!(!Clover::verify_webhook(
+        webhook(&[("X-Clover-Auth", "")], body),
+        key.clone()
+    ));
     assert!(!Clover::verify_webhook(webhook(&[], body), key.clone()));
     assert!(!Clover::verify_webhook(
         webhook(&[("Authorization", AUTH_CODE)], body),
         key.clone()
     ));
-    assert!(!Clover::verify_webhook(webhook(&[("X-Clover-Auth", "")], body), String::new()));
+    assert!(!Clover::verify_webhook(
+        webhook(&[("X-Clover-Auth", "")], body),
+        String::new()
+    ));
     assert!(!Clover::verify_webhook(webhook(&[], body), String::new()));
 }
 
@@ -573,7 +643,10 @@ fn verify_compares_the_auth_code_header() {
 fn only_the_exact_verification_post_passes_without_the_header() {
     let key = AUTH_CODE.to_owned();
     let verification = r#"{"verificationCode":"ce7643c1-83ea-4218-abe6-da876c9c7a0a"}"#;
-    assert!(Clover::verify_webhook(webhook(&[], verification), key.clone()));
+    assert!(Clover::verify_webhook(
+        webhook(&[], verification),
+        key.clone()
+    ));
     for body in [
         r#"{"verificationCode":"ce7643c1-83ea-4218-abe6-da876c9c7a0a","merchants":{}}"#,
         r#"{"verificationCode":"not-a-uuid"}"#,
@@ -582,7 +655,10 @@ fn only_the_exact_verification_post_passes_without_the_header() {
         r#"["ce7643c1-83ea-4218-abe6-da876c9c7a0a"]"#,
         "ce7643c1-83ea-4218-abe6-da876c9c7a0a",
     ] {
-        assert!(!Clover::verify_webhook(webhook(&[], body), key.clone()), "{body}");
+        assert!(
+            !Clover::verify_webhook(webhook(&[], body), key.clone()),
+            "{body}"
+        );
     }
     // With a wrong auth code even the verification body is refused.
     assert!(!Clover::verify_webhook(
@@ -590,7 +666,10 @@ fn only_the_exact_verification_post_passes_without_the_header() {
         key.clone()
     ));
     // No key configured: nothing passes.
-    assert!(!Clover::verify_webhook(webhook(&[], verification), String::new()));
+    assert!(!Clover::verify_webhook(
+        webhook(&[], verification),
+        String::new()
+    ));
 }
 
 #[test]
@@ -603,7 +682,10 @@ fn the_verification_code_is_logged_for_the_operator() {
     .unwrap();
     assert_eq!(
         (event.event_id.as_str(), event.event_type.as_str()),
-        ("verification-ce7643c1-83ea-4218-abe6-da876c9c7a0a", "verification")
+        (
+            "verification-ce7643c1-83ea-4218-abe6-da876c9c7a0a",
+            "verification"
+        )
     );
     assert!(event.transactions.is_empty());
     let logs = testing::take_logs();
@@ -630,7 +712,11 @@ fn a_notification_names_its_changes_and_records_nothing() {
     // The same body again is the same event (a replay); another body is another event.
     let again = Clover::parse_webhook(webhook(&[], body)).unwrap();
     assert_eq!(again.event_id, event.event_id);
-    let other = Clover::parse_webhook(webhook(&[], &body.replace("1795194302000", "1795194302001"))).unwrap();
+    let other = Clover::parse_webhook(webhook(
+        &[],
+        &body.replace("1795194302000", "1795194302001"),
+    ))
+    .unwrap();
     assert_ne!(other.event_id, event.event_id);
     let logs = testing::take_logs();
     assert!(
@@ -644,8 +730,14 @@ fn malformed_notifications_are_bad_payloads() {
     for (body, expected) in [
         ("not json", ""),
         (r#"{"appId":"A"}"#, "no `merchants` object"),
-        (r#"{"merchants":{"M":{"objectId":"P:1"}}}"#, "merchants.M is not a list"),
-        (r#"{"merchants":{"M":[{"type":"CREATE"}]}}"#, "has no objectId"),
+        (
+            r#"{"merchants":{"M":{"objectId":"P:1"}}}"#,
+            "merchants.M is not a list",
+        ),
+        (
+            r#"{"merchants":{"M":[{"type":"CREATE"}]}}"#,
+            "has no objectId",
+        ),
     ] {
         let err = Clover::parse_webhook(webhook(&[], body)).unwrap_err();
         assert!(

@@ -251,7 +251,12 @@ fn list_payments(api: &CloverApi, query: &str, href: &str) -> (u16, Response) {
             !conditions.is_empty() || p["createdTime"].as_i64().unwrap_or(0) >= now - NINETY_DAYS_MS
         })
         .collect();
-    matching.sort_by_key(|p| (p[order_field.as_str()].as_i64(), p["id"].as_str().map(str::to_owned)));
+    matching.sort_by_key(|p| {
+        (
+            p[order_field.as_str()].as_i64(),
+            p["id"].as_str().map(str::to_owned),
+        )
+    });
     if descending {
         matching.reverse();
     }
@@ -440,7 +445,10 @@ mod tests {
     #[test]
     fn filters_parse_like_clovers() {
         let c = Condition::parse("modifiedTime>=1700000000000").unwrap();
-        assert_eq!((c.field.as_str(), c.op, c.value), ("modifiedTime", ">=", 1_700_000_000_000));
+        assert_eq!(
+            (c.field.as_str(), c.op, c.value),
+            ("modifiedTime", ">=", 1_700_000_000_000)
+        );
         let c = Condition::parse("createdTime<5").unwrap();
         assert_eq!((c.field.as_str(), c.op), ("createdTime", "<"));
         assert!(Condition::parse("modifiedTime>=soon").is_none());
