@@ -193,7 +193,8 @@ pub struct StoreOptions {
     /// Their writes' statements run in parallel; they queue only for a tenant's sequence
     /// row, which each takes last, just before its commit. Default 4: enough to keep
     /// writing while other batches wait for their commit's fsync, and half the default
-    /// pool, leaving the rest to reads. SQLite always has one (one writer). At least 1.
+    /// pool, leaving the rest to reads (never more than `--db-connections` less one).
+    /// SQLite always has one (one writer). At least 1.
     #[arg(
         long = "write-lanes",
         env = "POSBRIDGE_WRITE_LANES",

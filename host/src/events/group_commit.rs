@@ -57,6 +57,11 @@ struct Shared {
     in_flight: AtomicUsize,
     /// Signalled whenever `in_flight` drops to zero.
     idle: Notify,
+    /// Batches run, and the jobs they took, for the tests' assertions.
+    #[cfg(test)]
+    batches: std::sync::atomic::AtomicU64,
+    #[cfg(test)]
+    batched_jobs: std::sync::atomic::AtomicU64,
 }
 
 /// How the group commit is shaped; see [`crate::store::StoreOptions`] for the flags.
@@ -76,7 +81,11 @@ impl GroupCommitOptions {
             max_batch: options.write_batch_max.max(1),
             lanes: match store.backend() {
                 Backend::Sqlite => 1,
-                Backend::Postgres => options.write_lanes.max(1),
+                // At least one pooled connection stays for reads.
+                Backend::Postgres => options
+                    .write_lanes
+                    .min(options.max_connections.max(2) as usize - 1)
+                    .max(1),
             },
         }
     }
@@ -169,19 +178,35 @@ where
     }
 }
 
-/// A queued job and how often a conflict has sent it back.
+/// A queued job and how often a conflict has sent it back. Dropped, it counts as done
+/// for [`Writes::drain`] (answered or not: a job lost to a panic has its reply dropped,
+/// which its caller reads as [`StoreError::WriteAbandoned`]).
 struct Queued {
-    job: Box<dyn Job>,
+    job: Option<Box<dyn Job>>,
     conflicts: u32,
     state: Arc<Shared>,
 }
 
 impl Queued {
-    /// Answers the caller and counts the job as done.
-    fn answer(self, failed: Option<&Arc<StoreError>>) {
-        let Queued { job, state, .. } = self;
-        job.answer(failed);
-        state.done();
+    /// Runs the job (see [`Job::run`]).
+    fn run<'t>(&'t mut self, tx: &'t mut LoggedTx) -> BoxFuture<'t, Outcome> {
+        match self.job.as_mut() {
+            Some(job) => job.run(tx),
+            None => Box::pin(async { Outcome::Failed { conflict: false } }),
+        }
+    }
+
+    /// Answers the caller.
+    fn answer(mut self, failed: Option<&Arc<StoreError>>) {
+        if let Some(job) = self.job.take() {
+            job.answer(failed);
+        }
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.state.done();
     }
 }
 
@@ -206,6 +231,8 @@ impl Writes {
                 jobs: jobs.clone(),
                 max_batch: options.max_batch,
                 carry: VecDeque::new(),
+                #[cfg(test)]
+                state: state.clone(),
             };
             tokio::spawn(lane.run());
         }
@@ -233,7 +260,7 @@ impl Writes {
         };
         self.state.in_flight.fetch_add(1, Ordering::AcqRel);
         let queued = Queued {
-            job: Box::new(job),
+            job: Some(Box::new(job)),
             conflicts: 0,
             state: self.state.clone(),
         };
@@ -267,6 +294,8 @@ struct Lane {
     max_batch: usize,
     /// Jobs for the next batch before any new ones: those a conflict sent back.
     carry: VecDeque<Queued>,
+    #[cfg(test)]
+    state: Arc<Shared>,
 }
 
 impl Lane {
@@ -279,7 +308,12 @@ impl Lane {
                     Err(flume::RecvError::Disconnected) => return,
                 }
             }
-            self.batch().await;
+            // A panic outside the jobs' own code (caught per job inside) would otherwise
+            // end the lane and leave every later write waiting; the batch's jobs are lost
+            // (their callers get an error) but the lane goes on.
+            if AssertUnwindSafe(self.batch()).catch_unwind().await.is_err() {
+                tracing::error!("a write batch panicked; its writes were abandoned");
+            }
         }
     }
 
@@ -334,7 +368,7 @@ impl Lane {
                 },
             };
             let mark = tx.pending_len();
-            let outcome = AssertUnwindSafe(job.job.run(tx)).catch_unwind().await;
+            let outcome = AssertUnwindSafe(job.run(tx)).catch_unwind().await;
             match outcome {
                 Ok(Outcome::Keep) => kept.push(job),
                 Ok(Outcome::Failed { conflict }) => {
@@ -365,9 +399,7 @@ impl Lane {
                     // dropped with it), and since the connection may be mid-statement the
                     // transaction goes; the others run again in the next batch.
                     tracing::error!("a write panicked; its batch runs again without it");
-                    let Queued { job, state, .. } = job;
                     drop(job);
-                    state.done();
                     drop(open);
                     for job in kept.into_iter().rev() {
                         self.carry.push_front(job);
@@ -378,6 +410,13 @@ impl Lane {
             }
         }
         metrics::histogram!("posbridge_write_batch_jobs").record(taken as f64);
+        #[cfg(test)]
+        {
+            self.state.batches.fetch_add(1, Ordering::Relaxed);
+            self.state
+                .batched_jobs
+                .fetch_add(taken as u64, Ordering::Relaxed);
+        }
         let Some(tx) = open.filter(|_| !kept.is_empty()) else {
             // Nothing to commit: every job failed (and rolled back).
             self.carry.extend(rerun);
@@ -424,7 +463,11 @@ impl Lane {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicU32;
+
     use super::*;
+    use crate::events::HubOptions;
+    use crate::store::StoreOptions;
 
     #[test]
     fn queue_capacity_covers_two_batches_per_lane() {
@@ -433,5 +476,162 @@ mod tests {
             lanes: 4,
         };
         assert_eq!(options.queue_capacity(), 512);
+    }
+
+    /// A fresh SQLite store with a table `t (v)` and the group commit over it.
+    async fn writes(max_batch: usize) -> (Store, Writes, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("posbridge-batch-{}", crate::store::new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("t.db").display());
+        let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
+        sqlx::query("CREATE TABLE t (v INTEGER PRIMARY KEY)")
+            .execute(store.writer())
+            .await
+            .unwrap();
+        let hub = EventHub::new(HubOptions::default());
+        let options = GroupCommitOptions {
+            max_batch,
+            lanes: 1,
+        };
+        (store.clone(), Writes::start(store, hub, options), dir)
+    }
+
+    async fn values(store: &Store) -> Vec<i64> {
+        sqlx::query_scalar("SELECT v FROM t ORDER BY v")
+            .fetch_all(store.reader())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_rolls_back_alone_and_its_neighbours_commit() {
+        let (store, writes, dir) = writes(64).await;
+        let runs = (0..40i64).map(|v| {
+            let writes = writes.clone();
+            async move {
+                writes
+                    .run(move |tx| {
+                        Box::pin(async move {
+                            sqlx::query("INSERT INTO t (v) VALUES ($1)")
+                                .bind(v)
+                                .execute(tx.conn())
+                                .await?;
+                            // Even writes fail after their insert: it must not survive.
+                            if v % 2 == 0 {
+                                return Err(StoreError::WriteAbandoned);
+                            }
+                            Ok(v)
+                        })
+                    })
+                    .await
+            }
+        });
+        let results = futures_util::future::join_all(runs).await;
+        for (v, result) in results.iter().enumerate() {
+            assert_eq!(result.is_ok(), v % 2 == 1, "write {v}: {result:?}");
+        }
+        let odd: Vec<i64> = (0..40).filter(|v| v % 2 == 1).collect();
+        assert_eq!(values(&store).await, odd);
+        writes.drain().await;
+        store.close().await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// An error that says "conflict" on the first run of each write.
+    #[derive(Debug)]
+    struct FirstRunConflicts(bool);
+
+    impl From<StoreError> for FirstRunConflicts {
+        fn from(_: StoreError) -> Self {
+            FirstRunConflicts(false)
+        }
+    }
+
+    impl TransientConflict for FirstRunConflicts {
+        fn is_transient_conflict(&self) -> bool {
+            self.0
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_aborted_by_a_conflict_runs_again_and_commits_once() {
+        let (store, writes, dir) = writes(64).await;
+        let runs = Arc::new(AtomicU32::new(0));
+        let counted = runs.clone();
+        let result = writes
+            .run(move |tx| {
+                let runs = counted.clone();
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO t (v) VALUES (7)")
+                        .execute(tx.conn())
+                        .await
+                        .map_err(|_| FirstRunConflicts(false))?;
+                    if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                        return Err(FirstRunConflicts(true));
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(values(&store).await, vec![7]);
+        store.close().await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_panicking_write_fails_alone_and_the_lane_goes_on() {
+        let (store, writes, dir) = writes(64).await;
+        let panicked: Result<(), StoreError> = writes
+            .run(|_tx| Box::pin(async { panic!("a bug in a write") }))
+            .await;
+        assert!(matches!(panicked, Err(StoreError::WriteAbandoned)));
+        let after: Result<(), StoreError> = writes
+            .run(|tx| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO t (v) VALUES (1)")
+                        .execute(tx.conn())
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await;
+        assert!(after.is_ok(), "{after:?}");
+        assert_eq!(values(&store).await, vec![1]);
+        writes.drain().await;
+        store.close().await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_never_exceed_their_maximum() {
+        let (store, writes, dir) = writes(3).await;
+        let runs = (0..30i64).map(|v| {
+            let writes = writes.clone();
+            async move {
+                writes
+                    .run(move |tx| {
+                        Box::pin(async move {
+                            sqlx::query("INSERT INTO t (v) VALUES ($1)")
+                                .bind(v)
+                                .execute(tx.conn())
+                                .await?;
+                            Ok::<_, StoreError>(())
+                        })
+                    })
+                    .await
+            }
+        });
+        for result in futures_util::future::join_all(runs).await {
+            result.unwrap();
+        }
+        assert_eq!(values(&store).await.len(), 30);
+        let jobs = writes.state.batched_jobs.load(Ordering::Relaxed);
+        let batches = writes.state.batches.load(Ordering::Relaxed);
+        assert_eq!(jobs, 30);
+        assert!(batches >= 10, "30 writes in {batches} batches of at most 3");
+        store.close().await;
+        std::fs::remove_dir_all(dir).ok();
     }
 }
