@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use posbridge_harness::{both_backends, enc, Backend, Client, Resp};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::{balance, last_seq, metric_value};
 
