@@ -6,14 +6,17 @@
 //! is therefore never seen before it is durable, and never durable without being seen by a
 //! terminal that resumes from its last sequence number.
 
+mod group_commit;
 mod hub;
 
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
+use futures_util::future::BoxFuture;
 use serde::Serialize;
 use sqlx::Row;
 
+pub use group_commit::{GroupCommitOptions, Undo, Writes};
 pub use hub::{EventHub, HubOptions, REVOCATION_CHANNEL};
 
 use crate::auth::TenantScope;
@@ -112,10 +115,11 @@ impl Event {
 
 /// A write transaction that records events alongside the rows that caused them.
 ///
-/// Appends are buffered and written at [`LoggedTx::commit`], each tenant's in one statement
-/// with one sequence bump: a batch of sales writes its hundreds of events in one round trip
-/// instead of one each, and on PostgreSQL the tenant's sequence row is locked only for the
-/// commit, not for the whole batch. Nothing inside a transaction reads back its own events.
+/// Writes get one through [`Writes::run`], which shares the transaction between
+/// concurrent writes (group commit, see [`Writes`]). Appends are buffered and written at
+/// the commit, each tenant's in one statement with one sequence bump for the whole batch:
+/// on PostgreSQL the tenant's sequence row is locked only for the commit, not while the
+/// writes run. Nothing inside a transaction reads back its own events.
 pub struct LoggedTx {
     tx: Tx,
     hub: EventHub,
@@ -137,12 +141,18 @@ const EVENTS_PER_STATEMENT: usize = 1_000;
 
 impl LoggedTx {
     /// Starts a write transaction whose events will be published through `hub` on commit.
-    pub async fn begin(store: &Store, hub: &EventHub) -> Result<Self, StoreError> {
-        Ok(LoggedTx {
-            tx: store.begin().await?,
-            hub: hub.clone(),
-            backend: store.backend(),
-            pending: Vec::new(),
+    ///
+    /// This and the other steps the group commit's lanes call return boxed `Send` futures:
+    /// checked only where a lane is spawned, the compiler cannot prove sqlx's generic
+    /// executors `Send` for every lifetime.
+    fn begin<'a>(store: &'a Store, hub: &'a EventHub) -> BoxFuture<'a, Result<Self, StoreError>> {
+        Box::pin(async move {
+            Ok(LoggedTx {
+                tx: store.begin().await?,
+                hub: hub.clone(),
+                backend: store.backend(),
+                pending: Vec::new(),
+            })
         })
     }
 
@@ -189,17 +199,62 @@ impl LoggedTx {
         });
     }
 
-    /// Commits, then publishes the appended events to connected terminals.
-    pub async fn commit(mut self) -> Result<(), StoreError> {
+    /// Events appended so far, to mark where a job's own appends begin.
+    fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Drops the events appended after `mark` (those of a job rolled back).
+    fn truncate_pending(&mut self, mark: usize) {
+        self.pending.truncate(mark);
+    }
+
+    /// Marks the point a failing job rolls back to. Not released after the job: a later
+    /// `SAVEPOINT` of the same name shadows it, which saves a round trip per job.
+    fn savepoint(&mut self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query("SAVEPOINT job").execute(&mut *self.tx).await?;
+            Ok(())
+        })
+    }
+
+    /// Undoes everything since the last [`LoggedTx::savepoint`] (on PostgreSQL also
+    /// clearing the aborted state a failed statement leaves).
+    fn rollback_to_savepoint(&mut self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query("ROLLBACK TO SAVEPOINT job")
+                .execute(&mut *self.tx)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Rolls the whole transaction back.
+    fn rollback(self) -> BoxFuture<'static, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.tx.rollback().await?;
+            Ok(())
+        })
+    }
+
+    /// Writes the events, commits, then publishes the events to connected terminals.
+    fn commit(self) -> BoxFuture<'static, Result<(), StoreError>> {
+        Box::pin(self.commit_inner())
+    }
+
+    async fn commit_inner(mut self) -> Result<(), StoreError> {
         let pending = std::mem::take(&mut self.pending);
         let mut events = Vec::with_capacity(pending.len());
-        // Per tenant, in append order (a transaction rarely spans tenants).
+        // Per tenant, in append order within a tenant. Tenants in id order: each takes its
+        // sequence row's lock here, and a fixed order means two transactions (lanes, or
+        // hosts) never each hold one the other waits for.
         let mut tenants: Vec<&str> = Vec::new();
         for event in &pending {
             if !tenants.contains(&event.tenant_id.as_str()) {
                 tenants.push(&event.tenant_id);
             }
         }
+        tenants.sort_unstable();
         for tenant_id in tenants {
             let of_tenant: Vec<&PendingEvent> = pending
                 .iter()

@@ -9,6 +9,8 @@
 //! insufficient funds) changed nothing, and may be retried with the same key once the
 //! reason is gone. Keys are kept for [`crate::config::ServeConfig::idempotency_ttl`].
 
+use std::sync::Arc;
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
@@ -20,14 +22,18 @@ use crate::error::ApiError;
 use crate::events::LoggedTx;
 use crate::extract::{BodyDigest, Idempotency};
 use crate::state::AppState;
-use crate::store::{now_micros, retry_conflicts, Store, StoreError};
+use crate::store::{now_micros, Store, StoreError};
 
-/// Runs `op` in one [`LoggedTx`], honouring the request's `Idempotency-Key`, and answers
-/// with the status and JSON body `op` returns (or the stored ones, for a replay).
+/// Runs `op` in a [`LoggedTx`] (shared with concurrent writes, see
+/// [`crate::events::Writes`]), honouring the request's `Idempotency-Key`, and answers with
+/// the status and JSON body `op` returns (or the stored ones, for a replay), once the
+/// transaction holding it committed.
 ///
-/// Should the database abort the transaction to resolve a conflict with another one, the
-/// whole of it, key claim included, runs again ([`retry_conflicts`]): `op` may be called
-/// more than once, each time in a fresh transaction, and only its last run is committed.
+/// Should the database abort the write to resolve a conflict with another one, the whole
+/// of it, key claim included, runs again: `op` may be called more than once, each time
+/// afresh, and only its last run is committed. Two requests with one key in the same
+/// batch are ordered like any others: the second finds the first's stored answer (visible
+/// inside the batch) and replays it, answered with the first after the commit.
 pub async fn execute<T, E, F>(
     app: &AppState,
     scope: &TenantScope,
@@ -38,40 +44,61 @@ pub async fn execute<T, E, F>(
 where
     T: Serialize,
     E: Into<ApiError>,
-    F: for<'t> Fn(&'t mut LoggedTx) -> BoxFuture<'t, Result<(StatusCode, T), E>>,
+    F: for<'t> Fn(&'t mut LoggedTx) -> BoxFuture<'t, Result<(StatusCode, T), E>>
+        + Send
+        + Sync
+        + 'static,
 {
-    retry_conflicts("idempotent write", || {
-        execute_once(app, scope, idempotency, body_digest, &op)
-    })
-    .await
+    let claim = idempotency.key().map(|key| {
+        let (fingerprint, legacy_fingerprint) = idempotency.fingerprints(body_digest);
+        Arc::new(Claim {
+            tenant_id: scope.tenant_id().to_owned(),
+            key: key.to_owned(),
+            fingerprint,
+            legacy_fingerprint,
+        })
+    });
+    let op = Arc::new(op);
+    let (status, body, replayed) = app
+        .writes
+        .run(move |tx| {
+            let (claim, op) = (claim.clone(), op.clone());
+            Box::pin(async move { execute_in(tx, claim.as_deref(), &*op).await })
+        })
+        .await?;
+    Ok(json_response(status, body, replayed))
 }
 
-/// One attempt of [`execute`]: begins, runs and commits the transaction.
-async fn execute_once<T, E, F>(
-    app: &AppState,
-    scope: &TenantScope,
-    idempotency: &Idempotency,
-    body_digest: &BodyDigest,
+/// The request's key and what it must match, owned so a queued write can carry them.
+struct Claim {
+    tenant_id: String,
+    key: String,
+    fingerprint: String,
+    legacy_fingerprint: String,
+}
+
+/// One run of [`execute`] inside the shared transaction: claim the key (or replay the stored
+/// answer), run `op`, store its answer. Returns status, body and whether it is a replay.
+async fn execute_in<T, E, F>(
+    tx: &mut LoggedTx,
+    claim: Option<&Claim>,
     op: &F,
-) -> Result<Response, ApiError>
+) -> Result<(StatusCode, String, bool), ApiError>
 where
     T: Serialize,
     E: Into<ApiError>,
     F: for<'t> Fn(&'t mut LoggedTx) -> BoxFuture<'t, Result<(StatusCode, T), E>>,
 {
-    let mut tx = LoggedTx::begin(&app.store, &app.hub).await?;
-    let key = idempotency.key();
-    if let Some(key) = key {
-        let (fingerprint, legacy_fingerprint) = idempotency.fingerprints(body_digest);
-        // Claiming the key first makes a concurrent duplicate wait on the unique index until
-        // this transaction ends, instead of running the operation a second time.
+    if let Some(claim) = claim {
+        // Claiming the key first makes a concurrent duplicate in another transaction wait
+        // on the unique index until this one ends, instead of running the operation twice.
         let claimed = sqlx::query(
             "INSERT INTO idempotency_keys (tenant_id, key, fingerprint, status, body, created_at)
              VALUES ($1, $2, $3, 0, '', $4) ON CONFLICT (tenant_id, key) DO NOTHING",
         )
-        .bind(scope.tenant_id())
-        .bind(key)
-        .bind(&fingerprint)
+        .bind(&claim.tenant_id)
+        .bind(&claim.key)
+        .bind(&claim.fingerprint)
         .bind(now_micros())
         .execute(tx.conn())
         .await
@@ -83,18 +110,19 @@ where
                 "SELECT fingerprint, status, body FROM idempotency_keys
                  WHERE tenant_id = $1 AND key = $2",
             )
-            .bind(scope.tenant_id())
-            .bind(key)
+            .bind(&claim.tenant_id)
+            .bind(&claim.key)
             .fetch_one(tx.conn())
             .await
             .map_err(StoreError::from)?;
-            drop(tx);
             let stored_fingerprint: String =
                 row.try_get("fingerprint").map_err(StoreError::from)?;
             // A key stored before fingerprints were canonical holds the raw-bytes one: a
             // byte-identical retry of it still replays. Equal bytes are an equal value, so
             // accepting either never replays a different request.
-            if stored_fingerprint != fingerprint && stored_fingerprint != legacy_fingerprint {
+            if stored_fingerprint != claim.fingerprint
+                && stored_fingerprint != claim.legacy_fingerprint
+            {
                 return Err(ApiError::unprocessable(
                     "idempotency_key_reused",
                     "this Idempotency-Key was already used for a different request",
@@ -111,28 +139,32 @@ where
                         "a request with this Idempotency-Key is still being processed",
                     )
                 })?;
-            return Ok(json_response(status, body, true));
+            return Ok((status, body, true));
         }
     }
-    let (status, value) = op(&mut tx).await.map_err(Into::into)?;
-    let body = serde_json::to_string(&value).map_err(|err| {
-        tracing::error!(error = %err, "response serialization failed");
-        ApiError::internal()
-    })?;
-    if let Some(key) = key {
+    // Serialized in a block of its own: the value need not live (nor be `Send`) across
+    // the next statement.
+    let (status, body) = {
+        let (status, value) = op(tx).await.map_err(Into::into)?;
+        let body = serde_json::to_string(&value).map_err(|err| {
+            tracing::error!(error = %err, "response serialization failed");
+            ApiError::internal()
+        })?;
+        (status, body)
+    };
+    if let Some(claim) = claim {
         sqlx::query(
             "UPDATE idempotency_keys SET status = $1, body = $2 WHERE tenant_id = $3 AND key = $4",
         )
         .bind(i64::from(status.as_u16()))
         .bind(&body)
-        .bind(scope.tenant_id())
-        .bind(key)
+        .bind(&claim.tenant_id)
+        .bind(&claim.key)
         .execute(tx.conn())
         .await
         .map_err(StoreError::from)?;
     }
-    tx.commit().await?;
-    Ok(json_response(status, body, false))
+    Ok((status, body, false))
 }
 
 fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {

@@ -10,7 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{KeyCache, OperatorCredential};
 use crate::config::ServeConfig;
-use crate::events::EventHub;
+use crate::events::{EventHub, GroupCommitOptions, Writes};
 use crate::plugins::{Plugins, StartError};
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
@@ -112,8 +112,15 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         config.public_url = format!("{scheme}://{addr}");
     }
     let shutdown = CancellationToken::new();
+    let hub = EventHub::new(config.hub.clone());
+    let writes = Writes::start(
+        store.clone(),
+        hub.clone(),
+        GroupCommitOptions::for_store(&store),
+    );
     let state = AppState {
-        hub: EventHub::new(config.hub.clone()),
+        hub,
+        writes: writes.clone(),
         terminals: Terminals::default(),
         plugins: plugins.clone(),
         vault: Arc::new(vault),
@@ -178,6 +185,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period over; exiting with work in flight");
         }
     }
+    // Writes already queued (a webhook batch, a hook's actions) commit before the pool
+    // closes; the grace period bounds the wait like everything else here.
+    let _ = tokio::time::timeout(grace, writes.drain()).await;
     store.close().await;
     tracing::info!("posbridge stopped");
     Ok(())

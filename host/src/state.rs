@@ -7,7 +7,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{KeyCache, OperatorCredential};
 use crate::config::ServeConfig;
-use crate::events::EventHub;
+use crate::events::{EventHub, Writes};
 use crate::plugins::Plugins;
 use crate::store::Store;
 use crate::terminals::Terminals;
@@ -20,6 +20,8 @@ pub struct AppState {
     pub store: Store,
     /// Live fan-out of committed events.
     pub hub: EventHub,
+    /// The group commit every logged write runs through.
+    pub writes: Writes,
     /// The plugin runtime.
     pub plugins: Plugins,
     /// Open terminal sockets.

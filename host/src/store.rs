@@ -13,7 +13,7 @@ use sqlx::AnyPool;
 mod retry;
 mod sqlite;
 
-pub use retry::{retry_conflicts, TransientConflict};
+pub use retry::{retry_conflicts, TransientConflict, CONFLICT_RETRIES};
 use sqlite::{spawn_checkpointer, sqlite_pool};
 
 /// The sqlx database every query runs against.
@@ -45,6 +45,13 @@ pub enum StoreError {
     /// Migrations could not be applied.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The transaction this write shared with others (see [`crate::events::Writes`])
+    /// failed as a whole: nothing of it was committed. Each write of the batch gets it.
+    #[error("{0}")]
+    Batch(std::sync::Arc<StoreError>),
+    /// The write was dropped before it could be committed: its own code panicked.
+    #[error("the write was abandoned before it committed")]
+    WriteAbandoned,
 }
 
 impl StoreError {
@@ -52,6 +59,7 @@ impl StoreError {
     pub fn is_unique_violation(&self) -> bool {
         match self {
             StoreError::Sqlx(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            StoreError::Batch(err) => err.is_unique_violation(),
             _ => false,
         }
     }
@@ -65,6 +73,7 @@ impl StoreError {
         match self {
             StoreError::Sqlx(err) => sqlx_unavailable(err),
             StoreError::Migrate(sqlx::migrate::MigrateError::Execute(err)) => sqlx_unavailable(err),
+            StoreError::Batch(err) => err.is_unavailable(),
             _ => false,
         }
     }
@@ -167,6 +176,32 @@ pub struct StoreOptions {
         value_parser = crate::options::millis(1)
     )]
     pub acquire_timeout: Duration,
+    /// Writes committed together at most, in one transaction and one commit (group
+    /// commit, see [`crate::events::Writes`]). Batches form only while writes queue behind
+    /// a commit; a lone write commits at once. Default 64: past a few dozen the fsync is
+    /// amortised and a bigger batch only lengthens the wait of its first write; on
+    /// PostgreSQL 64 also keeps a batch's savepoints within the server's per-transaction
+    /// cache of subtransaction ids. At least 1 (1: every write commits alone).
+    #[arg(
+        long = "write-batch-max",
+        env = "POSBRIDGE_WRITE_BATCH_MAX",
+        default_value = "64",
+        value_parser = crate::options::at_least(1usize)
+    )]
+    pub write_batch_max: usize,
+    /// PostgreSQL: batches in progress at once, each on its own connection from the pool.
+    /// Their writes' statements run in parallel; they queue only for a tenant's sequence
+    /// row, which each takes last, just before its commit. Default 4: enough to keep
+    /// writing while other batches wait for their commit's fsync, and half the default
+    /// pool, leaving the rest to reads (never more than `--db-connections` less one).
+    /// SQLite always has one (one writer). At least 1.
+    #[arg(
+        long = "write-lanes",
+        env = "POSBRIDGE_WRITE_LANES",
+        default_value = "4",
+        value_parser = crate::options::at_least(1usize)
+    )]
+    pub write_lanes: usize,
 }
 
 /// SQLite: how long a request waits for a pooled connection. The SQLite pool has no server
@@ -197,6 +232,7 @@ pub struct Store {
     writer: AnyPool,
     backend: Backend,
     url: String,
+    options: std::sync::Arc<StoreOptions>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -222,6 +258,7 @@ impl Store {
                     writer,
                     backend,
                     url,
+                    options: std::sync::Arc::new(options.clone()),
                 }
             }
             Backend::Postgres => {
@@ -235,6 +272,7 @@ impl Store {
                     writer: pool,
                     backend,
                     url,
+                    options: std::sync::Arc::new(options.clone()),
                 }
             }
         };
@@ -254,6 +292,11 @@ impl Store {
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
     }
 
     /// The normalized connection URL (used by the PostgreSQL listener).

@@ -45,6 +45,7 @@ mod rules;
 mod schema;
 mod tenant_lifecycle;
 mod tls;
+mod write_batches;
 
 /// The binary under test, built by Cargo for this test target.
 pub const BIN: &str = env!("CARGO_BIN_EXE_posbridge");

@@ -51,7 +51,7 @@ use super::actions::{self, ActionError};
 use super::sealed_config::{self, ConfigSealError, CONFIG_COLUMNS};
 use super::{BindingStatus, HookOptions};
 use crate::auth::TenantScope;
-use crate::events::{self, LoggedEvent, LoggedTx};
+use crate::events::{self, LoggedEvent, LoggedTx, Undo};
 use crate::lease::{self, Heartbeat};
 use crate::plugins::contract::HookEvent;
 use crate::plugins::{CallContext, CallError};
@@ -192,6 +192,7 @@ async fn dispatch_due(
 }
 
 /// What a worker knows about its binding, read once per lease.
+#[derive(Clone)]
 struct Claimed {
     id: String,
     tenant_id: String,
@@ -474,7 +475,45 @@ async fn attempt(
     if heartbeat.is_lost() {
         return Ok(Attempt::Stop);
     }
-    let mut tx = LoggedTx::begin(&app.store, &app.hub).await?;
+    let node_id = app.hub.node_id().to_owned();
+    let delivery = Arc::new((
+        binding.clone(),
+        scope.clone(),
+        planned,
+        event.seq,
+        dead.to_vec(),
+    ));
+    let outcome = app
+        .writes
+        .run(move |tx| {
+            let (delivery, node_id) = (delivery.clone(), node_id.clone());
+            Box::pin(async move {
+                let (binding, scope, planned, seq, dead) = &*delivery;
+                commit_delivery(tx, binding, scope, planned, *seq, dead, &node_id).await
+            })
+        })
+        .await;
+    match outcome {
+        Ok(Attempt::Delivered) => {
+            metrics::counter!("posbridge_hook_deliveries_total", "outcome" => "delivered")
+                .increment(1);
+            Ok(Attempt::Delivered)
+        }
+        Ok(other) | Err(Undo::With(other)) => Ok(other),
+        Err(Undo::Store(err)) => Err(err),
+    }
+}
+
+/// [`attempt`]'s transaction: the cursor move, the hook's actions, the dead letters.
+async fn commit_delivery(
+    tx: &mut LoggedTx,
+    binding: &Claimed,
+    scope: &TenantScope,
+    planned: &[actions::Planned],
+    seq: i64,
+    dead: &[Failed],
+    node_id: &str,
+) -> Result<Attempt, Undo<Attempt>> {
     let now = now_micros();
     // First, so a binding that moved on (or vanished, or passed to another host) stops here
     // and takes the row lock before any action runs.
@@ -483,33 +522,36 @@ async fn attempt(
            last_error = NULL, last_delivered_at = $2, next_attempt_at = 0, lease_until = $3, updated_at = $2
          WHERE id = $4 AND cursor_seq = $5 AND status = 'active' AND lease_owner = $6",
     )
-    .bind(event.seq)
+    .bind(seq)
     .bind(now)
     .bind(lease::expiry_from(now))
     .bind(&binding.id)
     .bind(binding.cursor)
-    .bind(app.hub.node_id())
+    .bind(node_id)
     .execute(tx.conn())
-    .await?
+    .await
+    .map_err(StoreError::from)?
     .rows_affected();
     if moved == 0 {
         return Ok(Attempt::Stop);
     }
-    match actions::apply(&mut tx, scope, &planned).await {
+    match actions::apply(tx, scope, planned).await {
         Ok(()) => {}
         Err(ActionError::Store(err)) => {
             tracing::error!(binding = %binding.id, error = %err, "applying hook actions failed");
-            return Ok(Attempt::Failed(
+            return Err(Undo::With(Attempt::Failed(
                 "internal error while applying the actions".into(),
-            ));
+            )));
         }
-        Err(err) => return Ok(Attempt::Failed(format!("invalid action: {err}"))),
+        Err(err) => {
+            return Err(Undo::With(Attempt::Failed(format!(
+                "invalid action: {err}"
+            ))))
+        }
     }
     for failed in dead {
         set_aside(tx.conn(), binding, failed).await?;
     }
-    tx.commit().await?;
-    metrics::counter!("posbridge_hook_deliveries_total", "outcome" => "delivered").increment(1);
     Ok(Attempt::Delivered)
 }
 

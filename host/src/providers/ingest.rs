@@ -72,6 +72,37 @@ pub struct IngestTarget<'a> {
     pub provider: &'a str,
 }
 
+impl IngestTarget<'_> {
+    /// The same target owning its strings, for a write queued to the group commit.
+    pub fn to_owned_target(&self) -> OwnedTarget {
+        OwnedTarget {
+            integration_id: self.integration_id.to_owned(),
+            venue: self.venue.to_owned(),
+            provider: self.provider.to_owned(),
+        }
+    }
+}
+
+/// An [`IngestTarget`] that owns its strings (see [`crate::events::Writes::run`], whose
+/// jobs outlive the caller's borrows).
+#[derive(Debug, Clone)]
+pub struct OwnedTarget {
+    integration_id: String,
+    venue: String,
+    provider: String,
+}
+
+impl OwnedTarget {
+    /// Borrows it back as an [`IngestTarget`].
+    pub fn target(&self) -> IngestTarget<'_> {
+        IngestTarget {
+            integration_id: &self.integration_id,
+            venue: &self.venue,
+            provider: &self.provider,
+        }
+    }
+}
+
 /// Sales per multi-row INSERT: 33 parameters a row keeps a statement far below SQLite's
 /// 32,766 and PostgreSQL's 65,535 bound parameters.
 const SALES_PER_STATEMENT: usize = 250;

@@ -22,6 +22,7 @@
 //! `error` and a page dead letter (item `""`) tells the operator, removed by the next sync
 //! that completes. Transient database failures fail the sync without any dead letter.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -33,12 +34,11 @@ use super::ProviderFailure;
 use crate::auth::TenantScope;
 use crate::dead_letters::{self, is_transient, Kind, NewDeadLetter, RetryOutcome};
 use crate::error::ApiError;
-use crate::events::LoggedTx;
 use crate::lease::Heartbeat;
 use crate::plugins::contract::{FetchRequest, ProviderError, Transaction};
 use crate::plugins::CallContext;
 use crate::state::AppState;
-use crate::store::{new_id, now_micros, retry_conflicts, StoreError};
+use crate::store::{new_id, now_micros, StoreError};
 
 mod lease;
 
@@ -322,18 +322,26 @@ async fn record_some(
         .filter(|(_, why)| why.is_none())
         .map(|(sale, _)| (*sale).clone())
         .collect();
-    retry_conflicts("sync page", || async {
-        let mut tx = LoggedTx::begin(&app.store, &app.hub).await?;
-        let counts = ingest(&mut tx, scope, target, &sales, Source::Sync).await?;
-        for (sale, why) in entries {
-            if let Some(why) = why {
-                set_aside(tx.conn(), scope, target, sale, why).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(counts)
-    })
-    .await
+    let aside: Vec<(Transaction, String)> = entries
+        .iter()
+        .filter_map(|(sale, why)| Some(((*sale).clone(), why.clone()?)))
+        .collect();
+    // Shared, not cloned, by every run of the write.
+    let page = Arc::new((scope.clone(), target.to_owned_target(), sales, aside));
+    app.writes
+        .run(move |tx| {
+            let page = page.clone();
+            Box::pin(async move {
+                let (scope, target, sales, aside) = &*page;
+                let target = target.target();
+                let counts = ingest(tx, scope, &target, sales, Source::Sync).await?;
+                for (sale, why) in aside {
+                    set_aside(tx.conn(), scope, &target, sale, why).await?;
+                }
+                Ok::<_, StoreError>(counts)
+            })
+        })
+        .await
 }
 
 fn add_counts(total: &mut IngestCounts, c: IngestCounts) {
@@ -426,20 +434,26 @@ pub async fn retry_dead_letter(
         venue: &integration.venue,
         provider: &integration.provider,
     };
-    let attempt = retry_conflicts("sync dead-letter retry", || async {
-        let mut tx = LoggedTx::begin(&app.store, &app.hub).await?;
-        ingest(
-            &mut tx,
-            &scope,
-            &target,
-            std::slice::from_ref(&sale),
-            Source::Sync,
-        )
-        .await?;
-        dead_letters::resolve(tx.conn(), Kind::Sync, &integration.id, &dead.view.item).await?;
-        tx.commit().await
-    })
-    .await;
+    let retried = Arc::new((
+        scope,
+        target.to_owned_target(),
+        sale,
+        integration.id.clone(),
+        dead.view.item.clone(),
+    ));
+    let attempt = app
+        .writes
+        .run(move |tx| {
+            let retried = retried.clone();
+            Box::pin(async move {
+                let (scope, target, sale, integration_id, item) = &*retried;
+                let sales = std::slice::from_ref(sale);
+                ingest(tx, scope, &target.target(), sales, Source::Sync).await?;
+                dead_letters::resolve(tx.conn(), Kind::Sync, integration_id, item).await?;
+                Ok::<_, StoreError>(())
+            })
+        })
+        .await;
     match attempt {
         Ok(()) => Ok(RetryOutcome::Resolved),
         Err(err) if is_transient(&err) => Err(err),

@@ -47,6 +47,7 @@ impl TransientConflict for StoreError {
             StoreError::Sqlx(sqlx::Error::Database(e)) => e
                 .code()
                 .is_some_and(|code| TRANSIENT_SQLSTATES.contains(&code.as_ref())),
+            StoreError::Batch(err) => err.is_transient_conflict(),
             _ => false,
         }
     }

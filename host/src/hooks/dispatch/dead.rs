@@ -2,15 +2,18 @@
 //! operator's retry of one: the event, kept in the dead letter's payload since the log may
 //! have been pruned, is handed to the binding's hook once more.
 
+use std::sync::Arc;
+
 use super::actions::{self, ActionError};
 use super::{load_any, run_hook, Attempt, Claimed};
 use crate::auth::TenantScope;
 use crate::dead_letters::{self, Kind, NewDeadLetter, RetryOutcome};
-use crate::events::{LoggedEvent, LoggedTx};
+use crate::events::{LoggedEvent, Undo};
 use crate::state::AppState;
 use crate::store::StoreError;
 
 /// A failed event with what its dead letter records.
+#[derive(Clone)]
 pub(super) struct Failed {
     pub(super) event: LoggedEvent,
     pub(super) error: String,
@@ -93,14 +96,31 @@ pub async fn retry_dead_event(
         }
         Err(_) => return Ok(RetryOutcome::Failed("the server is shutting down".into())),
     };
-    let mut tx = LoggedTx::begin(&app.store, &app.hub).await?;
-    match actions::apply(&mut tx, &scope, &planned).await {
+    let retried = Arc::new((scope, planned, binding.id.clone(), dead.view.item.clone()));
+    let outcome = app
+        .writes
+        .run(move |tx| {
+            let retried = retried.clone();
+            Box::pin(async move {
+                let (scope, planned, binding_id, item) = &*retried;
+                match actions::apply(tx, scope, planned).await {
+                    Ok(()) => {}
+                    Err(ActionError::Store(err)) => return Err(Undo::Store(err)),
+                    Err(err) => {
+                        let why = format!("invalid action: {err}");
+                        return Err(Undo::With(RetryOutcome::Failed(why)));
+                    }
+                }
+                dead_letters::resolve(tx.conn(), Kind::Hook, binding_id, item).await?;
+                Ok(())
+            })
+        })
+        .await;
+    match outcome {
         Ok(()) => {}
-        Err(ActionError::Store(err)) => return Err(err),
-        Err(err) => return Ok(RetryOutcome::Failed(format!("invalid action: {err}"))),
+        Err(Undo::With(outcome)) => return Ok(outcome),
+        Err(Undo::Store(err)) => return Err(err),
     }
-    dead_letters::resolve(tx.conn(), Kind::Hook, &binding.id, &dead.view.item).await?;
-    tx.commit().await?;
     metrics::counter!("posbridge_hook_deliveries_total", "outcome" => "delivered").increment(1);
     Ok(RetryOutcome::Resolved)
 }

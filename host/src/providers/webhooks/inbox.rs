@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Row;
@@ -354,6 +355,7 @@ async fn load(
 }
 
 /// A delivery parsed by its plugin, ready to be recorded.
+#[derive(Clone)]
 struct Parsed {
     id: String,
     integration: Integration,
@@ -434,7 +436,29 @@ async fn parse(
 /// one call each, and the inbox rows are settled in one statement: a batch costs a handful
 /// of statements instead of several per delivery.
 async fn record(app: &AppState, batch: &[Parsed]) -> Result<(), StoreError> {
-    let mut tx = LoggedTx::begin(&app.store, &app.hub).await?;
+    // Owned by the queued write (and shared by its reruns, should a conflict abort one).
+    let owned: Arc<[Parsed]> = batch.into();
+    let (replays, totals) = app
+        .writes
+        .run(move |tx| {
+            let batch = owned.clone();
+            Box::pin(async move { record_in(tx, &batch).await })
+        })
+        .await?;
+    tracing::info!(
+        deliveries = batch.len(),
+        replays,
+        ?totals,
+        "webhooks processed"
+    );
+    Ok(())
+}
+
+/// [`record`]'s statements; returns the replays skipped and what the sales came to.
+async fn record_in(
+    tx: &mut LoggedTx,
+    batch: &[Parsed],
+) -> Result<(usize, IngestCounts), StoreError> {
     let now = now_micros();
     let backend = tx.backend();
 
@@ -483,7 +507,7 @@ async fn record(app: &AppState, batch: &[Parsed]) -> Result<(), StoreError> {
             venue: &p.integration.venue,
             provider: &p.integration.provider,
         };
-        let counts = ingest(&mut tx, &p.scope, &target, sales, Source::Webhook).await?;
+        let counts = ingest(tx, &p.scope, &target, sales, Source::Webhook).await?;
         totals.created += counts.created;
         totals.updated += counts.updated;
         totals.duplicates += counts.duplicates;
@@ -506,14 +530,7 @@ async fn record(app: &AppState, batch: &[Parsed]) -> Result<(), StoreError> {
     for p in batch.iter().filter(|p| p.dead_letter) {
         dead_letters::resolve(tx.conn(), Kind::Webhook, &p.id, "").await?;
     }
-    tx.commit().await?;
-    tracing::info!(
-        deliveries = batch.len(),
-        replays,
-        ?totals,
-        "webhooks processed"
-    );
-    Ok(())
+    Ok((replays, totals))
 }
 
 /// Counts a failed attempt at a delivery: schedules the next one with backoff, or, at

@@ -1,0 +1,637 @@
+//! Group commit: concurrent writes share one database transaction and one commit.
+//!
+//! Every [`LoggedTx`] write is a job handed to [`Writes::run`]. A few *lanes* (tasks, each
+//! holding one writer connection while it works) take jobs from one bounded queue; a lane
+//! begins a transaction, runs every job it can take from the queue (up to
+//! [`StoreOptions::write_batch_max`](crate::store::StoreOptions::write_batch_max)), each
+//! behind its own `SAVEPOINT`, then writes all the batch's events with one sequence bump
+//! per tenant and commits once. Each caller is answered only after the commit that holds
+//! its write; a job that fails (insufficient funds, a validation error, a conflict) is
+//! rolled back to its savepoint, its events dropped, and answered at once, while its
+//! neighbours go on.
+//!
+//! Batches form only under load and cost nothing when idle: a lane never waits for
+//! company. A lone write runs as `BEGIN`, its statements, `COMMIT`, as it would alone;
+//! while that commit is under way the next writes queue, and the lane's next batch takes
+//! them all.
+//!
+//! Why the order inside a batch is safe on PostgreSQL with several lanes:
+//! - The tenants' sequence rows are locked last (in [`LoggedTx::write_events`]) and in
+//!   tenant-id order, so a lane holds them only across the event INSERT and the commit,
+//!   and two lanes never wait for each other's sequence rows in a cycle. Lanes run their
+//!   jobs' own statements in parallel and queue only for that last step, which is what lets
+//!   one tenant's writes go faster than one connection's sequential round trips.
+//! - A deadlock or serialization failure inside a job rolls back that job's savepoint and
+//!   the job runs again in the lane's next batch (after this one committed and released its
+//!   locks); one that aborts the commit step reruns the whole batch. Jobs are `Fn` for this.
+//! - A batch's savepoints stay under 64 by default, PostgreSQL's per-transaction cache of
+//!   subtransaction ids, past which every other session's snapshot checks slow down.
+//!
+//! On SQLite there is one lane: the database has one writer, and its connection is the
+//! store's single writer connection, taken for a batch and given back after the commit so
+//! that single-statement writes (webhook acks, leases) interleave between batches.
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use tokio::sync::{oneshot, Notify};
+
+use super::{EventHub, LoggedTx};
+use crate::store::{Backend, Store, StoreError, TransientConflict, CONFLICT_RETRIES};
+
+/// The handle through which every logged write runs. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Writes {
+    queue: flume::Sender<Queued>,
+    state: Arc<Shared>,
+}
+
+/// Bookkeeping shared by the handle and its lanes.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Jobs submitted and not yet answered, for [`Writes::drain`].
+    in_flight: AtomicUsize,
+    /// Signalled whenever `in_flight` drops to zero.
+    idle: Notify,
+    /// Batches run, and the jobs they took, for the tests' assertions.
+    #[cfg(test)]
+    batches: std::sync::atomic::AtomicU64,
+    #[cfg(test)]
+    batched_jobs: std::sync::atomic::AtomicU64,
+}
+
+/// How the group commit is shaped; see [`crate::store::StoreOptions`] for the flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupCommitOptions {
+    /// Jobs one transaction takes at most.
+    pub max_batch: usize,
+    /// Lanes (transactions in progress at once). Always 1 on SQLite.
+    pub lanes: usize,
+}
+
+impl GroupCommitOptions {
+    /// The options for `store`: SQLite has a single writer, so a single lane.
+    pub fn for_store(store: &Store) -> Self {
+        let options = store.options();
+        GroupCommitOptions {
+            max_batch: options.write_batch_max.max(1),
+            lanes: match store.backend() {
+                Backend::Sqlite => 1,
+                // At least one pooled connection stays for reads.
+                Backend::Postgres => options
+                    .write_lanes
+                    .min(options.max_connections.max(2) as usize - 1)
+                    .max(1),
+            },
+        }
+    }
+
+    /// Queue slots: enough for every lane to fill its next batch twice over. A full queue
+    /// makes further writers wait in [`Writes::run`] (backpressure) rather than pile up
+    /// work in memory; the HTTP connection cap bounds how many can wait.
+    fn queue_capacity(self) -> usize {
+        self.max_batch.saturating_mul(self.lanes).saturating_mul(2)
+    }
+}
+
+/// A write's failure: a database error, or the write's own decision to roll its changes
+/// back while still answering its caller with a value (a hook delivery whose actions were
+/// refused half-way reports "failed" and keeps nothing of them).
+#[derive(Debug)]
+pub enum Undo<R> {
+    /// The database failed the write.
+    Store(StoreError),
+    /// The write rolled itself back; its caller gets this.
+    With(R),
+}
+
+impl<R> From<StoreError> for Undo<R> {
+    fn from(err: StoreError) -> Self {
+        Undo::Store(err)
+    }
+}
+
+impl<R> TransientConflict for Undo<R> {
+    fn is_transient_conflict(&self) -> bool {
+        matches!(self, Undo::Store(err) if err.is_transient_conflict())
+    }
+}
+
+/// What a job's run left behind in the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Succeeded: its changes stay and commit with the batch.
+    Keep,
+    /// Failed: roll its changes back. `conflict`: the database aborted it to break a
+    /// deadlock or serialization conflict, so it may run again.
+    Failed { conflict: bool },
+}
+
+/// A job with its result type erased, as the lanes see it.
+trait Job: Send {
+    /// Runs the job's statements in `tx` and keeps its result for [`Job::answer`].
+    fn run<'t>(&'t mut self, tx: &'t mut LoggedTx) -> BoxFuture<'t, Outcome>;
+    /// Answers the caller: with the kept result, or with `failed`, the error that ended the
+    /// batch before it committed.
+    fn answer(self: Box<Self>, failed: Option<&Arc<StoreError>>);
+}
+
+/// A job as submitted: the operation, its last result, and where to send it.
+struct Typed<T, E, F> {
+    op: F,
+    result: Option<Result<T, E>>,
+    reply: oneshot::Sender<Result<T, E>>,
+}
+
+impl<T, E, F> Job for Typed<T, E, F>
+where
+    T: Send + 'static,
+    E: From<StoreError> + TransientConflict + Send + 'static,
+    F: for<'t> Fn(&'t mut LoggedTx) -> BoxFuture<'t, Result<T, E>> + Send + 'static,
+{
+    fn run<'t>(&'t mut self, tx: &'t mut LoggedTx) -> BoxFuture<'t, Outcome> {
+        Box::pin(async move {
+            let result = (self.op)(tx).await;
+            let outcome = match &result {
+                Ok(_) => Outcome::Keep,
+                Err(err) => Outcome::Failed {
+                    conflict: err.is_transient_conflict(),
+                },
+            };
+            self.result = Some(result);
+            outcome
+        })
+    }
+
+    fn answer(self: Box<Self>, failed: Option<&Arc<StoreError>>) {
+        let result = match (failed, self.result) {
+            (Some(err), _) => Err(E::from(StoreError::Batch(err.clone()))),
+            (None, Some(result)) => result,
+            (None, None) => Err(E::from(StoreError::WriteAbandoned)),
+        };
+        // The caller may have gone (a client that hung up); the write stands regardless.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// A queued job and how often a conflict has sent it back. Dropped, it counts as done
+/// for [`Writes::drain`] (answered or not: a job lost to a panic has its reply dropped,
+/// which its caller reads as [`StoreError::WriteAbandoned`]).
+struct Queued {
+    job: Option<Box<dyn Job>>,
+    conflicts: u32,
+    state: Arc<Shared>,
+}
+
+impl Queued {
+    /// Runs the job (see [`Job::run`]).
+    fn run<'t>(&'t mut self, tx: &'t mut LoggedTx) -> BoxFuture<'t, Outcome> {
+        match self.job.as_mut() {
+            Some(job) => job.run(tx),
+            None => Box::pin(async { Outcome::Failed { conflict: false } }),
+        }
+    }
+
+    /// Answers the caller.
+    fn answer(mut self, failed: Option<&Arc<StoreError>>) {
+        if let Some(job) = self.job.take() {
+            job.answer(failed);
+        }
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.state.done();
+    }
+}
+
+impl Shared {
+    fn done(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+impl Writes {
+    /// Starts the lanes on the current runtime. They run until the process ends; writes
+    /// submitted after [`Store::close`] are answered with the pool's closed error.
+    pub fn start(store: Store, hub: EventHub, options: GroupCommitOptions) -> Self {
+        let (queue, jobs) = flume::bounded(options.queue_capacity().max(1));
+        let state = Arc::new(Shared::default());
+        for _ in 0..options.lanes {
+            let lane = Lane {
+                store: store.clone(),
+                hub: hub.clone(),
+                jobs: jobs.clone(),
+                max_batch: options.max_batch,
+                carry: VecDeque::new(),
+                #[cfg(test)]
+                state: state.clone(),
+            };
+            tokio::spawn(lane.run());
+        }
+        Writes { queue, state }
+    }
+
+    /// Runs `op` in a transaction shared with other writes and returns its result once the
+    /// transaction committed (an `Err` of `op` is returned at once, its changes rolled back).
+    ///
+    /// `op` may run more than once: again, in a later transaction, when the database aborts
+    /// it or its batch to break a conflict; only the last run's changes and result count.
+    /// It must therefore not act outside the transaction. It must not wait for anything
+    /// slow either (a plugin call, another HTTP request): the lane waits with it.
+    pub async fn run<T, E, F>(&self, op: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + TransientConflict + Send + 'static,
+        F: for<'t> Fn(&'t mut LoggedTx) -> BoxFuture<'t, Result<T, E>> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Typed {
+            op,
+            result: None,
+            reply,
+        };
+        self.state.in_flight.fetch_add(1, Ordering::AcqRel);
+        let queued = Queued {
+            job: Some(Box::new(job)),
+            conflicts: 0,
+            state: self.state.clone(),
+        };
+        if let Err(flume::SendError(queued)) = self.queue.send_async(queued).await {
+            queued.answer(Some(&Arc::new(StoreError::Sqlx(sqlx::Error::PoolClosed))));
+        }
+        // A dropped reply means the job was lost to a panic in its own code.
+        answer
+            .await
+            .unwrap_or_else(|_| Err(E::from(StoreError::WriteAbandoned)))
+    }
+
+    /// Completes once every submitted write has been answered: shutdown calls it after the
+    /// server stopped taking requests and before it closes the database.
+    pub async fn drain(&self) {
+        loop {
+            let idle = self.state.idle.notified();
+            if self.state.in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+/// One lane: a task that runs batches one after another on one connection at a time.
+struct Lane {
+    store: Store,
+    hub: EventHub,
+    jobs: flume::Receiver<Queued>,
+    max_batch: usize,
+    /// Jobs for the next batch before any new ones: those a conflict sent back.
+    carry: VecDeque<Queued>,
+    #[cfg(test)]
+    state: Arc<Shared>,
+}
+
+impl Lane {
+    async fn run(mut self) {
+        loop {
+            if self.carry.is_empty() {
+                match self.jobs.recv_async().await {
+                    Ok(job) => self.carry.push_back(job),
+                    // Every handle is gone: the process is ending.
+                    Err(flume::RecvError::Disconnected) => return,
+                }
+            }
+            // A panic outside the jobs' own code (caught per job inside) would otherwise
+            // end the lane and leave every later write waiting; the batch's jobs are lost
+            // (their callers get an error) but the lane goes on.
+            if AssertUnwindSafe(self.batch()).catch_unwind().await.is_err() {
+                tracing::error!("a write batch panicked; its writes were abandoned");
+            }
+        }
+    }
+
+    /// The next job of this batch: a carried one first, else whatever is queued now.
+    fn next_job(&mut self) -> Option<Queued> {
+        self.carry.pop_front().or_else(|| self.jobs.try_recv().ok())
+    }
+
+    /// Runs one batch: begin, the jobs behind savepoints, the events, commit, answers.
+    /// Boxed as `Send` here, where the compiler can still name the borrows' lifetimes
+    /// (checked only at `tokio::spawn`, it cannot prove sqlx's executors `Send` for all).
+    fn batch(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(self.batch_inner())
+    }
+
+    async fn batch_inner(&mut self) {
+        // Begun on the first job's turn, and again after a failed first job rolled back.
+        let mut open: Option<LoggedTx> = None;
+        let mut kept: Vec<Queued> = Vec::new();
+        let mut rerun: Vec<Queued> = Vec::new();
+        let mut taken = 0;
+        while taken < self.max_batch {
+            let Some(mut job) = self.next_job() else {
+                break;
+            };
+            taken += 1;
+            let tx = match open.as_mut() {
+                // Later jobs run behind a savepoint; the first needs none: should it fail,
+                // the whole transaction, which holds nothing else, rolls back instead.
+                Some(tx) => match tx.savepoint().await {
+                    Ok(()) => tx,
+                    Err(err) => {
+                        self.carry.extend(rerun);
+                        return self.fail(kept, Some(job), err);
+                    }
+                },
+                None => match LoggedTx::begin(&self.store, &self.hub).await {
+                    Ok(tx) => open.insert(tx),
+                    Err(err) => {
+                        // Out of reach or closed: every job waiting now gets the error,
+                        // rather than each of them waiting for its own turn at it.
+                        self.carry.extend(rerun);
+                        let err = Arc::new(err);
+                        for job in kept.into_iter().chain([job]) {
+                            job.answer(Some(&err));
+                        }
+                        while let Some(job) = self.next_job() {
+                            job.answer(Some(&err));
+                        }
+                        return;
+                    }
+                },
+            };
+            let mark = tx.pending_len();
+            let outcome = AssertUnwindSafe(job.run(tx)).catch_unwind().await;
+            match outcome {
+                Ok(Outcome::Keep) => kept.push(job),
+                Ok(Outcome::Failed { conflict }) => {
+                    tx.truncate_pending(mark);
+                    let undone = if kept.is_empty() {
+                        match open.take() {
+                            Some(tx) => tx.rollback().await,
+                            None => Ok(()),
+                        }
+                    } else {
+                        tx.rollback_to_savepoint().await
+                    };
+                    if conflict && job.conflicts < CONFLICT_RETRIES {
+                        // After this batch commits, the locks it waited for are free.
+                        job.conflicts += 1;
+                        metrics::counter!("posbridge_transaction_retries_total").increment(1);
+                        rerun.push(job);
+                    } else {
+                        job.answer(None);
+                    }
+                    if let Err(err) = undone {
+                        self.carry.extend(rerun);
+                        return self.fail(kept, None, err);
+                    }
+                }
+                Err(_) => {
+                    // A bug in the job's own code: its caller gets an error (its reply is
+                    // dropped with it), and since the connection may be mid-statement the
+                    // transaction goes; the others run again in the next batch.
+                    tracing::error!("a write panicked; its batch runs again without it");
+                    drop(job);
+                    drop(open);
+                    for job in kept.into_iter().rev() {
+                        self.carry.push_front(job);
+                    }
+                    self.carry.extend(rerun);
+                    return;
+                }
+            }
+        }
+        metrics::histogram!("posbridge_write_batch_jobs").record(taken as f64);
+        #[cfg(test)]
+        {
+            self.state.batches.fetch_add(1, Ordering::Relaxed);
+            self.state
+                .batched_jobs
+                .fetch_add(taken as u64, Ordering::Relaxed);
+        }
+        let Some(tx) = open.filter(|_| !kept.is_empty()) else {
+            // Nothing to commit: every job failed (and rolled back).
+            self.carry.extend(rerun);
+            return;
+        };
+        match tx.commit().await {
+            Ok(()) => {
+                for job in kept {
+                    job.answer(None);
+                }
+            }
+            Err(err) if err.is_transient_conflict() => {
+                // The commit step itself was the deadlock victim: nothing of the batch was
+                // written. Every job runs again, first in the next batch.
+                metrics::counter!("posbridge_transaction_retries_total").increment(1);
+                let err = Arc::new(err);
+                for mut job in kept.into_iter().rev() {
+                    if job.conflicts < CONFLICT_RETRIES {
+                        job.conflicts += 1;
+                        self.carry.push_front(job);
+                    } else {
+                        job.answer(Some(&err));
+                    }
+                }
+            }
+            Err(err) => {
+                let err = Arc::new(err);
+                for job in kept {
+                    job.answer(Some(&err));
+                }
+            }
+        }
+        self.carry.extend(rerun);
+    }
+
+    /// Ends a batch that could not go on: every kept job (and `current`) gets `err`.
+    fn fail(&mut self, kept: Vec<Queued>, current: Option<Queued>, err: StoreError) {
+        let err = Arc::new(err);
+        for job in kept.into_iter().chain(current) {
+            job.answer(Some(&err));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+
+    use super::*;
+    use crate::events::HubOptions;
+    use crate::store::StoreOptions;
+
+    #[test]
+    fn queue_capacity_covers_two_batches_per_lane() {
+        let options = GroupCommitOptions {
+            max_batch: 64,
+            lanes: 4,
+        };
+        assert_eq!(options.queue_capacity(), 512);
+    }
+
+    /// A fresh SQLite store with a table `t (v)` and the group commit over it.
+    async fn writes(max_batch: usize) -> (Store, Writes, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("posbridge-batch-{}", crate::store::new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("t.db").display());
+        let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
+        sqlx::query("CREATE TABLE t (v INTEGER PRIMARY KEY)")
+            .execute(store.writer())
+            .await
+            .unwrap();
+        let hub = EventHub::new(HubOptions::default());
+        let options = GroupCommitOptions {
+            max_batch,
+            lanes: 1,
+        };
+        (store.clone(), Writes::start(store, hub, options), dir)
+    }
+
+    async fn values(store: &Store) -> Vec<i64> {
+        sqlx::query_scalar("SELECT v FROM t ORDER BY v")
+            .fetch_all(store.reader())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_rolls_back_alone_and_its_neighbours_commit() {
+        let (store, writes, dir) = writes(64).await;
+        let runs = (0..40i64).map(|v| {
+            let writes = writes.clone();
+            async move {
+                writes
+                    .run(move |tx| {
+                        Box::pin(async move {
+                            sqlx::query("INSERT INTO t (v) VALUES ($1)")
+                                .bind(v)
+                                .execute(tx.conn())
+                                .await?;
+                            // Even writes fail after their insert: it must not survive.
+                            if v % 2 == 0 {
+                                return Err(StoreError::WriteAbandoned);
+                            }
+                            Ok(v)
+                        })
+                    })
+                    .await
+            }
+        });
+        let results = futures_util::future::join_all(runs).await;
+        for (v, result) in results.iter().enumerate() {
+            assert_eq!(result.is_ok(), v % 2 == 1, "write {v}: {result:?}");
+        }
+        let odd: Vec<i64> = (0..40).filter(|v| v % 2 == 1).collect();
+        assert_eq!(values(&store).await, odd);
+        writes.drain().await;
+        store.close().await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// An error that says "conflict" on the first run of each write.
+    #[derive(Debug)]
+    struct FirstRunConflicts(bool);
+
+    impl From<StoreError> for FirstRunConflicts {
+        fn from(_: StoreError) -> Self {
+            FirstRunConflicts(false)
+        }
+    }
+
+    impl TransientConflict for FirstRunConflicts {
+        fn is_transient_conflict(&self) -> bool {
+            self.0
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_aborted_by_a_conflict_runs_again_and_commits_once() {
+        let (store, writes, dir) = writes(64).await;
+        let runs = Arc::new(AtomicU32::new(0));
+        let counted = runs.clone();
+        let result = writes
+            .run(move |tx| {
+                let runs = counted.clone();
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO t (v) VALUES (7)")
+                        .execute(tx.conn())
+                        .await
+                        .map_err(|_| FirstRunConflicts(false))?;
+                    if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                        return Err(FirstRunConflicts(true));
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(values(&store).await, vec![7]);
+        store.close().await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_panicking_write_fails_alone_and_the_lane_goes_on() {
+        let (store, writes, dir) = writes(64).await;
+        let panicked: Result<(), StoreError> = writes
+            .run(|_tx| Box::pin(async { panic!("a bug in a write") }))
+            .await;
+        assert!(matches!(panicked, Err(StoreError::WriteAbandoned)));
+        let after: Result<(), StoreError> = writes
+            .run(|tx| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO t (v) VALUES (1)")
+                        .execute(tx.conn())
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await;
+        assert!(after.is_ok(), "{after:?}");
+        assert_eq!(values(&store).await, vec![1]);
+        writes.drain().await;
+        store.close().await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_never_exceed_their_maximum() {
+        let (store, writes, dir) = writes(3).await;
+        let runs = (0..30i64).map(|v| {
+            let writes = writes.clone();
+            async move {
+                writes
+                    .run(move |tx| {
+                        Box::pin(async move {
+                            sqlx::query("INSERT INTO t (v) VALUES ($1)")
+                                .bind(v)
+                                .execute(tx.conn())
+                                .await?;
+                            Ok::<_, StoreError>(())
+                        })
+                    })
+                    .await
+            }
+        });
+        for result in futures_util::future::join_all(runs).await {
+            result.unwrap();
+        }
+        assert_eq!(values(&store).await.len(), 30);
+        let jobs = writes.state.batched_jobs.load(Ordering::Relaxed);
+        let batches = writes.state.batches.load(Ordering::Relaxed);
+        assert_eq!(jobs, 30);
+        assert!(batches >= 10, "30 writes in {batches} batches of at most 3");
+        store.close().await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
