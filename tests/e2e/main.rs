@@ -33,6 +33,8 @@ mod lifecycle;
 mod loyalty;
 mod nginx;
 mod orders;
+mod plugin_runner;
+mod plugin_signing;
 mod plugins;
 mod providers;
 mod providers_local;
