@@ -63,9 +63,10 @@ pub(crate) struct Test {
     /// `seq` and `at` optional).
     #[arg(long, value_name = "EVENT_FILE")]
     event: Option<PathBuf>,
-    /// Hook: the binding's configuration, a JSON file (default `{}`).
+    /// Hook: the binding's configuration, a JSON file (default `{}`). Not `--config`: that
+    /// is the global settings file.
     #[arg(long, value_name = "CONFIG_FILE", requires = "event")]
-    config: Option<PathBuf>,
+    hook_config: Option<PathBuf>,
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -89,9 +90,12 @@ fn create(path: &Path, text: &str, secret: bool) -> anyhow::Result<()> {
     }
     #[cfg(not(unix))]
     let _ = secret;
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {} (an existing key is never overwritten)", path.display()))?;
+    let mut file = options.open(path).with_context(|| {
+        format!(
+            "creating {} (an existing key is never overwritten)",
+            path.display()
+        )
+    })?;
     file.write_all(text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
 }
@@ -101,9 +105,15 @@ pub(crate) fn keygen(args: Keygen) -> anyhow::Result<()> {
     rand::Rng::fill(&mut rand::rng(), &mut seed);
     let key = SigningKey::from_bytes(&seed);
     let public = key.verifying_key().to_bytes();
-    let (secret_path, public_path) = (with_suffix(&args.out, ".key"), with_suffix(&args.out, ".pub"));
+    let (secret_path, public_path) = (
+        with_suffix(&args.out, ".key"),
+        with_suffix(&args.out, ".pub"),
+    );
     if public_path.exists() {
-        anyhow::bail!("{} already exists; choose another --out", public_path.display());
+        anyhow::bail!(
+            "{} already exists; choose another --out",
+            public_path.display()
+        );
     }
     create(
         &secret_path,
@@ -113,7 +123,11 @@ pub(crate) fn keygen(args: Keygen) -> anyhow::Result<()> {
         ),
         true,
     )?;
-    create(&public_path, &format!("{}\n", signing::encode_key(&public)), false)?;
+    create(
+        &public_path,
+        &format!("{}\n", signing::encode_key(&public)),
+        false,
+    )?;
     println!(
         "wrote {} (secret) and {} (public)\nkey id: {}\npublic key: {}\ntrust it on a host: PUT /admin/plugin-signers {{\"name\": \"…\", \"public_key\": \"{}\"}}",
         secret_path.display(),
@@ -195,7 +209,7 @@ pub(crate) async fn test(args: Test, options: PluginOptions) -> anyhow::Result<(
     } else if let Some(event_file) = &args.event {
         let event: EventFile = serde_json::from_slice(&read(event_file)?)
             .with_context(|| format!("event file {}", event_file.display()))?;
-        let config = match &args.config {
+        let config = match &args.hook_config {
             Some(path) => {
                 let text = String::from_utf8(read(path)?)
                     .with_context(|| format!("{} is not UTF-8", path.display()))?;

@@ -34,8 +34,8 @@ mod executor;
 pub mod logs;
 pub mod outbound;
 mod registry;
-mod runtime;
 pub mod runner;
+mod runtime;
 mod sandbox;
 mod signers;
 pub mod signing;
@@ -52,11 +52,11 @@ pub use error::{AdminError, CallError, InstallError, StartError};
 pub use executor::{default_guest_threads, GUEST_NICE};
 pub use logs::{LogLine, PluginLogView};
 pub use registry::Signer;
-pub use runner::{Fixtures, RunnerError, TestInput, TestRun};
-pub use signers::TrustedSigner;
 pub use registry::{PluginState, StatsView, VersionSummary};
+pub use runner::{Fixtures, RunnerError, TestInput, TestRun};
 pub use runtime::{CallContext, Plugins};
 pub use sandbox::CallLimits;
+pub use signers::TrustedSigner;
 
 use outbound::OutboundOptions;
 

@@ -52,7 +52,9 @@ impl From<AdminError> for ApiError {
             AdminError::InvalidLimits(_) => ApiError::unprocessable("invalid_limits", message),
             AdminError::InvalidSigner(_) => ApiError::unprocessable("invalid_signer", message),
             AdminError::SignerNotFound(_) => ApiError::not_found("signer_not_found", message),
-            AdminError::SignerKeyTrusted { .. } => ApiError::conflict("signer_key_trusted", message),
+            AdminError::SignerKeyTrusted { .. } => {
+                ApiError::conflict("signer_key_trusted", message)
+            }
             AdminError::Store(e) => e.into(),
         }
     }
@@ -195,10 +197,7 @@ struct SignerList {
     signers: Vec<TrustedSigner>,
 }
 
-async fn list_signers(
-    State(app): State<AppState>,
-    _op: Operator,
-) -> ApiResult<Json<SignerList>> {
+async fn list_signers(State(app): State<AppState>, _op: Operator) -> ApiResult<Json<SignerList>> {
     Ok(Json(SignerList {
         signers: app.plugins.signers().await?,
     }))

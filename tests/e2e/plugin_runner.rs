@@ -48,7 +48,10 @@ fn json_of(out: &Output) -> Value {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
     );
-    assert!(out.status.success(), "plugin test failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "plugin test failed:\n{stdout}\n{stderr}"
+    );
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
@@ -59,7 +62,10 @@ async fn plugin_test_syncs_square_over_recorded_pages() {
     assert_eq!(result["plugin"], "square");
     assert_eq!(result["pages"], 2, "{result}");
     let txs = result["transactions"].as_array().unwrap();
-    let ids: Vec<&str> = txs.iter().map(|t| t["external_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = txs
+        .iter()
+        .map(|t| t["external_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["PAY-A1", "PAY-A2", "PAY-A3"], "{result}");
     assert_eq!(txs[0]["total"], 2800);
     assert_eq!(txs[0]["tip"], 300);
@@ -69,8 +75,10 @@ async fn plugin_test_syncs_square_over_recorded_pages() {
     // What the plugin logged comes back with the output.
     let logs = result["logs"].as_array().unwrap();
     assert!(
-        logs.iter()
-            .any(|l| l["message"].as_str().unwrap().contains("fetched 2 Square payments")),
+        logs.iter().any(|l| l["message"]
+            .as_str()
+            .unwrap()
+            .contains("fetched 2 Square payments")),
         "{result}"
     );
 }
@@ -84,6 +92,7 @@ async fn plugin_test_logs_in_to_toast_then_syncs() {
     let txs = result["transactions"].as_array().unwrap();
     assert_eq!(txs.len(), 2, "{result}");
     assert_eq!(txs[0]["total"], 2460, "{result}");
+    assert_eq!(txs[1]["total"], 918, "{result}");
     assert_eq!(txs[0]["tax"], 160);
     assert_eq!(txs[0]["tip"], 300);
     assert!(
@@ -91,7 +100,10 @@ async fn plugin_test_logs_in_to_toast_then_syncs() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|l| l["message"].as_str().unwrap().contains("logged in to Toast")),
+            .any(|l| l["message"]
+                .as_str()
+                .unwrap()
+                .contains("logged in to Toast")),
         "{result}"
     );
 }
@@ -134,7 +146,10 @@ async fn plugin_test_parses_a_signed_square_webhook() {
     let refused = plugin_test(&bad).await;
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("refused the delivery's signature"), "{stderr}");
+    assert!(
+        stderr.contains("refused the delivery's signature"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -165,7 +180,7 @@ async fn plugin_test_runs_a_hook_on_an_event_under_the_hosts_limits() {
             &hook,
             "--event",
             &fixture("hook-event.json"),
-            "--config",
+            "--hook-config",
             &fixture("hook-config.json"),
         ])
         .await,
@@ -185,7 +200,7 @@ async fn plugin_test_runs_a_hook_on_an_event_under_the_hosts_limits() {
         &hook,
         "--event",
         &fixture("hook-event.json"),
-        "--config",
+        "--hook-config",
         &fixture("hook-spin.json"),
     ])
     .await;

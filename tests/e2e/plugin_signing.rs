@@ -40,9 +40,10 @@ async fn keygen(srv: &TestServer, name: &str) -> (PathBuf, String) {
 
 /// A copy of test component `component`, signed with `key` by `plugin sign`.
 async fn signed(srv: &TestServer, component: &str, key: &Path) -> Vec<u8> {
-    let file = srv
-        .dir()
-        .join(format!("{component}-{}.wasm", posbridge_harness::random_suffix(6)));
+    let file = srv.dir().join(format!(
+        "{component}-{}.wasm",
+        posbridge_harness::random_suffix(6)
+    ));
     std::fs::write(&file, wasm(component)).unwrap();
     let out = srv
         .cli(&[
@@ -126,17 +127,18 @@ async fn required_signatures_refuse_unsigned_untrusted_and_tampered_plugins(back
     let listed = admin.get("/admin/plugin-signers").await.expect(200).clone();
     assert_eq!(listed["signers"].as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed["signers"][0]["key_id"], key_id.as_str());
-    admin
-        .get("/admin/plugin-signers/acme")
-        .await
-        .expect(200);
+    admin.get("/admin/plugin-signers/acme").await.expect(200);
 
     // Signed by the trusted key: accepted, and the signer is shown.
     let installed = upload(&srv, v1).await;
     let status = installed.expect(201).clone();
     assert_eq!(status["signer"], json!({"key_id": key_id, "name": "acme"}));
     assert_eq!(status["versions"][0]["signer"]["name"], "acme");
-    let shown = admin.get("/admin/plugins/test-swap").await.expect(200).clone();
+    let shown = admin
+        .get("/admin/plugins/test-swap")
+        .await
+        .expect(200)
+        .clone();
     assert_eq!(shown["signer"]["name"], "acme");
 
     // Tampered after signing: one byte in the middle of the component changed.
@@ -150,15 +152,16 @@ async fn required_signatures_refuse_unsigned_untrusted_and_tampered_plugins(back
         "{}",
         tampered.text
     );
-    let after = admin.get("/admin/plugins/test-swap").await.expect(200).clone();
+    let after = admin
+        .get("/admin/plugins/test-swap")
+        .await
+        .expect(200)
+        .clone();
     assert_eq!(after["active_version"], "1.0.0", "{after}");
     assert_eq!(after["versions"].as_array().unwrap().len(), 1);
 
     // No longer trusted: later uploads are refused, what it signed keeps its signer.
-    admin
-        .delete("/admin/plugin-signers/acme")
-        .await
-        .expect(204);
+    admin.delete("/admin/plugin-signers/acme").await.expect(204);
     admin
         .delete("/admin/plugin-signers/acme")
         .await
@@ -167,7 +170,11 @@ async fn required_signatures_refuse_unsigned_untrusted_and_tampered_plugins(back
     upload(&srv, v2)
         .await
         .expect_error(422, "plugin_signer_untrusted");
-    let kept = admin.get("/admin/plugins/test-swap").await.expect(200).clone();
+    let kept = admin
+        .get("/admin/plugins/test-swap")
+        .await
+        .expect(200)
+        .clone();
     assert_eq!(kept["signer"]["name"], "acme");
 }
 
@@ -202,7 +209,9 @@ async fn plugin_logs_are_kept_per_plugin_for_operators(backend: Backend) {
     let srv = crate::start_with(backend, &["--plugin-log-rate-per-sec", "1"]).await;
     let keys = srv.setup_tenant("bistro").await;
     let manager = srv.manager(&keys);
-    crate::install_plugin(&srv, "test_swap_v1").await.expect(201);
+    crate::install_plugin(&srv, "test_swap_v1")
+        .await
+        .expect(201);
 
     let empty = srv
         .admin()
@@ -241,7 +250,10 @@ async fn plugin_logs_are_kept_per_plugin_for_operators(backend: Backend) {
     let dropped = logs["dropped"].as_u64().unwrap();
     assert!(!lines.is_empty(), "{logs}");
     assert_eq!(lines.len() as u64 + dropped, calls, "{logs}");
-    assert!(dropped >= 1, "a 1/s limit let {calls} quick lines through: {logs}");
+    assert!(
+        dropped >= 1,
+        "a 1/s limit let {calls} quick lines through: {logs}"
+    );
     let first = &lines[0];
     assert_eq!(first["message"], "v1: validate loc-0", "{logs}");
     assert_eq!(first["level"], "info");

@@ -152,7 +152,12 @@ mod tests {
             assert!(logs.record("a", line(&format!("a{i}"))));
         }
         assert!(logs.record("b", line("b0")));
-        let a: Vec<String> = logs.view("a").lines.into_iter().map(|l| l.message).collect();
+        let a: Vec<String> = logs
+            .view("a")
+            .lines
+            .into_iter()
+            .map(|l| l.message)
+            .collect();
         assert_eq!(a, ["a2", "a3", "a4"]);
         assert_eq!(logs.view("b").lines.len(), 1);
         assert!(logs.view("c").lines.is_empty());
@@ -161,7 +166,9 @@ mod tests {
     #[test]
     fn a_chatty_plugin_is_cut_off_at_its_rate_and_others_are_not() {
         let logs = PluginLogs::new(1000, 10);
-        let admitted = (0..500).filter(|i| logs.record("chatty", line(&i.to_string()))).count();
+        let admitted = (0..500)
+            .filter(|i| logs.record("chatty", line(&i.to_string())))
+            .count();
         // The burst is the rate; the test runs well within a second or two.
         assert!((10..=40).contains(&admitted), "{admitted} admitted");
         let view = logs.view("chatty");

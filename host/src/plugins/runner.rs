@@ -50,9 +50,9 @@ pub enum RunnerError {
     Call(#[from] CallError),
     /// The plugin asked for HTTP the fixtures do not record.
     #[error(
-        "the plugin made requests no fixture answers:\n  {}\nrecorded: {}",
+        "the plugin made requests no fixture answers:\n  {}\nrecorded:\n  {}",
         unmatched.join("\n  "),
-        if recorded.is_empty() { "(none)".to_owned() } else { recorded.join(", ") }
+        if recorded.is_empty() { "(none)".to_owned() } else { recorded.join("\n  ") }
     )]
     Unmatched {
         /// `METHOD url` of each unanswered request.
@@ -179,9 +179,8 @@ impl Fixtures {
     fn recorded(&self) -> Result<RecordedHttp, String> {
         let mut exchanges = Vec::with_capacity(self.exchanges.len());
         for (i, x) in self.exchanges.iter().enumerate() {
-            let method = Method::parse(&x.request.method).ok_or_else(|| {
-                format!("exchanges[{i}]: unknown method {:?}", x.request.method)
-            })?;
+            let method = Method::parse(&x.request.method)
+                .ok_or_else(|| format!("exchanges[{i}]: unknown method {:?}", x.request.method))?;
             let mut headers: Vec<(String, String)> = x
                 .response
                 .headers
@@ -318,22 +317,51 @@ pub async fn run(
     scope.logs = Some(logs.clone());
     scope.tenant_id = "test".into();
 
-    let output = match (input, &loaded) {
+    let output = produce(&engine, &guests, &scope, &loaded, fixtures, input).await;
+    // Unanswered requests first: they are usually why the plugin then failed.
+    let unmatched = lock(&recorded.unmatched).clone();
+    if !unmatched.is_empty() {
+        return Err(RunnerError::Unmatched {
+            unmatched,
+            recorded: recorded
+                .exchanges
+                .iter()
+                .map(|(m, u, _)| format!("{} {u}", m.as_str()))
+                .collect(),
+        });
+    }
+    Ok(TestRun {
+        logs: logs.view(&manifest.id).lines,
+        manifest,
+        output: output?,
+    })
+}
+
+/// Calls the functions `input` asks for and shapes what they return as JSON.
+async fn produce(
+    engine: &PluginEngine,
+    guests: &GuestExecutor,
+    scope: &CallScope,
+    loaded: &LoadedComponent,
+    fixtures: &Fixtures,
+    input: TestInput,
+) -> Result<serde_json::Value, RunnerError> {
+    Ok(match (input, loaded) {
         (TestInput::Sync, LoadedComponent::Provider(_)) => {
             let window = fixtures.sync.clone().ok_or_else(|| {
                 RunnerError::Usage(
                     "a sync needs a window: add \"sync\": {\"start\": ..., \"end\": ...} (RFC 3339) to the fixtures".into(),
                 )
             })?;
-            sync(&engine, &guests, &scope, &loaded, fixtures.connection(), window).await?
+            sync(engine, guests, scope, loaded, fixtures.connection(), window).await?
         }
         (TestInput::Webhook { webhook, key }, LoadedComponent::Provider(_)) => {
             if let Some(key) = key {
                 let (w, k) = (webhook.clone(), key.clone());
-                let verified = call(&engine, &guests, &scope, &loaded, move |loaded, store| {
+                let verified = call(engine, guests, scope, loaded, move |loaded, store| {
                     Box::pin(async move {
                         let LoadedComponent::Provider(p) = loaded else {
-                            unreachable_kind()?
+                            return Err(other_kind());
                         };
                         p.verify_webhook(store, &w, &k).await
                     })
@@ -345,10 +373,10 @@ pub async fn run(
                     ));
                 }
             }
-            let event = call(&engine, &guests, &scope, &loaded, move |loaded, store| {
+            let event = call(engine, guests, scope, loaded, move |loaded, store| {
                 Box::pin(async move {
                     let LoadedComponent::Provider(p) = loaded else {
-                        unreachable_kind()?
+                        return Err(other_kind());
                     };
                     p.parse_webhook(store, &webhook).await
                 })
@@ -362,10 +390,10 @@ pub async fn run(
             })
         }
         (TestInput::Event { event, config }, LoadedComponent::Hook(_)) => {
-            let actions = call(&engine, &guests, &scope, &loaded, move |loaded, store| {
+            let actions = call(engine, guests, scope, loaded, move |loaded, store| {
                 Box::pin(async move {
                     let LoadedComponent::Hook(h) = loaded else {
-                        unreachable_kind()?
+                        return Err(other_kind());
                     };
                     h.on_event(store, &event, &config).await
                 })
@@ -381,25 +409,9 @@ pub async fn run(
         }
         (_, LoadedComponent::Hook(_)) => {
             return Err(RunnerError::Usage(
-                "this component is a hook: give --event (and --config)".into(),
+                "this component is a hook: give --event (and --hook-config)".into(),
             ))
         }
-    };
-    let unmatched = lock(&recorded.unmatched).clone();
-    if !unmatched.is_empty() {
-        return Err(RunnerError::Unmatched {
-            unmatched,
-            recorded: recorded
-                .exchanges
-                .iter()
-                .map(|(m, u, _)| format!("{} {u}", m.as_str()))
-                .collect(),
-        });
-    }
-    Ok(TestRun {
-        logs: logs.view(&manifest.id).lines,
-        manifest,
-        output,
     })
 }
 
@@ -423,8 +435,8 @@ fn action_json(action: &HookAction) -> serde_json::Value {
 
 /// `run` matches the input to the component's kind before calling, so the other kind never
 /// reaches a call; this turns it into an error rather than a panic all the same.
-fn unreachable_kind() -> wasmtime::Result<std::convert::Infallible> {
-    Err(wasmtime::Error::msg("component of the other kind"))
+fn other_kind() -> wasmtime::Error {
+    wasmtime::Error::msg("component of the other kind")
 }
 
 async fn sync(
@@ -448,7 +460,7 @@ async fn sync(
         let page = call(engine, guests, scope, loaded, move |loaded, store| {
             Box::pin(async move {
                 let LoadedComponent::Provider(p) = loaded else {
-                    unreachable_kind()?
+                    return Err(other_kind());
                 };
                 p.fetch_transactions(store, &conn, &request).await
             })
@@ -497,7 +509,11 @@ async fn call<T: Send + 'static>(
         match outcome {
             Ok(Ok(v)) => Ok(v),
             Err(_) => Err(CallError::Timeout(id)),
-            Ok(Err(err)) => Err(super::runtime::classify_with_stderr(&err, store.data(), &id)),
+            Ok(Err(err)) => Err(super::runtime::classify_with_stderr(
+                &err,
+                store.data(),
+                &id,
+            )),
         }
     };
     guests

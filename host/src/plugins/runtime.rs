@@ -434,7 +434,11 @@ fn classify(err: &wasmtime::Error, sandbox: &Sandbox, id: &str) -> CallError {
 
 /// [`classify`], with the guest's stderr in a trap's message: for calls an operator or
 /// developer runs by hand (`plugin check`, `plugin test`), where it is theirs to read.
-pub(super) fn classify_with_stderr(err: &wasmtime::Error, sandbox: &Sandbox, id: &str) -> CallError {
+pub(super) fn classify_with_stderr(
+    err: &wasmtime::Error,
+    sandbox: &Sandbox,
+    id: &str,
+) -> CallError {
     match classify(err, sandbox, id) {
         CallError::Trapped { id, message } => {
             let tail = sandbox.stderr_tail();

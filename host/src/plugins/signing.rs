@@ -115,7 +115,9 @@ pub fn sign(wasm: &[u8], key: &SigningKey) -> Vec<u8> {
 pub fn verify(wasm: &[u8], found: &Embedded) -> Result<(), SignatureError> {
     let key = VerifyingKey::from_bytes(&found.public_key).map_err(|_| SignatureError::BadKey)?;
     let signature = Signature::from_bytes(&found.signature);
-    let unsigned = wasm.get(..found.signed_len).ok_or(SignatureError::Mismatch)?;
+    let unsigned = wasm
+        .get(..found.signed_len)
+        .ok_or(SignatureError::Mismatch)?;
     key.verify(&message(unsigned), &signature)
         .map_err(|_| SignatureError::Mismatch)
 }
@@ -221,7 +223,10 @@ mod tests {
         let secret = format!("# a comment\n{}\n", encode_key(&k.to_bytes()));
         assert_eq!(parse_secret_key(&secret).unwrap().to_bytes(), k.to_bytes());
         let public = encode_key(k.verifying_key().as_bytes());
-        assert_eq!(&parse_public_key(&public).unwrap(), k.verifying_key().as_bytes());
+        assert_eq!(
+            &parse_public_key(&public).unwrap(),
+            k.verifying_key().as_bytes()
+        );
         assert_eq!(parse_public_key("hello"), Err(KeyError::Malformed));
         assert_eq!(parse_public_key(""), Err(KeyError::Malformed));
     }
