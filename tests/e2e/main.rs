@@ -37,6 +37,7 @@ mod plugin_runner;
 mod plugin_signing;
 mod plugins;
 mod providers;
+mod providers_clover;
 mod providers_local;
 mod providers_toast;
 mod providers_webhooks;
