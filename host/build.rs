@@ -2,6 +2,15 @@
 //! so `cargo run -- serve` serves them with no extra step. Test guests (under
 //! `plugins/testing/`) are built too and their directory is exported to the tests as
 //! `POSBRIDGE_WASM_DIR`.
+//!
+//! Bundled plugins are signed with the build key (`POSBRIDGE_BUILD_SIGNING_KEY`, a key file
+//! as `posbridge plugin keygen` writes it; default the committed development key
+//! `host/keys/dev-build-signing.key`), and that key's public half is compiled in, so the host
+//! trusts exactly the key its bundled plugins were signed with.
+
+#[allow(dead_code)]
+#[path = "src/plugins/signing.rs"]
+mod signing;
 
 use std::env;
 use std::fmt::Write as _;
@@ -28,6 +37,15 @@ fn main() {
         workspace.join("migrations").display()
     );
     println!("cargo:rerun-if-env-changed=POSBRIDGE_GUEST_CARGO_ARGS");
+    println!("cargo:rerun-if-env-changed=POSBRIDGE_BUILD_SIGNING_KEY");
+    let key_file = env::var_os("POSBRIDGE_BUILD_SIGNING_KEY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir.join("keys/dev-build-signing.key"));
+    println!("cargo:rerun-if-changed={}", key_file.display());
+    let key_text = std::fs::read_to_string(&key_file)
+        .unwrap_or_else(|e| panic!("reading the build signing key {}: {e}", key_file.display()));
+    let build_key = signing::parse_secret_key(&key_text)
+        .unwrap_or_else(|e| panic!("build signing key {}: {e}", key_file.display()));
 
     let members = guest_members(&plugins);
     let wasm_dir = if members.is_empty() {
@@ -37,16 +55,24 @@ fn main() {
         build_guests(&plugins, &out_dir)
     };
 
-    let mut generated = String::from("/// (file name, component bytes) of every bundled plugin.\npub static COMPONENTS: &[(&str, &[u8])] = &[\n");
+    let signed_dir = out_dir.join("signed-plugins");
+    std::fs::create_dir_all(&signed_dir).expect("create the signed plugins directory");
+    let mut generated = format!(
+        "/// Public half of the key the bundled plugins were signed with.\npub static BUILD_KEY: [u8; 32] = {:?};\n",
+        build_key.verifying_key().to_bytes()
+    );
+    generated.push_str("/// (file name, component bytes) of every bundled plugin, signed with [`BUILD_KEY`].\npub static COMPONENTS: &[(&str, &[u8])] = &[\n");
     for (path, crate_name) in &members {
         let bundled = !path.starts_with("testing/") && path != "sdk";
         if !bundled {
             continue;
         }
         let file = wasm_dir.join(format!("{}.wasm", crate_name.replace('-', "_")));
-        if !file.exists() {
-            panic!("guest {crate_name} built but {} is missing", file.display());
-        }
+        let wasm = std::fs::read(&file)
+            .unwrap_or_else(|e| panic!("guest {crate_name} built but {}: {e}", file.display()));
+        let file = signed_dir.join(file.file_name().expect("a .wasm file name"));
+        std::fs::write(&file, signing::sign(&wasm, &build_key))
+            .unwrap_or_else(|e| panic!("writing {}: {e}", file.display()));
         writeln!(
             generated,
             "    ({:?}, include_bytes!({:?})),",

@@ -17,6 +17,7 @@ use posbridge::tenancy::lifecycle::TenantUpdate;
 use posbridge::tenancy::{NewTenant, Tenants};
 
 mod plugin_commands;
+mod plugin_tools;
 mod scaffold;
 
 use plugin_commands::{run_plugin_command, PluginCommand};

@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 use posbridge::plugins::{PluginOptions, Plugins};
 
-use crate::{open, open_scratch, print_json, scaffold};
+use crate::{open, open_scratch, plugin_tools, print_json, scaffold};
 
 #[derive(Subcommand)]
 pub(crate) enum PluginCommand {
@@ -45,6 +45,16 @@ pub(crate) enum PluginCommand {
         #[arg(long)]
         sdk_path: Option<std::path::PathBuf>,
     },
+    /// Write a new ed25519 key pair for signing plugins: PREFIX.key (secret, mode 0600)
+    /// and PREFIX.pub (what operators trust with PUT /admin/plugin-signers).
+    Keygen(plugin_tools::Keygen),
+    /// Sign a component with a key from `plugin keygen`: the signature goes into the file
+    /// (a custom section), replacing any earlier one.
+    Sign(plugin_tools::Sign),
+    /// Run a component locally, without a server or database: a provider syncs every page
+    /// of the fixtures' window (or, with --webhook, parses a delivery) against recorded HTTP
+    /// fixtures, a hook handles one --event; prints what it produced as JSON.
+    Test(plugin_tools::Test),
 }
 
 /// Runs one `plugin` subcommand; `database_url` is the server's (install, list).
@@ -137,6 +147,9 @@ pub(crate) async fn run_plugin_command(
                 created.artifact
             );
         }
+        PluginCommand::Keygen(args) => plugin_tools::keygen(args)?,
+        PluginCommand::Sign(args) => plugin_tools::sign(args)?,
+        PluginCommand::Test(args) => plugin_tools::test(args, options).await?,
     }
     Ok(())
 }

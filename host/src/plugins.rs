@@ -16,6 +16,9 @@
 //! | `check` | `plugin check`: each function of a world on canned input |
 //! | `bench` | `plugin bench`: compile, load, install and per-call cost |
 //! | `error` | why a call, install, operator action or start failed |
+//! | `signing`, `signers` | plugin signatures (format, keys) and the operator's trusted signers |
+//! | `logs` | what plugins log, kept per plugin (bounded, rate-limited) for operators |
+//! | `runner` | `plugin test`: a component against recorded HTTP fixtures, no server or database |
 //! | `wit` | per-version bindings of the WIT contract, read from `wit/v<version>/` |
 //! | `engine`, `executor`, `sandbox`, `outbound`, `registry`, `allowlist` | wasmtime, guest threads, per-call limits, outbound HTTP, the in-memory catalog, host patterns |
 
@@ -28,10 +31,14 @@ pub mod contract;
 mod engine;
 mod error;
 mod executor;
+pub mod logs;
 pub mod outbound;
 mod registry;
+pub mod runner;
 mod runtime;
 mod sandbox;
+mod signers;
+pub mod signing;
 mod wit;
 
 use std::path::PathBuf;
@@ -43,9 +50,13 @@ pub use check::CheckResult;
 pub use engine::ArtifactSource;
 pub use error::{AdminError, CallError, InstallError, StartError};
 pub use executor::{default_guest_threads, GUEST_NICE};
+pub use logs::{LogLine, PluginLogView};
+pub use registry::Signer;
 pub use registry::{PluginState, StatsView, VersionSummary};
+pub use runner::{Fixtures, RunnerError, TestInput, TestRun};
 pub use runtime::{CallContext, Plugins};
 pub use sandbox::CallLimits;
+pub use signers::TrustedSigner;
 
 use outbound::OutboundOptions;
 
@@ -103,6 +114,40 @@ pub struct PluginOptions {
         value_parser = crate::options::millis(10)
     )]
     pub reload_interval: Duration,
+    /// Refuse uploaded plugins that are not signed by a key an operator trusts (`PUT
+    /// /admin/plugin-signers`), with 422 saying why. Default false: signatures are still
+    /// checked when present (a bad one is always refused) and shown as the version's
+    /// `signer`. `--require-signed-plugins` alone means true.
+    #[arg(
+        long = "require-signed-plugins",
+        env = "POSBRIDGE_REQUIRE_SIGNED_PLUGINS",
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub require_signed: bool,
+    /// Lines of each plugin's own log (its `log` calls) kept in memory for `GET
+    /// /admin/plugins/{id}/logs`. Default 200: the last minutes of a busy plugin, at most
+    /// ~400 KiB per plugin (messages are cut at 2000 characters). At least 1.
+    #[arg(
+        long = "plugin-log-lines",
+        env = "POSBRIDGE_PLUGIN_LOG_LINES",
+        default_value = "200",
+        value_parser = crate::options::at_least(1usize)
+    )]
+    pub log_lines: usize,
+    /// Log lines per second each plugin may write (burst the same); lines beyond are
+    /// dropped and counted, so a chatty plugin floods neither memory nor the host's log.
+    /// Default 50. At least 1.
+    #[arg(
+        long = "plugin-log-rate-per-sec",
+        env = "POSBRIDGE_PLUGIN_LOG_RATE_PER_SEC",
+        default_value = "50",
+        value_parser = crate::options::at_least(1u32)
+    )]
+    pub log_rate_per_second: u32,
     /// Outbound HTTP knobs.
     #[command(flatten)]
     pub outbound: OutboundOptions,

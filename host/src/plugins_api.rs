@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
-use crate::plugins::{AdminError, InstallError, PluginStatus};
+use crate::plugins::{AdminError, InstallError, PluginLogView, PluginStatus, TrustedSigner};
 use crate::state::AppState;
 
 /// Largest component accepted by upload. Bundled providers are a few hundred KiB.
@@ -29,6 +29,13 @@ impl From<InstallError> for ApiError {
             }
             InstallError::VersionExists { .. } => ApiError::conflict("version_exists", message),
             InstallError::KindMismatch { .. } => ApiError::conflict("kind_mismatch", message),
+            InstallError::Unsigned => ApiError::unprocessable("plugin_unsigned", message),
+            InstallError::UntrustedSigner { .. } => {
+                ApiError::unprocessable("plugin_signer_untrusted", message)
+            }
+            InstallError::BadSignature(_) => {
+                ApiError::unprocessable("plugin_signature_invalid", message)
+            }
             InstallError::Store(e) => e.into(),
         }
     }
@@ -43,6 +50,11 @@ impl From<AdminError> for ApiError {
             AdminError::VersionActive(..) => ApiError::conflict("version_active", message),
             AdminError::InvalidHosts(_) => ApiError::unprocessable("invalid_hosts", message),
             AdminError::InvalidLimits(_) => ApiError::unprocessable("invalid_limits", message),
+            AdminError::InvalidSigner(_) => ApiError::unprocessable("invalid_signer", message),
+            AdminError::SignerNotFound(_) => ApiError::not_found("signer_not_found", message),
+            AdminError::SignerKeyTrusted { .. } => {
+                ApiError::conflict("signer_key_trusted", message)
+            }
             AdminError::Store(e) => e.into(),
         }
     }
@@ -63,6 +75,12 @@ pub fn admin_routes() -> Router<AppState> {
         .route("/plugins/{id}/activate", post(activate))
         .route("/plugins/{id}/disable", post(disable))
         .route("/plugins/{id}/versions/{version}", delete(delete_version))
+        .route("/plugins/{id}/logs", get(logs))
+        .route("/plugin-signers", get(list_signers).put(put_signer))
+        .route(
+            "/plugin-signers/{name}",
+            get(show_signer).delete(delete_signer),
+        )
 }
 
 #[derive(Serialize)]
@@ -160,6 +178,77 @@ async fn delete_version(
     Path((id, version)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     app.plugins.delete_version(&id, &version).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn logs(
+    State(app): State<AppState>,
+    _op: Operator,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PluginLogView>> {
+    app.plugins
+        .logs(&id)
+        .map(Json)
+        .ok_or_else(|| AdminError::NotFound(id).into())
+}
+
+#[derive(Serialize)]
+struct SignerList {
+    signers: Vec<TrustedSigner>,
+}
+
+async fn list_signers(State(app): State<AppState>, _op: Operator) -> ApiResult<Json<SignerList>> {
+    Ok(Json(SignerList {
+        signers: app.plugins.signers().await?,
+    }))
+}
+
+async fn show_signer(
+    State(app): State<AppState>,
+    _op: Operator,
+    Path(name): Path<String>,
+) -> ApiResult<Json<TrustedSigner>> {
+    app.plugins
+        .signers()
+        .await?
+        .into_iter()
+        .find(|s| s.name == name)
+        .map(Json)
+        .ok_or_else(|| AdminError::SignerNotFound(name).into())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutSigner {
+    name: String,
+    public_key: String,
+}
+
+/// Trusts a key under a name (replacing the key of an existing name): 201 when the name
+/// is new, 200 when it was replaced.
+async fn put_signer(
+    State(app): State<AppState>,
+    _op: Operator,
+    body: ApiJson<PutSigner>,
+) -> ApiResult<(StatusCode, Json<TrustedSigner>)> {
+    let (signer, created) = app
+        .plugins
+        .trust_signer(&body.value.name, &body.value.public_key)
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(signer)))
+}
+
+async fn delete_signer(
+    State(app): State<AppState>,
+    _op: Operator,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    app.plugins.distrust_signer(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -34,6 +34,8 @@ mod loyalty;
 mod nginx;
 mod orders;
 mod plugin_contract;
+mod plugin_runner;
+mod plugin_signing;
 mod plugins;
 mod providers;
 mod providers_clover;

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::allowlist::AllowList;
 use super::contract::{Manifest, PluginKind};
 use super::engine::MAX_PLUGIN_MEMORY;
-use super::registry::{self, PluginEntry, PluginState, StatsView, VersionSummary};
+use super::registry::{self, PluginEntry, PluginState, Signer, StatsView, VersionSummary};
 use super::runtime::Plugins;
 use super::wit::LoadedComponent;
 use super::{bundled, AdminError, InstallError};
@@ -42,6 +42,8 @@ pub struct PluginStatus {
     pub active_version: Option<String>,
     /// Manifest of the serving version.
     pub manifest: Option<Manifest>,
+    /// Who signed the serving version (None: unsigned).
+    pub signer: Option<Signer>,
     /// Installed versions.
     pub versions: Vec<VersionSummary>,
     /// Operator-approved hosts.
@@ -191,6 +193,7 @@ impl Plugins {
     /// Installs a component and makes it the active version of its plugin.
     pub async fn install(&self, wasm: Vec<u8>, source: &str) -> Result<PluginStatus, InstallError> {
         let started = Instant::now();
+        let signer = self.check_signature(&wasm, source).await?;
         let (manifest, _loaded, sha256) = self.inspect(&wasm).await?;
         let now = now_micros();
         let mut tx = self.inner.store.begin().await?;
@@ -222,8 +225,8 @@ impl Plugins {
         let manifest_json =
             serde_json::to_string(&manifest).map_err(|e| InstallError::Invalid(e.to_string()))?;
         let inserted = sqlx::query(
-            "INSERT INTO plugin_versions (plugin_id, version, contract, sha256, manifest, wasm, source, installed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (plugin_id, version) DO NOTHING",
+            "INSERT INTO plugin_versions (plugin_id, version, contract, sha256, manifest, wasm, source, installed_at, signer_key_id, signer_name)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (plugin_id, version) DO NOTHING",
         )
         .bind(&manifest.id)
         .bind(&manifest.version)
@@ -233,6 +236,8 @@ impl Plugins {
         .bind(wasm)
         .bind(source)
         .bind(now)
+        .bind(signer.as_ref().map(|s| s.key_id.clone()))
+        .bind(signer.as_ref().and_then(|s| s.name.clone()))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -261,6 +266,7 @@ impl Plugins {
         }
         self.reload(true).await?;
         tracing::info!(plugin = %manifest.id, version = %manifest.version, kind = manifest.kind.as_str(), %source,
+            signer = ?signer.as_ref().map(|s| (&s.key_id, &s.name)),
             millis = started.elapsed().as_millis() as u64, "plugin installed");
         self.status(&manifest.id)
             .ok_or_else(|| InstallError::Invalid("installed plugin did not load".into()))
@@ -470,6 +476,12 @@ fn status_of(e: &PluginEntry) -> PluginStatus {
         state_reason: e.state_reason.clone(),
         active_version: e.active.as_ref().map(|a| a.manifest.version.clone()),
         manifest: e.active.as_ref().map(|a| a.manifest.clone()),
+        signer: e.active.as_ref().and_then(|a| {
+            e.versions
+                .iter()
+                .find(|v| v.version == a.manifest.version)
+                .and_then(|v| v.signer.clone())
+        }),
         versions: e.versions.clone(),
         approved_hosts: e.approved_hosts.clone(),
         allowed_hosts: e

@@ -2,7 +2,7 @@
 //! operator action, starting the runtime), so each caller matches only what can happen to it.
 
 use super::contract::PluginKind;
-use super::{allowlist, engine, executor};
+use super::{allowlist, engine, executor, signing};
 use crate::store::StoreError;
 
 /// Why a call did not produce a result.
@@ -77,6 +77,26 @@ pub enum InstallError {
         /// Kind of the new component.
         new: &'static str,
     },
+    /// Unsigned, while the host requires signed plugins.
+    #[error(
+        "the component is not signed, and this host requires signed plugins \
+         (--require-signed-plugins); sign it with `posbridge plugin sign FILE --key KEY` using \
+         a key trusted with PUT /admin/plugin-signers"
+    )]
+    Unsigned,
+    /// Validly signed, by a key no operator trusts, while the host requires signed plugins.
+    #[error(
+        "the component is signed by key {key_id}, which is not trusted on this host \
+         (--require-signed-plugins); trust it with PUT /admin/plugin-signers or sign with a \
+         trusted key"
+    )]
+    UntrustedSigner {
+        /// The signing key's id.
+        key_id: String,
+    },
+    /// A signature that does not verify: always refused, required or not.
+    #[error("the component's signature is invalid: {0}")]
+    BadSignature(#[from] signing::SignatureError),
     /// Database failure.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -106,6 +126,20 @@ pub enum AdminError {
     /// Limits out of range.
     #[error("{0}")]
     InvalidLimits(String),
+    /// A signer's name or public key is malformed.
+    #[error("{0}")]
+    InvalidSigner(String),
+    /// No trusted signer of that name.
+    #[error("no plugin signer named {0:?} is trusted")]
+    SignerNotFound(String),
+    /// The key is already trusted under another name.
+    #[error("key {key_id} is already trusted as {name:?}")]
+    SignerKeyTrusted {
+        /// The key's id.
+        key_id: String,
+        /// The name it is trusted under.
+        name: String,
+    },
     /// Database failure.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -102,6 +102,33 @@ pub enum Method {
     Delete,
 }
 
+impl Method {
+    /// The method's name, as HTTP spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    /// The method named `name` (any case).
+    pub fn parse(name: &str) -> Option<Method> {
+        Some(match name.to_ascii_uppercase().as_str() {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            _ => return None,
+        })
+    }
+}
+
 /// A request a plugin asked for.
 #[derive(Debug, Clone)]
 pub struct OutboundRequest {
@@ -148,12 +175,41 @@ pub enum OutboundError {
     Invalid(String),
 }
 
+/// Recorded answers that stand in for the network (`plugin test`): each request is
+/// matched by method and exact URL; one that matches nothing fails with a clear error and
+/// is remembered, so the runner can report it.
+#[derive(Debug, Default)]
+pub struct RecordedHttp {
+    /// `(method, url, response)`, first match wins; a match may be used any number of times.
+    pub exchanges: Vec<(Method, String, OutboundResponse)>,
+    /// Requests that matched nothing, as `METHOD url`.
+    pub unmatched: std::sync::Mutex<Vec<String>>,
+}
+
+impl RecordedHttp {
+    fn answer(&self, request: &OutboundRequest) -> Result<OutboundResponse, OutboundError> {
+        if let Some((_, _, response)) = self
+            .exchanges
+            .iter()
+            .find(|(method, url, _)| *method == request.method && *url == request.url)
+        {
+            return Ok(response.clone());
+        }
+        let what = format!("{} {}", request.method.as_str(), request.url);
+        crate::locks::lock(&self.unmatched).push(what.clone());
+        Err(OutboundError::Connection(format!(
+            "no recorded response for {what} in the fixtures"
+        )))
+    }
+}
+
 /// The shared outbound client. Cheap to clone.
 #[derive(Clone)]
 pub struct Outbound {
     client: reqwest::Client,
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
     options: Arc<OutboundOptions>,
+    recorded: Option<Arc<RecordedHttp>>,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -178,6 +234,19 @@ impl Outbound {
             client,
             limiter: Arc::new(DefaultKeyedRateLimiter::keyed(Quota::per_second(rate))),
             options: Arc::new(options),
+            recorded: None,
+        })
+    }
+
+    /// A client that never touches the network: every request is answered from
+    /// `recorded` (after the same allowlist check as a live one).
+    pub fn recorded(
+        options: OutboundOptions,
+        recorded: Arc<RecordedHttp>,
+    ) -> Result<Self, reqwest::Error> {
+        Ok(Outbound {
+            recorded: Some(recorded),
+            ..Outbound::new(options)?
         })
     }
 
@@ -190,6 +259,9 @@ impl Outbound {
         request: OutboundRequest,
     ) -> Result<OutboundResponse, OutboundError> {
         allow.check(&request.url).map_err(OutboundError::Denied)?;
+        if let Some(recorded) = &self.recorded {
+            return recorded.answer(&request);
+        }
         let method = match request.method {
             Method::Get => reqwest::Method::GET,
             Method::Head => reqwest::Method::HEAD,

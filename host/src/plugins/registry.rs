@@ -60,6 +60,16 @@ pub struct ActiveVersion {
     pub allow: AllowList,
 }
 
+/// Who signed an installed version, as verified when it was installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Signer {
+    /// The signing key's id (first 8 bytes of the SHA-256 of its public key, hex).
+    pub key_id: String,
+    /// The name the key was trusted under then (`PUT /admin/plugin-signers`, or the
+    /// build key for bundled plugins); None for a valid signature by an untrusted key.
+    pub name: Option<String>,
+}
+
 /// One installed version, as listed.
 #[derive(Debug, Clone, Serialize)]
 pub struct VersionSummary {
@@ -71,6 +81,8 @@ pub struct VersionSummary {
     pub source: String,
     /// When.
     pub installed_at: String,
+    /// Who signed it; None when unsigned.
+    pub signer: Option<Signer>,
 }
 
 /// Call statistics of a plugin in this process; kept across version swaps.
@@ -168,7 +180,7 @@ pub(super) async fn load_catalog(
     .fetch_all(store.reader())
     .await?;
     let version_rows = sqlx::query(
-        "SELECT plugin_id, version, sha256, source, installed_at FROM plugin_versions ORDER BY plugin_id, installed_at",
+        "SELECT plugin_id, version, sha256, source, installed_at, signer_key_id, signer_name FROM plugin_versions ORDER BY plugin_id, installed_at",
     )
     .fetch_all(store.reader())
     .await?;
@@ -182,6 +194,15 @@ pub(super) async fn load_catalog(
                 sha256: row.try_get("sha256")?,
                 source: row.try_get("source")?,
                 installed_at: rfc3339(row.try_get("installed_at")?),
+                signer: row
+                    .try_get::<Option<String>, _>("signer_key_id")?
+                    .map(|key_id| -> Result<Signer, sqlx::Error> {
+                        Ok(Signer {
+                            key_id,
+                            name: row.try_get("signer_name")?,
+                        })
+                    })
+                    .transpose()?,
             });
     }
     let mut catalog = Catalog::new();

@@ -18,6 +18,7 @@ use super::contract::{
 };
 use super::engine::PluginEngine;
 use super::executor::{GuestExecutor, GUEST_NICE};
+use super::logs::{PluginLogView, PluginLogs};
 use super::outbound::Outbound;
 use super::registry::{ActiveVersion, Catalog, PluginEntry, PluginState, PluginStats};
 use super::sandbox::{CallLimits, CallScope, Sandbox, StateBackend};
@@ -83,6 +84,7 @@ pub(super) struct Inner {
     pub(super) permits: Arc<Semaphore>,
     pub(super) guests: GuestExecutor,
     pub(super) options: PluginOptions,
+    pub(super) logs: Arc<PluginLogs>,
 }
 
 impl std::fmt::Debug for Plugins {
@@ -114,6 +116,10 @@ impl Plugins {
                 catalog: ArcSwap::from_pointee(Catalog::new()),
                 stats: Mutex::new(HashMap::new()),
                 reload: tokio::sync::Mutex::new(None),
+                logs: Arc::new(PluginLogs::new(
+                    options.log_lines,
+                    options.log_rate_per_second,
+                )),
                 options,
             }),
         };
@@ -181,6 +187,7 @@ impl Plugins {
             outbound: self.inner.outbound.clone(),
             state: StateBackend::Db(self.inner.store.clone()),
             io: self.inner.guests.host_io(),
+            logs: Some(self.inner.logs.clone()),
         };
         let store = Sandbox::store(self.inner.engine.engine(), Arc::new(scope), entry.limits);
         Ok(Prepared {
@@ -290,6 +297,7 @@ impl Plugins {
             outbound: self.inner.outbound.clone(),
             state: StateBackend::Memory(Arc::default()),
             io: self.inner.guests.host_io(),
+            logs: None,
         };
         let mut store = Sandbox::store(self.inner.engine.engine(), Arc::new(scope), limits);
         let loaded = loaded.clone();
@@ -300,20 +308,7 @@ impl Plugins {
                 Ok(Ok(v)) => Ok(v),
                 Err(_) => Err(CallError::Timeout(label)),
                 // Operators run these calls by hand (`plugin check`): show them the stderr too.
-                Ok(Err(err)) => Err(match classify(&err, store.data(), &label) {
-                    CallError::Trapped { id, message } => {
-                        let tail = store.data().stderr_tail();
-                        CallError::Trapped {
-                            id,
-                            message: if tail.is_empty() {
-                                message
-                            } else {
-                                format!("{message}; guest stderr: {tail}")
-                            },
-                        }
-                    }
-                    other => other,
-                }),
+                Ok(Err(err)) => Err(classify_with_stderr(&err, store.data(), &label)),
             }
         };
         self.inner
@@ -324,6 +319,15 @@ impl Plugins {
                 id: "<detached>".into(),
                 reason: e.to_string(),
             })?
+    }
+
+    /// What plugin `id` logged recently in this process; None if no such plugin is installed.
+    pub fn logs(&self, id: &str) -> Option<PluginLogView> {
+        self.inner
+            .catalog
+            .load()
+            .contains_key(id)
+            .then(|| self.inner.logs.view(id))
     }
 
     /// Checks credentials against a location.
@@ -444,6 +448,29 @@ fn classify(err: &wasmtime::Error, sandbox: &Sandbox, id: &str) -> CallError {
             id: id.to_owned(),
             message: trap_summary(err),
         }
+    }
+}
+
+/// [`classify`], with the guest's stderr in a trap's message: for calls an operator or
+/// developer runs by hand (`plugin check`, `plugin test`), where it is theirs to read.
+pub(super) fn classify_with_stderr(
+    err: &wasmtime::Error,
+    sandbox: &Sandbox,
+    id: &str,
+) -> CallError {
+    match classify(err, sandbox, id) {
+        CallError::Trapped { id, message } => {
+            let tail = sandbox.stderr_tail();
+            CallError::Trapped {
+                id,
+                message: if tail.is_empty() {
+                    message
+                } else {
+                    format!("{message}; guest stderr: {tail}")
+                },
+            }
+        }
+        other => other,
     }
 }
 

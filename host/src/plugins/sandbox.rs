@@ -17,6 +17,7 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiVie
 use super::allowlist::AllowList;
 use super::engine::EPOCH_TICK;
 use super::executor::HostIo;
+use super::logs::{self, LogLine, PluginLogs};
 use super::outbound::{Outbound, OutboundError, OutboundRequest, OutboundResponse};
 use crate::locks::lock;
 use crate::store::{now_micros, Store as Db};
@@ -70,6 +71,9 @@ pub struct CallScope {
     pub state: StateBackend,
     /// Where the call's host I/O runs (the API's runtime, not the guest's threads).
     pub io: HostIo,
+    /// Where the plugin's own log lines are kept for operators (None: only the host's
+    /// log, for calls on components that are not installed).
+    pub logs: Option<Arc<PluginLogs>>,
 }
 
 /// State limits (documented in the WIT): small values for cursors and tokens.
@@ -228,9 +232,24 @@ impl Sandbox {
         result
     }
 
+    /// A line the guest logged (the `log` import of every contract version): kept in the
+    /// plugin's recent log and written to the host's log, unless over the plugin's rate.
     pub(super) fn guest_log(&self, level: tracing::Level, message: &str) {
         let s = &self.scope;
-        let message: String = message.chars().take(2000).collect();
+        let message: String = message.chars().take(logs::MAX_MESSAGE_CHARS).collect();
+        if let Some(sink) = &s.logs {
+            let line = LogLine {
+                time: jiff::Timestamp::now().to_string(),
+                level: logs::level_name(level),
+                message: message.clone(),
+                version: s.version.clone(),
+                tenant: s.tenant_id.clone(),
+                integration: s.integration_id.clone(),
+            };
+            if !sink.record(&s.plugin_id, line) {
+                return;
+            }
+        }
         macro_rules! emit {
             ($lvl:expr) => {
                 tracing::event!(target: "posbridge::plugin", $lvl, plugin = %s.plugin_id, version = %s.version,

@@ -16,7 +16,8 @@ impl Guest for Swap {
 
     fn validate(connection: Connection) -> Result<LocationInfo, ProviderError> {
         let started = posbridge_sdk::clock::now();
-        posbridge_sdk::log::debug(super::NAME);
+        // At info, so the host's own log shows it too (the plugin-logs tests read both).
+        posbridge_sdk::info!("{}: validate {}", super::NAME, connection.location_id);
         let _ = posbridge_sdk::state::get("swap");
         let finished = posbridge_sdk::clock::now();
         Ok(LocationInfo {
