@@ -7,8 +7,9 @@
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post, put};
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Operator;
@@ -49,33 +50,43 @@ impl From<AdminError> for ApiError {
 }
 
 /// The operator's plugin routes.
-pub fn admin_routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/plugins",
-            get(list)
-                .post(install)
-                .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
-        )
-        .route("/plugins/{id}", get(show))
-        .route("/plugins/{id}/hosts", put(set_hosts))
-        .route("/plugins/{id}/limits", put(set_limits))
-        .route("/plugins/{id}/activate", post(activate))
-        .route("/plugins/{id}/disable", post(disable))
-        .route("/plugins/{id}/versions/{version}", delete(delete_version))
+pub fn admin_routes() -> OpenApiRouter<AppState> {
+    let (schemas, paths, plugins) = routes!(list, install);
+    OpenApiRouter::new()
+        .routes((
+            schemas,
+            paths,
+            plugins.layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        ))
+        .routes(routes!(show))
+        .routes(routes!(set_hosts))
+        .routes(routes!(set_limits))
+        .routes(routes!(activate))
+        .routes(routes!(disable))
+        .routes(routes!(delete_version))
 }
 
-#[derive(Serialize)]
+/// Answer of `GET /admin/plugins`.
+#[derive(Serialize, utoipa::ToSchema)]
 struct PluginList {
     plugins: Vec<PluginStatus>,
 }
 
+/// Lists the installed plugins with their versions, state, limits and call statistics.
+#[utoipa::path(get, path = "/plugins", tag = "plugins", responses(
+    (status = 200, description = "The plugins.", body = PluginList),
+))]
 async fn list(State(app): State<AppState>, _op: Operator) -> Json<PluginList> {
     Json(PluginList {
         plugins: app.plugins.list(),
     })
 }
 
+/// One plugin.
+#[utoipa::path(get, path = "/plugins/{id}", tag = "plugins", responses(
+    (status = 200, description = "The plugin.", body = PluginStatus),
+    (status = 404, description = "`plugin_not_found`."),
+))]
 async fn show(
     State(app): State<AppState>,
     _op: Operator,
@@ -87,6 +98,15 @@ async fn show(
         .ok_or_else(|| AdminError::NotFound(id).into())
 }
 
+/// Uploads a plugin version (a WebAssembly component, up to 32 MiB) and makes it serve.
+#[utoipa::path(post, path = "/plugins", tag = "plugins",
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component's bytes."),
+    responses(
+    (status = 201, description = "Installed and active.", body = PluginStatus),
+    (status = 409, description = "`version_exists`: this id and version is installed; `kind_mismatch`: the id is a plugin of the other kind."),
+    (status = 413, description = "`payload_too_large`: over 32 MiB."),
+    (status = 422, description = "`invalid_plugin`: not a component of a supported contract."),
+))]
 async fn install(
     State(app): State<AppState>,
     _op: Operator,
@@ -96,12 +116,19 @@ async fn install(
     Ok((StatusCode::CREATED, Json(status)))
 }
 
-#[derive(Deserialize)]
+/// Body of `PUT /admin/plugins/{id}/hosts`: the hosts the operator approves beyond the declared ones.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Hosts {
     allow: Vec<String>,
 }
 
+/// Sets the hosts the operator approves for the plugin's outbound HTTP, beyond the ones it declares.
+#[utoipa::path(put, path = "/plugins/{id}/hosts", tag = "plugins", request_body = Hosts, responses(
+    (status = 200, description = "The plugin.", body = PluginStatus),
+    (status = 404, description = "`plugin_not_found`."),
+    (status = 422, description = "`invalid_hosts`; `invalid_request`."),
+))]
 async fn set_hosts(
     State(app): State<AppState>,
     _op: Operator,
@@ -111,13 +138,20 @@ async fn set_hosts(
     Ok(Json(app.plugins.set_hosts(&id, body.value.allow).await?))
 }
 
-#[derive(Deserialize)]
+/// Body of `PUT /admin/plugins/{id}/limits`: CPU deadline per call (ms) and memory cap (MiB).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Limits {
     cpu_ms: u64,
     memory_mb: u64,
 }
 
+/// Sets the plugin's CPU deadline per call and memory cap.
+#[utoipa::path(put, path = "/plugins/{id}/limits", tag = "plugins", request_body = Limits, responses(
+    (status = 200, description = "The plugin.", body = PluginStatus),
+    (status = 404, description = "`plugin_not_found`."),
+    (status = 422, description = "`invalid_limits`; `invalid_request`."),
+))]
 async fn set_limits(
     State(app): State<AppState>,
     _op: Operator,
@@ -131,12 +165,18 @@ async fn set_limits(
     ))
 }
 
-#[derive(Deserialize)]
+/// Body of `POST /admin/plugins/{id}/activate`: the installed version to serve.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Activate {
     version: String,
 }
 
+/// Makes an installed version serve (a rollback is the activation of an older one); lifts a quarantine.
+#[utoipa::path(post, path = "/plugins/{id}/activate", tag = "plugins", request_body = Activate, responses(
+    (status = 200, description = "The plugin.", body = PluginStatus),
+    (status = 404, description = "`plugin_not_found`, `version_not_found`."),
+))]
 async fn activate(
     State(app): State<AppState>,
     _op: Operator,
@@ -146,6 +186,11 @@ async fn activate(
     Ok(Json(app.plugins.activate(&id, &body.value.version).await?))
 }
 
+/// Turns the plugin off; calls fail with `plugin_unavailable` until a version is activated.
+#[utoipa::path(post, path = "/plugins/{id}/disable", tag = "plugins", responses(
+    (status = 200, description = "The plugin.", body = PluginStatus),
+    (status = 404, description = "`plugin_not_found`."),
+))]
 async fn disable(
     State(app): State<AppState>,
     _op: Operator,
@@ -154,6 +199,12 @@ async fn disable(
     Ok(Json(app.plugins.disable(&id).await?))
 }
 
+/// Deletes an installed version that is not serving.
+#[utoipa::path(delete, path = "/plugins/{id}/versions/{version}", tag = "plugins", responses(
+    (status = 204, description = "Deleted."),
+    (status = 404, description = "`plugin_not_found`, `version_not_found`."),
+    (status = 409, description = "`version_active`: activate another version first."),
+))]
 async fn delete_version(
     State(app): State<AppState>,
     _op: Operator,

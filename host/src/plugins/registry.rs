@@ -19,7 +19,7 @@ use crate::locks::lock;
 use crate::store::{rfc3339, Store, StoreError};
 
 /// Operator-visible state of a plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginState {
     /// Serving calls.
@@ -61,7 +61,7 @@ pub struct ActiveVersion {
 }
 
 /// One installed version, as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VersionSummary {
     /// Semver.
     pub version: String,
@@ -100,7 +100,7 @@ impl Default for PluginStats {
 }
 
 /// Stats as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StatsView {
     /// Calls made.
     pub calls: u64,
