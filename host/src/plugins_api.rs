@@ -100,7 +100,7 @@ async fn show(
 
 /// Uploads a plugin version (a WebAssembly component, up to 32 MiB) and makes it serve.
 #[utoipa::path(post, path = "/plugins", tag = "plugins",
-    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component's bytes."),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The component's bytes."),
     responses(
     (status = 201, description = "Installed and active.", body = PluginStatus),
     (status = 409, description = "`version_exists`: this id and version is installed; `kind_mismatch`: the id is a plugin of the other kind."),
