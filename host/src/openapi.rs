@@ -255,10 +255,16 @@ fn apply(path: &str, op: &mut Operation) {
     };
     match who {
         Audience::Operator => {
-            add("401", "`unauthorized`: no operator token, or not this host's.");
+            add(
+                "401",
+                "`unauthorized`: no operator token, or not this host's.",
+            );
         }
         Audience::Tenant | Audience::Stream => {
-            add("401", "`unauthorized`: no API key, or an unknown or revoked one.");
+            add(
+                "401",
+                "`unauthorized`: no API key, or an unknown or revoked one.",
+            );
             add(
                 "403",
                 "`forbidden`: a key of another tenant, an X-Tenant-ID that differs from the \
@@ -277,7 +283,10 @@ fn apply(path: &str, op: &mut Operation) {
             "`invalid_json`, `invalid_body`: the body could not be read; `invalid_path`; \
              `invalid_idempotency_key`.",
         );
-        add("413", "`payload_too_large`: the body is over the route's limit.");
+        add(
+            "413",
+            "`payload_too_large`: the body is over the route's limit.",
+        );
         add("415", "`unsupported_media_type`: the body is not JSON.");
         add(
             "422",
@@ -377,7 +386,10 @@ async fn openapi_json() -> Response {
         serde_json::to_string(document()).unwrap_or_else(|_| "{}".to_owned())
     });
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         JSON.as_str(),
     )
         .into_response()
@@ -442,9 +454,7 @@ async fn docs_asset(axum::extract::Path(file): axum::extract::Path<String>) -> R
 
 /// The `Idempotency-Key` header of the writes that honour it (see docs/api.md).
 impl utoipa::IntoParams for crate::extract::Idempotency {
-    fn into_params(
-        _parameter_in_provider: impl Fn() -> Option<ParameterIn>,
-    ) -> Vec<Parameter> {
+    fn into_params(_parameter_in_provider: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
         vec![ParameterBuilder::new()
             .name("Idempotency-Key")
             .parameter_in(ParameterIn::Header)
@@ -491,8 +501,7 @@ mod tests {
     impl<'ast> Visit<'ast> for RouteCalls<'_> {
         fn visit_item_mod(&mut self, module: &'ast syn::ItemMod) {
             let is_test = module.attrs.iter().any(|a| {
-                a.path().is_ident("cfg")
-                    && a.parse_args::<syn::Ident>().is_ok_and(|i| i == "test")
+                a.path().is_ident("cfg") && a.parse_args::<syn::Ident>().is_ok_and(|i| i == "test")
             });
             if !is_test {
                 syn::visit::visit_item_mod(self, module);
@@ -516,7 +525,10 @@ mod tests {
     #[test]
     fn every_route_is_registered_with_its_docs() {
         let mut files = Vec::new();
-        sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+        sources(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
         assert!(files.len() > 50, "found only {} sources", files.len());
         let mut found = Vec::new();
         for file in &files {
@@ -574,7 +586,10 @@ mod tests {
                     })
                     .unwrap_or_default();
                 for name in super::path_params(path) {
-                    assert!(declared.contains(&name), "{method} {path}: {{{name}}} undeclared");
+                    assert!(
+                        declared.contains(&name),
+                        "{method} {path}: {{{name}}} undeclared"
+                    );
                 }
                 let responses = op["responses"].as_object().expect("responses");
                 assert!(

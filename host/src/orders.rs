@@ -6,9 +6,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use sqlx::Row;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use sqlx::Row;
 
 use crate::auth::{ManagerCaller, TenantScope, TerminalCaller};
 use crate::customers::{normalize_phone, InvalidPhone};

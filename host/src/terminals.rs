@@ -33,11 +33,11 @@ use std::time::Duration;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::response::Response;
 use axum::Json;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use self::fanout::Fanout;
 use self::session::run_session;
@@ -45,8 +45,8 @@ use self::socket::Socket;
 use self::upgrade::StreamUpgrade;
 
 use crate::auth::{Caller, Role as KeyRole, TerminalCaller};
-use crate::openapi::StreamFrame;
 use crate::locks::lock;
+use crate::openapi::StreamFrame;
 use crate::state::AppState;
 use crate::store::{now_micros, rfc3339};
 

@@ -35,7 +35,12 @@ async fn start(backend: Backend) -> TestServer {
     TestServer::start(
         crate::BIN,
         backend,
-        &["--rate-limit-per-sec", "100000", "--rate-limit-burst", "100000"],
+        &[
+            "--rate-limit-per-sec",
+            "100000",
+            "--rate-limit-burst",
+            "100000",
+        ],
     )
     .await
 }
@@ -79,7 +84,12 @@ async fn every_documented_route_is_served_and_no_other_method(backend: Backend) 
     assert_eq!(doc["openapi"], "3.1.0");
     let ops = operations(&doc);
     assert!(ops.len() > 60, "only {} operations documented", ops.len());
-    for required in ["operator_token", "api_key", "api_key_bearer", "api_key_subprotocol"] {
+    for required in [
+        "operator_token",
+        "api_key",
+        "api_key_bearer",
+        "api_key_subprotocol",
+    ] {
         assert!(
             doc["components"]["securitySchemes"][required].is_object(),
             "security scheme {required} missing"
@@ -141,14 +151,21 @@ async fn the_reference_page_is_served_from_the_binary(backend: Backend) {
     let anon = srv.anon();
     let page = anon.get("/docs").await;
     assert_eq!(page.status, 200);
-    assert!(page.header("content-type").unwrap_or("").starts_with("text/html"));
+    assert!(page
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("text/html"));
     // Everything the page loads comes from this host: no CDN, no font service.
     assert!(
         !page.text.contains("http://") && !page.text.contains("https://"),
         "{}",
         page.text
     );
-    for asset in ["/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css", "/docs/init.js"] {
+    for asset in [
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-ui.css",
+        "/docs/init.js",
+    ] {
         assert!(page.text.contains(asset), "the page does not load {asset}");
     }
     let init = anon.get("/docs/init.js").await;
@@ -163,7 +180,9 @@ async fn the_reference_page_is_served_from_the_binary(backend: Backend) {
         let resp = anon.get(&format!("/docs/{name}")).await;
         assert_eq!(resp.status, 200, "/docs/{name}");
         assert!(
-            resp.header("content-type").unwrap_or("").starts_with(content_type),
+            resp.header("content-type")
+                .unwrap_or("")
+                .starts_with(content_type),
             "/docs/{name}: {:?}",
             resp.header("content-type")
         );
@@ -250,7 +269,8 @@ async fn a_schema_driven_fuzz_run_finds_no_server_error_or_schema_mismatch(backe
     std::fs::create_dir_all(&dir).expect("schemathesis dir");
     // `kitchen` as every `{tenant}`, so tenant routes run past authentication.
     // Security headers come from `-H` below, not from the generator.
-    let config = "[parameters]\ntenant = \"kitchen\"\n\n[generation]\nwith-security-parameters = false\n";
+    let config =
+        "[parameters]\ntenant = \"kitchen\"\n\n[generation]\nwith-security-parameters = false\n";
     let config_path = dir.join("schemathesis.toml");
     std::fs::write(&config_path, config).expect("writing the schemathesis config");
     let schema_url = format!("{}/openapi.json", srv.base_url());

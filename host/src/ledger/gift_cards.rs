@@ -6,9 +6,9 @@ use axum::response::Response;
 use axum::Json;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use sqlx::Row;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use sqlx::Row;
 
 use super::{check_len, LedgerError};
 use crate::auth::{Caller, ManagerCaller, TenantScope, TerminalCaller};

@@ -165,10 +165,7 @@ pub async fn receive(
     metrics::counter!("posbridge_webhooks_total", "provider" => provider, "outcome" => "accepted")
         .increment(1);
     app.inbox_wakeup.notify_one();
-    Ok((
-        StatusCode::OK,
-        Json(Received { received: true, id }),
-    ))
+    Ok((StatusCode::OK, Json(Received { received: true, id })))
 }
 
 /// Acknowledgements in progress and begun, which the inbox worker reads to stay out of their
