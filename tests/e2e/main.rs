@@ -36,6 +36,7 @@ mod openapi;
 mod orders;
 mod plugins;
 mod providers;
+mod providers_clover;
 mod providers_local;
 mod providers_toast;
 mod providers_webhooks;

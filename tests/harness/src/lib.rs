@@ -21,6 +21,7 @@
 pub mod bench;
 mod http;
 pub mod mock;
+pub mod mock_clover;
 pub mod mock_square;
 pub mod mock_toast;
 mod pg_cluster;

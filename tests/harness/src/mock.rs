@@ -1,5 +1,5 @@
-//! What the Square and Toast mocks share: a loopback HTTP server that hands every request
-//! to a [`Provider`] (the part that answers like Square's or Toast's published API), logs
+//! What the Square, Toast and Clover mocks share: a loopback HTTP server that hands every
+//! request to a [`Provider`] (the part that answers like the vendor's published API), logs
 //! it with the status it answered, and can be told to fail the next requests ([`Fault`]).
 //!
 //! The test owns the mock's state through [`Mock`]: it injects and clears faults, reads the
