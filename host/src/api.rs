@@ -6,42 +6,26 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
+use serde::Serialize;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::extract::{self, payload_too_large, MAX_BODY_BYTES};
 use crate::state::AppState;
 use crate::{
-    api_keys, hooks, ledger, metrics, orders, plugins_api, providers, reports, rules, tenancy,
-    terminals,
+    api_keys, hooks, ledger, metrics, openapi, orders, plugins_api, providers, reports, rules,
+    tenancy, terminals,
 };
 
 /// The whole HTTP surface of the host.
 pub fn router(state: AppState) -> Router {
-    let admin = tenancy::admin_routes()
-        .merge(api_keys::admin_routes())
-        .merge(plugins_api::admin_routes())
-        .merge(crate::dead_letters::admin_routes())
-        .merge(terminals::cluster_admin_routes());
-    let tenant = terminals::tenant_routes()
-        .merge(ledger::routes())
-        .merge(orders::routes())
-        .merge(reports::routes())
-        .merge(providers::routes())
-        .merge(rules::routes())
-        .merge(crate::customers::routes())
-        .merge(hooks::routes());
-    Router::new()
-        .nest("/admin", admin)
-        .nest("/api/{tenant}", tenant)
-        .merge(terminals::stream_routes())
-        .merge(providers::webhook_routes())
-        .route("/metrics", get(metrics::render))
-        .route("/healthz", get(liveness))
-        .route("/readyz", get(readiness))
+    let (routes, _doc) = routes().split_for_parts();
+    routes
         // After every route above, so it wraps them all: parameters the databases cannot
         // store are refused before any handler or authentication sees them.
         .route_layer(middleware::from_fn(extract::check_params))
@@ -55,18 +39,91 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn liveness() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+/// Every route with its OpenAPI description. Feature routers register handlers with
+/// `utoipa_axum::routes!`, which makes the axum route from the handler's `#[utoipa::path]`,
+/// so this one list builds both the router ([`router`]) and `/openapi.json`
+/// ([`crate::openapi::document`]).
+pub fn routes() -> OpenApiRouter<AppState> {
+    let admin = tenancy::admin_routes()
+        .merge(api_keys::admin_routes())
+        .merge(plugins_api::admin_routes())
+        .merge(crate::dead_letters::admin_routes())
+        .merge(terminals::cluster_admin_routes());
+    let tenant = terminals::tenant_routes()
+        .merge(ledger::routes())
+        .merge(orders::routes())
+        .merge(reports::routes())
+        .merge(providers::routes())
+        .merge(rules::routes())
+        .merge(crate::customers::routes())
+        .merge(hooks::routes());
+    OpenApiRouter::with_openapi(openapi::base())
+        .nest("/admin", admin)
+        .nest("/api/{tenant}", tenant)
+        .merge(terminals::stream_routes())
+        .merge(providers::webhook_routes())
+        .routes(routes!(metrics::render))
+        .routes(routes!(liveness))
+        .routes(routes!(readiness))
+        .merge(openapi::routes())
+}
+
+/// Answer of `GET /healthz`.
+#[derive(Serialize, ToSchema)]
+struct Liveness {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// Liveness: the process is alive and answering (do not restart it).
+#[utoipa::path(get, path = "/healthz", tag = "public",
+    responses((status = 200, description = "Alive.", body = Liveness)))]
+async fn liveness() -> Json<Liveness> {
+    Json(Liveness { status: "ok" })
 }
 
 /// How long readiness waits for the database: a probe must answer before the load
 /// balancer's own timeout (commonly 1–5 s), and a database slower than this is not ready.
 const READINESS_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Answer of `GET /readyz`.
+#[derive(Serialize, ToSchema)]
+struct Readiness {
+    /// `ready` or `unavailable`.
+    status: &'static str,
+    /// What was checked.
+    checks: ReadinessChecks,
+}
+
+/// The checks behind a readiness answer.
+#[derive(Serialize, ToSchema)]
+struct ReadinessChecks {
+    /// `ok`, `migrations_pending` or `unavailable`.
+    database: &'static str,
+    /// `ok`, `pending` or `unknown` (database unreachable).
+    migrations: &'static str,
+    /// The plugin runtime.
+    plugins: PluginReadiness,
+}
+
+/// The plugin runtime's part of readiness.
+#[derive(Serialize, ToSchema)]
+struct PluginReadiness {
+    /// Always `ok`: the listener opens only once the runtime has started.
+    status: &'static str,
+    /// Plugins with an active version.
+    loaded: usize,
+}
+
 /// `GET /readyz`: 200 when this host can serve (database reachable, every migration of
 /// this build applied, plugin runtime started), 503 naming what is not. Unlike
 /// `/healthz` (the process is alive: do not restart it), a failing readiness means "send
 /// traffic elsewhere for now".
+#[utoipa::path(get, path = "/readyz", tag = "public", responses(
+    (status = 200, description = "Ready to serve.", body = Readiness),
+    (status = 503, description = "Not ready (see `checks`); Retry-After: 2.", body = Readiness),
+))]
 async fn readiness(State(state): State<AppState>) -> Response {
     let database = match state.store.ready(READINESS_DB_TIMEOUT).await {
         Ok(true) => "ok",
@@ -84,10 +141,24 @@ async fn readiness(State(state): State<AppState>) -> Response {
         .filter(|p| p.active_version.is_some())
         .count();
     let ready = database == "ok";
-    let body = Json(serde_json::json!({
-        "status": if ready { "ready" } else { "unavailable" },
-        "checks": {"database": database, "migrations": if database == "migrations_pending" { "pending" } else if ready { "ok" } else { "unknown" }, "plugins": {"status": "ok", "loaded": plugins}},
-    }));
+    let migrations = if database == "migrations_pending" {
+        "pending"
+    } else if ready {
+        "ok"
+    } else {
+        "unknown"
+    };
+    let body = Json(Readiness {
+        status: if ready { "ready" } else { "unavailable" },
+        checks: ReadinessChecks {
+            database,
+            migrations,
+            plugins: PluginReadiness {
+                status: "ok",
+                loaded: plugins,
+            },
+        },
+    });
     if ready {
         (StatusCode::OK, body).into_response()
     } else {

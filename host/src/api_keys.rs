@@ -4,10 +4,11 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{generate_secret, hash_secret, Operator, Role, KEY_PREFIX};
 use crate::error::{ApiError, ApiResult};
@@ -17,7 +18,7 @@ use crate::store::{new_id, now_micros, rfc3339, Backend, Store, StoreError};
 use crate::tenancy::{TenancyError, Tenants};
 
 /// A key as listed: never the secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiKeyInfo {
     /// Key id.
     pub id: String,
@@ -34,7 +35,7 @@ pub struct ApiKeyInfo {
 }
 
 /// A freshly created key: the only time the secret is shown.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CreatedKey {
     /// Key id.
     pub id: String,
@@ -49,7 +50,7 @@ pub struct CreatedKey {
 }
 
 /// Body of `POST /admin/tenants/{slug}/keys`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     /// Role of the key.
@@ -190,12 +191,18 @@ impl ApiKeys {
 }
 
 /// `/admin/tenants/{slug}/keys…` routes (operator token).
-pub fn admin_routes() -> Router<AppState> {
-    Router::new()
-        .route("/tenants/{slug}/keys", get(list_keys).post(create_key))
-        .route("/tenants/{slug}/keys/{id}", delete(revoke_key))
+pub fn admin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(revoke_key))
 }
 
+/// Creates an API key for the tenant; the answer is the only time its secret is shown.
+#[utoipa::path(post, path = "/tenants/{slug}/keys", tag = "tenants", request_body = NewKey, responses(
+    (status = 201, description = "Created; `key` is the secret.", body = CreatedKey),
+    (status = 404, description = "`tenant_not_found`."),
+    (status = 422, description = "`invalid_key`: label over 100 characters; `invalid_request`."),
+))]
 async fn create_key(
     State(app): State<AppState>,
     _op: Operator,
@@ -207,11 +214,17 @@ async fn create_key(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-#[derive(Serialize)]
+/// Answer of `GET /admin/tenants/{slug}/keys`.
+#[derive(Serialize, utoipa::ToSchema)]
 struct KeyList {
     keys: Vec<ApiKeyInfo>,
 }
 
+/// Lists the tenant's keys (never their secrets), revoked ones included.
+#[utoipa::path(get, path = "/tenants/{slug}/keys", tag = "tenants", responses(
+    (status = 200, description = "The keys.", body = KeyList),
+    (status = 404, description = "`tenant_not_found`."),
+))]
 async fn list_keys(
     State(app): State<AppState>,
     _op: Operator,
@@ -222,6 +235,11 @@ async fn list_keys(
     }))
 }
 
+/// Revokes a key at once on every host; its sockets close with 4003.
+#[utoipa::path(delete, path = "/tenants/{slug}/keys/{id}", tag = "tenants", responses(
+    (status = 204, description = "Revoked."),
+    (status = 404, description = "`tenant_not_found`, `key_not_found`."),
+))]
 async fn revoke_key(
     State(app): State<AppState>,
     _op: Operator,

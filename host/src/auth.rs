@@ -22,7 +22,9 @@ use crate::state::AppState;
 use crate::store::{Store, StoreError};
 
 /// What a tenant API key may do. Managers can do everything terminals can.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// A till or kitchen screen: terminal API and the event stream.

@@ -54,7 +54,7 @@ pub struct HostInfo {
 }
 
 /// A live host as `GET /admin/cluster` lists it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LiveHost {
     /// The host's id.
     pub id: String,

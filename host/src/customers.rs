@@ -24,8 +24,10 @@ pub(crate) use spend::net_spend_sql;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::ManagerCaller;
 use crate::error::ApiError;
@@ -83,10 +85,23 @@ pub fn normalize_phone(default_country: &str, raw: &str) -> Result<String, Inval
 }
 
 /// `/api/{tenant}/customers/{phone}` (the profile) and `/customers/{phone}/links`.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/customers/{phone}", get(get_profile))
-        .route("/customers/{phone}/links", post(link))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_profile))
+        .routes(routes!(link))
+}
+
+/// Answer of `POST /customers/{phone}/links`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Linked {
+    /// The customer's phone, E.164.
+    phone: String,
+    /// The customer's id.
+    customer_id: String,
+    /// Links added.
+    linked: usize,
+    /// Earlier unmatched sales now attributed to the customer.
+    attributed_transactions: u64,
 }
 
 fn phone_of(country: &str, raw: &str) -> Result<String, ApiError> {
@@ -95,6 +110,12 @@ fn phone_of(country: &str, raw: &str) -> Result<String, ApiError> {
 }
 
 /// `GET /customers/{phone}`: who the customer is to the tenant.
+#[utoipa::path(get, path = "/customers/{phone}", tag = "customers",
+    summary = "A customer's profile: tier, points, spend per venue, unlocks, tags", responses(
+    (status = 200, description = "The profile.", body = Profile),
+    (status = 404, description = "`customer_not_found`."),
+    (status = 422, description = "`invalid_phone`; `unsupported_character`."),
+))]
 async fn get_profile(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
@@ -112,12 +133,18 @@ async fn get_profile(
 /// `POST /customers/{phone}/links`: links a card fingerprint or a provider customer to the
 /// customer with this phone, so their sales are attributed to them (past unmatched sales
 /// included).
+#[utoipa::path(post, path = "/customers/{phone}/links", tag = "customers", request_body = LinkRequest,
+    summary = "Links a card fingerprint or a provider customer to a customer", responses(
+    (status = 201, description = "Linked.", body = Linked),
+    (status = 409, description = "`already_linked`: the card or provider customer belongs to another customer."),
+    (status = 422, description = "`invalid_phone`, `invalid_request`."),
+))]
 async fn link(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, raw_phone)): Path<(String, String)>,
     body: ApiJson<LinkRequest>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<Linked>), ApiError> {
     let scope = &caller.scope;
     let phone = phone_of(scope.country(), &raw_phone)?;
     let links = body.value.links()?;
@@ -126,12 +153,12 @@ async fn link(
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({
-            "phone": phone,
-            "customer_id": linked.customer_id,
-            "linked": links.len(),
-            "attributed_transactions": linked.attributed,
-        })),
+        Json(Linked {
+            phone,
+            customer_id: linked.customer_id,
+            linked: links.len(),
+            attributed_transactions: linked.attributed,
+        }),
     ))
 }
 

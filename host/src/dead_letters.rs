@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
@@ -28,7 +29,7 @@ use crate::state::AppState;
 use crate::store::{new_id, now_micros, rfc3339, Db, Store, StoreError, TransientConflict};
 
 /// Which queue a dead letter came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// A webhook inbox delivery.
@@ -150,7 +151,7 @@ pub fn is_transient(err: &StoreError) -> bool {
 }
 
 /// A dead letter as the admin API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     /// Its id.
     pub id: String,
@@ -282,29 +283,40 @@ pub enum RetryOutcome {
 }
 
 /// `/admin/dead-letters…` routes (operator token).
-pub fn admin_routes() -> Router<AppState> {
-    Router::new()
-        .route("/dead-letters", get(list))
-        .route("/dead-letters/{id}", get(show).delete(discard))
-        .route("/dead-letters/{id}/retry", post(retry))
-        .route("/dead-letters/{id}/discard", post(discard))
+pub fn admin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show, discard))
+        .routes(routes!(retry))
+        .routes(routes!(discard_post))
 }
 
 /// `?kind=&tenant=&limit=&cursor=` of `GET /admin/dead-letters`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only this queue.
     #[serde(default)]
+    #[param(value_type = Option<Kind>)]
     kind: Option<String>,
     /// Tenant slug.
     #[serde(default)]
     tenant: Option<String>,
+    /// Page size (1–500, default 50).
     #[serde(default)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     #[serde(default)]
     cursor: Option<String>,
 }
 
+/// Lists dead letters, newest first: work set aside after its retries ran out.
+#[utoipa::path(get, path = "/dead-letters", tag = "operations", params(ListQuery), responses(
+    (status = 200, description = "A page of dead letters (without payloads).", body = Page<DeadLetter>),
+    (status = 400, description = "`invalid_query`: a malformed cursor; `bad_request`: a bad query string."),
+    (status = 422, description = "`invalid_kind`; `unsupported_character`."),
+))]
 async fn list(
     State(app): State<AppState>,
     _op: Operator,
@@ -348,6 +360,11 @@ fn not_found(id: &str) -> ApiError {
     ApiError::not_found("dead_letter_not_found", format!("no dead letter {id:?}"))
 }
 
+/// One dead letter with its payload.
+#[utoipa::path(get, path = "/dead-letters/{id}", tag = "operations", responses(
+    (status = 200, description = "The dead letter.", body = DeadLetter),
+    (status = 404, description = "`dead_letter_not_found`."),
+))]
 async fn show(
     State(app): State<AppState>,
     _op: Operator,
@@ -362,14 +379,33 @@ async fn show(
 }
 
 /// Answer of a retry: how it ended and the dead letter as it now stands (null once gone).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct RetryAnswer {
+    /// `requeued` (202), `resolved` or `failed` (200).
     outcome: &'static str,
+    /// Why the retry failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// The dead letter as it now stands; null once resolved.
     dead_letter: Option<DeadLetter>,
 }
 
+/// Answer of a discard.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Discarded {
+    /// Always true.
+    discarded: bool,
+    /// The discarded dead letter's id.
+    id: String,
+}
+
+/// Retries a dead letter now.
+#[utoipa::path(post, path = "/dead-letters/{id}/retry", tag = "operations", responses(
+    (status = 200, description = "`resolved`, or `failed` with the error.", body = RetryAnswer),
+    (status = 202, description = "`requeued`: a webhook delivery waits for the inbox again.", body = RetryAnswer),
+    (status = 404, description = "`dead_letter_not_found`."),
+    (status = 409, description = "`dead_letter_source_gone`: only discard is left."),
+))]
 async fn retry(
     State(app): State<AppState>,
     _op: Operator,
@@ -415,11 +451,16 @@ async fn retry(
     ))
 }
 
+/// Discards a dead letter.
+#[utoipa::path(delete, path = "/dead-letters/{id}", tag = "operations", responses(
+    (status = 200, description = "Discarded.", body = Discarded),
+    (status = 404, description = "`dead_letter_not_found`."),
+))]
 async fn discard(
     State(app): State<AppState>,
     _op: Operator,
     Path(id): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Discarded>> {
     let deleted = sqlx::query("DELETE FROM dead_letters WHERE id = $1")
         .bind(&id)
         .execute(app.store.writer())
@@ -429,7 +470,23 @@ async fn discard(
         return Err(not_found(&id));
     }
     tracing::info!(dead_letter = %id, "dead letter discarded by the operator");
-    Ok(Json(serde_json::json!({"discarded": true, "id": id})))
+    Ok(Json(Discarded {
+        discarded: true,
+        id,
+    }))
+}
+
+/// The same as `DELETE /admin/dead-letters/{id}`, for clients that cannot send DELETE.
+#[utoipa::path(post, path = "/dead-letters/{id}/discard", tag = "operations", responses(
+    (status = 200, description = "Discarded.", body = Discarded),
+    (status = 404, description = "`dead_letter_not_found`."),
+))]
+async fn discard_post(
+    state: State<AppState>,
+    op: Operator,
+    id: Path<String>,
+) -> ApiResult<Json<Discarded>> {
+    discard(state, op, id).await
 }
 
 #[cfg(test)]

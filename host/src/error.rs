@@ -134,13 +134,16 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of every error answer; also its schema in the OpenAPI document.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody<'a> {
     error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
+/// What went wrong: a stable snake_case `code` to branch on (`insufficient_funds`,
+/// `not_found`, …) and a `message` for people, which never carries secrets.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorDetail<'a> {
     code: &'a str,
     message: &'a str,
 }

@@ -25,9 +25,10 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::ManagerCaller;
 use crate::error::{ApiError, ApiResult};
@@ -110,7 +111,7 @@ pub const MAX_BINDINGS_PER_TENANT: i64 = 50;
 pub const MAX_CONFIG_BYTES: usize = 16 * 1024;
 
 /// Where a binding stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BindingStatus {
     /// Receiving events.
@@ -141,7 +142,7 @@ impl BindingStatus {
 }
 
 /// A binding as the API returns it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Binding {
     /// Our id.
     pub id: String,
@@ -172,7 +173,7 @@ pub struct Binding {
 }
 
 /// Body of `POST /api/{tenant}/hooks`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewBinding {
     /// Hook plugin id.
@@ -186,7 +187,7 @@ pub struct NewBinding {
 }
 
 /// Body of `PATCH /api/{tenant}/hooks/{id}`; absent fields are unchanged.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BindingChange {
     /// New configuration (a JSON object; null means `{}`).
@@ -287,13 +288,17 @@ impl From<HookError> for ApiError {
 }
 
 /// `/api/{tenant}/hooks…` routes (manager key).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/hooks", get(list).post(create))
-        .route("/hooks/{id}", get(show).patch(update).delete(remove))
-        .route("/hooks/{id}/resume", post(resume))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(resume))
 }
 
+/// The tenant's hook bindings (one page: a tenant has at most a few).
+#[utoipa::path(get, path = "/hooks", tag = "hooks", responses(
+    (status = 200, description = "The bindings; `next_cursor` is always null.", body = Page<Binding>),
+))]
 async fn list(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
@@ -304,6 +309,12 @@ async fn list(
     }))
 }
 
+/// Binds a hook plugin to the tenant's events, from the next event on.
+#[utoipa::path(post, path = "/hooks", tag = "hooks", request_body = NewBinding, responses(
+    (status = 201, description = "Bound.", body = Binding),
+    (status = 409, description = "`too_many_hooks`."),
+    (status = 422, description = "`unknown_plugin`, `not_a_hook`, `invalid_events`, `invalid_config`, `invalid_request`."),
+))]
 async fn create(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
@@ -322,6 +333,11 @@ async fn create(
     Ok((StatusCode::CREATED, Json(binding)))
 }
 
+/// One binding: config, events, status, cursor, last error.
+#[utoipa::path(get, path = "/hooks/{id}", tag = "hooks", responses(
+    (status = 200, description = "The binding.", body = Binding),
+    (status = 404, description = "`hook_not_found`."),
+))]
 async fn show(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
@@ -332,6 +348,12 @@ async fn show(
     ))
 }
 
+/// Changes a binding's config, events, or enables/disables it.
+#[utoipa::path(patch, path = "/hooks/{id}", tag = "hooks", request_body = BindingChange, responses(
+    (status = 200, description = "The binding.", body = Binding),
+    (status = 404, description = "`hook_not_found`."),
+    (status = 422, description = "`invalid_events`, `invalid_config`, `invalid_request`."),
+))]
 async fn update(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
@@ -351,6 +373,12 @@ async fn update(
     Ok(Json(binding))
 }
 
+/// Resumes a quarantined or failing binding from its cursor.
+#[utoipa::path(post, path = "/hooks/{id}/resume", tag = "hooks", responses(
+    (status = 200, description = "The binding.", body = Binding),
+    (status = 404, description = "`hook_not_found`."),
+    (status = 409, description = "`hook_disabled`: enable it instead."),
+))]
 async fn resume(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
@@ -361,6 +389,11 @@ async fn resume(
     Ok(Json(binding))
 }
 
+/// Deletes a binding.
+#[utoipa::path(delete, path = "/hooks/{id}", tag = "hooks", responses(
+    (status = 204, description = "Deleted."),
+    (status = 404, description = "`hook_not_found`."),
+))]
 async fn remove(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,

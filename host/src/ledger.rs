@@ -5,7 +5,7 @@
 mod gift_cards;
 mod loyalty;
 
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use gift_cards::{DeductRequest, GiftCardLedger, GiftCardView, IssueRequest};
 pub use loyalty::{LoyaltyBalance, LoyaltyLedger, PointsRequest};
@@ -108,6 +108,6 @@ fn check_len(field: &'static str, value: &Option<String>, max: usize) -> Result<
 
 /// Terminal routes (`/api/{tenant}/gift-cards/…`, `/api/{tenant}/loyalty/…`) and manager
 /// routes (issuing cards, listing ledgers).
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> OpenApiRouter<AppState> {
     gift_cards::routes().merge(loyalty::routes())
 }

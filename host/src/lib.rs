@@ -25,6 +25,7 @@ pub mod ledger;
 pub mod locks;
 pub mod metrics;
 pub mod money;
+pub mod openapi;
 pub mod options;
 pub mod orders;
 pub mod paging;

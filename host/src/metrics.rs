@@ -112,6 +112,10 @@ pub async fn track(request: Request, next: Next) -> Response {
 
 /// `GET /metrics` in Prometheus text format. Gauges of shared database state (dead
 /// letters) are read from the database first, so every host reports the same figures.
+#[utoipa::path(get, path = "/metrics", tag = "public", summary = "Prometheus metrics", responses(
+    (status = 200, description = "The metrics, Prometheus text format.", content_type = "text/plain", body = String),
+    (status = 503, description = "`error`: the metrics recorder is not installed."),
+))]
 pub async fn render(State(app): State<AppState>) -> Response {
     crate::dead_letters::refresh_gauge(&app.store).await;
     match HANDLE.get().and_then(Option::as_ref) {

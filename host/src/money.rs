@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
 
 /// An amount of money in minor units (cents for USD) of a currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Money {
     /// Minor units.
     pub amount: i64,
@@ -95,6 +95,33 @@ pub fn parse_currency(code: &str) -> Option<String> {
     let upper = code.trim().to_ascii_uppercase();
     iso_currency::Currency::from_code(&upper).map(|_| upper)
 }
+
+/// The OpenAPI schema of an amount: an integer from `minimum` to [`MAX_AMOUNT`].
+fn amount_schema(minimum: i64) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(minimum))
+        .maximum(Some(MAX_AMOUNT))
+        .into()
+}
+
+impl utoipa::PartialSchema for PositiveAmount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        amount_schema(1)
+    }
+}
+
+impl utoipa::ToSchema for PositiveAmount {}
+
+impl utoipa::PartialSchema for NonNegativeAmount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        amount_schema(0)
+    }
+}
+
+impl utoipa::ToSchema for NonNegativeAmount {}
 
 #[cfg(test)]
 mod tests {

@@ -4,10 +4,11 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{ManagerCaller, TenantScope, TerminalCaller};
 use crate::customers::{normalize_phone, InvalidPhone};
@@ -20,7 +21,7 @@ use crate::state::AppState;
 use crate::store::{new_id, now_micros, rfc3339, Store, StoreError};
 
 /// Where an order came from. Only online orders wait for a terminal to accept them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OrderSource {
     /// Placed on the online ordering platform; shows up in `orders/pending`.
@@ -31,7 +32,7 @@ pub enum OrderSource {
 }
 
 /// The kitchen lifecycle of an order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OrderStatus {
     /// Waiting for the restaurant to accept it.
@@ -78,7 +79,7 @@ impl OrderStatus {
 }
 
 /// One line of an order.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderItem {
     /// Display name.
@@ -96,7 +97,7 @@ pub struct OrderItem {
 }
 
 /// Who ordered.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderCustomer {
     /// Name for the pickup shelf.
@@ -111,7 +112,7 @@ pub struct OrderCustomer {
 }
 
 /// Body of `POST /api/{tenant}/orders`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrder {
     /// The platform's order id; unique per tenant.
@@ -146,7 +147,7 @@ pub struct NewOrder {
 }
 
 /// Body of `POST /api/{tenant}/orders/{id}/status`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusChange {
     /// The new status.
@@ -154,7 +155,7 @@ pub struct StatusChange {
 }
 
 /// An order as the API returns it and as `new_order`/`order_updated` carry it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Order {
     /// Our id.
     pub id: String,
@@ -492,18 +493,23 @@ impl Orders {
 }
 
 /// `/api/{tenant}/orders…` routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/orders", post(create))
-        .route("/orders/pending", get(pending))
-        .route("/orders/{id}/status", post(set_status))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(pending))
+        .routes(routes!(set_status))
 }
 
-#[derive(Serialize)]
+/// Answer of `GET /api/{tenant}/orders/pending`.
+#[derive(Serialize, utoipa::ToSchema)]
 struct PendingOrders {
     orders: Vec<Order>,
 }
 
+/// Online orders waiting for the restaurant (pending or accepted), oldest first (any key).
+#[utoipa::path(get, path = "/orders/pending", tag = "orders", responses(
+    (status = 200, description = "Up to 500 orders.", body = PendingOrders),
+))]
 async fn pending(
     State(app): State<AppState>,
     TerminalCaller(caller): TerminalCaller,
@@ -513,6 +519,13 @@ async fn pending(
     }))
 }
 
+/// Places an order (manager key); terminals receive it as `new_order`. Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/orders", tag = "orders", request_body = NewOrder,
+    params(crate::extract::Idempotency), responses(
+    (status = 201, description = "Created.", body = Order),
+    (status = 409, description = "`order_exists`: the external id was used."),
+    (status = 422, description = "`invalid_order`: totals that do not add up, no items, currency not the tenant's; `invalid_phone`; `idempotency_key_reused`; `invalid_request`."),
+))]
 async fn create(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
@@ -531,6 +544,13 @@ async fn create(
     .await
 }
 
+/// Moves an order along its lifecycle (any key); terminals receive `order_updated`.
+#[utoipa::path(post, path = "/orders/{id}/status", tag = "orders", request_body = StatusChange,
+    params(crate::extract::Idempotency), responses(
+    (status = 200, description = "The order.", body = Order),
+    (status = 404, description = "`order_not_found`."),
+    (status = 409, description = "`invalid_transition`: the lifecycle forbids this move."),
+))]
 async fn set_status(
     State(app): State<AppState>,
     TerminalCaller(caller): TerminalCaller,

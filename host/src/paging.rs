@@ -8,14 +8,16 @@ const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
 
 /// `?limit=&cursor=` of a list route.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page size (1–500, default 50).
     #[serde(default)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     #[serde(default)]
+    #[param(value_type = Option<String>)]
     pub cursor: Option<Cursor>,
 }
 
@@ -43,7 +45,7 @@ impl TryFrom<String> for Cursor {
 }
 
 /// One page of results.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     /// The rows, newest first.
     pub items: Vec<T>,

@@ -7,9 +7,10 @@
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
@@ -61,39 +62,46 @@ impl From<AdminError> for ApiError {
 }
 
 /// The operator's plugin routes.
-pub fn admin_routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/plugins",
-            get(list)
-                .post(install)
-                .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
-        )
-        .route("/plugins/{id}", get(show))
-        .route("/plugins/{id}/hosts", put(set_hosts))
-        .route("/plugins/{id}/limits", put(set_limits))
-        .route("/plugins/{id}/activate", post(activate))
-        .route("/plugins/{id}/disable", post(disable))
-        .route("/plugins/{id}/versions/{version}", delete(delete_version))
-        .route("/plugins/{id}/logs", get(logs))
-        .route("/plugin-signers", get(list_signers).put(put_signer))
-        .route(
-            "/plugin-signers/{name}",
-            get(show_signer).delete(delete_signer),
-        )
+pub fn admin_routes() -> OpenApiRouter<AppState> {
+    let (schemas, paths, plugins) = routes!(list, install);
+    OpenApiRouter::new()
+        .routes((
+            schemas,
+            paths,
+            plugins.layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        ))
+        .routes(routes!(show))
+        .routes(routes!(set_hosts))
+        .routes(routes!(set_limits))
+        .routes(routes!(activate))
+        .routes(routes!(disable))
+        .routes(routes!(delete_version))
+        .routes(routes!(logs))
+        .routes(routes!(list_signers, put_signer))
+        .routes(routes!(show_signer, delete_signer))
 }
 
-#[derive(Serialize)]
+/// Answer of `GET /admin/plugins`.
+#[derive(Serialize, utoipa::ToSchema)]
 struct PluginList {
     plugins: Vec<PluginStatus>,
 }
 
+/// Lists the installed plugins with their versions, state, limits and call statistics.
+#[utoipa::path(get, path = "/plugins", tag = "plugins", responses(
+    (status = 200, description = "The plugins.", body = PluginList),
+))]
 async fn list(State(app): State<AppState>, _op: Operator) -> Json<PluginList> {
     Json(PluginList {
         plugins: app.plugins.list(),
     })
 }
 
+/// One plugin.
+#[utoipa::path(get, path = "/plugins/{id}", tag = "plugins", responses(
+    (status = 200, description = "The plugin.", body = PluginStatus),
+    (status = 404, description = "`plugin_not_found`."),
+))]
 async fn show(
     State(app): State<AppState>,
     _op: Operator,
@@ -105,6 +113,15 @@ async fn show(
         .ok_or_else(|| AdminError::NotFound(id).into())
 }
 
+/// Uploads a plugin version (a WebAssembly component, up to 32 MiB) and makes it serve.
+#[utoipa::path(post, path = "/plugins", tag = "plugins",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The component's bytes."),
+    responses(
+    (status = 201, description = "Installed and active.", body = PluginStatus),
+    (status = 409, description = "`version_exists`: this id and version is installed; `kind_mismatch`: the id is a plugin of the other kind."),
+    (status = 413, description = "`payload_too_large`: over 32 MiB."),
+    (status = 422, description = "`invalid_plugin`: not a component of a supported contract; `plugin_signature_invalid`: a signature that does not verify; `plugin_unsigned`, `plugin_signer_untrusted`: refused under `--require-signed-plugins`."),
+))]
 async fn install(
     State(app): State<AppState>,
     _op: Operator,
@@ -114,12 +131,19 @@ async fn install(
     Ok((StatusCode::CREATED, Json(status)))
 }
 
-#[derive(Deserialize)]
+/// Body of `PUT /admin/plugins/{id}/hosts`: the hosts the operator approves beyond the declared ones.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Hosts {
     allow: Vec<String>,
 }
 
+/// Sets the hosts the operator approves for the plugin's outbound HTTP, beyond the ones it declares.
+#[utoipa::path(put, path = "/plugins/{id}/hosts", tag = "plugins", request_body = Hosts, responses(
+    (status = 200, description = "The plugin.", body = PluginStatus),
+    (status = 404, description = "`plugin_not_found`."),
+    (status = 422, description = "`invalid_hosts`; `invalid_request`."),
+))]
 async fn set_hosts(
     State(app): State<AppState>,
     _op: Operator,
@@ -129,13 +153,20 @@ async fn set_hosts(
     Ok(Json(app.plugins.set_hosts(&id, body.value.allow).await?))
 }
 
-#[derive(Deserialize)]
+/// Body of `PUT /admin/plugins/{id}/limits`: CPU deadline per call (ms) and memory cap (MiB).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Limits {
     cpu_ms: u64,
     memory_mb: u64,
 }
 
+/// Sets the plugin's CPU deadline per call and memory cap.
+#[utoipa::path(put, path = "/plugins/{id}/limits", tag = "plugins", request_body = Limits, responses(
+    (status = 200, description = "The plugin.", body = PluginStatus),
+    (status = 404, description = "`plugin_not_found`."),
+    (status = 422, description = "`invalid_limits`; `invalid_request`."),
+))]
 async fn set_limits(
     State(app): State<AppState>,
     _op: Operator,
@@ -149,12 +180,18 @@ async fn set_limits(
     ))
 }
 
-#[derive(Deserialize)]
+/// Body of `POST /admin/plugins/{id}/activate`: the installed version to serve.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Activate {
     version: String,
 }
 
+/// Makes an installed version serve (a rollback is the activation of an older one); lifts a quarantine.
+#[utoipa::path(post, path = "/plugins/{id}/activate", tag = "plugins", request_body = Activate, responses(
+    (status = 200, description = "The plugin.", body = PluginStatus),
+    (status = 404, description = "`plugin_not_found`, `version_not_found`."),
+))]
 async fn activate(
     State(app): State<AppState>,
     _op: Operator,
@@ -164,6 +201,11 @@ async fn activate(
     Ok(Json(app.plugins.activate(&id, &body.value.version).await?))
 }
 
+/// Turns the plugin off; calls fail with `plugin_unavailable` until a version is activated.
+#[utoipa::path(post, path = "/plugins/{id}/disable", tag = "plugins", responses(
+    (status = 200, description = "The plugin.", body = PluginStatus),
+    (status = 404, description = "`plugin_not_found`."),
+))]
 async fn disable(
     State(app): State<AppState>,
     _op: Operator,
@@ -172,6 +214,12 @@ async fn disable(
     Ok(Json(app.plugins.disable(&id).await?))
 }
 
+/// Deletes an installed version that is not serving.
+#[utoipa::path(delete, path = "/plugins/{id}/versions/{version}", tag = "plugins", responses(
+    (status = 204, description = "Deleted."),
+    (status = 404, description = "`plugin_not_found`, `version_not_found`."),
+    (status = 409, description = "`version_active`: activate another version first."),
+))]
 async fn delete_version(
     State(app): State<AppState>,
     _op: Operator,
@@ -181,6 +229,11 @@ async fn delete_version(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The plugin's recent log lines on this host.
+#[utoipa::path(get, path = "/plugins/{id}/logs", tag = "plugins", responses(
+    (status = 200, description = "Recent lines (bounded, rate-limited per plugin), oldest first.", body = PluginLogView),
+    (status = 404, description = "`plugin_not_found`."),
+))]
 async fn logs(
     State(app): State<AppState>,
     _op: Operator,
@@ -192,17 +245,27 @@ async fn logs(
         .ok_or_else(|| AdminError::NotFound(id).into())
 }
 
-#[derive(Serialize)]
+/// Answer of `GET /admin/plugin-signers`.
+#[derive(Serialize, utoipa::ToSchema)]
 struct SignerList {
     signers: Vec<TrustedSigner>,
 }
 
+/// The keys trusted to sign plugins.
+#[utoipa::path(get, path = "/plugin-signers", tag = "plugins", responses(
+    (status = 200, description = "The trusted signers.", body = SignerList),
+))]
 async fn list_signers(State(app): State<AppState>, _op: Operator) -> ApiResult<Json<SignerList>> {
     Ok(Json(SignerList {
         signers: app.plugins.signers().await?,
     }))
 }
 
+/// One trusted signer.
+#[utoipa::path(get, path = "/plugin-signers/{name}", tag = "plugins", responses(
+    (status = 200, description = "The signer.", body = TrustedSigner),
+    (status = 404, description = "`signer_not_found`."),
+))]
 async fn show_signer(
     State(app): State<AppState>,
     _op: Operator,
@@ -217,7 +280,8 @@ async fn show_signer(
         .ok_or_else(|| AdminError::SignerNotFound(name).into())
 }
 
-#[derive(Deserialize)]
+/// Body of `PUT /admin/plugin-signers`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PutSigner {
     name: String,
@@ -226,6 +290,12 @@ struct PutSigner {
 
 /// Trusts a key under a name (replacing the key of an existing name): 201 when the name
 /// is new, 200 when it was replaced.
+#[utoipa::path(put, path = "/plugin-signers", tag = "plugins", request_body = PutSigner, responses(
+    (status = 201, description = "A new name trusted.", body = TrustedSigner),
+    (status = 200, description = "The name's key replaced.", body = TrustedSigner),
+    (status = 409, description = "`signer_key_trusted`: the key is trusted under another name."),
+    (status = 422, description = "`invalid_signer`: a bad name or key; `invalid_request`."),
+))]
 async fn put_signer(
     State(app): State<AppState>,
     _op: Operator,
@@ -243,6 +313,11 @@ async fn put_signer(
     Ok((status, Json(signer)))
 }
 
+/// Stops trusting a key; versions it signed stay installed.
+#[utoipa::path(delete, path = "/plugin-signers/{name}", tag = "plugins", responses(
+    (status = 204, description = "No longer trusted."),
+    (status = 404, description = "`signer_not_found`."),
+))]
 async fn delete_signer(
     State(app): State<AppState>,
     _op: Operator,

@@ -21,9 +21,10 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{ManagerCaller, TerminalCaller};
 use crate::error::ApiError;
@@ -36,7 +37,7 @@ use crate::plugins::{CallContext, CallError, Plugins};
 use crate::state::AppState;
 
 /// Body of `POST /api/{tenant}/pos/validate`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateRequest {
     /// Provider plugin id (`square`, `toast`, `local-pos`, or any installed provider).
@@ -187,26 +188,34 @@ pub fn connection(
 }
 
 /// `/api/{tenant}/…` routes: integrations (manager) and pushed sales (terminal).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/pos/validate", post(validate))
-        .route("/pos/connect", post(connect))
-        .route("/pos/status/{venue}", get(status))
-        .route("/pos/disconnect/{venue}", post(disconnect))
-        .route("/pos/sync/{venue}", post(sync_now))
-        .route("/pos/transactions/{venue}", get(transactions))
-        .route("/pos/revenue/{venue}", get(revenue))
-        .route("/transactions", post(push))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(validate))
+        .routes(routes!(connect))
+        .routes(routes!(status))
+        .routes(routes!(disconnect))
+        .routes(routes!(sync_now))
+        .routes(routes!(transactions))
+        .routes(routes!(revenue))
+        .routes(routes!(push))
 }
 
 /// The public webhook route, `/webhooks/{provider}/{integration_id}`.
-pub fn webhook_routes() -> Router<AppState> {
-    Router::new().route(
-        "/webhooks/{provider}/{integration_id}",
-        post(webhooks::receive),
-    )
+pub fn webhook_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(webhooks::receive))
 }
 
+/// Connects a venue to a POS provider (credentials are sealed and never shown again).
+#[utoipa::path(post, path = "/pos/connect", tag = "pos", request_body = ConnectRequest, responses(
+    (status = 200, description = "The integration; register `webhook_url` with the provider.", body = Integration),
+    (status = 404, description = "`location_not_found`."),
+    (status = 422, description = "`invalid_credentials`, `missing_credentials`, `unknown_provider`, `invalid_request`, `bad_payload`, `unsupported`."),
+    (status = 403, description = "`permission_denied`: the provider refused our credentials' permissions; `forbidden`; `tenant_suspended`."),
+    (status = 429, description = "`rate_limited`: this key, or the provider, is over its rate; see Retry-After."),
+    (status = 502, description = "`upstream_error`: the provider failed; `plugin_failed`."),
+    (status = 503, description = "`provider_unavailable`: the plugin is disabled or quarantined; `database_unavailable`, `transaction_conflict`."),
+    (status = 504, description = "`plugin_timeout`."),
+))]
 async fn connect(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
@@ -217,22 +226,41 @@ async fn connect(
     ))
 }
 
-#[derive(serde::Serialize)]
+/// Answer of `GET /pos/status/{venue}`: the integration with its sync and revenue state.
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct StatusView {
+    /// The integration.
     #[serde(flatten)]
     integration: Integration,
+    /// Sales stored for the venue.
     transaction_count: i64,
+    /// The last five failed syncs, newest first.
     recent_sync_errors: Vec<integrations::SyncRun>,
+    /// The last sync, failed or not.
     last_sync: Option<integrations::SyncRun>,
+    /// Revenue today and in all.
     revenue: RevenueSummary,
 }
 
-#[derive(serde::Serialize)]
+/// Revenue of a venue today and in all.
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct RevenueSummary {
+    /// Today so far, venue time.
     today: Revenue,
+    /// Everything.
     all: Revenue,
 }
 
+/// A venue's integration: status, last sync, recent errors, revenue.
+#[utoipa::path(get, path = "/pos/status/{venue}", tag = "pos", responses(
+    (status = 200, description = "The status.", body = StatusView),
+    (status = 404, description = "`venue_not_connected`."),
+    (status = 403, description = "`permission_denied`: the provider refused our credentials' permissions; `forbidden`; `tenant_suspended`."),
+    (status = 429, description = "`rate_limited`: this key, or the provider, is over its rate; see Retry-After."),
+    (status = 502, description = "`upstream_error`: the provider failed; `plugin_failed`."),
+    (status = 503, description = "`provider_unavailable`: the plugin is disabled or quarantined; `database_unavailable`, `transaction_conflict`."),
+    (status = 504, description = "`plugin_timeout`."),
+))]
 async fn status(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
@@ -263,6 +291,11 @@ async fn status(
     }))
 }
 
+/// Disconnects a venue: no more syncs; webhooks answer 410.
+#[utoipa::path(post, path = "/pos/disconnect/{venue}", tag = "pos", responses(
+    (status = 200, description = "The integration.", body = Integration),
+    (status = 404, description = "`venue_not_connected`."),
+))]
 async fn disconnect(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
@@ -273,6 +306,18 @@ async fn disconnect(
     ))
 }
 
+/// Syncs a venue now (providers that poll).
+#[utoipa::path(post, path = "/pos/sync/{venue}", tag = "pos", responses(
+    (status = 200, description = "What the sync did.", body = SyncStats),
+    (status = 404, description = "`venue_not_connected`."),
+    (status = 409, description = "`integration_disconnected`; `sync_in_progress`."),
+    (status = 422, description = "`unsupported`: the provider pushes its sales; `invalid_credentials`, `bad_payload`."),
+    (status = 403, description = "`permission_denied`: the provider refused our credentials' permissions; `forbidden`; `tenant_suspended`."),
+    (status = 429, description = "`rate_limited`: this key, or the provider, is over its rate; see Retry-After."),
+    (status = 502, description = "`upstream_error`: the provider failed; `plugin_failed`."),
+    (status = 503, description = "`provider_unavailable`: the plugin is disabled or quarantined; `database_unavailable`, `transaction_conflict`."),
+    (status = 504, description = "`plugin_timeout`."),
+))]
 async fn sync_now(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
@@ -311,6 +356,13 @@ async fn sync_now(
     }
 }
 
+/// A venue's sales, newest first, filtered by time and customer.
+#[utoipa::path(get, path = "/pos/transactions/{venue}", tag = "pos", params(sales::TransactionQuery), responses(
+    (status = 200, description = "A page of sales.", body = Page<sales::Sale>),
+    (status = 400, description = "`invalid_query`: a bad time or cursor; `bad_request`."),
+    (status = 404, description = "`venue_not_connected`."),
+    (status = 422, description = "`invalid_phone`; `unsupported_character`."),
+))]
 async fn transactions(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
@@ -323,13 +375,21 @@ async fn transactions(
     ))
 }
 
-#[derive(Deserialize)]
+/// `?period=` of `GET /pos/revenue/{venue}`.
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct RevenueQuery {
+    /// Default `all`.
     #[serde(default)]
     period: Period,
 }
 
+/// A venue's revenue over a period, in the venue's time zone.
+#[utoipa::path(get, path = "/pos/revenue/{venue}", tag = "pos", params(RevenueQuery), responses(
+    (status = 200, description = "The revenue.", body = Revenue),
+    (status = 404, description = "`venue_not_connected`."),
+))]
 async fn revenue(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
@@ -343,12 +403,27 @@ async fn revenue(
 }
 
 /// Only `venue` is read here; the whole body goes to the venue's provider plugin.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct PushEnvelope {
+    /// The venue whose integration (a push provider such as `local-pos`) parses the rest.
     venue: String,
 }
 
 /// `POST /api/{tenant}/transactions`: a local POS pushes its sales in its native format.
+/// A local POS pushes its sales in its native format (any key). Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/transactions", tag = "pos", request_body(content = PushEnvelope,
+        description = "A JSON object with `venue`; the rest is the venue's provider's format."),
+    params(crate::extract::Idempotency), responses(
+    (status = 200, description = "What was recorded.", body = IngestCounts),
+    (status = 404, description = "`venue_not_connected`."),
+    (status = 409, description = "`integration_disconnected`."),
+    (status = 422, description = "`invalid_transactions`: nothing acceptable; `bad_payload`, `unsupported`, `unknown_provider`, `idempotency_key_reused`, `invalid_request`."),
+    (status = 403, description = "`permission_denied`: the provider refused our credentials' permissions; `forbidden`; `tenant_suspended`."),
+    (status = 429, description = "`rate_limited`: this key, or the provider, is over its rate; see Retry-After."),
+    (status = 502, description = "`upstream_error`: the provider failed; `plugin_failed`."),
+    (status = 503, description = "`provider_unavailable`: the plugin is disabled or quarantined; `database_unavailable`, `transaction_conflict`."),
+    (status = 504, description = "`plugin_timeout`."),
+))]
 async fn push(
     State(app): State<AppState>,
     TerminalCaller(caller): TerminalCaller,
@@ -416,6 +491,17 @@ async fn push(
 }
 
 /// Body of `POST /api/{tenant}/customers/{phone}/links`.
+/// Checks credentials and a location with the provider, storing nothing.
+#[utoipa::path(post, path = "/pos/validate", tag = "pos", request_body = ValidateRequest, responses(
+    (status = 200, description = "The location.", body = LocationInfo),
+    (status = 404, description = "`location_not_found`."),
+    (status = 422, description = "`invalid_credentials`, `missing_credentials`, `unknown_provider`, `invalid_request`, `bad_payload`, `unsupported`."),
+    (status = 403, description = "`permission_denied`: the provider refused our credentials' permissions; `forbidden`; `tenant_suspended`."),
+    (status = 429, description = "`rate_limited`: this key, or the provider, is over its rate; see Retry-After."),
+    (status = 502, description = "`upstream_error`: the provider failed; `plugin_failed`."),
+    (status = 503, description = "`provider_unavailable`: the plugin is disabled or quarantined; `database_unavailable`, `transaction_conflict`."),
+    (status = 504, description = "`plugin_timeout`."),
+))]
 async fn validate(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,

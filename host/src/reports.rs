@@ -4,10 +4,11 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{TenantScope, TerminalCaller};
 use crate::error::{ApiError, ApiResult};
@@ -20,10 +21,11 @@ use crate::store::{now_micros, rfc3339, Store, StoreError};
 
 /// Body of `POST /api/{tenant}/reports/daily`. Amounts are minor units of the tenant's
 /// currency; `net_sales` may be negative on a day of refunds.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DailyReportUpload {
     /// Business date, `YYYY-MM-DD`.
+    #[schema(value_type = String, format = Date)]
     pub report_date: jiff::civil::Date,
     /// Must be the tenant's currency if given.
     #[serde(default)]
@@ -65,7 +67,7 @@ fn empty_array() -> serde_json::Value {
 }
 
 /// A stored report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DailyReport {
     /// Business date.
     pub report_date: String,
@@ -285,12 +287,19 @@ impl DailyReports {
 }
 
 /// `/api/{tenant}/reports/daily…` routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/reports/daily", post(upload))
-        .route("/reports/daily/{date}", get(get_report))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(upload))
+        .routes(routes!(get_report))
 }
 
+/// Uploads the till's daily report; a second upload of a date replaces it (revision + 1). Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/reports/daily", tag = "orders", request_body = DailyReportUpload,
+    params(crate::extract::Idempotency), responses(
+    (status = 201, description = "Stored (a new date).", body = DailyReport),
+    (status = 200, description = "Replaced an earlier upload of the date.", body = DailyReport),
+    (status = 422, description = "`invalid_report`: currency not the tenant's, bad amounts; `idempotency_key_reused`; `invalid_request`."),
+))]
 async fn upload(
     State(app): State<AppState>,
     TerminalCaller(caller): TerminalCaller,
@@ -314,6 +323,12 @@ async fn upload(
     .await
 }
 
+/// The report of a business date (`YYYY-MM-DD`).
+#[utoipa::path(get, path = "/reports/daily/{date}", tag = "orders", responses(
+    (status = 200, description = "The report.", body = DailyReport),
+    (status = 404, description = "`report_not_found`."),
+    (status = 422, description = "`invalid_report`: not a date; `unsupported_character`."),
+))]
 async fn get_report(
     State(app): State<AppState>,
     TerminalCaller(caller): TerminalCaller,

@@ -18,9 +18,10 @@ pub use performances::Performance;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, patch, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{ManagerCaller, TerminalCaller};
 use crate::error::ApiError;
@@ -84,7 +85,7 @@ impl From<RuleError> for ApiError {
 }
 
 /// A spend rule as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SpendRule {
     /// Rule id.
     pub id: String,
@@ -121,7 +122,7 @@ pub struct SpendRule {
 }
 
 /// Body of `POST /pos/rules/{venue}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRule {
     /// Display name (1–100 characters).
@@ -156,27 +157,45 @@ fn enabled_by_default() -> bool {
 
 /// Body of `PATCH /pos/rules/{venue}/{rule_id}`: absent fields stay; `null` clears the
 /// optional ones.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RulePatch {
+    /// See [`NewRule::name`].
     #[serde(default)]
     name: Option<String>,
+    /// See [`NewRule::threshold`].
     #[serde(default)]
     threshold: Option<NonNegativeAmount>,
+    /// See [`NewRule::tier`].
     #[serde(default)]
     tier: Option<String>,
+    /// See [`NewRule::access_level`]; `null` clears it.
     #[serde(default, deserialize_with = "present")]
     access_level: Option<Option<String>>,
+    /// See [`NewRule::priority`].
     #[serde(default)]
     priority: Option<i64>,
+    /// See [`NewRule::enabled`].
     #[serde(default)]
     enabled: Option<bool>,
+    /// See [`NewRule::live_only`].
     #[serde(default)]
     live_only: Option<bool>,
+    /// See [`NewRule::time_windows`].
     #[serde(default)]
     time_windows: Option<Vec<TimeWindow>>,
+    /// See [`NewRule::performer_id`]; `null` clears it.
     #[serde(default, deserialize_with = "present")]
     performer_id: Option<Option<String>>,
+}
+
+/// Answer of `GET /pos/rules/{venue}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct RuleList {
+    /// The venue.
+    venue: String,
+    /// Its rules, by priority.
+    rules: Vec<SpendRule>,
 }
 
 /// Tells "field given as null" (`Some(None)`) from "field absent" (`None`, the default).
@@ -189,24 +208,35 @@ where
 }
 
 /// `/api/{tenant}/pos/rules/…`, `/pos/tiers` and `/pos/performances/…`.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/pos/rules/{venue}", get(list).post(create))
-        .route("/pos/rules/{venue}/{rule_id}", patch(update).delete(delete))
-        .route("/pos/rules/{venue}/{rule_id}/toggle", post(toggle))
-        .route("/pos/tiers", get(ladder).put(set_ladder))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(update, delete))
+        .routes(routes!(toggle))
+        .routes(routes!(ladder, set_ladder))
         .merge(performances::routes())
 }
 
+/// A venue's spend rules with their statistics.
+#[utoipa::path(get, path = "/pos/rules/{venue}", tag = "rules", responses(
+    (status = 200, description = "The rules.", body = RuleList),
+    (status = 422, description = "`invalid_request`: a bad venue; `unsupported_character`."),
+))]
 async fn list(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue)): Path<(String, String)>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RuleList>, ApiError> {
     let rules = RuleBook::list(&app.store, &caller.scope, &venue).await?;
-    Ok(Json(serde_json::json!({ "venue": venue, "rules": rules })))
+    Ok(Json(RuleList { venue, rules }))
 }
 
+/// Creates a spend rule.
+#[utoipa::path(post, path = "/pos/rules/{venue}", tag = "rules", request_body = NewRule, responses(
+    (status = 201, description = "Created.", body = SpendRule),
+    (status = 409, description = "`too_many_rules`: the venue has 1,000."),
+    (status = 422, description = "`invalid_request`, `unknown_tier`, `unknown_access_level`."),
+))]
 async fn create(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
@@ -217,6 +247,12 @@ async fn create(
     Ok((StatusCode::CREATED, Json(rule)))
 }
 
+/// Changes a spend rule; absent fields stay.
+#[utoipa::path(patch, path = "/pos/rules/{venue}/{rule_id}", tag = "rules", request_body = RulePatch, responses(
+    (status = 200, description = "The rule.", body = SpendRule),
+    (status = 404, description = "`rule_not_found`."),
+    (status = 422, description = "`invalid_request`, `unknown_tier`, `unknown_access_level`."),
+))]
 async fn update(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
@@ -228,6 +264,11 @@ async fn update(
     ))
 }
 
+/// Enables a disabled rule or disables an enabled one.
+#[utoipa::path(post, path = "/pos/rules/{venue}/{rule_id}/toggle", tag = "rules", responses(
+    (status = 200, description = "The rule.", body = SpendRule),
+    (status = 404, description = "`rule_not_found`."),
+))]
 async fn toggle(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
@@ -238,6 +279,11 @@ async fn toggle(
     ))
 }
 
+/// Deletes a spend rule.
+#[utoipa::path(delete, path = "/pos/rules/{venue}/{rule_id}", tag = "rules", responses(
+    (status = 204, description = "Deleted."),
+    (status = 404, description = "`rule_not_found`."),
+))]
 async fn delete(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
@@ -247,6 +293,10 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The tenant's tiers and access levels, lowest first (any key).
+#[utoipa::path(get, path = "/pos/tiers", tag = "rules", responses(
+    (status = 200, description = "The ladder.", body = Ladder),
+))]
 async fn ladder(
     State(app): State<AppState>,
     TerminalCaller(caller): TerminalCaller,
@@ -254,6 +304,12 @@ async fn ladder(
     Ok(Json(RuleBook::ladder(&app.store, &caller.scope).await?))
 }
 
+/// Replaces the tier list, the access-level list, or both.
+#[utoipa::path(put, path = "/pos/tiers", tag = "rules", request_body = LadderUpdate, responses(
+    (status = 200, description = "The ladder.", body = Ladder),
+    (status = 409, description = "`tier_in_use`: a dropped name is still unlocked by a rule or held by a customer."),
+    (status = 422, description = "`invalid_request`: empty, duplicate or malformed names."),
+))]
 async fn set_ladder(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,

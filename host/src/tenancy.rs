@@ -7,10 +7,11 @@ pub mod lifecycle;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
@@ -20,7 +21,7 @@ use crate::state::AppState;
 use crate::store::{new_id, now_micros, rfc3339, Store, StoreError};
 
 /// A tenant as the operator API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Tenant {
     /// Internal id (UUIDv7); never needed by terminals, which use the slug.
     pub id: String,
@@ -42,7 +43,7 @@ pub struct Tenant {
 }
 
 /// Body of `POST /admin/tenants` (and the CLI's `tenant create`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     /// See [`Tenant::slug`].
@@ -236,19 +237,24 @@ impl Tenants {
 }
 
 /// `/admin/tenants…` routes (operator token).
-pub fn admin_routes() -> Router<AppState> {
-    Router::new()
-        .route("/tenants", get(list_tenants).post(create_tenant))
-        .route(
-            "/tenants/{slug}",
-            get(get_tenant)
-                .patch(lifecycle::update_tenant)
-                .delete(lifecycle::delete_tenant),
-        )
-        .route("/tenants/{slug}/suspend", post(lifecycle::suspend_tenant))
-        .route("/tenants/{slug}/resume", post(lifecycle::resume_tenant))
+pub fn admin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tenants, create_tenant))
+        .routes(routes!(
+            get_tenant,
+            lifecycle::update_tenant,
+            lifecycle::delete_tenant
+        ))
+        .routes(routes!(lifecycle::suspend_tenant))
+        .routes(routes!(lifecycle::resume_tenant))
 }
 
+/// Creates a tenant.
+#[utoipa::path(post, path = "/tenants", tag = "tenants", request_body = NewTenant, responses(
+    (status = 201, description = "Created.", body = Tenant),
+    (status = 409, description = "`tenant_exists`: the slug is taken."),
+    (status = 422, description = "`invalid_tenant`: bad slug, name, currency, time zone or country; `invalid_request`."),
+))]
 async fn create_tenant(
     State(app): State<AppState>,
     _op: Operator,
@@ -259,17 +265,27 @@ async fn create_tenant(
     Ok((StatusCode::CREATED, Json(tenant)))
 }
 
-#[derive(Serialize)]
+/// Answer of `GET /admin/tenants`.
+#[derive(Serialize, utoipa::ToSchema)]
 struct TenantList {
     tenants: Vec<Tenant>,
 }
 
+/// Lists every tenant, oldest first.
+#[utoipa::path(get, path = "/tenants", tag = "tenants", responses(
+    (status = 200, description = "The tenants.", body = TenantList),
+))]
 async fn list_tenants(State(app): State<AppState>, _op: Operator) -> ApiResult<Json<TenantList>> {
     Ok(Json(TenantList {
         tenants: Tenants::list(&app.store).await?,
     }))
 }
 
+/// One tenant.
+#[utoipa::path(get, path = "/tenants/{slug}", tag = "tenants", responses(
+    (status = 200, description = "The tenant.", body = Tenant),
+    (status = 404, description = "`tenant_not_found`."),
+))]
 async fn get_tenant(
     State(app): State<AppState>,
     _op: Operator,

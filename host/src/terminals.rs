@@ -32,11 +32,12 @@ use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Query, State};
 use axum::response::Response;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use self::fanout::Fanout;
 use self::session::run_session;
@@ -45,6 +46,7 @@ use self::upgrade::StreamUpgrade;
 
 use crate::auth::{Caller, Role as KeyRole, TerminalCaller};
 use crate::locks::lock;
+use crate::openapi::StreamFrame;
 use crate::state::AppState;
 use crate::store::{now_micros, rfc3339};
 
@@ -201,7 +203,7 @@ impl Drop for Registration {
 }
 
 /// A connected terminal, as `pos-status` lists it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TerminalStatus {
     /// The host holding its socket (see [`crate::cluster`]).
     pub host_id: String,
@@ -286,24 +288,32 @@ impl Terminals {
 }
 
 /// Routes under `/api/{tenant}`.
-pub fn tenant_routes() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/pos-status", get(cluster_view::pos_status))
+pub fn tenant_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(cluster_view::pos_status))
 }
 
 /// The stream route, `/ws/pos/{tenant}`.
-pub fn stream_routes() -> Router<AppState> {
-    Router::new().route("/ws/pos/{tenant}", get(open_stream))
+pub fn stream_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(open_stream))
 }
 
-#[derive(Serialize)]
+/// Answer of `GET /api/{tenant}/health`.
+#[derive(Serialize, utoipa::ToSchema)]
 struct Health {
+    /// Always `ok`.
     status: &'static str,
+    /// The key's tenant.
     tenant: String,
+    /// The server's clock, RFC 3339.
     time: String,
 }
 
+/// Checks a key: which tenant it belongs to and the server's clock.
+#[utoipa::path(get, path = "/health", tag = "terminal", responses(
+    (status = 200, description = "The key works (any role).", body = Health),
+))]
 async fn health(TerminalCaller(caller): TerminalCaller) -> Json<Health> {
     Json(Health {
         status: "ok",
@@ -312,11 +322,38 @@ async fn health(TerminalCaller(caller): TerminalCaller) -> Json<Health> {
     })
 }
 
-#[derive(Debug, Deserialize)]
+/// `?since=` of the event stream.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StreamQuery {
+    /// Replay every event after this sequence number before the live ones.
     since: Option<i64>,
 }
 
+/// Opens the tenant's live event stream (WebSocket, any key of the tenant).
+///
+/// Send a WebSocket handshake (`Connection: Upgrade`, `Upgrade: websocket`,
+/// `Sec-WebSocket-Version: 13`). Browsers, which cannot set headers, authenticate with the
+/// subprotocols `posbridge.v1, key.<key>`. Frames are JSON text: first a `HelloFrame`
+/// (`{"type":"hello","tenant","last_seq"}`), then with `?since=N` every event after N in
+/// order, then live events, each an `EventFrame` (`{"seq","type","at","data"}`), with no gap
+/// and no duplicate. A jump in `seq` is an event terminals do not receive (walk-in orders),
+/// not a loss. If N is older than the retained history a `ResetFrame`
+/// (`{"type":"reset","last_seq"}`) comes instead of the replay: reload over REST and carry
+/// on from `last_seq`.
+///
+/// The server pings every 25 s; one missed pong closes the socket. Close codes: 1001 server
+/// shutting down (reconnect with `since`); 1002 protocol violation; 1007 text that is not
+/// UTF-8; 1008 more frames than the inbound rate allows; 1009 a message over 64 KiB; 4000
+/// slow consumer (reconnect with `since`); 4001 missed heartbeat (reconnect with `since`);
+/// 4003 key revoked or tenant suspended (stop). Frames already queued are sent before the
+/// close frame.
+#[utoipa::path(get, path = "/ws/pos/{tenant}", tag = "events", params(StreamQuery), responses(
+    (status = 101, description = "Switching Protocols: the socket is open; frames follow (see the description).",
+        body = StreamFrame),
+    (status = 400, description = "`invalid_handshake`: Sec-WebSocket-Key is missing; `bad_request`: a bad query string."),
+    (status = 426, description = "`websocket_required`: not a WebSocket handshake, or not version 13."),
+))]
 async fn open_stream(
     State(app): State<AppState>,
     TerminalCaller(caller): TerminalCaller,

@@ -32,6 +32,7 @@ mod idempotency;
 mod lifecycle;
 mod loyalty;
 mod nginx;
+mod openapi;
 mod orders;
 mod plugin_contract;
 mod plugin_runner;

@@ -69,13 +69,16 @@ impl Link {
 }
 
 /// Body of `POST /customers/{phone}/links`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LinkRequest {
+    /// A card fingerprint as the provider reports it.
     #[serde(default)]
     card_fingerprint: Option<String>,
+    /// A provider id, given with `provider_customer_id`.
     #[serde(default)]
     provider: Option<String>,
+    /// The provider's customer id.
     #[serde(default)]
     provider_customer_id: Option<String>,
 }

@@ -10,7 +10,7 @@ use super::tags::read_tags;
 use crate::store::{rfc3339, Conn, StoreError};
 
 /// A customer's lifetime spend at one venue.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VenueSpend {
     /// Venue.
     pub venue: String,
@@ -26,7 +26,7 @@ pub struct VenueSpend {
 }
 
 /// Who the customer is to the tenant.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Profile {
     /// Customer id.
     pub id: String,

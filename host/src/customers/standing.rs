@@ -19,7 +19,7 @@ pub struct Standing {
 }
 
 /// One past unlock.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UnlockRecord {
     /// Unlock id.
     pub id: String,

@@ -3,11 +3,12 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{check_len, LedgerError};
 use crate::auth::{Caller, ManagerCaller, TenantScope, TerminalCaller};
@@ -21,7 +22,7 @@ use crate::state::AppState;
 use crate::store::{new_id, now_micros, rfc3339, Store};
 
 /// A card as terminals see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GiftCardView {
     /// The card code (upper case).
     pub code: String,
@@ -32,7 +33,7 @@ pub struct GiftCardView {
 }
 
 /// Body of `POST /api/{tenant}/gift-cards` (manager): issue or sell a card.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueRequest {
     /// Card code; generated when absent.
@@ -55,7 +56,7 @@ pub struct IssueRequest {
 }
 
 /// Body of `POST /api/{tenant}/gift-cards/{code}/deduct`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeductRequest {
     /// Amount to take off, minor units.
@@ -65,25 +66,36 @@ pub struct DeductRequest {
     pub order_id: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// Answer of issuing a card.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct IssueResponse {
+    /// The card code (upper case).
     code: String,
+    /// Its value.
     balance: Money,
+    /// `active`.
     status: &'static str,
+    /// The ledger row.
     transaction_id: String,
+    /// When.
     created_at: String,
 }
 
-#[derive(Debug, Serialize)]
+/// Answer of a deduction.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct DeductResponse {
+    /// The card code.
     code: String,
+    /// What is left.
     balance: Money,
+    /// What was taken.
     deducted: Money,
+    /// The ledger row.
     transaction_id: String,
 }
 
 /// One ledger row of a card.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GiftCardTransaction {
     /// Ledger row id.
     pub id: String,
@@ -393,14 +405,20 @@ async fn record(
     Ok(id)
 }
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/gift-cards", post(issue))
-        .route("/gift-cards/{code}/balance", get(balance))
-        .route("/gift-cards/{code}/deduct", post(deduct))
-        .route("/gift-cards/{code}/transactions", get(transactions))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(issue))
+        .routes(routes!(balance))
+        .routes(routes!(deduct))
+        .routes(routes!(transactions))
 }
 
+/// A card's balance (any key).
+#[utoipa::path(get, path = "/gift-cards/{code}/balance", tag = "ledger", responses(
+    (status = 200, description = "The card.", body = GiftCardView),
+    (status = 404, description = "`gift_card_not_found`."),
+    (status = 422, description = "`invalid_gift_card_code`; `unsupported_character`."),
+))]
 async fn balance(
     State(app): State<AppState>,
     TerminalCaller(caller): TerminalCaller,
@@ -411,6 +429,13 @@ async fn balance(
     ))
 }
 
+/// Issues (sells) a gift card (manager key); terminals receive `gift_card_purchased`. Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/gift-cards", tag = "ledger", request_body = IssueRequest,
+    params(crate::extract::Idempotency), responses(
+    (status = 201, description = "Issued.", body = IssueResponse),
+    (status = 409, description = "`gift_card_exists`."),
+    (status = 422, description = "`invalid_gift_card_code`, `currency_mismatch`, `idempotency_key_reused`, `invalid_request`."),
+))]
 async fn issue(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
@@ -428,6 +453,14 @@ async fn issue(
     .await
 }
 
+/// Takes an amount off a card (any key); terminals receive `gift_card_redeemed`. Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/gift-cards/{code}/deduct", tag = "ledger", request_body = DeductRequest,
+    params(crate::extract::Idempotency), responses(
+    (status = 200, description = "Deducted.", body = DeductResponse),
+    (status = 404, description = "`gift_card_not_found`."),
+    (status = 409, description = "`gift_card_disabled`."),
+    (status = 422, description = "`insufficient_funds` (nothing changed), `invalid_gift_card_code`, `idempotency_key_reused`, `invalid_request`."),
+))]
 async fn deduct(
     State(app): State<AppState>,
     TerminalCaller(caller): TerminalCaller,
@@ -446,6 +479,12 @@ async fn deduct(
     .await
 }
 
+/// A card's ledger, newest first (manager key).
+#[utoipa::path(get, path = "/gift-cards/{code}/transactions", tag = "ledger", params(crate::paging::PageQuery), responses(
+    (status = 200, description = "A page of ledger rows.", body = Page<GiftCardTransaction>),
+    (status = 404, description = "`gift_card_not_found`."),
+    (status = 422, description = "`invalid_gift_card_code`; `unsupported_character`."),
+))]
 async fn transactions(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,

@@ -3,10 +3,11 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{check_len, LedgerError};
 use crate::auth::{Caller, ManagerCaller, TenantScope, TerminalCaller};
@@ -23,7 +24,7 @@ use crate::state::AppState;
 use crate::store::{new_id, now_micros, rfc3339, Store};
 
 /// A customer's points.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LoyaltyBalance {
     /// E.164 phone number.
     pub phone: String,
@@ -34,7 +35,7 @@ pub struct LoyaltyBalance {
 }
 
 /// A customer's points with their tier, as `GET /loyalty/{phone}/points` shows them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PointsAndTier {
     /// The points.
     #[serde(flatten)]
@@ -46,7 +47,7 @@ pub struct PointsAndTier {
 }
 
 /// Body of `POST /loyalty/{phone}/add` and `/redeem`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PointsRequest {
     /// Points to add or redeem (> 0).
@@ -59,16 +60,20 @@ pub struct PointsRequest {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// Answer of adding or redeeming points.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct PointsResponse {
+    /// The points now.
     #[serde(flatten)]
     balance: LoyaltyBalance,
+    /// Signed change.
     change: i64,
+    /// The ledger row.
     transaction_id: String,
 }
 
 /// One ledger row of a customer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LoyaltyTransaction {
     /// Ledger row id.
     pub id: String,
@@ -281,14 +286,20 @@ async fn finish(
     })
 }
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/loyalty/{phone}/points", get(points))
-        .route("/loyalty/{phone}/add", post(add))
-        .route("/loyalty/{phone}/redeem", post(redeem))
-        .route("/loyalty/{phone}/transactions", get(transactions))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(points))
+        .routes(routes!(add))
+        .routes(routes!(redeem))
+        .routes(routes!(transactions))
 }
 
+/// A customer's points and tier (any key).
+#[utoipa::path(get, path = "/loyalty/{phone}/points", tag = "ledger", responses(
+    (status = 200, description = "The points.", body = PointsAndTier),
+    (status = 404, description = "`customer_not_found`."),
+    (status = 422, description = "`invalid_phone`; `unsupported_character`."),
+))]
 async fn points(
     State(app): State<AppState>,
     TerminalCaller(caller): TerminalCaller,
@@ -299,6 +310,12 @@ async fn points(
     ))
 }
 
+/// Adds points, creating the customer (any key); terminals receive `loyalty_updated`. Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/loyalty/{phone}/add", tag = "ledger", request_body = PointsRequest,
+    params(crate::extract::Idempotency), responses(
+    (status = 200, description = "Added.", body = PointsResponse),
+    (status = 422, description = "`invalid_phone`, `idempotency_key_reused`, `invalid_request`."),
+))]
 async fn add(
     State(app): State<AppState>,
     TerminalCaller(caller): TerminalCaller,
@@ -317,6 +334,13 @@ async fn add(
     .await
 }
 
+/// Redeems points (any key); terminals receive `loyalty_updated`. Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/loyalty/{phone}/redeem", tag = "ledger", request_body = PointsRequest,
+    params(crate::extract::Idempotency), responses(
+    (status = 200, description = "Redeemed.", body = PointsResponse),
+    (status = 404, description = "`customer_not_found`."),
+    (status = 422, description = "`insufficient_points` (nothing changed), `invalid_phone`, `idempotency_key_reused`, `invalid_request`."),
+))]
 async fn redeem(
     State(app): State<AppState>,
     TerminalCaller(caller): TerminalCaller,
@@ -335,6 +359,12 @@ async fn redeem(
     .await
 }
 
+/// A customer's points ledger, newest first (manager key).
+#[utoipa::path(get, path = "/loyalty/{phone}/transactions", tag = "ledger", params(crate::paging::PageQuery), responses(
+    (status = 200, description = "A page of ledger rows.", body = Page<LoyaltyTransaction>),
+    (status = 404, description = "`customer_not_found`."),
+    (status = 422, description = "`invalid_phone`; `unsupported_character`."),
+))]
 async fn transactions(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,

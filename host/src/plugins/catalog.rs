@@ -28,7 +28,7 @@ const GENERATION_KEY: &str = "plugins_generation";
 pub const CATALOG_CHANNEL: &str = "posbridge_plugins";
 
 /// A plugin as the admin API lists it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct PluginStatus {
     /// Id.
     pub id: String,

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Which world a component implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginKind {
     /// A POS provider.
@@ -25,7 +25,7 @@ impl PluginKind {
 }
 
 /// What a plugin says about itself, read from `info` at install.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Manifest {
     /// Plugin id.
     pub id: String,
@@ -54,7 +54,7 @@ pub struct Manifest {
 }
 
 /// A credential a provider needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CredentialField {
     /// Key.
     pub name: String,
@@ -67,7 +67,7 @@ pub struct CredentialField {
 }
 
 /// Upstream environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
     /// Sandbox.
@@ -106,7 +106,7 @@ impl std::fmt::Debug for Connection {
 }
 
 /// Location metadata from `validate`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LocationInfo {
     /// Provider location id.
     pub id: String,

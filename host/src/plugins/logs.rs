@@ -22,7 +22,7 @@ use crate::locks::lock;
 pub const MAX_MESSAGE_CHARS: usize = 2000;
 
 /// One line a plugin logged.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LogLine {
     /// When (RFC 3339, UTC).
     pub time: String,
@@ -39,7 +39,7 @@ pub struct LogLine {
 }
 
 /// A plugin's recent log, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PluginLogView {
     /// Plugin id.
     pub plugin: String,

@@ -19,7 +19,7 @@ use crate::locks::lock;
 use crate::store::{rfc3339, Store, StoreError};
 
 /// Operator-visible state of a plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginState {
     /// Serving calls.
@@ -61,7 +61,7 @@ pub struct ActiveVersion {
 }
 
 /// Who signed an installed version, as verified when it was installed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Signer {
     /// The signing key's id (first 8 bytes of the SHA-256 of its public key, hex).
     pub key_id: String,
@@ -71,7 +71,7 @@ pub struct Signer {
 }
 
 /// One installed version, as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VersionSummary {
     /// Semver.
     pub version: String,
@@ -112,7 +112,7 @@ impl Default for PluginStats {
 }
 
 /// Stats as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StatsView {
     /// Calls made.
     pub calls: u64,

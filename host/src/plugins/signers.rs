@@ -17,7 +17,7 @@ use crate::store::{now_micros, rfc3339};
 pub const BUILD_KEY_NAME: &str = "posbridge build key";
 
 /// A key operators trust to sign plugins.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TrustedSigner {
     /// The operator's name for it.
     pub name: String,

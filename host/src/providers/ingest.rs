@@ -49,7 +49,7 @@ impl Source {
 }
 
 /// What an ingest did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IngestCounts {
     /// New sales.
     pub created: u64,

@@ -22,7 +22,7 @@ pub(super) const WEBHOOK_KEY_FIELD: &str = "webhook_signature_key";
 const DEFAULT_SYNC_INTERVAL_S: i64 = 300;
 
 /// Body of `POST /api/{tenant}/pos/connect`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectRequest {
     /// The venue within the tenant (lowercase letters, digits, '-').
@@ -53,7 +53,7 @@ pub struct ConnectRequest {
 }
 
 /// An integration as the API shows it: never a secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Integration {
     /// Id (also in the webhook URL).
     pub id: String,
@@ -419,7 +419,7 @@ pub async fn disconnect(
 }
 
 /// One recorded sync run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SyncRun {
     /// Start.
     pub started_at: String,

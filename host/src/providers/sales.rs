@@ -13,8 +13,9 @@ use crate::state::AppState;
 use crate::store::rfc3339;
 
 /// Query of `GET /pos/transactions/{venue}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TransactionQuery {
     /// Only sales at or after (RFC 3339).
     pub from: Option<String>,
@@ -29,7 +30,7 @@ pub struct TransactionQuery {
 }
 
 /// A stored sale.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Sale {
     /// Our id.
     pub id: String,
@@ -188,7 +189,7 @@ pub async fn transactions(
 }
 
 /// A calendar period for revenue.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Period {
     /// Today so far.
@@ -205,7 +206,7 @@ pub enum Period {
 }
 
 /// Revenue of a venue over a period.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Revenue {
     /// The period.
     pub period: Period,

@@ -58,7 +58,7 @@ const ERROR_AFTER: i64 = 3;
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
 /// What a sync did (the body of `POST /pos/sync/{venue}`).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 pub struct SyncStats {
     /// Sales read from the provider.
     pub fetched: u64,

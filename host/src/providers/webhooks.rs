@@ -73,13 +73,40 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(600);
 /// Processed deliveries are kept this long for auditing, then deleted.
 const INBOX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Answer of an accepted webhook delivery.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Received {
+    /// Always true: stored in the inbox, processed in the background.
+    pub received: bool,
+    /// The delivery's inbox id.
+    pub id: String,
+}
+
 /// `POST /webhooks/{provider}/{integration_id}`: public, authenticated by the signature.
+#[utoipa::path(post, path = "/webhooks/{provider}/{integration_id}", tag = "public",
+    summary = "Receives a POS provider's webhook (authenticated by the provider's signature)",
+    request_body(content = Vec<u8>, content_type = "application/json",
+        description = "The provider's delivery, as it sent it; the plugin checks its signature headers."),
+    params(
+        ("provider" = String, Path, description = "The provider plugin id."),
+        ("integration_id" = String, Path, description = "The integration's id (from connect)."),
+    ),
+    responses(
+    (status = 200, description = "Stored in the inbox.", body = Received),
+    (status = 401, description = "`unauthorized`: bad signature, or no signature key configured."),
+    (status = 404, description = "`not_found`: no such integration for this provider."),
+    (status = 410, description = "`integration_disconnected`."),
+    (status = 413, description = "`payload_too_large`."),
+    (status = 422, description = "`unsupported_character`: a NUL in the path."),
+    (status = 400, description = "`invalid_path`."),
+    (status = 503, description = "`plugin_unavailable`, `database_unavailable`."),
+))]
 pub async fn receive(
     State(app): State<AppState>,
     Path((provider, integration_id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> ApiResult<(StatusCode, Json<Received>)> {
     let _in_flight = InFlight::enter(&app.webhook_acks);
     let not_found = || ApiError::not_found("not_found", "no such webhook endpoint");
     let integration = by_id(&app, &integration_id).await?.ok_or_else(not_found)?;
@@ -138,10 +165,7 @@ pub async fn receive(
     metrics::counter!("posbridge_webhooks_total", "provider" => provider, "outcome" => "accepted")
         .increment(1);
     app.inbox_wakeup.notify_one();
-    Ok((
-        StatusCode::OK,
-        Json(serde_json::json!({"received": true, "id": id})),
-    ))
+    Ok((StatusCode::OK, Json(Received { received: true, id })))
 }
 
 /// Acknowledgements in progress and begun, which the inbox worker reads to stay out of their

@@ -5,10 +5,11 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::decide::check_venue;
 use super::RuleError;
@@ -22,7 +23,7 @@ use crate::store::{new_id, now_micros, rfc3339, Conn, Store};
 const MAX_PERFORMANCE_MICROS: i64 = 48 * 3600 * 1_000_000;
 
 /// A scheduled performance.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Performance {
     /// Id.
     pub id: String,
@@ -37,22 +38,41 @@ pub struct Performance {
 }
 
 /// Body of `POST /pos/performances/{venue}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPerformance {
+    /// Who performs.
     performer_id: String,
+    /// Start (inclusive), RFC 3339.
+    #[schema(value_type = String, format = DateTime)]
     starts_at: jiff::Timestamp,
+    /// End (exclusive), RFC 3339; at most 48 hours after the start.
+    #[schema(value_type = String, format = DateTime)]
     ends_at: jiff::Timestamp,
 }
 
 /// Query of `GET /pos/performances/{venue}`: performances overlapping `[from, to)`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PerformanceQuery {
+    /// Only performances ending after this time (RFC 3339).
     #[serde(default)]
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<jiff::Timestamp>,
+    /// Only performances starting before this time (RFC 3339).
     #[serde(default)]
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<jiff::Timestamp>,
+}
+
+/// Answer of `GET /pos/performances/{venue}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct PerformanceList {
+    /// The venue.
+    venue: String,
+    /// Up to 1,000 performances, by start.
+    performances: Vec<Performance>,
 }
 
 /// Performances of one venue around some instant, loaded once and reused for every sale of a
@@ -160,15 +180,17 @@ async fn add(
     })
 }
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/pos/performances/{venue}",
-            get(list_handler).post(add_handler),
-        )
-        .route("/pos/performances/{venue}/{id}", delete(delete_handler))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_handler, add_handler))
+        .routes(routes!(delete_handler))
 }
 
+/// Schedules a performance at a venue (for live-only and performer rules).
+#[utoipa::path(post, path = "/pos/performances/{venue}", tag = "rules", request_body = NewPerformance, responses(
+    (status = 201, description = "Scheduled.", body = Performance),
+    (status = 422, description = "`invalid_request`: bad venue, times out of order or over 48 hours."),
+))]
 async fn add_handler(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
@@ -179,12 +201,18 @@ async fn add_handler(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+/// Performances of a venue overlapping `[from, to)`.
+#[utoipa::path(get, path = "/pos/performances/{venue}", tag = "rules", params(PerformanceQuery), responses(
+    (status = 200, description = "The performances.", body = PerformanceList),
+    (status = 400, description = "`bad_request`: a bad query string."),
+    (status = 422, description = "`invalid_request`: a bad venue; `unsupported_character`."),
+))]
 async fn list_handler(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue)): Path<(String, String)>,
     Query(query): Query<PerformanceQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<PerformanceList>, ApiError> {
     let from = query.from.map_or(i64::MIN, |t| t.as_microsecond());
     let to = query.to.map_or(i64::MAX, |t| t.as_microsecond());
     let rows = sqlx::query(
@@ -210,11 +238,17 @@ async fn list_handler(
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Json(
-        serde_json::json!({ "venue": venue, "performances": performances }),
-    ))
+    Ok(Json(PerformanceList {
+        venue,
+        performances,
+    }))
 }
 
+/// Removes a performance.
+#[utoipa::path(delete, path = "/pos/performances/{venue}/{id}", tag = "rules", responses(
+    (status = 204, description = "Removed."),
+    (status = 404, description = "`performance_not_found`."),
+))]
 async fn delete_handler(
     State(app): State<AppState>,
     ManagerCaller(caller): ManagerCaller,

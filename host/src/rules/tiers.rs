@@ -17,7 +17,7 @@ pub const DEFAULT_ACCESS_LEVELS: [&str; 2] = ["PUBLIC_LOBBY", "INNER_CIRCLE"];
 pub const MAX_LEVELS: usize = 32;
 
 /// The tenant's tiers and access levels, each lowest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Ladder {
     /// Customer tiers, lowest first; the first is every customer's starting tier.
     pub tiers: Vec<String>,
@@ -87,7 +87,7 @@ impl Ladder {
 }
 
 /// Body of `PUT /api/{tenant}/pos/tiers`: either list, or both.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LadderUpdate {
     /// New tier order, lowest first.

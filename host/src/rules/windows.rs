@@ -97,13 +97,25 @@ pub struct TimeWindow {
 }
 
 /// The JSON shape of a window: `{"days":["fri","sat"],"start":"20:00","end":"02:00"}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WindowJson {
+    /// Days the window starts on: `mon`, `tue`, `wed`, `thu`, `fri`, `sat`, `sun`.
     days: Vec<String>,
+    /// Start, venue time, `HH:MM`.
     start: String,
+    /// End, venue time, `HH:MM`; before `start` means the next day.
     end: String,
 }
+
+/// A window's OpenAPI schema is its JSON shape.
+impl utoipa::PartialSchema for TimeWindow {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <WindowJson as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for TimeWindow {}
 
 impl TryFrom<WindowJson> for TimeWindow {
     type Error = String;

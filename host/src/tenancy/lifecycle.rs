@@ -32,7 +32,7 @@ use crate::store::{now_micros, Backend, Store};
 /// Body of `PATCH /admin/tenants/{slug}` (and the CLI's `tenant update`): the fields to
 /// change; absent ones keep their value. The currency cannot change: every stored amount
 /// is in its minor units.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantUpdate {
     /// New display name, 1–200 characters.
@@ -56,7 +56,7 @@ pub struct Suspension {
 }
 
 /// What a deletion removed: rows per table, tables with none left out.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Deletion {
     /// The deleted tenant's slug, free for a new tenant now.
     pub slug: String,
@@ -265,6 +265,12 @@ impl Tenants {
 }
 
 /// `PATCH /admin/tenants/{slug}`.
+#[utoipa::path(patch, path = "/tenants/{slug}", tag = "tenants", request_body = TenantUpdate,
+    summary = "Changes a tenant's name, time zone or country", responses(
+    (status = 200, description = "The updated tenant.", body = Tenant),
+    (status = 404, description = "`tenant_not_found`."),
+    (status = 422, description = "`invalid_tenant`: nothing to update, or a bad value; `invalid_request`."),
+))]
 pub(super) async fn update_tenant(
     State(app): State<AppState>,
     _op: Operator,
@@ -279,6 +285,11 @@ pub(super) async fn update_tenant(
 }
 
 /// `POST /admin/tenants/{slug}/suspend`.
+#[utoipa::path(post, path = "/tenants/{slug}/suspend", tag = "tenants",
+    summary = "Suspends a tenant: its keys are refused and its sockets closed (4003)", responses(
+    (status = 200, description = "The suspended tenant.", body = Tenant),
+    (status = 404, description = "`tenant_not_found`."),
+))]
 pub(super) async fn suspend_tenant(
     State(app): State<AppState>,
     _op: Operator,
@@ -299,6 +310,11 @@ pub(super) async fn suspend_tenant(
 }
 
 /// `POST /admin/tenants/{slug}/resume`.
+#[utoipa::path(post, path = "/tenants/{slug}/resume", tag = "tenants",
+    summary = "Resumes a suspended tenant", responses(
+    (status = 200, description = "The resumed tenant.", body = Tenant),
+    (status = 404, description = "`tenant_not_found`."),
+))]
 pub(super) async fn resume_tenant(
     State(app): State<AppState>,
     _op: Operator,
@@ -317,6 +333,12 @@ pub(super) async fn resume_tenant(
 }
 
 /// `DELETE /admin/tenants/{slug}`.
+#[utoipa::path(delete, path = "/tenants/{slug}", tag = "tenants",
+    summary = "Deletes a suspended tenant and everything it owns", responses(
+    (status = 200, description = "What was removed.", body = Deletion),
+    (status = 404, description = "`tenant_not_found`."),
+    (status = 409, description = "`tenant_active`: suspend it first; `tenant_busy`: a sync or hook delivery still runs."),
+))]
 pub(super) async fn delete_tenant(
     State(app): State<AppState>,
     _op: Operator,

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{TerminalStatus, Terminals};
 use crate::auth::{Operator, Role as KeyRole, TerminalCaller};
@@ -40,21 +41,28 @@ impl TerminalSource for Terminals {
 }
 
 /// `GET /admin/cluster`.
-pub fn admin_routes() -> Router<AppState> {
-    Router::new().route("/cluster", get(cluster_hosts))
+pub fn admin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(cluster_hosts))
 }
 
-#[derive(Serialize)]
+/// Answer of `GET /api/{tenant}/pos-status`.
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct PosStatus {
+    /// The tenant's slug.
     tenant: String,
     /// The host that answered.
     host: String,
+    /// The tenant's newest event sequence number.
     last_seq: i64,
+    /// Connected terminals on every live host, oldest connection first.
     terminals: Vec<TerminalStatus>,
 }
 
 /// The tenant's terminals on every live host, oldest connection first. This host's come
 /// from its registry (current `last_seq`); other hosts' from their published rows.
+#[utoipa::path(get, path = "/pos-status", tag = "terminal", responses(
+    (status = 200, description = "The tenant's connected terminals (any key).", body = PosStatus),
+))]
 pub(super) async fn pos_status(
     State(app): State<AppState>,
     TerminalCaller(caller): TerminalCaller,
@@ -105,14 +113,17 @@ pub(super) async fn pos_status(
     }))
 }
 
-#[derive(Serialize)]
+/// Answer of `GET /admin/cluster`.
+#[derive(Serialize, utoipa::ToSchema)]
 struct ClusterView {
     /// The host that answered.
     answered_by: String,
+    /// Every live host.
     hosts: Vec<ClusterHost>,
 }
 
-#[derive(Serialize)]
+/// A live host.
+#[derive(Serialize, utoipa::ToSchema)]
 struct ClusterHost {
     #[serde(flatten)]
     host: LiveHost,
@@ -120,6 +131,10 @@ struct ClusterHost {
     this_host: bool,
 }
 
+/// The live hosts of the cluster (one on SQLite) and their terminal counts.
+#[utoipa::path(get, path = "/cluster", tag = "operations", responses(
+    (status = 200, description = "The hosts.", body = ClusterView),
+))]
 async fn cluster_hosts(_: Operator, State(app): State<AppState>) -> ApiResult<Json<ClusterView>> {
     let this_host = app.hub.node_id();
     let hosts = cluster::live_hosts(&app.store)
