@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/{tenant}", tenant)
         .merge(terminals::stream_routes())
         .merge(providers::webhook_routes())
+        .merge(crate::console::routes())
         .route("/metrics", get(metrics::render))
         .route("/healthz", get(liveness))
         .route("/readyz", get(readiness))

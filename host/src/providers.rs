@@ -190,6 +190,8 @@ pub fn connection(
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/pos/validate", post(validate))
+        .route("/pos/providers", get(providers))
+        .route("/pos/integrations", get(list_integrations))
         .route("/pos/connect", post(connect))
         .route("/pos/status/{venue}", get(status))
         .route("/pos/disconnect/{venue}", post(disconnect))
@@ -261,6 +263,48 @@ async fn status(
         last_sync,
         revenue,
     }))
+}
+
+/// A provider plugin a venue can connect with: what the connect form asks for.
+#[derive(serde::Serialize)]
+struct ProviderView {
+    id: String,
+    name: String,
+    version: String,
+    capabilities: Vec<String>,
+    credential_fields: Vec<crate::plugins::contract::CredentialField>,
+}
+
+/// `GET /pos/providers`: the active provider plugins and their declared credential
+/// fields, so a connect form can be generated without operator access.
+async fn providers(
+    State(app): State<AppState>,
+    ManagerCaller(_caller): ManagerCaller,
+) -> Json<serde_json::Value> {
+    let providers: Vec<ProviderView> = app
+        .plugins
+        .list()
+        .into_iter()
+        .filter_map(|p| p.manifest)
+        .filter(|m| m.kind == crate::plugins::contract::PluginKind::Provider)
+        .map(|m| ProviderView {
+            id: m.id,
+            name: m.name,
+            version: m.version,
+            capabilities: m.capabilities,
+            credential_fields: m.credential_fields,
+        })
+        .collect();
+    Json(serde_json::json!({ "providers": providers }))
+}
+
+/// `GET /pos/integrations`: the tenant's venues with their integration (never a secret).
+async fn list_integrations(
+    State(app): State<AppState>,
+    ManagerCaller(caller): ManagerCaller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let items = integrations::list(&app, &caller.scope).await?;
+    Ok(Json(serde_json::json!({ "items": items })))
 }
 
 async fn disconnect(
