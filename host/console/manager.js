@@ -3,7 +3,7 @@
 // signed-in tenant (see api.js).
 
 import { get, post, patch, put, del, seg, query, session } from './api.js';
-import { h, field, check, table, facts, form, button, notice, when, badge, money, copyable, dayStart, localInstant, lines } from './ui.js';
+import { h, field, check, table, facts, form, button, notice, flash, when, badge, money, copyable, dayStart, localInstant, lines } from './ui.js';
 import { barChart } from './chart.js';
 
 const VENUE = 'posbridge.venue';
@@ -60,8 +60,8 @@ export async function venues(root) {
     if (interval.value) body.sync_interval_s = Number(interval.value);
     const created = await post('/pos/connect', body);
     sessionStorage.setItem(VENUE, created.venue);
+    flash(`Venue ${created.venue} connected.`);
     location.hash = `#/venues/${seg(created.venue)}`;
-    notice(`Venue ${created.venue} connected.`);
   },
   h('h2', {}, 'Connect a venue'),
   h('div', { class: 'row' }, field('Venue name', venue), field('Provider', provider)),

@@ -1,7 +1,7 @@
 // Operator pages: tenants and their keys, plugins, dead letters, cluster hosts.
 
 import { get, post, patch, put, del, call, seg, query } from './api.js';
-import { h, field, table, facts, form, button, notice, when, badge, copyable, lines } from './ui.js';
+import { h, field, table, facts, form, button, notice, flash, when, badge, copyable, lines } from './ui.js';
 
 const TENANT_FIELDS = ['name', 'timezone', 'country'];
 
@@ -20,8 +20,8 @@ export async function tenants(root) {
         slug: slug.value.trim(), name: name.value.trim(), currency: currency.value.trim().toUpperCase(),
         timezone: timezone.value.trim(), country: country.value.trim().toUpperCase() || undefined,
       });
+      flash(`Tenant ${created.slug} created.`);
       location.hash = `#/tenants/${seg(created.slug)}`;
-      notice(`Tenant ${created.slug} created.`);
     },
     h('h2', {}, 'New tenant'),
     h('div', { class: 'row' },
@@ -75,8 +75,8 @@ export async function tenant(root, slug) {
         button('Delete tenant and all its data', async () => {
           if (!confirm(`Delete tenant ${t.slug} and every row of it? This cannot be undone.`)) return;
           await del(path);
+          flash(`Tenant ${t.slug} deleted.`);
           location.hash = '#/tenants';
-          notice(`Tenant ${t.slug} deleted.`);
         }, { class: 'danger', disabled: !t.suspended_at, title: t.suspended_at ? null : 'suspend it first' }))),
     h('h2', {}, 'API keys'),
     form({ id: 'create-key', 'aria-label': 'Create an API key' }, async () => {
@@ -121,8 +121,8 @@ export async function plugins(root) {
       const chosen = file.files[0];
       if (!chosen) return;
       const status = await call('POST', '/admin/plugins', undefined, { raw: await chosen.arrayBuffer(), contentType: 'application/wasm' });
+      flash(`Installed ${status.id} ${status.active_version}; it is active now.`);
       location.hash = `#/plugins/${seg(status.id)}`;
-      notice(`Installed ${status.id} ${status.active_version}; it is active now.`);
     },
     h('h2', {}, 'Upload a version'),
     h('p', { class: 'muted' }, 'A component (.wasm) is validated, compiled and activated; a new version of an installed plugin replaces the serving one atomically.'),

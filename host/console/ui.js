@@ -72,9 +72,20 @@ export function notice(text) {
   statusEl().replaceChildren(h('div', { class: 'msg info' }, text));
 }
 
-/** Clears the message area (on navigation). */
+let pending = null;
+
+/** A confirmation to show on the page about to open (navigation clears the message area). */
+export function flash(text) {
+  pending = text;
+}
+
+/** Clears the message area on navigation, showing a pending [flash] message. */
 export function clearStatus() {
   statusEl().replaceChildren();
+  if (pending) {
+    notice(pending);
+    pending = null;
+  }
 }
 
 /** Runs an async action from a button or form, showing its error if it fails. */

@@ -174,7 +174,9 @@ async fn console_walkthrough(backend: Backend) {
 
     // A till pushes a sale over the threshold for a known phone.
     let till = srv.tenant_client("bistro", &key);
-    let now = posbridge_harness::jiff::Timestamp::now().to_string();
+    let now = posbridge_harness::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
     let pushed = till
         .post(
             "/transactions",

@@ -32,7 +32,7 @@ pub fn locate() -> Option<(PathBuf, PathBuf)> {
     let find = |names: &[&str]| {
         names
             .iter()
-            .map(PathBuf::from)
+            .map(|n| PathBuf::from(*n))
             .find(|p| p.is_file())
     };
     let driver = find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]);
