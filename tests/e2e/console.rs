@@ -221,6 +221,17 @@ async fn console_walkthrough(backend: Backend) {
     b.wait_text("#revenue", "USD 60.00").await;
     b.screenshot("09-revenue").await;
 
+    // The other manager pages open and show their empty states.
+    for (page, text) in [
+        ("tiers", "WHALE"),
+        ("performances", "No performances."),
+        ("hooks", "No hooks bound."),
+        ("venues", "downtown"),
+    ] {
+        b.goto(&format!("{base}/console#/{page}")).await;
+        b.wait_text("main", text).await;
+    }
+
     b.goto(&format!("{base}/console#/customers")).await;
     b.fill("#customer-lookup input[name=phone]", "(555) 010-0199")
         .await;
