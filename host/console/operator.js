@@ -8,7 +8,7 @@ const TENANT_FIELDS = ['name', 'timezone', 'country'];
 /** `#/tenants`: every tenant, and the create form. */
 export async function tenants(root) {
   const { tenants: list } = await get('/admin/tenants');
-  const slug = h('input', { name: 'slug', required: true, pattern: '[a-z0-9-]{1,63}', spellcheck: 'false' });
+  const slug = h('input', { name: 'slug', required: true, pattern: '[a-z0-9\\-]{1,63}', spellcheck: 'false' });
   const name = h('input', { name: 'name', required: true });
   const currency = h('input', { name: 'currency', required: true, value: 'USD', maxlength: 3, size: 5 });
   const timezone = h('input', { name: 'timezone', required: true, value: 'UTC' });

@@ -32,7 +32,7 @@ struct Asset {
 }
 
 macro_rules! asset {
-    ($path:literal, $content_type:literal) => {
+    ($path:literal, $content_type:expr) => {
         Asset {
             path: $path,
             bytes: include_bytes!(concat!("../console/", $path)),
@@ -96,7 +96,10 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         (
-            [(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(asset.content_type),
+            )],
             asset.bytes,
         )
             .into_response()
@@ -110,7 +113,10 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    out.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    out.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     out.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if let Ok(csp) = HeaderValue::from_str(&content_security_policy(headers)) {
         out.insert(header::CONTENT_SECURITY_POLICY, csp);

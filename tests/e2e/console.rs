@@ -27,7 +27,10 @@ async fn console_is_served_from_the_binary(backend: Backend) {
     let anon = srv.anon();
     let page = anon.get("/console").await;
     assert_eq!(page.status, 200, "{}", page.text);
-    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
     assert!(page.text.contains("/console/app.js"), "{}", page.text);
     let csp = page.header("content-security-policy").expect("a CSP");
     assert!(csp.contains("default-src 'none'"), "{csp}");
@@ -103,7 +106,10 @@ async fn console_walkthrough(backend: Backend) {
     b.click("#create-key button[type=submit]").await;
     b.wait_text("#new-key", "not shown again").await;
     let key = b
-        .script("return document.querySelector('#new-key input').value", json!([]))
+        .script(
+            "return document.querySelector('#new-key input').value",
+            json!([]),
+        )
         .await
         .as_str()
         .expect("the new key")
@@ -116,7 +122,10 @@ async fn console_walkthrough(backend: Backend) {
     b.wait_text("main", "back office").await;
     assert!(!b.text("main").await.contains(&key));
     let stored = b
-        .script("return JSON.stringify({...sessionStorage}) + JSON.stringify({...localStorage})", json!([]))
+        .script(
+            "return JSON.stringify({...sessionStorage}) + JSON.stringify({...localStorage})",
+            json!([]),
+        )
         .await;
     assert!(!stored.as_str().unwrap_or_default().contains(&key));
 
@@ -192,10 +201,12 @@ async fn console_walkthrough(backend: Backend) {
     assert!(stream.contains("sale-1"), "{stream}");
     b.wait_text("#events", "tier_unlocked").await;
     // The filter keeps only the chosen type.
-    b.select("select[name=type]", "tier_unlocked")
-        .await;
+    b.select("select[name=type]", "tier_unlocked").await;
     let filtered = b.text("#events").await;
-    assert!(filtered.contains("tier_unlocked") && !filtered.contains("transaction_recorded"), "{filtered}");
+    assert!(
+        filtered.contains("tier_unlocked") && !filtered.contains("transaction_recorded"),
+        "{filtered}"
+    );
     b.screenshot("06-live").await;
 
     b.goto(&format!("{base}/console#/transactions")).await;
@@ -214,7 +225,10 @@ async fn console_walkthrough(backend: Backend) {
     b.goto(&format!("{base}/console#/rules")).await;
     b.wait_text("#rules", "Regulars").await;
     b.wait_text("#rules td[data-col=Triggered]", "1").await;
-    assert_eq!(b.text("#rules td[data-col='Customers unlocked']").await, "1");
+    assert_eq!(
+        b.text("#rules td[data-col='Customers unlocked']").await,
+        "1"
+    );
     b.screenshot("08-rules").await;
 
     b.goto(&format!("{base}/console#/revenue")).await;

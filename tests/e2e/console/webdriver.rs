@@ -146,7 +146,10 @@ impl Browser {
 
     /// Waits for an element matching `css` and answers its reference.
     async fn element(&self, using: &str, value: &str) -> String {
-        eventually(WAIT, &format!("element {value}"), || self.find(using, value)).await
+        eventually(WAIT, &format!("element {value}"), || {
+            self.find(using, value)
+        })
+        .await
     }
 
     /// Clicks the element matching `css`.
