@@ -102,9 +102,9 @@ export async function venue(root, name) {
       ['Webhook signature key', st.webhook_signature_key_set ? 'set (never shown)' : 'not set'],
     ]),
     st.webhook_url ? h('section', { class: 'panel' }, h('h2', {}, 'Webhook URL'),
-      h('p', { class: 'muted' }, 'Register this URL with the provider so it posts sales here.'), copyable('Webhook URL', st.webhook_url)) : null,
+      h('p', { class: 'muted' }, 'Register this URL with the provider so it posts sales here.'), copyable('Webhook URL', st.webhook_url)) : '',
     st.provider === 'local-pos' ? h('section', { class: 'panel' }, h('h2', {}, 'Push URL'),
-      h('p', { class: 'muted' }, 'The till POSTs its sales here with a key of this tenant.'), copyable('Push URL', pushUrl)) : null,
+      h('p', { class: 'muted' }, 'The till POSTs its sales here with a key of this tenant.'), copyable('Push URL', pushUrl)) : '',
     h('div', { class: 'actions' },
       button('Sync now', async () => {
         const r = await post(`/pos/sync/${seg(name)}`);

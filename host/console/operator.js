@@ -174,7 +174,7 @@ export async function plugin(root, id) {
     ]),
     p.state === 'quarantined' ? h('div', { class: 'msg error' },
       'Quarantined after repeated failed calls. To lift it, fix the cause (the reason above), then activate a version: the serving one again, or roll back to an earlier one below.',
-      ' ', p.active_version ? button(`Re-activate ${p.active_version}`, () => activate(p.active_version)) : null) : null,
+      ' ', p.active_version ? button(`Re-activate ${p.active_version}`, () => activate(p.active_version)) : null) : '',
     h('h2', {}, 'Versions'),
     table([
       { label: 'Version', value: v => v.version === p.active_version ? h('strong', {}, `${v.version} (serving)`) : v.version },

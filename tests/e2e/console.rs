@@ -208,6 +208,31 @@ async fn console_walkthrough(backend: Backend) {
         "{filtered}"
     );
     b.screenshot("06-live").await;
+    // Paused, the page misses a sale; resumed, it reconnects with `since` and gets exactly
+    // the missed event, nothing twice.
+    b.select("select[name=type]", "").await;
+    b.click("#live-pause").await;
+    b.wait_text("#live-state", "Paused at #2").await;
+    let pushed = till
+        .post(
+            "/transactions",
+            &json!({"venue": "downtown", "transactions": [{
+                "id": "sale-2", "occurred_at": now, "total": 1500, "subtotal": 1500, "tax": 0,
+                "tip": 0, "discount": 0, "currency": "USD", "tender": "cash"
+            }]}),
+        )
+        .await;
+    assert_eq!(pushed.expect(200)["created"], 1);
+    b.click("#live-pause").await;
+    b.wait_text("#events", "sale-2").await;
+    b.wait_text("#live-state", "events after #2").await;
+    let seqs = b
+        .script(
+            "return [...document.querySelectorAll('#events li')].map(li => Number(li.dataset.seq))",
+            json!([]),
+        )
+        .await;
+    assert_eq!(seqs, json!([3, 2, 1]));
 
     b.goto(&format!("{base}/console#/transactions")).await;
     let listed = b.wait_text("#transactions", "sale-1").await;
@@ -232,7 +257,7 @@ async fn console_walkthrough(backend: Backend) {
     b.screenshot("08-rules").await;
 
     b.goto(&format!("{base}/console#/revenue")).await;
-    b.wait_text("#revenue", "USD 60.00").await;
+    b.wait_text("#revenue", "USD 75.00").await;
     b.screenshot("09-revenue").await;
 
     // The other manager pages open and show their empty states.

@@ -210,8 +210,13 @@ impl Browser {
         .await
     }
 
-    /// Saves a PNG of the window as `{name}.png` in the screenshot directory.
+    /// Saves a PNG of the window as `{name}.png` in the screenshot directory, after
+    /// checking the page shows no value the console failed to format.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let text = self.text("#view").await;
+        for bad in ["undefined", "NaN", "[object "] {
+            assert!(!text.contains(bad), "page {name} shows {bad:?}:\n{text}");
+        }
         let v = self
             .command(reqwest::Method::GET, "/screenshot", None)
             .await;
