@@ -66,6 +66,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(liveness))
         .routes(routes!(readiness))
         .merge(openapi::routes())
+        .merge(crate::console::routes())
 }
 
 /// Answer of `GET /healthz`.

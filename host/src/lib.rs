@@ -12,6 +12,7 @@ pub mod backup;
 pub mod cli_database;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod customers;
 pub mod dead_letters;
 pub mod error;

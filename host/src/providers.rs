@@ -191,6 +191,8 @@ pub fn connection(
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(validate))
+        .routes(routes!(providers))
+        .routes(routes!(list_integrations))
         .routes(routes!(connect))
         .routes(routes!(status))
         .routes(routes!(disconnect))
@@ -289,6 +291,66 @@ async fn status(
         last_sync,
         revenue,
     }))
+}
+
+/// A provider plugin a venue can connect with: what the connect form asks for.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ProviderView {
+    id: String,
+    name: String,
+    version: String,
+    capabilities: Vec<String>,
+    credential_fields: Vec<crate::plugins::contract::CredentialField>,
+}
+
+/// Answer of `GET /pos/providers`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ProviderList {
+    providers: Vec<ProviderView>,
+}
+
+/// The active provider plugins and their declared credential fields, so a connect form
+/// can be generated without operator access.
+#[utoipa::path(get, path = "/pos/providers", tag = "pos", responses(
+    (status = 200, description = "The providers a venue can connect with.", body = ProviderList),
+))]
+async fn providers(
+    State(app): State<AppState>,
+    ManagerCaller(_caller): ManagerCaller,
+) -> Json<ProviderList> {
+    let providers: Vec<ProviderView> = app
+        .plugins
+        .list()
+        .into_iter()
+        .filter_map(|p| p.manifest)
+        .filter(|m| m.kind == crate::plugins::contract::PluginKind::Provider)
+        .map(|m| ProviderView {
+            id: m.id,
+            name: m.name,
+            version: m.version,
+            capabilities: m.capabilities,
+            credential_fields: m.credential_fields,
+        })
+        .collect();
+    Json(ProviderList { providers })
+}
+
+/// Answer of `GET /pos/integrations`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct IntegrationList {
+    items: Vec<Integration>,
+}
+
+/// The tenant's venues with their integration (never a secret).
+#[utoipa::path(get, path = "/pos/integrations", tag = "pos", responses(
+    (status = 200, description = "Every integration of the tenant, by venue.", body = IntegrationList),
+))]
+async fn list_integrations(
+    State(app): State<AppState>,
+    ManagerCaller(caller): ManagerCaller,
+) -> Result<Json<IntegrationList>, ApiError> {
+    let items = integrations::list(&app, &caller.scope).await?;
+    Ok(Json(IntegrationList { items }))
 }
 
 /// Disconnects a venue: no more syncs; webhooks answer 410.

@@ -20,6 +20,7 @@ mod cluster;
 mod cluster_failover;
 mod cluster_keys;
 mod config;
+mod console;
 mod dead_letters;
 mod events;
 mod fuzz;

@@ -176,6 +176,18 @@ pub async fn by_id(app: &AppState, id: &str) -> Result<Option<Integration>, Stor
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
+/// Every integration of the tenant, connected or not, by venue name: the list a
+/// manager picks a venue from (the console's venues page).
+pub async fn list(app: &AppState, scope: &TenantScope) -> Result<Vec<Integration>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM integrations WHERE tenant_id = $1 ORDER BY venue"
+    ))
+    .bind(scope.tenant_id())
+    .fetch_all(app.store.reader())
+    .await?;
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+}
+
 /// Decrypts the credentials into a connection for one call.
 pub fn connection_of(
     app: &AppState,

@@ -1,0 +1,268 @@
+//! A small W3C WebDriver client over `reqwest`, for the console's browser tests: it starts
+//! Debian's `chromedriver` on a loopback port, opens one headless Chromium session and
+//! speaks the dozen commands the tests use (navigate, find, click, type, read, run a
+//! script, screenshot, browser log).
+//!
+//! Hand-written rather than `fantoccini` because that crate pulls in the `webdriver` crate
+//! and a second HTTP/TLS stack for these few JSON calls; `reqwest` is already here.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use posbridge_harness::eventually;
+use posbridge_harness::reqwest;
+use serde_json::{json, Value};
+
+/// The key of an element reference in W3C answers.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// How long a wait for something on the page may take: a debug server on a loaded CI
+/// machine answers in well under this.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// What the tests need installed, or `None` when `POSBRIDGE_TEST_BROWSER=skip`; panics
+/// with a one-line explanation when they are missing.
+pub fn locate() -> Option<(PathBuf, PathBuf)> {
+    if std::env::var("POSBRIDGE_TEST_BROWSER").as_deref() == Ok("skip") {
+        eprintln!("POSBRIDGE_TEST_BROWSER=skip: console browser test skipped");
+        return None;
+    }
+    let find = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| PathBuf::from(*n))
+            .find(|p| p.is_file())
+    };
+    let driver = find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]);
+    let browser = find(&["/usr/bin/chromium", "/usr/lib/chromium/chromium"]);
+    match (driver, browser) {
+        (Some(d), Some(b)) => Some((d, b)),
+        _ => panic!(
+            "the console browser test needs Chromium and its WebDriver: apt-get install chromium chromium-driver (or set POSBRIDGE_TEST_BROWSER=skip)"
+        ),
+    }
+}
+
+/// A running chromedriver with one browser session; both end on drop.
+pub struct Browser {
+    http: reqwest::Client,
+    /// `http://127.0.0.1:port/session/{id}`.
+    session: String,
+    driver: Child,
+    shots: PathBuf,
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium session; screenshots go to `shots`.
+    pub async fn start(driver: &Path, browser: &Path, shots: PathBuf) -> Browser {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            l.local_addr().expect("addr").port()
+        };
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", driver.display()));
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        eventually(WAIT, "chromedriver to answer /status", || {
+            let http = http.clone();
+            let url = format!("{base}/status");
+            async move {
+                let v: Value = http.get(url).send().await.ok()?.json().await.ok()?;
+                v["value"]["ready"].as_bool().filter(|r| *r)
+            }
+        })
+        .await;
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "unhandledPromptBehavior": "accept",
+            "goog:loggingPrefs": {"browser": "ALL"},
+            "goog:chromeOptions": {
+                "binary": browser.to_string_lossy(),
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--window-size=1280,1000", "--no-first-run", "--lang=en-US"]
+            }
+        }}});
+        let answer: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .expect("new session")
+            .json()
+            .await
+            .expect("new session answer");
+        let id = answer["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("chromedriver refused a session: {answer}"))
+            .to_owned();
+        std::fs::create_dir_all(&shots).expect("screenshot dir");
+        Browser {
+            http,
+            session: format!("{base}/session/{id}"),
+            driver: child,
+            shots,
+        }
+    }
+
+    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.session));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let answer: Value = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("webdriver {method} {path}: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("webdriver {method} {path}: {e}"));
+        answer["value"].clone()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.command(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Opens `url`.
+    pub async fn goto(&self, url: &str) {
+        self.post("/url", json!({"url": url})).await;
+    }
+
+    /// The element matching `css` now, if any.
+    async fn find(&self, using: &str, value: &str) -> Option<String> {
+        let v = self
+            .post("/element", json!({"using": using, "value": value}))
+            .await;
+        v[ELEMENT].as_str().map(str::to_owned)
+    }
+
+    /// Waits for an element matching `css` and answers its reference.
+    async fn element(&self, using: &str, value: &str) -> String {
+        eventually(WAIT, &format!("element {value}"), || {
+            self.find(using, value)
+        })
+        .await
+    }
+
+    /// Clicks the element matching `css`.
+    pub async fn click(&self, css: &str) {
+        let el = self.element("css selector", css).await;
+        self.post(&format!("/element/{el}/click"), json!({})).await;
+    }
+
+    /// Clicks the button whose text is `label`.
+    pub async fn click_button(&self, label: &str) {
+        let xpath = format!("//button[normalize-space()='{label}']");
+        let el = self.element("xpath", &xpath).await;
+        self.post(&format!("/element/{el}/click"), json!({})).await;
+    }
+
+    /// Replaces the value of the field matching `css` by typing `text`.
+    pub async fn fill(&self, css: &str, text: &str) {
+        let el = self.element("css selector", css).await;
+        self.post(&format!("/element/{el}/clear"), json!({})).await;
+        self.post(&format!("/element/{el}/value"), json!({"text": text}))
+            .await;
+    }
+
+    /// Chooses `value` in the `<select>` matching `css` (as a user would, firing `change`).
+    pub async fn select(&self, css: &str, value: &str) {
+        self.element("css selector", css).await;
+        self.script(
+            "const s = document.querySelector(arguments[0]); s.value = arguments[1]; s.dispatchEvent(new Event('change'));",
+            json!([css, value]),
+        )
+        .await;
+    }
+
+    /// Runs `script` with `args` in the page and answers its return value.
+    pub async fn script(&self, script: &str, args: Value) -> Value {
+        self.post("/execute/sync", json!({"script": script, "args": args}))
+            .await
+    }
+
+    /// The text of the first element matching `css`, or "" when there is none.
+    pub async fn text(&self, css: &str) -> String {
+        self.script(
+            "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';",
+            json!([css]),
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
+    /// Waits until the text of `css` contains `needle`, and answers that text.
+    pub async fn wait_text(&self, css: &str, needle: &str) -> String {
+        eventually(WAIT, &format!("{css} to show {needle:?}"), || async {
+            let text = self.text(css).await;
+            text.contains(needle).then_some(text)
+        })
+        .await
+    }
+
+    /// Saves a PNG of the window as `{name}.png` in the screenshot directory, after
+    /// checking the page shows no value the console failed to format.
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let text = self.text("#view").await;
+        for bad in ["undefined", "NaN", "[object "] {
+            assert!(!text.contains(bad), "page {name} shows {bad:?}:\n{text}");
+        }
+        let v = self
+            .command(reqwest::Method::GET, "/screenshot", None)
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().expect("screenshot data"))
+            .expect("screenshot base64");
+        let path = self.shots.join(format!("{name}.png"));
+        std::fs::write(&path, png).expect("writing screenshot");
+        path
+    }
+
+    /// The browser console's messages since the last call (chromedriver's log endpoint).
+    pub async fn console_log(&self) -> Vec<String> {
+        let v = self.post("/se/log", json!({"type": "browser"})).await;
+        v.as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|e| format!("{} {}", e["level"], e["message"]))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Ending the session ends Chromium (killing the driver alone could leave it
+        // running). Drop cannot await, so this is one plain blocking HTTP request.
+        if let Some((host, path)) = self
+            .session
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split_once('/'))
+        {
+            if let Ok(mut stream) = std::net::TcpStream::connect(host) {
+                use std::io::{Read, Write};
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let request = format!(
+                    "DELETE /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                if stream.write_all(request.as_bytes()).is_ok() {
+                    let _ = stream.read_to_end(&mut Vec::new());
+                }
+            }
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
