@@ -18,7 +18,11 @@ use serde_json::json;
 
 use webdriver::Browser;
 
-both_backends!(console_is_served_from_the_binary, console_walkthrough);
+both_backends!(
+    console_is_served_from_the_binary,
+    console_reads_providers_and_venues,
+    console_walkthrough
+);
 
 /// Every file comes with its type, a validator the browser can revalidate with, and a
 /// policy that allows this origin only; an unknown file is the API's JSON 404.
@@ -68,6 +72,58 @@ async fn console_is_served_from_the_binary(backend: Backend) {
     anon.get("/console/..%2FCargo.toml")
         .await
         .expect_error(404, "not_found");
+}
+
+/// The two manager reads the console is built on: the providers with their declared
+/// credential fields (no operator access needed) and the tenant's venues; a terminal key
+/// is refused both.
+async fn console_reads_providers_and_venues(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let kitchen = srv.setup_tenant("kitchen").await;
+    let manager = srv.manager(&kitchen);
+    let providers = manager.get("/pos/providers").await;
+    let list = providers.expect(200)["providers"]
+        .as_array()
+        .expect("providers")
+        .clone();
+    let square = list
+        .iter()
+        .find(|p| p["id"] == "square")
+        .unwrap_or_else(|| panic!("square missing: {}", providers.text));
+    assert_eq!(
+        square["credential_fields"][0],
+        json!({"name": "access_token", "label": "Access token", "secret": true, "required": true})
+    );
+    assert!(list.iter().any(|p| p["id"] == "local-pos"));
+    // Hooks are not providers.
+    assert!(!list.iter().any(|p| p["id"] == "big-spender-alert"));
+
+    assert_eq!(
+        manager.get("/pos/integrations").await.expect(200)["items"],
+        json!([])
+    );
+    crate::connect_local_pos(&manager, "downtown").await;
+    let venues = manager.get("/pos/integrations").await;
+    let items = venues.expect(200)["items"]
+        .as_array()
+        .expect("items")
+        .clone();
+    assert_eq!(items.len(), 1, "{}", venues.text);
+    assert_eq!(items[0]["venue"], "downtown");
+    assert_eq!(items[0]["status"], "CONNECTED");
+    assert!(!venues.text.contains("credentials"), "{}", venues.text);
+
+    let till = srv.terminal(&kitchen);
+    till.get("/pos/providers")
+        .await
+        .expect_error(403, "forbidden");
+    till.get("/pos/integrations")
+        .await
+        .expect_error(403, "forbidden");
+    srv.tenant_anon("kitchen")
+        .get("/pos/integrations")
+        .await
+        .expect_error(401, "unauthorized");
 }
 
 async fn console_walkthrough(backend: Backend) {
