@@ -16,9 +16,9 @@ use std::sync::LazyLock;
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::state::AppState;

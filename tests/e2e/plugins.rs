@@ -2,7 +2,7 @@
 //! deadline, memory cap, traps, outbound allowlist), quarantine, hot swap under load,
 //! restarts that reuse compiled artifacts, and the `plugin` CLI.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -655,7 +655,78 @@ async fn scaffolded_plugins_build_and_pass_the_check() {
             check.stdout
         );
         assert!(check.stdout.contains(", 0 failed"), "{}", check.stdout);
-        // `plugin test` (the local runner of issue 17) joins here: run `component` against
-        // recorded fixtures (provider) or an event and config (hook).
+        run_scaffold_locally(kind, name, &component, outside.path()).await;
+    }
+}
+
+/// `posbridge plugin test` on a freshly scaffolded component, as its author would run it:
+/// the provider on a signed webhook delivery carrying a sale, the hook on an event.
+async fn run_scaffold_locally(kind: &str, name: &str, component: &Path, scratch: &Path) {
+    use hmac::Mac;
+    let component = component.to_str().unwrap();
+    let mut args: Vec<String> = vec!["plugin".into(), "test".into(), component.into()];
+    if kind == "provider" {
+        let body = serde_json::json!({
+            "id": "evt-1", "kind": "sale.created",
+            "sale": {"id": "S-1", "created_at": "2026-11-01T12:00:00.000Z", "currency": "USD",
+                     "total": "12.50", "tax": "1.00", "tip": null, "status": "paid"},
+        })
+        .to_string();
+        let body_file = scratch.join("delivery.json");
+        std::fs::write(&body_file, &body).unwrap();
+        let key = "scaffold-key";
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+        mac.update(body.as_bytes());
+        let signature = hex::encode(mac.finalize().into_bytes());
+        args.extend([
+            "--webhook".into(),
+            body_file.to_str().unwrap().into(),
+            "--webhook-header".into(),
+            format!("x-{name}-signature: {signature}"),
+            "--webhook-key".into(),
+            key.into(),
+        ]);
+    } else {
+        let event = scratch.join("event.json");
+        std::fs::write(
+            &event,
+            r#"{"kind": "new_order", "data": {"id": "o-1", "total": 5000}, "seq": 1}"#,
+        )
+        .unwrap();
+        let config = scratch.join("config.json");
+        std::fs::write(&config, r#"{"threshold": 1000}"#).unwrap();
+        args.extend([
+            "--event".into(),
+            event.to_str().unwrap().into(),
+            "--hook-config".into(),
+            config.to_str().unwrap().into(),
+        ]);
+    }
+    let out = tokio::process::Command::new(crate::BIN)
+        .current_dir(scratch)
+        .args(&args)
+        .env_remove("POSBRIDGE_CONFIG")
+        .env_remove("POSBRIDGE_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "plugin test of the {kind} scaffold:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("plugin test prints JSON ({e}):\n{stdout}"));
+    if kind == "provider" {
+        assert_eq!(result["transactions"][0]["external_id"], "S-1", "{result}");
+        assert_eq!(result["transactions"][0]["total"], 1250, "{result}");
+    } else {
+        assert_eq!(
+            result["actions"][0]["kind"], "order_over_threshold",
+            "{result}"
+        );
+        assert_eq!(result["actions"][0]["data"]["total"], 5000, "{result}");
     }
 }
