@@ -24,7 +24,8 @@ use crate::{
 
 /// The whole HTTP surface of the host.
 pub fn router(state: AppState) -> Router {
-    let (routes, _doc) = routes().split_for_parts();
+    let (routes, doc) = routes().split_for_parts();
+    openapi::publish(doc);
     routes
         // After every route above, so it wraps them all: parameters the databases cannot
         // store are refused before any handler or authentication sees them.
@@ -42,7 +43,7 @@ pub fn router(state: AppState) -> Router {
 /// Every route with its OpenAPI description. Feature routers register handlers with
 /// `utoipa_axum::routes!`, which makes the axum route from the handler's `#[utoipa::path]`,
 /// so this one list builds both the router ([`router`]) and `/openapi.json`
-/// ([`crate::openapi::document`]).
+/// ([`crate::openapi::publish`]).
 pub fn routes() -> OpenApiRouter<AppState> {
     let admin = tenancy::admin_routes()
         .merge(api_keys::admin_routes())

@@ -21,7 +21,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// One embedded file of the console.
 struct Asset {
@@ -67,7 +66,7 @@ static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
 
 /// The console's routes: `/console` (and `/console/`) is the page, `/console/{file}` its
 /// assets. The page navigates with URL fragments, so no other path is needed.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
     OpenApiRouter::new()
         .routes(routes!(index))
         .routes(routes!(index_slash))

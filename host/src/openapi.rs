@@ -14,7 +14,7 @@
 //! `package-lock.json`, checked against the package by `check.sh`) and embedded in the
 //! binary, so it works on a host without internet access.
 
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -28,7 +28,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::state::AppState;
 
 /// Name of the operator's security scheme (`Authorization: Bearer <operator token>`).
 pub const OPERATOR: &str = "operator_token";
@@ -73,14 +72,23 @@ pub fn base() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The finished document, built once from the routers on first use.
-pub fn document() -> &'static utoipa::openapi::OpenApi {
-    static DOC: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| {
-        let mut doc = crate::api::routes().into_openapi();
-        Conventions.modify(&mut doc);
-        doc
-    });
-    &DOC
+/// The served document: [`publish`]ed by [`crate::api::router`] from the same routers
+/// it serves, so this module needs nothing of the API's (and stays out of its imports).
+static DOCUMENT: OnceLock<String> = OnceLock::new();
+
+/// Finishes the routers' document (the conventions shared by every route) and keeps it
+/// for `GET /openapi.json`. The first router built wins; every router of one binary
+/// describes the same routes.
+pub fn publish(mut doc: utoipa::openapi::OpenApi) {
+    finish(&mut doc);
+    // Serialising a document of plain data cannot fail; an empty object is still JSON.
+    let json = serde_json::to_string(&doc).unwrap_or_else(|_| "{}".to_owned());
+    let _ = DOCUMENT.set(json);
+}
+
+/// Applies what is the same for every route of a kind (security, error responses).
+pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
+    Conventions.modify(doc);
 }
 
 /// A text frame of the event stream (`GET /ws/pos/{tenant}`).
@@ -365,7 +373,7 @@ pub fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
 }
 
 /// `GET /openapi.json` and the reference page.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
     OpenApiRouter::new()
         .routes(routes!(openapi_json))
         .routes(routes!(docs_page))
@@ -381,16 +389,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
         content_type = "application/json", body = serde_json::Value)),
 )]
 async fn openapi_json() -> Response {
-    static JSON: LazyLock<String> = LazyLock::new(|| {
-        // Serialising a document of plain data cannot fail; an empty object is still JSON.
-        serde_json::to_string(document()).unwrap_or_else(|_| "{}".to_owned())
-    });
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        JSON.as_str(),
+        DOCUMENT.get().map_or("{}", String::as_str),
     )
         .into_response()
 }
@@ -569,7 +573,9 @@ mod tests {
 
     #[test]
     fn the_document_is_openapi_3_1_with_every_convention_applied() {
-        let doc = serde_json::to_value(super::document()).expect("serialises");
+        let mut doc = crate::api::routes().into_openapi();
+        super::finish(&mut doc);
+        let doc = serde_json::to_value(doc).expect("serialises");
         assert_eq!(doc["openapi"], "3.1.0");
         let paths = doc["paths"].as_object().expect("paths");
         assert!(paths.contains_key("/api/{tenant}/gift-cards/{code}/deduct"));
