@@ -12,6 +12,95 @@
 //! A component is matched newest version first; a function a version lacks (0.1's hooks have
 //! no `validate-config`) is answered here the way that version behaved.
 
+/// The host imports (`types`, `http`, `log`, `clock`, `state`) for one version's bindings.
+/// Every version so far declares the same functions under its own package name, so each
+/// version module invokes this with its generated interface modules, and all of them call
+/// the same [`Sandbox`] methods.
+macro_rules! impl_host_imports {
+    ($t:ident, $http:ident, $log:ident, $clock:ident, $state:ident) => {
+        impl $t::Host for Sandbox {}
+
+        impl $http::Host for Sandbox {
+            async fn send(
+                &mut self,
+                request: $http::Request,
+            ) -> wasmtime::Result<Result<$http::Response, $http::HttpError>> {
+                use crate::plugins::outbound::{Method, OutboundError, OutboundRequest};
+                let method = match request.method {
+                    $http::Method::Get => Method::Get,
+                    $http::Method::Head => Method::Head,
+                    $http::Method::Post => Method::Post,
+                    $http::Method::Put => Method::Put,
+                    $http::Method::Patch => Method::Patch,
+                    $http::Method::Delete => Method::Delete,
+                };
+                let outcome = self
+                    .http_send(OutboundRequest {
+                        method,
+                        url: request.url,
+                        headers: request.headers,
+                        body: request.body,
+                        timeout: request
+                            .timeout_ms
+                            .map(|ms| std::time::Duration::from_millis(u64::from(ms))),
+                    })
+                    .await;
+                Ok(match outcome {
+                    Ok(r) => Ok($http::Response {
+                        status: r.status,
+                        headers: r.headers,
+                        body: r.body,
+                    }),
+                    Err(OutboundError::Denied(why)) => Err($http::HttpError::Denied(why)),
+                    Err(OutboundError::Timeout) => Err($http::HttpError::Timeout),
+                    Err(OutboundError::Connection(why)) => Err($http::HttpError::Connection(why)),
+                    Err(OutboundError::TooLarge) => Err($http::HttpError::TooLarge),
+                    Err(OutboundError::Invalid(why)) => Err($http::HttpError::InvalidRequest(why)),
+                })
+            }
+        }
+
+        impl $log::Host for Sandbox {
+            async fn log(&mut self, level: $log::Level, message: String) -> wasmtime::Result<()> {
+                let level = match level {
+                    $log::Level::Trace => tracing::Level::TRACE,
+                    $log::Level::Debug => tracing::Level::DEBUG,
+                    $log::Level::Info => tracing::Level::INFO,
+                    $log::Level::Warn => tracing::Level::WARN,
+                    $log::Level::Error => tracing::Level::ERROR,
+                };
+                self.guest_log(level, &message);
+                Ok(())
+            }
+        }
+
+        impl $clock::Host for Sandbox {
+            async fn now(&mut self) -> wasmtime::Result<$t::Timestamp> {
+                Ok(jiff::Timestamp::now().as_millisecond())
+            }
+        }
+
+        impl $state::Host for Sandbox {
+            async fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+                self.state_get(&key).await
+            }
+
+            async fn set(
+                &mut self,
+                key: String,
+                value: Vec<u8>,
+            ) -> wasmtime::Result<Result<(), String>> {
+                self.state_set(&key, value).await
+            }
+
+            async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+                self.state_delete(&key).await
+            }
+        }
+    };
+}
+pub(crate) use impl_host_imports;
+
 pub mod since_v0_1_0;
 pub mod since_v0_2_0;
 
