@@ -80,6 +80,16 @@ pub fn require(
     }
 }
 
+/// The problems as one line, `field: message; field: message`: for an `on-event` that
+/// meets a configuration stored before it was checked, and has only a string to say why.
+pub fn describe(problems: &[ConfigProblem]) -> String {
+    let each: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{}: {}", p.field, p.message))
+        .collect();
+    each.join("; ")
+}
+
 /// The path serde_path_to_error tracked, dotted: `alerts.0.url`; `""` at the top.
 fn path_text(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;

@@ -96,13 +96,9 @@ impl Config {
     /// [`Config::check`] as one message, for `on-event`.
     pub fn parse(text: &str) -> Result<Config, String> {
         Config::check(text).map_err(|problems| {
-            let why: Vec<String> = problems
-                .iter()
-                .map(|p| format!("{}: {}", p.field, p.message))
-                .collect();
             format!(
                 "{ID}: invalid config ({}); expected {{\"webhook_url\": \"https://…\", \"tiers\": [\"WHALE\"], \"min_sale\": <minor units>}}",
-                why.join("; ")
+                config::describe(&problems)
             )
         })
     }

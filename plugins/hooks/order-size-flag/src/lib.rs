@@ -54,13 +54,9 @@ impl Config {
     /// at binding time; a 0.1-era binding stored before that is still caught here).
     pub fn parse(text: &str) -> Result<Config, String> {
         Config::check(text).map_err(|problems| {
-            let why: Vec<String> = problems
-                .iter()
-                .map(|p| format!("{}: {}", p.field, p.message))
-                .collect();
             format!(
                 "{ID}: invalid config ({}); expected {{\"threshold\": <minor units, integer >= 0>}}",
-                why.join("; ")
+                config::describe(&problems)
             )
         })
     }
