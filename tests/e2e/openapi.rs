@@ -265,26 +265,31 @@ async fn a_schema_driven_fuzz_run_finds_no_server_error_or_schema_mismatch(backe
         });
     let srv = start(backend).await;
     let kitchen = srv.setup_tenant("kitchen").await;
+    // The operator's routes get a tenant of their own to suspend, edit and delete: the
+    // fuzzer learns `kitchen` from answers and would otherwise suspend the tenant whose
+    // routes it is exercising, leaving them nothing but 403s.
+    srv.create_tenant("scratch").await;
     let dir = srv.dir().join("schemathesis");
     std::fs::create_dir_all(&dir).expect("schemathesis dir");
-    // `kitchen` as every `{tenant}`, so tenant routes run past authentication.
-    // Security headers come from `-H` below, not from the generator.
-    let config =
-        "[parameters]\ntenant = \"kitchen\"\n\n[generation]\nwith-security-parameters = false\n";
+    // The document from a file, so `GET /openapi.json` is one of the operations run.
+    let doc = srv.anon().get("/openapi.json").await.expect(200).clone();
+    let schema_path = dir.join("openapi.json");
+    std::fs::write(&schema_path, doc.to_string()).expect("writing the document");
+    let config = fuzz_config(
+        srv.operator_token(),
+        &kitchen.manager.key,
+        &kitchen.terminal.key,
+    );
     let config_path = dir.join("schemathesis.toml");
     std::fs::write(&config_path, config).expect("writing the schemathesis config");
-    let schema_url = format!("{}/openapi.json", srv.base_url());
-    // Both credentials on every request: /admin reads only the bearer token (the
-    // operator's), tenant routes take X-API-Key first (a manager key of `kitchen`).
-    let operator = format!("Authorization: Bearer {}", srv.operator_token());
-    let manager = format!("X-API-Key: {}", kitchen.manager.key);
+    let report_dir = dir.join("report");
     let mut cmd = tokio::process::Command::new(&python);
     cmd.current_dir(&dir)
         .args(["-m", "schemathesis.cli", "--config-file"])
         .arg(&config_path)
+        .arg("run")
+        .arg(&schema_path)
         .args([
-            "run",
-            &schema_url,
             "--url",
             srv.base_url(),
             "--checks",
@@ -303,11 +308,11 @@ async fn a_schema_driven_fuzz_run_finds_no_server_error_or_schema_mismatch(backe
             "--request-timeout",
             "20",
             "--no-color",
-            "-H",
-            &operator,
-            "-H",
-            &manager,
+            "--report",
+            "har",
+            "--report-dir",
         ])
+        .arg(&report_dir)
         .env("SCHEMATHESIS_HOOKS", "")
         .kill_on_drop(true);
     let out = cmd.output().await.expect("running schemathesis");
@@ -321,6 +326,143 @@ async fn a_schema_driven_fuzz_run_finds_no_server_error_or_schema_mismatch(backe
         tail(&srv.logs(), 60)
     );
     eprintln!("{}", tail(&stdout, 25));
+
+    // Every operation was exercised past authentication at least once: a run whose
+    // credentials were refused would pass the checks above while testing nothing.
+    let har = read_har(&report_dir);
+    let ops = operations(&doc);
+    let mut passed = std::collections::BTreeMap::<(String, String), (u32, u32)>::new();
+    for (method, path, status) in &har {
+        let Some(op) = ops
+            .iter()
+            .filter(|(_, m)| m.eq_ignore_ascii_case(method))
+            .filter_map(|(template, _)| matches(template, path).map(|params| (params, template)))
+            .min_by_key(|(params, _)| *params)
+            .map(|(_, template)| template)
+        else {
+            continue;
+        };
+        let entry = passed
+            .entry((op.clone(), method.to_lowercase()))
+            .or_default();
+        entry.0 += 1;
+        if *status != 401 && *status != 403 {
+            entry.1 += 1;
+        }
+    }
+    let refused: Vec<String> = ops
+        .iter()
+        .filter(|op| passed.get(op).is_none_or(|(_, ok)| *ok == 0))
+        .map(|(path, method)| {
+            let sent = passed
+                .get(&(path.clone(), method.clone()))
+                .map_or(0, |c| c.0);
+            format!("{method} {path} ({sent} requests)")
+        })
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "operations never answered other than 401/403 (or never requested):\n{}",
+        refused.join("\n")
+    );
+    // The terminal routes ran with the terminal key (its header overrides the manager's).
+    let keys = srv
+        .admin()
+        .get("/admin/tenants/kitchen/keys")
+        .await
+        .expect(200)
+        .clone();
+    let till = keys["keys"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|k| k["id"] == kitchen.terminal.id.as_str())
+        .expect("the terminal key")
+        .clone();
+    assert!(till["last_used_at"].is_string(), "{till}");
+}
+
+/// schemathesis' configuration: each security scheme of the document gets its credential
+/// (the operator token for `operator_token`, a manager key of `kitchen` for the tenant
+/// key schemes), the terminal routes the terminal key, every `{tenant}` is `kitchen`
+/// and every operator `{slug}` is `scratch`.
+fn fuzz_config(operator: &str, manager: &str, terminal: &str) -> String {
+    format!(
+        r#"[parameters]
+tenant = "kitchen"
+
+[generation]
+# Credentials come from [auth] below, not from the generator.
+with-security-parameters = false
+
+[auth.openapi.operator_token]
+bearer = "{operator}"
+
+[auth.openapi.api_key]
+api_key = "{manager}"
+
+[auth.openapi.api_key_bearer]
+bearer = "{manager}"
+
+[[operations]]
+include-path-regex = "^/admin/tenants/"
+parameters = {{ slug = "scratch" }}
+
+[[operations]]
+include-tag = "terminal"
+headers = {{ "X-API-Key" = "{terminal}" }}
+"#
+    )
+}
+
+/// `(method, path, status)` of every exchange in the HAR file schemathesis wrote.
+fn read_har(dir: &Path) -> Vec<(String, String, u64)> {
+    let file = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap_or_else(|| panic!("no HAR report in {}", dir.display()));
+    let text = std::fs::read_to_string(&file).expect("reading the HAR report");
+    let har: Value = serde_json::from_str(&text).expect("the HAR report is JSON");
+    har["log"]["entries"]
+        .as_array()
+        .expect("HAR entries")
+        .iter()
+        .filter_map(|e| {
+            let url = posbridge_harness::reqwest::Url::parse(e["request"]["url"].as_str()?).ok()?;
+            Some((
+                e["request"]["method"].as_str()?.to_owned(),
+                url.path().to_owned(),
+                e["response"]["status"].as_u64()?,
+            ))
+        })
+        .collect()
+}
+
+/// Whether the concrete `path` fits the documented `template`, and if so how many of its
+/// segments were parameters (the most literal template is the operation requested).
+fn matches(template: &str, path: &str) -> Option<usize> {
+    let mut wanted = template.split('/');
+    let mut got = path.split('/');
+    let mut params = 0;
+    loop {
+        match (wanted.next(), got.next()) {
+            (None, None) => return Some(params),
+            (Some(w), Some(g)) if w.starts_with("{*") => {
+                let rest = !g.is_empty() || got.next().is_some();
+                return rest.then_some(params + 1);
+            }
+            (Some(w), Some(g)) if w.starts_with('{') => {
+                if g.is_empty() {
+                    return None;
+                }
+                params += 1;
+            }
+            (Some(w), Some(g)) if w == g => {}
+            _ => return None,
+        }
+    }
 }
 
 fn tail(text: &str, lines: usize) -> String {
