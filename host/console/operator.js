@@ -95,6 +95,7 @@ export async function tenant(root, slug) {
       { label: 'Role', value: k => k.role },
       { label: 'Starts with', value: k => h('code', {}, k.prefix) },
       { label: 'Created', value: k => when(k.created_at) },
+      { label: 'Last used', value: k => k.last_used_at ? when(k.last_used_at) : 'never' },
       { label: 'State', value: k => k.revoked_at ? h('span', {}, badge('revoked', 'bad'), ' ', when(k.revoked_at)) : badge('active', 'ok') },
       { label: '', value: k => k.revoked_at ? '' : button('Revoke', async () => {
         if (!confirm(`Revoke key "${k.label}"? It stops working at once.`)) return;

@@ -32,6 +32,9 @@ pub struct ApiKeyInfo {
     pub created_at: String,
     /// Revocation time, if revoked.
     pub revoked_at: Option<String>,
+    /// When the key last made an accepted request, to the minute (each host records a
+    /// key's use at most once a minute); absent if never used.
+    pub last_used_at: Option<String>,
 }
 
 /// A freshly created key: the only time the secret is shown.
@@ -134,7 +137,7 @@ impl ApiKeys {
     pub async fn list(store: &Store, slug: &str) -> Result<Vec<ApiKeyInfo>, KeyError> {
         let tenant = Tenants::get(store, slug).await?;
         let rows = sqlx::query(
-            "SELECT id, role, label, key_prefix, created_at, revoked_at FROM api_keys
+            "SELECT id, role, label, key_prefix, created_at, revoked_at, last_used_at FROM api_keys
              WHERE tenant_id = $1 ORDER BY created_at, id",
         )
         .bind(&tenant.id)
@@ -150,6 +153,7 @@ impl ApiKeys {
                     prefix: row.try_get("key_prefix")?,
                     created_at: rfc3339(row.try_get("created_at")?),
                     revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(rfc3339),
+                    last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(rfc3339),
                 })
             })
             .collect()

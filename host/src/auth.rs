@@ -249,7 +249,15 @@ struct KeyCacheInner {
     /// before a revocation committed can never be cached after the revocation cleared the
     /// cache.
     generation: AtomicU64,
+    /// When this host last wrote each key's `last_used_at` (see [`KeyCache::record_use`]).
+    /// Not cleared by [`KeyCache::invalidate`]: a revocation does not change when a key was
+    /// last used.
+    recorded: Mutex<HashMap<String, Instant>>,
 }
+
+/// How often one host writes a key's `last_used_at` at most: the column answers "when was
+/// this key last used", to the minute, without a database write on every request.
+pub const KEY_USE_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 struct CachedKey {
@@ -305,6 +313,46 @@ impl KeyCache {
         );
     }
 
+    /// Notes that the key `key_id` was just used to make an accepted request. Costs a map
+    /// lookup under a lock; at most once per [`KEY_USE_INTERVAL`] per key it also starts a
+    /// background write of `api_keys.last_used_at`, so no request waits for it. A failed
+    /// write is logged and forgotten, and the next use retries it.
+    pub fn record_use(&self, store: &Store, key_id: &str) {
+        let now = Instant::now();
+        {
+            let mut recorded = lock(&self.inner.recorded);
+            if recorded
+                .get(key_id)
+                .is_some_and(|at| now.duration_since(*at) < KEY_USE_INTERVAL)
+            {
+                return;
+            }
+            if recorded.len() >= KEY_CACHE_CAPACITY {
+                recorded.retain(|_, at| now.duration_since(*at) < KEY_USE_INTERVAL);
+            }
+            recorded.insert(key_id.to_owned(), now);
+        }
+        let (store, key_id, inner) = (store.clone(), key_id.to_owned(), self.inner.clone());
+        // The time of the request, not of the write that follows it.
+        let used_at = crate::store::now_micros();
+        tokio::spawn(async move {
+            // Never moves backwards: another host sharing the database may have written a
+            // later use.
+            let written = sqlx::query(
+                "UPDATE api_keys SET last_used_at = $1
+                 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+            )
+            .bind(used_at)
+            .bind(&key_id)
+            .execute(store.writer())
+            .await;
+            if let Err(err) = written {
+                tracing::warn!(key_id = %key_id, error = %err, "could not record the key's last use");
+                lock(&inner.recorded).remove(&key_id);
+            }
+        });
+    }
+
     /// Forgets every cached key. Called after a revocation commits, so the next request
     /// with the revoked key is checked against the database and refused.
     pub fn invalidate(&self) {
@@ -357,6 +405,7 @@ async fn caller_for(parts: &mut Parts, app: &AppState) -> Result<Caller, ApiErro
             ));
         }
     }
+    app.keys.record_use(&app.store, &caller.key_id);
     Ok(caller)
 }
 

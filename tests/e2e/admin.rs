@@ -281,6 +281,64 @@ async fn a_revoked_key_stops_working_at_once_and_stays_listed(backend: Backend) 
     assert_eq!(live["revoked_at"], Value::Null);
 }
 
+/// `last_used_at` of the key `id` as the operator lists it.
+async fn last_used(k: &Keyed, id: &str) -> Value {
+    let listed = k.admin.get("/admin/tenants/kitchen/keys").await;
+    let keys = listed.expect(200)["keys"].as_array().expect("keys").clone();
+    keys.iter()
+        .find(|key| key["id"] == id)
+        .unwrap_or_else(|| panic!("key {id} not listed: {}", listed.text))["last_used_at"]
+        .clone()
+}
+
+/// A key's last use is listed once it made a request, within the time of that request; the
+/// database is written at most once a minute per key, so further requests in the same
+/// minute leave it as it was; each key has its own.
+async fn a_key_s_last_use_is_listed_and_written_at_most_once_a_minute(backend: Backend) {
+    let k = keyed(backend).await;
+    assert_eq!(last_used(&k, &k.terminal_id).await, Value::Null);
+    assert_eq!(last_used(&k, &k.manager.id).await, Value::Null);
+    let till = k.srv.tenant_client("kitchen", &k.terminal_key);
+    let before = posbridge_harness::jiff::Timestamp::now();
+    till.get("/health").await.expect(200);
+    let after = posbridge_harness::jiff::Timestamp::now();
+    // The write happens beside the request, not in it.
+    let first = eventually(
+        Duration::from_secs(10),
+        "the terminal key's last use",
+        || async {
+            last_used(&k, &k.terminal_id)
+                .await
+                .as_str()
+                .map(str::to_owned)
+        },
+    )
+    .await;
+    let at = parse_rfc3339(&first);
+    assert!(before <= at && at <= after, "{before} <= {at} <= {after}");
+    // The operator's listing is no use of a tenant key.
+    assert_eq!(last_used(&k, &k.manager.id).await, Value::Null);
+    for _ in 0..5 {
+        till.get("/health").await.expect(200);
+    }
+    health_ok(&k.srv, "kitchen", &k.manager.key).await;
+    let manager_use = eventually(
+        Duration::from_secs(10),
+        "the manager key's last use",
+        || async {
+            last_used(&k, &k.manager.id)
+                .await
+                .as_str()
+                .map(str::to_owned)
+        },
+    )
+    .await;
+    assert!(parse_rfc3339(&manager_use) >= at);
+    // The manager's use was written after the terminal's repeated ones were (or were not):
+    // within the minute, the terminal key's stays the first.
+    assert_eq!(last_used(&k, &k.terminal_id).await, json!(first));
+}
+
 async fn key_secrets_never_reach_the_log(backend: Backend) {
     let k = keyed(backend).await;
     // Use, list and revoke the keys first, so the log has had every chance to see them.
@@ -447,6 +505,7 @@ both_backends!(
     a_tenant_key_is_not_an_operator_token,
     listing_keys_shows_their_prefixes_never_their_secrets,
     a_revoked_key_stops_working_at_once_and_stays_listed,
+    a_key_s_last_use_is_listed_and_written_at_most_once_a_minute,
     key_secrets_never_reach_the_log,
     cli_bootstrap,
 );
