@@ -199,6 +199,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sync_now))
         .routes(routes!(transactions))
         .routes(routes!(revenue))
+        .routes(routes!(revenue_series))
         .routes(routes!(push))
 }
 
@@ -461,6 +462,25 @@ async fn revenue(
     let integration = integrations::by_venue(&app, &caller.scope, &venue).await?;
     Ok(Json(
         sales::revenue(&app, &caller.scope, &integration, query.period).await?,
+    ))
+}
+
+/// A venue's revenue per day, week or month over a range, every period present, in the
+/// venue's calendar: what the console's revenue chart draws.
+#[utoipa::path(get, path = "/pos/revenue/{venue}/series", tag = "pos", params(sales::SeriesQuery), responses(
+    (status = 200, description = "The series, oldest period first.", body = sales::RevenueSeries),
+    (status = 400, description = "`invalid_query`: a date that is not YYYY-MM-DD, `from` after `to`, or more than 367 periods."),
+    (status = 404, description = "`venue_not_connected`."),
+))]
+async fn revenue_series(
+    State(app): State<AppState>,
+    ManagerCaller(caller): ManagerCaller,
+    Path((_tenant, venue)): Path<(String, String)>,
+    Query(query): Query<sales::SeriesQuery>,
+) -> Result<Json<sales::RevenueSeries>, ProviderFailure> {
+    let integration = integrations::by_venue(&app, &caller.scope, &venue).await?;
+    Ok(Json(
+        sales::revenue_series(&app, &caller.scope, &integration, query).await?,
     ))
 }
 
