@@ -16,12 +16,13 @@ use std::path::PathBuf;
 use posbridge_harness::{both_backends, Backend};
 use serde_json::json;
 
-use webdriver::Browser;
+use webdriver::{Browser, Kind};
 
 both_backends!(
     console_is_served_from_the_binary,
     console_reads_providers_and_venues,
-    console_walkthrough
+    console_walkthrough,
+    console_walkthrough_in_firefox
 );
 
 /// Every file comes with its type, a validator the browser can revalidate with, and a
@@ -127,14 +128,24 @@ async fn console_reads_providers_and_venues(backend: Backend) {
 }
 
 async fn console_walkthrough(backend: Backend) {
-    let Some((driver, chromium)) = webdriver::locate() else {
+    walkthrough(backend, Kind::Chromium).await;
+}
+
+async fn console_walkthrough_in_firefox(backend: Backend) {
+    walkthrough(backend, Kind::Firefox).await;
+}
+
+/// The walk through the console, the same in every browser.
+async fn walkthrough(backend: Backend, kind: Kind) {
+    let Some((driver, browser)) = webdriver::locate(kind) else {
         return;
     };
     let srv = crate::start(backend).await;
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("../console-screenshots")
+        .join(kind.name())
         .join(format!("{backend:?}").to_lowercase());
-    let b = Browser::start(&driver, &chromium, shots.clone()).await;
+    let b = Browser::start(kind, &driver, &browser, shots.clone()).await;
     let base = srv.base_url().to_owned();
 
     // ----- operator -----
@@ -314,7 +325,76 @@ async fn console_walkthrough(backend: Backend) {
 
     b.goto(&format!("{base}/console#/revenue")).await;
     b.wait_text("#revenue", "USD 75.00").await;
+    // The per-day chart: today's bar carries both sales, drawn with a height.
+    let bars = b
+        .script(
+            "return [...document.querySelectorAll('#revenue svg rect.bar')].map(r => [r.dataset.text, Number(r.getAttribute('height'))])",
+            json!([]),
+        )
+        .await;
+    let bars = bars.as_array().expect("bars").clone();
+    assert_eq!(bars.len(), 30, "a bar per day of the last 30: {bars:?}");
+    assert_eq!(bars[29][0], "USD 75.00", "{bars:?}");
+    assert!(bars[29][1].as_f64().unwrap_or(0.0) > 0.0, "{bars:?}");
+    assert!(
+        bars[..29].iter().all(|bar| bar[0] == "USD 0.00"),
+        "{bars:?}"
+    );
     b.screenshot("09-revenue").await;
+    b.select("#revenue-range select[name=by]", "month").await;
+    b.click("#revenue-range button[type=submit]").await;
+    b.wait_text("#revenue figcaption", "per month").await;
+    let months = b
+        .script(
+            "return [...document.querySelectorAll('#revenue svg rect.bar')].map(r => r.dataset.text)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(months.as_array().map(Vec::len), Some(12), "{months}");
+    assert_eq!(months[11], "USD 75.00", "{months}");
+
+    // On a tablet (iPad portrait): the navigation and the page fit the width, nothing
+    // scrolls sideways.
+    b.resize(820, 1180).await;
+    b.goto(&format!("{base}/console#/rules")).await;
+    b.wait_text("#rules", "Regulars").await;
+    let overflow = b
+        .script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            json!([]),
+        )
+        .await;
+    assert!(
+        overflow.as_i64().unwrap_or(1) <= 0,
+        "the page scrolls sideways by {overflow}px"
+    );
+    b.screenshot("11-tablet-rules").await;
+    b.resize(1280, 1000).await;
+
+    // Keyboard only: Tab reaches the navigation's links from the top of the page, and
+    // Enter on one opens its page.
+    b.goto(&format!("{base}/console#/rules")).await;
+    b.wait_text("#rules", "Regulars").await;
+    b.script(
+        "document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);",
+        json!([]),
+    )
+    .await;
+    let mut reached = Vec::new();
+    for _ in 0..8 {
+        b.tab(false).await;
+        let now = b.focused().await;
+        if now.contains("Transactions") {
+            b.enter().await;
+            break;
+        }
+        reached.push(now);
+    }
+    b.wait_text("h1", "Transactions").await;
+    assert!(
+        !reached.iter().any(String::is_empty),
+        "focus got lost: {reached:?}"
+    );
 
     // The other manager pages open and show their empty states.
     for (page, text) in [
@@ -342,5 +422,5 @@ async fn console_walkthrough(backend: Backend) {
         .filter(|l| l.contains("Content Security Policy") || l.contains("Uncaught"))
         .collect();
     assert!(bad.is_empty(), "browser console: {bad:#?}");
-    println!("console screenshots: {}", shots.display());
+    println!("console screenshots ({}): {}", kind.name(), shots.display());
 }
