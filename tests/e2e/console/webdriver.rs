@@ -209,53 +209,6 @@ impl Browser {
             .await;
     }
 
-    /// The element that has the keyboard focus: its tag, id and text, as one line.
-    pub async fn focused(&self) -> String {
-        self.script(
-            "const e = document.activeElement; return e ? `${e.tagName.toLowerCase()}#${e.id} ${(e.getAttribute('aria-label') || e.innerText || e.value || '').trim()}` : '';",
-            json!([]),
-        )
-        .await
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-    }
-
-    /// Presses Tab (or Shift+Tab) as a keyboard user would.
-    pub async fn tab(&self, back: bool) {
-        const SHIFT: &str = "\u{E008}";
-        const TAB: &str = "\u{E004}";
-        let mut down = Vec::new();
-        if back {
-            down.push(json!({"type": "keyDown", "value": SHIFT}));
-        }
-        down.push(json!({"type": "keyDown", "value": TAB}));
-        down.push(json!({"type": "keyUp", "value": TAB}));
-        if back {
-            down.push(json!({"type": "keyUp", "value": SHIFT}));
-        }
-        self.post(
-            "/actions",
-            json!({"actions": [{"type": "key", "id": "keyboard", "actions": down}]}),
-        )
-        .await;
-        self.command(reqwest::Method::DELETE, "/actions", None)
-            .await;
-    }
-
-    /// Presses Enter on the focused element.
-    pub async fn enter(&self) {
-        const ENTER: &str = "\u{E007}";
-        self.post(
-            "/actions",
-            json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
-                {"type": "keyDown", "value": ENTER}, {"type": "keyUp", "value": ENTER}]}]}),
-        )
-        .await;
-        self.command(reqwest::Method::DELETE, "/actions", None)
-            .await;
-    }
-
     /// The element matching `css` now, if any.
     async fn find(&self, using: &str, value: &str) -> Option<String> {
         let v = self
