@@ -30,10 +30,16 @@ export function barChart(data, title) {
       const x = left + i * slot + (slot - bar) / 2;
       const showValue = d.value !== 0 && (!many || i === peak);
       const last = i === data.length - 1;
-      const showLabel = i % labelEvery === 0 || (last && (data.length - 1) % labelEvery >= labelEvery / 2);
+      // The last bar (today, this month) is always labelled; a regular label closer to it
+      // than the spacing would run into its text.
+      const showLabel = last || (i % labelEvery === 0 && data.length - 1 - i >= labelEvery);
+      // An amount over a bar at either edge is anchored inwards so it is not cut off.
+      const centre = x + bar / 2;
+      const anchor = centre > width - 40 ? 'end' : centre < 40 ? 'start' : 'middle';
+      const valueX = anchor === 'end' ? x + bar : anchor === 'start' ? x : centre;
       return h('g', {},
         h('rect', { class: 'bar', x, y: top + plot - bh, width: bar, height: bh, 'data-label': d.label, 'data-text': d.text }, h('title', {}, `${d.label}: ${d.text}`)),
-        showValue ? h('text', { x: x + bar / 2, y: top + plot - bh - 6, 'text-anchor': 'middle' }, d.text) : null,
+        showValue ? h('text', { x: valueX, y: top + plot - bh - 6, 'text-anchor': anchor }, d.text) : null,
         showLabel ? h('text', { x: x + bar / 2, y: height - bottom + 18, 'text-anchor': 'middle' }, d.label) : null);
     }));
   return h('figure', { class: 'chart' }, svg, h('figcaption', { class: 'muted' }, title));
