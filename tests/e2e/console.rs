@@ -1,11 +1,16 @@
 //! The web console (`/console`): how the binary serves it (content types, ETag, the
-//! Content-Security-Policy), and a walk through it in headless Chromium over WebDriver —
+//! Content-Security-Policy), and a walk through it over WebDriver, in headless Chromium
+//! and in Firefox ESR —
 //! an operator creates a tenant and a manager key and uploads and rolls back a plugin;
 //! the manager connects a local POS venue, sees a pushed sale in transactions and in the
-//! live stream, and watches a spend rule's statistics move.
+//! live stream, and watches a spend rule's statistics move. Along the way each main page is
+//! audited with axe-core (WCAG 2.1 AA; light scheme in Chromium, dark in Firefox), the keyboard path is walked, and the rules page is
+//! checked at a tablet's width.
 //!
-//! The browser test needs Debian's `chromium` and `chromium-driver`; without them it fails
-//! with a one-line explanation unless `POSBRIDGE_TEST_BROWSER=skip`. Screenshots of the
+//! The browser tests need Debian's `chromium` and `chromium-driver`, `firefox-esr` with
+//! `geckodriver`, and `npm` (axe-core is installed on first use from the pinned lock file
+//! in `console/a11y/`); without them they fail with a one-line explanation unless
+//! `POSBRIDGE_TEST_BROWSER=skip`. Screenshots of the
 //! main pages are saved under `target/console-screenshots/{backend}/` (the path is
 //! printed).
 
@@ -146,12 +151,23 @@ async fn walkthrough(backend: Backend, kind: Kind) {
         .join(kind.name())
         .join(format!("{backend:?}").to_lowercase());
     let b = Browser::start(kind, &driver, &browser, shots.clone()).await;
+    let axe = webdriver::axe_source();
+    let mut a11y: Vec<String> = Vec::new();
     let base = srv.base_url().to_owned();
 
     // ----- operator -----
     b.goto(&format!("{base}/console")).await;
     b.wait_text("h1", "Sign in").await;
+    // The scheme the audits below check the contrast of is the one intended.
+    let dark = b
+        .script(
+            "return matchMedia('(prefers-color-scheme: dark)').matches",
+            json!([]),
+        )
+        .await;
+    assert_eq!(dark, json!(kind.dark()), "colour scheme in {}", kind.name());
     b.screenshot("01-sign-in").await;
+    audit(&b, &axe, "01-sign-in", &mut a11y).await;
     // A wrong token is refused with the API's words and keeps the sign-in page.
     b.fill("#signin input[name=secret]", "not-the-token").await;
     b.click("#signin button[type=submit]").await;
@@ -183,6 +199,7 @@ async fn walkthrough(backend: Backend, kind: Kind) {
         .to_owned();
     assert!(key.starts_with("pbk_"), "{key}");
     b.screenshot("02-tenant-and-key").await;
+    audit(&b, &axe, "02-tenant-and-key", &mut a11y).await;
     // The secret is shown from the create answer only: the page reloaded shows none.
     b.goto(&format!("{base}/console#/tenants")).await;
     b.goto(&format!("{base}/console#/tenants/bistro")).await;
@@ -213,9 +230,11 @@ async fn walkthrough(backend: Backend, kind: Kind) {
     let plugin = srv.admin().get("/admin/plugins/test-swap").await;
     assert_eq!(plugin.expect(200)["active_version"], "1.0.0");
     b.screenshot("03-plugin-rolled-back").await;
+    audit(&b, &axe, "03-plugin-rolled-back", &mut a11y).await;
     b.goto(&format!("{base}/console#/plugins")).await;
     b.wait_text("main", "test-swap").await;
     b.screenshot("04-plugins").await;
+    audit(&b, &axe, "04-plugins", &mut a11y).await;
     b.goto(&format!("{base}/console#/cluster")).await;
     b.wait_text("main", "(this)").await;
     b.goto(&format!("{base}/console#/dead-letters")).await;
@@ -236,6 +255,7 @@ async fn walkthrough(backend: Backend, kind: Kind) {
     b.wait_text("h1", "Venue downtown").await;
     b.wait_text("main", "CONNECTED").await;
     b.screenshot("05-venue").await;
+    audit(&b, &axe, "05-venue", &mut a11y).await;
 
     b.goto(&format!("{base}/console#/rules")).await;
     b.fill("#rule-form input[name=name]", "Regulars").await;
@@ -275,6 +295,7 @@ async fn walkthrough(backend: Backend, kind: Kind) {
         "{filtered}"
     );
     b.screenshot("06-live").await;
+    audit(&b, &axe, "06-live", &mut a11y).await;
     // Paused, the page misses a sale; resumed, it reconnects with `since` and gets exactly
     // the missed event, nothing twice.
     b.select("select[name=type]", "").await;
@@ -313,6 +334,7 @@ async fn walkthrough(backend: Backend, kind: Kind) {
     b.click("#filter-transactions button[type=submit]").await;
     b.wait_text("#transactions", "sale-1").await;
     b.screenshot("07-transactions").await;
+    audit(&b, &axe, "07-transactions", &mut a11y).await;
 
     b.goto(&format!("{base}/console#/rules")).await;
     b.wait_text("#rules", "Regulars").await;
@@ -322,6 +344,7 @@ async fn walkthrough(backend: Backend, kind: Kind) {
         "1"
     );
     b.screenshot("08-rules").await;
+    audit(&b, &axe, "08-rules", &mut a11y).await;
 
     b.goto(&format!("{base}/console#/revenue")).await;
     b.wait_text("#revenue", "USD 75.00").await;
@@ -341,6 +364,7 @@ async fn walkthrough(backend: Backend, kind: Kind) {
         "{bars:?}"
     );
     b.screenshot("09-revenue").await;
+    audit(&b, &axe, "09-revenue", &mut a11y).await;
     b.select("#revenue-range select[name=by]", "month").await;
     b.click("#revenue-range button[type=submit]").await;
     b.wait_text("#revenue figcaption", "per month").await;
@@ -369,7 +393,60 @@ async fn walkthrough(backend: Backend, kind: Kind) {
         "the page scrolls sideways by {overflow}px"
     );
     b.screenshot("11-tablet-rules").await;
+    audit(&b, &axe, "11-tablet-rules", &mut a11y).await;
     b.resize(1280, 1000).await;
+
+    // Keyboard only, from a freshly loaded page: the first Tab lands on the skip link,
+    // whose Enter moves focus into the page without leaving it; from the top again, Tab
+    // walks to the navigation (every stop visibly focused) and Enter on "Transactions"
+    // opens that page with focus moved into it.
+    let fresh = |page: &'static str| {
+        let b = &b;
+        let url = format!("{base}/console#/{page}");
+        async move {
+            b.goto("about:blank").await;
+            b.goto(&url).await;
+        }
+    };
+    fresh("rules").await;
+    b.wait_text("#rules", "Regulars").await;
+    b.tab(false).await;
+    assert_eq!(b.focused().await.name, "Skip to content");
+    b.enter().await;
+    assert_eq!(b.focused().await.tag, "main");
+    assert!(
+        b.script("return location.hash", json!([])).await == "#/rules",
+        "the skip link must not navigate"
+    );
+    assert!(b.text("h1").await.contains("Spend rules"));
+    fresh("rules").await;
+    b.wait_text("#rules", "Regulars").await;
+    let mut stops = Vec::new();
+    loop {
+        b.tab(false).await;
+        let now = b.focused().await;
+        assert!(
+            now.outline_visible,
+            "no visible focus on {now:?} after {stops:?}"
+        );
+        let done = now.name == "Transactions";
+        stops.push(now.name);
+        if done {
+            break;
+        }
+        assert!(stops.len() < 6, "Tab did not reach Transactions: {stops:?}");
+    }
+    b.enter().await;
+    b.wait_text("h1", "Transactions").await;
+    assert_eq!(b.focused().await.tag, "main");
+    // With Shift, Tab walks back the same way.
+    fresh("venues").await;
+    b.wait_text("main", "downtown").await;
+    for _ in 0..stops.len() {
+        b.tab(false).await;
+    }
+    b.tab(true).await;
+    assert_eq!(b.focused().await.name, stops[stops.len() - 2]);
 
     // The other manager pages open and show their empty states.
     for (page, text) in [
@@ -389,6 +466,15 @@ async fn walkthrough(backend: Backend, kind: Kind) {
     let profile = b.wait_text("#customer", "Regulars").await;
     assert!(profile.contains("REGULAR"), "{profile}");
     b.screenshot("10-customer").await;
+    audit(&b, &axe, "10-customer", &mut a11y).await;
+
+    // Every page audited along the way meets WCAG 2.1 AA as axe-core checks it (labels,
+    // contrast, names, ARIA).
+    assert!(
+        a11y.is_empty(),
+        "accessibility ({}): {a11y:#?}",
+        kind.name()
+    );
 
     // The policy blocked nothing and no script failed along the way.
     let log = b.console_log().await;
@@ -398,4 +484,11 @@ async fn walkthrough(backend: Backend, kind: Kind) {
         .collect();
     assert!(bad.is_empty(), "browser console: {bad:#?}");
     println!("console screenshots ({}): {}", kind.name(), shots.display());
+}
+
+/// Runs axe-core on the page now shown and keeps what it finds, named by `page`.
+async fn audit(b: &Browser, axe: &str, page: &str, found: &mut Vec<String>) {
+    for violation in b.accessibility_violations(axe).await {
+        found.push(format!("{page}: {violation}"));
+    }
 }

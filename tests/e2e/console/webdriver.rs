@@ -34,6 +34,11 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Whether pages render in the dark colour scheme in this browser's sessions.
+    pub fn dark(self) -> bool {
+        self == Kind::Firefox
+    }
+
     /// Lower-case name, for screenshot directories.
     pub fn name(self) -> &'static str {
         match self {
@@ -96,6 +101,17 @@ const RECORDER: &str = "if (!window.__pbLog) { window.__pbLog = [];
   window.addEventListener('unhandledrejection', e => window.__pbLog.push('SEVERE Uncaught (in promise) ' + e.reason));
   document.addEventListener('securitypolicyviolation', e => window.__pbLog.push('SEVERE Content Security Policy blocked ' + e.blockedURI + ' (' + e.violatedDirective + ')')); }";
 
+/// The focused element: its tag, its accessible text, and whether a focus outline is drawn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Focus {
+    /// Lower-case tag name (`a`, `button`, `main`…).
+    pub tag: String,
+    /// `aria-label`, else its text or value, trimmed.
+    pub name: String,
+    /// Whether the browser draws an outline around it (our `:focus-visible` style).
+    pub outline_visible: bool,
+}
+
 /// A running WebDriver with one browser session; both end on drop.
 pub struct Browser {
     kind: Kind,
@@ -147,7 +163,10 @@ impl Browser {
                 "moz:firefoxOptions": {
                     "binary": browser.to_string_lossy(),
                     "args": ["-headless", "--width=1280", "--height=1000"],
-                    "prefs": {"intl.accept_languages": "en-US", "intl.locale.requested": "en-US"}
+                    // Firefox renders pages in the dark scheme (0 = dark), Chromium in the
+                    // light one: the walkthroughs audit the contrast of both.
+                    "prefs": {"intl.accept_languages": "en-US", "intl.locale.requested": "en-US",
+                              "layout.css.prefers-color-scheme.content-override": 0}
                 }
             }}}),
         };
@@ -209,6 +228,58 @@ impl Browser {
             .await;
     }
 
+    /// The element that has the keyboard focus, as a keyboard user perceives it.
+    pub async fn focused(&self) -> Focus {
+        let v = self
+            .script(
+                "const e = document.activeElement || document.body;
+return [e.tagName.toLowerCase(), (e.getAttribute('aria-label') || e.innerText || e.value || '').trim(),
+        getComputedStyle(e).outlineStyle !== 'none' && parseFloat(getComputedStyle(e).outlineWidth) > 0];",
+                json!([]),
+            )
+            .await;
+        Focus {
+            tag: v[0].as_str().unwrap_or_default().to_owned(),
+            name: v[1].as_str().unwrap_or_default().to_owned(),
+            outline_visible: v[2].as_bool().unwrap_or(false),
+        }
+    }
+
+    /// Presses Tab (or Shift+Tab) as a keyboard user would.
+    pub async fn tab(&self, back: bool) {
+        const SHIFT: &str = "\u{E008}";
+        const TAB: &str = "\u{E004}";
+        let mut down = Vec::new();
+        if back {
+            down.push(json!({"type": "keyDown", "value": SHIFT}));
+        }
+        down.push(json!({"type": "keyDown", "value": TAB}));
+        down.push(json!({"type": "keyUp", "value": TAB}));
+        if back {
+            down.push(json!({"type": "keyUp", "value": SHIFT}));
+        }
+        self.post(
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": down}]}),
+        )
+        .await;
+        self.command(reqwest::Method::DELETE, "/actions", None)
+            .await;
+    }
+
+    /// Presses Enter on the focused element.
+    pub async fn enter(&self) {
+        const ENTER: &str = "\u{E007}";
+        self.post(
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                {"type": "keyDown", "value": ENTER}, {"type": "keyUp", "value": ENTER}]}]}),
+        )
+        .await;
+        self.command(reqwest::Method::DELETE, "/actions", None)
+            .await;
+    }
+
     /// The element matching `css` now, if any.
     async fn find(&self, using: &str, value: &str) -> Option<String> {
         let v = self
@@ -254,6 +325,34 @@ impl Browser {
             json!([css, value]),
         )
         .await;
+    }
+
+    /// Runs `script` with `args` in the page; it answers by calling its last argument
+    /// (WebDriver's asynchronous script), which lets a page-side promise settle.
+    pub async fn script_async(&self, script: &str, args: Value) -> Value {
+        self.post("/execute/async", json!({"script": script, "args": args}))
+            .await
+    }
+
+    /// Runs axe-core over the page as it is now and answers the WCAG 2.1 A and AA rules
+    /// it finds broken (missing labels, too little contrast, bad ARIA…), one line each
+    /// with the offending elements. `axe` is the engine's source (see [`axe_source`]).
+    pub async fn accessibility_violations(&self, axe: &str) -> Vec<String> {
+        let run = format!(
+            "{axe}\n;const done = arguments[arguments.length - 1];
+axe.run(document, {{ runOnly: {{ type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] }} }})
+  .then(r => done(r.violations.map(v => `${{v.id}} (${{v.impact}}): ${{v.help}} at ${{v.nodes.slice(0, 4).map(n => n.target.join(' ')).join(', ')}}`)))
+  .catch(e => done(['axe failed: ' + e]));"
+        );
+        let found = self.script_async(&run, json!([])).await;
+        found
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(|v| v.as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![format!("unexpected axe answer: {found}")])
     }
 
     /// Runs `script` with `args` in the page and answers its return value.
@@ -356,4 +455,53 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// axe-core's source, the version pinned by `tests/e2e/console/a11y/package-lock.json`,
+/// installed with `npm ci` (which checks the lock's integrity hash) into the test target's
+/// temporary directory on first use. The four walkthroughs may ask at once: each installs
+/// into its own directory and renames it into place, and a loser of the race uses the
+/// winner's copy. Panics with the reason when npm cannot install it.
+pub fn axe_source() -> String {
+    let pinned = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/console/a11y");
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let lock = std::fs::read(pinned.join("package-lock.json")).expect("the a11y lock file");
+    // Keyed by the lock's contents, so changing the pinned version installs afresh.
+    let key = lock.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let installed = root.join(format!("console-a11y-{key:016x}"));
+    let script = |dir: &Path| dir.join("node_modules/axe-core/axe.min.js");
+    if !script(&installed).is_file() {
+        let building = root.join(format!(
+            "console-a11y-{key:016x}.building-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&building);
+        std::fs::create_dir_all(&building).expect("a directory for axe-core");
+        for file in ["package.json", "package-lock.json"] {
+            std::fs::copy(pinned.join(file), building.join(file)).expect("copying the pin");
+        }
+        let out = Command::new("npm")
+            .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&building)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("the console's accessibility check needs npm to install axe-core: {e} (or set POSBRIDGE_TEST_BROWSER=skip)")
+            });
+        assert!(
+            out.status.success(),
+            "npm ci (axe-core for the accessibility check) failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        if std::fs::rename(&building, &installed).is_err() {
+            let _ = std::fs::remove_dir_all(&building);
+        }
+    }
+    std::fs::read_to_string(script(&installed)).unwrap_or_else(|e| {
+        panic!(
+            "axe-core missing at {} after the install: {e}",
+            installed.display()
+        )
+    })
 }
