@@ -100,6 +100,16 @@ impl From<ProviderError> for ProviderFailure {
             }
             ProviderError::BadPayload(_) => ApiError::unprocessable("bad_payload", message).into(),
             ProviderError::Unsupported(_) => ApiError::unprocessable("unsupported", message).into(),
+            // The provider's own words go back verbatim: they name what to fix.
+            ProviderError::Rejected(_) => {
+                ApiError::unprocessable("provider_rejected", message).into()
+            }
+            ProviderError::TimedOut(_) => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", message).into()
+            }
+            ProviderError::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, "provider_conflict", message).into()
+            }
         }
     }
 }
@@ -119,6 +129,9 @@ impl From<CallError> for ProviderFailure {
             .into(),
             CallError::Timeout(_) => {
                 ApiError::new(StatusCode::GATEWAY_TIMEOUT, "plugin_timeout", message).into()
+            }
+            CallError::Incapable { .. } => {
+                ApiError::new(StatusCode::NOT_IMPLEMENTED, "provider_cannot", message).into()
             }
             CallError::OutOfMemory(_) | CallError::Trapped { .. } => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "plugin_failed", message).into()

@@ -298,6 +298,44 @@ pub enum ProviderError {
     /// Not supported.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// Refused for good by upstream (contract 0.3 and later; 0.2 reported it as `Upstream`).
+    #[error("rejected by the provider: {}", .0)]
+    Rejected(Rejection),
+    /// No answer in time; a write may have landed (contract 0.3 and later).
+    #[error("timed out: {0}")]
+    TimedOut(String),
+    /// Duplicate or stale: look the object up instead (contract 0.3 and later).
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+/// A permanent refusal in the provider's own words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// Upstream HTTP status.
+    pub status: Option<u16>,
+    /// Provider error code.
+    pub code: Option<String>,
+    /// Provider message.
+    pub message: String,
+    /// Field blamed.
+    pub field: Option<String>,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(status) = self.status {
+            write!(f, "HTTP {status} ")?;
+        }
+        if let Some(code) = &self.code {
+            write!(f, "{code} ")?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(field) = &self.field {
+            write!(f, " (field {field})")?;
+        }
+        Ok(())
+    }
 }
 
 /// A polling window.
@@ -340,6 +378,12 @@ pub struct WebhookEvent {
     pub event_type: String,
     /// Sales in it.
     pub transactions: Vec<Transaction>,
+    /// Orders whose state changed (contract 0.3 and later).
+    pub order_updates: Vec<OrderUpdate>,
+    /// The catalog changed upstream (contract 0.3 and later).
+    pub catalog_changed: bool,
+    /// Availability changes (contract 0.3 and later).
+    pub availability: Vec<Availability>,
 }
 
 /// An event handed to a hook.
@@ -391,4 +435,431 @@ pub enum HookAction {
         /// Tag.
         tag: String,
     },
+}
+
+// ---- the write and catalog side (contract 0.3 and later) -----------------------------
+
+/// What a provider can do beyond reading sales (contract 0.3 and later), as its manifest
+/// declares it: the host refuses an operation a provider cannot do before calling it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capability {
+    /// `submit-order` and `lookup-order`.
+    SubmitOrders,
+    /// `price-order`.
+    PriceOrders,
+    /// `order-status`.
+    OrderStatus,
+    /// `fetch-catalog` (full snapshots).
+    FetchCatalog,
+    /// `fetch-catalog` answers from a `since` token with only the changes.
+    FetchCatalogIncremental,
+    /// `get-availability`.
+    ReadAvailability,
+    /// `set-availability`.
+    WriteAvailability,
+}
+
+impl Capability {
+    /// The manifest's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::SubmitOrders => "submit-orders",
+            Capability::PriceOrders => "price-orders",
+            Capability::OrderStatus => "order-status",
+            Capability::FetchCatalog => "fetch-catalog",
+            Capability::FetchCatalogIncremental => "fetch-catalog-incremental",
+            Capability::ReadAvailability => "read-availability",
+            Capability::WriteAvailability => "write-availability",
+        }
+    }
+
+    /// What a provider without it cannot do, for the refusal ("submit orders").
+    pub fn describe(self) -> &'static str {
+        match self {
+            Capability::SubmitOrders => "submit orders",
+            Capability::PriceOrders => "price orders",
+            Capability::OrderStatus => "read order status",
+            Capability::FetchCatalog => "fetch its catalog",
+            Capability::FetchCatalogIncremental => "fetch its catalog incrementally",
+            Capability::ReadAvailability => "read availability",
+            Capability::WriteAvailability => "write availability",
+        }
+    }
+}
+
+impl Manifest {
+    /// Whether the provider declares `capability`. `fetch-catalog-incremental` implies
+    /// `fetch-catalog`.
+    pub fn can(&self, capability: Capability) -> bool {
+        let has = |c: Capability| self.capabilities.iter().any(|n| n == c.as_str());
+        has(capability)
+            || (capability == Capability::FetchCatalog
+                && has(Capability::FetchCatalogIncremental))
+    }
+}
+
+impl ProviderError {
+    /// Whether the same request may succeed later: a timeout, a rate limit, a 5xx or an
+    /// outage. Everything else (a rejection, a conflict, bad credentials) fails again as
+    /// sent. A `TimedOut` write may have landed: look it up before sending it again.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::RateLimited { .. }
+                | ProviderError::Upstream(_)
+                | ProviderError::TimedOut(_)
+        )
+    }
+}
+
+/// A modifier chosen on an order line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderModifier {
+    /// Provider id of the option; none for ad hoc.
+    pub provider_id: Option<String>,
+    /// Provider id of its group.
+    pub group_id: Option<String>,
+    /// Name.
+    pub name: String,
+    /// Per unit of the line.
+    pub quantity: u32,
+    /// Minor units each.
+    pub unit_price: i64,
+}
+
+/// A line of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    /// Our line id, unique in the order.
+    pub line_id: String,
+    /// Provider item id.
+    pub item_id: Option<String>,
+    /// Provider item group id (Toast menu group).
+    pub item_group_id: Option<String>,
+    /// Provider variation id (Square ITEM_VARIATION).
+    pub variation_id: Option<String>,
+    /// Name.
+    pub name: String,
+    /// Exact decimal text.
+    pub quantity: String,
+    /// Minor units per unit, before modifiers.
+    pub unit_price: i64,
+    /// Modifiers.
+    pub modifiers: Vec<OrderModifier>,
+    /// Kitchen note.
+    pub note: Option<String>,
+}
+
+/// How an order reaches its customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FulfilmentKind {
+    /// Collected.
+    Pickup,
+    /// Delivered.
+    Delivery,
+    /// Eaten in.
+    DineIn,
+}
+
+/// Who an order is for and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fulfilment {
+    /// Kind.
+    pub kind: FulfilmentKind,
+    /// Customer name.
+    pub customer_name: String,
+    /// Phone.
+    pub customer_phone: Option<String>,
+    /// Email.
+    pub customer_email: Option<String>,
+    /// Promised time, epoch ms; none for ASAP.
+    pub scheduled_at_ms: Option<i64>,
+    /// Requested prep minutes.
+    pub prep_time_minutes: Option<u32>,
+    /// Delivery address lines.
+    pub delivery_address: Vec<String>,
+    /// Staff note.
+    pub note: Option<String>,
+}
+
+/// Payment taken outside the POS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalPayment {
+    /// Minor units, without tip.
+    pub amount: i64,
+    /// Minor units.
+    pub tip: i64,
+    /// Who took it.
+    pub source: String,
+}
+
+/// The canonical order handed to a provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// Our order id: the idempotency key upstream.
+    pub our_order_id: String,
+    /// ISO-4217.
+    pub currency: String,
+    /// Lines.
+    pub lines: Vec<OrderLine>,
+    /// Fulfilment.
+    pub fulfilment: Fulfilment,
+    /// Expected total, minor units.
+    pub total: i64,
+    /// Payment already taken.
+    pub payment: Option<ExternalPayment>,
+    /// Channel name.
+    pub source_name: String,
+}
+
+/// Where an order stands in the POS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderState {
+    /// Waiting for approval.
+    Pending,
+    /// Accepted.
+    Accepted,
+    /// Being prepared.
+    InProgress,
+    /// Ready.
+    Ready,
+    /// Handed over; final.
+    Completed,
+    /// Cancelled; final.
+    Canceled,
+    /// Refused; final.
+    Rejected,
+}
+
+/// An order's state in the POS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderStatus {
+    /// Provider order id.
+    pub provider_order_id: String,
+    /// Our order id, if the POS keeps it.
+    pub our_order_id: Option<String>,
+    /// State.
+    pub state: OrderState,
+    /// The provider's words.
+    pub provider_state: String,
+    /// Provider version, increasing.
+    pub version: Option<i64>,
+    /// Last change, epoch ms.
+    pub updated_at_ms: Option<i64>,
+    /// POS total, minor units.
+    pub total: Option<i64>,
+}
+
+/// An order's change from a webhook; `status` is none for a thin webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderUpdate {
+    /// Provider order id.
+    pub provider_order_id: String,
+    /// Provider version, to drop stale updates.
+    pub version: Option<i64>,
+    /// The new status, when carried.
+    pub status: Option<OrderStatus>,
+}
+
+/// The POS's price for an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricedOrder {
+    /// ISO-4217.
+    pub currency: String,
+    /// Minor units.
+    pub subtotal: i64,
+    /// Minor units.
+    pub tax: i64,
+    /// Minor units.
+    pub discount: i64,
+    /// Minor units to charge, before tip.
+    pub total: i64,
+    /// Line totals by our line id.
+    pub lines: Vec<(String, i64)>,
+}
+
+/// Which catalog page to fetch.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CatalogRequest {
+    /// Page cursor.
+    pub cursor: Option<String>,
+    /// Sync token of the last complete fetch.
+    pub since: Option<String>,
+}
+
+/// A category or menu group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogCategory {
+    /// Provider id.
+    pub provider_id: String,
+    /// Name.
+    pub name: String,
+    /// Enclosing category.
+    pub parent_id: Option<String>,
+}
+
+/// A variation or size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogVariation {
+    /// Provider id.
+    pub provider_id: String,
+    /// Name.
+    pub name: String,
+    /// Minor units; none for open prices.
+    pub price: Option<i64>,
+}
+
+/// An item's use of a modifier group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModifierGroupRef {
+    /// Group id.
+    pub group_id: String,
+    /// Item-level minimum.
+    pub min_selected: Option<u32>,
+    /// Item-level maximum.
+    pub max_selected: Option<u32>,
+}
+
+/// A menu item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogItem {
+    /// Provider id.
+    pub provider_id: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Category ids.
+    pub category_ids: Vec<String>,
+    /// Variations.
+    pub variations: Vec<CatalogVariation>,
+    /// Modifier groups.
+    pub modifier_groups: Vec<ModifierGroupRef>,
+    /// Tax ids.
+    pub tax_ids: Vec<String>,
+    /// Sellable online.
+    pub orderable: bool,
+}
+
+/// A modifier option.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModifierOption {
+    /// Provider id.
+    pub provider_id: String,
+    /// Name.
+    pub name: String,
+    /// Minor units.
+    pub price: i64,
+    /// Chosen by default.
+    pub is_default: bool,
+}
+
+/// A modifier group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModifierGroup {
+    /// Provider id.
+    pub provider_id: String,
+    /// Name.
+    pub name: String,
+    /// Minimum choices.
+    pub min_selected: u32,
+    /// Maximum choices; none for unlimited.
+    pub max_selected: Option<u32>,
+    /// A choice must be made.
+    pub required: bool,
+    /// Options.
+    pub options: Vec<ModifierOption>,
+}
+
+/// A tax.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogTax {
+    /// Provider id.
+    pub provider_id: String,
+    /// Name.
+    pub name: String,
+    /// Exact decimal percentage text.
+    pub percentage: Option<String>,
+    /// Included in prices.
+    pub inclusive: bool,
+}
+
+/// Kinds of catalog entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatalogKind {
+    /// Category.
+    Category,
+    /// Item.
+    Item,
+    /// Variation.
+    Variation,
+    /// Modifier group.
+    ModifierGroup,
+    /// Modifier option.
+    ModifierOption,
+    /// Tax.
+    Tax,
+}
+
+/// An entity removed upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogDeletion {
+    /// Kind.
+    pub kind: CatalogKind,
+    /// Provider id.
+    pub provider_id: String,
+}
+
+/// One page of a provider's catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CatalogPage {
+    /// Nothing changed since `since`.
+    pub unchanged: bool,
+    /// A full snapshot: what no page names is gone.
+    pub full_snapshot: bool,
+    /// Currency of prices.
+    pub currency: Option<String>,
+    /// Categories.
+    pub categories: Vec<CatalogCategory>,
+    /// Items.
+    pub items: Vec<CatalogItem>,
+    /// Modifier groups.
+    pub modifier_groups: Vec<ModifierGroup>,
+    /// Taxes.
+    pub taxes: Vec<CatalogTax>,
+    /// Deletions.
+    pub deleted: Vec<CatalogDeletion>,
+    /// Next page.
+    pub next_cursor: Option<String>,
+    /// Token for the next incremental fetch (last page).
+    pub sync_token: Option<String>,
+}
+
+/// Stock status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StockStatus {
+    /// Sellable.
+    InStock,
+    /// Sold out (86'd).
+    OutOfStock,
+    /// A count remains.
+    Quantity,
+}
+
+/// Availability of one item, variation or option.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Availability {
+    /// Provider id.
+    pub provider_id: String,
+    /// Status.
+    pub status: StockStatus,
+    /// Exact decimal count, with `Quantity`.
+    pub quantity: Option<String>,
+    /// Sold out until, epoch ms.
+    pub until_ms: Option<i64>,
 }

@@ -35,6 +35,15 @@ pub enum CallError {
     /// Memory cap.
     #[error("plugin {0:?} exceeded its memory limit")]
     OutOfMemory(String),
+    /// The provider does not declare the capability the operation needs (refused before
+    /// any call).
+    #[error("provider {id:?} cannot {what}")]
+    Incapable {
+        /// Id.
+        id: String,
+        /// What it cannot do ("submit orders").
+        what: &'static str,
+    },
     /// The guest trapped (panic, unreachable, bad memory access…).
     #[error("plugin {id:?} failed: {message}")]
     Trapped {

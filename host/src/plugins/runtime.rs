@@ -13,8 +13,9 @@ use wasmtime::Store as WasmStore;
 
 use super::allowlist::AllowList;
 use super::contract::{
-    ConfigProblem, Connection, FetchRequest, HookAction, HookEvent, LocationInfo, PluginKind,
-    ProviderError, Transaction, TransactionPage, Webhook, WebhookEvent,
+    Availability, Capability, CatalogPage, CatalogRequest, ConfigProblem, Connection,
+    FetchRequest, HookAction, HookEvent, LocationInfo, Order, OrderStatus, PluginKind,
+    PricedOrder, ProviderError, Transaction, TransactionPage, Webhook, WebhookEvent,
 };
 use super::engine::PluginEngine;
 use super::executor::{GuestExecutor, GUEST_NICE};
@@ -397,6 +398,131 @@ impl Plugins {
     ) -> Result<Result<Vec<Transaction>, ProviderError>, CallError> {
         guest_call!(self, Provider, id, ctx, owned(body), |pre, store| pre
             .parse_push(store, &body))
+    }
+
+    /// Refuses up front, without a call, an operation the serving version of provider `id`
+    /// does not declare: a clear "provider cannot …" instead of a late failure.
+    pub fn require(&self, id: &str, capability: Capability) -> Result<(), CallError> {
+        let (_, active) = self.entry(id, PluginKind::Provider)?;
+        if active.manifest.can(capability) {
+            Ok(())
+        } else {
+            Err(CallError::Incapable {
+                id: id.to_owned(),
+                what: capability.describe(),
+            })
+        }
+    }
+
+    /// Makes `order` in the POS, idempotent on its `our_order_id` (capability
+    /// `submit-orders`). A `TimedOut` error means it may have landed: [`Self::lookup_order`]
+    /// before submitting again.
+    pub async fn submit_order(
+        &self,
+        id: &str,
+        ctx: &CallContext,
+        conn: &Connection,
+        order: &Order,
+    ) -> Result<Result<OrderStatus, ProviderError>, CallError> {
+        self.require(id, Capability::SubmitOrders)?;
+        guest_call!(self, Provider, id, ctx, owned(conn, order), |pre, store| pre
+            .submit_order(store, &conn, &order))
+    }
+
+    /// The POS order made for `our_order_id`, if any (capability `submit-orders`).
+    pub async fn lookup_order(
+        &self,
+        id: &str,
+        ctx: &CallContext,
+        conn: &Connection,
+        our_order_id: &str,
+    ) -> Result<Result<Option<OrderStatus>, ProviderError>, CallError> {
+        self.require(id, Capability::SubmitOrders)?;
+        guest_call!(
+            self,
+            Provider,
+            id,
+            ctx,
+            owned(conn, our_order_id),
+            |pre, store| pre.lookup_order(store, &conn, &our_order_id)
+        )
+    }
+
+    /// The POS's price for `order`, nothing stored (capability `price-orders`).
+    pub async fn price_order(
+        &self,
+        id: &str,
+        ctx: &CallContext,
+        conn: &Connection,
+        order: &Order,
+    ) -> Result<Result<PricedOrder, ProviderError>, CallError> {
+        self.require(id, Capability::PriceOrders)?;
+        guest_call!(self, Provider, id, ctx, owned(conn, order), |pre, store| pre
+            .price_order(store, &conn, &order))
+    }
+
+    /// An order's state in the POS (capability `order-status`).
+    pub async fn order_status(
+        &self,
+        id: &str,
+        ctx: &CallContext,
+        conn: &Connection,
+        provider_order_id: &str,
+    ) -> Result<Result<OrderStatus, ProviderError>, CallError> {
+        self.require(id, Capability::OrderStatus)?;
+        guest_call!(
+            self,
+            Provider,
+            id,
+            ctx,
+            owned(conn, provider_order_id),
+            |pre, store| pre.order_status(store, &conn, &provider_order_id)
+        )
+    }
+
+    /// One page of the provider's catalog (capability `fetch-catalog`; a `since` token is
+    /// only passed to a provider that fetches incrementally, so others answer snapshots).
+    pub async fn fetch_catalog(
+        &self,
+        id: &str,
+        ctx: &CallContext,
+        conn: &Connection,
+        request: &CatalogRequest,
+    ) -> Result<Result<CatalogPage, ProviderError>, CallError> {
+        self.require(id, Capability::FetchCatalog)?;
+        let mut request = request.clone();
+        if self.require(id, Capability::FetchCatalogIncremental).is_err() {
+            request.since = None;
+        }
+        guest_call!(self, Provider, id, ctx, owned(conn), |pre, store| pre
+            .fetch_catalog(store, &conn, &request))
+    }
+
+    /// Availability of `ids`, or of everything not plainly in stock when empty
+    /// (capability `read-availability`).
+    pub async fn get_availability(
+        &self,
+        id: &str,
+        ctx: &CallContext,
+        conn: &Connection,
+        ids: &[String],
+    ) -> Result<Result<Vec<Availability>, ProviderError>, CallError> {
+        self.require(id, Capability::ReadAvailability)?;
+        guest_call!(self, Provider, id, ctx, owned(conn, ids), |pre, store| pre
+            .get_availability(store, &conn, &ids))
+    }
+
+    /// Sets availability in the POS (capability `write-availability`).
+    pub async fn set_availability(
+        &self,
+        id: &str,
+        ctx: &CallContext,
+        conn: &Connection,
+        changes: &[Availability],
+    ) -> Result<Result<Vec<Availability>, ProviderError>, CallError> {
+        self.require(id, Capability::WriteAvailability)?;
+        guest_call!(self, Provider, id, ctx, owned(conn, changes), |pre, store| pre
+            .set_availability(store, &conn, &changes))
     }
 
     /// Hands an event to a hook.

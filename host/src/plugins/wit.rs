@@ -5,12 +5,13 @@
 //! Each released contract version is a frozen folder, `wit/v<version>/`, read by that
 //! version's module here (the guest SDK vendors the latest one); the next version is
 //! developed in a new folder with a new module, and this module keeps loading older
-//! components until no plugin needs them: today 0.2.x (`since_v0_2_0`, what the SDK and the
-//! bundled plugins build against) and 0.1.x (`since_v0_1_0`). `released_contracts_are_frozen`
+//! components until no plugin needs them: today 0.3.x (`since_v0_3_0`, what the SDK and the
+//! bundled plugins build against), 0.2.x (`since_v0_2_0`) and 0.1.x (`since_v0_1_0`). `released_contracts_are_frozen`
 //! holds the released folders to the digests in `wit/SHA256SUMS`.
 //!
 //! A component is matched newest version first; a function a version lacks (0.1's hooks have
-//! no `validate-config`) is answered here the way that version behaved.
+//! no `validate-config`, providers before 0.3 no write or catalog side) is answered here the
+//! way that version behaved, or as `unsupported`.
 
 /// The host imports (`types`, `http`, `log`, `clock`, `state`) for one version's bindings.
 /// Every version so far declares the same functions under its own package name, so each
@@ -103,13 +104,15 @@ pub(crate) use impl_host_imports;
 
 pub mod since_v0_1_0;
 pub mod since_v0_2_0;
+pub mod since_v0_3_0;
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::Store;
 
 use super::contract::{
-    ConfigProblem, Connection, FetchRequest, HookAction, HookEvent, LocationInfo, Manifest,
-    PluginKind, ProviderError, Transaction, TransactionPage, Webhook, WebhookEvent,
+    Availability, CatalogPage, CatalogRequest, ConfigProblem, Connection, FetchRequest,
+    HookAction, HookEvent, LocationInfo, Manifest, Order, OrderStatus, PluginKind, PricedOrder,
+    ProviderError, Transaction, TransactionPage, Webhook, WebhookEvent,
 };
 use super::sandbox::Sandbox;
 
@@ -120,6 +123,8 @@ pub enum ProviderPre {
     V0_1(since_v0_1_0::ProviderPluginPre<Sandbox>),
     /// Built against 0.2.x.
     V0_2(since_v0_2_0::ProviderPluginPre<Sandbox>),
+    /// Built against 0.3.x.
+    V0_3(since_v0_3_0::ProviderPluginPre<Sandbox>),
 }
 
 /// A hook component ready to instantiate, whatever its contract version.
@@ -129,6 +134,8 @@ pub enum HookPre {
     V0_1(since_v0_1_0::HookPluginPre<Sandbox>),
     /// Built against 0.2.x.
     V0_2(since_v0_2_0::HookPluginPre<Sandbox>),
+    /// Built against 0.3.x.
+    V0_3(since_v0_3_0::HookPluginPre<Sandbox>),
 }
 
 /// A loaded component of either kind.
@@ -147,6 +154,12 @@ impl LoadedComponent {
             format!("the component needs imports this host does not provide: {e:#}")
         })?;
         // Newest first: a component implements exactly one version of one world.
+        if let Ok(p) = since_v0_3_0::ProviderPluginPre::new(pre.clone()) {
+            return Ok(LoadedComponent::Provider(ProviderPre::V0_3(p)));
+        }
+        if let Ok(h) = since_v0_3_0::HookPluginPre::new(pre.clone()) {
+            return Ok(LoadedComponent::Hook(HookPre::V0_3(h)));
+        }
         if let Ok(p) = since_v0_2_0::ProviderPluginPre::new(pre.clone()) {
             return Ok(LoadedComponent::Provider(ProviderPre::V0_2(p)));
         }
@@ -162,7 +175,7 @@ impl LoadedComponent {
             Err(e) => e,
         };
         Err(format!(
-            "the component implements no known world: not a posbridge:plugin@0.2 or @0.1 provider ({provider_err:#}) nor hook ({hook_err:#})"
+            "the component implements no known world: not a posbridge:plugin@0.3, @0.2 or @0.1 provider ({provider_err:#}) nor hook ({hook_err:#})"
         ))
     }
 
@@ -189,6 +202,12 @@ impl LoadedComponent {
             LoadedComponent::Hook(HookPre::V0_2(pre)) => {
                 since_v0_2_0::hook_manifest(pre, store).await
             }
+            LoadedComponent::Provider(ProviderPre::V0_3(pre)) => {
+                since_v0_3_0::provider_manifest(pre, store).await
+            }
+            LoadedComponent::Hook(HookPre::V0_3(pre)) => {
+                since_v0_3_0::hook_manifest(pre, store).await
+            }
         }
     }
 }
@@ -206,6 +225,7 @@ impl ProviderPre {
         match self {
             ProviderPre::V0_1(pre) => since_v0_1_0::validate(pre, store, conn).await,
             ProviderPre::V0_2(pre) => since_v0_2_0::validate(pre, store, conn).await,
+            ProviderPre::V0_3(pre) => since_v0_3_0::validate(pre, store, conn).await,
         }
     }
 
@@ -219,6 +239,7 @@ impl ProviderPre {
         match self {
             ProviderPre::V0_1(pre) => since_v0_1_0::validate_warm(pre, store, conn, calls).await,
             ProviderPre::V0_2(pre) => since_v0_2_0::validate_warm(pre, store, conn, calls).await,
+            ProviderPre::V0_3(pre) => since_v0_3_0::validate_warm(pre, store, conn, calls).await,
         }
     }
 
@@ -236,6 +257,9 @@ impl ProviderPre {
             ProviderPre::V0_2(pre) => {
                 since_v0_2_0::fetch_transactions(pre, store, conn, request).await
             }
+            ProviderPre::V0_3(pre) => {
+                since_v0_3_0::fetch_transactions(pre, store, conn, request).await
+            }
         }
     }
 
@@ -249,6 +273,7 @@ impl ProviderPre {
         match self {
             ProviderPre::V0_1(pre) => since_v0_1_0::verify_webhook(pre, store, webhook, key).await,
             ProviderPre::V0_2(pre) => since_v0_2_0::verify_webhook(pre, store, webhook, key).await,
+            ProviderPre::V0_3(pre) => since_v0_3_0::verify_webhook(pre, store, webhook, key).await,
         }
     }
 
@@ -261,6 +286,7 @@ impl ProviderPre {
         match self {
             ProviderPre::V0_1(pre) => since_v0_1_0::parse_webhook(pre, store, webhook).await,
             ProviderPre::V0_2(pre) => since_v0_2_0::parse_webhook(pre, store, webhook).await,
+            ProviderPre::V0_3(pre) => since_v0_3_0::parse_webhook(pre, store, webhook).await,
         }
     }
 
@@ -273,6 +299,115 @@ impl ProviderPre {
         match self {
             ProviderPre::V0_1(pre) => since_v0_1_0::parse_push(pre, store, body).await,
             ProviderPre::V0_2(pre) => since_v0_2_0::parse_push(pre, store, body).await,
+            ProviderPre::V0_3(pre) => since_v0_3_0::parse_push(pre, store, body).await,
+        }
+    }
+}
+
+/// What a provider built before 0.3 answers for the write and catalog side: it has none.
+fn before_0_3<T>(what: &str) -> ProviderResult<T> {
+    Ok(Err(ProviderError::Unsupported(format!(
+        "{what} needs a provider built against posbridge:plugin@0.3 or later"
+    ))))
+}
+
+impl ProviderPre {
+    /// `submit-order` (0.3 on).
+    pub async fn submit_order(
+        &self,
+        store: &mut Store<Sandbox>,
+        conn: &Connection,
+        order: &Order,
+    ) -> ProviderResult<OrderStatus> {
+        match self {
+            ProviderPre::V0_1(_) | ProviderPre::V0_2(_) => before_0_3("submit-order"),
+            ProviderPre::V0_3(pre) => since_v0_3_0::submit_order(pre, store, conn, order).await,
+        }
+    }
+
+    /// `lookup-order` (0.3 on).
+    pub async fn lookup_order(
+        &self,
+        store: &mut Store<Sandbox>,
+        conn: &Connection,
+        our_order_id: &str,
+    ) -> ProviderResult<Option<OrderStatus>> {
+        match self {
+            ProviderPre::V0_1(_) | ProviderPre::V0_2(_) => before_0_3("lookup-order"),
+            ProviderPre::V0_3(pre) => {
+                since_v0_3_0::lookup_order(pre, store, conn, our_order_id).await
+            }
+        }
+    }
+
+    /// `price-order` (0.3 on).
+    pub async fn price_order(
+        &self,
+        store: &mut Store<Sandbox>,
+        conn: &Connection,
+        order: &Order,
+    ) -> ProviderResult<PricedOrder> {
+        match self {
+            ProviderPre::V0_1(_) | ProviderPre::V0_2(_) => before_0_3("price-order"),
+            ProviderPre::V0_3(pre) => since_v0_3_0::price_order(pre, store, conn, order).await,
+        }
+    }
+
+    /// `order-status` (0.3 on).
+    pub async fn order_status(
+        &self,
+        store: &mut Store<Sandbox>,
+        conn: &Connection,
+        provider_order_id: &str,
+    ) -> ProviderResult<OrderStatus> {
+        match self {
+            ProviderPre::V0_1(_) | ProviderPre::V0_2(_) => before_0_3("order-status"),
+            ProviderPre::V0_3(pre) => {
+                since_v0_3_0::get_order_status(pre, store, conn, provider_order_id).await
+            }
+        }
+    }
+
+    /// `fetch-catalog` (0.3 on).
+    pub async fn fetch_catalog(
+        &self,
+        store: &mut Store<Sandbox>,
+        conn: &Connection,
+        request: &CatalogRequest,
+    ) -> ProviderResult<CatalogPage> {
+        match self {
+            ProviderPre::V0_1(_) | ProviderPre::V0_2(_) => before_0_3("fetch-catalog"),
+            ProviderPre::V0_3(pre) => {
+                since_v0_3_0::fetch_catalog(pre, store, conn, request).await
+            }
+        }
+    }
+
+    /// `get-availability` (0.3 on).
+    pub async fn get_availability(
+        &self,
+        store: &mut Store<Sandbox>,
+        conn: &Connection,
+        ids: &[String],
+    ) -> ProviderResult<Vec<Availability>> {
+        match self {
+            ProviderPre::V0_1(_) | ProviderPre::V0_2(_) => before_0_3("get-availability"),
+            ProviderPre::V0_3(pre) => since_v0_3_0::get_availability(pre, store, conn, ids).await,
+        }
+    }
+
+    /// `set-availability` (0.3 on).
+    pub async fn set_availability(
+        &self,
+        store: &mut Store<Sandbox>,
+        conn: &Connection,
+        changes: &[Availability],
+    ) -> ProviderResult<Vec<Availability>> {
+        match self {
+            ProviderPre::V0_1(_) | ProviderPre::V0_2(_) => before_0_3("set-availability"),
+            ProviderPre::V0_3(pre) => {
+                since_v0_3_0::set_availability(pre, store, conn, changes).await
+            }
         }
     }
 }
@@ -288,6 +423,7 @@ impl HookPre {
         match self {
             HookPre::V0_1(pre) => since_v0_1_0::on_event(pre, store, event, config).await,
             HookPre::V0_2(pre) => since_v0_2_0::on_event(pre, store, event, config).await,
+            HookPre::V0_3(pre) => since_v0_3_0::on_event(pre, store, event, config).await,
         }
     }
 
@@ -301,19 +437,21 @@ impl HookPre {
         match self {
             HookPre::V0_1(_) => Ok(Ok(())),
             HookPre::V0_2(pre) => since_v0_2_0::validate_config(pre, store, config).await,
+            HookPre::V0_3(pre) => since_v0_3_0::validate_config(pre, store, config).await,
         }
     }
 
     /// Whether the hook checks its configuration (`validate-config`, contract 0.2 on).
     pub fn validates_config(&self) -> bool {
-        matches!(self, HookPre::V0_2(_))
+        matches!(self, HookPre::V0_2(_) | HookPre::V0_3(_))
     }
 }
 
 /// Adds every import any supported contract version needs to `linker`.
 pub fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
     since_v0_1_0::add_to_linker(linker)?;
-    since_v0_2_0::add_to_linker(linker)
+    since_v0_2_0::add_to_linker(linker)?;
+    since_v0_3_0::add_to_linker(linker)
 }
 
 #[cfg(test)]
@@ -363,7 +501,7 @@ mod tests {
     #[test]
     fn sdk_vendors_the_latest_contract() {
         let sdk_wit = wit_dir().join("../plugins/sdk/wit");
-        let released = wit_dir().join("v0.2.0");
+        let released = wit_dir().join("v0.3.0");
         let names = |dir: &Path| {
             let mut names: Vec<String> = std::fs::read_dir(dir)
                 .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
@@ -380,14 +518,14 @@ mod tests {
         assert_eq!(
             names(&sdk_wit),
             names(&released),
-            "plugins/sdk/wit/ vs wit/v0.2.0/"
+            "plugins/sdk/wit/ vs wit/v0.3.0/"
         );
         for name in names(&released) {
             let copy = std::fs::read(sdk_wit.join(&name)).expect("the SDK's copy");
             let original = std::fs::read(released.join(&name)).expect("the released file");
             assert!(
                 copy == original,
-                "plugins/sdk/wit/{name} differs from wit/v0.2.0/{name}: copy the released file"
+                "plugins/sdk/wit/{name} differs from wit/v0.3.0/{name}: copy the released file"
             );
         }
     }
@@ -409,7 +547,7 @@ mod tests {
                 .or_default()
                 .insert(file.to_owned(), digest.to_owned());
         }
-        for version in ["v0.1.0", "v0.2.0"] {
+        for version in ["v0.1.0", "v0.2.0", "v0.3.0"] {
             assert!(
                 released.contains_key(version),
                 "wit/SHA256SUMS must list the released contract {version}"

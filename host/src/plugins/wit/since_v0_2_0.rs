@@ -335,6 +335,9 @@ pub(crate) async fn parse_webhook(
             event_id: e.event_id,
             event_type: e.event_type,
             transactions: e.transactions.into_iter().map(transaction).collect(),
+            order_updates: Vec::new(),
+            catalog_changed: false,
+            availability: Vec::new(),
         })
         .map_err(provider_error))
 }
