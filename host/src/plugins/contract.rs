@@ -494,8 +494,7 @@ impl Manifest {
     pub fn can(&self, capability: Capability) -> bool {
         let has = |c: Capability| self.capabilities.iter().any(|n| n == c.as_str());
         has(capability)
-            || (capability == Capability::FetchCatalog
-                && has(Capability::FetchCatalogIncremental))
+            || (capability == Capability::FetchCatalog && has(Capability::FetchCatalogIncremental))
     }
 }
 
@@ -862,4 +861,90 @@ pub struct Availability {
     pub quantity: Option<String>,
     /// Sold out until, epoch ms.
     pub until_ms: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(capabilities: &[&str]) -> Manifest {
+        Manifest {
+            id: "pos".into(),
+            kind: PluginKind::Provider,
+            name: "POS".into(),
+            version: "1.0.0".into(),
+            contract: "0.3".into(),
+            allowed_hosts: Vec::new(),
+            capabilities: capabilities.iter().map(|c| (*c).to_owned()).collect(),
+            credential_fields: Vec::new(),
+            events: Vec::new(),
+            config_schema: None,
+        }
+    }
+
+    #[test]
+    fn capabilities_are_read_from_the_manifest() {
+        let square = provider(&[
+            "validate",
+            "submit-orders",
+            "fetch-catalog-incremental",
+            "read-availability",
+        ]);
+        assert!(square.can(Capability::SubmitOrders));
+        assert!(
+            square.can(Capability::FetchCatalog),
+            "incremental implies full"
+        );
+        assert!(square.can(Capability::FetchCatalogIncremental));
+        assert!(square.can(Capability::ReadAvailability));
+        assert!(!square.can(Capability::WriteAvailability));
+        assert!(!square.can(Capability::PriceOrders));
+        let old = provider(&["validate", "fetch-transactions", "webhooks"]);
+        for cap in [
+            Capability::SubmitOrders,
+            Capability::PriceOrders,
+            Capability::OrderStatus,
+            Capability::FetchCatalog,
+            Capability::FetchCatalogIncremental,
+            Capability::ReadAvailability,
+            Capability::WriteAvailability,
+        ] {
+            assert!(!old.can(cap), "{}", cap.as_str());
+        }
+        let full = provider(&["fetch-catalog"]);
+        assert!(full.can(Capability::FetchCatalog));
+        assert!(!full.can(Capability::FetchCatalogIncremental));
+    }
+
+    #[test]
+    fn retryable_errors_are_told_from_permanent_ones() {
+        for retryable in [
+            ProviderError::Upstream("HTTP 503".into()),
+            ProviderError::TimedOut("no answer in 30 s".into()),
+            ProviderError::RateLimited {
+                message: "slow down".into(),
+                retry_after_ms: Some(2000),
+            },
+        ] {
+            assert!(retryable.retryable(), "{retryable}");
+        }
+        let rejected = ProviderError::Rejected(Rejection {
+            status: Some(400),
+            code: Some("INVALID_VALUE".into()),
+            message: "Item is not available".into(),
+            field: Some("order.line_items[0]".into()),
+        });
+        assert!(!rejected.retryable());
+        assert_eq!(
+            rejected.to_string(),
+            "rejected by the provider: HTTP 400 INVALID_VALUE Item is not available (field order.line_items[0])"
+        );
+        for permanent in [
+            ProviderError::Conflict("duplicate externalId".into()),
+            ProviderError::InvalidCredentials("401".into()),
+            ProviderError::Unsupported("no".into()),
+        ] {
+            assert!(!permanent.retryable(), "{permanent}");
+        }
+    }
 }

@@ -13,9 +13,9 @@ use wasmtime::Store as WasmStore;
 
 use super::allowlist::AllowList;
 use super::contract::{
-    Availability, Capability, CatalogPage, CatalogRequest, ConfigProblem, Connection,
-    FetchRequest, HookAction, HookEvent, LocationInfo, Order, OrderStatus, PluginKind,
-    PricedOrder, ProviderError, Transaction, TransactionPage, Webhook, WebhookEvent,
+    Availability, Capability, CatalogPage, CatalogRequest, ConfigProblem, Connection, FetchRequest,
+    HookAction, HookEvent, LocationInfo, Order, OrderStatus, PluginKind, PricedOrder,
+    ProviderError, Transaction, TransactionPage, Webhook, WebhookEvent,
 };
 use super::engine::PluginEngine;
 use super::executor::{GuestExecutor, GUEST_NICE};
@@ -425,8 +425,9 @@ impl Plugins {
         order: &Order,
     ) -> Result<Result<OrderStatus, ProviderError>, CallError> {
         self.require(id, Capability::SubmitOrders)?;
-        guest_call!(self, Provider, id, ctx, owned(conn, order), |pre, store| pre
-            .submit_order(store, &conn, &order))
+        guest_call!(self, Provider, id, ctx, owned(conn, order), |pre, store| {
+            pre.submit_order(store, &conn, &order)
+        })
     }
 
     /// The POS order made for `our_order_id`, if any (capability `submit-orders`).
@@ -457,8 +458,9 @@ impl Plugins {
         order: &Order,
     ) -> Result<Result<PricedOrder, ProviderError>, CallError> {
         self.require(id, Capability::PriceOrders)?;
-        guest_call!(self, Provider, id, ctx, owned(conn, order), |pre, store| pre
-            .price_order(store, &conn, &order))
+        guest_call!(self, Provider, id, ctx, owned(conn, order), |pre, store| {
+            pre.price_order(store, &conn, &order)
+        })
     }
 
     /// An order's state in the POS (capability `order-status`).
@@ -491,7 +493,10 @@ impl Plugins {
     ) -> Result<Result<CatalogPage, ProviderError>, CallError> {
         self.require(id, Capability::FetchCatalog)?;
         let mut request = request.clone();
-        if self.require(id, Capability::FetchCatalogIncremental).is_err() {
+        if self
+            .require(id, Capability::FetchCatalogIncremental)
+            .is_err()
+        {
             request.since = None;
         }
         guest_call!(self, Provider, id, ctx, owned(conn), |pre, store| pre
@@ -521,8 +526,14 @@ impl Plugins {
         changes: &[Availability],
     ) -> Result<Result<Vec<Availability>, ProviderError>, CallError> {
         self.require(id, Capability::WriteAvailability)?;
-        guest_call!(self, Provider, id, ctx, owned(conn, changes), |pre, store| pre
-            .set_availability(store, &conn, &changes))
+        guest_call!(
+            self,
+            Provider,
+            id,
+            ctx,
+            owned(conn, changes),
+            |pre, store| pre.set_availability(store, &conn, &changes)
+        )
     }
 
     /// Hands an event to a hook.
