@@ -648,6 +648,8 @@ pub struct OrderStatus {
     pub version: Option<i64>,
     /// Last change, epoch ms.
     pub updated_at_ms: Option<i64>,
+    /// When the venue expects it ready, epoch ms (the prep time the POS relays back).
+    pub ready_at_ms: Option<i64>,
     /// POS total, minor units.
     pub total: Option<i64>,
 }

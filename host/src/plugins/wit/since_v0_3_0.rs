@@ -506,6 +506,7 @@ fn order_status(s: p::OrderStatus) -> c::OrderStatus {
         provider_state: s.provider_state,
         version: s.version,
         updated_at_ms: s.updated_at,
+        ready_at_ms: s.ready_at,
         total: s.total,
     }
 }
