@@ -5,9 +5,8 @@
 //! Each released contract version is a frozen folder, `wit/v<version>/`, read by that
 //! version's module here (the guest SDK vendors the latest one); the next version is
 //! developed in a new folder with a new module, and this module keeps loading older
-//! components until no plugin needs them: today 0.3.x (`since_v0_3_0`, in development: not
-//! yet frozen), 0.2.x (`since_v0_2_0`, what the SDK and the bundled plugins build against)
-//! and 0.1.x (`since_v0_1_0`). `released_contracts_are_frozen`
+//! components until no plugin needs them: today 0.3.x (`since_v0_3_0`, what the SDK and the
+//! bundled plugins build against), 0.2.x (`since_v0_2_0`) and 0.1.x (`since_v0_1_0`). `released_contracts_are_frozen`
 //! holds the released folders to the digests in `wit/SHA256SUMS`.
 //!
 //! A component is matched newest version first; a function a version lacks (0.1's hooks have
@@ -500,9 +499,7 @@ mod tests {
     #[test]
     fn sdk_vendors_the_latest_contract() {
         let sdk_wit = wit_dir().join("../plugins/sdk/wit");
-        // The SDK still targets 0.2.0: 0.3.0 is under development (not yet in SHA256SUMS)
-        // and moves into the SDK with the release that implements it.
-        let released = wit_dir().join("v0.2.0");
+        let released = wit_dir().join("v0.3.0");
         let names = |dir: &Path| {
             let mut names: Vec<String> = std::fs::read_dir(dir)
                 .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
