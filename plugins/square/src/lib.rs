@@ -14,7 +14,7 @@ use posbridge_sdk::errors::{self, NotFound};
 use posbridge_sdk::http::{encode_component, join_url, Request, Response};
 use posbridge_sdk::provider::*;
 use posbridge_sdk::serde_json::{self, Value};
-use posbridge_sdk::types::{CardInfo, CustomerRef, RateLimit, Tender, TransactionStatus};
+use posbridge_sdk::types::{CardInfo, CustomerRef, Tender, TransactionStatus};
 use posbridge_sdk::{signature, time};
 use serde::Deserialize;
 
@@ -75,19 +75,7 @@ fn square_code(body: &[u8]) -> Option<String> {
 }
 
 fn append_to_message(error: ProviderError, suffix: &str) -> ProviderError {
-    let extend = |m: String| m + suffix;
-    match error {
-        ProviderError::InvalidCredentials(m) => ProviderError::InvalidCredentials(extend(m)),
-        ProviderError::LocationNotFound(m) => ProviderError::LocationNotFound(extend(m)),
-        ProviderError::PermissionDenied(m) => ProviderError::PermissionDenied(extend(m)),
-        ProviderError::Upstream(m) => ProviderError::Upstream(extend(m)),
-        ProviderError::BadPayload(m) => ProviderError::BadPayload(extend(m)),
-        ProviderError::Unsupported(m) => ProviderError::Unsupported(extend(m)),
-        ProviderError::RateLimited(r) => ProviderError::RateLimited(RateLimit {
-            message: extend(r.message),
-            retry_after_ms: r.retry_after_ms,
-        }),
-    }
+    error.map_message(|m| m + suffix)
 }
 
 /// `Some(text)` unless absent or empty.
@@ -406,9 +394,8 @@ impl Guest for Square {
             _ => Vec::new(),
         };
         Ok(WebhookEvent {
-            event_id,
-            event_type,
             transactions,
+            ..WebhookEvent::new(event_id, event_type)
         })
     }
 
@@ -417,6 +404,8 @@ impl Guest for Square {
             "Square sales are polled and delivered by webhooks, not pushed",
         ))
     }
+
+    posbridge_sdk::unsupported_two_way!("the Square plugin");
 }
 
 posbridge_sdk::export_provider!(Square);

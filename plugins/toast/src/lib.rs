@@ -203,19 +203,7 @@ fn seconds(value: &Value) -> Option<i64> {
 }
 
 fn prefix_message(error: ProviderError, prefix: &str) -> ProviderError {
-    let p = |m: String| format!("{prefix}{m}");
-    match error {
-        ProviderError::InvalidCredentials(m) => ProviderError::InvalidCredentials(p(m)),
-        ProviderError::LocationNotFound(m) => ProviderError::LocationNotFound(p(m)),
-        ProviderError::PermissionDenied(m) => ProviderError::PermissionDenied(p(m)),
-        ProviderError::Upstream(m) => ProviderError::Upstream(p(m)),
-        ProviderError::BadPayload(m) => ProviderError::BadPayload(p(m)),
-        ProviderError::Unsupported(m) => ProviderError::Unsupported(p(m)),
-        ProviderError::RateLimited(r) => ProviderError::RateLimited(RateLimit {
-            message: p(r.message),
-            retry_after_ms: r.retry_after_ms,
-        }),
-    }
+    error.map_message(|m| format!("{prefix}{m}"))
 }
 
 /// Milliseconds until `X-Toast-RateLimit-Reset` (a UNIX epoch timestamp, in seconds or
@@ -725,9 +713,8 @@ impl Guest for Toast {
             Vec::new()
         };
         Ok(WebhookEvent {
-            event_id,
-            event_type,
             transactions,
+            ..WebhookEvent::new(event_id, event_type)
         })
     }
 
@@ -736,6 +723,8 @@ impl Guest for Toast {
             "Toast sales are polled and delivered by webhooks, not pushed",
         ))
     }
+
+    posbridge_sdk::unsupported_two_way!("the Toast plugin");
 }
 
 posbridge_sdk::export_provider!(Toast);

@@ -237,7 +237,11 @@ fn validate_errors() {
             |e| matches!(e, ProviderError::PermissionDenied(m) if m.contains("Restaurant access denied")),
         ),
         (500, |e| matches!(e, ProviderError::Upstream(_))),
-        (400, |e| matches!(e, ProviderError::Upstream(_))),
+        // Since 0.3 a plain 4xx is a permanent `rejected`, in Toast's words (0.2: upstream).
+        (
+            400,
+            |e| matches!(e, ProviderError::Rejected(r) if r.status == Some(400) && r.code.as_deref() == Some("10003")),
+        ),
     ];
     for (status, expected) in cases {
         setup();
