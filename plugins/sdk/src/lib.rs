@@ -83,7 +83,7 @@ pub mod types {
     };
 }
 
-/// The provider world's export (`posbridge:plugin/provider`): implement [`Guest`] and export
+/// The provider world's export (`posbridge:plugin/provider`): implement [`Guest`](crate::provider::Guest) and export
 /// it with [`export_provider!`](crate::export_provider).
 pub mod provider {
     pub use crate::bindings::provider_world::exports::posbridge::plugin::provider::{
@@ -97,7 +97,7 @@ pub mod provider {
     pub use crate::types::{LocationInfo, ProviderError, Rejection, Timestamp, Transaction};
 }
 
-/// The hook world's export (`posbridge:plugin/hook`): implement [`Guest`] and export it with
+/// The hook world's export (`posbridge:plugin/hook`): implement [`Guest`](crate::hook::Guest) and export it with
 /// [`export_hook!`](crate::export_hook).
 pub mod hook {
     pub use crate::bindings::hook_world::exports::posbridge::plugin::hook::{

@@ -7,14 +7,14 @@
 //! - webhooks: `x-square-hmacsha256-signature` = Base64(HMAC-SHA256(signature key, notification
 //!   URL ‖ raw body)); `payment.created` / `payment.updated` carry the full payment.
 //!
-//! - orders (contract 0.3, [`orders`]): `submit-order` creates the order (`POST /v2/orders`,
+//! - orders (contract 0.3, module `orders`): `submit-order` creates the order (`POST /v2/orders`,
 //!   idempotent on our order id, which is also its `reference_id`) as a PICKUP fulfillment and
 //!   pays it with an `EXTERNAL` tender when the channel took payment, so staff see it;
 //!   `price-order` is `POST /v2/orders/calculate`; `get-order-status` reads `GET
 //!   /v2/orders/{id}`; `lookup-order` searches recent orders for our `reference_id`.
-//! - catalog ([`catalog`]): `POST /v2/catalog/search`, incremental from `begin_time` with
+//! - catalog (module `catalog`): `POST /v2/catalog/search`, incremental from `begin_time` with
 //!   deletions; only what is present at the connection's location.
-//! - availability ([`stock`]): read from `location_overrides[].sold_out` and inventory counts.
+//! - availability (module `stock`): read from `location_overrides[].sold_out` and inventory counts.
 //!   Not written: Square ignores an app's writes of `sold_out`, so `set-availability` is
 //!   `unsupported` and the capability is not declared.
 //! - webhooks also: `order.created` / `order.updated` / `order.fulfillment.updated` (thin: order
