@@ -413,7 +413,11 @@ pub(crate) fn price(conn: &Connection, order: &Order) -> Result<PricedOrder, Pro
     // what the total implies.
     let subtotal = match gross {
         Some(g) if !items.is_empty() => g,
-        _ => total - tax + discount - service - tip,
+        _ => total
+            .saturating_sub(tax)
+            .saturating_add(discount)
+            .saturating_sub(service)
+            .saturating_sub(tip),
     };
     let lines = items
         .iter()

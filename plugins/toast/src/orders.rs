@@ -635,9 +635,10 @@ pub(crate) fn price(conn: &Connection, order: &Order) -> Result<PricedOrder, Pro
     let mut lines = Vec::new();
     let mut ours = order.lines.iter();
     for check in &checks {
-        total += minor(field(check, "totalAmount"))?;
-        tax += minor(field(check, "taxAmount"))?;
-        net += minor(field(check, "amount"))?;
+        // Saturating: amounts come from upstream, and an absurd one must not panic.
+        total = total.saturating_add(minor(field(check, "totalAmount"))?);
+        tax = tax.saturating_add(minor(field(check, "taxAmount"))?);
+        net = net.saturating_add(minor(field(check, "amount"))?);
         for selection in check
             .get("selections")
             .and_then(Value::as_array)
@@ -649,7 +650,7 @@ pub(crate) fn price(conn: &Connection, order: &Order) -> Result<PricedOrder, Pro
                 Some(v) => minor(Some(v))?,
                 None => line_total,
             };
-            subtotal += before;
+            subtotal = subtotal.saturating_add(before);
             if let Some(line) = ours.next() {
                 lines.push((line.line_id.clone(), line_total));
             }
@@ -659,7 +660,7 @@ pub(crate) fn price(conn: &Connection, order: &Order) -> Result<PricedOrder, Pro
         currency,
         subtotal,
         tax,
-        discount: (subtotal - net).max(0),
+        discount: subtotal.saturating_sub(net).max(0),
         total,
         lines,
     })
