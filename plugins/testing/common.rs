@@ -32,5 +32,7 @@ macro_rules! unsupported_operations {
         fn parse_push(_body: Vec<u8>) -> Result<Vec<Transaction>, ProviderError> {
             Err(ProviderError::unsupported("push"))
         }
+
+        posbridge_sdk::unsupported_two_way!("this test guest");
     };
 }

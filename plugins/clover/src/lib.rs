@@ -399,11 +399,10 @@ impl Guest for Clover {
             posbridge_sdk::info!(
                 "Clover webhook URL verification code: {code} (enter it in the app's webhook settings)"
             );
-            return Ok(WebhookEvent {
-                event_id: format!("verification-{code}"),
-                event_type: "verification".into(),
-                transactions: Vec::new(),
-            });
+            return Ok(WebhookEvent::new(
+                format!("verification-{code}"),
+                "verification",
+            ));
         }
         let body: Value = webhook.json()?;
         let merchants = body
@@ -442,17 +441,17 @@ impl Guest for Clover {
                 "Clover notified {payments} payment change(s); the next sync fetches them"
             );
         }
-        Ok(WebhookEvent {
-            // Clover's deliveries carry no event id: the body's digest makes a redelivery of
-            // the same notification a replay.
-            event_id: format!("sha256-{}", &digest[..32]),
-            event_type: if kinds.is_empty() {
-                "empty".into()
-            } else {
-                kinds.join(",")
-            },
-            transactions: Vec::new(),
-        })
+        // Clover's deliveries carry no event id: the body's digest makes a redelivery of
+        // the same notification a replay.
+        let event_type = if kinds.is_empty() {
+            "empty".into()
+        } else {
+            kinds.join(",")
+        };
+        Ok(WebhookEvent::new(
+            format!("sha256-{}", &digest[..32]),
+            event_type,
+        ))
     }
 
     fn parse_push(_body: Vec<u8>) -> Result<Vec<Transaction>, ProviderError> {
@@ -460,6 +459,9 @@ impl Guest for Clover {
             "Clover payments are polled (webhooks only announce them), not pushed",
         ))
     }
+
+    // Clover stays a read-only source of sales: it declares none of the 0.3 capabilities.
+    posbridge_sdk::unsupported_two_way!("the Clover plugin");
 }
 
 posbridge_sdk::export_provider!(Clover);

@@ -770,3 +770,30 @@ fn push_is_unsupported() {
         Err(ProviderError::Unsupported(_))
     ));
 }
+
+#[test]
+fn the_two_way_operations_are_unsupported_and_send_nothing() {
+    testing::reset();
+    let request = CatalogRequest {
+        cursor: None,
+        since: None,
+    };
+    let unsupported =
+        |e: ProviderError| matches!(e, ProviderError::Unsupported(m) if m.contains("Clover"));
+    assert!(unsupported(
+        Clover::fetch_catalog(connection(), request).unwrap_err()
+    ));
+    assert!(unsupported(
+        Clover::lookup_order(connection(), "o1".into()).unwrap_err()
+    ));
+    assert!(unsupported(
+        Clover::get_order_status(connection(), "o1".into()).unwrap_err()
+    ));
+    assert!(unsupported(
+        Clover::get_availability(connection(), vec![]).unwrap_err()
+    ));
+    assert!(unsupported(
+        Clover::set_availability(connection(), vec![]).unwrap_err()
+    ));
+    assert!(testing::take_requests().is_empty());
+}

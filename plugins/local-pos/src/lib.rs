@@ -489,6 +489,10 @@ impl Guest for LocalPos {
     fn parse_push(body: Vec<u8>) -> Result<Vec<Transaction>, ProviderError> {
         parse(&body)
     }
+
+    // Orders, menus and availability of a local-POS venue travel over the terminal API and
+    // the WebSocket, not through this plugin: it declares none of the 0.3 capabilities.
+    posbridge_sdk::unsupported_two_way!("the local POS plugin");
 }
 
 posbridge_sdk::export_provider!(LocalPos);

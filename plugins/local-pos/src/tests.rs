@@ -484,3 +484,32 @@ fn staff_items_and_refunds_are_read() {
     .unwrap_err();
     assert!(over.message().contains("refunded"), "{}", over.message());
 }
+
+#[test]
+fn the_two_way_operations_are_unsupported() {
+    testing::reset();
+    let conn = Connection {
+        credentials: vec![],
+        location_id: "downtown".into(),
+        environment: Environment::Production,
+        base_url: None,
+    };
+    let unsupported =
+        |e: ProviderError| matches!(e, ProviderError::Unsupported(m) if m.contains("local POS"));
+    assert!(unsupported(
+        LocalPos::lookup_order(conn.clone(), "o1".into()).unwrap_err()
+    ));
+    assert!(unsupported(
+        LocalPos::get_availability(conn.clone(), vec!["i1".into()]).unwrap_err()
+    ));
+    assert!(unsupported(
+        LocalPos::fetch_catalog(
+            conn,
+            CatalogRequest {
+                cursor: None,
+                since: None
+            }
+        )
+        .unwrap_err()
+    ));
+}

@@ -4,20 +4,30 @@
 //! |---|---|
 //! | 401 | `invalid-credentials` |
 //! | 403 | `permission-denied` |
-//! | 404 | `location-not-found` when the caller says so ([`NotFound::Location`]), else `upstream` |
+//! | 404 | `location-not-found` when the caller says so ([`NotFound::Location`]), else `upstream` (as in 0.2) |
+//! | 408 | `upstream` (the server gave up waiting for our request: nothing was done, resend) |
+//! | 409 | `conflict` (a duplicate or a stale version: look the object up instead) |
 //! | 429 | `rate-limited`, with `Retry-After` (seconds or an HTTP date) in milliseconds |
-//! | other 4xx, 5xx, 1xx/3xx | `upstream` |
+//! | any other 4xx | `rejected { status, code, message, field }`: permanent, in the provider's words |
+//! | 5xx, 1xx/3xx | `upstream` |
 //! | `denied` (host allowlist) | `permission-denied` with the host's message |
-//! | timeout, connection, too-large, invalid-request | `upstream` |
+//! | timeout | `timed-out`: the outcome is unknown, a write may have landed |
+//! | connection, too-large, invalid-request | `upstream` |
+//!
+//! Contract 0.2 had no `rejected`, `timed-out` or `conflict`: there, every 4xx but
+//! 401/403/404/429 and every timeout were `upstream`. The 401/403/404/429 and 5xx answers
+//! map as they always did.
 //!
 //! Messages carry the status and the upstream's own error text when it sends one (Square's
 //! `errors[0].detail`, Toast's `message`, OAuth's `error_description`, …), never request
-//! headers or credentials.
+//! headers or credentials. A rejection's `code` and `field` come from the body too
+//! ([`rejection_details`]): Square's `errors[0].code` / `errors[0].field`, Toast's `code` (or
+//! `messageKey`) / `fieldName`, OAuth's `error`.
 
 use serde_json::Value;
 
 use crate::http::{HttpError, Response};
-use crate::types::{ProviderError, RateLimit, Timestamp};
+use crate::types::{ProviderError, RateLimit, Rejection, Timestamp};
 
 /// What a 404 means for the request at hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +66,20 @@ pub fn from_response(response: &Response, not_found: NotFound) -> ProviderError 
                 .header("retry-after")
                 .and_then(|value| parse_retry_after(value, crate::clock::now())),
         }),
+        // A 404 on anything but the location keeps its 0.2 meaning (a path the upstream
+        // lost, worth retrying); callers that look a single object up handle 404 themselves.
+        404 => ProviderError::Upstream(described("upstream refused the request")),
+        408 => ProviderError::Upstream(described("upstream timed out waiting for the request")),
+        409 => ProviderError::Conflict(described("conflict")),
+        400..=499 => {
+            let (code, field) = rejection_details(&response.body);
+            ProviderError::Rejected(Rejection {
+                status: Some(status),
+                code,
+                message: described("upstream refused the request"),
+                field,
+            })
+        }
         200..=299 => ProviderError::Upstream(format!("unexpected success status HTTP {status}")),
         500..=599 => ProviderError::Upstream(described("upstream failed")),
         _ => ProviderError::Upstream(described("upstream refused the request")),
@@ -66,7 +90,9 @@ pub fn from_response(response: &Response, not_found: NotFound) -> ProviderError 
 pub fn from_http_error(error: HttpError) -> ProviderError {
     match error {
         HttpError::Denied(message) => ProviderError::PermissionDenied(message),
-        HttpError::Timeout => ProviderError::Upstream("upstream timed out".into()),
+        HttpError::Timeout => ProviderError::TimedOut(
+            "no answer from upstream in time: the request may have been carried out".into(),
+        ),
         HttpError::Connection(message) => {
             ProviderError::Upstream(format!("could not reach upstream: {message}"))
         }
@@ -111,6 +137,29 @@ pub fn upstream_detail(body: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(body);
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     (!text.is_empty()).then(|| shorten(&text))
+}
+
+/// The provider's error code and the field it blames, from an error body: Square's
+/// `errors[0].code` and `errors[0].field`, Toast's `code` (a number; else `messageKey`) and
+/// `fieldName`, OAuth's `error`. Each is `None` when the body does not say.
+pub fn rejection_details(body: &[u8]) -> (Option<String>, Option<String>) {
+    let Ok(json) = serde_json::from_slice::<Value>(body) else {
+        return (None, None);
+    };
+    let text = |v: Option<&Value>| match v? {
+        Value::String(s) if !s.trim().is_empty() => Some(shorten(s.trim())),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let first_error = json.get("errors").and_then(|e| e.get(0));
+    let code = text(first_error.and_then(|e| e.get("code")))
+        .or_else(|| text(json.get("code")))
+        .or_else(|| text(json.get("messageKey")))
+        .or_else(|| text(json.get("error")));
+    let field = text(first_error.and_then(|e| e.get("field")))
+        .or_else(|| text(json.get("fieldName")))
+        .or_else(|| text(json.get("field")));
+    (code, field)
 }
 
 fn json_detail(json: &Value) -> Option<String> {
@@ -182,10 +231,51 @@ mod tests {
             from_response(&response(503, &[], "<html>\n  Service   Unavailable</html>"), NotFound::Upstream),
             ProviderError::Upstream(m) if m == "upstream failed (HTTP 503): <html> Service Unavailable</html>"
         ));
+        assert_eq!(
+            from_response(
+                &response(
+                    400,
+                    &[],
+                    r#"{"error":"invalid_grant","error_description":"bad code"}"#
+                ),
+                NotFound::Upstream
+            ),
+            ProviderError::Rejected(Rejection {
+                status: Some(400),
+                code: Some("invalid_grant".into()),
+                message: "upstream refused the request (HTTP 400): bad code".into(),
+                field: None,
+            })
+        );
+        let square = r#"{"errors":[{"category":"INVALID_REQUEST_ERROR","code":"INVALID_VALUE","detail":"Expected a string","field":"order.line_items[0].quantity"}]}"#;
+        assert_eq!(
+            from_response(&response(400, &[], square), NotFound::Upstream),
+            ProviderError::Rejected(Rejection {
+                status: Some(400),
+                code: Some("INVALID_VALUE".into()),
+                message: "upstream refused the request (HTTP 400): Expected a string".into(),
+                field: Some("order.line_items[0].quantity".into()),
+            })
+        );
+        let toast = r#"{"status":400,"code":10004,"message":"Menu item not found","messageKey":"MENU_ITEM_NOT_FOUND","fieldName":"checks[0].selections[0].item.guid","requestId":"r1"}"#;
+        assert_eq!(
+            from_response(&response(422, &[], toast), NotFound::Location),
+            ProviderError::Rejected(Rejection {
+                status: Some(422),
+                code: Some("10004".into()),
+                message: "upstream refused the request (HTTP 422): Menu item not found".into(),
+                field: Some("checks[0].selections[0].item.guid".into()),
+            })
+        );
         assert!(matches!(
-            from_response(&response(400, &[], r#"{"error":"invalid_grant","error_description":"bad code"}"#), NotFound::Upstream),
-            ProviderError::Upstream(m) if m.ends_with("bad code")
+            from_response(&response(409, &[], r#"{"message":"duplicate externalId"}"#), NotFound::Upstream),
+            ProviderError::Conflict(m) if m == "conflict (HTTP 409): duplicate externalId"
         ));
+        assert!(matches!(
+            from_response(&response(408, &[], ""), NotFound::Upstream),
+            ProviderError::Upstream(_)
+        ));
+        assert_eq!(rejection_details(b"not json"), (None, None));
         let ok = check(response(200, &[], "{}"), NotFound::Location).unwrap();
         assert_eq!(ok.status, 200);
         assert!(check(response(500, &[], ""), NotFound::Location).is_err());
@@ -252,8 +342,11 @@ mod tests {
             ProviderError::from(HttpError::Denied("host evil.example is not allowed".into())),
             ProviderError::PermissionDenied("host evil.example is not allowed".into())
         );
+        assert!(matches!(
+            from_http_error(HttpError::Timeout),
+            ProviderError::TimedOut(_)
+        ));
         for e in [
-            HttpError::Timeout,
             HttpError::Connection("tls".into()),
             HttpError::TooLarge,
             HttpError::InvalidRequest("bad url".into()),

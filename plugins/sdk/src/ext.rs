@@ -3,10 +3,10 @@
 use serde::de::DeserializeOwned;
 
 use crate::hook::{Action, ConfigProblem, CustomEvent, HookInfo, Tag};
-use crate::provider::{Connection, Environment, Webhook};
+use crate::provider::{Connection, Environment, Webhook, WebhookEvent};
 use crate::types::{
-    Event, LineItem, LocationInfo, ProviderError, RateLimit, StaffRef, Tender, Timestamp,
-    Transaction, TransactionStatus,
+    Event, LineItem, LocationInfo, ProviderError, RateLimit, Rejection, StaffRef, Tender,
+    Timestamp, Transaction, TransactionStatus,
 };
 
 impl Connection {
@@ -49,6 +49,21 @@ impl Webhook {
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ProviderError> {
         serde_json::from_slice(&self.body)
             .map_err(|e| ProviderError::BadPayload(format!("webhook body: {e}")))
+    }
+}
+
+impl WebhookEvent {
+    /// An event with no sales, order updates or availability and no catalog change: set
+    /// what the delivery carries with struct update syntax.
+    pub fn new(event_id: impl Into<String>, event_type: impl Into<String>) -> Self {
+        WebhookEvent {
+            event_id: event_id.into(),
+            event_type: event_type.into(),
+            transactions: Vec::new(),
+            order_updates: Vec::new(),
+            catalog_changed: false,
+            availability: Vec::new(),
+        }
     }
 }
 
@@ -200,6 +215,31 @@ impl ProviderError {
         ProviderError::Unsupported(message.into())
     }
 
+    /// `rejected { status, code, message, field }`: a permanent refusal. New in 0.3.0.
+    pub fn rejected(
+        status: Option<u16>,
+        code: Option<String>,
+        message: impl Into<String>,
+        field: Option<String>,
+    ) -> Self {
+        ProviderError::Rejected(Rejection {
+            status,
+            code,
+            message: message.into(),
+            field,
+        })
+    }
+
+    /// `timed-out(message)`: the outcome is unknown. New in 0.3.0.
+    pub fn timed_out(message: impl Into<String>) -> Self {
+        ProviderError::TimedOut(message.into())
+    }
+
+    /// `conflict(message)`: a duplicate or a stale version. New in 0.3.0.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ProviderError::Conflict(message.into())
+    }
+
     /// The human-readable message of any case.
     pub fn message(&self) -> &str {
         match self {
@@ -208,9 +248,44 @@ impl ProviderError {
             | ProviderError::PermissionDenied(m)
             | ProviderError::Upstream(m)
             | ProviderError::BadPayload(m)
-            | ProviderError::Unsupported(m) => m,
+            | ProviderError::Unsupported(m)
+            | ProviderError::TimedOut(m)
+            | ProviderError::Conflict(m) => m,
             ProviderError::RateLimited(r) => &r.message,
+            ProviderError::Rejected(r) => &r.message,
         }
+    }
+
+    /// The same error with its message rewritten by `f` (to prefix the operation, append a
+    /// provider's error code, …); every other field is kept.
+    pub fn map_message(self, f: impl FnOnce(String) -> String) -> Self {
+        match self {
+            ProviderError::InvalidCredentials(m) => ProviderError::InvalidCredentials(f(m)),
+            ProviderError::LocationNotFound(m) => ProviderError::LocationNotFound(f(m)),
+            ProviderError::PermissionDenied(m) => ProviderError::PermissionDenied(f(m)),
+            ProviderError::Upstream(m) => ProviderError::Upstream(f(m)),
+            ProviderError::BadPayload(m) => ProviderError::BadPayload(f(m)),
+            ProviderError::Unsupported(m) => ProviderError::Unsupported(f(m)),
+            ProviderError::TimedOut(m) => ProviderError::TimedOut(f(m)),
+            ProviderError::Conflict(m) => ProviderError::Conflict(f(m)),
+            ProviderError::RateLimited(r) => ProviderError::RateLimited(RateLimit {
+                message: f(r.message),
+                retry_after_ms: r.retry_after_ms,
+            }),
+            ProviderError::Rejected(r) => ProviderError::Rejected(Rejection {
+                message: f(r.message),
+                ..r
+            }),
+        }
+    }
+
+    /// Whether the same request may succeed later (a rate limit, an outage, a timeout),
+    /// as opposed to failing again as sent.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::RateLimited(_) | ProviderError::Upstream(_) | ProviderError::TimedOut(_)
+        )
     }
 }
 

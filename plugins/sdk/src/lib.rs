@@ -1,4 +1,4 @@
-//! The guest SDK for posbridge plugins (`posbridge:plugin@0.2.0`).
+//! The guest SDK for posbridge plugins (`posbridge:plugin@0.3.0`).
 //!
 //! It generates the WIT bindings once and re-exports them under short paths, so a plugin crate
 //! needs no `wit_bindgen::generate!` of its own, and gives the helpers a provider needs:
@@ -24,7 +24,7 @@
 //! ```
 //!
 //! The contract is vendored in the crate's `wit/` folder (a copy of the host repository's
-//! frozen `wit/v0.2.0/`), so the crate builds on its own, from crates.io or from the copy
+//! frozen `wit/v0.3.0/`), so the crate builds on its own, from crates.io or from the copy
 //! `posbridge plugin new` writes.
 //!
 //! Outside WebAssembly (`cargo test` on the build machine) the host imports are replaced by
@@ -63,11 +63,11 @@ pub mod bindings {
             default_bindings_module: "posbridge_sdk::bindings::hook_world",
             additional_derives: [PartialEq],
             with: {
-                "posbridge:plugin/types@0.2.0": crate::bindings::provider_world::posbridge::plugin::types,
-                "posbridge:plugin/http@0.2.0": crate::bindings::provider_world::posbridge::plugin::http,
-                "posbridge:plugin/log@0.2.0": crate::bindings::provider_world::posbridge::plugin::log,
-                "posbridge:plugin/clock@0.2.0": crate::bindings::provider_world::posbridge::plugin::clock,
-                "posbridge:plugin/state@0.2.0": crate::bindings::provider_world::posbridge::plugin::state,
+                "posbridge:plugin/types@0.3.0": crate::bindings::provider_world::posbridge::plugin::types,
+                "posbridge:plugin/http@0.3.0": crate::bindings::provider_world::posbridge::plugin::http,
+                "posbridge:plugin/log@0.3.0": crate::bindings::provider_world::posbridge::plugin::log,
+                "posbridge:plugin/clock@0.3.0": crate::bindings::provider_world::posbridge::plugin::clock,
+                "posbridge:plugin/state@0.3.0": crate::bindings::provider_world::posbridge::plugin::state,
             },
         });
     }
@@ -79,21 +79,25 @@ pub mod bindings {
 pub mod types {
     pub use crate::bindings::imports::types::{
         CardInfo, CustomerRef, Event, LineItem, LocationInfo, Money, ProviderError, RateLimit,
-        RefundRef, StaffRef, Tender, Timestamp, Transaction, TransactionStatus,
+        RefundRef, Rejection, StaffRef, Tender, Timestamp, Transaction, TransactionStatus,
     };
 }
 
-/// The provider world's export (`posbridge:plugin/provider`): implement [`Guest`] and export
+/// The provider world's export (`posbridge:plugin/provider`): implement [`Guest`](crate::provider::Guest) and export
 /// it with [`export_provider!`](crate::export_provider).
 pub mod provider {
     pub use crate::bindings::provider_world::exports::posbridge::plugin::provider::{
-        Capability, Connection, CredentialField, Environment, FetchRequest, Guest, PluginInfo,
+        Availability, Capability, CatalogCategory, CatalogDeletion, CatalogItem, CatalogKind,
+        CatalogPage, CatalogRequest, CatalogTax, CatalogVariation, Connection, CredentialField,
+        Environment, ExternalPayment, FetchRequest, Fulfilment, FulfilmentKind, Guest,
+        ModifierGroup, ModifierGroupRef, ModifierOption, Order, OrderLine, OrderModifier,
+        OrderState, OrderStatus, OrderUpdate, PluginInfo, PricedOrder, StockStatus,
         TransactionPage, Webhook, WebhookEvent,
     };
-    pub use crate::types::{LocationInfo, ProviderError, Timestamp, Transaction};
+    pub use crate::types::{LocationInfo, ProviderError, Rejection, Timestamp, Transaction};
 }
 
-/// The hook world's export (`posbridge:plugin/hook`): implement [`Guest`] and export it with
+/// The hook world's export (`posbridge:plugin/hook`): implement [`Guest`](crate::hook::Guest) and export it with
 /// [`export_hook!`](crate::export_hook).
 pub mod hook {
     pub use crate::bindings::hook_world::exports::posbridge::plugin::hook::{
@@ -141,6 +145,92 @@ macro_rules! export_provider {
             fn assert_guest<T: $crate::provider::Guest>() {}
             let _ = assert_guest::<$ty>;
         };
+    };
+}
+
+/// Implements the operations new in contract 0.3.0 (orders, catalog, availability) as
+/// `unsupported`, for a provider that does not declare their capabilities (the host refuses
+/// them before calling, so these answers are a second line). Use it inside the
+/// `impl Guest for …` block; `$who` names the plugin in the messages.
+///
+/// ```ignore
+/// impl posbridge_sdk::provider::Guest for MyPos {
+///     // info, validate, fetch_transactions, … as in 0.2
+///     posbridge_sdk::unsupported_two_way!("My POS");
+/// }
+/// ```
+#[macro_export]
+macro_rules! unsupported_two_way {
+    ($who:expr) => {
+        fn submit_order(
+            _connection: $crate::provider::Connection,
+            _order: $crate::provider::Order,
+        ) -> Result<$crate::provider::OrderStatus, $crate::types::ProviderError> {
+            Err($crate::types::ProviderError::Unsupported(format!(
+                "{} does not take orders (submit-order)",
+                $who
+            )))
+        }
+
+        fn lookup_order(
+            _connection: $crate::provider::Connection,
+            _our_order_id: String,
+        ) -> Result<Option<$crate::provider::OrderStatus>, $crate::types::ProviderError> {
+            Err($crate::types::ProviderError::Unsupported(format!(
+                "{} does not take orders (lookup-order)",
+                $who
+            )))
+        }
+
+        fn price_order(
+            _connection: $crate::provider::Connection,
+            _order: $crate::provider::Order,
+        ) -> Result<$crate::provider::PricedOrder, $crate::types::ProviderError> {
+            Err($crate::types::ProviderError::Unsupported(format!(
+                "{} does not price orders (price-order)",
+                $who
+            )))
+        }
+
+        fn get_order_status(
+            _connection: $crate::provider::Connection,
+            _provider_order_id: String,
+        ) -> Result<$crate::provider::OrderStatus, $crate::types::ProviderError> {
+            Err($crate::types::ProviderError::Unsupported(format!(
+                "{} does not report order status (get-order-status)",
+                $who
+            )))
+        }
+
+        fn fetch_catalog(
+            _connection: $crate::provider::Connection,
+            _request: $crate::provider::CatalogRequest,
+        ) -> Result<$crate::provider::CatalogPage, $crate::types::ProviderError> {
+            Err($crate::types::ProviderError::Unsupported(format!(
+                "{} does not provide a catalog (fetch-catalog)",
+                $who
+            )))
+        }
+
+        fn get_availability(
+            _connection: $crate::provider::Connection,
+            _provider_ids: Vec<String>,
+        ) -> Result<Vec<$crate::provider::Availability>, $crate::types::ProviderError> {
+            Err($crate::types::ProviderError::Unsupported(format!(
+                "{} does not report availability (get-availability)",
+                $who
+            )))
+        }
+
+        fn set_availability(
+            _connection: $crate::provider::Connection,
+            _changes: Vec<$crate::provider::Availability>,
+        ) -> Result<Vec<$crate::provider::Availability>, $crate::types::ProviderError> {
+            Err($crate::types::ProviderError::Unsupported(format!(
+                "{} does not take availability changes (set-availability)",
+                $who
+            )))
+        }
     };
 }
 

@@ -7,6 +7,19 @@
 //! - webhooks: `x-square-hmacsha256-signature` = Base64(HMAC-SHA256(signature key, notification
 //!   URL ‖ raw body)); `payment.created` / `payment.updated` carry the full payment.
 //!
+//! - orders (contract 0.3, module `orders`): `submit-order` creates the order (`POST /v2/orders`,
+//!   idempotent on our order id, which is also its `reference_id`) as a PICKUP fulfillment and
+//!   pays it with an `EXTERNAL` tender when the channel took payment, so staff see it;
+//!   `price-order` is `POST /v2/orders/calculate`; `get-order-status` reads `GET
+//!   /v2/orders/{id}`; `lookup-order` searches recent orders for our `reference_id`.
+//! - catalog (module `catalog`): `POST /v2/catalog/search`, incremental from `begin_time` with
+//!   deletions; only what is present at the connection's location.
+//! - availability (module `stock`): read from `location_overrides[].sold_out` and inventory counts.
+//!   Not written: Square ignores an app's writes of `sold_out`, so `set-availability` is
+//!   `unsupported` and the capability is not declared.
+//! - webhooks also: `order.created` / `order.updated` / `order.fulfillment.updated` (thin: order
+//!   id and version), `catalog.version.updated`, `inventory.count.updated`.
+//!
 //! One Square payment is one canonical transaction (external id = payment id). Money is
 //! already integer minor units in Square's API.
 
@@ -14,8 +27,8 @@ use posbridge_sdk::errors::{self, NotFound};
 use posbridge_sdk::http::{encode_component, join_url, Request, Response};
 use posbridge_sdk::provider::*;
 use posbridge_sdk::serde_json::{self, Value};
-use posbridge_sdk::types::{CardInfo, CustomerRef, RateLimit, Tender, TransactionStatus};
-use posbridge_sdk::{signature, time};
+use posbridge_sdk::types::{CardInfo, CustomerRef, Tender, TransactionStatus};
+use posbridge_sdk::{signature, state, time};
 use serde::Deserialize;
 
 const SANDBOX: &str = "https://connect.squareupsandbox.com";
@@ -30,8 +43,50 @@ const MAIN_LOCATION: &str = "main";
 
 struct Square;
 
+mod catalog;
+mod orders;
+mod stock;
+
+/// State key of the location id `main` stands for, once resolved.
+const MAIN_LOCATION_KEY: &str = "main-location";
+/// State key of the location the integration was last used with, so webhooks (which carry no
+/// connection) can ignore inventory counts of the merchant's other locations.
+const LOCATION_KEY: &str = "location";
+
+/// The connection's real location id: `main` (valid only for the locations API) is resolved
+/// once with `GET /v2/locations/main` and remembered.
+pub(crate) fn resolve_location(conn: &Connection) -> Result<String, ProviderError> {
+    if conn.location_id.is_empty() {
+        return Err(ProviderError::location_not_found(
+            "no Square location id (use `main` for the main location)",
+        ));
+    }
+    let id = if conn.location_id == MAIN_LOCATION {
+        match state::get_string(MAIN_LOCATION_KEY).filter(|id| !id.is_empty()) {
+            Some(id) => id,
+            None => {
+                let path = format!("/v2/locations/{MAIN_LOCATION}");
+                let response = check_square(square_get(conn, &path)?.send()?, NotFound::Location)?;
+                let id = response.json_or_upstream::<LocationResponse>()?.location.id;
+                if let Err(e) = state::set_string(MAIN_LOCATION_KEY, &id) {
+                    posbridge_sdk::warn!("could not remember the main location: {e}");
+                }
+                id
+            }
+        }
+    } else {
+        conn.location_id.clone()
+    };
+    if state::get_string(LOCATION_KEY).as_deref() != Some(id.as_str()) {
+        if let Err(e) = state::set_string(LOCATION_KEY, &id) {
+            posbridge_sdk::warn!("could not remember the location: {e}");
+        }
+    }
+    Ok(id)
+}
+
 /// A GET to `path` with the headers every Square call carries.
-fn get(conn: &Connection, path: &str) -> Result<Request, ProviderError> {
+pub(crate) fn square_get(conn: &Connection, path: &str) -> Result<Request, ProviderError> {
     let token = conn.require_credential("access_token")?;
     Ok(
         Request::get(join_url(&conn.base_url(SANDBOX, PRODUCTION), path))
@@ -42,13 +97,43 @@ fn get(conn: &Connection, path: &str) -> Result<Request, ProviderError> {
     )
 }
 
-/// A 2xx passes; anything else → the SDK's mapping, with Square's `category/code` appended
-/// to the message (the SDK already quotes `errors[0].detail`).
-fn check(response: Response, not_found: NotFound) -> Result<Response, ProviderError> {
+/// A POST of a JSON body (set with `.json`) to `path` with the headers every Square call
+/// carries.
+pub(crate) fn post(conn: &Connection, path: &str) -> Result<Request, ProviderError> {
+    let token = conn.require_credential("access_token")?;
+    Ok(
+        Request::post(join_url(&conn.base_url(SANDBOX, PRODUCTION), path))
+            .bearer(token)
+            .header("Square-Version", SQUARE_VERSION)
+            .header("Accept", "application/json"),
+    )
+}
+
+/// The Square error codes that mean a conflict with the current state rather than a bad
+/// request: a stale `version`, an idempotency key reused with a different body.
+const CONFLICT_CODES: [&str; 2] = ["VERSION_MISMATCH", "IDEMPOTENCY_KEY_REUSED"];
+
+/// A 2xx passes; anything else → the SDK's mapping (a 4xx is `rejected` with Square's
+/// `errors[0].code` and `field`), with Square's `category/code` appended to the message (the
+/// SDK already quotes `errors[0].detail`); a stale version or a reused idempotency key is a
+/// `conflict`.
+pub(crate) fn check_square(
+    response: Response,
+    not_found: NotFound,
+) -> Result<Response, ProviderError> {
     if response.is_success() {
         return Ok(response);
     }
-    let error = errors::from_response(&response, not_found);
+    let mut error = errors::from_response(&response, not_found);
+    if let ProviderError::Rejected(rejection) = &error {
+        if rejection
+            .code
+            .as_deref()
+            .is_some_and(|c| CONFLICT_CODES.contains(&c))
+        {
+            error = ProviderError::conflict(rejection.message.clone());
+        }
+    }
     Err(match square_code(&response.body) {
         Some(code) => append_to_message(error, &format!(" [{code}]")),
         None => error,
@@ -75,23 +160,11 @@ fn square_code(body: &[u8]) -> Option<String> {
 }
 
 fn append_to_message(error: ProviderError, suffix: &str) -> ProviderError {
-    let extend = |m: String| m + suffix;
-    match error {
-        ProviderError::InvalidCredentials(m) => ProviderError::InvalidCredentials(extend(m)),
-        ProviderError::LocationNotFound(m) => ProviderError::LocationNotFound(extend(m)),
-        ProviderError::PermissionDenied(m) => ProviderError::PermissionDenied(extend(m)),
-        ProviderError::Upstream(m) => ProviderError::Upstream(extend(m)),
-        ProviderError::BadPayload(m) => ProviderError::BadPayload(extend(m)),
-        ProviderError::Unsupported(m) => ProviderError::Unsupported(extend(m)),
-        ProviderError::RateLimited(r) => ProviderError::RateLimited(RateLimit {
-            message: extend(r.message),
-            retry_after_ms: r.retry_after_ms,
-        }),
-    }
+    error.map_message(|m| m + suffix)
 }
 
 /// `Some(text)` unless absent or empty.
-fn non_empty(text: Option<String>) -> Option<String> {
+pub(crate) fn non_empty(text: Option<String>) -> Option<String> {
     text.filter(|s| !s.trim().is_empty())
 }
 
@@ -268,6 +341,50 @@ fn to_transaction(value: Value) -> Result<Transaction, String> {
     })
 }
 
+/// A thin order webhook (`order.created`, `order.updated`, `order.fulfillment.updated`) →
+/// the order id and version; the status is read with `get-order-status`.
+fn order_update(envelope: &Value) -> Option<OrderUpdate> {
+    let object = envelope
+        .pointer("/data/object")
+        .and_then(Value::as_object)
+        .and_then(|o| o.values().next())?;
+    let id = object
+        .get("order_id")
+        .and_then(Value::as_str)
+        .or_else(|| envelope.pointer("/data/id").and_then(Value::as_str))
+        .filter(|s| !s.is_empty())?;
+    Some(OrderUpdate {
+        provider_order_id: id.to_owned(),
+        version: object.get("version").and_then(Value::as_i64),
+        status: None,
+    })
+}
+
+/// `inventory.count.updated` → the IN_STOCK counts it carries, for the integration's
+/// location when one is remembered (the webhook is merchant-wide).
+fn inventory_counts(envelope: &Value) -> Vec<Availability> {
+    let location = state::get_string(LOCATION_KEY);
+    envelope
+        .pointer("/data/object/inventory_counts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| c.get("state").and_then(Value::as_str) == Some("IN_STOCK"))
+        .filter(|c| {
+            location.as_deref().is_none_or(|mine| {
+                c.get("location_id")
+                    .and_then(Value::as_str)
+                    .is_none_or(|l| l == mine)
+            })
+        })
+        .filter_map(|c| {
+            let id = c.get("catalog_object_id").and_then(Value::as_str)?;
+            let quantity = c.get("quantity").and_then(Value::as_str)?;
+            Some(stock::from_count(id, quantity))
+        })
+        .collect()
+}
+
 impl Guest for Square {
     fn info() -> PluginInfo {
         PluginInfo {
@@ -278,6 +395,13 @@ impl Guest for Square {
                 Capability::Validate,
                 Capability::FetchTransactions,
                 Capability::Webhooks,
+                Capability::SubmitOrders,
+                Capability::PriceOrders,
+                Capability::OrderStatus,
+                Capability::FetchCatalog,
+                Capability::FetchCatalogIncremental,
+                Capability::ReadAvailability,
+                // Not `write-availability`: Square ignores an app's writes of `sold_out`.
             ],
             credential_fields: vec![CredentialField {
                 name: "access_token".into(),
@@ -299,7 +423,7 @@ impl Guest for Square {
             ));
         }
         let path = format!("/v2/locations/{}", encode_component(&conn.location_id));
-        let response = check(get(&conn, &path)?.send()?, NotFound::Location)?;
+        let response = check_square(square_get(&conn, &path)?.send()?, NotFound::Location)?;
         let location = response.json_or_upstream::<LocationResponse>()?.location;
         let name = non_empty(location.name)
             .or_else(|| non_empty(location.business_name.clone()))
@@ -333,8 +457,8 @@ impl Guest for Square {
         if let Some(cursor) = req.cursor.filter(|c| !c.is_empty()) {
             query.push(("cursor", cursor));
         }
-        let request = get(&conn, "/v2/payments")?.query(query);
-        let response = check(request.send()?, NotFound::Upstream)?;
+        let request = square_get(&conn, "/v2/payments")?.query(query);
+        let response = check_square(request.send()?, NotFound::Upstream)?;
         let page: PaymentsPage = response.json_or_upstream()?;
         let payments = page.payments.unwrap_or_default();
         let fetched = payments.len();
@@ -384,6 +508,24 @@ impl Guest for Square {
         };
         let event_id = text("event_id")?;
         let event_type = text("type")?;
+        let mut event = WebhookEvent::new(event_id.clone(), event_type.clone());
+        match event_type.as_str() {
+            "order.created" | "order.updated" | "order.fulfillment.updated" => {
+                event.order_updates = vec![order_update(&envelope).ok_or_else(|| {
+                    ProviderError::bad_payload(format!("{event_type} {event_id}: no order id"))
+                })?];
+                return Ok(event);
+            }
+            "catalog.version.updated" => {
+                event.catalog_changed = true;
+                return Ok(event);
+            }
+            "inventory.count.updated" => {
+                event.availability = inventory_counts(&envelope);
+                return Ok(event);
+            }
+            _ => {}
+        }
         let transactions = match event_type.as_str() {
             "payment.created" | "payment.updated" => {
                 let payment = envelope
@@ -406,15 +548,60 @@ impl Guest for Square {
             _ => Vec::new(),
         };
         Ok(WebhookEvent {
-            event_id,
-            event_type,
             transactions,
+            ..event
         })
     }
 
     fn parse_push(_body: Vec<u8>) -> Result<Vec<Transaction>, ProviderError> {
         Err(ProviderError::unsupported(
             "Square sales are polled and delivered by webhooks, not pushed",
+        ))
+    }
+
+    fn submit_order(conn: Connection, order: Order) -> Result<OrderStatus, ProviderError> {
+        orders::submit(&conn, &order)
+    }
+
+    fn lookup_order(
+        conn: Connection,
+        our_order_id: String,
+    ) -> Result<Option<OrderStatus>, ProviderError> {
+        orders::lookup(&conn, &our_order_id)
+    }
+
+    fn price_order(conn: Connection, order: Order) -> Result<PricedOrder, ProviderError> {
+        orders::price(&conn, &order)
+    }
+
+    fn get_order_status(
+        conn: Connection,
+        provider_order_id: String,
+    ) -> Result<OrderStatus, ProviderError> {
+        orders::get_status(&conn, &provider_order_id)
+    }
+
+    fn fetch_catalog(
+        conn: Connection,
+        request: CatalogRequest,
+    ) -> Result<CatalogPage, ProviderError> {
+        catalog::fetch(&conn, &request)
+    }
+
+    fn get_availability(
+        conn: Connection,
+        provider_ids: Vec<String>,
+    ) -> Result<Vec<Availability>, ProviderError> {
+        stock::read(&conn, &provider_ids)
+    }
+
+    fn set_availability(
+        _conn: Connection,
+        _changes: Vec<Availability>,
+    ) -> Result<Vec<Availability>, ProviderError> {
+        Err(ProviderError::unsupported(
+            "Square's sold-out state is read-only for apps (Square ignores an app's writes of \
+             `sold_out`): mark items sold out in Square itself",
         ))
     }
 }

@@ -10,6 +10,17 @@
 //! - webhooks: `Toast-Signature` = Base64(HMAC-SHA256(secret, raw body ‖ envelope `timestamp`));
 //!   `order_updated` and `channel_order_updated` carry the full order.
 //!
+//! - orders (contract 0.3, module `orders`): `price-order` is `POST /orders/v2/prices`;
+//!   `submit-order` is `POST /orders/v2/orders` with `externalId` = our order id, the dining
+//!   option and (for a prepaid order) the OTHER payment type from the restaurant's
+//!   configuration or the connect form's optional fields; a duplicate answers the existing
+//!   order; `lookup-order` finds it by `externalId`; `get-order-status` maps approval,
+//!   fulfillment, voided/deleted and `estimatedFulfillmentDate`.
+//! - menus (module `menus`): metadata first, the whole menu only when `lastUpdated` moved.
+//! - stock (module `stock`): read and written through `/stock/v1/inventory`.
+//! - webhooks also: the orders webhook yields the order's full status, `menus_updated` a
+//!   catalog change, `in_stock` / `low_quantity` / `out_of_stock` availability.
+//!
 //! One Toast order is one canonical transaction (external id = order guid), `completed` once
 //! money was captured. A check still OPEN (an outstanding balance) then counts for what its
 //! captured payments paid, plus tips; the order's later update, once the check is paid or
@@ -26,6 +37,9 @@ use posbridge_sdk::types::{CardInfo, CustomerRef, RateLimit, Tender, Transaction
 use posbridge_sdk::{clock, signature, state, time};
 
 mod links;
+mod menus;
+mod orders;
+mod stock;
 
 const SANDBOX: &str = "https://ws-sandbox-api.eng.toasttab.com";
 const PRODUCTION: &str = "https://ws-api.toasttab.com";
@@ -105,20 +119,20 @@ fn client_tag(client_id: &str, base: &str) -> String {
 }
 
 /// Where an integration's calls go, and with which credentials.
-struct Api<'a> {
+pub(crate) struct Api<'a> {
     conn: &'a Connection,
     base: String,
 }
 
 impl<'a> Api<'a> {
-    fn new(conn: &'a Connection) -> Self {
+    pub(crate) fn new(conn: &'a Connection) -> Self {
         Api {
             conn,
             base: conn.base_url(SANDBOX, PRODUCTION),
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         join_url(&self.base, path)
     }
 
@@ -166,8 +180,24 @@ impl<'a> Api<'a> {
     /// GET `url` with the token and the restaurant header; a 401 logs in again once (ignoring
     /// the cache) and retries once. Non-2xx answers → provider errors.
     fn get(&self, url: &str, not_found: NotFound) -> Result<Response, ProviderError> {
+        self.call(|| Request::get(url), not_found)
+    }
+
+    /// Sends the request `build` makes, with the token and the restaurant header, as
+    /// [`Api::get`] does (a 401 logs in again once; non-2xx → provider errors).
+    pub(crate) fn call(
+        &self,
+        build: impl Fn() -> Request,
+        not_found: NotFound,
+    ) -> Result<Response, ProviderError> {
+        finish(self.call_raw(&build)?, not_found)
+    }
+
+    /// Like [`Api::call`] but hands back any status (after the 401 retry), for callers that
+    /// read a 404 or a duplicate themselves.
+    pub(crate) fn call_raw(&self, build: &impl Fn() -> Request) -> Result<Response, ProviderError> {
         let send = |token: &str| {
-            Request::get(url)
+            build()
                 .bearer(token)
                 .header(RESTAURANT_HEADER, self.conn.location_id.as_str())
                 .header("Accept", "application/json")
@@ -181,12 +211,18 @@ impl<'a> Api<'a> {
                 state::delete(TOKEN_KEY);
             }
         }
-        if response.status == 429 {
-            return Err(rate_limited(&response, not_found));
-        }
-        log_rate_limit(&response);
-        errors::check(response, not_found)
+        Ok(response)
     }
+}
+
+/// A data call's answer → itself when 2xx, else the provider error (a 429 waits per Toast's
+/// headers).
+pub(crate) fn finish(response: Response, not_found: NotFound) -> Result<Response, ProviderError> {
+    if response.status == 429 {
+        return Err(rate_limited(&response, not_found));
+    }
+    log_rate_limit(&response);
+    errors::check(response, not_found)
 }
 
 /// A whole number of seconds from a JSON number (`86400`, or `86400.0`).
@@ -203,19 +239,7 @@ fn seconds(value: &Value) -> Option<i64> {
 }
 
 fn prefix_message(error: ProviderError, prefix: &str) -> ProviderError {
-    let p = |m: String| format!("{prefix}{m}");
-    match error {
-        ProviderError::InvalidCredentials(m) => ProviderError::InvalidCredentials(p(m)),
-        ProviderError::LocationNotFound(m) => ProviderError::LocationNotFound(p(m)),
-        ProviderError::PermissionDenied(m) => ProviderError::PermissionDenied(p(m)),
-        ProviderError::Upstream(m) => ProviderError::Upstream(p(m)),
-        ProviderError::BadPayload(m) => ProviderError::BadPayload(p(m)),
-        ProviderError::Unsupported(m) => ProviderError::Unsupported(p(m)),
-        ProviderError::RateLimited(r) => ProviderError::RateLimited(RateLimit {
-            message: p(r.message),
-            retry_after_ms: r.retry_after_ms,
-        }),
-    }
+    error.map_message(|m| format!("{prefix}{m}"))
 }
 
 /// Milliseconds until `X-Toast-RateLimit-Reset` (a UNIX epoch timestamp, in seconds or
@@ -269,7 +293,7 @@ fn log_rate_limit(response: &Response) {
 }
 
 /// The restaurant currency `validate` saved, else USD.
-fn saved_currency() -> String {
+pub(crate) fn saved_currency() -> String {
     state::get_string(CURRENCY_KEY)
         .filter(|c| valid_currency(c))
         .unwrap_or_else(|| DEFAULT_CURRENCY.to_owned())
@@ -280,12 +304,12 @@ fn valid_currency(code: &str) -> bool {
 }
 
 /// `value[name]`, unless absent or null.
-fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+pub(crate) fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
     value.get(name).filter(|v| !v.is_null())
 }
 
 /// `value[name]` as a non-blank string (absent, null, blank or not a string → `None`).
-fn text(value: &Value, name: &str) -> Option<String> {
+pub(crate) fn text(value: &Value, name: &str) -> Option<String> {
     value
         .get(name)
         .and_then(Value::as_str)
@@ -294,7 +318,7 @@ fn text(value: &Value, name: &str) -> Option<String> {
 }
 
 /// `value[name] == true`.
-fn flag(value: &Value, name: &str) -> bool {
+pub(crate) fn flag(value: &Value, name: &str) -> bool {
     value.get(name).and_then(Value::as_bool).unwrap_or(false)
 }
 
@@ -308,7 +332,7 @@ fn list<'a>(value: &'a Value, name: &str, path: &str) -> Result<&'a [Value], Str
 }
 
 /// Whether `value[name]` is `expected`, ignoring case.
-fn is(value: &Value, name: &str, expected: &str) -> bool {
+pub(crate) fn is(value: &Value, name: &str, expected: &str) -> bool {
     value
         .get(name)
         .and_then(Value::as_str)
@@ -316,7 +340,7 @@ fn is(value: &Value, name: &str, expected: &str) -> bool {
 }
 
 /// A check that is neither voided nor deleted.
-fn live(check: &Value) -> bool {
+pub(crate) fn live(check: &Value) -> bool {
     !flag(check, "voided") && !flag(check, "deleted")
 }
 
@@ -363,7 +387,7 @@ fn add(sum: &mut i64, value: &Value, name: &str, currency: &str, path: &str) -> 
 }
 
 /// `order[name]` as a timestamp (absent, null or empty → `None`).
-fn timestamp(order: &Value, name: &str) -> Result<Option<i64>, String> {
+pub(crate) fn timestamp(order: &Value, name: &str) -> Result<Option<i64>, String> {
     match field(order, name) {
         None => Ok(None),
         Some(Value::String(t)) if t.is_empty() => Ok(None),
@@ -375,7 +399,7 @@ fn timestamp(order: &Value, name: &str) -> Result<Option<i64>, String> {
 }
 
 /// The order's guid, if it has a string one (for messages about an order that fails to map).
-fn order_guid(value: &Value) -> &str {
+pub(crate) fn order_guid(value: &Value) -> &str {
     value
         .get("guid")
         .and_then(Value::as_str)
@@ -543,6 +567,34 @@ fn customer_ref(c: &Value) -> Option<CustomerRef> {
     any.then_some(customer)
 }
 
+/// An optional, non-secret field of the connect form.
+fn optional_setting(name: &str, label: &str) -> CredentialField {
+    CredentialField {
+        name: name.into(),
+        label: label.into(),
+        secret: false,
+        required: false,
+    }
+}
+
+/// A stock webhook (`in_stock`, `low_quantity`, `out_of_stock`): `details` is one item, or a
+/// list of them.
+fn stock_event(event_type: &str, details: Option<&Value>) -> Vec<Availability> {
+    let status = match event_type {
+        "in_stock" => "IN_STOCK",
+        "out_of_stock" => "OUT_OF_STOCK",
+        _ => "QUANTITY",
+    };
+    match details {
+        Some(Value::Array(entries)) => entries
+            .iter()
+            .filter_map(|e| stock::from_entry(e, Some(status)))
+            .collect(),
+        Some(entry) => stock::from_entry(entry, Some(status)).into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
 impl Guest for Toast {
     fn info() -> PluginInfo {
         PluginInfo {
@@ -553,6 +605,16 @@ impl Guest for Toast {
                 Capability::Validate,
                 Capability::FetchTransactions,
                 Capability::Webhooks,
+                Capability::SubmitOrders,
+                Capability::PriceOrders,
+                Capability::OrderStatus,
+                Capability::FetchCatalog,
+                // Toast has no partial menu, but from a sync token it answers `unchanged`
+                // for one metadata call (else a full snapshot); the host passes the token
+                // only to a plugin that declares this.
+                Capability::FetchCatalogIncremental,
+                Capability::ReadAvailability,
+                Capability::WriteAvailability,
             ],
             credential_fields: vec![
                 CredentialField {
@@ -567,6 +629,22 @@ impl Guest for Toast {
                     secret: true,
                     required: true,
                 },
+                optional_setting(
+                    "takeout_dining_option",
+                    "Dining option GUID for pickup orders (default: the restaurant's TAKE_OUT option)",
+                ),
+                optional_setting(
+                    "delivery_dining_option",
+                    "Dining option GUID for delivery orders (default: the restaurant's DELIVERY option)",
+                ),
+                optional_setting(
+                    "dine_in_dining_option",
+                    "Dining option GUID for dine-in orders (default: the restaurant's DINE_IN option)",
+                ),
+                optional_setting(
+                    "payment_type",
+                    "Alternate payment type GUID for prepaid orders (default: the one named like the channel, or the only one)",
+                ),
             ],
             allowed_hosts: vec![
                 "ws-api.toasttab.com".into(),
@@ -702,6 +780,23 @@ impl Guest for Toast {
         };
         let event_id = text("/guid", "guid")?;
         let event_type = text("/eventType", "eventType")?;
+        let mut event = WebhookEvent::new(event_id.clone(), event_type.clone());
+        match event_type.as_str() {
+            "menus_updated" => {
+                event.catalog_changed = true;
+                return Ok(event);
+            }
+            "in_stock" | "low_quantity" | "out_of_stock" => {
+                event.availability = stock_event(&event_type, envelope.get("details"));
+                if event.availability.is_empty() {
+                    return Err(ProviderError::bad_payload(format!(
+                        "{event_type} {event_id}: no details.itemGuid"
+                    )));
+                }
+                return Ok(event);
+            }
+            _ => {}
+        }
         let transactions = if ORDER_EVENTS.contains(&event_type.as_str()) {
             let order = envelope
                 .pointer("/details/order")
@@ -714,6 +809,15 @@ impl Guest for Toast {
                 .pointer("/details/restaurantGuid")
                 .and_then(Value::as_str);
             let guid = order_guid(&order).to_owned();
+            // The orders webhook carries the whole order: its status travels with it.
+            let status = orders::order_status(&order).map_err(|e| {
+                ProviderError::bad_payload(format!("{event_type} {event_id}: {}", e.message()))
+            })?;
+            event.order_updates = vec![OrderUpdate {
+                provider_order_id: status.provider_order_id.clone(),
+                version: status.version,
+                status: Some(status),
+            }];
             let transaction =
                 to_transaction(order, &saved_currency(), restaurant).map_err(|e| {
                     ProviderError::bad_payload(format!(
@@ -725,9 +829,8 @@ impl Guest for Toast {
             Vec::new()
         };
         Ok(WebhookEvent {
-            event_id,
-            event_type,
             transactions,
+            ..event
         })
     }
 
@@ -735,6 +838,49 @@ impl Guest for Toast {
         Err(ProviderError::unsupported(
             "Toast sales are polled and delivered by webhooks, not pushed",
         ))
+    }
+
+    fn submit_order(conn: Connection, order: Order) -> Result<OrderStatus, ProviderError> {
+        orders::submit(&conn, &order)
+    }
+
+    fn lookup_order(
+        conn: Connection,
+        our_order_id: String,
+    ) -> Result<Option<OrderStatus>, ProviderError> {
+        orders::lookup(&conn, &our_order_id)
+    }
+
+    fn price_order(conn: Connection, order: Order) -> Result<PricedOrder, ProviderError> {
+        orders::price(&conn, &order)
+    }
+
+    fn get_order_status(
+        conn: Connection,
+        provider_order_id: String,
+    ) -> Result<OrderStatus, ProviderError> {
+        orders::get_status(&conn, &provider_order_id)
+    }
+
+    fn fetch_catalog(
+        conn: Connection,
+        request: CatalogRequest,
+    ) -> Result<CatalogPage, ProviderError> {
+        menus::fetch(&conn, &request)
+    }
+
+    fn get_availability(
+        conn: Connection,
+        provider_ids: Vec<String>,
+    ) -> Result<Vec<Availability>, ProviderError> {
+        stock::read(&conn, &provider_ids)
+    }
+
+    fn set_availability(
+        conn: Connection,
+        changes: Vec<Availability>,
+    ) -> Result<Vec<Availability>, ProviderError> {
+        stock::write(&conn, &changes)
     }
 }
 

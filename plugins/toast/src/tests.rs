@@ -85,18 +85,38 @@ fn info_declares_toast() {
     let info = Toast::info();
     assert_eq!(
         (info.id.as_str(), info.name.as_str(), info.version.as_str()),
-        ("toast", "Toast", "1.1.0")
+        ("toast", "Toast", "1.2.0")
     );
     assert_eq!(
         info.capabilities,
         vec![
             Capability::Validate,
             Capability::FetchTransactions,
-            Capability::Webhooks
+            Capability::Webhooks,
+            Capability::SubmitOrders,
+            Capability::PriceOrders,
+            Capability::OrderStatus,
+            Capability::FetchCatalog,
+            Capability::FetchCatalogIncremental,
+            Capability::ReadAvailability,
+            Capability::WriteAvailability,
+        ]
+    );
+    let optional: Vec<_> = info.credential_fields[2..]
+        .iter()
+        .map(|f| (f.name.as_str(), f.secret, f.required))
+        .collect();
+    assert_eq!(
+        optional,
+        [
+            ("takeout_dining_option", false, false),
+            ("delivery_dining_option", false, false),
+            ("dine_in_dining_option", false, false),
+            ("payment_type", false, false),
         ]
     );
     assert_eq!(
-        info.credential_fields,
+        info.credential_fields[..2],
         vec![
             CredentialField {
                 name: "client_id".into(),
@@ -237,7 +257,11 @@ fn validate_errors() {
             |e| matches!(e, ProviderError::PermissionDenied(m) if m.contains("Restaurant access denied")),
         ),
         (500, |e| matches!(e, ProviderError::Upstream(_))),
-        (400, |e| matches!(e, ProviderError::Upstream(_))),
+        // Since 0.3 a plain 4xx is a permanent `rejected`, in Toast's words (0.2: upstream).
+        (
+            400,
+            |e| matches!(e, ProviderError::Rejected(r) if r.status == Some(400) && r.code.as_deref() == Some("10003")),
+        ),
     ];
     for (status, expected) in cases {
         setup();
@@ -1257,4 +1281,826 @@ fn validate_checks_the_given_secret_even_with_a_cached_token() {
         matches!(err, ProviderError::InvalidCredentials(_)),
         "{err:?}"
     );
+}
+
+// ---- two-way (contract 0.3) -------------------------------------------------------------
+
+fn path_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = &rest[rest.find('/').unwrap_or(rest.len())..];
+    path.split('?').next().unwrap_or(path)
+}
+
+fn body_json(req: &RawRequest) -> Value {
+    serde_json::from_slice(req.body.as_deref().unwrap_or(b"null")).unwrap()
+}
+
+const TAKE_OUT: &str = "6e2f7a1c-take-out";
+const DELIVERY: &str = "9a1b3c4d-delivery";
+const ONLINE_PAYMENT: &str = "0f3e4d5c-online";
+
+/// `GET /config/v2/diningOptions` and `/alternatePaymentTypes`, as the configuration API
+/// answers them (trimmed), the dining options over two pages.
+fn config_answer(req: &RawRequest) -> Option<Response> {
+    Some(match path_of(&req.url) {
+        "/config/v2/diningOptions" if !req.url.contains("pageToken") => {
+            let mut r = json_response(
+                200,
+                &format!(
+                    r#"[{{"guid":"{TAKE_OUT}","entityType":"DiningOption","name":"Takeout","behavior":"TAKE_OUT","curbside":false}},
+                       {{"guid":"c0ffee-dine-in","entityType":"DiningOption","name":"Dine In","behavior":"DINE_IN"}}]"#
+                ),
+            );
+            r.headers
+                .push(("Toast-Next-Page-Token".into(), "p2".into()));
+            r
+        }
+        "/config/v2/diningOptions" => {
+            assert!(req.url.ends_with("?pageToken=p2"), "{}", req.url);
+            json_response(
+                200,
+                &format!(r#"[{{"guid":"{DELIVERY}","name":"Delivery","behavior":"DELIVERY"}}]"#),
+            )
+        }
+        "/config/v2/alternatePaymentTypes" => json_response(
+            200,
+            &format!(
+                r#"[{{"guid":"{ONLINE_PAYMENT}","entityType":"AlternatePaymentType","name":"Web shop"}},
+                   {{"guid":"1111-house","name":"House account"}}]"#
+            ),
+        ),
+        _ => return None,
+    })
+}
+
+fn toast_order() -> Order {
+    Order {
+        our_order_id: "ord_7Hq2".into(),
+        currency: "USD".into(),
+        lines: vec![OrderLine {
+            line_id: "l1".into(),
+            item_id: Some("item-burger".into()),
+            item_group_id: Some("group-burgers".into()),
+            variation_id: None,
+            name: "Burger".into(),
+            quantity: "2".into(),
+            unit_price: 1050,
+            modifiers: vec![OrderModifier {
+                provider_id: Some("opt-cheese".into()),
+                group_id: Some("mg-toppings".into()),
+                name: "Cheese".into(),
+                quantity: 1,
+                unit_price: 100,
+            }],
+            note: None,
+        }],
+        fulfilment: Fulfilment {
+            kind: FulfilmentKind::Pickup,
+            customer_name: "Ann Marie Example".into(),
+            customer_phone: Some("5555550123".into()),
+            customer_email: Some("ann@example.com".into()),
+            scheduled_at: Some(NOW + 30 * 60 * 1000),
+            prep_time_minutes: None,
+            delivery_address: vec![],
+            note: None,
+        },
+        total: 2300,
+        payment: Some(ExternalPayment {
+            amount: 2300,
+            tip: 350,
+            source: "web shop".into(),
+        }),
+        source_name: "web shop".into(),
+    }
+}
+
+/// A Toast order as the orders API answers it (trimmed).
+fn toast_order_json(
+    approval: &str,
+    fulfillment: &[&str],
+    voided: bool,
+    payment_status: &str,
+) -> Value {
+    let selections: Vec<Value> = fulfillment
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            serde_json::json!({"guid": format!("sel-{i}"), "entityType": "MenuItemSelection",
+                "item": {"guid": "item-burger"}, "quantity": 2, "price": 23.0, "preDiscountPrice": 23.0,
+                "fulfillmentStatus": f, "voided": false})
+        })
+        .collect();
+    let text = format!(
+        r#"{{"guid":"toast-order-1","entityType":"Order","externalId":"ord_7Hq2","approvalStatus":"{approval}",
+        "voided":{voided},"deleted":false,"openedDate":"2026-11-20T19:00:00.000+0000","modifiedDate":"2026-11-20T19:02:03.456+0000",
+        "estimatedFulfillmentDate":"2026-11-20T19:30:00.000+0000",
+        "checks":[{{"guid":"check-1","amount":23.0,"taxAmount":2.04,"totalAmount":25.04,"paymentStatus":"{payment_status}",
+          "voided":false,"deleted":false,"selections":{}}}]}}"#,
+        Value::Array(selections)
+    );
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn submits_with_external_id_dining_option_and_other_payment() {
+    setup();
+    mock_toast(|req| {
+        if let Some(r) = config_answer(req) {
+            return r;
+        }
+        assert_eq!(
+            (req.method, path_of(&req.url)),
+            (Method::Post, "/orders/v2/orders")
+        );
+        assert_eq!(req.timeout_ms, Some(30_000), "Toast may take 30 s");
+        json_response(
+            200,
+            &toast_order_json("NEEDS_APPROVAL", &["NEW"], false, "PAID").to_string(),
+        )
+    });
+    let status = Toast::submit_order(connection(), toast_order()).unwrap();
+    assert_eq!(
+        status,
+        OrderStatus {
+            provider_order_id: "toast-order-1".into(),
+            our_order_id: Some("ord_7Hq2".into()),
+            state: OrderState::Pending,
+            provider_state: "NEEDS_APPROVAL/NEW".into(),
+            version: Some(time::parse_timestamp("2026-11-20T19:02:03.456Z").unwrap()),
+            updated_at: Some(time::parse_timestamp("2026-11-20T19:02:03.456Z").unwrap()),
+            ready_at: Some(time::parse_timestamp("2026-11-20T19:30:00Z").unwrap()),
+            total: Some(2504),
+        }
+    );
+    let requests = testing::take_requests();
+    let post = requests
+        .iter()
+        .find(|r| path_of(&r.url) == "/orders/v2/orders")
+        .unwrap();
+    assert_eq!(find_header(&post.headers, RESTAURANT_HEADER), Some(GUID));
+    // The raw text: quantities and amounts are exact JSON numbers, never floats' renderings.
+    let raw = String::from_utf8(post.body.clone().unwrap()).unwrap();
+    assert!(raw.contains(r#""quantity":2}"#), "{raw}");
+    assert!(
+        raw.contains(r#""amount":23.00"#) && raw.contains(r#""tipAmount":3.50"#),
+        "{raw}"
+    );
+    let body = body_json(post);
+    assert_eq!(body["externalId"], "ord_7Hq2");
+    assert_eq!(body["diningOption"]["guid"], TAKE_OUT);
+    assert_eq!(body["promisedDate"], "2026-11-20T19:30:00.000+0000");
+    let check = &body["checks"][0];
+    assert_eq!(
+        check["customer"],
+        serde_json::json!({"firstName": "Ann Marie", "lastName": "Example", "phone": "5555550123", "email": "ann@example.com"})
+    );
+    let selection = &check["selections"][0];
+    assert_eq!(selection["item"]["guid"], "item-burger");
+    assert_eq!(selection["itemGroup"]["guid"], "group-burgers");
+    assert_eq!(selection["modifiers"][0]["item"]["guid"], "opt-cheese");
+    assert_eq!(
+        selection["modifiers"][0]["optionGroup"]["guid"],
+        "mg-toppings"
+    );
+    assert_eq!(check["payments"][0]["type"], "OTHER");
+    assert_eq!(
+        check["payments"][0]["otherPayment"]["guid"], ONLINE_PAYMENT,
+        "named like the source"
+    );
+    assert!(body.get("deliveryInfo").is_none());
+
+    // The configuration is kept: a second order reads no configuration.
+    mock_toast(|req| {
+        assert!(!req.url.contains("/config/"), "{}", req.url);
+        json_response(
+            200,
+            &toast_order_json("APPROVED", &["NEW"], false, "PAID").to_string(),
+        )
+    });
+    let mut delivery = toast_order();
+    delivery.fulfilment.kind = FulfilmentKind::Delivery;
+    delivery.fulfilment.scheduled_at = None;
+    delivery.fulfilment.delivery_address = vec!["1 Main St".into(), "Apt 2".into()];
+    delivery.payment = None;
+    Toast::submit_order(connection(), delivery).unwrap();
+    let post = testing::take_requests()
+        .into_iter()
+        .find(|r| path_of(&r.url) == "/orders/v2/orders")
+        .unwrap();
+    let body = body_json(&post);
+    assert_eq!(body["diningOption"]["guid"], DELIVERY);
+    assert_eq!(body["promisedDate"], Value::Null, "ASAP");
+    assert_eq!(body["deliveryInfo"]["address1"], "1 Main St");
+    assert_eq!(body["deliveryInfo"]["address2"], "Apt 2");
+    assert!(body["checks"][0].get("payments").is_none());
+}
+
+#[test]
+fn connect_form_settings_win_over_the_configuration() {
+    setup();
+    mock_toast(|req| {
+        assert!(!req.url.contains("/config/"), "{}", req.url);
+        json_response(
+            200,
+            &toast_order_json("APPROVED", &["NEW"], false, "PAID").to_string(),
+        )
+    });
+    let mut conn = connection();
+    conn.credentials
+        .push(("takeout_dining_option".into(), "my-takeout".into()));
+    conn.credentials
+        .push(("payment_type".into(), "my-payment".into()));
+    Toast::submit_order(conn, toast_order()).unwrap();
+    let post = testing::take_requests()
+        .into_iter()
+        .find(|r| path_of(&r.url) == "/orders/v2/orders")
+        .unwrap();
+    let body = body_json(&post);
+    assert_eq!(body["diningOption"]["guid"], "my-takeout");
+    assert_eq!(
+        body["checks"][0]["payments"][0]["otherPayment"]["guid"],
+        "my-payment"
+    );
+}
+
+#[test]
+fn an_ambiguous_payment_type_is_refused_before_the_order_is_sent() {
+    setup();
+    mock_toast(|req| {
+        config_answer(req).unwrap_or_else(|| panic!("no order may be sent: {}", req.url))
+    });
+    let mut order = toast_order();
+    order.payment.as_mut().unwrap().source = "Uber".into();
+    match Toast::submit_order(connection(), order) {
+        Err(ProviderError::Rejected(r)) => {
+            assert_eq!(r.field.as_deref(), Some("payment_type"));
+            assert!(
+                r.message.contains("2 alternate payment types"),
+                "{}",
+                r.message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut order = toast_order();
+    order.lines[0].item_id = None;
+    assert!(matches!(
+        Toast::submit_order(connection(), order),
+        Err(ProviderError::Rejected(r)) if r.field.as_deref() == Some("lines[0].item-id")
+    ));
+}
+
+#[test]
+fn a_duplicate_external_id_answers_the_existing_order() {
+    setup();
+    testing::set_now(NOW);
+    mock_toast(|req| {
+        if let Some(r) = config_answer(req) {
+            return r;
+        }
+        match path_of(&req.url) {
+            "/orders/v2/orders" => json_response(
+                409,
+                r#"{"status":409,"code":2,"message":"An order with this externalId already exists","fieldName":"externalId","requestId":"r1"}"#,
+            ),
+            "/orders/v2/ordersBulk" => {
+                assert!(req.url.contains("pageSize=100"), "{}", req.url);
+                json_response(
+                    200,
+                    &Value::Array(vec![
+                        serde_json::json!({"guid": "someone-else", "externalId": "other", "checks": []}),
+                        toast_order_json("APPROVED", &["SENT", "NEW"], false, "PAID"),
+                    ])
+                    .to_string(),
+                )
+            }
+            other => panic!("unexpected {other}"),
+        }
+    });
+    let status = Toast::submit_order(connection(), toast_order()).unwrap();
+    assert_eq!(status.provider_order_id, "toast-order-1");
+    assert_eq!(status.state, OrderState::InProgress);
+    let posts = testing::take_requests()
+        .iter()
+        .filter(|r| path_of(&r.url) == "/orders/v2/orders")
+        .count();
+    assert_eq!(posts, 1, "never resubmitted");
+}
+
+#[test]
+fn order_errors_map_to_rejected_and_timed_out() {
+    setup();
+    mock_toast(|req| {
+        if let Some(r) = config_answer(req) {
+            return r;
+        }
+        json_response(
+            400,
+            r#"{"status":400,"code":10402,"message":"Modifier group 'Toppings' requires a selection","messageKey":"REQUIRED_MODIFIER","fieldName":"checks[0].selections[0].modifiers","requestId":"r2"}"#,
+        )
+    });
+    match Toast::submit_order(connection(), toast_order()) {
+        Err(ProviderError::Rejected(r)) => {
+            assert_eq!(r.status, Some(400));
+            assert_eq!(r.code.as_deref(), Some("10402"));
+            assert_eq!(
+                r.field.as_deref(),
+                Some("checks[0].selections[0].modifiers")
+            );
+            assert!(r.message.contains("requires a selection"), "{}", r.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    setup();
+    let logins = Rc::new(Cell::new(0));
+    let counter = logins.clone();
+    testing::mock_http(move |req| {
+        if is_login(req) {
+            counter.set(counter.get() + 1);
+            return Ok(login_response(1));
+        }
+        if let Some(r) = config_answer(req) {
+            return Ok(r);
+        }
+        Err(HttpError::Timeout)
+    });
+    assert!(matches!(
+        Toast::submit_order(connection(), toast_order()),
+        Err(ProviderError::TimedOut(_))
+    ));
+}
+
+#[test]
+fn lookup_finds_the_order_by_external_id_or_answers_none() {
+    setup();
+    mock_toast(|req| {
+        assert_eq!(path_of(&req.url), "/orders/v2/ordersBulk");
+        assert!(
+            req.url
+                .contains("startDate=2026-11-18T19%3A00%3A00.000%2B0000"),
+            "48 h back: {}",
+            req.url
+        );
+        json_response(
+            200,
+            &Value::Array(vec![toast_order_json(
+                "APPROVED",
+                &["READY"],
+                false,
+                "PAID",
+            )])
+            .to_string(),
+        )
+    });
+    let found = Toast::lookup_order(connection(), "ord_7Hq2".into())
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.state, OrderState::Ready);
+    assert_eq!(
+        Toast::lookup_order(connection(), "ord_other".into()).unwrap(),
+        None
+    );
+}
+
+/// (approvalStatus, selections' fulfillmentStatus, voided, check paymentStatus, expected
+/// state, expected provider words).
+type StateCase = (
+    &'static str,
+    &'static [&'static str],
+    bool,
+    &'static str,
+    OrderState,
+    &'static str,
+);
+
+#[test]
+fn maps_toast_order_states() {
+    let cases: [StateCase; 8] = [
+        (
+            "NEEDS_APPROVAL",
+            &["NEW"],
+            false,
+            "OPEN",
+            OrderState::Pending,
+            "NEEDS_APPROVAL/NEW",
+        ),
+        (
+            "NOT_APPROVED",
+            &["NEW"],
+            false,
+            "OPEN",
+            OrderState::Rejected,
+            "NOT_APPROVED/NEW",
+        ),
+        (
+            "FUTURE",
+            &["HOLD"],
+            false,
+            "PAID",
+            OrderState::Accepted,
+            "FUTURE/HOLD",
+        ),
+        (
+            "APPROVED",
+            &["NEW", "NEW"],
+            false,
+            "PAID",
+            OrderState::Accepted,
+            "APPROVED/NEW",
+        ),
+        (
+            "APPROVED",
+            &["SENT", "NEW"],
+            false,
+            "PAID",
+            OrderState::InProgress,
+            "APPROVED/SENT",
+        ),
+        (
+            "APPROVED",
+            &["READY", "READY"],
+            false,
+            "PAID",
+            OrderState::Ready,
+            "APPROVED/READY",
+        ),
+        (
+            "APPROVED",
+            &["READY"],
+            false,
+            "CLOSED",
+            OrderState::Completed,
+            "APPROVED/READY",
+        ),
+        (
+            "APPROVED",
+            &["SENT"],
+            true,
+            "PAID",
+            OrderState::Canceled,
+            "APPROVED/SENT (voided)",
+        ),
+    ];
+    for (approval, fulfillment, voided, payment, expected, words) in cases {
+        setup();
+        let order = toast_order_json(approval, fulfillment, voided, payment);
+        mock_toast(move |req| {
+            assert_eq!(path_of(&req.url), "/orders/v2/orders/toast-order-1");
+            json_response(200, &order.to_string())
+        });
+        let status = Toast::get_order_status(connection(), "toast-order-1".into()).unwrap();
+        assert_eq!(
+            (status.state, status.provider_state.as_str()),
+            (expected, words)
+        );
+    }
+    setup();
+    mock_toast(|_| json_response(404, r#"{"status":404,"message":"Not found"}"#));
+    assert!(matches!(
+        Toast::get_order_status(connection(), "nope".into()),
+        Err(ProviderError::Rejected(r)) if r.status == Some(404)
+    ));
+}
+
+#[test]
+fn prices_an_order() {
+    setup();
+    mock_toast(|req| {
+        if let Some(r) = config_answer(req) {
+            return r;
+        }
+        assert_eq!(
+            (req.method, path_of(&req.url)),
+            (Method::Post, "/orders/v2/prices")
+        );
+        assert!(
+            body_json(req)["checks"][0].get("payments").is_none(),
+            "pricing pays nothing"
+        );
+        json_response(
+            200,
+            r#"{"entityType":"Order","checks":[{"amount":21.5,"taxAmount":1.91,"totalAmount":23.41,
+              "selections":[{"item":{"guid":"item-burger"},"quantity":2,"preDiscountPrice":23.00,"price":21.50}]}]}"#,
+        )
+    });
+    let priced = Toast::price_order(connection(), toast_order()).unwrap();
+    assert_eq!(
+        priced,
+        PricedOrder {
+            currency: "USD".into(),
+            subtotal: 2300,
+            tax: 191,
+            discount: 150,
+            total: 2341,
+            lines: vec![("l1".into(), 2150)],
+        }
+    );
+}
+
+const MENUS: &str = r#"{
+  "restaurantGuid": "d3ba8a4b-7ee8-4c1f-9c3a-a2a4f0a7b3e1",
+  "lastUpdated": "2026-11-20T08:00:00.000+0000",
+  "restaurantTimeZone": "America/New_York",
+  "menus": [{
+    "guid": "menu-lunch", "name": "Lunch", "visibility": ["POS", "ORDERING_PARTNERS"],
+    "menuGroups": [{
+      "guid": "group-mains", "name": "Mains", "visibility": ["POS", "ORDERING_PARTNERS"],
+      "menuItems": [
+        {"guid": "item-burger", "multiLocationId": "100", "name": "Burger", "description": "Beef",
+         "price": 10.5, "pricingStrategy": "BASE_PRICE", "modifierGroupReferences": [7],
+         "visibility": ["POS", "ORDERING_PARTNERS"]},
+        {"guid": "item-staff-meal", "name": "Staff meal", "price": 0, "pricingStrategy": "BASE_PRICE",
+         "modifierGroupReferences": [], "visibility": ["POS"]}
+      ],
+      "menuGroups": [{
+        "guid": "group-burgers", "name": "Burgers", "visibility": ["POS", "ORDERING_PARTNERS"],
+        "menuItems": [
+          {"guid": "item-fries", "name": "Fries", "price": null, "pricingStrategy": "SIZE_PRICE",
+           "modifierGroupReferences": [8], "visibility": ["ORDERING_PARTNERS"]}
+        ],
+        "menuGroups": []
+      }]
+    }]
+  }],
+  "modifierGroupReferences": {
+    "7": {"referenceId": 7, "guid": "mg-toppings", "name": "Toppings", "minSelections": 0, "maxSelections": 3,
+          "requiredMode": "OPTIONAL", "modifierOptionReferences": [70, 71]},
+    "8": {"referenceId": 8, "guid": "mg-size", "name": "Size", "minSelections": 1, "maxSelections": 1,
+          "requiredMode": "REQUIRED", "modifierOptionReferences": [80]}
+  },
+  "modifierOptionReferences": {
+    "70": {"referenceId": 70, "guid": "opt-cheese", "name": "Cheese", "price": 1.0, "isDefault": true},
+    "71": {"referenceId": 71, "guid": "opt-bacon", "name": "Bacon", "price": 2.25, "isDefault": false},
+    "80": {"referenceId": 80, "guid": "opt-large", "name": "Large", "price": 4.5, "isDefault": false}
+  }
+}"#;
+
+#[test]
+fn fetches_the_menu_only_when_metadata_moved() {
+    setup();
+    state::set_string(CURRENCY_KEY, "USD").unwrap();
+    mock_toast(|req| match path_of(&req.url) {
+        "/menus/v2/metadata" => json_response(
+            200,
+            r#"{"restaurantGuid":"d3ba8a4b-7ee8-4c1f-9c3a-a2a4f0a7b3e1","lastUpdated":"2026-11-20T08:00:00.000+0000"}"#,
+        ),
+        "/menus/v2/menus" => json_response(200, MENUS),
+        other => panic!("unexpected {other}"),
+    });
+    let unchanged = Toast::fetch_catalog(
+        connection(),
+        CatalogRequest {
+            cursor: None,
+            since: Some("2026-11-20T08:00:00.000+0000".into()),
+        },
+    )
+    .unwrap();
+    assert!(unchanged.unchanged && unchanged.items.is_empty());
+    assert_eq!(
+        unchanged.sync_token.as_deref(),
+        Some("2026-11-20T08:00:00.000+0000")
+    );
+    let data_calls: Vec<String> = testing::take_requests()
+        .iter()
+        .filter(|r| !is_login(r))
+        .map(|r| path_of(&r.url).to_owned())
+        .collect();
+    assert_eq!(data_calls, ["/menus/v2/metadata"], "one metadata call");
+
+    let page = Toast::fetch_catalog(
+        connection(),
+        CatalogRequest {
+            cursor: None,
+            since: Some("2026-11-19T08:00:00.000+0000".into()),
+        },
+    )
+    .unwrap();
+    assert!(page.full_snapshot && !page.unchanged && page.next_cursor.is_none());
+    assert_eq!(
+        page.sync_token.as_deref(),
+        Some("2026-11-20T08:00:00.000+0000")
+    );
+    assert_eq!(
+        page.categories,
+        vec![
+            CatalogCategory {
+                provider_id: "menu-lunch".into(),
+                name: "Lunch".into(),
+                parent_id: None
+            },
+            CatalogCategory {
+                provider_id: "group-mains".into(),
+                name: "Mains".into(),
+                parent_id: Some("menu-lunch".into())
+            },
+            CatalogCategory {
+                provider_id: "group-burgers".into(),
+                name: "Burgers".into(),
+                parent_id: Some("group-mains".into())
+            },
+        ]
+    );
+    let item = |id: &str| page.items.iter().find(|i| i.provider_id == id).unwrap();
+    let burger = item("item-burger");
+    assert_eq!(
+        burger.variations,
+        vec![CatalogVariation {
+            provider_id: "item-burger".into(),
+            name: "Burger".into(),
+            price: Some(1050)
+        }]
+    );
+    assert_eq!(burger.category_ids, ["group-mains"]);
+    assert_eq!(
+        burger.modifier_groups,
+        vec![ModifierGroupRef {
+            group_id: "mg-toppings".into(),
+            min_selected: None,
+            max_selected: None
+        }]
+    );
+    assert!(burger.orderable);
+    assert!(
+        !item("item-staff-meal").orderable,
+        "not visible to ordering partners"
+    );
+    let fries = item("item-fries");
+    assert_eq!(fries.variations[0].price, None, "SIZE_PRICE");
+    assert_eq!(fries.category_ids, ["group-burgers"]);
+    assert_eq!(
+        page.modifier_groups,
+        vec![
+            ModifierGroup {
+                provider_id: "mg-toppings".into(),
+                name: "Toppings".into(),
+                min_selected: 0,
+                max_selected: Some(3),
+                required: false,
+                options: vec![
+                    ModifierOption {
+                        provider_id: "opt-cheese".into(),
+                        name: "Cheese".into(),
+                        price: 100,
+                        is_default: true
+                    },
+                    ModifierOption {
+                        provider_id: "opt-bacon".into(),
+                        name: "Bacon".into(),
+                        price: 225,
+                        is_default: false
+                    },
+                ],
+            },
+            ModifierGroup {
+                provider_id: "mg-size".into(),
+                name: "Size".into(),
+                min_selected: 1,
+                max_selected: Some(1),
+                required: true,
+                options: vec![ModifierOption {
+                    provider_id: "opt-large".into(),
+                    name: "Large".into(),
+                    price: 450,
+                    is_default: false
+                }],
+            },
+        ]
+    );
+}
+
+#[test]
+fn reads_and_writes_stock() {
+    setup();
+    mock_toast(|req| match (req.method, path_of(&req.url)) {
+        (Method::Get, "/stock/v1/inventory") => json_response(
+            200,
+            r#"[{"guid":"item-burger","multiLocationId":"100","status":"OUT_OF_STOCK","quantity":null,"versionId":3},
+                {"guid":"item-fries","status":"QUANTITY","quantity":4.5,"versionId":9}]"#,
+        ),
+        (Method::Post, "/stock/v1/inventory/search") => {
+            assert_eq!(
+                body_json(req),
+                serde_json::json!({"guids": ["item-burger", "item-cake"]})
+            );
+            json_response(200, r#"[{"guid":"item-burger","status":"OUT_OF_STOCK"}]"#)
+        }
+        (Method::Put, "/stock/v1/inventory/update") => {
+            let raw = String::from_utf8(req.body.clone().unwrap()).unwrap();
+            assert_eq!(
+                raw,
+                r#"[{"guid":"item-burger","status":"IN_STOCK"},{"guid":"item-fries","quantity":0,"status":"QUANTITY"},{"guid":"item-cake","status":"OUT_OF_STOCK"}]"#
+            );
+            json_response(
+                200,
+                r#"[{"guid":"item-burger","status":"IN_STOCK"},{"guid":"item-fries","status":"QUANTITY","quantity":0},{"guid":"item-cake","status":"OUT_OF_STOCK"}]"#,
+            )
+        }
+        other => panic!("unexpected {other:?}"),
+    });
+    let stock = |id: &str, status: StockStatus, quantity: Option<&str>| Availability {
+        provider_id: id.into(),
+        status,
+        quantity: quantity.map(str::to_owned),
+        until: None,
+    };
+    assert_eq!(
+        Toast::get_availability(connection(), vec![]).unwrap(),
+        vec![
+            stock("item-burger", StockStatus::OutOfStock, None),
+            stock("item-fries", StockStatus::Quantity, Some("4.5")),
+        ]
+    );
+    assert_eq!(
+        Toast::get_availability(connection(), vec!["item-burger".into(), "item-cake".into()])
+            .unwrap(),
+        vec![
+            stock("item-burger", StockStatus::OutOfStock, None),
+            stock("item-cake", StockStatus::InStock, None),
+        ]
+    );
+    let now = Toast::set_availability(
+        connection(),
+        vec![
+            stock("item-burger", StockStatus::InStock, None),
+            stock("item-fries", StockStatus::Quantity, Some("0")),
+            stock("item-cake", StockStatus::OutOfStock, None),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        now,
+        vec![
+            stock("item-burger", StockStatus::InStock, None),
+            stock("item-fries", StockStatus::OutOfStock, Some("0")),
+            stock("item-cake", StockStatus::OutOfStock, None),
+        ]
+    );
+    testing::take_requests();
+    assert!(matches!(
+        Toast::set_availability(connection(), vec![stock("item-fries", StockStatus::Quantity, Some("lots"))]),
+        Err(ProviderError::Rejected(r)) if r.field.as_deref() == Some("changes[0]")
+    ));
+    assert!(
+        testing::take_requests().is_empty(),
+        "a bad change sends nothing"
+    );
+}
+
+fn toast_webhook(event_type: &str, details: &str) -> Webhook {
+    let body = format!(
+        r#"{{"timestamp":"2026-11-20T19:05:00.000+0000","eventCategory":"x","eventType":"{event_type}","guid":"ev-{event_type}","details":{details}}}"#
+    );
+    Webhook {
+        url: "https://hooks.example/toast".into(),
+        headers: vec![],
+        body: body.into_bytes(),
+    }
+}
+
+#[test]
+fn parses_order_menu_and_stock_webhooks() {
+    setup();
+    state::set_string(CURRENCY_KEY, "USD").unwrap();
+    let order = toast_order_json("APPROVED", &["SENT"], false, "PAID");
+    let details = serde_json::json!({"restaurantGuid": GUID, "order": order}).to_string();
+    let event = Toast::parse_webhook(toast_webhook("order_updated", &details)).unwrap();
+    assert_eq!(event.order_updates.len(), 1);
+    let update = &event.order_updates[0];
+    assert_eq!(update.provider_order_id, "toast-order-1");
+    assert_eq!(
+        update.version,
+        Some(time::parse_timestamp("2026-11-20T19:02:03.456Z").unwrap())
+    );
+    assert_eq!(
+        update.status.as_ref().map(|s| s.state),
+        Some(OrderState::InProgress)
+    );
+    assert_eq!(event.transactions.len(), 1, "still a sale too");
+
+    let event = Toast::parse_webhook(toast_webhook(
+        "menus_updated",
+        &format!(r#"{{"restaurantGuid":"{GUID}","publishedDate":"2026-11-20T19:04:00.000+0000"}}"#),
+    ))
+    .unwrap();
+    assert!(
+        event.catalog_changed && event.order_updates.is_empty() && event.transactions.is_empty()
+    );
+
+    for (kind, quantity, expected) in [
+        ("out_of_stock", "null", StockStatus::OutOfStock),
+        ("in_stock", "null", StockStatus::InStock),
+        ("low_quantity", "3", StockStatus::Quantity),
+    ] {
+        let details = format!(
+            r#"{{"itemGuid":"item-burger","restaurantGuid":"{GUID}","status":"x","quantity":{quantity},"multiLocationId":"100"}}"#
+        );
+        let event = Toast::parse_webhook(toast_webhook(kind, &details)).unwrap();
+        assert_eq!(event.availability.len(), 1, "{kind}");
+        assert_eq!(event.availability[0].provider_id, "item-burger");
+        assert_eq!(event.availability[0].status, expected, "{kind}");
+    }
+    assert!(matches!(
+        Toast::parse_webhook(toast_webhook("out_of_stock", "{}")),
+        Err(ProviderError::BadPayload(_))
+    ));
 }
