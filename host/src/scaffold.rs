@@ -2,7 +2,7 @@
 //! any directory, with stock `cargo build --target wasm32-wasip2` and nothing from a
 //! posbridge checkout.
 //!
-//! The crate depends on `posbridge-plugin-sdk = "0.2"` the way it will once the SDK is on
+//! The crate depends on `posbridge-plugin-sdk = "0.3"` the way it will once the SDK is on
 //! crates.io. Until then the SDK's sources, embedded in this binary at build time, are
 //! written to `vendor/posbridge-plugin-sdk/` beside it and `[patch.crates-io]` points there;
 //! the SDK's own dependencies come from the package registry as usual. Deleting the patch
@@ -22,7 +22,7 @@ pub enum Kind {
 }
 
 /// The SDK version requirement the scaffold writes: the contract the host speaks newest.
-pub const SDK_REQUIREMENT: &str = "0.2";
+pub const SDK_REQUIREMENT: &str = "0.3";
 
 /// Where the vendored SDK goes, relative to the new crate.
 const VENDOR_DIR: &str = "vendor/posbridge-plugin-sdk";
@@ -268,7 +268,7 @@ mod tests {
         );
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("Cargo.toml");
         assert!(
-            manifest.contains("posbridge-plugin-sdk = \"0.2\""),
+            manifest.contains("posbridge-plugin-sdk = \"0.3\""),
             "{manifest}"
         );
         assert!(
