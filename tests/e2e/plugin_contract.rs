@@ -1,7 +1,7 @@
-//! Plugin contract 0.2 beside 0.1: components built from the frozen 0.1.0 WIT keep
-//! installing and running next to the 0.2 bundled ones; a 0.2 hook's `validate-config`
-//! refuses a bad binding configuration with 422 naming the field (on create and on PATCH);
-//! a 0.2 provider's staff, line items and refunds reach the stored sale and its event.
+//! Plugin contracts side by side: components built from the frozen 0.1.0 and 0.2.0 WIT keep
+//! installing and running next to the 0.3 bundled ones; a hook's `validate-config` (0.2 and
+//! later) refuses a bad binding configuration with 422 naming the field (on create and on
+//! PATCH); staff, line items and refunds (0.2 and later) reach the stored sale and its event.
 
 use std::time::{Duration, Instant};
 
@@ -68,14 +68,35 @@ async fn contract_versions_run_side_by_side(backend: Backend) {
     for bundled in ["local-pos", "order-size-flag", "square"] {
         assert_eq!(
             manifest(&admin, bundled).await["contract"],
-            "0.2",
+            "0.3",
             "{bundled}"
         );
     }
+    // A 0.3 provider declares its write and catalog side; one built on 0.3 that takes no
+    // orders declares none of it.
+    let square = manifest(&admin, "square").await["capabilities"].clone();
+    for capability in [
+        "submit-orders",
+        "price-orders",
+        "order-status",
+        "fetch-catalog",
+    ] {
+        assert!(
+            square
+                .as_array()
+                .is_some_and(|c| c.iter().any(|v| v == capability)),
+            "square declares {capability}: {square}"
+        );
+    }
+    let local = manifest(&admin, "local-pos").await["capabilities"].clone();
+    assert!(
+        !local.to_string().contains("submit-orders"),
+        "local-pos takes no orders through the contract: {local}"
+    );
     let schema = manifest(&admin, "order-size-flag").await["config_schema"].clone();
     assert_eq!(
         schema["properties"]["threshold"]["type"], "integer",
-        "the 0.2 hook's schema is in its manifest: {schema}"
+        "the hook's schema is in its manifest: {schema}"
     );
     assert!(manifest(&admin, "test-legacy-hook").await["config_schema"].is_null());
 
@@ -90,7 +111,7 @@ async fn contract_versions_run_side_by_side(backend: Backend) {
         )
         .await;
     legacy_binding.expect(201);
-    // The 0.2 hook next to it checks its configuration.
+    // The 0.3 hook next to it checks its configuration.
     assert_refused_naming(
         &manager
             .post(
@@ -128,7 +149,7 @@ async fn contract_versions_run_side_by_side(backend: Backend) {
     assert_eq!(seen["data"]["external_id"], "old-1", "{seen}");
     assert_eq!(seen["data"]["config"]["anything"][0], "goes", "{seen}");
 
-    // A sale with 0.2's details through the 0.2 local-pos provider.
+    // A sale with 0.2's details through the 0.3 local-pos provider.
     till.post(
         "/transactions",
         &json!({"venue": "downtown", "transactions": [{
@@ -170,6 +191,37 @@ async fn contract_versions_run_side_by_side(backend: Backend) {
     let legacy = all_transactions(&manager, "legacy").await;
     assert_eq!(legacy[0]["line_items"], json!([]), "{legacy:?}");
     assert!(legacy[0]["staff"].is_null(), "{legacy:?}");
+
+    // A component built on 0.2, now that the bundled ones are 0.3: it installs as 0.2 and
+    // its sales keep 0.2's details.
+    let v02 = crate::install_plugin(&srv, "test_v02_provider").await;
+    assert_eq!(
+        v02.expect(201)["manifest"]["contract"],
+        "0.2",
+        "{}",
+        v02.text
+    );
+    manager
+        .post(
+            "/pos/connect",
+            &json!({"venue": "terrace", "provider": "test-v02-provider"}),
+        )
+        .await
+        .expect(200);
+    till.post(
+        "/transactions",
+        &json!({"venue": "terrace", "sales": [{"id": "mid-1", "total": 2400, "at": 1_764_000_000_000i64, "staff": "Bo"}]}),
+    )
+    .await
+    .expect(200);
+    let recorded = next_sale_event(&mut ws).await;
+    assert_eq!(recorded["data"]["external_id"], "mid-1", "{recorded}");
+    assert_eq!(recorded["data"]["provider"], "test-v02-provider");
+    assert_eq!(recorded["data"]["staff"]["name"], "Bo", "{recorded}");
+    assert_eq!(
+        recorded["data"]["line_items"][0]["total"], 2400,
+        "{recorded}"
+    );
 }
 
 async fn hook_config_is_checked_on_create_and_patch(backend: Backend) {

@@ -650,7 +650,7 @@ async fn scaffolded_plugins_build_and_pass_the_check() {
             check.stdout
         );
         assert!(
-            check.stdout.contains("\"contract\": \"0.2\""),
+            check.stdout.contains("\"contract\": \"0.3\""),
             "{}",
             check.stdout
         );

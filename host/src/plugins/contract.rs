@@ -39,7 +39,9 @@ pub struct Manifest {
     pub contract: String,
     /// Hosts it declares.
     pub allowed_hosts: Vec<String>,
-    /// Provider capabilities (`validate`, `fetch-transactions`, `webhooks`, `push`).
+    /// Provider capabilities (`validate`, `fetch-transactions`, `webhooks`, `push`, and since
+    /// contract 0.3 `submit-orders`, `price-orders`, `order-status`, `fetch-catalog`,
+    /// `fetch-catalog-incremental`, `read-availability`, `write-availability`).
     #[serde(default)]
     pub capabilities: Vec<String>,
     /// Provider credential fields.
