@@ -53,6 +53,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     let tenant = terminals::tenant_routes()
         .merge(ledger::routes())
         .merge(orders::routes())
+        .merge(crate::menus::routes())
         .merge(reports::routes())
         .merge(providers::routes())
         .merge(rules::routes())

@@ -23,6 +23,7 @@ pub mod idempotency;
 pub mod key_checks;
 pub mod lease;
 pub mod ledger;
+pub mod menus;
 pub mod locks;
 pub mod metrics;
 pub mod money;

@@ -129,6 +129,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         webhook_acks: Arc::default(),
         hooks_wakeup: Arc::default(),
         keys: KeyCache::default(),
+        menu_cache: crate::menus::MenuCache::default(),
         rate_limits: crate::ratelimit::RateLimits::new(config.rate_limit),
         operator: Arc::new(operator),
         config: Arc::new(config.clone()),

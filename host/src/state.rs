@@ -44,6 +44,8 @@ pub struct AppState {
     pub webhook_acks: Arc<crate::providers::AckActivity>,
     /// Wakes the hook dispatcher (a binding was resumed or changed, a worker finished).
     pub hooks_wakeup: Arc<tokio::sync::Notify>,
+    /// Served menu documents (see [`crate::menus::MenuCache`]).
+    pub menu_cache: crate::menus::MenuCache,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
     /// Long-lived tasks (WebSocket sessions) shutdown waits for.

@@ -37,6 +37,7 @@ const KNOWN_TANGLE: &[&str] = &[
     "hooks",
     "idempotency",
     "ledger",
+    "menus",
     "metrics",
     "orders",
     "plugins_api",
