@@ -198,7 +198,8 @@ async fn store_content(
     previous: Option<&Stored>,
     content: MenuContent,
 ) -> Result<Option<MenuMeta>, MenuError> {
-    let encode = |e: serde_json::Error| MenuError::Store(StoreError::Sqlx(sqlx::Error::Encode(Box::new(e))));
+    let encode =
+        |e: serde_json::Error| MenuError::Store(StoreError::Sqlx(sqlx::Error::Encode(Box::new(e))));
     let content_hash = sha256_hex(&serde_json::to_vec(&content).map_err(encode)?);
     if previous.is_some_and(|p| p.content_hash == content_hash) {
         return Ok(None);
@@ -704,9 +705,8 @@ async fn put_menu_route(
 ) -> ApiResult<Json<MenuMeta>> {
     check_venue(&venue)?;
     let mut de = serde_json::Deserializer::from_slice(&body.bytes);
-    let content: MenuContent = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        MenuError::Malformed(format!("invalid menu: {}: {}", e.path(), e.inner()))
-    })?;
+    let content: MenuContent = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| MenuError::Malformed(format!("invalid menu: {}: {}", e.path(), e.inner())))?;
     model::validate(&content).map_err(MenuError::Invalid)?;
     let shared = Arc::new((caller.scope, venue, content));
     let (meta, _) = write(&app, move |tx| {
@@ -761,7 +761,9 @@ async fn get_store_status(
     Path((_tenant, venue)): Path<(String, String)>,
 ) -> ApiResult<Json<StoreStatus>> {
     check_venue(&venue)?;
-    Ok(Json(read_store_status(&app.store, &caller.scope, &venue).await?))
+    Ok(Json(
+        read_store_status(&app.store, &caller.scope, &venue).await?,
+    ))
 }
 
 /// Sets a venue's store status (any key: a manager or the venue's terminal). Terminals
@@ -816,12 +818,19 @@ mod tests {
             IdSpace::Canonical,
         )
         .unwrap();
-        assert_eq!(applied.len(), 2, "double was already available: {applied:?}");
+        assert_eq!(
+            applied.len(),
+            2,
+            "double was already available: {applied:?}"
+        );
         assert!(c.items[1].sold_out && c.modifier_groups[0].options[2].sold_out);
         let err = apply_availability(
             &mut sample(),
             "main",
-            &[change(EntryKind::Item, "fries", true), change(EntryKind::Option, "gravy", true)],
+            &[
+                change(EntryKind::Item, "fries", true),
+                change(EntryKind::Option, "gravy", true),
+            ],
             IdSpace::Canonical,
         )
         .unwrap_err();
@@ -842,7 +851,10 @@ mod tests {
     #[test]
     fn if_none_match_lists_and_wildcards() {
         let mut h = HeaderMap::new();
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"a\", W/\"b\""));
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"a\", W/\"b\""),
+        );
         assert!(none_match(&h, "\"b\""));
         assert!(none_match(&h, "\"a\""));
         assert!(!none_match(&h, "\"c\""));

@@ -173,13 +173,17 @@ fn check_line(index: &MenuIndex<'_>, n: usize, line: &OrderLine) -> Result<(), O
         )
     })?;
     let variation = match &line.variation_id {
-        Some(id) => item.variations.iter().find(|v| &v.id == id).ok_or_else(|| {
-            refuse(
-                RefusalReason::UnknownVariation,
-                at,
-                format!("line {n}: item {:?} has no variation {id:?}", item.id),
-            )
-        })?,
+        Some(id) => item
+            .variations
+            .iter()
+            .find(|v| &v.id == id)
+            .ok_or_else(|| {
+                refuse(
+                    RefusalReason::UnknownVariation,
+                    at,
+                    format!("line {n}: item {:?} has no variation {id:?}", item.id),
+                )
+            })?,
         None if item.variations.len() == 1 => &item.variations[0],
         None => {
             return Err(refuse(
@@ -330,7 +334,11 @@ mod tests {
         }
     }
 
-    fn reason(menu: &Menu, status: &StoreStatus, lines: &[OrderLine]) -> (RefusalReason, Option<usize>) {
+    fn reason(
+        menu: &Menu,
+        status: &StoreStatus,
+        lines: &[OrderLine],
+    ) -> (RefusalReason, Option<usize>) {
         let r = check_order(menu, status, lines).unwrap_err();
         (r.reason, r.line)
     }
@@ -338,7 +346,11 @@ mod tests {
     #[test]
     fn a_valid_order_passes_even_when_busy() {
         let lines = [
-            line("burger", Some("double"), &[("sauce", "bbq"), ("extras", "cheese")]),
+            line(
+                "burger",
+                Some("double"),
+                &[("sauce", "bbq"), ("extras", "cheese")],
+            ),
             line("fries", None, &[]),
         ];
         check_order(&menu(), &open(), &lines).unwrap();
@@ -366,7 +378,11 @@ mod tests {
             (RefusalReason::UnknownItem, Some(1))
         );
         assert_eq!(
-            reason(&m, &open(), &[line("burger", Some("triple"), &[("sauce", "mayo")])]),
+            reason(
+                &m,
+                &open(),
+                &[line("burger", Some("triple"), &[("sauce", "mayo")])]
+            ),
             (RefusalReason::UnknownVariation, Some(0))
         );
         assert_eq!(
@@ -374,7 +390,15 @@ mod tests {
             (RefusalReason::VariationRequired, Some(0))
         );
         assert_eq!(
-            reason(&m, &open(), &[ok.clone(), ok.clone(), line("burger", Some("single"), &[("sauce", "mustard")])]),
+            reason(
+                &m,
+                &open(),
+                &[
+                    ok.clone(),
+                    ok.clone(),
+                    line("burger", Some("single"), &[("sauce", "mustard")])
+                ]
+            ),
             (RefusalReason::UnknownOption, Some(2))
         );
         // A group on the menu but not offered with this item.
@@ -383,29 +407,47 @@ mod tests {
             (RefusalReason::UnknownOption, Some(0))
         );
         let r = check_order(&m, &open(), &[line("pizza", None, &[])]).unwrap_err();
-        assert!(r.message.contains("line 0") && r.message.contains("pizza"), "{}", r.message);
-        assert_eq!(ApiError::from(r).status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            r.message.contains("line 0") && r.message.contains("pizza"),
+            "{}",
+            r.message
+        );
+        assert_eq!(
+            ApiError::from(r).status,
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY
+        );
     }
 
     #[test]
     fn modifier_bounds() {
         let m = menu();
         assert_eq!(
-            reason(&m, &open(), &[line("burger", Some("single"), &[("extras", "bacon")])]),
+            reason(
+                &m,
+                &open(),
+                &[line("burger", Some("single"), &[("extras", "bacon")])]
+            ),
             (RefusalReason::MissingRequiredModifier, Some(0))
         );
         assert_eq!(
             reason(
                 &m,
                 &open(),
-                &[line("burger", Some("single"), &[("sauce", "mayo"), ("sauce", "bbq"), ("sauce", "ketchup")])]
+                &[line(
+                    "burger",
+                    Some("single"),
+                    &[("sauce", "mayo"), ("sauce", "bbq"), ("sauce", "ketchup")]
+                )]
             ),
             (RefusalReason::TooManyModifiers, Some(0))
         );
         // Quantities count toward the maximum.
         let mut l = line("burger", Some("single"), &[("sauce", "mayo")]);
         l.modifiers[0].quantity = 3;
-        assert_eq!(reason(&m, &open(), &[l]), (RefusalReason::TooManyModifiers, Some(0)));
+        assert_eq!(
+            reason(&m, &open(), &[l]),
+            (RefusalReason::TooManyModifiers, Some(0))
+        );
         // `required` with min 0 still needs one.
         let mut m2 = m.clone();
         m2.modifier_groups[0].min_selected = 0;
@@ -425,23 +467,43 @@ mod tests {
         );
         let mut m = menu();
         m.items[0].variations[1].sold_out = true;
-        check_order(&m, &open(), &[line("burger", Some("single"), &[("sauce", "mayo")])]).unwrap();
+        check_order(
+            &m,
+            &open(),
+            &[line("burger", Some("single"), &[("sauce", "mayo")])],
+        )
+        .unwrap();
         assert_eq!(
-            reason(&m, &open(), &[line("burger", Some("double"), &[("sauce", "mayo")])]),
+            reason(
+                &m,
+                &open(),
+                &[line("burger", Some("double"), &[("sauce", "mayo")])]
+            ),
             (RefusalReason::ItemSoldOut, Some(0))
         );
         let mut m = menu();
         m.modifier_groups[0].options[2].sold_out = true;
-        let r = check_order(&m, &open(), &[line("burger", Some("single"), &[("sauce", "bbq")])]).unwrap_err();
+        let r = check_order(
+            &m,
+            &open(),
+            &[line("burger", Some("single"), &[("sauce", "bbq")])],
+        )
+        .unwrap_err();
         assert_eq!((r.reason, r.line), (RefusalReason::OptionSoldOut, Some(0)));
         assert_eq!(ApiError::from(r).status, axum::http::StatusCode::CONFLICT);
     }
 
     #[test]
     fn empty_orders_and_zero_quantities_are_refused() {
-        assert_eq!(reason(&menu(), &open(), &[]), (RefusalReason::EmptyOrder, None));
+        assert_eq!(
+            reason(&menu(), &open(), &[]),
+            (RefusalReason::EmptyOrder, None)
+        );
         let mut l = line("fries", None, &[]);
         l.quantity = 0;
-        assert_eq!(reason(&menu(), &open(), &[l]), (RefusalReason::InvalidQuantity, Some(0)));
+        assert_eq!(
+            reason(&menu(), &open(), &[l]),
+            (RefusalReason::InvalidQuantity, Some(0))
+        );
     }
 }

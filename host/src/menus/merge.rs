@@ -92,7 +92,8 @@ pub fn merge_content(current: &MenuContent, catalog: &ProviderCatalog) -> MenuCo
         let groups: HashSet<&str> = up.modifier_groups.iter().map(|g| g.id.as_str()).collect();
         out.categories.retain(|c| keep(&c.provider_id, &cats));
         out.items.retain(|i| keep(&i.provider_id, &items));
-        out.modifier_groups.retain(|g| keep(&g.provider_id, &groups));
+        out.modifier_groups
+            .retain(|g| keep(&g.provider_id, &groups));
     }
 
     // Categories.
@@ -321,9 +322,15 @@ mod tests {
         validate(&merged).unwrap();
         assert_eq!(merged.items[0].id, "P-burger");
         assert_eq!(merged.items[0].provider_id.as_deref(), Some("P-burger"));
-        assert_eq!(merged.items[0].modifier_group_ids, vec!["P-sauce", "P-extras"]);
+        assert_eq!(
+            merged.items[0].modifier_group_ids,
+            vec!["P-sauce", "P-extras"]
+        );
         // The same catalog again changes nothing.
-        assert_eq!(merge_content(&merged, &full(as_provider(&sample()))), merged);
+        assert_eq!(
+            merge_content(&merged, &full(as_provider(&sample()))),
+            merged
+        );
     }
 
     #[test]
@@ -337,7 +344,10 @@ mod tests {
         validate(&merged).unwrap();
         assert_eq!(merged.items[1].id, "fries");
         assert_eq!(merged.items[1].name, "Fries (large)");
-        assert!(merged.items[1].sold_out, "kept: the catalog carries no stock");
+        assert!(
+            merged.items[1].sold_out,
+            "kept: the catalog carries no stock"
+        );
         assert!(merged.modifier_groups[0].options[0].sold_out);
         assert_eq!(merged.items[0].modifier_group_ids, vec!["sauce", "extras"]);
         let mut with_stock = full(catalog);
@@ -388,7 +398,11 @@ mod tests {
         assert_eq!(merged.items.len(), 1, "fries lost its only variation");
         assert_eq!(merged.items[0].variations[0].price.get(), 950);
         assert_eq!(merged.items[0].variations[0].id, "single");
-        assert!(merged.items[0].category_ids.is_empty(), "{:?}", merged.items[0]);
+        assert!(
+            merged.items[0].category_ids.is_empty(),
+            "{:?}",
+            merged.items[0]
+        );
         assert_eq!(merged.modifier_groups[1].options.len(), 1);
         assert!(merged.categories.is_empty());
     }

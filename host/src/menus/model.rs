@@ -300,7 +300,10 @@ pub fn validate(menu: &MenuContent) -> Result<(), Vec<MenuProblem>> {
         p.provider_id(&format!("{at}.provider_id"), c.provider_id.as_deref());
         p.text(&format!("{at}.name"), &c.name, MAX_NAME_CHARS, true);
         if !category_ids.insert(c.id.as_str()) {
-            p.add(format!("{at}.id"), format!("duplicate category id {:?}", c.id));
+            p.add(
+                format!("{at}.id"),
+                format!("duplicate category id {:?}", c.id),
+            );
         }
         if let Some(pid) = &c.provider_id {
             if !category_pids.insert(pid.as_str()) {
@@ -341,7 +344,10 @@ pub fn validate(menu: &MenuContent) -> Result<(), Vec<MenuProblem>> {
         }
         if let Some(max) = g.max_selected {
             if max == 0 {
-                p.add(format!("{at}.max_selected"), "must be at least 1 (or absent)");
+                p.add(
+                    format!("{at}.max_selected"),
+                    "must be at least 1 (or absent)",
+                );
             } else if g.effective_min() > max {
                 p.add(
                     format!("{at}.min_selected"),
@@ -386,7 +392,10 @@ pub fn validate(menu: &MenuContent) -> Result<(), Vec<MenuProblem>> {
             );
         }
         if !item_ids.insert(item.id.as_str()) {
-            p.add(format!("{at}.id"), format!("duplicate item id {:?}", item.id));
+            p.add(
+                format!("{at}.id"),
+                format!("duplicate item id {:?}", item.id),
+            );
         }
         if let Some(pid) = &item.provider_id {
             if !item_pids.insert(pid.as_str()) {
@@ -663,7 +672,9 @@ pub(crate) mod tests {
         for ok in ["0", "8.875", "100", "100.0", "7.25"] {
             assert!(valid_percentage(ok), "{ok}");
         }
-        for bad in ["", "-1", "100.5", "8.", ".5", "8.12345", "abc", "1e2", "101"] {
+        for bad in [
+            "", "-1", "100.5", "8.", ".5", "8.12345", "abc", "1e2", "101",
+        ] {
             assert!(!valid_percentage(bad), "{bad}");
         }
     }

@@ -126,7 +126,9 @@ pub async fn read(
             )))
         })?,
         extra_prep_minutes: minutes.and_then(|m| u32::try_from(m).ok()),
-        updated_at: Some(rfc3339(row.try_get("updated_at").map_err(StoreError::from)?)),
+        updated_at: Some(rfc3339(
+            row.try_get("updated_at").map_err(StoreError::from)?,
+        )),
     })
 }
 
