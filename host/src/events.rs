@@ -41,7 +41,7 @@ pub enum EventKind {
     TransactionRecorded,
     /// A spend rule unlocked a tier (and access level) for a customer.
     TierUnlocked,
-    /// A venue's menu content changed (a `PUT`, or a provider catalog merged).
+    /// A venue's menu content changed (a `PUT` of a different menu).
     MenuUpdated,
     /// Items, variations or options of a venue's menu were sold out or came back.
     ItemAvailabilityChanged,

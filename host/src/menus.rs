@@ -3,15 +3,14 @@
 //! ids behind every entry), availability changes (86), and the store status.
 //!
 //! A menu is stored as the exact JSON document `GET` serves, with a strong ETag and a
-//! version; every change (a `PUT`, a provider catalog merge, availability) goes through the
-//! logged-write path and appends its event in the same transaction. Reads keep the document
+//! version; every change (a `PUT`, availability) goes through the logged-write path and
+//! appends its event in the same transaction. Reads keep the document
 //! bytes per venue in memory ([`MenuCache`]) and check only the stored version, so a `GET`
 //! never rebuilds or re-serialises the document and a `304` is one indexed lookup, while a
 //! change made by any host of a cluster is seen at the next request.
 
 mod cache;
 pub mod check;
-pub mod merge;
 pub mod model;
 pub mod status;
 
@@ -30,11 +29,10 @@ use utoipa_axum::routes;
 
 pub use cache::MenuCache;
 pub use check::{check_order, OrderLine, OrderModifier, OrderRefusal, RefusalReason};
-pub use merge::{CatalogDeletion, CatalogMode, EntryKind, ProviderCatalog};
 pub use model::{Menu, MenuContent, MenuProblem};
 pub use status::{StoreState, StoreStatus, StoreStatusChange};
 
-use crate::auth::{TenantScope, TerminalCaller};
+use crate::auth::{ManagerCaller, TenantScope, TerminalCaller};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{EventKind, LoggedTx};
 use crate::extract::{ApiJson, JsonBody};
@@ -43,7 +41,7 @@ use crate::store::{now_micros, rfc3339, Backend, Store, StoreError, TransientCon
 
 /// Largest body of a menu `PUT`: a 20,000-item menu with sizes and modifiers, far above the
 /// host-wide 1 MiB.
-pub const MAX_MENU_BODY_BYTES: usize = 32 * 1024 * 1024;
+pub const MAX_MENU_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Most availability changes in one request.
 const MAX_AVAILABILITY_CHANGES: usize = 1_000;
@@ -57,9 +55,6 @@ pub enum MenuError {
     /// The menu breaks the rules of [`model::validate`].
     #[error("invalid menu: {}", join(.0))]
     Invalid(Vec<MenuProblem>),
-    /// A provider's catalog merged into an invalid menu; nothing was stored.
-    #[error("the provider's catalog makes an invalid menu: {}", join(.0))]
-    InvalidCatalog(Vec<MenuProblem>),
     /// The body is not a menu (wrong types, unknown fields), located by JSON path.
     #[error("{0}")]
     Malformed(String),
@@ -120,7 +115,6 @@ impl From<MenuError> for ApiError {
             MenuError::Invalid(_) | MenuError::Malformed(_) => {
                 ApiError::unprocessable("invalid_menu", message)
             }
-            MenuError::InvalidCatalog(_) => ApiError::unprocessable("invalid_catalog", message),
             MenuError::InvalidAvailability(_) => {
                 ApiError::unprocessable("invalid_availability", message)
             }
@@ -250,18 +244,7 @@ async fn store_content(
         categories: menu.categories.len(),
         items: menu.items.len(),
         modifier_groups: menu.modifier_groups.len(),
-        source: MenuSource::Api,
     }))
-}
-
-/// Who last changed a menu's content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum MenuSource {
-    /// A `PUT` through the API (local-POS venues).
-    Api,
-    /// A provider catalog merged by the sync.
-    Provider,
 }
 
 /// A menu's identity after a write: the answer of `PUT` and the data of `menu_updated`
@@ -282,31 +265,29 @@ pub struct MenuMeta {
     pub items: usize,
     /// Modifier groups in the menu.
     pub modifier_groups: usize,
-    /// What changed it.
-    pub source: MenuSource,
 }
 
 /// Replaces the venue's whole menu with `content` (validated first; nothing is written if it
-/// is invalid) and appends `menu_updated` if anything changed. Returns the menu's meta and
-/// whether it changed.
+/// is invalid) and appends `menu_updated` if anything changed. Returns the menu's meta
+/// (the stored one, unchanged, when the content equals what is stored).
 pub async fn put_menu(
     tx: &mut LoggedTx,
     scope: &TenantScope,
     venue: &str,
     content: MenuContent,
-) -> Result<(MenuMeta, bool), MenuError> {
+) -> Result<MenuMeta, MenuError> {
     check_venue(venue)?;
     model::validate(&content).map_err(MenuError::Invalid)?;
     let previous = load_for_update(tx, scope, venue).await?;
     match store_content(tx, scope, venue, previous.as_ref(), content).await? {
         Some(meta) => {
             tx.append(scope, EventKind::MenuUpdated, &meta)?;
-            Ok((meta, true))
+            Ok(meta)
         }
-        None => match &previous {
-            Some(stored) => Ok((stored_meta(stored, venue), false)),
-            None => Err(MenuError::NotFound(venue.to_owned())),
-        },
+        // `store_content` skips only a write equal to the stored menu, so there is one.
+        None => previous
+            .map(|stored| stored_meta(&stored, venue))
+            .ok_or_else(|| MenuError::NotFound(venue.to_owned())),
     }
 }
 
@@ -320,58 +301,6 @@ fn stored_meta(stored: &Stored, venue: &str) -> MenuMeta {
         categories: stored.menu.categories.len(),
         items: stored.menu.items.len(),
         modifier_groups: stored.menu.modifier_groups.len(),
-        source: MenuSource::Api,
-    }
-}
-
-/// What [`merge_catalog`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MergeOutcome {
-    /// The menu after the merge (meta); `None` if the venue still has no menu (an empty
-    /// catalog into no menu).
-    pub meta: Option<MenuMeta>,
-    /// Whether anything changed (and `menu_updated` was appended).
-    pub changed: bool,
-}
-
-/// Merges a provider's catalog into the venue's menu, in the caller's logged write (the
-/// sync calls it inside `Writes::run`): entries matched by provider id are replaced, new
-/// ones added, deletions applied (see [`merge::merge_content`]); the result is validated
-/// (an invalid result stores nothing: [`MenuError::InvalidCatalog`]) and `menu_updated`
-/// (`source: "provider"`) is appended only when the menu changed.
-pub async fn merge_catalog(
-    tx: &mut LoggedTx,
-    scope: &TenantScope,
-    venue: &str,
-    catalog: &ProviderCatalog,
-) -> Result<MergeOutcome, MenuError> {
-    check_venue(venue)?;
-    let previous = load_for_update(tx, scope, venue).await?;
-    let current = previous
-        .as_ref()
-        .map(|p| p.menu.content())
-        .unwrap_or_default();
-    let merged = merge::merge_content(&current, catalog);
-    if previous.is_none() && merged == MenuContent::default() {
-        return Ok(MergeOutcome {
-            meta: None,
-            changed: false,
-        });
-    }
-    model::validate(&merged).map_err(MenuError::InvalidCatalog)?;
-    match store_content(tx, scope, venue, previous.as_ref(), merged).await? {
-        Some(mut meta) => {
-            meta.source = MenuSource::Provider;
-            tx.append(scope, EventKind::MenuUpdated, &meta)?;
-            Ok(MergeOutcome {
-                meta: Some(meta),
-                changed: true,
-            })
-        }
-        None => Ok(MergeOutcome {
-            meta: previous.as_ref().map(|p| stored_meta(p, venue)),
-            changed: false,
-        }),
     }
 }
 
@@ -408,13 +337,16 @@ pub async fn read_store_status(
     status::read(&mut conn, scope, venue).await
 }
 
-/// Which ids an availability change names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdSpace {
-    /// Canonical menu ids (the API).
-    Canonical,
-    /// The POS's ids (a provider's availability webhook or stock poll).
-    Provider,
+/// What an availability change names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AvailabilityKind {
+    /// An item (all its variations).
+    Item,
+    /// One variation (size) of an item.
+    Variation,
+    /// A modifier option, in every group that holds an option with this id.
+    Option,
 }
 
 /// One availability change: an item, a variation or an option sold out or back.
@@ -422,7 +354,7 @@ pub enum IdSpace {
 #[serde(deny_unknown_fields)]
 pub struct AvailabilityChange {
     /// `item`, `variation` or `option`.
-    pub kind: EntryKind,
+    pub kind: AvailabilityKind,
     /// Its id (canonical through the API; an option id marks that option in every group).
     pub id: String,
     /// Sold out (`true`) or back (`false`).
@@ -441,7 +373,7 @@ pub struct AvailabilityUpdate {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AppliedChange {
     /// `item`, `variation` or `option`.
-    pub kind: EntryKind,
+    pub kind: AvailabilityKind,
     /// The canonical id.
     pub id: String,
     /// The POS's id, if any.
@@ -470,14 +402,12 @@ pub struct AvailabilityChanged {
 
 /// Applies availability changes to the venue's menu (every id checked first: an unknown
 /// one refuses the whole request, nothing changed) and appends `item_availability_changed`
-/// listing what actually changed, if anything did. `ids` says whether the changes name
-/// canonical or POS ids.
+/// listing what actually changed, if anything did.
 pub async fn set_availability(
     tx: &mut LoggedTx,
     scope: &TenantScope,
     venue: &str,
     changes: &[AvailabilityChange],
-    ids: IdSpace,
 ) -> Result<AvailabilityChanged, MenuError> {
     check_venue(venue)?;
     if changes.is_empty() || changes.len() > MAX_AVAILABILITY_CHANGES {
@@ -489,7 +419,7 @@ pub async fn set_availability(
         .await?
         .ok_or_else(|| MenuError::NotFound(venue.to_owned()))?;
     let mut content = stored.menu.content();
-    let applied = apply_availability(&mut content, venue, changes, ids)?;
+    let applied = apply_availability(&mut content, venue, changes)?;
     if applied.is_empty() {
         let meta = stored_meta(&stored, venue);
         return Ok(AvailabilityChanged {
@@ -517,12 +447,7 @@ fn apply_availability(
     content: &mut MenuContent,
     venue: &str,
     changes: &[AvailabilityChange],
-    ids: IdSpace,
 ) -> Result<Vec<AppliedChange>, MenuError> {
-    let matches = |id: &str, pid: &Option<String>, wanted: &str| match ids {
-        IdSpace::Canonical => id == wanted,
-        IdSpace::Provider => pid.as_deref() == Some(wanted),
-    };
     let mut applied = Vec::new();
     for (index, change) in changes.iter().enumerate() {
         let unknown = |kind: &'static str| MenuError::UnknownEntry {
@@ -533,14 +458,14 @@ fn apply_availability(
         };
         let mut found = false;
         match change.kind {
-            EntryKind::Item => {
+            AvailabilityKind::Item => {
                 for item in &mut content.items {
-                    if matches(&item.id, &item.provider_id, &change.id) {
+                    if item.id == change.id {
                         found = true;
                         if item.sold_out != change.sold_out {
                             item.sold_out = change.sold_out;
                             applied.push(AppliedChange {
-                                kind: EntryKind::Item,
+                                kind: AvailabilityKind::Item,
                                 id: item.id.clone(),
                                 provider_id: item.provider_id.clone(),
                                 item_id: None,
@@ -553,15 +478,15 @@ fn apply_availability(
                     return Err(unknown("item"));
                 }
             }
-            EntryKind::Variation => {
+            AvailabilityKind::Variation => {
                 for item in &mut content.items {
                     for v in &mut item.variations {
-                        if matches(&v.id, &v.provider_id, &change.id) {
+                        if v.id == change.id {
                             found = true;
                             if v.sold_out != change.sold_out {
                                 v.sold_out = change.sold_out;
                                 applied.push(AppliedChange {
-                                    kind: EntryKind::Variation,
+                                    kind: AvailabilityKind::Variation,
                                     id: v.id.clone(),
                                     provider_id: v.provider_id.clone(),
                                     item_id: Some(item.id.clone()),
@@ -575,15 +500,15 @@ fn apply_availability(
                     return Err(unknown("variation"));
                 }
             }
-            EntryKind::Option => {
+            AvailabilityKind::Option => {
                 for group in &mut content.modifier_groups {
                     for o in &mut group.options {
-                        if matches(&o.id, &o.provider_id, &change.id) {
+                        if o.id == change.id {
                             found = true;
                             if o.sold_out != change.sold_out {
                                 o.sold_out = change.sold_out;
                                 applied.push(AppliedChange {
-                                    kind: EntryKind::Option,
+                                    kind: AvailabilityKind::Option,
                                     id: o.id.clone(),
                                     provider_id: o.provider_id.clone(),
                                     item_id: None,
@@ -596,11 +521,6 @@ fn apply_availability(
                 if !found {
                     return Err(unknown("option"));
                 }
-            }
-            EntryKind::Category | EntryKind::ModifierGroup => {
-                return Err(MenuError::InvalidAvailability(format!(
-                    "changes[{index}].kind must be item, variation or option"
-                )));
             }
         }
     }
@@ -619,14 +539,24 @@ async fn write<T: Send + 'static>(
 }
 
 /// `/api/{tenant}/menus…` and `/api/{tenant}/venues/{venue}/store-status` routes.
+///
+/// Who may do what, as in a restaurant: the back office (a manager key) publishes the
+/// menu; the floor (terminal keys, and managers) reads it, 86es items and brings them
+/// back, and opens, closes or slows down the store. An ordering platform checks a cart
+/// with any key.
 pub fn routes() -> OpenApiRouter<AppState> {
+    let (schemas, paths, menu) = routes!(get_menu, put_menu_route);
     OpenApiRouter::new()
-        .routes(routes!(get_menu, put_menu_route))
+        // Menus are large; the host-wide limit is 1 MiB. Only this route takes more (the
+        // innermost limit is the one that applies).
+        .routes((
+            schemas,
+            paths,
+            menu.layer(DefaultBodyLimit::max(MAX_MENU_BODY_BYTES)),
+        ))
         .routes(routes!(availability))
+        .routes(routes!(check_order_route))
         .routes(routes!(get_store_status, put_store_status))
-        // Menus are large; the host-wide limit is 1 MiB. Set on these routes only, and the
-        // innermost limit is the one that applies.
-        .layer(DefaultBodyLimit::max(MAX_MENU_BODY_BYTES))
 }
 
 /// Whether `If-None-Match` lists `etag` (or is `*`); weak comparison, as RFC 9110 asks for
@@ -651,6 +581,7 @@ fn none_match(headers: &HeaderMap, etag: &str) -> bool {
     (status = 200, description = "The menu; `ETag` header.", body = Menu),
     (status = 304, description = "Unchanged since the ETag given."),
     (status = 404, description = "`menu_not_found`."),
+    (status = 422, description = "`invalid_venue`."),
 ))]
 async fn get_menu(
     State(app): State<AppState>,
@@ -686,30 +617,40 @@ async fn get_menu(
         .into_response())
 }
 
-/// Replaces a venue's whole menu (any key: managers, and the local POS's terminals).
-/// Validated whole first: any problem → 422 naming each by JSON path, nothing changed.
-/// Terminals receive `menu_updated` if anything changed. Bodies up to 32 MiB.
+/// Replaces a venue's whole menu (manager key). Validated whole first: any problem → 422
+/// naming each by JSON path, nothing changed. Terminals receive `menu_updated` if anything
+/// changed. Bodies up to 16 MiB.
 #[utoipa::path(put, path = "/menus/{venue}", tag = "menus", request_body = MenuContent,
     params(("venue" = String, Path, description = "The venue.")),
     responses(
     (status = 200, description = "Stored (or unchanged); the menu's version and ETag.", body = MenuMeta),
+    (status = 403, description = "`forbidden`: not a manager key."),
     (status = 409, description = "`menu_changed`: a concurrent write won; send again."),
-    (status = 413, description = "`payload_too_large`: over 32 MiB."),
-    (status = 422, description = "`invalid_menu` (duplicate ids, dangling references, min > max, negative prices…, each named by path); `invalid_venue`."),
+    (status = 413, description = "`payload_too_large`: over 16 MiB."),
+    (status = 422, description = "`invalid_menu` (wrong types or unknown fields, duplicate ids, dangling references, min > max, negative prices…, each named by path); `invalid_venue`."),
 ))]
 async fn put_menu_route(
     State(app): State<AppState>,
-    TerminalCaller(caller): TerminalCaller,
+    ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue)): Path<(String, String)>,
-    body: JsonBody,
+    body: Result<JsonBody, ApiError>,
 ) -> ApiResult<Json<MenuMeta>> {
     check_venue(&venue)?;
-    let mut de = serde_json::Deserializer::from_slice(&body.bytes);
-    let content: MenuContent = serde_path_to_error::deserialize(&mut de)
-        .map_err(|e| MenuError::Malformed(format!("invalid menu: {}: {}", e.path(), e.inner())))?;
+    let body = body.map_err(|e| {
+        if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("a menu may be at most {MAX_MENU_BODY_BYTES} bytes"),
+            )
+        } else {
+            e
+        }
+    })?;
+    let content = parse_content(&body.bytes)?;
     model::validate(&content).map_err(MenuError::Invalid)?;
     let shared = Arc::new((caller.scope, venue, content));
-    let (meta, _) = write(&app, move |tx| {
+    let meta = write(&app, move |tx| {
         let shared = shared.clone();
         Box::pin(async move {
             let (scope, venue, content) = &*shared;
@@ -718,6 +659,17 @@ async fn put_menu_route(
     })
     .await?;
     Ok(Json(meta))
+}
+
+/// Parses a menu body, locating a shape error by its JSON path (`items[2].variations[0].price`)
+/// so a menu of thousands of entries says which one is wrong.
+fn parse_content(bytes: &[u8]) -> Result<MenuContent, MenuError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let content: MenuContent = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| MenuError::Malformed(format!("invalid menu: {}: {}", e.path(), e.inner())))?;
+    de.end()
+        .map_err(|e| MenuError::Malformed(format!("invalid menu: {e}")))?;
+    Ok(content)
 }
 
 /// Marks items, variations or options sold out or back (any key). Every id is checked
@@ -729,7 +681,7 @@ async fn put_menu_route(
     responses(
     (status = 200, description = "What changed, and the menu's new version and ETag.", body = AvailabilityChanged),
     (status = 404, description = "`menu_not_found`."),
-    (status = 422, description = "`unknown_menu_entry`, `invalid_availability`, `invalid_request`."),
+    (status = 422, description = "`unknown_menu_entry`, `invalid_availability`, `invalid_venue`, `invalid_request`."),
 ))]
 async fn availability(
     State(app): State<AppState>,
@@ -743,18 +695,70 @@ async fn availability(
         let shared = shared.clone();
         Box::pin(async move {
             let (scope, venue, changes) = &*shared;
-            set_availability(tx, scope, venue, changes, IdSpace::Canonical).await
+            set_availability(tx, scope, venue, changes).await
         })
     })
     .await?;
     Ok(Json(changed))
 }
 
+/// Body of `POST /api/{tenant}/menus/{venue}/order-check`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderCheck {
+    /// The order's lines, by canonical menu ids (1-500).
+    pub lines: Vec<OrderLine>,
+}
+
+/// Answer of an order check the menu and store accept.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OrderAccepted {
+    /// The menu version the order was checked against.
+    pub menu_version: i64,
+    /// The store status now (busy adds `extra_prep_minutes` to the order's prep time).
+    pub store_status: StoreStatus,
+}
+
+/// Checks an online order against the venue's menu and store status (any key), as an
+/// ordering platform does before it takes payment: a closed store, a sold-out item or
+/// option → 409; an unknown item, variation or option, a missing required modifier, too
+/// many modifiers → 422. The message names the offending line (0-based). Changes nothing.
+#[utoipa::path(post, path = "/menus/{venue}/order-check", tag = "menus",
+    request_body = OrderCheck,
+    params(("venue" = String, Path, description = "The venue.")),
+    responses(
+    (status = 200, description = "The menu and store accept the order.", body = OrderAccepted),
+    (status = 404, description = "`menu_not_found`."),
+    (status = 409, description = "`store_closed`, `item_sold_out`, `option_sold_out`."),
+    (status = 422, description = "`unknown_item`, `unknown_variation`, `variation_required`, `unknown_option`, `missing_required_modifier`, `too_many_modifiers`, `invalid_quantity`, `empty_order`, `invalid_venue`, `invalid_request`."),
+))]
+async fn check_order_route(
+    State(app): State<AppState>,
+    TerminalCaller(caller): TerminalCaller,
+    Path((_tenant, venue)): Path<(String, String)>,
+    body: ApiJson<OrderCheck>,
+) -> ApiResult<Json<OrderAccepted>> {
+    check_venue(&venue)?;
+    let scope = caller.scope;
+    let menu = read_menu(&app.store, &scope, &venue)
+        .await?
+        .ok_or_else(|| MenuError::NotFound(venue.clone()))?;
+    let store_status = read_store_status(&app.store, &scope, &venue).await?;
+    check_order(&menu, &store_status, &body.value.lines)?;
+    Ok(Json(OrderAccepted {
+        menu_version: menu.version,
+        store_status,
+    }))
+}
+
 /// A venue's store status (any key): open (the default), busy with extra prep minutes, or
 /// closed.
 #[utoipa::path(get, path = "/venues/{venue}/store-status", tag = "menus",
     params(("venue" = String, Path, description = "The venue.")),
-    responses((status = 200, description = "The status.", body = StoreStatus)))]
+    responses(
+    (status = 200, description = "The status.", body = StoreStatus),
+    (status = 422, description = "`invalid_venue`."),
+))]
 async fn get_store_status(
     State(app): State<AppState>,
     TerminalCaller(caller): TerminalCaller,
@@ -773,7 +777,7 @@ async fn get_store_status(
     params(("venue" = String, Path, description = "The venue.")),
     responses(
     (status = 200, description = "The status now.", body = StoreStatus),
-    (status = 422, description = "`invalid_store_status`: busy without 1-240 extra_prep_minutes, or minutes when not busy; `invalid_request`."),
+    (status = 422, description = "`invalid_store_status`: busy without 1-240 extra_prep_minutes, or minutes when not busy; `invalid_venue`; `invalid_request`."),
 ))]
 async fn put_store_status(
     State(app): State<AppState>,
@@ -811,11 +815,10 @@ mod tests {
             &mut c,
             "main",
             &[
-                change(EntryKind::Item, "fries", true),
-                change(EntryKind::Variation, "double", false),
-                change(EntryKind::Option, "bbq", true),
+                change(AvailabilityKind::Item, "fries", true),
+                change(AvailabilityKind::Variation, "double", false),
+                change(AvailabilityKind::Option, "bbq", true),
             ],
-            IdSpace::Canonical,
         )
         .unwrap();
         assert_eq!(
@@ -828,24 +831,12 @@ mod tests {
             &mut sample(),
             "main",
             &[
-                change(EntryKind::Item, "fries", true),
-                change(EntryKind::Option, "gravy", true),
+                change(AvailabilityKind::Item, "fries", true),
+                change(AvailabilityKind::Option, "gravy", true),
             ],
-            IdSpace::Canonical,
         )
         .unwrap_err();
         assert!(err.to_string().contains("changes[1]"), "{err}");
-        // By the POS's ids.
-        let mut c = sample();
-        let applied = apply_availability(
-            &mut c,
-            "main",
-            &[change(EntryKind::Variation, "P-single", true)],
-            IdSpace::Provider,
-        )
-        .unwrap();
-        assert_eq!(applied[0].id, "single");
-        assert_eq!(applied[0].item_id.as_deref(), Some("burger"));
     }
 
     #[test]

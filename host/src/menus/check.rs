@@ -43,15 +43,21 @@ fn one() -> u32 {
     1
 }
 
+/// Most lines one order may have (as `POST /orders` allows).
+const MAX_LINES: usize = 500;
+/// Most of one item, or of one option, on a line (as `POST /orders` allows).
+const MAX_QUANTITY: u32 = 1_000;
+
 /// Why an order was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusalReason {
     /// The store is closed (no line).
     StoreClosed,
     /// The order has no lines (no line).
     EmptyOrder,
-    /// A line's quantity is 0.
+    /// The order has more than 500 lines (no line).
+    TooManyLines,
+    /// A line's or a modifier's quantity is not 1-1000.
     InvalidQuantity,
     /// No such item on the menu.
     UnknownItem,
@@ -77,6 +83,7 @@ impl RefusalReason {
         match self {
             RefusalReason::StoreClosed => "store_closed",
             RefusalReason::EmptyOrder => "empty_order",
+            RefusalReason::TooManyLines => "too_many_lines",
             RefusalReason::InvalidQuantity => "invalid_quantity",
             RefusalReason::UnknownItem => "unknown_item",
             RefusalReason::UnknownVariation => "unknown_variation",
@@ -92,7 +99,7 @@ impl RefusalReason {
 
 /// An order the menu or store status refuses, naming the offending line (0-based index into
 /// the order's lines) where there is one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct OrderRefusal {
     /// Why.
@@ -149,6 +156,13 @@ pub fn check_order(
             "the order has no lines".into(),
         ));
     }
+    if lines.len() > MAX_LINES {
+        return Err(refuse(
+            RefusalReason::TooManyLines,
+            None,
+            format!("an order may have at most {MAX_LINES} lines"),
+        ));
+    }
     let index = MenuIndex::new(menu);
     for (n, line) in lines.iter().enumerate() {
         check_line(&index, n, line)?;
@@ -158,11 +172,11 @@ pub fn check_order(
 
 fn check_line(index: &MenuIndex<'_>, n: usize, line: &OrderLine) -> Result<(), OrderRefusal> {
     let at = Some(n);
-    if line.quantity == 0 {
+    if !(1..=MAX_QUANTITY).contains(&line.quantity) {
         return Err(refuse(
             RefusalReason::InvalidQuantity,
             at,
-            format!("line {n}: quantity must be at least 1"),
+            format!("line {n}: quantity must be 1-{MAX_QUANTITY}"),
         ));
     }
     let item = index.items.get(line.item_id.as_str()).ok_or_else(|| {
@@ -245,11 +259,14 @@ fn check_line(index: &MenuIndex<'_>, n: usize, line: &OrderLine) -> Result<(), O
                     ),
                 )
             })?;
-        if m.quantity == 0 {
+        if !(1..=MAX_QUANTITY).contains(&m.quantity) {
             return Err(refuse(
                 RefusalReason::InvalidQuantity,
                 at,
-                format!("line {n}: option {:?} has quantity 0", option.id),
+                format!(
+                    "line {n}: option {:?} must have quantity 1-{MAX_QUANTITY}",
+                    option.id
+                ),
             ));
         }
         if option.sold_out {
@@ -502,8 +519,19 @@ mod tests {
         let mut l = line("fries", None, &[]);
         l.quantity = 0;
         assert_eq!(
-            reason(&menu(), &open(), &[l]),
+            reason(&menu(), &open(), &[l.clone()]),
             (RefusalReason::InvalidQuantity, Some(0))
         );
+        l.quantity = 1_001;
+        assert_eq!(
+            reason(&menu(), &open(), &[line("fries", None, &[]), l]),
+            (RefusalReason::InvalidQuantity, Some(1))
+        );
+        let many = vec![line("fries", None, &[]); MAX_LINES + 1];
+        assert_eq!(
+            reason(&menu(), &open(), &many),
+            (RefusalReason::TooManyLines, None)
+        );
+        check_order(&menu(), &open(), &many[..MAX_LINES]).unwrap();
     }
 }

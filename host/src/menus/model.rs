@@ -1,5 +1,5 @@
 //! The canonical menu of a venue and the checks a menu must pass before it is stored,
-//! whoever wrote it (a manager, a till, a provider plugin's catalog).
+//! whoever wrote it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -8,13 +8,13 @@ use serde::{Deserialize, Serialize};
 use crate::money::{NonNegativeAmount, MAX_AMOUNT};
 
 /// Longest id or provider id, in characters (Toast GUIDs are 36, Square ids about 26).
-pub(crate) const MAX_ID_CHARS: usize = 200;
+const MAX_ID_CHARS: usize = 200;
 /// Longest name.
 const MAX_NAME_CHARS: usize = 200;
 /// Longest description.
 const MAX_DESCRIPTION_CHARS: usize = 2_000;
 /// Most items in one menu: far above any real restaurant's, bounding memory per venue.
-pub(crate) const MAX_ITEMS: usize = 20_000;
+const MAX_ITEMS: usize = 20_000;
 /// Most categories or modifier groups in one menu.
 const MAX_GROUPS: usize = 5_000;
 /// Most variations of one item.
@@ -24,10 +24,9 @@ const MAX_OPTIONS: usize = 500;
 /// Most categories or modifier groups one item refers to.
 const MAX_REFERENCES: usize = 100;
 
-/// A menu's content: what a `PUT` carries and a provider catalog yields. Every entry has a
-/// canonical `id` (unique among its kind; variation ids across the whole menu, option ids
-/// within their group) and optionally the POS's id behind it, by which a provider catalog
-/// is merged.
+/// A menu's content: what a `PUT` carries. Every entry has a canonical `id` (unique among
+/// its kind; variation ids across the whole menu, option ids within their group) and
+/// optionally the POS's id behind it, so an order can be sent to the POS by its own ids.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MenuContent {
