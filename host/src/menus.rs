@@ -10,9 +10,9 @@
 //! change made by any host of a cluster is seen at the next request.
 
 mod cache;
-pub mod check;
-pub mod model;
-pub mod status;
+mod check;
+mod model;
+mod status;
 
 use std::sync::Arc;
 
@@ -28,9 +28,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use cache::MenuCache;
-pub use check::{check_order, OrderLine, OrderModifier, OrderRefusal, RefusalReason};
-pub use model::{Menu, MenuContent, MenuProblem};
-pub use status::{StoreState, StoreStatus, StoreStatusChange};
+use check::{check_order, OrderLine};
+use model::{Menu, MenuContent, MenuProblem};
+use status::{StoreStatus, StoreStatusChange};
 
 use crate::auth::{ManagerCaller, TenantScope, TerminalCaller};
 use crate::error::{ApiError, ApiResult};
@@ -41,14 +41,14 @@ use crate::store::{now_micros, rfc3339, Backend, Store, StoreError, TransientCon
 
 /// Largest body of a menu `PUT`: a 20,000-item menu with sizes and modifiers, far above the
 /// host-wide 1 MiB.
-pub const MAX_MENU_BODY_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_MENU_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Most availability changes in one request.
 const MAX_AVAILABILITY_CHANGES: usize = 1_000;
 
 /// Why a menu operation failed.
 #[derive(Debug, thiserror::Error)]
-pub enum MenuError {
+pub(crate) enum MenuError {
     /// The venue name is empty or too long.
     #[error("venue must be 1-100 characters")]
     InvalidVenue,
@@ -250,7 +250,7 @@ async fn store_content(
 /// A menu's identity after a write: the answer of `PUT` and the data of `menu_updated`
 /// (terminals fetch the document itself, which may be megabytes, with `GET`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct MenuMeta {
+pub(crate) struct MenuMeta {
     /// The venue.
     pub venue: String,
     /// The new version.
@@ -270,7 +270,7 @@ pub struct MenuMeta {
 /// Replaces the venue's whole menu with `content` (validated first; nothing is written if it
 /// is invalid) and appends `menu_updated` if anything changed. Returns the menu's meta
 /// (the stored one, unchanged, when the content equals what is stored).
-pub async fn put_menu(
+pub(crate) async fn put_menu(
     tx: &mut LoggedTx,
     scope: &TenantScope,
     venue: &str,
@@ -305,7 +305,7 @@ fn stored_meta(stored: &Stored, venue: &str) -> MenuMeta {
 }
 
 /// Reads the venue's current menu (the stored document, parsed), for the order check.
-pub async fn read_menu(
+pub(crate) async fn read_menu(
     store: &Store,
     scope: &TenantScope,
     venue: &str,
@@ -328,7 +328,7 @@ pub async fn read_menu(
 }
 
 /// The venue's store status (open if never set).
-pub async fn read_store_status(
+pub(crate) async fn read_store_status(
     store: &Store,
     scope: &TenantScope,
     venue: &str,
@@ -340,7 +340,7 @@ pub async fn read_store_status(
 /// What an availability change names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum AvailabilityKind {
+pub(crate) enum AvailabilityKind {
     /// An item (all its variations).
     Item,
     /// One variation (size) of an item.
@@ -352,7 +352,7 @@ pub enum AvailabilityKind {
 /// One availability change: an item, a variation or an option sold out or back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AvailabilityChange {
+pub(crate) struct AvailabilityChange {
     /// `item`, `variation` or `option`.
     pub kind: AvailabilityKind,
     /// Its id (canonical through the API; an option id marks that option in every group).
@@ -364,14 +364,14 @@ pub struct AvailabilityChange {
 /// Body of `POST /api/{tenant}/menus/{venue}/availability`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AvailabilityUpdate {
+pub(crate) struct AvailabilityUpdate {
     /// 1-1000 changes, applied together.
     pub changes: Vec<AvailabilityChange>,
 }
 
 /// An availability change that took effect, as `item_availability_changed` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct AppliedChange {
+pub(crate) struct AppliedChange {
     /// `item`, `variation` or `option`.
     pub kind: AvailabilityKind,
     /// The canonical id.
@@ -388,7 +388,7 @@ pub struct AppliedChange {
 
 /// Data of `item_availability_changed` and answer of the availability route.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct AvailabilityChanged {
+pub(crate) struct AvailabilityChanged {
     /// The venue.
     pub venue: String,
     /// The menu's version after the change.
@@ -403,7 +403,7 @@ pub struct AvailabilityChanged {
 /// Applies availability changes to the venue's menu (every id checked first: an unknown
 /// one refuses the whole request, nothing changed) and appends `item_availability_changed`
 /// listing what actually changed, if anything did.
-pub async fn set_availability(
+pub(crate) async fn set_availability(
     tx: &mut LoggedTx,
     scope: &TenantScope,
     venue: &str,
@@ -705,14 +705,14 @@ async fn availability(
 /// Body of `POST /api/{tenant}/menus/{venue}/order-check`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct OrderCheck {
+pub(crate) struct OrderCheck {
     /// The order's lines, by canonical menu ids (1-500).
     pub lines: Vec<OrderLine>,
 }
 
 /// Answer of an order check the menu and store accept.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct OrderAccepted {
+pub(crate) struct OrderAccepted {
     /// The menu version the order was checked against.
     pub menu_version: i64,
     /// The store status now (busy adds `extra_prep_minutes` to the order's prep time).

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 /// One line of a canonical online order, by canonical menu ids.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct OrderLine {
+pub(crate) struct OrderLine {
     /// The item's canonical id.
     pub item_id: String,
     /// The variation; may be left out when the item has exactly one.
@@ -29,7 +29,7 @@ pub struct OrderLine {
 /// A modifier chosen on an order line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct OrderModifier {
+pub(crate) struct OrderModifier {
     /// The modifier group's canonical id (options are unique within a group only).
     pub group_id: String,
     /// The option's canonical id.
@@ -50,7 +50,7 @@ const MAX_QUANTITY: u32 = 1_000;
 
 /// Why an order was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefusalReason {
+pub(crate) enum RefusalReason {
     /// The store is closed (no line).
     StoreClosed,
     /// The order has no lines (no line).
@@ -79,7 +79,7 @@ pub enum RefusalReason {
 
 impl RefusalReason {
     /// The error code in the API's JSON error.
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             RefusalReason::StoreClosed => "store_closed",
             RefusalReason::EmptyOrder => "empty_order",
@@ -101,7 +101,7 @@ impl RefusalReason {
 /// the order's lines) where there is one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
-pub struct OrderRefusal {
+pub(crate) struct OrderRefusal {
     /// Why.
     pub reason: RefusalReason,
     /// The offending line's index, if the refusal is about a line.
@@ -137,7 +137,7 @@ fn refuse(reason: RefusalReason, line: Option<usize>, message: String) -> OrderR
 /// are not sold out, and each line's modifiers must be options of groups offered with its
 /// item, not sold out, meeting every group's minimum (and `required`) and maximum.
 /// The first problem found is returned, lines in order.
-pub fn check_order(
+pub(crate) fn check_order(
     menu: &Menu,
     status: &StoreStatus,
     lines: &[OrderLine],

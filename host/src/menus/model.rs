@@ -29,7 +29,7 @@ const MAX_REFERENCES: usize = 100;
 /// optionally the POS's id behind it, so an order can be sent to the POS by its own ids.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct MenuContent {
+pub(crate) struct MenuContent {
     /// Categories, in display order.
     #[serde(default)]
     pub categories: Vec<Category>,
@@ -44,7 +44,7 @@ pub struct MenuContent {
 /// A menu category ("Burgers").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Category {
+pub(crate) struct Category {
     /// Canonical id, unique among categories.
     pub id: String,
     /// The POS's id for it, if it came from (or maps to) one.
@@ -57,7 +57,7 @@ pub struct Category {
 /// A sellable item with at least one variation (size); prices are on the variations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Item {
+pub(crate) struct Item {
     /// Canonical id, unique among items.
     pub id: String,
     /// The POS's id.
@@ -87,7 +87,7 @@ pub struct Item {
 /// A size or variant of an item ("Large").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Variation {
+pub(crate) struct Variation {
     /// Canonical id, unique among all variations of the menu.
     pub id: String,
     /// The POS's id (a Square ITEM_VARIATION).
@@ -105,7 +105,7 @@ pub struct Variation {
 /// A tax hint: which rate applies and whether prices include it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TaxHint {
+pub(crate) struct TaxHint {
     /// Name of the tax ("Sales tax").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -119,7 +119,7 @@ pub struct TaxHint {
 /// A group of modifiers chosen with an item ("Sauce: pick 1-2").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ModifierGroup {
+pub(crate) struct ModifierGroup {
     /// Canonical id, unique among modifier groups.
     pub id: String,
     /// The POS's id (Square MODIFIER_LIST, Toast modifier group).
@@ -142,7 +142,7 @@ pub struct ModifierGroup {
 
 impl ModifierGroup {
     /// The fewest selections an order must make: `required` means at least one.
-    pub fn effective_min(&self) -> u32 {
+    pub(crate) fn effective_min(&self) -> u32 {
         if self.required {
             self.min_selected.max(1)
         } else {
@@ -154,7 +154,7 @@ impl ModifierGroup {
 /// One option of a modifier group ("Extra cheese").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ModifierOption {
+pub(crate) struct ModifierOption {
     /// Canonical id, unique within its group (the same option may sit in several groups).
     pub id: String,
     /// The POS's id (Square MODIFIER, Toast option).
@@ -175,7 +175,7 @@ pub struct ModifierOption {
 
 /// A venue's menu as `GET /api/{tenant}/menus/{venue}` returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Menu {
+pub(crate) struct Menu {
     /// The venue.
     pub venue: String,
     /// ISO-4217 currency of every price (the tenant's).
@@ -194,7 +194,7 @@ pub struct Menu {
 
 impl Menu {
     /// The content part, as a `PUT` would carry it.
-    pub fn content(&self) -> MenuContent {
+    pub(crate) fn content(&self) -> MenuContent {
         MenuContent {
             categories: self.categories.clone(),
             items: self.items.clone(),
@@ -205,7 +205,7 @@ impl Menu {
 
 /// One problem found in a menu, located by a JSON path (`items[3].variations[0].price`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct MenuProblem {
+pub(crate) struct MenuProblem {
     /// Where: a path into the submitted document.
     pub path: String,
     /// What is wrong.
@@ -273,7 +273,7 @@ fn valid_percentage(s: &str) -> bool {
 
 /// Checks a menu: sizes, texts, prices, unique ids (and provider ids), references that
 /// resolve, modifier bounds that can be met. Returns every problem found (up to 50).
-pub fn validate(menu: &MenuContent) -> Result<(), Vec<MenuProblem>> {
+pub(crate) fn validate(menu: &MenuContent) -> Result<(), Vec<MenuProblem>> {
     let mut p = Problems(Vec::new());
     if menu.items.len() > MAX_ITEMS {
         p.add("items", format!("at most {MAX_ITEMS} items"));
@@ -500,7 +500,7 @@ pub(crate) struct MenuIndex<'m> {
 
 impl<'m> MenuIndex<'m> {
     /// Indexes `menu`.
-    pub fn new(menu: &'m Menu) -> Self {
+    pub(crate) fn new(menu: &'m Menu) -> Self {
         MenuIndex {
             items: menu.items.iter().map(|i| (i.id.as_str(), i)).collect(),
             groups: menu

@@ -10,12 +10,12 @@ use crate::events::{EventKind, LoggedTx};
 use crate::store::{now_micros, rfc3339, Conn, StoreError};
 
 /// Most extra prep time a busy store may announce.
-pub const MAX_EXTRA_PREP_MINUTES: u32 = 240;
+pub(crate) const MAX_EXTRA_PREP_MINUTES: u32 = 240;
 
 /// Whether a venue takes online orders now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum StoreState {
+pub(crate) enum StoreState {
     /// Taking orders.
     Open,
     /// Taking orders, each with extra prep time.
@@ -45,7 +45,7 @@ impl StoreState {
 
 /// A venue's store status, as `GET …/store-status` and `store_status_changed` carry it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct StoreStatus {
+pub(crate) struct StoreStatus {
     /// The venue.
     pub venue: String,
     /// Open, busy or closed.
@@ -60,7 +60,7 @@ pub struct StoreStatus {
 
 impl StoreStatus {
     /// The status of a venue nobody has set: open.
-    pub fn default_for(venue: &str) -> Self {
+    pub(crate) fn default_for(venue: &str) -> Self {
         StoreStatus {
             venue: venue.to_owned(),
             status: StoreState::Open,
@@ -73,7 +73,7 @@ impl StoreStatus {
 /// Body of `PUT /api/{tenant}/venues/{venue}/store-status`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct StoreStatusChange {
+pub(crate) struct StoreStatusChange {
     /// The new status.
     pub status: StoreState,
     /// Required (1-240) when `busy`, refused otherwise.
@@ -97,7 +97,7 @@ impl StoreStatusChange {
 }
 
 /// The venue's store status (open if never set), read on `conn`.
-pub async fn read(
+pub(crate) async fn read(
     conn: &mut Conn,
     scope: &TenantScope,
     venue: &str,
@@ -134,7 +134,7 @@ pub async fn read(
 
 /// Sets the venue's store status and appends `store_status_changed`; setting the status it
 /// already has (same minutes) changes nothing and appends nothing.
-pub async fn set(
+pub(crate) async fn set(
     tx: &mut LoggedTx,
     scope: &TenantScope,
     venue: &str,
