@@ -268,17 +268,22 @@ pub(crate) struct MenuMeta {
 }
 
 /// Replaces the venue's whole menu with `content` (validated first; nothing is written if it
-/// is invalid) and appends `menu_updated` if anything changed. Returns the menu's meta
-/// (the stored one, unchanged, when the content equals what is stored).
+/// is invalid) and appends `menu_updated` if anything changed. Entries whose `sold_out` it
+/// leaves out keep their current availability. Returns the menu's meta (the stored one,
+/// unchanged, when the content equals what is stored).
 pub(crate) async fn put_menu(
     tx: &mut LoggedTx,
     scope: &TenantScope,
     venue: &str,
-    content: MenuContent,
+    mut content: MenuContent,
 ) -> Result<MenuMeta, MenuError> {
     check_venue(venue)?;
     model::validate(&content).map_err(MenuError::Invalid)?;
     let previous = load_for_update(tx, scope, venue).await?;
+    let stored = previous.as_ref().map_or((&[][..], &[][..]), |p| {
+        (&p.menu.items[..], &p.menu.modifier_groups[..])
+    });
+    model::carry_availability(&mut content, stored);
     match store_content(tx, scope, venue, previous.as_ref(), content).await? {
         Some(meta) => {
             tx.append(scope, EventKind::MenuUpdated, &meta)?;
@@ -462,8 +467,8 @@ fn apply_availability(
                 for item in &mut content.items {
                     if item.id == change.id {
                         found = true;
-                        if item.sold_out != change.sold_out {
-                            item.sold_out = change.sold_out;
+                        if item.sold_out != Some(change.sold_out) {
+                            item.sold_out = Some(change.sold_out);
                             applied.push(AppliedChange {
                                 kind: AvailabilityKind::Item,
                                 id: item.id.clone(),
@@ -483,8 +488,8 @@ fn apply_availability(
                     for v in &mut item.variations {
                         if v.id == change.id {
                             found = true;
-                            if v.sold_out != change.sold_out {
-                                v.sold_out = change.sold_out;
+                            if v.sold_out != Some(change.sold_out) {
+                                v.sold_out = Some(change.sold_out);
                                 applied.push(AppliedChange {
                                     kind: AvailabilityKind::Variation,
                                     id: v.id.clone(),
@@ -505,8 +510,8 @@ fn apply_availability(
                     for o in &mut group.options {
                         if o.id == change.id {
                             found = true;
-                            if o.sold_out != change.sold_out {
-                                o.sold_out = change.sold_out;
+                            if o.sold_out != Some(change.sold_out) {
+                                o.sold_out = Some(change.sold_out);
                                 applied.push(AppliedChange {
                                     kind: AvailabilityKind::Option,
                                     id: o.id.clone(),
@@ -826,7 +831,8 @@ mod tests {
             2,
             "double was already available: {applied:?}"
         );
-        assert!(c.items[1].sold_out && c.modifier_groups[0].options[2].sold_out);
+        assert_eq!(c.items[1].sold_out, Some(true));
+        assert_eq!(c.modifier_groups[0].options[2].sold_out, Some(true));
         let err = apply_availability(
             &mut sample(),
             "main",

@@ -324,6 +324,21 @@ async fn availability_changes_are_pushed_and_served(backend: Backend) {
     let unchanged = get_if_none_match(&till, answer["etag"].as_str().expect("etag")).await;
     assert_eq!(unchanged.status, 304, "{}", unchanged.text);
 
+    // The back office re-publishes its menu with a new price: what the floor 86'd stays
+    // so, unless the menu states otherwise (the double is back).
+    let mut repriced = menu_body();
+    repriced["items"][1]["variations"][0]["price"] = json!(450);
+    repriced["items"][0]["variations"][1]["sold_out"] = json!(false);
+    let republished = manager.put("/menus/main", &repriced).await;
+    assert_eq!(republished.expect(200)["version"], 3);
+    let event = ws.next_json().await;
+    assert_eq!(event["type"], "menu_updated", "{event}");
+    let menu = till.get("/menus/main").await.expect(200).clone();
+    assert_eq!(menu["items"][1]["variations"][0]["price"], 450);
+    assert_eq!(menu["items"][1]["sold_out"], true);
+    assert_eq!(menu["items"][0]["variations"][1]["sold_out"], false);
+    assert_eq!(menu["modifier_groups"][0]["options"][2]["sold_out"], true);
+
     // The manager brings the fries back.
     let back = manager
         .post(
@@ -331,7 +346,7 @@ async fn availability_changes_are_pushed_and_served(backend: Backend) {
             &json!({"changes": [{"kind": "item", "id": "fries", "sold_out": false}]}),
         )
         .await;
-    assert_eq!(back.expect(200)["version"], 3);
+    assert_eq!(back.expect(200)["version"], 4);
     let event = ws.next_json().await;
     assert_eq!(event["type"], "item_availability_changed", "{event}");
     assert_eq!(event["data"]["changes"][0]["sold_out"], false);

@@ -211,14 +211,14 @@ fn check_line(index: &MenuIndex<'_>, n: usize, line: &OrderLine) -> Result<(), O
             ))
         }
     };
-    if item.sold_out {
+    if item.sold_out == Some(true) {
         return Err(refuse(
             RefusalReason::ItemSoldOut,
             at,
             format!("line {n}: item {:?} is sold out", item.id),
         ));
     }
-    if variation.sold_out {
+    if variation.sold_out == Some(true) {
         return Err(refuse(
             RefusalReason::ItemSoldOut,
             at,
@@ -269,7 +269,7 @@ fn check_line(index: &MenuIndex<'_>, n: usize, line: &OrderLine) -> Result<(), O
                 ),
             ));
         }
-        if option.sold_out {
+        if option.sold_out == Some(true) {
             return Err(refuse(
                 RefusalReason::OptionSoldOut,
                 at,
@@ -477,13 +477,13 @@ mod tests {
     #[test]
     fn sold_out_entries_are_refused() {
         let mut m = menu();
-        m.items[1].sold_out = true;
+        m.items[1].sold_out = Some(true);
         assert_eq!(
             reason(&m, &open(), &[line("fries", None, &[])]),
             (RefusalReason::ItemSoldOut, Some(0))
         );
         let mut m = menu();
-        m.items[0].variations[1].sold_out = true;
+        m.items[0].variations[1].sold_out = Some(true);
         check_order(
             &m,
             &open(),
@@ -499,7 +499,7 @@ mod tests {
             (RefusalReason::ItemSoldOut, Some(0))
         );
         let mut m = menu();
-        m.modifier_groups[0].options[2].sold_out = true;
+        m.modifier_groups[0].options[2].sold_out = Some(true);
         let r = check_order(
             &m,
             &open(),

@@ -79,9 +79,10 @@ pub(crate) struct Item {
     /// How the item is taxed, as a hint for the ordering side (the POS prices the order).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tax: Option<TaxHint>,
-    /// Sold out (86'd): every variation is unavailable.
+    /// Sold out (86'd): every variation is unavailable. Left out of a `PUT`, the item keeps
+    /// its current availability (see [`carry_availability`]); always present when served.
     #[serde(default)]
-    pub sold_out: bool,
+    pub sold_out: Option<bool>,
 }
 
 /// A size or variant of an item ("Large").
@@ -97,9 +98,9 @@ pub(crate) struct Variation {
     pub name: String,
     /// Price of one, minor units of the tenant's currency.
     pub price: NonNegativeAmount,
-    /// Sold out.
+    /// Sold out; left out of a `PUT`, kept as it is (see [`carry_availability`]).
     #[serde(default)]
-    pub sold_out: bool,
+    pub sold_out: Option<bool>,
 }
 
 /// A tax hint: which rate applies and whether prices include it.
@@ -168,9 +169,9 @@ pub(crate) struct ModifierOption {
     /// Pre-selected on the ordering page.
     #[serde(default)]
     pub default: bool,
-    /// Sold out.
+    /// Sold out; left out of a `PUT`, kept as it is (see [`carry_availability`]).
     #[serde(default)]
-    pub sold_out: bool,
+    pub sold_out: Option<bool>,
 }
 
 /// A venue's menu as `GET /api/{tenant}/menus/{venue}` returns it.
@@ -490,6 +491,50 @@ pub(crate) fn validate(menu: &MenuContent) -> Result<(), Vec<MenuProblem>> {
     }
 }
 
+/// Fills in the availability a `PUT` left out: an entry the stored menu has (the same item
+/// id, variation id, or option id in the same group) keeps its `sold_out`, a new one is
+/// available. A menu re-published from the back office must not bring back what the
+/// kitchen 86'd an hour ago; a `sold_out` the `PUT` states still wins.
+/// `stored` is the stored menu's items and modifier groups (empty when there is none).
+pub(crate) fn carry_availability(
+    content: &mut MenuContent,
+    (stored_items, stored_groups): (&[Item], &[ModifierGroup]),
+) {
+    let mut items = HashMap::new();
+    let mut variations = HashMap::new();
+    let mut options = HashMap::new();
+    for item in stored_items {
+        items.insert(item.id.as_str(), item.sold_out);
+        for v in &item.variations {
+            variations.insert(v.id.as_str(), v.sold_out);
+        }
+    }
+    for g in stored_groups {
+        for o in &g.options {
+            options.insert((g.id.as_str(), o.id.as_str()), o.sold_out);
+        }
+    }
+    let keep = |given: &mut Option<bool>, stored: Option<&Option<bool>>| {
+        if given.is_none() {
+            *given = Some(stored.copied().flatten().unwrap_or(false));
+        }
+    };
+    for item in &mut content.items {
+        keep(&mut item.sold_out, items.get(item.id.as_str()));
+        for v in &mut item.variations {
+            keep(&mut v.sold_out, variations.get(v.id.as_str()));
+        }
+    }
+    for g in &mut content.modifier_groups {
+        for o in &mut g.options {
+            keep(
+                &mut o.sold_out,
+                options.get(&(g.id.as_str(), o.id.as_str())),
+            );
+        }
+    }
+}
+
 /// Looks entries up by id; built once per check so an order of many lines stays linear.
 pub(crate) struct MenuIndex<'m> {
     /// Items by canonical id.
@@ -529,14 +574,14 @@ pub(crate) mod tests {
             name: id.into(),
             price: amount(price),
             default: false,
-            sold_out: false,
+            sold_out: Some(false),
         };
         let variation = |id: &str, price| Variation {
             id: id.into(),
             provider_id: Some(format!("P-{id}")),
             name: id.into(),
             price: amount(price),
-            sold_out: false,
+            sold_out: Some(false),
         };
         MenuContent {
             categories: vec![Category {
@@ -558,7 +603,7 @@ pub(crate) mod tests {
                         percentage: "8.875".into(),
                         inclusive: false,
                     }),
-                    sold_out: false,
+                    sold_out: Some(false),
                 },
                 Item {
                     id: "fries".into(),
@@ -569,7 +614,7 @@ pub(crate) mod tests {
                     variations: vec![variation("fries-regular", 400)],
                     modifier_group_ids: vec![],
                     tax: None,
-                    sold_out: false,
+                    sold_out: Some(false),
                 },
             ],
             modifier_groups: vec![
@@ -676,6 +721,47 @@ pub(crate) mod tests {
         ] {
             assert!(!valid_percentage(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn availability_left_out_of_a_put_is_kept_and_stated_availability_wins() {
+        let mut stored = sample();
+        stored.items[1].sold_out = Some(true);
+        stored.items[0].variations[1].sold_out = Some(true);
+        stored.modifier_groups[0].options[2].sold_out = Some(true);
+        let mut put = sample();
+        for item in &mut put.items {
+            item.sold_out = None;
+            for v in &mut item.variations {
+                v.sold_out = None;
+            }
+        }
+        for g in &mut put.modifier_groups {
+            for o in &mut g.options {
+                o.sold_out = None;
+            }
+        }
+        // The burger's double is stated available again; a new option starts available;
+        // bbq moves to another group, where it is a new option.
+        put.items[0].variations[1].sold_out = Some(false);
+        let bbq = put.modifier_groups[0].options.remove(2);
+        put.modifier_groups[1].options.push(bbq);
+        let mut fresh = put.clone();
+        carry_availability(&mut put, (&stored.items, &stored.modifier_groups));
+        assert_eq!(put.items[1].sold_out, Some(true), "fries stay 86'd");
+        assert_eq!(put.items[0].sold_out, Some(false));
+        assert_eq!(put.items[0].variations[0].sold_out, Some(false));
+        assert_eq!(put.items[0].variations[1].sold_out, Some(false));
+        assert_eq!(put.modifier_groups[1].options[2].id, "bbq");
+        assert_eq!(put.modifier_groups[1].options[2].sold_out, Some(false));
+        // No stored menu: everything left out is available.
+        carry_availability(&mut fresh, (&[], &[]));
+        assert_eq!(fresh.items[1].sold_out, Some(false));
+        assert!(fresh
+            .modifier_groups
+            .iter()
+            .flat_map(|g| &g.options)
+            .all(|o| o.sold_out == Some(false)));
     }
 
     #[test]
