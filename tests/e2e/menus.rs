@@ -7,7 +7,7 @@ use posbridge_harness::reqwest::Method;
 use posbridge_harness::{both_backends, parse_rfc3339, Backend, Body, Client, TestServer, Ws};
 use serde_json::{json, Value};
 
-use crate::last_seq;
+use crate::{last_seq, metric_value};
 
 /// A small menu: a burger (single, double) with a required sauce (pick 1-2) and optional
 /// extras; fries with one size.
@@ -593,7 +593,64 @@ async fn only_a_manager_publishes_a_menu(backend: Backend) {
     assert_eq!(till.get("/menus/main").await.expect(200)["version"], 1);
 }
 
+/// The `/metrics` sample `name`, or 0 before its first increment.
+async fn metric(srv: &TestServer, name: &str) -> f64 {
+    metric_value(&srv.anon().get("/metrics").await.text, name).unwrap_or(0.0)
+}
+
+/// A menu of `n` items, each with a 200-character description: about 400 bytes an item.
+fn big_menu(n: usize, price: i64) -> Value {
+    let items: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"id": format!("item-{i}"), "name": format!("Item {i}"),
+                "description": "d".repeat(200),
+                "variations": [{"id": format!("item-{i}-regular"), "name": "Regular",
+                    "price": price}]})
+        })
+        .collect();
+    json!({ "items": items })
+}
+
+async fn a_menu_over_a_mebibyte_is_taken_and_served_from_memory_until_it_changes(backend: Backend) {
+    let (srv, manager, till) = kitchen(backend).await;
+    let menu = big_menu(5_000, 500);
+    assert!(menu.to_string().len() > 1024 * 1024, "the host-wide limit");
+    let meta = manager.put("/menus/main", &menu).await;
+    assert_eq!(meta.expect(200)["items"], 5_000);
+
+    let (hits, misses) = (
+        metric(&srv, "posbridge_menu_cache_hits_total").await,
+        metric(&srv, "posbridge_menu_cache_misses_total").await,
+    );
+    let first = till.get("/menus/main").await;
+    assert_eq!(first.expect(200)["items"][4_999]["id"], "item-4999");
+    let second = till.get("/menus/main").await;
+    assert_eq!(second.text, first.text, "the same bytes");
+    assert_eq!(second.header("etag"), meta.body["etag"].as_str());
+    assert_eq!(
+        metric(&srv, "posbridge_menu_cache_misses_total").await - misses,
+        1.0
+    );
+    assert_eq!(
+        metric(&srv, "posbridge_menu_cache_hits_total").await - hits,
+        1.0
+    );
+
+    // A change is served from the next request on.
+    manager
+        .put("/menus/main", &big_menu(5_000, 550))
+        .await
+        .expect(200);
+    let changed = till.get("/menus/main").await;
+    assert_eq!(
+        changed.expect(200)["items"][0]["variations"][0]["price"],
+        550
+    );
+    assert_eq!(changed.body["version"], 2);
+}
+
 both_backends!(
+    a_menu_over_a_mebibyte_is_taken_and_served_from_memory_until_it_changes,
     a_menu_is_served_with_its_etag_and_a_304_while_unchanged,
     an_update_changes_the_etag_and_reaches_terminals_as_menu_updated,
     an_invalid_menu_is_refused_by_path_and_nothing_is_stored,
