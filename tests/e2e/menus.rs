@@ -234,6 +234,29 @@ async fn an_invalid_menu_is_refused_by_path_and_nothing_is_stored(backend: Backe
         .put(&format!("/menus/{}", "v".repeat(101)), &menu_body())
         .await
         .expect_error(422, "invalid_venue");
+    // Over 16 MiB: 413 saying the menu limit. Other menu routes keep the host-wide 1 MiB.
+    let huge = format!(
+        "{{\"items\": [], \"categories\": [{{\"id\": \"c\", \"name\": \"{}\"}}]}}",
+        "x".repeat(16 * 1024 * 1024)
+    );
+    let too_large = manager
+        .send(Method::PUT, "/menus/main", Body::raw_json(huge), &[])
+        .await;
+    too_large.expect_error(413, "payload_too_large");
+    assert!(too_large.text.contains("16777216"), "{}", too_large.text);
+    let long_id = format!(
+        "{{\"changes\": [{{\"kind\": \"item\", \"id\": \"{}\", \"sold_out\": true}}]}}",
+        "x".repeat(1024 * 1024)
+    );
+    manager
+        .send(
+            Method::POST,
+            "/menus/main/availability",
+            Body::raw_json(long_id),
+            &[],
+        )
+        .await
+        .expect_error(413, "payload_too_large");
 
     let got = till.get("/menus/main").await;
     assert_eq!(got.expect(200)["version"], 1);
