@@ -213,7 +213,7 @@ pub(crate) struct MenuProblem {
     pub message: String,
 }
 
-/// Most problems reported for one menu; the rest are counted, not listed.
+/// Most problems reported for one menu; the rest are left out (fixing these shows them).
 const MAX_PROBLEMS: usize = 50;
 
 struct Problems(Vec<MenuProblem>);
