@@ -672,7 +672,53 @@ async fn a_menu_over_a_mebibyte_is_taken_and_served_from_memory_until_it_changes
     assert_eq!(changed.body["version"], 2);
 }
 
+async fn concurrent_availability_changes_are_all_kept(backend: Backend) {
+    let (srv, manager, till) = kitchen(backend).await;
+    manager
+        .put("/menus/main", &big_menu(20, 500))
+        .await
+        .expect(200);
+    let mut ws = socket(&srv, last_seq(&till).await).await;
+    // Twenty tills 86 one item each, all at once: each change is applied on top of the
+    // others (the menu row is read and written in turn), none lost to a stale read.
+    let posts = (0..20).map(|i| {
+        let till = till.clone();
+        async move {
+            till.post(
+                "/menus/main/availability",
+                &json!({"changes": [{"kind": "item", "id": format!("item-{i}"), "sold_out": true}]}),
+            )
+            .await
+        }
+    });
+    let mut versions: Vec<i64> = futures_util::future::join_all(posts)
+        .await
+        .iter()
+        .map(|r| r.expect(200)["version"].as_i64().expect("version"))
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=21).collect::<Vec<i64>>(), "one version each");
+    let menu = till.get("/menus/main").await;
+    let menu = menu.expect(200);
+    assert_eq!(menu["version"], 21);
+    let sold_out = menu["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|i| i["sold_out"] == true)
+        .count();
+    assert_eq!(sold_out, 20);
+    let events = ws.collect(20).await;
+    assert!(
+        events
+            .iter()
+            .all(|e| e["type"] == "item_availability_changed"),
+        "{events:?}"
+    );
+}
+
 both_backends!(
+    concurrent_availability_changes_are_all_kept,
     a_menu_over_a_mebibyte_is_taken_and_served_from_memory_until_it_changes,
     a_menu_is_served_with_its_etag_and_a_304_while_unchanged,
     an_update_changes_the_etag_and_reaches_terminals_as_menu_updated,
