@@ -79,7 +79,8 @@ pub(crate) enum MenuError {
     /// The venue has no menu yet.
     #[error("venue {0:?} has no menu")]
     NotFound(String),
-    /// Another write changed the menu between this write's read and its update.
+    /// Another write changed the menu between this write's read and its update, again
+    /// after the write was retried (see [`TransientConflict`] below).
     #[error("the menu of venue {0:?} changed concurrently; send the request again")]
     Concurrent(String),
     /// The database failed.
@@ -102,8 +103,15 @@ impl From<sqlx::Error> for MenuError {
 }
 
 impl TransientConflict for MenuError {
+    /// A write that lost a race for the menu row (two first publications of a venue on
+    /// PostgreSQL, where there was no row to lock yet) is run again after the winner
+    /// committed, on top of it, like a database-reported conflict.
     fn is_transient_conflict(&self) -> bool {
-        matches!(self, MenuError::Store(e) if e.is_transient_conflict())
+        match self {
+            MenuError::Concurrent(_) => true,
+            MenuError::Store(e) => e.is_transient_conflict(),
+            _ => false,
+        }
     }
 }
 
@@ -630,7 +638,7 @@ async fn get_menu(
     responses(
     (status = 200, description = "Stored (or unchanged); the menu's version and ETag.", body = MenuMeta),
     (status = 403, description = "`forbidden`: not a manager key."),
-    (status = 409, description = "`menu_changed`: a concurrent write won; send again."),
+    (status = 409, description = "`menu_changed`: concurrent writes kept winning over this one, retried; send again."),
     (status = 413, description = "`payload_too_large`: over 16 MiB."),
     (status = 422, description = "`invalid_menu` (wrong types or unknown fields, duplicate ids, dangling references, min > max, negative prices…, each named by path); `invalid_venue`."),
 ))]
