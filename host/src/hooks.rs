@@ -39,7 +39,7 @@ use crate::store::StoreError;
 use crate::vault::VaultError;
 
 pub use actions::{MAX_ACTIONS, MAX_EMIT_BYTES};
-pub use dispatch::{retry_dead_event, spawn_dispatcher};
+pub use dispatch::{retry_dead_event, spawn_dispatcher, HooksWakeup};
 
 /// Hook delivery tuning (`serve` flags `--hook-*`; see [`crate::options`]).
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -329,7 +329,7 @@ async fn create(
     )
     .await?;
     // The dispatcher skips commits while no binding is active: tell it there is one now.
-    app.hooks_wakeup.notify_one();
+    app.hooks_wakeup.wake();
     Ok((StatusCode::CREATED, Json(binding)))
 }
 
@@ -369,7 +369,7 @@ async fn update(
         body.value,
     )
     .await?;
-    app.hooks_wakeup.notify_one();
+    app.hooks_wakeup.wake();
     Ok(Json(binding))
 }
 
@@ -385,7 +385,7 @@ async fn resume(
     Path((_tenant, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Binding>> {
     let binding = Hooks::resume(&app.store, &app.vault, &caller.scope, &id).await?;
-    app.hooks_wakeup.notify_one();
+    app.hooks_wakeup.wake();
     Ok(Json(binding))
 }
 

@@ -11,9 +11,9 @@ pub use ingest::IngestCounts;
 pub use integrations::{ConnectRequest, Integration};
 pub use sales::{Period, Revenue};
 pub use sync::retry_dead_letter as retry_sync;
-pub use sync::{spawn_scheduler, SyncStats};
+pub use sync::{spawn_scheduler, SyncStats, SyncWakeup};
 pub use webhooks::{payload as webhook_payload, requeue as retry_webhook};
-pub use webhooks::{spawn_inbox_worker, AckActivity, InboxOptions};
+pub use webhooks::{spawn_inbox_worker, AckActivity, InboxOptions, InboxWakeup};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -2,19 +2,25 @@
 
 use std::sync::Arc;
 
+use axum::extract::FromRef;
+
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{KeyCache, OperatorCredential};
 use crate::config::ServeConfig;
 use crate::events::{EventHub, Writes};
+use crate::hooks::HooksWakeup;
 use crate::plugins::Plugins;
+use crate::providers::{InboxWakeup, SyncWakeup};
 use crate::store::Store;
 use crate::terminals::Terminals;
 use crate::vault::Vault;
 
-/// Handles to the host's shared services.
-#[derive(Clone, Debug)]
+/// Handles to the host's shared services. `FromRef` lets a handler or extractor ask for
+/// just the handle it uses (`State<Store>`), so it need not name `AppState`; every field
+/// therefore has a type of its own.
+#[derive(Clone, Debug, FromRef)]
 pub struct AppState {
     /// The database.
     pub store: Store,
@@ -37,13 +43,13 @@ pub struct AppState {
     /// Master keys for sealed secrets.
     pub vault: Arc<Vault>,
     /// Wakes the sync scheduler (a venue was connected).
-    pub sync_wakeup: Arc<tokio::sync::Notify>,
+    pub sync_wakeup: SyncWakeup,
     /// Wakes the webhook inbox worker (a delivery was stored).
-    pub inbox_wakeup: Arc<tokio::sync::Notify>,
+    pub inbox_wakeup: InboxWakeup,
     /// Webhook deliveries being acknowledged; the inbox worker lets them go first.
     pub webhook_acks: Arc<crate::providers::AckActivity>,
     /// Wakes the hook dispatcher (a binding was resumed or changed, a worker finished).
-    pub hooks_wakeup: Arc<tokio::sync::Notify>,
+    pub hooks_wakeup: HooksWakeup,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
     /// Long-lived tasks (WebSocket sessions) shutdown waits for.

@@ -72,6 +72,23 @@ const PROBE_EVENTS: i64 = 2;
 /// without counting failures: the operator's action, not the event, is the problem.
 const UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
 
+/// Wakes the hook dispatcher early (a binding was resumed or changed, a worker finished); cloning shares the one signal, so whoever holds a clone can
+/// wake it without holding anything else of the worker's.
+#[derive(Clone, Debug, Default)]
+pub struct HooksWakeup(std::sync::Arc<tokio::sync::Notify>);
+
+impl HooksWakeup {
+    /// Asks the worker to look again now; a wake-up while it is busy is kept for its next wait.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    /// Resolves when [`Self::wake`] is called (or was, since the last wait).
+    pub async fn woken(&self) {
+        self.0.notified().await;
+    }
+}
+
 /// Starts the dispatcher; it stops with the server, and its workers are tracked in
 /// `app.tasks` so shutdown waits for them to hand their leases back.
 pub fn spawn_dispatcher(app: AppState) {
@@ -116,7 +133,7 @@ pub fn spawn_dispatcher(app: AppState) {
             tokio::select! {
                 _ = app.shutdown.cancelled() => return,
                 _ = app.hub.appended() => woken_by_commit = true,
-                _ = app.hooks_wakeup.notified() => {}
+                _ = app.hooks_wakeup.woken() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }
@@ -171,7 +188,7 @@ async fn dispatch_due(
             release(&worker, &id).await;
             match outcome {
                 // Events may have arrived while the lease was held: look again.
-                Ok(()) => worker.hooks_wakeup.notify_one(),
+                Ok(()) => worker.hooks_wakeup.wake(),
                 // The database failed: the next poll retries, not a tight loop.
                 Err(err) => {
                     tracing::warn!(binding = %id, error = %err, "hook delivery pass failed")

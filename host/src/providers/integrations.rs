@@ -399,7 +399,7 @@ pub async fn connect(
     };
     result.map_err(ApiError::from)?;
     tracing::info!(tenant = %scope.slug(), venue = %req.venue, provider = %req.provider, integration = %id, "integration connected");
-    app.sync_wakeup.notify_one();
+    app.sync_wakeup.wake();
     by_venue(app, scope, &req.venue).await
 }
 

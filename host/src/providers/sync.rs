@@ -72,6 +72,23 @@ pub struct SyncStats {
     pub pages: u64,
 }
 
+/// Wakes the sync scheduler early (a venue was connected); cloning shares the one signal, so whoever holds a clone can
+/// wake it without holding anything else of the worker's.
+#[derive(Clone, Debug, Default)]
+pub struct SyncWakeup(std::sync::Arc<tokio::sync::Notify>);
+
+impl SyncWakeup {
+    /// Asks the worker to look again now; a wake-up while it is busy is kept for its next wait.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    /// Resolves when [`Self::wake`] is called (or was, since the last wait).
+    pub async fn woken(&self) {
+        self.0.notified().await;
+    }
+}
+
 /// Starts the scheduler; it stops with the server.
 pub fn spawn_scheduler(app: AppState) {
     tokio::spawn(async move {
@@ -81,7 +98,7 @@ pub fn spawn_scheduler(app: AppState) {
             }
             tokio::select! {
                 _ = app.shutdown.cancelled() => return,
-                _ = app.sync_wakeup.notified() => {}
+                _ = app.sync_wakeup.woken() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }

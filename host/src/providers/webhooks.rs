@@ -9,7 +9,7 @@
 
 mod inbox;
 
-pub use inbox::spawn_inbox_worker;
+pub use inbox::{spawn_inbox_worker, InboxWakeup};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -164,7 +164,7 @@ pub async fn receive(
     .await?;
     metrics::counter!("posbridge_webhooks_total", "provider" => provider, "outcome" => "accepted")
         .increment(1);
-    app.inbox_wakeup.notify_one();
+    app.inbox_wakeup.wake();
     Ok((StatusCode::OK, Json(Received { received: true, id })))
 }
 
@@ -245,6 +245,6 @@ pub async fn requeue(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    app.inbox_wakeup.notify_one();
+    app.inbox_wakeup.wake();
     Ok(RetryOutcome::Requeued)
 }

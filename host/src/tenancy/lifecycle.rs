@@ -325,9 +325,9 @@ pub(super) async fn resume_tenant(
     let tenant = tenant?;
     // Work that waited for the tenant: let this host's workers look at once (others find
     // it at their next poll).
-    app.sync_wakeup.notify_one();
-    app.inbox_wakeup.notify_one();
-    app.hooks_wakeup.notify_one();
+    app.sync_wakeup.wake();
+    app.inbox_wakeup.wake();
+    app.hooks_wakeup.wake();
     tracing::info!(tenant = %slug, "tenant resumed");
     Ok(Json(tenant))
 }

@@ -56,6 +56,23 @@ async fn let_acks_go_first(app: &AppState, acks_seen: &mut u64) -> i64 {
     }
 }
 
+/// Wakes the webhook inbox worker early (a delivery was stored); cloning shares the one signal, so whoever holds a clone can
+/// wake it without holding anything else of the worker's.
+#[derive(Clone, Debug, Default)]
+pub struct InboxWakeup(std::sync::Arc<tokio::sync::Notify>);
+
+impl InboxWakeup {
+    /// Asks the worker to look again now; a wake-up while it is busy is kept for its next wait.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    /// Resolves when [`Self::wake`] is called (or was, since the last wait).
+    pub async fn woken(&self) {
+        self.0.notified().await;
+    }
+}
+
 /// Starts the inbox worker; it drains pending deliveries (including those left by a
 /// previous process) and stops with the server.
 pub fn spawn_inbox_worker(app: AppState) {
@@ -78,7 +95,7 @@ pub fn spawn_inbox_worker(app: AppState) {
             }
             tokio::select! {
                 _ = app.shutdown.cancelled() => return,
-                _ = app.inbox_wakeup.notified() => {}
+                _ = app.inbox_wakeup.woken() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
