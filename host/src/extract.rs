@@ -401,6 +401,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
     }
 }
 
+/// Whether `slug` is a valid slug: the URL-safe name of a tenant or a venue (1–63 lowercase
+/// letters, digits and inner hyphens). Here rather than in `tenancy` so that venues can be
+/// checked without naming tenancy.
+pub fn is_valid_slug(slug: &str) -> bool {
+    (1..=63).contains(&slug.len())
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-')
+        && !slug.ends_with('-')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

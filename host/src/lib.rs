@@ -15,6 +15,7 @@ pub mod config;
 pub mod console;
 pub mod customers;
 pub mod dead_letters;
+pub mod dead_letters_api;
 pub mod error;
 pub mod events;
 pub mod extract;

@@ -537,7 +537,7 @@ async fn push(
     let (integration, sales) = (Arc::new(integration), Arc::new(sales));
     let scope = caller.scope.clone();
     Ok(crate::idempotency::execute(
-        &app,
+        &app.writes,
         &caller.scope,
         &idem,
         &digest,

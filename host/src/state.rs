@@ -7,7 +7,7 @@ use axum::extract::FromRef;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{KeyCache, OperatorCredential};
+use crate::auth::{AuthState, KeyCache, OperatorCredential};
 use crate::config::ServeConfig;
 use crate::events::{EventHub, Writes};
 use crate::hooks::HooksWakeup;
@@ -54,4 +54,15 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Long-lived tasks (WebSocket sessions) shutdown waits for.
     pub tasks: TaskTracker,
+}
+
+impl FromRef<AppState> for AuthState {
+    fn from_ref(app: &AppState) -> Self {
+        AuthState {
+            store: app.store.clone(),
+            keys: app.keys.clone(),
+            rate_limits: app.rate_limits.clone(),
+            operator: app.operator.clone(),
+        }
+    }
 }

@@ -226,7 +226,7 @@ pub fn webhook_key_of(app: &AppState, integration: &Integration) -> Option<Strin
 }
 
 fn valid_venue(venue: &str) -> bool {
-    crate::tenancy::is_valid_slug(venue)
+    crate::extract::is_valid_slug(venue)
 }
 
 /// Validates through the plugin, seals the secrets and creates or updates the venue's
