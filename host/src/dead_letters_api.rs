@@ -3,7 +3,7 @@
 //! polling sync, hook delivery), so this module names those queues; `dead_letters`, which
 //! the queues write to, stays below them all.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -11,17 +11,25 @@ use sqlx::Row;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::Operator;
+use crate::auth::{AuthState, Operator};
 use crate::dead_letters::{
     find, from_row, DeadLetter, Kind, RetryOutcome, COLUMNS, MAX_REASON_CHARS,
 };
 use crate::error::{ApiError, ApiResult};
+use crate::hooks::HooksState;
 use crate::paging::{Cursor, Page, PageQuery};
-use crate::state::AppState;
+use crate::providers::ProvidersState;
 use crate::store::{now_micros, Store};
 
 /// `/admin/dead-letters…` routes (operator token).
-pub fn admin_routes() -> OpenApiRouter<AppState> {
+pub fn admin_routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+    Store: FromRef<S>,
+    ProvidersState: FromRef<S>,
+    HooksState: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(list))
         .routes(routes!(show, discard))
@@ -104,14 +112,16 @@ fn not_found(id: &str) -> ApiError {
     (status = 404, description = "`dead_letter_not_found`."),
 ))]
 async fn show(
-    State(app): State<AppState>,
+    State(providers): State<ProvidersState>,
     _op: Operator,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeadLetter>> {
-    let stored = find(&app.store, &id).await?.ok_or_else(|| not_found(&id))?;
+    let stored = find(&providers.store, &id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     let mut view = stored.view;
     if view.kind == Kind::Webhook {
-        view.payload = crate::providers::webhook_payload(&app, &view.source_id).await?;
+        view.payload = crate::providers::webhook_payload(&providers, &view.source_id).await?;
     }
     Ok(Json(view))
 }
@@ -145,15 +155,17 @@ struct Discarded {
     (status = 409, description = "`dead_letter_source_gone`: only discard is left."),
 ))]
 async fn retry(
-    State(app): State<AppState>,
+    State(store): State<Store>,
+    State(providers): State<ProvidersState>,
+    State(hooks): State<HooksState>,
     _op: Operator,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<RetryAnswer>)> {
-    let stored = find(&app.store, &id).await?.ok_or_else(|| not_found(&id))?;
+    let stored = find(&store, &id).await?.ok_or_else(|| not_found(&id))?;
     let outcome = match stored.view.kind {
-        Kind::Webhook => crate::providers::retry_webhook(&app, &stored).await?,
-        Kind::Sync => crate::providers::retry_sync(&app, &stored).await?,
-        Kind::Hook => crate::hooks::retry_dead_event(&app, &stored).await?,
+        Kind::Webhook => crate::providers::retry_webhook(&providers, &stored).await?,
+        Kind::Sync => crate::providers::retry_sync(&providers, &stored).await?,
+        Kind::Hook => crate::hooks::retry_dead_event(&hooks, &stored).await?,
     };
     let (status, outcome, error) = match outcome {
         RetryOutcome::Requeued => (StatusCode::ACCEPTED, "requeued", None),
@@ -166,7 +178,7 @@ async fn retry(
             .bind(reason.chars().take(MAX_REASON_CHARS).collect::<String>())
             .bind(now_micros())
             .bind(&id)
-            .execute(app.store.writer())
+            .execute(store.writer())
             .await?;
             (StatusCode::OK, "failed", Some(reason))
         }
@@ -177,7 +189,7 @@ async fn retry(
             ))
         }
     };
-    let dead_letter = find(&app.store, &id).await?.map(|s| s.view);
+    let dead_letter = find(&store, &id).await?.map(|s| s.view);
     tracing::info!(dead_letter = %id, outcome, "dead letter retried by the operator");
     Ok((
         status,

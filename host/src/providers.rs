@@ -18,7 +18,7 @@ pub use webhooks::{spawn_inbox_worker, AckActivity, InboxOptions, InboxWakeup};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -26,15 +26,46 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{ManagerCaller, TerminalCaller};
+use crate::auth::{AuthState, ManagerCaller, TerminalCaller};
 use crate::error::ApiError;
-use crate::events::LoggedTx;
+use crate::events::{EventHub, LoggedTx, Writes};
 use crate::extract::ApiJson;
 use crate::extract::{Idempotency, JsonBody};
 use crate::paging::Page;
 use crate::plugins::contract::{Connection, Environment, LocationInfo, ProviderError};
 use crate::plugins::{CallContext, CallError, Plugins};
-use crate::state::AppState;
+use crate::store::Store;
+use crate::vault::Vault;
+use tokio_util::sync::CancellationToken;
+
+/// The handles provider routes and workers (the sync scheduler, the webhook inbox) use; the
+/// composition root builds it from its own state (`FromRef`), so this module does not name
+/// that state.
+#[derive(Debug, Clone)]
+pub struct ProvidersState {
+    /// The database.
+    pub store: Store,
+    /// Committed events: workers lease integrations and deliveries through it.
+    pub hub: EventHub,
+    /// The group commit pushed sales are written through.
+    pub writes: Writes,
+    /// The plugin runtime that talks to providers.
+    pub plugins: Plugins,
+    /// Master keys sealing credentials and webhook keys.
+    pub vault: Arc<Vault>,
+    /// Wakes the sync scheduler.
+    pub sync_wakeup: SyncWakeup,
+    /// Wakes the webhook inbox worker.
+    pub inbox_wakeup: InboxWakeup,
+    /// Webhook deliveries being acknowledged; the inbox worker lets them go first.
+    pub webhook_acks: Arc<AckActivity>,
+    /// The host's public base URL, for the webhook URLs handed to providers.
+    pub public_url: String,
+    /// Webhook inbox tuning.
+    pub inbox: InboxOptions,
+    /// Cancelled when the server begins shutting down.
+    pub shutdown: CancellationToken,
+}
 
 /// Body of `POST /api/{tenant}/pos/validate`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -188,7 +219,12 @@ pub fn connection(
 }
 
 /// `/api/{tenant}/…` routes: integrations (manager) and pushed sales (terminal).
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+    ProvidersState: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(validate))
         .routes(routes!(providers))
@@ -204,7 +240,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// The public webhook route, `/webhooks/{provider}/{integration_id}`.
-pub fn webhook_routes() -> OpenApiRouter<AppState> {
+pub fn webhook_routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    ProvidersState: FromRef<S>,
+{
     OpenApiRouter::new().routes(routes!(webhooks::receive))
 }
 
@@ -220,7 +260,7 @@ pub fn webhook_routes() -> OpenApiRouter<AppState> {
     (status = 504, description = "`plugin_timeout`."),
 ))]
 async fn connect(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     ManagerCaller(caller): ManagerCaller,
     body: ApiJson<ConnectRequest>,
 ) -> Result<Json<Integration>, ProviderFailure> {
@@ -265,7 +305,7 @@ struct RevenueSummary {
     (status = 504, description = "`plugin_timeout`."),
 ))]
 async fn status(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue)): Path<(String, String)>,
 ) -> Result<Json<StatusView>, ProviderFailure> {
@@ -316,7 +356,7 @@ struct ProviderList {
     (status = 200, description = "The providers a venue can connect with.", body = ProviderList),
 ))]
 async fn providers(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     ManagerCaller(_caller): ManagerCaller,
 ) -> Json<ProviderList> {
     let providers: Vec<ProviderView> = app
@@ -347,7 +387,7 @@ struct IntegrationList {
     (status = 200, description = "Every integration of the tenant, by venue.", body = IntegrationList),
 ))]
 async fn list_integrations(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     ManagerCaller(caller): ManagerCaller,
 ) -> Result<Json<IntegrationList>, ApiError> {
     let items = integrations::list(&app, &caller.scope).await?;
@@ -360,7 +400,7 @@ async fn list_integrations(
     (status = 404, description = "`venue_not_connected`."),
 ))]
 async fn disconnect(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue)): Path<(String, String)>,
 ) -> Result<Json<Integration>, ProviderFailure> {
@@ -382,7 +422,7 @@ async fn disconnect(
     (status = 504, description = "`plugin_timeout`."),
 ))]
 async fn sync_now(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue)): Path<(String, String)>,
 ) -> Result<Json<SyncStats>, ProviderFailure> {
@@ -427,7 +467,7 @@ async fn sync_now(
     (status = 422, description = "`invalid_phone`; `unsupported_character`."),
 ))]
 async fn transactions(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue)): Path<(String, String)>,
     Query(query): Query<sales::TransactionQuery>,
@@ -454,7 +494,7 @@ struct RevenueQuery {
     (status = 404, description = "`venue_not_connected`."),
 ))]
 async fn revenue(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue)): Path<(String, String)>,
     Query(query): Query<RevenueQuery>,
@@ -473,7 +513,7 @@ async fn revenue(
     (status = 404, description = "`venue_not_connected`."),
 ))]
 async fn revenue_series(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue)): Path<(String, String)>,
     Query(query): Query<sales::SeriesQuery>,
@@ -507,7 +547,7 @@ struct PushEnvelope {
     (status = 504, description = "`plugin_timeout`."),
 ))]
 async fn push(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     TerminalCaller(caller): TerminalCaller,
     idem: Idempotency,
     body: JsonBody,
@@ -585,7 +625,7 @@ async fn push(
     (status = 504, description = "`plugin_timeout`."),
 ))]
 async fn validate(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     ManagerCaller(caller): ManagerCaller,
     body: ApiJson<ValidateRequest>,
 ) -> Result<Json<LocationInfo>, ProviderFailure> {

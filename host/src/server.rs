@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::FromRef;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -153,10 +154,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         &state.tasks,
     );
     // Keys revoked by the CLI or another host close their sockets here too.
-    crate::terminals::spawn_revocation_watcher(state.clone());
-    crate::providers::spawn_scheduler(state.clone());
-    crate::providers::spawn_inbox_worker(state.clone());
-    crate::hooks::spawn_dispatcher(state.clone());
+    crate::terminals::spawn_revocation_watcher(FromRef::from_ref(&state));
+    crate::providers::spawn_scheduler(FromRef::from_ref(&state));
+    crate::providers::spawn_inbox_worker(FromRef::from_ref(&state));
+    crate::hooks::spawn_dispatcher(FromRef::from_ref(&state));
     spawn_idempotency_pruner(store.clone(), config.idempotency_ttl, shutdown.clone());
     state.rate_limits.spawn_pruner(shutdown.clone());
 

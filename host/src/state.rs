@@ -10,11 +10,11 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{AuthState, KeyCache, OperatorCredential};
 use crate::config::ServeConfig;
 use crate::events::{EventHub, Writes};
-use crate::hooks::HooksWakeup;
+use crate::hooks::{HooksState, HooksWakeup};
 use crate::plugins::Plugins;
-use crate::providers::{InboxWakeup, SyncWakeup};
+use crate::providers::{InboxWakeup, ProvidersState, SyncWakeup};
 use crate::store::Store;
-use crate::terminals::Terminals;
+use crate::terminals::{Terminals, TerminalsState};
 use crate::vault::Vault;
 
 /// Handles to the host's shared services. `FromRef` lets a handler or extractor ask for
@@ -63,6 +63,55 @@ impl FromRef<AppState> for AuthState {
             keys: app.keys.clone(),
             rate_limits: app.rate_limits.clone(),
             operator: app.operator.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for HooksState {
+    fn from_ref(app: &AppState) -> Self {
+        HooksState {
+            store: app.store.clone(),
+            hub: app.hub.clone(),
+            writes: app.writes.clone(),
+            plugins: app.plugins.clone(),
+            vault: app.vault.clone(),
+            hooks_wakeup: app.hooks_wakeup.clone(),
+            options: app.config.hooks.clone(),
+            shutdown: app.shutdown.clone(),
+            tasks: app.tasks.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for ProvidersState {
+    fn from_ref(app: &AppState) -> Self {
+        ProvidersState {
+            store: app.store.clone(),
+            hub: app.hub.clone(),
+            writes: app.writes.clone(),
+            plugins: app.plugins.clone(),
+            vault: app.vault.clone(),
+            sync_wakeup: app.sync_wakeup.clone(),
+            inbox_wakeup: app.inbox_wakeup.clone(),
+            webhook_acks: app.webhook_acks.clone(),
+            public_url: app.config.public_url.clone(),
+            inbox: app.config.inbox.clone(),
+            shutdown: app.shutdown.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for TerminalsState {
+    fn from_ref(app: &AppState) -> Self {
+        TerminalsState {
+            store: app.store.clone(),
+            hub: app.hub.clone(),
+            keys: app.keys.clone(),
+            terminals: app.terminals.clone(),
+            queue: app.config.hub.queue,
+            stream: app.config.stream.clone(),
+            shutdown: app.shutdown.clone(),
+            tasks: app.tasks.clone(),
         }
     }
 }
