@@ -24,6 +24,7 @@ pub mod idempotency;
 pub mod key_checks;
 pub mod lease;
 pub mod ledger;
+pub mod listener;
 pub mod locks;
 pub mod metrics;
 pub mod money;

@@ -19,16 +19,9 @@ use crate::terminals::Terminals;
 use crate::vault::VaultError;
 use crate::{api, idempotency, metrics};
 
-mod body_deadline;
-mod conn_stream;
-mod listener;
 mod startup;
-mod tls;
 
-pub use body_deadline::{BodyTimeout, DeadlineBody};
-pub use conn_stream::ConnStream;
-pub use listener::{ConnectionOptions, TimedIo};
-pub use tls::{Tls, TlsError, TlsOptions, RELOAD_POLL};
+use crate::listener::{self, Tls, TlsError};
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
