@@ -417,6 +417,18 @@ pub fn is_valid_slug(slug: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn slugs() {
+        assert!(is_valid_slug("kitchen"));
+        assert!(is_valid_slug("the-kitchen-2"));
+        assert!(!is_valid_slug(""));
+        assert!(!is_valid_slug("Kitchen"));
+        assert!(!is_valid_slug("-kitchen"));
+        assert!(!is_valid_slug("kitchen_1"));
+        assert!(!is_valid_slug(&"a".repeat(64)));
+        assert!(is_valid_slug(&"a".repeat(63)));
+    }
+
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Body {

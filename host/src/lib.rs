@@ -2,8 +2,9 @@
 //!
 //! The host owns tenancy, auth, storage, the money ledgers and real-time fan-out; see
 //! `docs/architecture.md` in the repository for the map. `api` assembles the per-feature
-//! routers of the domain modules; `host/tests/module_cycles.rs` prints the import graph
-//! between modules and fails on any cycle beyond the one still known (through `AppState`).
+//! routers of the domain modules (generic over the router state); it and `server` are the
+//! only modules naming `AppState`; `host/tests/module_cycles.rs` prints the import graph
+//! between modules and fails on any cycle.
 
 pub mod api;
 pub mod api_keys;

@@ -1,4 +1,10 @@
-//! The shared state every handler receives: cheap to clone, one per process.
+//! The composition root's state: every shared handle of the process, cheap to clone.
+//!
+//! Only the composition root (`api`, `server`) names [`AppState`]. Handlers, extractors and
+//! workers take what they use: a single handle through the derived `FromRef`
+//! (`State<Store>`), or their feature's own state ([`AuthState`], [`HooksState`],
+//! [`ProvidersState`], [`TerminalsState`]) built here by the `FromRef` impls below, so the
+//! feature modules never name this one and `host/tests/module_cycles.rs` finds no cycle.
 
 use std::sync::Arc;
 
@@ -19,7 +25,8 @@ use crate::vault::Vault;
 
 /// Handles to the host's shared services. `FromRef` lets a handler or extractor ask for
 /// just the handle it uses (`State<Store>`), so it need not name `AppState`; every field
-/// therefore has a type of its own.
+/// therefore has a type of its own. Feature states copy their options out of `config`
+/// here, so features read no `ServeConfig`.
 #[derive(Clone, Debug, FromRef)]
 pub struct AppState {
     /// The database.

@@ -295,20 +295,3 @@ async fn get_tenant(
 ) -> ApiResult<Json<Tenant>> {
     Ok(Json(Tenants::get(&store, &slug).await?))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slugs() {
-        assert!(is_valid_slug("kitchen"));
-        assert!(is_valid_slug("the-kitchen-2"));
-        assert!(!is_valid_slug(""));
-        assert!(!is_valid_slug("Kitchen"));
-        assert!(!is_valid_slug("-kitchen"));
-        assert!(!is_valid_slug("kitchen_1"));
-        assert!(!is_valid_slug(&"a".repeat(64)));
-        assert!(is_valid_slug(&"a".repeat(63)));
-    }
-}
