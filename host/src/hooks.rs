@@ -28,6 +28,8 @@ use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -39,8 +41,6 @@ use crate::paging::Page;
 use crate::plugins::Plugins;
 use crate::store::{Store, StoreError};
 use crate::vault::{Vault, VaultError};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use actions::{MAX_ACTIONS, MAX_EMIT_BYTES};
 pub use dispatch::{retry_dead_event, spawn_dispatcher, HooksWakeup};

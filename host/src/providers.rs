@@ -23,6 +23,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -36,7 +37,6 @@ use crate::plugins::contract::{Connection, Environment, LocationInfo, ProviderEr
 use crate::plugins::{CallContext, CallError, Plugins};
 use crate::store::Store;
 use crate::vault::Vault;
-use tokio_util::sync::CancellationToken;
 
 /// The handles provider routes and workers (the sync scheduler, the webhook inbox) use; the
 /// composition root builds it from its own state (`FromRef`), so this module does not name
