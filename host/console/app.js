@@ -112,6 +112,12 @@ document.getElementById('signout').addEventListener('click', () => {
   location.hash = '';
   render();
 });
+// The skip link moves focus into the page; as a plain `#main` link it would change the
+// hash, which this console routes on, and leave the page.
+document.querySelector('a.skip').addEventListener('click', event => {
+  event.preventDefault();
+  document.getElementById('main').focus();
+});
 window.addEventListener('hashchange', () => {
   render();
   document.getElementById('main').focus();

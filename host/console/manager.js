@@ -164,18 +164,42 @@ export async function transactions(root) {
 
 const PERIODS = ['day', 'week', 'month', 'year', 'all'];
 
-/** `#/revenue`: a venue's revenue by calendar period, as a chart and a table. */
+/** A series point's label under the chart: `12-06` for a day, `wk 11-30`, `2026-12`. */
+function pointLabel(by, start) {
+  if (by === 'month') return start.slice(0, 7);
+  return by === 'week' ? `wk ${start.slice(5)}` : start.slice(5);
+}
+
+/**
+ * `#/revenue`: a venue's revenue per day, week or month over a range (a chart, then the
+ * same numbers as a table), and its totals for this day, week, month, year and all time.
+ */
 export async function revenue(root) {
   const out = h('div', { id: 'revenue' });
   const picker = await venuePicker(() => load());
+  const by = h('select', { name: 'by' }, ['day', 'week', 'month'].map(b => h('option', { value: b }, `per ${b}`)));
+  const from = h('input', { name: 'from', type: 'date' });
+  const to = h('input', { name: 'to', type: 'date' });
   const load = async () => {
-    if (!picker.select.value) return;
+    if (!picker.select.value) { out.replaceChildren(h('p', { class: 'muted' }, 'Connect a venue first.')); return; }
     const v = seg(picker.select.value);
-    const all = await Promise.all(PERIODS.map(p => get(`/pos/revenue/${v}?period=${p}`)));
-    const currency = all[0].currency;
+    const [series, ...all] = await Promise.all([
+      get(`/pos/revenue/${v}/series${query({ by: by.value, from: from.value, to: to.value })}`),
+      ...PERIODS.map(p => get(`/pos/revenue/${v}?period=${p}`)),
+    ]);
+    const currency = series.currency;
     out.replaceChildren(
-      barChart(all.map(r => ({ label: r.period === 'all' ? 'all time' : `this ${r.period}`, value: r.total, text: money(r.total, currency) })),
-        `Revenue of ${picker.select.value} by period (${currency}, refunds netted)`),
+      barChart(series.points.map(p => ({ label: pointLabel(series.by, p.start), value: p.total, text: money(p.total, currency) })),
+        `Revenue of ${picker.select.value} per ${series.by}, ${series.from} to ${series.to} (${currency}, refunds netted, ${series.timezone})`),
+      h('p', {}, `${series.count} sales, ${money(series.total, currency)} in total.`),
+      h('details', {}, h('summary', {}, `Revenue per ${series.by} as a table`),
+        table([
+          { label: series.by === 'day' ? 'Day' : `${series.by[0].toUpperCase()}${series.by.slice(1)} from`, value: p => p.start },
+          { label: 'Total', value: p => money(p.total, currency), num: true },
+          { label: 'Refunds', value: p => money(p.refunds, currency), num: true },
+          { label: 'Sales', value: p => p.count, num: true },
+        ], series.points.slice().reverse())),
+      h('h2', {}, 'This period so far'),
       table([
         { label: 'Period', value: r => r.period },
         { label: 'From', value: r => when(r.from) },
@@ -185,7 +209,11 @@ export async function revenue(root) {
         { label: 'Average', value: r => money(r.average, r.currency), num: true },
       ], all));
   };
-  root.append(h('h1', {}, 'Revenue'), h('div', { class: 'row' }, picker.field), out);
+  root.append(h('h1', {}, 'Revenue'),
+    form({ id: 'revenue-range', 'aria-label': 'Revenue range' }, load,
+      h('div', { class: 'row' }, picker.field, field('Per', by), field('From', from, 'default: 30 days, 12 weeks or 12 months back'), field('To', to, 'default: today'),
+        h('button', { type: 'submit' }, 'Show'))),
+    out);
   await load();
 }
 

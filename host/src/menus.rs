@@ -16,7 +16,7 @@ mod status;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -32,11 +32,10 @@ use check::{check_order, OrderLine};
 use model::{Menu, MenuContent, MenuProblem};
 use status::{StoreStatus, StoreStatusChange};
 
-use crate::auth::{ManagerCaller, TenantScope, TerminalCaller};
+use crate::auth::{AuthState, ManagerCaller, TenantScope, TerminalCaller};
 use crate::error::{ApiError, ApiResult};
-use crate::events::{EventKind, LoggedTx};
+use crate::events::{EventKind, LoggedTx, Writes};
 use crate::extract::{ApiJson, JsonBody};
-use crate::state::AppState;
 use crate::store::{now_micros, rfc3339, Backend, Store, StoreError, TransientConflict};
 
 /// Largest body of a menu `PUT`: a 20,000-item menu with sizes and modifiers, far above the
@@ -543,9 +542,20 @@ fn apply_availability(
     Ok(applied)
 }
 
+/// What the menu routes use, built from the host's state (see `crate::state`).
+#[derive(Clone, Debug)]
+pub struct MenusState {
+    /// The database.
+    pub store: Store,
+    /// The group commit menu writes run through.
+    pub writes: Writes,
+    /// Served menu documents, per version.
+    pub cache: MenuCache,
+}
+
 /// Runs `op` as one logged write.
 async fn write<T: Send + 'static>(
-    app: &AppState,
+    app: &MenusState,
     op: impl for<'t> Fn(&'t mut LoggedTx) -> BoxFuture<'t, Result<T, MenuError>> + Send + 'static,
 ) -> Result<T, MenuError> {
     app.writes.run(op).await
@@ -557,7 +567,12 @@ async fn write<T: Send + 'static>(
 /// menu; the floor (terminal keys, and managers) reads it, 86es items and brings them
 /// back, and opens, closes or slows down the store. An ordering platform checks a cart
 /// with any key.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+    MenusState: FromRef<S>,
+{
     let (schemas, paths, menu) = routes!(get_menu, put_menu_route);
     OpenApiRouter::new()
         // Menus are large; the host-wide limit is 1 MiB. Only this route takes more (the
@@ -597,7 +612,7 @@ fn none_match(headers: &HeaderMap, etag: &str) -> bool {
     (status = 422, description = "`invalid_venue`."),
 ))]
 async fn get_menu(
-    State(app): State<AppState>,
+    State(app): State<MenusState>,
     TerminalCaller(caller): TerminalCaller,
     Path((_tenant, venue)): Path<(String, String)>,
     headers: HeaderMap,
@@ -612,7 +627,7 @@ async fn get_menu(
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     let (etag, body) = app
-        .menu_cache
+        .cache
         .document(&app.store, &scope, &venue, &current)
         .await?;
     let etag = HeaderValue::from_str(&etag).map_err(|_| ApiError::internal())?;
@@ -643,7 +658,7 @@ async fn get_menu(
     (status = 422, description = "`invalid_menu` (wrong types or unknown fields, duplicate ids, dangling references, min > max, negative prices…, each named by path); `invalid_venue`."),
 ))]
 async fn put_menu_route(
-    State(app): State<AppState>,
+    State(app): State<MenusState>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue)): Path<(String, String)>,
     body: Result<JsonBody, ApiError>,
@@ -697,7 +712,7 @@ fn parse_content(bytes: &[u8]) -> Result<MenuContent, MenuError> {
     (status = 422, description = "`unknown_menu_entry`, `invalid_availability`, `invalid_venue`, `invalid_request`."),
 ))]
 async fn availability(
-    State(app): State<AppState>,
+    State(app): State<MenusState>,
     TerminalCaller(caller): TerminalCaller,
     Path((_tenant, venue)): Path<(String, String)>,
     body: ApiJson<AvailabilityUpdate>,
@@ -746,7 +761,7 @@ pub(crate) struct OrderAccepted {
     (status = 422, description = "`unknown_item`, `unknown_variation`, `variation_required`, `unknown_option`, `missing_required_modifier`, `too_many_modifiers`, `invalid_quantity`, `empty_order`, `invalid_venue`, `invalid_request`."),
 ))]
 async fn check_order_route(
-    State(app): State<AppState>,
+    State(app): State<MenusState>,
     TerminalCaller(caller): TerminalCaller,
     Path((_tenant, venue)): Path<(String, String)>,
     body: ApiJson<OrderCheck>,
@@ -773,7 +788,7 @@ async fn check_order_route(
     (status = 422, description = "`invalid_venue`."),
 ))]
 async fn get_store_status(
-    State(app): State<AppState>,
+    State(app): State<MenusState>,
     TerminalCaller(caller): TerminalCaller,
     Path((_tenant, venue)): Path<(String, String)>,
 ) -> ApiResult<Json<StoreStatus>> {
@@ -793,7 +808,7 @@ async fn get_store_status(
     (status = 422, description = "`invalid_store_status`: busy without 1-240 extra_prep_minutes, or minutes when not busy; `invalid_venue`; `invalid_request`."),
 ))]
 async fn put_store_status(
-    State(app): State<AppState>,
+    State(app): State<MenusState>,
     TerminalCaller(caller): TerminalCaller,
     Path((_tenant, venue)): Path<(String, String)>,
     body: ApiJson<StoreStatusChange>,

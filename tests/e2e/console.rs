@@ -1,11 +1,16 @@
 //! The web console (`/console`): how the binary serves it (content types, ETag, the
-//! Content-Security-Policy), and a walk through it in headless Chromium over WebDriver —
+//! Content-Security-Policy), and a walk through it over WebDriver, in headless Chromium
+//! and in Firefox ESR —
 //! an operator creates a tenant and a manager key and uploads and rolls back a plugin;
 //! the manager connects a local POS venue, sees a pushed sale in transactions and in the
-//! live stream, and watches a spend rule's statistics move.
+//! live stream, and watches a spend rule's statistics move. Along the way each main page is
+//! audited with axe-core (WCAG 2.1 AA; light scheme in Chromium, dark in Firefox), the keyboard path is walked, and the rules page is
+//! checked at a tablet's width.
 //!
-//! The browser test needs Debian's `chromium` and `chromium-driver`; without them it fails
-//! with a one-line explanation unless `POSBRIDGE_TEST_BROWSER=skip`. Screenshots of the
+//! The browser tests need Debian's `chromium` and `chromium-driver`, `firefox-esr` with
+//! `geckodriver`, and `npm` (axe-core is installed on first use from the pinned lock file
+//! in `console/a11y/`); without them they fail with a one-line explanation unless
+//! `POSBRIDGE_TEST_BROWSER=skip`. Screenshots of the
 //! main pages are saved under `target/console-screenshots/{backend}/` (the path is
 //! printed).
 
@@ -16,12 +21,13 @@ use std::path::PathBuf;
 use posbridge_harness::{both_backends, Backend};
 use serde_json::json;
 
-use webdriver::Browser;
+use webdriver::{Browser, Kind};
 
 both_backends!(
     console_is_served_from_the_binary,
     console_reads_providers_and_venues,
-    console_walkthrough
+    console_walkthrough,
+    console_walkthrough_in_firefox
 );
 
 /// Every file comes with its type, a validator the browser can revalidate with, and a
@@ -127,20 +133,41 @@ async fn console_reads_providers_and_venues(backend: Backend) {
 }
 
 async fn console_walkthrough(backend: Backend) {
-    let Some((driver, chromium)) = webdriver::locate() else {
+    walkthrough(backend, Kind::Chromium).await;
+}
+
+async fn console_walkthrough_in_firefox(backend: Backend) {
+    walkthrough(backend, Kind::Firefox).await;
+}
+
+/// The walk through the console, the same in every browser.
+async fn walkthrough(backend: Backend, kind: Kind) {
+    let Some((driver, browser)) = webdriver::locate(kind) else {
         return;
     };
     let srv = crate::start(backend).await;
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("../console-screenshots")
+        .join(kind.name())
         .join(format!("{backend:?}").to_lowercase());
-    let b = Browser::start(&driver, &chromium, shots.clone()).await;
+    let b = Browser::start(kind, &driver, &browser, shots.clone()).await;
+    let axe = webdriver::axe_source();
+    let mut a11y: Vec<String> = Vec::new();
     let base = srv.base_url().to_owned();
 
     // ----- operator -----
     b.goto(&format!("{base}/console")).await;
     b.wait_text("h1", "Sign in").await;
+    // The scheme the audits below check the contrast of is the one intended.
+    let dark = b
+        .script(
+            "return matchMedia('(prefers-color-scheme: dark)').matches",
+            json!([]),
+        )
+        .await;
+    assert_eq!(dark, json!(kind.dark()), "colour scheme in {}", kind.name());
     b.screenshot("01-sign-in").await;
+    audit(&b, &axe, "01-sign-in", &mut a11y).await;
     // A wrong token is refused with the API's words and keeps the sign-in page.
     b.fill("#signin input[name=secret]", "not-the-token").await;
     b.click("#signin button[type=submit]").await;
@@ -172,6 +199,7 @@ async fn console_walkthrough(backend: Backend) {
         .to_owned();
     assert!(key.starts_with("pbk_"), "{key}");
     b.screenshot("02-tenant-and-key").await;
+    audit(&b, &axe, "02-tenant-and-key", &mut a11y).await;
     // The secret is shown from the create answer only: the page reloaded shows none.
     b.goto(&format!("{base}/console#/tenants")).await;
     b.goto(&format!("{base}/console#/tenants/bistro")).await;
@@ -202,9 +230,11 @@ async fn console_walkthrough(backend: Backend) {
     let plugin = srv.admin().get("/admin/plugins/test-swap").await;
     assert_eq!(plugin.expect(200)["active_version"], "1.0.0");
     b.screenshot("03-plugin-rolled-back").await;
+    audit(&b, &axe, "03-plugin-rolled-back", &mut a11y).await;
     b.goto(&format!("{base}/console#/plugins")).await;
     b.wait_text("main", "test-swap").await;
     b.screenshot("04-plugins").await;
+    audit(&b, &axe, "04-plugins", &mut a11y).await;
     b.goto(&format!("{base}/console#/cluster")).await;
     b.wait_text("main", "(this)").await;
     b.goto(&format!("{base}/console#/dead-letters")).await;
@@ -225,6 +255,7 @@ async fn console_walkthrough(backend: Backend) {
     b.wait_text("h1", "Venue downtown").await;
     b.wait_text("main", "CONNECTED").await;
     b.screenshot("05-venue").await;
+    audit(&b, &axe, "05-venue", &mut a11y).await;
 
     b.goto(&format!("{base}/console#/rules")).await;
     b.fill("#rule-form input[name=name]", "Regulars").await;
@@ -264,6 +295,7 @@ async fn console_walkthrough(backend: Backend) {
         "{filtered}"
     );
     b.screenshot("06-live").await;
+    audit(&b, &axe, "06-live", &mut a11y).await;
     // Paused, the page misses a sale; resumed, it reconnects with `since` and gets exactly
     // the missed event, nothing twice.
     b.select("select[name=type]", "").await;
@@ -302,6 +334,7 @@ async fn console_walkthrough(backend: Backend) {
     b.click("#filter-transactions button[type=submit]").await;
     b.wait_text("#transactions", "sale-1").await;
     b.screenshot("07-transactions").await;
+    audit(&b, &axe, "07-transactions", &mut a11y).await;
 
     b.goto(&format!("{base}/console#/rules")).await;
     b.wait_text("#rules", "Regulars").await;
@@ -311,10 +344,109 @@ async fn console_walkthrough(backend: Backend) {
         "1"
     );
     b.screenshot("08-rules").await;
+    audit(&b, &axe, "08-rules", &mut a11y).await;
 
     b.goto(&format!("{base}/console#/revenue")).await;
     b.wait_text("#revenue", "USD 75.00").await;
+    // The per-day chart: today's bar carries both sales, drawn with a height.
+    let bars = b
+        .script(
+            "return [...document.querySelectorAll('#revenue svg rect.bar')].map(r => [r.dataset.text, Number(r.getAttribute('height'))])",
+            json!([]),
+        )
+        .await;
+    let bars = bars.as_array().expect("bars").clone();
+    assert_eq!(bars.len(), 30, "a bar per day of the last 30: {bars:?}");
+    assert_eq!(bars[29][0], "USD 75.00", "{bars:?}");
+    assert!(bars[29][1].as_f64().unwrap_or(0.0) > 0.0, "{bars:?}");
+    assert!(
+        bars[..29].iter().all(|bar| bar[0] == "USD 0.00"),
+        "{bars:?}"
+    );
     b.screenshot("09-revenue").await;
+    audit(&b, &axe, "09-revenue", &mut a11y).await;
+    b.select("#revenue-range select[name=by]", "month").await;
+    b.click("#revenue-range button[type=submit]").await;
+    b.wait_text("#revenue figcaption", "per month").await;
+    let months = b
+        .script(
+            "return [...document.querySelectorAll('#revenue svg rect.bar')].map(r => r.dataset.text)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(months.as_array().map(Vec::len), Some(12), "{months}");
+    assert_eq!(months[11], "USD 75.00", "{months}");
+
+    // On a tablet (iPad portrait): the navigation and the page fit the width, nothing
+    // scrolls sideways.
+    b.resize(820, 1180).await;
+    b.goto(&format!("{base}/console#/rules")).await;
+    b.wait_text("#rules", "Regulars").await;
+    let overflow = b
+        .script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            json!([]),
+        )
+        .await;
+    assert!(
+        overflow.as_i64().unwrap_or(1) <= 0,
+        "the page scrolls sideways by {overflow}px"
+    );
+    b.screenshot("11-tablet-rules").await;
+    audit(&b, &axe, "11-tablet-rules", &mut a11y).await;
+    b.resize(1280, 1000).await;
+
+    // Keyboard only, from a freshly loaded page: the first Tab lands on the skip link,
+    // whose Enter moves focus into the page without leaving it; from the top again, Tab
+    // walks to the navigation (every stop visibly focused) and Enter on "Transactions"
+    // opens that page with focus moved into it.
+    let fresh = |page: &'static str| {
+        let b = &b;
+        let url = format!("{base}/console#/{page}");
+        async move {
+            b.goto("about:blank").await;
+            b.goto(&url).await;
+        }
+    };
+    fresh("rules").await;
+    b.wait_text("#rules", "Regulars").await;
+    b.tab(false).await;
+    assert_eq!(b.focused().await.name, "Skip to content");
+    b.enter().await;
+    assert_eq!(b.focused().await.tag, "main");
+    assert!(
+        b.script("return location.hash", json!([])).await == "#/rules",
+        "the skip link must not navigate"
+    );
+    assert!(b.text("h1").await.contains("Spend rules"));
+    fresh("rules").await;
+    b.wait_text("#rules", "Regulars").await;
+    let mut stops = Vec::new();
+    loop {
+        b.tab(false).await;
+        let now = b.focused().await;
+        assert!(
+            now.outline_visible,
+            "no visible focus on {now:?} after {stops:?}"
+        );
+        let done = now.name == "Transactions";
+        stops.push(now.name);
+        if done {
+            break;
+        }
+        assert!(stops.len() < 6, "Tab did not reach Transactions: {stops:?}");
+    }
+    b.enter().await;
+    b.wait_text("h1", "Transactions").await;
+    assert_eq!(b.focused().await.tag, "main");
+    // With Shift, Tab walks back the same way.
+    fresh("venues").await;
+    b.wait_text("main", "downtown").await;
+    for _ in 0..stops.len() {
+        b.tab(false).await;
+    }
+    b.tab(true).await;
+    assert_eq!(b.focused().await.name, stops[stops.len() - 2]);
 
     // The other manager pages open and show their empty states.
     for (page, text) in [
@@ -334,6 +466,15 @@ async fn console_walkthrough(backend: Backend) {
     let profile = b.wait_text("#customer", "Regulars").await;
     assert!(profile.contains("REGULAR"), "{profile}");
     b.screenshot("10-customer").await;
+    audit(&b, &axe, "10-customer", &mut a11y).await;
+
+    // Every page audited along the way meets WCAG 2.1 AA as axe-core checks it (labels,
+    // contrast, names, ARIA).
+    assert!(
+        a11y.is_empty(),
+        "accessibility ({}): {a11y:#?}",
+        kind.name()
+    );
 
     // The policy blocked nothing and no script failed along the way.
     let log = b.console_log().await;
@@ -342,5 +483,12 @@ async fn console_walkthrough(backend: Backend) {
         .filter(|l| l.contains("Content Security Policy") || l.contains("Uncaught"))
         .collect();
     assert!(bad.is_empty(), "browser console: {bad:#?}");
-    println!("console screenshots: {}", shots.display());
+    println!("console screenshots ({}): {}", kind.name(), shots.display());
+}
+
+/// Runs axe-core on the page now shown and keeps what it finds, named by `page`.
+async fn audit(b: &Browser, axe: &str, page: &str, found: &mut Vec<String>) {
+    for violation in b.accessibility_violations(axe).await {
+        found.push(format!("{page}: {violation}"));
+    }
 }

@@ -589,6 +589,128 @@ async fn a_deadlocked_push_is_run_again_postgres() {
     assert_eq!(stored.len(), 4, "each sale recorded once");
 }
 
+/// `GET /pos/revenue/{venue}/series` by day, week and month: every period of the range
+/// present, oldest first, each holding the completed sales of its days in the venue's
+/// calendar (refunds netted, voided sales left out); bad ranges are refused.
+async fn revenue_series_buckets_sales_by_day_week_and_month(backend: Backend) {
+    let (_srv, _tenant, manager, till) = local_venue(backend).await;
+    let tz_name = manager.get("/pos/integrations").await.expect(200)["items"][0]["timezone"]
+        .as_str()
+        .expect("the venue's time zone")
+        .to_owned();
+    let tz = posbridge_harness::jiff::tz::TimeZone::get(&tz_name).expect("a known zone");
+    let now = posbridge_harness::jiff::Timestamp::now();
+    let today = now.to_zoned(tz.clone()).date();
+    let days_ago = |n: i64| today - posbridge_harness::jiff::Span::new().days(n);
+    // Local noon of a day, as the till would stamp it.
+    let noon = |d: posbridge_harness::jiff::civil::Date| {
+        d.at(12, 0, 0, 0)
+            .to_zoned(tz.clone())
+            .expect("local noon")
+            .timestamp()
+            .to_string()
+    };
+    let sale = |id: &str, at: String, total: i64| json!({"id": id, "occurred_at": at, "total": total, "currency": "USD", "tender": "cash"});
+    let mut voided = sale("s-void", noon(days_ago(3)), 9900);
+    voided["status"] = json!("voided");
+    let body = json!({"venue": "downtown", "transactions": [
+        sale("s-now-1", now.to_string(), 6000),
+        sale("s-now-2", now.to_string(), 1500),
+        sale("s-3", noon(days_ago(3)), 2000),
+        voided,
+        sale("s-45", noon(days_ago(45)), 700),
+    ]});
+    assert_push(&push(&till, &body).await, 5, 0, 0);
+
+    let series = |q: &str| {
+        let manager = manager.clone();
+        let q = q.to_owned();
+        async move {
+            manager
+                .get(&format!("/pos/revenue/downtown/series{q}"))
+                .await
+                .expect(200)
+                .clone()
+        }
+    };
+    let totals = |s: &Value| -> Vec<(String, i64, i64)> {
+        s["points"]
+            .as_array()
+            .expect("points")
+            .iter()
+            .map(|p| {
+                (
+                    p["start"].as_str().expect("start").to_owned(),
+                    p["total"].as_i64().expect("total"),
+                    p["count"].as_i64().expect("count"),
+                )
+            })
+            .collect()
+    };
+
+    // By day (the default): the last 30 days, today last.
+    let by_day = series("").await;
+    assert_eq!(by_day["by"], "day", "{by_day}");
+    assert_eq!(by_day["timezone"], tz_name.as_str());
+    assert_eq!(by_day["currency"], "USD");
+    let points = totals(&by_day);
+    assert_eq!(points.len(), 30, "{by_day}");
+    assert_eq!(points[0].0, days_ago(29).to_string());
+    assert_eq!(points[29], (today.to_string(), 7500, 2));
+    assert_eq!(points[26], (days_ago(3).to_string(), 2000, 1));
+    assert_eq!(points.iter().filter(|p| p.2 > 0).count(), 2, "{by_day}");
+    assert_eq!(
+        (by_day["total"].as_i64(), by_day["count"].as_i64()),
+        (Some(9500), Some(3))
+    );
+
+    // By week: 12 weeks from a Monday; by month: 12 months from a first; both reach the sale
+    // of 45 days ago.
+    let by_week = series("?by=week").await;
+    let weeks = totals(&by_week);
+    assert_eq!(weeks.len(), 12, "{by_week}");
+    for (start, ..) in &weeks {
+        let d: posbridge_harness::jiff::civil::Date = start.parse().expect("a date");
+        assert_eq!(d.weekday(), posbridge_harness::jiff::civil::Weekday::Monday);
+    }
+    assert_eq!(by_week["total"], 10200, "{by_week}");
+    assert_eq!(weeks.last().map(|w| w.1 >= 7500), Some(true), "{by_week}");
+    let by_month = series("?by=month").await;
+    let months = totals(&by_month);
+    assert_eq!(months.len(), 12, "{by_month}");
+    assert!(months.iter().all(|m| m.0.ends_with("-01")), "{by_month}");
+    assert_eq!(
+        months.last().map(|m| m.0.clone()),
+        Some(today.first_of_month().to_string())
+    );
+    assert_eq!(by_month["total"], 10200, "{by_month}");
+    assert_eq!(by_month["count"], 4, "{by_month}");
+
+    // An explicit range: one day.
+    let d3 = days_ago(3).to_string();
+    let one = series(&format!("?from={d3}&to={d3}")).await;
+    assert_eq!(totals(&one), vec![(d3.clone(), 2000, 1)], "{one}");
+
+    for bad in [
+        format!("?from={}&to={d3}", today),
+        "?from=yesterday".to_owned(),
+        "?from=2000-01-01&to=2026-01-01".to_owned(),
+        "?by=hour".to_owned(),
+    ] {
+        let resp = manager
+            .get(&format!("/pos/revenue/downtown/series{bad}"))
+            .await;
+        assert_eq!(resp.status, 400, "{bad}: {}", resp.text);
+    }
+    manager
+        .get("/pos/revenue/uptown/series")
+        .await
+        .expect_error(404, "venue_not_connected");
+    till.get("/pos/revenue/downtown/series")
+        .await
+        .expect_error(403, "forbidden");
+}
+
 both_backends!(
     a_push_naming_a_venue_not_connected_is_refused,
     connecting_the_local_pos_takes_the_tenants_time_zone,
@@ -598,6 +720,7 @@ both_backends!(
     a_push_with_a_fractional_amount_or_an_unknown_field_is_refused_whole,
     pushed_sales_are_listed_newest_first_with_their_figures_and_customer,
     revenue_counts_pushed_sales_but_not_voided_ones_by_calendar_period,
+    revenue_series_buckets_sales_by_day_week_and_month,
     secrets_never_leak,
     concurrent_overlapping_pushes
 );

@@ -9,7 +9,7 @@ use crate::auth::TenantScope;
 use crate::customers::normalize_phone;
 use crate::error::ApiError;
 use crate::paging::{Page, PageQuery};
-use crate::state::AppState;
+use crate::providers::ProvidersState;
 use crate::store::rfc3339;
 
 /// Query of `GET /pos/transactions/{venue}`.
@@ -99,7 +99,7 @@ fn parse_time(field: &str, value: &Option<String>) -> Result<Option<i64>, ApiErr
 
 /// The venue's sales, newest first.
 pub async fn transactions(
-    app: &AppState,
+    app: &ProvidersState,
     scope: &TenantScope,
     integration: &Integration,
     query: TransactionQuery,
@@ -230,7 +230,7 @@ pub struct Revenue {
 
 /// Revenue of the venue over `period`, in the venue's time zone.
 pub async fn revenue(
-    app: &AppState,
+    app: &ProvidersState,
     scope: &TenantScope,
     integration: &Integration,
     period: Period,
@@ -287,6 +287,209 @@ pub async fn revenue(
     })
 }
 
+/// The width of one point of a revenue series.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Bucket {
+    /// A calendar day.
+    #[default]
+    Day,
+    /// A week, Monday first.
+    Week,
+    /// A calendar month.
+    Month,
+}
+
+/// Query of `GET /pos/revenue/{venue}/series`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SeriesQuery {
+    /// Width of each point; default `day`.
+    #[serde(default)]
+    pub by: Bucket,
+    /// First day (`YYYY-MM-DD`, venue's calendar), moved back to the start of its week or
+    /// month. Default: 30 days, 12 weeks or 12 months back, `to` included.
+    pub from: Option<String>,
+    /// Last day included (`YYYY-MM-DD`); default today in the venue's time zone.
+    pub to: Option<String>,
+}
+
+/// One point of a revenue series: the completed sales of one day, week or month.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SeriesPoint {
+    /// First day of the period (`YYYY-MM-DD`, venue's calendar).
+    pub start: String,
+    /// Completed sales net of refunds, minor units.
+    pub total: i64,
+    /// Refunds netted out, minor units.
+    pub refunds: i64,
+    /// Completed sales counted.
+    pub count: i64,
+}
+
+/// A venue's revenue per day, week or month, every period present (zero when it had no
+/// sales), oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RevenueSeries {
+    /// Width of each point.
+    pub by: Bucket,
+    /// First day covered (`YYYY-MM-DD`).
+    pub from: String,
+    /// Last day covered, included (`YYYY-MM-DD`).
+    pub to: String,
+    /// The venue's time zone, whose calendar the periods follow.
+    pub timezone: String,
+    /// ISO-4217.
+    pub currency: String,
+    /// Sum of the points' totals, minor units.
+    pub total: i64,
+    /// Sum of the points' counts.
+    pub count: i64,
+    /// The periods, oldest first.
+    pub points: Vec<SeriesPoint>,
+}
+
+/// Most points one series answers (a year and a day of days).
+pub const MAX_SERIES_POINTS: usize = 367;
+
+fn parse_date(field: &str, value: Option<&str>) -> Result<Option<jiff::civil::Date>, ApiError> {
+    value
+        .map(|v| {
+            v.parse::<jiff::civil::Date>().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("{field} must be a date, YYYY-MM-DD"),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// The start of the period of width `by` that holds `date`.
+fn period_start(by: Bucket, date: jiff::civil::Date) -> jiff::civil::Date {
+    match by {
+        Bucket::Day => date,
+        Bucket::Week => {
+            date - jiff::Span::new().days(i64::from(date.weekday().to_monday_zero_offset()))
+        }
+        Bucket::Month => date.first_of_month(),
+    }
+}
+
+/// The start of the period after the one starting at `start`.
+fn next_start(by: Bucket, start: jiff::civil::Date) -> Result<jiff::civil::Date, ApiError> {
+    let step = match by {
+        Bucket::Day => jiff::Span::new().days(1),
+        Bucket::Week => jiff::Span::new().weeks(1),
+        Bucket::Month => jiff::Span::new().months(1),
+    };
+    start
+        .checked_add(step)
+        .map_err(|_| ApiError::bad_request("invalid_query", "the range runs past the calendar"))
+}
+
+/// The starts of every period from `from`'s to `to`'s, and the day after the last one.
+fn period_starts(
+    by: Bucket,
+    from: jiff::civil::Date,
+    to: jiff::civil::Date,
+) -> Result<(Vec<jiff::civil::Date>, jiff::civil::Date), ApiError> {
+    let mut starts = Vec::new();
+    let mut start = period_start(by, from);
+    while start <= to {
+        if starts.len() == MAX_SERIES_POINTS {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("the range holds more than {MAX_SERIES_POINTS} periods: narrow it or use a wider `by`"),
+            ));
+        }
+        starts.push(start);
+        start = next_start(by, start)?;
+    }
+    Ok((starts, start))
+}
+
+/// The venue's revenue per period of width `by`, in its time zone, refunds netted.
+pub async fn revenue_series(
+    app: &ProvidersState,
+    scope: &TenantScope,
+    integration: &Integration,
+    query: SeriesQuery,
+) -> Result<RevenueSeries, ApiError> {
+    let tz = jiff::tz::TimeZone::get(&integration.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let today = jiff::Timestamp::now().to_zoned(tz.clone()).date();
+    let to = parse_date("to", query.to.as_deref())?.unwrap_or(today);
+    let from = match parse_date("from", query.from.as_deref())? {
+        Some(from) => from,
+        None => {
+            let back = match query.by {
+                Bucket::Day => jiff::Span::new().days(29),
+                Bucket::Week => jiff::Span::new().weeks(11),
+                Bucket::Month => jiff::Span::new().months(11),
+            };
+            to.checked_sub(back).unwrap_or(jiff::civil::Date::MIN)
+        }
+    };
+    if from > to {
+        return Err(ApiError::bad_request("invalid_query", "from is after to"));
+    }
+    let (starts, end) = period_starts(query.by, from, to)?;
+    // A local midnight that does not exist (a DST gap) resolves to the instant after it.
+    let instant = |date: jiff::civil::Date| -> Result<i64, ApiError> {
+        Ok(date
+            .to_zoned(tz.clone())
+            .map_err(|_| ApiError::internal())?
+            .timestamp()
+            .as_microsecond())
+    };
+    let bounds = starts
+        .iter()
+        .map(|d| instant(*d))
+        .collect::<Result<Vec<i64>, ApiError>>()?;
+    let first = bounds.first().copied().unwrap_or(i64::MIN);
+    let rows = sqlx::query(
+        "SELECT occurred_at, total - refunded AS net, refunded FROM pos_transactions
+         WHERE tenant_id = $1 AND integration_id = $2 AND status = 'completed'
+           AND occurred_at >= $3 AND occurred_at < $4",
+    )
+    .bind(scope.tenant_id())
+    .bind(&integration.id)
+    .bind(first)
+    .bind(instant(end)?)
+    .fetch_all(app.store.reader())
+    .await?;
+    let mut points: Vec<SeriesPoint> = starts
+        .iter()
+        .map(|d| SeriesPoint {
+            start: d.to_string(),
+            total: 0,
+            refunds: 0,
+            count: 0,
+        })
+        .collect();
+    for row in &rows {
+        let at: i64 = row.try_get("occurred_at")?;
+        // The last period starting at or before the sale.
+        let i = bounds.partition_point(|b| *b <= at).saturating_sub(1);
+        if let Some(point) = points.get_mut(i) {
+            point.total += row.try_get::<i64, _>("net")?;
+            point.refunds += row.try_get::<i64, _>("refunded")?;
+            point.count += 1;
+        }
+    }
+    Ok(RevenueSeries {
+        by: query.by,
+        from: starts.first().copied().unwrap_or(from).to_string(),
+        to: to.to_string(),
+        timezone: integration.timezone.clone(),
+        currency: integration.currency.clone(),
+        total: points.iter().map(|p| p.total).sum(),
+        count: points.iter().map(|p| p.count).sum(),
+        points,
+    })
+}
+
 /// Integer division rounding half away from zero.
 fn rounded_div(a: i64, b: i64) -> i64 {
     let (q, r) = (a / b, a % b);
@@ -299,7 +502,7 @@ fn rounded_div(a: i64, b: i64) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_time, rounded_div, Period};
+    use super::{parse_time, period_starts, rounded_div, Bucket, Period, MAX_SERIES_POINTS};
 
     #[test]
     fn averages_round_half_away_from_zero() {
@@ -360,5 +563,32 @@ mod tests {
         );
         assert!(parse_time("from", &Some("2026-07-10".into())).is_err());
         assert!(parse_time("from", &Some("yesterday".into())).is_err());
+    }
+
+    fn date(text: &str) -> jiff::civil::Date {
+        text.parse().expect("a date")
+    }
+
+    #[test]
+    fn weeks_start_on_monday_and_months_on_the_first() {
+        let (starts, end) =
+            period_starts(Bucket::Week, date("2026-12-02"), date("2026-12-14")).expect("weeks");
+        let starts: Vec<String> = starts.iter().map(ToString::to_string).collect();
+        assert_eq!(starts, ["2026-11-30", "2026-12-07", "2026-12-14"]);
+        assert_eq!(end, date("2026-12-21"));
+        let (starts, end) =
+            period_starts(Bucket::Month, date("2026-01-31"), date("2026-03-01")).expect("months");
+        let starts: Vec<String> = starts.iter().map(ToString::to_string).collect();
+        assert_eq!(starts, ["2026-01-01", "2026-02-01", "2026-03-01"]);
+        assert_eq!(end, date("2026-04-01"));
+    }
+
+    #[test]
+    fn a_range_of_too_many_periods_is_refused() {
+        assert!(period_starts(Bucket::Day, date("2026-01-01"), date("2026-12-31")).is_ok());
+        assert!(period_starts(Bucket::Day, date("2020-01-01"), date("2026-12-31")).is_err());
+        let (starts, _) = period_starts(Bucket::Day, date("2025-12-31"), date("2026-12-31"))
+            .expect("a year and a day");
+        assert_eq!(starts.len(), MAX_SERIES_POINTS - 1);
     }
 }

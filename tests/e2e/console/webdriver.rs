@@ -1,7 +1,9 @@
 //! A small W3C WebDriver client over `reqwest`, for the console's browser tests: it starts
-//! Debian's `chromedriver` on a loopback port, opens one headless Chromium session and
-//! speaks the dozen commands the tests use (navigate, find, click, type, read, run a
-//! script, screenshot, browser log).
+//! Debian's `chromedriver` (Chromium) or `geckodriver` (Firefox ESR) on a loopback port,
+//! opens one headless session and speaks the dozen commands the tests use (navigate, find,
+//! click, type, read, run a script, resize, screenshot, browser log). The same test code
+//! drives both browsers; only the session's capabilities and the way the browser's console
+//! is read differ.
 //!
 //! Hand-written rather than `fantoccini` because that crate pulls in the `webdriver` crate
 //! and a second HTTP/TLS stack for these few JSON calls; `reqwest` is already here.
@@ -22,31 +24,97 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// machine answers in well under this.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// What the tests need installed, or `None` when `POSBRIDGE_TEST_BROWSER=skip`; panics
-/// with a one-line explanation when they are missing.
-pub fn locate() -> Option<(PathBuf, PathBuf)> {
+/// A browser the walkthrough runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Debian's `chromium` with `chromium-driver`.
+    Chromium,
+    /// Debian's `firefox-esr` with `geckodriver` (from crates.io).
+    Firefox,
+}
+
+impl Kind {
+    /// Whether pages render in the dark colour scheme in this browser's sessions.
+    pub fn dark(self) -> bool {
+        self == Kind::Firefox
+    }
+
+    /// Lower-case name, for screenshot directories.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Chromium => "chromium",
+            Kind::Firefox => "firefox",
+        }
+    }
+}
+
+/// The WebDriver and browser binaries of `kind`, or `None` when
+/// `POSBRIDGE_TEST_BROWSER=skip`; panics with a one-line explanation when they are missing.
+pub fn locate(kind: Kind) -> Option<(PathBuf, PathBuf)> {
     if std::env::var("POSBRIDGE_TEST_BROWSER").as_deref() == Ok("skip") {
         eprintln!("POSBRIDGE_TEST_BROWSER=skip: console browser test skipped");
         return None;
     }
-    let find = |names: &[&str]| {
-        names
-            .iter()
-            .map(|n| PathBuf::from(*n))
-            .find(|p| p.is_file())
+    let find = |names: &[PathBuf]| names.iter().find(|p| p.is_file()).cloned();
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|home| home.join("bin"));
+    let (driver, browser, install) = match kind {
+        Kind::Chromium => (
+            find(&[
+                "/usr/bin/chromedriver".into(),
+                "/usr/lib/chromium/chromedriver".into(),
+            ]),
+            find(&[
+                "/usr/bin/chromium".into(),
+                "/usr/lib/chromium/chromium".into(),
+            ]),
+            "apt-get install chromium chromium-driver",
+        ),
+        Kind::Firefox => {
+            let mut drivers = vec![
+                PathBuf::from("/usr/local/bin/geckodriver"),
+                "/usr/bin/geckodriver".into(),
+            ];
+            drivers.extend(cargo_bin.map(|b| b.join("geckodriver")));
+            (
+                find(&drivers),
+                find(&["/usr/bin/firefox-esr".into(), "/usr/bin/firefox".into()]),
+                "apt-get install firefox-esr; cargo install geckodriver --locked",
+            )
+        }
     };
-    let driver = find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]);
-    let browser = find(&["/usr/bin/chromium", "/usr/lib/chromium/chromium"]);
     match (driver, browser) {
         (Some(d), Some(b)) => Some((d, b)),
         _ => panic!(
-            "the console browser test needs Chromium and its WebDriver: apt-get install chromium chromium-driver (or set POSBRIDGE_TEST_BROWSER=skip)"
+            "the console browser test in {} needs the browser and its WebDriver: {install} (or set POSBRIDGE_TEST_BROWSER=skip)",
+            kind.name()
         ),
     }
 }
 
-/// A running chromedriver with one browser session; both end on drop.
+/// Installed on each page (Firefox only: its WebDriver has no log endpoint): keeps what
+/// the browser's console would show as an error, for [`Browser::console_log`].
+const RECORDER: &str = "if (!window.__pbLog) { window.__pbLog = [];
+  window.addEventListener('error', e => window.__pbLog.push('SEVERE Uncaught ' + e.message));
+  window.addEventListener('unhandledrejection', e => window.__pbLog.push('SEVERE Uncaught (in promise) ' + e.reason));
+  document.addEventListener('securitypolicyviolation', e => window.__pbLog.push('SEVERE Content Security Policy blocked ' + e.blockedURI + ' (' + e.violatedDirective + ')')); }";
+
+/// The focused element: its tag, its accessible text, and whether a focus outline is drawn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Focus {
+    /// Lower-case tag name (`a`, `button`, `main`…).
+    pub tag: String,
+    /// `aria-label`, else its text or value, trimmed.
+    pub name: String,
+    /// Whether the browser draws an outline around it (our `:focus-visible` style).
+    pub outline_visible: bool,
+}
+
+/// A running WebDriver with one browser session; both end on drop.
 pub struct Browser {
+    kind: Kind,
     http: reqwest::Client,
     /// `http://127.0.0.1:port/session/{id}`.
     session: String,
@@ -55,8 +123,8 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Starts chromedriver and a headless Chromium session; screenshots go to `shots`.
-    pub async fn start(driver: &Path, browser: &Path, shots: PathBuf) -> Browser {
+    /// Starts the WebDriver and a headless session of `kind`; screenshots go to `shots`.
+    pub async fn start(kind: Kind, driver: &Path, browser: &Path, shots: PathBuf) -> Browser {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
             l.local_addr().expect("addr").port()
@@ -69,7 +137,7 @@ impl Browser {
             .unwrap_or_else(|e| panic!("starting {}: {e}", driver.display()));
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
-        eventually(WAIT, "chromedriver to answer /status", || {
+        eventually(WAIT, "the WebDriver to answer /status", || {
             let http = http.clone();
             let url = format!("{base}/status");
             async move {
@@ -78,16 +146,30 @@ impl Browser {
             }
         })
         .await;
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "unhandledPromptBehavior": "accept",
-            "goog:loggingPrefs": {"browser": "ALL"},
-            "goog:chromeOptions": {
-                "binary": browser.to_string_lossy(),
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--window-size=1280,1000", "--no-first-run", "--lang=en-US"]
-            }
-        }}});
+        let caps = match kind {
+            Kind::Chromium => json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "unhandledPromptBehavior": "accept",
+                "goog:loggingPrefs": {"browser": "ALL"},
+                "goog:chromeOptions": {
+                    "binary": browser.to_string_lossy(),
+                    "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                             "--window-size=1280,1000", "--no-first-run", "--lang=en-US"]
+                }
+            }}}),
+            Kind::Firefox => json!({"capabilities": {"alwaysMatch": {
+                "browserName": "firefox",
+                "unhandledPromptBehavior": "accept",
+                "moz:firefoxOptions": {
+                    "binary": browser.to_string_lossy(),
+                    "args": ["-headless", "--width=1280", "--height=1000"],
+                    // Firefox renders pages in the dark scheme (0 = dark), Chromium in the
+                    // light one: the walkthroughs audit the contrast of both.
+                    "prefs": {"intl.accept_languages": "en-US", "intl.locale.requested": "en-US",
+                              "layout.css.prefers-color-scheme.content-override": 0}
+                }
+            }}}),
+        };
         let answer: Value = http
             .post(format!("{base}/session"))
             .json(&caps)
@@ -99,10 +181,11 @@ impl Browser {
             .expect("new session answer");
         let id = answer["value"]["sessionId"]
             .as_str()
-            .unwrap_or_else(|| panic!("chromedriver refused a session: {answer}"))
+            .unwrap_or_else(|| panic!("the WebDriver refused a session: {answer}"))
             .to_owned();
         std::fs::create_dir_all(&shots).expect("screenshot dir");
         Browser {
+            kind,
             http,
             session: format!("{base}/session/{id}"),
             driver: child,
@@ -134,6 +217,67 @@ impl Browser {
     /// Opens `url`.
     pub async fn goto(&self, url: &str) {
         self.post("/url", json!({"url": url})).await;
+        if self.kind == Kind::Firefox {
+            self.script(RECORDER, json!([])).await;
+        }
+    }
+
+    /// Resizes the window (CSS pixels), e.g. to a tablet's viewport.
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.post("/window/rect", json!({"width": width, "height": height}))
+            .await;
+    }
+
+    /// The element that has the keyboard focus, as a keyboard user perceives it.
+    pub async fn focused(&self) -> Focus {
+        let v = self
+            .script(
+                "const e = document.activeElement || document.body;
+return [e.tagName.toLowerCase(), (e.getAttribute('aria-label') || e.innerText || e.value || '').trim(),
+        getComputedStyle(e).outlineStyle !== 'none' && parseFloat(getComputedStyle(e).outlineWidth) > 0];",
+                json!([]),
+            )
+            .await;
+        Focus {
+            tag: v[0].as_str().unwrap_or_default().to_owned(),
+            name: v[1].as_str().unwrap_or_default().to_owned(),
+            outline_visible: v[2].as_bool().unwrap_or(false),
+        }
+    }
+
+    /// Presses Tab (or Shift+Tab) as a keyboard user would.
+    pub async fn tab(&self, back: bool) {
+        const SHIFT: &str = "\u{E008}";
+        const TAB: &str = "\u{E004}";
+        let mut down = Vec::new();
+        if back {
+            down.push(json!({"type": "keyDown", "value": SHIFT}));
+        }
+        down.push(json!({"type": "keyDown", "value": TAB}));
+        down.push(json!({"type": "keyUp", "value": TAB}));
+        if back {
+            down.push(json!({"type": "keyUp", "value": SHIFT}));
+        }
+        self.post(
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": down}]}),
+        )
+        .await;
+        self.command(reqwest::Method::DELETE, "/actions", None)
+            .await;
+    }
+
+    /// Presses Enter on the focused element.
+    pub async fn enter(&self) {
+        const ENTER: &str = "\u{E007}";
+        self.post(
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                {"type": "keyDown", "value": ENTER}, {"type": "keyUp", "value": ENTER}]}]}),
+        )
+        .await;
+        self.command(reqwest::Method::DELETE, "/actions", None)
+            .await;
     }
 
     /// The element matching `css` now, if any.
@@ -183,6 +327,34 @@ impl Browser {
         .await;
     }
 
+    /// Runs `script` with `args` in the page; it answers by calling its last argument
+    /// (WebDriver's asynchronous script), which lets a page-side promise settle.
+    pub async fn script_async(&self, script: &str, args: Value) -> Value {
+        self.post("/execute/async", json!({"script": script, "args": args}))
+            .await
+    }
+
+    /// Runs axe-core over the page as it is now and answers the WCAG 2.1 A and AA rules
+    /// it finds broken (missing labels, too little contrast, bad ARIA…), one line each
+    /// with the offending elements. `axe` is the engine's source (see [`axe_source`]).
+    pub async fn accessibility_violations(&self, axe: &str) -> Vec<String> {
+        let run = format!(
+            "{axe}\n;const done = arguments[arguments.length - 1];
+axe.run(document, {{ runOnly: {{ type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] }} }})
+  .then(r => done(r.violations.map(v => `${{v.id}} (${{v.impact}}): ${{v.help}} at ${{v.nodes.slice(0, 4).map(n => n.target.join(' ')).join(', ')}}`)))
+  .catch(e => done(['axe failed: ' + e]));"
+        );
+        let found = self.script_async(&run, json!([])).await;
+        found
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(|v| v.as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![format!("unexpected axe answer: {found}")])
+    }
+
     /// Runs `script` with `args` in the page and answers its return value.
     pub async fn script(&self, script: &str, args: Value) -> Value {
         self.post("/execute/sync", json!({"script": script, "args": args}))
@@ -228,8 +400,26 @@ impl Browser {
         path
     }
 
-    /// The browser console's messages since the last call (chromedriver's log endpoint).
+    /// The browser console's messages since the last call: chromedriver's log endpoint, or
+    /// in Firefox (whose WebDriver has none) what [`RECORDER`] kept of errors, unhandled
+    /// rejections and policy violations since the page was opened.
     pub async fn console_log(&self) -> Vec<String> {
+        if self.kind == Kind::Firefox {
+            let v = self
+                .script(
+                    "const l = window.__pbLog || []; window.__pbLog = []; return l;",
+                    json!([]),
+                )
+                .await;
+            return v
+                .as_array()
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|m| m.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+        }
         let v = self.post("/se/log", json!({"type": "browser"})).await;
         v.as_array()
             .map(|entries| {
@@ -244,7 +434,7 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Ending the session ends Chromium (killing the driver alone could leave it
+        // Ending the session ends the browser (killing the driver alone could leave it
         // running). Drop cannot await, so this is one plain blocking HTTP request.
         if let Some((host, path)) = self
             .session
@@ -265,4 +455,53 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// axe-core's source, the version pinned by `tests/e2e/console/a11y/package-lock.json`,
+/// installed with `npm ci` (which checks the lock's integrity hash) into the test target's
+/// temporary directory on first use. The four walkthroughs may ask at once: each installs
+/// into its own directory and renames it into place, and a loser of the race uses the
+/// winner's copy. Panics with the reason when npm cannot install it.
+pub fn axe_source() -> String {
+    let pinned = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/console/a11y");
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let lock = std::fs::read(pinned.join("package-lock.json")).expect("the a11y lock file");
+    // Keyed by the lock's contents, so changing the pinned version installs afresh.
+    let key = lock.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let installed = root.join(format!("console-a11y-{key:016x}"));
+    let script = |dir: &Path| dir.join("node_modules/axe-core/axe.min.js");
+    if !script(&installed).is_file() {
+        let building = root.join(format!(
+            "console-a11y-{key:016x}.building-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&building);
+        std::fs::create_dir_all(&building).expect("a directory for axe-core");
+        for file in ["package.json", "package-lock.json"] {
+            std::fs::copy(pinned.join(file), building.join(file)).expect("copying the pin");
+        }
+        let out = Command::new("npm")
+            .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&building)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("the console's accessibility check needs npm to install axe-core: {e} (or set POSBRIDGE_TEST_BROWSER=skip)")
+            });
+        assert!(
+            out.status.success(),
+            "npm ci (axe-core for the accessibility check) failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        if std::fs::rename(&building, &installed).is_err() {
+            let _ = std::fs::remove_dir_all(&building);
+        }
+    }
+    std::fs::read_to_string(script(&installed)).unwrap_or_else(|e| {
+        panic!(
+            "axe-core missing at {} after the install: {e}",
+            installed.display()
+        )
+    })
 }
