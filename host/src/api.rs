@@ -48,11 +48,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
     let admin = tenancy::admin_routes()
         .merge(api_keys::admin_routes())
         .merge(plugins_api::admin_routes())
-        .merge(crate::dead_letters::admin_routes())
+        .merge(crate::dead_letters_api::admin_routes())
         .merge(terminals::cluster_admin_routes());
     let tenant = terminals::tenant_routes()
         .merge(ledger::routes())
         .merge(orders::routes())
+        .merge(crate::menus::routes())
         .merge(reports::routes())
         .merge(providers::routes())
         .merge(rules::routes())

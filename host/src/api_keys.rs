@@ -2,7 +2,7 @@
 //! revoke. Kept apart from [`crate::auth`], which checks keys on every request, because
 //! managing keys needs the tenant table and checking them must not.
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -10,12 +10,12 @@ use sqlx::Row;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{generate_secret, hash_secret, Operator, Role, KEY_PREFIX};
+use crate::auth::{generate_secret, hash_secret, AuthState, KeyCache, Operator, Role, KEY_PREFIX};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
-use crate::state::AppState;
 use crate::store::{new_id, now_micros, rfc3339, Backend, Store, StoreError};
 use crate::tenancy::{TenancyError, Tenants};
+use crate::terminals::Terminals;
 
 /// A key as listed: never the secret.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -195,7 +195,14 @@ impl ApiKeys {
 }
 
 /// `/admin/tenants/{slug}/keys…` routes (operator token).
-pub fn admin_routes() -> OpenApiRouter<AppState> {
+pub fn admin_routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+    Store: FromRef<S>,
+    KeyCache: FromRef<S>,
+    Terminals: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(list_keys, create_key))
         .routes(routes!(revoke_key))
@@ -208,12 +215,12 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
     (status = 422, description = "`invalid_key`: label over 100 characters; `invalid_request`."),
 ))]
 async fn create_key(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     _op: Operator,
     Path(slug): Path<String>,
     body: ApiJson<NewKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
-    let created = ApiKeys::create(&app.store, &slug, body.value).await?;
+    let created = ApiKeys::create(&store, &slug, body.value).await?;
     tracing::info!(tenant = %slug, key_id = %created.id, role = created.role.as_str(), "api key created");
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -230,12 +237,12 @@ struct KeyList {
     (status = 404, description = "`tenant_not_found`."),
 ))]
 async fn list_keys(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     _op: Operator,
     Path(slug): Path<String>,
 ) -> ApiResult<Json<KeyList>> {
     Ok(Json(KeyList {
-        keys: ApiKeys::list(&app.store, &slug).await?,
+        keys: ApiKeys::list(&store, &slug).await?,
     }))
 }
 
@@ -245,16 +252,18 @@ async fn list_keys(
     (status = 404, description = "`tenant_not_found`, `key_not_found`."),
 ))]
 async fn revoke_key(
-    State(app): State<AppState>,
+    State(store): State<Store>,
+    State(keys): State<KeyCache>,
+    State(terminals): State<Terminals>,
     _op: Operator,
     Path((slug, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let revoked = ApiKeys::revoke(&app.store, &slug, &id).await;
+    let revoked = ApiKeys::revoke(&store, &slug, &id).await;
     // After the revocation committed (or failed: clearing is harmless), so no request of
     // this host accepts the key from the cache any more.
-    app.keys.invalidate();
+    keys.invalidate();
     revoked?;
-    app.terminals.close_key(&id);
+    terminals.close_key(&id);
     tracing::info!(tenant = %slug, key_id = %id, "api key revoked");
     Ok(StatusCode::NO_CONTENT)
 }

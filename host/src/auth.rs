@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequestParts, RawPathParams};
+use axum::extract::{FromRef, FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use rand::distr::{Alphanumeric, SampleString};
@@ -18,7 +18,7 @@ use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::locks::lock;
-use crate::state::AppState;
+use crate::ratelimit::RateLimits;
 use crate::store::{Store, StoreError};
 
 /// What a tenant API key may do. Managers can do everything terminals can.
@@ -362,10 +362,25 @@ impl KeyCache {
     }
 }
 
+/// The handles the key and operator extractors use. A router whose state `S` has
+/// `AuthState: FromRef<S>` can use [`TerminalCaller`], [`ManagerCaller`] and [`Operator`]
+/// without this module knowing that state (the composition root builds it from its own).
+#[derive(Debug, Clone)]
+pub struct AuthState {
+    /// Where keys are looked up.
+    pub store: Store,
+    /// Recently validated keys.
+    pub keys: KeyCache,
+    /// Per-key request budgets, spent by every authenticated tenant request.
+    pub rate_limits: RateLimits,
+    /// The operator credential.
+    pub operator: Arc<OperatorCredential>,
+}
+
 /// Authenticates a tenant request: key → tenant, then checks the path's tenant and the
 /// optional `X-Tenant-ID` agree with it. Unknown key → 401; any mismatch → 403 without
 /// saying whether the other tenant exists.
-async fn caller_for(parts: &mut Parts, app: &AppState) -> Result<Caller, ApiError> {
+async fn caller_for(parts: &mut Parts, app: &AuthState) -> Result<Caller, ApiError> {
     let path_tenant = RawPathParams::from_request_parts(parts, app)
         .await
         .ok()
@@ -392,7 +407,7 @@ async fn caller_for(parts: &mut Parts, app: &AppState) -> Result<Caller, ApiErro
             "this key's tenant is suspended: its keys are refused until the operator resumes it",
         ));
     }
-    app.rate_limits.check(&caller)?;
+    app.rate_limits.check(&caller.key_id, caller.scope.slug())?;
     if caller.scope.slug() != path_tenant {
         return Err(ApiError::forbidden(
             "this key does not belong to that tenant",
@@ -409,19 +424,29 @@ async fn caller_for(parts: &mut Parts, app: &AppState) -> Result<Caller, ApiErro
     Ok(caller)
 }
 
-impl FromRequestParts<AppState> for TerminalCaller {
+impl<S> FromRequestParts<S> for TerminalCaller
+where
+    S: Send + Sync,
+    AuthState: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        Ok(TerminalCaller(caller_for(parts, app).await?))
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let app = AuthState::from_ref(state);
+        Ok(TerminalCaller(caller_for(parts, &app).await?))
     }
 }
 
-impl FromRequestParts<AppState> for ManagerCaller {
+impl<S> FromRequestParts<S> for ManagerCaller
+where
+    S: Send + Sync,
+    AuthState: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        let caller = caller_for(parts, app).await?;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let app = AuthState::from_ref(state);
+        let caller = caller_for(parts, &app).await?;
         if caller.role != Role::Manager {
             return Err(ApiError::forbidden("this route needs a manager key"));
         }
@@ -429,14 +454,18 @@ impl FromRequestParts<AppState> for ManagerCaller {
     }
 }
 
-impl FromRequestParts<AppState> for Operator {
+impl<S> FromRequestParts<S> for Operator
+where
+    S: Send + Sync,
+    AuthState: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let token = bearer(&parts.headers).ok_or_else(|| {
             ApiError::unauthorized("missing operator token: send Authorization: Bearer <token>")
         })?;
-        if app.operator.verify(&token) {
+        if AuthState::from_ref(state).operator.verify(&token) {
             Ok(Operator)
         } else {
             Err(ApiError::unauthorized("invalid operator token"))

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use crate::events::HubOptions;
 use crate::hooks::HookOptions;
+use crate::listener::{ConnectionOptions, TlsOptions};
 use crate::plugins::PluginOptions;
 use crate::providers::InboxOptions;
 use crate::ratelimit::RateLimitOptions;
-use crate::server::{ConnectionOptions, TlsOptions};
 use crate::store::StoreOptions;
 use crate::terminals::StreamOptions;
 

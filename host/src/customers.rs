@@ -6,10 +6,12 @@
 //! - `links`: card fingerprints and provider customer ids tied to a customer;
 //! - `tags`: labels hooks put on customers;
 //! - `points`: the loyalty balance on the customer row;
+//! - `ladder`: the tenant's ordered tiers and access levels, which customers climb;
 //! - `tiers`: the tier and access level rule evaluation raises;
 //! - `spend`: net spend, the one definition of what a sale counts for;
 //! - `standing` and `profile`: what the tenant sees of a customer.
 
+pub mod ladder;
 pub(crate) mod links;
 pub(crate) mod matching;
 pub(crate) mod points;
@@ -22,18 +24,17 @@ pub(crate) mod tiers;
 pub(crate) use spend::net_spend;
 pub(crate) use spend::net_spend_sql;
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::ManagerCaller;
+use crate::auth::{AuthState, ManagerCaller};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::state::AppState;
-use crate::store::{new_id, now_micros, Conn};
+use crate::store::{new_id, now_micros, Conn, Store};
 use links::LinkRequest;
 use profile::Profile;
 
@@ -85,7 +86,12 @@ pub fn normalize_phone(default_country: &str, raw: &str) -> Result<String, Inval
 }
 
 /// `/api/{tenant}/customers/{phone}` (the profile) and `/customers/{phone}/links`.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+    Store: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(get_profile))
         .routes(routes!(link))
@@ -117,13 +123,13 @@ fn phone_of(country: &str, raw: &str) -> Result<String, ApiError> {
     (status = 422, description = "`invalid_phone`; `unsupported_character`."),
 ))]
 async fn get_profile(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, raw_phone)): Path<(String, String)>,
 ) -> Result<Json<Profile>, ApiError> {
     let scope = &caller.scope;
     let phone = phone_of(scope.country(), &raw_phone)?;
-    let mut conn = app.store.reader().acquire().await?;
+    let mut conn = store.reader().acquire().await?;
     profile::profile(&mut conn, scope.tenant_id(), &phone)
         .await?
         .map(Json)
@@ -140,7 +146,7 @@ async fn get_profile(
     (status = 422, description = "`invalid_phone`, `invalid_request`."),
 ))]
 async fn link(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, raw_phone)): Path<(String, String)>,
     body: ApiJson<LinkRequest>,
@@ -148,7 +154,7 @@ async fn link(
     let scope = &caller.scope;
     let phone = phone_of(scope.country(), &raw_phone)?;
     let links = body.value.links()?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = store.begin().await?;
     let linked = links::link(&mut tx, scope.tenant_id(), &phone, &links).await?;
     tx.commit().await?;
     Ok((

@@ -41,6 +41,12 @@ pub enum EventKind {
     TransactionRecorded,
     /// A spend rule unlocked a tier (and access level) for a customer.
     TierUnlocked,
+    /// A venue's menu content changed (a `PUT` of a different menu).
+    MenuUpdated,
+    /// Items, variations or options of a venue's menu were sold out or came back.
+    ItemAvailabilityChanged,
+    /// A venue's store status (open, busy, closed) changed.
+    StoreStatusChanged,
 }
 
 impl EventKind {
@@ -55,6 +61,9 @@ impl EventKind {
             EventKind::DailyReportUploaded => "daily_report_uploaded",
             EventKind::TransactionRecorded => "transaction_recorded",
             EventKind::TierUnlocked => "tier_unlocked",
+            EventKind::MenuUpdated => "menu_updated",
+            EventKind::ItemAvailabilityChanged => "item_availability_changed",
+            EventKind::StoreStatusChanged => "store_status_changed",
         }
     }
 }

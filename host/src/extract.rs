@@ -401,9 +401,33 @@ impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
     }
 }
 
+/// Whether `slug` is a valid slug: the URL-safe name of a tenant or a venue (1–63 lowercase
+/// letters, digits and inner hyphens). Here rather than in `tenancy` so that venues can be
+/// checked without naming tenancy.
+pub fn is_valid_slug(slug: &str) -> bool {
+    (1..=63).contains(&slug.len())
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-')
+        && !slug.ends_with('-')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slugs() {
+        assert!(is_valid_slug("kitchen"));
+        assert!(is_valid_slug("the-kitchen-2"));
+        assert!(!is_valid_slug(""));
+        assert!(!is_valid_slug("Kitchen"));
+        assert!(!is_valid_slug("-kitchen"));
+        assert!(!is_valid_slug("kitchen_1"));
+        assert!(!is_valid_slug(&"a".repeat(64)));
+        assert!(is_valid_slug(&"a".repeat(63)));
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -21,25 +21,53 @@ pub use bindings::Hooks;
 pub(crate) use sealed_config::CONFIG_FIELD;
 pub use sealed_config::{seal_plaintext as seal_plaintext_configs, ConfigSealError};
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::ManagerCaller;
+use crate::auth::{AuthState, ManagerCaller};
 use crate::error::{ApiError, ApiResult};
+use crate::events::{EventHub, Writes};
 use crate::extract::ApiJson;
 use crate::paging::Page;
-use crate::state::AppState;
-use crate::store::StoreError;
-use crate::vault::VaultError;
+use crate::plugins::Plugins;
+use crate::store::{Store, StoreError};
+use crate::vault::{Vault, VaultError};
 
 pub use actions::{MAX_ACTIONS, MAX_EMIT_BYTES};
-pub use dispatch::{retry_dead_event, spawn_dispatcher};
+pub use dispatch::{retry_dead_event, spawn_dispatcher, HooksWakeup};
+
+/// The handles hook routes and the dispatcher use; the composition root builds it from its
+/// own state (`FromRef`), so this module does not name that state.
+#[derive(Debug, Clone)]
+pub struct HooksState {
+    /// The database.
+    pub store: Store,
+    /// Committed events: the dispatcher waits for new ones and leases bindings through it.
+    pub hub: EventHub,
+    /// The group commit the actions hooks return are written through.
+    pub writes: Writes,
+    /// The plugin runtime that runs hooks.
+    pub plugins: Plugins,
+    /// Master keys sealing bindings' configurations.
+    pub vault: Arc<Vault>,
+    /// Wakes the dispatcher.
+    pub hooks_wakeup: HooksWakeup,
+    /// Delivery tuning.
+    pub options: HookOptions,
+    /// Cancelled when the server begins shutting down.
+    pub shutdown: CancellationToken,
+    /// Delivery workers, which shutdown waits for.
+    pub tasks: TaskTracker,
+}
 
 /// Hook delivery tuning (`serve` flags `--hook-*`; see [`crate::options`]).
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -288,7 +316,12 @@ impl From<HookError> for ApiError {
 }
 
 /// `/api/{tenant}/hooks…` routes (manager key).
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+    HooksState: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(show, update, remove))
@@ -300,7 +333,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     (status = 200, description = "The bindings; `next_cursor` is always null.", body = Page<Binding>),
 ))]
 async fn list(
-    State(app): State<AppState>,
+    State(app): State<HooksState>,
     ManagerCaller(caller): ManagerCaller,
 ) -> ApiResult<Json<Page<Binding>>> {
     Ok(Json(Page {
@@ -316,7 +349,7 @@ async fn list(
     (status = 422, description = "`unknown_plugin`, `not_a_hook`, `invalid_events`, `invalid_config`, `invalid_request`."),
 ))]
 async fn create(
-    State(app): State<AppState>,
+    State(app): State<HooksState>,
     ManagerCaller(caller): ManagerCaller,
     body: ApiJson<NewBinding>,
 ) -> ApiResult<(StatusCode, Json<Binding>)> {
@@ -329,7 +362,7 @@ async fn create(
     )
     .await?;
     // The dispatcher skips commits while no binding is active: tell it there is one now.
-    app.hooks_wakeup.notify_one();
+    app.hooks_wakeup.wake();
     Ok((StatusCode::CREATED, Json(binding)))
 }
 
@@ -339,7 +372,7 @@ async fn create(
     (status = 404, description = "`hook_not_found`."),
 ))]
 async fn show(
-    State(app): State<AppState>,
+    State(app): State<HooksState>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Binding>> {
@@ -355,7 +388,7 @@ async fn show(
     (status = 422, description = "`invalid_events`, `invalid_config`, `invalid_request`."),
 ))]
 async fn update(
-    State(app): State<AppState>,
+    State(app): State<HooksState>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, id)): Path<(String, String)>,
     body: ApiJson<BindingChange>,
@@ -369,7 +402,7 @@ async fn update(
         body.value,
     )
     .await?;
-    app.hooks_wakeup.notify_one();
+    app.hooks_wakeup.wake();
     Ok(Json(binding))
 }
 
@@ -380,12 +413,12 @@ async fn update(
     (status = 409, description = "`hook_disabled`: enable it instead."),
 ))]
 async fn resume(
-    State(app): State<AppState>,
+    State(app): State<HooksState>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Binding>> {
     let binding = Hooks::resume(&app.store, &app.vault, &caller.scope, &id).await?;
-    app.hooks_wakeup.notify_one();
+    app.hooks_wakeup.wake();
     Ok(Json(binding))
 }
 
@@ -395,7 +428,7 @@ async fn resume(
     (status = 404, description = "`hook_not_found`."),
 ))]
 async fn remove(
-    State(app): State<AppState>,
+    State(app): State<HooksState>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {

@@ -19,9 +19,8 @@ use sqlx::Row;
 
 use crate::auth::TenantScope;
 use crate::error::ApiError;
-use crate::events::LoggedTx;
+use crate::events::{LoggedTx, Writes};
 use crate::extract::{BodyDigest, Idempotency};
-use crate::state::AppState;
 use crate::store::{now_micros, Store, StoreError};
 
 /// Runs `op` in a [`LoggedTx`] (shared with concurrent writes, see
@@ -35,7 +34,7 @@ use crate::store::{now_micros, Store, StoreError};
 /// batch are ordered like any others: the second finds the first's stored answer (visible
 /// inside the batch) and replays it, answered with the first after the commit.
 pub async fn execute<T, E, F>(
-    app: &AppState,
+    writes: &Writes,
     scope: &TenantScope,
     idempotency: &Idempotency,
     body_digest: &BodyDigest,
@@ -59,8 +58,7 @@ where
         })
     });
     let op = Arc::new(op);
-    let (status, body, replayed) = app
-        .writes
+    let (status, body, replayed) = writes
         .run(move |tx| {
             let (claim, op) = (claim.clone(), op.clone());
             Box::pin(async move { execute_in(tx, claim.as_deref(), &*op).await })

@@ -5,15 +5,17 @@
 mod gift_cards;
 mod loyalty;
 
+use axum::extract::FromRef;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use gift_cards::{DeductRequest, GiftCardLedger, GiftCardView, IssueRequest};
 pub use loyalty::{LoyaltyBalance, LoyaltyLedger, PointsRequest};
 
+use crate::auth::AuthState;
 use crate::customers::InvalidPhone;
 use crate::error::ApiError;
-use crate::state::AppState;
-use crate::store::StoreError;
+use crate::events::Writes;
+use crate::store::{Store, StoreError};
 
 /// Why a ledger operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +110,12 @@ fn check_len(field: &'static str, value: &Option<String>, max: usize) -> Result<
 
 /// Terminal routes (`/api/{tenant}/gift-cards/…`, `/api/{tenant}/loyalty/…`) and manager
 /// routes (issuing cards, listing ledgers).
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+    Store: FromRef<S>,
+    Writes: FromRef<S>,
+{
     gift_cards::routes().merge(loyalty::routes())
 }

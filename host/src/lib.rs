@@ -2,8 +2,9 @@
 //!
 //! The host owns tenancy, auth, storage, the money ledgers and real-time fan-out; see
 //! `docs/architecture.md` in the repository for the map. `api` assembles the per-feature
-//! routers of the domain modules; `host/tests/module_cycles.rs` prints the import graph
-//! between modules and fails on any cycle beyond the one still known (through `AppState`).
+//! routers of the domain modules (generic over the router state); it and `server` are the
+//! only modules naming `AppState`; `host/tests/module_cycles.rs` prints the import graph
+//! between modules and fails on any cycle.
 
 pub mod api;
 pub mod api_keys;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod console;
 pub mod customers;
 pub mod dead_letters;
+pub mod dead_letters_api;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -23,7 +25,9 @@ pub mod idempotency;
 pub mod key_checks;
 pub mod lease;
 pub mod ledger;
+pub mod listener;
 pub mod locks;
+pub mod menus;
 pub mod metrics;
 pub mod money;
 pub mod openapi;

@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::state::AppState;
+use crate::store::Store;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -116,8 +116,8 @@ pub async fn track(request: Request, next: Next) -> Response {
     (status = 200, description = "The metrics, Prometheus text format.", content_type = "text/plain", body = String),
     (status = 503, description = "`error`: the metrics recorder is not installed."),
 ))]
-pub async fn render(State(app): State<AppState>) -> Response {
-    crate::dead_letters::refresh_gauge(&app.store).await;
+pub async fn render(State(store): State<Store>) -> Response {
+    crate::dead_letters::refresh_gauge(&store).await;
     match HANDLE.get().and_then(Option::as_ref) {
         Some(handle) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

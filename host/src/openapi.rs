@@ -54,6 +54,7 @@ pub const WS_SUBPROTOCOL: &str = "api_key_subprotocol";
         (name = "terminal", description = "Tenant: what tills and kitchen screens use."),
         (name = "ledger", description = "Tenant: gift cards and loyalty points."),
         (name = "orders", description = "Tenant: online orders and daily reports."),
+        (name = "menus", description = "Tenant: venue menus, availability (86) and store status."),
         (name = "pos", description = "Tenant: POS integrations and their sales."),
         (name = "rules", description = "Tenant: spend rules, tiers and performances."),
         (name = "customers", description = "Tenant: customer profiles."),
@@ -122,6 +123,7 @@ pub struct EventFrame {
     pub seq: i64,
     /// Event type: `new_order`, `order_updated`, `gift_card_purchased`, `gift_card_redeemed`,
     /// `loyalty_updated`, `daily_report_uploaded`, `transaction_recorded`, `tier_unlocked`,
+    /// `menu_updated`, `item_availability_changed`, `store_status_changed`,
     /// `custom.<kind>`.
     pub r#type: String,
     /// Append time, RFC 3339 UTC with microseconds.

@@ -500,9 +500,9 @@ mod tests {
         assert_eq!(config.inbox, crate::providers::InboxOptions::default());
         assert_eq!(
             config.connections,
-            crate::server::ConnectionOptions::default()
+            crate::listener::ConnectionOptions::default()
         );
-        assert_eq!(config.tls, crate::server::TlsOptions::default());
+        assert_eq!(config.tls, crate::listener::TlsOptions::default());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Orders: online orders from the ordering platform (manager key) and their kitchen status
 //! as terminals move them along.
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -10,14 +10,13 @@ use sqlx::Row;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{ManagerCaller, TenantScope, TerminalCaller};
+use crate::auth::{AuthState, ManagerCaller, TenantScope, TerminalCaller};
 use crate::customers::{normalize_phone, InvalidPhone};
 use crate::error::{ApiError, ApiResult};
-use crate::events::{EventKind, LoggedTx};
+use crate::events::{EventKind, LoggedTx, Writes};
 use crate::extract::{ApiJson, Idempotency};
 use crate::idempotency;
 use crate::money::{parse_currency, NonNegativeAmount, MAX_AMOUNT};
-use crate::state::AppState;
 use crate::store::{new_id, now_micros, rfc3339, Store, StoreError};
 
 /// Where an order came from. Only online orders wait for a terminal to accept them.
@@ -493,7 +492,13 @@ impl Orders {
 }
 
 /// `/api/{tenant}/orders…` routes.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+    Store: FromRef<S>,
+    Writes: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(create))
         .routes(routes!(pending))
@@ -511,11 +516,11 @@ struct PendingOrders {
     (status = 200, description = "Up to 500 orders.", body = PendingOrders),
 ))]
 async fn pending(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     TerminalCaller(caller): TerminalCaller,
 ) -> ApiResult<Json<PendingOrders>> {
     Ok(Json(PendingOrders {
-        orders: Orders::pending(&app.store, &caller.scope).await?,
+        orders: Orders::pending(&store, &caller.scope).await?,
     }))
 }
 
@@ -527,14 +532,14 @@ async fn pending(
     (status = 422, description = "`invalid_order`: totals that do not add up, no items, currency not the tenant's; `invalid_phone`; `idempotency_key_reused`; `invalid_request`."),
 ))]
 async fn create(
-    State(app): State<AppState>,
+    State(writes): State<Writes>,
     ManagerCaller(caller): ManagerCaller,
     idem: Idempotency,
     body: ApiJson<NewOrder>,
 ) -> ApiResult<Response> {
     let scope = caller.scope;
     let op_scope = scope.clone();
-    idempotency::execute(&app, &scope, &idem, &body.digest, move |tx| {
+    idempotency::execute(&writes, &scope, &idem, &body.digest, move |tx| {
         let (op_scope, order) = (op_scope.clone(), body.value.clone());
         Box::pin(async move {
             let order = Orders::create(tx, &op_scope, order).await?;
@@ -552,7 +557,7 @@ async fn create(
     (status = 409, description = "`invalid_transition`: the lifecycle forbids this move."),
 ))]
 async fn set_status(
-    State(app): State<AppState>,
+    State(writes): State<Writes>,
     TerminalCaller(caller): TerminalCaller,
     Path((_tenant, id)): Path<(String, String)>,
     idem: Idempotency,
@@ -560,7 +565,7 @@ async fn set_status(
 ) -> ApiResult<Response> {
     let scope = caller.scope;
     let op_scope = scope.clone();
-    idempotency::execute(&app, &scope, &idem, &body.digest, move |tx| {
+    idempotency::execute(&writes, &scope, &idem, &body.digest, move |tx| {
         let (op_scope, id, status) = (op_scope.clone(), id.clone(), body.value.status);
         Box::pin(async move {
             let order = Orders::set_status(tx, &op_scope, &id, status).await?;

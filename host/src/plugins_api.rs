@@ -5,18 +5,19 @@
 //! without a server and keeps its contract the method calls on [`crate::plugins::Plugins`].
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::Operator;
+use crate::auth::{AuthState, Operator};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
-use crate::plugins::{AdminError, InstallError, PluginLogView, PluginStatus, TrustedSigner};
-use crate::state::AppState;
+use crate::plugins::{
+    AdminError, InstallError, PluginLogView, PluginStatus, Plugins, TrustedSigner,
+};
 
 /// Largest component accepted by upload. Bundled providers are a few hundred KiB.
 const MAX_COMPONENT_BYTES: usize = 32 * 1024 * 1024;
@@ -62,7 +63,12 @@ impl From<AdminError> for ApiError {
 }
 
 /// The operator's plugin routes.
-pub fn admin_routes() -> OpenApiRouter<AppState> {
+pub fn admin_routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+    Plugins: FromRef<S>,
+{
     let (schemas, paths, plugins) = routes!(list, install);
     OpenApiRouter::new()
         .routes((
@@ -91,9 +97,9 @@ struct PluginList {
 #[utoipa::path(get, path = "/plugins", tag = "plugins", responses(
     (status = 200, description = "The plugins.", body = PluginList),
 ))]
-async fn list(State(app): State<AppState>, _op: Operator) -> Json<PluginList> {
+async fn list(State(plugins): State<Plugins>, _op: Operator) -> Json<PluginList> {
     Json(PluginList {
-        plugins: app.plugins.list(),
+        plugins: plugins.list(),
     })
 }
 
@@ -103,11 +109,11 @@ async fn list(State(app): State<AppState>, _op: Operator) -> Json<PluginList> {
     (status = 404, description = "`plugin_not_found`."),
 ))]
 async fn show(
-    State(app): State<AppState>,
+    State(plugins): State<Plugins>,
     _op: Operator,
     Path(id): Path<String>,
 ) -> ApiResult<Json<PluginStatus>> {
-    app.plugins
+    plugins
         .status(&id)
         .map(Json)
         .ok_or_else(|| AdminError::NotFound(id).into())
@@ -123,11 +129,11 @@ async fn show(
     (status = 422, description = "`invalid_plugin`: not a component of a supported contract; `plugin_signature_invalid`: a signature that does not verify; `plugin_unsigned`, `plugin_signer_untrusted`: refused under `--require-signed-plugins`."),
 ))]
 async fn install(
-    State(app): State<AppState>,
+    State(plugins): State<Plugins>,
     _op: Operator,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<PluginStatus>)> {
-    let status = app.plugins.install(body.to_vec(), "upload").await?;
+    let status = plugins.install(body.to_vec(), "upload").await?;
     Ok((StatusCode::CREATED, Json(status)))
 }
 
@@ -145,12 +151,12 @@ struct Hosts {
     (status = 422, description = "`invalid_hosts`; `invalid_request`."),
 ))]
 async fn set_hosts(
-    State(app): State<AppState>,
+    State(plugins): State<Plugins>,
     _op: Operator,
     Path(id): Path<String>,
     body: ApiJson<Hosts>,
 ) -> ApiResult<Json<PluginStatus>> {
-    Ok(Json(app.plugins.set_hosts(&id, body.value.allow).await?))
+    Ok(Json(plugins.set_hosts(&id, body.value.allow).await?))
 }
 
 /// Body of `PUT /admin/plugins/{id}/limits`: CPU deadline per call (ms) and memory cap (MiB).
@@ -168,13 +174,13 @@ struct Limits {
     (status = 422, description = "`invalid_limits`; `invalid_request`."),
 ))]
 async fn set_limits(
-    State(app): State<AppState>,
+    State(plugins): State<Plugins>,
     _op: Operator,
     Path(id): Path<String>,
     body: ApiJson<Limits>,
 ) -> ApiResult<Json<PluginStatus>> {
     Ok(Json(
-        app.plugins
+        plugins
             .set_limits(&id, body.value.cpu_ms, body.value.memory_mb)
             .await?,
     ))
@@ -193,12 +199,12 @@ struct Activate {
     (status = 404, description = "`plugin_not_found`, `version_not_found`."),
 ))]
 async fn activate(
-    State(app): State<AppState>,
+    State(plugins): State<Plugins>,
     _op: Operator,
     Path(id): Path<String>,
     body: ApiJson<Activate>,
 ) -> ApiResult<Json<PluginStatus>> {
-    Ok(Json(app.plugins.activate(&id, &body.value.version).await?))
+    Ok(Json(plugins.activate(&id, &body.value.version).await?))
 }
 
 /// Turns the plugin off; calls fail with `plugin_unavailable` until a version is activated.
@@ -207,11 +213,11 @@ async fn activate(
     (status = 404, description = "`plugin_not_found`."),
 ))]
 async fn disable(
-    State(app): State<AppState>,
+    State(plugins): State<Plugins>,
     _op: Operator,
     Path(id): Path<String>,
 ) -> ApiResult<Json<PluginStatus>> {
-    Ok(Json(app.plugins.disable(&id).await?))
+    Ok(Json(plugins.disable(&id).await?))
 }
 
 /// Deletes an installed version that is not serving.
@@ -221,11 +227,11 @@ async fn disable(
     (status = 409, description = "`version_active`: activate another version first."),
 ))]
 async fn delete_version(
-    State(app): State<AppState>,
+    State(plugins): State<Plugins>,
     _op: Operator,
     Path((id, version)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    app.plugins.delete_version(&id, &version).await?;
+    plugins.delete_version(&id, &version).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -235,11 +241,11 @@ async fn delete_version(
     (status = 404, description = "`plugin_not_found`."),
 ))]
 async fn logs(
-    State(app): State<AppState>,
+    State(plugins): State<Plugins>,
     _op: Operator,
     Path(id): Path<String>,
 ) -> ApiResult<Json<PluginLogView>> {
-    app.plugins
+    plugins
         .logs(&id)
         .map(Json)
         .ok_or_else(|| AdminError::NotFound(id).into())
@@ -255,9 +261,12 @@ struct SignerList {
 #[utoipa::path(get, path = "/plugin-signers", tag = "plugins", responses(
     (status = 200, description = "The trusted signers.", body = SignerList),
 ))]
-async fn list_signers(State(app): State<AppState>, _op: Operator) -> ApiResult<Json<SignerList>> {
+async fn list_signers(
+    State(plugins): State<Plugins>,
+    _op: Operator,
+) -> ApiResult<Json<SignerList>> {
     Ok(Json(SignerList {
-        signers: app.plugins.signers().await?,
+        signers: plugins.signers().await?,
     }))
 }
 
@@ -267,11 +276,11 @@ async fn list_signers(State(app): State<AppState>, _op: Operator) -> ApiResult<J
     (status = 404, description = "`signer_not_found`."),
 ))]
 async fn show_signer(
-    State(app): State<AppState>,
+    State(plugins): State<Plugins>,
     _op: Operator,
     Path(name): Path<String>,
 ) -> ApiResult<Json<TrustedSigner>> {
-    app.plugins
+    plugins
         .signers()
         .await?
         .into_iter()
@@ -297,12 +306,11 @@ struct PutSigner {
     (status = 422, description = "`invalid_signer`: a bad name or key; `invalid_request`."),
 ))]
 async fn put_signer(
-    State(app): State<AppState>,
+    State(plugins): State<Plugins>,
     _op: Operator,
     body: ApiJson<PutSigner>,
 ) -> ApiResult<(StatusCode, Json<TrustedSigner>)> {
-    let (signer, created) = app
-        .plugins
+    let (signer, created) = plugins
         .trust_signer(&body.value.name, &body.value.public_key)
         .await?;
     let status = if created {
@@ -319,11 +327,11 @@ async fn put_signer(
     (status = 404, description = "`signer_not_found`."),
 ))]
 async fn delete_signer(
-    State(app): State<AppState>,
+    State(plugins): State<Plugins>,
     _op: Operator,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    app.plugins.distrust_signer(&name).await?;
+    plugins.distrust_signer(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -11,30 +11,61 @@ pub use ingest::IngestCounts;
 pub use integrations::{ConnectRequest, Integration};
 pub use sales::{Period, Revenue};
 pub use sync::retry_dead_letter as retry_sync;
-pub use sync::{spawn_scheduler, SyncStats};
+pub use sync::{spawn_scheduler, SyncStats, SyncWakeup};
 pub use webhooks::{payload as webhook_payload, requeue as retry_webhook};
-pub use webhooks::{spawn_inbox_worker, AckActivity, InboxOptions};
+pub use webhooks::{spawn_inbox_worker, AckActivity, InboxOptions, InboxWakeup};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{ManagerCaller, TerminalCaller};
+use crate::auth::{AuthState, ManagerCaller, TerminalCaller};
 use crate::error::ApiError;
-use crate::events::LoggedTx;
+use crate::events::{EventHub, LoggedTx, Writes};
 use crate::extract::ApiJson;
 use crate::extract::{Idempotency, JsonBody};
 use crate::paging::Page;
 use crate::plugins::contract::{Connection, Environment, LocationInfo, ProviderError};
 use crate::plugins::{CallContext, CallError, Plugins};
-use crate::state::AppState;
+use crate::store::Store;
+use crate::vault::Vault;
+
+/// The handles provider routes and workers (the sync scheduler, the webhook inbox) use; the
+/// composition root builds it from its own state (`FromRef`), so this module does not name
+/// that state.
+#[derive(Debug, Clone)]
+pub struct ProvidersState {
+    /// The database.
+    pub store: Store,
+    /// Committed events: workers lease integrations and deliveries through it.
+    pub hub: EventHub,
+    /// The group commit pushed sales are written through.
+    pub writes: Writes,
+    /// The plugin runtime that talks to providers.
+    pub plugins: Plugins,
+    /// Master keys sealing credentials and webhook keys.
+    pub vault: Arc<Vault>,
+    /// Wakes the sync scheduler.
+    pub sync_wakeup: SyncWakeup,
+    /// Wakes the webhook inbox worker.
+    pub inbox_wakeup: InboxWakeup,
+    /// Webhook deliveries being acknowledged; the inbox worker lets them go first.
+    pub webhook_acks: Arc<AckActivity>,
+    /// The host's public base URL, for the webhook URLs handed to providers.
+    pub public_url: String,
+    /// Webhook inbox tuning.
+    pub inbox: InboxOptions,
+    /// Cancelled when the server begins shutting down.
+    pub shutdown: CancellationToken,
+}
 
 /// Body of `POST /api/{tenant}/pos/validate`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -201,7 +232,12 @@ pub fn connection(
 }
 
 /// `/api/{tenant}/…` routes: integrations (manager) and pushed sales (terminal).
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+    ProvidersState: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(validate))
         .routes(routes!(providers))
@@ -217,7 +253,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// The public webhook route, `/webhooks/{provider}/{integration_id}`.
-pub fn webhook_routes() -> OpenApiRouter<AppState> {
+pub fn webhook_routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    ProvidersState: FromRef<S>,
+{
     OpenApiRouter::new().routes(routes!(webhooks::receive))
 }
 
@@ -233,7 +273,7 @@ pub fn webhook_routes() -> OpenApiRouter<AppState> {
     (status = 504, description = "`plugin_timeout`."),
 ))]
 async fn connect(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     ManagerCaller(caller): ManagerCaller,
     body: ApiJson<ConnectRequest>,
 ) -> Result<Json<Integration>, ProviderFailure> {
@@ -278,7 +318,7 @@ struct RevenueSummary {
     (status = 504, description = "`plugin_timeout`."),
 ))]
 async fn status(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue)): Path<(String, String)>,
 ) -> Result<Json<StatusView>, ProviderFailure> {
@@ -329,7 +369,7 @@ struct ProviderList {
     (status = 200, description = "The providers a venue can connect with.", body = ProviderList),
 ))]
 async fn providers(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     ManagerCaller(_caller): ManagerCaller,
 ) -> Json<ProviderList> {
     let providers: Vec<ProviderView> = app
@@ -360,7 +400,7 @@ struct IntegrationList {
     (status = 200, description = "Every integration of the tenant, by venue.", body = IntegrationList),
 ))]
 async fn list_integrations(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     ManagerCaller(caller): ManagerCaller,
 ) -> Result<Json<IntegrationList>, ApiError> {
     let items = integrations::list(&app, &caller.scope).await?;
@@ -373,7 +413,7 @@ async fn list_integrations(
     (status = 404, description = "`venue_not_connected`."),
 ))]
 async fn disconnect(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue)): Path<(String, String)>,
 ) -> Result<Json<Integration>, ProviderFailure> {
@@ -395,7 +435,7 @@ async fn disconnect(
     (status = 504, description = "`plugin_timeout`."),
 ))]
 async fn sync_now(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue)): Path<(String, String)>,
 ) -> Result<Json<SyncStats>, ProviderFailure> {
@@ -440,7 +480,7 @@ async fn sync_now(
     (status = 422, description = "`invalid_phone`; `unsupported_character`."),
 ))]
 async fn transactions(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue)): Path<(String, String)>,
     Query(query): Query<sales::TransactionQuery>,
@@ -467,7 +507,7 @@ struct RevenueQuery {
     (status = 404, description = "`venue_not_connected`."),
 ))]
 async fn revenue(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue)): Path<(String, String)>,
     Query(query): Query<RevenueQuery>,
@@ -486,7 +526,7 @@ async fn revenue(
     (status = 404, description = "`venue_not_connected`."),
 ))]
 async fn revenue_series(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue)): Path<(String, String)>,
     Query(query): Query<sales::SeriesQuery>,
@@ -520,7 +560,7 @@ struct PushEnvelope {
     (status = 504, description = "`plugin_timeout`."),
 ))]
 async fn push(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     TerminalCaller(caller): TerminalCaller,
     idem: Idempotency,
     body: JsonBody,
@@ -550,7 +590,7 @@ async fn push(
     let (integration, sales) = (Arc::new(integration), Arc::new(sales));
     let scope = caller.scope.clone();
     Ok(crate::idempotency::execute(
-        &app,
+        &app.writes,
         &caller.scope,
         &idem,
         &digest,
@@ -598,7 +638,7 @@ async fn push(
     (status = 504, description = "`plugin_timeout`."),
 ))]
 async fn validate(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     ManagerCaller(caller): ManagerCaller,
     body: ApiJson<ValidateRequest>,
 ) -> Result<Json<LocationInfo>, ProviderFailure> {

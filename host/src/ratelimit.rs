@@ -13,7 +13,6 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Caller;
 use crate::error::ApiError;
 
 /// Rate limit knobs (`--rate-limit-per-sec`, `--rate-limit-burst`; see [`crate::options`]).
@@ -77,20 +76,22 @@ impl RateLimits {
         RateLimits { limiter }
     }
 
-    /// Takes one token from `caller`'s key; when the bucket is empty, a 429
+    /// Takes one token from the bucket of the API key `key_id`; when it is empty, a 429
     /// `rate_limited` with `Retry-After` (whole seconds, rounded up, at least 1), counted
-    /// in `posbridge_rate_limited_total` by tenant.
-    pub fn check(&self, caller: &Caller) -> Result<(), ApiError> {
+    /// in `posbridge_rate_limited_total` under `tenant` (the key's tenant's slug). Takes the
+    /// key and tenant rather than auth's `Caller`, so rate limiting need not know how a key
+    /// is authenticated (auth calls it).
+    pub fn check(&self, key_id: &str, tenant: &str) -> Result<(), ApiError> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
-        match limiter.check_key(&caller.key_id) {
+        match limiter.check_key(&key_id.to_owned()) {
             Ok(()) => Ok(()),
             Err(not_until) => {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 metrics::counter!(
                     "posbridge_rate_limited_total",
-                    "tenant" => caller.scope.slug().to_owned()
+                    "tenant" => tenant.to_owned()
                 )
                 .increment(1);
                 Err(ApiError::rate_limited(retry_after_secs(wait)))

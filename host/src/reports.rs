@@ -1,7 +1,7 @@
 //! Daily reports uploaded by the till at closing; a re-upload of the same date replaces the
 //! previous one (the till corrected its figures) and bumps its revision.
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -10,13 +10,12 @@ use sqlx::Row;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{TenantScope, TerminalCaller};
+use crate::auth::{AuthState, TenantScope, TerminalCaller};
 use crate::error::{ApiError, ApiResult};
-use crate::events::{EventKind, LoggedTx};
+use crate::events::{EventKind, LoggedTx, Writes};
 use crate::extract::{ApiJson, Idempotency};
 use crate::idempotency;
 use crate::money::{parse_currency, NonNegativeAmount, MAX_AMOUNT};
-use crate::state::AppState;
 use crate::store::{now_micros, rfc3339, Store, StoreError};
 
 /// Body of `POST /api/{tenant}/reports/daily`. Amounts are minor units of the tenant's
@@ -287,7 +286,13 @@ impl DailyReports {
 }
 
 /// `/api/{tenant}/reports/daily…` routes.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+    Store: FromRef<S>,
+    Writes: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(upload))
         .routes(routes!(get_report))
@@ -301,14 +306,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
     (status = 422, description = "`invalid_report`: currency not the tenant's, bad amounts; `idempotency_key_reused`; `invalid_request`."),
 ))]
 async fn upload(
-    State(app): State<AppState>,
+    State(writes): State<Writes>,
     TerminalCaller(caller): TerminalCaller,
     idem: Idempotency,
     body: ApiJson<DailyReportUpload>,
 ) -> ApiResult<Response> {
     let scope = caller.scope;
     let op_scope = scope.clone();
-    idempotency::execute(&app, &scope, &idem, &body.digest, move |tx| {
+    idempotency::execute(&writes, &scope, &idem, &body.digest, move |tx| {
         let (op_scope, upload) = (op_scope.clone(), body.value.clone());
         Box::pin(async move {
             let (report, replaced) = DailyReports::upload(tx, &op_scope, upload).await?;
@@ -330,11 +335,9 @@ async fn upload(
     (status = 422, description = "`invalid_report`: not a date; `unsupported_character`."),
 ))]
 async fn get_report(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     TerminalCaller(caller): TerminalCaller,
     Path((_tenant, date)): Path<(String, String)>,
 ) -> ApiResult<Json<DailyReport>> {
-    Ok(Json(
-        DailyReports::get(&app.store, &caller.scope, &date).await?,
-    ))
+    Ok(Json(DailyReports::get(&store, &caller.scope, &date).await?))
 }

@@ -1,5 +1,6 @@
 //! Spend rules: per-venue thresholds of lifetime spend that unlock customer tiers and access
-//! levels, the tenant's tier ladder, venue performances (for live-only and performer rules),
+//! levels, the routes managing the tenant's tier ladder (kept by `customers::ladder`, as
+//! customers are what climbs it), venue performances (for live-only and performer rules),
 //! and the evaluation that runs inside the transaction recording each sale.
 //!
 //! Managers edit rules at `/api/{tenant}/pos/rules/{venue}`; [`RuleEvaluator`] is called by
@@ -9,27 +10,25 @@ mod book;
 mod decide;
 mod evaluate;
 mod performances;
-pub mod tiers;
 pub mod windows;
 
 pub use book::RuleBook;
 pub use evaluate::{RuleEvaluator, SaleRef, SpendMove};
 pub use performances::Performance;
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{ManagerCaller, TerminalCaller};
+use crate::auth::{AuthState, ManagerCaller, TerminalCaller};
+use crate::customers::ladder::{Ladder, LadderUpdate};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::money::NonNegativeAmount;
-use crate::state::AppState;
-use crate::store::StoreError;
-use tiers::{Ladder, LadderUpdate};
+use crate::store::{Store, StoreError};
 use windows::TimeWindow;
 
 /// Most rules one venue may have: evaluation walks them in memory for every sale.
@@ -208,7 +207,12 @@ where
 }
 
 /// `/api/{tenant}/pos/rules/…`, `/pos/tiers` and `/pos/performances/…`.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+    Store: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(update, delete))
@@ -223,11 +227,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
     (status = 422, description = "`invalid_request`: a bad venue; `unsupported_character`."),
 ))]
 async fn list(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue)): Path<(String, String)>,
 ) -> Result<Json<RuleList>, ApiError> {
-    let rules = RuleBook::list(&app.store, &caller.scope, &venue).await?;
+    let rules = RuleBook::list(&store, &caller.scope, &venue).await?;
     Ok(Json(RuleList { venue, rules }))
 }
 
@@ -238,12 +242,12 @@ async fn list(
     (status = 422, description = "`invalid_request`, `unknown_tier`, `unknown_access_level`."),
 ))]
 async fn create(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue)): Path<(String, String)>,
     body: ApiJson<NewRule>,
 ) -> Result<(StatusCode, Json<SpendRule>), ApiError> {
-    let rule = RuleBook::create(&app.store, &caller.scope, &venue, body.value).await?;
+    let rule = RuleBook::create(&store, &caller.scope, &venue, body.value).await?;
     Ok((StatusCode::CREATED, Json(rule)))
 }
 
@@ -254,13 +258,13 @@ async fn create(
     (status = 422, description = "`invalid_request`, `unknown_tier`, `unknown_access_level`."),
 ))]
 async fn update(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue, rule_id)): Path<(String, String, String)>,
     body: ApiJson<RulePatch>,
 ) -> Result<Json<SpendRule>, ApiError> {
     Ok(Json(
-        RuleBook::update(&app.store, &caller.scope, &venue, &rule_id, body.value).await?,
+        RuleBook::update(&store, &caller.scope, &venue, &rule_id, body.value).await?,
     ))
 }
 
@@ -270,12 +274,12 @@ async fn update(
     (status = 404, description = "`rule_not_found`."),
 ))]
 async fn toggle(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue, rule_id)): Path<(String, String, String)>,
 ) -> Result<Json<SpendRule>, ApiError> {
     Ok(Json(
-        RuleBook::toggle(&app.store, &caller.scope, &venue, &rule_id).await?,
+        RuleBook::toggle(&store, &caller.scope, &venue, &rule_id).await?,
     ))
 }
 
@@ -285,11 +289,11 @@ async fn toggle(
     (status = 404, description = "`rule_not_found`."),
 ))]
 async fn delete(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue, rule_id)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    RuleBook::delete(&app.store, &caller.scope, &venue, &rule_id).await?;
+    RuleBook::delete(&store, &caller.scope, &venue, &rule_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -298,10 +302,10 @@ async fn delete(
     (status = 200, description = "The ladder.", body = Ladder),
 ))]
 async fn ladder(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     TerminalCaller(caller): TerminalCaller,
 ) -> Result<Json<Ladder>, ApiError> {
-    Ok(Json(RuleBook::ladder(&app.store, &caller.scope).await?))
+    Ok(Json(RuleBook::ladder(&store, &caller.scope).await?))
 }
 
 /// Replaces the tier list, the access-level list, or both.
@@ -311,11 +315,11 @@ async fn ladder(
     (status = 422, description = "`invalid_request`: empty, duplicate or malformed names."),
 ))]
 async fn set_ladder(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     ManagerCaller(caller): ManagerCaller,
     body: ApiJson<LadderUpdate>,
 ) -> Result<Json<Ladder>, ApiError> {
     Ok(Json(
-        RuleBook::set_ladder(&app.store, &caller.scope, body.value).await?,
+        RuleBook::set_ladder(&store, &caller.scope, body.value).await?,
     ))
 }

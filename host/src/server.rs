@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::FromRef;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,16 +19,9 @@ use crate::terminals::Terminals;
 use crate::vault::VaultError;
 use crate::{api, idempotency, metrics};
 
-mod body_deadline;
-mod conn_stream;
-mod listener;
 mod startup;
-mod tls;
 
-pub use body_deadline::{BodyTimeout, DeadlineBody};
-pub use conn_stream::ConnStream;
-pub use listener::{ConnectionOptions, TimedIo};
-pub use tls::{Tls, TlsError, TlsOptions, RELOAD_POLL};
+use crate::listener::{self, Tls, TlsError};
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -124,11 +118,12 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         terminals: Terminals::default(),
         plugins: plugins.clone(),
         vault: Arc::new(vault),
-        sync_wakeup: Arc::default(),
-        inbox_wakeup: Arc::default(),
+        sync_wakeup: Default::default(),
+        inbox_wakeup: Default::default(),
         webhook_acks: Arc::default(),
-        hooks_wakeup: Arc::default(),
+        hooks_wakeup: Default::default(),
         keys: KeyCache::default(),
+        menu_cache: crate::menus::MenuCache::default(),
         rate_limits: crate::ratelimit::RateLimits::new(config.rate_limit),
         operator: Arc::new(operator),
         config: Arc::new(config.clone()),
@@ -153,10 +148,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         &state.tasks,
     );
     // Keys revoked by the CLI or another host close their sockets here too.
-    crate::terminals::spawn_revocation_watcher(state.clone());
-    crate::providers::spawn_scheduler(state.clone());
-    crate::providers::spawn_inbox_worker(state.clone());
-    crate::hooks::spawn_dispatcher(state.clone());
+    crate::terminals::spawn_revocation_watcher(FromRef::from_ref(&state));
+    crate::providers::spawn_scheduler(FromRef::from_ref(&state));
+    crate::providers::spawn_inbox_worker(FromRef::from_ref(&state));
+    crate::hooks::spawn_dispatcher(FromRef::from_ref(&state));
     spawn_idempotency_pruner(store.clone(), config.idempotency_ttl, shutdown.clone());
     state.rate_limits.spawn_pruner(shutdown.clone());
 

@@ -5,7 +5,7 @@
 
 pub mod lifecycle;
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -13,12 +13,14 @@ use sqlx::Row;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::Operator;
+use crate::auth::{AuthState, KeyCache, Operator};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiJson;
+use crate::extract::{is_valid_slug, ApiJson};
+use crate::hooks::HooksWakeup;
 use crate::money::parse_currency;
-use crate::state::AppState;
+use crate::providers::{InboxWakeup, SyncWakeup};
 use crate::store::{new_id, now_micros, rfc3339, Store, StoreError};
+use crate::terminals::Terminals;
 
 /// A tenant as the operator API shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -114,16 +116,6 @@ impl From<TenancyError> for ApiError {
             other => ApiError::unprocessable("invalid_tenant", other.to_string()),
         }
     }
-}
-
-/// Whether `slug` is a valid tenant slug.
-pub fn is_valid_slug(slug: &str) -> bool {
-    (1..=63).contains(&slug.len())
-        && slug
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !slug.starts_with('-')
-        && !slug.ends_with('-')
 }
 
 const TENANT_COLUMNS: &str =
@@ -237,7 +229,17 @@ impl Tenants {
 }
 
 /// `/admin/tenants…` routes (operator token).
-pub fn admin_routes() -> OpenApiRouter<AppState> {
+pub fn admin_routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+    Store: FromRef<S>,
+    KeyCache: FromRef<S>,
+    Terminals: FromRef<S>,
+    SyncWakeup: FromRef<S>,
+    InboxWakeup: FromRef<S>,
+    HooksWakeup: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(list_tenants, create_tenant))
         .routes(routes!(
@@ -256,11 +258,11 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
     (status = 422, description = "`invalid_tenant`: bad slug, name, currency, time zone or country; `invalid_request`."),
 ))]
 async fn create_tenant(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     _op: Operator,
     body: ApiJson<NewTenant>,
 ) -> ApiResult<(StatusCode, Json<Tenant>)> {
-    let tenant = Tenants::create(&app.store, body.value).await?;
+    let tenant = Tenants::create(&store, body.value).await?;
     tracing::info!(tenant = %tenant.slug, "tenant created");
     Ok((StatusCode::CREATED, Json(tenant)))
 }
@@ -275,9 +277,9 @@ struct TenantList {
 #[utoipa::path(get, path = "/tenants", tag = "tenants", responses(
     (status = 200, description = "The tenants.", body = TenantList),
 ))]
-async fn list_tenants(State(app): State<AppState>, _op: Operator) -> ApiResult<Json<TenantList>> {
+async fn list_tenants(State(store): State<Store>, _op: Operator) -> ApiResult<Json<TenantList>> {
     Ok(Json(TenantList {
-        tenants: Tenants::list(&app.store).await?,
+        tenants: Tenants::list(&store).await?,
     }))
 }
 
@@ -287,26 +289,9 @@ async fn list_tenants(State(app): State<AppState>, _op: Operator) -> ApiResult<J
     (status = 404, description = "`tenant_not_found`."),
 ))]
 async fn get_tenant(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     _op: Operator,
     Path(slug): Path<String>,
 ) -> ApiResult<Json<Tenant>> {
-    Ok(Json(Tenants::get(&app.store, &slug).await?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slugs() {
-        assert!(is_valid_slug("kitchen"));
-        assert!(is_valid_slug("the-kitchen-2"));
-        assert!(!is_valid_slug(""));
-        assert!(!is_valid_slug("Kitchen"));
-        assert!(!is_valid_slug("-kitchen"));
-        assert!(!is_valid_slug("kitchen_1"));
-        assert!(!is_valid_slug(&"a".repeat(64)));
-        assert!(is_valid_slug(&"a".repeat(63)));
-    }
+    Ok(Json(Tenants::get(&store, &slug).await?))
 }

@@ -30,12 +30,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, FromRef, Query, State};
 use axum::response::Response;
 use axum::Json;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -44,11 +45,34 @@ use self::session::run_session;
 use self::socket::Socket;
 use self::upgrade::StreamUpgrade;
 
-use crate::auth::{Caller, Role as KeyRole, TerminalCaller};
+use crate::auth::{AuthState, Caller, KeyCache, Role as KeyRole, TerminalCaller};
+use crate::events::EventHub;
 use crate::locks::lock;
 use crate::openapi::StreamFrame;
-use crate::state::AppState;
-use crate::store::{now_micros, rfc3339};
+use crate::store::{now_micros, rfc3339, Store};
+
+/// The handles the terminal routes, sessions and the revocation watcher use; the
+/// composition root builds it from its own state (`FromRef`), so this module does not name
+/// that state.
+#[derive(Debug, Clone)]
+pub struct TerminalsState {
+    /// The database (the log replayed to terminals, the cluster's view).
+    pub store: Store,
+    /// Live fan-out of committed events.
+    pub hub: EventHub,
+    /// Recently validated keys, forgotten when a revocation is announced.
+    pub keys: KeyCache,
+    /// Open terminal sockets.
+    pub terminals: Terminals,
+    /// Outgoing frames one socket may queue (`--ws-queue`).
+    pub queue: usize,
+    /// WebSocket tuning.
+    pub stream: StreamOptions,
+    /// Cancelled when the server begins shutting down.
+    pub shutdown: CancellationToken,
+    /// Sessions, which shutdown waits for.
+    pub tasks: TaskTracker,
+}
 
 /// Close code: the server is shutting down (standard "going away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -231,7 +255,7 @@ impl Terminals {
         caller: &Caller,
         remote_addr: Option<SocketAddr>,
         socket: Arc<Socket>,
-        app: &AppState,
+        app: &TerminalsState,
     ) -> Registration {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let tenant_id = caller.scope.tenant_id().to_owned();
@@ -288,14 +312,24 @@ impl Terminals {
 }
 
 /// Routes under `/api/{tenant}`.
-pub fn tenant_routes() -> OpenApiRouter<AppState> {
+pub fn tenant_routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+    TerminalsState: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(health))
         .routes(routes!(cluster_view::pos_status))
 }
 
 /// The stream route, `/ws/pos/{tenant}`.
-pub fn stream_routes() -> OpenApiRouter<AppState> {
+pub fn stream_routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+    TerminalsState: FromRef<S>,
+{
     OpenApiRouter::new().routes(routes!(open_stream))
 }
 
@@ -355,7 +389,7 @@ struct StreamQuery {
     (status = 426, description = "`websocket_required`: not a WebSocket handshake, or not version 13."),
 ))]
 async fn open_stream(
-    State(app): State<AppState>,
+    State(app): State<TerminalsState>,
     TerminalCaller(caller): TerminalCaller,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Query(query): Query<StreamQuery>,

@@ -9,12 +9,13 @@
 //! Run it alone with `cargo test -p posbridge --test module_cycles -- --nocapture`; it also
 //! prints the whole dependency graph, one module a line.
 //!
-//! One tangle is known and written down in [`KNOWN_TANGLE`]: `AppState` (in `state`) names
-//! the services of most modules, and their handlers and workers name `AppState` back. Until
-//! handlers take what they need through axum's `FromRef` and workers get their own handles,
-//! the test holds that tangle to the modules listed: a module that joins it, or any other
-//! cycle, fails the test, and so does a listed module that has left it (so the list only
-//! shrinks).
+//! There is no exception list. `AppState` (in `state`) names the services of most modules,
+//! so only the composition root (`api`, `server`) may name it: handlers and extractors take
+//! what they need through axum's `FromRef` (a feature's own state such as `HooksState`, or
+//! a single handle such as `Store`), feature routers are generic over the router's state,
+//! and workers are given their own state. A feature module that names `AppState` again (or
+//! `api`, `server` or `config`, which name the features) closes a cycle, and this test says
+//! where.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -25,33 +26,8 @@ use syn::visit::Visit;
 /// Where module `from` names module `to`: the first place seen, for the failure message.
 type Edges = BTreeMap<String, BTreeMap<String, String>>;
 
-/// The modules still tied into one cycle through `AppState`; see the module docs.
-const KNOWN_TANGLE: &[&str] = &[
-    "api",
-    "api_keys",
-    "auth",
-    "config",
-    "customers",
-    "dead_letters",
-    "events",
-    "hooks",
-    "idempotency",
-    "ledger",
-    "metrics",
-    "orders",
-    "plugins_api",
-    "providers",
-    "ratelimit",
-    "reports",
-    "rules",
-    "server",
-    "state",
-    "tenancy",
-    "terminals",
-];
-
 #[test]
-fn host_modules_have_no_import_cycle_beyond_the_known_tangle() {
+fn host_modules_have_no_import_cycle() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let edges = dependency_graph(&src);
     for (from, tos) in &edges {
@@ -59,19 +35,8 @@ fn host_modules_have_no_import_cycle_beyond_the_known_tangle() {
         println!("{from} -> {}", names.join(", "));
     }
 
-    let known: BTreeSet<&str> = KNOWN_TANGLE.iter().copied().collect();
-    let cycles = strongly_connected(&edges);
     let mut problems = String::new();
-    for cycle in &cycles {
-        let members: BTreeSet<&str> = cycle.iter().map(String::as_str).collect();
-        if members.is_subset(&known) && cycles.len() == 1 {
-            for left in known.difference(&members) {
-                problems.push_str(&format!(
-                    "`{left}` is no longer in a cycle: remove it from KNOWN_TANGLE\n"
-                ));
-            }
-            continue;
-        }
+    for cycle in &strongly_connected(&edges) {
         problems.push_str(&format!("cycle: {}\n", cycle.join(" <-> ")));
         for from in cycle {
             for (to, place) in &edges[from] {
@@ -81,12 +46,9 @@ fn host_modules_have_no_import_cycle_beyond_the_known_tangle() {
             }
         }
     }
-    if cycles.is_empty() && !known.is_empty() {
-        problems.push_str("no cycle is left: empty KNOWN_TANGLE\n");
-    }
     assert!(
         problems.is_empty(),
-        "host module imports changed shape:\n{problems}"
+        "host modules import each other in a cycle:\n{problems}"
     );
 }
 

@@ -32,6 +32,7 @@ mod hooks;
 mod idempotency;
 mod lifecycle;
 mod loyalty;
+mod menus;
 mod nginx;
 mod openapi;
 mod orders;

@@ -329,6 +329,8 @@ async fn delete_only_after_suspension_and_remove_everything(backend: Backend) {
         "gift_cards",
         "gift_card_transactions",
         "orders",
+        "menus",
+        "store_statuses",
         "daily_reports",
         "idempotency_keys",
         "integrations",

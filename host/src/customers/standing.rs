@@ -4,7 +4,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::rules::tiers;
+use super::ladder;
 use crate::store::{rfc3339, Conn, StoreError};
 
 /// A customer's standing: tier, access level and the unlocks that got them there.
@@ -54,7 +54,7 @@ pub async fn standing(
     held_tier: Option<&str>,
     held_access: Option<&str>,
 ) -> Result<Standing, StoreError> {
-    let ladder = tiers::load(conn, tenant_id).await?;
+    let ladder = ladder::load(conn, tenant_id).await?;
     let rows = sqlx::query(
         "SELECT id, rule_id, rule_name, venue, tier, access_level, transaction_id, lifetime_spend, currency,
            occurred_at, created_at

@@ -52,10 +52,10 @@ use super::sealed_config::{self, ConfigSealError, CONFIG_COLUMNS};
 use super::{BindingStatus, HookOptions};
 use crate::auth::TenantScope;
 use crate::events::{self, LoggedEvent, LoggedTx, Undo};
+use crate::hooks::HooksState;
 use crate::lease::{self, Heartbeat};
 use crate::plugins::contract::HookEvent;
 use crate::plugins::{CallContext, CallError};
-use crate::state::AppState;
 use crate::store::{now_micros, StoreError};
 
 /// Events read from the log per query.
@@ -72,12 +72,29 @@ const PROBE_EVENTS: i64 = 2;
 /// without counting failures: the operator's action, not the event, is the problem.
 const UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
 
+/// Wakes the hook dispatcher early (a binding was resumed or changed, a worker finished); cloning shares the one signal, so whoever holds a clone can
+/// wake it without holding anything else of the worker's.
+#[derive(Clone, Debug, Default)]
+pub struct HooksWakeup(std::sync::Arc<tokio::sync::Notify>);
+
+impl HooksWakeup {
+    /// Asks the worker to look again now; a wake-up while it is busy is kept for its next wait.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    /// Resolves when [`Self::wake`] is called (or was, since the last wait).
+    pub async fn woken(&self) {
+        self.0.notified().await;
+    }
+}
+
 /// Starts the dispatcher; it stops with the server, and its workers are tracked in
 /// `app.tasks` so shutdown waits for them to hand their leases back.
-pub fn spawn_dispatcher(app: AppState) {
+pub fn spawn_dispatcher(app: HooksState) {
     tokio::spawn(async move {
         release_stale_leases(&app).await;
-        let options = app.config.hooks.clone();
+        let options = app.options.clone();
         let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
         // When no binding is active, commits do not send the dispatcher to the database: it
         // looks again once per poll interval (other hosts' bindings) or when a binding here
@@ -116,7 +133,7 @@ pub fn spawn_dispatcher(app: AppState) {
             tokio::select! {
                 _ = app.shutdown.cancelled() => return,
                 _ = app.hub.appended() => woken_by_commit = true,
-                _ = app.hooks_wakeup.notified() => {}
+                _ = app.hooks_wakeup.woken() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }
@@ -124,7 +141,7 @@ pub fn spawn_dispatcher(app: AppState) {
 }
 
 /// Whether any binding of any tenant is active.
-async fn any_active(app: &AppState) -> Result<bool, StoreError> {
+async fn any_active(app: &HooksState) -> Result<bool, StoreError> {
     let found: Option<i32> =
         sqlx::query_scalar("SELECT 1 FROM hook_bindings WHERE status = 'active' LIMIT 1")
             .fetch_optional(app.store.reader())
@@ -135,7 +152,7 @@ async fn any_active(app: &AppState) -> Result<bool, StoreError> {
 /// Starts workers for due bindings while slots last; returns how long to sleep before the
 /// next pass unless woken (until the earliest retry, at most the poll interval).
 async fn dispatch_due(
-    app: &AppState,
+    app: &HooksState,
     slots: &Arc<Semaphore>,
     options: &HookOptions,
 ) -> Result<Duration, StoreError> {
@@ -171,7 +188,7 @@ async fn dispatch_due(
             release(&worker, &id).await;
             match outcome {
                 // Events may have arrived while the lease was held: look again.
-                Ok(()) => worker.hooks_wakeup.notify_one(),
+                Ok(()) => worker.hooks_wakeup.wake(),
                 // The database failed: the next poll retries, not a tight loop.
                 Err(err) => {
                     tracing::warn!(binding = %id, error = %err, "hook delivery pass failed")
@@ -204,7 +221,7 @@ struct Claimed {
     failures: i64,
 }
 
-async fn load(app: &AppState, id: &str) -> Result<Option<Claimed>, StoreError> {
+async fn load(app: &HooksState, id: &str) -> Result<Option<Claimed>, StoreError> {
     match load_any(app, id).await? {
         Some((claimed, BindingStatus::Active)) => Ok(Some(claimed)),
         _ => Ok(None),
@@ -213,7 +230,7 @@ async fn load(app: &AppState, id: &str) -> Result<Option<Claimed>, StoreError> {
 
 /// The binding whatever its status, with its status.
 async fn load_any(
-    app: &AppState,
+    app: &HooksState,
     id: &str,
 ) -> Result<Option<(Claimed, BindingStatus)>, StoreError> {
     let row = sqlx::query(&format!(
@@ -269,7 +286,7 @@ enum Attempt {
 /// Delivers the binding's pending events in order until none are left, one fails, the pass
 /// limit is reached, or the server shuts down.
 async fn deliver_binding(
-    app: &AppState,
+    app: &HooksState,
     id: &str,
     heartbeat: &Heartbeat,
 ) -> Result<(), StoreError> {
@@ -279,7 +296,7 @@ async fn deliver_binding(
     let Some(scope) = TenantScope::for_background_job(&app.store, &binding.tenant_id).await? else {
         return Ok(());
     };
-    let options = &app.config.hooks;
+    let options = &app.options;
     let mut delivered = 0;
     while delivered < PASS_LIMIT && !app.shutdown.is_cancelled() && !heartbeat.is_lost() {
         // Committed events only: the tenant row's seq is bumped in the event's transaction,
@@ -344,14 +361,14 @@ async fn deliver_binding(
 /// that delivers it) from a binding-wide failure (they fail too: quarantine, cursor unmoved).
 /// Returns whether delivery may go on from the new cursor.
 async fn judge(
-    app: &AppState,
+    app: &HooksState,
     binding: &mut Claimed,
     scope: &TenantScope,
     event: &LoggedEvent,
     error: &str,
     heartbeat: &Heartbeat,
 ) -> Result<bool, StoreError> {
-    let options = &app.config.hooks;
+    let options = &app.options;
     let upto = events::last_seq(&app.store, &binding.tenant_id).await?;
     let later = events::read_kinds_between(
         &app.store,
@@ -408,7 +425,7 @@ async fn judge(
 
 /// Calls the hook with one event and returns the actions it asks for, checked.
 async fn run_hook(
-    app: &AppState,
+    app: &HooksState,
     binding: &Claimed,
     scope: &TenantScope,
     event: &LoggedEvent,
@@ -461,7 +478,7 @@ async fn run_hook(
 /// Calls the hook with one event and commits its actions with the cursor move; `dead`
 /// (failed events before it, skipped by the move) are set aside in the same transaction.
 async fn attempt(
-    app: &AppState,
+    app: &HooksState,
     binding: &Claimed,
     scope: &TenantScope,
     event: &LoggedEvent,
@@ -556,7 +573,7 @@ async fn commit_delivery(
 }
 
 /// Moves the cursor over events the binding does not subscribe to.
-async fn skip_to(app: &AppState, binding: &Claimed, upto: i64) -> Result<(), StoreError> {
+async fn skip_to(app: &HooksState, binding: &Claimed, upto: i64) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE hook_bindings SET cursor_seq = $1 WHERE id = $2 AND cursor_seq = $3 AND status = 'active'",
     )
@@ -581,7 +598,7 @@ fn backoff(options: &HookOptions, failures: i64) -> Duration {
 /// quarantines the binding (`quarantine`: the failure is binding-wide). The cursor stays, so
 /// nothing is lost: a resume retries the same event.
 async fn record_failure(
-    app: &AppState,
+    app: &HooksState,
     binding: &Claimed,
     scope: &TenantScope,
     seq: i64,
@@ -620,7 +637,7 @@ async fn record_failure(
 }
 
 /// Waits for the plugin to come back without counting a failure.
-async fn postpone(app: &AppState, binding: &Claimed, reason: &str) -> Result<(), StoreError> {
+async fn postpone(app: &HooksState, binding: &Claimed, reason: &str) -> Result<(), StoreError> {
     let now = now_micros();
     sqlx::query(
         "UPDATE hook_bindings SET last_error = $1, next_attempt_at = $2

@@ -1,6 +1,6 @@
 //! Gift cards: issue (manager), balance and deduct (terminal), and the card's ledger.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -11,14 +11,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{check_len, LedgerError};
-use crate::auth::{Caller, ManagerCaller, TenantScope, TerminalCaller};
+use crate::auth::{AuthState, Caller, ManagerCaller, TenantScope, TerminalCaller};
 use crate::error::ApiResult;
-use crate::events::{EventKind, LoggedTx};
+use crate::events::{EventKind, LoggedTx, Writes};
 use crate::extract::{ApiJson, Idempotency};
 use crate::idempotency;
 use crate::money::{parse_currency, Money, PositiveAmount};
 use crate::paging::{Page, PageQuery};
-use crate::state::AppState;
 use crate::store::{new_id, now_micros, rfc3339, Store};
 
 /// A card as terminals see it.
@@ -405,7 +404,13 @@ async fn record(
     Ok(id)
 }
 
-pub(super) fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+    Store: FromRef<S>,
+    Writes: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(issue))
         .routes(routes!(balance))
@@ -420,12 +425,12 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     (status = 422, description = "`invalid_gift_card_code`; `unsupported_character`."),
 ))]
 async fn balance(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     TerminalCaller(caller): TerminalCaller,
     Path((_tenant, code)): Path<(String, String)>,
 ) -> ApiResult<Json<GiftCardView>> {
     Ok(Json(
-        GiftCardLedger::balance(&app.store, &caller.scope, &code).await?,
+        GiftCardLedger::balance(&store, &caller.scope, &code).await?,
     ))
 }
 
@@ -437,13 +442,13 @@ async fn balance(
     (status = 422, description = "`invalid_gift_card_code`, `currency_mismatch`, `idempotency_key_reused`, `invalid_request`."),
 ))]
 async fn issue(
-    State(app): State<AppState>,
+    State(writes): State<Writes>,
     ManagerCaller(caller): ManagerCaller,
     idem: Idempotency,
     body: ApiJson<IssueRequest>,
 ) -> ApiResult<Response> {
     let scope = caller.scope.clone();
-    idempotency::execute(&app, &scope, &idem, &body.digest, move |tx| {
+    idempotency::execute(&writes, &scope, &idem, &body.digest, move |tx| {
         let (caller, req) = (caller.clone(), body.value.clone());
         Box::pin(async move {
             let issued = GiftCardLedger::issue(tx, &caller, req).await?;
@@ -462,14 +467,14 @@ async fn issue(
     (status = 422, description = "`insufficient_funds` (nothing changed), `invalid_gift_card_code`, `idempotency_key_reused`, `invalid_request`."),
 ))]
 async fn deduct(
-    State(app): State<AppState>,
+    State(writes): State<Writes>,
     TerminalCaller(caller): TerminalCaller,
     Path((_tenant, code)): Path<(String, String)>,
     idem: Idempotency,
     body: ApiJson<DeductRequest>,
 ) -> ApiResult<Response> {
     let scope = caller.scope.clone();
-    idempotency::execute(&app, &scope, &idem, &body.digest, move |tx| {
+    idempotency::execute(&writes, &scope, &idem, &body.digest, move |tx| {
         let (caller, code, req) = (caller.clone(), code.clone(), body.value.clone());
         Box::pin(async move {
             let done = GiftCardLedger::deduct(tx, &caller, &code, req).await?;
@@ -486,13 +491,13 @@ async fn deduct(
     (status = 422, description = "`invalid_gift_card_code`; `unsupported_character`."),
 ))]
 async fn transactions(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, code)): Path<(String, String)>,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Page<GiftCardTransaction>>> {
     Ok(Json(
-        GiftCardLedger::transactions(&app.store, &caller.scope, &code, &page).await?,
+        GiftCardLedger::transactions(&store, &caller.scope, &code, &page).await?,
     ))
 }
 

@@ -1,6 +1,6 @@
 //! Loyalty points: balance (terminal), add and redeem (terminal), and the customer's ledger.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -10,17 +10,16 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{check_len, LedgerError};
-use crate::auth::{Caller, ManagerCaller, TenantScope, TerminalCaller};
+use crate::auth::{AuthState, Caller, ManagerCaller, TenantScope, TerminalCaller};
+use crate::customers::ladder::Ladder;
 use crate::customers::points::Shortfall;
 use crate::customers::{self, normalize_phone};
 use crate::error::ApiResult;
-use crate::events::{EventKind, LoggedTx};
+use crate::events::{EventKind, LoggedTx, Writes};
 use crate::extract::{ApiJson, Idempotency};
 use crate::idempotency;
 use crate::money::PositiveAmount;
 use crate::paging::{Page, PageQuery};
-use crate::rules::tiers::Ladder;
-use crate::state::AppState;
 use crate::store::{new_id, now_micros, rfc3339, Store};
 
 /// A customer's points.
@@ -286,7 +285,13 @@ async fn finish(
     })
 }
 
-pub(super) fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+    Store: FromRef<S>,
+    Writes: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(points))
         .routes(routes!(add))
@@ -301,12 +306,12 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     (status = 422, description = "`invalid_phone`; `unsupported_character`."),
 ))]
 async fn points(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     TerminalCaller(caller): TerminalCaller,
     Path((_tenant, phone)): Path<(String, String)>,
 ) -> ApiResult<Json<PointsAndTier>> {
     Ok(Json(
-        LoyaltyLedger::balance(&app.store, &caller.scope, &phone).await?,
+        LoyaltyLedger::balance(&store, &caller.scope, &phone).await?,
     ))
 }
 
@@ -317,14 +322,14 @@ async fn points(
     (status = 422, description = "`invalid_phone`, `idempotency_key_reused`, `invalid_request`."),
 ))]
 async fn add(
-    State(app): State<AppState>,
+    State(writes): State<Writes>,
     TerminalCaller(caller): TerminalCaller,
     Path((_tenant, phone)): Path<(String, String)>,
     idem: Idempotency,
     body: ApiJson<PointsRequest>,
 ) -> ApiResult<Response> {
     let scope = caller.scope.clone();
-    idempotency::execute(&app, &scope, &idem, &body.digest, move |tx| {
+    idempotency::execute(&writes, &scope, &idem, &body.digest, move |tx| {
         let (caller, phone, req) = (caller.clone(), phone.clone(), body.value.clone());
         Box::pin(async move {
             let done = LoyaltyLedger::add(tx, &caller, &phone, req).await?;
@@ -342,14 +347,14 @@ async fn add(
     (status = 422, description = "`insufficient_points` (nothing changed), `invalid_phone`, `idempotency_key_reused`, `invalid_request`."),
 ))]
 async fn redeem(
-    State(app): State<AppState>,
+    State(writes): State<Writes>,
     TerminalCaller(caller): TerminalCaller,
     Path((_tenant, phone)): Path<(String, String)>,
     idem: Idempotency,
     body: ApiJson<PointsRequest>,
 ) -> ApiResult<Response> {
     let scope = caller.scope.clone();
-    idempotency::execute(&app, &scope, &idem, &body.digest, move |tx| {
+    idempotency::execute(&writes, &scope, &idem, &body.digest, move |tx| {
         let (caller, phone, req) = (caller.clone(), phone.clone(), body.value.clone());
         Box::pin(async move {
             let done = LoyaltyLedger::redeem(tx, &caller, &phone, req).await?;
@@ -366,12 +371,12 @@ async fn redeem(
     (status = 422, description = "`invalid_phone`; `unsupported_character`."),
 ))]
 async fn transactions(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, phone)): Path<(String, String)>,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Page<LoyaltyTransaction>>> {
     Ok(Json(
-        LoyaltyLedger::transactions(&app.store, &caller.scope, &phone, &page).await?,
+        LoyaltyLedger::transactions(&store, &caller.scope, &phone, &page).await?,
     ))
 }

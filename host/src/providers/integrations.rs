@@ -9,7 +9,7 @@ use super::ProviderFailure;
 use crate::auth::TenantScope;
 use crate::error::ApiError;
 use crate::plugins::contract::{Connection, Environment, LocationInfo};
-use crate::state::AppState;
+use crate::providers::ProvidersState;
 use crate::store::{new_id, now_micros, rfc3339, StoreError};
 use crate::vault::Sealed;
 
@@ -146,7 +146,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Integration, sqlx::Error> {
 
 /// The venue's integration, scoped to the tenant.
 pub async fn by_venue(
-    app: &AppState,
+    app: &ProvidersState,
     scope: &TenantScope,
     venue: &str,
 ) -> Result<Integration, ProviderFailure> {
@@ -168,7 +168,7 @@ pub async fn by_venue(
 }
 
 /// An integration by id (webhooks, the scheduler).
-pub async fn by_id(app: &AppState, id: &str) -> Result<Option<Integration>, StoreError> {
+pub async fn by_id(app: &ProvidersState, id: &str) -> Result<Option<Integration>, StoreError> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM integrations WHERE id = $1"))
         .bind(id)
         .fetch_optional(app.store.reader())
@@ -178,7 +178,10 @@ pub async fn by_id(app: &AppState, id: &str) -> Result<Option<Integration>, Stor
 
 /// Every integration of the tenant, connected or not, by venue name: the list a
 /// manager picks a venue from (the console's venues page).
-pub async fn list(app: &AppState, scope: &TenantScope) -> Result<Vec<Integration>, StoreError> {
+pub async fn list(
+    app: &ProvidersState,
+    scope: &TenantScope,
+) -> Result<Vec<Integration>, StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM integrations WHERE tenant_id = $1 ORDER BY venue"
     ))
@@ -190,7 +193,7 @@ pub async fn list(app: &AppState, scope: &TenantScope) -> Result<Vec<Integration
 
 /// Decrypts the credentials into a connection for one call.
 pub fn connection_of(
-    app: &AppState,
+    app: &ProvidersState,
     integration: &Integration,
 ) -> Result<Connection, ProviderFailure> {
     let credentials: BTreeMap<String, String> = match &integration.credentials {
@@ -215,7 +218,7 @@ pub fn connection_of(
 }
 
 /// The webhook signature key, decrypted.
-pub fn webhook_key_of(app: &AppState, integration: &Integration) -> Option<String> {
+pub fn webhook_key_of(app: &ProvidersState, integration: &Integration) -> Option<String> {
     let sealed = integration.webhook_key.as_ref()?;
     let plain = app
         .vault
@@ -226,13 +229,13 @@ pub fn webhook_key_of(app: &AppState, integration: &Integration) -> Option<Strin
 }
 
 fn valid_venue(venue: &str) -> bool {
-    crate::tenancy::is_valid_slug(venue)
+    crate::extract::is_valid_slug(venue)
 }
 
 /// Validates through the plugin, seals the secrets and creates or updates the venue's
 /// integration.
 pub async fn connect(
-    app: &AppState,
+    app: &ProvidersState,
     scope: &TenantScope,
     req: ConnectRequest,
 ) -> Result<Integration, ProviderFailure> {
@@ -320,7 +323,7 @@ pub async fn connect(
     let webhook_url = req.webhook_url.clone().unwrap_or_else(|| {
         format!(
             "{}/webhooks/{}/{}",
-            app.config.public_url.trim_end_matches('/'),
+            app.public_url.trim_end_matches('/'),
             req.provider,
             id
         )
@@ -399,13 +402,13 @@ pub async fn connect(
     };
     result.map_err(ApiError::from)?;
     tracing::info!(tenant = %scope.slug(), venue = %req.venue, provider = %req.provider, integration = %id, "integration connected");
-    app.sync_wakeup.notify_one();
+    app.sync_wakeup.wake();
     by_venue(app, scope, &req.venue).await
 }
 
 /// Stops syncing and webhook intake for the venue; its data stays.
 pub async fn disconnect(
-    app: &AppState,
+    app: &ProvidersState,
     scope: &TenantScope,
     venue: &str,
 ) -> Result<Integration, ProviderFailure> {
@@ -455,7 +458,7 @@ pub struct SyncRun {
 
 /// The latest sync runs of an integration, newest first.
 pub async fn recent_runs(
-    app: &AppState,
+    app: &ProvidersState,
     integration_id: &str,
     errors_only: bool,
     limit: i64,

@@ -9,7 +9,7 @@ use crate::auth::TenantScope;
 use crate::customers::normalize_phone;
 use crate::error::ApiError;
 use crate::paging::{Page, PageQuery};
-use crate::state::AppState;
+use crate::providers::ProvidersState;
 use crate::store::rfc3339;
 
 /// Query of `GET /pos/transactions/{venue}`.
@@ -99,7 +99,7 @@ fn parse_time(field: &str, value: &Option<String>) -> Result<Option<i64>, ApiErr
 
 /// The venue's sales, newest first.
 pub async fn transactions(
-    app: &AppState,
+    app: &ProvidersState,
     scope: &TenantScope,
     integration: &Integration,
     query: TransactionQuery,
@@ -230,7 +230,7 @@ pub struct Revenue {
 
 /// Revenue of the venue over `period`, in the venue's time zone.
 pub async fn revenue(
-    app: &AppState,
+    app: &ProvidersState,
     scope: &TenantScope,
     integration: &Integration,
     period: Period,
@@ -412,7 +412,7 @@ fn period_starts(
 
 /// The venue's revenue per period of width `by`, in its time zone, refunds netted.
 pub async fn revenue_series(
-    app: &AppState,
+    app: &ProvidersState,
     scope: &TenantScope,
     integration: &Integration,
     query: SeriesQuery,

@@ -37,7 +37,7 @@ use crate::error::ApiError;
 use crate::lease::Heartbeat;
 use crate::plugins::contract::{FetchRequest, ProviderError, Transaction};
 use crate::plugins::CallContext;
-use crate::state::AppState;
+use crate::providers::ProvidersState;
 use crate::store::{new_id, now_micros, StoreError};
 
 mod lease;
@@ -72,8 +72,25 @@ pub struct SyncStats {
     pub pages: u64,
 }
 
+/// Wakes the sync scheduler early (a venue was connected); cloning shares the one signal, so whoever holds a clone can
+/// wake it without holding anything else of the worker's.
+#[derive(Clone, Debug, Default)]
+pub struct SyncWakeup(std::sync::Arc<tokio::sync::Notify>);
+
+impl SyncWakeup {
+    /// Asks the worker to look again now; a wake-up while it is busy is kept for its next wait.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    /// Resolves when [`Self::wake`] is called (or was, since the last wait).
+    pub async fn woken(&self) {
+        self.0.notified().await;
+    }
+}
+
 /// Starts the scheduler; it stops with the server.
-pub fn spawn_scheduler(app: AppState) {
+pub fn spawn_scheduler(app: ProvidersState) {
     tokio::spawn(async move {
         loop {
             if let Err(err) = run_due(&app).await {
@@ -81,14 +98,14 @@ pub fn spawn_scheduler(app: AppState) {
             }
             tokio::select! {
                 _ = app.shutdown.cancelled() => return,
-                _ = app.sync_wakeup.notified() => {}
+                _ = app.sync_wakeup.woken() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
     });
 }
 
-async fn run_due(app: &AppState) -> Result<(), StoreError> {
+async fn run_due(app: &ProvidersState) -> Result<(), StoreError> {
     let due: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM integrations WHERE status IN ('connected', 'error') AND next_sync_at IS NOT NULL
            AND next_sync_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
@@ -120,7 +137,7 @@ async fn run_due(app: &AppState) -> Result<(), StoreError> {
 /// Syncs one integration now if its lease is free. `Ok(None)` when another sync holds it
 /// (or took it over from this one).
 pub async fn sync_integration(
-    app: &AppState,
+    app: &ProvidersState,
     id: &str,
     trigger: &str,
 ) -> Result<Option<SyncStats>, ProviderFailure> {
@@ -188,7 +205,7 @@ impl std::fmt::Display for SyncFailure {
 }
 
 async fn run(
-    app: &AppState,
+    app: &ProvidersState,
     integration: &Integration,
     heartbeat: &Heartbeat,
 ) -> Result<SyncStats, (SyncStats, SyncFailure)> {
@@ -276,7 +293,7 @@ async fn run(
 /// sale the host cannot store. If the database refuses the page for another reason that is
 /// not transient, records its sales one by one, setting aside the ones it refuses.
 async fn record_page(
-    app: &AppState,
+    app: &ProvidersState,
     scope: &TenantScope,
     target: &IngestTarget<'_>,
     sales: &[Transaction],
@@ -312,7 +329,7 @@ async fn record_page(
 /// Records `entries` in one transaction (run again on conflicts): the sales without a
 /// reason ingested, the others set aside with theirs.
 async fn record_some(
-    app: &AppState,
+    app: &ProvidersState,
     scope: &TenantScope,
     target: &IngestTarget<'_>,
     entries: &[(&Transaction, Option<String>)],
@@ -392,7 +409,7 @@ async fn set_aside(
 /// Retries a sync dead letter: a sale is validated and ingested again from its payload (the
 /// dead letter removed in the same transaction); a page runs the venue's sync now.
 pub async fn retry_dead_letter(
-    app: &AppState,
+    app: &ProvidersState,
     dead: &dead_letters::Stored,
 ) -> Result<RetryOutcome, StoreError> {
     let Some(integration) = by_id(app, &dead.view.source_id).await? else {
@@ -470,7 +487,7 @@ fn add(stats: &mut SyncStats, counts: IngestCounts) {
 }
 
 async fn record(
-    app: &AppState,
+    app: &ProvidersState,
     integration: &Integration,
     trigger: &str,
     started: i64,
@@ -591,7 +608,10 @@ async fn record(
 }
 
 /// Row count helper used by status.
-pub async fn transaction_count(app: &AppState, integration_id: &str) -> Result<i64, StoreError> {
+pub async fn transaction_count(
+    app: &ProvidersState,
+    integration_id: &str,
+) -> Result<i64, StoreError> {
     let row = sqlx::query("SELECT COUNT(*) AS n FROM pos_transactions WHERE integration_id = $1")
         .bind(integration_id)
         .fetch_one(app.store.reader())

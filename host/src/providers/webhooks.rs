@@ -9,7 +9,7 @@
 
 mod inbox;
 
-pub use inbox::spawn_inbox_worker;
+pub use inbox::{spawn_inbox_worker, InboxWakeup};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -27,7 +27,7 @@ use crate::dead_letters::{self, RetryOutcome};
 use crate::error::{ApiError, ApiResult};
 use crate::plugins::contract::Webhook;
 use crate::plugins::CallContext;
-use crate::state::AppState;
+use crate::providers::ProvidersState;
 use crate::store::{new_id, now_micros, StoreError};
 
 /// Event ids are remembered this long: Square retries for 72 h, and the contract promises
@@ -102,7 +102,7 @@ pub struct Received {
     (status = 503, description = "`plugin_unavailable`, `database_unavailable`."),
 ))]
 pub async fn receive(
-    State(app): State<AppState>,
+    State(app): State<ProvidersState>,
     Path((provider, integration_id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
@@ -164,12 +164,12 @@ pub async fn receive(
     .await?;
     metrics::counter!("posbridge_webhooks_total", "provider" => provider, "outcome" => "accepted")
         .increment(1);
-    app.inbox_wakeup.notify_one();
+    app.inbox_wakeup.wake();
     Ok((StatusCode::OK, Json(Received { received: true, id })))
 }
 
 /// Acknowledgements in progress and begun, which the inbox worker reads to stay out of their
-/// way. Shared by the handlers and the worker through [`AppState`].
+/// way. Shared by the handlers and the worker through [`ProvidersState`].
 #[derive(Debug, Default)]
 pub struct AckActivity {
     in_flight: AtomicUsize,
@@ -196,7 +196,7 @@ impl Drop for InFlight {
 /// The stored delivery behind a webhook dead letter, for the admin detail view: provider,
 /// arrival, event id and the body (as text where it is UTF-8).
 pub async fn payload(
-    app: &AppState,
+    app: &ProvidersState,
     inbox_id: &str,
 ) -> Result<Option<serde_json::Value>, StoreError> {
     let row = sqlx::query(
@@ -219,7 +219,7 @@ pub async fn payload(
 /// reset, the dead letter `retrying` until the inbox worker settles it (removed when it is
 /// recorded, `dead` again with the new reason when it fails).
 pub async fn requeue(
-    app: &AppState,
+    app: &ProvidersState,
     dead: &dead_letters::Stored,
 ) -> Result<RetryOutcome, StoreError> {
     let mut tx = app.store.begin().await?;
@@ -245,6 +245,6 @@ pub async fn requeue(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    app.inbox_wakeup.notify_one();
+    app.inbox_wakeup.wake();
     Ok(RetryOutcome::Requeued)
 }

@@ -4,10 +4,10 @@
 use sqlx::Row;
 
 use super::decide::check_venue;
-use super::tiers::{self, LadderColumn, LadderUpdate};
 use super::windows::TimeWindow;
 use super::{Ladder, NewRule, RuleError, RulePatch, SpendRule, MAX_RULES_PER_VENUE};
 use crate::auth::TenantScope;
+use crate::customers::ladder::{self, LadderColumn, LadderUpdate};
 use crate::money::NonNegativeAmount;
 use crate::store::{new_id, now_micros, rfc3339, Conn, Store, StoreError};
 
@@ -101,7 +101,7 @@ impl RuleBook {
     ) -> Result<SpendRule, RuleError> {
         check_venue(venue)?;
         let mut tx = store.begin().await?;
-        let ladder = tiers::load(&mut tx, scope.tenant_id()).await?;
+        let ladder = ladder::load(&mut tx, scope.tenant_id()).await?;
         rule.check(&ladder)?;
         let count: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM spend_rules WHERE tenant_id = $1 AND venue = $2",
@@ -150,7 +150,7 @@ impl RuleBook {
     ) -> Result<SpendRule, RuleError> {
         let mut tx = store.begin().await?;
         let current = rule_by_id(&mut tx, scope.tenant_id(), venue, rule_id).await?;
-        let ladder = tiers::load(&mut tx, scope.tenant_id()).await?;
+        let ladder = ladder::load(&mut tx, scope.tenant_id()).await?;
         let merged = NewRule {
             name: current.name,
             threshold: NonNegativeAmount::try_from(current.threshold)
@@ -241,7 +241,7 @@ impl RuleBook {
     /// The tenant's ladder.
     pub async fn ladder(store: &Store, scope: &TenantScope) -> Result<Ladder, RuleError> {
         let mut conn = store.reader().acquire().await?;
-        Ok(tiers::load(&mut conn, scope.tenant_id()).await?)
+        Ok(ladder::load(&mut conn, scope.tenant_id()).await?)
     }
 
     /// Replaces the tenant's tiers and/or access levels. Reordering and adding are free;
@@ -257,14 +257,14 @@ impl RuleBook {
             ));
         }
         let mut tx = store.begin().await?;
-        let current = tiers::load(&mut tx, scope.tenant_id()).await?;
+        let current = ladder::load(&mut tx, scope.tenant_id()).await?;
         let mut next = current.clone();
         if let Some(list) = update.tiers {
-            tiers::check_names("tiers", &list).map_err(RuleError::Invalid)?;
+            ladder::check_names("tiers", &list).map_err(RuleError::Invalid)?;
             next.tiers = list;
         }
         if let Some(list) = update.access_levels {
-            tiers::check_names("access_levels", &list).map_err(RuleError::Invalid)?;
+            ladder::check_names("access_levels", &list).map_err(RuleError::Invalid)?;
             next.access_levels = list;
         }
         for (column, old, new) in [
@@ -277,12 +277,12 @@ impl RuleBook {
         ] {
             let removed: Vec<String> = old.iter().filter(|n| !new.contains(n)).cloned().collect();
             if let Some(name) =
-                tiers::first_in_use(&mut tx, scope.tenant_id(), column, &removed).await?
+                ladder::first_in_use(&mut tx, scope.tenant_id(), column, &removed).await?
             {
                 return Err(RuleError::InUse(name));
             }
         }
-        tiers::save(&mut tx, scope.tenant_id(), &next, now_micros()).await?;
+        ladder::save(&mut tx, scope.tenant_id(), &next, now_micros()).await?;
         tx.commit().await?;
         Ok(next)
     }

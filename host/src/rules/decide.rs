@@ -3,9 +3,9 @@
 
 use jiff::tz::TimeZone;
 
-use super::tiers::Ladder;
 use super::windows::{in_any_window, MAX_WINDOWS};
 use super::{NewRule, RuleError, RulePatch, SpendRule};
+use crate::customers::ladder::Ladder;
 
 /// Priorities are kept to a range that sorts the same in every database.
 const PRIORITY_RANGE: std::ops::RangeInclusive<i64> = -1_000_000..=1_000_000;

@@ -19,9 +19,9 @@ use sqlx::Row;
 use super::book::venue_rules;
 use super::decide::{fit, RuleFit};
 use super::performances::PerformanceCache;
-use super::tiers::{self, Ladder};
 use super::SpendRule;
 use crate::auth::TenantScope;
+use crate::customers::ladder::{self, Ladder};
 use crate::customers::{self, tiers::HeldStanding};
 use crate::events::{EventKind, LoggedTx};
 use crate::store::{new_id, now_micros, rfc3339, Params, StoreError};
@@ -153,7 +153,7 @@ impl RuleEvaluator {
         evaluator.context = Some(VenueContext {
             tz,
             currency: row.try_get("currency")?,
-            ladder: tiers::load(tx.conn(), scope.tenant_id()).await?,
+            ladder: ladder::load(tx.conn(), scope.tenant_id()).await?,
             rules,
         });
 

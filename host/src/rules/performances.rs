@@ -3,7 +3,7 @@
 //! Rules marked `live_only` count only sales made while some performance is on at the venue;
 //! rules naming a `performer_id` count only sales made while that performer is on.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -13,10 +13,9 @@ use utoipa_axum::routes;
 
 use super::decide::check_venue;
 use super::RuleError;
-use crate::auth::{ManagerCaller, TenantScope};
+use crate::auth::{AuthState, ManagerCaller, TenantScope};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::state::AppState;
 use crate::store::{new_id, now_micros, rfc3339, Conn, Store};
 
 /// Longest performance accepted: a festival day, not a residency (add one per night).
@@ -180,7 +179,12 @@ async fn add(
     })
 }
 
-pub(super) fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+    Store: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(list_handler, add_handler))
         .routes(routes!(delete_handler))
@@ -192,12 +196,12 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     (status = 422, description = "`invalid_request`: bad venue, times out of order or over 48 hours."),
 ))]
 async fn add_handler(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue)): Path<(String, String)>,
     body: ApiJson<NewPerformance>,
 ) -> Result<(StatusCode, Json<Performance>), ApiError> {
-    let created = add(&app.store, &caller.scope, &venue, body.value).await?;
+    let created = add(&store, &caller.scope, &venue, body.value).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -208,7 +212,7 @@ async fn add_handler(
     (status = 422, description = "`invalid_request`: a bad venue; `unsupported_character`."),
 ))]
 async fn list_handler(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue)): Path<(String, String)>,
     Query(query): Query<PerformanceQuery>,
@@ -224,7 +228,7 @@ async fn list_handler(
     .bind(&venue)
     .bind(from)
     .bind(to)
-    .fetch_all(app.store.reader())
+    .fetch_all(store.reader())
     .await?;
     let performances = rows
         .iter()
@@ -250,7 +254,7 @@ async fn list_handler(
     (status = 404, description = "`performance_not_found`."),
 ))]
 async fn delete_handler(
-    State(app): State<AppState>,
+    State(store): State<Store>,
     ManagerCaller(caller): ManagerCaller,
     Path((_tenant, venue, id)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
@@ -259,7 +263,7 @@ async fn delete_handler(
             .bind(caller.scope.tenant_id())
             .bind(&venue)
             .bind(&id)
-            .execute(app.store.writer())
+            .execute(store.writer())
             .await?
             .rows_affected();
     if deleted == 0 {

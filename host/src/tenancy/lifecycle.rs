@@ -23,11 +23,13 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::{check_timezone, valid_country, valid_name, TenancyError, Tenant, Tenants};
-use crate::auth::Operator;
+use crate::auth::{KeyCache, Operator};
 use crate::error::ApiResult;
 use crate::extract::ApiJson;
-use crate::state::AppState;
+use crate::hooks::HooksWakeup;
+use crate::providers::{InboxWakeup, SyncWakeup};
 use crate::store::{now_micros, Backend, Store};
+use crate::terminals::Terminals;
 
 /// Body of `PATCH /admin/tenants/{slug}` (and the CLI's `tenant update`): the fields to
 /// change; absent ones keep their value. The currency cannot change: every stored amount
@@ -71,7 +73,7 @@ const BY_INTEGRATION: [&str; 3] = ["webhook_inbox", "webhook_events_seen", "sync
 
 /// Tables with a `tenant_id` column, children before the rows they reference (foreign keys
 /// are enforced), so the tenant row can go last.
-const BY_TENANT: [&str; 20] = [
+const BY_TENANT: [&str; 22] = [
     // A host's record of a socket it still holds; the socket itself was closed (4003) at
     // suspension, and a row left by a host that died meanwhile must not outlive the tenant.
     "cluster_terminals",
@@ -85,6 +87,8 @@ const BY_TENANT: [&str; 20] = [
     "gift_cards",
     "customers",
     "orders",
+    "menus",
+    "store_statuses",
     "daily_reports",
     "idempotency_keys",
     "events",
@@ -272,14 +276,15 @@ impl Tenants {
     (status = 422, description = "`invalid_tenant`: nothing to update, or a bad value; `invalid_request`."),
 ))]
 pub(super) async fn update_tenant(
-    State(app): State<AppState>,
+    State(keys): State<KeyCache>,
+    State(store): State<Store>,
     _op: Operator,
     Path(slug): Path<String>,
     body: ApiJson<TenantUpdate>,
 ) -> ApiResult<Json<Tenant>> {
-    let tenant = Tenants::update(&app.store, &slug, body.value).await?;
+    let tenant = Tenants::update(&store, &slug, body.value).await?;
     // Cached keys carry the tenant's time zone and country.
-    app.keys.invalidate();
+    keys.invalidate();
     tracing::info!(tenant = %slug, "tenant updated");
     Ok(Json(tenant))
 }
@@ -291,19 +296,21 @@ pub(super) async fn update_tenant(
     (status = 404, description = "`tenant_not_found`."),
 ))]
 pub(super) async fn suspend_tenant(
-    State(app): State<AppState>,
+    State(keys): State<KeyCache>,
+    State(store): State<Store>,
+    State(terminals): State<Terminals>,
     _op: Operator,
     Path(slug): Path<String>,
 ) -> ApiResult<Json<Tenant>> {
-    let suspension = Tenants::suspend(&app.store, &slug).await;
+    let suspension = Tenants::suspend(&store, &slug).await;
     // After the suspension committed (or failed: clearing is harmless), so no request of
     // this host accepts a key of the tenant from the cache any more.
-    app.keys.invalidate();
+    keys.invalidate();
     let suspension = suspension?;
     let closed: usize = suspension
         .key_ids
         .iter()
-        .map(|key_id| app.terminals.close_key(key_id))
+        .map(|key_id| terminals.close_key(key_id))
         .sum();
     tracing::info!(tenant = %slug, closed, "tenant suspended");
     Ok(Json(suspension.tenant))
@@ -316,18 +323,22 @@ pub(super) async fn suspend_tenant(
     (status = 404, description = "`tenant_not_found`."),
 ))]
 pub(super) async fn resume_tenant(
-    State(app): State<AppState>,
+    State(hooks_wakeup): State<HooksWakeup>,
+    State(inbox_wakeup): State<InboxWakeup>,
+    State(keys): State<KeyCache>,
+    State(store): State<Store>,
+    State(sync_wakeup): State<SyncWakeup>,
     _op: Operator,
     Path(slug): Path<String>,
 ) -> ApiResult<Json<Tenant>> {
-    let tenant = Tenants::resume(&app.store, &slug).await;
-    app.keys.invalidate();
+    let tenant = Tenants::resume(&store, &slug).await;
+    keys.invalidate();
     let tenant = tenant?;
     // Work that waited for the tenant: let this host's workers look at once (others find
     // it at their next poll).
-    app.sync_wakeup.notify_one();
-    app.inbox_wakeup.notify_one();
-    app.hooks_wakeup.notify_one();
+    sync_wakeup.wake();
+    inbox_wakeup.wake();
+    hooks_wakeup.wake();
     tracing::info!(tenant = %slug, "tenant resumed");
     Ok(Json(tenant))
 }
@@ -340,12 +351,13 @@ pub(super) async fn resume_tenant(
     (status = 409, description = "`tenant_active`: suspend it first; `tenant_busy`: a sync or hook delivery still runs."),
 ))]
 pub(super) async fn delete_tenant(
-    State(app): State<AppState>,
+    State(keys): State<KeyCache>,
+    State(store): State<Store>,
     _op: Operator,
     Path(slug): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Deletion>)> {
-    let deletion = Tenants::delete(&app.store, &slug).await?;
-    app.keys.invalidate();
+    let deletion = Tenants::delete(&store, &slug).await?;
+    keys.invalidate();
     tracing::info!(tenant = %slug, id = %deletion.id, "tenant deleted");
     Ok((StatusCode::OK, Json(deletion)))
 }

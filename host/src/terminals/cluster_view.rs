@@ -3,20 +3,20 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::Json;
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{TerminalStatus, Terminals};
-use crate::auth::{Operator, Role as KeyRole, TerminalCaller};
+use crate::auth::{AuthState, Operator, Role as KeyRole, TerminalCaller};
 use crate::cluster::{self, LiveHost, LocalTerminal, TerminalSource};
 use crate::error::ApiResult;
 use crate::events;
 use crate::locks::lock;
-use crate::state::AppState;
 use crate::store::rfc3339;
+use crate::terminals::TerminalsState;
 
 impl TerminalSource for Terminals {
     fn snapshot(&self) -> Vec<LocalTerminal> {
@@ -41,7 +41,12 @@ impl TerminalSource for Terminals {
 }
 
 /// `GET /admin/cluster`.
-pub fn admin_routes() -> OpenApiRouter<AppState> {
+pub fn admin_routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+    TerminalsState: FromRef<S>,
+{
     OpenApiRouter::new().routes(routes!(cluster_hosts))
 }
 
@@ -64,7 +69,7 @@ pub(super) struct PosStatus {
     (status = 200, description = "The tenant's connected terminals (any key).", body = PosStatus),
 ))]
 pub(super) async fn pos_status(
-    State(app): State<AppState>,
+    State(app): State<TerminalsState>,
     TerminalCaller(caller): TerminalCaller,
 ) -> ApiResult<Json<PosStatus>> {
     let tenant_id = caller.scope.tenant_id();
@@ -135,7 +140,10 @@ struct ClusterHost {
 #[utoipa::path(get, path = "/cluster", tag = "operations", responses(
     (status = 200, description = "The hosts.", body = ClusterView),
 ))]
-async fn cluster_hosts(_: Operator, State(app): State<AppState>) -> ApiResult<Json<ClusterView>> {
+async fn cluster_hosts(
+    _: Operator,
+    State(app): State<TerminalsState>,
+) -> ApiResult<Json<ClusterView>> {
     let this_host = app.hub.node_id();
     let hosts = cluster::live_hosts(&app.store)
         .await?

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::net::{TcpStream, UnixStream};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::server::ConnStream;
+use crate::listener::ConnStream;
 
 /// What a terminal's socket reads and writes.
 #[derive(Debug)]

@@ -16,8 +16,8 @@ use std::time::Duration;
 use sqlx::Row;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::state::AppState;
 use crate::store::{now_micros, Store, StoreError};
+use crate::terminals::TerminalsState;
 
 /// How often the database is checked for revocations: within the 2 s a revocation is
 /// promised to take everywhere, with room for the close handshake. The query reads only
@@ -87,7 +87,7 @@ impl Watermark {
 }
 
 /// Starts watching for revocations made anywhere until shutdown.
-pub fn spawn_watcher(app: AppState) {
+pub fn spawn_watcher(app: TerminalsState) {
     tokio::spawn(async move {
         // Subscribed before the first check, so nothing falls between the two.
         let mut announced = app.hub.revocations();
@@ -116,7 +116,7 @@ pub fn spawn_watcher(app: AppState) {
 /// Acts on keys revoked elsewhere: no cached entry may accept them any more, and their
 /// sockets on this host close with 4003. Both are idempotent, so hearing of a key twice
 /// (announcement and check) is harmless.
-fn revoked(app: &AppState, key_ids: &[String]) {
+fn revoked(app: &TerminalsState, key_ids: &[String]) {
     app.keys.invalidate();
     for key_id in key_ids {
         if app.terminals.close_key(key_id) > 0 {

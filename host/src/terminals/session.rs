@@ -23,8 +23,8 @@ use super::{
 };
 use crate::auth::Caller;
 use crate::events;
-use crate::state::AppState;
 use crate::store::StoreError;
+use crate::terminals::TerminalsState;
 
 /// Why a session ended, for the log.
 #[derive(Debug)]
@@ -82,16 +82,16 @@ impl From<Dropped> for Halt {
 
 /// Runs the stream of one upgraded connection until it ends, and says why in the log.
 pub(super) async fn run_session(
-    app: AppState,
+    app: TerminalsState,
     caller: Caller,
     remote: Option<SocketAddr>,
     since: Option<i64>,
     upgraded: Upgraded,
 ) {
     let Upgraded { tcp, read_ahead } = upgraded;
-    let socket = Arc::new(Socket::new(tcp, app.config.hub.queue));
+    let socket = Arc::new(Socket::new(tcp, app.queue));
     let config = WebSocketConfig::default()
-        .read_buffer_size(app.config.stream.read_buffer)
+        .read_buffer_size(app.stream.read_buffer)
         .write_buffer_size(0)
         .max_message_size(Some(MAX_INCOMING_MESSAGE))
         .max_frame_size(Some(MAX_INCOMING_MESSAGE));
@@ -134,7 +134,7 @@ pub(super) async fn run_session(
 
 /// One terminal's stream: its socket and the server's side of the WebSocket protocol.
 struct Session<'a> {
-    app: &'a AppState,
+    app: &'a TerminalsState,
     tenant_id: &'a str,
     socket: Arc<Socket>,
     protocol: WebSocketContext,
@@ -167,7 +167,7 @@ impl Session<'_> {
             }
         }
 
-        let options = &self.app.config.stream;
+        let options = &self.app.stream;
         let mut ping = tokio::time::interval_at(
             tokio::time::Instant::now() + options.ping_interval,
             options.ping_interval,
@@ -309,10 +309,7 @@ impl Session<'_> {
     }
 
     async fn flush(&self) -> Result<(), Halt> {
-        Ok(self
-            .socket
-            .flush(self.app.config.stream.send_timeout)
-            .await?)
+        Ok(self.socket.flush(self.app.stream.send_timeout).await?)
     }
 
     /// Sends the close frame behind whatever is queued: a terminal that keeps reading gets
@@ -328,7 +325,7 @@ impl Session<'_> {
             .close(&mut self.socket.wire(), Some(frame))
             .is_ok()
         {
-            let _ = self.socket.flush(self.app.config.stream.send_timeout).await;
+            let _ = self.socket.flush(self.app.stream.send_timeout).await;
         }
     }
 }

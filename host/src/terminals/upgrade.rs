@@ -16,7 +16,7 @@ use hyper_util::server::conn::auto;
 use tungstenite::handshake::derive_accept_key;
 
 use crate::error::ApiError;
-use crate::server::TimedIo;
+use crate::listener::TimedIo;
 
 use super::raw_stream::RawStream;
 

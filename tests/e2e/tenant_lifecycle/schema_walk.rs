@@ -175,6 +175,20 @@ pub(super) async fn populate(srv: &TestServer, tenant: &TenantKeys) {
     .expect(201);
     crate::connect_local_pos(&manager, "downtown").await;
     manager
+        .put(
+            "/menus/downtown",
+            &json!({"items": [{"id": "fries", "name": "Fries",
+                "variations": [{"id": "regular", "name": "Regular", "price": 400}]}]}),
+        )
+        .await
+        .expect(200);
+    till.put(
+        "/venues/downtown/store-status",
+        &json!({"status": "closed"}),
+    )
+    .await
+    .expect(200);
+    manager
         .post(
             "/pos/rules/downtown",
             &json!({"name": "Regulars", "threshold": 1000, "tier": "REGULAR"}),

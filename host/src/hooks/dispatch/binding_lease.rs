@@ -2,14 +2,14 @@
 //! handing it back, and releasing a stopped predecessor's at start. The design is in
 //! [`crate::lease`].
 
+use crate::hooks::HooksState;
 use crate::lease::{self, Heartbeat, LeasedRows};
-use crate::state::AppState;
 use crate::store::{release_foreign_claims, StoreError};
 
 /// Frees leases held by other processes. On SQLite those are a stopped predecessor's; on a
 /// shared PostgreSQL they may be a live host's, so nothing is released there: a dead host's
 /// leases run out within [`lease::LEASE`].
-pub(super) async fn release_stale_leases(app: &AppState) {
+pub(super) async fn release_stale_leases(app: &HooksState) {
     release_foreign_claims(
         &app.store,
         app.hub.node_id(),
@@ -20,7 +20,7 @@ pub(super) async fn release_stale_leases(app: &AppState) {
     .await;
 }
 
-pub(super) async fn claim(app: &AppState, id: &str, now: i64) -> Result<bool, StoreError> {
+pub(super) async fn claim(app: &HooksState, id: &str, now: i64) -> Result<bool, StoreError> {
     let claimed = sqlx::query(
         "UPDATE hook_bindings SET lease_owner = $1, lease_until = $2
          WHERE id = $3 AND status = 'active' AND (lease_until IS NULL OR lease_until < $4)",
@@ -36,7 +36,7 @@ pub(super) async fn claim(app: &AppState, id: &str, now: i64) -> Result<bool, St
 }
 
 /// Renews the binding's lease while its worker delivers.
-pub(super) fn heartbeat(app: &AppState, id: &str) -> Heartbeat {
+pub(super) fn heartbeat(app: &HooksState, id: &str) -> Heartbeat {
     Heartbeat::for_row(
         &app.store,
         LeasedRows::HookBindings,
@@ -46,7 +46,7 @@ pub(super) fn heartbeat(app: &AppState, id: &str) -> Heartbeat {
     )
 }
 
-pub(super) async fn release(app: &AppState, id: &str) {
+pub(super) async fn release(app: &HooksState, id: &str) {
     let released = sqlx::query(
         "UPDATE hook_bindings SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
     )

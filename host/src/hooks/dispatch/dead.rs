@@ -9,7 +9,7 @@ use super::{load_any, run_hook, Attempt, Claimed};
 use crate::auth::TenantScope;
 use crate::dead_letters::{self, Kind, NewDeadLetter, RetryOutcome};
 use crate::events::{LoggedEvent, Undo};
-use crate::state::AppState;
+use crate::hooks::HooksState;
 use crate::store::StoreError;
 
 /// A failed event with what its dead letter records.
@@ -60,7 +60,7 @@ pub(super) async fn set_aside(
 /// once more, whatever the binding's cursor (it is past the event) or status, and its
 /// actions are applied with the dead letter's removal in one transaction.
 pub async fn retry_dead_event(
-    app: &AppState,
+    app: &HooksState,
     dead: &dead_letters::Stored,
 ) -> Result<RetryOutcome, StoreError> {
     let Some((binding, _status)) = load_any(app, &dead.view.source_id).await? else {

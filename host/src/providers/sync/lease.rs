@@ -6,7 +6,7 @@ use super::{sync_integration, SyncStats};
 use crate::error::ApiError;
 use crate::lease::{self, Heartbeat, LeasedRows};
 use crate::providers::ProviderFailure;
-use crate::state::AppState;
+use crate::providers::ProvidersState;
 use crate::store::{now_micros, StoreError};
 
 /// A sync asked for now (`POST /pos/sync/{venue}`): runs it, taking the venue over from a
@@ -14,7 +14,7 @@ use crate::store::{now_micros, StoreError};
 /// at most [`lease::LEASE`]. `Ok(None)` while a live sync holds the venue: on this host, or
 /// on another whose heartbeat renews the lease while this one watches.
 pub async fn sync_now(
-    app: &AppState,
+    app: &ProvidersState,
     id: &str,
     trigger: &str,
 ) -> Result<Option<SyncStats>, ProviderFailure> {
@@ -50,7 +50,7 @@ pub async fn sync_now(
 }
 
 /// Claims the integration's sync lease for this host if it is free or expired.
-pub(super) async fn claim(app: &AppState, id: &str) -> Result<bool, StoreError> {
+pub(super) async fn claim(app: &ProvidersState, id: &str) -> Result<bool, StoreError> {
     let now = now_micros();
     let claimed = sqlx::query(
         "UPDATE integrations SET lease_owner = $1, lease_until = $2
@@ -67,7 +67,7 @@ pub(super) async fn claim(app: &AppState, id: &str) -> Result<bool, StoreError> 
 }
 
 /// Renews the integration's sync lease while the sync runs.
-pub(super) fn heartbeat(app: &AppState, id: &str) -> Heartbeat {
+pub(super) fn heartbeat(app: &ProvidersState, id: &str) -> Heartbeat {
     Heartbeat::for_row(
         &app.store,
         LeasedRows::Integrations,

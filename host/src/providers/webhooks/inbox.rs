@@ -25,7 +25,7 @@ use crate::events::LoggedTx;
 use crate::lease::{self, Heartbeat};
 use crate::plugins::contract::{ProviderError, Transaction, Webhook, WebhookEvent};
 use crate::plugins::CallContext;
-use crate::state::AppState;
+use crate::providers::ProvidersState;
 use crate::store::{
     now_micros, release_foreign_claims, retry_conflicts, Backend, Params, StoreError,
 };
@@ -40,7 +40,7 @@ const ACK_PRIORITY_WAIT: Duration = Duration::from_millis(20);
 /// many deliveries the next batch may take: few if any acknowledgement began since the
 /// previous batch (`acks_seen` is that count; a lull of a millisecond between them says
 /// nothing about the next one), many otherwise.
-async fn let_acks_go_first(app: &AppState, acks_seen: &mut u64) -> i64 {
+async fn let_acks_go_first(app: &ProvidersState, acks_seen: &mut u64) -> i64 {
     let acks = &app.webhook_acks;
     let started = std::time::Instant::now();
     while acks.in_flight.load(Ordering::Relaxed) > 0 && started.elapsed() < ACK_PRIORITY_WAIT {
@@ -56,9 +56,26 @@ async fn let_acks_go_first(app: &AppState, acks_seen: &mut u64) -> i64 {
     }
 }
 
+/// Wakes the webhook inbox worker early (a delivery was stored); cloning shares the one signal, so whoever holds a clone can
+/// wake it without holding anything else of the worker's.
+#[derive(Clone, Debug, Default)]
+pub struct InboxWakeup(std::sync::Arc<tokio::sync::Notify>);
+
+impl InboxWakeup {
+    /// Asks the worker to look again now; a wake-up while it is busy is kept for its next wait.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    /// Resolves when [`Self::wake`] is called (or was, since the last wait).
+    pub async fn woken(&self) {
+        self.0.notified().await;
+    }
+}
+
 /// Starts the inbox worker; it drains pending deliveries (including those left by a
 /// previous process) and stops with the server.
-pub fn spawn_inbox_worker(app: AppState) {
+pub fn spawn_inbox_worker(app: ProvidersState) {
     tokio::spawn(async move {
         release_stale_claims(&app).await;
         let mut last_prune = std::time::Instant::now();
@@ -78,7 +95,7 @@ pub fn spawn_inbox_worker(app: AppState) {
             }
             tokio::select! {
                 _ = app.shutdown.cancelled() => return,
-                _ = app.inbox_wakeup.notified() => {}
+                _ = app.inbox_wakeup.woken() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
@@ -89,7 +106,7 @@ pub fn spawn_inbox_worker(app: AppState) {
 /// predecessor's (one process owns the file); on a shared PostgreSQL they may belong to live
 /// hosts, so nothing is released there: a dead host's claims run out within
 /// [`lease::LEASE`].
-async fn release_stale_claims(app: &AppState) {
+async fn release_stale_claims(app: &ProvidersState) {
     release_foreign_claims(
         &app.store,
         app.hub.node_id(),
@@ -112,7 +129,7 @@ const BATCH: i64 = 64;
 /// backlog recorded 2 s instead of 4.5 s after the burst.
 const BATCH_UNDER_ACKS: i64 = 16;
 
-async fn drain(app: &AppState, batch: i64) -> Result<usize, StoreError> {
+async fn drain(app: &ProvidersState, batch: i64) -> Result<usize, StoreError> {
     let now = now_micros();
     let due: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM webhook_inbox WHERE status = 'pending' AND next_attempt_at <= $1
@@ -187,7 +204,7 @@ fn check_event(event: &WebhookEvent) -> Result<(), String> {
 /// fails (and is retried with backoff, then set aside). A transient failure (database
 /// unavailable, conflicts beyond their retries) releases the claims without counting an
 /// attempt: nothing is wrong with the deliveries.
-async fn record_isolating(app: &AppState, batch: &[Parsed]) -> Result<(), StoreError> {
+async fn record_isolating(app: &ProvidersState, batch: &[Parsed]) -> Result<(), StoreError> {
     // A deadlock victim's inbox rows stay claimed, so without the retry the whole batch
     // would wait out the claim before anyone tried again.
     let err = match retry_conflicts("webhook batch", || record(app, batch)).await {
@@ -221,7 +238,7 @@ async fn record_isolating(app: &AppState, batch: &[Parsed]) -> Result<(), StoreE
 
 /// Hands claimed deliveries back untouched (no attempt counted), for the next pass. If even
 /// that fails (the database is down), the claims expire after [`lease::LEASE`].
-async fn release(app: &AppState, batch: &[Parsed]) {
+async fn release(app: &ProvidersState, batch: &[Parsed]) {
     if batch.is_empty() {
         return;
     }
@@ -242,7 +259,11 @@ async fn release(app: &AppState, batch: &[Parsed]) {
 }
 
 /// Claims the still-claimable deliveries of `ids` for this process, in one statement.
-async fn claim(app: &AppState, ids: &[String], now: i64) -> Result<HashSet<String>, StoreError> {
+async fn claim(
+    app: &ProvidersState,
+    ids: &[String],
+    now: i64,
+) -> Result<HashSet<String>, StoreError> {
     let backend = app.store.backend();
     // SQLite, without statistics, would pick the `status` index for this and visit every
     // pending delivery (9 ms a batch with a backlog) instead of looking up the ids; its
@@ -280,7 +301,7 @@ async fn claim(app: &AppState, ids: &[String], now: i64) -> Result<HashSet<Strin
 /// Renews the claims of `ids` that this host still holds, while their batch is worked on.
 /// Lost when none is left pending under this host's name: the rows settled one by one
 /// along the way (retried, set aside) are not, so the batch still holds the others.
-fn heartbeat(app: &AppState, ids: &HashSet<String>) -> Heartbeat {
+fn heartbeat(app: &ProvidersState, ids: &HashSet<String>) -> Heartbeat {
     let backend = app.store.backend();
     let mut p = Params::new(backend);
     let sql = format!(
@@ -316,7 +337,7 @@ struct Delivery {
 
 /// The stored deliveries `ids`, by id.
 async fn load(
-    app: &AppState,
+    app: &ProvidersState,
     ids: &HashSet<String>,
 ) -> Result<HashMap<String, Delivery>, StoreError> {
     if ids.is_empty() {
@@ -369,7 +390,7 @@ struct Parsed {
 
 /// Parses one claimed delivery; failures are settled here (retry or give up) and yield None.
 async fn parse(
-    app: &AppState,
+    app: &ProvidersState,
     delivery: Delivery,
     integrations: &mut HashMap<String, Option<(Integration, TenantScope)>>,
 ) -> Result<Option<Parsed>, StoreError> {
@@ -435,7 +456,7 @@ async fn parse(
 /// The sales of first-time deliveries are ingested per integration, in arrival order, in
 /// one call each, and the inbox rows are settled in one statement: a batch costs a handful
 /// of statements instead of several per delivery.
-async fn record(app: &AppState, batch: &[Parsed]) -> Result<(), StoreError> {
+async fn record(app: &ProvidersState, batch: &[Parsed]) -> Result<(), StoreError> {
     // Owned by the queued write (and shared by its reruns, should a conflict abort one).
     let owned: Arc<[Parsed]> = batch.into();
     let (replays, totals) = app
@@ -536,14 +557,14 @@ async fn record_in(
 /// Counts a failed attempt at a delivery: schedules the next one with backoff, or, at
 /// `max_attempts` (see [`InboxOptions`]), sets the delivery aside as a dead letter.
 async fn retry(
-    app: &AppState,
+    app: &ProvidersState,
     id: &str,
     integration: &Integration,
     attempts: i64,
     error: &str,
 ) -> Result<(), StoreError> {
     let attempts = attempts + 1;
-    let options = &app.config.inbox;
+    let options = &app.inbox;
     if attempts >= options.max_attempts.max(1) {
         tracing::error!(webhook = %id, attempts, %error, "webhook processing gave up");
         return set_aside(app, id, integration, attempts, error).await;
@@ -571,7 +592,7 @@ async fn retry(
 /// Marks a delivery failed and sets it aside as a dead letter, in one transaction, so it
 /// holds back nothing else and an operator can retry or discard it.
 async fn set_aside(
-    app: &AppState,
+    app: &ProvidersState,
     id: &str,
     integration: &Integration,
     attempts: i64,
@@ -617,7 +638,7 @@ async fn finish(
     Ok(())
 }
 
-async fn prune(app: &AppState) -> Result<(), StoreError> {
+async fn prune(app: &ProvidersState) -> Result<(), StoreError> {
     let now = now_micros();
     sqlx::query("DELETE FROM webhook_events_seen WHERE seen_at < $1")
         .bind(now - SEEN_TTL.as_micros() as i64)

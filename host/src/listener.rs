@@ -16,9 +16,9 @@
 //! hyper's own `header_read_timeout` starts when it begins waiting for a head, idle time
 //! included, so it cannot tell a slow client from an idle keep-alive one; the timers live
 //! in [`TimedIo`], which sees every byte, and the body deadline in [`DeadlineBody`]
-//! (`server/body_deadline.rs`).
+//! (`listener/body_deadline.rs`).
 //!
-//! With TLS on (`server/tls.rs`), the handshake comes first, bounded by the header-read
+//! With TLS on (`listener/tls.rs`), the handshake comes first, bounded by the header-read
 //! timeout and counted under the connection cap like the rest of the connection's life,
 //! so a client that never finishes it cannot hold a slot for longer than one that never
 //! finishes its head.
@@ -26,6 +26,10 @@
 //! Upgraded WebSockets leave this accounting: once the handshake is answered the stream
 //! belongs to the session (see `terminals/upgrade.rs`), which has its own ping deadline,
 //! and no longer counts against the connection cap.
+//!
+//! A module of its own, below `server` (which runs it) and `config` (which gathers its
+//! options): the terminals' stream reads the connection types it hands over, and neither
+//! needs the `serve` lifecycle for that.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -51,9 +55,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use super::body_deadline::DeadlineBody;
-use super::conn_stream::ConnStream;
-use super::tls::Tls;
+mod body_deadline;
+mod conn_stream;
+mod tls;
+
+pub use body_deadline::{BodyTimeout, DeadlineBody};
+pub use conn_stream::ConnStream;
+pub use tls::{Tls, TlsError, TlsOptions, RELOAD_POLL};
+
 use crate::error::ApiError;
 
 /// Connection knobs (`--header-read-timeout-ms`, `--body-timeout-ms`, `--idle-timeout-ms`,

@@ -22,14 +22,14 @@ pub struct DeadlineBody {
 }
 
 impl DeadlineBody {
-    pub(super) fn new(inner: Incoming, timeout: Duration, expired: Arc<AtomicBool>) -> Self {
+    pub(crate) fn new(inner: Incoming, timeout: Duration, expired: Arc<AtomicBool>) -> Self {
         DeadlineBody {
             inner,
             deadline: Some((Box::pin(tokio::time::sleep(timeout)), expired)),
         }
     }
 
-    pub(super) fn unlimited(inner: Incoming) -> Self {
+    pub(crate) fn unlimited(inner: Incoming) -> Self {
         DeadlineBody {
             inner,
             deadline: None,
