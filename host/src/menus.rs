@@ -13,6 +13,7 @@ mod cache;
 mod check;
 mod model;
 mod status;
+pub(crate) mod sync;
 
 use std::sync::Arc;
 

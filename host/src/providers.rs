@@ -1,12 +1,14 @@
 //! POS provider integrations on top of plugins: validating credentials, connecting venues,
 //! syncing sales, receiving webhooks and local POS pushes, and reading sales and revenue.
 
+mod catalog;
 mod ingest;
 mod integrations;
 mod sales;
 mod sync;
 mod webhooks;
 
+pub use catalog::CatalogSyncs;
 pub use ingest::IngestCounts;
 pub use integrations::{ConnectRequest, Integration};
 pub use sales::{Period, Revenue};
@@ -65,6 +67,8 @@ pub struct ProvidersState {
     pub inbox: InboxOptions,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
+    /// Webhook-triggered menu syncs, debounced per integration.
+    pub catalog_syncs: CatalogSyncs,
 }
 
 /// Body of `POST /api/{tenant}/pos/validate`.
@@ -250,6 +254,7 @@ where
         .routes(routes!(revenue))
         .routes(routes!(revenue_series))
         .routes(routes!(push))
+        .routes(routes!(catalog::sync_menu_route))
 }
 
 /// The public webhook route, `/webhooks/{provider}/{integration_id}`.

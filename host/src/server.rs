@@ -120,6 +120,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         vault: Arc::new(vault),
         sync_wakeup: Default::default(),
         inbox_wakeup: Default::default(),
+        catalog_syncs: Default::default(),
         webhook_acks: Arc::default(),
         hooks_wakeup: Default::default(),
         keys: KeyCache::default(),

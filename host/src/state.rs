@@ -59,6 +59,8 @@ pub struct AppState {
     pub hooks_wakeup: HooksWakeup,
     /// Served menu documents (see [`crate::menus::MenuCache`]).
     pub menu_cache: crate::menus::MenuCache,
+    /// Webhook-triggered menu syncs, debounced per integration.
+    pub catalog_syncs: crate::providers::CatalogSyncs,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
     /// Long-lived tasks (WebSocket sessions) shutdown waits for.
@@ -116,6 +118,7 @@ impl FromRef<AppState> for ProvidersState {
             public_url: app.config.public_url.clone(),
             inbox: app.config.inbox.clone(),
             shutdown: app.shutdown.clone(),
+            catalog_syncs: app.catalog_syncs.clone(),
         }
     }
 }

@@ -73,7 +73,7 @@ const BY_INTEGRATION: [&str; 3] = ["webhook_inbox", "webhook_events_seen", "sync
 
 /// Tables with a `tenant_id` column, children before the rows they reference (foreign keys
 /// are enforced), so the tenant row can go last.
-const BY_TENANT: [&str; 22] = [
+const BY_TENANT: [&str; 23] = [
     // A host's record of a socket it still holds; the socket itself was closed (4003) at
     // suspension, and a row left by a host that died meanwhile must not outlive the tenant.
     "cluster_terminals",
@@ -87,6 +87,7 @@ const BY_TENANT: [&str; 22] = [
     "gift_cards",
     "customers",
     "orders",
+    "menu_syncs",
     "menus",
     "store_statuses",
     "daily_reports",

@@ -41,6 +41,12 @@ pub struct SquareApi {
     /// Cursors handed out → offset of the next page.
     cursors: HashMap<String, usize>,
     cursor_seq: u64,
+    /// Catalog objects (deleted ones kept with `is_deleted`), in creation order.
+    catalog: Vec<Value>,
+    /// The newest `updated_at` handed out, so every change is strictly later.
+    catalog_clock: Option<jiff::Timestamp>,
+    /// Most objects per catalog search page (Square's default 100; the limit is advisory).
+    catalog_page: usize,
 }
 
 /// A mock Square API on 127.0.0.1. Dropping it stops it.
@@ -61,6 +67,9 @@ impl Mock<SquareApi> {
             payments: Vec::new(),
             cursors: HashMap::new(),
             cursor_seq: 0,
+            catalog: Vec::new(),
+            catalog_clock: None,
+            catalog_page: 100,
         })
         .await
     }
@@ -94,6 +103,196 @@ impl Mock<SquareApi> {
     pub fn payments(&self) -> Vec<Value> {
         self.with(|api| api.payments.clone())
     }
+
+    /// Adds or replaces catalog objects (see [`square_item`], [`square_category`],
+    /// [`square_modifier_list`], [`square_tax`]), stamping `updated_at` and `version` as
+    /// Square does: every change strictly later than the one before.
+    pub fn upsert_catalog(&self, objects: impl IntoIterator<Item = Value>) {
+        self.with(|api| {
+            for object in objects {
+                api.stamp_catalog(object);
+            }
+        });
+    }
+
+    /// Deletes a catalog object (and, for an item or a modifier list, the variations or
+    /// modifiers nested in it): it stays, `is_deleted`, for searches that include deletions.
+    pub fn delete_catalog(&self, id: &str) {
+        self.with(|api| {
+            let Some(object) = api.catalog.iter().find(|o| o["id"] == id).cloned() else {
+                return;
+            };
+            let mut object = object;
+            object["is_deleted"] = json!(true);
+            for nested in ["/item_data/variations", "/modifier_list_data/modifiers"] {
+                if let Some(children) = object.pointer_mut(nested).and_then(Value::as_array_mut) {
+                    for child in children {
+                        child["is_deleted"] = json!(true);
+                    }
+                }
+            }
+            api.stamp_catalog(object);
+        });
+    }
+
+    /// Objects per catalog search page.
+    pub fn set_catalog_page_size(&self, size: usize) {
+        self.with(|api| api.catalog_page = size.max(1));
+    }
+}
+
+impl SquareApi {
+    fn stamp_catalog(&mut self, mut object: Value) {
+        let now = jiff::Timestamp::now();
+        let at = match self.catalog_clock {
+            Some(last) if now <= last => last + jiff::SignedDuration::from_millis(1),
+            _ => now,
+        };
+        // Millisecond precision, as Square answers (and as the timestamps compare).
+        let at = jiff::Timestamp::from_millisecond(at.as_millisecond()).unwrap_or(at);
+        let at = match self.catalog_clock {
+            Some(last) if at <= last => last + jiff::SignedDuration::from_millis(1),
+            _ => at,
+        };
+        self.catalog_clock = Some(at);
+        let stamp = rfc3339_millis(at);
+        object["updated_at"] = json!(stamp);
+        object["version"] = json!(at.as_millisecond());
+        for nested in ["/item_data/variations", "/modifier_list_data/modifiers"] {
+            if let Some(children) = object.pointer_mut(nested).and_then(Value::as_array_mut) {
+                for child in children {
+                    child["updated_at"] = json!(stamp);
+                    child["version"] = json!(at.as_millisecond());
+                }
+            }
+        }
+        match self.catalog.iter_mut().find(|o| o["id"] == object["id"]) {
+            Some(existing) => *existing = object,
+            None => self.catalog.push(object),
+        }
+    }
+}
+
+fn catalog_object(kind: &str, id: &str, data_field: &str, data: Value) -> Value {
+    json!({
+        "type": kind,
+        "id": id,
+        "is_deleted": false,
+        "present_at_all_locations": true,
+        data_field: data,
+    })
+}
+
+/// A Square `ITEM` with its variations (`(id, name, price in cents)`), in `category_id`,
+/// offering `modifier_lists` (`(id, min, max)`, -1 for the list's own bounds).
+pub fn square_item(
+    id: &str,
+    name: &str,
+    category_id: &str,
+    variations: &[(&str, &str, i64)],
+    modifier_lists: &[(&str, i64, i64)],
+) -> Value {
+    let variations: Vec<Value> = variations
+        .iter()
+        .enumerate()
+        .map(|(ordinal, (vid, vname, cents))| {
+            catalog_object(
+                "ITEM_VARIATION",
+                vid,
+                "item_variation_data",
+                json!({
+                    "item_id": id,
+                    "name": vname,
+                    "ordinal": ordinal,
+                    "pricing_type": "FIXED_PRICING",
+                    "price_money": {"amount": cents, "currency": "USD"},
+                }),
+            )
+        })
+        .collect();
+    let lists: Vec<Value> = modifier_lists
+        .iter()
+        .map(|(list, min, max)| {
+            json!({"modifier_list_id": list, "min_selected_modifiers": min,
+                   "max_selected_modifiers": max, "enabled": true})
+        })
+        .collect();
+    catalog_object(
+        "ITEM",
+        id,
+        "item_data",
+        json!({
+            "name": name,
+            "description": format!("{name}, made to order"),
+            "categories": [{"id": category_id, "ordinal": 0}],
+            "variations": variations,
+            "modifier_list_info": lists,
+            "tax_ids": [],
+            "product_type": "REGULAR",
+            "is_archived": false,
+        }),
+    )
+}
+
+/// A Square `CATEGORY`, under `parent` if given.
+pub fn square_category(id: &str, name: &str, parent: Option<&str>) -> Value {
+    let mut data = json!({"name": name, "category_type": "REGULAR_CATEGORY", "is_top_level": parent.is_none()});
+    if let Some(parent) = parent {
+        data["parent_category"] = json!({"id": parent, "ordinal": 0});
+    }
+    catalog_object("CATEGORY", id, "category_data", data)
+}
+
+/// A Square `MODIFIER_LIST` with its modifiers (`(id, name, price in cents)`).
+pub fn square_modifier_list(
+    id: &str,
+    name: &str,
+    min: i64,
+    max: i64,
+    modifiers: &[(&str, &str, i64)],
+) -> Value {
+    let modifiers: Vec<Value> = modifiers
+        .iter()
+        .enumerate()
+        .map(|(ordinal, (mid, mname, cents))| {
+            catalog_object(
+                "MODIFIER",
+                mid,
+                "modifier_data",
+                json!({
+                    "name": mname,
+                    "price_money": {"amount": cents, "currency": "USD"},
+                    "on_by_default": false,
+                    "ordinal": ordinal,
+                    "modifier_list_id": id,
+                }),
+            )
+        })
+        .collect();
+    catalog_object(
+        "MODIFIER_LIST",
+        id,
+        "modifier_list_data",
+        json!({
+            "name": name,
+            "selection_type": if max == 1 { "SINGLE" } else { "MULTIPLE" },
+            "min_selected_modifiers": min,
+            "max_selected_modifiers": max,
+            "modifiers": modifiers,
+        }),
+    )
+}
+
+/// A Square `TAX` (`percentage` as Square's decimal string).
+pub fn square_tax(id: &str, name: &str, percentage: &str) -> Value {
+    catalog_object(
+        "TAX",
+        id,
+        "tax_data",
+        json!({"name": name, "calculation_phase": "TAX_SUBTOTAL_PHASE",
+               "inclusion_type": "ADDITIVE", "percentage": percentage,
+               "applies_to_custom_amounts": true, "enabled": true}),
+    )
 }
 
 /// A Square `Location` object.
@@ -225,11 +424,128 @@ impl Provider for SquareApi {
             }
             return list_payments(state, request.query);
         }
+        if path == "/v2/catalog/search" || path == "/v2/catalog/batch-retrieve" {
+            if method != Method::POST {
+                return method_not_allowed();
+            }
+            let body: Value = match serde_json::from_slice(request.body) {
+                Ok(body) => body,
+                Err(_) => {
+                    return reply(
+                        400,
+                        square_error(
+                            "INVALID_REQUEST_ERROR",
+                            "INVALID_BODY",
+                            "The request body is not JSON.",
+                        ),
+                    )
+                }
+            };
+            let (status, answer) = if path == "/v2/catalog/search" {
+                catalog_search(state, &body)
+            } else {
+                catalog_batch_retrieve(state, &body)
+            };
+            return reply(status, answer);
+        }
         reply(
             404,
             square_error("INVALID_REQUEST_ERROR", "NOT_FOUND", "Resource not found."),
         )
     }
+}
+
+/// `POST /v2/catalog/search`: `object_types`, `include_deleted_objects` (deleted objects are
+/// left out otherwise), `begin_time` (objects changed strictly after it), `cursor`, `limit`;
+/// answers `objects`, `cursor` while more remain, and `latest_time` (the catalog's newest
+/// change).
+fn catalog_search(state: &mut SquareApi, body: &Value) -> (u16, Value) {
+    let bad = |detail: &str| {
+        (
+            400,
+            square_error("INVALID_REQUEST_ERROR", "INVALID_VALUE", detail),
+        )
+    };
+    let types: Vec<&str> = body["object_types"]
+        .as_array()
+        .map(|t| t.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let deleted = body["include_deleted_objects"].as_bool().unwrap_or(false);
+    let begin = match body.get("begin_time").and_then(Value::as_str) {
+        Some(t) => match parse_time(t) {
+            Some(t) => Some(t),
+            None => return bad("Invalid begin_time: expected RFC 3339."),
+        },
+        None => None,
+    };
+    let limit = body["limit"]
+        .as_u64()
+        .map_or(state.catalog_page, |l| (l as usize).clamp(1, 1000))
+        .min(state.catalog_page);
+    let offset = match body.get("cursor").and_then(Value::as_str) {
+        Some(c) => match state.cursors.get(c) {
+            Some(offset) => *offset,
+            None => return bad("Invalid cursor."),
+        },
+        None => 0,
+    };
+    let matching: Vec<&Value> = state
+        .catalog
+        .iter()
+        .filter(|o| types.is_empty() || types.iter().any(|t| o["type"] == *t))
+        .filter(|o| deleted || o["is_deleted"] != true)
+        .filter(|o| {
+            begin.is_none_or(|b| {
+                o["updated_at"]
+                    .as_str()
+                    .and_then(parse_time)
+                    .is_some_and(|at| at > b)
+            })
+        })
+        .collect();
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|o| (*o).clone())
+        .collect();
+    let mut answer = json!({ "objects": page });
+    if offset + limit < matching.len() {
+        state.cursor_seq += 1;
+        let cursor = format!("catalog-cursor-{}", state.cursor_seq);
+        state.cursors.insert(cursor.clone(), offset + limit);
+        answer["cursor"] = json!(cursor);
+    }
+    if let Some(latest) = state.catalog_clock {
+        answer["latest_time"] = json!(rfc3339_millis(latest));
+    }
+    (200, answer)
+}
+
+/// `POST /v2/catalog/batch-retrieve`: the objects named by `object_ids` (deleted ones too,
+/// marked), unknown ids left out.
+fn catalog_batch_retrieve(state: &SquareApi, body: &Value) -> (u16, Value) {
+    let ids: Vec<&str> = body["object_ids"]
+        .as_array()
+        .map(|t| t.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if ids.is_empty() {
+        return (
+            400,
+            square_error(
+                "INVALID_REQUEST_ERROR",
+                "MISSING_REQUIRED_PARAMETER",
+                "Field must be set: object_ids.",
+            ),
+        );
+    }
+    let objects: Vec<Value> = state
+        .catalog
+        .iter()
+        .filter(|o| ids.iter().any(|id| o["id"] == *id))
+        .cloned()
+        .collect();
+    (200, json!({ "objects": objects }))
 }
 
 fn percent_decode(segment: &str) -> String {

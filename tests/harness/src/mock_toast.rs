@@ -48,6 +48,10 @@ pub struct ToastApi {
     /// (restaurant guid, order).
     orders: Vec<(String, Value)>,
     data_requests: i64,
+    /// The published menus document of [`TOAST_RESTAURANT`] (`menus`,
+    /// `modifierGroupReferences`, `modifierOptionReferences`) and when it was published.
+    menus: Value,
+    menus_published: String,
 }
 
 /// A mock Toast API on 127.0.0.1. Dropping it stops it.
@@ -74,6 +78,8 @@ impl Mock<ToastApi> {
             )],
             orders: Vec::new(),
             data_requests: 0,
+            menus: json!({"menus": [], "modifierGroupReferences": {}, "modifierOptionReferences": {}}),
+            menus_published: toast_time(jiff::Timestamp::now()),
         })
         .await;
         // `Link` headers point back at the mock, so it must know its own address.
@@ -115,6 +121,23 @@ impl Mock<ToastApi> {
         self.with(|api| {
             api.orders
                 .extend(orders.into_iter().map(|o| (TOAST_RESTAURANT.to_owned(), o)));
+        });
+    }
+
+    /// Publishes a menus document for [`TOAST_RESTAURANT`] (`menus` with nested
+    /// `menuGroups` and `menuItems`, and the `modifierGroupReferences` /
+    /// `modifierOptionReferences` maps): `lastUpdated` moves, as when a manager publishes.
+    pub fn publish_menus(&self, document: Value) {
+        self.with(|api| {
+            let now = jiff::Timestamp::now();
+            let mut stamp = toast_time(now);
+            if stamp <= api.menus_published {
+                // Strictly later, even within the same millisecond.
+                let last = parse_toast_time(&api.menus_published).unwrap_or(now);
+                stamp = toast_time(last + jiff::SignedDuration::from_millis(1));
+            }
+            api.menus = document;
+            api.menus_published = stamp;
         });
     }
 
@@ -323,6 +346,22 @@ impl Provider for ToastApi {
         }
         if path == "/orders/v2/ordersBulk" {
             return orders_bulk(state, &restaurant, query, rate);
+        }
+        if path == "/menus/v2/metadata" || path == "/menus/v2/menus" {
+            if restaurant != TOAST_RESTAURANT {
+                return reply(404, toast_error(404, 10404, "No menus published"), &rate);
+            }
+            let metadata = json!({
+                "restaurantGuid": restaurant,
+                "lastUpdated": state.menus_published,
+            });
+            if path == "/menus/v2/metadata" {
+                return reply(200, metadata, &rate);
+            }
+            let mut document = state.menus.clone();
+            document["restaurantGuid"] = metadata["restaurantGuid"].clone();
+            document["lastUpdated"] = metadata["lastUpdated"].clone();
+            return reply(200, document, &rate);
         }
         reply(404, toast_error(404, 10404, "Not found"), &rate)
     }

@@ -178,6 +178,11 @@ async fn drain(app: &ProvidersState, batch: i64) -> Result<usize, StoreError> {
         );
         return Ok(claimed.len());
     }
+    // The POS said its catalog changed: the venue's menu is synced in the background,
+    // debounced, outside this batch (its deliveries are recorded whatever the sync does).
+    for p in parsed.iter().filter(|p| p.event.catalog_changed) {
+        crate::providers::catalog::sync_in_background(app, &p.scope, &p.integration);
+    }
     if !parsed.is_empty() {
         record_isolating(app, &parsed).await?;
     }
