@@ -122,7 +122,10 @@ async fn a_toast_menu_is_synced_and_an_unchanged_one_costs_one_metadata_call(bac
     let special = item(&menu, "item-special");
     assert_eq!(special["variations"][0]["price"], 1225);
     assert_eq!(special["category_ids"], json!(["grp-specials"]));
-    assert_eq!(special["modifier_group_ids"], json!(["mg-sauce", "mg-extras"]));
+    assert_eq!(
+        special["modifier_group_ids"],
+        json!(["mg-sauce", "mg-extras"])
+    );
     let category = |id: &str| {
         menu["categories"]
             .as_array()
@@ -182,7 +185,10 @@ async fn square_syncs_page_by_page_then_incrementally_with_deletions(backend: Ba
         "ITEM_BURGER",
         "Burger",
         "CAT_MAINS",
-        &[("VAR_SINGLE", "Single", 950), ("VAR_DOUBLE", "Double", 1300)],
+        &[
+            ("VAR_SINGLE", "Single", 950),
+            ("VAR_DOUBLE", "Double", 1300),
+        ],
         &[("ML_SAUCE", -1, -1)],
     );
     burger["item_data"]["tax_ids"] = json!(["TAX_SALES"]);
@@ -197,8 +203,20 @@ async fn square_syncs_page_by_page_then_incrementally_with_deletions(backend: Ba
             &[("MOD_KETCHUP", "Ketchup", 0), ("MOD_BBQ", "BBQ", 50)],
         ),
         burger.clone(),
-        square_item("ITEM_FRIES", "Fries", "CAT_MAINS", &[("VAR_FRIES", "Regular", 400)], &[]),
-        square_item("ITEM_SALAD", "Salad", "CAT_MAINS", &[("VAR_SALAD", "Regular", 700)], &[]),
+        square_item(
+            "ITEM_FRIES",
+            "Fries",
+            "CAT_MAINS",
+            &[("VAR_FRIES", "Regular", 400)],
+            &[],
+        ),
+        square_item(
+            "ITEM_SALAD",
+            "Salad",
+            "CAT_MAINS",
+            &[("VAR_SALAD", "Regular", 700)],
+            &[],
+        ),
     ]);
     mock.set_catalog_page_size(2);
 
@@ -262,7 +280,11 @@ async fn square_syncs_page_by_page_then_incrementally_with_deletions(backend: Ba
     let b = item(&menu, "ITEM_BURGER");
     assert_eq!(b["variations"][0]["id"], "VAR_SINGLE");
     assert_eq!(b["variations"][0]["price"], 1000);
-    assert_eq!(item(&menu, "ITEM_FRIES")["sold_out"], true, "availability survives");
+    assert_eq!(
+        item(&menu, "ITEM_FRIES")["sold_out"],
+        true,
+        "availability survives"
+    );
 
     // Nothing changed upstream: nothing stored.
     let third = sync_menu(&manager, "bistro").await;

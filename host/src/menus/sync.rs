@@ -14,7 +14,9 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::model::{Category, Item, MenuContent, ModifierGroup, ModifierOption, TaxHint, Variation};
+use super::model::{
+    Category, Item, MenuContent, ModifierGroup, ModifierOption, TaxHint, Variation,
+};
 use super::{load_for_update, model, store_content, stored_meta, MenuError, MenuMeta};
 use crate::auth::TenantScope;
 use crate::events::{EventKind, LoggedTx};
@@ -151,7 +153,14 @@ pub(crate) async fn apply(
 ) -> Result<(bool, SyncChanges, Option<MenuMeta>), MenuError> {
     super::check_venue(venue)?;
     let previous = load_for_update(tx, scope, venue).await?;
-    save_token(tx, scope, venue, integration_id, catalog.sync_token().as_deref()).await?;
+    save_token(
+        tx,
+        scope,
+        venue,
+        integration_id,
+        catalog.sync_token().as_deref(),
+    )
+    .await?;
     let current = previous
         .as_ref()
         .map(|p| p.menu.content())
@@ -485,7 +494,12 @@ fn count_changes(before: &MenuContent, after: &MenuContent) -> SyncChanges {
         c
     }
     SyncChanges {
-        categories: counts(&before.categories, &after.categories, |c| &c.id, Clone::clone),
+        categories: counts(
+            &before.categories,
+            &after.categories,
+            |c| &c.id,
+            Clone::clone,
+        ),
         items: counts(
             &before.items,
             &after.items,
@@ -518,8 +532,8 @@ fn count_changes(before: &MenuContent, after: &MenuContent) -> SyncChanges {
 mod tests {
     use super::*;
     use crate::plugins::contract::{
-        CatalogCategory, CatalogDeletion, CatalogItem, CatalogVariation,
-        ModifierGroup as PGroup, ModifierGroupRef, ModifierOption as POption,
+        CatalogCategory, CatalogDeletion, CatalogItem, CatalogVariation, ModifierGroup as PGroup,
+        ModifierGroupRef, ModifierOption as POption,
     };
 
     fn item(pid: &str, cat: &str, price: Option<i64>) -> CatalogItem {

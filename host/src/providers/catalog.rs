@@ -16,7 +16,7 @@ use crate::auth::{ManagerCaller, TenantScope};
 use crate::error::ApiError;
 use crate::menus::sync::{self as menu_sync, FetchedCatalog, SyncOutcome};
 use crate::menus::MenuError;
-use crate::plugins::contract::{CatalogRequest, Capability};
+use crate::plugins::contract::{Capability, CatalogRequest};
 use crate::plugins::CallContext;
 
 /// Most pages one sync follows: 1,000 pages of Square's 1,000 objects is far above any
@@ -202,7 +202,11 @@ impl CatalogSyncs {
 
 /// Asks for a background sync of `integration`'s menu after its POS said the catalog
 /// changed. Debounced: a burst of webhooks costs one sync (two if one arrives mid-sync).
-pub(crate) fn sync_in_background(app: &ProvidersState, scope: &TenantScope, integration: &Integration) {
+pub(crate) fn sync_in_background(
+    app: &ProvidersState,
+    scope: &TenantScope,
+    integration: &Integration,
+) {
     if app
         .plugins
         .require(&integration.provider, Capability::FetchCatalog)
