@@ -658,3 +658,44 @@ async fn validate(
     let location = app.plugins.validate(&req.provider, &ctx, &conn).await??;
     Ok(Json(location))
 }
+
+/// A venue's POS, ready for a call: the provider's id, the connection and the call's
+/// context. For features outside this module (menus' availability) that talk to the POS.
+#[derive(Debug, Clone)]
+pub(crate) struct VenuePos {
+    /// The provider plugin id.
+    pub provider: String,
+    /// Connection (credentials opened).
+    pub conn: Connection,
+    /// The call's context.
+    pub ctx: CallContext,
+}
+
+/// The venue's POS, or `None` when the venue has no integration (a venue run through the
+/// API alone). A disconnected integration → 409 `integration_disconnected`: its POS is no
+/// longer ours to talk to, and writing around it would part the two.
+pub(crate) async fn venue_pos(
+    app: &ProvidersState,
+    scope: &crate::auth::TenantScope,
+    venue: &str,
+) -> Result<Option<VenuePos>, ProviderFailure> {
+    let integration = match integrations::by_venue(app, scope, venue).await {
+        Ok(integration) => integration,
+        Err(ProviderFailure(e, _)) if e.code == "venue_not_connected" => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if integration.status == "DISCONNECTED" {
+        return Err(
+            ApiError::conflict("integration_disconnected", "this venue is disconnected").into(),
+        );
+    }
+    let conn = integrations::connection_of(app, &integration)?;
+    Ok(Some(VenuePos {
+        provider: integration.provider.clone(),
+        conn,
+        ctx: CallContext {
+            tenant_id: scope.tenant_id().to_owned(),
+            integration_id: integration.id,
+        },
+    }))
+}
