@@ -1041,6 +1041,47 @@ mod tests {
     use crate::menus::model::tests::sample;
 
     #[test]
+    fn pos_reports_mark_by_provider_id_and_a_snapshot_clears_what_it_leaves_out() {
+        let report = |pid: &str, status, quantity: Option<&str>| Availability {
+            provider_id: pid.into(),
+            status,
+            quantity: quantity.map(str::to_owned),
+            until_ms: None,
+        };
+        let marked = |applied: &[AppliedChange]| -> Vec<(AvailabilityKind, String, bool)> {
+            applied
+                .iter()
+                .map(|a| (a.kind, a.id.clone(), a.sold_out))
+                .collect()
+        };
+        let mut c = sample();
+        let reported = [
+            report("P-fries", StockStatus::OutOfStock, None),
+            report("P-not-on-menu", StockStatus::OutOfStock, None),
+            report("P-bbq", StockStatus::Quantity, Some("0")),
+            report("P-burger", StockStatus::Quantity, Some("2.5")),
+        ];
+        let applied = apply_pos_changes(&mut c, &reported, PosAvailability::Changes);
+        assert_eq!(
+            marked(&applied),
+            vec![
+                (AvailabilityKind::Item, "fries".to_owned(), true),
+                (AvailabilityKind::Option, "bbq".to_owned(), true),
+            ]
+        );
+        // The same report again changes nothing.
+        assert!(apply_pos_changes(&mut c, &reported, PosAvailability::Changes).is_empty());
+        // A snapshot listing only the bbq brings the fries back.
+        let snapshot = [report("P-bbq", StockStatus::OutOfStock, None)];
+        let applied = apply_pos_changes(&mut c, &snapshot, PosAvailability::Snapshot);
+        assert_eq!(
+            marked(&applied),
+            vec![(AvailabilityKind::Item, "fries".to_owned(), false)]
+        );
+        assert!(positive_decimal("0.5") && !positive_decimal("0.00") && !positive_decimal("-3"));
+    }
+
+    #[test]
     fn availability_names_unknown_entries_and_lists_only_real_changes() {
         let mut c = sample();
         let change = |kind, id: &str, sold_out| AvailabilityChange {

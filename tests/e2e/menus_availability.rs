@@ -4,13 +4,15 @@
 //! webhooks mark the menu (a repeat pushes nothing); a refresh reads Toast's stock; a
 //! `local-pos` venue keeps the API as its source; tenants stay apart.
 
-use posbridge_harness::mock_square::Fault;
+use posbridge_harness::mock_square::{Fault, SQUARE_LOCATION, SQUARE_MERCHANT};
 use posbridge_harness::mock_toast::{toast_stock_webhook, MockToast};
 use posbridge_harness::{both_backends, Backend, Client, TestServer, Ws};
 use serde_json::{json, Value};
 
 use crate::last_seq;
-use crate::providers::{connect_square, post_signed_toast, square_kitchen};
+use crate::providers::{
+    connect_square, connect_square_webhooks, post_signed_square, post_signed_toast, square_kitchen,
+};
 use crate::providers_toast::{toast_kitchen, toast_webhook_venue};
 
 const KEY: &str = "toast-stock-webhook-secret";
@@ -239,6 +241,63 @@ async fn a_square_venue_refuses_writes_as_read_only_and_changes_nothing(backend:
     drop(srv);
 }
 
+/// A Square `inventory.count.updated` body: variation `id` counts `quantity` IN_STOCK.
+fn square_count_webhook(event_id: &str, id: &str, quantity: &str) -> String {
+    json!({
+        "merchant_id": SQUARE_MERCHANT,
+        "type": "inventory.count.updated",
+        "event_id": event_id,
+        "created_at": "2026-12-06T20:00:00Z",
+        "data": {
+            "type": "inventory_counts",
+            "id": event_id,
+            "object": {"inventory_counts": [{
+                "catalog_object_id": id,
+                "catalog_object_type": "ITEM_VARIATION",
+                "state": "IN_STOCK",
+                "location_id": SQUARE_LOCATION,
+                "quantity": quantity,
+                "calculated_at": "2026-12-06T20:00:00Z"
+            }]}
+        }
+    })
+    .to_string()
+}
+
+/// Square's sold-out state is read: a count of zero marks the variation sold out, a count
+/// above zero brings it back, and the same count again pushes nothing.
+async fn a_square_inventory_count_marks_the_menu(backend: Backend) {
+    const SQUARE_KEY: &str = "square-stock-webhook-secret";
+    let (srv, _tenant, manager, mock) = square_kitchen(backend).await;
+    let integration = connect_square_webhooks(&manager, &mock, "uptown", SQUARE_KEY).await;
+    publish(&manager, "uptown").await;
+    let mut ws = socket(&srv, last_seq(&manager).await).await;
+    for (event, quantity) in [("sq-1", "0"), ("sq-2", "0"), ("sq-3", "4")] {
+        let body = square_count_webhook(event, "T-single", quantity);
+        post_signed_square(&srv, &integration, &body, SQUARE_KEY)
+            .await
+            .expect(200);
+    }
+    let frame = next_availability(&mut ws).await;
+    assert_eq!(
+        changes(&frame),
+        vec![set("variation", "single", true)],
+        "{frame}"
+    );
+    // The repeated zero sent nothing: the next frame is the count of four.
+    let frame = next_availability(&mut ws).await;
+    assert_eq!(
+        changes(&frame),
+        vec![set("variation", "single", false)],
+        "{frame}"
+    );
+    let served = menu(&manager, "uptown").await;
+    assert_eq!(
+        served["items"][0]["variations"][0]["sold_out"],
+        json!(false)
+    );
+}
+
 async fn a_toast_stock_webhook_marks_the_menu_once(backend: Backend) {
     let (srv, manager, _till, _mock, id) = toast_venue(backend).await;
     let mut ws = socket(&srv, last_seq(&manager).await).await;
@@ -415,6 +474,7 @@ both_backends!(
     toast_down_changes_nothing_and_answers_its_error,
     a_square_venue_refuses_writes_as_read_only_and_changes_nothing,
     a_toast_stock_webhook_marks_the_menu_once,
+    a_square_inventory_count_marks_the_menu,
     a_refresh_reads_toast_stock_and_brings_the_menu_in_line,
     a_local_pos_venue_keeps_the_api_as_its_source,
     tenants_never_touch_each_others_availability,
