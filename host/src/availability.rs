@@ -93,7 +93,8 @@ async fn set_locally(
 /// the menu then takes what the POS answered; if the POS refuses or is down, nothing changes
 /// here and the provider's error is answered. A POS whose sold-out state is read-only to
 /// apps (Square) → 409 `availability_read_only`: set it in the POS, it reaches the menu by
-/// webhook or refresh. Venues without a POS write side (`local-pos`) take the change as is.
+/// webhook or refresh; a disconnected POS venue → 409 `integration_disconnected`. Venues
+/// without a POS availability side (`local-pos`, connected or not) take the change as is.
 #[utoipa::path(post, path = "/menus/{venue}/availability", tag = "menus",
     request_body = AvailabilityUpdate,
     params(("venue" = String, Path, description = "The venue.")),
@@ -131,6 +132,7 @@ async fn availability(
     });
     if !can_write {
         if can_read {
+            pos.check_connected()?;
             let name = manifest.map_or(pos.provider.clone(), |m| m.name);
             return Err(ApiError::conflict(
                 "availability_read_only",
@@ -144,6 +146,7 @@ async fn availability(
             set_locally(&menus_state, scope, venue, changes).await?,
         ));
     }
+    pos.check_connected()?;
     let targets = menus::pos_targets(&menus_state.store, &scope, &venue, &changes)
         .await
         .map_err(ApiError::from)?;
@@ -196,6 +199,7 @@ async fn refresh(
                 format!("venue {venue:?} has no integration"),
             )
         })?;
+    pos.check_connected()?;
     let reported = providers
         .plugins
         .get_availability(&pos.provider, &pos.ctx, &pos.conn, &[])

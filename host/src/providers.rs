@@ -669,11 +669,24 @@ pub(crate) struct VenuePos {
     pub conn: Connection,
     /// The call's context.
     pub ctx: CallContext,
+    /// Whether the integration is connected (not disconnected by a manager).
+    pub connected: bool,
+}
+
+impl VenuePos {
+    /// Refuses a disconnected integration with 409 `integration_disconnected`: its POS is
+    /// no longer ours to talk to, and writing around it would part the two.
+    pub(crate) fn check_connected(&self) -> Result<(), ProviderFailure> {
+        if self.connected {
+            Ok(())
+        } else {
+            Err(ApiError::conflict("integration_disconnected", "this venue is disconnected").into())
+        }
+    }
 }
 
 /// The venue's POS, or `None` when the venue has no integration (a venue run through the
-/// API alone). A disconnected integration → 409 `integration_disconnected`: its POS is no
-/// longer ours to talk to, and writing around it would part the two.
+/// API alone).
 pub(crate) async fn venue_pos(
     app: &ProvidersState,
     scope: &crate::auth::TenantScope,
@@ -684,13 +697,9 @@ pub(crate) async fn venue_pos(
         Err(ProviderFailure(e, _)) if e.code == "venue_not_connected" => return Ok(None),
         Err(e) => return Err(e),
     };
-    if integration.status == "DISCONNECTED" {
-        return Err(
-            ApiError::conflict("integration_disconnected", "this venue is disconnected").into(),
-        );
-    }
     let conn = integrations::connection_of(app, &integration)?;
     Ok(Some(VenuePos {
+        connected: integration.status != "DISCONNECTED",
         provider: integration.provider.clone(),
         conn,
         ctx: CallContext {

@@ -215,6 +215,23 @@ async fn toast_down_changes_nothing_and_answers_its_error(backend: Backend) {
     let after = menu(&manager, "uptown").await;
     assert_eq!(after["version"], before["version"]);
     assert_eq!(item_sold_out(&after, "burger"), json!(false));
+
+    // Disconnected from Toast, the venue is not written around it either.
+    mock.clear_faults();
+    manager
+        .post("/pos/disconnect/uptown", &json!({}))
+        .await
+        .expect(200);
+    mock.clear_requests();
+    manager
+        .post(
+            "/menus/uptown/availability",
+            &json!({"changes": [{"kind": "item", "id": "burger", "sold_out": true}]}),
+        )
+        .await
+        .expect_error(409, "integration_disconnected");
+    assert!(mock.requests_to("/stock/").is_empty());
+    assert_eq!(menu(&manager, "uptown").await["version"], before["version"]);
 }
 
 async fn a_square_venue_refuses_writes_as_read_only_and_changes_nothing(backend: Backend) {
@@ -424,6 +441,22 @@ async fn a_local_pos_venue_keeps_the_api_as_its_source(backend: Backend) {
         .post("/menus/downtown/availability/refresh", &json!({}))
         .await
         .expect_error(501, "provider_cannot");
+    // A disconnected local POS leaves the API the venue's source, as before.
+    manager
+        .post("/pos/disconnect/downtown", &json!({}))
+        .await
+        .expect(200);
+    manager
+        .post(
+            "/menus/downtown/availability",
+            &json!({"changes": [{"kind": "item", "id": "fries", "sold_out": false}]}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        item_sold_out(&menu(&manager, "downtown").await, "fries"),
+        json!(false)
+    );
 }
 
 async fn tenants_never_touch_each_others_availability(backend: Backend) {
