@@ -1,5 +1,9 @@
 //! POS provider integrations on top of plugins: validating credentials, connecting venues,
 //! syncing sales, receiving webhooks and local POS pushes, and reading sales and revenue.
+//!
+//! Size: about 660 lines: the provider routes (connect, status, sync now, push, sales and
+//! revenue reads, validate) and the error mapping they all share; the work behind each is in
+//! `providers/*.rs`.
 
 mod ingest;
 mod integrations;
