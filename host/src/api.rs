@@ -54,6 +54,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(ledger::routes())
         .merge(orders::routes())
         .merge(crate::menus::routes())
+        .merge(crate::availability::routes())
         .merge(reports::routes())
         .merge(providers::routes())
         .merge(rules::routes())

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod api_keys;
 pub mod auth;
+pub mod availability;
 pub mod backup;
 pub mod cli_database;
 pub mod cluster;

@@ -8,6 +8,11 @@
 //! bytes per venue in memory ([`MenuCache`]) and check only the stored version, so a `GET`
 //! never rebuilds or re-serialises the document and a `304` is one indexed lookup, while a
 //! change made by any host of a cluster is seen at the next request.
+//!
+//! Size: about 900 lines (a tenth of them tests): the routes with the transactional writes
+//! they run (publish, availability, store status), which share the version row, the cache
+//! and the events; the pure parts are in `menus/model.rs`, `check.rs`, `status.rs` and
+//! `cache.rs`. Moving the routes to `menus/routes.rs` is the next split when it grows.
 
 mod cache;
 mod check;
@@ -37,6 +42,7 @@ use crate::auth::{AuthState, ManagerCaller, TenantScope, TerminalCaller};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{EventKind, LoggedTx, Writes};
 use crate::extract::{ApiJson, JsonBody};
+use crate::plugins::contract::{Availability, StockStatus};
 use crate::store::{now_micros, rfc3339, Backend, Store, StoreError, TransientConflict};
 
 /// Largest body of a menu `PUT`: a 20,000-item menu with sizes and modifiers, far above the
@@ -64,6 +70,19 @@ pub(crate) enum MenuError {
     /// An availability change names an entry the menu does not have.
     #[error("changes[{index}]: no {kind} {id:?} on the menu of venue {venue:?}")]
     UnknownEntry {
+        /// Index of the change.
+        index: usize,
+        /// Kind named.
+        kind: &'static str,
+        /// Id named.
+        id: String,
+        /// The venue.
+        venue: String,
+    },
+    /// An availability change for a POS venue names an entry without a provider id, so the
+    /// POS cannot be told.
+    #[error("changes[{index}]: {kind} {id:?} of venue {venue:?} has no provider_id, so its POS cannot be told; give it one in the menu")]
+    NoProviderId {
         /// Index of the change.
         index: usize,
         /// Kind named.
@@ -129,6 +148,7 @@ impl From<MenuError> for ApiError {
             MenuError::UnknownEntry { .. } => {
                 ApiError::unprocessable("unknown_menu_entry", message)
             }
+            MenuError::NoProviderId { .. } => ApiError::unprocessable("no_provider_id", message),
             MenuError::InvalidStatus(_) => ApiError::unprocessable("invalid_store_status", message),
             MenuError::NotFound(_) => ApiError::not_found("menu_not_found", message),
             MenuError::Concurrent(_) => ApiError::conflict("menu_changed", message),
@@ -413,6 +433,28 @@ pub(crate) struct AvailabilityChanged {
     pub changes: Vec<AppliedChange>,
 }
 
+/// Refuses a bad venue, and an empty or oversized list of changes.
+pub(crate) fn check_changes(venue: &str, changes: &[AvailabilityChange]) -> Result<(), MenuError> {
+    check_venue(venue)?;
+    if changes.is_empty() || changes.len() > MAX_AVAILABILITY_CHANGES {
+        return Err(MenuError::InvalidAvailability(format!(
+            "changes must hold 1-{MAX_AVAILABILITY_CHANGES} entries"
+        )));
+    }
+    Ok(())
+}
+
+impl AvailabilityKind {
+    /// Its name in messages.
+    fn name(self) -> &'static str {
+        match self {
+            AvailabilityKind::Item => "item",
+            AvailabilityKind::Variation => "variation",
+            AvailabilityKind::Option => "option",
+        }
+    }
+}
+
 /// Applies availability changes to the venue's menu (every id checked first: an unknown
 /// one refuses the whole request, nothing changed) and appends `item_availability_changed`
 /// listing what actually changed, if anything did.
@@ -422,12 +464,7 @@ pub(crate) async fn set_availability(
     venue: &str,
     changes: &[AvailabilityChange],
 ) -> Result<AvailabilityChanged, MenuError> {
-    check_venue(venue)?;
-    if changes.is_empty() || changes.len() > MAX_AVAILABILITY_CHANGES {
-        return Err(MenuError::InvalidAvailability(format!(
-            "changes must hold 1-{MAX_AVAILABILITY_CHANGES} entries"
-        )));
-    }
+    check_changes(venue, changes)?;
     let stored = load_for_update(tx, scope, venue)
         .await?
         .ok_or_else(|| MenuError::NotFound(venue.to_owned()))?;
@@ -543,6 +580,214 @@ fn apply_availability(
     Ok(applied)
 }
 
+/// How a POS's availability answer is applied to a menu.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PosAvailability {
+    /// The listed provider ids changed (a webhook, a write's answer); the rest stay.
+    Changes,
+    /// The list is everything the POS has that is not plainly in stock (a refresh): an
+    /// entry with a provider id it leaves out is back in stock.
+    Snapshot,
+}
+
+/// Whether the POS's status means sold out: out of stock, or a count of zero or less
+/// (in stock, or a positive count, is sellable).
+fn pos_sold_out(a: &Availability) -> bool {
+    match a.status {
+        StockStatus::OutOfStock => true,
+        StockStatus::InStock => false,
+        StockStatus::Quantity => !a.quantity.as_deref().is_some_and(positive_decimal),
+    }
+}
+
+/// A decimal count above zero ("3", "0.5"); anything else, zero included, is not.
+fn positive_decimal(text: &str) -> bool {
+    let text = text.trim();
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    !int.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
+        && text.bytes().any(|b| (b'1'..=b'9').contains(&b))
+}
+
+/// Applies availability the venue's POS reported (by provider id) to its menu, inside
+/// `tx`, and appends `item_availability_changed` when an entry really changed. Provider
+/// ids the menu does not hold are ignored (the POS tracks more than the menu shows). `None`
+/// when the venue has no menu yet: there is nothing to mark.
+pub(crate) async fn apply_pos_availability(
+    tx: &mut LoggedTx,
+    scope: &TenantScope,
+    venue: &str,
+    reported: &[Availability],
+    mode: PosAvailability,
+) -> Result<Option<AvailabilityChanged>, MenuError> {
+    let Some(stored) = load_for_update(tx, scope, venue).await? else {
+        return Ok(None);
+    };
+    let mut content = stored.menu.content();
+    let applied = apply_pos_changes(&mut content, reported, mode);
+    if applied.is_empty() {
+        let meta = stored_meta(&stored, venue);
+        return Ok(Some(AvailabilityChanged {
+            venue: venue.to_owned(),
+            version: meta.version,
+            etag: meta.etag,
+            changes: applied,
+        }));
+    }
+    let meta = store_content(tx, scope, venue, Some(&stored), content)
+        .await?
+        .ok_or_else(|| MenuError::Concurrent(venue.to_owned()))?;
+    let event = AvailabilityChanged {
+        venue: venue.to_owned(),
+        version: meta.version,
+        etag: meta.etag,
+        changes: applied,
+    };
+    tx.append(scope, EventKind::ItemAvailabilityChanged, &event)?;
+    Ok(Some(event))
+}
+
+/// [`apply_pos_availability`]'s pure part: marks every entry whose provider id the POS
+/// reported; lists only real changes.
+fn apply_pos_changes(
+    content: &mut MenuContent,
+    reported: &[Availability],
+    mode: PosAvailability,
+) -> Vec<AppliedChange> {
+    // The last report of an id wins (a batch of webhooks in arrival order).
+    let mut by_id = std::collections::HashMap::new();
+    for a in reported {
+        by_id.insert(a.provider_id.as_str(), pos_sold_out(a));
+    }
+    let wanted = |provider_id: &Option<String>| -> Option<bool> {
+        let pid = provider_id.as_deref()?;
+        match by_id.get(pid) {
+            Some(sold_out) => Some(*sold_out),
+            None if mode == PosAvailability::Snapshot => Some(false),
+            None => None,
+        }
+    };
+    let mut applied = Vec::new();
+    let mut mark = |current: &mut Option<bool>, kind, id: &str, pid: &Option<String>, item_id| {
+        let Some(sold_out) = wanted(pid) else { return };
+        // An entry never marked counts as available: a snapshot only clears real 86es.
+        if current.unwrap_or(false) == sold_out {
+            return;
+        }
+        *current = Some(sold_out);
+        applied.push(AppliedChange {
+            kind,
+            id: id.to_owned(),
+            provider_id: pid.clone(),
+            item_id,
+            sold_out,
+        });
+    };
+    for item in &mut content.items {
+        mark(
+            &mut item.sold_out,
+            AvailabilityKind::Item,
+            &item.id,
+            &item.provider_id,
+            None,
+        );
+        for v in &mut item.variations {
+            mark(
+                &mut v.sold_out,
+                AvailabilityKind::Variation,
+                &v.id,
+                &v.provider_id,
+                Some(item.id.clone()),
+            );
+        }
+    }
+    for group in &mut content.modifier_groups {
+        for o in &mut group.options {
+            mark(
+                &mut o.sold_out,
+                AvailabilityKind::Option,
+                &o.id,
+                &o.provider_id,
+                None,
+            );
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    applied.retain(|a| seen.insert((a.kind, a.id.clone(), a.item_id.clone())));
+    applied
+}
+
+/// The POS ids behind availability changes named by canonical id, for a write to the POS:
+/// an unknown entry, or one without a provider id (the POS could not be told), refuses the
+/// whole request. An option id in several groups names each group's option.
+pub(crate) async fn pos_targets(
+    store: &Store,
+    scope: &TenantScope,
+    venue: &str,
+    changes: &[AvailabilityChange],
+) -> Result<Vec<Availability>, MenuError> {
+    check_changes(venue, changes)?;
+    let content = read_menu(store, scope, venue)
+        .await?
+        .ok_or_else(|| MenuError::NotFound(venue.to_owned()))?
+        .content();
+    // Unknown ids are refused exactly as a local change refuses them.
+    apply_availability(&mut content.clone(), venue, changes)?;
+    let mut targets: Vec<Availability> = Vec::new();
+    for (index, change) in changes.iter().enumerate() {
+        let mut pids: Vec<Option<&String>> = Vec::new();
+        match change.kind {
+            AvailabilityKind::Item => pids.extend(
+                content
+                    .items
+                    .iter()
+                    .filter(|i| i.id == change.id)
+                    .map(|i| i.provider_id.as_ref()),
+            ),
+            AvailabilityKind::Variation => pids.extend(
+                content
+                    .items
+                    .iter()
+                    .flat_map(|i| &i.variations)
+                    .filter(|v| v.id == change.id)
+                    .map(|v| v.provider_id.as_ref()),
+            ),
+            AvailabilityKind::Option => pids.extend(
+                content
+                    .modifier_groups
+                    .iter()
+                    .flat_map(|g| &g.options)
+                    .filter(|o| o.id == change.id)
+                    .map(|o| o.provider_id.as_ref()),
+            ),
+        }
+        for pid in pids {
+            let pid = pid.ok_or_else(|| MenuError::NoProviderId {
+                index,
+                kind: change.kind.name(),
+                id: change.id.clone(),
+                venue: venue.to_owned(),
+            })?;
+            let status = if change.sold_out {
+                StockStatus::OutOfStock
+            } else {
+                StockStatus::InStock
+            };
+            match targets.iter_mut().find(|t| &t.provider_id == pid) {
+                Some(t) => t.status = status,
+                None => targets.push(Availability {
+                    provider_id: pid.clone(),
+                    status,
+                    quantity: None,
+                    until_ms: None,
+                }),
+            }
+        }
+    }
+    Ok(targets)
+}
+
 /// What the menu routes use, built from the host's state (see `crate::state`).
 #[derive(Clone, Debug)]
 pub struct MenusState {
@@ -583,7 +828,6 @@ where
             paths,
             menu.layer(DefaultBodyLimit::max(MAX_MENU_BODY_BYTES)),
         ))
-        .routes(routes!(availability))
         .routes(routes!(check_order_route))
         .routes(routes!(get_store_status, put_store_status))
 }
@@ -701,36 +945,6 @@ fn parse_content(bytes: &[u8]) -> Result<MenuContent, MenuError> {
     Ok(content)
 }
 
-/// Marks items, variations or options sold out or back (any key). Every id is checked
-/// first: an unknown one → 422 and nothing changes. Terminals receive
-/// `item_availability_changed` listing what changed.
-#[utoipa::path(post, path = "/menus/{venue}/availability", tag = "menus",
-    request_body = AvailabilityUpdate,
-    params(("venue" = String, Path, description = "The venue.")),
-    responses(
-    (status = 200, description = "What changed, and the menu's new version and ETag.", body = AvailabilityChanged),
-    (status = 404, description = "`menu_not_found`."),
-    (status = 422, description = "`unknown_menu_entry`, `invalid_availability`, `invalid_venue`, `invalid_request`."),
-))]
-async fn availability(
-    State(app): State<MenusState>,
-    TerminalCaller(caller): TerminalCaller,
-    Path((_tenant, venue)): Path<(String, String)>,
-    body: ApiJson<AvailabilityUpdate>,
-) -> ApiResult<Json<AvailabilityChanged>> {
-    check_venue(&venue)?;
-    let shared = Arc::new((caller.scope, venue, body.value.changes));
-    let changed = write(&app, move |tx| {
-        let shared = shared.clone();
-        Box::pin(async move {
-            let (scope, venue, changes) = &*shared;
-            set_availability(tx, scope, venue, changes).await
-        })
-    })
-    .await?;
-    Ok(Json(changed))
-}
-
 /// Body of `POST /api/{tenant}/menus/{venue}/order-check`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -831,6 +1045,47 @@ async fn put_store_status(
 mod tests {
     use super::*;
     use crate::menus::model::tests::sample;
+
+    #[test]
+    fn pos_reports_mark_by_provider_id_and_a_snapshot_clears_what_it_leaves_out() {
+        let report = |pid: &str, status, quantity: Option<&str>| Availability {
+            provider_id: pid.into(),
+            status,
+            quantity: quantity.map(str::to_owned),
+            until_ms: None,
+        };
+        let marked = |applied: &[AppliedChange]| -> Vec<(AvailabilityKind, String, bool)> {
+            applied
+                .iter()
+                .map(|a| (a.kind, a.id.clone(), a.sold_out))
+                .collect()
+        };
+        let mut c = sample();
+        let reported = [
+            report("P-fries", StockStatus::OutOfStock, None),
+            report("P-not-on-menu", StockStatus::OutOfStock, None),
+            report("P-bbq", StockStatus::Quantity, Some("0")),
+            report("P-burger", StockStatus::Quantity, Some("2.5")),
+        ];
+        let applied = apply_pos_changes(&mut c, &reported, PosAvailability::Changes);
+        assert_eq!(
+            marked(&applied),
+            vec![
+                (AvailabilityKind::Item, "fries".to_owned(), true),
+                (AvailabilityKind::Option, "bbq".to_owned(), true),
+            ]
+        );
+        // The same report again changes nothing.
+        assert!(apply_pos_changes(&mut c, &reported, PosAvailability::Changes).is_empty());
+        // A snapshot listing only the bbq brings the fries back.
+        let snapshot = [report("P-bbq", StockStatus::OutOfStock, None)];
+        let applied = apply_pos_changes(&mut c, &snapshot, PosAvailability::Snapshot);
+        assert_eq!(
+            marked(&applied),
+            vec![(AvailabilityKind::Item, "fries".to_owned(), false)]
+        );
+        assert!(positive_decimal("0.5") && !positive_decimal("0.00") && !positive_decimal("-3"));
+    }
 
     #[test]
     fn availability_names_unknown_entries_and_lists_only_real_changes() {

@@ -1,5 +1,9 @@
 //! POS provider integrations on top of plugins: validating credentials, connecting venues,
 //! syncing sales, receiving webhooks and local POS pushes, and reading sales and revenue.
+//!
+//! Size: about 660 lines: the provider routes (connect, status, sync now, push, sales and
+//! revenue reads, validate) and the error mapping they all share; the work behind each is in
+//! `providers/*.rs`.
 
 mod catalog;
 mod ingest;
@@ -662,4 +666,54 @@ async fn validate(
     };
     let location = app.plugins.validate(&req.provider, &ctx, &conn).await??;
     Ok(Json(location))
+}
+
+/// A venue's POS, ready for a call: the provider's id, the connection and the call's
+/// context. For features outside this module (menus' availability) that talk to the POS.
+#[derive(Debug, Clone)]
+pub(crate) struct VenuePos {
+    /// The provider plugin id.
+    pub provider: String,
+    /// Connection (credentials opened).
+    pub conn: Connection,
+    /// The call's context.
+    pub ctx: CallContext,
+    /// Whether the integration is connected (not disconnected by a manager).
+    pub connected: bool,
+}
+
+impl VenuePos {
+    /// Refuses a disconnected integration with 409 `integration_disconnected`: its POS is
+    /// no longer ours to talk to, and writing around it would part the two.
+    pub(crate) fn check_connected(&self) -> Result<(), ProviderFailure> {
+        if self.connected {
+            Ok(())
+        } else {
+            Err(ApiError::conflict("integration_disconnected", "this venue is disconnected").into())
+        }
+    }
+}
+
+/// The venue's POS, or `None` when the venue has no integration (a venue run through the
+/// API alone).
+pub(crate) async fn venue_pos(
+    app: &ProvidersState,
+    scope: &crate::auth::TenantScope,
+    venue: &str,
+) -> Result<Option<VenuePos>, ProviderFailure> {
+    let integration = match integrations::by_venue(app, scope, venue).await {
+        Ok(integration) => integration,
+        Err(ProviderFailure(e, _)) if e.code == "venue_not_connected" => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let conn = integrations::connection_of(app, &integration)?;
+    Ok(Some(VenuePos {
+        connected: integration.status != "DISCONNECTED",
+        provider: integration.provider.clone(),
+        conn,
+        ctx: CallContext {
+            tenant_id: scope.tenant_id().to_owned(),
+            integration_id: integration.id,
+        },
+    }))
 }

@@ -33,6 +33,7 @@ mod idempotency;
 mod lifecycle;
 mod loyalty;
 mod menus;
+mod menus_availability;
 mod menus_sync;
 mod nginx;
 mod openapi;

@@ -9,11 +9,14 @@ use std::time::Duration;
 use posbridge_harness::mock_square::{
     square_category, square_item, square_modifier_list, square_tax,
 };
-use posbridge_harness::{both_backends, Backend, Client, TestServer, Ws};
+use posbridge_harness::{both_backends, eventually, Backend, Client, TestServer, Ws};
 use serde_json::{json, Value};
 
 use crate::last_seq;
-use crate::providers::{connect_square, post_signed_toast, square_kitchen};
+use crate::menus_availability::square_count_webhook;
+use crate::providers::{
+    connect_square_webhooks, post_signed_square, post_signed_toast, square_kitchen,
+};
 use crate::providers_toast::{connect_toast, toast_kitchen, toast_webhook_venue};
 
 /// A Toast menus document: a "Lunch" menu with Burgers (and Specials nested in it), a group
@@ -179,8 +182,9 @@ async fn a_toast_menu_is_synced_and_an_unchanged_one_costs_one_metadata_call(bac
 }
 
 async fn square_syncs_page_by_page_then_incrementally_with_deletions(backend: Backend) {
+    const SQUARE_KEY: &str = "square-catalog-webhook-secret";
     let (srv, _tenant, manager, mock) = square_kitchen(backend).await;
-    connect_square(&manager, &mock, "bistro", json!({})).await;
+    let integration = connect_square_webhooks(&manager, &mock, "bistro", SQUARE_KEY).await;
     let mut burger = square_item(
         "ITEM_BURGER",
         "Burger",
@@ -233,14 +237,21 @@ async fn square_syncs_page_by_page_then_incrementally_with_deletions(backend: Ba
     assert_eq!(menu["modifier_groups"][0]["max_selected"], 1, "{menu}");
     assert_eq!(menu["modifier_groups"][0]["required"], true, "{menu}");
 
-    // The kitchen 86es the fries; a re-sync must not bring them back.
-    manager
-        .post(
-            "/menus/bistro/availability",
-            &json!({"changes": [{"kind": "item", "id": "ITEM_FRIES", "sold_out": true}]}),
-        )
-        .await
-        .expect(200);
+    // Square says the fries ran out (a Square venue's availability is Square's: its
+    // inventory webhook, not the API, 86es them); a re-sync must not bring them back.
+    post_signed_square(
+        &srv,
+        &integration,
+        &square_count_webhook("sq-fries-0", "VAR_FRIES", "0"),
+        SQUARE_KEY,
+    )
+    .await
+    .expect(200);
+    eventually(Duration::from_secs(15), "the fries sold out", || async {
+        let menu = manager.get("/menus/bistro").await.expect(200).clone();
+        (item(&menu, "ITEM_FRIES")["variations"][0]["sold_out"] == json!(true)).then_some(())
+    })
+    .await;
 
     let till_key = srv
         .create_key("kitchen", "terminal", "kitchen screen")
@@ -281,7 +292,7 @@ async fn square_syncs_page_by_page_then_incrementally_with_deletions(backend: Ba
     assert_eq!(b["variations"][0]["id"], "VAR_SINGLE");
     assert_eq!(b["variations"][0]["price"], 1000);
     assert_eq!(
-        item(&menu, "ITEM_FRIES")["sold_out"],
+        item(&menu, "ITEM_FRIES")["variations"][0]["sold_out"],
         true,
         "availability survives"
     );

@@ -29,7 +29,7 @@
 //! commit, and its commits are fenced too: the cursor move also requires that this host still
 //! owns the lease.
 //!
-//! At about 600 lines this file keeps the delivery loop and the poison judgement
+//! Size: at about 670 lines this file keeps the delivery loop and the poison judgement
 //! together on purpose: both drive the same lease, cursor compare-and-set and failure
 //! count, and apart they would have to expose that state machine to each other. What only
 //! concerns dead letters is in `dispatch/dead.rs`.

@@ -1,5 +1,9 @@
 //! The canonical menu of a venue and the checks a menu must pass before it is stored,
 //! whoever wrote it.
+//!
+//! Size: about 780 lines, 220 of them tests: the menu's types and the validation that must
+//! see all of them at once (ids unique per kind, references between items, groups and
+//! options, limits).
 
 use std::collections::{HashMap, HashSet};
 

@@ -1,6 +1,10 @@
 //! The plugin contract as the rest of the host sees it: plain Rust types, independent of
 //! any WIT version. Each `wit::since_*` module converts between these and its bindings, so
 //! a new contract version adds a module there and nothing changes elsewhere.
+//!
+//! Size: about 950 lines (a tenth of them tests), because this is the one
+//! version-independent mirror of every record of every contract version, the host's side of
+//! the WIT; split by world it would send readers to two places for one interface.
 
 use serde::{Deserialize, Serialize};
 

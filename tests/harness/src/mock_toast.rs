@@ -52,6 +52,8 @@ pub struct ToastApi {
     /// `modifierGroupReferences`, `modifierOptionReferences`) and when it was published.
     menus: Value,
     menus_published: String,
+    /// Stock entries Toast tracks (OUT_OF_STOCK or QUANTITY), by item guid.
+    stock: Vec<Value>,
 }
 
 /// A mock Toast API on 127.0.0.1. Dropping it stops it.
@@ -80,6 +82,7 @@ impl Mock<ToastApi> {
             data_requests: 0,
             menus: json!({"menus": [], "modifierGroupReferences": {}, "modifierOptionReferences": {}}),
             menus_published: toast_time(jiff::Timestamp::now()),
+            stock: Vec::new(),
         })
         .await;
         // `Link` headers point back at the mock, so it must know its own address.
@@ -139,6 +142,17 @@ impl Mock<ToastApi> {
             api.menus = document;
             api.menus_published = stamp;
         });
+    }
+
+    /// Sets an item's stock as Toast's kitchen would: `IN_STOCK` (stops tracking it),
+    /// `OUT_OF_STOCK`, or `QUANTITY` with `quantity`.
+    pub fn set_stock(&self, guid: &str, status: &str, quantity: Option<f64>) {
+        self.with(|api| api.set_stock(guid, status, quantity));
+    }
+
+    /// The stock entry Toast keeps for `guid` (`None` when plainly in stock).
+    pub fn stock_of(&self, guid: &str) -> Option<Value> {
+        self.with(|api| api.stock.iter().find(|e| e["guid"] == guid).cloned())
     }
 
     /// Replaces the order with the same `guid` (or adds it).
@@ -330,6 +344,10 @@ impl Provider for ToastApi {
                 &rate,
             );
         }
+        if let Some(rest) = path.strip_prefix("/stock/v1/inventory") {
+            let (status, answer) = state.stock_route(method, rest, query, body);
+            return reply(status, answer, &rate);
+        }
         if method != Method::GET {
             return reply(405, toast_error(405, 10405, "Method not allowed"), &rate);
         }
@@ -365,6 +383,136 @@ impl Provider for ToastApi {
         }
         reply(404, toast_error(404, 10404, "Not found"), &rate)
     }
+}
+
+impl ToastApi {
+    fn set_stock(&mut self, guid: &str, status: &str, quantity: Option<f64>) {
+        self.stock.retain(|e| e["guid"] != guid);
+        if status != "IN_STOCK" {
+            self.stock.push(stock_entry(guid, status, quantity));
+        }
+    }
+
+    fn stock_answer(&self, guid: &str) -> Value {
+        self.stock
+            .iter()
+            .find(|e| e["guid"] == guid)
+            .cloned()
+            .unwrap_or_else(|| stock_entry(guid, "IN_STOCK", None))
+    }
+
+    /// The stock API: `GET /stock/v1/inventory[?status=]` lists only OUT_OF_STOCK and
+    /// QUANTITY items; `POST …/search {guids}` and `PUT …/update [{guid, status,
+    /// quantity}]` answer an entry per guid (IN_STOCK for one Toast does not track).
+    fn stock_route(
+        &mut self,
+        method: &Method,
+        rest: &str,
+        query: &str,
+        body: &[u8],
+    ) -> (u16, Value) {
+        let bad = |message: &str| (400, toast_error(400, 10400, message));
+        match (method.as_str(), rest) {
+            ("GET", "") => {
+                let wanted = parse_query(query)
+                    .into_iter()
+                    .find(|(k, _)| k == "status")
+                    .map(|(_, v)| v);
+                let list: Vec<Value> = self
+                    .stock
+                    .iter()
+                    .filter(|e| wanted.as_deref().is_none_or(|w| e["status"] == w))
+                    .cloned()
+                    .collect();
+                (200, Value::Array(list))
+            }
+            ("POST", "/search") => {
+                let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+                let Some(guids) = request["guids"].as_array() else {
+                    return bad("guids is required");
+                };
+                let list = guids
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|g| self.stock_answer(g))
+                    .collect();
+                (200, Value::Array(list))
+            }
+            ("PUT", "/update") => {
+                let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+                let Some(updates) = request.as_array() else {
+                    return bad("the body must be an array of inventory updates");
+                };
+                // Checked whole before any is applied, as one request.
+                for u in updates {
+                    let status = u["status"].as_str().unwrap_or_default();
+                    if u["guid"].as_str().is_none_or(str::is_empty) {
+                        return bad("guid is required");
+                    }
+                    if !["IN_STOCK", "OUT_OF_STOCK", "QUANTITY"].contains(&status) {
+                        return bad("status must be IN_STOCK, OUT_OF_STOCK or QUANTITY");
+                    }
+                    if (status == "QUANTITY") != u["quantity"].is_number() {
+                        return bad("quantity is required with QUANTITY and only with it");
+                    }
+                }
+                let mut answer = Vec::new();
+                for u in updates {
+                    let guid = u["guid"].as_str().unwrap_or_default();
+                    self.set_stock(
+                        guid,
+                        u["status"].as_str().unwrap_or_default(),
+                        u["quantity"].as_f64(),
+                    );
+                    answer.push(self.stock_answer(guid));
+                }
+                (200, Value::Array(answer))
+            }
+            ("GET" | "POST" | "PUT", _) => (404, toast_error(404, 10404, "Not found")),
+            _ => (405, toast_error(405, 10405, "Method not allowed")),
+        }
+    }
+}
+
+/// One entry of Toast's stock API.
+fn stock_entry(guid: &str, status: &str, quantity: Option<f64>) -> Value {
+    json!({
+        "guid": guid,
+        "itemGuidValidity": "VALID",
+        "status": status,
+        "quantity": quantity,
+        "multiLocationId": format!("ml-{guid}"),
+        "versionId": "1"
+    })
+}
+
+/// The body of a Toast stock webhook (`in_stock`, `low_quantity` or `out_of_stock`) for
+/// item `guid`.
+pub fn toast_stock_webhook(
+    event_type: &str,
+    event_guid: &str,
+    guid: &str,
+    quantity: Option<f64>,
+) -> String {
+    let status = match event_type {
+        "in_stock" => "IN_STOCK",
+        "out_of_stock" => "OUT_OF_STOCK",
+        _ => "QUANTITY",
+    };
+    json!({
+        "timestamp": toast_time(jiff::Timestamp::now()),
+        "eventCategory": "stock",
+        "eventType": event_type,
+        "guid": event_guid,
+        "details": {
+            "itemGuid": guid,
+            "restaurantGuid": TOAST_RESTAURANT,
+            "status": status,
+            "quantity": quantity,
+            "multiLocationId": format!("ml-{guid}")
+        }
+    })
+    .to_string()
 }
 
 fn rate_headers(state: &ToastApi) -> Vec<(String, String)> {

@@ -7,6 +7,10 @@
 //! changes; and provider errors that tell a permanent rejection, a timeout and a conflict
 //! from a retryable upstream failure. The imports are the same functions as 0.2's under the
 //! 0.3 package name, so they call the same [`Sandbox`] methods.
+//!
+//! Size: about 760 lines, all conversions between this version's generated bindings and the
+//! contract types, one function per record: one module per contract version is the pattern
+//! (Zed's extension host), and nothing else lives here.
 
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::Store;

@@ -8,6 +8,10 @@
 //! claimable by every other host's worker within seconds. A batch whose claim was lost is not
 //! recorded; recording twice would record nothing anyway, because the provider event id is
 //! remembered in the same transaction as the sales.
+//!
+//! Size: about 650 lines: one worker's loop (claim, parse, record, retry, set aside, prune)
+//! whose steps share the claim's lease and heartbeat; apart they would have to expose that
+//! state to each other.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -518,6 +522,9 @@ async fn record_in(
             continue;
         }
         tracing::debug!(webhook = %p.id, event_id = %p.event.event_id, event_type = %p.event.event_type, sales = p.event.transactions.len(), "webhook processed");
+        if !p.event.availability.is_empty() {
+            mark_availability(tx, p).await?;
+        }
         match by_integration
             .iter_mut()
             .find(|(first, _)| first.integration.id == p.integration.id)
@@ -557,6 +564,29 @@ async fn record_in(
         dead_letters::resolve(tx.conn(), Kind::Webhook, &p.id, "").await?;
     }
     Ok((replays, totals))
+}
+
+/// A stock event (86 or back) marks the venue's menu entries by provider id, in the
+/// transaction that records the delivery: terminals get `item_availability_changed` for
+/// real changes only, and a venue without a menu has nothing to mark.
+async fn mark_availability(tx: &mut LoggedTx, p: &Parsed) -> Result<(), StoreError> {
+    let marked = crate::menus::apply_pos_availability(
+        tx,
+        &p.scope,
+        &p.integration.venue,
+        &p.event.availability,
+        crate::menus::PosAvailability::Changes,
+    )
+    .await;
+    match marked {
+        Ok(_) => Ok(()),
+        Err(crate::menus::MenuError::Store(e)) => Err(e),
+        // Any other refusal is about the stored menu itself; the delivery is still kept.
+        Err(e) => {
+            tracing::warn!(webhook = %p.id, venue = %p.integration.venue, error = %e, "stock event not applied to the menu");
+            Ok(())
+        }
+    }
 }
 
 /// Counts a failed attempt at a delivery: schedules the next one with backoff, or, at
