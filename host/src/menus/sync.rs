@@ -9,6 +9,10 @@
 //! priced variation, modifier groups without options. Nested categories are flattened: a
 //! sub-category is listed under its own name prefixed by its non-root ancestors'
 //! ("Burgers › Specials"), top-level menus (Toast) and root categories keep their names.
+//!
+//! Size: about 660 lines, 130 of them tests: one merge of every kind of catalog entry
+//! (categories, items, variations, modifier groups and options, taxes), whose id maps for
+//! stable canonical ids all kinds share.
 
 use std::collections::{HashMap, HashSet};
 
