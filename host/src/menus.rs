@@ -492,6 +492,28 @@ pub(crate) async fn set_availability(
     Ok(event)
 }
 
+/// Sets one entry's `sold_out` and records the change, unless it already was so.
+fn mark(
+    slot: &mut Option<bool>,
+    sold_out: bool,
+    kind: AvailabilityKind,
+    id: &str,
+    provider_id: &Option<String>,
+    item_id: Option<String>,
+    applied: &mut Vec<AppliedChange>,
+) {
+    if *slot != Some(sold_out) {
+        *slot = Some(sold_out);
+        applied.push(AppliedChange {
+            kind,
+            id: id.to_owned(),
+            provider_id: provider_id.clone(),
+            item_id,
+            sold_out,
+        });
+    }
+}
+
 /// Applies the changes in memory; pure. Errors name the first unknown entry.
 fn apply_availability(
     content: &mut MenuContent,
@@ -512,16 +534,15 @@ fn apply_availability(
                 for item in &mut content.items {
                     if item.id == change.id {
                         found = true;
-                        if item.sold_out != Some(change.sold_out) {
-                            item.sold_out = Some(change.sold_out);
-                            applied.push(AppliedChange {
-                                kind: AvailabilityKind::Item,
-                                id: item.id.clone(),
-                                provider_id: item.provider_id.clone(),
-                                item_id: None,
-                                sold_out: change.sold_out,
-                            });
-                        }
+                        mark(
+                            &mut item.sold_out,
+                            change.sold_out,
+                            AvailabilityKind::Item,
+                            &item.id,
+                            &item.provider_id,
+                            None,
+                            &mut applied,
+                        );
                     }
                 }
                 if !found {
@@ -533,16 +554,15 @@ fn apply_availability(
                     for v in &mut item.variations {
                         if v.id == change.id {
                             found = true;
-                            if v.sold_out != Some(change.sold_out) {
-                                v.sold_out = Some(change.sold_out);
-                                applied.push(AppliedChange {
-                                    kind: AvailabilityKind::Variation,
-                                    id: v.id.clone(),
-                                    provider_id: v.provider_id.clone(),
-                                    item_id: Some(item.id.clone()),
-                                    sold_out: change.sold_out,
-                                });
-                            }
+                            mark(
+                                &mut v.sold_out,
+                                change.sold_out,
+                                AvailabilityKind::Variation,
+                                &v.id,
+                                &v.provider_id,
+                                Some(item.id.clone()),
+                                &mut applied,
+                            );
                         }
                     }
                 }
@@ -555,16 +575,15 @@ fn apply_availability(
                     for o in &mut group.options {
                         if o.id == change.id {
                             found = true;
-                            if o.sold_out != Some(change.sold_out) {
-                                o.sold_out = Some(change.sold_out);
-                                applied.push(AppliedChange {
-                                    kind: AvailabilityKind::Option,
-                                    id: o.id.clone(),
-                                    provider_id: o.provider_id.clone(),
-                                    item_id: None,
-                                    sold_out: change.sold_out,
-                                });
-                            }
+                            mark(
+                                &mut o.sold_out,
+                                change.sold_out,
+                                AvailabilityKind::Option,
+                                &o.id,
+                                &o.provider_id,
+                                None,
+                                &mut applied,
+                            );
                         }
                     }
                 }
