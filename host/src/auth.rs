@@ -136,18 +136,18 @@ pub struct Caller {
 
 /// Extractor: any valid key of the tenant named in the path (terminal or manager).
 #[derive(Debug, Clone)]
-pub struct TerminalCaller(pub Caller);
+pub(crate) struct TerminalCaller(pub Caller);
 
 /// Extractor: a manager key of the tenant named in the path.
 #[derive(Debug, Clone)]
-pub struct ManagerCaller(pub Caller);
+pub(crate) struct ManagerCaller(pub Caller);
 
 /// Extractor: the request carries the operator token.
 #[derive(Debug, Clone, Copy)]
-pub struct Operator;
+pub(crate) struct Operator;
 
 /// SHA-256 hex of a secret; keys and tokens are stored only in this form.
-pub fn hash_secret(secret: &str) -> String {
+pub(crate) fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
@@ -162,11 +162,11 @@ pub(crate) fn generate_secret(prefix: &str) -> String {
 }
 
 /// The subprotocol browsers name to open the event stream; see [`key_from_headers`].
-pub const WS_PROTOCOL: &str = "posbridge.v1";
+pub(crate) const WS_PROTOCOL: &str = "posbridge.v1";
 
 /// Finds the API key in `X-API-Key`, `Authorization: Bearer`, or (for browsers opening a
 /// WebSocket, which cannot set headers) a `key.<key>` entry of `Sec-WebSocket-Protocol`.
-pub fn key_from_headers(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn key_from_headers(headers: &HeaderMap) -> Option<String> {
     if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(v.trim().to_owned());
     }
@@ -189,11 +189,6 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim().to_owned())
-}
-
-/// Looks up an unrevoked key by its secret, in the database.
-pub async fn authenticate(store: &Store, key: &str) -> Result<Option<Caller>, StoreError> {
-    lookup_key(store, &hash_secret(key)).await
 }
 
 async fn lookup_key(store: &Store, key_hash: &str) -> Result<Option<Caller>, StoreError> {
@@ -228,7 +223,7 @@ async fn lookup_key(store: &Store, key_hash: &str) -> Result<Option<Caller>, Sto
 /// take effect here within this long. One second keeps that window short while turning the
 /// per-request key lookup (a database round trip on every call) into one lookup per key
 /// per second.
-pub const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
+pub(crate) const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// Entries kept before expired ones are swept. Only keys that exist and are unrevoked are
 /// ever cached (misses are not), so this is a backstop, far above any real fleet of tills.
@@ -257,7 +252,7 @@ struct KeyCacheInner {
 
 /// How often one host writes a key's `last_used_at` at most: the column answers "when was
 /// this key last used", to the minute, without a database write on every request.
-pub const KEY_USE_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const KEY_USE_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 struct CachedKey {
@@ -366,7 +361,7 @@ impl KeyCache {
 /// `AuthState: FromRef<S>` can use [`TerminalCaller`], [`ManagerCaller`] and [`Operator`]
 /// without this module knowing that state (the composition root builds it from its own).
 #[derive(Debug, Clone)]
-pub struct AuthState {
+pub(crate) struct AuthState {
     /// Where keys are looked up.
     pub store: Store,
     /// Recently validated keys.

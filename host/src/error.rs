@@ -218,4 +218,4 @@ fn log_outage(err: &StoreError) {
 }
 
 /// Result type of every handler.
-pub type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;

@@ -22,7 +22,7 @@ use crate::store::{new_id, now_micros, rfc3339, Store, StoreError};
 /// Where an order came from. Only online orders wait for a terminal to accept them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum OrderSource {
+pub(crate) enum OrderSource {
     /// Placed on the online ordering platform; shows up in `orders/pending`.
     #[default]
     Online,
@@ -33,7 +33,7 @@ pub enum OrderSource {
 /// The kitchen lifecycle of an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum OrderStatus {
+pub(crate) enum OrderStatus {
     /// Waiting for the restaurant to accept it.
     Pending,
     /// Accepted, not started.
@@ -65,7 +65,7 @@ impl OrderStatus {
     }
 
     /// Whether a terminal may move an order from `self` to `next`.
-    pub fn can_become(self, next: OrderStatus) -> bool {
+    pub(crate) fn can_become(self, next: OrderStatus) -> bool {
         use OrderStatus::*;
         matches!(
             (self, next),
@@ -80,7 +80,7 @@ impl OrderStatus {
 /// One line of an order.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct OrderItem {
+pub(crate) struct OrderItem {
     /// Display name.
     pub name: String,
     /// How many (1–1000).
@@ -98,7 +98,7 @@ pub struct OrderItem {
 /// Who ordered.
 #[derive(Debug, Clone, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct OrderCustomer {
+pub(crate) struct OrderCustomer {
     /// Name for the pickup shelf.
     #[serde(default)]
     pub name: Option<String>,
@@ -113,7 +113,7 @@ pub struct OrderCustomer {
 /// Body of `POST /api/{tenant}/orders`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NewOrder {
+pub(crate) struct NewOrder {
     /// The platform's order id; unique per tenant.
     #[serde(default)]
     pub external_id: Option<String>,
@@ -148,14 +148,14 @@ pub struct NewOrder {
 /// Body of `POST /api/{tenant}/orders/{id}/status`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct StatusChange {
+pub(crate) struct StatusChange {
     /// The new status.
     pub status: OrderStatus,
 }
 
 /// An order as the API returns it and as `new_order`/`order_updated` carry it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Order {
+pub(crate) struct Order {
     /// Our id.
     pub id: String,
     /// The platform's id.
@@ -346,7 +346,7 @@ fn order_from_row(row: &sqlx::any::AnyRow) -> Result<Order, OrderError> {
 }
 
 /// The orders of a tenant.
-pub struct Orders;
+pub(crate) struct Orders;
 
 impl Orders {
     /// Records a new order and emits `new_order`.
@@ -478,7 +478,7 @@ impl Orders {
     }
 
     /// Online orders waiting for the restaurant (pending or accepted), oldest first.
-    pub async fn pending(store: &Store, scope: &TenantScope) -> Result<Vec<Order>, OrderError> {
+    pub(crate) async fn pending(store: &Store, scope: &TenantScope) -> Result<Vec<Order>, OrderError> {
         let rows = sqlx::query(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders
              WHERE tenant_id = $1 AND source = 'online' AND status IN ('pending', 'accepted')
@@ -492,7 +492,7 @@ impl Orders {
 }
 
 /// `/api/{tenant}/orders…` routes.
-pub fn routes<S>() -> OpenApiRouter<S>
+pub(crate) fn routes<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,

@@ -102,7 +102,7 @@ impl GroupCommitOptions {
 /// back while still answering its caller with a value (a hook delivery whose actions were
 /// refused half-way reports "failed" and keeps nothing of them).
 #[derive(Debug)]
-pub enum Undo<R> {
+pub(crate) enum Undo<R> {
     /// The database failed the write.
     Store(StoreError),
     /// The write rolled itself back; its caller gets this.

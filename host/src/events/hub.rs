@@ -18,7 +18,7 @@ pub(super) const NOTIFY_CHANNEL: &str = "posbridge_events";
 
 /// PostgreSQL channel carrying the id of every revoked API key, sent by the revoking
 /// transaction itself (so the CLI's revocations reach running hosts too).
-pub const REVOCATION_CHANNEL: &str = "posbridge_revocations";
+pub(crate) const REVOCATION_CHANNEL: &str = "posbridge_revocations";
 
 /// Revocations received from other processes that the watcher may not have taken yet.
 /// They are rare; should the watcher fall this far behind, its periodic check of the

@@ -43,7 +43,7 @@ use tokio::sync::Semaphore;
 mod binding_lease;
 mod dead;
 
-pub use dead::retry_dead_event;
+pub(crate) use dead::retry_dead_event;
 
 use self::binding_lease::{claim, heartbeat, release, release_stale_leases};
 use self::dead::{set_aside, Failed};
@@ -91,7 +91,7 @@ impl HooksWakeup {
 
 /// Starts the dispatcher; it stops with the server, and its workers are tracked in
 /// `app.tasks` so shutdown waits for them to hand their leases back.
-pub fn spawn_dispatcher(app: HooksState) {
+pub(crate) fn spawn_dispatcher(app: HooksState) {
     tokio::spawn(async move {
         release_stale_leases(&app).await;
         let options = app.options.clone();

@@ -10,7 +10,7 @@ use std::fmt;
 
 /// One allowed destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostPattern {
+pub(crate) struct HostPattern {
     host: HostMatch,
     port: Option<u16>,
 }
@@ -31,7 +31,7 @@ pub struct PatternError {
 
 impl HostPattern {
     /// Parses one entry.
-    pub fn parse(entry: &str) -> Result<Self, PatternError> {
+    pub(crate) fn parse(entry: &str) -> Result<Self, PatternError> {
         let err = |reason| PatternError {
             entry: entry.to_owned(),
             reason,

@@ -25,7 +25,7 @@ const GENERATION_KEY: &str = "plugins_generation";
 /// PostgreSQL channel on which every catalog write announces itself (with its
 /// transaction, so at commit); `crate::events::hub` listens and wakes the watcher. Named
 /// here, not there, because the plugin runtime depends on nothing of the host's.
-pub const CATALOG_CHANNEL: &str = "posbridge_plugins";
+pub(crate) const CATALOG_CHANNEL: &str = "posbridge_plugins";
 
 /// A plugin as the admin API lists it.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]

@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::locks::lock;
 
 /// Longest message kept, in characters; longer ones are cut.
-pub const MAX_MESSAGE_CHARS: usize = 2000;
+pub(crate) const MAX_MESSAGE_CHARS: usize = 2000;
 
 /// One line a plugin logged.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -71,7 +71,7 @@ impl std::fmt::Debug for PluginLogs {
 }
 
 /// The level's name as the API spells it.
-pub fn level_name(level: tracing::Level) -> &'static str {
+pub(crate) fn level_name(level: tracing::Level) -> &'static str {
     match level {
         tracing::Level::TRACE => "trace",
         tracing::Level::DEBUG => "debug",

@@ -14,7 +14,7 @@ use super::{bundled, AdminError, InstallError};
 use crate::store::{now_micros, rfc3339};
 
 /// The name bundled plugins' signer is shown under.
-pub const BUILD_KEY_NAME: &str = "posbridge build key";
+pub(super) const BUILD_KEY_NAME: &str = "posbridge build key";
 
 /// A key operators trust to sign plugins.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

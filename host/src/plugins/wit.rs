@@ -102,9 +102,9 @@ macro_rules! impl_host_imports {
 }
 pub(crate) use impl_host_imports;
 
-pub mod since_v0_1_0;
-pub mod since_v0_2_0;
-pub mod since_v0_3_0;
+pub(super) mod since_v0_1_0;
+pub(super) mod since_v0_2_0;
+pub(super) mod since_v0_3_0;
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::Store;
@@ -213,7 +213,7 @@ impl LoadedComponent {
 }
 
 /// Result of a provider call whose guest ran to completion.
-pub type ProviderResult<T> = wasmtime::Result<Result<T, ProviderError>>;
+pub(super) type ProviderResult<T> = wasmtime::Result<Result<T, ProviderError>>;
 
 impl ProviderPre {
     /// `validate`.
@@ -446,7 +446,7 @@ impl HookPre {
 }
 
 /// Adds every import any supported contract version needs to `linker`.
-pub fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
+pub(super) fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
     since_v0_1_0::add_to_linker(linker)?;
     since_v0_2_0::add_to_linker(linker)?;
     since_v0_3_0::add_to_linker(linker)

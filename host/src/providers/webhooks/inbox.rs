@@ -79,7 +79,7 @@ impl InboxWakeup {
 
 /// Starts the inbox worker; it drains pending deliveries (including those left by a
 /// previous process) and stops with the server.
-pub fn spawn_inbox_worker(app: ProvidersState) {
+pub(crate) fn spawn_inbox_worker(app: ProvidersState) {
     tokio::spawn(async move {
         release_stale_claims(&app).await;
         let mut last_prune = std::time::Instant::now();
