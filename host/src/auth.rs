@@ -56,7 +56,7 @@ impl Role {
 /// Shared behind an `Arc`: every request clones the scope of its (cached) key, and a clone
 /// is one reference count instead of five string copies.
 #[derive(Debug, Clone)]
-pub struct TenantScope(Arc<ScopeFields>);
+pub(crate) struct TenantScope(Arc<ScopeFields>);
 
 #[derive(Debug)]
 struct ScopeFields {
@@ -79,23 +79,23 @@ impl TenantScope {
     }
 
     /// Internal tenant id, the scope column of every tenant table.
-    pub fn tenant_id(&self) -> &str {
+    pub(crate) fn tenant_id(&self) -> &str {
         &self.0.tenant_id
     }
     /// The tenant's slug, as used in URLs.
-    pub fn slug(&self) -> &str {
+    pub(crate) fn slug(&self) -> &str {
         &self.0.slug
     }
     /// The tenant's ISO-4217 currency.
-    pub fn currency(&self) -> &str {
+    pub(crate) fn currency(&self) -> &str {
         &self.0.currency
     }
     /// The tenant's default country for phone numbers.
-    pub fn country(&self) -> &str {
+    pub(crate) fn country(&self) -> &str {
         &self.0.country
     }
     /// The tenant's IANA time zone.
-    pub fn timezone(&self) -> &str {
+    pub(crate) fn timezone(&self) -> &str {
         &self.0.timezone
     }
 }
@@ -104,7 +104,7 @@ impl TenantScope {
     /// The scope of a tenant named by one of our own rows (an integration, a webhook in the
     /// inbox), for background work that acts for the tenant without a caller. Never build a
     /// scope from anything a client sent.
-    pub async fn for_background_job(
+    pub(crate) async fn for_background_job(
         store: &Store,
         tenant_id: &str,
     ) -> Result<Option<Self>, StoreError> {
@@ -120,7 +120,7 @@ impl TenantScope {
 
 /// An authenticated tenant API key.
 #[derive(Debug, Clone)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// The tenant the key belongs to.
     pub scope: TenantScope,
     /// The key's id (recorded on ledger rows as the actor).
@@ -263,7 +263,7 @@ struct CachedKey {
 impl KeyCache {
     /// The caller of an unrevoked key: from the cache if it was checked within
     /// [`KEY_CACHE_TTL`], otherwise from the database.
-    pub async fn authenticate(
+    pub(crate) async fn authenticate(
         &self,
         store: &Store,
         key: &str,
@@ -312,7 +312,7 @@ impl KeyCache {
     /// lookup under a lock; at most once per [`KEY_USE_INTERVAL`] per key it also starts a
     /// background write of `api_keys.last_used_at`, so no request waits for it. A failed
     /// write is logged and forgotten, and the next use retries it.
-    pub fn record_use(&self, store: &Store, key_id: &str) {
+    pub(crate) fn record_use(&self, store: &Store, key_id: &str) {
         let now = Instant::now();
         {
             let mut recorded = lock(&self.inner.recorded);
@@ -350,7 +350,7 @@ impl KeyCache {
 
     /// Forgets every cached key. Called after a revocation commits, so the next request
     /// with the revoked key is checked against the database and refused.
-    pub fn invalidate(&self) {
+    pub(crate) fn invalidate(&self) {
         let mut entries = lock(&self.inner.entries);
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
         entries.clear();
@@ -521,7 +521,7 @@ impl OperatorCredential {
     }
 
     /// Constant-time check of a presented token.
-    pub fn verify(&self, token: &str) -> bool {
+    pub(crate) fn verify(&self, token: &str) -> bool {
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         presented.ct_eq(&self.hash).into()
     }

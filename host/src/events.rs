@@ -24,7 +24,7 @@ use crate::store::{now_micros, rfc3339, Backend, Conn, Params, Store, StoreError
 
 /// The event types the host itself emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
+pub(crate) enum EventKind {
     /// An online order arrived.
     NewOrder,
     /// An order changed status.
@@ -51,7 +51,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// The wire name (`type` of the frame).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             EventKind::NewOrder => "new_order",
             EventKind::OrderUpdated => "order_updated",
@@ -166,18 +166,18 @@ impl LoggedTx {
     }
 
     /// The transaction's connection, for the domain's own statements.
-    pub fn conn(&mut self) -> &mut Conn {
+    pub(crate) fn conn(&mut self) -> &mut Conn {
         &mut self.tx
     }
 
     /// Which database the transaction runs on, for the few statements whose locking differs.
-    pub fn backend(&self) -> Backend {
+    pub(crate) fn backend(&self) -> Backend {
         self.backend
     }
 
     /// Appends an event to the tenant's log; it is written, and takes the tenant's next
     /// sequence number, when the transaction commits.
-    pub fn append(
+    pub(crate) fn append(
         &mut self,
         scope: &TenantScope,
         kind: EventKind,
@@ -191,7 +191,7 @@ impl LoggedTx {
 
     /// Appends `custom.<kind>` (a hook's event for the terminals). The caller validates
     /// `kind`; `data` is re-serialized, so the frame is always valid JSON.
-    pub fn append_custom(&mut self, scope: &TenantScope, kind: &str, data: &serde_json::Value) {
+    pub(crate) fn append_custom(&mut self, scope: &TenantScope, kind: &str, data: &serde_json::Value) {
         self.append_raw(
             scope.tenant_id(),
             &format!("{CUSTOM_PREFIX}{kind}"),

@@ -33,7 +33,7 @@ pub struct PositiveAmount(i64);
 
 impl PositiveAmount {
     /// The value.
-    pub fn get(self) -> i64 {
+    pub(crate) fn get(self) -> i64 {
         self.0
     }
 }
@@ -65,7 +65,7 @@ pub struct NonNegativeAmount(i64);
 
 impl NonNegativeAmount {
     /// The value.
-    pub fn get(self) -> i64 {
+    pub(crate) fn get(self) -> i64 {
         self.0
     }
 }

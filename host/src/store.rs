@@ -25,7 +25,7 @@ pub(crate) type Conn = sqlx::AnyConnection;
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     /// An SQLite file in WAL mode: one writer connection, several readers.
     Sqlite,
     /// A PostgreSQL server shared by one or more hosts.
@@ -56,7 +56,7 @@ pub enum StoreError {
 
 impl StoreError {
     /// True when the failure is a UNIQUE or PRIMARY KEY violation (a lost insert race).
-    pub fn is_unique_violation(&self) -> bool {
+    pub(crate) fn is_unique_violation(&self) -> bool {
         match self {
             StoreError::Sqlx(sqlx::Error::Database(e)) => e.is_unique_violation(),
             StoreError::Batch(err) => err.is_unique_violation(),
@@ -69,7 +69,7 @@ impl StoreError {
     /// to a statement it refused. The statement did not take effect (a transaction rolls
     /// back as a whole), so the caller answers 503 `database_unavailable` and the client
     /// sends the same request again later.
-    pub fn is_unavailable(&self) -> bool {
+    pub(crate) fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Sqlx(err) => sqlx_unavailable(err),
             StoreError::Migrate(sqlx::migrate::MigrateError::Execute(err)) => sqlx_unavailable(err),
@@ -290,7 +290,7 @@ impl Store {
     }
 
     /// Which database this is.
-    pub fn backend(&self) -> Backend {
+    pub(crate) fn backend(&self) -> Backend {
         self.backend
     }
 
@@ -305,24 +305,24 @@ impl Store {
     }
 
     /// The pool for reads that need no transaction.
-    pub fn reader(&self) -> &AnyPool {
+    pub(crate) fn reader(&self) -> &AnyPool {
         &self.reader
     }
 
     /// The pool for single-statement writes outside a transaction.
-    pub fn writer(&self) -> &AnyPool {
+    pub(crate) fn writer(&self) -> &AnyPool {
         &self.writer
     }
 
     /// Starts a write transaction.
-    pub async fn begin(&self) -> Result<Tx, StoreError> {
+    pub(crate) async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(self.writer.begin().await?)
     }
 
     /// Readiness: the database answers a query within `timeout` and every migration this
     /// build embeds is recorded as applied. `Ok(false)` means reachable but not migrated
     /// (another host is mid-migration, or the schema was rolled back under us).
-    pub async fn ready(&self, timeout: Duration) -> Result<bool, StoreError> {
+    pub(crate) async fn ready(&self, timeout: Duration) -> Result<bool, StoreError> {
         let migrator = match self.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,

@@ -216,7 +216,7 @@ impl Tenants {
     }
 
     /// The tenant with this slug.
-    pub async fn get(store: &Store, slug: &str) -> Result<Tenant, TenancyError> {
+    pub(crate) async fn get(store: &Store, slug: &str) -> Result<Tenant, TenancyError> {
         let row = sqlx::query(&format!(
             "SELECT {TENANT_COLUMNS} FROM tenants WHERE slug = $1"
         ))

@@ -289,7 +289,7 @@ impl Terminals {
 
     /// Closes every socket opened with the key `key_id` (it was revoked); returns how many
     /// were open and not already closing.
-    pub fn close_key(&self, key_id: &str) -> usize {
+    pub(crate) fn close_key(&self, key_id: &str) -> usize {
         let mut closed = 0;
         for entry in lock(&self.inner.sessions).values() {
             if entry.key_id == key_id && !entry.stop.is_cancelled() {

@@ -79,12 +79,12 @@ pub struct HooksWakeup(std::sync::Arc<tokio::sync::Notify>);
 
 impl HooksWakeup {
     /// Asks the worker to look again now; a wake-up while it is busy is kept for its next wait.
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         self.0.notify_one();
     }
 
     /// Resolves when [`Self::wake`] is called (or was, since the last wait).
-    pub async fn woken(&self) {
+    pub(crate) async fn woken(&self) {
         self.0.notified().await;
     }
 }

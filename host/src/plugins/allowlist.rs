@@ -89,13 +89,13 @@ impl fmt::Display for HostPattern {
 
 /// A plugin's effective allowlist: its declared hosts plus the operator's approvals.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AllowList {
+pub(crate) struct AllowList {
     patterns: Vec<HostPattern>,
 }
 
 impl AllowList {
     /// Parses every entry; the first bad one is the error.
-    pub fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Self, PatternError> {
+    pub(crate) fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Self, PatternError> {
         Ok(AllowList {
             patterns: entries
                 .into_iter()
@@ -105,7 +105,7 @@ impl AllowList {
     }
 
     /// Checks a URL. Returns the `host:port` it names, or why it is refused.
-    pub fn check(&self, url: &str) -> Result<String, String> {
+    pub(crate) fn check(&self, url: &str) -> Result<String, String> {
         let parsed = url::Url::parse(url).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
         let default_port = match parsed.scheme() {
             "https" => 443,
@@ -141,7 +141,7 @@ impl AllowList {
     }
 
     /// The entries, for listings.
-    pub fn entries(&self) -> Vec<String> {
+    pub(crate) fn entries(&self) -> Vec<String> {
         self.patterns.iter().map(ToString::to_string).collect()
     }
 }

@@ -108,21 +108,16 @@ impl Drop for GuestExecutor {
 
 /// Runs host-side I/O of guest calls on the API's runtime. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct HostIo(Handle);
+pub(crate) struct HostIo(Handle);
 
 impl HostIo {
-    /// The handle of the runtime this is called in (tests, detached calls).
-    pub fn current() -> Self {
-        HostIo(Handle::current())
-    }
-
     /// Starts `work` on the API's runtime without waiting for it.
-    pub fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+    pub(crate) fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
         self.0.spawn(work);
     }
 
     /// Runs `io` on the API's runtime and waits for its result.
-    pub async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         io: impl Future<Output = T> + Send + 'static,
     ) -> Result<T, ExecError> {

@@ -87,7 +87,7 @@ impl Default for OutboundOptions {
 
 /// HTTP method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     /// GET
     Get,
     /// HEAD
@@ -104,7 +104,7 @@ pub enum Method {
 
 impl Method {
     /// The method's name, as HTTP spells it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Method::Get => "GET",
             Method::Head => "HEAD",
@@ -116,7 +116,7 @@ impl Method {
     }
 
     /// The method named `name` (any case).
-    pub fn parse(name: &str) -> Option<Method> {
+    pub(crate) fn parse(name: &str) -> Option<Method> {
         Some(match name.to_ascii_uppercase().as_str() {
             "GET" => Method::Get,
             "HEAD" => Method::Head,
@@ -131,7 +131,7 @@ impl Method {
 
 /// A request a plugin asked for.
 #[derive(Debug, Clone)]
-pub struct OutboundRequest {
+pub(crate) struct OutboundRequest {
     /// Method.
     pub method: Method,
     /// Absolute URL.
@@ -146,7 +146,7 @@ pub struct OutboundRequest {
 
 /// The final answer after retries.
 #[derive(Debug, Clone)]
-pub struct OutboundResponse {
+pub(crate) struct OutboundResponse {
     /// Status code.
     pub status: u16,
     /// Headers (names lower-case).
@@ -157,7 +157,7 @@ pub struct OutboundResponse {
 
 /// Why no response could be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OutboundError {
+pub(crate) enum OutboundError {
     /// Destination not allowed.
     #[error("denied: {0}")]
     Denied(String),
@@ -179,7 +179,7 @@ pub enum OutboundError {
 /// matched by method and exact URL; one that matches nothing fails with a clear error and
 /// is remembered, so the runner can report it.
 #[derive(Debug, Default)]
-pub struct RecordedHttp {
+pub(crate) struct RecordedHttp {
     /// `(method, url, response)`, first match wins; a match may be used any number of times.
     pub exchanges: Vec<(Method, String, OutboundResponse)>,
     /// Requests that matched nothing, as `METHOD url`.
@@ -205,7 +205,7 @@ impl RecordedHttp {
 
 /// The shared outbound client. Cheap to clone.
 #[derive(Clone)]
-pub struct Outbound {
+pub(crate) struct Outbound {
     client: reqwest::Client,
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
     options: Arc<OutboundOptions>,
@@ -222,7 +222,7 @@ impl std::fmt::Debug for Outbound {
 
 impl Outbound {
     /// Builds the client.
-    pub fn new(options: OutboundOptions) -> Result<Self, reqwest::Error> {
+    pub(crate) fn new(options: OutboundOptions) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             // A redirect could leave the allowlist: plugins see 3xx and decide themselves.
             .redirect(reqwest::redirect::Policy::none())
@@ -240,7 +240,7 @@ impl Outbound {
 
     /// A client that never touches the network: every request is answered from
     /// `recorded` (after the same allowlist check as a live one).
-    pub fn recorded(
+    pub(crate) fn recorded(
         options: OutboundOptions,
         recorded: Arc<RecordedHttp>,
     ) -> Result<Self, reqwest::Error> {
@@ -252,7 +252,7 @@ impl Outbound {
 
     /// Performs `request` if `allow` permits its destination, rate-limited under
     /// `rate_key` (the integration), with retries.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         allow: &AllowList,
         rate_key: &str,
