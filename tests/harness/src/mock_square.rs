@@ -1,5 +1,6 @@
-//! A local mock of Square's API (`/v2/locations/{id}`, `GET /v2/payments`), answering as
-//! Square's published API documents it: Bearer-token auth, Square's error
+//! A local mock of Square's API (`/v2/locations/{id}`, `GET /v2/payments`, the catalog, and
+//! orders and external payments in [`crate::mock_square_orders`]), answering as Square's
+//! published API documents it: Bearer-token auth, Square's error
 //! envelope `{"errors":[{"category","code","detail"}]}`, opaque `cursor` paging with
 //! `limit` ≤ 100, the `created_at` and `updated_at` filters and sorts, and `location_id`.
 //!
@@ -36,17 +37,19 @@ pub const SQUARE_MERCHANT: &str = "MLMOCKMERCHANT1";
 pub struct SquareApi {
     token: String,
     /// Location objects by id; the first one added is `main`.
-    locations: Vec<Value>,
-    payments: Vec<Value>,
+    pub(crate) locations: Vec<Value>,
+    pub(crate) payments: Vec<Value>,
     /// Cursors handed out → offset of the next page.
     cursors: HashMap<String, usize>,
     cursor_seq: u64,
     /// Catalog objects (deleted ones kept with `is_deleted`), in creation order.
-    catalog: Vec<Value>,
+    pub(crate) catalog: Vec<Value>,
     /// The newest `updated_at` handed out, so every change is strictly later.
     catalog_clock: Option<jiff::Timestamp>,
     /// Most objects per catalog search page (Square's default 100; the limit is advisory).
     catalog_page: usize,
+    /// Orders created through the API, and the knobs of the order calls.
+    pub(crate) orders: crate::mock_square_orders::SquareOrders,
 }
 
 /// A mock Square API on 127.0.0.1. Dropping it stops it.
@@ -70,6 +73,7 @@ impl Mock<SquareApi> {
             catalog: Vec::new(),
             catalog_clock: None,
             catalog_page: 100,
+            orders: Default::default(),
         })
         .await
     }
@@ -360,6 +364,10 @@ impl Provider for SquareApi {
         json_response(fault.status, &body, &headers)
     }
 
+    fn answer_delay(&mut self) -> Option<std::time::Duration> {
+        self.orders.knobs.take_hold()
+    }
+
     fn route(&mut self, request: &Incoming<'_>) -> (u16, Response) {
         let state = self;
         let (method, path) = (request.method, request.path);
@@ -385,6 +393,9 @@ impl Provider for SquareApi {
                 ),
             )
         };
+        if let Some(answer) = crate::mock_square_orders::route(state, request) {
+            return answer;
+        }
         if let Some(id) = path.strip_prefix("/v2/locations/") {
             if method != Method::GET {
                 return method_not_allowed();
@@ -408,17 +419,6 @@ impl Provider for SquareApi {
             };
         }
         if path == "/v2/payments" {
-            if method == Method::POST {
-                // POST /v2/payments creates a charge: a sync must never send it.
-                return reply(
-                    400,
-                    square_error(
-                        "INVALID_REQUEST_ERROR",
-                        "MISSING_REQUIRED_PARAMETER",
-                        "Field must be set (source_id); the mock does not create payments.",
-                    ),
-                );
-            }
             if method != Method::GET {
                 return method_not_allowed();
             }
@@ -548,7 +548,7 @@ fn catalog_batch_retrieve(state: &SquareApi, body: &Value) -> (u16, Value) {
     (200, json!({ "objects": objects }))
 }
 
-fn percent_decode(segment: &str) -> String {
+pub(crate) fn percent_decode(segment: &str) -> String {
     parse_query(&format!("x={segment}"))
         .into_iter()
         .next()
