@@ -24,6 +24,7 @@ pub mod mock;
 pub mod mock_clover;
 pub mod mock_orders;
 pub mod mock_square;
+pub mod mock_square_inventory;
 pub mod mock_square_orders;
 mod mock_square_pricing;
 pub mod mock_toast;

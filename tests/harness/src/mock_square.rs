@@ -50,6 +50,8 @@ pub struct SquareApi {
     catalog_page: usize,
     /// Orders created through the API, and the knobs of the order calls.
     pub(crate) orders: crate::mock_square_orders::SquareOrders,
+    /// Inventory counts (see [`crate::mock_square_inventory`]).
+    pub(crate) inventory: crate::mock_square_inventory::SquareInventory,
 }
 
 /// A mock Square API on 127.0.0.1. Dropping it stops it.
@@ -74,6 +76,7 @@ impl Mock<SquareApi> {
             catalog_clock: None,
             catalog_page: 100,
             orders: Default::default(),
+            inventory: Default::default(),
         })
         .await
     }
@@ -146,7 +149,7 @@ impl Mock<SquareApi> {
 }
 
 impl SquareApi {
-    fn stamp_catalog(&mut self, mut object: Value) {
+    pub(crate) fn stamp_catalog(&mut self, mut object: Value) {
         let now = jiff::Timestamp::now();
         let at = match self.catalog_clock {
             Some(last) if now <= last => last + jiff::SignedDuration::from_millis(1),
@@ -396,6 +399,9 @@ impl Provider for SquareApi {
         if let Some(answer) = crate::mock_square_orders::route(state, request) {
             return answer;
         }
+        if let Some(answer) = crate::mock_square_inventory::route(state, request) {
+            return answer;
+        }
         if let Some(id) = path.strip_prefix("/v2/locations/") {
             if method != Method::GET {
                 return method_not_allowed();
@@ -489,9 +495,25 @@ fn catalog_search(state: &mut SquareApi, body: &Value) -> (u16, Value) {
         },
         None => 0,
     };
+    // Variations and modifiers asked for without their parent's type come as objects of
+    // their own; with it, only nested in it (the sync's page counts rely on that).
+    let nested = [
+        ("ITEM_VARIATION", "ITEM", "/item_data/variations"),
+        ("MODIFIER", "MODIFIER_LIST", "/modifier_list_data/modifiers"),
+    ]
+    .into_iter()
+    .filter(|(child, parent, _)| types.contains(child) && !types.contains(parent))
+    .flat_map(|(_, _, pointer)| {
+        state
+            .catalog
+            .iter()
+            .filter_map(move |o| o.pointer(pointer).and_then(Value::as_array))
+            .flatten()
+    });
     let matching: Vec<&Value> = state
         .catalog
         .iter()
+        .chain(nested)
         .filter(|o| types.is_empty() || types.iter().any(|t| o["type"] == *t))
         .filter(|o| deleted || o["is_deleted"] != true)
         .filter(|o| {
