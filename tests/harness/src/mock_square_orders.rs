@@ -24,7 +24,13 @@
 //! them (`taxes[]`, or `pricing_options.auto_apply_taxes` with the items' `tax_ids`), as
 //! Square does; discounts and service charges are not modelled and are refused as such.
 //! Assumed where Square's docs are silent: an unknown location is `404 NOT_FOUND`, an
-//! unknown catalog object `400 INVALID_VALUE` naming the field.
+//! unknown catalog object `400 INVALID_VALUE` naming the field, a stale `version` HTTP 409
+//! (the code, `VERSION_MISMATCH`, is what the plugin reads), and a replay answers the order
+//! as it is now (paid, if it was paid since).
+//!
+//! Size: about 890 lines: every order call of one API shares the stored orders, the
+//! idempotency maps and the knobs; the pricing both create and calculate use is in
+//! [`crate::mock_square_pricing`], the tests in `mock_square_orders/tests.rs`.
 
 use std::collections::HashMap;
 use std::time::Duration;
