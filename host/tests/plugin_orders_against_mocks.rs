@@ -6,12 +6,14 @@
 
 use posbridge::plugins::contract::{
     Connection, Environment, ExternalPayment, Fulfilment, FulfilmentKind, Order, OrderLine,
-    OrderModifier, OrderState, OrderStatus, ProviderError,
+    OrderModifier, OrderState, OrderStatus, ProviderError, Webhook,
 };
 use posbridge::plugins::{CallContext, PluginOptions, Plugins};
 use posbridge::store::{Store, StoreOptions};
 use posbridge_harness::mock_orders::LostAnswer;
 use posbridge_harness::mock_square::{square_item, square_modifier_list, MockSquare, SQUARE_TOKEN};
+use posbridge_harness::mock_square_orders::square_fulfillment_webhook;
+use posbridge_harness::mock_toast::toast_order_webhook;
 use posbridge_harness::mock_toast::{
     MockToast, TOAST_CLIENT_ID, TOAST_CLIENT_SECRET, TOAST_RESTAURANT,
 };
@@ -66,6 +68,15 @@ fn order(id: &str, line: OrderLine, paid: Option<i64>) -> Order {
             source: "web".to_owned(),
         }),
         source_name: "posbridge".to_owned(),
+    }
+}
+
+/// A webhook delivery of `body` (the plugins' parsing reads only the body).
+fn webhook(body: String) -> Webhook {
+    Webhook {
+        url: "https://posbridge.example/webhooks".to_owned(),
+        headers: Vec::new(),
+        body: body.into_bytes(),
     }
 }
 
@@ -128,8 +139,19 @@ async fn square_orders_are_priced_created_once_paid_and_followed() {
     assert_eq!(mock.orders_with_reference("ord-sq-1").len(), 1);
     assert_eq!(mock.payments().len(), 1, "paid once: {:?}", mock.payments());
 
-    mock.set_fulfillment_state(&created.provider_order_id, "RESERVED")
+    let (old, accepted) = mock
+        .set_fulfillment_state(&created.provider_order_id, "RESERVED")
         .expect("staff accept it");
+    let thin = webhook(square_fulfillment_webhook("ev-sq-1", &accepted, &old));
+    let event = ok(plugins.parse_webhook("square", &ctx(), &thin).await);
+    assert_eq!(event.order_updates.len(), 1, "{event:?}");
+    let update = &event.order_updates[0];
+    assert_eq!(update.provider_order_id, created.provider_order_id);
+    assert_eq!(
+        (update.version, update.status.is_none()),
+        (Some(3), true),
+        "thin"
+    );
     let status = ok(plugins
         .order_status("square", &ctx(), &conn, &created.provider_order_id)
         .await);
@@ -215,8 +237,22 @@ async fn toast_orders_are_priced_created_once_and_followed() {
     assert_eq!(again.provider_order_id, created.provider_order_id);
     assert_eq!(mock.orders_with_external_id("ord-t-1").len(), 1);
 
-    mock.set_fulfillment_status(&created.provider_order_id, "SENT")
+    let fired = mock
+        .set_fulfillment_status(&created.provider_order_id, "SENT")
         .expect("the kitchen fires it");
+    let event = ok(plugins
+        .parse_webhook(
+            "toast",
+            &ctx(),
+            &webhook(toast_order_webhook("ev-t-1", &fired)),
+        )
+        .await);
+    let carried = event.order_updates[0]
+        .status
+        .clone()
+        .expect("the whole order");
+    assert_eq!(carried.state, OrderState::InProgress, "{event:?}");
+    assert_eq!(event.transactions.len(), 1, "and the sale: {event:?}");
     let status = ok(plugins
         .order_status("toast", &ctx(), &conn, &created.provider_order_id)
         .await);

@@ -282,3 +282,30 @@ async fn search_finds_orders_by_state_and_pages() {
     assert_eq!(post(&mock, "/v2/orders/search", &mismatched).await.0, 400);
     assert_eq!(post(&mock, "/v2/orders/search", &json!({})).await.0, 400);
 }
+
+/// Latency holds each answer without holding the mock: 100 concurrent creates (50 keys,
+/// each sent twice at once) at 200 ms each finish in about 200 ms, with one order per key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn latency_is_per_call_and_concurrent_duplicates_make_one_order() {
+    let mock = menu_mock().await;
+    mock.set_order_latency(Some(OrderCall::Create), Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let calls = (0..100).map(|i| {
+        let key = format!("c-{}", i / 2);
+        let body = json!({"idempotency_key": key, "order": order(&key, "1")});
+        let mock = &mock;
+        async move { post(mock, "/v2/orders", &body).await }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    let elapsed = started.elapsed();
+    assert!(answers.iter().all(|(status, _)| *status == 200));
+    assert!(elapsed >= Duration::from_millis(200), "{elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "answers were serialised: {elapsed:?}"
+    );
+    assert_eq!(mock.orders_created().len(), 50);
+    for pair in answers.chunks(2) {
+        assert_eq!(pair[0].1["order"]["id"], pair[1].1["order"]["id"]);
+    }
+}
