@@ -30,7 +30,7 @@
 //!
 //! Size: about 890 lines: every order call of one API shares the stored orders, the
 //! idempotency maps and the knobs; the pricing both create and calculate use is in
-//! [`crate::mock_square_pricing`], the tests in `mock_square_orders/tests.rs`.
+//! `mock_square_pricing.rs`, the tests in `mock_square_orders/tests.rs`.
 
 use std::collections::HashMap;
 use std::time::Duration;
