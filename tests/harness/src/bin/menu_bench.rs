@@ -38,6 +38,7 @@ async fn main() {
     let items: usize = arg_or("--items", 5_000);
     // The mock's default page (Square's documented default); the plugin asks for 1,000.
     let square_page: usize = arg_or("--square-page", 100);
+    let busy = busy_cores(Duration::from_secs(1)).await;
 
     let srv = TestServer::start(&bin, Backend::Sqlite, &["--rate-limit-per-sec", "0"]).await;
     let keys = srv.setup_tenant("bench").await;
@@ -67,6 +68,37 @@ async fn main() {
          an unchanged Toast menu costs one metadata call; a Square change costs one incremental search. \
          Square catalog page: {square_page} objects."
     );
+    match busy {
+        Some(b) => println!(
+            "Machine busy before the server started: {b:.2} of {} cores (other processes; the figures share them).",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        ),
+        None => println!("Machine load unknown (/proc/stat unreadable)."),
+    }
+}
+
+/// Busy CPU seconds of the whole machine so far (`/proc/stat`: all but idle and iowait).
+fn machine_busy_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: f64 = fields.iter().sum();
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some((total - idle) / if hz > 0 { hz as f64 } else { 100.0 })
+}
+
+/// Cores the machine kept busy over `window`, before anything of ours runs.
+async fn busy_cores(window: Duration) -> Option<f64> {
+    let a = machine_busy_secs()?;
+    tokio::time::sleep(window).await;
+    Some((machine_busy_secs()? - a) / window.as_secs_f64())
 }
 
 /// One timed sync.
