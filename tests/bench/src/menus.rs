@@ -258,10 +258,7 @@ pub async fn run(
     }
     notes(report, "menus (200)", &full, before, after, external_db);
 
-    let label = format!(
-        "menu GET, If-None-Match, 304 ({} conns)",
-        args.connections
-    );
+    let label = format!("menu GET, If-None-Match, 304 ({} conns)", args.connections);
     eprintln!(
         "[bench] menus: conditional GETs, {} connections, {} s warm-up + {} s measured…",
         args.connections,

@@ -31,7 +31,9 @@ const TOAST_MENUS_INTERVAL: Duration = Duration::from_millis(1_100);
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
     if std::env::args().any(|a| a == "--help" || a == "-h") {
-        println!("usage: posbridge-menu-bench [--server-bin PATH] [--items 5000] [--square-page 100]");
+        println!(
+            "usage: posbridge-menu-bench [--server-bin PATH] [--items 5000] [--square-page 100]"
+        );
         return;
     }
     let bin = server_bin();
@@ -248,7 +250,11 @@ fn expect_items(run: &Run, field: &str, n: usize) {
 /// A Square item with one to three sizes and up to three modifier lists.
 fn square_menu_item(i: usize, bump: i64) -> Value {
     let base = 450 + (i as i64 * 37) % 2_000 + bump;
-    let sizes = [("SMALL", "Small", 0), ("REGULAR", "Regular", 150), ("LARGE", "Large", 300)];
+    let sizes = [
+        ("SMALL", "Small", 0),
+        ("REGULAR", "Regular", 150),
+        ("LARGE", "Large", 300),
+    ];
     let variations: Vec<(String, &str, i64)> = sizes[..1 + i % 3]
         .iter()
         .map(|(id, name, extra)| (format!("VAR_{i:05}_{id}"), *name, base + extra))
@@ -321,7 +327,10 @@ async fn square(srv: &TestServer, manager: &Client, items: usize, page: usize) -
 
     let unchanged = timed_sync("unchanged", manager, "square-venue", requests).await;
     if unchanged.outcome["changed"] != false {
-        fail(format!("unchanged Square sync changed the menu: {}", unchanged.outcome));
+        fail(format!(
+            "unchanged Square sync changed the menu: {}",
+            unchanged.outcome
+        ));
     }
 
     mock.upsert_catalog([square_menu_item(items / 2, 25)]);
