@@ -2,8 +2,8 @@
 //!
 //! A manager `PUT`s a menu of `--menu-items` items (5,000 by default) shaped like a real
 //! restaurant's: categories, one to three sizes per item, modifier groups (required sauces,
-//! optional extras, bounded sides) and a tax hint. Then two closed-loop loads on the same
-//! connections as the balance scenario: full `GET`s (200 with the whole document) and
+//! optional extras, bounded sides) and a tax hint. Then two closed-loop loads on as many
+//! connections as the balance scenario (64 by default): full `GET`s (200 with the whole document) and
 //! conditional `GET`s (`If-None-Match` naming the current ETag, 304 with no body).
 //!
 //! The server counts its menu-document cache (`posbridge_menu_cache_hits_total` /
@@ -32,9 +32,13 @@ const GROUPS: usize = 240;
 
 /// What the scenario needs from the command line.
 pub struct MenuArgs {
+    /// Items of the menu.
     pub items: usize,
+    /// Concurrent keep-alive connections of each load.
     pub connections: usize,
+    /// Unmeasured seconds before each load's measurement.
     pub warmup: Duration,
+    /// Measured time of each load.
     pub duration: Duration,
 }
 
@@ -150,6 +154,8 @@ async fn expect(
     Ok(body)
 }
 
+/// PUTs the menu, checks the GET and 304 semantics once, then measures full and conditional
+/// GETs; `external_db` as in [`crate::cpu_note`].
 pub async fn run(
     args: &MenuArgs,
     server: &Server,
@@ -342,5 +348,44 @@ fn notes(
             res.errors,
             res.first_error.clone().unwrap_or_default()
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn the_menu_is_valid_as_the_server_sees_it() {
+        let menu = menu_body(600);
+        let items = menu["items"].as_array().expect("items");
+        assert_eq!(items.len(), 600);
+        let groups: HashSet<&str> = menu["modifier_groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .filter_map(|g| g["id"].as_str())
+            .collect();
+        let categories: HashSet<&str> = menu["categories"]
+            .as_array()
+            .expect("categories")
+            .iter()
+            .filter_map(|c| c["id"].as_str())
+            .collect();
+        let mut variations = HashSet::new();
+        for item in items {
+            for v in item["variations"].as_array().expect("variations") {
+                assert!(variations.insert(v["id"].as_str().expect("id")), "{v}");
+            }
+            for g in item["modifier_group_ids"].as_array().expect("group ids") {
+                assert!(groups.contains(g.as_str().expect("id")), "{g}");
+            }
+            for c in item["category_ids"].as_array().expect("category ids") {
+                assert!(categories.contains(c.as_str().expect("id")), "{c}");
+            }
+        }
+        assert!(variations.len() > 1_000, "one to three sizes per item");
     }
 }

@@ -466,3 +466,61 @@ async fn toast(srv: &TestServer, manager: &Client, items: usize) -> Vec<Run> {
     expect_items(&changed, "updated", 1);
     vec![first, unchanged, changed]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(base: Instant, ms: u64) -> LoggedRequest {
+        LoggedRequest {
+            method: "GET".into(),
+            path: "/".into(),
+            query: String::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            status: 200,
+            at: base + Duration::from_millis(ms),
+        }
+    }
+
+    #[test]
+    fn the_peak_is_the_most_calls_within_any_one_second() {
+        let base = Instant::now();
+        assert_eq!(peak_per_second(&[]), 0);
+        let log: Vec<LoggedRequest> = [0, 100, 999, 1_000, 1_500, 1_600, 1_700, 3_000]
+            .into_iter()
+            .map(|ms| at(base, ms))
+            .collect();
+        // 999..1,700 holds five; a call exactly 1 s after another is in the next window.
+        assert_eq!(peak_per_second(&log), 5);
+    }
+
+    /// (guid, price) of every item in `groups`, nested groups included.
+    fn toast_items(groups: &Value, out: &mut Vec<(String, String)>) {
+        for group in groups.as_array().into_iter().flatten() {
+            for item in group["menuItems"].as_array().into_iter().flatten() {
+                out.push((item["guid"].to_string(), item["price"].to_string()));
+            }
+            toast_items(&group["menuGroups"], out);
+        }
+    }
+
+    fn all_toast_items(doc: &Value) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for menu in doc["menus"].as_array().into_iter().flatten() {
+            toast_items(&menu["menuGroups"], &mut out);
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn the_toast_change_moves_one_price() {
+        let before = all_toast_items(&toast_document(120, None));
+        let after = all_toast_items(&toast_document(120, Some(60)));
+        assert_eq!(before.len(), 120, "every item placed once");
+        let changed: Vec<_> = before.iter().zip(&after).filter(|(a, b)| a != b).collect();
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        assert_eq!(changed[0].0 .0, "\"item-00060\"");
+    }
+}
