@@ -64,7 +64,7 @@ pub fn menu_body(items: usize) -> Value {
                 })
                 .collect();
             let mut category_ids = vec![format!("cat-{:03}", i % CATEGORIES)];
-            if i % 7 == 0 {
+            if i.is_multiple_of(7) {
                 category_ids.push(format!("cat-{:03}", (i / 7) % CATEGORIES));
                 category_ids.dedup();
             }

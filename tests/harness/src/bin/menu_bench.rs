@@ -366,7 +366,7 @@ fn toast_document(items: usize, bumped: Option<usize>) -> Value {
             "modifierGroupReferences": references,
         });
         let g = i % CATEGORIES;
-        if g % 5 == 0 && i % 2 == 1 {
+        if g.is_multiple_of(5) && !i.is_multiple_of(2) {
             specials[g].push(item);
         } else {
             groups[g].push(item);
@@ -378,7 +378,7 @@ fn toast_document(items: usize, bumped: Option<usize>) -> Value {
         .map(|(m, name)| {
             let menu_groups: Vec<Value> = (m * 15..(m + 1) * 15)
                 .map(|g| {
-                    let nested = if g % 5 == 0 {
+                    let nested = if g.is_multiple_of(5) {
                         vec![json!({
                             "guid": format!("grp-{g:03}-specials"),
                             "name": "Specials",
