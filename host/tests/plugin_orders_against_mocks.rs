@@ -160,24 +160,31 @@ async fn square_orders_are_priced_created_once_paid_and_followed() {
         (OrderState::InProgress, Some(3))
     );
 
-    // Created, but the answer lost (504): the host's retry of the POST replays the key and
-    // gets the order; the look-up finds the same one.
+    // Created, but the answer lost (504): the host's HTTP layer does not resend a POST that
+    // may have landed, so the submit fails retryably; the look-up finds the order, and a
+    // resubmit (what the injection worker does only after a look-up found nothing) replays
+    // the key instead of making a second one.
     mock.lose_next_answers(1, LostAnswer::GatewayTimeout);
     mock.clear_requests();
     let lost = order("ord-sq-2", line, None);
-    let created = ok(plugins.submit_order("square", &ctx(), &conn, &lost).await);
+    let failed = plugins.submit_order("square", &ctx(), &conn, &lost).await;
+    assert!(
+        matches!(&failed, Ok(Err(e)) if e.retryable()),
+        "a lost answer fails retryably: {failed:?}"
+    );
     let posts: Vec<u16> = mock
         .requests_to("/v2/orders")
         .iter()
         .filter(|r| r.path == "/v2/orders")
         .map(|r| r.status)
         .collect();
-    assert_eq!(posts, [504, 200], "answered on the retry");
+    assert_eq!(posts, [504], "a POST that may have landed is not resent");
     let found = ok(plugins
         .lookup_order("square", &ctx(), &conn, "ord-sq-2")
         .await)
     .expect("the order is found");
-    assert_eq!(found.provider_order_id, created.provider_order_id);
+    let replayed = ok(plugins.submit_order("square", &ctx(), &conn, &lost).await);
+    assert_eq!(found.provider_order_id, replayed.provider_order_id);
     assert_eq!(mock.orders_with_reference("ord-sq-2").len(), 1);
 }
 
@@ -267,6 +274,16 @@ async fn toast_orders_are_priced_created_once_and_followed() {
     mock.lose_next_answers(1, LostAnswer::GatewayTimeout);
     mock.clear_requests();
     let lost = order("ord-t-2", line, None);
+    let failed = plugins.submit_order("toast", &ctx(), &conn, &lost).await;
+    assert!(
+        matches!(&failed, Ok(Err(e)) if e.retryable()),
+        "a lost answer fails retryably: {failed:?}"
+    );
+    let found = ok(plugins
+        .lookup_order("toast", &ctx(), &conn, "ord-t-2")
+        .await)
+    .expect("the order is found");
+    // A resubmit anyway is refused as a duplicate, and the plugin answers the order there.
     let landed = ok(plugins.submit_order("toast", &ctx(), &conn, &lost).await);
     let posts: Vec<u16> = mock
         .requests_to("/orders/v2/orders")
@@ -274,11 +291,11 @@ async fn toast_orders_are_priced_created_once_and_followed() {
         .filter(|r| r.method == "POST")
         .map(|r| r.status)
         .collect();
-    assert_eq!(posts, [504, 409], "refused as a duplicate on the retry");
-    let found = ok(plugins
-        .lookup_order("toast", &ctx(), &conn, "ord-t-2")
-        .await)
-    .expect("the order is found");
+    assert_eq!(
+        posts,
+        [504, 409],
+        "not resent by the HTTP layer; a duplicate when resubmitted"
+    );
     assert_eq!(found.provider_order_id, landed.provider_order_id);
     assert_eq!(mock.orders_with_external_id("ord-t-2").len(), 1);
     assert_eq!(mock.orders_created().len(), 2);
