@@ -33,7 +33,8 @@ pub struct OutboundOptions {
     )]
     pub max_timeout: Duration,
     /// Retries after the first attempt for 429, 5xx and network errors. Default 3: rides
-    /// out a blip without multiplying load on a struggling API.
+    /// out a blip without multiplying load on a struggling API. A request that may have
+    /// taken effect is never sent again here (see [`may_resend`]).
     #[arg(
         long = "outbound-retries",
         env = "POSBRIDGE_OUTBOUND_RETRIES",
@@ -293,6 +294,7 @@ impl Outbound {
             if let Some(body) = &request.body {
                 builder = builder.body(body.clone());
             }
+            let mut not_sent = false;
             let outcome = match builder.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
@@ -301,7 +303,8 @@ impl Outbound {
                         .get(RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
                         .and_then(parse_retry_after);
-                    let retryable = status == 429 || (500..600).contains(&status);
+                    let retryable = status == 429
+                        || ((500..600).contains(&status) && may_resend(&method, false));
                     if retryable && attempt < self.options.max_retries {
                         let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
                         if wait <= self.options.max_backoff {
@@ -313,17 +316,20 @@ impl Outbound {
                     }
                     Ok(self.read(response).await?)
                 }
-                Err(err) => Err(if err.is_timeout() {
-                    OutboundError::Timeout
-                } else if err.is_builder() {
-                    OutboundError::Invalid(err.to_string())
-                } else {
-                    OutboundError::Connection(without_url(&err))
+                Err(err) => Err({
+                    not_sent = err.is_connect();
+                    if err.is_timeout() {
+                        OutboundError::Timeout
+                    } else if err.is_builder() {
+                        OutboundError::Invalid(err.to_string())
+                    } else {
+                        OutboundError::Connection(without_url(&err))
+                    }
                 }),
             };
             match outcome {
                 Err(OutboundError::Timeout | OutboundError::Connection(_))
-                    if attempt < self.options.max_retries =>
+                    if attempt < self.options.max_retries && may_resend(&method, not_sent) =>
                 {
                     let wait = self.backoff(attempt);
                     attempt += 1;
@@ -393,6 +399,17 @@ fn without_url(err: &reqwest::Error) -> String {
     text
 }
 
+/// Whether a request that failed with a 5xx, a timeout or a dropped connection may be sent
+/// again without risking a second effect: idempotent methods (GET, HEAD, PUT, DELETE)
+/// always, anything else only when it never reached the server (`not_sent`: the connection
+/// could not be made). A POST that timed out or got a 504 may have landed (Toast documents
+/// exactly that for orders), so it goes back to the plugin and its caller, which look the
+/// effect up before trying again. A 429 is resent whatever the method: it was refused
+/// unprocessed.
+fn may_resend(method: &reqwest::Method, not_sent: bool) -> bool {
+    not_sent || method.is_idempotent()
+}
+
 /// `Retry-After` as delay-seconds or an HTTP date.
 pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
@@ -437,5 +454,80 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, OutboundError::Denied(_)), "{err:?}");
+    }
+
+    /// A loopback server answering every request with `status`; returns its URL and a
+    /// count of the requests it saw.
+    async fn answering(status: u16) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        let app = axum::Router::new().fallback(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                axum::http::StatusCode::from_u16(status).unwrap_or_default()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/thing", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, seen)
+    }
+
+    async fn send_to(url: &str, method: Method) -> OutboundResponse {
+        let out = Outbound::new(OutboundOptions {
+            backoff_base: Duration::from_millis(1),
+            ..OutboundOptions::default()
+        })
+        .unwrap();
+        let authority = url.split('/').nth(2).unwrap();
+        let allow = AllowList::parse([authority]).unwrap();
+        let request = OutboundRequest {
+            method,
+            url: url.to_owned(),
+            headers: vec![],
+            body: Some(b"{}".to_vec()),
+            timeout: None,
+        };
+        out.send(&allow, "k", request).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_post_that_may_have_landed_is_not_sent_again() {
+        use std::sync::atomic::Ordering;
+        let (url, seen) = answering(504).await;
+        let response = send_to(&url, Method::Post).await;
+        assert_eq!(response.status, 504);
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            1,
+            "a 504 POST must not be resent"
+        );
+    }
+
+    #[tokio::test]
+    async fn idempotent_requests_and_429s_are_retried() {
+        use std::sync::atomic::Ordering;
+        let retries = OutboundOptions::default().max_retries as usize;
+        let (url, seen) = answering(503).await;
+        assert_eq!(send_to(&url, Method::Put).await.status, 503);
+        assert_eq!(seen.load(Ordering::SeqCst), 1 + retries);
+        let (url, seen) = answering(429).await;
+        assert_eq!(send_to(&url, Method::Post).await.status, 429);
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            1 + retries,
+            "a 429 was refused unprocessed"
+        );
+    }
+
+    #[test]
+    fn only_unsent_or_idempotent_requests_may_be_resent() {
+        assert!(may_resend(&reqwest::Method::GET, false));
+        assert!(may_resend(&reqwest::Method::DELETE, false));
+        assert!(!may_resend(&reqwest::Method::POST, false));
+        assert!(!may_resend(&reqwest::Method::PATCH, false));
+        assert!(may_resend(&reqwest::Method::POST, true));
     }
 }

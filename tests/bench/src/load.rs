@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use hdrhistogram::Histogram;
+use hyper::StatusCode;
 
 use crate::http::{snippet, Conn, Template};
 use crate::server::{CpuSample, CpuUse, Server};
@@ -20,8 +21,28 @@ pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
+/// Which answers count as successful.
+#[derive(Clone, Copy, Debug)]
+pub enum Expect {
+    /// Any 2xx.
+    Success,
+    /// Exactly this status (a conditional GET expects 304, which is not a 2xx).
+    Status(StatusCode),
+}
+
+impl Expect {
+    fn accepts(self, status: StatusCode) -> bool {
+        match self {
+            Expect::Success => status.is_success(),
+            Expect::Status(want) => status == want,
+        }
+    }
+}
+
 pub struct LoadResult {
     pub ok: u64,
+    /// Response body bytes of the measured successful requests.
+    pub body_bytes: u64,
     pub errors: u64,
     pub first_error: Option<String>,
     pub window: Duration,
@@ -37,6 +58,7 @@ impl LoadResult {
 
 struct WorkerOut {
     ok: u64,
+    body_bytes: u64,
     errors: u64,
     first_error: Option<String>,
     hist: Histogram<u64>,
@@ -46,11 +68,13 @@ async fn worker(
     addr: SocketAddr,
     mut conn: Conn,
     tpl: Template,
+    expect: Expect,
     measure_from: Instant,
     until: Instant,
 ) -> Result<WorkerOut> {
     let mut out = WorkerOut {
         ok: 0,
+        body_bytes: 0,
         errors: 0,
         first_error: None,
         hist: new_histogram()?,
@@ -62,9 +86,10 @@ async fn worker(
         }
         let measured = start >= measure_from;
         match conn.send(tpl.build()).await {
-            Ok((status, _)) if status.is_success() => {
+            Ok((status, body)) if expect.accepts(status) => {
                 if measured {
                     out.ok += 1;
+                    out.body_bytes += body.len() as u64;
                     out.hist.saturating_record(micros(start.elapsed()));
                 }
             }
@@ -117,6 +142,28 @@ pub async fn run_on(
     duration: Duration,
     template: impl Fn(usize, SocketAddr) -> Result<Template>,
 ) -> Result<LoadResult> {
+    run_expecting(
+        server,
+        hosts,
+        connections,
+        warmup,
+        duration,
+        Expect::Success,
+        template,
+    )
+    .await
+}
+
+/// Like [`run_on`], counting as successful only the answers `expect` accepts.
+pub async fn run_expecting(
+    server: &Server,
+    hosts: &[SocketAddr],
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+    expect: Expect,
+    template: impl Fn(usize, SocketAddr) -> Result<Template>,
+) -> Result<LoadResult> {
     let hosts = if hosts.is_empty() {
         &[server.addr][..]
     } else {
@@ -134,7 +181,14 @@ pub async fn run_on(
     let mut handles = Vec::with_capacity(connections);
     for (i, (addr, conn)) in conns.into_iter().enumerate() {
         let tpl = template(i, addr)?;
-        handles.push(tokio::spawn(worker(addr, conn, tpl, measure_from, until)));
+        handles.push(tokio::spawn(worker(
+            addr,
+            conn,
+            tpl,
+            expect,
+            measure_from,
+            until,
+        )));
     }
 
     tokio::time::sleep_until(measure_from.into()).await;
@@ -143,12 +197,13 @@ pub async fn run_on(
     let cpu1 = CpuSample::take(server);
 
     let mut hist = new_histogram()?;
-    let (mut ok, mut errors, mut first_error) = (0, 0, None);
+    let (mut ok, mut body_bytes, mut errors, mut first_error) = (0, 0, 0, None);
     let mut worker_failure = None;
     for h in handles {
         match h.await.context("load worker panicked")? {
             Ok(w) => {
                 ok += w.ok;
+                body_bytes += w.body_bytes;
                 errors += w.errors;
                 if first_error.is_none() {
                     first_error = w.first_error;
@@ -169,6 +224,7 @@ pub async fn run_on(
     }
     Ok(LoadResult {
         ok,
+        body_bytes,
         errors,
         first_error,
         window: duration,

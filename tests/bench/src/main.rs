@@ -7,7 +7,8 @@
 //! * server memory (VmRSS) per idle WebSocket connection,
 //! * (`--scenario plugin-spin` only) balance reads idle vs. while plugin guests spin,
 //! * (`--scenario cluster` only) two hosts on one PostgreSQL: cross-host delivery latency
-//!   and balance reads on two hosts against one.
+//!   and balance reads on two hosts against one,
+//! * (`--scenario menus` only) full and conditional (304) `GET`s of a 5,000-item menu.
 //!
 //! It prints a markdown table and never asserts timing: the exit status is non-zero only
 //! when something failed (server did not start or died, requests failed, frames missing).
@@ -15,6 +16,7 @@
 mod cluster;
 mod http;
 mod load;
+mod menus;
 mod rawws;
 mod report;
 mod server;
@@ -96,6 +98,9 @@ struct Args {
     /// wasm-plugins directory in this bench's target dir]
     #[arg(long)]
     loop_wasm: Option<PathBuf>,
+    /// Items of the menu the menus scenario PUTs and then reads
+    #[arg(long, default_value_t = 5000, value_parser = at_least_one)]
+    menu_items: usize,
     /// Extra argument for `posbridge serve` (repeatable), e.g. --server-arg=--ws-queue=4096
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
@@ -152,6 +157,9 @@ enum Scenario {
     /// Not part of `all`: two hosts on one PostgreSQL (`--database-url`, or a throwaway
     /// cluster from the installed server binaries).
     Cluster,
+    /// Not part of `all`: full and conditional GETs of a large menu (megabytes per answer,
+    /// so the full GETs load the loopback more than any other scenario).
+    Menus,
 }
 
 impl Scenario {
@@ -164,6 +172,7 @@ impl Scenario {
             Scenario::WsMemory => "ws-memory",
             Scenario::PluginSpin => "plugin-spin",
             Scenario::Cluster => "cluster",
+            Scenario::Menus => "menus",
         }
     }
 }
@@ -264,13 +273,17 @@ async fn run(args: Args) -> Result<bool> {
         Scenario::WsLatency,
         Scenario::PluginSpin,
         Scenario::Cluster,
+        Scenario::Menus,
     ];
     let selected: Vec<Scenario> = order
         .into_iter()
         .filter(|s| {
             args.scenario == *s
                 || (args.scenario == Scenario::All
-                    && !matches!(*s, Scenario::PluginSpin | Scenario::Cluster))
+                    && !matches!(
+                        *s,
+                        Scenario::PluginSpin | Scenario::Cluster | Scenario::Menus
+                    ))
         })
         .collect();
 
@@ -314,6 +327,22 @@ async fn run(args: Args) -> Result<bool> {
                     reader_threads: reader_threads(&args),
                 };
                 cluster::run(&cluster_args, &server, &tenant, &mut report).await
+            }
+            Scenario::Menus => {
+                let menu_args = menus::MenuArgs {
+                    items: args.menu_items,
+                    connections: args.connections,
+                    warmup: Duration::from_secs(args.warmup_secs),
+                    duration: Duration::from_secs(args.duration_secs),
+                };
+                menus::run(
+                    &menu_args,
+                    &server,
+                    &tenant,
+                    &mut report,
+                    args.database_url.is_some(),
+                )
+                .await
             }
             Scenario::All => Ok(()),
         };

@@ -598,7 +598,7 @@ impl MemoryResult {
 }
 
 /// The server's `/metrics` text, if it exposes it.
-async fn metrics_text(addr: SocketAddr) -> Option<String> {
+pub async fn metrics_text(addr: SocketAddr) -> Option<String> {
     let mut conn = Conn::connect(addr).await.ok()?;
     let tpl = crate::http::Template::new(Method::GET, addr, "/metrics").ok()?;
     let (status, body) = conn.send(tpl.build()).await.ok()?;

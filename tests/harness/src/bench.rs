@@ -80,3 +80,39 @@ pub async fn connect_square(
         .expect(200)
         .clone()
 }
+
+/// Approves `mock` as the Toast plugin's host and connects `venue` to it (no scheduled
+/// sync within a run); returns the integration.
+pub async fn connect_toast(
+    srv: &crate::TestServer,
+    manager: &crate::Client,
+    mock: &crate::mock_toast::MockToast,
+    venue: &str,
+) -> serde_json::Value {
+    use crate::mock_toast::{TOAST_CLIENT_ID, TOAST_CLIENT_SECRET, TOAST_RESTAURANT};
+    srv.admin()
+        .send(
+            reqwest::Method::PUT,
+            "/admin/plugins/toast/hosts",
+            crate::Body::Json(serde_json::json!({"allow": [mock.host_port()]})),
+            &[],
+        )
+        .await
+        .expect(200);
+    manager
+        .post(
+            "/pos/connect",
+            &serde_json::json!({
+                "venue": venue,
+                "provider": "toast",
+                "credentials": {"client_id": TOAST_CLIENT_ID, "client_secret": TOAST_CLIENT_SECRET},
+                "location_id": TOAST_RESTAURANT,
+                "environment": "sandbox",
+                "base_url": mock.base_url(),
+                "sync_interval_s": 86_400,
+            }),
+        )
+        .await
+        .expect(200)
+        .clone()
+}
