@@ -191,7 +191,12 @@ impl LoggedTx {
 
     /// Appends `custom.<kind>` (a hook's event for the terminals). The caller validates
     /// `kind`; `data` is re-serialized, so the frame is always valid JSON.
-    pub(crate) fn append_custom(&mut self, scope: &TenantScope, kind: &str, data: &serde_json::Value) {
+    pub(crate) fn append_custom(
+        &mut self,
+        scope: &TenantScope,
+        kind: &str,
+        data: &serde_json::Value,
+    ) {
         self.append_raw(
             scope.tenant_id(),
             &format!("{CUSTOM_PREFIX}{kind}"),
@@ -408,7 +413,10 @@ pub(crate) async fn last_seq(store: &Store, tenant_id: &str) -> Result<i64, Stor
 }
 
 /// The oldest sequence number still in the tenant's log, if any.
-pub(crate) async fn first_retained_seq(store: &Store, tenant_id: &str) -> Result<Option<i64>, StoreError> {
+pub(crate) async fn first_retained_seq(
+    store: &Store,
+    tenant_id: &str,
+) -> Result<Option<i64>, StoreError> {
     Ok(
         sqlx::query_scalar("SELECT MIN(seq) FROM events WHERE tenant_id = $1")
             .bind(tenant_id)

@@ -8,7 +8,6 @@ mod loyalty;
 use axum::extract::FromRef;
 use utoipa_axum::router::OpenApiRouter;
 
-
 use crate::auth::AuthState;
 use crate::customers::InvalidPhone;
 use crate::error::ApiError;

@@ -8,13 +8,13 @@ use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::Serialize;
 
-use posbridge::cli::{ApiKeys, NewKey};
-use posbridge::cli::Role;
-use posbridge::cli::{ServeConfig, DEFAULT_DATABASE_URL};
 use posbridge::cli::ConfigFile;
-use posbridge::cli::{Store, StoreOptions};
+use posbridge::cli::Role;
 use posbridge::cli::TenantUpdate;
+use posbridge::cli::{ApiKeys, NewKey};
 use posbridge::cli::{NewTenant, Tenants};
+use posbridge::cli::{ServeConfig, DEFAULT_DATABASE_URL};
+use posbridge::cli::{Store, StoreOptions};
 
 mod plugin_commands;
 mod plugin_tools;
@@ -329,8 +329,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Vault(VaultCommand::Rotate) => {
             let store = open(&cli.database_url).await?;
             let key_file = key_file(&cli.database_url, cli.master_key_file);
-            let report =
-                posbridge::cli::rotate(&store, master_key().as_deref(), &key_file).await?;
+            let report = posbridge::cli::rotate(&store, master_key().as_deref(), &key_file).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             store.close().await;
         }

@@ -478,7 +478,10 @@ impl Orders {
     }
 
     /// Online orders waiting for the restaurant (pending or accepted), oldest first.
-    pub(crate) async fn pending(store: &Store, scope: &TenantScope) -> Result<Vec<Order>, OrderError> {
+    pub(crate) async fn pending(
+        store: &Store,
+        scope: &TenantScope,
+    ) -> Result<Vec<Order>, OrderError> {
         let rows = sqlx::query(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders
              WHERE tenant_id = $1 AND source = 'online' AND status IN ('pending', 'accepted')

@@ -41,6 +41,9 @@ mod signers;
 pub mod signing;
 mod wit;
 
+#[cfg(test)]
+mod against_mocks;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -105,7 +105,10 @@ fn tag_ok(tag: &str) -> Result<String, ActionError> {
 }
 
 /// Checks every action; the first bad one refuses them all.
-pub(super) fn plan(scope: &TenantScope, actions: Vec<HookAction>) -> Result<Vec<Planned>, ActionError> {
+pub(super) fn plan(
+    scope: &TenantScope,
+    actions: Vec<HookAction>,
+) -> Result<Vec<Planned>, ActionError> {
     if actions.len() > MAX_ACTIONS {
         return Err(ActionError::TooMany(actions.len()));
     }

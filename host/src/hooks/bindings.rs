@@ -325,7 +325,11 @@ impl Hooks {
     }
 
     /// Removes a binding; a delivery in flight for it commits nothing.
-    pub(crate) async fn delete(store: &Store, scope: &TenantScope, id: &str) -> Result<(), HookError> {
+    pub(crate) async fn delete(
+        store: &Store,
+        scope: &TenantScope,
+        id: &str,
+    ) -> Result<(), HookError> {
         let deleted = sqlx::query("DELETE FROM hook_bindings WHERE tenant_id = $1 AND id = $2")
             .bind(scope.tenant_id())
             .bind(id)

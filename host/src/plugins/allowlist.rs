@@ -95,7 +95,9 @@ pub(crate) struct AllowList {
 
 impl AllowList {
     /// Parses every entry; the first bad one is the error.
-    pub(crate) fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Self, PatternError> {
+    pub(crate) fn parse<'a>(
+        entries: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, PatternError> {
         Ok(AllowList {
             patterns: entries
                 .into_iter()

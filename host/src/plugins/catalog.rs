@@ -116,7 +116,11 @@ impl Plugins {
     /// Reloads the catalog when `changed` is signalled (another process announced a
     /// change, see [`CATALOG_CHANNEL`]) and polls for changes at the reload interval (the
     /// safety net for a missed announcement, and the only way on SQLite), until `shutdown`.
-    pub(crate) fn spawn_watcher(&self, shutdown: CancellationToken, changed: Arc<tokio::sync::Notify>) {
+    pub(crate) fn spawn_watcher(
+        &self,
+        shutdown: CancellationToken,
+        changed: Arc<tokio::sync::Notify>,
+    ) {
         let plugins = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(plugins.inner.options.reload_interval);
@@ -273,7 +277,11 @@ impl Plugins {
     }
 
     /// Makes `version` the serving version (upgrade or roll back) and clears quarantine.
-    pub(crate) async fn activate(&self, id: &str, version: &str) -> Result<PluginStatus, AdminError> {
+    pub(crate) async fn activate(
+        &self,
+        id: &str,
+        version: &str,
+    ) -> Result<PluginStatus, AdminError> {
         let exists: Option<String> = sqlx::query_scalar(
             "SELECT version FROM plugin_versions WHERE plugin_id = $1 AND version = $2",
         )

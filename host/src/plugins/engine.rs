@@ -55,7 +55,10 @@ pub(super) struct PluginEngine {
 impl PluginEngine {
     /// Builds the engine. `max_concurrent_calls` sizes the instance pool; `cache_dir` holds
     /// precompiled artifacts (none: compile on every start).
-    pub(super) fn new(max_concurrent_calls: u32, cache_dir: Option<PathBuf>) -> Result<Self, EngineError> {
+    pub(super) fn new(
+        max_concurrent_calls: u32,
+        cache_dir: Option<PathBuf>,
+    ) -> Result<Self, EngineError> {
         let wt = |e: wasmtime::Error| EngineError::Wasmtime(format!("{e:#}"));
         let mut pool = PoolingAllocationConfig::new();
         let n = max_concurrent_calls.max(1);

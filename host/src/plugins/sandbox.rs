@@ -132,7 +132,11 @@ impl ResourceLimiter for MemoryCap {
 
 impl Sandbox {
     /// A store for one call, with its memory cap and CPU budget armed.
-    pub(crate) fn store(engine: &Engine, scope: Arc<CallScope>, limits: CallLimits) -> Store<Sandbox> {
+    pub(crate) fn store(
+        engine: &Engine,
+        scope: Arc<CallScope>,
+        limits: CallLimits,
+    ) -> Store<Sandbox> {
         let stderr = MemoryOutputPipe::new(16 * 1024);
         let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
         let mut store = Store::new(

@@ -168,7 +168,10 @@ pub(super) async fn by_venue(
 }
 
 /// An integration by id (webhooks, the scheduler).
-pub(super) async fn by_id(app: &ProvidersState, id: &str) -> Result<Option<Integration>, StoreError> {
+pub(super) async fn by_id(
+    app: &ProvidersState,
+    id: &str,
+) -> Result<Option<Integration>, StoreError> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM integrations WHERE id = $1"))
         .bind(id)
         .fetch_optional(app.store.reader())

@@ -315,7 +315,11 @@ impl RuleEvaluator {
 
     /// Writes the batch's unlocks, raised tiers and rule statistics; call once, before the
     /// batch's transaction commits.
-    pub(crate) async fn finish(self, tx: &mut LoggedTx, scope: &TenantScope) -> Result<(), StoreError> {
+    pub(crate) async fn finish(
+        self,
+        tx: &mut LoggedTx,
+        scope: &TenantScope,
+    ) -> Result<(), StoreError> {
         let Some(ctx) = &self.context else {
             return Ok(());
         };

@@ -2,14 +2,15 @@
 //! against the harness's mocks, through the real plugin runtime: the mocks accept what the
 //! plugins send and answer what the plugins read, so an e2e injection test fails on the
 //! host's logic, not on a mock that the real APIs would contradict. Exactly one POS order
-//! per our order id, also when a create's answer is lost.
+//! per our order id, also when a create's answer is lost. (A unit test so that it can reach
+//! the runtime, which the library does not export.)
 
-use posbridge::plugins::contract::{
+use crate::plugins::contract::{
     Connection, Environment, ExternalPayment, Fulfilment, FulfilmentKind, Order, OrderLine,
     OrderModifier, OrderState, OrderStatus, ProviderError, Webhook,
 };
-use posbridge::plugins::{CallContext, PluginOptions, Plugins};
-use posbridge::store::{Store, StoreOptions};
+use crate::plugins::{CallContext, PluginOptions, Plugins};
+use crate::store::{Store, StoreOptions};
 use posbridge_harness::mock_orders::LostAnswer;
 use posbridge_harness::mock_square::{square_item, square_modifier_list, MockSquare, SQUARE_TOKEN};
 use posbridge_harness::mock_square_orders::square_fulfillment_webhook;
