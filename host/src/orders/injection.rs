@@ -51,6 +51,7 @@ pub struct InjectionOptions {
     /// limiting is ridden out, and an order that still cannot go in is in front of an
     /// operator while the customer is still waiting. At least 1.
     #[arg(
+        id = "order_injection_max_attempts",
         long = "order-injection-max-attempts",
         env = "POSBRIDGE_ORDER_INJECTION_MAX_ATTEMPTS",
         default_value = "8",
@@ -61,6 +62,7 @@ pub struct InjectionOptions {
     /// failure (with jitter: between half and all of it), up to the cap. Default 2 s: a
     /// POS blip or a 429 is usually over by then. At least 1.
     #[arg(
+        id = "order_injection_retry_base",
         long = "order-injection-retry-base-ms",
         env = "POSBRIDGE_ORDER_INJECTION_RETRY_BASE_MS",
         default_value = "2000",
@@ -71,6 +73,7 @@ pub struct InjectionOptions {
     /// may ask for longer, up to an hour). Default 3 minutes: an order is food someone is
     /// waiting for. At least 1.
     #[arg(
+        id = "order_injection_retry_cap",
         long = "order-injection-retry-cap-ms",
         env = "POSBRIDGE_ORDER_INJECTION_RETRY_CAP_MS",
         default_value = "180000",
@@ -81,6 +84,7 @@ pub struct InjectionOptions {
     /// call can take up to 30 s (Toast), so a few slow ones must not hold up the rest,
     /// while POS rate limits (Toast: about 20 requests a second) are not approached.
     #[arg(
+        id = "order_injection_concurrency",
         long = "order-injection-concurrency",
         env = "POSBRIDGE_ORDER_INJECTION_CONCURRENCY",
         default_value = "8",
@@ -91,6 +95,7 @@ pub struct InjectionOptions {
     /// final (webhooks bring changes sooner; polling catches what they miss, and thin
     /// webhooks make it read at once). Default 30. At least 1.
     #[arg(
+        id = "order_status_poll",
         long = "order-status-poll-secs",
         env = "POSBRIDGE_ORDER_STATUS_POLL_SECS",
         default_value = "30",
