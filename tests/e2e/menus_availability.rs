@@ -1,10 +1,13 @@
 //! Availability (86) both ways for POS venues, through the real binary against the Toast
 //! and Square mocks: a Toast venue's 86 goes to Toast first and reaches terminals; Toast
 //! down changes nothing; Square's read-only sold-out state refuses API writes; Toast stock
-//! webhooks mark the menu (a repeat pushes nothing); a refresh reads Toast's stock; a
-//! `local-pos` venue keeps the API as its source; tenants stay apart.
+//! webhooks mark the menu (a repeat pushes nothing); a refresh reads Toast's stock, and
+//! Square's sold-out overrides and inventory counts; a `local-pos` venue keeps the API as its
+//! source; tenants stay apart.
 
-use posbridge_harness::mock_square::{Fault, SQUARE_LOCATION, SQUARE_MERCHANT};
+use posbridge_harness::mock_square::{
+    square_category, square_item, square_modifier_list, Fault, SQUARE_LOCATION, SQUARE_MERCHANT,
+};
 use posbridge_harness::mock_toast::{toast_stock_webhook, MockToast};
 use posbridge_harness::{both_backends, Backend, Client, TestServer, Ws};
 use serde_json::{json, Value};
@@ -415,6 +418,141 @@ async fn a_refresh_reads_toast_stock_and_brings_the_menu_in_line(backend: Backen
         .expect_error(404, "venue_not_connected");
 }
 
+/// The changes of an `item_availability_changed` payload, sorted (the host's order is not
+/// the point here).
+fn sorted_changes(frame: &Value) -> Vec<(String, String, bool)> {
+    let mut list = changes(frame);
+    list.sort();
+    list
+}
+
+/// A Square venue's refresh reads Square's sold-out state: `location_overrides[].sold_out`
+/// on variations and modifiers, and the counts of tracked variations (zero is sold out, a
+/// positive count is not), through `POST /v2/inventory/counts/batch-retrieve` at the
+/// venue's location, paged; terminals hear what changed, and a later refresh brings items
+/// back.
+async fn a_refresh_reads_square_sold_out_state_and_counts(backend: Backend) {
+    let (srv, _tenant, manager, mock) = square_kitchen(backend).await;
+    connect_square_webhooks(&manager, &mock, "uptown", "square-refresh-key").await;
+    mock.upsert_catalog([
+        square_category("CAT_MAINS", "Mains", None),
+        square_modifier_list(
+            "ML_SAUCE",
+            "Sauce",
+            0,
+            1,
+            &[("MOD_KETCHUP", "Ketchup", 0), ("MOD_BBQ", "BBQ", 50)],
+        ),
+        square_item(
+            "ITEM_BURGER",
+            "Burger",
+            "CAT_MAINS",
+            &[
+                ("VAR_SINGLE", "Single", 950),
+                ("VAR_DOUBLE", "Double", 1300),
+            ],
+            &[("ML_SAUCE", -1, -1)],
+        ),
+        square_item(
+            "ITEM_FRIES",
+            "Fries",
+            "CAT_MAINS",
+            &[("VAR_FRIES", "Regular", 400)],
+            &[],
+        ),
+    ]);
+    manager
+        .post("/menus/uptown/sync", &json!({}))
+        .await
+        .expect(200);
+    let key = srv.create_key("kitchen", "terminal", "till").await.key;
+    let till = srv.tenant_client("kitchen", &key);
+    let mut ws = socket(&srv, last_seq(&manager).await).await;
+
+    assert!(mock.set_sold_out("VAR_DOUBLE", true, None));
+    assert!(mock.set_sold_out("MOD_BBQ", true, None));
+    assert!(mock.set_inventory_count("VAR_FRIES", "0"));
+    assert!(mock.set_inventory_count("VAR_SINGLE", "12"));
+    mock.set_inventory_page_size(1);
+    mock.clear_requests();
+    let resp = till
+        .post("/menus/uptown/availability/refresh", &json!({}))
+        .await;
+    let answer = resp.expect(200).clone();
+    let applied = vec![
+        set("option", "MOD_BBQ", true),
+        set("variation", "VAR_DOUBLE", true),
+        set("variation", "VAR_FRIES", true),
+    ];
+    assert_eq!(
+        sorted_changes(&json!({ "data": answer })),
+        applied,
+        "{}",
+        resp.text
+    );
+    let counts = mock.requests_to("/v2/inventory/counts/batch-retrieve");
+    assert!(counts.len() >= 2, "paged by cursor: {counts:?}");
+    assert!(counts.iter().all(|r| r.method == "POST" && r.status == 200));
+    assert_eq!(counts[0].json()["location_ids"], json!([SQUARE_LOCATION]));
+    assert!(
+        counts[1].json()["cursor"].is_string(),
+        "{:?}",
+        counts[1].json()
+    );
+    assert_eq!(sorted_changes(&next_availability(&mut ws).await), applied);
+    let served = menu(&manager, "uptown").await;
+    let burger = served["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["id"] == "ITEM_BURGER"))
+        .cloned()
+        .unwrap_or_else(|| panic!("the burger was synced: {served}"));
+    let variation = |id: &str| {
+        burger["variations"]
+            .as_array()
+            .and_then(|v| v.iter().find(|v| v["id"] == id))
+            .map(|v| v["sold_out"].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(variation("VAR_DOUBLE"), json!(true), "{burger}");
+    assert_eq!(
+        variation("VAR_SINGLE"),
+        json!(false),
+        "a count of 12: {burger}"
+    );
+    // Nothing was written to Square: its sold-out state is read-only to apps.
+    assert!(
+        mock.requests()
+            .iter()
+            .all(|r| !r.path.starts_with("/v2/inventory/changes")
+                && !r.path.starts_with("/v2/catalog/object")),
+        "{:?}",
+        mock.requests()
+    );
+
+    // Back in Square: the double's override is lifted and fries are counted again.
+    assert!(mock.set_sold_out("VAR_DOUBLE", false, None));
+    assert!(mock.set_inventory_count("VAR_FRIES", "5"));
+    let resp = till
+        .post("/menus/uptown/availability/refresh", &json!({}))
+        .await;
+    let back = vec![
+        set("variation", "VAR_DOUBLE", false),
+        set("variation", "VAR_FRIES", false),
+    ];
+    assert_eq!(
+        sorted_changes(&json!({"data": resp.expect(200)})),
+        back,
+        "{}",
+        resp.text
+    );
+    assert_eq!(sorted_changes(&next_availability(&mut ws).await), back);
+    assert_eq!(
+        option_sold_out(&menu(&till, "uptown").await, "MOD_BBQ"),
+        json!(true),
+        "the BBQ stays out"
+    );
+}
+
 async fn a_local_pos_venue_keeps_the_api_as_its_source(backend: Backend) {
     let (srv, _tenant, manager, mock) = toast_kitchen(backend).await;
     manager
@@ -515,6 +653,7 @@ both_backends!(
     a_toast_stock_webhook_marks_the_menu_once,
     a_square_inventory_count_marks_the_menu,
     a_refresh_reads_toast_stock_and_brings_the_menu_in_line,
+    a_refresh_reads_square_sold_out_state_and_counts,
     a_local_pos_venue_keeps_the_api_as_its_source,
     tenants_never_touch_each_others_availability,
 );

@@ -212,6 +212,14 @@ pub trait Provider: Send + 'static {
 
     /// Serves a request no fault took: the status (for the log) and the response.
     fn route(&mut self, request: &Incoming<'_>) -> (u16, Response);
+
+    /// How long to hold back the answer of the request just routed, which has already
+    /// taken effect: a slow POS, or an answer that reaches the client after it gave up
+    /// (the order exists although the caller never heard so). Asked once per routed
+    /// request, right after [`Provider::route`].
+    fn answer_delay(&mut self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 #[derive(Debug)]
@@ -358,22 +366,32 @@ async fn handle<P: Provider>(
     if let Some(wait) = delay {
         tokio::time::sleep(wait).await;
     }
-    let mut guard = lock(&state);
-    let state = &mut *guard;
-    state.provider.arrived(&request);
-    let (status, response) = match take_fault(&mut state.faults, &path) {
-        Some(fault) => (fault.status, state.provider.fault_response(&fault)),
-        None => state.provider.route(&request),
+    let (response, hold) = {
+        let mut guard = lock(&state);
+        let state = &mut *guard;
+        state.provider.arrived(&request);
+        let (status, response, hold) = match take_fault(&mut state.faults, &path) {
+            Some(fault) => (fault.status, state.provider.fault_response(&fault), None),
+            None => {
+                let (status, response) = state.provider.route(&request);
+                (status, response, state.provider.answer_delay())
+            }
+        };
+        // Logged when it took effect, not when answered: a held answer's order exists.
+        state.log.push(LoggedRequest {
+            method: method.to_string(),
+            path: path.clone(),
+            query: query.clone(),
+            headers: header_list(&headers),
+            body: body.to_vec(),
+            status,
+            at: Instant::now(),
+        });
+        (response, hold)
     };
-    state.log.push(LoggedRequest {
-        method: method.to_string(),
-        path: path.clone(),
-        query: query.clone(),
-        headers: header_list(&headers),
-        body: body.to_vec(),
-        status,
-        at: Instant::now(),
-    });
+    if let Some(wait) = hold {
+        tokio::time::sleep(wait).await;
+    }
     response
 }
 

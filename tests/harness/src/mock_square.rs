@@ -1,5 +1,6 @@
-//! A local mock of Square's API (`/v2/locations/{id}`, `GET /v2/payments`), answering as
-//! Square's published API documents it: Bearer-token auth, Square's error
+//! A local mock of Square's API (`/v2/locations/{id}`, `GET /v2/payments`, the catalog, and
+//! orders and external payments in [`crate::mock_square_orders`]), answering as Square's
+//! published API documents it: Bearer-token auth, Square's error
 //! envelope `{"errors":[{"category","code","detail"}]}`, opaque `cursor` paging with
 //! `limit` ≤ 100, the `created_at` and `updated_at` filters and sorts, and `location_id`.
 //!
@@ -36,17 +37,21 @@ pub const SQUARE_MERCHANT: &str = "MLMOCKMERCHANT1";
 pub struct SquareApi {
     token: String,
     /// Location objects by id; the first one added is `main`.
-    locations: Vec<Value>,
-    payments: Vec<Value>,
+    pub(crate) locations: Vec<Value>,
+    pub(crate) payments: Vec<Value>,
     /// Cursors handed out → offset of the next page.
     cursors: HashMap<String, usize>,
     cursor_seq: u64,
     /// Catalog objects (deleted ones kept with `is_deleted`), in creation order.
-    catalog: Vec<Value>,
+    pub(crate) catalog: Vec<Value>,
     /// The newest `updated_at` handed out, so every change is strictly later.
     catalog_clock: Option<jiff::Timestamp>,
     /// Most objects per catalog search page (Square's default 100; the limit is advisory).
     catalog_page: usize,
+    /// Orders created through the API, and the knobs of the order calls.
+    pub(crate) orders: crate::mock_square_orders::SquareOrders,
+    /// Inventory counts (see [`crate::mock_square_inventory`]).
+    pub(crate) inventory: crate::mock_square_inventory::SquareInventory,
 }
 
 /// A mock Square API on 127.0.0.1. Dropping it stops it.
@@ -70,6 +75,8 @@ impl Mock<SquareApi> {
             catalog: Vec::new(),
             catalog_clock: None,
             catalog_page: 100,
+            orders: Default::default(),
+            inventory: Default::default(),
         })
         .await
     }
@@ -142,7 +149,7 @@ impl Mock<SquareApi> {
 }
 
 impl SquareApi {
-    fn stamp_catalog(&mut self, mut object: Value) {
+    pub(crate) fn stamp_catalog(&mut self, mut object: Value) {
         let now = jiff::Timestamp::now();
         let at = match self.catalog_clock {
             Some(last) if now <= last => last + jiff::SignedDuration::from_millis(1),
@@ -360,6 +367,10 @@ impl Provider for SquareApi {
         json_response(fault.status, &body, &headers)
     }
 
+    fn answer_delay(&mut self) -> Option<std::time::Duration> {
+        self.orders.knobs.take_hold()
+    }
+
     fn route(&mut self, request: &Incoming<'_>) -> (u16, Response) {
         let state = self;
         let (method, path) = (request.method, request.path);
@@ -385,6 +396,12 @@ impl Provider for SquareApi {
                 ),
             )
         };
+        if let Some(answer) = crate::mock_square_orders::route(state, request) {
+            return answer;
+        }
+        if let Some(answer) = crate::mock_square_inventory::route(state, request) {
+            return answer;
+        }
         if let Some(id) = path.strip_prefix("/v2/locations/") {
             if method != Method::GET {
                 return method_not_allowed();
@@ -408,17 +425,6 @@ impl Provider for SquareApi {
             };
         }
         if path == "/v2/payments" {
-            if method == Method::POST {
-                // POST /v2/payments creates a charge: a sync must never send it.
-                return reply(
-                    400,
-                    square_error(
-                        "INVALID_REQUEST_ERROR",
-                        "MISSING_REQUIRED_PARAMETER",
-                        "Field must be set (source_id); the mock does not create payments.",
-                    ),
-                );
-            }
             if method != Method::GET {
                 return method_not_allowed();
             }
@@ -489,9 +495,25 @@ fn catalog_search(state: &mut SquareApi, body: &Value) -> (u16, Value) {
         },
         None => 0,
     };
+    // Variations and modifiers asked for without their parent's type come as objects of
+    // their own; with it, only nested in it (the sync's page counts rely on that).
+    let nested = [
+        ("ITEM_VARIATION", "ITEM", "/item_data/variations"),
+        ("MODIFIER", "MODIFIER_LIST", "/modifier_list_data/modifiers"),
+    ]
+    .into_iter()
+    .filter(|(child, parent, _)| types.contains(child) && !types.contains(parent))
+    .flat_map(|(_, _, pointer)| {
+        state
+            .catalog
+            .iter()
+            .filter_map(move |o| o.pointer(pointer).and_then(Value::as_array))
+            .flatten()
+    });
     let matching: Vec<&Value> = state
         .catalog
         .iter()
+        .chain(nested)
         .filter(|o| types.is_empty() || types.iter().any(|t| o["type"] == *t))
         .filter(|o| deleted || o["is_deleted"] != true)
         .filter(|o| {
@@ -548,7 +570,7 @@ fn catalog_batch_retrieve(state: &SquareApi, body: &Value) -> (u16, Value) {
     (200, json!({ "objects": objects }))
 }
 
-fn percent_decode(segment: &str) -> String {
+pub(crate) fn percent_decode(segment: &str) -> String {
     parse_query(&format!("x={segment}"))
         .into_iter()
         .next()

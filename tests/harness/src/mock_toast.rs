@@ -8,6 +8,9 @@
 //! `2021-07-30T11:57:46.235+0000`, and every data answer carries
 //! `X-Toast-RateLimit-Remaining` / `X-Toast-RateLimit-Reset`.
 //!
+//! Orders into Toast (create, price, read) and the configuration lists they need are in
+//! [`crate::mock_toast_orders`].
+//!
 //! The test can count logins, expire the current token (the next data call gets 401),
 //! inject 429s with or without `Retry-After` and 5xx, and read the request log; the server,
 //! the log and the faults are [`crate::mock`]'s.
@@ -46,14 +49,16 @@ pub struct ToastApi {
     logins: u32,
     restaurants: Vec<Value>,
     /// (restaurant guid, order).
-    orders: Vec<(String, Value)>,
+    pub(crate) orders: Vec<(String, Value)>,
     data_requests: i64,
     /// The published menus document of [`TOAST_RESTAURANT`] (`menus`,
     /// `modifierGroupReferences`, `modifierOptionReferences`) and when it was published.
-    menus: Value,
+    pub(crate) menus: Value,
     menus_published: String,
     /// Stock entries Toast tracks (OUT_OF_STOCK or QUANTITY), by item guid.
     stock: Vec<Value>,
+    /// The orders side: configuration, orders created through the API, knobs.
+    pub(crate) order_side: crate::mock_toast_orders::ToastOrders,
 }
 
 /// A mock Toast API on 127.0.0.1. Dropping it stops it.
@@ -83,6 +88,7 @@ impl Mock<ToastApi> {
             menus: json!({"menus": [], "modifierGroupReferences": {}, "modifierOptionReferences": {}}),
             menus_published: toast_time(jiff::Timestamp::now()),
             stock: Vec::new(),
+            order_side: Default::default(),
         })
         .await;
         // `Link` headers point back at the mock, so it must know its own address.
@@ -221,6 +227,8 @@ impl Provider for ToastApi {
             429 => (10429, "Rate limit exceeded"),
             401 => (10001, "Access token is expired or invalid"),
             403 => (10003, "Access denied"),
+            503 => (10503, "Service unavailable"),
+            504 => (10504, "Gateway timeout"),
             _ => (10500, "Internal server error"),
         };
         let mut headers = rate_headers;
@@ -239,6 +247,10 @@ impl Provider for ToastApi {
             &toast_error(fault.status, code, message),
             &headers,
         )
+    }
+
+    fn answer_delay(&mut self) -> Option<std::time::Duration> {
+        self.order_side.knobs.take_hold()
     }
 
     fn route(&mut self, request: &Incoming<'_>) -> (u16, Response) {
@@ -348,6 +360,9 @@ impl Provider for ToastApi {
             let (status, answer) = state.stock_route(method, rest, query, body);
             return reply(status, answer, &rate);
         }
+        if let Some(answer) = crate::mock_toast_orders::route(state, request, &restaurant, &rate) {
+            return answer;
+        }
         if method != Method::GET {
             return reply(405, toast_error(405, 10405, "Method not allowed"), &rate);
         }
@@ -361,9 +376,6 @@ impl Provider for ToastApi {
                 ),
                 None => reply(404, toast_error(404, 10404, "Restaurant not found"), &rate),
             };
-        }
-        if path == "/orders/v2/ordersBulk" {
-            return orders_bulk(state, &restaurant, query, rate);
         }
         if path == "/menus/v2/metadata" || path == "/menus/v2/menus" {
             if restaurant != TOAST_RESTAURANT {
@@ -546,7 +558,9 @@ pub fn toast_time(ts: jiff::Timestamp) -> String {
     ts.strftime("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
 }
 
-fn orders_bulk(
+/// `GET /orders/v2/ordersBulk` (served through [`crate::mock_toast_orders`], whose knobs
+/// apply to it).
+pub(crate) fn orders_bulk(
     state: &ToastApi,
     restaurant: &str,
     query: &str,
