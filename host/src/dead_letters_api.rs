@@ -71,7 +71,10 @@ async fn list(
     let kind = match query.kind.as_deref() {
         None => None,
         Some(k) => Some(Kind::parse(k).ok_or_else(|| {
-            ApiError::unprocessable("invalid_kind", "kind must be one of webhook, sync, hook, order")
+            ApiError::unprocessable(
+                "invalid_kind",
+                "kind must be one of webhook, sync, hook, order",
+            )
         })?),
     };
     let page = PageQuery {

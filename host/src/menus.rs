@@ -37,8 +37,8 @@ pub use cache::MenuCache;
 pub(crate) use check::{check_order, OrderLine};
 pub(crate) use model::{Menu, MenuIndex};
 use model::{MenuContent, MenuProblem};
-pub(crate) use status::{StoreState, StoreStatus};
 use status::StoreStatusChange;
+pub(crate) use status::{StoreState, StoreStatus};
 
 use crate::auth::{AuthState, ManagerCaller, TenantScope, TerminalCaller};
 use crate::error::{ApiError, ApiResult};

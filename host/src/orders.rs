@@ -30,8 +30,8 @@ use crate::money::{parse_currency, NonNegativeAmount, MAX_AMOUNT};
 use crate::providers::{ProviderFailure, ProvidersState};
 use crate::store::{new_id, now_micros, rfc3339, Store, StoreError, TransientConflict};
 
-pub use injection::{InjectionOptions, InjectionWakeup, PosState};
 pub(crate) use injection::{spawn_worker as spawn_injection_worker, Injector};
+pub use injection::{InjectionOptions, InjectionWakeup, PosState};
 
 /// Where an order came from. Only online orders wait for a terminal to accept them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
@@ -775,15 +775,16 @@ async fn create(
     }
     let queued = prepared.as_ref().is_some_and(|p| p.pos.is_some());
     let shared = Arc::new((scope.clone(), new, prepared));
-    let response = idempotency::execute(&providers.writes, &scope, &idem, &body.digest, move |tx| {
-        let shared = shared.clone();
-        Box::pin(async move {
-            let (scope, new, prepared) = &*shared;
-            let order = Orders::create(tx, scope, new.clone(), prepared.as_ref()).await?;
-            Ok::<_, OrderError>((StatusCode::CREATED, order))
+    let response =
+        idempotency::execute(&providers.writes, &scope, &idem, &body.digest, move |tx| {
+            let shared = shared.clone();
+            Box::pin(async move {
+                let (scope, new, prepared) = &*shared;
+                let order = Orders::create(tx, scope, new.clone(), prepared.as_ref()).await?;
+                Ok::<_, OrderError>((StatusCode::CREATED, order))
+            })
         })
-    })
-    .await?;
+        .await?;
     if queued {
         wakeup.wake();
     }

@@ -260,7 +260,9 @@ fn price_from_menu(
     let no_id = |n: usize, what: String| {
         ApiError::unprocessable(
             "no_provider_id",
-            format!("line {n}: {what} has no POS id on the menu; sync the venue's menu from its POS"),
+            format!(
+                "line {n}: {what} has no POS id on the menu; sync the venue's menu from its POS"
+            ),
         )
     };
     let mut out = Priced {
@@ -331,9 +333,8 @@ fn price_from_menu(
         out.items.push(OrderItem {
             name: name.clone(),
             quantity: i64::from(line.quantity),
-            unit_price: crate::money::NonNegativeAmount::try_from(unit).map_err(|e| {
-                invalid(format!("line {n}: unit price {e}"))
-            })?,
+            unit_price: crate::money::NonNegativeAmount::try_from(unit)
+                .map_err(|e| invalid(format!("line {n}: unit price {e}")))?,
             sku: Some(item.id.clone()),
             notes: (!names.is_empty()).then(|| names.join(", ")),
         });
@@ -377,10 +378,9 @@ pub(super) async fn prepare(
         return Err(invalid("menu lines are for online orders").into());
     }
     if !new.items.is_empty() {
-        return Err(invalid(
-            "give either items or lines: with lines the items come from the menu",
-        )
-        .into());
+        return Err(
+            invalid("give either items or lines: with lines the items come from the menu").into(),
+        );
     }
     let menu = menus::read_menu(&app.store, scope, &venue)
         .await
@@ -562,12 +562,12 @@ impl Failure {
                 reason,
                 retry_after: retry_after_ms.map(Duration::from_millis),
             },
-            ProviderError::Upstream(_) | ProviderError::TimedOut(_) | ProviderError::Conflict(_) => {
-                Failure::Retry {
-                    reason,
-                    retry_after: None,
-                }
-            }
+            ProviderError::Upstream(_)
+            | ProviderError::TimedOut(_)
+            | ProviderError::Conflict(_) => Failure::Retry {
+                reason,
+                retry_after: None,
+            },
             ProviderError::Rejected(_) => Failure::Reject(reason),
             ProviderError::InvalidCredentials(_)
             | ProviderError::LocationNotFound(_)
@@ -589,9 +589,9 @@ impl Failure {
                 reason,
                 retry_after: None,
             },
-            CallError::NotInstalled(_) | CallError::WrongKind { .. } | CallError::Incapable { .. } => {
-                Failure::Fail(reason)
-            }
+            CallError::NotInstalled(_)
+            | CallError::WrongKind { .. }
+            | CallError::Incapable { .. } => Failure::Fail(reason),
         }
     }
 }
@@ -739,7 +739,9 @@ async fn claim(app: &ProvidersState, id: &str) -> Result<Option<Claimed>, StoreE
     Ok(Some(Claimed {
         id: row.try_get("id")?,
         tenant_id: row.try_get("tenant_id")?,
-        venue: row.try_get::<Option<String>, _>("venue")?.unwrap_or_default(),
+        venue: row
+            .try_get::<Option<String>, _>("venue")?
+            .unwrap_or_default(),
         provider: row
             .try_get::<Option<String>, _>("pos_provider")?
             .unwrap_or_default(),
@@ -1172,7 +1174,10 @@ mod tests {
             ProviderError::TimedOut("30 s".into()),
             ProviderError::Conflict("duplicate externalId".into()),
         ] {
-            assert!(matches!(Failure::from_provider(&e), Failure::Retry { .. }), "{e}");
+            assert!(
+                matches!(Failure::from_provider(&e), Failure::Retry { .. }),
+                "{e}"
+            );
         }
         let rejected = ProviderError::Rejected(Rejection {
             status: Some(400),
@@ -1180,13 +1185,19 @@ mod tests {
             message: "item unavailable".into(),
             field: None,
         });
-        assert!(matches!(Failure::from_provider(&rejected), Failure::Reject(_)));
+        assert!(matches!(
+            Failure::from_provider(&rejected),
+            Failure::Reject(_)
+        ));
         for e in [
             ProviderError::InvalidCredentials("no".into()),
             ProviderError::PermissionDenied("no".into()),
             ProviderError::Unsupported("no".into()),
         ] {
-            assert!(matches!(Failure::from_provider(&e), Failure::Fail(_)), "{e}");
+            assert!(
+                matches!(Failure::from_provider(&e), Failure::Fail(_)),
+                "{e}"
+            );
         }
         assert!(matches!(
             Failure::from_call(&CallError::Timeout("toast".into())),

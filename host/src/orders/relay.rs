@@ -181,7 +181,10 @@ pub(super) async fn drain_updates(injector: &Injector) -> Result<(), OrderError>
             scopes.insert(tenant_id.clone(), scope);
         }
         let status: Option<String> = row.try_get("status")?;
-        let report = match status.as_deref().map(serde_json::from_str::<contract::OrderStatus>) {
+        let report = match status
+            .as_deref()
+            .map(serde_json::from_str::<contract::OrderStatus>)
+        {
             Some(Ok(report)) => Some(report),
             Some(Err(e)) => {
                 tracing::warn!(update = %id, error = %e, "unreadable POS order status dropped");
@@ -250,9 +253,13 @@ async fn apply_update(tx: &mut LoggedTx, update: &Update) -> Result<(), OrderErr
             // Read it from the POS now, unless the order is final (no longer polled) or the
             // report is not newer than the version applied.
             let sql = match update.version {
-                Some(_) => "UPDATE orders SET pos_poll_at = $1 WHERE id = $2 AND pos_poll_at IS NOT NULL
-                              AND COALESCE(pos_version, -1) < $3",
-                None => "UPDATE orders SET pos_poll_at = $1 WHERE id = $2 AND pos_poll_at IS NOT NULL",
+                Some(_) => {
+                    "UPDATE orders SET pos_poll_at = $1 WHERE id = $2 AND pos_poll_at IS NOT NULL
+                              AND COALESCE(pos_version, -1) < $3"
+                }
+                None => {
+                    "UPDATE orders SET pos_poll_at = $1 WHERE id = $2 AND pos_poll_at IS NOT NULL"
+                }
             };
             let mut query = sqlx::query(sql).bind(now_micros()).bind(&order_id);
             if let Some(version) = update.version {
@@ -313,7 +320,9 @@ pub(super) async fn poll_due(
         let poll = Poll {
             id,
             tenant_id: row.try_get("tenant_id")?,
-            venue: row.try_get::<Option<String>, _>("venue")?.unwrap_or_default(),
+            venue: row
+                .try_get::<Option<String>, _>("venue")?
+                .unwrap_or_default(),
             provider: row
                 .try_get::<Option<String>, _>("pos_provider")?
                 .unwrap_or_default(),
@@ -419,12 +428,21 @@ mod tests {
     fn reports_move_the_order_forward_only() {
         assert_eq!(advance(S::Pending, OrderState::Accepted), Some(S::Accepted));
         assert_eq!(advance(S::Pending, OrderState::Ready), Some(S::Ready));
-        assert_eq!(advance(S::Accepted, OrderState::InProgress), Some(S::Preparing));
-        assert_eq!(advance(S::Accepted, OrderState::Completed), Some(S::Completed));
+        assert_eq!(
+            advance(S::Accepted, OrderState::InProgress),
+            Some(S::Preparing)
+        );
+        assert_eq!(
+            advance(S::Accepted, OrderState::Completed),
+            Some(S::Completed)
+        );
         assert_eq!(advance(S::Ready, OrderState::Accepted), None);
         assert_eq!(advance(S::Pending, OrderState::Pending), None);
         assert_eq!(advance(S::Ready, OrderState::Canceled), Some(S::Cancelled));
-        assert_eq!(advance(S::Pending, OrderState::Rejected), Some(S::Cancelled));
+        assert_eq!(
+            advance(S::Pending, OrderState::Rejected),
+            Some(S::Cancelled)
+        );
         assert_eq!(advance(S::Completed, OrderState::Canceled), None);
         assert_eq!(advance(S::Cancelled, OrderState::Accepted), None);
     }

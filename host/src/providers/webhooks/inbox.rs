@@ -604,7 +604,12 @@ async fn keep_order_updates(tx: &mut LoggedTx, p: &Parsed) -> Result<(), StoreEr
             tracing::warn!(webhook = %p.id, "order-status report with an unusable order id skipped");
             continue;
         }
-        let status = match update.status.as_ref().map(serde_json::to_string).transpose() {
+        let status = match update
+            .status
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+        {
             Ok(status) => status,
             Err(err) => {
                 tracing::warn!(webhook = %p.id, error = %err, "order-status report skipped");
