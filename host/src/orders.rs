@@ -5,8 +5,12 @@
 //! it is then checked against the venue's menu and store status, and at a venue whose POS
 //! takes orders it is priced by the POS, stored `queued`, and put into the POS by the
 //! injection worker (`injection`), whose status changes come back through `relay`.
+//!
+//! Size: about 850 lines: the order's shape (request, answer, POS view), its checks and
+//! its row are one concern that every route and the injection worker share.
 
 mod injection;
+mod intake;
 mod relay;
 
 use std::sync::Arc;
@@ -501,7 +505,7 @@ impl Orders {
         tx: &mut LoggedTx,
         scope: &TenantScope,
         new: NewOrder,
-        prepared: Option<&injection::Prepared>,
+        prepared: Option<&intake::Prepared>,
     ) -> Result<Order, OrderError> {
         let now = now_micros();
         let (new, id, money, plan) = match prepared {
@@ -766,12 +770,12 @@ async fn create(
     // A replay is answered from the store: the menu, the store status and the price are
     // what they were when the order was taken.
     if new.lines.is_some()
-        && !injection::answered(&providers.store, &scope, idem.key())
+        && !intake::answered(&providers.store, &scope, idem.key())
             .await
             .map_err(ApiError::from)?
     {
         new = new.check_text(&scope).map_err(ApiError::from)?;
-        prepared = Some(injection::prepare(&providers, &scope, &new, new_id()).await?);
+        prepared = Some(intake::prepare(&providers, &scope, &new, new_id()).await?);
     }
     let queued = prepared.as_ref().is_some_and(|p| p.pos.is_some());
     let shared = Arc::new((scope.clone(), new, prepared));
