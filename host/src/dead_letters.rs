@@ -31,11 +31,13 @@ pub enum Kind {
     Sync,
     /// A hook event for one binding.
     Hook,
+    /// An online order its venue's POS never took within its bounded attempts.
+    Order,
 }
 
 impl Kind {
     /// Every kind, for the metrics gauge.
-    pub const ALL: [Kind; 3] = [Kind::Webhook, Kind::Sync, Kind::Hook];
+    pub const ALL: [Kind; 4] = [Kind::Webhook, Kind::Sync, Kind::Hook, Kind::Order];
 
     /// The stored (and wire) name.
     pub fn as_str(self) -> &'static str {
@@ -43,6 +45,7 @@ impl Kind {
             Kind::Webhook => "webhook",
             Kind::Sync => "sync",
             Kind::Hook => "hook",
+            Kind::Order => "order",
         }
     }
 
