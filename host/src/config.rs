@@ -92,6 +92,9 @@ pub struct ServeConfig {
     /// Webhook inbox retry knobs (attempts before a dead letter, backoff).
     #[command(flatten, next_help_heading = "Provider webhooks")]
     pub inbox: InboxOptions,
+    /// Order injection knobs (attempts, backoff, concurrency, status polling).
+    #[command(flatten, next_help_heading = "Order injection")]
+    pub injection: crate::orders::InjectionOptions,
     /// Plugin runtime knobs.
     #[command(flatten, next_help_heading = "Plugins")]
     pub plugins: PluginOptions,

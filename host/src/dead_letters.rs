@@ -31,11 +31,13 @@ pub(crate) enum Kind {
     Sync,
     /// A hook event for one binding.
     Hook,
+    /// An online order its venue's POS never took within its bounded attempts.
+    Order,
 }
 
 impl Kind {
     /// Every kind, for the metrics gauge.
-    pub(crate) const ALL: [Kind; 3] = [Kind::Webhook, Kind::Sync, Kind::Hook];
+    pub(crate) const ALL: [Kind; 4] = [Kind::Webhook, Kind::Sync, Kind::Hook, Kind::Order];
 
     /// The stored (and wire) name.
     pub(crate) fn as_str(self) -> &'static str {
@@ -43,6 +45,7 @@ impl Kind {
             Kind::Webhook => "webhook",
             Kind::Sync => "sync",
             Kind::Hook => "hook",
+            Kind::Order => "order",
         }
     }
 
@@ -217,6 +220,8 @@ pub(crate) fn from_row(
 pub(crate) struct Stored {
     /// As shown.
     pub view: DeadLetter,
+    /// The tenant's id.
+    pub tenant_id: String,
     /// The raw payload text.
     pub payload: Option<String>,
 }
@@ -232,6 +237,7 @@ pub(crate) async fn find(store: &Store, id: &str) -> Result<Option<Stored>, Stor
     let Some(row) = row else { return Ok(None) };
     Ok(Some(Stored {
         view: from_row(&row, true)?,
+        tenant_id: row.try_get("tenant_id")?,
         payload: row.try_get("payload")?,
     }))
 }

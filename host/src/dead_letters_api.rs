@@ -71,7 +71,10 @@ async fn list(
     let kind = match query.kind.as_deref() {
         None => None,
         Some(k) => Some(Kind::parse(k).ok_or_else(|| {
-            ApiError::unprocessable("invalid_kind", "kind must be one of webhook, sync, hook")
+            ApiError::unprocessable(
+                "invalid_kind",
+                "kind must be one of webhook, sync, hook, order",
+            )
         })?),
     };
     let page = PageQuery {
@@ -150,7 +153,7 @@ struct Discarded {
 /// Retries a dead letter now.
 #[utoipa::path(post, path = "/dead-letters/{id}/retry", tag = "operations", responses(
     (status = 200, description = "`resolved`, or `failed` with the error.", body = RetryAnswer),
-    (status = 202, description = "`requeued`: a webhook delivery waits for the inbox again.", body = RetryAnswer),
+    (status = 202, description = "`requeued`: a webhook delivery waits for the inbox again, an order for the injection worker.", body = RetryAnswer),
     (status = 404, description = "`dead_letter_not_found`."),
     (status = 409, description = "`dead_letter_source_gone`: only discard is left."),
 ))]
@@ -166,6 +169,7 @@ async fn retry(
         Kind::Webhook => crate::providers::retry_webhook(&providers, &stored).await?,
         Kind::Sync => crate::providers::retry_sync(&providers, &stored).await?,
         Kind::Hook => crate::hooks::retry_dead_event(&hooks, &stored).await?,
+        Kind::Order => crate::orders::retry_injection(&store, &stored).await?,
     };
     let (status, outcome, error) = match outcome {
         RetryOutcome::Requeued => (StatusCode::ACCEPTED, "requeued", None),

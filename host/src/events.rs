@@ -47,6 +47,10 @@ pub(crate) enum EventKind {
     ItemAvailabilityChanged,
     /// A venue's store status (open, busy, closed) changed.
     StoreStatusChanged,
+    /// An online order reached its venue's POS (it carries the provider order id).
+    OrderInjected,
+    /// An online order could not be put into its venue's POS: refused, or out of attempts.
+    OrderInjectionFailed,
 }
 
 impl EventKind {
@@ -64,6 +68,8 @@ impl EventKind {
             EventKind::MenuUpdated => "menu_updated",
             EventKind::ItemAvailabilityChanged => "item_availability_changed",
             EventKind::StoreStatusChanged => "store_status_changed",
+            EventKind::OrderInjected => "order_injected",
+            EventKind::OrderInjectionFailed => "order_injection_failed",
         }
     }
 }

@@ -34,9 +34,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub(crate) use cache::MenuCache;
-use check::{check_order, OrderLine};
-use model::{Menu, MenuContent, MenuProblem};
-use status::{StoreStatus, StoreStatusChange};
+pub(crate) use check::{check_order, OrderLine};
+pub(crate) use model::{Menu, MenuIndex};
+use model::{MenuContent, MenuProblem};
+use status::StoreStatusChange;
+pub(crate) use status::{StoreState, StoreStatus};
 
 use crate::auth::{AuthState, ManagerCaller, TenantScope, TerminalCaller};
 use crate::error::{ApiError, ApiResult};

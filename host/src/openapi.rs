@@ -128,7 +128,7 @@ pub(crate) struct EventFrame {
     /// Event type: `new_order`, `order_updated`, `gift_card_purchased`, `gift_card_redeemed`,
     /// `loyalty_updated`, `daily_report_uploaded`, `transaction_recorded`, `tier_unlocked`,
     /// `menu_updated`, `item_availability_changed`, `store_status_changed`,
-    /// `custom.<kind>`.
+    /// `order_injected`, `order_injection_failed`, `custom.<kind>`.
     pub r#type: String,
     /// Append time, RFC 3339 UTC with microseconds.
     pub at: String,

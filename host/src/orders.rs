@@ -1,5 +1,19 @@
 //! Orders: online orders from the ordering platform (manager key) and their kitchen status
 //! as terminals move them along.
+//!
+//! An online order may name a venue and canonical menu lines instead of free-form items:
+//! it is then checked against the venue's menu and store status, and at a venue whose POS
+//! takes orders it is priced by the POS, stored `queued`, and put into the POS by the
+//! injection worker (`injection`), whose status changes come back through `relay`.
+//!
+//! Size: about 850 lines: the order's shape (request, answer, POS view), its checks and
+//! its row are one concern that every route and the injection worker share.
+
+mod injection;
+mod intake;
+mod relay;
+
+use std::sync::Arc;
 
 use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
@@ -17,7 +31,11 @@ use crate::events::{EventKind, LoggedTx, Writes};
 use crate::extract::{ApiJson, Idempotency};
 use crate::idempotency;
 use crate::money::{parse_currency, NonNegativeAmount, MAX_AMOUNT};
-use crate::store::{new_id, now_micros, rfc3339, Store, StoreError};
+use crate::providers::{ProviderFailure, ProvidersState};
+use crate::store::{new_id, now_micros, rfc3339, Store, StoreError, TransientConflict};
+
+pub(crate) use injection::{spawn_worker as spawn_injection_worker, Injector};
+pub(crate) use injection::{InjectionOptions, InjectionWakeup, PosState};
 
 /// Where an order came from. Only online orders wait for a terminal to accept them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
@@ -49,7 +67,7 @@ pub(crate) enum OrderStatus {
 }
 
 impl OrderStatus {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Pending => "pending",
             OrderStatus::Accepted => "accepted",
@@ -123,20 +141,33 @@ pub(crate) struct NewOrder {
     /// Must be the tenant's currency if given.
     #[serde(default)]
     pub currency: Option<String>,
-    /// Lines (at least one).
+    /// The venue the order is for (1-100 characters). Required with `lines`.
+    #[serde(default)]
+    pub venue: Option<String>,
+    /// The order by canonical menu ids (item, variation, modifiers), instead of `items`:
+    /// checked against the venue's menu and store status, the items and prices then come
+    /// from the menu (and from the POS's price at a venue whose POS takes orders).
+    #[serde(default)]
+    pub(crate) lines: Option<Vec<crate::menus::OrderLine>>,
+    /// Lines (1-500), unless `lines` are given.
+    #[serde(default)]
     pub items: Vec<OrderItem>,
-    /// Σ quantity × unit_price.
-    pub subtotal: NonNegativeAmount,
-    /// Tax.
-    pub tax: NonNegativeAmount,
+    /// Σ quantity × unit_price. Required without `lines`; with them, if given, it must be
+    /// the venue's (else 409 `price_mismatch`).
+    #[serde(default)]
+    pub subtotal: Option<NonNegativeAmount>,
+    /// Tax. Required without `lines`; with them, the POS's (or 0) unless given.
+    #[serde(default)]
+    pub tax: Option<NonNegativeAmount>,
     /// Tip.
     #[serde(default)]
     pub tip: NonNegativeAmount,
     /// Discount.
     #[serde(default)]
     pub discount: NonNegativeAmount,
-    /// subtotal + tax + tip − discount.
-    pub total: NonNegativeAmount,
+    /// subtotal + tax + tip − discount. Required without `lines`.
+    #[serde(default)]
+    pub total: Option<NonNegativeAmount>,
     /// Who ordered.
     #[serde(default)]
     pub customer: Option<OrderCustomer>,
@@ -186,6 +217,49 @@ pub(crate) struct Order {
     pub created_at: String,
     /// Last changed.
     pub updated_at: String,
+    /// The venue, if the order named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub venue: Option<String>,
+    /// The order in its venue's POS; absent for an order that goes to no POS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pos: Option<PosView>,
+}
+
+/// An order's POS side, as the API and events show it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub(crate) struct PosView {
+    /// `queued`, `submitted`, `accepted`, `rejected` or `failed`.
+    pub state: PosState,
+    /// The provider plugin (`square`, `toast`).
+    pub provider: String,
+    /// The POS's order id, once it has the order.
+    pub provider_order_id: Option<String>,
+    /// The POS's own words for the order's state (`OPEN/PROPOSED`, `APPROVED/SENT`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_state: Option<String>,
+    /// Attempts in the current round (an operator's retry starts a new one).
+    pub attempts: i64,
+    /// Why the last attempt failed (kept after a success only until the next change).
+    pub last_error: Option<String>,
+    /// When a queued order is tried next, RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    /// The POS's price of the order (before tip), when the POS prices orders.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priced: Option<PosPrice>,
+}
+
+/// The POS's price of an order, minor units, before tip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct PosPrice {
+    /// Before tax and discounts.
+    pub subtotal: i64,
+    /// Tax.
+    pub tax: i64,
+    /// Discounts.
+    pub discount: i64,
+    /// What the customer pays before tip.
+    pub total: i64,
 }
 
 /// Why an order operation failed.
@@ -214,6 +288,12 @@ pub enum OrderError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl TransientConflict for OrderError {
+    fn is_transient_conflict(&self) -> bool {
+        matches!(self, OrderError::Store(e) if e.is_transient_conflict())
+    }
 }
 
 impl From<sqlx::Error> for OrderError {
@@ -253,7 +333,23 @@ fn too_long(field: &str, value: Option<&str>, max: usize) -> Result<(), OrderErr
 
 impl NewOrder {
     /// Checks the order is self-consistent; returns it with the customer phone normalised.
-    fn validated(mut self, scope: &TenantScope) -> Result<Self, OrderError> {
+    fn validated(self, scope: &TenantScope) -> Result<Self, OrderError> {
+        let required = |v: Option<NonNegativeAmount>, name: &str| {
+            v.ok_or_else(|| {
+                invalid(format!(
+                    "{name} is required (unless the order gives menu lines)"
+                ))
+            })
+        };
+        let (subtotal, tax, total) = (
+            required(self.subtotal, "subtotal")?,
+            required(self.tax, "tax")?,
+            required(self.total, "total")?,
+        );
+        if let Some(venue) = &self.venue {
+            crate::menus::check_venue(venue)
+                .map_err(|_| invalid("venue must be 1-100 characters"))?;
+        }
         if let Some(given) = &self.currency {
             if parse_currency(given).as_deref() != Some(scope.currency()) {
                 return Err(invalid(format!(
@@ -265,7 +361,7 @@ impl NewOrder {
         if self.items.is_empty() || self.items.len() > 500 {
             return Err(invalid("an order needs 1-500 items"));
         }
-        let mut subtotal: i64 = 0;
+        let mut sum: i64 = 0;
         for item in &self.items {
             if item.name.trim().is_empty() {
                 return Err(invalid("every item needs a name"));
@@ -276,27 +372,32 @@ impl NewOrder {
             if !(1..=1000).contains(&item.quantity) {
                 return Err(invalid("item quantity must be 1-1000"));
             }
-            subtotal = item
+            sum = item
                 .unit_price
                 .get()
                 .checked_mul(item.quantity)
-                .and_then(|line| subtotal.checked_add(line))
+                .and_then(|line| sum.checked_add(line))
                 .filter(|s| *s <= MAX_AMOUNT)
                 .ok_or_else(|| invalid("order subtotal is too large"))?;
         }
-        if subtotal != self.subtotal.get() {
+        if sum != subtotal.get() {
             return Err(invalid(format!(
-                "subtotal {} does not equal the sum of the items {subtotal}",
-                self.subtotal.get()
+                "subtotal {} does not equal the sum of the items {sum}",
+                subtotal.get()
             )));
         }
-        let expected = self.subtotal.get() + self.tax.get() + self.tip.get() - self.discount.get();
-        if expected != self.total.get() {
+        let expected = subtotal.get() + tax.get() + self.tip.get() - self.discount.get();
+        if expected != total.get() {
             return Err(invalid(format!(
                 "total {} does not equal subtotal + tax + tip - discount = {expected}",
-                self.total.get()
+                total.get()
             )));
         }
+        self.check_text(scope)
+    }
+
+    /// Checks the free-text fields and normalises the customer's phone.
+    fn check_text(mut self, scope: &TenantScope) -> Result<Self, OrderError> {
         too_long("external_id", self.external_id.as_deref(), 128)?;
         too_long("notes", self.notes.as_deref(), 1000)?;
         if let Some(customer) = &mut self.customer {
@@ -310,18 +411,43 @@ impl NewOrder {
     }
 }
 
-const ORDER_COLUMNS: &str = "id, external_id, source, status, currency, subtotal, tax, tip, discount, total, items, customer, notes, created_at, updated_at";
+const ORDER_COLUMNS: &str = "id, external_id, source, status, currency, subtotal, tax, tip, discount, total, items, customer, notes, created_at, updated_at, venue, pos_state, pos_provider, pos_provider_order_id, pos_provider_state, pos_attempts, pos_last_error, pos_next_attempt_at, pos_priced";
+
+fn corrupt(what: &str) -> OrderError {
+    OrderError::Store(StoreError::Sqlx(sqlx::Error::Decode(
+        format!("corrupt order {what}").into(),
+    )))
+}
 
 fn order_from_row(row: &sqlx::any::AnyRow) -> Result<Order, OrderError> {
-    let corrupt = |what: &str| {
-        OrderError::Store(StoreError::Sqlx(sqlx::Error::Decode(
-            format!("corrupt order {what}").into(),
-        )))
-    };
     let source: String = row.try_get("source")?;
     let status: String = row.try_get("status")?;
     let items: String = row.try_get("items")?;
     let customer: Option<String> = row.try_get("customer")?;
+    let pos_state: Option<String> = row.try_get("pos_state")?;
+    let pos = match pos_state {
+        None => None,
+        Some(state) => {
+            let priced: Option<String> = row.try_get("pos_priced")?;
+            let next: Option<i64> = row.try_get("pos_next_attempt_at")?;
+            let state = PosState::parse(&state).ok_or_else(|| corrupt("pos_state"))?;
+            Some(PosView {
+                state,
+                provider: row
+                    .try_get::<Option<String>, _>("pos_provider")?
+                    .unwrap_or_default(),
+                provider_order_id: row.try_get("pos_provider_order_id")?,
+                provider_state: row.try_get("pos_provider_state")?,
+                attempts: row.try_get("pos_attempts")?,
+                last_error: row.try_get("pos_last_error")?,
+                next_attempt_at: next.filter(|_| state == PosState::Queued).map(rfc3339),
+                priced: priced
+                    .map(|p| serde_json::from_str(&p))
+                    .transpose()
+                    .map_err(|_| corrupt("pos_priced"))?,
+            })
+        }
+    };
     Ok(Order {
         id: row.try_get("id")?,
         external_id: row.try_get("external_id")?,
@@ -342,49 +468,112 @@ fn order_from_row(row: &sqlx::any::AnyRow) -> Result<Order, OrderError> {
         notes: row.try_get("notes")?,
         created_at: rfc3339(row.try_get("created_at")?),
         updated_at: rfc3339(row.try_get("updated_at")?),
+        venue: row.try_get("venue")?,
+        pos,
     })
+}
+
+/// One order of the tenant, read on `conn` (inside a write, to see its own changes).
+async fn load(
+    conn: &mut crate::store::Conn,
+    scope: &TenantScope,
+    id: &str,
+) -> Result<Order, OrderError> {
+    let row = sqlx::query(&format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE tenant_id = $1 AND id = $2"
+    ))
+    .bind(scope.tenant_id())
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| OrderError::NotFound(id.to_owned()))?;
+    order_from_row(&row)
+}
+
+fn encode(e: serde_json::Error) -> OrderError {
+    OrderError::Store(StoreError::Sqlx(sqlx::Error::Encode(Box::new(e))))
 }
 
 /// The orders of a tenant.
 pub(crate) struct Orders;
 
 impl Orders {
-    /// Records a new order and emits `new_order`.
+    /// Records a new order and emits `new_order`. An order with menu lines comes
+    /// `prepared` (checked, priced, its POS request built): at a venue whose POS takes
+    /// orders it is stored `queued` for the injection worker, in this same write.
     async fn create(
         tx: &mut LoggedTx,
         scope: &TenantScope,
         new: NewOrder,
+        prepared: Option<&intake::Prepared>,
     ) -> Result<Order, OrderError> {
-        let new = new.validated(scope)?;
         let now = now_micros();
+        let (new, id, money, plan) = match prepared {
+            None if new.lines.is_some() => {
+                return Err(invalid("the order's lines were not checked; send it again"))
+            }
+            None => {
+                let new = new.validated(scope)?;
+                let money = (
+                    new.subtotal.map_or(0, |v| v.get()),
+                    new.tax.map_or(0, |v| v.get()),
+                    new.discount.get(),
+                    new.total.map_or(0, |v| v.get()),
+                );
+                (new, new_id(), money, None)
+            }
+            Some(p) => {
+                let mut new = new;
+                new.items = p.items.clone();
+                new.venue = Some(p.venue.clone());
+                (
+                    new,
+                    p.id.clone(),
+                    (p.subtotal, p.tax, p.discount, p.total),
+                    p.pos.as_ref(),
+                )
+            }
+        };
         let status = match new.source {
             OrderSource::Online => OrderStatus::Pending,
             OrderSource::Pos => OrderStatus::Accepted,
         };
         let order = Order {
-            id: new_id(),
+            id,
             external_id: new.external_id,
             source: new.source,
             status,
             currency: scope.currency().to_owned(),
-            subtotal: new.subtotal.get(),
-            tax: new.tax.get(),
+            subtotal: money.0,
+            tax: money.1,
             tip: new.tip.get(),
-            discount: new.discount.get(),
-            total: new.total.get(),
+            discount: money.2,
+            total: money.3,
             items: new.items,
             customer: new.customer,
             notes: new.notes,
             created_at: rfc3339(now),
             updated_at: rfc3339(now),
+            venue: new.venue,
+            pos: plan.map(|plan| PosView {
+                state: PosState::Queued,
+                provider: plan.provider.clone(),
+                provider_order_id: None,
+                provider_state: None,
+                attempts: 0,
+                last_error: None,
+                next_attempt_at: Some(rfc3339(now)),
+                priced: plan.priced.clone(),
+            }),
         };
-        let encode = |e: serde_json::Error| {
-            OrderError::Store(StoreError::Sqlx(sqlx::Error::Encode(Box::new(e))))
-        };
-        let result = sqlx::query(&format!(
-            "INSERT INTO orders (tenant_id, {ORDER_COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-        ))
+        let result = sqlx::query(
+            "INSERT INTO orders (tenant_id, id, external_id, source, status, currency, subtotal, tax,
+               tip, discount, total, items, customer, notes, created_at, updated_at, venue,
+               pos_state, pos_provider, pos_integration_id, pos_request, pos_priced,
+               pos_next_attempt_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+               $18, $19, $20, $21, $22, $23)",
+        )
         .bind(scope.tenant_id())
         .bind(&order.id)
         .bind(order.external_id.as_deref())
@@ -411,6 +600,22 @@ impl Orders {
         .bind(order.notes.as_deref())
         .bind(now)
         .bind(now)
+        .bind(order.venue.as_deref())
+        .bind(plan.map(|_| PosState::Queued.as_str()))
+        .bind(plan.map(|p| p.provider.as_str()))
+        .bind(plan.map(|p| p.integration_id.as_str()))
+        .bind(
+            plan.map(|p| serde_json::to_string(&p.request))
+                .transpose()
+                .map_err(encode)?,
+        )
+        .bind(
+            plan.and_then(|p| p.priced.as_ref())
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(encode)?,
+        )
+        .bind(plan.map(|_| now))
         .execute(tx.conn())
         .await
         .map_err(StoreError::from);
@@ -433,15 +638,7 @@ impl Orders {
         id: &str,
         next: OrderStatus,
     ) -> Result<Order, OrderError> {
-        let row = sqlx::query(&format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE tenant_id = $1 AND id = $2"
-        ))
-        .bind(scope.tenant_id())
-        .bind(id)
-        .fetch_optional(tx.conn())
-        .await?
-        .ok_or_else(|| OrderError::NotFound(id.to_owned()))?;
-        let mut order = order_from_row(&row)?;
+        let mut order = load(tx.conn(), scope, id).await?;
         if order.status == next {
             return Ok(order);
         }
@@ -492,6 +689,25 @@ impl Orders {
         .await?;
         rows.iter().map(order_from_row).collect()
     }
+
+    /// One order of the tenant.
+    pub(crate) async fn get(
+        store: &Store,
+        scope: &TenantScope,
+        id: &str,
+    ) -> Result<Order, OrderError> {
+        let mut conn = store.reader().acquire().await.map_err(StoreError::from)?;
+        load(&mut conn, scope, id).await
+    }
+}
+
+/// An operator's retry of an order's dead letter (see `dead_letters_api`): the order is
+/// queued for injection again.
+pub(crate) async fn retry_injection(
+    store: &Store,
+    stored: &crate::dead_letters::Stored,
+) -> Result<crate::dead_letters::RetryOutcome, ApiError> {
+    Ok(injection::retry_dead_letter(store, stored).await?)
 }
 
 /// `/api/{tenant}/orders…` routes.
@@ -501,10 +717,13 @@ where
     AuthState: FromRef<S>,
     Store: FromRef<S>,
     Writes: FromRef<S>,
+    ProvidersState: FromRef<S>,
+    InjectionWakeup: FromRef<S>,
 {
     OpenApiRouter::new()
         .routes(routes!(create))
         .routes(routes!(pending))
+        .routes(routes!(get_order))
         .routes(routes!(set_status))
 }
 
@@ -528,28 +747,74 @@ async fn pending(
 }
 
 /// Places an order (manager key); terminals receive it as `new_order`. Honours `Idempotency-Key`.
+///
+/// With `venue` and menu `lines`, the order is first checked against the venue's menu and
+/// store status (refusals name the line, and nothing is stored or sent). At a venue whose
+/// POS takes orders (Square, Toast) the POS prices it and it is answered at once with
+/// `pos.state` `queued`; the injection worker then puts it into the POS (`order_injected`,
+/// or `order_injection_failed`), and the POS's status changes come back as `order_updated`.
 #[utoipa::path(post, path = "/orders", tag = "orders", request_body = NewOrder,
     params(crate::extract::Idempotency), responses(
-    (status = 201, description = "Created.", body = Order),
-    (status = 409, description = "`order_exists`: the external id was used."),
-    (status = 422, description = "`invalid_order`: totals that do not add up, no items, currency not the tenant's; `invalid_phone`; `idempotency_key_reused`; `invalid_request`."),
+    (status = 201, description = "Created (with `pos` when it goes to the venue's POS).", body = Order),
+    (status = 404, description = "`menu_not_found`: lines for a venue without a menu."),
+    (status = 409, description = "`order_exists`: the external id was used; `store_closed`, `item_sold_out`, `option_sold_out`; `price_mismatch`: a figure given with lines is not the venue's; `integration_disconnected`."),
+    (status = 422, description = "`invalid_order`: totals that do not add up, no items, currency not the tenant's, lines without a venue; `unknown_item`, `unknown_variation`, `variation_required`, `unknown_option`, `missing_required_modifier`, `too_many_modifiers`, `invalid_quantity`, `empty_order`, `too_many_lines`, `no_provider_id`, `provider_rejected` (the POS refused to price it); `invalid_phone`; `idempotency_key_reused`; `invalid_request`."),
+    (status = 429, description = "`rate_limited`: the POS is over its rate (pricing); see Retry-After."),
+    (status = 502, description = "`upstream_error`, `plugin_failed`: the POS failed to price the order."),
+    (status = 503, description = "`provider_unavailable`."),
+    (status = 504, description = "`upstream_timeout`, `plugin_timeout`."),
 ))]
 async fn create(
-    State(writes): State<Writes>,
+    State(providers): State<ProvidersState>,
+    State(wakeup): State<InjectionWakeup>,
     ManagerCaller(caller): ManagerCaller,
     idem: Idempotency,
     body: ApiJson<NewOrder>,
-) -> ApiResult<Response> {
+) -> Result<Response, ProviderFailure> {
     let scope = caller.scope;
-    let op_scope = scope.clone();
-    idempotency::execute(&writes, &scope, &idem, &body.digest, move |tx| {
-        let (op_scope, order) = (op_scope.clone(), body.value.clone());
-        Box::pin(async move {
-            let order = Orders::create(tx, &op_scope, order).await?;
-            Ok::<_, OrderError>((StatusCode::CREATED, order))
+    let mut new = body.value.clone();
+    let mut prepared = None;
+    // A replay is answered from the store: the menu, the store status and the price are
+    // what they were when the order was taken.
+    if new.lines.is_some()
+        && !intake::answered(&providers.store, &scope, idem.key())
+            .await
+            .map_err(ApiError::from)?
+    {
+        new = new.check_text(&scope).map_err(ApiError::from)?;
+        prepared = Some(intake::prepare(&providers, &scope, &new, new_id()).await?);
+    }
+    let queued = prepared.as_ref().is_some_and(|p| p.pos.is_some());
+    let shared = Arc::new((scope.clone(), new, prepared));
+    let response =
+        idempotency::execute(&providers.writes, &scope, &idem, &body.digest, move |tx| {
+            let shared = shared.clone();
+            Box::pin(async move {
+                let (scope, new, prepared) = &*shared;
+                let order = Orders::create(tx, scope, new.clone(), prepared.as_ref()).await?;
+                Ok::<_, OrderError>((StatusCode::CREATED, order))
+            })
         })
-    })
-    .await
+        .await?;
+    if queued {
+        wakeup.wake();
+    }
+    Ok(response)
+}
+
+/// One order (any key), with its POS side (`pos`) when it goes to the venue's POS.
+#[utoipa::path(get, path = "/orders/{id}", tag = "orders",
+    params(("id" = String, Path, description = "The order's id.")),
+    responses(
+    (status = 200, description = "The order.", body = Order),
+    (status = 404, description = "`order_not_found`."),
+))]
+async fn get_order(
+    State(store): State<Store>,
+    TerminalCaller(caller): TerminalCaller,
+    Path((_tenant, id)): Path<(String, String)>,
+) -> ApiResult<Json<Order>> {
+    Ok(Json(Orders::get(&store, &caller.scope, &id).await?))
 }
 
 /// Moves an order along its lifecycle (any key); terminals receive `order_updated`.

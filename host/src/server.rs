@@ -123,6 +123,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         catalog_syncs: Default::default(),
         webhook_acks: Arc::default(),
         hooks_wakeup: Default::default(),
+        injection_wakeup: Default::default(),
         keys: KeyCache::default(),
         menu_cache: crate::menus::MenuCache::default(),
         rate_limits: crate::ratelimit::RateLimits::new(config.rate_limit),
@@ -153,6 +154,12 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     crate::providers::spawn_scheduler(FromRef::from_ref(&state));
     crate::providers::spawn_inbox_worker(FromRef::from_ref(&state));
     crate::hooks::spawn_dispatcher(FromRef::from_ref(&state));
+    crate::orders::spawn_injection_worker(crate::orders::Injector {
+        app: FromRef::from_ref(&state),
+        options: config.injection.clone(),
+        wakeup: state.injection_wakeup.clone(),
+        tasks: state.tasks.clone(),
+    });
     spawn_idempotency_pruner(store.clone(), config.idempotency_ttl, shutdown.clone());
     state.rate_limits.spawn_pruner(shutdown.clone());
 

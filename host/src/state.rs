@@ -57,6 +57,8 @@ pub struct AppState {
     pub webhook_acks: Arc<crate::providers::AckActivity>,
     /// Wakes the hook dispatcher (a binding was resumed or changed, a worker finished).
     pub hooks_wakeup: HooksWakeup,
+    /// Wakes the order injection worker (an order was queued for its venue's POS).
+    pub injection_wakeup: crate::orders::InjectionWakeup,
     /// Served menu documents (see [`crate::menus::MenuCache`]).
     pub menu_cache: crate::menus::MenuCache,
     /// Webhook-triggered menu syncs, debounced per integration.

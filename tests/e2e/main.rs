@@ -38,6 +38,7 @@ mod menus_sync;
 mod nginx;
 mod openapi;
 mod orders;
+mod orders_injection;
 mod plugin_contract;
 mod plugin_runner;
 mod plugin_signing;

@@ -504,20 +504,6 @@ impl Manifest {
     }
 }
 
-impl ProviderError {
-    /// Whether the same request may succeed later: a timeout, a rate limit, a 5xx or an
-    /// outage. Everything else (a rejection, a conflict, bad credentials) fails again as
-    /// sent. A `TimedOut` write may have landed: look it up before sending it again.
-    pub(crate) fn retryable(&self) -> bool {
-        matches!(
-            self,
-            ProviderError::RateLimited { .. }
-                | ProviderError::Upstream(_)
-                | ProviderError::TimedOut(_)
-        )
-    }
-}
-
 /// A modifier chosen on an order line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct OrderModifier {
@@ -925,34 +911,16 @@ mod tests {
     }
 
     #[test]
-    fn retryable_errors_are_told_from_permanent_ones() {
-        for retryable in [
-            ProviderError::Upstream("HTTP 503".into()),
-            ProviderError::TimedOut("no answer in 30 s".into()),
-            ProviderError::RateLimited {
-                message: "slow down".into(),
-                retry_after_ms: Some(2000),
-            },
-        ] {
-            assert!(retryable.retryable(), "{retryable}");
-        }
+    fn a_rejection_names_status_code_and_field() {
         let rejected = ProviderError::Rejected(Rejection {
             status: Some(400),
             code: Some("INVALID_VALUE".into()),
             message: "Item is not available".into(),
             field: Some("order.line_items[0]".into()),
         });
-        assert!(!rejected.retryable());
         assert_eq!(
             rejected.to_string(),
             "rejected by the provider: HTTP 400 INVALID_VALUE Item is not available (field order.line_items[0])"
         );
-        for permanent in [
-            ProviderError::Conflict("duplicate externalId".into()),
-            ProviderError::InvalidCredentials("401".into()),
-            ProviderError::Unsupported("no".into()),
-        ] {
-            assert!(!permanent.retryable(), "{permanent}");
-        }
     }
 }

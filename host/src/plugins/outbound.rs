@@ -456,22 +456,37 @@ mod tests {
         assert!(matches!(err, OutboundError::Denied(_)), "{err:?}");
     }
 
-    /// A loopback server answering every request with `status`; returns its URL and a
-    /// count of the requests it saw.
+    /// A loopback server answering every request with `status` (plain HTTP/1.1 over a
+    /// `TcpListener`: this module stays free of the HTTP server stack); returns its URL and
+    /// a count of the requests it saw.
     async fn answering(status: u16) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
         use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let seen = Arc::new(AtomicUsize::new(0));
         let counter = seen.clone();
-        let app = axum::Router::new().fallback(move || {
-            let counter = counter.clone();
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                axum::http::StatusCode::from_u16(status).unwrap_or_default()
-            }
-        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/v1/thing", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    // Every request the client sends is small; read until its body is in.
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !request.ends_with(b"\r\n\r\n{}") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let answer = format!(
+                        "HTTP/1.1 {status} Status\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
         (url, seen)
     }
 

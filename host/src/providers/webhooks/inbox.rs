@@ -525,6 +525,9 @@ async fn record_in(
         if !p.event.availability.is_empty() {
             mark_availability(tx, p).await?;
         }
+        if !p.event.order_updates.is_empty() {
+            keep_order_updates(tx, p).await?;
+        }
         match by_integration
             .iter_mut()
             .find(|(first, _)| first.integration.id == p.integration.id)
@@ -587,6 +590,47 @@ async fn mark_availability(tx: &mut LoggedTx, p: &Parsed) -> Result<(), StoreErr
             Ok(())
         }
     }
+}
+
+/// Keeps the order-status reports of a delivery for the status relay (which applies them to
+/// the orders injected into this POS and drops the others), in the transaction that records
+/// the delivery: a report acknowledged is never lost. A report whose order id or status the
+/// host could not store is skipped, with a warning.
+async fn keep_order_updates(tx: &mut LoggedTx, p: &Parsed) -> Result<(), StoreError> {
+    let now = now_micros();
+    for update in &p.event.order_updates {
+        let id = &update.provider_order_id;
+        if id.is_empty() || id.len() > 200 || check_text("provider_order_id", id).is_err() {
+            tracing::warn!(webhook = %p.id, "order-status report with an unusable order id skipped");
+            continue;
+        }
+        let status = match update
+            .status
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+        {
+            Ok(status) => status,
+            Err(err) => {
+                tracing::warn!(webhook = %p.id, error = %err, "order-status report skipped");
+                continue;
+            }
+        };
+        sqlx::query(
+            "INSERT INTO pos_order_updates (id, tenant_id, integration_id, provider_order_id, version, status, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(crate::store::new_id())
+        .bind(&p.integration.tenant_id)
+        .bind(&p.integration.id)
+        .bind(id)
+        .bind(update.version)
+        .bind(status)
+        .bind(now)
+        .execute(tx.conn())
+        .await?;
+    }
+    Ok(())
 }
 
 /// Counts a failed attempt at a delivery: schedules the next one with backoff, or, at
