@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// The whole HTTP surface of the host.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     let (routes, doc) = routes().split_for_parts();
     openapi::publish(doc);
     routes
@@ -44,7 +44,7 @@ pub fn router(state: AppState) -> Router {
 /// `utoipa_axum::routes!`, which makes the axum route from the handler's `#[utoipa::path]`,
 /// so this one list builds both the router ([`router`]) and `/openapi.json`
 /// ([`crate::openapi::publish`]).
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     let admin = tenancy::admin_routes()
         .merge(api_keys::admin_routes())
         .merge(plugins_api::admin_routes())

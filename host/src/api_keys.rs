@@ -195,7 +195,7 @@ impl ApiKeys {
 }
 
 /// `/admin/tenants/{slug}/keys…` routes (operator token).
-pub fn admin_routes<S>() -> OpenApiRouter<S>
+pub(crate) fn admin_routes<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,

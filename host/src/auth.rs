@@ -56,7 +56,7 @@ impl Role {
 /// Shared behind an `Arc`: every request clones the scope of its (cached) key, and a clone
 /// is one reference count instead of five string copies.
 #[derive(Debug, Clone)]
-pub struct TenantScope(Arc<ScopeFields>);
+pub(crate) struct TenantScope(Arc<ScopeFields>);
 
 #[derive(Debug)]
 struct ScopeFields {
@@ -79,23 +79,23 @@ impl TenantScope {
     }
 
     /// Internal tenant id, the scope column of every tenant table.
-    pub fn tenant_id(&self) -> &str {
+    pub(crate) fn tenant_id(&self) -> &str {
         &self.0.tenant_id
     }
     /// The tenant's slug, as used in URLs.
-    pub fn slug(&self) -> &str {
+    pub(crate) fn slug(&self) -> &str {
         &self.0.slug
     }
     /// The tenant's ISO-4217 currency.
-    pub fn currency(&self) -> &str {
+    pub(crate) fn currency(&self) -> &str {
         &self.0.currency
     }
     /// The tenant's default country for phone numbers.
-    pub fn country(&self) -> &str {
+    pub(crate) fn country(&self) -> &str {
         &self.0.country
     }
     /// The tenant's IANA time zone.
-    pub fn timezone(&self) -> &str {
+    pub(crate) fn timezone(&self) -> &str {
         &self.0.timezone
     }
 }
@@ -104,7 +104,7 @@ impl TenantScope {
     /// The scope of a tenant named by one of our own rows (an integration, a webhook in the
     /// inbox), for background work that acts for the tenant without a caller. Never build a
     /// scope from anything a client sent.
-    pub async fn for_background_job(
+    pub(crate) async fn for_background_job(
         store: &Store,
         tenant_id: &str,
     ) -> Result<Option<Self>, StoreError> {
@@ -120,7 +120,7 @@ impl TenantScope {
 
 /// An authenticated tenant API key.
 #[derive(Debug, Clone)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// The tenant the key belongs to.
     pub scope: TenantScope,
     /// The key's id (recorded on ledger rows as the actor).
@@ -136,18 +136,18 @@ pub struct Caller {
 
 /// Extractor: any valid key of the tenant named in the path (terminal or manager).
 #[derive(Debug, Clone)]
-pub struct TerminalCaller(pub Caller);
+pub(crate) struct TerminalCaller(pub Caller);
 
 /// Extractor: a manager key of the tenant named in the path.
 #[derive(Debug, Clone)]
-pub struct ManagerCaller(pub Caller);
+pub(crate) struct ManagerCaller(pub Caller);
 
 /// Extractor: the request carries the operator token.
 #[derive(Debug, Clone, Copy)]
-pub struct Operator;
+pub(crate) struct Operator;
 
 /// SHA-256 hex of a secret; keys and tokens are stored only in this form.
-pub fn hash_secret(secret: &str) -> String {
+pub(crate) fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
@@ -162,11 +162,11 @@ pub(crate) fn generate_secret(prefix: &str) -> String {
 }
 
 /// The subprotocol browsers name to open the event stream; see [`key_from_headers`].
-pub const WS_PROTOCOL: &str = "posbridge.v1";
+pub(crate) const WS_PROTOCOL: &str = "posbridge.v1";
 
 /// Finds the API key in `X-API-Key`, `Authorization: Bearer`, or (for browsers opening a
 /// WebSocket, which cannot set headers) a `key.<key>` entry of `Sec-WebSocket-Protocol`.
-pub fn key_from_headers(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn key_from_headers(headers: &HeaderMap) -> Option<String> {
     if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(v.trim().to_owned());
     }
@@ -189,11 +189,6 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim().to_owned())
-}
-
-/// Looks up an unrevoked key by its secret, in the database.
-pub async fn authenticate(store: &Store, key: &str) -> Result<Option<Caller>, StoreError> {
-    lookup_key(store, &hash_secret(key)).await
 }
 
 async fn lookup_key(store: &Store, key_hash: &str) -> Result<Option<Caller>, StoreError> {
@@ -228,7 +223,7 @@ async fn lookup_key(store: &Store, key_hash: &str) -> Result<Option<Caller>, Sto
 /// take effect here within this long. One second keeps that window short while turning the
 /// per-request key lookup (a database round trip on every call) into one lookup per key
 /// per second.
-pub const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
+pub(crate) const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// Entries kept before expired ones are swept. Only keys that exist and are unrevoked are
 /// ever cached (misses are not), so this is a backstop, far above any real fleet of tills.
@@ -257,7 +252,7 @@ struct KeyCacheInner {
 
 /// How often one host writes a key's `last_used_at` at most: the column answers "when was
 /// this key last used", to the minute, without a database write on every request.
-pub const KEY_USE_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const KEY_USE_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 struct CachedKey {
@@ -268,7 +263,7 @@ struct CachedKey {
 impl KeyCache {
     /// The caller of an unrevoked key: from the cache if it was checked within
     /// [`KEY_CACHE_TTL`], otherwise from the database.
-    pub async fn authenticate(
+    pub(crate) async fn authenticate(
         &self,
         store: &Store,
         key: &str,
@@ -317,7 +312,7 @@ impl KeyCache {
     /// lookup under a lock; at most once per [`KEY_USE_INTERVAL`] per key it also starts a
     /// background write of `api_keys.last_used_at`, so no request waits for it. A failed
     /// write is logged and forgotten, and the next use retries it.
-    pub fn record_use(&self, store: &Store, key_id: &str) {
+    pub(crate) fn record_use(&self, store: &Store, key_id: &str) {
         let now = Instant::now();
         {
             let mut recorded = lock(&self.inner.recorded);
@@ -355,7 +350,7 @@ impl KeyCache {
 
     /// Forgets every cached key. Called after a revocation commits, so the next request
     /// with the revoked key is checked against the database and refused.
-    pub fn invalidate(&self) {
+    pub(crate) fn invalidate(&self) {
         let mut entries = lock(&self.inner.entries);
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
         entries.clear();
@@ -366,7 +361,7 @@ impl KeyCache {
 /// `AuthState: FromRef<S>` can use [`TerminalCaller`], [`ManagerCaller`] and [`Operator`]
 /// without this module knowing that state (the composition root builds it from its own).
 #[derive(Debug, Clone)]
-pub struct AuthState {
+pub(crate) struct AuthState {
     /// Where keys are looked up.
     pub store: Store,
     /// Recently validated keys.
@@ -526,7 +521,7 @@ impl OperatorCredential {
     }
 
     /// Constant-time check of a presented token.
-    pub fn verify(&self, token: &str) -> bool {
+    pub(crate) fn verify(&self, token: &str) -> bool {
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         presented.ct_eq(&self.hash).into()
     }

@@ -27,7 +27,7 @@ use crate::plugins::contract::{Availability, Capability};
 use crate::providers::{venue_pos, ProviderFailure, ProvidersState};
 
 /// `POST /menus/{venue}/availability` and `…/availability/refresh`.
-pub fn routes<S>() -> OpenApiRouter<S>
+pub(crate) fn routes<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,

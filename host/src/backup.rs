@@ -17,13 +17,13 @@ use crate::store::{Backend, Store};
 use crate::vault::Vault;
 
 /// The snapshot of an SQLite database in a backup directory.
-pub const DATABASE_FILE: &str = "posbridge.db";
+pub(crate) const DATABASE_FILE: &str = "posbridge.db";
 /// The copy of the key file in a backup directory.
-pub const KEY_FILE: &str = "posbridge.keys";
+pub(crate) const KEY_FILE: &str = "posbridge.keys";
 /// What the backup holds, for people and for `restore`.
-pub const MANIFEST_FILE: &str = "manifest.json";
+pub(crate) const MANIFEST_FILE: &str = "manifest.json";
 /// On PostgreSQL: how to dump and restore the database.
-pub const README_FILE: &str = "README.txt";
+pub(crate) const README_FILE: &str = "README.txt";
 
 /// Why a backup or restore did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -317,7 +317,7 @@ fn shell_quote(text: &str) -> String {
 }
 
 /// `pg_dump` of the database into `dir/posbridge.pgdump`.
-pub fn pg_dump_command(database_url: &str, dir: &Path) -> String {
+pub(crate) fn pg_dump_command(database_url: &str, dir: &Path) -> String {
     let dump = std::path::absolute(dir.join("posbridge.pgdump"))
         .unwrap_or_else(|_| dir.join("posbridge.pgdump"));
     format!(
@@ -328,7 +328,7 @@ pub fn pg_dump_command(database_url: &str, dir: &Path) -> String {
 }
 
 /// `pg_restore` of that dump into an empty database.
-pub fn pg_restore_command(database_url: &str, dir: &Path) -> String {
+pub(crate) fn pg_restore_command(database_url: &str, dir: &Path) -> String {
     let dump = std::path::absolute(dir.join("posbridge.pgdump"))
         .unwrap_or_else(|_| dir.join("posbridge.pgdump"));
     format!(

@@ -85,7 +85,7 @@ pub async fn open_existing(url: &str, options: &StoreOptions) -> Result<Store, O
 
 /// The SQLite file `url` names (a bare path, `sqlite://path` or `sqlite:path`, any query
 /// dropped), or None for PostgreSQL and in-memory databases.
-pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+pub(crate) fn sqlite_file(url: &str) -> Option<PathBuf> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return None;
     }
@@ -117,7 +117,7 @@ pub fn describe(url: &str) -> String {
 
 /// `url` with any password replaced by `***` (unparseable URLs are shown without their
 /// user-info part at all).
-pub fn masked(url: &str) -> String {
+pub(crate) fn masked(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) => {
             if parsed.password().is_some() && parsed.set_password(Some("***")).is_err() {
@@ -139,7 +139,7 @@ fn strip_user_info(url: &str) -> String {
 }
 
 /// Whether `path` is a directory with nothing in it, or does not exist.
-pub fn is_empty_or_missing(path: &Path) -> std::io::Result<bool> {
+pub(crate) fn is_empty_or_missing(path: &Path) -> std::io::Result<bool> {
     match std::fs::read_dir(path) {
         Ok(mut entries) => Ok(entries.next().is_none()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(true),

@@ -27,10 +27,10 @@ use tokio_util::task::TaskTracker;
 use crate::store::{now_micros, rfc3339, Backend, Params, Store, StoreError};
 
 /// How often a host renews its row (and writes its terminals' `last_seq`).
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 
 /// A host whose last heartbeat is older than this is dead: three missed heartbeats.
-pub const LIVE_WINDOW: Duration = Duration::from_secs(6);
+pub(crate) const LIVE_WINDOW: Duration = Duration::from_secs(6);
 
 /// How long a stopping host may spend removing its rows before it gives up (its rows then
 /// expire like a dead host's).
@@ -42,7 +42,7 @@ const TERMINAL_ROWS_PER_STATEMENT: usize = 200;
 
 /// Who this host is, as it registers itself.
 #[derive(Debug, Clone)]
-pub struct HostInfo {
+pub(crate) struct HostInfo {
     /// The process id (also the lease owner and NOTIFY origin of its events).
     pub id: String,
     /// The URL the host answers on.
@@ -55,7 +55,7 @@ pub struct HostInfo {
 
 /// A live host as `GET /admin/cluster` lists it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct LiveHost {
+pub(crate) struct LiveHost {
     /// The host's id.
     pub id: String,
     /// The URL it answers on.
@@ -72,7 +72,7 @@ pub struct LiveHost {
 
 /// One terminal socket of this host, as the registry describes it to the heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalTerminal {
+pub(crate) struct LocalTerminal {
     /// The socket's id within this host.
     pub session_id: u64,
     /// Its tenant.
@@ -93,7 +93,7 @@ pub struct LocalTerminal {
 
 /// A terminal socket held by another live host.
 #[derive(Debug, Clone)]
-pub struct RemoteTerminal {
+pub(crate) struct RemoteTerminal {
     /// The host holding the socket.
     pub host_id: String,
     /// The key it authenticated with.
@@ -111,7 +111,7 @@ pub struct RemoteTerminal {
 }
 
 /// What the heartbeat needs from the terminal registry.
-pub trait TerminalSource: Send + Sync + 'static {
+pub(crate) trait TerminalSource: Send + Sync + 'static {
     /// The sockets open now.
     fn snapshot(&self) -> Vec<LocalTerminal>;
     /// Signalled (one stored permit) whenever a socket opens or closes.
@@ -119,7 +119,7 @@ pub trait TerminalSource: Send + Sync + 'static {
 }
 
 /// The hosts whose last heartbeat is within [`LIVE_WINDOW`], oldest first.
-pub async fn live_hosts(store: &Store) -> Result<Vec<LiveHost>, StoreError> {
+pub(crate) async fn live_hosts(store: &Store) -> Result<Vec<LiveHost>, StoreError> {
     let rows: Vec<(String, String, String, i64, i64, i64)> = sqlx::query_as(
         "SELECT id, address, version, started_at, last_seen, terminals FROM cluster_hosts
          WHERE last_seen >= $1 ORDER BY started_at, id",
@@ -144,7 +144,7 @@ pub async fn live_hosts(store: &Store) -> Result<Vec<LiveHost>, StoreError> {
 
 /// The tenant's terminals held by live hosts other than `this_host`. Empty on SQLite,
 /// where no other host shares the database.
-pub async fn remote_terminals(
+pub(crate) async fn remote_terminals(
     store: &Store,
     tenant_id: &str,
     this_host: &str,
@@ -186,7 +186,7 @@ fn live_since() -> i64 {
 /// Registers the host and keeps its row (and on PostgreSQL its terminals) current until
 /// `shutdown`, then removes them. Tracked by `tasks`, so a graceful shutdown waits for the
 /// removal before the store closes.
-pub fn spawn_heartbeat(
+pub(crate) fn spawn_heartbeat(
     store: Store,
     host: HostInfo,
     terminals: impl TerminalSource,

@@ -66,7 +66,7 @@ static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
 
 /// The console's routes: `/console` (and `/console/`) is the page, `/console/{file}` its
 /// assets. The page navigates with URL fragments, so no other path is needed.
-pub fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
     OpenApiRouter::new()
         .routes(routes!(index))
         .routes(routes!(index_slash))

@@ -11,7 +11,7 @@
 //! - `spend`: net spend, the one definition of what a sale counts for;
 //! - `standing` and `profile`: what the tenant sees of a customer.
 
-pub mod ladder;
+pub(crate) mod ladder;
 pub(crate) mod links;
 pub(crate) mod matching;
 pub(crate) mod points;
@@ -40,7 +40,7 @@ use profile::Profile;
 
 /// The id of the tenant's customer with this (normalised) phone, enrolling one with no
 /// points if there is none yet. A sale or a link naming a phone is how customers appear.
-pub async fn find_or_create(
+pub(crate) async fn find_or_create(
     conn: &mut Conn,
     tenant_id: &str,
     phone: &str,
@@ -69,7 +69,7 @@ pub struct InvalidPhone(pub String);
 ///
 /// Numbers are parsed, not validated against allocation tables: fictional ranges such as
 /// 555-01XX (reserved for examples and tests) must still be accepted.
-pub fn normalize_phone(default_country: &str, raw: &str) -> Result<String, InvalidPhone> {
+pub(crate) fn normalize_phone(default_country: &str, raw: &str) -> Result<String, InvalidPhone> {
     let country = default_country.parse::<phonenumber::country::Id>().ok();
     let trimmed = raw.trim();
     let invalid = || InvalidPhone(raw.to_owned());
@@ -86,7 +86,7 @@ pub fn normalize_phone(default_country: &str, raw: &str) -> Result<String, Inval
 }
 
 /// `/api/{tenant}/customers/{phone}` (the profile) and `/customers/{phone}/links`.
-pub fn routes<S>() -> OpenApiRouter<S>
+pub(crate) fn routes<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,

@@ -24,7 +24,7 @@ use crate::store::{new_id, now_micros, rfc3339, Db, Store, StoreError, Transient
 /// Which queue a dead letter came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A webhook inbox delivery.
     Webhook,
     /// A sale (or a page) of a polling sync.
@@ -37,10 +37,10 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for the metrics gauge.
-    pub const ALL: [Kind; 4] = [Kind::Webhook, Kind::Sync, Kind::Hook, Kind::Order];
+    pub(crate) const ALL: [Kind; 4] = [Kind::Webhook, Kind::Sync, Kind::Hook, Kind::Order];
 
     /// The stored (and wire) name.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Webhook => "webhook",
             Kind::Sync => "sync",
@@ -60,7 +60,7 @@ pub(crate) const MAX_REASON_CHARS: usize = 1000;
 
 /// An item being set aside.
 #[derive(Debug, Clone)]
-pub struct NewDeadLetter<'a> {
+pub(crate) struct NewDeadLetter<'a> {
     /// Its queue.
     pub kind: Kind,
     /// The tenant it belongs to.
@@ -83,7 +83,7 @@ pub struct NewDeadLetter<'a> {
 /// Sets an item aside, or (the same kind, source and item again) records the new failure on
 /// its existing dead letter, which returns to `dead`. Runs on `exec`, so a caller can make it
 /// part of the transaction that moves its queue past the item. Returns the dead letter's id.
-pub async fn put<'e, E>(exec: E, new: &NewDeadLetter<'_>) -> Result<String, StoreError>
+pub(crate) async fn put<'e, E>(exec: E, new: &NewDeadLetter<'_>) -> Result<String, StoreError>
 where
     E: sqlx::Executor<'e, Database = Db>,
 {
@@ -120,7 +120,7 @@ where
 /// Removes the dead letter of an item that has now been processed (a retry that went
 /// through, or the same item succeeding by another path). Runs on `exec`, inside the
 /// transaction that processed it.
-pub async fn resolve<'e, E>(
+pub(crate) async fn resolve<'e, E>(
     exec: E,
     kind: Kind,
     source_id: &str,
@@ -143,13 +143,13 @@ where
 /// was busy ([`StoreError::is_unavailable`], the same classification that answers 503 at
 /// the edge). Those are retried without counting towards dead-lettering; anything else the
 /// database refuses (a constraint, a value it cannot store) is the item's own fault.
-pub fn is_transient(err: &StoreError) -> bool {
+pub(crate) fn is_transient(err: &StoreError) -> bool {
     err.is_transient_conflict() || err.is_unavailable()
 }
 
 /// A dead letter as the admin API shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct DeadLetter {
+pub(crate) struct DeadLetter {
     /// Its id.
     pub id: String,
     /// Its queue.
@@ -217,7 +217,7 @@ pub(crate) fn from_row(
 
 /// A stored dead letter with what a retry needs.
 #[derive(Debug, Clone)]
-pub struct Stored {
+pub(crate) struct Stored {
     /// As shown.
     pub view: DeadLetter,
     /// The tenant's id.
@@ -227,7 +227,7 @@ pub struct Stored {
 }
 
 /// One dead letter by id.
-pub async fn find(store: &Store, id: &str) -> Result<Option<Stored>, StoreError> {
+pub(crate) async fn find(store: &Store, id: &str) -> Result<Option<Stored>, StoreError> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM dead_letters d LEFT JOIN tenants t ON t.id = d.tenant_id WHERE d.id = $1"
     ))
@@ -244,7 +244,7 @@ pub async fn find(store: &Store, id: &str) -> Result<Option<Stored>, StoreError>
 
 /// Sets the `posbridge_dead_letters{kind}` gauge from the database (every host shares it).
 /// Bounded by a short timeout so `/metrics` answers even when the database does not.
-pub async fn refresh_gauge(store: &Store) {
+pub(crate) async fn refresh_gauge(store: &Store) {
     let count = sqlx::query("SELECT kind, COUNT(*) AS n FROM dead_letters GROUP BY kind")
         .fetch_all(store.reader());
     let rows = match tokio::time::timeout(Duration::from_secs(1), count).await {
@@ -270,7 +270,7 @@ pub async fn refresh_gauge(store: &Store) {
 
 /// How a retry ended, as its queue reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RetryOutcome {
+pub(crate) enum RetryOutcome {
     /// Handed back to its queue (a webhook delivery back to pending); the dead letter shows
     /// `retrying` until the queue settles it.
     Requeued,

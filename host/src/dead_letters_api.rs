@@ -22,7 +22,7 @@ use crate::providers::ProvidersState;
 use crate::store::{now_micros, Store};
 
 /// `/admin/dead-letters…` routes (operator token).
-pub fn admin_routes<S>() -> OpenApiRouter<S>
+pub(crate) fn admin_routes<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,

@@ -51,49 +51,49 @@ impl ApiError {
     }
 
     /// The same error, sent with `Retry-After: secs`.
-    pub fn with_retry_after(mut self, secs: u64) -> Self {
+    pub(crate) fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
         self
     }
 
     /// 400: the request could not be read at all (malformed JSON, bad header).
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     /// 401: no credentials, or credentials that match nothing.
-    pub fn unauthorized(message: impl Into<String>) -> Self {
+    pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
     /// 403: valid credentials that do not grant this action.
-    pub fn forbidden(message: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
     /// 403 with a specific code (`permission_denied`, …).
-    pub fn forbidden_code(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn forbidden_code(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, code, message)
     }
 
     /// 404 with a specific code (`gift_card_not_found`, …).
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
     /// 409: the request conflicts with the current state.
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }
 
     /// 422: well-formed input that is not acceptable (validation, business rule).
-    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
     /// 503: the database aborted the transaction to resolve a conflict with another one, and
     /// the retries ran out. Nothing was written; sent with `Retry-After`.
-    pub fn transaction_conflict() -> Self {
+    pub(crate) fn transaction_conflict() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             TRANSACTION_CONFLICT,
@@ -104,7 +104,7 @@ impl ApiError {
 
     /// 503: the database is out of reach or cannot write (see
     /// [`StoreError::is_unavailable`]). Nothing was written; sent with `Retry-After`.
-    pub fn database_unavailable() -> Self {
+    pub(crate) fn database_unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             DATABASE_UNAVAILABLE,
@@ -115,7 +115,7 @@ impl ApiError {
 
     /// 429: this API key used up its request budget (see [`crate::ratelimit`]); it may
     /// send again after `retry_after_secs`.
-    pub fn rate_limited(retry_after_secs: u64) -> Self {
+    pub(crate) fn rate_limited(retry_after_secs: u64) -> Self {
         Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -125,7 +125,7 @@ impl ApiError {
     }
 
     /// 500: something on our side failed; the detail goes to the log only.
-    pub fn internal() -> Self {
+    pub(crate) fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
@@ -218,4 +218,4 @@ fn log_outage(err: &StoreError) {
 }
 
 /// Result type of every handler.
-pub type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;

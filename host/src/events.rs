@@ -16,15 +16,15 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use sqlx::Row;
 
-pub use group_commit::{GroupCommitOptions, Undo, Writes};
-pub use hub::{EventHub, HubOptions, REVOCATION_CHANNEL};
+pub(crate) use group_commit::{GroupCommitOptions, Undo, Writes};
+pub(crate) use hub::{EventHub, HubOptions, REVOCATION_CHANNEL};
 
 use crate::auth::TenantScope;
 use crate::store::{now_micros, rfc3339, Backend, Conn, Params, Store, StoreError, Tx};
 
 /// The event types the host itself emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
+pub(crate) enum EventKind {
     /// An online order arrived.
     NewOrder,
     /// An order changed status.
@@ -55,7 +55,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// The wire name (`type` of the frame).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             EventKind::NewOrder => "new_order",
             EventKind::OrderUpdated => "order_updated",
@@ -96,7 +96,7 @@ pub struct Event {
 /// (`new_order`/`order_updated` of an order whose `source` is `pos`) do not: the till that
 /// took them already knows, and the system posbridge replaces pushes online orders only.
 /// They stay in the log, for hooks and `since` bookkeeping, and in REST.
-pub fn for_terminals(kind: &str, data: &str) -> bool {
+pub(crate) fn for_terminals(kind: &str, data: &str) -> bool {
     #[derive(serde::Deserialize)]
     struct Source<'a> {
         #[serde(borrow)]
@@ -172,18 +172,18 @@ impl LoggedTx {
     }
 
     /// The transaction's connection, for the domain's own statements.
-    pub fn conn(&mut self) -> &mut Conn {
+    pub(crate) fn conn(&mut self) -> &mut Conn {
         &mut self.tx
     }
 
     /// Which database the transaction runs on, for the few statements whose locking differs.
-    pub fn backend(&self) -> Backend {
+    pub(crate) fn backend(&self) -> Backend {
         self.backend
     }
 
     /// Appends an event to the tenant's log; it is written, and takes the tenant's next
     /// sequence number, when the transaction commits.
-    pub fn append(
+    pub(crate) fn append(
         &mut self,
         scope: &TenantScope,
         kind: EventKind,
@@ -197,7 +197,12 @@ impl LoggedTx {
 
     /// Appends `custom.<kind>` (a hook's event for the terminals). The caller validates
     /// `kind`; `data` is re-serialized, so the frame is always valid JSON.
-    pub fn append_custom(&mut self, scope: &TenantScope, kind: &str, data: &serde_json::Value) {
+    pub(crate) fn append_custom(
+        &mut self,
+        scope: &TenantScope,
+        kind: &str,
+        data: &serde_json::Value,
+    ) {
         self.append_raw(
             scope.tenant_id(),
             &format!("{CUSTOM_PREFIX}{kind}"),
@@ -396,7 +401,7 @@ impl LoggedTx {
 }
 
 /// Type prefix of the events hooks emit; hooks never receive these (no feedback loops).
-pub const CUSTOM_PREFIX: &str = "custom.";
+pub(crate) const CUSTOM_PREFIX: &str = "custom.";
 
 /// Pruning runs when a write passes every `PRUNE_EVERY`-th event of a tenant, so a tenant
 /// keeps between `history` and `history + PRUNE_EVERY` events (plus one write's worth) and
@@ -404,7 +409,7 @@ pub const CUSTOM_PREFIX: &str = "custom.";
 const PRUNE_EVERY: i64 = 64;
 
 /// The last sequence number handed out for the tenant (0 before the first event).
-pub async fn last_seq(store: &Store, tenant_id: &str) -> Result<i64, StoreError> {
+pub(crate) async fn last_seq(store: &Store, tenant_id: &str) -> Result<i64, StoreError> {
     Ok(
         sqlx::query_scalar("SELECT last_seq FROM tenants WHERE id = $1")
             .bind(tenant_id)
@@ -414,7 +419,10 @@ pub async fn last_seq(store: &Store, tenant_id: &str) -> Result<i64, StoreError>
 }
 
 /// The oldest sequence number still in the tenant's log, if any.
-pub async fn first_retained_seq(store: &Store, tenant_id: &str) -> Result<Option<i64>, StoreError> {
+pub(crate) async fn first_retained_seq(
+    store: &Store,
+    tenant_id: &str,
+) -> Result<Option<i64>, StoreError> {
     Ok(
         sqlx::query_scalar("SELECT MIN(seq) FROM events WHERE tenant_id = $1")
             .bind(tenant_id)
@@ -424,7 +432,7 @@ pub async fn first_retained_seq(store: &Store, tenant_id: &str) -> Result<Option
 }
 
 /// Up to `limit` events with `seq > after`, in order.
-pub async fn read_after(
+pub(crate) async fn read_after(
     store: &Store,
     tenant_id: &str,
     after: i64,
@@ -456,7 +464,7 @@ pub async fn read_after(
 
 /// A logged event with its data, as hooks receive it.
 #[derive(Debug, Clone)]
-pub struct LoggedEvent {
+pub(crate) struct LoggedEvent {
     /// Per-tenant sequence number.
     pub seq: i64,
     /// Wire type name.
@@ -469,7 +477,7 @@ pub struct LoggedEvent {
 
 /// Up to `limit` events with `after < seq <= upto` whose type is one of `kinds`, in order.
 /// `kinds` empty reads nothing.
-pub async fn read_kinds_between(
+pub(crate) async fn read_kinds_between(
     store: &Store,
     tenant_id: &str,
     after: i64,

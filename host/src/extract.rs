@@ -23,14 +23,14 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 
 /// Largest request body accepted by any route; bigger ones get 413.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Error code of text the databases cannot store (a NUL character).
 const UNSUPPORTED_CHARACTER: &str = "unsupported_character";
 
 /// What an idempotent write is fingerprinted with: see [`Idempotency::fingerprints`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyDigest {
+pub(crate) struct BodyDigest {
     /// SHA-256 of the body's canonical serialisation ([`canonical_json`]): equal for equal
     /// JSON values whatever their whitespace and key order, so a client that re-serialises
     /// its retry still gets the first answer.
@@ -49,7 +49,7 @@ pub struct BodyDigest {
 /// naming it by JSON pointer; a non-JSON content type → 415; a body over
 /// [`MAX_BODY_BYTES`] → 413.
 #[derive(Debug)]
-pub struct JsonBody {
+pub(crate) struct JsonBody {
     /// The body exactly as received.
     pub bytes: Bytes,
     /// Digests for idempotency.
@@ -96,7 +96,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 /// Everything [`JsonBody`] refuses is refused first; then JSON of the wrong shape (wrong
 /// types, missing or unknown fields, values a type refuses) → 422 `invalid_request`.
 #[derive(Debug)]
-pub struct ApiJson<T> {
+pub(crate) struct ApiJson<T> {
     /// The parsed body.
     pub value: T,
     /// Digests of the body, canonical and raw.
@@ -204,7 +204,7 @@ fn push_pointer_token(pointer: &mut String, token: &str) {
 /// The canonical serialisation of a JSON value: object keys sorted (by their UTF-8
 /// bytes), no whitespace, strings escaped and numbers printed as serde_json prints them.
 /// Two bodies that differ only in whitespace or key order serialise identically.
-pub fn canonical_json(value: &Value) -> Vec<u8> {
+pub(crate) fn canonical_json(value: &Value) -> Vec<u8> {
     fn write(value: &Value, out: &mut Vec<u8>) {
         match value {
             Value::Object(map) => {
@@ -254,7 +254,7 @@ pub fn canonical_json(value: &Value) -> Vec<u8> {
 /// parameter that is not UTF-8 once percent-decoded → 400 `invalid_path`. Runs after
 /// routing and before the handler's extractors, so no handler, authentication included,
 /// ever sees such a parameter.
-pub async fn check_params(request: Request, next: Next) -> Response {
+pub(crate) async fn check_params(request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
     if let Err(err) = params_refusal(&mut parts).await {
         return err.into_response();
@@ -297,7 +297,7 @@ async fn params_refusal(parts: &mut Parts) -> Result<(), ApiError> {
 }
 
 /// The 413 answer for oversized bodies.
-pub fn payload_too_large() -> ApiError {
+pub(crate) fn payload_too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
@@ -309,7 +309,7 @@ pub fn payload_too_large() -> ApiError {
 ///
 /// Every body of this API is an object; serde's derived structs would also accept an array
 /// and fill fields by position (`[100]` as `{"amount":100}`), so anything else is refused.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first.is_some_and(|b| *b != b'{')
         && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
@@ -340,7 +340,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// The optional `Idempotency-Key` header of a money-moving POST, with the request line it
 /// was sent on, so a key reused for a different request is detected.
 #[derive(Debug, Clone)]
-pub struct Idempotency {
+pub(crate) struct Idempotency {
     key: Option<String>,
     request_line: String,
 }
@@ -350,14 +350,14 @@ const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
 impl Idempotency {
     /// The key, if the client sent one.
-    pub fn key(&self) -> Option<&str> {
+    pub(crate) fn key(&self) -> Option<&str> {
         self.key.as_deref()
     }
 
     /// Hex SHA-256 over method, path and body digest: what "the same request" means.
     /// Returns the fingerprint to store (over the canonical digest) and the legacy one
     /// (over the raw digest) that a stored key may also match; see [`BodyDigest::raw`].
-    pub fn fingerprints(&self, body: &BodyDigest) -> (String, String) {
+    pub(crate) fn fingerprints(&self, body: &BodyDigest) -> (String, String) {
         let over = |digest: &[u8; 32]| {
             let mut hasher = Sha256::new();
             hasher.update(self.request_line.as_bytes());
@@ -404,7 +404,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
 /// Whether `slug` is a valid slug: the URL-safe name of a tenant or a venue (1–63 lowercase
 /// letters, digits and inner hyphens). Here rather than in `tenancy` so that venues can be
 /// checked without naming tenancy.
-pub fn is_valid_slug(slug: &str) -> bool {
+pub(crate) fn is_valid_slug(slug: &str) -> bool {
     (1..=63).contains(&slug.len())
         && slug
             .bytes()

@@ -16,10 +16,10 @@ mod bindings;
 mod dispatch;
 mod sealed_config;
 
-pub use bindings::Hooks;
+pub(crate) use bindings::Hooks;
 
 pub(crate) use sealed_config::CONFIG_FIELD;
-pub use sealed_config::{seal_plaintext as seal_plaintext_configs, ConfigSealError};
+pub(crate) use sealed_config::{seal_plaintext as seal_plaintext_configs, ConfigSealError};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,13 +42,12 @@ use crate::plugins::Plugins;
 use crate::store::{Store, StoreError};
 use crate::vault::{Vault, VaultError};
 
-pub use actions::{MAX_ACTIONS, MAX_EMIT_BYTES};
-pub use dispatch::{retry_dead_event, spawn_dispatcher, HooksWakeup};
+pub(crate) use dispatch::{retry_dead_event, spawn_dispatcher, HooksWakeup};
 
 /// The handles hook routes and the dispatcher use; the composition root builds it from its
 /// own state (`FromRef`), so this module does not name that state.
 #[derive(Debug, Clone)]
-pub struct HooksState {
+pub(crate) struct HooksState {
     /// The database.
     pub store: Store,
     /// Committed events: the dispatcher waits for new ones and leases bindings through it.
@@ -134,14 +133,14 @@ impl Default for HookOptions {
 
 /// Bindings a tenant may have: enough for every hook a venue could want, few enough that a
 /// list needs no paging.
-pub const MAX_BINDINGS_PER_TENANT: i64 = 50;
+pub(crate) const MAX_BINDINGS_PER_TENANT: i64 = 50;
 /// Largest binding configuration, serialized.
-pub const MAX_CONFIG_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_CONFIG_BYTES: usize = 16 * 1024;
 
 /// Where a binding stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum BindingStatus {
+pub(crate) enum BindingStatus {
     /// Receiving events.
     Active,
     /// Stopped after repeated failures; `POST …/resume` retries from the same cursor.
@@ -171,7 +170,7 @@ impl BindingStatus {
 
 /// A binding as the API returns it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Binding {
+pub(crate) struct Binding {
     /// Our id.
     pub id: String,
     /// The hook plugin's id.
@@ -203,7 +202,7 @@ pub struct Binding {
 /// Body of `POST /api/{tenant}/hooks`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NewBinding {
+pub(crate) struct NewBinding {
     /// Hook plugin id.
     pub plugin: String,
     /// A JSON object (absent or null: `{}`).
@@ -217,7 +216,7 @@ pub struct NewBinding {
 /// Body of `PATCH /api/{tenant}/hooks/{id}`; absent fields are unchanged.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct BindingChange {
+pub(crate) struct BindingChange {
     /// New configuration (a JSON object; null means `{}`).
     #[serde(default, deserialize_with = "present")]
     pub config: Option<serde_json::Value>,
@@ -316,7 +315,7 @@ impl From<HookError> for ApiError {
 }
 
 /// `/api/{tenant}/hooks…` routes (manager key).
-pub fn routes<S>() -> OpenApiRouter<S>
+pub(crate) fn routes<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,

@@ -33,7 +33,7 @@ use crate::store::{now_micros, Store, StoreError};
 /// afresh, and only its last run is committed. Two requests with one key in the same
 /// batch are ordered like any others: the second finds the first's stored answer (visible
 /// inside the batch) and replays it, answered with the first after the commit.
-pub async fn execute<T, E, F>(
+pub(crate) async fn execute<T, E, F>(
     writes: &Writes,
     scope: &TenantScope,
     idempotency: &Idempotency,
@@ -176,7 +176,7 @@ fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
 }
 
 /// Deletes keys older than `ttl_micros`; run periodically by the server.
-pub async fn prune(store: &Store, ttl_micros: i64) -> Result<u64, StoreError> {
+pub(crate) async fn prune(store: &Store, ttl_micros: i64) -> Result<u64, StoreError> {
     Ok(
         sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1 AND status <> 0")
             .bind(now_micros() - ttl_micros)

@@ -82,7 +82,7 @@ impl From<sqlx::Error> for KeyCheckError {
 
 /// Loads the master keys (from `env_value`, the content of `POSBRIDGE_MASTER_KEY`, or the
 /// key file) and checks them against what `store` recorded; see the module docs.
-pub async fn load_checked(
+pub(crate) async fn load_checked(
     store: &Store,
     env_value: Option<&str>,
     key_file: &Path,
@@ -106,7 +106,7 @@ pub async fn load_checked(
 /// Records the check value of every key of `vault` the database has not seen, then
 /// compares every key with what is recorded. Two hosts creating a key under the same id at
 /// once both insert; the second insert is ignored, and that host then sees the mismatch.
-pub async fn record(store: &Store, vault: &Vault) -> Result<(), KeyCheckError> {
+pub(crate) async fn record(store: &Store, vault: &Vault) -> Result<(), KeyCheckError> {
     let now = crate::store::now_micros();
     for (key_id, check) in vault.check_values() {
         sqlx::query(
@@ -154,7 +154,7 @@ pub async fn record(store: &Store, vault: &Vault) -> Result<(), KeyCheckError> {
 }
 
 /// Where `vault`'s keys come from, for messages.
-pub fn source_name(vault: &Vault) -> String {
+pub(crate) fn source_name(vault: &Vault) -> String {
     match vault.key_file() {
         Some(path) => format!("key file {}", path.display()),
         None => "POSBRIDGE_MASTER_KEY".to_owned(),
@@ -174,7 +174,7 @@ async fn recorded(store: &Store) -> Result<BTreeMap<String, String>, KeyCheckErr
 
 /// The ids of the keys that sealed values in the database use (every table that holds
 /// sealed values; `crate::rotation` re-seals the same ones).
-pub async fn sealed_key_ids(store: &Store) -> Result<BTreeSet<String>, KeyCheckError> {
+pub(crate) async fn sealed_key_ids(store: &Store) -> Result<BTreeSet<String>, KeyCheckError> {
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT credentials_key_id FROM integrations WHERE credentials_key_id IS NOT NULL \
          UNION SELECT webhook_key_id FROM integrations WHERE webhook_key_id IS NOT NULL \
@@ -187,7 +187,7 @@ pub async fn sealed_key_ids(store: &Store) -> Result<BTreeSet<String>, KeyCheckE
 
 /// Every key id the database knows: recorded or used by a sealed value (for backups'
 /// manifests).
-pub async fn known_key_ids(store: &Store) -> Result<Vec<String>, KeyCheckError> {
+pub(crate) async fn known_key_ids(store: &Store) -> Result<Vec<String>, KeyCheckError> {
     let mut ids: BTreeSet<String> = recorded(store).await?.into_keys().collect();
     ids.extend(sealed_key_ids(store).await?);
     Ok(ids.into_iter().collect())

@@ -27,20 +27,20 @@ use crate::store::{now_micros, Store, StoreError};
 /// another host takes it over. Five seconds: several renewals fit in it, so a renewal delayed
 /// by a busy database does not lose a live host its work, and a dead host's venue, hook
 /// binding or webhook deliveries wait seconds, not minutes.
-pub const LEASE: Duration = Duration::from_secs(5);
+pub(crate) const LEASE: Duration = Duration::from_secs(5);
 
 /// How often a [`Heartbeat`] renews its lease: a third of [`LEASE`], so two renewals in a
 /// row may fail or be late before the lease runs out.
-pub const RENEW_EVERY: Duration = Duration::from_millis(1_666);
+pub(crate) const RENEW_EVERY: Duration = Duration::from_millis(1_666);
 
 /// The expiry of a lease claimed or renewed at `now` (microseconds, like every stored time).
-pub fn expiry_from(now: i64) -> i64 {
+pub(crate) fn expiry_from(now: i64) -> i64 {
     now.saturating_add(i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// A table whose rows each carry one lease (`lease_owner`, `lease_until`), keyed by `id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LeasedRows {
+pub(crate) enum LeasedRows {
     /// A venue's sync lease, on `integrations`.
     Integrations,
     /// A hook binding's delivery lease, on `hook_bindings`.
@@ -65,7 +65,7 @@ impl LeasedRows {
 /// Renews one lease in the background while the work it protects runs; dropping it stops
 /// the renewals (the work then releases the lease or lets it expire).
 #[derive(Debug)]
-pub struct Heartbeat {
+pub(crate) struct Heartbeat {
     lost: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -74,7 +74,7 @@ impl Heartbeat {
     /// Starts renewing. `renew(expiry)` runs the conditional `UPDATE` that moves the lease's
     /// expiry to `expiry` where this host still owns it, and answers how many rows it moved:
     /// none means the lease is someone else's now. `what` names the lease in logs.
-    pub fn start<F, Fut>(what: String, renew: F) -> Heartbeat
+    pub(crate) fn start<F, Fut>(what: String, renew: F) -> Heartbeat
     where
         F: Fn(i64) -> Fut + Send + 'static,
         Fut: Future<Output = Result<u64, StoreError>> + Send + 'static,
@@ -83,7 +83,7 @@ impl Heartbeat {
     }
 
     /// Starts renewing the lease `owner` holds on row `id` of `rows`; `what` names it in logs.
-    pub fn for_row(
+    pub(crate) fn for_row(
         store: &Store,
         rows: LeasedRows,
         id: &str,
@@ -143,13 +143,13 @@ impl Heartbeat {
     }
 
     /// Whether the lease was lost: the work must not commit anything more.
-    pub fn is_lost(&self) -> bool {
+    pub(crate) fn is_lost(&self) -> bool {
         self.lost.is_cancelled()
     }
 
     /// Completes when the lease is lost (never while it is held), so a long wait on a
     /// plugin or a provider can be abandoned at once.
-    pub async fn lost(&self) {
+    pub(crate) async fn lost(&self) {
         self.lost.cancelled().await
     }
 }

@@ -8,9 +8,6 @@ mod loyalty;
 use axum::extract::FromRef;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use gift_cards::{DeductRequest, GiftCardLedger, GiftCardView, IssueRequest};
-pub use loyalty::{LoyaltyBalance, LoyaltyLedger, PointsRequest};
-
 use crate::auth::AuthState;
 use crate::customers::InvalidPhone;
 use crate::error::ApiError;
@@ -110,7 +107,7 @@ fn check_len(field: &'static str, value: &Option<String>, max: usize) -> Result<
 
 /// Terminal routes (`/api/{tenant}/gift-cards/…`, `/api/{tenant}/loyalty/…`) and manager
 /// routes (issuing cards, listing ledgers).
-pub fn routes<S>() -> OpenApiRouter<S>
+pub(crate) fn routes<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,

@@ -59,9 +59,9 @@ mod body_deadline;
 mod conn_stream;
 mod tls;
 
-pub use body_deadline::{BodyTimeout, DeadlineBody};
-pub use conn_stream::ConnStream;
-pub use tls::{Tls, TlsError, TlsOptions, RELOAD_POLL};
+pub(crate) use body_deadline::DeadlineBody;
+pub(crate) use conn_stream::ConnStream;
+pub(crate) use tls::{Tls, TlsError, TlsOptions};
 
 use crate::error::ApiError;
 
@@ -150,7 +150,7 @@ fn reserved_route(path: &str) -> bool {
 /// Serves `router` on `listener` (over TLS when `tls` is given) until `shutdown`, then
 /// stops accepting and waits for in-flight requests to finish (idle keep-alive
 /// connections close at once).
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     options: ConnectionOptions,
@@ -352,7 +352,7 @@ impl Drop for InFlight {
 /// The connection's stream under hyper, enforcing the header-read and idle deadlines: while no
 /// request is in flight, a read that would wait past the deadline fails with `TimedOut`,
 /// which makes hyper close the connection.
-pub struct TimedIo {
+pub(crate) struct TimedIo {
     tcp: ConnStream,
     activity: Arc<Activity>,
     header_timeout: Duration,
@@ -388,7 +388,7 @@ impl TimedIo {
     }
 
     /// The stream, for the WebSocket session after an upgrade.
-    pub fn into_inner(self) -> ConnStream {
+    pub(crate) fn into_inner(self) -> ConnStream {
         self.tcp
     }
 

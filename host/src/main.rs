@@ -8,13 +8,13 @@ use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::Serialize;
 
-use posbridge::api_keys::{ApiKeys, NewKey};
-use posbridge::auth::Role;
-use posbridge::config::{ServeConfig, DEFAULT_DATABASE_URL};
-use posbridge::options::ConfigFile;
-use posbridge::store::{Store, StoreOptions};
-use posbridge::tenancy::lifecycle::TenantUpdate;
-use posbridge::tenancy::{NewTenant, Tenants};
+use posbridge::cli::ConfigFile;
+use posbridge::cli::Role;
+use posbridge::cli::TenantUpdate;
+use posbridge::cli::{ApiKeys, NewKey};
+use posbridge::cli::{NewTenant, Tenants};
+use posbridge::cli::{ServeConfig, DEFAULT_DATABASE_URL};
+use posbridge::cli::{Store, StoreOptions};
 
 mod plugin_commands;
 mod plugin_tools;
@@ -38,7 +38,7 @@ struct Cli {
     /// environment variables override it; see posbridge.example.toml.
     #[arg(
         long,
-        env = posbridge::options::CONFIG_ENV,
+        env = posbridge::cli::CONFIG_ENV,
         global = true,
         value_hint = clap::ValueHint::FilePath
     )]
@@ -231,7 +231,7 @@ fn main() -> anyhow::Result<()> {
 
 /// The command line's declaration, as `--help` shows it.
 fn command() -> clap::Command {
-    posbridge::options::name_values(Cli::command())
+    posbridge::cli::name_values(Cli::command())
 }
 
 /// The command line, over the environment, over the config file, over the defaults.
@@ -244,7 +244,7 @@ fn parse_cli(args: Vec<OsString>) -> anyhow::Result<Cli> {
     {
         cmd = cmd.mut_arg("database_url", |arg| arg.env("DATABASE_URL"));
     }
-    if let Some(path) = posbridge::options::config_path(&args) {
+    if let Some(path) = posbridge::cli::config_path(&args) {
         cmd = ConfigFile::load(&path)?.apply(cmd, SETTING_SECTIONS)?;
     }
     let matches = cmd.get_matches_from(args);
@@ -261,7 +261,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 config_file: cli.config,
                 ..*config
             };
-            if let Err(err) = posbridge::server::serve(config).await {
+            if let Err(err) = posbridge::cli::serve(config).await {
                 if err.is_configuration() {
                     // A file the operator named cannot be used: a usage error (exit 2).
                     eprintln!("error: {err}");
@@ -329,8 +329,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Vault(VaultCommand::Rotate) => {
             let store = open(&cli.database_url).await?;
             let key_file = key_file(&cli.database_url, cli.master_key_file);
-            let report =
-                posbridge::rotation::rotate(&store, master_key().as_deref(), &key_file).await?;
+            let report = posbridge::cli::rotate(&store, master_key().as_deref(), &key_file).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             store.close().await;
         }
@@ -338,11 +337,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open(&cli.database_url).await?;
             let key_file = key_file(&cli.database_url, cli.master_key_file);
             let env = master_key();
-            let keys = posbridge::backup::KeySource {
+            let keys = posbridge::cli::KeySource {
                 env_value: env.as_deref(),
                 key_file: &key_file,
             };
-            let manifest = posbridge::backup::backup(&store, &cli.database_url, keys, &dir).await;
+            let manifest = posbridge::cli::backup(&store, &cli.database_url, keys, &dir).await;
             store.close().await;
             let manifest = manifest?;
             print_json(&manifest)?;
@@ -354,7 +353,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Restore { dir, force } => {
             let key_file = key_file(&cli.database_url, cli.master_key_file);
-            let restored = posbridge::backup::restore(&dir, &cli.database_url, &key_file, force)?;
+            let restored = posbridge::cli::restore(&dir, &cli.database_url, &key_file, force)?;
             print_json(&restored)?;
         }
         Command::Key(cmd) => {
@@ -388,10 +387,10 @@ fn master_key() -> Option<String> {
 /// The server's database for an operator command: it must exist (only `serve` creates
 /// one); stderr names it, so a command run against the wrong one is noticed.
 async fn open(url: &str) -> anyhow::Result<Store> {
-    let store = posbridge::cli_database::open_existing(url, &StoreOptions::default()).await?;
+    let store = posbridge::cli::open_existing(url, &StoreOptions::default()).await?;
     eprintln!(
         "posbridge: using database {}",
-        posbridge::cli_database::describe(url)
+        posbridge::cli::describe_database(url)
     );
     Ok(store)
 }
@@ -405,7 +404,7 @@ async fn open_scratch(url: &str) -> anyhow::Result<Store> {
 
 /// The key file: `--master-key-file`, or `posbridge.keys` beside the database.
 fn key_file(database_url: &str, flag: Option<PathBuf>) -> PathBuf {
-    flag.unwrap_or_else(|| posbridge::server::default_key_file(database_url))
+    flag.unwrap_or_else(|| posbridge::cli::default_key_file(database_url))
 }
 
 fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
@@ -430,7 +429,7 @@ fn init_tracing(format: LogFormat) {
 mod tests {
     use std::path::Path;
 
-    use posbridge::options::without_env;
+    use posbridge::cli::without_env;
 
     use super::*;
 

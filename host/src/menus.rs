@@ -33,7 +33,7 @@ use sqlx::Row;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use cache::MenuCache;
+pub(crate) use cache::MenuCache;
 pub(crate) use check::{check_order, OrderLine};
 pub(crate) use model::{Menu, MenuIndex};
 use model::{MenuContent, MenuProblem};
@@ -811,7 +811,7 @@ pub(crate) async fn pos_targets(
 
 /// What the menu routes use, built from the host's state (see `crate::state`).
 #[derive(Clone, Debug)]
-pub struct MenusState {
+pub(crate) struct MenusState {
     /// The database.
     pub store: Store,
     /// The group commit menu writes run through.
@@ -834,7 +834,7 @@ async fn write<T: Send + 'static>(
 /// menu; the floor (terminal keys, and managers) reads it, 86es items and brings them
 /// back, and opens, closes or slows down the store. An ordering platform checks a cart
 /// with any key.
-pub fn routes<S>() -> OpenApiRouter<S>
+pub(crate) fn routes<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,

@@ -26,7 +26,7 @@ const FANOUT_BUCKETS: &[f64] = &[
 ];
 
 /// Installs the process-wide recorder (once) and returns its render handle.
-pub fn install() -> Option<PrometheusHandle> {
+pub(crate) fn install() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
@@ -94,7 +94,7 @@ pub fn install() -> Option<PrometheusHandle> {
 
 /// Middleware: counts and times every request by its route template (never the raw path,
 /// which would carry phone numbers and card codes into the metrics).
-pub async fn track(request: Request, next: Next) -> Response {
+pub(crate) async fn track(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -116,7 +116,7 @@ pub async fn track(request: Request, next: Next) -> Response {
     (status = 200, description = "The metrics, Prometheus text format.", content_type = "text/plain", body = String),
     (status = 503, description = "`error`: the metrics recorder is not installed."),
 ))]
-pub async fn render(State(store): State<Store>) -> Response {
+pub(crate) async fn render(State(store): State<Store>) -> Response {
     crate::dead_letters::refresh_gauge(&store).await;
     match HANDLE.get().and_then(Option::as_ref) {
         Some(handle) => (

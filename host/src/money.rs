@@ -4,11 +4,11 @@ use serde::{Deserialize, Serialize};
 
 /// Largest amount or point count accepted in one request (10^12 minor units): far above any
 /// real sale, far below where sums of many of them could overflow an `i64`.
-pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+pub(crate) const MAX_AMOUNT: i64 = 1_000_000_000_000;
 
 /// An amount of money in minor units (cents for USD) of a currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Money {
+pub(crate) struct Money {
     /// Minor units.
     pub amount: i64,
     /// ISO-4217 code, upper case.
@@ -17,7 +17,7 @@ pub struct Money {
 
 impl Money {
     /// Builds a money value.
-    pub fn new(amount: i64, currency: impl Into<String>) -> Self {
+    pub(crate) fn new(amount: i64, currency: impl Into<String>) -> Self {
         Self {
             amount,
             currency: currency.into(),
@@ -33,7 +33,7 @@ pub struct PositiveAmount(i64);
 
 impl PositiveAmount {
     /// The value.
-    pub fn get(self) -> i64 {
+    pub(crate) fn get(self) -> i64 {
         self.0
     }
 }
@@ -65,7 +65,7 @@ pub struct NonNegativeAmount(i64);
 
 impl NonNegativeAmount {
     /// The value.
-    pub fn get(self) -> i64 {
+    pub(crate) fn get(self) -> i64 {
         self.0
     }
 }
@@ -91,7 +91,7 @@ impl From<NonNegativeAmount> for i64 {
 }
 
 /// Checks that `code` is an active ISO-4217 currency code and returns it upper-cased.
-pub fn parse_currency(code: &str) -> Option<String> {
+pub(crate) fn parse_currency(code: &str) -> Option<String> {
     let upper = code.trim().to_ascii_uppercase();
     iso_currency::Currency::from_code(&upper).map(|_| upper)
 }

@@ -30,13 +30,13 @@ use utoipa_axum::routes;
 use crate::error::{ApiError, ErrorBody};
 
 /// Name of the operator's security scheme (`Authorization: Bearer <operator token>`).
-pub const OPERATOR: &str = "operator_token";
+pub(crate) const OPERATOR: &str = "operator_token";
 /// Name of the tenant key's header scheme (`X-API-Key: <key>`).
-pub const API_KEY: &str = "api_key";
+pub(crate) const API_KEY: &str = "api_key";
 /// Name of the tenant key's bearer scheme (`Authorization: Bearer <key>`).
-pub const KEY_BEARER: &str = "api_key_bearer";
+pub(crate) const KEY_BEARER: &str = "api_key_bearer";
 /// Name of the browsers' scheme for the event stream (`Sec-WebSocket-Protocol`).
-pub const WS_SUBPROTOCOL: &str = "api_key_subprotocol";
+pub(crate) const WS_SUBPROTOCOL: &str = "api_key_subprotocol";
 
 /// The document's fixed parts; the paths come from the routers.
 #[derive(OpenApi)]
@@ -67,7 +67,7 @@ pub const WS_SUBPROTOCOL: &str = "api_key_subprotocol";
 struct BaseDoc;
 
 /// The document with no paths yet: [`crate::api::routes`] adds them.
-pub fn base() -> utoipa::openapi::OpenApi {
+pub(crate) fn base() -> utoipa::openapi::OpenApi {
     let mut doc = BaseDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc
@@ -80,7 +80,7 @@ static DOCUMENT: OnceLock<String> = OnceLock::new();
 /// Finishes the routers' document (the conventions shared by every route) and keeps it
 /// for `GET /openapi.json`. The first router built wins; every router of one binary
 /// describes the same routes.
-pub fn publish(mut doc: utoipa::openapi::OpenApi) {
+pub(crate) fn publish(mut doc: utoipa::openapi::OpenApi) {
     finish(&mut doc);
     // Serialising a document of plain data cannot fail; an empty object is still JSON.
     let json = serde_json::to_string(&doc).unwrap_or_else(|_| "{}".to_owned());
@@ -88,14 +88,18 @@ pub fn publish(mut doc: utoipa::openapi::OpenApi) {
 }
 
 /// Applies what is the same for every route of a kind (security, error responses).
-pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
+pub(crate) fn finish(doc: &mut utoipa::openapi::OpenApi) {
     Conventions.modify(doc);
 }
 
 /// A text frame of the event stream (`GET /ws/pos/{tenant}`).
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
-pub enum StreamFrame {
+#[expect(
+    dead_code,
+    reason = "documents the frames in the OpenAPI schema; the socket writes them pre-serialised"
+)]
+pub(crate) enum StreamFrame {
     /// The first frame.
     Hello(HelloFrame),
     /// An event.
@@ -106,7 +110,7 @@ pub enum StreamFrame {
 
 /// First frame of the event stream.
 #[derive(Serialize, ToSchema)]
-pub struct HelloFrame {
+pub(crate) struct HelloFrame {
     /// Always `hello`.
     #[schema(example = "hello")]
     pub r#type: String,
@@ -118,7 +122,7 @@ pub struct HelloFrame {
 
 /// One event of the tenant's log (see docs/api.md for each type's `data`).
 #[derive(Serialize, ToSchema)]
-pub struct EventFrame {
+pub(crate) struct EventFrame {
     /// Per-tenant sequence number; a jump is an event terminals do not receive.
     pub seq: i64,
     /// Event type: `new_order`, `order_updated`, `gift_card_purchased`, `gift_card_redeemed`,
@@ -135,7 +139,7 @@ pub struct EventFrame {
 /// Sent instead of the replay when `since` is older than the retained history: reload over
 /// REST, then carry on from `last_seq`.
 #[derive(Serialize, ToSchema)]
-pub struct ResetFrame {
+pub(crate) struct ResetFrame {
     /// Always `reset`.
     #[schema(example = "reset")]
     pub r#type: String,
@@ -144,7 +148,7 @@ pub struct ResetFrame {
 }
 
 /// The conventions every route of a kind shares, applied to the whole document.
-pub struct Conventions;
+pub(crate) struct Conventions;
 
 impl Modify for Conventions {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
@@ -358,7 +362,7 @@ fn path_param(name: &str) -> Parameter {
 }
 
 /// A documented error answer with the standard body.
-pub fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+pub(crate) fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
     RefOr::T(
         ResponseBuilder::new()
             .description(description)
@@ -375,7 +379,7 @@ pub fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
 }
 
 /// `GET /openapi.json` and the reference page.
-pub fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
     OpenApiRouter::new()
         .routes(routes!(openapi_json))
         .routes(routes!(docs_page))

@@ -30,7 +30,7 @@ pub const CONFIG_ENV: &str = "POSBRIDGE_CONFIG";
 /// The value of `T`'s settings when nothing is given: an empty command line with the
 /// environment ignored. `Default` impls of options structs call this, so the struct's
 /// defaults and the flags' defaults are one declaration.
-pub fn defaults<T: clap::Args + clap::FromArgMatches>() -> T {
+pub(crate) fn defaults<T: clap::Args + clap::FromArgMatches>() -> T {
     let cmd = without_env(T::augment_args(
         Command::new("defaults").no_binary_name(true),
     ));
@@ -73,7 +73,7 @@ pub fn name_values(cmd: Command) -> Command {
 }
 
 /// Whole numbers of milliseconds, at least `min`, as a [`Duration`].
-pub fn millis(min: u64) -> DurationParser {
+pub(crate) fn millis(min: u64) -> DurationParser {
     DurationParser {
         min,
         unit: Unit::Millis,
@@ -81,7 +81,7 @@ pub fn millis(min: u64) -> DurationParser {
 }
 
 /// Whole numbers of seconds, at least `min`, as a [`Duration`].
-pub fn secs(min: u64) -> DurationParser {
+pub(crate) fn secs(min: u64) -> DurationParser {
     DurationParser {
         min,
         unit: Unit::Secs,
@@ -97,7 +97,7 @@ enum Unit {
 
 /// Parses a duration flag; see [`millis`] and [`secs`].
 #[derive(Debug, Clone, Copy)]
-pub struct DurationParser {
+pub(crate) struct DurationParser {
     min: u64,
     unit: Unit,
 }
@@ -124,13 +124,13 @@ impl TypedValueParser for DurationParser {
 }
 
 /// A number of type `T`, at least `min` (counts, sizes, rates).
-pub fn at_least<T>(min: T) -> AtLeast<T> {
+pub(crate) fn at_least<T>(min: T) -> AtLeast<T> {
     AtLeast(min)
 }
 
 /// Parses a number with a lower bound; see [`at_least`].
 #[derive(Debug, Clone, Copy)]
-pub struct AtLeast<T>(T);
+pub(crate) struct AtLeast<T>(T);
 
 impl<T> TypedValueParser for AtLeast<T>
 where
@@ -402,7 +402,7 @@ fn resolve_path(arg: &Arg, key: &str, value: &str, dir: &Path) -> String {
 /// A database URL that names an SQLite file by a relative path (`posbridge.db`,
 /// `sqlite://data/p.db`, `sqlite:p.db`) resolved against `dir`; server URLs and in-memory
 /// databases unchanged.
-pub fn resolve_database_url(url: &str, dir: &Path) -> String {
+pub(crate) fn resolve_database_url(url: &str, dir: &Path) -> String {
     let (prefix, rest) = if let Some(rest) = url.strip_prefix("sqlite://") {
         ("sqlite://", rest)
     } else if let Some(rest) = url.strip_prefix("sqlite:") {

@@ -35,12 +35,12 @@ use crate::providers::{ProviderFailure, ProvidersState};
 use crate::store::{new_id, now_micros, rfc3339, Store, StoreError, TransientConflict};
 
 pub(crate) use injection::{spawn_worker as spawn_injection_worker, Injector};
-pub use injection::{InjectionOptions, InjectionWakeup, PosState};
+pub(crate) use injection::{InjectionOptions, InjectionWakeup, PosState};
 
 /// Where an order came from. Only online orders wait for a terminal to accept them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum OrderSource {
+pub(crate) enum OrderSource {
     /// Placed on the online ordering platform; shows up in `orders/pending`.
     #[default]
     Online,
@@ -51,7 +51,7 @@ pub enum OrderSource {
 /// The kitchen lifecycle of an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum OrderStatus {
+pub(crate) enum OrderStatus {
     /// Waiting for the restaurant to accept it.
     Pending,
     /// Accepted, not started.
@@ -83,7 +83,7 @@ impl OrderStatus {
     }
 
     /// Whether a terminal may move an order from `self` to `next`.
-    pub fn can_become(self, next: OrderStatus) -> bool {
+    pub(crate) fn can_become(self, next: OrderStatus) -> bool {
         use OrderStatus::*;
         matches!(
             (self, next),
@@ -98,7 +98,7 @@ impl OrderStatus {
 /// One line of an order.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct OrderItem {
+pub(crate) struct OrderItem {
     /// Display name.
     pub name: String,
     /// How many (1–1000).
@@ -116,7 +116,7 @@ pub struct OrderItem {
 /// Who ordered.
 #[derive(Debug, Clone, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct OrderCustomer {
+pub(crate) struct OrderCustomer {
     /// Name for the pickup shelf.
     #[serde(default)]
     pub name: Option<String>,
@@ -131,7 +131,7 @@ pub struct OrderCustomer {
 /// Body of `POST /api/{tenant}/orders`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NewOrder {
+pub(crate) struct NewOrder {
     /// The platform's order id; unique per tenant.
     #[serde(default)]
     pub external_id: Option<String>,
@@ -179,14 +179,14 @@ pub struct NewOrder {
 /// Body of `POST /api/{tenant}/orders/{id}/status`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct StatusChange {
+pub(crate) struct StatusChange {
     /// The new status.
     pub status: OrderStatus,
 }
 
 /// An order as the API returns it and as `new_order`/`order_updated` carry it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Order {
+pub(crate) struct Order {
     /// Our id.
     pub id: String,
     /// The platform's id.
@@ -227,7 +227,7 @@ pub struct Order {
 
 /// An order's POS side, as the API and events show it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct PosView {
+pub(crate) struct PosView {
     /// `queued`, `submitted`, `accepted`, `rejected` or `failed`.
     pub state: PosState,
     /// The provider plugin (`square`, `toast`).
@@ -251,7 +251,7 @@ pub struct PosView {
 
 /// The POS's price of an order, minor units, before tip.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct PosPrice {
+pub(crate) struct PosPrice {
     /// Before tax and discounts.
     pub subtotal: i64,
     /// Tax.
@@ -495,7 +495,7 @@ fn encode(e: serde_json::Error) -> OrderError {
 }
 
 /// The orders of a tenant.
-pub struct Orders;
+pub(crate) struct Orders;
 
 impl Orders {
     /// Records a new order and emits `new_order`. An order with menu lines comes
@@ -675,7 +675,10 @@ impl Orders {
     }
 
     /// Online orders waiting for the restaurant (pending or accepted), oldest first.
-    pub async fn pending(store: &Store, scope: &TenantScope) -> Result<Vec<Order>, OrderError> {
+    pub(crate) async fn pending(
+        store: &Store,
+        scope: &TenantScope,
+    ) -> Result<Vec<Order>, OrderError> {
         let rows = sqlx::query(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders
              WHERE tenant_id = $1 AND source = 'online' AND status IN ('pending', 'accepted')
@@ -688,7 +691,11 @@ impl Orders {
     }
 
     /// One order of the tenant.
-    pub async fn get(store: &Store, scope: &TenantScope, id: &str) -> Result<Order, OrderError> {
+    pub(crate) async fn get(
+        store: &Store,
+        scope: &TenantScope,
+        id: &str,
+    ) -> Result<Order, OrderError> {
         let mut conn = store.reader().acquire().await.map_err(StoreError::from)?;
         load(&mut conn, scope, id).await
     }
@@ -704,7 +711,7 @@ pub(crate) async fn retry_injection(
 }
 
 /// `/api/{tenant}/orders…` routes.
-pub fn routes<S>() -> OpenApiRouter<S>
+pub(crate) fn routes<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,

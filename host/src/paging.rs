@@ -11,7 +11,7 @@ const MAX_LIMIT: i64 = 500;
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct PageQuery {
+pub(crate) struct PageQuery {
     /// Page size (1–500, default 50).
     #[serde(default)]
     pub limit: Option<u32>,
@@ -24,7 +24,7 @@ pub struct PageQuery {
 /// Position after the last row of a page: its timestamp and id.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "String")]
-pub struct Cursor {
+pub(crate) struct Cursor {
     at: i64,
     id: String,
 }
@@ -46,7 +46,7 @@ impl TryFrom<String> for Cursor {
 
 /// One page of results.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Page<T> {
+pub(crate) struct Page<T> {
     /// The rows, newest first.
     pub items: Vec<T>,
     /// Pass as `cursor` to get the next page; absent on the last page.
@@ -62,12 +62,12 @@ impl PageQuery {
     }
 
     /// Rows to fetch: one more than the page, to know whether another page exists.
-    pub fn fetch_limit(&self) -> i64 {
+    pub(crate) fn fetch_limit(&self) -> i64 {
         self.limit() + 1
     }
 
     /// `(created_at, id)` strictly below which rows belong to this page.
-    pub fn before(&self) -> (i64, String) {
+    pub(crate) fn before(&self) -> (i64, String) {
         match &self.cursor {
             Some(c) => (c.at, c.id.clone()),
             None => (i64::MAX, String::new()),
@@ -75,7 +75,7 @@ impl PageQuery {
     }
 
     /// Cuts fetched `(created_at, row)` pairs down to a page and computes the next cursor.
-    pub fn page<T>(&self, mut rows: Vec<(i64, T)>, id_of: impl Fn(&T) -> String) -> Page<T> {
+    pub(crate) fn page<T>(&self, mut rows: Vec<(i64, T)>, id_of: impl Fn(&T) -> String) -> Page<T> {
         let limit = usize::try_from(self.limit()).unwrap_or(usize::MAX);
         let more = rows.len() > limit;
         rows.truncate(limit);

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::Subcommand;
 
-use posbridge::plugins::{PluginOptions, Plugins};
+use posbridge::cli::{PluginOptions, Plugins};
 
 use crate::{open, open_scratch, plugin_tools, print_json, scaffold};
 
@@ -73,7 +73,7 @@ pub(crate) async fn run_plugin_command(
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let store = open(database_url).await?;
             let options = PluginOptions {
-                cache_dir: Some(posbridge::server::default_cache_dir(database_url)),
+                cache_dir: Some(posbridge::cli::default_cache_dir(database_url)),
                 ..options
             };
             let plugins = Plugins::start(store.clone(), options).await?;

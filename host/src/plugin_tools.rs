@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use ed25519_dalek::SigningKey;
 
-use posbridge::plugins::contract::{HookEvent, Webhook};
-use posbridge::plugins::runner::{self, Fixtures, TestInput};
-use posbridge::plugins::{signing, PluginOptions};
+use posbridge::cli::runner::{self, Fixtures, TestInput};
+use posbridge::cli::{signing, PluginOptions};
+use posbridge::cli::{HookEvent, Webhook};
 
 use crate::print_json;
 

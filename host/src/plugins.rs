@@ -22,17 +22,17 @@
 //! | `wit` | per-version bindings of the WIT contract, read from `wit/v<version>/` |
 //! | `engine`, `executor`, `sandbox`, `outbound`, `registry`, `allowlist` | wasmtime, guest threads, per-call limits, outbound HTTP, the in-memory catalog, host patterns |
 
-pub mod allowlist;
+pub(crate) mod allowlist;
 mod bench;
 mod bundled;
 mod catalog;
 mod check;
-pub mod contract;
+pub(crate) mod contract;
 mod engine;
 mod error;
 mod executor;
-pub mod logs;
-pub mod outbound;
+pub(crate) mod logs;
+pub(crate) mod outbound;
 mod registry;
 pub mod runner;
 mod runtime;
@@ -41,22 +41,19 @@ mod signers;
 pub mod signing;
 mod wit;
 
+#[cfg(test)]
+mod against_mocks;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use bench::PluginBench;
-pub use catalog::{PluginStatus, CATALOG_CHANNEL};
-pub use check::CheckResult;
-pub use engine::ArtifactSource;
-pub use error::{AdminError, CallError, InstallError, StartError};
-pub use executor::{default_guest_threads, GUEST_NICE};
-pub use logs::{LogLine, PluginLogView};
-pub use registry::Signer;
-pub use registry::{PluginState, StatsView, VersionSummary};
-pub use runner::{Fixtures, RunnerError, TestInput, TestRun};
-pub use runtime::{CallContext, Plugins};
-pub use sandbox::CallLimits;
-pub use signers::TrustedSigner;
+pub(crate) use catalog::{PluginStatus, CATALOG_CHANNEL};
+pub(crate) use error::{AdminError, CallError, InstallError, StartError};
+pub(crate) use executor::default_guest_threads;
+pub(crate) use logs::PluginLogView;
+pub(crate) use runtime::CallContext;
+pub use runtime::Plugins;
+pub(crate) use signers::TrustedSigner;
 
 use outbound::OutboundOptions;
 

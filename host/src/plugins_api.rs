@@ -63,7 +63,7 @@ impl From<AdminError> for ApiError {
 }
 
 /// The operator's plugin routes.
-pub fn admin_routes<S>() -> OpenApiRouter<S>
+pub(crate) fn admin_routes<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,

@@ -12,14 +12,14 @@ mod sales;
 mod sync;
 mod webhooks;
 
-pub use catalog::CatalogSyncs;
-pub use ingest::IngestCounts;
-pub use integrations::{ConnectRequest, Integration};
-pub use sales::{Period, Revenue};
-pub use sync::retry_dead_letter as retry_sync;
-pub use sync::{spawn_scheduler, SyncStats, SyncWakeup};
-pub use webhooks::{payload as webhook_payload, requeue as retry_webhook};
-pub use webhooks::{spawn_inbox_worker, AckActivity, InboxOptions, InboxWakeup};
+pub(crate) use catalog::CatalogSyncs;
+pub(crate) use ingest::IngestCounts;
+pub(crate) use integrations::{ConnectRequest, Integration};
+pub(crate) use sales::{Period, Revenue};
+pub(crate) use sync::retry_dead_letter as retry_sync;
+pub(crate) use sync::{spawn_scheduler, SyncStats, SyncWakeup};
+pub(crate) use webhooks::{payload as webhook_payload, requeue as retry_webhook};
+pub(crate) use webhooks::{spawn_inbox_worker, AckActivity, InboxOptions, InboxWakeup};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -48,7 +48,7 @@ use crate::vault::Vault;
 /// composition root builds it from its own state (`FromRef`), so this module does not name
 /// that state.
 #[derive(Debug, Clone)]
-pub struct ProvidersState {
+pub(crate) struct ProvidersState {
     /// The database.
     pub store: Store,
     /// Committed events: workers lease integrations and deliveries through it.
@@ -78,7 +78,7 @@ pub struct ProvidersState {
 /// Body of `POST /api/{tenant}/pos/validate`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ValidateRequest {
+pub(crate) struct ValidateRequest {
     /// Provider plugin id (`square`, `toast`, `local-pos`, or any installed provider).
     pub provider: String,
     /// Credential fields by name, as the provider's manifest lists them.
@@ -96,7 +96,7 @@ pub struct ValidateRequest {
 
 /// A failed provider operation, as the API reports it.
 #[derive(Debug)]
-pub struct ProviderFailure(ApiError, Option<u64>);
+pub(crate) struct ProviderFailure(ApiError, Option<u64>);
 
 impl IntoResponse for ProviderFailure {
     fn into_response(self) -> Response {
@@ -180,7 +180,7 @@ impl From<CallError> for ProviderFailure {
 }
 
 /// Builds the connection for a call, checking required credentials and the base URL.
-pub fn connection(
+pub(crate) fn connection(
     plugins: &Plugins,
     provider: &str,
     credentials: &BTreeMap<String, String>,
@@ -240,7 +240,7 @@ pub fn connection(
 }
 
 /// `/api/{tenant}/…` routes: integrations (manager) and pushed sales (terminal).
-pub fn routes<S>() -> OpenApiRouter<S>
+pub(crate) fn routes<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,
@@ -262,7 +262,7 @@ where
 }
 
 /// The public webhook route, `/webhooks/{provider}/{integration_id}`.
-pub fn webhook_routes<S>() -> OpenApiRouter<S>
+pub(crate) fn webhook_routes<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     ProvidersState: FromRef<S>,

@@ -100,7 +100,7 @@ impl RateLimits {
     }
 
     /// Drops full buckets every `RETAIN_INTERVAL` (a minute) until `shutdown`.
-    pub fn spawn_pruner(&self, shutdown: CancellationToken) {
+    pub(crate) fn spawn_pruner(&self, shutdown: CancellationToken) {
         let Some(limiter) = self.limiter.clone() else {
             return;
         };

@@ -22,7 +22,7 @@ use crate::store::{now_micros, rfc3339, Store, StoreError};
 /// currency; `net_sales` may be negative on a day of refunds.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DailyReportUpload {
+pub(crate) struct DailyReportUpload {
     /// Business date, `YYYY-MM-DD`.
     #[schema(value_type = String, format = Date)]
     pub report_date: jiff::civil::Date,
@@ -67,7 +67,7 @@ fn empty_array() -> serde_json::Value {
 
 /// A stored report.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct DailyReport {
+pub(crate) struct DailyReport {
     /// Business date.
     pub report_date: String,
     /// ISO-4217.
@@ -168,7 +168,7 @@ fn report_from_row(row: &sqlx::any::AnyRow) -> Result<DailyReport, ReportError> 
 }
 
 /// Daily reports of a tenant.
-pub struct DailyReports;
+pub(crate) struct DailyReports;
 
 impl DailyReports {
     /// Stores (or replaces) the report for its date and emits `daily_report_uploaded`.
@@ -264,7 +264,7 @@ impl DailyReports {
     }
 
     /// The report for `date`.
-    pub async fn get(
+    pub(crate) async fn get(
         store: &Store,
         scope: &TenantScope,
         date: &str,
@@ -286,7 +286,7 @@ impl DailyReports {
 }
 
 /// `/api/{tenant}/reports/daily…` routes.
-pub fn routes<S>() -> OpenApiRouter<S>
+pub(crate) fn routes<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,

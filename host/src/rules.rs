@@ -10,11 +10,10 @@ mod book;
 mod decide;
 mod evaluate;
 mod performances;
-pub mod windows;
+pub(crate) mod windows;
 
-pub use book::RuleBook;
-pub use evaluate::{RuleEvaluator, SaleRef, SpendMove};
-pub use performances::Performance;
+pub(crate) use book::RuleBook;
+pub(crate) use evaluate::{RuleEvaluator, SaleRef, SpendMove};
 
 use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
@@ -32,7 +31,7 @@ use crate::store::{Store, StoreError};
 use windows::TimeWindow;
 
 /// Most rules one venue may have: evaluation walks them in memory for every sale.
-pub const MAX_RULES_PER_VENUE: i64 = 1_000;
+pub(crate) const MAX_RULES_PER_VENUE: i64 = 1_000;
 
 /// Why a rule operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +84,7 @@ impl From<RuleError> for ApiError {
 
 /// A spend rule as the API shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct SpendRule {
+pub(crate) struct SpendRule {
     /// Rule id.
     pub id: String,
     /// The venue whose sales it counts.
@@ -123,7 +122,7 @@ pub struct SpendRule {
 /// Body of `POST /pos/rules/{venue}`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NewRule {
+pub(crate) struct NewRule {
     /// Display name (1–100 characters).
     pub name: String,
     /// Minor units, ≥ 0.
@@ -158,7 +157,7 @@ fn enabled_by_default() -> bool {
 /// optional ones.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RulePatch {
+pub(crate) struct RulePatch {
     /// See [`NewRule::name`].
     #[serde(default)]
     name: Option<String>,
@@ -207,7 +206,7 @@ where
 }
 
 /// `/api/{tenant}/pos/rules/…`, `/pos/tiers` and `/pos/performances/…`.
-pub fn routes<S>() -> OpenApiRouter<S>
+pub(crate) fn routes<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,

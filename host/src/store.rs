@@ -13,19 +13,19 @@ use sqlx::AnyPool;
 mod retry;
 mod sqlite;
 
-pub use retry::{retry_conflicts, TransientConflict, CONFLICT_RETRIES};
+pub(crate) use retry::{retry_conflicts, TransientConflict, CONFLICT_RETRIES};
 use sqlite::{spawn_checkpointer, sqlite_pool};
 
 /// The sqlx database every query runs against.
-pub type Db = sqlx::Any;
+pub(crate) type Db = sqlx::Any;
 /// A live transaction on the writer pool.
-pub type Tx = sqlx::Transaction<'static, Db>;
+pub(crate) type Tx = sqlx::Transaction<'static, Db>;
 /// A single connection, as borrowed from a transaction (`&mut *tx`).
-pub type Conn = sqlx::AnyConnection;
+pub(crate) type Conn = sqlx::AnyConnection;
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     /// An SQLite file in WAL mode: one writer connection, several readers.
     Sqlite,
     /// A PostgreSQL server shared by one or more hosts.
@@ -56,7 +56,7 @@ pub enum StoreError {
 
 impl StoreError {
     /// True when the failure is a UNIQUE or PRIMARY KEY violation (a lost insert race).
-    pub fn is_unique_violation(&self) -> bool {
+    pub(crate) fn is_unique_violation(&self) -> bool {
         match self {
             StoreError::Sqlx(sqlx::Error::Database(e)) => e.is_unique_violation(),
             StoreError::Batch(err) => err.is_unique_violation(),
@@ -69,7 +69,7 @@ impl StoreError {
     /// to a statement it refused. The statement did not take effect (a transaction rolls
     /// back as a whole), so the caller answers 503 `database_unavailable` and the client
     /// sends the same request again later.
-    pub fn is_unavailable(&self) -> bool {
+    pub(crate) fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Sqlx(err) => sqlx_unavailable(err),
             StoreError::Migrate(sqlx::migrate::MigrateError::Execute(err)) => sqlx_unavailable(err),
@@ -208,7 +208,7 @@ pub struct StoreOptions {
 /// that could be down (an unusable file fails at once with an I/O code, see
 /// [`StoreError::is_unavailable`]); a wait there is the queue for the single writer under a
 /// burst, which a generous bound lets drain instead of shedding writes.
-pub const SQLITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const SQLITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// SQLite durability level; see [`StoreOptions::sqlite_synchronous`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -290,7 +290,7 @@ impl Store {
     }
 
     /// Which database this is.
-    pub fn backend(&self) -> Backend {
+    pub(crate) fn backend(&self) -> Backend {
         self.backend
     }
 
@@ -305,24 +305,24 @@ impl Store {
     }
 
     /// The pool for reads that need no transaction.
-    pub fn reader(&self) -> &AnyPool {
+    pub(crate) fn reader(&self) -> &AnyPool {
         &self.reader
     }
 
     /// The pool for single-statement writes outside a transaction.
-    pub fn writer(&self) -> &AnyPool {
+    pub(crate) fn writer(&self) -> &AnyPool {
         &self.writer
     }
 
     /// Starts a write transaction.
-    pub async fn begin(&self) -> Result<Tx, StoreError> {
+    pub(crate) async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(self.writer.begin().await?)
     }
 
     /// Readiness: the database answers a query within `timeout` and every migration this
     /// build embeds is recorded as applied. `Ok(false)` means reachable but not migrated
     /// (another host is mid-migration, or the schema was rolled back under us).
-    pub async fn ready(&self, timeout: Duration) -> Result<bool, StoreError> {
+    pub(crate) async fn ready(&self, timeout: Duration) -> Result<bool, StoreError> {
         let migrator = match self.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
@@ -377,7 +377,7 @@ fn set_target(target: String) {
 
 /// The database this process opened last, for log lines about an outage: `host:port/db`
 /// for PostgreSQL (never the user or password), the file path for SQLite.
-pub fn target() -> String {
+pub(crate) fn target() -> String {
     TARGET.read().map(|t| t.clone()).unwrap_or_default()
 }
 
@@ -399,12 +399,12 @@ fn describe_target(url: &str) -> String {
 }
 
 /// Current time as microseconds since the Unix epoch, the unit of every stored timestamp.
-pub fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     jiff::Timestamp::now().as_microsecond()
 }
 
 /// Formats a stored timestamp as RFC 3339 in UTC.
-pub fn rfc3339(micros: i64) -> String {
+pub(crate) fn rfc3339(micros: i64) -> String {
     match jiff::Timestamp::from_microsecond(micros) {
         Ok(ts) => ts.to_string(),
         Err(_) => String::from("1970-01-01T00:00:00Z"),
@@ -412,7 +412,7 @@ pub fn rfc3339(micros: i64) -> String {
 }
 
 /// A new time-ordered unique id (UUIDv7), used as the primary key of every row we create.
-pub fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
@@ -423,7 +423,7 @@ pub fn new_id() -> String {
 /// SQLite only: one process owns the file, so any other owner is a stopped predecessor. On
 /// PostgreSQL the other owners may be live hosts, whose work must not be taken from them;
 /// a dead host's claims run out by themselves within seconds (see [`crate::lease`]).
-pub async fn release_foreign_claims(store: &Store, node_id: &str, sql: &str, what: &str) {
+pub(crate) async fn release_foreign_claims(store: &Store, node_id: &str, sql: &str, what: &str) {
     if store.backend() == Backend::Postgres {
         return;
     }
@@ -445,19 +445,19 @@ pub async fn release_foreign_claims(store: &Store, node_id: &str, sql: &str, wha
 /// `sqlite3_bind_parameter_name`, a linear search per parameter: binding a 2,600-parameter
 /// batch INSERT that way took a third of the writer thread's time. PostgreSQL needs `$N`.
 #[derive(Debug)]
-pub struct Params {
+pub(crate) struct Params {
     backend: Backend,
     used: usize,
 }
 
 impl Params {
     /// Placeholders for a statement on `backend`, starting at the first parameter.
-    pub fn new(backend: Backend) -> Self {
+    pub(crate) fn new(backend: Backend) -> Self {
         Params { backend, used: 0 }
     }
 
     /// The next placeholder.
-    pub fn one(&mut self) -> String {
+    pub(crate) fn one(&mut self) -> String {
         self.used += 1;
         match self.backend {
             Backend::Sqlite => "?".to_owned(),
@@ -466,7 +466,7 @@ impl Params {
     }
 
     /// `count` placeholders separated by commas, for an `IN (…)` list or inside a row.
-    pub fn list(&mut self, count: usize) -> String {
+    pub(crate) fn list(&mut self, count: usize) -> String {
         (0..count)
             .map(|_| self.one())
             .collect::<Vec<_>>()
@@ -474,7 +474,7 @@ impl Params {
     }
 
     /// `count` rows of `columns` placeholders each, for a multi-row `VALUES`.
-    pub fn rows(&mut self, count: usize, columns: usize) -> String {
+    pub(crate) fn rows(&mut self, count: usize, columns: usize) -> String {
         (0..count)
             .map(|_| format!("({})", self.list(columns)))
             .collect::<Vec<_>>()

@@ -3,7 +3,7 @@
 //! Creation and reads live here; a tenant's later life (update, suspend, resume, delete)
 //! in [`lifecycle`].
 
-pub mod lifecycle;
+pub(crate) mod lifecycle;
 
 use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
@@ -216,7 +216,7 @@ impl Tenants {
     }
 
     /// The tenant with this slug.
-    pub async fn get(store: &Store, slug: &str) -> Result<Tenant, TenancyError> {
+    pub(crate) async fn get(store: &Store, slug: &str) -> Result<Tenant, TenancyError> {
         let row = sqlx::query(&format!(
             "SELECT {TENANT_COLUMNS} FROM tenants WHERE slug = $1"
         ))
@@ -229,7 +229,7 @@ impl Tenants {
 }
 
 /// `/admin/tenants…` routes (operator token).
-pub fn admin_routes<S>() -> OpenApiRouter<S>
+pub(crate) fn admin_routes<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,

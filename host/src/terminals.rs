@@ -20,8 +20,8 @@ mod session;
 mod socket;
 mod upgrade;
 
-pub use self::cluster_view::admin_routes as cluster_admin_routes;
-pub use self::revocations::spawn_watcher as spawn_revocation_watcher;
+pub(crate) use self::cluster_view::admin_routes as cluster_admin_routes;
+pub(crate) use self::revocations::spawn_watcher as spawn_revocation_watcher;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -55,7 +55,7 @@ use crate::store::{now_micros, rfc3339, Store};
 /// composition root builds it from its own state (`FromRef`), so this module does not name
 /// that state.
 #[derive(Debug, Clone)]
-pub struct TerminalsState {
+pub(crate) struct TerminalsState {
     /// The database (the log replayed to terminals, the cluster's view).
     pub store: Store,
     /// Live fan-out of committed events.
@@ -75,23 +75,23 @@ pub struct TerminalsState {
 }
 
 /// Close code: the server is shutting down (standard "going away").
-pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code: the terminal fell too far behind; reconnect with `?since=<last seq>`.
-pub const CLOSE_SLOW_CONSUMER: u16 = 4000;
+pub(crate) const CLOSE_SLOW_CONSUMER: u16 = 4000;
 /// Close code: the terminal did not answer a ping in time.
-pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4001;
+pub(crate) const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4001;
 /// Close code: the key this socket authenticated with was revoked.
-pub const CLOSE_KEY_REVOKED: u16 = 4003;
+pub(crate) const CLOSE_KEY_REVOKED: u16 = 4003;
 /// Close code: the terminal broke the WebSocket protocol (standard "protocol error").
-pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+pub(crate) const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 /// Close code: the terminal sent text that is not UTF-8 (standard "invalid payload").
-pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+pub(crate) const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 /// Close code: the terminal sent frames faster than `--ws-inbound-rate` allows (standard
 /// "policy violation").
-pub const CLOSE_POLICY: u16 = 1008;
+pub(crate) const CLOSE_POLICY: u16 = 1008;
 /// Close code: the terminal sent a message over [`MAX_INCOMING_MESSAGE`] (standard
 /// "message too big").
-pub const CLOSE_TOO_BIG: u16 = 1009;
+pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
 
 /// Events read from the log per query while replaying.
 const REPLAY_BATCH: i64 = 500;
@@ -99,7 +99,7 @@ const REPLAY_BATCH: i64 = 500;
 /// Largest message (and frame) a terminal may send, 64 KiB. Terminals only answer pings
 /// and close, so anything bigger is a misbehaving client, not a reason to buffer
 /// megabytes; it is closed with 1009.
-pub const MAX_INCOMING_MESSAGE: usize = 64 << 10;
+pub(crate) const MAX_INCOMING_MESSAGE: usize = 64 << 10;
 
 /// Messages read from a socket per turn of its session before the session attends to its
 /// other work (writing, heartbeats, revocation). Without it a terminal that sends as fast
@@ -228,7 +228,7 @@ impl Drop for Registration {
 
 /// A connected terminal, as `pos-status` lists it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct TerminalStatus {
+pub(crate) struct TerminalStatus {
     /// The host holding its socket (see [`crate::cluster`]).
     pub host_id: String,
     /// The key it connected with.
@@ -289,7 +289,7 @@ impl Terminals {
 
     /// Closes every socket opened with the key `key_id` (it was revoked); returns how many
     /// were open and not already closing.
-    pub fn close_key(&self, key_id: &str) -> usize {
+    pub(crate) fn close_key(&self, key_id: &str) -> usize {
         let mut closed = 0;
         for entry in lock(&self.inner.sessions).values() {
             if entry.key_id == key_id && !entry.stop.is_cancelled() {
@@ -312,7 +312,7 @@ impl Terminals {
 }
 
 /// Routes under `/api/{tenant}`.
-pub fn tenant_routes<S>() -> OpenApiRouter<S>
+pub(crate) fn tenant_routes<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,
@@ -324,7 +324,7 @@ where
 }
 
 /// The stream route, `/ws/pos/{tenant}`.
-pub fn stream_routes<S>() -> OpenApiRouter<S>
+pub(crate) fn stream_routes<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,

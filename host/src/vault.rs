@@ -187,7 +187,7 @@ impl Vault {
     }
 
     /// Generates a new key, makes it active and (for a key file) saves the ring.
-    pub fn add_key(&mut self) -> Result<String, VaultError> {
+    pub(crate) fn add_key(&mut self) -> Result<String, VaultError> {
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
         let mut ring = self.ring();
@@ -227,7 +227,7 @@ impl Vault {
     }
 
     /// Whether keys come from a file this process may extend (rotation adds a key there).
-    pub fn is_file_backed(&self) -> bool {
+    pub(crate) fn is_file_backed(&self) -> bool {
         self.file.is_some()
     }
 
@@ -237,19 +237,19 @@ impl Vault {
     }
 
     /// The active key id.
-    pub fn active_key_id(&self) -> String {
+    pub(crate) fn active_key_id(&self) -> String {
         self.ring().active
     }
 
     /// The ids of every key held.
-    pub fn key_ids(&self) -> Vec<String> {
+    pub(crate) fn key_ids(&self) -> Vec<String> {
         self.ring().keys.into_keys().collect()
     }
 
     /// Each key's id and check value: HMAC-SHA256 of a fixed label under the key, in hex.
     /// The database records it (see `crate::key_checks`) so that hosts holding another key
     /// under the same id are found at start; it reveals nothing about the key.
-    pub fn check_values(&self) -> Vec<(String, String)> {
+    pub(crate) fn check_values(&self) -> Vec<(String, String)> {
         self.ring()
             .keys
             .iter()

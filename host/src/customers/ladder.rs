@@ -10,15 +10,15 @@ use sqlx::Row;
 use crate::store::{Conn, StoreError};
 
 /// Tiers a tenant starts with, lowest first.
-pub const DEFAULT_TIERS: [&str; 4] = ["GUEST", "REGULAR", "PLATINUM", "WHALE"];
+pub(crate) const DEFAULT_TIERS: [&str; 4] = ["GUEST", "REGULAR", "PLATINUM", "WHALE"];
 /// Access levels a tenant starts with, lowest first.
-pub const DEFAULT_ACCESS_LEVELS: [&str; 2] = ["PUBLIC_LOBBY", "INNER_CIRCLE"];
+pub(crate) const DEFAULT_ACCESS_LEVELS: [&str; 2] = ["PUBLIC_LOBBY", "INNER_CIRCLE"];
 /// Most entries in either list.
-pub const MAX_LEVELS: usize = 32;
+pub(crate) const MAX_LEVELS: usize = 32;
 
 /// The tenant's tiers and access levels, each lowest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct Ladder {
+pub(crate) struct Ladder {
     /// Customer tiers, lowest first; the first is every customer's starting tier.
     pub tiers: Vec<String>,
     /// Access levels, lowest first; the first is every customer's starting access.
@@ -39,31 +39,31 @@ impl Default for Ladder {
 
 impl Ladder {
     /// Rank of a tier (0 = lowest), `None` if the ladder has no such tier.
-    pub fn tier_rank(&self, tier: &str) -> Option<usize> {
+    pub(crate) fn tier_rank(&self, tier: &str) -> Option<usize> {
         self.tiers.iter().position(|t| t == tier)
     }
 
     /// Rank of an access level (0 = lowest).
-    pub fn access_rank(&self, level: &str) -> Option<usize> {
+    pub(crate) fn access_rank(&self, level: &str) -> Option<usize> {
         self.access_levels.iter().position(|t| t == level)
     }
 
     /// The tier a customer with stored tier `held` has (the lowest when none is stored).
-    pub fn effective_tier(&self, held: Option<&str>) -> String {
+    pub(crate) fn effective_tier(&self, held: Option<&str>) -> String {
         held.map(str::to_owned)
             .or_else(|| self.tiers.first().cloned())
             .unwrap_or_default()
     }
 
     /// The access level a customer with stored level `held` has (the lowest when none).
-    pub fn effective_access(&self, held: Option<&str>) -> String {
+    pub(crate) fn effective_access(&self, held: Option<&str>) -> String {
         held.map(str::to_owned)
             .or_else(|| self.access_levels.first().cloned())
             .unwrap_or_default()
     }
 
     /// The higher of the held tier and `granted`: a rule never lowers a tier.
-    pub fn raise_tier(&self, held: Option<&str>, granted: &str) -> String {
+    pub(crate) fn raise_tier(&self, held: Option<&str>, granted: &str) -> String {
         let held = self.effective_tier(held);
         match (self.tier_rank(&held), self.tier_rank(granted)) {
             (Some(h), Some(g)) if g > h => granted.to_owned(),
@@ -73,7 +73,7 @@ impl Ladder {
     }
 
     /// The higher of the held access level and `granted`.
-    pub fn raise_access(&self, held: Option<&str>, granted: Option<&str>) -> String {
+    pub(crate) fn raise_access(&self, held: Option<&str>, granted: Option<&str>) -> String {
         let held = self.effective_access(held);
         let Some(granted) = granted else {
             return held;
@@ -89,7 +89,7 @@ impl Ladder {
 /// Body of `PUT /api/{tenant}/pos/tiers`: either list, or both.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct LadderUpdate {
+pub(crate) struct LadderUpdate {
     /// New tier order, lowest first.
     #[serde(default)]
     pub tiers: Option<Vec<String>>,
@@ -99,7 +99,7 @@ pub struct LadderUpdate {
 }
 
 /// Checks one list: 1..=32 unique names of `A-Z`, `0-9`, `_`, 1–32 characters.
-pub fn check_names(what: &str, names: &[String]) -> Result<(), String> {
+pub(crate) fn check_names(what: &str, names: &[String]) -> Result<(), String> {
     if names.is_empty() || names.len() > MAX_LEVELS {
         return Err(format!("{what} must list 1 to {MAX_LEVELS} names"));
     }
@@ -121,7 +121,7 @@ pub fn check_names(what: &str, names: &[String]) -> Result<(), String> {
 }
 
 /// The tenant's ladder, or the default one if the manager never changed it.
-pub async fn load(conn: &mut Conn, tenant_id: &str) -> Result<Ladder, StoreError> {
+pub(crate) async fn load(conn: &mut Conn, tenant_id: &str) -> Result<Ladder, StoreError> {
     let row = sqlx::query("SELECT tiers, access_levels FROM tier_ladders WHERE tenant_id = $1")
         .bind(tenant_id)
         .fetch_optional(&mut *conn)
@@ -137,7 +137,7 @@ pub async fn load(conn: &mut Conn, tenant_id: &str) -> Result<Ladder, StoreError
 
 impl Ladder {
     /// The ladder from its stored JSON columns (absent when a `LEFT JOIN` found no row).
-    pub fn from_stored(tiers: Option<String>, access_levels: Option<String>) -> Ladder {
+    pub(crate) fn from_stored(tiers: Option<String>, access_levels: Option<String>) -> Ladder {
         let defaults = Ladder::default();
         // Only ever written validated; fall back rather than serve an empty list.
         let parse = |text: Option<String>, fallback: Vec<String>| {
@@ -153,7 +153,7 @@ impl Ladder {
 }
 
 /// Stores the ladder.
-pub async fn save(
+pub(crate) async fn save(
     conn: &mut Conn,
     tenant_id: &str,
     ladder: &Ladder,
@@ -175,7 +175,7 @@ pub async fn save(
 }
 
 /// The first name of `removed` that a rule unlocks or a customer holds, if any.
-pub async fn first_in_use(
+pub(crate) async fn first_in_use(
     conn: &mut Conn,
     tenant_id: &str,
     column: LadderColumn,
@@ -208,7 +208,7 @@ pub async fn first_in_use(
 
 /// Which list of the ladder a check is about.
 #[derive(Debug, Clone, Copy)]
-pub enum LadderColumn {
+pub(crate) enum LadderColumn {
     /// Customer tiers.
     Tier,
     /// Access levels.

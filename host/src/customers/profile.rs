@@ -11,7 +11,7 @@ use crate::store::{rfc3339, Conn, StoreError};
 
 /// A customer's lifetime spend at one venue.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct VenueSpend {
+pub(crate) struct VenueSpend {
     /// Venue.
     pub venue: String,
     /// Completed sales net of refunds (voided, failed and pending sales count nothing), minor
@@ -27,7 +27,7 @@ pub struct VenueSpend {
 
 /// Who the customer is to the tenant.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Profile {
+pub(crate) struct Profile {
     /// Customer id.
     pub id: String,
     /// E.164 phone.
@@ -54,7 +54,7 @@ pub struct Profile {
 
 /// The profile of the tenant's customer with this (normalised) phone; `None` for a phone
 /// the tenant has never seen.
-pub async fn profile(
+pub(crate) async fn profile(
     conn: &mut Conn,
     tenant_id: &str,
     phone: &str,

@@ -10,7 +10,7 @@ use crate::plugins::contract::TransactionStatus;
 /// What a sale with this status, total and refunded amount counts as spend: completed sales
 /// net of refunds, never below zero (a refund larger than the sale takes nothing from the
 /// customer's other sales); voided, failed and pending sales count nothing.
-pub fn net_spend(status: TransactionStatus, total: i64, refunded: i64) -> i64 {
+pub(crate) fn net_spend(status: TransactionStatus, total: i64, refunded: i64) -> i64 {
     if status == TransactionStatus::Completed {
         total.saturating_sub(refunded).max(0)
     } else {

@@ -9,7 +9,7 @@ use crate::store::{rfc3339, Conn, StoreError};
 
 /// A customer's standing: tier, access level and the unlocks that got them there.
 #[derive(Debug, Clone, Serialize)]
-pub struct Standing {
+pub(crate) struct Standing {
     /// Current tier (the ladder's lowest when nothing was unlocked).
     pub tier: String,
     /// Current access level.
@@ -20,7 +20,7 @@ pub struct Standing {
 
 /// One past unlock.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct UnlockRecord {
+pub(crate) struct UnlockRecord {
     /// Unlock id.
     pub id: String,
     /// The rule (it may since have been deleted).
@@ -47,7 +47,7 @@ pub struct UnlockRecord {
 
 /// The standing of a customer (by id) who holds `held_tier` and `held_access`: unset or
 /// names the ladder has since dropped read as the ladder's lowest.
-pub async fn standing(
+pub(crate) async fn standing(
     conn: &mut Conn,
     tenant_id: &str,
     customer_id: &str,

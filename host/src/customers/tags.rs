@@ -11,7 +11,7 @@ const TAG_ATTEMPTS: usize = 5;
 
 /// Why a tag could not be added.
 #[derive(Debug, thiserror::Error)]
-pub enum TagError {
+pub(crate) enum TagError {
     /// The row already has [`MAX_TAGS`] tags.
     #[error("{0} already has {MAX_TAGS} tags")]
     TooMany(String),

@@ -75,7 +75,7 @@ pub struct GroupCommitOptions {
 
 impl GroupCommitOptions {
     /// The options for `store`: SQLite has a single writer, so a single lane.
-    pub fn for_store(store: &Store) -> Self {
+    pub(crate) fn for_store(store: &Store) -> Self {
         let options = store.options();
         GroupCommitOptions {
             max_batch: options.write_batch_max.max(1),
@@ -102,7 +102,7 @@ impl GroupCommitOptions {
 /// back while still answering its caller with a value (a hook delivery whose actions were
 /// refused half-way reports "failed" and keeps nothing of them).
 #[derive(Debug)]
-pub enum Undo<R> {
+pub(crate) enum Undo<R> {
     /// The database failed the write.
     Store(StoreError),
     /// The write rolled itself back; its caller gets this.
@@ -275,7 +275,7 @@ impl Writes {
 
     /// Completes once every submitted write has been answered: shutdown calls it after the
     /// server stopped taking requests and before it closes the database.
-    pub async fn drain(&self) {
+    pub(crate) async fn drain(&self) {
         loop {
             let idle = self.state.idle.notified();
             if self.state.in_flight.load(Ordering::Acquire) == 0 {

@@ -18,7 +18,7 @@ pub(super) const NOTIFY_CHANNEL: &str = "posbridge_events";
 
 /// PostgreSQL channel carrying the id of every revoked API key, sent by the revoking
 /// transaction itself (so the CLI's revocations reach running hosts too).
-pub const REVOCATION_CHANNEL: &str = "posbridge_revocations";
+pub(crate) const REVOCATION_CHANNEL: &str = "posbridge_revocations";
 
 /// Revocations received from other processes that the watcher may not have taken yet.
 /// They are rare; should the watcher fall this far behind, its periodic check of the
@@ -94,13 +94,13 @@ impl EventHub {
     }
 
     /// Events retained per tenant.
-    pub fn history(&self) -> i64 {
+    pub(crate) fn history(&self) -> i64 {
         self.inner.options.history
     }
 
     /// Subscribes to the tenant's live events. Subscribe *before* reading history, so no
     /// event can fall between the two (duplicates are filtered by seq).
-    pub fn subscribe(&self, tenant_id: &str) -> broadcast::Receiver<Arc<Event>> {
+    pub(crate) fn subscribe(&self, tenant_id: &str) -> broadcast::Receiver<Arc<Event>> {
         let mut channels = lock(&self.inner.channels);
         if let Some(tx) = channels.get(tenant_id) {
             return tx.subscribe();
@@ -122,31 +122,31 @@ impl EventHub {
     }
 
     /// Records that events were appended (one stored permit wakes the single waiter).
-    pub fn signal_appended(&self) {
+    pub(crate) fn signal_appended(&self) {
         self.inner.appended.notify_one();
     }
 
     /// Completes after the next [`EventHub::signal_appended`] (or at once if one is pending).
-    pub async fn appended(&self) {
+    pub(crate) async fn appended(&self) {
         self.inner.appended.notified().await;
     }
 
     /// Ids of API keys revoked by any process sharing the PostgreSQL database (this one
     /// included), as they are announced. Never fed on SQLite; see
     /// `terminals::revocations` for the periodic check that covers both.
-    pub fn revocations(&self) -> broadcast::Receiver<String> {
+    pub(crate) fn revocations(&self) -> broadcast::Receiver<String> {
         self.inner.revocations.subscribe()
     }
 
     /// Signalled (one stored permit) when any process sharing the PostgreSQL database
     /// announces a plugin catalog change, so the plugin watcher reloads at once instead of
     /// at its next poll. Never signalled on SQLite.
-    pub fn catalog_changes(&self) -> Arc<Notify> {
+    pub(crate) fn catalog_changes(&self) -> Arc<Notify> {
         self.inner.catalog.clone()
     }
 
     /// This process's id (in NOTIFY payloads and sync leases).
-    pub fn node_id(&self) -> &str {
+    pub(crate) fn node_id(&self) -> &str {
         &self.inner.node_id
     }
 
@@ -157,7 +157,7 @@ impl EventHub {
 
     /// On PostgreSQL, listens for other hosts' events and publishes them locally until
     /// `shutdown`. A no-op on SQLite, where one process owns the database.
-    pub fn spawn_cross_node_listener(&self, store: Store, shutdown: CancellationToken) {
+    pub(crate) fn spawn_cross_node_listener(&self, store: Store, shutdown: CancellationToken) {
         if store.backend() != Backend::Postgres {
             return;
         }

@@ -10,15 +10,15 @@ use crate::plugins::contract::HookAction;
 use crate::store::StoreError;
 
 /// Most actions one event may produce; more fails the delivery (a hook in a loop).
-pub const MAX_ACTIONS: usize = 32;
+pub(crate) const MAX_ACTIONS: usize = 32;
 /// Largest custom event data, JSON bytes.
-pub const MAX_EMIT_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_EMIT_BYTES: usize = 16 * 1024;
 /// Longest custom event kind and tag.
 const MAX_NAME: usize = 40;
 
 /// Why a hook's answer could not be applied. The delivery fails and is retried.
 #[derive(Debug, thiserror::Error)]
-pub enum ActionError {
+pub(super) enum ActionError {
     /// More than [`MAX_ACTIONS`].
     #[error("the hook returned {0} actions; at most {MAX_ACTIONS} are allowed per event")]
     TooMany(usize),
@@ -61,7 +61,7 @@ impl From<sqlx::Error> for ActionError {
 
 /// An action that passed every check that needs no database.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Planned {
+pub(super) enum Planned {
     /// Append `custom.<kind>` with `data`.
     Emit {
         /// Kind without prefix.
@@ -105,7 +105,10 @@ fn tag_ok(tag: &str) -> Result<String, ActionError> {
 }
 
 /// Checks every action; the first bad one refuses them all.
-pub fn plan(scope: &TenantScope, actions: Vec<HookAction>) -> Result<Vec<Planned>, ActionError> {
+pub(super) fn plan(
+    scope: &TenantScope,
+    actions: Vec<HookAction>,
+) -> Result<Vec<Planned>, ActionError> {
     if actions.len() > MAX_ACTIONS {
         return Err(ActionError::TooMany(actions.len()));
     }
@@ -138,7 +141,7 @@ pub fn plan(scope: &TenantScope, actions: Vec<HookAction>) -> Result<Vec<Planned
 }
 
 /// Applies checked actions inside the delivery's transaction.
-pub async fn apply(
+pub(super) async fn apply(
     tx: &mut LoggedTx,
     scope: &TenantScope,
     planned: &[Planned],

@@ -157,11 +157,11 @@ fn binding_from_row(
 }
 
 /// The tenant's hook bindings.
-pub struct Hooks;
+pub(crate) struct Hooks;
 
 impl Hooks {
     /// Binds `new.plugin` to the tenant; it receives the events appended from now on.
-    pub async fn create(
+    pub(crate) async fn create(
         store: &Store,
         vault: &Vault,
         plugins: &Plugins,
@@ -205,7 +205,7 @@ impl Hooks {
     }
 
     /// Every binding of the tenant, oldest first.
-    pub async fn list(
+    pub(crate) async fn list(
         store: &Store,
         vault: &Vault,
         scope: &TenantScope,
@@ -223,7 +223,7 @@ impl Hooks {
     }
 
     /// One binding of the tenant.
-    pub async fn get(
+    pub(crate) async fn get(
         store: &Store,
         vault: &Vault,
         scope: &TenantScope,
@@ -241,7 +241,7 @@ impl Hooks {
     }
 
     /// Changes configuration, event types or enablement; the cursor never moves here.
-    pub async fn update(
+    pub(crate) async fn update(
         store: &Store,
         vault: &Vault,
         plugins: &Plugins,
@@ -300,7 +300,7 @@ impl Hooks {
     }
 
     /// Lifts a quarantine: the held event is retried at once, from the same cursor.
-    pub async fn resume(
+    pub(crate) async fn resume(
         store: &Store,
         vault: &Vault,
         scope: &TenantScope,
@@ -325,7 +325,11 @@ impl Hooks {
     }
 
     /// Removes a binding; a delivery in flight for it commits nothing.
-    pub async fn delete(store: &Store, scope: &TenantScope, id: &str) -> Result<(), HookError> {
+    pub(crate) async fn delete(
+        store: &Store,
+        scope: &TenantScope,
+        id: &str,
+    ) -> Result<(), HookError> {
         let deleted = sqlx::query("DELETE FROM hook_bindings WHERE tenant_id = $1 AND id = $2")
             .bind(scope.tenant_id())
             .bind(id)

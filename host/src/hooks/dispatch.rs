@@ -43,7 +43,7 @@ use tokio::sync::Semaphore;
 mod binding_lease;
 mod dead;
 
-pub use dead::retry_dead_event;
+pub(crate) use dead::retry_dead_event;
 
 use self::binding_lease::{claim, heartbeat, release, release_stale_leases};
 use self::dead::{set_aside, Failed};
@@ -79,19 +79,19 @@ pub struct HooksWakeup(std::sync::Arc<tokio::sync::Notify>);
 
 impl HooksWakeup {
     /// Asks the worker to look again now; a wake-up while it is busy is kept for its next wait.
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         self.0.notify_one();
     }
 
     /// Resolves when [`Self::wake`] is called (or was, since the last wait).
-    pub async fn woken(&self) {
+    pub(crate) async fn woken(&self) {
         self.0.notified().await;
     }
 }
 
 /// Starts the dispatcher; it stops with the server, and its workers are tracked in
 /// `app.tasks` so shutdown waits for them to hand their leases back.
-pub fn spawn_dispatcher(app: HooksState) {
+pub(crate) fn spawn_dispatcher(app: HooksState) {
     tokio::spawn(async move {
         release_stale_leases(&app).await;
         let options = app.options.clone();

@@ -67,7 +67,7 @@ pub(super) fn open(
 /// Seals every configuration still stored in plaintext (bindings created before sealing)
 /// and empties its `config`; returns how many. Each row is updated only if it is still
 /// unsealed, so hosts starting together on one database do not seal a row twice.
-pub async fn seal_plaintext(store: &Store, vault: &Vault) -> Result<u64, ConfigSealError> {
+pub(crate) async fn seal_plaintext(store: &Store, vault: &Vault) -> Result<u64, ConfigSealError> {
     let rows =
         sqlx::query("SELECT id, tenant_id, config FROM hook_bindings WHERE config_sealed IS NULL")
             .fetch_all(store.reader())

@@ -22,7 +22,7 @@ use crate::store::{new_id, now_micros, rfc3339, Store};
 
 /// A card as terminals see it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct GiftCardView {
+pub(crate) struct GiftCardView {
     /// The card code (upper case).
     pub code: String,
     /// Remaining value.
@@ -34,7 +34,7 @@ pub struct GiftCardView {
 /// Body of `POST /api/{tenant}/gift-cards` (manager): issue or sell a card.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct IssueRequest {
+pub(crate) struct IssueRequest {
     /// Card code; generated when absent.
     #[serde(default)]
     pub code: Option<String>,
@@ -57,7 +57,7 @@ pub struct IssueRequest {
 /// Body of `POST /api/{tenant}/gift-cards/{code}/deduct`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DeductRequest {
+pub(crate) struct DeductRequest {
     /// Amount to take off, minor units.
     pub amount: PositiveAmount,
     /// The order paid with the card.
@@ -95,7 +95,7 @@ struct DeductResponse {
 
 /// One ledger row of a card.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct GiftCardTransaction {
+pub(crate) struct GiftCardTransaction {
     /// Ledger row id.
     pub id: String,
     /// `purchase` or `redeem`.
@@ -136,11 +136,11 @@ fn generate_code() -> String {
 }
 
 /// The gift card ledger of a tenant.
-pub struct GiftCardLedger;
+pub(crate) struct GiftCardLedger;
 
 impl GiftCardLedger {
     /// Current balance and status of a card.
-    pub async fn balance(
+    pub(crate) async fn balance(
         store: &Store,
         scope: &TenantScope,
         code: &str,
@@ -322,7 +322,7 @@ impl GiftCardLedger {
     }
 
     /// The card's ledger, newest first.
-    pub async fn transactions(
+    pub(crate) async fn transactions(
         store: &Store,
         scope: &TenantScope,
         code: &str,

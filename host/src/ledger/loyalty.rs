@@ -24,7 +24,7 @@ use crate::store::{new_id, now_micros, rfc3339, Store};
 
 /// A customer's points.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct LoyaltyBalance {
+pub(crate) struct LoyaltyBalance {
     /// E.164 phone number.
     pub phone: String,
     /// Points available to redeem.
@@ -35,7 +35,7 @@ pub struct LoyaltyBalance {
 
 /// A customer's points with their tier, as `GET /loyalty/{phone}/points` shows them.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct PointsAndTier {
+pub(crate) struct PointsAndTier {
     /// The points.
     #[serde(flatten)]
     pub balance: LoyaltyBalance,
@@ -48,7 +48,7 @@ pub struct PointsAndTier {
 /// Body of `POST /loyalty/{phone}/add` and `/redeem`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PointsRequest {
+pub(crate) struct PointsRequest {
     /// Points to add or redeem (> 0).
     pub points: PositiveAmount,
     /// The order that earned or spent them.
@@ -73,7 +73,7 @@ struct PointsResponse {
 
 /// One ledger row of a customer.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct LoyaltyTransaction {
+pub(crate) struct LoyaltyTransaction {
     /// Ledger row id.
     pub id: String,
     /// `add` or `redeem`.
@@ -93,11 +93,11 @@ pub struct LoyaltyTransaction {
 }
 
 /// The loyalty ledger of a tenant.
-pub struct LoyaltyLedger;
+pub(crate) struct LoyaltyLedger;
 
 impl LoyaltyLedger {
     /// The customer's points and tier; 404 for a phone the tenant has never seen.
-    pub async fn balance(
+    pub(crate) async fn balance(
         store: &Store,
         scope: &TenantScope,
         raw_phone: &str,
@@ -172,7 +172,7 @@ impl LoyaltyLedger {
     }
 
     /// The customer's points ledger, newest first.
-    pub async fn transactions(
+    pub(crate) async fn transactions(
         store: &Store,
         scope: &TenantScope,
         raw_phone: &str,

@@ -16,7 +16,7 @@ use tokio::time::Sleep;
 /// A request body that fails once its deadline passes, however the bytes trickle in
 /// (tower-http's `RequestBodyTimeout` restarts its clock at every frame, which a client
 /// sending a byte every few seconds never trips).
-pub struct DeadlineBody {
+pub(crate) struct DeadlineBody {
     inner: Incoming,
     deadline: Option<(Pin<Box<Sleep>>, Arc<AtomicBool>)>,
 }
@@ -40,7 +40,7 @@ impl DeadlineBody {
 /// The error a body read gets when the deadline passed.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive in time")]
-pub struct BodyTimeout;
+pub(crate) struct BodyTimeout;
 
 impl HttpBody for DeadlineBody {
     type Data = Bytes;

@@ -12,7 +12,7 @@ use tokio_rustls::server::TlsStream;
 
 /// A plain or TLS connection.
 #[derive(Debug)]
-pub enum ConnStream {
+pub(crate) enum ConnStream {
     /// http / ws.
     Plain(TcpStream),
     /// https / wss (boxed: the TLS state is a few hundred bytes).
@@ -22,7 +22,7 @@ pub enum ConnStream {
 impl ConnStream {
     /// Writes `bytes` if the socket takes them at once, for canned answers on a plain
     /// connection; a TLS connection cannot write raw bytes, so nothing is written there.
-    pub fn try_write_plain(&self, bytes: &[u8]) {
+    pub(crate) fn try_write_plain(&self, bytes: &[u8]) {
         if let ConnStream::Plain(tcp) = self {
             let _ = tcp.try_write(bytes);
         }

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 /// How often the certificate and key files are checked for a change. Renewals happen
 /// weeks apart; a few seconds is prompt enough and costs two `stat` calls.
-pub const RELOAD_POLL: Duration = Duration::from_secs(2);
+pub(crate) const RELOAD_POLL: Duration = Duration::from_secs(2);
 
 /// The TLS settings (`--tls-cert`, `--tls-key`); without them the host serves plain
 /// http and ws, as it should behind a proxy that terminates TLS.
@@ -151,7 +151,7 @@ fn load_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Certi
 }
 
 /// Hands rustls the pair in use on every handshake; a reload swaps it.
-pub struct CertResolver {
+pub(super) struct CertResolver {
     current: ArcSwap<CertifiedKey>,
 }
 
@@ -170,7 +170,7 @@ impl ResolvesServerCert for CertResolver {
 /// The TLS side of the listener: the acceptor new connections handshake with, and the
 /// files its certificate comes from.
 #[derive(Clone)]
-pub struct Tls {
+pub(crate) struct Tls {
     acceptor: tokio_rustls::TlsAcceptor,
     resolver: Arc<CertResolver>,
     provider: Arc<CryptoProvider>,
@@ -195,7 +195,7 @@ impl fmt::Debug for Tls {
 
 impl Tls {
     /// Reads the pair the options name; `None` when TLS is off.
-    pub fn load(options: &TlsOptions) -> Result<Option<Tls>, TlsError> {
+    pub(crate) fn load(options: &TlsOptions) -> Result<Option<Tls>, TlsError> {
         let (cert, key) = match (&options.tls_cert, &options.tls_key) {
             (Some(cert), Some(key)) => (cert, key),
             (None, None) => return Ok(None),
@@ -236,14 +236,9 @@ impl Tls {
         }))
     }
 
-    /// The acceptor for new connections.
-    pub fn acceptor(&self) -> &tokio_rustls::TlsAcceptor {
-        &self.acceptor
-    }
-
     /// TLS over `tcp` once the handshake completes within `timeout` (`None`, counted in
     /// `posbridge_tls_handshake_failures_total`, if it fails or runs out).
-    pub async fn handshake(
+    pub(crate) async fn handshake(
         &self,
         tcp: tokio::net::TcpStream,
         timeout: Duration,
@@ -268,14 +263,14 @@ impl Tls {
 
     /// Reads the files again and, if they hold a good pair, serves it from the next
     /// handshake on; otherwise the pair in use stays and the error is returned.
-    pub fn reload(&self) -> Result<(), TlsError> {
+    pub(crate) fn reload(&self) -> Result<(), TlsError> {
         let pair = load_pair(&self.cert, &self.key, &self.provider)?;
         self.resolver.current.store(Arc::new(pair));
         Ok(())
     }
 
     /// Reloads the pair on SIGHUP and whenever a file changes, until `shutdown`.
-    pub fn spawn_reloader(&self, shutdown: CancellationToken) {
+    pub(crate) fn spawn_reloader(&self, shutdown: CancellationToken) {
         let tls = self.clone();
         // Registered before returning, so a SIGHUP sent once the host says it listens is
         // never the default "terminate".

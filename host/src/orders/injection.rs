@@ -123,7 +123,7 @@ impl InjectionWakeup {
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
-pub enum PosState {
+pub(crate) enum PosState {
     /// Waiting for its first attempt, or for a retry (`next_attempt_at`).
     Queued,
     /// The POS has it and has not accepted it yet.

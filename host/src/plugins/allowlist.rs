@@ -10,7 +10,7 @@ use std::fmt;
 
 /// One allowed destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostPattern {
+pub(crate) struct HostPattern {
     host: HostMatch,
     port: Option<u16>,
 }
@@ -31,7 +31,7 @@ pub struct PatternError {
 
 impl HostPattern {
     /// Parses one entry.
-    pub fn parse(entry: &str) -> Result<Self, PatternError> {
+    pub(crate) fn parse(entry: &str) -> Result<Self, PatternError> {
         let err = |reason| PatternError {
             entry: entry.to_owned(),
             reason,
@@ -89,13 +89,15 @@ impl fmt::Display for HostPattern {
 
 /// A plugin's effective allowlist: its declared hosts plus the operator's approvals.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AllowList {
+pub(crate) struct AllowList {
     patterns: Vec<HostPattern>,
 }
 
 impl AllowList {
     /// Parses every entry; the first bad one is the error.
-    pub fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Self, PatternError> {
+    pub(crate) fn parse<'a>(
+        entries: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, PatternError> {
         Ok(AllowList {
             patterns: entries
                 .into_iter()
@@ -105,7 +107,7 @@ impl AllowList {
     }
 
     /// Checks a URL. Returns the `host:port` it names, or why it is refused.
-    pub fn check(&self, url: &str) -> Result<String, String> {
+    pub(crate) fn check(&self, url: &str) -> Result<String, String> {
         let parsed = url::Url::parse(url).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
         let default_port = match parsed.scheme() {
             "https" => 443,
@@ -141,7 +143,7 @@ impl AllowList {
     }
 
     /// The entries, for listings.
-    pub fn entries(&self) -> Vec<String> {
+    pub(crate) fn entries(&self) -> Vec<String> {
         self.patterns.iter().map(ToString::to_string).collect()
     }
 }

@@ -25,7 +25,7 @@ const GENERATION_KEY: &str = "plugins_generation";
 /// PostgreSQL channel on which every catalog write announces itself (with its
 /// transaction, so at commit); `crate::events::hub` listens and wakes the watcher. Named
 /// here, not there, because the plugin runtime depends on nothing of the host's.
-pub const CATALOG_CHANNEL: &str = "posbridge_plugins";
+pub(crate) const CATALOG_CHANNEL: &str = "posbridge_plugins";
 
 /// A plugin as the admin API lists it.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -116,7 +116,11 @@ impl Plugins {
     /// Reloads the catalog when `changed` is signalled (another process announced a
     /// change, see [`CATALOG_CHANNEL`]) and polls for changes at the reload interval (the
     /// safety net for a missed announcement, and the only way on SQLite), until `shutdown`.
-    pub fn spawn_watcher(&self, shutdown: CancellationToken, changed: Arc<tokio::sync::Notify>) {
+    pub(crate) fn spawn_watcher(
+        &self,
+        shutdown: CancellationToken,
+        changed: Arc<tokio::sync::Notify>,
+    ) {
         let plugins = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(plugins.inner.options.reload_interval);
@@ -158,7 +162,7 @@ impl Plugins {
 
     /// Compiles `wasm`, checks it implements a known world and reads its manifest, without
     /// installing anything.
-    pub async fn inspect(
+    pub(crate) async fn inspect(
         &self,
         wasm: &[u8],
     ) -> Result<(Manifest, LoadedComponent, String), InstallError> {
@@ -273,7 +277,11 @@ impl Plugins {
     }
 
     /// Makes `version` the serving version (upgrade or roll back) and clears quarantine.
-    pub async fn activate(&self, id: &str, version: &str) -> Result<PluginStatus, AdminError> {
+    pub(crate) async fn activate(
+        &self,
+        id: &str,
+        version: &str,
+    ) -> Result<PluginStatus, AdminError> {
         let exists: Option<String> = sqlx::query_scalar(
             "SELECT version FROM plugin_versions WHERE plugin_id = $1 AND version = $2",
         )
@@ -292,7 +300,7 @@ impl Plugins {
     }
 
     /// Stops serving calls until a version is activated again.
-    pub async fn disable(&self, id: &str) -> Result<PluginStatus, AdminError> {
+    pub(crate) async fn disable(&self, id: &str) -> Result<PluginStatus, AdminError> {
         self.update_plugin(id, "UPDATE plugins SET state = 'disabled', state_reason = $1, updated_at = $2 WHERE id = $3", Some("disabled by an operator")).await?;
         tracing::info!(plugin = %id, "plugin disabled");
         self.status(id)
@@ -300,7 +308,7 @@ impl Plugins {
     }
 
     /// Deletes an installed version that is not serving.
-    pub async fn delete_version(&self, id: &str, version: &str) -> Result<(), AdminError> {
+    pub(crate) async fn delete_version(&self, id: &str, version: &str) -> Result<(), AdminError> {
         let active: Option<Option<String>> =
             sqlx::query_scalar("SELECT active_version FROM plugins WHERE id = $1")
                 .bind(id)
@@ -334,7 +342,7 @@ impl Plugins {
     }
 
     /// Replaces the operator's extra allowed hosts.
-    pub async fn set_hosts(
+    pub(crate) async fn set_hosts(
         &self,
         id: &str,
         hosts: Vec<String>,
@@ -354,7 +362,7 @@ impl Plugins {
     }
 
     /// Sets the per-call CPU deadline and memory cap.
-    pub async fn set_limits(
+    pub(crate) async fn set_limits(
         &self,
         id: &str,
         cpu_ms: u64,
@@ -457,7 +465,7 @@ impl Plugins {
     }
 
     /// Whether `url`'s host is allowed for the plugin (declared or approved).
-    pub fn allows(&self, id: &str, url: &str) -> Result<(), String> {
+    pub(crate) fn allows(&self, id: &str, url: &str) -> Result<(), String> {
         let catalog = self.inner.catalog.load();
         let entry = catalog.get(id).ok_or_else(|| format!("no plugin {id:?}"))?;
         let active = entry

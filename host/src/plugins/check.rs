@@ -14,7 +14,7 @@ use super::InstallError;
 
 /// What `plugin check` reports for one function: the function, and what it returned
 /// (`Ok`) or why it failed (`Err`).
-pub type CheckResult = (String, Result<String, String>);
+pub(crate) type CheckResult = (String, Result<String, String>);
 
 impl Plugins {
     /// Runs the conformance check of `plugin check`: every function of the component's world

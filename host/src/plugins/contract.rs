@@ -85,7 +85,7 @@ pub enum Environment {
 
 /// An integration's connection, decrypted for one call.
 #[derive(Clone, Default)]
-pub struct Connection {
+pub(crate) struct Connection {
     /// Credential values by field name.
     pub credentials: Vec<(String, String)>,
     /// Provider location id.
@@ -113,7 +113,7 @@ impl std::fmt::Debug for Connection {
 
 /// Location metadata from `validate`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct LocationInfo {
+pub(crate) struct LocationInfo {
     /// Provider location id.
     pub id: String,
     /// Name.
@@ -133,7 +133,7 @@ pub struct LocationInfo {
 /// How a sale was paid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Tender {
+pub(crate) enum Tender {
     /// Cash.
     Cash,
     /// Card.
@@ -151,7 +151,7 @@ pub enum Tender {
 /// Upstream state of a sale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum TransactionStatus {
+pub(crate) enum TransactionStatus {
     /// Counts as spend.
     Completed,
     /// Not captured yet.
@@ -164,7 +164,7 @@ pub enum TransactionStatus {
 
 /// Card details.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct CardInfo {
+pub(crate) struct CardInfo {
     /// Brand.
     pub brand: Option<String>,
     /// Last four.
@@ -175,7 +175,7 @@ pub struct CardInfo {
 
 /// Customer reference.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct CustomerRef {
+pub(crate) struct CustomerRef {
     /// Provider customer id.
     pub provider_customer_id: Option<String>,
     /// Phone, any format.
@@ -188,7 +188,7 @@ pub struct CustomerRef {
 
 /// The canonical transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Transaction {
+pub(crate) struct Transaction {
     /// Provider id of the sale.
     pub external_id: String,
     /// Provider order id.
@@ -236,7 +236,7 @@ pub struct Transaction {
 
 /// Who served a sale.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct StaffRef {
+pub(crate) struct StaffRef {
     /// Provider employee id.
     pub id: Option<String>,
     /// Display name.
@@ -245,7 +245,7 @@ pub struct StaffRef {
 
 /// One line of a sale.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LineItem {
+pub(crate) struct LineItem {
     /// Provider line id.
     pub id: Option<String>,
     /// What was sold.
@@ -264,7 +264,7 @@ pub struct LineItem {
 
 /// One refund against a sale.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RefundRef {
+pub(crate) struct RefundRef {
     /// Provider refund id.
     pub id: String,
     /// Minor units refunded by it.
@@ -277,7 +277,7 @@ pub struct RefundRef {
 
 /// A provider's refusal.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProviderError {
+pub(crate) enum ProviderError {
     /// Credentials refused.
     #[error("invalid credentials: {0}")]
     InvalidCredentials(String),
@@ -317,7 +317,7 @@ pub enum ProviderError {
 
 /// A permanent refusal in the provider's own words.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rejection {
+pub(crate) struct Rejection {
     /// Upstream HTTP status.
     pub status: Option<u16>,
     /// Provider error code.
@@ -346,7 +346,7 @@ impl std::fmt::Display for Rejection {
 
 /// A polling window.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FetchRequest {
+pub(crate) struct FetchRequest {
     /// Inclusive start, epoch ms.
     pub start_ms: i64,
     /// Exclusive end, epoch ms.
@@ -357,7 +357,7 @@ pub struct FetchRequest {
 
 /// One page.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransactionPage {
+pub(crate) struct TransactionPage {
     /// Sales.
     pub transactions: Vec<Transaction>,
     /// Next page.
@@ -377,7 +377,7 @@ pub struct Webhook {
 
 /// A parsed webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookEvent {
+pub(crate) struct WebhookEvent {
     /// Provider event id.
     pub event_id: String,
     /// Provider event type.
@@ -410,7 +410,7 @@ pub struct HookEvent {
 /// One thing wrong with a hook binding's configuration, as the hook's `validate-config`
 /// reports it (contract 0.2 and later).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConfigProblem {
+pub(crate) struct ConfigProblem {
     /// Path of the field in the configuration ("threshold"); empty for the whole object.
     pub field: String,
     /// What is wrong.
@@ -419,7 +419,7 @@ pub struct ConfigProblem {
 
 /// What a hook asks the host to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HookAction {
+pub(crate) enum HookAction {
     /// Emit `custom.<kind>` to terminals.
     Emit {
         /// Kind without prefix.
@@ -481,7 +481,7 @@ impl Capability {
     }
 
     /// What a provider without it cannot do, for the refusal ("submit orders").
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Capability::SubmitOrders => "submit orders",
             Capability::PriceOrders => "price orders",
@@ -504,23 +504,9 @@ impl Manifest {
     }
 }
 
-impl ProviderError {
-    /// Whether the same request may succeed later: a timeout, a rate limit, a 5xx or an
-    /// outage. Everything else (a rejection, a conflict, bad credentials) fails again as
-    /// sent. A `TimedOut` write may have landed: look it up before sending it again.
-    pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            ProviderError::RateLimited { .. }
-                | ProviderError::Upstream(_)
-                | ProviderError::TimedOut(_)
-        )
-    }
-}
-
 /// A modifier chosen on an order line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderModifier {
+pub(crate) struct OrderModifier {
     /// Provider id of the option; none for ad hoc.
     pub provider_id: Option<String>,
     /// Provider id of its group.
@@ -535,7 +521,7 @@ pub struct OrderModifier {
 
 /// A line of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderLine {
+pub(crate) struct OrderLine {
     /// Our line id, unique in the order.
     pub line_id: String,
     /// Provider item id.
@@ -559,7 +545,7 @@ pub struct OrderLine {
 /// How an order reaches its customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum FulfilmentKind {
+pub(crate) enum FulfilmentKind {
     /// Collected.
     Pickup,
     /// Delivered.
@@ -570,7 +556,7 @@ pub enum FulfilmentKind {
 
 /// Who an order is for and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fulfilment {
+pub(crate) struct Fulfilment {
     /// Kind.
     pub kind: FulfilmentKind,
     /// Customer name.
@@ -591,7 +577,7 @@ pub struct Fulfilment {
 
 /// Payment taken outside the POS.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExternalPayment {
+pub(crate) struct ExternalPayment {
     /// Minor units, without tip.
     pub amount: i64,
     /// Minor units.
@@ -602,7 +588,7 @@ pub struct ExternalPayment {
 
 /// The canonical order handed to a provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Order {
+pub(crate) struct Order {
     /// Our order id: the idempotency key upstream.
     pub our_order_id: String,
     /// ISO-4217.
@@ -622,7 +608,7 @@ pub struct Order {
 /// Where an order stands in the POS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum OrderState {
+pub(crate) enum OrderState {
     /// Waiting for approval.
     Pending,
     /// Accepted.
@@ -641,7 +627,7 @@ pub enum OrderState {
 
 /// An order's state in the POS.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderStatus {
+pub(crate) struct OrderStatus {
     /// Provider order id.
     pub provider_order_id: String,
     /// Our order id, if the POS keeps it.
@@ -662,7 +648,7 @@ pub struct OrderStatus {
 
 /// An order's change from a webhook; `status` is none for a thin webhook.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderUpdate {
+pub(crate) struct OrderUpdate {
     /// Provider order id.
     pub provider_order_id: String,
     /// Provider version, to drop stale updates.
@@ -673,7 +659,7 @@ pub struct OrderUpdate {
 
 /// The POS's price for an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PricedOrder {
+pub(crate) struct PricedOrder {
     /// ISO-4217.
     pub currency: String,
     /// Minor units.
@@ -690,7 +676,7 @@ pub struct PricedOrder {
 
 /// Which catalog page to fetch.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CatalogRequest {
+pub(crate) struct CatalogRequest {
     /// Page cursor.
     pub cursor: Option<String>,
     /// Sync token of the last complete fetch.
@@ -699,7 +685,7 @@ pub struct CatalogRequest {
 
 /// A category or menu group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CatalogCategory {
+pub(crate) struct CatalogCategory {
     /// Provider id.
     pub provider_id: String,
     /// Name.
@@ -710,7 +696,7 @@ pub struct CatalogCategory {
 
 /// A variation or size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CatalogVariation {
+pub(crate) struct CatalogVariation {
     /// Provider id.
     pub provider_id: String,
     /// Name.
@@ -721,7 +707,7 @@ pub struct CatalogVariation {
 
 /// An item's use of a modifier group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModifierGroupRef {
+pub(crate) struct ModifierGroupRef {
     /// Group id.
     pub group_id: String,
     /// Item-level minimum.
@@ -732,7 +718,7 @@ pub struct ModifierGroupRef {
 
 /// A menu item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CatalogItem {
+pub(crate) struct CatalogItem {
     /// Provider id.
     pub provider_id: String,
     /// Name.
@@ -753,7 +739,7 @@ pub struct CatalogItem {
 
 /// A modifier option.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModifierOption {
+pub(crate) struct ModifierOption {
     /// Provider id.
     pub provider_id: String,
     /// Name.
@@ -766,7 +752,7 @@ pub struct ModifierOption {
 
 /// A modifier group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModifierGroup {
+pub(crate) struct ModifierGroup {
     /// Provider id.
     pub provider_id: String,
     /// Name.
@@ -783,7 +769,7 @@ pub struct ModifierGroup {
 
 /// A tax.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CatalogTax {
+pub(crate) struct CatalogTax {
     /// Provider id.
     pub provider_id: String,
     /// Name.
@@ -797,7 +783,7 @@ pub struct CatalogTax {
 /// Kinds of catalog entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum CatalogKind {
+pub(crate) enum CatalogKind {
     /// Category.
     Category,
     /// Item.
@@ -814,7 +800,7 @@ pub enum CatalogKind {
 
 /// An entity removed upstream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CatalogDeletion {
+pub(crate) struct CatalogDeletion {
     /// Kind.
     pub kind: CatalogKind,
     /// Provider id.
@@ -823,7 +809,7 @@ pub struct CatalogDeletion {
 
 /// One page of a provider's catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct CatalogPage {
+pub(crate) struct CatalogPage {
     /// Nothing changed since `since`.
     pub unchanged: bool,
     /// A full snapshot: what no page names is gone.
@@ -849,7 +835,7 @@ pub struct CatalogPage {
 /// Stock status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum StockStatus {
+pub(crate) enum StockStatus {
     /// Sellable.
     InStock,
     /// Sold out (86'd).
@@ -860,7 +846,7 @@ pub enum StockStatus {
 
 /// Availability of one item, variation or option.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Availability {
+pub(crate) struct Availability {
     /// Provider id.
     pub provider_id: String,
     /// Status.
@@ -925,34 +911,16 @@ mod tests {
     }
 
     #[test]
-    fn retryable_errors_are_told_from_permanent_ones() {
-        for retryable in [
-            ProviderError::Upstream("HTTP 503".into()),
-            ProviderError::TimedOut("no answer in 30 s".into()),
-            ProviderError::RateLimited {
-                message: "slow down".into(),
-                retry_after_ms: Some(2000),
-            },
-        ] {
-            assert!(retryable.retryable(), "{retryable}");
-        }
+    fn a_rejection_names_status_code_and_field() {
         let rejected = ProviderError::Rejected(Rejection {
             status: Some(400),
             code: Some("INVALID_VALUE".into()),
             message: "Item is not available".into(),
             field: Some("order.line_items[0]".into()),
         });
-        assert!(!rejected.retryable());
         assert_eq!(
             rejected.to_string(),
             "rejected by the provider: HTTP 400 INVALID_VALUE Item is not available (field order.line_items[0])"
         );
-        for permanent in [
-            ProviderError::Conflict("duplicate externalId".into()),
-            ProviderError::InvalidCredentials("401".into()),
-            ProviderError::Unsupported("no".into()),
-        ] {
-            assert!(!permanent.retryable(), "{permanent}");
-        }
     }
 }

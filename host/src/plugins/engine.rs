@@ -16,10 +16,10 @@ use crate::locks::lock;
 
 /// Epoch tick: the granularity of CPU deadlines. 10 ms keeps the ticker's cost negligible
 /// and deadlines accurate to a hundredth of the default 1 s budget.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Largest memory cap an operator may give a plugin; the pool reserves address space for it.
-pub const MAX_PLUGIN_MEMORY: usize = 512 * 1024 * 1024;
+pub(super) const MAX_PLUGIN_MEMORY: usize = 512 * 1024 * 1024;
 
 /// Engine setup failures.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +34,7 @@ pub enum EngineError {
 
 /// Where a component's machine code came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArtifactSource {
+pub(crate) enum ArtifactSource {
     /// Already loaded in this process.
     Memory,
     /// Precompiled artifact read from the disk cache.
@@ -45,7 +45,7 @@ pub enum ArtifactSource {
 
 /// Compiles and caches components. Cheap to clone.
 #[derive(Clone)]
-pub struct PluginEngine {
+pub(super) struct PluginEngine {
     engine: Engine,
     linker: Arc<Linker<Sandbox>>,
     cache_dir: Option<PathBuf>,
@@ -55,7 +55,10 @@ pub struct PluginEngine {
 impl PluginEngine {
     /// Builds the engine. `max_concurrent_calls` sizes the instance pool; `cache_dir` holds
     /// precompiled artifacts (none: compile on every start).
-    pub fn new(max_concurrent_calls: u32, cache_dir: Option<PathBuf>) -> Result<Self, EngineError> {
+    pub(super) fn new(
+        max_concurrent_calls: u32,
+        cache_dir: Option<PathBuf>,
+    ) -> Result<Self, EngineError> {
         let wt = |e: wasmtime::Error| EngineError::Wasmtime(format!("{e:#}"));
         let mut pool = PoolingAllocationConfig::new();
         let n = max_concurrent_calls.max(1);
@@ -88,18 +91,18 @@ impl PluginEngine {
     }
 
     /// The engine.
-    pub fn engine(&self) -> &Engine {
+    pub(super) fn engine(&self) -> &Engine {
         &self.engine
     }
 
     /// The linker with every host import.
-    pub fn linker(&self) -> &Linker<Sandbox> {
+    pub(super) fn linker(&self) -> &Linker<Sandbox> {
         &self.linker
     }
 
     /// The compiled component for `bytes` (whose hex SHA-256 is `sha256`): from memory, the
     /// disk cache, or a fresh compilation that is then cached.
-    pub fn component(
+    pub(super) fn component(
         &self,
         sha256: &str,
         bytes: &[u8],
@@ -142,7 +145,7 @@ impl PluginEngine {
 
     /// Compiles without any cache and returns how long it took (for `plugin bench`), and
     /// how long loading the precompiled artifact of the same component takes.
-    pub fn measure_compile(&self, bytes: &[u8]) -> Result<(Duration, Duration), String> {
+    pub(super) fn measure_compile(&self, bytes: &[u8]) -> Result<(Duration, Duration), String> {
         let started = Instant::now();
         let component = Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}"))?;
         let compile = started.elapsed();

@@ -19,11 +19,11 @@ use tokio::runtime::{Handle, Runtime};
 /// Nice value of guest threads. 10 gives a guest thread about a tenth of the weight of an
 /// API thread when both are runnable (Linux CFS weights), so spinning guests get the cores
 /// only while the API leaves them idle. Ignored where per-thread priorities do not exist.
-pub const GUEST_NICE: i32 = 10;
+pub(crate) const GUEST_NICE: i32 = 10;
 
 /// Guest threads when the operator does not say: half the cores, at least one, so guests
 /// can never occupy every core (on a 2-core host: one thread).
-pub fn default_guest_threads() -> usize {
+pub(crate) fn default_guest_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get() / 2)
         .unwrap_or(1)
@@ -42,7 +42,7 @@ pub enum ExecError {
 }
 
 /// The guest runtime. Dropping it stops its threads without blocking.
-pub struct GuestExecutor {
+pub(super) struct GuestExecutor {
     runtime: Option<Runtime>,
     threads: usize,
     host: HostIo,
@@ -51,7 +51,7 @@ pub struct GuestExecutor {
 impl GuestExecutor {
     /// Starts `threads` guest threads (at least one). Must be called inside the API's
     /// runtime: its handle is where [`HostIo`] sends host I/O.
-    pub fn new(threads: usize) -> Result<Self, ExecError> {
+    pub(super) fn new(threads: usize) -> Result<Self, ExecError> {
         let threads = threads.max(1);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
@@ -70,18 +70,18 @@ impl GuestExecutor {
     }
 
     /// Guest threads.
-    pub fn threads(&self) -> usize {
+    pub(super) fn threads(&self) -> usize {
         self.threads
     }
 
     /// The handle guest calls use for host I/O.
-    pub fn host_io(&self) -> HostIo {
+    pub(super) fn host_io(&self) -> HostIo {
         self.host.clone()
     }
 
     /// Runs `task` on a guest thread and waits for it. The task keeps running if the
     /// caller stops waiting, so whatever it holds (its concurrency permit) stays accounted.
-    pub async fn run<T: Send + 'static>(
+    pub(super) async fn run<T: Send + 'static>(
         &self,
         task: impl Future<Output = T> + Send + 'static,
     ) -> Result<T, ExecError> {
@@ -108,21 +108,16 @@ impl Drop for GuestExecutor {
 
 /// Runs host-side I/O of guest calls on the API's runtime. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct HostIo(Handle);
+pub(crate) struct HostIo(Handle);
 
 impl HostIo {
-    /// The handle of the runtime this is called in (tests, detached calls).
-    pub fn current() -> Self {
-        HostIo(Handle::current())
-    }
-
     /// Starts `work` on the API's runtime without waiting for it.
-    pub fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+    pub(crate) fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
         self.0.spawn(work);
     }
 
     /// Runs `io` on the API's runtime and waits for its result.
-    pub async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         io: impl Future<Output = T> + Send + 'static,
     ) -> Result<T, ExecError> {

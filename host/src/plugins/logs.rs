@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::locks::lock;
 
 /// Longest message kept, in characters; longer ones are cut.
-pub const MAX_MESSAGE_CHARS: usize = 2000;
+pub(crate) const MAX_MESSAGE_CHARS: usize = 2000;
 
 /// One line a plugin logged.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -56,7 +56,7 @@ struct Ring {
 }
 
 /// Every plugin's recent log lines. Shared by all calls of a runtime.
-pub struct PluginLogs {
+pub(crate) struct PluginLogs {
     capacity: usize,
     rings: Mutex<HashMap<String, Ring>>,
     limiter: DefaultKeyedRateLimiter<String>,
@@ -71,7 +71,7 @@ impl std::fmt::Debug for PluginLogs {
 }
 
 /// The level's name as the API spells it.
-pub fn level_name(level: tracing::Level) -> &'static str {
+pub(crate) fn level_name(level: tracing::Level) -> &'static str {
     match level {
         tracing::Level::TRACE => "trace",
         tracing::Level::DEBUG => "debug",
@@ -84,7 +84,7 @@ pub fn level_name(level: tracing::Level) -> &'static str {
 impl PluginLogs {
     /// Keeps `capacity` lines per plugin and admits `rate_per_second` lines per second
     /// per plugin.
-    pub fn new(capacity: usize, rate_per_second: u32) -> Self {
+    pub(crate) fn new(capacity: usize, rate_per_second: u32) -> Self {
         let rate = NonZeroU32::new(rate_per_second).unwrap_or(NonZeroU32::MIN);
         PluginLogs {
             capacity: capacity.max(1),
@@ -95,7 +95,7 @@ impl PluginLogs {
 
     /// Records `line` for `plugin` unless the plugin is over its rate; returns whether it
     /// was admitted (the caller writes admitted lines to the host's log).
-    pub fn record(&self, plugin: &str, line: LogLine) -> bool {
+    pub(crate) fn record(&self, plugin: &str, line: LogLine) -> bool {
         let admitted = self.limiter.check_key(&plugin.to_owned()).is_ok();
         let mut rings = lock(&self.rings);
         let ring = rings.entry(plugin.to_owned()).or_default();
@@ -117,7 +117,7 @@ impl PluginLogs {
     }
 
     /// The recent lines of `plugin`, oldest first (empty if it never logged here).
-    pub fn view(&self, plugin: &str) -> PluginLogView {
+    pub(crate) fn view(&self, plugin: &str) -> PluginLogView {
         let rings = lock(&self.rings);
         let ring = rings.get(plugin);
         PluginLogView {

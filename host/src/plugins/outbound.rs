@@ -88,7 +88,7 @@ impl Default for OutboundOptions {
 
 /// HTTP method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     /// GET
     Get,
     /// HEAD
@@ -105,7 +105,7 @@ pub enum Method {
 
 impl Method {
     /// The method's name, as HTTP spells it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Method::Get => "GET",
             Method::Head => "HEAD",
@@ -117,7 +117,7 @@ impl Method {
     }
 
     /// The method named `name` (any case).
-    pub fn parse(name: &str) -> Option<Method> {
+    pub(crate) fn parse(name: &str) -> Option<Method> {
         Some(match name.to_ascii_uppercase().as_str() {
             "GET" => Method::Get,
             "HEAD" => Method::Head,
@@ -132,7 +132,7 @@ impl Method {
 
 /// A request a plugin asked for.
 #[derive(Debug, Clone)]
-pub struct OutboundRequest {
+pub(crate) struct OutboundRequest {
     /// Method.
     pub method: Method,
     /// Absolute URL.
@@ -147,7 +147,7 @@ pub struct OutboundRequest {
 
 /// The final answer after retries.
 #[derive(Debug, Clone)]
-pub struct OutboundResponse {
+pub(crate) struct OutboundResponse {
     /// Status code.
     pub status: u16,
     /// Headers (names lower-case).
@@ -158,7 +158,7 @@ pub struct OutboundResponse {
 
 /// Why no response could be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OutboundError {
+pub(crate) enum OutboundError {
     /// Destination not allowed.
     #[error("denied: {0}")]
     Denied(String),
@@ -180,7 +180,7 @@ pub enum OutboundError {
 /// matched by method and exact URL; one that matches nothing fails with a clear error and
 /// is remembered, so the runner can report it.
 #[derive(Debug, Default)]
-pub struct RecordedHttp {
+pub(crate) struct RecordedHttp {
     /// `(method, url, response)`, first match wins; a match may be used any number of times.
     pub exchanges: Vec<(Method, String, OutboundResponse)>,
     /// Requests that matched nothing, as `METHOD url`.
@@ -206,7 +206,7 @@ impl RecordedHttp {
 
 /// The shared outbound client. Cheap to clone.
 #[derive(Clone)]
-pub struct Outbound {
+pub(crate) struct Outbound {
     client: reqwest::Client,
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
     options: Arc<OutboundOptions>,
@@ -223,7 +223,7 @@ impl std::fmt::Debug for Outbound {
 
 impl Outbound {
     /// Builds the client.
-    pub fn new(options: OutboundOptions) -> Result<Self, reqwest::Error> {
+    pub(crate) fn new(options: OutboundOptions) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             // A redirect could leave the allowlist: plugins see 3xx and decide themselves.
             .redirect(reqwest::redirect::Policy::none())
@@ -241,7 +241,7 @@ impl Outbound {
 
     /// A client that never touches the network: every request is answered from
     /// `recorded` (after the same allowlist check as a live one).
-    pub fn recorded(
+    pub(crate) fn recorded(
         options: OutboundOptions,
         recorded: Arc<RecordedHttp>,
     ) -> Result<Self, reqwest::Error> {
@@ -253,7 +253,7 @@ impl Outbound {
 
     /// Performs `request` if `allow` permits its destination, rate-limited under
     /// `rate_key` (the integration), with retries.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         allow: &AllowList,
         rate_key: &str,
@@ -411,7 +411,7 @@ fn may_resend(method: &reqwest::Method, not_sent: bool) -> bool {
 }
 
 /// `Retry-After` as delay-seconds or an HTTP date.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));

@@ -49,7 +49,7 @@ impl PluginState {
 }
 
 /// The version that serves calls.
-pub struct ActiveVersion {
+pub(super) struct ActiveVersion {
     /// Its manifest.
     pub manifest: Manifest,
     /// SHA-256 of its bytes.
@@ -87,7 +87,7 @@ pub struct VersionSummary {
 
 /// Call statistics of a plugin in this process; kept across version swaps.
 #[derive(Debug)]
-pub struct PluginStats {
+pub(super) struct PluginStats {
     pub(super) calls: AtomicU64,
     pub(super) failures: AtomicU64,
     pub(super) consecutive_failures: AtomicU64,
@@ -143,7 +143,7 @@ impl PluginStats {
 }
 
 /// A plugin in the catalog.
-pub struct PluginEntry {
+pub(super) struct PluginEntry {
     /// Id.
     pub id: String,
     /// Kind.
@@ -165,7 +165,7 @@ pub struct PluginEntry {
 }
 
 /// The whole catalog, replaced as a unit.
-pub type Catalog = HashMap<String, Arc<PluginEntry>>;
+pub(super) type Catalog = HashMap<String, Arc<PluginEntry>>;
 
 /// Loads the catalog from the database, reusing already-loaded versions of `previous`.
 pub(super) async fn load_catalog(

@@ -60,7 +60,7 @@ macro_rules! guest_call {
 
 /// Who a call is for.
 #[derive(Debug, Clone, Default)]
-pub struct CallContext {
+pub(crate) struct CallContext {
     /// Tenant id ("" for operator-level calls).
     pub tenant_id: String,
     /// Integration id ("" when not for an integration).
@@ -332,7 +332,7 @@ impl Plugins {
     }
 
     /// Checks credentials against a location.
-    pub async fn validate(
+    pub(crate) async fn validate(
         &self,
         id: &str,
         ctx: &CallContext,
@@ -343,7 +343,7 @@ impl Plugins {
     }
 
     /// One page of sales.
-    pub async fn fetch_transactions(
+    pub(crate) async fn fetch_transactions(
         &self,
         id: &str,
         ctx: &CallContext,
@@ -361,7 +361,7 @@ impl Plugins {
     }
 
     /// Whether a webhook is authentic.
-    pub async fn verify_webhook(
+    pub(crate) async fn verify_webhook(
         &self,
         id: &str,
         ctx: &CallContext,
@@ -379,7 +379,7 @@ impl Plugins {
     }
 
     /// Parses a verified webhook.
-    pub async fn parse_webhook(
+    pub(crate) async fn parse_webhook(
         &self,
         id: &str,
         ctx: &CallContext,
@@ -390,7 +390,7 @@ impl Plugins {
     }
 
     /// Parses sales pushed by a local POS.
-    pub async fn parse_push(
+    pub(crate) async fn parse_push(
         &self,
         id: &str,
         ctx: &CallContext,
@@ -402,7 +402,7 @@ impl Plugins {
 
     /// Refuses up front, without a call, an operation the serving version of provider `id`
     /// does not declare: a clear "provider cannot …" instead of a late failure.
-    pub fn require(&self, id: &str, capability: Capability) -> Result<(), CallError> {
+    pub(crate) fn require(&self, id: &str, capability: Capability) -> Result<(), CallError> {
         let (_, active) = self.entry(id, PluginKind::Provider)?;
         if active.manifest.can(capability) {
             Ok(())
@@ -417,7 +417,7 @@ impl Plugins {
     /// Makes `order` in the POS, idempotent on its `our_order_id` (capability
     /// `submit-orders`). A `TimedOut` error means it may have landed: [`Self::lookup_order`]
     /// before submitting again.
-    pub async fn submit_order(
+    pub(crate) async fn submit_order(
         &self,
         id: &str,
         ctx: &CallContext,
@@ -431,7 +431,7 @@ impl Plugins {
     }
 
     /// The POS order made for `our_order_id`, if any (capability `submit-orders`).
-    pub async fn lookup_order(
+    pub(crate) async fn lookup_order(
         &self,
         id: &str,
         ctx: &CallContext,
@@ -450,7 +450,7 @@ impl Plugins {
     }
 
     /// The POS's price for `order`, nothing stored (capability `price-orders`).
-    pub async fn price_order(
+    pub(crate) async fn price_order(
         &self,
         id: &str,
         ctx: &CallContext,
@@ -464,7 +464,7 @@ impl Plugins {
     }
 
     /// An order's state in the POS (capability `order-status`).
-    pub async fn order_status(
+    pub(crate) async fn order_status(
         &self,
         id: &str,
         ctx: &CallContext,
@@ -484,7 +484,7 @@ impl Plugins {
 
     /// One page of the provider's catalog (capability `fetch-catalog`; a `since` token is
     /// only passed to a provider that fetches incrementally, so others answer snapshots).
-    pub async fn fetch_catalog(
+    pub(crate) async fn fetch_catalog(
         &self,
         id: &str,
         ctx: &CallContext,
@@ -505,7 +505,7 @@ impl Plugins {
 
     /// Availability of `ids`, or of everything not plainly in stock when empty
     /// (capability `read-availability`).
-    pub async fn get_availability(
+    pub(crate) async fn get_availability(
         &self,
         id: &str,
         ctx: &CallContext,
@@ -518,7 +518,7 @@ impl Plugins {
     }
 
     /// Sets availability in the POS (capability `write-availability`).
-    pub async fn set_availability(
+    pub(crate) async fn set_availability(
         &self,
         id: &str,
         ctx: &CallContext,
@@ -537,7 +537,7 @@ impl Plugins {
     }
 
     /// Hands an event to a hook.
-    pub async fn on_event(
+    pub(crate) async fn on_event(
         &self,
         id: &str,
         ctx: &CallContext,
@@ -551,7 +551,7 @@ impl Plugins {
     /// Asks a hook whether `config` (JSON text) is a valid binding configuration: its
     /// `validate-config` (contract 0.2 on). A 0.1 hook has none and accepts any object, as
     /// it always did, without a call.
-    pub async fn validate_config(
+    pub(crate) async fn validate_config(
         &self,
         id: &str,
         ctx: &CallContext,
@@ -565,11 +565,6 @@ impl Plugins {
         }
         guest_call!(self, Hook, id, ctx, owned(config), |pre, store| pre
             .validate_config(store, &config))
-    }
-
-    /// The serving version of a plugin, for callers that want to know which version ran.
-    pub fn active_version(&self, id: &str) -> Option<String> {
-        self.manifest(id).map(|m| m.version)
     }
 }
 

@@ -24,7 +24,7 @@ use crate::store::{now_micros, Store as Db};
 
 /// Limits of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CallLimits {
+pub(crate) struct CallLimits {
     /// CPU time the guest may run (measured in epoch ticks while it executes).
     pub cpu: Duration,
     /// Linear memory cap.
@@ -45,7 +45,7 @@ impl Default for CallLimits {
 
 /// Where `state` reads and writes.
 #[derive(Clone, Debug)]
-pub enum StateBackend {
+pub(crate) enum StateBackend {
     /// The database, scoped by (plugin, tenant, integration).
     Db(Db),
     /// A throwaway map (install-time `info`, `plugin check`).
@@ -54,7 +54,7 @@ pub enum StateBackend {
 
 /// Who is calling and what the call may touch.
 #[derive(Clone, Debug)]
-pub struct CallScope {
+pub(crate) struct CallScope {
     /// Plugin id.
     pub plugin_id: String,
     /// Plugin version.
@@ -82,7 +82,7 @@ const MAX_STATE_VALUE: usize = 64 * 1024;
 const MAX_STATE_KEYS: i64 = 64;
 
 /// Store data of one call.
-pub struct Sandbox {
+pub(crate) struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
     memory: MemoryCap,
@@ -132,7 +132,11 @@ impl ResourceLimiter for MemoryCap {
 
 impl Sandbox {
     /// A store for one call, with its memory cap and CPU budget armed.
-    pub fn store(engine: &Engine, scope: Arc<CallScope>, limits: CallLimits) -> Store<Sandbox> {
+    pub(crate) fn store(
+        engine: &Engine,
+        scope: Arc<CallScope>,
+        limits: CallLimits,
+    ) -> Store<Sandbox> {
         let stderr = MemoryOutputPipe::new(16 * 1024);
         let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
         let mut store = Store::new(
@@ -170,12 +174,12 @@ impl Sandbox {
     }
 
     /// Whether the guest tried to grow memory past its cap.
-    pub fn memory_exceeded(&self) -> bool {
+    pub(crate) fn memory_exceeded(&self) -> bool {
         self.memory.exceeded
     }
 
     /// The tail of what the guest wrote to stderr (panic messages), for the log.
-    pub fn stderr_tail(&self) -> String {
+    pub(crate) fn stderr_tail(&self) -> String {
         let bytes = self.stderr.contents();
         let text = String::from_utf8_lossy(&bytes);
         let tail: String = text
@@ -190,7 +194,7 @@ impl Sandbox {
     }
 
     /// Requests refused by the allowlist during this call.
-    pub fn denied_requests(&self) -> u32 {
+    pub(crate) fn denied_requests(&self) -> u32 {
         self.denied_requests
     }
 

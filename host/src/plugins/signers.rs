@@ -14,7 +14,7 @@ use super::{bundled, AdminError, InstallError};
 use crate::store::{now_micros, rfc3339};
 
 /// The name bundled plugins' signer is shown under.
-pub const BUILD_KEY_NAME: &str = "posbridge build key";
+pub(super) const BUILD_KEY_NAME: &str = "posbridge build key";
 
 /// A key operators trust to sign plugins.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -60,7 +60,7 @@ impl Plugins {
 
     /// Trusts `public_key` (base64, as `plugin keygen` writes it) under `name`, replacing
     /// the key of an existing `name`; returns the signer and whether the name is new.
-    pub async fn trust_signer(
+    pub(crate) async fn trust_signer(
         &self,
         name: &str,
         public_key: &str,
@@ -122,7 +122,7 @@ impl Plugins {
     }
 
     /// Stops trusting the signer `name`. Versions it signed stay installed and keep showing it.
-    pub async fn distrust_signer(&self, name: &str) -> Result<(), AdminError> {
+    pub(crate) async fn distrust_signer(&self, name: &str) -> Result<(), AdminError> {
         let deleted = sqlx::query("DELETE FROM plugin_signers WHERE name = $1")
             .bind(name)
             .execute(self.inner.store.writer())

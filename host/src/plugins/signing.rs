@@ -112,7 +112,7 @@ pub fn sign(wasm: &[u8], key: &SigningKey) -> Vec<u8> {
 }
 
 /// Checks the signature `found` in `wasm` against the bytes it covers.
-pub fn verify(wasm: &[u8], found: &Embedded) -> Result<(), SignatureError> {
+pub(crate) fn verify(wasm: &[u8], found: &Embedded) -> Result<(), SignatureError> {
     let key = VerifyingKey::from_bytes(&found.public_key).map_err(|_| SignatureError::BadKey)?;
     let signature = Signature::from_bytes(&found.signature);
     let unsigned = wasm
@@ -154,7 +154,7 @@ pub fn parse_secret_key(text: &str) -> Result<SigningKey, KeyError> {
 }
 
 /// Reads a public key (`plugin keygen`'s `.pub`, or the same text in an API request).
-pub fn parse_public_key(text: &str) -> Result<[u8; 32], KeyError> {
+pub(crate) fn parse_public_key(text: &str) -> Result<[u8; 32], KeyError> {
     let bytes = key_bytes(text)?;
     VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::NotOnCurve)?;
     Ok(bytes)

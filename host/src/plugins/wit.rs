@@ -102,9 +102,9 @@ macro_rules! impl_host_imports {
 }
 pub(crate) use impl_host_imports;
 
-pub mod since_v0_1_0;
-pub mod since_v0_2_0;
-pub mod since_v0_3_0;
+pub(super) mod since_v0_1_0;
+pub(super) mod since_v0_2_0;
+pub(super) mod since_v0_3_0;
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::Store;
@@ -118,7 +118,7 @@ use super::sandbox::Sandbox;
 
 /// A provider component ready to instantiate, whatever its contract version.
 #[derive(Clone)]
-pub enum ProviderPre {
+pub(crate) enum ProviderPre {
     /// Built against 0.1.x.
     V0_1(since_v0_1_0::ProviderPluginPre<Sandbox>),
     /// Built against 0.2.x.
@@ -129,7 +129,7 @@ pub enum ProviderPre {
 
 /// A hook component ready to instantiate, whatever its contract version.
 #[derive(Clone)]
-pub enum HookPre {
+pub(crate) enum HookPre {
     /// Built against 0.1.x.
     V0_1(since_v0_1_0::HookPluginPre<Sandbox>),
     /// Built against 0.2.x.
@@ -140,7 +140,7 @@ pub enum HookPre {
 
 /// A loaded component of either kind.
 #[derive(Clone)]
-pub enum LoadedComponent {
+pub(crate) enum LoadedComponent {
     /// Provider.
     Provider(ProviderPre),
     /// Hook.
@@ -149,7 +149,7 @@ pub enum LoadedComponent {
 
 impl LoadedComponent {
     /// Finds which known world and version `component` implements, or explains why none.
-    pub fn detect(linker: &Linker<Sandbox>, component: &Component) -> Result<Self, String> {
+    pub(crate) fn detect(linker: &Linker<Sandbox>, component: &Component) -> Result<Self, String> {
         let pre = linker.instantiate_pre(component).map_err(|e| {
             format!("the component needs imports this host does not provide: {e:#}")
         })?;
@@ -180,7 +180,7 @@ impl LoadedComponent {
     }
 
     /// Provider or hook.
-    pub fn kind(&self) -> PluginKind {
+    pub(crate) fn kind(&self) -> PluginKind {
         match self {
             LoadedComponent::Provider(_) => PluginKind::Provider,
             LoadedComponent::Hook(_) => PluginKind::Hook,
@@ -188,7 +188,7 @@ impl LoadedComponent {
     }
 
     /// Reads the plugin's `info`.
-    pub async fn manifest(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<Manifest> {
+    pub(crate) async fn manifest(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<Manifest> {
         match self {
             LoadedComponent::Provider(ProviderPre::V0_1(pre)) => {
                 since_v0_1_0::provider_manifest(pre, store).await
@@ -213,11 +213,11 @@ impl LoadedComponent {
 }
 
 /// Result of a provider call whose guest ran to completion.
-pub type ProviderResult<T> = wasmtime::Result<Result<T, ProviderError>>;
+pub(super) type ProviderResult<T> = wasmtime::Result<Result<T, ProviderError>>;
 
 impl ProviderPre {
     /// `validate`.
-    pub async fn validate(
+    pub(crate) async fn validate(
         &self,
         store: &mut Store<Sandbox>,
         conn: &Connection,
@@ -230,7 +230,7 @@ impl ProviderPre {
     }
 
     /// `validate` repeated on one live instance, timing each call.
-    pub async fn validate_warm(
+    pub(crate) async fn validate_warm(
         &self,
         store: &mut Store<Sandbox>,
         conn: &Connection,
@@ -244,7 +244,7 @@ impl ProviderPre {
     }
 
     /// `fetch-transactions`.
-    pub async fn fetch_transactions(
+    pub(crate) async fn fetch_transactions(
         &self,
         store: &mut Store<Sandbox>,
         conn: &Connection,
@@ -264,7 +264,7 @@ impl ProviderPre {
     }
 
     /// `verify-webhook`.
-    pub async fn verify_webhook(
+    pub(crate) async fn verify_webhook(
         &self,
         store: &mut Store<Sandbox>,
         webhook: &Webhook,
@@ -278,7 +278,7 @@ impl ProviderPre {
     }
 
     /// `parse-webhook`.
-    pub async fn parse_webhook(
+    pub(crate) async fn parse_webhook(
         &self,
         store: &mut Store<Sandbox>,
         webhook: &Webhook,
@@ -291,7 +291,7 @@ impl ProviderPre {
     }
 
     /// `parse-push`.
-    pub async fn parse_push(
+    pub(crate) async fn parse_push(
         &self,
         store: &mut Store<Sandbox>,
         body: &[u8],
@@ -313,7 +313,7 @@ fn before_0_3<T>(what: &str) -> ProviderResult<T> {
 
 impl ProviderPre {
     /// `submit-order` (0.3 on).
-    pub async fn submit_order(
+    pub(crate) async fn submit_order(
         &self,
         store: &mut Store<Sandbox>,
         conn: &Connection,
@@ -326,7 +326,7 @@ impl ProviderPre {
     }
 
     /// `lookup-order` (0.3 on).
-    pub async fn lookup_order(
+    pub(crate) async fn lookup_order(
         &self,
         store: &mut Store<Sandbox>,
         conn: &Connection,
@@ -341,7 +341,7 @@ impl ProviderPre {
     }
 
     /// `price-order` (0.3 on).
-    pub async fn price_order(
+    pub(crate) async fn price_order(
         &self,
         store: &mut Store<Sandbox>,
         conn: &Connection,
@@ -354,7 +354,7 @@ impl ProviderPre {
     }
 
     /// `order-status` (0.3 on).
-    pub async fn order_status(
+    pub(crate) async fn order_status(
         &self,
         store: &mut Store<Sandbox>,
         conn: &Connection,
@@ -369,7 +369,7 @@ impl ProviderPre {
     }
 
     /// `fetch-catalog` (0.3 on).
-    pub async fn fetch_catalog(
+    pub(crate) async fn fetch_catalog(
         &self,
         store: &mut Store<Sandbox>,
         conn: &Connection,
@@ -382,7 +382,7 @@ impl ProviderPre {
     }
 
     /// `get-availability` (0.3 on).
-    pub async fn get_availability(
+    pub(crate) async fn get_availability(
         &self,
         store: &mut Store<Sandbox>,
         conn: &Connection,
@@ -395,7 +395,7 @@ impl ProviderPre {
     }
 
     /// `set-availability` (0.3 on).
-    pub async fn set_availability(
+    pub(crate) async fn set_availability(
         &self,
         store: &mut Store<Sandbox>,
         conn: &Connection,
@@ -412,7 +412,7 @@ impl ProviderPre {
 
 impl HookPre {
     /// `on-event`.
-    pub async fn on_event(
+    pub(crate) async fn on_event(
         &self,
         store: &mut Store<Sandbox>,
         event: &HookEvent,
@@ -427,7 +427,7 @@ impl HookPre {
 
     /// `validate-config`: the hook's verdict on a binding configuration. A 0.1 hook has no
     /// such export and, as under 0.1, accepts any JSON object.
-    pub async fn validate_config(
+    pub(crate) async fn validate_config(
         &self,
         store: &mut Store<Sandbox>,
         config: &str,
@@ -440,13 +440,13 @@ impl HookPre {
     }
 
     /// Whether the hook checks its configuration (`validate-config`, contract 0.2 on).
-    pub fn validates_config(&self) -> bool {
+    pub(crate) fn validates_config(&self) -> bool {
         matches!(self, HookPre::V0_2(_) | HookPre::V0_3(_))
     }
 }
 
 /// Adds every import any supported contract version needs to `linker`.
-pub fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
+pub(super) fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
     since_v0_1_0::add_to_linker(linker)?;
     since_v0_2_0::add_to_linker(linker)?;
     since_v0_3_0::add_to_linker(linker)

@@ -7,7 +7,7 @@
 mod decide;
 mod validate;
 
-pub use validate::{check_text, validate};
+pub(super) use validate::{check_text, validate};
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -29,7 +29,7 @@ use decide::{spend_moves, supersedes, Outcome, Previous};
 
 /// Where a sale came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(super) enum Source {
     /// A verified webhook.
     Webhook,
     /// A polling sync.
@@ -50,7 +50,7 @@ impl Source {
 
 /// What an ingest did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct IngestCounts {
+pub(crate) struct IngestCounts {
     /// New sales.
     pub created: u64,
     /// Known sales replaced by a newer version.
@@ -63,7 +63,7 @@ pub struct IngestCounts {
 
 /// The integration a batch belongs to.
 #[derive(Debug, Clone)]
-pub struct IngestTarget<'a> {
+pub(super) struct IngestTarget<'a> {
     /// Integration id.
     pub integration_id: &'a str,
     /// Venue.
@@ -74,7 +74,7 @@ pub struct IngestTarget<'a> {
 
 impl IngestTarget<'_> {
     /// The same target owning its strings, for a write queued to the group commit.
-    pub fn to_owned_target(&self) -> OwnedTarget {
+    pub(super) fn to_owned_target(&self) -> OwnedTarget {
         OwnedTarget {
             integration_id: self.integration_id.to_owned(),
             venue: self.venue.to_owned(),
@@ -86,7 +86,7 @@ impl IngestTarget<'_> {
 /// An [`IngestTarget`] that owns its strings (see [`crate::events::Writes::run`], whose
 /// jobs outlive the caller's borrows).
 #[derive(Debug, Clone)]
-pub struct OwnedTarget {
+pub(super) struct OwnedTarget {
     integration_id: String,
     venue: String,
     provider: String,
@@ -94,7 +94,7 @@ pub struct OwnedTarget {
 
 impl OwnedTarget {
     /// Borrows it back as an [`IngestTarget`].
-    pub fn target(&self) -> IngestTarget<'_> {
+    pub(super) fn target(&self) -> IngestTarget<'_> {
         IngestTarget {
             integration_id: &self.integration_id,
             venue: &self.venue,
@@ -116,7 +116,7 @@ const SALES_PER_STATEMENT: usize = 250;
 /// server) that costs more than the work it carries. The result is the same as the sales
 /// arriving one by one: events are appended, and rules see each customer's spend, in the
 /// batch's order.
-pub async fn ingest(
+pub(super) async fn ingest(
     tx: &mut LoggedTx,
     scope: &TenantScope,
     target: &IngestTarget<'_>,

@@ -24,7 +24,7 @@ const DEFAULT_SYNC_INTERVAL_S: i64 = 300;
 /// Body of `POST /api/{tenant}/pos/connect`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ConnectRequest {
+pub(crate) struct ConnectRequest {
     /// The venue within the tenant (lowercase letters, digits, '-').
     pub venue: String,
     /// Provider plugin id.
@@ -54,7 +54,7 @@ pub struct ConnectRequest {
 
 /// An integration as the API shows it: never a secret.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Integration {
+pub(crate) struct Integration {
     /// Id (also in the webhook URL).
     pub id: String,
     /// Venue.
@@ -145,7 +145,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Integration, sqlx::Error> {
 }
 
 /// The venue's integration, scoped to the tenant.
-pub async fn by_venue(
+pub(super) async fn by_venue(
     app: &ProvidersState,
     scope: &TenantScope,
     venue: &str,
@@ -168,7 +168,10 @@ pub async fn by_venue(
 }
 
 /// An integration by id (webhooks, the scheduler).
-pub async fn by_id(app: &ProvidersState, id: &str) -> Result<Option<Integration>, StoreError> {
+pub(super) async fn by_id(
+    app: &ProvidersState,
+    id: &str,
+) -> Result<Option<Integration>, StoreError> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM integrations WHERE id = $1"))
         .bind(id)
         .fetch_optional(app.store.reader())
@@ -178,7 +181,7 @@ pub async fn by_id(app: &ProvidersState, id: &str) -> Result<Option<Integration>
 
 /// Every integration of the tenant, connected or not, by venue name: the list a
 /// manager picks a venue from (the console's venues page).
-pub async fn list(
+pub(super) async fn list(
     app: &ProvidersState,
     scope: &TenantScope,
 ) -> Result<Vec<Integration>, StoreError> {
@@ -192,7 +195,7 @@ pub async fn list(
 }
 
 /// Decrypts the credentials into a connection for one call.
-pub fn connection_of(
+pub(super) fn connection_of(
     app: &ProvidersState,
     integration: &Integration,
 ) -> Result<Connection, ProviderFailure> {
@@ -218,7 +221,7 @@ pub fn connection_of(
 }
 
 /// The webhook signature key, decrypted.
-pub fn webhook_key_of(app: &ProvidersState, integration: &Integration) -> Option<String> {
+pub(super) fn webhook_key_of(app: &ProvidersState, integration: &Integration) -> Option<String> {
     let sealed = integration.webhook_key.as_ref()?;
     let plain = app
         .vault
@@ -234,7 +237,7 @@ fn valid_venue(venue: &str) -> bool {
 
 /// Validates through the plugin, seals the secrets and creates or updates the venue's
 /// integration.
-pub async fn connect(
+pub(super) async fn connect(
     app: &ProvidersState,
     scope: &TenantScope,
     req: ConnectRequest,
@@ -407,7 +410,7 @@ pub async fn connect(
 }
 
 /// Stops syncing and webhook intake for the venue; its data stays.
-pub async fn disconnect(
+pub(super) async fn disconnect(
     app: &ProvidersState,
     scope: &TenantScope,
     venue: &str,
@@ -435,7 +438,7 @@ pub async fn disconnect(
 
 /// One recorded sync run.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct SyncRun {
+pub(super) struct SyncRun {
     /// Start.
     pub started_at: String,
     /// End.
@@ -457,7 +460,7 @@ pub struct SyncRun {
 }
 
 /// The latest sync runs of an integration, newest first.
-pub async fn recent_runs(
+pub(super) async fn recent_runs(
     app: &ProvidersState,
     integration_id: &str,
     errors_only: bool,

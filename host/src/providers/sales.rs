@@ -16,7 +16,7 @@ use crate::store::rfc3339;
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct TransactionQuery {
+pub(super) struct TransactionQuery {
     /// Only sales at or after (RFC 3339).
     pub from: Option<String>,
     /// Only sales before (RFC 3339).
@@ -31,7 +31,7 @@ pub struct TransactionQuery {
 
 /// A stored sale.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Sale {
+pub(super) struct Sale {
     /// Our id.
     pub id: String,
     /// Provider id.
@@ -98,7 +98,7 @@ fn parse_time(field: &str, value: &Option<String>) -> Result<Option<i64>, ApiErr
 }
 
 /// The venue's sales, newest first.
-pub async fn transactions(
+pub(super) async fn transactions(
     app: &ProvidersState,
     scope: &TenantScope,
     integration: &Integration,
@@ -191,7 +191,7 @@ pub async fn transactions(
 /// A calendar period for revenue.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Period {
+pub(crate) enum Period {
     /// Today so far.
     Day,
     /// This week (Monday first) so far.
@@ -207,7 +207,7 @@ pub enum Period {
 
 /// Revenue of a venue over a period.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Revenue {
+pub(crate) struct Revenue {
     /// The period.
     pub period: Period,
     /// Start (venue's local midnight, as RFC 3339), absent for `all`.
@@ -229,7 +229,7 @@ pub struct Revenue {
 }
 
 /// Revenue of the venue over `period`, in the venue's time zone.
-pub async fn revenue(
+pub(super) async fn revenue(
     app: &ProvidersState,
     scope: &TenantScope,
     integration: &Integration,
@@ -290,7 +290,7 @@ pub async fn revenue(
 /// The width of one point of a revenue series.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Bucket {
+pub(super) enum Bucket {
     /// A calendar day.
     #[default]
     Day,
@@ -304,7 +304,7 @@ pub enum Bucket {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct SeriesQuery {
+pub(super) struct SeriesQuery {
     /// Width of each point; default `day`.
     #[serde(default)]
     pub by: Bucket,
@@ -317,7 +317,7 @@ pub struct SeriesQuery {
 
 /// One point of a revenue series: the completed sales of one day, week or month.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SeriesPoint {
+pub(super) struct SeriesPoint {
     /// First day of the period (`YYYY-MM-DD`, venue's calendar).
     pub start: String,
     /// Completed sales net of refunds, minor units.
@@ -331,7 +331,7 @@ pub struct SeriesPoint {
 /// A venue's revenue per day, week or month, every period present (zero when it had no
 /// sales), oldest first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RevenueSeries {
+pub(super) struct RevenueSeries {
     /// Width of each point.
     pub by: Bucket,
     /// First day covered (`YYYY-MM-DD`).
@@ -351,7 +351,7 @@ pub struct RevenueSeries {
 }
 
 /// Most points one series answers (a year and a day of days).
-pub const MAX_SERIES_POINTS: usize = 367;
+pub(super) const MAX_SERIES_POINTS: usize = 367;
 
 fn parse_date(field: &str, value: Option<&str>) -> Result<Option<jiff::civil::Date>, ApiError> {
     value
@@ -411,7 +411,7 @@ fn period_starts(
 }
 
 /// The venue's revenue per period of width `by`, in its time zone, refunds netted.
-pub async fn revenue_series(
+pub(super) async fn revenue_series(
     app: &ProvidersState,
     scope: &TenantScope,
     integration: &Integration,

@@ -42,7 +42,7 @@ use crate::store::{new_id, now_micros, StoreError};
 
 mod lease;
 
-pub use self::lease::sync_now;
+pub(super) use self::lease::sync_now;
 use self::lease::{claim, heartbeat};
 
 /// The first sync of an integration reaches this far back.
@@ -59,7 +59,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
 /// What a sync did (the body of `POST /pos/sync/{venue}`).
 #[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
-pub struct SyncStats {
+pub(crate) struct SyncStats {
     /// Sales read from the provider.
     pub fetched: u64,
     /// New.
@@ -79,18 +79,18 @@ pub struct SyncWakeup(std::sync::Arc<tokio::sync::Notify>);
 
 impl SyncWakeup {
     /// Asks the worker to look again now; a wake-up while it is busy is kept for its next wait.
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         self.0.notify_one();
     }
 
     /// Resolves when [`Self::wake`] is called (or was, since the last wait).
-    pub async fn woken(&self) {
+    pub(crate) async fn woken(&self) {
         self.0.notified().await;
     }
 }
 
 /// Starts the scheduler; it stops with the server.
-pub fn spawn_scheduler(app: ProvidersState) {
+pub(crate) fn spawn_scheduler(app: ProvidersState) {
     tokio::spawn(async move {
         loop {
             if let Err(err) = run_due(&app).await {
@@ -136,7 +136,7 @@ async fn run_due(app: &ProvidersState) -> Result<(), StoreError> {
 
 /// Syncs one integration now if its lease is free. `Ok(None)` when another sync holds it
 /// (or took it over from this one).
-pub async fn sync_integration(
+pub(super) async fn sync_integration(
     app: &ProvidersState,
     id: &str,
     trigger: &str,
@@ -408,7 +408,7 @@ async fn set_aside(
 
 /// Retries a sync dead letter: a sale is validated and ingested again from its payload (the
 /// dead letter removed in the same transaction); a page runs the venue's sync now.
-pub async fn retry_dead_letter(
+pub(crate) async fn retry_dead_letter(
     app: &ProvidersState,
     dead: &dead_letters::Stored,
 ) -> Result<RetryOutcome, StoreError> {
@@ -608,7 +608,7 @@ async fn record(
 }
 
 /// Row count helper used by status.
-pub async fn transaction_count(
+pub(super) async fn transaction_count(
     app: &ProvidersState,
     integration_id: &str,
 ) -> Result<i64, StoreError> {

@@ -9,7 +9,7 @@
 
 mod inbox;
 
-pub use inbox::{spawn_inbox_worker, InboxWakeup};
+pub(crate) use inbox::{spawn_inbox_worker, InboxWakeup};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -75,7 +75,7 @@ const INBOX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Answer of an accepted webhook delivery.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct Received {
+pub(super) struct Received {
     /// Always true: stored in the inbox, processed in the background.
     pub received: bool,
     /// The delivery's inbox id.
@@ -101,7 +101,7 @@ pub struct Received {
     (status = 400, description = "`invalid_path`."),
     (status = 503, description = "`plugin_unavailable`, `database_unavailable`."),
 ))]
-pub async fn receive(
+pub(super) async fn receive(
     State(app): State<ProvidersState>,
     Path((provider, integration_id)): Path<(String, String)>,
     headers: HeaderMap,
@@ -195,7 +195,7 @@ impl Drop for InFlight {
 
 /// The stored delivery behind a webhook dead letter, for the admin detail view: provider,
 /// arrival, event id and the body (as text where it is UTF-8).
-pub async fn payload(
+pub(crate) async fn payload(
     app: &ProvidersState,
     inbox_id: &str,
 ) -> Result<Option<serde_json::Value>, StoreError> {
@@ -218,7 +218,7 @@ pub async fn payload(
 /// Re-queues the delivery behind a webhook dead letter: back to pending with its attempts
 /// reset, the dead letter `retrying` until the inbox worker settles it (removed when it is
 /// recorded, `dead` again with the new reason when it fails).
-pub async fn requeue(
+pub(crate) async fn requeue(
     app: &ProvidersState,
     dead: &dead_letters::Stored,
 ) -> Result<RetryOutcome, StoreError> {

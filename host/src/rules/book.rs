@@ -79,11 +79,11 @@ async fn rule_by_id(
 }
 
 /// The spend rules of a tenant, venue by venue.
-pub struct RuleBook;
+pub(crate) struct RuleBook;
 
 impl RuleBook {
     /// All rules of a venue, sorted by priority then threshold.
-    pub async fn list(
+    pub(crate) async fn list(
         store: &Store,
         scope: &TenantScope,
         venue: &str,
@@ -93,7 +93,7 @@ impl RuleBook {
     }
 
     /// Creates a rule after checking it against the tenant's ladder.
-    pub async fn create(
+    pub(crate) async fn create(
         store: &Store,
         scope: &TenantScope,
         venue: &str,
@@ -141,7 +141,7 @@ impl RuleBook {
     }
 
     /// Changes the given fields of a rule; statistics are kept.
-    pub async fn update(
+    pub(crate) async fn update(
         store: &Store,
         scope: &TenantScope,
         venue: &str,
@@ -191,7 +191,7 @@ impl RuleBook {
     }
 
     /// Flips `enabled`.
-    pub async fn toggle(
+    pub(crate) async fn toggle(
         store: &Store,
         scope: &TenantScope,
         venue: &str,
@@ -218,7 +218,7 @@ impl RuleBook {
     }
 
     /// Deletes a rule. Its past unlocks stay in the customers' history.
-    pub async fn delete(
+    pub(crate) async fn delete(
         store: &Store,
         scope: &TenantScope,
         venue: &str,
@@ -239,14 +239,14 @@ impl RuleBook {
     }
 
     /// The tenant's ladder.
-    pub async fn ladder(store: &Store, scope: &TenantScope) -> Result<Ladder, RuleError> {
+    pub(crate) async fn ladder(store: &Store, scope: &TenantScope) -> Result<Ladder, RuleError> {
         let mut conn = store.reader().acquire().await?;
         Ok(ladder::load(&mut conn, scope.tenant_id()).await?)
     }
 
     /// Replaces the tenant's tiers and/or access levels. Reordering and adding are free;
     /// dropping a name that a rule unlocks or a customer holds is refused.
-    pub async fn set_ladder(
+    pub(crate) async fn set_ladder(
         store: &Store,
         scope: &TenantScope,
         update: LadderUpdate,

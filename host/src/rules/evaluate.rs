@@ -28,7 +28,7 @@ use crate::store::{new_id, now_micros, rfc3339, Params, StoreError};
 
 /// A change of one customer's lifetime spend at the venue, in batch order.
 #[derive(Debug, Clone, Copy)]
-pub struct SpendMove<'a> {
+pub(crate) struct SpendMove<'a> {
     /// The customer whose spend moves.
     pub customer_id: &'a str,
     /// By how much (minor units; negative when an update took a sale away or refunded it).
@@ -40,7 +40,7 @@ pub struct SpendMove<'a> {
 
 /// A recorded sale to evaluate.
 #[derive(Debug, Clone, Copy)]
-pub struct SaleRef<'a> {
+pub(crate) struct SaleRef<'a> {
     /// Our transaction id.
     pub transaction_id: &'a str,
     /// When the sale happened (µs): time windows and performances are checked at this time.
@@ -83,7 +83,7 @@ struct NewUnlock {
 /// [`RuleEvaluator::apply`] then decides in memory and appends `tier_unlocked` at once, so
 /// events keep the batch's order; [`RuleEvaluator::finish`] writes the unlocks, tiers and
 /// rule statistics in bulk, before the batch's transaction commits.
-pub struct RuleEvaluator {
+pub(crate) struct RuleEvaluator {
     venue: String,
     /// `None` when the venue has no enabled rule: every apply is then a no-op.
     context: Option<VenueContext>,
@@ -114,7 +114,7 @@ impl RuleEvaluator {
     /// never cross): a concurrent batch with the same customer waits here, and
     /// the spend read afterwards (a new snapshot under READ COMMITTED) includes its sales.
     /// SQLite's single writer already runs batches one after the other.
-    pub async fn prepare<'m>(
+    pub(crate) async fn prepare<'m>(
         tx: &mut LoggedTx,
         scope: &TenantScope,
         integration_id: &str,
@@ -212,7 +212,7 @@ impl RuleEvaluator {
     /// threshold, time window, live-only flag and performer match decides; if the customer
     /// never unlocked it, the unlock is recorded, the customer's tier and access rise (never
     /// fall) and `tier_unlocked` is appended.
-    pub async fn apply(
+    pub(crate) async fn apply(
         &mut self,
         tx: &mut LoggedTx,
         scope: &TenantScope,
@@ -315,7 +315,11 @@ impl RuleEvaluator {
 
     /// Writes the batch's unlocks, raised tiers and rule statistics; call once, before the
     /// batch's transaction commits.
-    pub async fn finish(self, tx: &mut LoggedTx, scope: &TenantScope) -> Result<(), StoreError> {
+    pub(crate) async fn finish(
+        self,
+        tx: &mut LoggedTx,
+        scope: &TenantScope,
+    ) -> Result<(), StoreError> {
         let Some(ctx) = &self.context else {
             return Ok(());
         };

@@ -23,7 +23,7 @@ const MAX_PERFORMANCE_MICROS: i64 = 48 * 3600 * 1_000_000;
 
 /// A scheduled performance.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Performance {
+pub(crate) struct Performance {
     /// Id.
     pub id: String,
     /// Venue.
@@ -39,7 +39,7 @@ pub struct Performance {
 /// Body of `POST /pos/performances/{venue}`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NewPerformance {
+pub(super) struct NewPerformance {
     /// Who performs.
     performer_id: String,
     /// Start (inclusive), RFC 3339.
@@ -54,7 +54,7 @@ pub struct NewPerformance {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct PerformanceQuery {
+pub(super) struct PerformanceQuery {
     /// Only performances ending after this time (RFC 3339).
     #[serde(default)]
     #[param(value_type = Option<String>, format = DateTime)]

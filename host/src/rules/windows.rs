@@ -14,14 +14,14 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// Most windows one rule may carry (one per day, with room for split evenings).
-pub const MAX_WINDOWS: usize = 28;
+pub(crate) const MAX_WINDOWS: usize = 28;
 
 /// Minutes in a day; `24:00` is accepted as an end time meaning midnight at the day's end.
 const DAY_MINUTES: u16 = 24 * 60;
 
 /// A set of days of the week.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Days(u8);
+pub(crate) struct Days(u8);
 
 const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
@@ -31,7 +31,7 @@ impl Days {
     }
 
     /// Whether `day` is in the set.
-    pub fn contains(self, day: Weekday) -> bool {
+    pub(crate) fn contains(self, day: Weekday) -> bool {
         self.0 & Self::bit(day) != 0
     }
 
@@ -65,7 +65,7 @@ impl Days {
 
 /// A local wall-clock time of day, minute precision, `00:00`..=`24:00`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ClockTime(u16);
+pub(crate) struct ClockTime(u16);
 
 impl ClockTime {
     fn parse(text: &str) -> Option<Self> {
@@ -90,7 +90,7 @@ impl fmt::Display for ClockTime {
 /// `start` before 24:00.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "WindowJson", into = "WindowJson")]
-pub struct TimeWindow {
+pub(crate) struct TimeWindow {
     days: Days,
     start: ClockTime,
     end: ClockTime,
@@ -174,7 +174,7 @@ impl TimeWindow {
 
 /// Whether the instant `at_micros` falls in any of `windows` in time zone `tz`. No windows
 /// means no time restriction.
-pub fn in_any_window(windows: &[TimeWindow], tz: &TimeZone, at_micros: i64) -> bool {
+pub(crate) fn in_any_window(windows: &[TimeWindow], tz: &TimeZone, at_micros: i64) -> bool {
     if windows.is_empty() {
         return true;
     }

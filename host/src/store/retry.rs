@@ -19,7 +19,7 @@ use super::StoreError;
 /// victim or a serialization failure. Each retry comes after the other transaction had a
 /// head start, so more than a few in a row means sustained contention: the caller then gets
 /// the conflict (a 503 with `Retry-After`), not an ever longer wait.
-pub const CONFLICT_RETRIES: u32 = 4;
+pub(crate) const CONFLICT_RETRIES: u32 = 4;
 
 /// Pause before the first retry; it doubles with every further one, each with up to as much
 /// again of random jitter, so that the transactions that collided do not collide again in
@@ -55,7 +55,7 @@ impl TransientConflict for StoreError {
 
 /// Runs `attempt` (each call a whole transaction, begun and ended inside it) until it
 /// succeeds, fails for another reason, or has been retried `CONFLICT_RETRIES` times.
-pub async fn retry_conflicts<T, E, F, Fut>(what: &str, mut attempt: F) -> Result<T, E>
+pub(crate) async fn retry_conflicts<T, E, F, Fut>(what: &str, mut attempt: F) -> Result<T, E>
 where
     E: TransientConflict,
     F: FnMut() -> Fut,

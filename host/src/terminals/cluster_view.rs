@@ -41,7 +41,7 @@ impl TerminalSource for Terminals {
 }
 
 /// `GET /admin/cluster`.
-pub fn admin_routes<S>() -> OpenApiRouter<S>
+pub(crate) fn admin_routes<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,

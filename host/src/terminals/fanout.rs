@@ -33,7 +33,7 @@ const SOCKETS_PER_SHARD: usize = 64;
 
 /// Sockets attached per tenant, in shards, each with its delivery task.
 #[derive(Debug)]
-pub struct Fanout {
+pub(super) struct Fanout {
     tenants: Mutex<HashMap<String, Vec<Shard>>>,
     /// Most shards per tenant: the cores available.
     max_shards: usize,
@@ -74,7 +74,7 @@ impl Shard {
 impl Fanout {
     /// Starts delivering the tenant's events to `socket`. Events published from now on
     /// reach it (held until the session goes live), so attach *before* reading the log.
-    pub fn attach(&self, hub: &EventHub, tenant_id: &str, socket: Arc<Socket>) {
+    pub(super) fn attach(&self, hub: &EventHub, tenant_id: &str, socket: Arc<Socket>) {
         let mut tenants = lock(&self.tenants);
         let shards = tenants.entry(tenant_id.to_owned()).or_default();
         let smallest = shards
@@ -99,7 +99,7 @@ impl Fanout {
     }
 
     /// Stops delivering to `socket`; a shard's task ends with its last socket.
-    pub fn detach(&self, tenant_id: &str, socket: &Arc<Socket>) {
+    pub(super) fn detach(&self, tenant_id: &str, socket: &Arc<Socket>) {
         let mut tenants = lock(&self.tenants);
         let Some(shards) = tenants.get_mut(tenant_id) else {
             return;

@@ -20,7 +20,7 @@ use crate::listener::ConnStream;
 
 /// What a terminal's socket reads and writes.
 #[derive(Debug)]
-pub enum RawStream {
+pub(super) enum RawStream {
     /// The TCP connection (plain ws).
     Tcp(TcpStream),
     /// The session's end of the pair a TLS pump serves (wss), and what tells the pump
@@ -41,7 +41,7 @@ const PUMP_LINGER: Duration = Duration::from_secs(2);
 impl RawStream {
     /// The stream for an upgraded connection; for TLS, the pump is started here and runs
     /// until the terminal closes, or shortly after the session lets go of the stream.
-    pub fn from_connection(stream: ConnStream) -> io::Result<RawStream> {
+    pub(super) fn from_connection(stream: ConnStream) -> io::Result<RawStream> {
         match stream {
             ConnStream::Plain(tcp) => Ok(RawStream::Tcp(tcp)),
             ConnStream::Tls(mut tls) => {
@@ -72,7 +72,7 @@ impl RawStream {
     }
 
     /// Writes what the stream takes now; `WouldBlock` when it takes nothing.
-    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+    pub(super) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
             RawStream::Tcp(tcp) => tcp.try_write(buf),
             RawStream::Pumped { pipe, .. } => pipe.try_write(buf),
@@ -80,7 +80,7 @@ impl RawStream {
     }
 
     /// Reads what has arrived; `WouldBlock` when nothing has.
-    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(super) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             RawStream::Tcp(tcp) => tcp.try_read(buf),
             RawStream::Pumped { pipe, .. } => pipe.try_read(buf),
@@ -88,7 +88,7 @@ impl RawStream {
     }
 
     /// Completes when the stream may take more bytes.
-    pub async fn writable(&self) -> io::Result<()> {
+    pub(super) async fn writable(&self) -> io::Result<()> {
         match self {
             RawStream::Tcp(tcp) => tcp.writable().await,
             RawStream::Pumped { pipe, .. } => pipe.writable().await,
@@ -96,7 +96,7 @@ impl RawStream {
     }
 
     /// Completes when the stream may have bytes to read.
-    pub async fn readable(&self) -> io::Result<()> {
+    pub(super) async fn readable(&self) -> io::Result<()> {
         match self {
             RawStream::Tcp(tcp) => tcp.readable().await,
             RawStream::Pumped { pipe, .. } => pipe.readable().await,

@@ -23,7 +23,7 @@ use crate::terminals::TerminalsState;
 /// promised to take everywhere, with room for the close handshake. The query reads only
 /// keys revoked within [`LOOKBACK`] (a handful of rows in a table of a few per till), so
 /// two a second cost next to nothing.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+pub(super) const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How far before the newest revocation seen each check looks again. A revocation is
 /// stamped with its writer's clock before it commits, so it can become visible after a
@@ -87,7 +87,7 @@ impl Watermark {
 }
 
 /// Starts watching for revocations made anywhere until shutdown.
-pub fn spawn_watcher(app: TerminalsState) {
+pub(crate) fn spawn_watcher(app: TerminalsState) {
     tokio::spawn(async move {
         // Subscribed before the first check, so nothing falls between the two.
         let mut announced = app.hub.revocations();

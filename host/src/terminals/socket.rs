@@ -35,7 +35,7 @@ use super::raw_stream::RawStream;
 
 /// A complete server-to-terminal text frame, ready for the wire. Server frames are not
 /// masked, so one encoding serves every socket of the tenant.
-pub fn text_frame(text: &[u8]) -> Bytes {
+pub(super) fn text_frame(text: &[u8]) -> Bytes {
     let frame = Frame::message(Bytes::copy_from_slice(text), OpCode::Data(Data::Text), true);
     let mut wire = Vec::with_capacity(frame.len());
     // Writing into a Vec cannot fail.
@@ -45,7 +45,7 @@ pub fn text_frame(text: &[u8]) -> Bytes {
 
 /// Why a socket is given up on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dropped {
+pub(super) enum Dropped {
     /// More frames were waiting than the queue allows.
     SlowConsumer,
     /// Frames were waiting and the terminal took none of them for the stall time: it
@@ -57,7 +57,7 @@ pub enum Dropped {
 
 /// What the session must do after a wake-up.
 #[derive(Debug, Default)]
-pub struct Attention {
+pub(super) struct Attention {
     /// The fan-out gave up on the socket.
     pub dropped: Option<Dropped>,
     /// Events are held for the session to deliver (it is not live, or a gap opened).
@@ -66,7 +66,7 @@ pub struct Attention {
 
 /// The shared state of one socket. See the module docs for who writes when.
 #[derive(Debug)]
-pub struct Socket {
+pub(super) struct Socket {
     tcp: RawStream,
     outbox: Mutex<Outbox>,
     /// Signalled when the session has work: queued frames, held events, a dropped socket.
@@ -99,7 +99,7 @@ struct Outbox {
 
 impl Socket {
     /// Wraps an upgraded stream; `limit` bounds the frames or events waiting for it.
-    pub fn new(tcp: RawStream, limit: usize) -> Self {
+    pub(super) fn new(tcp: RawStream, limit: usize) -> Self {
         Socket {
             tcp,
             outbox: Mutex::new(Outbox {
@@ -119,13 +119,13 @@ impl Socket {
     }
 
     /// Seq of the last event in this socket's stream, for `pos-status`.
-    pub fn last_seq(&self) -> i64 {
+    pub(super) fn last_seq(&self) -> i64 {
         lock(&self.outbox).last_seq
     }
 
     /// Called by the fan-out for every event of the tenant, in publication order; `wire`
     /// is the event's encoded frame. Never waits.
-    pub fn offer(&self, event: &Arc<Event>, wire: &Bytes) {
+    pub(super) fn offer(&self, event: &Arc<Event>, wire: &Bytes) {
         let mut out = lock(&self.outbox);
         if out.closing || out.dropped.is_some() || event.seq <= out.last_seq {
             return;
@@ -176,7 +176,7 @@ impl Socket {
     }
 
     /// Called by the fan-out when it missed events: the session re-reads them from the log.
-    pub fn lagged(&self) {
+    pub(super) fn lagged(&self) {
         let mut out = lock(&self.outbox);
         if out.closing || out.dropped.is_some() {
             return;
@@ -189,12 +189,12 @@ impl Socket {
 
     /// Completes when the session has something to do (or at once if it was signalled
     /// since the last call).
-    pub async fn woken(&self) {
+    pub(super) async fn woken(&self) {
         self.wake.notified().await;
     }
 
     /// What the session has to do now.
-    pub fn attention(&self) -> Attention {
+    pub(super) fn attention(&self) -> Attention {
         let out = lock(&self.outbox);
         Attention {
             dropped: out.dropped,
@@ -206,7 +206,7 @@ impl Socket {
     /// bringing `last_sent` up to what the fan-out wrote while live. When nothing is held,
     /// the socket goes live at `last_sent` in the same step, so no event can fall between
     /// the session's catch-up and the fan-out.
-    pub fn take_held(&self, last_sent: &mut i64) -> Option<(Vec<Arc<Event>>, bool)> {
+    pub(super) fn take_held(&self, last_sent: &mut i64) -> Option<(Vec<Arc<Event>>, bool)> {
         let mut out = lock(&self.outbox);
         *last_sent = (*last_sent).max(out.last_seq);
         if out.held.is_empty() && !out.lagged {
@@ -219,7 +219,7 @@ impl Socket {
     }
 
     /// Queues a frame behind everything already accepted; [`Socket::flush`] writes it.
-    pub fn enqueue(&self, wire: Bytes) {
+    pub(super) fn enqueue(&self, wire: Bytes) {
         if !wire.is_empty() {
             lock(&self.outbox).pending.push_back(wire);
         }
@@ -227,18 +227,18 @@ impl Socket {
 
     /// Keeps `pong` as the reply to send, replacing one not yet queued: a terminal that
     /// pings faster than it reads holds one pong here, not one per ping.
-    pub fn reply_pong(&self, pong: Bytes) {
+    pub(super) fn reply_pong(&self, pong: Bytes) {
         lock(&self.outbox).pong = Some(pong);
     }
 
     /// Stops the fan-out from writing to this socket (it is being closed).
-    pub fn start_closing(&self) {
+    pub(super) fn start_closing(&self) {
         lock(&self.outbox).closing = true;
     }
 
     /// Writes the queued frames, waiting for the stream as needed. Fails if the stream
     /// breaks or takes nothing for `stall` (a reader that stopped reading).
-    pub async fn flush(&self, stall: Duration) -> Result<(), Dropped> {
+    pub(super) async fn flush(&self, stall: Duration) -> Result<(), Dropped> {
         loop {
             if self.write_pending()? {
                 return Ok(());
@@ -281,13 +281,13 @@ impl Socket {
     }
 
     /// Completes when the terminal may have sent something.
-    pub async fn readable(&self) -> io::Result<()> {
+    pub(super) async fn readable(&self) -> io::Result<()> {
         self.tcp.readable().await
     }
 
     /// The socket as a blocking-free byte stream for `tungstenite`: reads come from the
     /// TCP stream (`WouldBlock` when empty), writes join the queue behind all frames.
-    pub fn wire(&self) -> Wire<'_> {
+    pub(super) fn wire(&self) -> Wire<'_> {
         Wire { socket: self }
     }
 }
@@ -300,7 +300,7 @@ fn is_pong_frame(buf: &[u8]) -> bool {
 
 /// See [`Socket::wire`].
 #[derive(Debug)]
-pub struct Wire<'a> {
+pub(super) struct Wire<'a> {
     socket: &'a Socket,
 }
 

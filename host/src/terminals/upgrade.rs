@@ -22,7 +22,7 @@ use super::raw_stream::RawStream;
 
 /// A valid WebSocket upgrade request, not yet answered.
 #[derive(Debug)]
-pub struct StreamUpgrade {
+pub(super) struct StreamUpgrade {
     on_upgrade: OnUpgrade,
     accept: HeaderValue,
     protocol: Option<HeaderValue>,
@@ -31,7 +31,7 @@ pub struct StreamUpgrade {
 /// The connection after the handshake: its stream and any bytes the terminal sent
 /// right behind the request (already read by the HTTP layer).
 #[derive(Debug)]
-pub struct Upgraded {
+pub(super) struct Upgraded {
     /// The raw stream (TCP, or the session's end of a TLS pump).
     pub tcp: RawStream,
     /// Bytes read past the handshake, to be parsed before anything read from `tcp`. A
@@ -116,7 +116,7 @@ impl<S: Send + Sync> FromRequestParts<S> for StreamUpgrade {
 impl StreamUpgrade {
     /// Answers 101 and runs `session` on the upgraded connection once the HTTP layer has
     /// handed it over.
-    pub fn on_upgrade<F, Fut>(self, session: F) -> Response
+    pub(super) fn on_upgrade<F, Fut>(self, session: F) -> Response
     where
         F: FnOnce(Upgraded) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,

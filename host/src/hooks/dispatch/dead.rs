@@ -59,7 +59,7 @@ pub(super) async fn set_aside(
 /// Retries a hook dead letter: the event from its payload is handed to the binding's hook
 /// once more, whatever the binding's cursor (it is past the event) or status, and its
 /// actions are applied with the dead letter's removal in one transaction.
-pub async fn retry_dead_event(
+pub(crate) async fn retry_dead_event(
     app: &HooksState,
     dead: &dead_letters::Stored,
 ) -> Result<RetryOutcome, StoreError> {

@@ -34,15 +34,15 @@ mod hook_world {
     });
 }
 
-pub use hook_world::HookPluginPre;
-pub use provider_world::ProviderPluginPre;
+pub(crate) use hook_world::HookPluginPre;
+pub(crate) use provider_world::ProviderPluginPre;
 
 use hook_world::exports::posbridge::plugin::hook as h;
 use provider_world::exports::posbridge::plugin::provider as p;
 use provider_world::posbridge::plugin::{clock, http, log, state, types as t};
 
 /// Adds the 0.1 imports (`http`, `log`, `clock`, `state`) to `linker`.
-pub fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
+pub(crate) fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
     provider_world::ProviderPlugin::add_to_linker::<Sandbox, HasSelf<Sandbox>>(linker, |s| s)
 }
 

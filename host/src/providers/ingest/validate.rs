@@ -8,14 +8,14 @@ use crate::plugins::contract::Transaction;
 /// Longest text the host stores from a provider in any field but the external id, in bytes.
 /// Far above any real id, name, email or card brand; a bound so that one runaway field
 /// cannot bloat every copy of the sale (row, event, hook payloads).
-pub const MAX_TEXT_BYTES: usize = 1000;
+pub(super) const MAX_TEXT_BYTES: usize = 1000;
 
 /// Checks a sale a plugin produced before anything of it is stored, naming the offending
 /// field. Plugins are untrusted, and what one database stores the other may refuse
 /// (PostgreSQL rejects a NUL character in text, SQLite keeps it), so everything either
 /// cannot store is refused here, identically on both. Nothing is altered: a sale is stored as
 /// the provider sent it, or not at all.
-pub fn validate(sale: &Transaction) -> Result<(), String> {
+pub(crate) fn validate(sale: &Transaction) -> Result<(), String> {
     if sale.external_id.is_empty() || sale.external_id.len() > 200 {
         return Err("external_id must be 1-200 bytes".into());
     }
@@ -77,9 +77,9 @@ pub fn validate(sale: &Transaction) -> Result<(), String> {
 }
 
 /// Lines of one sale the host keeps: a long banquet bill, not an unbounded list.
-pub const MAX_LINE_ITEMS: usize = 500;
+pub(super) const MAX_LINE_ITEMS: usize = 500;
 /// Refunds of one sale the host keeps.
-pub const MAX_REFUNDS: usize = 100;
+pub(super) const MAX_REFUNDS: usize = 100;
 
 /// The details contract 0.2 added: staff, line items and refunds (absent from 0.1 sales).
 fn validate_details(sale: &Transaction) -> Result<(), String> {
@@ -177,7 +177,7 @@ const PLAUSIBLE_MS: std::ops::Range<i64> = 946_684_800_000..4_102_444_800_000;
 
 /// Refuses text either database cannot store (a NUL character: PostgreSQL rejects it) or
 /// longer than [`MAX_TEXT_BYTES`]; the message names `field`.
-pub fn check_text(field: &str, text: &str) -> Result<(), String> {
+pub(crate) fn check_text(field: &str, text: &str) -> Result<(), String> {
     if text.contains('\0') {
         return Err(format!(
             "{field} contains a NUL character (\\u0000), which the database cannot store"

@@ -13,7 +13,7 @@ use crate::store::{now_micros, StoreError};
 /// holder that stopped renewing its lease (a dead host) once the lease runs out, which takes
 /// at most [`lease::LEASE`]. `Ok(None)` while a live sync holds the venue: on this host, or
 /// on another whose heartbeat renews the lease while this one watches.
-pub async fn sync_now(
+pub(crate) async fn sync_now(
     app: &ProvidersState,
     id: &str,
     trigger: &str,

@@ -67,19 +67,19 @@ pub struct InboxWakeup(std::sync::Arc<tokio::sync::Notify>);
 
 impl InboxWakeup {
     /// Asks the worker to look again now; a wake-up while it is busy is kept for its next wait.
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         self.0.notify_one();
     }
 
     /// Resolves when [`Self::wake`] is called (or was, since the last wait).
-    pub async fn woken(&self) {
+    pub(crate) async fn woken(&self) {
         self.0.notified().await;
     }
 }
 
 /// Starts the inbox worker; it drains pending deliveries (including those left by a
 /// previous process) and stops with the server.
-pub fn spawn_inbox_worker(app: ProvidersState) {
+pub(crate) fn spawn_inbox_worker(app: ProvidersState) {
     tokio::spawn(async move {
         release_stale_claims(&app).await;
         let mut last_prune = std::time::Instant::now();
