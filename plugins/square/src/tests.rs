@@ -75,7 +75,7 @@ fn info_declares_square() {
     let info = Square::info();
     assert_eq!(
         (info.id.as_str(), info.name.as_str(), info.version.as_str()),
-        ("square", "Square", "1.2.0")
+        ("square", "Square", "1.2.1")
     );
     assert_eq!(
         info.capabilities,

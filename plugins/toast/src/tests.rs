@@ -85,7 +85,7 @@ fn info_declares_toast() {
     let info = Toast::info();
     assert_eq!(
         (info.id.as_str(), info.name.as_str(), info.version.as_str()),
-        ("toast", "Toast", "1.2.0")
+        ("toast", "Toast", "1.2.1")
     );
     assert_eq!(
         info.capabilities,
