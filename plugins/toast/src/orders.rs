@@ -266,7 +266,7 @@ fn reference(guid: &str, entity: &str) -> Value {
 }
 
 /// The Toast order body for `order` (without payments unless `payment_type` is given), with
-/// the guest [`check_order`] answered for it.
+/// the guest `check_order` answered for it.
 pub(crate) fn order_body(
     order: &Order,
     guest: &Guest,
