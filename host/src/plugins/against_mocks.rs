@@ -12,7 +12,9 @@ use crate::plugins::contract::{
 use crate::plugins::{CallContext, PluginOptions, Plugins};
 use crate::store::{Store, StoreOptions};
 use posbridge_harness::mock_orders::LostAnswer;
-use posbridge_harness::mock_square::{square_item, square_modifier_list, MockSquare, SQUARE_TOKEN};
+use posbridge_harness::mock_square::{
+    square_item, square_modifier_list, square_tax, MockSquare, SQUARE_TOKEN,
+};
 use posbridge_harness::mock_square_orders::square_fulfillment_webhook;
 use posbridge_harness::mock_toast::toast_order_webhook;
 use posbridge_harness::mock_toast::{
@@ -306,4 +308,170 @@ async fn toast_orders_are_priced_created_once_and_followed() {
     assert_eq!(found.provider_order_id, landed.provider_order_id);
     assert_eq!(mock.orders_with_external_id("ord-t-2").len(), 1);
     assert_eq!(mock.orders_created().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn square_prices_and_charges_the_sellers_catalog_taxes() {
+    let mock = MockSquare::start().await;
+    let mut burger = square_item(
+        "ITEM_BURGER",
+        "Burger",
+        "CAT",
+        &[("VAR_SINGLE", "Single", 950)],
+        &[],
+    );
+    burger["item_data"]["tax_ids"] = json!(["TAX_SALES"]);
+    mock.upsert_catalog([burger, square_tax("TAX_SALES", "Sales tax", "8.875")]);
+    let (plugins, _dir) = runtime("square", mock.host_port()).await;
+    let conn = Connection {
+        credentials: vec![("access_token".to_owned(), SQUARE_TOKEN.to_owned())],
+        location_id: "main".to_owned(),
+        environment: Environment::Sandbox,
+        base_url: Some(mock.base_url().to_owned()),
+    };
+    let burger_line = OrderLine {
+        line_id: "l1".to_owned(),
+        item_id: Some("ITEM_BURGER".to_owned()),
+        item_group_id: None,
+        variation_id: Some("VAR_SINGLE".to_owned()),
+        name: "Burger".to_owned(),
+        quantity: "2".to_owned(),
+        unit_price: 950,
+        modifiers: Vec::new(),
+        note: None,
+    };
+    let mut taxed = order("ord-sq-tax", burger_line, Some(2069));
+    // An ad hoc line is a custom amount: the sales tax applies to custom amounts too.
+    taxed.lines.push(OrderLine {
+        line_id: "l2".to_owned(),
+        item_id: None,
+        item_group_id: None,
+        variation_id: None,
+        name: "Candle".to_owned(),
+        quantity: "1".to_owned(),
+        unit_price: 200,
+        modifiers: Vec::new(),
+        note: None,
+    });
+    let priced = ok(plugins.price_order("square", &ctx(), &conn, &taxed).await);
+    // 8.875 % of 1,900 is 168.625 → 169; of 200, 17.75 → 18.
+    assert_eq!(
+        (priced.subtotal, priced.tax, priced.total),
+        (2100, 187, 2287),
+        "{priced:?}"
+    );
+    assert_eq!(
+        priced.lines,
+        vec![("l1".to_owned(), 2069), ("l2".to_owned(), 218)]
+    );
+    taxed.total = priced.total;
+    taxed.payment = Some(ExternalPayment {
+        amount: priced.total,
+        tip: 0,
+        source: "web".to_owned(),
+    });
+    let created = ok(plugins.submit_order("square", &ctx(), &conn, &taxed).await);
+    assert_eq!(created.total, Some(2287), "{created:?}");
+    let stored = mock.orders_with_reference("ord-sq-tax");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["total_tax_money"]["amount"], 187, "{}", stored[0]);
+    let payments = mock.payments();
+    assert_eq!(payments.len(), 1, "{payments:?}");
+    assert_eq!(
+        payments[0]["amount_money"]["amount"], 2287,
+        "the external tender covers the tax, so staff see the order paid"
+    );
+}
+
+fn toast_connection(mock: &MockToast) -> Connection {
+    Connection {
+        credentials: vec![
+            ("client_id".to_owned(), TOAST_CLIENT_ID.to_owned()),
+            ("client_secret".to_owned(), TOAST_CLIENT_SECRET.to_owned()),
+        ],
+        location_id: TOAST_RESTAURANT.to_owned(),
+        environment: Environment::Sandbox,
+        base_url: Some(mock.base_url().to_owned()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn toast_takes_the_whole_guest_and_address_or_the_plugin_refuses_before_calling() {
+    let mock = MockToast::start().await;
+    mock.publish_menus(json!({
+        "menus": [{"guid": "menu", "name": "Lunch", "menuGroups": [{
+            "guid": "grp", "name": "Burgers",
+            "menuItems": [{"guid": "burger", "name": "Burger", "price": 9.5,
+                           "pricingStrategy": "BASE_PRICE", "modifierGroupReferences": []}]}]}],
+        "modifierGroupReferences": {},
+        "modifierOptionReferences": {},
+    }));
+    let (plugins, _dir) = runtime("toast", mock.host_port()).await;
+    let conn = toast_connection(&mock);
+    let line = OrderLine {
+        line_id: "l1".to_owned(),
+        item_id: Some("burger".to_owned()),
+        item_group_id: Some("grp".to_owned()),
+        variation_id: None,
+        name: "Burger".to_owned(),
+        quantity: "1".to_owned(),
+        unit_price: 950,
+        modifiers: Vec::new(),
+        note: None,
+    };
+    let mut delivery = order("ord-t-del", line, None);
+    delivery.fulfilment.kind = FulfilmentKind::Delivery;
+    delivery.fulfilment.delivery_address = vec![
+        "1 Main St".to_owned(),
+        "Apt 2".to_owned(),
+        "Springfield, il 62701".to_owned(),
+    ];
+    let created = ok(plugins
+        .submit_order("toast", &ctx(), &conn, &delivery)
+        .await);
+    let stored = mock
+        .order(&created.provider_order_id)
+        .expect("the order is in Toast");
+    assert_eq!(
+        stored["deliveryInfo"],
+        json!({"address1": "1 Main St", "address2": "Apt 2", "city": "Springfield",
+               "state": "IL", "zipCode": "62701"}),
+        "{stored}"
+    );
+    assert_eq!(stored["checks"][0]["customer"]["lastName"], "Lee");
+
+    // A one-word name and an address without its state: refused by the plugin, naming
+    // Toast's field, with nothing sent (not even a login or a configuration read).
+    mock.clear_requests();
+    let mut one_word = delivery.clone();
+    one_word.our_order_id = "ord-t-ann".to_owned();
+    one_word.fulfilment.customer_name = "Ann".to_owned();
+    let mut no_state = delivery.clone();
+    no_state.our_order_id = "ord-t-nostate".to_owned();
+    no_state.fulfilment.delivery_address = vec!["1 Main St".to_owned(), "Springfield".to_owned()];
+    for (bad, field) in [
+        (&one_word, "checks[0].customer.lastName"),
+        (&no_state, "deliveryInfo.state"),
+    ] {
+        for answer in [
+            plugins
+                .submit_order("toast", &ctx(), &conn, bad)
+                .await
+                .map(|r| r.map(|_| ())),
+            plugins
+                .price_order("toast", &ctx(), &conn, bad)
+                .await
+                .map(|r| r.map(|_| ())),
+        ] {
+            match answer {
+                Ok(Err(ProviderError::Rejected(r))) => {
+                    assert_eq!(r.field.as_deref(), Some(field), "{r:?}");
+                    assert_eq!(r.status, None, "the plugin's refusal, not Toast's 400");
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+    assert!(mock.requests().is_empty(), "{:?}", mock.requests());
+    assert_eq!(mock.orders_created().len(), 1);
 }

@@ -6,6 +6,8 @@
 //! `reference_id`. An API order shows in Square's Order Manager only once it has a fulfillment
 //! and is fully paid, so an order paid by the channel is paid with an `EXTERNAL` tender right
 //! after it is created; the payment has its own idempotency key derived from our order id.
+//! Both the price and the order ask Square to apply the seller's catalog taxes
+//! (`pricing_options.auto_apply_taxes`), so the price is what the order will cost.
 
 use posbridge_sdk::http::encode_component;
 use posbridge_sdk::provider::*;
@@ -149,6 +151,12 @@ pub(crate) fn order_body(order: &Order, location_id: &str) -> Value {
         "source": { "name": order.source_name },
         "line_items": line_items,
         "fulfillments": [fulfillment(&order.fulfilment)],
+        // Square applies no tax to an API order unless asked: without this, `calculate`
+        // answers a total without the seller's catalog taxes and the created order is
+        // underpaid. With it Square applies the taxes of each catalog line's item and, to
+        // ad hoc lines, the taxes that apply to custom amounts, as at the seller's register.
+        // No `taxes[]` of our own: with both Square would apply a tax twice.
+        "pricing_options": { "auto_apply_taxes": true },
     });
     let name = order.fulfilment.customer_name.trim();
     if !name.is_empty() {

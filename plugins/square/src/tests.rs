@@ -75,7 +75,7 @@ fn info_declares_square() {
     let info = Square::info();
     assert_eq!(
         (info.id.as_str(), info.name.as_str(), info.version.as_str()),
-        ("square", "Square", "1.2.0")
+        ("square", "Square", "1.2.1")
     );
     assert_eq!(
         info.capabilities,
@@ -892,6 +892,12 @@ fn submits_an_order_then_pays_it_with_an_external_tender() {
     assert_eq!(order["reference_id"], "ord_7Hq2");
     assert_eq!(order["source"]["name"], "posbridge");
     assert_eq!(order["ticket_name"], "Ann Example");
+    assert_eq!(
+        order["pricing_options"],
+        serde_json::json!({"auto_apply_taxes": true}),
+        "the created order is taxed as it was priced"
+    );
+    assert!(order.get("taxes").is_none());
     let lines = order["line_items"].as_array().unwrap();
     assert_eq!(lines[0]["uid"], "l1");
     assert_eq!(lines[0]["quantity"], "2", "quantity is a string");
@@ -1079,6 +1085,15 @@ fn prices_an_order_with_calculate() {
     let body = body_json(&requests[0]);
     assert!(body.get("idempotency_key").is_none(), "nothing is stored");
     assert_eq!(body["order"]["reference_id"], "ord_7Hq2");
+    assert_eq!(
+        body["order"]["pricing_options"],
+        serde_json::json!({"auto_apply_taxes": true}),
+        "Square adds no catalog tax to an API order unless asked"
+    );
+    assert!(
+        body["order"].get("taxes").is_none(),
+        "no taxes of our own on top: Square would apply a tax twice"
+    );
 }
 
 #[test]

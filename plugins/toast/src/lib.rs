@@ -15,7 +15,9 @@
 //!   option and (for a prepaid order) the OTHER payment type from the restaurant's
 //!   configuration or the connect form's optional fields; a duplicate answers the existing
 //!   order; `lookup-order` finds it by `externalId`; `get-order-status` maps approval,
-//!   fulfillment, voided/deleted and `estimatedFulfillmentDate`.
+//!   fulfillment, voided/deleted and `estimatedFulfillmentDate`. The guest's name, email and
+//!   phone and the delivery address (module `guest`) are checked before anything is sent: an
+//!   order missing a field Toast requires is `rejected` naming that field.
 //! - menus (module `menus`): metadata first, the whole menu only when `lastUpdated` moved.
 //! - stock (module `stock`): read and written through `/stock/v1/inventory`.
 //! - webhooks also: the orders webhook yields the order's full status, `menus_updated` a
@@ -36,6 +38,7 @@ use posbridge_sdk::serde_json::{self, json, Value};
 use posbridge_sdk::types::{CardInfo, CustomerRef, RateLimit, Tender, TransactionStatus};
 use posbridge_sdk::{clock, signature, state, time};
 
+mod guest;
 mod links;
 mod menus;
 mod orders;

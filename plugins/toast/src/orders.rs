@@ -23,6 +23,7 @@ use posbridge_sdk::provider::*;
 use posbridge_sdk::serde_json::{json, Map, Number, Value};
 use posbridge_sdk::{clock, state, time};
 
+use crate::guest::{guest, Guest};
 use crate::{field, flag, is, live, saved_currency, text, Api};
 
 /// Toast answers order writes in up to 30 s; the host's default would give up at 10 s.
@@ -209,8 +210,9 @@ fn reject(field: String, message: String) -> ProviderError {
     ProviderError::rejected(None, Some("INVALID_ORDER".into()), message, Some(field))
 }
 
-/// What Toast would refuse anyway, before anything is sent.
-fn check_order(order: &Order) -> Result<(), ProviderError> {
+/// What Toast would refuse anyway, before anything is sent (so before the configuration is
+/// read or a token fetched); the guest's part of the order when it passes.
+fn check_order(order: &Order) -> Result<Guest, ProviderError> {
     if order.our_order_id.trim().is_empty() {
         return Err(reject(
             "our-order-id".into(),
@@ -256,24 +258,21 @@ fn check_order(order: &Order) -> Result<(), ProviderError> {
             }
         }
     }
-    Ok(())
+    guest(&order.fulfilment)
 }
 
 fn reference(guid: &str, entity: &str) -> Value {
     json!({ "guid": guid, "entityType": entity })
 }
 
-/// "Ann Marie Example" → ("Ann Marie", "Example"); one word is the first name.
-fn split_name(name: &str) -> (String, String) {
-    let name = name.trim();
-    match name.rsplit_once(' ') {
-        Some((first, last)) => (first.trim().to_owned(), last.trim().to_owned()),
-        None => (name.to_owned(), String::new()),
-    }
-}
-
-/// The Toast order body for `order` (without payments unless `payment_type` is given).
-pub(crate) fn order_body(order: &Order, dining_option: &str, payment_type: Option<&str>) -> Value {
+/// The Toast order body for `order` (without payments unless `payment_type` is given), with
+/// the guest `check_order` answered for it.
+pub(crate) fn order_body(
+    order: &Order,
+    guest: &Guest,
+    dining_option: &str,
+    payment_type: Option<&str>,
+) -> Value {
     let currency = order.currency.to_ascii_uppercase();
     let selections: Vec<Value> = order
         .lines
@@ -312,19 +311,11 @@ pub(crate) fn order_body(order: &Order, dining_option: &str, payment_type: Optio
         })
         .collect();
     let f = &order.fulfilment;
-    let (first, last) = split_name(&f.customer_name);
-    let mut customer = Map::new();
-    customer.insert("firstName".into(), json!(first));
-    customer.insert("lastName".into(), json!(last));
-    if let Some(phone) = f.customer_phone.as_deref().filter(|p| !p.trim().is_empty()) {
-        customer.insert("phone".into(), json!(phone));
-    }
-    if let Some(email) = f.customer_email.as_deref().filter(|e| !e.trim().is_empty()) {
-        customer.insert("email".into(), json!(email));
-    }
     let mut check = Map::new();
     check.insert("entityType".into(), json!("Check"));
-    check.insert("customer".into(), Value::Object(customer));
+    if let Some(customer) = &guest.customer {
+        check.insert("customer".into(), customer.clone());
+    }
     check.insert("selections".into(), Value::Array(selections));
     if let (Some(payment), Some(guid)) = (&order.payment, payment_type) {
         check.insert(
@@ -350,28 +341,8 @@ pub(crate) fn order_body(order: &Order, dining_option: &str, payment_type: Optio
             .map_or(Value::Null, |at| json!(time::format_toast(at))),
     );
     body.insert("checks".into(), json!([Value::Object(check)]));
-    if f.kind == FulfilmentKind::Delivery {
-        // Toast wants a structured address; ours is lines. The first line is the street, the
-        // rest goes to the second address line (Toast refuses, naming the field, if the
-        // restaurant requires more).
-        let lines: Vec<&str> = f
-            .delivery_address
-            .iter()
-            .map(|l| l.trim())
-            .filter(|l| !l.is_empty())
-            .collect();
-        let mut info = Map::new();
-        info.insert(
-            "address1".into(),
-            json!(lines.first().copied().unwrap_or_default()),
-        );
-        if lines.len() > 1 {
-            info.insert("address2".into(), json!(lines[1..].join(", ")));
-        }
-        if let Some(note) = f.note.as_deref().filter(|n| !n.trim().is_empty()) {
-            info.insert("notes".into(), json!(note));
-        }
-        body.insert("deliveryInfo".into(), Value::Object(info));
+    if let Some(info) = &guest.delivery {
+        body.insert("deliveryInfo".into(), info.clone());
     }
     Value::Object(body)
 }
@@ -494,14 +465,14 @@ fn is_duplicate(error: &ProviderError) -> bool {
 }
 
 pub(crate) fn submit(conn: &Connection, order: &Order) -> Result<OrderStatus, ProviderError> {
-    check_order(order)?;
+    let guest = check_order(order)?;
     let api = Api::new(conn);
     let dining = dining_option(conn, &api, order.fulfilment.kind)?;
     let payment = match &order.payment {
         Some(p) => Some(payment_type(conn, &api, &p.source)?),
         None => None,
     };
-    let body = order_body(order, &dining, payment.as_deref());
+    let body = order_body(order, &guest, &dining, payment.as_deref());
     let url = api.url("/orders/v2/orders");
     let created = api.call(
         || Request::post(&url).json(&body).timeout_ms(ORDER_TIMEOUT_MS),
@@ -601,10 +572,10 @@ pub(crate) fn get_status(conn: &Connection, guid: &str) -> Result<OrderStatus, P
 /// Has Toast price the order (`POST /orders/v2/prices`), nothing stored. Line totals come
 /// back in the order the selections were sent.
 pub(crate) fn price(conn: &Connection, order: &Order) -> Result<PricedOrder, ProviderError> {
-    check_order(order)?;
+    let guest = check_order(order)?;
     let api = Api::new(conn);
     let dining = dining_option(conn, &api, order.fulfilment.kind)?;
-    let body = order_body(order, &dining, None);
+    let body = order_body(order, &guest, &dining, None);
     let url = api.url("/orders/v2/prices");
     let response = api.call(
         || Request::post(&url).json(&body).timeout_ms(ORDER_TIMEOUT_MS),

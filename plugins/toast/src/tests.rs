@@ -85,7 +85,7 @@ fn info_declares_toast() {
     let info = Toast::info();
     assert_eq!(
         (info.id.as_str(), info.name.as_str(), info.version.as_str()),
-        ("toast", "Toast", "1.2.0")
+        ("toast", "Toast", "1.2.1")
     );
     assert_eq!(
         info.capabilities,
@@ -1480,7 +1480,12 @@ fn submits_with_external_id_dining_option_and_other_payment() {
     let mut delivery = toast_order();
     delivery.fulfilment.kind = FulfilmentKind::Delivery;
     delivery.fulfilment.scheduled_at = None;
-    delivery.fulfilment.delivery_address = vec!["1 Main St".into(), "Apt 2".into()];
+    delivery.fulfilment.delivery_address = vec![
+        "1 Main St".into(),
+        "Apt 2".into(),
+        "Springfield, il 62701".into(),
+    ];
+    delivery.fulfilment.note = Some("ring twice".into());
     delivery.payment = None;
     Toast::submit_order(connection(), delivery).unwrap();
     let post = testing::take_requests()
@@ -1490,9 +1495,179 @@ fn submits_with_external_id_dining_option_and_other_payment() {
     let body = body_json(&post);
     assert_eq!(body["diningOption"]["guid"], DELIVERY);
     assert_eq!(body["promisedDate"], Value::Null, "ASAP");
-    assert_eq!(body["deliveryInfo"]["address1"], "1 Main St");
-    assert_eq!(body["deliveryInfo"]["address2"], "Apt 2");
+    assert_eq!(
+        body["deliveryInfo"],
+        serde_json::json!({"address1": "1 Main St", "address2": "Apt 2", "city": "Springfield",
+                           "state": "IL", "zipCode": "62701", "notes": "ring twice"}),
+        "every field Toast requires, read from the address lines"
+    );
+    assert_eq!(body["checks"][0]["customer"]["lastName"], "Example");
     assert!(body["checks"][0].get("payments").is_none());
+}
+
+#[test]
+fn a_guest_toast_would_refuse_is_rejected_naming_the_field_before_anything_is_sent() {
+    setup();
+    testing::mock_http(|req| panic!("nothing may be sent: {}", req.url));
+    let delivery = |lines: &[&str]| {
+        let mut order = toast_order();
+        order.fulfilment.kind = FulfilmentKind::Delivery;
+        order.fulfilment.delivery_address = lines.iter().map(|l| l.to_string()).collect();
+        order
+    };
+    let with = |change: fn(&mut Fulfilment)| {
+        let mut order = toast_order();
+        change(&mut order.fulfilment);
+        order
+    };
+    let cases: Vec<(Order, &str)> = vec![
+        (
+            with(|f| f.customer_name = "Ann".into()),
+            "checks[0].customer.lastName",
+        ),
+        (
+            with(|f| f.customer_name = "  ".into()),
+            "checks[0].customer.firstName",
+        ),
+        (
+            with(|f| f.customer_email = None),
+            "checks[0].customer.email",
+        ),
+        (
+            with(|f| f.customer_phone = Some(" ".into())),
+            "checks[0].customer.phone",
+        ),
+        (delivery(&[]), "deliveryInfo.address1"),
+        (delivery(&["1 Main St"]), "deliveryInfo.city"),
+        (
+            delivery(&["1 Main St", "Springfield"]),
+            "deliveryInfo.state",
+        ),
+        (
+            delivery(&["1 Main St", "Springfield", "IL"]),
+            "deliveryInfo.zipCode",
+        ),
+        (
+            delivery(&["1 Main St", "Springfield, Illinois 62701"]),
+            "deliveryInfo.state",
+        ),
+    ];
+    for (order, field) in cases {
+        for answer in [
+            Toast::submit_order(connection(), order.clone()).map(|_| ()),
+            Toast::price_order(connection(), order.clone()).map(|_| ()),
+        ] {
+            match answer {
+                Err(ProviderError::Rejected(r)) => {
+                    assert_eq!(r.field.as_deref(), Some(field), "{r:?}");
+                    assert_eq!(r.status, None, "refused here, not by Toast");
+                    let name = field.rsplit('.').next().unwrap_or(field);
+                    assert!(r.message.contains(name), "{}", r.message);
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+    assert!(testing::take_requests().is_empty());
+}
+
+#[test]
+fn a_dine_in_order_needs_no_guest_and_sends_only_a_whole_one() {
+    setup();
+    mock_toast(|req| {
+        if let Some(r) = config_answer(req) {
+            return r;
+        }
+        json_response(
+            200,
+            &toast_order_json("APPROVED", &["NEW"], false, "OPEN").to_string(),
+        )
+    });
+    let mut order = toast_order();
+    order.fulfilment.kind = FulfilmentKind::DineIn;
+    order.fulfilment.customer_name = "Table 4".into();
+    order.fulfilment.customer_email = None;
+    order.payment = None;
+    Toast::submit_order(connection(), order.clone()).unwrap();
+    order.fulfilment.customer_email = Some("ann@example.com".into());
+    Toast::submit_order(connection(), order).unwrap();
+    let bodies: Vec<Value> = testing::take_requests()
+        .iter()
+        .filter(|r| path_of(&r.url) == "/orders/v2/orders")
+        .map(body_json)
+        .collect();
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[0]["diningOption"]["guid"], "c0ffee-dine-in");
+    assert!(
+        bodies[0]["checks"][0].get("customer").is_none(),
+        "a partial customer would be refused: {}",
+        bodies[0]
+    );
+    assert_eq!(
+        bodies[1]["checks"][0]["customer"],
+        serde_json::json!({"firstName": "Table", "lastName": "4",
+                           "email": "ann@example.com", "phone": "5555550123"})
+    );
+    assert!(bodies[1].get("deliveryInfo").is_none());
+}
+
+#[test]
+fn delivery_addresses_are_read_into_toasts_fields() {
+    use crate::guest::{delivery_address, Address};
+    let read =
+        |lines: &[&str]| delivery_address(&lines.iter().map(|l| l.to_string()).collect::<Vec<_>>());
+    let address = |a1: &str, a2: Option<&str>, city: &str, state: &str, zip: &str| Address {
+        address1: a1.into(),
+        address2: a2.map(str::to_owned),
+        city: city.into(),
+        state: state.into(),
+        zip_code: zip.into(),
+        country: None,
+    };
+    assert_eq!(
+        read(&["1 Main St, Springfield, IL 62701"]),
+        Ok(address("1 Main St", None, "Springfield", "IL", "62701"))
+    );
+    assert_eq!(
+        read(&[
+            "1 Main St",
+            "Building B",
+            "Suite 4",
+            "Springfield",
+            "IL",
+            "62701-1234"
+        ]),
+        Ok(address(
+            "1 Main St",
+            Some("Building B, Suite 4"),
+            "Springfield",
+            "IL",
+            "62701-1234"
+        ))
+    );
+    assert_eq!(
+        read(&["  200 King St W ", "", "Toronto, on m5h3t4", "Canada"]),
+        Ok(Address {
+            country: Some("CA"),
+            ..address("200 King St W", None, "Toronto", "ON", "M5H 3T4")
+        })
+    );
+    assert_eq!(
+        read(&["1 Main St", "Springfield, IL 62701", "U.S.A."]),
+        Ok(Address {
+            country: Some("US"),
+            ..address("1 Main St", None, "Springfield", "IL", "62701")
+        })
+    );
+    // A street line is never taken for "ST ZIP", and a city alone is no address.
+    assert!(read(&["Springfield", "PO Box 12"]).is_err());
+    assert_eq!(read(&["Springfield, IL 62701"]), Err("city"));
+    assert_eq!(
+        read(&["1 Main St", "Springfield", "IL 6270"]),
+        Err("zipCode")
+    );
+    assert_eq!(read(&["1 Main St", "St Louis"]), Err("state"));
+    assert_eq!(read(&[" ", ","]), Err("address1"));
 }
 
 #[test]

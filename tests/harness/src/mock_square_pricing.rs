@@ -3,6 +3,14 @@
 //! variations and modifiers, deleted ones refused) or ad hoc with `base_price_money`,
 //! quantities as decimal strings, modifiers per unit, taxes only when the order asks for
 //! them, one fulfillment at most; refusals in Square's error envelope naming the field.
+//!
+//! Taxes, as Square applies them: the order's own `taxes[]` (catalog or ad hoc, scoped to
+//! the order or to the lines that list them in `applied_taxes`), and, with
+//! `pricing_options.auto_apply_taxes`, the seller's catalog taxes: on a catalog line the
+//! `tax_ids` of the variation's item, on an ad hoc line every tax that applies to custom
+//! amounts; only enabled taxes present at the order's location. Without the option and
+//! without `taxes[]` an order carries no tax at all, which is what a client that forgets the
+//! option gets from Square.
 
 use std::collections::HashMap;
 
@@ -124,7 +132,7 @@ pub(crate) fn check_len(order: &Value, name: &str, max: usize) -> Result<(), Ref
 }
 
 /// One tax the order carries: (uid, name, percentage text, percentage scaled by 10^4, scope,
-/// catalog id).
+/// catalog id, whether Square applied it from the catalog on its own).
 struct Tax {
     uid: String,
     name: String,
@@ -132,6 +140,7 @@ struct Tax {
     scaled: i128,
     scope: String,
     catalog_id: Option<String>,
+    auto_applied: bool,
 }
 
 impl Tax {
@@ -143,6 +152,9 @@ impl Tax {
         });
         if let Some(id) = &self.catalog_id {
             t["catalog_object_id"] = json!(id);
+        }
+        if self.auto_applied {
+            t["auto_applied"] = json!(true);
         }
         t
     }
@@ -158,7 +170,35 @@ fn tax_from_catalog(api: &SquareApi, id: &str, uid: String, scope: &str) -> Opti
         percentage,
         scope: scope.to_owned(),
         catalog_id: Some(id.to_owned()),
+        auto_applied: false,
     })
+}
+
+/// Whether catalog `object` is present at `location` (Square's presence fields).
+fn present_at(object: &Value, location: &str) -> bool {
+    let listed = |field: &str| {
+        object
+            .get(field)
+            .and_then(Value::as_array)
+            .is_some_and(|ids| ids.iter().any(|id| id == location))
+    };
+    if object["present_at_all_locations"] == true {
+        !listed("absent_at_location_ids")
+    } else {
+        listed("present_at_location_ids")
+    }
+}
+
+/// The catalog tax `id` as Square auto-applies it at `location`: live, enabled and present
+/// there, else none.
+fn auto_tax(api: &SquareApi, id: &str, location: &str) -> Option<Tax> {
+    let object = live_catalog(api, id, "TAX")?;
+    if object.pointer("/tax_data/enabled") == Some(&json!(false)) || !present_at(object, location) {
+        return None;
+    }
+    let mut tax = tax_from_catalog(api, id, format!("auto-{id}"), "LINE_ITEM")?;
+    tax.auto_applied = true;
+    Some(tax)
 }
 
 /// Prices `order` as Square would (`calculate`, and the first step of a create): the priced
@@ -221,15 +261,18 @@ pub(crate) fn price(api: &SquareApi, order: &Value) -> Result<Value, Refusal> {
                     percentage: percentage.to_owned(),
                     scope,
                     catalog_id: None,
+                    auto_applied: false,
                 }
             }
         };
         taxes.push(tax);
     }
-    let auto_taxes = order
+    // Where Square auto-applies the seller's catalog taxes (the order's location), if asked.
+    let auto_taxes = (order
         .pointer("/pricing_options/auto_apply_taxes")
         .and_then(Value::as_bool)
-        == Some(true);
+        == Some(true))
+    .then_some(location_id);
     let mut lines = Vec::new();
     let (mut total, mut total_tax) = (0i64, 0i64);
     let mut tax_totals: HashMap<String, i64> = HashMap::new();
@@ -311,7 +354,7 @@ fn price_line(
     field: &str,
     currency: &str,
     taxes: &[Tax],
-    auto_taxes: bool,
+    auto_taxes: Option<&str>,
 ) -> Result<PricedLine, Refusal> {
     let qty_text = match line.get("quantity") {
         Some(Value::String(q)) => q.as_str(),
@@ -357,20 +400,15 @@ fn price_line(
             out.insert("catalog_version".into(), variation["version"].clone());
             out.insert("name".into(), json!(name));
             out.insert("variation_name".into(), data["name"].clone());
-            if auto_taxes {
-                for tax_id in item
-                    .and_then(|i| i.pointer("/item_data/tax_ids"))
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                {
-                    if let Some(tax) =
-                        tax_from_catalog(api, tax_id, format!("auto-{tax_id}"), "LINE_ITEM")
-                    {
-                        item_taxes.push(tax);
-                    }
-                }
+            if let Some(location) = auto_taxes {
+                item_taxes.extend(
+                    item.and_then(|i| i.pointer("/item_data/tax_ids"))
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .filter_map(|tax_id| auto_tax(api, tax_id, location)),
+                );
             }
             match line.get("base_price_money") {
                 Some(m) => read_money(m, &format!("{field}.base_price_money"), currency)?,
@@ -388,6 +426,20 @@ fn price_line(
                 return Err(missing(&format!("{field}.name")));
             };
             out.insert("name".into(), json!(name));
+            // A custom amount: Square applies every catalog tax that applies to one.
+            if let Some(location) = auto_taxes {
+                item_taxes.extend(
+                    api.catalog
+                        .iter()
+                        .filter(|o| {
+                            o["type"] == "TAX"
+                                && o.pointer("/tax_data/applies_to_custom_amounts")
+                                    == Some(&json!(true))
+                        })
+                        .filter_map(|o| o["id"].as_str())
+                        .filter_map(|tax_id| auto_tax(api, tax_id, location)),
+                );
+            }
             let m = line
                 .get("base_price_money")
                 .ok_or_else(|| missing(&format!("{field}.base_price_money")))?;

@@ -8,7 +8,7 @@
 //!   modifier options (`optionGroup` its group). A REQUIRED group (or one with
 //!   `minSelections`) left short, or a group over `maxSelections`, is refused. TAKE_OUT and
 //!   DELIVERY need `checks[].customer{firstName, lastName, phone, email}`; DELIVERY needs
-//!   `deliveryInfo{address1, city, state, zipCode}`. Payments must be `type: "OTHER"` with
+//!   `deliveryInfo{address1, city, state, zipCode}`, `state` in two capital letters. Payments must be `type: "OTHER"` with
 //!   `otherPayment{guid}` of an alternate payment type (card payments are refused). Priced
 //!   from the published menu (with the mock's tax rate), stored with `source: "API"`,
 //!   `approvalStatus` APPROVED (FUTURE when `promisedDate` is ahead; see
@@ -357,6 +357,14 @@ fn build(
                     &format!("deliveryInfo.{field} is required for DELIVERY orders"),
                 ));
             }
+        }
+        // Toast's DeliveryInfo schema: the state's postal abbreviation, "two capital letters".
+        let state = text(info, "state").unwrap_or_default();
+        if state.len() != 2 || !state.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(bad(
+                "deliveryInfo.state",
+                "deliveryInfo.state must be the state's two-letter abbreviation in capitals",
+            ));
         }
     }
     let checks = body["checks"].as_array().cloned().unwrap_or_default();

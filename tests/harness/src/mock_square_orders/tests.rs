@@ -3,7 +3,7 @@
 use super::*;
 use crate::mock_orders::OrderFault;
 use crate::mock_square::{
-    square_item, square_modifier_list, MockSquare, SQUARE_LOCATION, SQUARE_TOKEN,
+    square_item, square_modifier_list, square_tax, MockSquare, SQUARE_LOCATION, SQUARE_TOKEN,
 };
 use serde_json::json;
 
@@ -82,6 +82,93 @@ async fn an_idempotency_key_replays_the_same_order_and_refuses_another() {
     let keyless = json!({"order": order("ord-1", "2")});
     assert_eq!(post(&mock, "/v2/orders", &keyless).await.0, 200);
     assert_eq!(mock.orders_with_reference("ord-1").len(), 2);
+}
+
+#[tokio::test]
+async fn catalog_taxes_apply_only_when_the_order_asks_for_them() {
+    let mock = menu_mock().await;
+    let mut burger = square_item(
+        "burger",
+        "Burger",
+        "mains",
+        &[("single", "Single", 900)],
+        &[("sauces", 0, 1)],
+    );
+    burger["item_data"]["tax_ids"] = json!(["sales", "retired", "elsewhere"]);
+    let mut retired = square_tax("retired", "Retired tax", "5");
+    retired["tax_data"]["enabled"] = json!(false);
+    let mut elsewhere = square_tax("elsewhere", "City tax", "2");
+    elsewhere["present_at_all_locations"] = json!(false);
+    elsewhere["present_at_location_ids"] = json!(["ANOTHER_LOCATION"]);
+    let mut items_only = square_tax("items-only", "Prepared food tax", "1");
+    items_only["tax_data"]["applies_to_custom_amounts"] = json!(false);
+    mock.upsert_catalog([
+        burger,
+        square_tax("sales", "Sales tax", "8.875"),
+        retired,
+        elsewhere,
+        items_only,
+    ]);
+    let mut untaxed = order("ord-tax", "1");
+    untaxed["line_items"]
+        .as_array_mut()
+        .expect("line items")
+        .push(json!({"uid": "l2", "name": "Candle", "quantity": "1",
+                     "base_price_money": {"amount": 200, "currency": "USD"}}));
+    let (status, answer) = post(
+        &mock,
+        "/v2/orders/calculate",
+        &json!({"order": untaxed.clone()}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let priced = &answer["order"];
+    assert_eq!(
+        (
+            &priced["total_money"]["amount"],
+            &priced["total_tax_money"]["amount"]
+        ),
+        (&json!(1150), &json!(0)),
+        "no option, no taxes[]: no tax, as Square: {priced}"
+    );
+    assert!(priced.get("taxes").is_none(), "{priced}");
+
+    let mut taxed = untaxed;
+    taxed["pricing_options"] = json!({"auto_apply_taxes": true});
+    let (status, answer) = post(
+        &mock,
+        "/v2/orders/calculate",
+        &json!({"order": taxed.clone()}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let priced = &answer["order"];
+    // 8.875 % of 950 (burger with BBQ) is 84.3125 → 84; of the 200 custom amount, 17.75 → 18.
+    // The disabled tax, the tax of another location and the one that spares custom amounts
+    // are not applied.
+    let lines = priced["line_items"].as_array().expect("line items");
+    assert_eq!(lines[0]["total_tax_money"]["amount"], 84, "{priced}");
+    assert_eq!(lines[0]["total_money"]["amount"], 1034);
+    assert_eq!(lines[1]["total_tax_money"]["amount"], 18, "{priced}");
+    assert_eq!(priced["total_tax_money"]["amount"], 102);
+    assert_eq!(priced["total_money"]["amount"], 1252);
+    let taxes = priced["taxes"].as_array().expect("the applied taxes");
+    assert_eq!(taxes.len(), 1, "{taxes:?}");
+    assert_eq!(taxes[0]["catalog_object_id"], "sales");
+    assert_eq!(taxes[0]["auto_applied"], true);
+    assert_eq!(taxes[0]["applied_money"]["amount"], 102);
+    assert_eq!(lines[0]["applied_taxes"][0]["tax_uid"], taxes[0]["uid"]);
+
+    // A created order is priced the same way, and its payment must cover the tax.
+    let (status, created) = post(
+        &mock,
+        "/v2/orders",
+        &json!({"idempotency_key": "ord-tax", "order": taxed}),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["order"]["total_money"]["amount"], 1252);
+    assert_eq!(created["order"]["net_amount_due_money"]["amount"], 1252);
 }
 
 #[tokio::test]

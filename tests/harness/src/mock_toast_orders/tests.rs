@@ -209,6 +209,67 @@ async fn orders_are_checked_against_the_menu_and_priced_without_storing() {
 }
 
 #[tokio::test]
+async fn a_delivery_needs_the_whole_guest_and_a_structured_address() {
+    let toast = Toast::start().await;
+    let delivery = |info: Value| {
+        let mut body = order("ord-del", Some("ketchup"));
+        body["diningOption"]["guid"] = json!(TOAST_DELIVERY_OPTION);
+        body["deliveryInfo"] = info;
+        body
+    };
+    let whole = json!({"address1": "1 Main St", "city": "Springfield", "state": "IL",
+                       "zipCode": "62701"});
+    let cases = [
+        (
+            delivery(json!({"address1": "1 Main St", "address2": "Apt 2"})),
+            "deliveryInfo.city",
+        ),
+        (
+            delivery(json!({"address1": "1 Main St", "city": "Springfield", "state": "IL"})),
+            "deliveryInfo.zipCode",
+        ),
+        (
+            delivery(
+                json!({"address1": "1 Main St", "city": "Springfield", "state": "Illinois",
+                            "zipCode": "62701"}),
+            ),
+            "deliveryInfo.state",
+        ),
+        (
+            delivery(
+                json!({"address1": "1 Main St", "city": "Springfield", "state": "il",
+                            "zipCode": "62701"}),
+            ),
+            "deliveryInfo.state",
+        ),
+        (delivery(Value::Null), "deliveryInfo"),
+    ];
+    for (body, field) in cases {
+        for path in ["/orders/v2/prices", "/orders/v2/orders"] {
+            let (status, refused) = toast.post(path, &body).await;
+            assert_eq!(
+                (status, &refused["fieldName"]),
+                (400, &json!(field)),
+                "{path}"
+            );
+        }
+    }
+    let mut one_word = delivery(whole.clone());
+    one_word["checks"][0]["customer"]["lastName"] = json!("");
+    let (status, refused) = toast.post("/orders/v2/orders", &one_word).await;
+    assert_eq!(
+        (status, &refused["fieldName"]),
+        (400, &json!("checks[0].customer.lastName"))
+    );
+    assert!(toast.mock.orders_created().is_empty());
+    let (status, created) = toast
+        .post("/orders/v2/orders", &delivery(whole.clone()))
+        .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["deliveryInfo"], whole);
+}
+
+#[tokio::test]
 async fn order_faults_count_down_and_carry_retry_after() {
     let toast = Toast::start().await;
     toast.mock.fail_orders(
