@@ -58,10 +58,10 @@ fn main() {
     let signed_dir = out_dir.join("signed-plugins");
     std::fs::create_dir_all(&signed_dir).expect("create the signed plugins directory");
     let mut generated = format!(
-        "/// Public half of the key the bundled plugins were signed with.\npub static BUILD_KEY: [u8; 32] = {:?};\n",
+        "/// Public half of the key the bundled plugins were signed with.\npub(crate) static BUILD_KEY: [u8; 32] = {:?};\n",
         build_key.verifying_key().to_bytes()
     );
-    generated.push_str("/// (file name, component bytes) of every bundled plugin, signed with [`BUILD_KEY`].\npub static COMPONENTS: &[(&str, &[u8])] = &[\n");
+    generated.push_str("/// (file name, component bytes) of every bundled plugin, signed with [`BUILD_KEY`].\npub(crate) static COMPONENTS: &[(&str, &[u8])] = &[\n");
     for (path, crate_name) in &members {
         let bundled = !path.starts_with("testing/") && path != "sdk";
         if !bundled {
