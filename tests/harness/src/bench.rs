@@ -116,3 +116,24 @@ pub async fn connect_toast(
         .expect(200)
         .clone()
 }
+
+/// Waits (up to a minute) for the scheduled first sales sync that connecting `venue` starts,
+/// so that its provider calls are not counted as the measured ones; exits with status 1 if
+/// it does not finish.
+pub async fn first_sales_sync(manager: &crate::Client, venue: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = manager.get(&format!("/pos/status/{venue}")).await;
+        if status.status == 200 && !status.body["last_sync"].is_null() {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            eprintln!(
+                "the first sales sync of {venue} did not finish: {}",
+                status.text
+            );
+            std::process::exit(1);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

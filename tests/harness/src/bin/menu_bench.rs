@@ -13,7 +13,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use posbridge_harness::bench::{arg_or, connect_square, connect_toast, server_bin};
+use posbridge_harness::bench::{
+    arg_or, connect_square, connect_toast, first_sales_sync, server_bin,
+};
 use posbridge_harness::mock_square::{
     square_category, square_item, square_modifier_list, square_tax, LoggedRequest, MockSquare,
 };
@@ -202,25 +204,6 @@ async fn timed_sync(
         outcome: resp.body,
         calls,
         peak_per_second: peak_per_second(new),
-    }
-}
-
-/// Waits for the scheduled first (sales) sync that connecting starts, so its provider calls
-/// are not counted as the menu's.
-async fn first_sales_sync(manager: &Client, venue: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = manager.get(&format!("/pos/status/{venue}")).await;
-        if status.status == 200 && !status.body["last_sync"].is_null() {
-            return;
-        }
-        if Instant::now() > deadline {
-            fail(format!(
-                "the first sales sync of {venue} did not finish: {}",
-                status.text
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
