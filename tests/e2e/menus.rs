@@ -719,7 +719,10 @@ async fn a_gzip_get_is_the_same_document_with_its_own_etag_and_304(backend: Back
     let (status, gz_headers, packed) =
         raw_get(&srv, &keys, &[("Accept-Encoding", "br;q=1, gzip;q=0.8")]).await;
     assert_eq!(status, 200);
-    assert_eq!(header(&gz_headers, "content-encoding").as_deref(), Some("gzip"));
+    assert_eq!(
+        header(&gz_headers, "content-encoding").as_deref(),
+        Some("gzip")
+    );
     assert_eq!(
         header(&gz_headers, "vary").map(|v| v.to_ascii_lowercase()),
         Some("accept-encoding".to_owned())
@@ -734,10 +737,22 @@ async fn a_gzip_get_is_the_same_document_with_its_own_etag_and_304(backend: Back
         &mut unpacked,
     )
     .expect("a gzip body");
-    assert!(unpacked == plain, "gunzipped, exactly the identity document");
-    assert!(packed.len() * 5 < plain.len(), "{} of {}", packed.len(), plain.len());
+    assert!(
+        unpacked == plain,
+        "gunzipped, exactly the identity document"
+    );
+    assert!(
+        packed.len() * 5 < plain.len(),
+        "{} of {}",
+        packed.len(),
+        plain.len()
+    );
     let weak = header(&gz_headers, "etag").expect("etag");
-    assert_eq!(weak, format!("W/{strong}"), "the same document, not the same bytes");
+    assert_eq!(
+        weak,
+        format!("W/{strong}"),
+        "the same document, not the same bytes"
+    );
 
     // Its ETag gets a 304 carrying it (and Vary); the identity one does too, as both name
     // the current version; a stale one gets the gzip copy again.
@@ -760,7 +775,10 @@ async fn a_gzip_get_is_the_same_document_with_its_own_etag_and_304(backend: Back
     let (status, _, body) = raw_get(
         &srv,
         &keys,
-        &[("Accept-Encoding", "gzip"), ("If-None-Match", "W/\"stale\"")],
+        &[
+            ("Accept-Encoding", "gzip"),
+            ("If-None-Match", "W/\"stale\""),
+        ],
     )
     .await;
     assert_eq!((status, body), (200, packed.clone()));
@@ -773,12 +791,17 @@ async fn a_gzip_get_is_the_same_document_with_its_own_etag_and_304(backend: Back
     let (status, h, body) = raw_get(&srv, &keys, &[("Accept-Encoding", "*, gzip;q=0")]).await;
     assert_eq!((status, header(&h, "content-encoding")), (200, None));
     assert!(body == plain);
-    let (status, h, _) =
-        raw_get(&srv, &keys, &[("Accept-Encoding", "identity;q=0, *;q=0")]).await;
+    let (status, h, _) = raw_get(&srv, &keys, &[("Accept-Encoding", "identity;q=0, *;q=0")]).await;
     assert_eq!(status, 406);
-    assert_eq!(header(&h, "content-type").as_deref(), Some("application/json"));
+    assert_eq!(
+        header(&h, "content-type").as_deref(),
+        Some("application/json")
+    );
     let (status, h, _) = raw_get(&srv, &keys, &[("Accept-Encoding", "*")]).await;
-    assert_eq!((status, header(&h, "content-encoding").as_deref()), (200, Some("gzip")));
+    assert_eq!(
+        (status, header(&h, "content-encoding").as_deref()),
+        (200, Some("gzip"))
+    );
 
     // A new version changes both tags and is compressed anew.
     let meta = manager.put("/menus/main", &big_menu(2_000, 550)).await;
@@ -787,7 +810,10 @@ async fn a_gzip_get_is_the_same_document_with_its_own_etag_and_304(backend: Back
     let (status, h, packed) = raw_get(
         &srv,
         &keys,
-        &[("Accept-Encoding", "gzip"), ("If-None-Match", weak.as_str())],
+        &[
+            ("Accept-Encoding", "gzip"),
+            ("If-None-Match", weak.as_str()),
+        ],
     )
     .await;
     assert_eq!(status, 200);

@@ -1,5 +1,6 @@
 //! The served bytes of recently read menus, per venue, so a `GET` neither rebuilds nor
-//! re-serialises a document (a 5,000-item menu is megabytes of JSON).
+//! re-serialises a document (a 5,000-item menu is megabytes of JSON), nor compresses it: each
+//! entry holds the document and its gzip copy, made once when the version is loaded.
 //!
 //! An entry is used only while the venue's stored version is the one it was read at: each
 //! request reads that version (one indexed row, no document), so a change made by this host

@@ -153,7 +153,11 @@ mod tests {
         assert_eq!(accepts(&["br, deflate"]), Some(Identity));
         assert_eq!(accepts(&["gzip;q=0"]), Some(Identity));
         assert_eq!(accepts(&["gzip;q=0.000"]), Some(Identity));
-        assert_eq!(accepts(&["*, gzip;q=0"]), Some(Identity), "explicit beats *");
+        assert_eq!(
+            accepts(&["*, gzip;q=0"]),
+            Some(Identity),
+            "explicit beats *"
+        );
         assert_eq!(accepts(&["gzip;q=0.5, identity"]), Some(Identity));
         assert_eq!(accepts(&["gzip;q=0.5, identity;q=0.4"]), Some(Gzip));
         assert_eq!(accepts(&["identity;q=0, gzip"]), Some(Gzip));

@@ -216,8 +216,11 @@ pub async fn run(
     let packed = expect(&mut conn, gzip_get()?, StatusCode::OK, "GET with gzip").await?;
     let gz_bytes = packed.len();
     let mut unpacked = Vec::with_capacity(doc_bytes);
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&packed[..]), &mut unpacked)
-        .context("the gzip answer does not decode")?;
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&packed[..]),
+        &mut unpacked,
+    )
+    .context("the gzip answer does not decode")?;
     if unpacked != document {
         bail!("the gzip answer does not decode to the document");
     }
@@ -314,7 +317,14 @@ pub async fn run(
             gzipped.ok, gzipped.body_bytes, gz_bytes
         ));
     }
-    notes(report, "menus (200 gzip)", &gzipped, before, after, external_db);
+    notes(
+        report,
+        "menus (200 gzip)",
+        &gzipped,
+        before,
+        after,
+        external_db,
+    );
 
     let label = format!("menu GET, If-None-Match, 304 ({} conns)", args.connections);
     eprintln!(
