@@ -278,7 +278,7 @@ mod tests {
         assert_eq!(entries.bytes, 2 * third.len());
     }
 
-    /// A store with the columns the cache reads, one tenant, and its scope.
+    /// A migrated store with one tenant, and its scope.
     async fn menus_store() -> (Store, TenantScope, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("posbridge-menus-{}", crate::store::new_id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -286,16 +286,13 @@ mod tests {
         let store = Store::open(&url, &StoreOptions::default())
             .await
             .expect("store");
-        for sql in [
-            "CREATE TABLE tenants (id TEXT, slug TEXT, currency TEXT, country TEXT, timezone TEXT)",
-            "INSERT INTO tenants VALUES ('t1', 'kitchen', 'USD', 'US', 'America/New_York')",
-            "CREATE TABLE menus (tenant_id TEXT, venue TEXT, version INTEGER, etag TEXT, document TEXT)",
-        ] {
-            sqlx::query(sql)
-                .execute(store.writer())
-                .await
-                .expect(sql);
-        }
+        sqlx::query(
+            "INSERT INTO tenants (id, slug, name, currency, timezone, country, created_at)
+             VALUES ('t1', 'kitchen', 'Kitchen', 'USD', 'America/New_York', 'US', 0)",
+        )
+        .execute(store.writer())
+        .await
+        .expect("tenant");
         let scope = TenantScope::for_background_job(&store, "t1")
             .await
             .expect("scope")
@@ -308,7 +305,10 @@ mod tests {
             .execute(store.writer())
             .await
             .expect("delete");
-        sqlx::query("INSERT INTO menus VALUES ('t1', 'main', $1, $2, $3)")
+        sqlx::query(
+            "INSERT INTO menus (tenant_id, venue, version, etag, content_hash, document, updated_at)
+             VALUES ('t1', 'main', $1, $2, '', $3, 0)",
+        )
             .bind(version)
             .bind(format!("\"v{version}\""))
             .bind(document)

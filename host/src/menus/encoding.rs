@@ -43,8 +43,9 @@ impl Coding {
 ///
 /// Without `Accept-Encoding` the answer is identity: RFC 9110 lets a server pick any coding
 /// then, but a client that says nothing may not decode one. With it, gzip (or `x-gzip`, or
-/// `*`) at a non-zero weight wins unless identity is given a higher one; identity is
-/// acceptable unless excluded by `identity;q=0` or by `*;q=0` without an identity entry.
+/// `*`) at a non-zero weight wins unless identity is named (or `*`) with a higher one;
+/// identity is acceptable unless excluded by `identity;q=0` or by `*;q=0` without an
+/// identity entry.
 /// An entry whose weight is not a valid qvalue is ignored.
 pub(crate) fn negotiate(headers: &HeaderMap) -> Option<Coding> {
     let mut values = headers.get_all(header::ACCEPT_ENCODING).iter().peekable();
@@ -72,10 +73,11 @@ pub(crate) fn negotiate(headers: &HeaderMap) -> Option<Coding> {
         }
     }
     let gzip = gzip.or(any).unwrap_or(0);
-    let identity = identity.or(any).unwrap_or(1000);
-    if gzip > 0 && gzip >= identity {
+    // Identity left unnamed (and no `*`) is acceptable but ranks below any coding named.
+    let identity = identity.or(any);
+    if gzip > 0 && gzip >= identity.unwrap_or(0) {
         Some(Coding::Gzip)
-    } else if identity > 0 {
+    } else if identity.is_none_or(|q| q > 0) {
         Some(Coding::Identity)
     } else {
         None
