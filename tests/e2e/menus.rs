@@ -4,7 +4,9 @@
 //! each on a fresh server.
 
 use posbridge_harness::reqwest::Method;
-use posbridge_harness::{both_backends, parse_rfc3339, Backend, Body, Client, TestServer, Ws};
+use posbridge_harness::{
+    both_backends, parse_rfc3339, Backend, Body, Client, TenantKeys, TestServer, Ws,
+};
 use serde_json::{json, Value};
 
 use crate::{last_seq, metric_value};
@@ -672,6 +674,161 @@ async fn a_menu_over_a_mebibyte_is_taken_and_served_from_memory_until_it_changes
     assert_eq!(changed.body["version"], 2);
 }
 
+/// `GET /menus/main` as `keys`' till with `headers`, the body as raw bytes (the harness'
+/// client reads text, which a gzip body is not).
+async fn raw_get(
+    srv: &TestServer,
+    keys: &TenantKeys,
+    headers: &[(&str, &str)],
+) -> (u16, posbridge_harness::reqwest::header::HeaderMap, Vec<u8>) {
+    let url = format!("{}/menus/main", srv.terminal(keys).base());
+    let mut req = posbridge_harness::reqwest::Client::new()
+        .get(&url)
+        .header("X-API-Key", &keys.terminal.key)
+        .header("X-Tenant-ID", &keys.slug);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let resp = req.send().await.expect("GET the menu");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.expect("body").to_vec();
+    (status, headers, body)
+}
+
+async fn a_gzip_get_is_the_same_document_with_its_own_etag_and_304(backend: Backend) {
+    let srv = crate::start(backend).await;
+    let keys = srv.setup_tenant("kitchen").await;
+    let manager = srv.manager(&keys);
+    let meta = manager.put("/menus/main", &big_menu(2_000, 500)).await;
+    let strong = meta.expect(200)["etag"].as_str().expect("etag").to_owned();
+    let header = |h: &posbridge_harness::reqwest::header::HeaderMap, name: &str| {
+        h.get(name).map(|v| v.to_str().expect("ascii").to_owned())
+    };
+
+    let (status, plain_headers, plain) = raw_get(&srv, &keys, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&plain_headers, "etag"), Some(strong.clone()));
+    assert_eq!(header(&plain_headers, "content-encoding"), None);
+    assert_eq!(
+        header(&plain_headers, "vary").map(|v| v.to_ascii_lowercase()),
+        Some("accept-encoding".to_owned()),
+        "identity answers vary too, or a cache could hand gzip to a client without it"
+    );
+
+    let (status, gz_headers, packed) =
+        raw_get(&srv, &keys, &[("Accept-Encoding", "br;q=1, gzip;q=0.8")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&gz_headers, "content-encoding").as_deref(),
+        Some("gzip")
+    );
+    assert_eq!(
+        header(&gz_headers, "vary").map(|v| v.to_ascii_lowercase()),
+        Some("accept-encoding".to_owned())
+    );
+    assert_eq!(
+        header(&gz_headers, "content-length"),
+        Some(packed.len().to_string())
+    );
+    let mut unpacked = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&packed[..]),
+        &mut unpacked,
+    )
+    .expect("a gzip body");
+    assert!(
+        unpacked == plain,
+        "gunzipped, exactly the identity document"
+    );
+    assert!(
+        packed.len() * 5 < plain.len(),
+        "{} of {}",
+        packed.len(),
+        plain.len()
+    );
+    let weak = header(&gz_headers, "etag").expect("etag");
+    assert_eq!(
+        weak,
+        format!("W/{strong}"),
+        "the same document, not the same bytes"
+    );
+
+    // Its ETag gets a 304 carrying it (and Vary); the identity one does too, as both name
+    // the current version; a stale one gets the gzip copy again.
+    for tag in [weak.as_str(), strong.as_str()] {
+        let (status, h, body) = raw_get(
+            &srv,
+            &keys,
+            &[("Accept-Encoding", "gzip"), ("If-None-Match", tag)],
+        )
+        .await;
+        assert_eq!(status, 304, "{tag}");
+        assert!(body.is_empty());
+        assert_eq!(header(&h, "etag"), Some(weak.clone()));
+        assert_eq!(
+            header(&h, "vary").map(|v| v.to_ascii_lowercase()),
+            Some("accept-encoding".to_owned())
+        );
+        assert_eq!(header(&h, "content-encoding"), None);
+    }
+    let (status, _, body) = raw_get(
+        &srv,
+        &keys,
+        &[
+            ("Accept-Encoding", "gzip"),
+            ("If-None-Match", "W/\"stale\""),
+        ],
+    )
+    .await;
+    assert_eq!((status, body), (200, packed.clone()));
+    // Without gzip, the gzip tag still gets a 304, with the identity tag.
+    let (status, h, _) = raw_get(&srv, &keys, &[("If-None-Match", weak.as_str())]).await;
+    assert_eq!(status, 304);
+    assert_eq!(header(&h, "etag"), Some(strong.clone()));
+
+    // q=0 is honoured: gzip refused means identity; both refused means 406.
+    let (status, h, body) = raw_get(&srv, &keys, &[("Accept-Encoding", "*, gzip;q=0")]).await;
+    assert_eq!((status, header(&h, "content-encoding")), (200, None));
+    assert!(body == plain);
+    let (status, h, _) = raw_get(&srv, &keys, &[("Accept-Encoding", "identity;q=0, *;q=0")]).await;
+    assert_eq!(status, 406);
+    assert_eq!(
+        header(&h, "content-type").as_deref(),
+        Some("application/json")
+    );
+    let (status, h, _) = raw_get(&srv, &keys, &[("Accept-Encoding", "*")]).await;
+    assert_eq!(
+        (status, header(&h, "content-encoding").as_deref()),
+        (200, Some("gzip"))
+    );
+
+    // A new version changes both tags and is compressed anew.
+    let meta = manager.put("/menus/main", &big_menu(2_000, 550)).await;
+    let changed = meta.expect(200)["etag"].as_str().expect("etag").to_owned();
+    assert_ne!(changed, strong);
+    let (status, h, packed) = raw_get(
+        &srv,
+        &keys,
+        &[
+            ("Accept-Encoding", "gzip"),
+            ("If-None-Match", weak.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "etag"), Some(format!("W/{changed}")));
+    let mut unpacked = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&packed[..]),
+        &mut unpacked,
+    )
+    .expect("a gzip body");
+    let menu: Value = serde_json::from_slice(&unpacked).expect("JSON");
+    assert_eq!(menu["version"], 2);
+    assert_eq!(menu["items"][0]["variations"][0]["price"], 550);
+}
+
 async fn concurrent_writes_of_a_menu_are_all_kept(backend: Backend) {
     let (srv, manager, till) = kitchen(backend).await;
     manager
@@ -744,6 +901,7 @@ async fn concurrent_writes_of_a_menu_are_all_kept(backend: Backend) {
 }
 
 both_backends!(
+    a_gzip_get_is_the_same_document_with_its_own_etag_and_304,
     concurrent_writes_of_a_menu_are_all_kept,
     a_menu_over_a_mebibyte_is_taken_and_served_from_memory_until_it_changes,
     a_menu_is_served_with_its_etag_and_a_304_while_unchanged,

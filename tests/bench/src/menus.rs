@@ -2,9 +2,10 @@
 //!
 //! A manager `PUT`s a menu of `--menu-items` items (5,000 by default) shaped like a real
 //! restaurant's: categories, one to three sizes per item, modifier groups (required sauces,
-//! optional extras, bounded sides) and a tax hint. Then two closed-loop loads on as many
-//! connections as the balance scenario (64 by default): full `GET`s (200 with the whole document) and
-//! conditional `GET`s (`If-None-Match` naming the current ETag, 304 with no body).
+//! optional extras, bounded sides) and a tax hint. Then three closed-loop loads on as many
+//! connections as the balance scenario (64 by default): full `GET`s (200 with the whole
+//! document), full `GET`s with `Accept-Encoding: gzip` (200 with the server's cached gzip
+//! copy) and conditional `GET`s (`If-None-Match` naming the current ETag, 304 with no body).
 //!
 //! The server counts its menu-document cache (`posbridge_menu_cache_hits_total` /
 //! `_misses_total`); the scenario reads both around each load, so the report says whether a
@@ -211,16 +212,29 @@ pub async fn run(
         "GET with a stale ETag",
     )
     .await?;
+    let gzip_get = || -> Result<_> { get()?.header("accept-encoding", "gzip") };
+    let packed = expect(&mut conn, gzip_get()?, StatusCode::OK, "GET with gzip").await?;
+    let gz_bytes = packed.len();
+    let mut unpacked = Vec::with_capacity(doc_bytes);
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&packed[..]),
+        &mut unpacked,
+    )
+    .context("the gzip answer does not decode")?;
+    if unpacked != document {
+        bail!("the gzip answer does not decode to the document");
+    }
     drop(conn);
 
     report.notes.push(format!(
-        "menus: {} items, {} categories, {GROUPS} modifier groups; PUT of {} KiB stored in {} (version {}); the served document is {} KiB",
+        "menus: {} items, {} categories, {GROUPS} modifier groups; PUT of {} KiB stored in {} (version {}); the served document is {} KiB, its gzip copy {} KiB",
         thousands(args.items as f64),
         CATEGORIES,
         thousands((put_bytes / 1024) as f64),
         secs(put_took),
         meta["version"],
         thousands((doc_bytes / 1024) as f64),
+        thousands((gz_bytes / 1024) as f64),
     ));
 
     let label = format!(
@@ -263,6 +277,54 @@ pub async fn run(
         ));
     }
     notes(report, "menus (200)", &full, before, after, external_db);
+
+    let label = format!(
+        "menu GET, {} items, 200 gzip ({} conns)",
+        thousands(args.items as f64),
+        args.connections
+    );
+    eprintln!(
+        "[bench] menus: full GETs with Accept-Encoding: gzip, {} connections, {} s warm-up + {} s measured…",
+        args.connections,
+        args.warmup.as_secs(),
+        args.duration.as_secs()
+    );
+    let before = cache_counters(server).await;
+    let gzipped = load::run_expecting(
+        server,
+        &[server.addr],
+        args.connections,
+        args.warmup,
+        args.duration,
+        Expect::Success,
+        |_, _| gzip_get(),
+    )
+    .await?;
+    let after = cache_counters(server).await;
+    rows(report, &label, &gzipped, "≥ 5,000 req/s");
+    report.row(
+        &label,
+        "served",
+        format!(
+            "{:.0} MiB/s compressed",
+            gzipped.body_bytes as f64 / gzipped.window.as_secs_f64() / (1024.0 * 1024.0)
+        ),
+        "—",
+    );
+    if gzipped.ok > 0 && gzipped.body_bytes != gzipped.ok * gz_bytes as u64 {
+        report.errors.push(format!(
+            "menus: {} gzip GETs returned {} bytes, not {} each",
+            gzipped.ok, gzipped.body_bytes, gz_bytes
+        ));
+    }
+    notes(
+        report,
+        "menus (200 gzip)",
+        &gzipped,
+        before,
+        after,
+        external_db,
+    );
 
     let label = format!("menu GET, If-None-Match, 304 ({} conns)", args.connections);
     eprintln!(
