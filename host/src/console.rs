@@ -147,7 +147,7 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
 
 /// The policy: everything from this origin only, no inline script or style, no plugins,
 /// no framing. `connect-src` names the WebSocket origin explicitly (`'self'` covers
-/// `ws:`/`wss:` only in newer browsers), taken from `Host` when it is a plain host[:port].
+/// `ws:`/`wss:` only in newer browsers), taken from `Host` when it is a plain `host[:port]`.
 fn content_security_policy(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)

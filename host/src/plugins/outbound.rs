@@ -34,7 +34,7 @@ pub struct OutboundOptions {
     pub max_timeout: Duration,
     /// Retries after the first attempt for 429, 5xx and network errors. Default 3: rides
     /// out a blip without multiplying load on a struggling API. A request that may have
-    /// taken effect is never sent again here (see [`may_resend`]).
+    /// taken effect is never sent again here (see `may_resend`).
     #[arg(
         long = "outbound-retries",
         env = "POSBRIDGE_OUTBOUND_RETRIES",

@@ -634,7 +634,7 @@ async fn keep_order_updates(tx: &mut LoggedTx, p: &Parsed) -> Result<(), StoreEr
 }
 
 /// Counts a failed attempt at a delivery: schedules the next one with backoff, or, at
-/// `max_attempts` (see [`InboxOptions`]), sets the delivery aside as a dead letter.
+/// `max_attempts` (see [`InboxOptions`](super::InboxOptions)), sets the delivery aside as a dead letter.
 async fn retry(
     app: &ProvidersState,
     id: &str,
