@@ -11,9 +11,11 @@
 //!    taking `--latency-ms` (200): the wall time until all are injected, and the number of
 //!    Toast orders made per posbridge order (exactly one is the target).
 //!
-//! The host paces a connection's POS calls at 20/s (Toast's documented limit) and submits
-//! a few orders at once (`--order-injection-concurrency`), so phase 2's wall time is set by
-//! those, not by the host's own work.
+//! The host paces a connection's POS calls (`--outbound-rate-per-sec`, 20 by default:
+//! Toast's documented limit). An order costs a few POS calls (price, create, configuration
+//! reads), so at 20/s the pacing alone would dominate phase 1; the bench raises the pace to
+//! `--pos-rate` (10,000) so that the figures are the host's own, and phase 2 runs with the
+//! same pace so that as many submits as possible overlap (the hardest case for exactly once).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -28,7 +30,7 @@ async fn main() {
     if std::env::args().any(|a| a == "--help" || a == "-h") {
         println!(
             "usage: posbridge-injection-bench [--server-bin PATH] [--sequential 200] \
-             [--concurrent 100] [--latency-ms 200]"
+             [--concurrent 100] [--latency-ms 200] [--pos-rate 10000]"
         );
         return;
     }
@@ -36,8 +38,16 @@ async fn main() {
     let sequential: usize = arg_or("--sequential", 200);
     let concurrent: usize = arg_or("--concurrent", 100);
     let latency = Duration::from_millis(arg_or("--latency-ms", 200));
+    let pos_rate: u32 = arg_or("--pos-rate", 10_000);
 
-    let srv = TestServer::start(&bin, Backend::Sqlite, &["--rate-limit-per-sec", "0"]).await;
+    let pos_rate = pos_rate.to_string();
+    let args = [
+        "--rate-limit-per-sec",
+        "0",
+        "--outbound-rate-per-sec",
+        &pos_rate,
+    ];
+    let srv = TestServer::start(&bin, Backend::Sqlite, &args).await;
     let keys = srv.setup_tenant("bench").await;
     let manager = srv.manager(&keys);
     let mock = MockToast::start().await;
