@@ -5,14 +5,13 @@
 //! Square's sold-out overrides and inventory counts; a `local-pos` venue keeps the API as its
 //! source; tenants stay apart.
 
-use posbridge_harness::mock_square::{
-    square_category, square_item, square_modifier_list, Fault, SQUARE_LOCATION, SQUARE_MERCHANT,
-};
+use posbridge_harness::mock_square::{Fault, SQUARE_LOCATION, SQUARE_MERCHANT};
 use posbridge_harness::mock_toast::{toast_stock_webhook, MockToast};
 use posbridge_harness::{both_backends, Backend, Client, TestServer, Ws};
 use serde_json::{json, Value};
 
 use crate::last_seq;
+use crate::orders_injection::square_burger_and_fries;
 use crate::providers::{
     connect_square_webhooks, post_signed_square, post_signed_toast, square_kitchen,
 };
@@ -434,33 +433,7 @@ fn sorted_changes(frame: &Value) -> Vec<(String, String, bool)> {
 async fn a_refresh_reads_square_sold_out_state_and_counts(backend: Backend) {
     let (srv, _tenant, manager, mock) = square_kitchen(backend).await;
     connect_square_webhooks(&manager, &mock, "uptown", "square-refresh-key").await;
-    mock.upsert_catalog([
-        square_category("CAT_MAINS", "Mains", None),
-        square_modifier_list(
-            "ML_SAUCE",
-            "Sauce",
-            0,
-            1,
-            &[("MOD_KETCHUP", "Ketchup", 0), ("MOD_BBQ", "BBQ", 50)],
-        ),
-        square_item(
-            "ITEM_BURGER",
-            "Burger",
-            "CAT_MAINS",
-            &[
-                ("VAR_SINGLE", "Single", 950),
-                ("VAR_DOUBLE", "Double", 1300),
-            ],
-            &[("ML_SAUCE", -1, -1)],
-        ),
-        square_item(
-            "ITEM_FRIES",
-            "Fries",
-            "CAT_MAINS",
-            &[("VAR_FRIES", "Regular", 400)],
-            &[],
-        ),
-    ]);
+    mock.upsert_catalog(square_burger_and_fries(0));
     manager
         .post("/menus/uptown/sync", &json!({}))
         .await

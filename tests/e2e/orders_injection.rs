@@ -320,12 +320,24 @@ async fn square_venue(
     let (srv, tenant, manager, mock) =
         kitchen_with(backend, "square", MockSquare::start().await, args).await;
     let integration = connect_square_webhooks(&manager, &mock, "bistro", SQUARE_KEY).await;
-    mock.upsert_catalog([
+    mock.upsert_catalog(square_burger_and_fries(1));
+    manager
+        .post("/menus/bistro/sync", &json!({}))
+        .await
+        .expect(200);
+    (srv, tenant, manager, mock, integration)
+}
+
+/// Square's catalog of the order tests: a Burger (single 9.50, double 13.00) with a Sauce
+/// list (ketchup, BBQ +0.50) of at least `sauce_min` choices and at most one, and Fries
+/// (4.00), in one Mains category.
+pub(crate) fn square_burger_and_fries(sauce_min: i64) -> [Value; 4] {
+    [
         square_category("CAT_MAINS", "Mains", None),
         square_modifier_list(
             "ML_SAUCE",
             "Sauce",
-            1,
+            sauce_min,
             1,
             &[("MOD_KETCHUP", "Ketchup", 0), ("MOD_BBQ", "BBQ", 50)],
         ),
@@ -346,12 +358,7 @@ async fn square_venue(
             &[("VAR_FRIES", "Regular", 400)],
             &[],
         ),
-    ]);
-    manager
-        .post("/menus/bistro/sync", &json!({}))
-        .await
-        .expect(200);
-    (srv, tenant, manager, mock, integration)
+    ]
 }
 
 /// A double burger with BBQ sauce and fries, at the Square venue.
