@@ -39,6 +39,14 @@ use crate::plugins::CallError;
 use crate::providers::{venue_pos, ProvidersState};
 use crate::store::{now_micros, release_foreign_claims, Store, StoreError};
 
+/// A nullable text column of an order row, empty when NULL: the claim and the status
+/// poll read the POS columns that way, since a row they select always has them set.
+pub(super) fn text_or_empty(row: &sqlx::any::AnyRow, column: &str) -> Result<String, sqlx::Error> {
+    Ok(row
+        .try_get::<Option<String>, _>(column)?
+        .unwrap_or_default())
+}
+
 /// Order injection knobs: how many orders go to POSes at once, how often and how patiently
 /// a failing one is retried, and how often the status of orders in a POS is read back.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -378,18 +386,10 @@ async fn claim(app: &ProvidersState, id: &str) -> Result<Option<Claimed>, StoreE
     Ok(Some(Claimed {
         id: row.try_get("id")?,
         tenant_id: row.try_get("tenant_id")?,
-        venue: row
-            .try_get::<Option<String>, _>("venue")?
-            .unwrap_or_default(),
-        provider: row
-            .try_get::<Option<String>, _>("pos_provider")?
-            .unwrap_or_default(),
-        integration_id: row
-            .try_get::<Option<String>, _>("pos_integration_id")?
-            .unwrap_or_default(),
-        request: row
-            .try_get::<Option<String>, _>("pos_request")?
-            .unwrap_or_default(),
+        venue: text_or_empty(&row, "venue")?,
+        provider: text_or_empty(&row, "pos_provider")?,
+        integration_id: text_or_empty(&row, "pos_integration_id")?,
+        request: text_or_empty(&row, "pos_request")?,
         attempts: row.try_get("pos_attempts")?,
         maybe_sent: row.try_get::<Option<i64>, _>("pos_submitted_at")?.is_some(),
     }))

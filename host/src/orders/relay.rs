@@ -21,7 +21,7 @@ use std::sync::Arc;
 use sqlx::Row;
 use tokio::sync::Semaphore;
 
-use super::injection::{heartbeat, Injector, PosState};
+use super::injection::{heartbeat, text_or_empty, Injector, PosState};
 use super::{OrderError, OrderStatus, ORDER_COLUMNS};
 use crate::auth::TenantScope;
 use crate::events::{EventKind, LoggedTx};
@@ -320,18 +320,10 @@ pub(super) async fn poll_due(
         let poll = Poll {
             id,
             tenant_id: row.try_get("tenant_id")?,
-            venue: row
-                .try_get::<Option<String>, _>("venue")?
-                .unwrap_or_default(),
-            provider: row
-                .try_get::<Option<String>, _>("pos_provider")?
-                .unwrap_or_default(),
-            integration_id: row
-                .try_get::<Option<String>, _>("pos_integration_id")?
-                .unwrap_or_default(),
-            provider_order_id: row
-                .try_get::<Option<String>, _>("pos_provider_order_id")?
-                .unwrap_or_default(),
+            venue: text_or_empty(&row, "venue")?,
+            provider: text_or_empty(&row, "pos_provider")?,
+            integration_id: text_or_empty(&row, "pos_integration_id")?,
+            provider_order_id: text_or_empty(&row, "pos_provider_order_id")?,
         };
         let injector = injector.clone();
         injector.tasks.clone().spawn(async move {
