@@ -18,7 +18,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::http::{snippet, Conn};
+use crate::http::{snippet, Conn, Template};
 use crate::load::{self, Expect, LoadResult};
 use crate::report::{secs, thousands, Report};
 use crate::server::Server;
@@ -242,40 +242,17 @@ pub async fn run(
         thousands(args.items as f64),
         args.connections
     );
-    eprintln!(
-        "[bench] menus: full GETs, {} connections, {} s warm-up + {} s measured…",
-        args.connections,
-        args.warmup.as_secs(),
-        args.duration.as_secs()
-    );
-    let before = cache_counters(server).await;
-    let full = load::run_expecting(
+    let (full, before, after) = measured(
         server,
-        &[server.addr],
-        args.connections,
-        args.warmup,
-        args.duration,
+        report,
+        args,
+        &label,
+        "full GETs",
         Expect::Success,
-        |_, _| get(),
+        get,
     )
     .await?;
-    let after = cache_counters(server).await;
-    rows(report, &label, &full, "≥ 5,000 req/s");
-    report.row(
-        &label,
-        "served",
-        format!(
-            "{:.0} MiB/s",
-            full.body_bytes as f64 / full.window.as_secs_f64() / (1024.0 * 1024.0)
-        ),
-        "—",
-    );
-    if full.ok > 0 && full.body_bytes != full.ok * doc_bytes as u64 {
-        report.errors.push(format!(
-            "menus: {} full GETs returned {} bytes, not {} each",
-            full.ok, full.body_bytes, doc_bytes
-        ));
-    }
+    served_rate(report, &label, &full, "", doc_bytes, "full GETs");
     notes(report, "menus (200)", &full, before, after, external_db);
 
     let label = format!(
@@ -283,40 +260,24 @@ pub async fn run(
         thousands(args.items as f64),
         args.connections
     );
-    eprintln!(
-        "[bench] menus: full GETs with Accept-Encoding: gzip, {} connections, {} s warm-up + {} s measured…",
-        args.connections,
-        args.warmup.as_secs(),
-        args.duration.as_secs()
-    );
-    let before = cache_counters(server).await;
-    let gzipped = load::run_expecting(
+    let (gzipped, before, after) = measured(
         server,
-        &[server.addr],
-        args.connections,
-        args.warmup,
-        args.duration,
+        report,
+        args,
+        &label,
+        "full GETs with Accept-Encoding: gzip",
         Expect::Success,
-        |_, _| gzip_get(),
+        gzip_get,
     )
     .await?;
-    let after = cache_counters(server).await;
-    rows(report, &label, &gzipped, "≥ 5,000 req/s");
-    report.row(
+    served_rate(
+        report,
         &label,
-        "served",
-        format!(
-            "{:.0} MiB/s compressed",
-            gzipped.body_bytes as f64 / gzipped.window.as_secs_f64() / (1024.0 * 1024.0)
-        ),
-        "—",
+        &gzipped,
+        " compressed",
+        gz_bytes,
+        "gzip GETs",
     );
-    if gzipped.ok > 0 && gzipped.body_bytes != gzipped.ok * gz_bytes as u64 {
-        report.errors.push(format!(
-            "menus: {} gzip GETs returned {} bytes, not {} each",
-            gzipped.ok, gzipped.body_bytes, gz_bytes
-        ));
-    }
     notes(
         report,
         "menus (200 gzip)",
@@ -327,25 +288,16 @@ pub async fn run(
     );
 
     let label = format!("menu GET, If-None-Match, 304 ({} conns)", args.connections);
-    eprintln!(
-        "[bench] menus: conditional GETs, {} connections, {} s warm-up + {} s measured…",
-        args.connections,
-        args.warmup.as_secs(),
-        args.duration.as_secs()
-    );
-    let before = cache_counters(server).await;
-    let not_modified = load::run_expecting(
+    let (not_modified, before, after) = measured(
         server,
-        &[server.addr],
-        args.connections,
-        args.warmup,
-        args.duration,
+        report,
+        args,
+        &label,
+        "conditional GETs",
         Expect::Status(StatusCode::NOT_MODIFIED),
-        |_, _| conditional(),
+        conditional,
     )
     .await?;
-    let after = cache_counters(server).await;
-    rows(report, &label, &not_modified, "≥ 5,000 req/s");
     if not_modified.body_bytes != 0 {
         report.errors.push(format!(
             "menus: 304s carried {} body bytes",
@@ -361,6 +313,66 @@ pub async fn run(
         external_db,
     );
     Ok(())
+}
+
+/// One measured load of `request`s (`what`, for the progress line), with the menu cache's
+/// counters read before and after it and its throughput and latency rows added under `label`.
+async fn measured(
+    server: &Server,
+    report: &mut Report,
+    args: &MenuArgs,
+    label: &str,
+    what: &str,
+    expect: Expect,
+    request: impl Fn() -> Result<Template>,
+) -> Result<(LoadResult, Option<CacheCounters>, Option<CacheCounters>)> {
+    eprintln!(
+        "[bench] menus: {what}, {} connections, {} s warm-up + {} s measured…",
+        args.connections,
+        args.warmup.as_secs(),
+        args.duration.as_secs()
+    );
+    let before = cache_counters(server).await;
+    let res = load::run_expecting(
+        server,
+        &[server.addr],
+        args.connections,
+        args.warmup,
+        args.duration,
+        expect,
+        |_, _| request(),
+    )
+    .await?;
+    let after = cache_counters(server).await;
+    rows(report, label, &res, "≥ 5,000 req/s");
+    Ok((res, before, after))
+}
+
+/// The bytes a full-answer load served per second (`unit` says what they were), and an
+/// error unless every answer was exactly `each` bytes.
+fn served_rate(
+    report: &mut Report,
+    label: &str,
+    res: &LoadResult,
+    unit: &str,
+    each: usize,
+    what: &str,
+) {
+    report.row(
+        label,
+        "served",
+        format!(
+            "{:.0} MiB/s{unit}",
+            res.body_bytes as f64 / res.window.as_secs_f64() / (1024.0 * 1024.0)
+        ),
+        "—",
+    );
+    if res.ok > 0 && res.body_bytes != res.ok * each as u64 {
+        report.errors.push(format!(
+            "menus: {} {what} returned {} bytes, not {} each",
+            res.ok, res.body_bytes, each
+        ));
+    }
 }
 
 fn rows(report: &mut Report, label: &str, res: &LoadResult, target: &str) {
