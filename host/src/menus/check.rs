@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{Menu, MenuIndex};
+use super::model::{Menu, MenuIndex, ModifierGroupOverride};
 use super::status::{StoreState, StoreStatus};
 use crate::error::ApiError;
 
@@ -135,7 +135,8 @@ fn refuse(reason: RefusalReason, line: Option<usize>, message: String) -> OrderR
 /// Checks `lines` against `menu` and `status`: the store must not be closed (busy is fine:
 /// it only adds prep time), every line must name an item and variation on the menu that
 /// are not sold out, and each line's modifiers must be options of groups offered with its
-/// item, not sold out, meeting every group's minimum (and `required`) and maximum.
+/// item, not sold out, meeting every group's minimum (and `required`) and maximum, or the
+/// item's own where it overrides them.
 /// The first problem found is returned, lines in order.
 pub(crate) fn check_order(
     menu: &Menu,
@@ -281,12 +282,19 @@ fn check_line(index: &MenuIndex<'_>, n: usize, line: &OrderLine) -> Result<(), O
         }
         *selected.entry(group.id.as_str()).or_default() += u64::from(m.quantity);
     }
+    // The item's own bounds win over its groups'; looked up once per line, not per group.
+    let overrides: HashMap<&str, &ModifierGroupOverride> = item
+        .modifier_group_overrides
+        .iter()
+        .map(|o| (o.group_id.as_str(), o))
+        .collect();
     for group_id in &item.modifier_group_ids {
         let Some(group) = index.groups.get(group_id.as_str()) else {
             continue;
         };
+        let bounds = group.bounds(overrides.get(group_id.as_str()).copied());
         let count = selected.get(group_id.as_str()).copied().unwrap_or(0);
-        let min = u64::from(group.effective_min());
+        let min = u64::from(bounds.min);
         if count < min {
             return Err(refuse(
                 RefusalReason::MissingRequiredModifier,
@@ -297,7 +305,7 @@ fn check_line(index: &MenuIndex<'_>, n: usize, line: &OrderLine) -> Result<(), O
                 ),
             ));
         }
-        if let Some(max) = group.max_selected {
+        if let Some(max) = bounds.max {
             if count > u64::from(max) {
                 return Err(refuse(
                     RefusalReason::TooManyModifiers,
@@ -471,6 +479,93 @@ mod tests {
         assert_eq!(
             reason(&m2, &open(), &[line("burger", Some("single"), &[])]),
             (RefusalReason::MissingRequiredModifier, Some(0))
+        );
+    }
+
+    /// The menu with the burger's own bounds for `group`.
+    fn overriding(group: &str, min: Option<u32>, max: Option<u32>) -> Menu {
+        let mut m = menu();
+        m.items[0].modifier_group_overrides = vec![ModifierGroupOverride {
+            group_id: group.into(),
+            min_selected: min,
+            max_selected: max,
+        }];
+        crate::menus::model::validate(&m.content()).unwrap();
+        m
+    }
+
+    fn burger(mods: &[(&str, &str)]) -> [OrderLine; 2] {
+        [
+            line("fries", None, &[]),
+            line("burger", Some("single"), mods),
+        ]
+    }
+
+    #[test]
+    fn an_items_own_bounds_win_over_its_groups() {
+        // The sauce group is 1-2; extras 0-unlimited.
+        let two_sauces = [("sauce", "mayo"), ("sauce", "bbq")];
+        let three_sauces = [("sauce", "mayo"), ("sauce", "bbq"), ("sauce", "ketchup")];
+
+        // A stricter minimum: this burger needs two sauces.
+        let m = overriding("sauce", Some(2), None);
+        let r = check_order(&m, &open(), &burger(&[("sauce", "mayo")])).unwrap_err();
+        assert_eq!(
+            (r.reason, r.line),
+            (RefusalReason::MissingRequiredModifier, Some(1))
+        );
+        assert_eq!(
+            r.message,
+            "line 1: modifier group \"sauce\" needs at least 2 selection(s), got 1"
+        );
+        check_order(&m, &open(), &burger(&two_sauces)).unwrap();
+
+        // A looser maximum: three sauces, which the group alone refuses.
+        assert_eq!(
+            reason(&menu(), &open(), &burger(&three_sauces)),
+            (RefusalReason::TooManyModifiers, Some(1))
+        );
+        let m = overriding("sauce", None, Some(3));
+        check_order(&m, &open(), &burger(&three_sauces)).unwrap();
+        // The group's minimum (required) still holds where the override keeps it.
+        assert_eq!(
+            reason(&m, &open(), &burger(&[])),
+            (RefusalReason::MissingRequiredModifier, Some(1))
+        );
+
+        // A stricter maximum: one sauce, where the group allows two.
+        check_order(&menu(), &open(), &burger(&two_sauces)).unwrap();
+        let m = overriding("sauce", None, Some(1));
+        let r = check_order(&m, &open(), &burger(&two_sauces)).unwrap_err();
+        assert_eq!((r.reason, r.line), (RefusalReason::TooManyModifiers, Some(1)));
+        assert_eq!(
+            r.message,
+            "line 1: modifier group \"sauce\" allows at most 1 selection(s), got 2"
+        );
+        check_order(&m, &open(), &burger(&[("sauce", "bbq")])).unwrap();
+
+        // A minimum of 0 makes the required group optional on this item.
+        let m = overriding("sauce", Some(0), None);
+        check_order(&m, &open(), &burger(&[])).unwrap();
+
+        // An override of another group leaves this one with the group's bounds.
+        let m = overriding("extras", None, Some(1));
+        assert_eq!(
+            reason(&m, &open(), &burger(&[])),
+            (RefusalReason::MissingRequiredModifier, Some(1))
+        );
+        assert_eq!(
+            reason(&m, &open(), &burger(&three_sauces)),
+            (RefusalReason::TooManyModifiers, Some(1))
+        );
+        check_order(&m, &open(), &burger(&two_sauces)).unwrap();
+        assert_eq!(
+            reason(
+                &m,
+                &open(),
+                &burger(&[("sauce", "mayo"), ("extras", "cheese"), ("extras", "bacon")])
+            ),
+            (RefusalReason::TooManyModifiers, Some(1))
         );
     }
 

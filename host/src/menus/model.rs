@@ -80,6 +80,11 @@ pub(crate) struct Item {
     /// Ids of the modifier groups offered with it, in display order.
     #[serde(default)]
     pub modifier_group_ids: Vec<String>,
+    /// This item's own selection bounds for some of its groups (Square lets an item tighten
+    /// or loosen a shared modifier list); a group without one uses the group's bounds.
+    /// Left out when empty, so a menu without overrides reads and stores as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modifier_group_overrides: Vec<ModifierGroupOverride>,
     /// How the item is taxed, as a hint for the ordering side (the POS prices the order).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tax: Option<TaxHint>,
@@ -87,6 +92,40 @@ pub(crate) struct Item {
     /// its current availability (see [`carry_availability`]); always present when served.
     #[serde(default)]
     pub sold_out: Option<bool>,
+}
+
+/// An item's own selection bounds for one of the groups it lists ("Sauce: pick 1-2" shared
+/// by every burger, but the kids' burger allows one). Each bound left out is the group's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ModifierGroupOverride {
+    /// The group, one of the item's `modifier_group_ids`.
+    pub group_id: String,
+    /// This item's fewest selections; replaces the group's `min_selected` *and* `required`
+    /// (0 makes a required group optional on this item, as Square's item-level minimum does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_selected: Option<u32>,
+    /// This item's most selections (at least 1); absent, the group's maximum applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_selected: Option<u32>,
+}
+
+/// The selections an order line must make in one group for one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bounds {
+    /// Fewest selections (counting quantities).
+    pub min: u32,
+    /// Most selections; none means no limit.
+    pub max: Option<u32>,
+}
+
+impl Item {
+    /// The item's override for `group_id`, if it has one.
+    pub(crate) fn override_for(&self, group_id: &str) -> Option<&ModifierGroupOverride> {
+        self.modifier_group_overrides
+            .iter()
+            .find(|o| o.group_id == group_id)
+    }
 }
 
 /// A size or variant of an item ("Large").
@@ -152,6 +191,19 @@ impl ModifierGroup {
             self.min_selected.max(1)
         } else {
             self.min_selected
+        }
+    }
+
+    /// This group's bounds on an item whose override for it is `over` (none: the group's
+    /// own); each bound the override leaves out is the group's.
+    pub(crate) fn bounds(&self, over: Option<&ModifierGroupOverride>) -> Bounds {
+        Bounds {
+            min: over
+                .and_then(|o| o.min_selected)
+                .unwrap_or_else(|| self.effective_min()),
+            max: over
+                .and_then(|o| o.max_selected)
+                .or(self.max_selected),
         }
     }
 }
@@ -321,7 +373,10 @@ pub(crate) fn validate(menu: &MenuContent) -> Result<(), Vec<MenuProblem>> {
 
     let mut group_ids = HashSet::new();
     let mut group_pids = HashSet::new();
+    // The first group of each id: an override is checked against the group it names.
+    let mut groups: HashMap<&str, &ModifierGroup> = HashMap::new();
     for (i, g) in menu.modifier_groups.iter().enumerate() {
+        groups.entry(g.id.as_str()).or_insert(g);
         let at = format!("modifier_groups[{i}]");
         p.id(&format!("{at}.id"), &g.id);
         p.provider_id(&format!("{at}.provider_id"), g.provider_id.as_deref());
@@ -476,6 +531,7 @@ pub(crate) fn validate(menu: &MenuContent) -> Result<(), Vec<MenuProblem>> {
                 );
             }
         }
+        check_overrides(&mut p, &at, item, &groups);
         if let Some(tax) = &item.tax {
             if !valid_percentage(&tax.percentage) {
                 p.add(
@@ -492,6 +548,79 @@ pub(crate) fn validate(menu: &MenuContent) -> Result<(), Vec<MenuProblem>> {
         Ok(())
     } else {
         Err(p.0)
+    }
+}
+
+/// Checks `item`'s modifier group overrides (at `at`): bounded in number, each naming a
+/// group the item lists, once, with a maximum of at least 1 that its minimum (the group's
+/// `required` counting as 1 where the override keeps the group's minimum) does not exceed.
+fn check_overrides(
+    p: &mut Problems,
+    at: &str,
+    item: &Item,
+    groups: &HashMap<&str, &ModifierGroup>,
+) {
+    let overrides = &item.modifier_group_overrides;
+    if overrides.len() > MAX_REFERENCES {
+        p.add(
+            format!("{at}.modifier_group_overrides"),
+            format!("at most {MAX_REFERENCES}"),
+        );
+        return;
+    }
+    let mut seen = HashSet::new();
+    for (j, o) in overrides.iter().enumerate() {
+        let at = format!("{at}.modifier_group_overrides[{j}]");
+        let g = o.group_id.as_str();
+        if !item.modifier_group_ids.iter().any(|listed| listed == g) {
+            p.add(
+                format!("{at}.group_id"),
+                format!("modifier group {g:?} is not in the item's modifier_group_ids"),
+            );
+            continue;
+        }
+        if !seen.insert(g) {
+            p.add(
+                format!("{at}.group_id"),
+                format!("modifier group {g:?} has more than one override"),
+            );
+            continue;
+        }
+        if o.min_selected.is_none() && o.max_selected.is_none() {
+            p.add(
+                at.clone(),
+                "an override needs min_selected or max_selected (or leave it out)",
+            );
+            continue;
+        }
+        if o.max_selected == Some(0) {
+            p.add(
+                format!("{at}.max_selected"),
+                "must be at least 1 (or absent)",
+            );
+            continue;
+        }
+        // A listed group that does not exist is reported at modifier_group_ids already.
+        let Some(group) = groups.get(g) else {
+            continue;
+        };
+        let b = group.bounds(Some(o));
+        if let Some(max) = b.max.filter(|max| b.min > *max) {
+            // Named where the override made it so: its minimum, or its maximum alone.
+            let field = if o.min_selected.is_some() {
+                "min_selected"
+            } else {
+                "max_selected"
+            };
+            p.add(
+                format!("{at}.{field}"),
+                format!(
+                    "the item's minimum {} (required counts as 1 unless the override sets \
+                     min_selected) is greater than its maximum {max}",
+                    b.min
+                ),
+            );
+        }
     }
 }
 
@@ -602,6 +731,7 @@ pub(crate) mod tests {
                     category_ids: vec!["mains".into()],
                     variations: vec![variation("single", 900), variation("double", 1300)],
                     modifier_group_ids: vec!["sauce".into(), "extras".into()],
+                    modifier_group_overrides: vec![],
                     tax: Some(TaxHint {
                         name: None,
                         percentage: "8.875".into(),
@@ -617,6 +747,7 @@ pub(crate) mod tests {
                     category_ids: vec![],
                     variations: vec![variation("fries-regular", 400)],
                     modifier_group_ids: vec![],
+                    modifier_group_overrides: vec![],
                     tax: None,
                     sold_out: Some(false),
                 },
@@ -704,6 +835,126 @@ pub(crate) mod tests {
         m.modifier_groups[1].min_selected = 0;
         m.modifier_groups[1].required = true;
         validate(&m).unwrap();
+    }
+
+    fn over(group: &str, min: Option<u32>, max: Option<u32>) -> ModifierGroupOverride {
+        ModifierGroupOverride {
+            group_id: group.into(),
+            min_selected: min,
+            max_selected: max,
+        }
+    }
+
+    #[test]
+    fn item_overrides_that_cannot_apply_are_named() {
+        // Sauce is 1-2 and required; extras 0-unlimited.
+        let mut m = sample();
+        m.items[0].modifier_group_overrides = vec![
+            over("sauce", Some(0), Some(3)),
+            over("extras", None, Some(1)),
+        ];
+        validate(&m).unwrap();
+        assert_eq!(
+            m.modifier_groups[0].bounds(m.items[0].override_for("sauce")),
+            Bounds {
+                min: 0,
+                max: Some(3)
+            },
+            "an override's minimum replaces the group's required"
+        );
+        assert_eq!(
+            m.modifier_groups[1].bounds(m.items[0].override_for("extras")),
+            Bounds {
+                min: 0,
+                max: Some(1)
+            }
+        );
+        assert_eq!(m.items[1].override_for("sauce"), None);
+
+        let mut m = sample();
+        m.items[0].modifier_group_overrides = vec![
+            // Fries' group list is empty; burger does not list "toppings".
+            over("toppings", Some(1), None),
+            over("sauce", None, Some(3)),
+            over("sauce", None, Some(1)),
+            over("extras", None, Some(0)),
+        ];
+        m.items[1].modifier_group_overrides = vec![over("sauce", Some(1), None)];
+        assert_eq!(
+            paths(&m),
+            vec![
+                "items[0].modifier_group_overrides[0].group_id".to_owned(),
+                "items[0].modifier_group_overrides[2].group_id".to_owned(),
+                "items[0].modifier_group_overrides[3].max_selected".to_owned(),
+                "items[1].modifier_group_overrides[0].group_id".to_owned(),
+            ]
+        );
+
+        // Effective min above effective max, whichever side the override moved; `required`
+        // still counts as 1 where the override keeps the group's minimum.
+        let mut m = sample();
+        m.items[0].modifier_group_overrides = vec![
+            over("sauce", Some(3), None),
+            over("extras", Some(2), Some(1)),
+        ];
+        assert_eq!(
+            paths(&m),
+            vec![
+                "items[0].modifier_group_overrides[0].min_selected".to_owned(),
+                "items[0].modifier_group_overrides[1].min_selected".to_owned(),
+            ]
+        );
+        let mut m = sample();
+        m.modifier_groups[1].required = true;
+        m.items[0].modifier_group_overrides = vec![over("extras", None, Some(1))];
+        validate(&m).unwrap();
+        m.modifier_groups[1].min_selected = 2;
+        m.modifier_groups[1].max_selected = Some(2);
+        let found = validate(&m).unwrap_err();
+        assert_eq!(
+            found[0].path,
+            "items[0].modifier_group_overrides[0].max_selected"
+        );
+        assert!(found[0].message.contains("minimum 2"), "{found:?}");
+
+        // An empty override says nothing and is refused; too many are refused.
+        let mut m = sample();
+        m.items[0].modifier_group_overrides = vec![over("sauce", None, None)];
+        assert_eq!(paths(&m), vec!["items[0].modifier_group_overrides[0]"]);
+        let mut m = sample();
+        m.items[0].modifier_group_overrides =
+            vec![over("sauce", None, Some(2)); MAX_REFERENCES + 1];
+        assert_eq!(paths(&m), vec!["items[0].modifier_group_overrides"]);
+    }
+
+    #[test]
+    fn overrides_are_optional_and_left_out_when_empty() {
+        let item = serde_json::json!({
+            "id": "burger", "name": "Burger",
+            "variations": [{"id": "v", "name": "V", "price": 100}],
+            "modifier_group_ids": ["sauce"],
+        });
+        let parsed: Item = serde_json::from_value(item.clone()).unwrap();
+        assert!(parsed.modifier_group_overrides.is_empty());
+        let written = serde_json::to_value(&parsed).unwrap();
+        assert!(written.get("modifier_group_overrides").is_none(), "{written}");
+        let mut with = item.clone();
+        with["modifier_group_overrides"] =
+            serde_json::json!([{"group_id": "sauce", "max_selected": 3}]);
+        let parsed: Item = serde_json::from_value(with).unwrap();
+        assert_eq!(
+            parsed.modifier_group_overrides,
+            vec![over("sauce", None, Some(3))]
+        );
+        let written = serde_json::to_value(&parsed).unwrap();
+        assert_eq!(
+            written["modifier_group_overrides"],
+            serde_json::json!([{"group_id": "sauce", "max_selected": 3}])
+        );
+        let mut unknown = item;
+        unknown["modifier_group_overrides"] =
+            serde_json::json!([{"group_id": "sauce", "maximum": 3}]);
+        assert!(serde_json::from_value::<Item>(unknown).is_err());
     }
 
     #[test]

@@ -19,7 +19,8 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use super::model::{
-    Category, Item, MenuContent, ModifierGroup, ModifierOption, TaxHint, Variation,
+    Category, Item, MenuContent, ModifierGroup, ModifierGroupOverride, ModifierOption, TaxHint,
+    Variation,
 };
 use super::{load_for_update, model, store_content, stored_meta, MenuError, MenuMeta};
 use crate::auth::TenantScope;
@@ -347,6 +348,11 @@ pub(crate) fn merge(current: &MenuContent, catalog: &FetchedCatalog) -> MenuCont
         .iter()
         .filter_map(|i| Some((i.provider_id.clone()?, i.id.clone())))
         .collect();
+    let group_index: HashMap<&str, &ModifierGroup> = out
+        .modifier_groups
+        .iter()
+        .map(|g| (g.id.as_str(), g))
+        .collect();
     let mut not_orderable = HashSet::new();
     for i in &items {
         if !i.orderable {
@@ -420,6 +426,7 @@ pub(crate) fn merge(current: &MenuContent, catalog: &FetchedCatalog) -> MenuCont
                 .iter()
                 .filter_map(|g| group_map.get(&g.group_id).cloned())
                 .collect(),
+            modifier_group_overrides: item_overrides(&i.modifier_groups, &group_map, &group_index),
             tax,
             sold_out: None,
         };
@@ -467,7 +474,64 @@ pub(crate) fn merge(current: &MenuContent, catalog: &FetchedCatalog) -> MenuCont
         dedup(&mut item.category_ids);
         dedup(&mut item.modifier_group_ids);
     }
+    // An item not in this fetch keeps its overrides, but its groups may have changed (or
+    // gone): what no longer applies or can no longer be met falls back to the group's.
+    let groups: HashMap<&str, &ModifierGroup> = out
+        .modifier_groups
+        .iter()
+        .map(|g| (g.id.as_str(), g))
+        .collect();
+    for item in &mut out.items {
+        let listed = &item.modifier_group_ids;
+        let mut seen = HashSet::new();
+        item.modifier_group_overrides.retain(|o| {
+            listed.contains(&o.group_id)
+                && seen.insert(o.group_id.clone())
+                && groups.get(o.group_id.as_str()).is_some_and(|g| meetable(g, o))
+        });
+    }
     out
+}
+
+/// An item's own bounds for its groups, from the POS's references: only what differs from
+/// the group's (so a catalog without per-item bounds makes the same menu as before they
+/// were kept), and none that cannot be met (a maximum of 0, a minimum above the maximum:
+/// the group's bounds apply, as for anything else the canonical menu cannot sell).
+fn item_overrides(
+    refs: &[crate::plugins::contract::ModifierGroupRef],
+    group_map: &HashMap<String, String>,
+    groups: &HashMap<&str, &ModifierGroup>,
+) -> Vec<ModifierGroupOverride> {
+    let mut out: Vec<ModifierGroupOverride> = Vec::new();
+    for r in refs {
+        let Some(id) = group_map.get(&r.group_id) else {
+            continue;
+        };
+        let Some(group) = groups.get(id.as_str()) else {
+            continue;
+        };
+        if out.iter().any(|o| &o.group_id == id) {
+            continue;
+        }
+        let over = ModifierGroupOverride {
+            group_id: id.clone(),
+            min_selected: r.min_selected.filter(|m| *m != group.effective_min()),
+            max_selected: r
+                .max_selected
+                .filter(|m| *m > 0 && Some(*m) != group.max_selected),
+        };
+        if (over.min_selected.is_some() || over.max_selected.is_some()) && meetable(group, &over)
+        {
+            out.push(over);
+        }
+    }
+    out
+}
+
+/// Whether `over` on `group` leaves bounds an order can meet (what `PUT` validation asks).
+fn meetable(group: &ModifierGroup, over: &ModifierGroupOverride) -> bool {
+    let b = group.bounds(Some(over));
+    over.max_selected != Some(0) && b.max.is_none_or(|max| b.min <= max)
 }
 
 fn dedup(ids: &mut Vec<String>) {
@@ -623,6 +687,99 @@ mod tests {
         assert!(menu.modifier_groups[0].required);
         // The same snapshot again changes nothing.
         assert_eq!(merge(&menu, &fetched), menu);
+    }
+
+    /// [`item`] whose reference to the sauce list (`g1`, 1-2 and required) carries the
+    /// item's own `min`/`max`.
+    fn bounded(pid: &str, min: Option<u32>, max: Option<u32>) -> CatalogItem {
+        CatalogItem {
+            modifier_groups: vec![ModifierGroupRef {
+                group_id: "g1".into(),
+                min_selected: min,
+                max_selected: max,
+            }],
+            ..item(pid, "burgers", Some(500))
+        }
+    }
+
+    #[test]
+    fn item_bounds_that_differ_from_the_groups_become_overrides() {
+        let mut page = snapshot();
+        page.items = vec![
+            // The same as the list's, or the list's (-1 in Square): no override.
+            bounded("same", Some(1), Some(2)),
+            bounded("plain", None, None),
+            bounded("looser", Some(0), Some(3)),
+            bounded("stricter", None, Some(1)),
+            bounded("needs-two", Some(2), None),
+            // A maximum of 0 and a minimum above the maximum cannot be met: the list's.
+            bounded("zero", None, Some(0)),
+            bounded("unmeetable", Some(3), None),
+        ];
+        let fetched = FetchedCatalog { pages: vec![page] };
+        let menu = merge(&MenuContent::default(), &fetched);
+        model::validate(&menu).unwrap();
+        let overrides = |id: &str| {
+            let item = menu.items.iter().find(|i| i.id == id).unwrap();
+            assert_eq!(item.modifier_group_ids, ["g1"], "{id}");
+            item.modifier_group_overrides
+                .iter()
+                .map(|o| (o.group_id.as_str(), o.min_selected, o.max_selected))
+                .collect::<Vec<_>>()
+        };
+        for id in ["same", "plain", "zero", "unmeetable"] {
+            assert_eq!(overrides(id), [], "{id}");
+        }
+        assert_eq!(overrides("looser"), [("g1", Some(0), Some(3))]);
+        assert_eq!(overrides("stricter"), [("g1", None, Some(1))]);
+        assert_eq!(overrides("needs-two"), [("g1", Some(2), None)]);
+        // The same catalog again is the same menu, to the byte; an item without overrides
+        // serialises without the field, as menus stored before overrides existed do.
+        let again = merge(&menu, &fetched);
+        assert_eq!(again, menu);
+        assert_eq!(
+            serde_json::to_vec(&again).unwrap(),
+            serde_json::to_vec(&menu).unwrap()
+        );
+        let json = serde_json::to_value(&menu.items[0]).unwrap();
+        assert!(json.get("modifier_group_overrides").is_none(), "{json}");
+        assert_eq!(count_changes(&menu, &again), SyncChanges::default());
+
+        // The list alone changes (an incremental fetch without the items) to at most one:
+        // "needs-two" can no longer be met and falls back to the list's bounds; the others
+        // keep their own.
+        let mut list = snapshot().modifier_groups;
+        list[0].max_selected = Some(1);
+        let change = CatalogPage {
+            modifier_groups: list,
+            ..CatalogPage::default()
+        };
+        let after = merge(
+            &menu,
+            &FetchedCatalog {
+                pages: vec![change],
+            },
+        );
+        model::validate(&after).unwrap();
+        let own = |id: &str| {
+            after
+                .items
+                .iter()
+                .find(|i| i.id == id)
+                .unwrap()
+                .modifier_group_overrides
+                .len()
+        };
+        assert_eq!(own("needs-two"), 0);
+        assert_eq!(own("looser"), 1);
+        assert_eq!(own("stricter"), 1);
+        // An item fetched again without its own bounds loses its override.
+        let mut page = snapshot();
+        page.items = vec![bounded("looser", None, None)];
+        page.full_snapshot = false;
+        let after = merge(&menu, &FetchedCatalog { pages: vec![page] });
+        let looser = after.items.iter().find(|i| i.id == "looser").unwrap();
+        assert!(looser.modifier_group_overrides.is_empty());
     }
 
     #[test]
