@@ -900,7 +900,100 @@ async fn concurrent_writes_of_a_menu_are_all_kept(backend: Backend) {
     assert_eq!(served.header("etag"), Some(versions[9].1.as_str()));
 }
 
+async fn an_items_own_modifier_bounds_are_validated_served_and_checked(backend: Backend) {
+    let (_srv, manager, till) = kitchen(backend).await;
+    // The sauce group is 1-2 and required; this burger takes 2-3 sauces and at most one
+    // extra.
+    let mut body = menu_body();
+    body["items"][0]["modifier_group_overrides"] = json!([
+        {"group_id": "sauce", "min_selected": 2, "max_selected": 3},
+        {"group_id": "extras", "max_selected": 1},
+    ]);
+
+    // Overrides that cannot apply are refused by path, and nothing is stored.
+    let mut bad = body.clone();
+    bad["items"][0]["modifier_group_overrides"] = json!([
+        {"group_id": "sauce", "max_selected": 0},
+        {"group_id": "extras", "min_selected": 2, "max_selected": 1},
+        {"group_id": "extras", "max_selected": 1},
+    ]);
+    bad["items"][1]["modifier_group_overrides"] = json!([{"group_id": "sauce", "min_selected": 1}]);
+    let refused = manager.put("/menus/main", &bad).await;
+    refused.expect_error(422, "invalid_menu");
+    let message = refused.body["error"]["message"].as_str().expect("message");
+    for path in [
+        "items[0].modifier_group_overrides[0].max_selected",
+        "items[0].modifier_group_overrides[1].min_selected",
+        "items[0].modifier_group_overrides[2].group_id",
+        "items[1].modifier_group_overrides[0].group_id",
+    ] {
+        assert!(message.contains(path), "{path} in {message}");
+    }
+    let mut unknown = body.clone();
+    unknown["items"][0]["modifier_group_overrides"][0]["maximum"] = json!(3);
+    manager
+        .put("/menus/main", &unknown)
+        .await
+        .expect_error(422, "invalid_menu");
+    till.get("/menus/main")
+        .await
+        .expect_error(404, "menu_not_found");
+
+    manager.put("/menus/main", &body).await.expect(200);
+    let menu = till.get("/menus/main").await.expect(200).clone();
+    assert_eq!(
+        menu["items"][0]["modifier_group_overrides"],
+        json!([
+            {"group_id": "sauce", "min_selected": 2, "max_selected": 3},
+            {"group_id": "extras", "max_selected": 1},
+        ]),
+        "{menu}"
+    );
+    assert!(
+        menu["items"][1].get("modifier_group_overrides").is_none(),
+        "an item without overrides is served as before: {menu}"
+    );
+
+    let burger = |mods: Value| {
+        json!([{"item_id": "burger", "variation_id": "single", "quantity": 1,
+                "modifiers": mods}])
+    };
+    let sauce = |option: &str| json!({"group_id": "sauce", "option_id": option});
+    // One sauce meets the group's bounds but not the burger's.
+    let refused = check(&till, burger(json!([sauce("mayo")]))).await;
+    refused.expect_error(422, "missing_required_modifier");
+    assert!(
+        refused.text.contains("line 0") && refused.text.contains("at least 2"),
+        "{}",
+        refused.text
+    );
+    // Three sauces: over the group's maximum, within the burger's.
+    check(
+        &till,
+        burger(json!([sauce("mayo"), sauce("bbq"), sauce("ketchup")])),
+    )
+    .await
+    .expect(200);
+    // Two extras: the group has no maximum, the burger one.
+    let refused = check(
+        &till,
+        burger(json!([sauce("mayo"), sauce("bbq"),
+                      {"group_id": "extras", "option_id": "cheese"},
+                      {"group_id": "extras", "option_id": "bacon"}])),
+    )
+    .await;
+    refused.expect_error(422, "too_many_modifiers");
+    assert!(refused.text.contains("at most 1"), "{}", refused.text);
+
+    // Published again without them, the group's bounds are back.
+    manager.put("/menus/main", &menu_body()).await.expect(200);
+    check(&till, burger(json!([sauce("mayo")])))
+        .await
+        .expect(200);
+}
+
 both_backends!(
+    an_items_own_modifier_bounds_are_validated_served_and_checked,
     a_gzip_get_is_the_same_document_with_its_own_etag_and_304,
     concurrent_writes_of_a_menu_are_all_kept,
     a_menu_over_a_mebibyte_is_taken_and_served_from_memory_until_it_changes,

@@ -361,6 +361,196 @@ pub(crate) fn square_burger_and_fries(sauce_min: i64) -> [Value; 4] {
     ]
 }
 
+/// Square's catalog of the item-bounds test: a Sauce list (0-2: ketchup, BBQ +0.50, mayo)
+/// and an Extras list (0-2: cheese +1.00, bacon +2.00). The Burger (9.50) takes exactly one
+/// sauce and up to three extras, its own bounds; Fries (4.00) state the Sauce list's own
+/// bounds, which is no override.
+fn square_item_bounds_catalog() -> [Value; 5] {
+    [
+        square_category("CAT_MAINS", "Mains", None),
+        square_modifier_list(
+            "ML_SAUCE",
+            "Sauce",
+            0,
+            2,
+            &[
+                ("MOD_KETCHUP", "Ketchup", 0),
+                ("MOD_BBQ", "BBQ", 50),
+                ("MOD_MAYO", "Mayo", 0),
+            ],
+        ),
+        square_modifier_list(
+            "ML_EXTRAS",
+            "Extras",
+            0,
+            2,
+            &[("MOD_CHEESE", "Cheese", 100), ("MOD_BACON", "Bacon", 200)],
+        ),
+        square_item(
+            "ITEM_BURGER",
+            "Burger",
+            "CAT_MAINS",
+            &[("VAR_BURGER", "Regular", 950)],
+            &[("ML_SAUCE", 1, 1), ("ML_EXTRAS", -1, 3)],
+        ),
+        square_item(
+            "ITEM_FRIES",
+            "Fries",
+            "CAT_MAINS",
+            &[("VAR_FRIES", "Regular", 400)],
+            &[("ML_SAUCE", 0, 2)],
+        ),
+    ]
+}
+
+async fn a_square_items_own_modifier_bounds_are_synced_and_enforced_before_the_pos(
+    backend: Backend,
+) {
+    let (srv, _tenant, manager, mock) =
+        kitchen_with(backend, "square", MockSquare::start().await, FAST).await;
+    connect_square_webhooks(&manager, &mock, "bistro", SQUARE_KEY).await;
+    mock.upsert_catalog(square_item_bounds_catalog());
+    manager
+        .post("/menus/bistro/sync", &json!({}))
+        .await
+        .expect(200);
+
+    // The menu shows the Burger's own bounds, and only where they differ from the list's.
+    let menu = manager.get("/menus/bistro").await.expect(200).clone();
+    let item = |id: &str| {
+        menu["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|i| i["id"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {id} in {menu}"))
+    };
+    assert_eq!(
+        item("ITEM_BURGER")["modifier_group_overrides"],
+        json!([
+            {"group_id": "ML_SAUCE", "min_selected": 1, "max_selected": 1},
+            {"group_id": "ML_EXTRAS", "max_selected": 3},
+        ]),
+        "{menu}"
+    );
+    assert!(
+        item("ITEM_FRIES").get("modifier_group_overrides").is_none(),
+        "{menu}"
+    );
+    let sauce = &menu["modifier_groups"][0];
+    assert_eq!(
+        (&sauce["id"], &sauce["min_selected"], &sauce["max_selected"]),
+        (&json!("ML_SAUCE"), &json!(0), &json!(2)),
+        "the list keeps its own bounds: {menu}"
+    );
+    // The same catalog again changes nothing.
+    let again = manager
+        .post("/menus/bistro/sync", &json!({}))
+        .await
+        .expect(200)
+        .clone();
+    assert_eq!(again["changed"], false, "{again}");
+
+    let modifier = |group: &str, option: &str, quantity: u32| json!({"group_id": group, "option_id": option, "quantity": quantity});
+    let order = |external_id: &str, burger_modifiers: Value| {
+        json!({
+            "external_id": external_id,
+            "venue": "bistro",
+            "lines": [
+                // Two sauces: within the Sauce list's bounds, which the Fries keep.
+                {"item_id": "ITEM_FRIES", "quantity": 1,
+                 "modifiers": [modifier("ML_SAUCE", "MOD_KETCHUP", 1),
+                               modifier("ML_SAUCE", "MOD_MAYO", 1)]},
+                {"item_id": "ITEM_BURGER", "quantity": 1, "modifiers": burger_modifiers},
+            ],
+            "tip": 0,
+            "customer": {"name": "Cy Example", "phone": "+15550100177"},
+        })
+    };
+    // Each of these meets the lists' bounds and breaks the Burger's.
+    for (body, code, words) in [
+        (
+            order(
+                "web-bounds-two-sauces",
+                json!([
+                    modifier("ML_SAUCE", "MOD_BBQ", 1),
+                    modifier("ML_SAUCE", "MOD_KETCHUP", 1)
+                ]),
+            ),
+            "too_many_modifiers",
+            "at most 1",
+        ),
+        (
+            order("web-bounds-no-sauce", json!([])),
+            "missing_required_modifier",
+            "at least 1",
+        ),
+    ] {
+        let resp = manager.post("/orders", &body).await;
+        resp.expect_error(422, code);
+        let message = resp.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("line 1") && message.contains("ML_SAUCE") && message.contains(words),
+            "{}",
+            resp.text
+        );
+    }
+    assert!(
+        mock.requests_to("/v2/orders").is_empty(),
+        "a refused order costs no POS call: {:?}",
+        mock.requests_to("/v2/orders")
+    );
+    let pending = manager.get("/orders/pending").await;
+    assert_eq!(pending.expect(200)["orders"], json!([]), "nothing stored");
+
+    // One sauce and three extras (over the Extras list's two, within the Burger's three).
+    let mut ws = socket(&srv, last_seq(&manager).await).await;
+    let body = order(
+        "web-bounds-ok",
+        json!([
+            modifier("ML_SAUCE", "MOD_BBQ", 1),
+            modifier("ML_EXTRAS", "MOD_CHEESE", 2),
+            modifier("ML_EXTRAS", "MOD_BACON", 1)
+        ]),
+    );
+    let created = manager.post("/orders", &body).await.expect(201).clone();
+    let id = created["id"].clone();
+    // Fries 4.00; Burger 9.50 + BBQ 0.50 + 2 × cheese 1.00 + bacon 2.00.
+    assert_eq!(created["subtotal"], 400 + 950 + 50 + 200 + 200, "{created}");
+    let injected = next_about(&mut ws, "order_injected", &id).await;
+    assert_eq!(injected["data"]["pos"]["state"], "submitted", "{injected}");
+    let ours = id.as_str().expect("order id");
+    let in_square = mock.orders_with_reference(ours);
+    assert_eq!(in_square.len(), 1, "one Square order: {in_square:?}");
+    let burger = &in_square[0]["line_items"][1];
+    let sent: Vec<(String, String)> = burger["modifiers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["catalog_object_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                m["quantity"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            ("MOD_BBQ".to_owned(), "1".to_owned()),
+            ("MOD_CHEESE".to_owned(), "2".to_owned()),
+            ("MOD_BACON".to_owned(), "1".to_owned()),
+        ],
+        "{}",
+        in_square[0]
+    );
+    assert_eq!(mock.orders_created().len(), 1);
+}
+
+both_backends!(a_square_items_own_modifier_bounds_are_synced_and_enforced_before_the_pos);
+
 /// A double burger with BBQ sauce and fries, at the Square venue.
 fn square_order(external_id: &str) -> Value {
     json!({

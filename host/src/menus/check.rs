@@ -537,7 +537,10 @@ mod tests {
         check_order(&menu(), &open(), &burger(&two_sauces)).unwrap();
         let m = overriding("sauce", None, Some(1));
         let r = check_order(&m, &open(), &burger(&two_sauces)).unwrap_err();
-        assert_eq!((r.reason, r.line), (RefusalReason::TooManyModifiers, Some(1)));
+        assert_eq!(
+            (r.reason, r.line),
+            (RefusalReason::TooManyModifiers, Some(1))
+        );
         assert_eq!(
             r.message,
             "line 1: modifier group \"sauce\" allows at most 1 selection(s), got 2"

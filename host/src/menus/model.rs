@@ -201,9 +201,7 @@ impl ModifierGroup {
             min: over
                 .and_then(|o| o.min_selected)
                 .unwrap_or_else(|| self.effective_min()),
-            max: over
-                .and_then(|o| o.max_selected)
-                .or(self.max_selected),
+            max: over.and_then(|o| o.max_selected).or(self.max_selected),
         }
     }
 }
@@ -937,7 +935,10 @@ pub(crate) mod tests {
         let parsed: Item = serde_json::from_value(item.clone()).unwrap();
         assert!(parsed.modifier_group_overrides.is_empty());
         let written = serde_json::to_value(&parsed).unwrap();
-        assert!(written.get("modifier_group_overrides").is_none(), "{written}");
+        assert!(
+            written.get("modifier_group_overrides").is_none(),
+            "{written}"
+        );
         let mut with = item.clone();
         with["modifier_group_overrides"] =
             serde_json::json!([{"group_id": "sauce", "max_selected": 3}]);

@@ -487,7 +487,9 @@ pub(crate) fn merge(current: &MenuContent, catalog: &FetchedCatalog) -> MenuCont
         item.modifier_group_overrides.retain(|o| {
             listed.contains(&o.group_id)
                 && seen.insert(o.group_id.clone())
-                && groups.get(o.group_id.as_str()).is_some_and(|g| meetable(g, o))
+                && groups
+                    .get(o.group_id.as_str())
+                    .is_some_and(|g| meetable(g, o))
         });
     }
     out
@@ -520,8 +522,7 @@ fn item_overrides(
                 .max_selected
                 .filter(|m| *m > 0 && Some(*m) != group.max_selected),
         };
-        if (over.min_selected.is_some() || over.max_selected.is_some()) && meetable(group, &over)
-        {
+        if (over.min_selected.is_some() || over.max_selected.is_some()) && meetable(group, &over) {
             out.push(over);
         }
     }
