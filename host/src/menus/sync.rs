@@ -6,13 +6,14 @@
 //! working; a new entry takes its provider id as canonical id (suffixed if a local entry
 //! holds it). What the canonical menu cannot sell is left out: items the POS does not offer
 //! to ordering partners (`orderable = false`), open-priced variations, items left with no
-//! priced variation, modifier groups without options. Nested categories are flattened: a
+//! priced variation, modifier groups without options, an item's own modifier bounds that
+//! cannot be met (its groups' apply). Nested categories are flattened: a
 //! sub-category is listed under its own name prefixed by its non-root ancestors'
 //! ("Burgers › Specials"), top-level menus (Toast) and root categories keep their names.
 //!
-//! Size: about 660 lines, 130 of them tests: one merge of every kind of catalog entry
-//! (categories, items, variations, modifier groups and options, taxes), whose id maps for
-//! stable canonical ids all kinds share.
+//! Size: about 820 lines, 220 of them tests: one merge of every kind of catalog entry
+//! (categories, items, variations, modifier groups and options, taxes, an item's own
+//! modifier bounds), whose id maps for stable canonical ids all kinds share.
 
 use std::collections::{HashMap, HashSet};
 
@@ -499,6 +500,8 @@ pub(crate) fn merge(current: &MenuContent, catalog: &FetchedCatalog) -> MenuCont
 /// the group's (so a catalog without per-item bounds makes the same menu as before they
 /// were kept), and none that cannot be met (a maximum of 0, a minimum above the maximum:
 /// the group's bounds apply, as for anything else the canonical menu cannot sell).
+/// A bound equal to the group's is not kept, so should the group alone change in a later
+/// incremental fetch, the item follows it until the item itself is fetched again.
 fn item_overrides(
     refs: &[crate::plugins::contract::ModifierGroupRef],
     group_map: &HashMap<String, String>,
