@@ -364,7 +364,7 @@ pub(crate) fn square_burger_and_fries(sauce_min: i64) -> [Value; 4] {
 /// Square's catalog of the item-bounds test: a Sauce list (0-2: ketchup, BBQ +0.50, mayo)
 /// and an Extras list (0-2: cheese +1.00, bacon +2.00). The Burger (9.50) takes exactly one
 /// sauce and up to three extras, its own bounds; Fries (4.00) state the Sauce list's own
-/// bounds, which is no override.
+/// bounds, kept as their own.
 fn square_item_bounds_catalog() -> [Value; 5] {
     [
         square_category("CAT_MAINS", "Mains", None),
@@ -415,7 +415,7 @@ async fn a_square_items_own_modifier_bounds_are_synced_and_enforced_before_the_p
         .await
         .expect(200);
 
-    // The menu shows the Burger's own bounds, and only where they differ from the list's.
+    // The menu shows each item's own bounds, the Fries' too (equal to the list's today).
     let menu = manager.get("/menus/bistro").await.expect(200).clone();
     let item = |id: &str| {
         menu["items"]
@@ -432,8 +432,9 @@ async fn a_square_items_own_modifier_bounds_are_synced_and_enforced_before_the_p
         ]),
         "{menu}"
     );
-    assert!(
-        item("ITEM_FRIES").get("modifier_group_overrides").is_none(),
+    assert_eq!(
+        item("ITEM_FRIES")["modifier_group_overrides"],
+        json!([{"group_id": "ML_SAUCE", "min_selected": 0, "max_selected": 2}]),
         "{menu}"
     );
     let sauce = &menu["modifier_groups"][0];

@@ -496,12 +496,12 @@ pub(crate) fn merge(current: &MenuContent, catalog: &FetchedCatalog) -> MenuCont
     out
 }
 
-/// An item's own bounds for its groups, from the POS's references: only what differs from
-/// the group's (so a catalog without per-item bounds makes the same menu as before they
-/// were kept), and none that cannot be met (a maximum of 0, a minimum above the maximum:
-/// the group's bounds apply, as for anything else the canonical menu cannot sell).
-/// A bound equal to the group's is not kept, so should the group alone change in a later
-/// incremental fetch, the item follows it until the item itself is fetched again.
+/// An item's own bounds for its groups, from the POS's references: every bound the item
+/// states (a catalog without per-item bounds makes the same menu as before they were
+/// kept), even one equal to its group's today: an incremental fetch that changes only the
+/// group does not bring the item back, and the item's own value stays the POS's rule for
+/// it. None that cannot be met (a maximum of 0, a minimum above the maximum): the group's
+/// bounds apply, as for anything else the canonical menu cannot sell.
 fn item_overrides(
     refs: &[crate::plugins::contract::ModifierGroupRef],
     group_map: &HashMap<String, String>,
@@ -520,10 +520,8 @@ fn item_overrides(
         }
         let over = ModifierGroupOverride {
             group_id: id.clone(),
-            min_selected: r.min_selected.filter(|m| *m != group.effective_min()),
-            max_selected: r
-                .max_selected
-                .filter(|m| *m > 0 && Some(*m) != group.max_selected),
+            min_selected: r.min_selected,
+            max_selected: r.max_selected.filter(|m| *m > 0),
         };
         if (over.min_selected.is_some() || over.max_selected.is_some()) && meetable(group, &over) {
             out.push(over);
@@ -707,10 +705,11 @@ mod tests {
     }
 
     #[test]
-    fn item_bounds_that_differ_from_the_groups_become_overrides() {
+    fn item_bounds_the_pos_states_become_overrides() {
         let mut page = snapshot();
         page.items = vec![
-            // The same as the list's, or the list's (-1 in Square): no override.
+            // The list's (-1 in Square): no override. The same as the list's: kept, so
+            // that a later change of the list alone leaves the item's own rule in force.
             bounded("same", Some(1), Some(2)),
             bounded("plain", None, None),
             bounded("looser", Some(0), Some(3)),
@@ -731,9 +730,10 @@ mod tests {
                 .map(|o| (o.group_id.as_str(), o.min_selected, o.max_selected))
                 .collect::<Vec<_>>()
         };
-        for id in ["same", "plain", "zero", "unmeetable"] {
+        for id in ["plain", "zero", "unmeetable"] {
             assert_eq!(overrides(id), [], "{id}");
         }
+        assert_eq!(overrides("same"), [("g1", Some(1), Some(2))]);
         assert_eq!(overrides("looser"), [("g1", Some(0), Some(3))]);
         assert_eq!(overrides("stricter"), [("g1", None, Some(1))]);
         assert_eq!(overrides("needs-two"), [("g1", Some(2), None)]);
@@ -745,13 +745,14 @@ mod tests {
             serde_json::to_vec(&again).unwrap(),
             serde_json::to_vec(&menu).unwrap()
         );
-        let json = serde_json::to_value(&menu.items[0]).unwrap();
+        let plain = menu.items.iter().find(|i| i.id == "plain").unwrap();
+        let json = serde_json::to_value(plain).unwrap();
         assert!(json.get("modifier_group_overrides").is_none(), "{json}");
         assert_eq!(count_changes(&menu, &again), SyncChanges::default());
 
         // The list alone changes (an incremental fetch without the items) to at most one:
         // "needs-two" can no longer be met and falls back to the list's bounds; the others
-        // keep their own.
+        // keep their own, "same" its 1-2 (which the list no longer says).
         let mut list = snapshot().modifier_groups;
         list[0].max_selected = Some(1);
         let change = CatalogPage {
@@ -775,6 +776,7 @@ mod tests {
                 .len()
         };
         assert_eq!(own("needs-two"), 0);
+        assert_eq!(own("same"), 1);
         assert_eq!(own("looser"), 1);
         assert_eq!(own("stricter"), 1);
         // An item fetched again without its own bounds loses its override.
