@@ -27,9 +27,11 @@
 //! - A batch's savepoints stay under 64 by default, PostgreSQL's per-transaction cache of
 //!   subtransaction ids, past which every other session's snapshot checks slow down.
 //!
-//! On SQLite there is one lane: the database has one writer, and its connection is the
-//! store's single writer connection, taken for a batch and given back after the commit so
-//! that single-statement writes (webhook acks, leases) interleave between batches.
+//! On SQLite there is one lane: the database has one writer. The lane runs on a thread of
+//! its own and drives a connection of its own on it, without a thread hand-off per
+//! statement (see `store/direct.rs`); for each batch it takes the store's single writer
+//! connection as its turn, and gives it back after the commit, so that single-statement
+//! writes (webhook acks, leases) interleave between batches.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -234,7 +236,12 @@ impl Writes {
                 #[cfg(test)]
                 state: state.clone(),
             };
-            tokio::spawn(lane.run());
+            match store.backend() {
+                Backend::Sqlite => lane.spawn_on_own_thread(),
+                Backend::Postgres => {
+                    tokio::spawn(lane.run());
+                }
+            }
         }
         Writes { queue, state }
     }
@@ -299,6 +306,29 @@ struct Lane {
 }
 
 impl Lane {
+    /// Runs the lane on a thread of its own, which SQLite's statements then run on (see
+    /// `store/direct.rs`): the tokio workers only hand jobs in and take answers out, and
+    /// a commit's fsync blocks this thread, not theirs. The thread ends with the queue
+    /// (every [`Writes`] handle dropped).
+    fn spawn_on_own_thread(self) {
+        let spawned = std::thread::Builder::new()
+            .name("posbridge-sqlite-writer".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(self.run()),
+                    Err(err) => {
+                        tracing::error!(error = %err, "the SQLite write lane could not start")
+                    }
+                }
+            });
+        if let Err(err) = spawned {
+            tracing::error!(error = %err, "the SQLite write lane's thread could not start");
+        }
+    }
+
     async fn run(mut self) {
         loop {
             if self.carry.is_empty() {
