@@ -8,7 +8,7 @@ use sqlx::any::{Any, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
 use sqlx::{Either, Execute, Executor};
 use sqlx_core::describe::Describe;
 
-use super::direct::DirectTx;
+use super::direct::{DirectReaders, DirectTx};
 use super::Db;
 
 /// A write transaction. Domain code runs its statements on `&mut Conn` like on any sqlx
@@ -109,6 +109,72 @@ impl<'c> Executor<'c> for &'c mut Conn {
             Conn::Borrowed(conn) => (&mut **conn).describe(sql),
             Conn::Pooled(tx) => (&mut **tx).describe(sql),
             Conn::Direct(tx) => tx.conn().describe(sql),
+        }
+    }
+}
+
+/// Where a point read (one row by its key) runs: on SQLite a direct connection on the
+/// calling thread (see [`DirectReaders`]), on PostgreSQL the pool.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PointReader<'a> {
+    /// The reader pool.
+    Pool(&'a sqlx::AnyPool),
+    /// SQLite's direct readers.
+    Direct(&'a DirectReaders),
+}
+
+impl<'c> Executor<'c> for PointReader<'c> {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        match self {
+            PointReader::Pool(pool) => pool.fetch_many(query),
+            PointReader::Direct(readers) => readers.fetch_many(query),
+        }
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        match self {
+            PointReader::Pool(pool) => pool.fetch_optional(query),
+            PointReader::Direct(readers) => readers.fetch_optional(query),
+        }
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+        parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<AnyStatement<'q>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        match self {
+            PointReader::Pool(pool) => pool.prepare_with(sql, parameters),
+            PointReader::Direct(readers) => readers.prepare_with(sql, parameters),
+        }
+    }
+
+    fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        match self {
+            PointReader::Pool(pool) => pool.describe(sql),
+            PointReader::Direct(readers) => readers.describe(sql),
         }
     }
 }

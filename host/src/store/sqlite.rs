@@ -8,7 +8,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, Executor};
 
-use super::direct::DirectSqlite;
+use super::direct::{DirectReaders, DirectSqlite};
 use super::{SqliteSync, StoreError, StoreOptions, SQLITE_ACQUIRE_TIMEOUT};
 
 /// The SQLite pool: WAL, the chosen durability, foreign keys, and no ping before lending a
@@ -55,21 +55,26 @@ fn pragmas(options: &StoreOptions) -> String {
 }
 
 /// The write lane's connection to the file `url` names (opened after the pools, which
-/// created it); none for an in-memory database, which a second connection cannot share.
+/// created it) and the point readers of that file; none for an in-memory database, which
+/// other connections cannot share.
 pub(super) fn open_direct(
     url: &str,
     options: &StoreOptions,
-) -> Result<Option<DirectSqlite>, StoreError> {
+) -> Result<Option<(DirectSqlite, DirectReaders)>, StoreError> {
     let parsed = SqliteConnectOptions::from_str(url)?;
     let path = parsed.get_filename();
     if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
         return Ok(None);
     }
-    Ok(Some(DirectSqlite::open(
-        path,
-        &pragmas(options),
+    let pragmas = pragmas(options);
+    let writer = DirectSqlite::open(path, &pragmas, options.busy_timeout)?;
+    let readers = DirectReaders::new(
+        path.to_owned(),
+        pragmas,
         options.busy_timeout,
-    )?))
+        options.max_connections as usize,
+    );
+    Ok(Some((writer, readers)))
 }
 
 /// WAL pages after which a commit checkpoints by itself: only a safety net, should the
