@@ -15,6 +15,10 @@
 //! the same [`AnyRow`]s that sqlx's SQLite driver builds (values typed by what SQLite
 //! stored, as sqlx's `AnyRow::map_from` does), and reporting errors with SQLite's extended
 //! result code, as sqlx does, so that a unique violation or a busy file reads the same.
+//!
+//! Size: about 690 lines, 195 of them tests: binding, row typing, multi-statement queries
+//! and error codes must agree with sqlx's SQLite driver in every detail the store relies
+//! on, and they are one executor; the point readers are in `direct/readers.rs`.
 
 use std::borrow::Cow;
 use std::fmt;
