@@ -175,7 +175,7 @@ impl ApiKeys {
         .bind(now_micros())
         .bind(key_id)
         .bind(&tenant.id)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?
         .rows_affected();
         if found == 0 {
@@ -186,7 +186,7 @@ impl ApiKeys {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(crate::events::REVOCATION_CHANNEL)
                 .bind(key_id)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
         }
         tx.commit().await?;

@@ -129,7 +129,7 @@ async fn get_profile(
 ) -> Result<Json<Profile>, ApiError> {
     let scope = &caller.scope;
     let phone = phone_of(scope.country(), &raw_phone)?;
-    let mut conn = store.reader().acquire().await?;
+    let mut conn = store.read_conn().await?;
     profile::profile(&mut conn, scope.tenant_id(), &phone)
         .await?
         .map(Json)

@@ -20,7 +20,7 @@ pub(crate) use group_commit::{GroupCommitOptions, Undo, Writes};
 pub(crate) use hub::{EventHub, HubOptions, REVOCATION_CHANNEL};
 
 use crate::auth::TenantScope;
-use crate::store::{now_micros, rfc3339, Backend, Conn, Params, Store, StoreError, Tx};
+use crate::store::{now_micros, rfc3339, Backend, Conn, Params, Store, StoreError};
 
 /// The event types the host itself emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +136,7 @@ impl Event {
 /// on PostgreSQL the tenant's sequence row is locked only for the commit, not while the
 /// writes run. Nothing inside a transaction reads back its own events.
 pub struct LoggedTx {
-    tx: Tx,
+    tx: Conn,
     hub: EventHub,
     backend: Backend,
     pending: Vec<PendingEvent>,
@@ -163,7 +163,7 @@ impl LoggedTx {
     fn begin<'a>(store: &'a Store, hub: &'a EventHub) -> BoxFuture<'a, Result<Self, StoreError>> {
         Box::pin(async move {
             Ok(LoggedTx {
-                tx: store.begin().await?,
+                tx: store.begin_direct().await?,
                 hub: hub.clone(),
                 backend: store.backend(),
                 pending: Vec::new(),
@@ -233,7 +233,7 @@ impl LoggedTx {
     /// `SAVEPOINT` of the same name shadows it, which saves a round trip per job.
     fn savepoint(&mut self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            sqlx::query("SAVEPOINT job").execute(&mut *self.tx).await?;
+            sqlx::query("SAVEPOINT job").execute(&mut self.tx).await?;
             Ok(())
         })
     }
@@ -243,7 +243,7 @@ impl LoggedTx {
     fn rollback_to_savepoint(&mut self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             sqlx::query("ROLLBACK TO SAVEPOINT job")
-                .execute(&mut *self.tx)
+                .execute(&mut self.tx)
                 .await?;
             Ok(())
         })
@@ -312,76 +312,40 @@ impl LoggedTx {
         events: &[&PendingEvent],
     ) -> Result<i64, StoreError> {
         let n = events.len() as i64;
-        let last: i64 = match self.backend {
-            // One round trip to SQLite's connection thread instead of two (each statement is
-            // a hand-off to that thread, the dominant cost of a small write): the tenant's
-            // counter is bumped and the events take the new values in one multi-statement
-            // call. The single writer connection orders concurrent writers, and
-            // `tenants.last_seq` stays the counter `last_seq()` reads. `fetch_all`, not
-            // `fetch_one`: sqlx's single-row fetch stops at the first result, which is the
-            // UPDATE's, and would abandon the INSERT.
-            Backend::Sqlite => {
-                let mut p = Params::new(Backend::Sqlite);
-                let update = format!(
-                    "UPDATE tenants SET last_seq = last_seq + {n} WHERE id = {}",
-                    p.one()
-                );
-                let rows: Vec<String> = (1..=events.len())
-                    .map(|k| format!("({k}, {})", p.list(3)))
-                    .collect();
-                let sql = format!(
-                    "{update};
-                     INSERT INTO events (tenant_id, seq, kind, at, data)
-                       SELECT t.id, t.last_seq - {n} + b.column1, b.column2, b.column3, b.column4
-                       FROM tenants t, (VALUES {}) b WHERE t.id = {}
-                     RETURNING seq",
-                    rows.join(", "),
-                    p.one()
-                );
-                let mut query = sqlx::query_scalar(&sql).bind(tenant_id);
-                for event in events {
-                    query = query.bind(&event.kind).bind(event.at).bind(&event.data);
-                }
-                let seqs: Vec<i64> = query.bind(tenant_id).fetch_all(&mut *self.tx).await?;
-                if seqs.len() != events.len() {
-                    return Err(StoreError::Sqlx(sqlx::Error::RowNotFound));
-                }
-                seqs.into_iter().max().unwrap_or_default()
-            }
-            // PostgreSQL takes one statement per call. The row lock this UPDATE takes orders
-            // concurrent writers of one tenant, across hosts: seqs commit in the order they
-            // are handed out.
-            Backend::Postgres => {
-                let last: i64 = sqlx::query_scalar(
-                    "UPDATE tenants SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq",
-                )
+        // The tenant's counter row is locked by this UPDATE until the commit: it orders
+        // concurrent writers of one tenant (across hosts on PostgreSQL), so seqs commit in
+        // the order they are handed out, and `tenants.last_seq` stays the counter
+        // `last_seq()` reads. On SQLite the write lane runs both statements on its own
+        // thread (store/direct.rs): two cost about what one did.
+        let last: i64 = sqlx::query_scalar(
+            "UPDATE tenants SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq",
+        )
+        .bind(tenant_id)
+        .bind(n)
+        .fetch_one(&mut self.tx)
+        .await?;
+        let sql = format!(
+            "INSERT INTO events (tenant_id, seq, kind, at, data) VALUES {}",
+            Params::new(self.backend).rows(events.len(), 5)
+        );
+        let mut query = sqlx::query(&sql);
+        for (event, seq) in events.iter().zip(last - n + 1..) {
+            query = query
                 .bind(tenant_id)
-                .bind(n)
-                .fetch_one(&mut *self.tx)
+                .bind(seq)
+                .bind(&event.kind)
+                .bind(event.at)
+                .bind(&event.data);
+        }
+        query.execute(&mut self.tx).await?;
+        if self.backend == Backend::Postgres {
+            // Delivered to every other host's listener when (and only if) this commits.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(hub::NOTIFY_CHANNEL)
+                .bind(self.hub.notification(tenant_id, last - n + 1, last))
+                .execute(&mut self.tx)
                 .await?;
-                let sql = format!(
-                    "INSERT INTO events (tenant_id, seq, kind, at, data) VALUES {}",
-                    Params::new(Backend::Postgres).rows(events.len(), 5)
-                );
-                let mut query = sqlx::query(&sql);
-                for (event, seq) in events.iter().zip(last - n + 1..) {
-                    query = query
-                        .bind(tenant_id)
-                        .bind(seq)
-                        .bind(&event.kind)
-                        .bind(event.at)
-                        .bind(&event.data);
-                }
-                query.execute(&mut *self.tx).await?;
-                // Delivered to every other host's listener when (and only if) this commits.
-                sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(hub::NOTIFY_CHANNEL)
-                    .bind(self.hub.notification(tenant_id, last - n + 1, last))
-                    .execute(&mut *self.tx)
-                    .await?;
-                last
-            }
-        };
+        }
         let first = last - n + 1;
         let history = self.hub.history();
         // Prune when this write crossed a multiple of PRUNE_EVERY.
@@ -393,7 +357,7 @@ impl LoggedTx {
             )
             .bind(tenant_id)
             .bind(last - history)
-            .execute(&mut *self.tx)
+            .execute(&mut self.tx)
             .await?;
         }
         Ok(first)

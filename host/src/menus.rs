@@ -377,7 +377,7 @@ pub(crate) async fn read_store_status(
     scope: &TenantScope,
     venue: &str,
 ) -> Result<StoreStatus, MenuError> {
-    let mut conn = store.reader().acquire().await.map_err(StoreError::from)?;
+    let mut conn = store.read_conn().await?;
     status::read(&mut conn, scope, venue).await
 }
 

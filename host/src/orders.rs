@@ -696,7 +696,7 @@ impl Orders {
         scope: &TenantScope,
         id: &str,
     ) -> Result<Order, OrderError> {
-        let mut conn = store.reader().acquire().await.map_err(StoreError::from)?;
+        let mut conn = store.read_conn().await?;
         load(&mut conn, scope, id).await
     }
 }

@@ -70,7 +70,7 @@ pub async fn rotate(
     let rows = sqlx::query(
         "SELECT id, tenant_id, credentials_key_id, credentials_sealed, webhook_key_id, webhook_key_sealed FROM integrations",
     )
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut tx)
     .await?;
     let mut resealed = 0;
     for row in &rows {
@@ -107,7 +107,7 @@ pub async fn rotate(
     let bindings = sqlx::query(
         "SELECT id, tenant_id, config_key_id, config_sealed FROM hook_bindings WHERE config_sealed IS NOT NULL",
     )
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut tx)
     .await?;
     for row in &bindings {
         let id: String = row.try_get("id")?;
@@ -146,7 +146,7 @@ struct SealedIn<'a> {
 
 /// Opens `sealed` and stores it sealed again under the active key.
 async fn reseal(
-    tx: &mut crate::store::Tx,
+    tx: &mut crate::store::Conn,
     vault: &Vault,
     at: &SealedIn<'_>,
     sealed: &Sealed,
@@ -160,7 +160,7 @@ async fn reseal(
     .bind(&fresh.key_id)
     .bind(&fresh.bytes)
     .bind(at.id)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

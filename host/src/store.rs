@@ -3,6 +3,11 @@
 //! Queries are written once in the common subset of both dialects (`$N` parameters,
 //! `ON CONFLICT`, `RETURNING`, integer money and microsecond timestamps) and run through
 //! `sqlx::Any`, so every domain module has a single code path for both databases.
+//!
+//! Size: about 700 lines, 135 of them tests: the error type and how its failures are
+//! classified (outage, conflict, unique violation), every storage knob documented where it
+//! is set, and the [`Store`] handle with its pools; the SQLite specifics, the write
+//! lane's direct connection and conflict retries have modules of their own.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -10,18 +15,17 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
 
+mod conn;
+mod direct;
 mod retry;
 mod sqlite;
 
+pub(crate) use conn::{Conn, PointReader};
 pub(crate) use retry::{retry_conflicts, TransientConflict, CONFLICT_RETRIES};
 use sqlite::{spawn_checkpointer, sqlite_pool};
 
 /// The sqlx database every query runs against.
 pub(crate) type Db = sqlx::Any;
-/// A live transaction on the writer pool.
-pub(crate) type Tx = sqlx::Transaction<'static, Db>;
-/// A single connection, as borrowed from a transaction (`&mut *tx`).
-pub(crate) type Conn = sqlx::AnyConnection;
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +105,9 @@ fn sqlx_unavailable(err: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => {
             let Some(code) = db.code() else { return false };
+            if let Some(direct) = db.try_downcast_ref::<direct::DirectSqliteError>() {
+                return SQLITE_UNAVAILABLE.contains(&i64::from(direct.extended_code() & 0xff));
+            }
             if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
                 return code
                     .parse::<i64>()
@@ -230,6 +237,11 @@ impl Default for StoreOptions {
 pub struct Store {
     reader: AnyPool,
     writer: AnyPool,
+    /// SQLite's write lane connection (see [`Store::begin_direct`]); none on PostgreSQL
+    /// and for an in-memory SQLite database, which another connection could not share.
+    direct: Option<std::sync::Arc<tokio::sync::Mutex<direct::DirectSqlite>>>,
+    /// SQLite's point readers (see [`Store::point_reader`]); none where `direct` is none.
+    point_readers: Option<std::sync::Arc<direct::DirectReaders>>,
     backend: Backend,
     url: String,
     options: std::sync::Arc<StoreOptions>,
@@ -253,9 +265,18 @@ impl Store {
                 let writer = sqlite_pool(&url, 1, options).await?;
                 let reader = sqlite_pool(&url, options.max_connections, options).await?;
                 spawn_checkpointer(reader.clone(), options.sqlite_checkpoint_interval);
+                let (direct, point_readers) = match sqlite::open_direct(&url, options)? {
+                    Some((conn, readers)) => (
+                        Some(std::sync::Arc::new(tokio::sync::Mutex::new(conn))),
+                        Some(std::sync::Arc::new(readers)),
+                    ),
+                    None => (None, None),
+                };
                 Store {
                     reader,
                     writer,
+                    direct,
+                    point_readers,
                     backend,
                     url,
                     options: std::sync::Arc::new(options.clone()),
@@ -270,6 +291,8 @@ impl Store {
                 Store {
                     reader: pool.clone(),
                     writer: pool,
+                    direct: None,
+                    point_readers: None,
                     backend,
                     url,
                     options: std::sync::Arc::new(options.clone()),
@@ -309,14 +332,42 @@ impl Store {
         &self.reader
     }
 
+    /// Where to read one row by its key (a balance): see [`PointReader`]. Reads that
+    /// return many rows or scan use [`Store::reader`].
+    pub(crate) fn point_reader(&self) -> PointReader<'_> {
+        match &self.point_readers {
+            Some(readers) => PointReader::Direct(readers),
+            None => PointReader::Pool(&self.reader),
+        }
+    }
+
     /// The pool for single-statement writes outside a transaction.
     pub(crate) fn writer(&self) -> &AnyPool {
         &self.writer
     }
 
+    /// A reader connection for several statements in a row (no transaction).
+    pub(crate) async fn read_conn(&self) -> Result<Conn, StoreError> {
+        Ok(Conn::Borrowed(self.reader.acquire().await?))
+    }
+
     /// Starts a write transaction.
-    pub(crate) async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(self.writer.begin().await?)
+    pub(crate) async fn begin(&self) -> Result<Conn, StoreError> {
+        Ok(Conn::Pooled(self.writer.begin().await?))
+    }
+
+    /// Starts the write lane's transaction: on SQLite on the direct connection, whose
+    /// statements run on the calling thread (see `store/direct.rs`), elsewhere as
+    /// [`Store::begin`]. The writer pool's one connection is held meanwhile, so no other
+    /// write of this process runs between (SQLite has one writer; taking turns in the
+    /// pool's queue is cheaper than meeting in SQLite's busy handler, which sleeps).
+    pub(crate) async fn begin_direct(&self) -> Result<Conn, StoreError> {
+        let Some(direct) = &self.direct else {
+            return self.begin().await;
+        };
+        let turn = self.writer.acquire().await?;
+        let conn = direct.clone().lock_owned().await;
+        Ok(Conn::Direct(direct::DirectTx::begin(conn, turn)?))
     }
 
     /// Readiness: the database answers a query within `timeout` and every migration this

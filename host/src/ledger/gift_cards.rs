@@ -152,7 +152,7 @@ impl GiftCardLedger {
         )
         .bind(scope.tenant_id())
         .bind(&code)
-        .fetch_optional(store.reader())
+        .fetch_optional(store.point_reader())
         .await?
         .ok_or_else(|| LedgerError::GiftCardNotFound(code.clone()))?;
         Ok(GiftCardView {

@@ -110,7 +110,7 @@ impl LoyaltyLedger {
         )
         .bind(scope.tenant_id())
         .bind(&phone)
-        .fetch_optional(store.reader())
+        .fetch_optional(store.point_reader())
         .await?
         .ok_or_else(|| LedgerError::CustomerNotFound(phone.clone()))?;
         let ladder = Ladder::from_stored(row.try_get("tiers")?, row.try_get("access_levels")?);

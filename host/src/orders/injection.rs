@@ -729,7 +729,7 @@ pub(crate) async fn retry_dead_letter(
     .bind(now)
     .bind(&stored.tenant_id)
     .bind(id)
-    .execute(&mut *tx)
+    .execute(&mut tx)
     .await?
     .rows_affected();
     if queued == 0 {
@@ -737,13 +737,13 @@ pub(crate) async fn retry_dead_letter(
             sqlx::query_scalar("SELECT pos_state FROM orders WHERE tenant_id = $1 AND id = $2")
                 .bind(&stored.tenant_id)
                 .bind(id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut tx)
                 .await?;
         return match state {
             None | Some(None) => Ok(RetryOutcome::Gone(format!("order {id} is gone"))),
             Some(Some(state)) if state == "queued" => Ok(RetryOutcome::Requeued),
             Some(Some(_)) => {
-                dead_letters::resolve(&mut *tx, Kind::Order, id, "").await?;
+                dead_letters::resolve(&mut tx, Kind::Order, id, "").await?;
                 tx.commit().await?;
                 Ok(RetryOutcome::Resolved)
             }
@@ -755,7 +755,7 @@ pub(crate) async fn retry_dead_letter(
     )
     .bind(now)
     .bind(&stored.view.id)
-    .execute(&mut *tx)
+    .execute(&mut tx)
     .await?;
     tx.commit().await?;
     tracing::info!(order = %id, "order re-queued for injection by an operator");

@@ -203,7 +203,7 @@ impl Plugins {
         let mut tx = self.inner.store.begin().await?;
         let existing: Option<String> = sqlx::query_scalar("SELECT kind FROM plugins WHERE id = $1")
             .bind(&manifest.id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?;
         match existing.as_deref() {
             Some(kind) if kind != manifest.kind.as_str() => {
@@ -222,7 +222,7 @@ impl Plugins {
                 .bind(&manifest.id)
                 .bind(manifest.kind.as_str())
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
             }
         }
@@ -242,7 +242,7 @@ impl Plugins {
         .bind(now)
         .bind(signer.as_ref().map(|s| s.key_id.clone()))
         .bind(signer.as_ref().and_then(|s| s.name.clone()))
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?
         .rows_affected();
         if inserted == 0 {
@@ -260,7 +260,7 @@ impl Plugins {
             .bind(&manifest.version)
             .bind(now)
             .bind(&manifest.id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         }
         self.bump_generation(&mut tx).await?;
@@ -326,7 +326,7 @@ impl Plugins {
             sqlx::query("DELETE FROM plugin_versions WHERE plugin_id = $1 AND version = $2")
                 .bind(id)
                 .bind(version)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?
                 .rows_affected();
         if deleted == 0 {
@@ -385,7 +385,7 @@ impl Plugins {
         .bind((memory_mb << 20) as i64)
         .bind(now_micros())
         .bind(id)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?
         .rows_affected();
         if found == 0 {
@@ -411,7 +411,7 @@ impl Plugins {
             .bind(first)
             .bind(now_micros())
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?
             .rows_affected();
         if found == 0 {

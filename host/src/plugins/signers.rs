@@ -79,7 +79,7 @@ impl Plugins {
         let holder: Option<String> =
             sqlx::query_scalar("SELECT name FROM plugin_signers WHERE key_id = $1")
                 .bind(&key_id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut tx)
                 .await?;
         if let Some(holder) = holder.filter(|h| h != name) {
             return Err(AdminError::SignerKeyTrusted {
@@ -94,7 +94,7 @@ impl Plugins {
         .bind(&encoded)
         .bind(now)
         .bind(name)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?
         .rows_affected();
         if replaced == 0 {
@@ -105,7 +105,7 @@ impl Plugins {
             .bind(&key_id)
             .bind(&encoded)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         }
         tx.commit().await.map_err(crate::store::StoreError::from)?;

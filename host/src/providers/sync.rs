@@ -511,7 +511,7 @@ async fn record(
     .bind(stats.duplicates as i64)
     .bind(stats.pages as i64)
     .bind(error.map(ToString::to_string))
-    .execute(&mut *tx)
+    .execute(&mut tx)
     .await?;
     // Keep the last 100 runs per integration.
     sqlx::query(
@@ -519,7 +519,7 @@ async fn record(
            (SELECT id FROM sync_runs WHERE integration_id = $1 ORDER BY started_at DESC LIMIT 100)",
     )
     .bind(&integration.id)
-    .execute(&mut *tx)
+    .execute(&mut tx)
     .await?;
     let interval_us = integration.sync_interval_s * 1_000_000;
     match error {
@@ -534,20 +534,20 @@ async fn record(
             .bind(finished + interval_us)
             .bind(&integration.id)
             .bind(app.hub.node_id())
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?
             .rows_affected();
             if held == 0 {
                 return Ok(false);
             }
             // A complete sync got every page: a page dead letter has nothing left to say.
-            dead_letters::resolve(&mut *tx, Kind::Sync, &integration.id, "").await?;
+            dead_letters::resolve(&mut tx, Kind::Sync, &integration.id, "").await?;
         }
         Some(err) => {
             let failures: i64 =
                 sqlx::query_scalar("SELECT consecutive_failures FROM integrations WHERE id = $1")
                     .bind(&integration.id)
-                    .fetch_one(&mut *tx)
+                    .fetch_one(&mut tx)
                     .await?;
             let failures = failures + 1;
             let backoff = match err {
@@ -575,7 +575,7 @@ async fn record(
             .bind(finished + backoff.max(1_000_000))
             .bind(&integration.id)
             .bind(app.hub.node_id())
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?
             .rows_affected();
             if held == 0 {
@@ -587,7 +587,7 @@ async fn record(
             if page_failed && failures >= ERROR_AFTER {
                 let reason = format!("{failures} syncs in a row failed to fetch a page: {err}");
                 dead_letters::put(
-                    &mut *tx,
+                    &mut tx,
                     &NewDeadLetter {
                         kind: Kind::Sync,
                         tenant_id: &integration.tenant_id,

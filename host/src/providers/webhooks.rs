@@ -229,7 +229,7 @@ pub(crate) async fn requeue(
     )
     .bind(now_micros())
     .bind(&dead.view.source_id)
-    .execute(&mut *tx)
+    .execute(&mut tx)
     .await?
     .rows_affected();
     if found == 0 {
@@ -242,7 +242,7 @@ pub(crate) async fn requeue(
     )
     .bind(now_micros())
     .bind(&dead.view.id)
-    .execute(&mut *tx)
+    .execute(&mut tx)
     .await?;
     tx.commit().await?;
     app.inbox_wakeup.wake();

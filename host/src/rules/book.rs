@@ -88,7 +88,7 @@ impl RuleBook {
         scope: &TenantScope,
         venue: &str,
     ) -> Result<Vec<SpendRule>, RuleError> {
-        let mut conn = store.reader().acquire().await?;
+        let mut conn = store.read_conn().await?;
         Ok(venue_rules(&mut conn, scope.tenant_id(), venue, false).await?)
     }
 
@@ -108,7 +108,7 @@ impl RuleBook {
         )
         .bind(scope.tenant_id())
         .bind(venue)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut tx)
         .await?;
         if count >= MAX_RULES_PER_VENUE {
             return Err(RuleError::TooManyRules);
@@ -133,7 +133,7 @@ impl RuleBook {
         .bind(windows_json(&rule.time_windows))
         .bind(rule.performer_id.as_deref().map(str::trim))
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         let created = rule_by_id(&mut tx, scope.tenant_id(), venue, &id).await?;
         tx.commit().await?;
@@ -183,7 +183,7 @@ impl RuleBook {
         .bind(scope.tenant_id())
         .bind(venue)
         .bind(rule_id)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         let updated = rule_by_id(&mut tx, scope.tenant_id(), venue, rule_id).await?;
         tx.commit().await?;
@@ -206,7 +206,7 @@ impl RuleBook {
         .bind(scope.tenant_id())
         .bind(venue)
         .bind(rule_id)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?
         .rows_affected();
         if changed == 0 {
@@ -240,7 +240,7 @@ impl RuleBook {
 
     /// The tenant's ladder.
     pub(crate) async fn ladder(store: &Store, scope: &TenantScope) -> Result<Ladder, RuleError> {
-        let mut conn = store.reader().acquire().await?;
+        let mut conn = store.read_conn().await?;
         Ok(ladder::load(&mut conn, scope.tenant_id()).await?)
     }
 

@@ -1,11 +1,14 @@
-//! SQLite's side of the store: the pool's pragmas and the background WAL checkpointer.
+//! SQLite's side of the store: the pools' pragmas, the write lane's direct connection and
+//! the background WAL checkpointer.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, Executor};
 
+use super::direct::{DirectReaders, DirectSqlite};
 use super::{SqliteSync, StoreError, StoreOptions, SQLITE_ACQUIRE_TIMEOUT};
 
 /// The SQLite pool: WAL, the chosen durability, foreign keys, and no ping before lending a
@@ -15,15 +18,7 @@ pub(super) async fn sqlite_pool(
     max: u32,
     options: &StoreOptions,
 ) -> Result<AnyPool, StoreError> {
-    let pragmas = format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};
-         PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES};",
-        match options.sqlite_synchronous {
-            SqliteSync::Full => "FULL",
-            SqliteSync::Normal => "NORMAL",
-        },
-        options.busy_timeout.as_millis()
-    );
+    let pragmas = pragmas(options);
     let pool = AnyPoolOptions::new()
         .max_connections(max)
         .min_connections(1)
@@ -44,6 +39,42 @@ pub(super) async fn sqlite_pool(
         .connect_with(AnyConnectOptions::from_str(url)?)
         .await?;
     Ok(pool)
+}
+
+/// The pragmas every connection runs first: WAL, the chosen durability, foreign keys.
+fn pragmas(options: &StoreOptions) -> String {
+    format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};
+         PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES};",
+        match options.sqlite_synchronous {
+            SqliteSync::Full => "FULL",
+            SqliteSync::Normal => "NORMAL",
+        },
+        options.busy_timeout.as_millis()
+    )
+}
+
+/// The write lane's connection to the file `url` names (opened after the pools, which
+/// created it) and the point readers of that file; none for an in-memory database, which
+/// other connections cannot share.
+pub(super) fn open_direct(
+    url: &str,
+    options: &StoreOptions,
+) -> Result<Option<(DirectSqlite, DirectReaders)>, StoreError> {
+    let parsed = SqliteConnectOptions::from_str(url)?;
+    let path = parsed.get_filename();
+    if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
+        return Ok(None);
+    }
+    let pragmas = pragmas(options);
+    let writer = DirectSqlite::open(path, &pragmas, options.busy_timeout)?;
+    let readers = DirectReaders::new(
+        path.to_owned(),
+        pragmas,
+        options.busy_timeout,
+        options.max_connections as usize,
+    );
+    Ok(Some((writer, readers)))
 }
 
 /// WAL pages after which a commit checkpoints by itself: only a safety net, should the

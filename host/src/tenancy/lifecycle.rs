@@ -146,7 +146,7 @@ impl Tenants {
         )
         .bind(now_micros())
         .bind(slug)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut tx)
         .await?;
         let Some(tenant_id) = tenant_id else {
             return Err(TenancyError::NotFound(slug.to_owned()));
@@ -155,7 +155,7 @@ impl Tenants {
             "SELECT id FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL",
         )
         .bind(&tenant_id)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut tx)
         .await?;
         if store.backend() == Backend::Postgres {
             // Delivered when (and only if) the suspension commits; each host closes the
@@ -164,7 +164,7 @@ impl Tenants {
                 sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(crate::events::REVOCATION_CHANNEL)
                     .bind(key_id)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
             }
         }
@@ -204,13 +204,13 @@ impl Tenants {
              WHERE slug = $1 AND suspended_at IS NOT NULL",
         )
         .bind(slug)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?
         .rows_affected();
         let tenant_id: Option<String> =
             sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1")
                 .bind(slug)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut tx)
                 .await?;
         let Some(tenant_id) = tenant_id else {
             return Err(TenancyError::NotFound(slug.to_owned()));
@@ -226,7 +226,7 @@ impl Tenants {
         )
         .bind(&tenant_id)
         .bind(now_micros())
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut tx)
         .await?;
         if running > 0 {
             return Err(TenancyError::Busy(slug.to_owned()));
@@ -239,7 +239,7 @@ impl Tenants {
             );
             let n = sqlx::query(&sql)
                 .bind(&tenant_id)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?
                 .rows_affected();
             deleted.insert(table, n);
@@ -248,14 +248,14 @@ impl Tenants {
             let sql = format!("DELETE FROM {table} WHERE tenant_id = $1");
             let n = sqlx::query(&sql)
                 .bind(&tenant_id)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?
                 .rows_affected();
             deleted.insert(table, n);
         }
         let n = sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(&tenant_id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?
             .rows_affected();
         deleted.insert("tenants", n);

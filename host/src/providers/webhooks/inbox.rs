@@ -427,7 +427,7 @@ async fn parse(
         // Nothing to retry against: a dead letter it came from goes with it.
         let mut tx = app.store.begin().await?;
         finish(&mut tx, id, "failed", Some("integration or tenant deleted")).await?;
-        dead_letters::resolve(&mut *tx, Kind::Webhook, id, "").await?;
+        dead_letters::resolve(&mut tx, Kind::Webhook, id, "").await?;
         tx.commit().await?;
         return Ok(None);
     };
@@ -680,7 +680,7 @@ async fn set_aside(
     let mut tx = app.store.begin().await?;
     finish(&mut tx, id, "failed", Some(reason)).await?;
     dead_letters::put(
-        &mut *tx,
+        &mut tx,
         &NewDeadLetter {
             kind: Kind::Webhook,
             tenant_id: &integration.tenant_id,
@@ -699,7 +699,7 @@ async fn set_aside(
 
 /// Settles a delivery without recording anything (it failed, or has nowhere to go).
 async fn finish(
-    tx: &mut crate::store::Tx,
+    tx: &mut crate::store::Conn,
     id: &str,
     status: &str,
     error: Option<&str>,
@@ -712,7 +712,7 @@ async fn finish(
     .bind(error)
     .bind(now_micros())
     .bind(id)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

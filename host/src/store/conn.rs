@@ -1,0 +1,180 @@
+//! A write transaction's connection, whichever way it reaches the database.
+
+use std::fmt;
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use sqlx::any::{Any, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
+use sqlx::{Either, Execute, Executor};
+use sqlx_core::describe::Describe;
+
+use super::direct::{DirectReaders, DirectTx};
+use super::Db;
+
+/// A write transaction. Domain code runs its statements on `&mut Conn` like on any sqlx
+/// connection (`.execute(&mut tx)`); which driver carries them is the store's business.
+pub(crate) enum Conn {
+    /// A connection of a pool outside any transaction: each statement commits by itself.
+    Borrowed(sqlx::pool::PoolConnection<Db>),
+    /// A transaction of the writer pool, through sqlx's driver (PostgreSQL, and SQLite
+    /// outside the write lane).
+    Pooled(sqlx::Transaction<'static, Db>),
+    /// SQLite's write lane: statements run on the calling thread (see `store/direct.rs`).
+    Direct(DirectTx),
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Conn::Borrowed(_) => f.write_str("Conn::Borrowed"),
+            Conn::Pooled(_) => f.write_str("Conn::Pooled"),
+            Conn::Direct(tx) => tx.fmt(f),
+        }
+    }
+}
+
+impl Conn {
+    /// Commits the transaction (a borrowed connection has nothing to commit).
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Conn::Borrowed(_) => Ok(()),
+            Conn::Pooled(tx) => tx.commit().await,
+            Conn::Direct(tx) => tx.commit(),
+        }
+    }
+
+    /// Rolls the transaction back (a borrowed connection has nothing to undo).
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            Conn::Borrowed(_) => Ok(()),
+            Conn::Pooled(tx) => tx.rollback().await,
+            Conn::Direct(tx) => tx.rollback(),
+        }
+    }
+}
+
+impl<'c> Executor<'c> for &'c mut Conn {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        match self {
+            Conn::Borrowed(conn) => (&mut **conn).fetch_many(query),
+            Conn::Pooled(tx) => (&mut **tx).fetch_many(query),
+            Conn::Direct(tx) => tx.conn().fetch_many(query),
+        }
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        match self {
+            Conn::Borrowed(conn) => (&mut **conn).fetch_optional(query),
+            Conn::Pooled(tx) => (&mut **tx).fetch_optional(query),
+            Conn::Direct(tx) => tx.conn().fetch_optional(query),
+        }
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+        parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<AnyStatement<'q>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        match self {
+            Conn::Borrowed(conn) => (&mut **conn).prepare_with(sql, parameters),
+            Conn::Pooled(tx) => (&mut **tx).prepare_with(sql, parameters),
+            Conn::Direct(tx) => tx.conn().prepare_with(sql, parameters),
+        }
+    }
+
+    fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        match self {
+            Conn::Borrowed(conn) => (&mut **conn).describe(sql),
+            Conn::Pooled(tx) => (&mut **tx).describe(sql),
+            Conn::Direct(tx) => tx.conn().describe(sql),
+        }
+    }
+}
+
+/// Where a point read (one row by its key) runs: on SQLite a direct connection on the
+/// calling thread (see [`DirectReaders`]), on PostgreSQL the pool.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PointReader<'a> {
+    /// The reader pool.
+    Pool(&'a sqlx::AnyPool),
+    /// SQLite's direct readers.
+    Direct(&'a DirectReaders),
+}
+
+impl<'c> Executor<'c> for PointReader<'c> {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        match self {
+            PointReader::Pool(pool) => pool.fetch_many(query),
+            PointReader::Direct(readers) => readers.fetch_many(query),
+        }
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        match self {
+            PointReader::Pool(pool) => pool.fetch_optional(query),
+            PointReader::Direct(readers) => readers.fetch_optional(query),
+        }
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+        parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<AnyStatement<'q>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        match self {
+            PointReader::Pool(pool) => pool.prepare_with(sql, parameters),
+            PointReader::Direct(readers) => readers.prepare_with(sql, parameters),
+        }
+    }
+
+    fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        match self {
+            PointReader::Pool(pool) => pool.describe(sql),
+            PointReader::Direct(readers) => readers.describe(sql),
+        }
+    }
+}
