@@ -1,4 +1,5 @@
-//! A write transaction's connection, whichever way it reaches the database.
+//! The connection the domain's statements run on, whichever way it reaches the database,
+//! and where a point read runs.
 
 use std::fmt;
 
@@ -11,8 +12,9 @@ use sqlx_core::describe::Describe;
 use super::direct::{DirectReaders, DirectTx};
 use super::Db;
 
-/// A write transaction. Domain code runs its statements on `&mut Conn` like on any sqlx
-/// connection (`.execute(&mut tx)`); which driver carries them is the store's business.
+/// A transaction, or a pool's connection for several reads in a row. Domain code runs its
+/// statements on `&mut Conn` like on any sqlx connection (`.execute(&mut tx)`); which
+/// driver carries them is the store's business.
 pub(crate) enum Conn {
     /// A connection of a pool outside any transaction: each statement commits by itself.
     Borrowed(sqlx::pool::PoolConnection<Db>),

@@ -15,6 +15,9 @@ use super::{not_here, parts, steps, DirectSqlite};
 /// run on the calling thread, and given back, with no hand-off to a worker thread. A read
 /// by key takes microseconds, less than the switch to sqlx's worker and back; reads that
 /// scan stay on the sqlx pool, whose worker threads keep them off the async runtime.
+/// Under WAL with PASSIVE checkpoints a reader never waits for the writer; only a lock
+/// taken outside this process (a RESTART checkpoint, recovery after a crash) would make
+/// SQLite's busy handler wait, on the calling thread, up to the busy timeout.
 pub(crate) struct DirectReaders {
     path: std::path::PathBuf,
     pragmas: String,
