@@ -11,12 +11,13 @@
 //! answer out, whatever the number of statements.
 //!
 //! The domain's statements stay sqlx queries on the [`Any`] driver: [`DirectSqlite`]
-//! implements sqlx's [`Executor`] for them, binding the same `$N` parameters and building
-//! the same [`AnyRow`]s that sqlx's SQLite driver builds (values typed by what SQLite
-//! stored, as sqlx's `AnyRow::map_from` does), and reporting errors with SQLite's extended
-//! result code, as sqlx does, so that a unique violation or a busy file reads the same.
+//! implements sqlx's [`Executor`](sqlx::Executor) for them, binding the same `$N`
+//! parameters and building the same [`AnyRow`]s that sqlx's SQLite driver builds (values
+//! typed by what SQLite stored, as sqlx's `AnyRow::map_from` does), and reporting errors
+//! with SQLite's extended result code, as sqlx does, so that a unique violation or a busy
+//! file reads the same.
 //!
-//! Size: about 690 lines, 195 of them tests: binding, row typing, multi-statement queries
+//! Size: about 710 lines, 195 of them tests: binding, row typing, multi-statement queries
 //! and error codes must agree with sqlx's SQLite driver in every detail the store relies
 //! on, and they are one executor; the point readers are in `direct/readers.rs`.
 
@@ -26,17 +27,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
-use futures_util::stream::BoxStream;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{OpenFlags, ToSql};
 use sqlx::any::{
-    Any, AnyArguments, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo, AnyTypeInfoKind, AnyValue,
+    Any, AnyArguments, AnyQueryResult, AnyRow, AnyTypeInfo, AnyTypeInfoKind, AnyValue,
 };
 use sqlx::error::{DatabaseError, ErrorKind};
-use sqlx::{Either, Execute, Executor};
+use sqlx::{Either, Execute};
 use sqlx_core::any::{AnyColumn, AnyValueKind};
-use sqlx_core::describe::Describe;
 use sqlx_core::ext::ustr::UStr;
 
 mod readers;
@@ -365,57 +363,85 @@ pub(super) fn parts<'q, E: Execute<'q, Any>>(
     Ok((query.sql(), arguments))
 }
 
-impl<'c> Executor<'c> for &'c mut DirectSqlite {
-    type Database = Any;
+/// sqlx's [`Executor`](sqlx::Executor) for `$target`, whose `run(sql, arguments, limit)`
+/// runs a query on the calling thread: the lane's connection and the point readers. The
+/// work is done when the future or stream is returned; they only hand the results over.
+macro_rules! direct_executor {
+    ($c:lifetime, $target:ty) => {
+        impl<$c> sqlx::Executor<$c> for $target {
+            type Database = sqlx::any::Any;
 
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        // Run now, on the calling thread; the stream only hands the results over.
-        let results = parts(query).and_then(|(sql, arguments)| self.run(sql, arguments, None));
-        Box::pin(futures_util::stream::iter(steps(results)))
-    }
+            fn fetch_many<'e, 'q: 'e, E>(
+                self,
+                query: E,
+            ) -> futures_util::stream::BoxStream<
+                'e,
+                Result<sqlx::Either<sqlx::any::AnyQueryResult, sqlx::any::AnyRow>, sqlx::Error>,
+            >
+            where
+                $c: 'e,
+                E: 'q + sqlx::Execute<'q, sqlx::any::Any>,
+            {
+                let results = $crate::store::direct::parts(query)
+                    .and_then(|(sql, arguments)| self.run(sql, arguments, None));
+                Box::pin(futures_util::stream::iter($crate::store::direct::steps(
+                    results,
+                )))
+            }
 
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        let result = parts(query)
-            .and_then(|(sql, arguments)| self.run(sql, arguments, Some(1)))
-            .map(|(rows, _)| rows.into_iter().next());
-        Box::pin(std::future::ready(result))
-    }
+            fn fetch_optional<'e, 'q: 'e, E>(
+                self,
+                query: E,
+            ) -> futures_util::future::BoxFuture<
+                'e,
+                Result<Option<sqlx::any::AnyRow>, sqlx::Error>,
+            >
+            where
+                $c: 'e,
+                E: 'q + sqlx::Execute<'q, sqlx::any::Any>,
+            {
+                let result = $crate::store::direct::parts(query)
+                    .and_then(|(sql, arguments)| self.run(sql, arguments, Some(1)))
+                    .map(|(rows, _)| rows.into_iter().next());
+                Box::pin(std::future::ready(result))
+            }
 
-    fn prepare_with<'e, 'q: 'e>(
-        self,
-        _sql: &'q str,
-        _parameters: &'e [AnyTypeInfo],
-    ) -> BoxFuture<'e, Result<AnyStatement<'q>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        Box::pin(std::future::ready(Err(not_here("prepared statements"))))
-    }
+            fn prepare_with<'e, 'q: 'e>(
+                self,
+                _sql: &'q str,
+                _parameters: &'e [sqlx::any::AnyTypeInfo],
+            ) -> futures_util::future::BoxFuture<
+                'e,
+                Result<sqlx::any::AnyStatement<'q>, sqlx::Error>,
+            >
+            where
+                $c: 'e,
+            {
+                Box::pin(std::future::ready(Err($crate::store::direct::not_here(
+                    "prepared statements",
+                ))))
+            }
 
-    fn describe<'e, 'q: 'e>(
-        self,
-        _sql: &'q str,
-    ) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        Box::pin(std::future::ready(Err(not_here("statement descriptions"))))
-    }
+            fn describe<'e, 'q: 'e>(
+                self,
+                _sql: &'q str,
+            ) -> futures_util::future::BoxFuture<
+                'e,
+                Result<sqlx_core::describe::Describe<sqlx::any::Any>, sqlx::Error>,
+            >
+            where
+                $c: 'e,
+            {
+                Box::pin(std::future::ready(Err($crate::store::direct::not_here(
+                    "statement descriptions",
+                ))))
+            }
+        }
+    };
 }
+use direct_executor;
+
+direct_executor!('c, &'c mut DirectSqlite);
 
 /// The write lane's transaction on the direct connection. Dropped without a commit, it
 /// rolls back, as sqlx's transactions do.

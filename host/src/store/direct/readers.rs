@@ -3,13 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
-use futures_util::stream::BoxStream;
-use sqlx::any::{Any, AnyArguments, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
-use sqlx::{Either, Execute, Executor};
-use sqlx_core::describe::Describe;
+use sqlx::any::{AnyArguments, AnyRow};
 
-use super::{not_here, parts, steps, DirectSqlite};
+use super::DirectSqlite;
 
 /// Direct connections for point reads (a balance by its key): taken from an idle list,
 /// run on the calling thread, and given back, with no hand-off to a worker thread. A read
@@ -83,53 +79,4 @@ impl DirectReaders {
     }
 }
 
-impl<'c> Executor<'c> for &'c DirectReaders {
-    type Database = Any;
-
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        let results = parts(query).and_then(|(sql, arguments)| self.run(sql, arguments, None));
-        Box::pin(futures_util::stream::iter(steps(results)))
-    }
-
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        let result = parts(query)
-            .and_then(|(sql, arguments)| self.run(sql, arguments, Some(1)))
-            .map(|(rows, _)| rows.into_iter().next());
-        Box::pin(std::future::ready(result))
-    }
-
-    fn prepare_with<'e, 'q: 'e>(
-        self,
-        _sql: &'q str,
-        _parameters: &'e [AnyTypeInfo],
-    ) -> BoxFuture<'e, Result<AnyStatement<'q>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        Box::pin(std::future::ready(Err(not_here("prepared statements"))))
-    }
-
-    fn describe<'e, 'q: 'e>(
-        self,
-        _sql: &'q str,
-    ) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        Box::pin(std::future::ready(Err(not_here("statement descriptions"))))
-    }
-}
+super::direct_executor!('c, &'c DirectReaders);
