@@ -104,29 +104,14 @@ async fn square_orders_are_priced_created_once_paid_and_followed() {
         square_modifier_list("ML_SAUCE", "Sauce", 0, 1, &[("MOD_BBQ", "BBQ", 50)]),
     ]);
     let (plugins, _dir) = runtime("square", mock.host_port()).await;
-    let conn = Connection {
-        credentials: vec![("access_token".to_owned(), SQUARE_TOKEN.to_owned())],
-        location_id: "main".to_owned(),
-        environment: Environment::Sandbox,
-        base_url: Some(mock.base_url().to_owned()),
-    };
-    let line = OrderLine {
-        line_id: "l1".to_owned(),
-        item_id: Some("ITEM_BURGER".to_owned()),
-        item_group_id: None,
-        variation_id: Some("VAR_SINGLE".to_owned()),
-        name: "Burger".to_owned(),
-        quantity: "2".to_owned(),
-        unit_price: 950,
-        modifiers: vec![OrderModifier {
-            provider_id: Some("MOD_BBQ".to_owned()),
-            group_id: Some("ML_SAUCE".to_owned()),
-            name: "BBQ".to_owned(),
-            quantity: 1,
-            unit_price: 50,
-        }],
-        note: None,
-    };
+    let conn = square_connection(&mock);
+    let line = square_burgers(vec![OrderModifier {
+        provider_id: Some("MOD_BBQ".to_owned()),
+        group_id: Some("ML_SAUCE".to_owned()),
+        name: "BBQ".to_owned(),
+        quantity: 1,
+        unit_price: 50,
+    }]);
     let first = order("ord-sq-1", line.clone(), Some(2000));
     let priced = ok(plugins.price_order("square", &ctx(), &conn, &first).await);
     assert_eq!(
@@ -210,15 +195,7 @@ async fn toast_orders_are_priced_created_once_and_followed() {
     }));
     mock.set_tax_rate(800);
     let (plugins, _dir) = runtime("toast", mock.host_port()).await;
-    let conn = Connection {
-        credentials: vec![
-            ("client_id".to_owned(), TOAST_CLIENT_ID.to_owned()),
-            ("client_secret".to_owned(), TOAST_CLIENT_SECRET.to_owned()),
-        ],
-        location_id: TOAST_RESTAURANT.to_owned(),
-        environment: Environment::Sandbox,
-        base_url: Some(mock.base_url().to_owned()),
-    };
+    let conn = toast_connection(&mock);
     let line = OrderLine {
         line_id: "l1".to_owned(),
         item_id: Some("burger".to_owned()),
@@ -323,23 +300,8 @@ async fn square_prices_and_charges_the_sellers_catalog_taxes() {
     burger["item_data"]["tax_ids"] = json!(["TAX_SALES"]);
     mock.upsert_catalog([burger, square_tax("TAX_SALES", "Sales tax", "8.875")]);
     let (plugins, _dir) = runtime("square", mock.host_port()).await;
-    let conn = Connection {
-        credentials: vec![("access_token".to_owned(), SQUARE_TOKEN.to_owned())],
-        location_id: "main".to_owned(),
-        environment: Environment::Sandbox,
-        base_url: Some(mock.base_url().to_owned()),
-    };
-    let burger_line = OrderLine {
-        line_id: "l1".to_owned(),
-        item_id: Some("ITEM_BURGER".to_owned()),
-        item_group_id: None,
-        variation_id: Some("VAR_SINGLE".to_owned()),
-        name: "Burger".to_owned(),
-        quantity: "2".to_owned(),
-        unit_price: 950,
-        modifiers: Vec::new(),
-        note: None,
-    };
+    let conn = square_connection(&mock);
+    let burger_line = square_burgers(Vec::new());
     let mut taxed = order("ord-sq-tax", burger_line, Some(2069));
     // An ad hoc line is a custom amount: the sales tax applies to custom amounts too.
     taxed.lines.push(OrderLine {
@@ -381,6 +343,30 @@ async fn square_prices_and_charges_the_sellers_catalog_taxes() {
         payments[0]["amount_money"]["amount"], 2287,
         "the external tender covers the tax, so staff see the order paid"
     );
+}
+
+fn square_connection(mock: &MockSquare) -> Connection {
+    Connection {
+        credentials: vec![("access_token".to_owned(), SQUARE_TOKEN.to_owned())],
+        location_id: "main".to_owned(),
+        environment: Environment::Sandbox,
+        base_url: Some(mock.base_url().to_owned()),
+    }
+}
+
+/// Line `l1` of the Square tests: two single burgers (9.50 each) with `modifiers`.
+fn square_burgers(modifiers: Vec<OrderModifier>) -> OrderLine {
+    OrderLine {
+        line_id: "l1".to_owned(),
+        item_id: Some("ITEM_BURGER".to_owned()),
+        item_group_id: None,
+        variation_id: Some("VAR_SINGLE".to_owned()),
+        name: "Burger".to_owned(),
+        quantity: "2".to_owned(),
+        unit_price: 950,
+        modifiers,
+        note: None,
+    }
 }
 
 fn toast_connection(mock: &MockToast) -> Connection {
