@@ -13,7 +13,7 @@ use posbridge_harness::mock_square::{
     square_category, square_item, square_modifier_list, MockSquare,
 };
 use posbridge_harness::mock_square_orders::square_fulfillment_webhook;
-use posbridge_harness::mock_toast::{toast_order_webhook, MockToast};
+use posbridge_harness::mock_toast::{toast_burger_menu, toast_order_webhook, MockToast};
 use posbridge_harness::{both_backends, eventually, Backend, Client, TenantKeys, TestServer, Ws};
 use serde_json::{json, Value};
 
@@ -23,40 +23,12 @@ use crate::providers::{
 };
 use crate::providers_toast::{connect_toast, toast_kitchen};
 
-/// A Toast menus document: a Burger (9.50) with a required Sauce group (Ketchup free,
-/// Aioli 0.50) in the Burgers group, and Fries (3.25) with no modifiers.
-pub(crate) fn toast_menu() -> Value {
-    json!({
-        "menus": [{
-            "guid": "menu-lunch", "name": "Lunch",
-            "menuGroups": [{
-                "guid": "grp-burgers", "name": "Burgers",
-                "menuItems": [
-                    {"guid": "item-burger", "name": "Burger", "price": 9.5,
-                     "pricingStrategy": "BASE_PRICE", "modifierGroupReferences": [1]},
-                    {"guid": "item-fries", "name": "Fries", "price": 3.25,
-                     "pricingStrategy": "BASE_PRICE", "modifierGroupReferences": []},
-                ],
-            }],
-        }],
-        "modifierGroupReferences": {
-            "1": {"referenceId": 1, "guid": "mg-sauce", "name": "Sauce", "minSelections": 1,
-                  "maxSelections": 1, "requiredMode": "REQUIRED",
-                  "modifierOptionReferences": [10, 11]},
-        },
-        "modifierOptionReferences": {
-            "10": {"referenceId": 10, "guid": "opt-ketchup", "name": "Ketchup", "price": 0},
-            "11": {"referenceId": 11, "guid": "opt-aioli", "name": "Aioli", "price": 0.5},
-        },
-    })
-}
-
-/// A Toast venue `uptown` with [`toast_menu`] synced: (server, manager, mock).
+/// A Toast venue `uptown` with [`toast_burger_menu`] synced: (server, manager, mock).
 pub(crate) async fn toast_menu_venue(backend: Backend) -> (TestServer, Client, MockToast) {
     let (srv, _tenant, manager, mock) = toast_kitchen(backend).await;
     connect_toast(&manager, &mock, "uptown", json!({})).await;
     first_sync(&manager, "uptown").await;
-    mock.publish_menus(toast_menu());
+    mock.publish_menus(toast_burger_menu());
     manager
         .post("/menus/uptown/sync", &json!({}))
         .await
@@ -283,7 +255,7 @@ const TOAST_KEY: &str = "toast-orders-webhook-secret";
 const SQUARE_KEY: &str = "square-orders-webhook-secret";
 
 /// [`kitchen_with`] on Toast with `uptown` connected (webhooks signed with [`TOAST_KEY`])
-/// and [`toast_menu`] synced: (server, tenant, manager, mock, integration id).
+/// and [`toast_burger_menu`] synced: (server, tenant, manager, mock, integration id).
 async fn toast_venue(
     backend: Backend,
     args: &[&str],
@@ -298,7 +270,7 @@ async fn toast_venue(
     )
     .await;
     first_sync(&manager, "uptown").await;
-    mock.publish_menus(toast_menu());
+    mock.publish_menus(toast_burger_menu());
     manager
         .post("/menus/uptown/sync", &json!({}))
         .await
@@ -699,21 +671,22 @@ async fn an_order_goes_into_square_once_paid_and_stale_versions_are_dropped(back
 
     // Staff take it on (RESERVED: in the kitchen), then mark it ready (PREPARED); Square's
     // webhooks are thin.
-    let (old, accepted) = mock
-        .set_fulfillment_state(&square_id, "RESERVED")
-        .expect("reserved in Square");
-    let stale = square_fulfillment_webhook("evt-sq-accept", &accepted, &old);
-    post_signed_square(&srv, &integration, &stale, SQUARE_KEY)
-        .await
-        .expect(200);
+    let moved = |state: &'static str, event_id: &'static str| {
+        let (srv, integration, mock, square_id) = (&srv, &integration, &mock, &square_id);
+        async move {
+            let (old, new) = mock
+                .set_fulfillment_state(square_id, state)
+                .unwrap_or_else(|| panic!("{square_id} not in Square"));
+            let body = square_fulfillment_webhook(event_id, &new, &old);
+            post_signed_square(srv, integration, &body, SQUARE_KEY)
+                .await
+                .expect(200);
+            body
+        }
+    };
+    let stale = moved("RESERVED", "evt-sq-accept").await;
     assert_eq!(next_status(&mut ws, &id).await, "preparing");
-    let (old, prepared) = mock
-        .set_fulfillment_state(&square_id, "PREPARED")
-        .expect("ready in Square");
-    let body = square_fulfillment_webhook("evt-sq-ready", &prepared, &old);
-    post_signed_square(&srv, &integration, &body, SQUARE_KEY)
-        .await
-        .expect(200);
+    moved("PREPARED", "evt-sq-ready").await;
     assert_eq!(next_status(&mut ws, &id).await, "ready");
 
     // An older version arriving late (a redelivery under a new event id) changes nothing;
@@ -722,13 +695,7 @@ async fn an_order_goes_into_square_once_paid_and_stale_versions_are_dropped(back
     post_signed_square(&srv, &integration, &late, SQUARE_KEY)
         .await
         .expect(200);
-    let (old, done) = mock
-        .set_fulfillment_state(&square_id, "COMPLETED")
-        .expect("picked up in Square");
-    let body = square_fulfillment_webhook("evt-sq-done", &done, &old);
-    post_signed_square(&srv, &integration, &body, SQUARE_KEY)
-        .await
-        .expect(200);
+    moved("COMPLETED", "evt-sq-done").await;
     assert_eq!(next_status(&mut ws, &id).await, "completed");
     assert_eq!(mock.orders_with_reference(&ours).len(), 1);
     assert_eq!(mock.orders_created().len(), 1);

@@ -53,15 +53,7 @@ pub async fn connect_square(
     venue: &str,
 ) -> serde_json::Value {
     use crate::mock_square::{SQUARE_LOCATION, SQUARE_TOKEN};
-    srv.admin()
-        .send(
-            reqwest::Method::PUT,
-            "/admin/plugins/square/hosts",
-            crate::Body::Json(serde_json::json!({"allow": [mock.host_port()]})),
-            &[],
-        )
-        .await
-        .expect(200);
+    approve_host(srv, "square", mock.host_port()).await;
     manager
         .post(
             "/pos/connect",
@@ -81,6 +73,19 @@ pub async fn connect_square(
         .clone()
 }
 
+/// Lets `plugin` call `host_port` (the operator's approval of a plugin's outbound host).
+async fn approve_host(srv: &crate::TestServer, plugin: &str, host_port: &str) {
+    srv.admin()
+        .send(
+            reqwest::Method::PUT,
+            &format!("/admin/plugins/{plugin}/hosts"),
+            crate::Body::Json(serde_json::json!({"allow": [host_port]})),
+            &[],
+        )
+        .await
+        .expect(200);
+}
+
 /// Approves `mock` as the Toast plugin's host and connects `venue` to it (no scheduled
 /// sync within a run); returns the integration.
 pub async fn connect_toast(
@@ -90,15 +95,7 @@ pub async fn connect_toast(
     venue: &str,
 ) -> serde_json::Value {
     use crate::mock_toast::{TOAST_CLIENT_ID, TOAST_CLIENT_SECRET, TOAST_RESTAURANT};
-    srv.admin()
-        .send(
-            reqwest::Method::PUT,
-            "/admin/plugins/toast/hosts",
-            crate::Body::Json(serde_json::json!({"allow": [mock.host_port()]})),
-            &[],
-        )
-        .await
-        .expect(200);
+    approve_host(srv, "toast", mock.host_port()).await;
     manager
         .post(
             "/pos/connect",

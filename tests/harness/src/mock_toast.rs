@@ -942,6 +942,35 @@ impl ToastOrder {
     }
 }
 
+/// A Toast menus document: a Burger (9.50) with a required Sauce group (Ketchup free,
+/// Aioli 0.50) in the Burgers group, and Fries (3.25) with no modifiers: the menu of the
+/// order-injection tests and bench.
+pub fn toast_burger_menu() -> Value {
+    json!({
+        "menus": [{
+            "guid": "menu-lunch", "name": "Lunch",
+            "menuGroups": [{
+                "guid": "grp-burgers", "name": "Burgers",
+                "menuItems": [
+                    {"guid": "item-burger", "name": "Burger", "price": 9.5,
+                     "pricingStrategy": "BASE_PRICE", "modifierGroupReferences": [1]},
+                    {"guid": "item-fries", "name": "Fries", "price": 3.25,
+                     "pricingStrategy": "BASE_PRICE", "modifierGroupReferences": []},
+                ],
+            }],
+        }],
+        "modifierGroupReferences": {
+            "1": {"referenceId": 1, "guid": "mg-sauce", "name": "Sauce", "minSelections": 1,
+                  "maxSelections": 1, "requiredMode": "REQUIRED",
+                  "modifierOptionReferences": [10, 11]},
+        },
+        "modifierOptionReferences": {
+            "10": {"referenceId": 10, "guid": "opt-ketchup", "name": "Ketchup", "price": 0},
+            "11": {"referenceId": 11, "guid": "opt-aioli", "name": "Aioli", "price": 0.5},
+        },
+    })
+}
+
 /// The body of a Toast `order_updated` webhook for `order`, with its envelope timestamp.
 pub fn toast_order_webhook(event_guid: &str, order: &Value) -> String {
     toast_orders_webhook("order_updated", event_guid, order)

@@ -21,9 +21,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use posbridge_harness::bench::{arg_or, connect_toast, first_sales_sync, server_bin};
-use posbridge_harness::mock_toast::MockToast;
+use posbridge_harness::mock_toast::{toast_burger_menu, MockToast};
 use posbridge_harness::{Backend, Client, TestServer, Ws};
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
@@ -53,7 +53,7 @@ async fn main() {
     let mock = MockToast::start().await;
     connect_toast(&srv, &manager, &mock, "uptown").await;
     first_sales_sync(&manager, "uptown").await;
-    mock.publish_menus(menu());
+    mock.publish_menus(toast_burger_menu());
     let synced = manager.post("/menus/uptown/sync", &json!({})).await;
     if synced.status != 200 {
         fail(format!("menu sync: HTTP {} {}", synced.status, synced.text));
@@ -144,32 +144,6 @@ fn percentile(samples: &mut [Duration], q: f64) -> Duration {
     samples.sort_unstable();
     let rank = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len().max(1));
     samples.get(rank - 1).copied().unwrap_or_default()
-}
-
-/// A Burger (9.50) with a required sauce and Fries (3.25), as a Toast menus document.
-fn menu() -> Value {
-    json!({
-        "menus": [{
-            "guid": "menu-lunch", "name": "Lunch",
-            "menuGroups": [{
-                "guid": "grp-burgers", "name": "Burgers",
-                "menuItems": [
-                    {"guid": "item-burger", "name": "Burger", "price": 9.5,
-                     "pricingStrategy": "BASE_PRICE", "modifierGroupReferences": [1]},
-                    {"guid": "item-fries", "name": "Fries", "price": 3.25,
-                     "pricingStrategy": "BASE_PRICE", "modifierGroupReferences": []},
-                ],
-            }],
-        }],
-        "modifierGroupReferences": {
-            "1": {"referenceId": 1, "guid": "mg-sauce", "name": "Sauce", "minSelections": 1,
-                  "maxSelections": 1, "requiredMode": "REQUIRED",
-                  "modifierOptionReferences": [10]},
-        },
-        "modifierOptionReferences": {
-            "10": {"referenceId": 10, "guid": "opt-ketchup", "name": "Ketchup", "price": 0},
-        },
-    })
 }
 
 /// Posts one order by menu lines; returns its id (exits on anything but 201).
