@@ -54,7 +54,7 @@ async fn publish(manager: &Client, venue: &str) -> Value {
 }
 
 /// `kitchen`'s socket (a terminal key of its own), replaying from `since`.
-async fn socket(srv: &TestServer, since: i64) -> Ws {
+pub(crate) async fn socket(srv: &TestServer, since: i64) -> Ws {
     let key = srv
         .create_key("kitchen", "terminal", "kitchen screen")
         .await

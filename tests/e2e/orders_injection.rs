@@ -18,6 +18,7 @@ use posbridge_harness::{both_backends, eventually, Backend, Client, TenantKeys, 
 use serde_json::{json, Value};
 
 use crate::last_seq;
+use crate::menus_availability::socket;
 use crate::providers::{
     approve_host, connect_square_webhooks, first_sync, post_signed_square, post_signed_toast,
 };
@@ -62,17 +63,6 @@ fn toast_order_calls(mock: &MockToast) -> Vec<String> {
         })
         .map(|r| format!("{} {}", r.method, r.path))
         .collect()
-}
-
-/// A kitchen screen's socket, replaying from `since`.
-async fn socket(srv: &TestServer, since: i64) -> Ws {
-    let key = srv
-        .create_key("kitchen", "terminal", "kitchen screen")
-        .await
-        .key;
-    let mut ws = srv.ws("kitchen", &key, Some(since)).await;
-    ws.hello().await;
-    ws
 }
 
 async fn orders_the_menu_or_the_store_cannot_serve_are_refused_before_any_pos_call(
