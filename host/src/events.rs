@@ -140,6 +140,9 @@ pub struct LoggedTx {
     hub: EventHub,
     backend: Backend,
     pending: Vec<PendingEvent>,
+    /// Whether [`LoggedTx::conn`] was handed out since [`LoggedTx::untouched`]: a job that
+    /// failed without it changed nothing in the database and needs no rollback.
+    touched: bool,
 }
 
 /// An event appended but not yet written.
@@ -167,13 +170,25 @@ impl LoggedTx {
                 hub: hub.clone(),
                 backend: store.backend(),
                 pending: Vec::new(),
+                touched: false,
             })
         })
     }
 
     /// The transaction's connection, for the domain's own statements.
     pub(crate) fn conn(&mut self) -> &mut Conn {
+        self.touched = true;
         &mut self.tx
+    }
+
+    /// Starts watching for [`LoggedTx::conn`] anew (before each job of a batch).
+    fn untouched(&mut self) {
+        self.touched = false;
+    }
+
+    /// Whether the connection was handed out since [`LoggedTx::untouched`].
+    fn touched(&self) -> bool {
+        self.touched
     }
 
     /// Which database the transaction runs on, for the few statements whose locking differs.

@@ -3,12 +3,20 @@
 //! Every [`LoggedTx`] write is a job handed to [`Writes::run`]. A few *lanes* (tasks, each
 //! holding one writer connection while it works) take jobs from one bounded queue; a lane
 //! begins a transaction, runs every job it can take from the queue (up to
-//! [`StoreOptions::write_batch_max`](crate::store::StoreOptions::write_batch_max)), each
-//! behind its own `SAVEPOINT`, then writes all the batch's events with one sequence bump
-//! per tenant and commits once. Each caller is answered only after the commit that holds
-//! its write; a job that fails (insufficient funds, a validation error, a conflict) is
-//! rolled back to its savepoint, its events dropped, and answered at once, while its
-//! neighbours go on.
+//! [`StoreOptions::write_batch_max`](crate::store::StoreOptions::write_batch_max)), then
+//! writes all the batch's events with one sequence bump per tenant and commits once. Each
+//! caller is answered only after the commit that holds its write.
+//!
+//! A job that fails (insufficient funds, a validation error, a conflict) never fails its
+//! neighbours. A job that failed before touching the database is answered at once and the
+//! batch goes on. One that touched it is undone in one of two ways:
+//! - *guarded* batches run each job behind its own `SAVEPOINT`: the failed job is rolled
+//!   back to it, its events dropped, and answered at once;
+//! - *unguarded* batches, the usual kind, run jobs bare, sparing PostgreSQL a round trip
+//!   per job; the first touched failure rolls the batch back and the lane runs it again,
+//!   guarded, the failed job in its place among the others, so its answer is the one it
+//!   gets against what really commits. See [`Lane::guarded_batches`] for how long a lane
+//!   stays guarded.
 //!
 //! Batches form only under load and cost nothing when idle: a lane never waits for
 //! company. A lone write runs as `BEGIN`, its statements, `COMMIT`, as it would alone;
@@ -21,9 +29,10 @@
 //!   and two lanes never wait for each other's sequence rows in a cycle. Lanes run their
 //!   jobs' own statements in parallel and queue only for that last step, which is what lets
 //!   one tenant's writes go faster than one connection's sequential round trips.
-//! - A deadlock or serialization failure inside a job rolls back that job's savepoint and
-//!   the job runs again in the lane's next batch (after this one committed and released its
-//!   locks); one that aborts the commit step reruns the whole batch. Jobs are `Fn` for this.
+//! - A deadlock or serialization failure inside a job undoes it (to its savepoint, or with
+//!   its unguarded batch) and the job runs again in the lane's next batch, after this one
+//!   released its locks; one that aborts the commit step reruns the whole batch. Jobs are
+//!   `Fn` for this.
 //! - A batch's savepoints stay under 64 by default, PostgreSQL's per-transaction cache of
 //!   subtransaction ids, past which every other session's snapshot checks slow down.
 //!
@@ -33,7 +42,7 @@
 //! connection as its turn, and gives it back after the commit, so that single-statement
 //! writes (webhook acks, leases) interleave between batches.
 //!
-//! Size: about 700 lines, 195 of them tests: the queue, the lanes and one batch's life
+//! Size: about 850 lines, 300 of them tests: the queue, the lanes and one batch's life
 //! (savepoints, conflict reruns, panics, the commit and the answers) are one mechanism,
 //! and its tests need its private counters.
 
@@ -68,6 +77,9 @@ struct Shared {
     batches: std::sync::atomic::AtomicU64,
     #[cfg(test)]
     batched_jobs: std::sync::atomic::AtomicU64,
+    /// Unguarded batches rolled back to run again guarded.
+    #[cfg(test)]
+    reruns: std::sync::atomic::AtomicU64,
 }
 
 /// How the group commit is shaped; see [`crate::store::StoreOptions`] for the flags.
@@ -237,6 +249,8 @@ impl Writes {
                 jobs: jobs.clone(),
                 max_batch: options.max_batch,
                 carry: VecDeque::new(),
+                guarded_batches: 0,
+                failed_attempts: 0,
                 #[cfg(test)]
                 state: state.clone(),
             };
@@ -297,6 +311,12 @@ impl Writes {
     }
 }
 
+/// The longest a lane stays guarded after its unguarded batches kept failing: a rerun
+/// costs at most one batch's work per this many batches. Measured with the loyalty adds of
+/// `posbridge-bench`, savepoints cost PostgreSQL about a tenth of its throughput, so this
+/// bounds the worst case near where savepoints everywhere would be anyway.
+const MAX_GUARDED_BATCHES: u32 = 64;
+
 /// One lane: a task that runs batches one after another on one connection at a time.
 struct Lane {
     store: Store,
@@ -305,6 +325,17 @@ struct Lane {
     max_batch: usize,
     /// Jobs for the next batch before any new ones: those a conflict sent back.
     carry: VecDeque<Queued>,
+    /// Batches still to run with a savepoint before each job; 0: run jobs without them.
+    ///
+    /// A savepoint is a round trip per job on PostgreSQL (a third of a loyalty add's), and
+    /// almost every job succeeds, so a lane runs its jobs bare and pays only when one that
+    /// touched the database fails: it rolls the batch back and runs it again guarded. A
+    /// run of such failures doubles how long the lane stays guarded (up to
+    /// [`MAX_GUARDED_BATCHES`]), so a client whose writes keep failing cannot make the
+    /// lane redo its neighbours' work more than about once per that many batches.
+    guarded_batches: u32,
+    /// Unguarded batches in a row that a failing job made run again.
+    failed_attempts: u32,
     #[cfg(test)]
     state: Arc<Shared>,
 }
@@ -364,6 +395,8 @@ impl Lane {
     }
 
     async fn batch_inner(&mut self) {
+        let guarded = self.guarded_batches > 0;
+        self.guarded_batches = self.guarded_batches.saturating_sub(1);
         // Begun on the first job's turn, and again after a failed first job rolled back.
         let mut open: Option<LoggedTx> = None;
         let mut kept: Vec<Queued> = Vec::new();
@@ -375,15 +408,16 @@ impl Lane {
             };
             taken += 1;
             let tx = match open.as_mut() {
-                // Later jobs run behind a savepoint; the first needs none: should it fail,
-                // the whole transaction, which holds nothing else, rolls back instead.
-                Some(tx) => match tx.savepoint().await {
+                // Guarded, later jobs run behind a savepoint; the first needs none: should
+                // it fail, the whole transaction, which holds nothing else, rolls back.
+                Some(tx) if guarded => match tx.savepoint().await {
                     Ok(()) => tx,
                     Err(err) => {
                         self.carry.extend(rerun);
                         return self.fail(kept, Some(job), err);
                     }
                 },
+                Some(tx) => tx,
                 None => match LoggedTx::begin(&self.store, &self.hub).await {
                     Ok(tx) => open.insert(tx),
                     Err(err) => {
@@ -402,12 +436,38 @@ impl Lane {
                 },
             };
             let mark = tx.pending_len();
+            tx.untouched();
             let outcome = AssertUnwindSafe(job.run(tx)).catch_unwind().await;
             match outcome {
                 Ok(Outcome::Keep) => kept.push(job),
                 Ok(Outcome::Failed { conflict }) => {
                     tx.truncate_pending(mark);
-                    let undone = if kept.is_empty() {
+                    let touched = tx.touched();
+                    if touched && !guarded && !kept.is_empty() {
+                        // Nothing to roll back to short of the whole batch: it runs again
+                        // from its start, guarded, this job among the others in its place.
+                        if let Some(tx) = open.take() {
+                            if let Err(err) = tx.rollback().await {
+                                tracing::warn!(error = %err, "rolling back a batch to run it guarded");
+                            }
+                        }
+                        self.carry.push_front(job);
+                        for job in kept.into_iter().rev() {
+                            self.carry.push_front(job);
+                        }
+                        self.carry.extend(rerun);
+                        self.failed_attempts = (self.failed_attempts + 1).min(16);
+                        self.guarded_batches =
+                            (1u32 << (self.failed_attempts - 1)).min(MAX_GUARDED_BATCHES);
+                        metrics::counter!("posbridge_write_batch_reruns_total").increment(1);
+                        #[cfg(test)]
+                        self.state.reruns.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    let undone = if !touched {
+                        // It ran no statement: there is nothing to undo.
+                        Ok(())
+                    } else if kept.is_empty() {
                         match open.take() {
                             Some(tx) => tx.rollback().await,
                             None => Ok(()),
@@ -450,6 +510,10 @@ impl Lane {
             self.state
                 .batched_jobs
                 .fetch_add(taken as u64, Ordering::Relaxed);
+        }
+        if !guarded {
+            // Every job that failed did so without touching the database.
+            self.failed_attempts = 0;
         }
         let Some(tx) = open.filter(|_| !kept.is_empty()) else {
             // Nothing to commit: every job failed (and rolled back).
@@ -689,6 +753,162 @@ mod tests {
         let batches = writes.state.batches.load(Ordering::Relaxed);
         assert_eq!(jobs, 30);
         assert!(batches >= 10, "30 writes in {batches} batches of at most 3");
+        store.close().await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// A lane over `store` fed by a queue the test fills, to run one batch at a time.
+    fn bare_lane(store: &Store) -> (Lane, flume::Sender<Queued>) {
+        let (queue, jobs) = flume::unbounded();
+        let lane = Lane {
+            store: store.clone(),
+            hub: EventHub::new(HubOptions::default()),
+            jobs,
+            max_batch: 64,
+            carry: VecDeque::new(),
+            guarded_batches: 0,
+            failed_attempts: 0,
+            state: Arc::new(Shared::default()),
+        };
+        (lane, queue)
+    }
+
+    /// How a queued test write ends.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Ending {
+        Commits,
+        FailsAfterInsert,
+        FailsUntouched,
+    }
+
+    /// Lets a closure's signature be inferred for every borrow of the transaction.
+    fn higher_ranked<F>(op: F) -> F
+    where
+        F: for<'t> Fn(&'t mut LoggedTx) -> BoxFuture<'t, Result<i64, StoreError>>,
+    {
+        op
+    }
+
+    /// Queues a write that inserts `v` (unless it fails untouched) and counts its runs.
+    fn queue_insert(
+        lane: &Lane,
+        queue: &flume::Sender<Queued>,
+        v: i64,
+        ending: Ending,
+    ) -> (oneshot::Receiver<Result<i64, StoreError>>, Arc<AtomicU32>) {
+        let runs = Arc::new(AtomicU32::new(0));
+        let counted = runs.clone();
+        let (reply, answer) = oneshot::channel();
+        let op = higher_ranked(move |tx| {
+            let runs = counted.clone();
+            Box::pin(async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                if ending == Ending::FailsUntouched {
+                    return Err(StoreError::WriteAbandoned);
+                }
+                sqlx::query("INSERT INTO t (v) VALUES ($1)")
+                    .bind(v)
+                    .execute(tx.conn())
+                    .await?;
+                match ending {
+                    Ending::Commits => Ok(v),
+                    _ => Err(StoreError::WriteAbandoned),
+                }
+            })
+        });
+        lane.state.in_flight.fetch_add(1, Ordering::AcqRel);
+        let queued = Queued {
+            job: Some(Box::new(Typed {
+                op,
+                result: None,
+                reply,
+            })),
+            conflicts: 0,
+            state: lane.state.clone(),
+        };
+        queue.send(queued).unwrap();
+        (answer, runs)
+    }
+
+    #[tokio::test]
+    async fn a_bare_job_failing_after_its_insert_reruns_the_batch_guarded() {
+        let (store, _writes, dir) = writes(64).await;
+        let (mut lane, queue) = bare_lane(&store);
+        let (mut a, a_runs) = queue_insert(&lane, &queue, 1, Ending::Commits);
+        let (mut b, b_runs) = queue_insert(&lane, &queue, 2, Ending::FailsAfterInsert);
+        let (mut c, c_runs) = queue_insert(&lane, &queue, 3, Ending::Commits);
+
+        lane.batch().await;
+        // Rolled back, nobody answered yet, and the lane guarded for the rerun.
+        assert_eq!(lane.state.reruns.load(Ordering::Relaxed), 1);
+        assert_eq!(lane.guarded_batches, 1);
+        assert!(values(&store).await.is_empty());
+        assert!(a.try_recv().is_err() && b.try_recv().is_err() && c.try_recv().is_err());
+        // C was never reached: the rerun is the batch's first run for it.
+        assert_eq!(c_runs.load(Ordering::SeqCst), 0);
+
+        lane.batch().await;
+        assert_eq!(a.try_recv().unwrap().unwrap(), 1);
+        assert!(b.try_recv().unwrap().is_err());
+        assert_eq!(c.try_recv().unwrap().unwrap(), 3);
+        assert_eq!(values(&store).await, vec![1, 3]);
+        assert_eq!(
+            [&a_runs, &b_runs, &c_runs].map(|r| r.load(Ordering::SeqCst)),
+            [2, 2, 1]
+        );
+        assert_eq!(lane.state.reruns.load(Ordering::Relaxed), 1);
+        assert_eq!(lane.guarded_batches, 0);
+
+        // A clean unguarded batch forgets the failure.
+        assert_eq!(lane.failed_attempts, 1);
+        let (mut d, _) = queue_insert(&lane, &queue, 4, Ending::Commits);
+        lane.batch().await;
+        assert_eq!(d.try_recv().unwrap().unwrap(), 4);
+        assert_eq!(lane.failed_attempts, 0);
+        store.close().await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_job_failing_before_touching_the_database_costs_its_batch_nothing() {
+        let (store, _writes, dir) = writes(64).await;
+        let (mut lane, queue) = bare_lane(&store);
+        let (mut a, a_runs) = queue_insert(&lane, &queue, 1, Ending::Commits);
+        let (mut b, _) = queue_insert(&lane, &queue, 2, Ending::FailsUntouched);
+        let (mut c, _) = queue_insert(&lane, &queue, 3, Ending::Commits);
+        lane.batch().await;
+        assert!(matches!(b.try_recv(), Ok(Err(StoreError::WriteAbandoned))));
+        assert_eq!(a.try_recv().unwrap().unwrap(), 1);
+        assert_eq!(c.try_recv().unwrap().unwrap(), 3);
+        assert_eq!(values(&store).await, vec![1, 3]);
+        assert_eq!(a_runs.load(Ordering::SeqCst), 1);
+        assert_eq!(lane.state.reruns.load(Ordering::Relaxed), 0);
+        assert_eq!((lane.guarded_batches, lane.failed_attempts), (0, 0));
+        store.close().await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn failing_bare_batches_in_a_row_double_the_guarded_stretch_up_to_its_cap() {
+        let (store, _writes, dir) = writes(64).await;
+        let (mut lane, queue) = bare_lane(&store);
+        let mut stretches = Vec::new();
+        for round in 0..9 {
+            let (mut ok, _) = queue_insert(&lane, &queue, 2 * round, Ending::Commits);
+            let (_failing, _) =
+                queue_insert(&lane, &queue, 2 * round + 1, Ending::FailsAfterInsert);
+            lane.batch().await;
+            stretches.push(lane.guarded_batches);
+            while lane.guarded_batches > 0 {
+                lane.batch().await;
+            }
+            assert_eq!(ok.try_recv().unwrap().unwrap(), 2 * round);
+        }
+        assert_eq!(stretches, [1, 2, 4, 8, 16, 32, 64, 64, 64]);
+        assert_eq!(
+            values(&store).await,
+            (0..9).map(|r| 2 * r).collect::<Vec<_>>()
+        );
         store.close().await;
         std::fs::remove_dir_all(dir).ok();
     }
