@@ -153,8 +153,8 @@ struct PendingEvent {
     data: String,
 }
 
-/// Events per INSERT when a transaction appended many: 3 parameters each keeps a statement
-/// far below SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
+/// Events per INSERT when a transaction appended many: 5 parameters each (4 on PostgreSQL)
+/// keep a statement far below SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
 const EVENTS_PER_STATEMENT: usize = 1_000;
 
 impl LoggedTx {
@@ -327,40 +327,70 @@ impl LoggedTx {
         events: &[&PendingEvent],
     ) -> Result<i64, StoreError> {
         let n = events.len() as i64;
-        // The tenant's counter row is locked by this UPDATE until the commit: it orders
+        // The tenant's counter row is locked by the UPDATE until the commit: it orders
         // concurrent writers of one tenant (across hosts on PostgreSQL), so seqs commit in
         // the order they are handed out, and `tenants.last_seq` stays the counter
-        // `last_seq()` reads. On SQLite the write lane runs both statements on its own
-        // thread (store/direct.rs): two cost about what one did.
-        let last: i64 = sqlx::query_scalar(
-            "UPDATE tenants SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq",
-        )
-        .bind(tenant_id)
-        .bind(n)
-        .fetch_one(&mut self.tx)
-        .await?;
-        let sql = format!(
-            "INSERT INTO events (tenant_id, seq, kind, at, data) VALUES {}",
-            Params::new(self.backend).rows(events.len(), 5)
-        );
-        let mut query = sqlx::query(&sql);
-        for (event, seq) in events.iter().zip(last - n + 1..) {
-            query = query
+        // `last_seq()` reads.
+        let last: i64 = match self.backend {
+            // One statement, one round trip, for the bump, the rows and the NOTIFY that
+            // tells every other host's listener of them when (and only if) this commits.
+            // (`::text` because sqlx's Any driver cannot decode NOTIFY's `void`.)
+            Backend::Postgres => {
+                let mut params = Params::new(self.backend);
+                params.list(4); // $1-$4 are named in the statement's fixed part
+                let sql = format!(
+                    "WITH bumped AS (
+                         UPDATE tenants SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq
+                     ), written AS (
+                         INSERT INTO events (tenant_id, seq, kind, at, data)
+                         SELECT $1, bumped.last_seq - $2 + e.n, e.kind, e.at, e.data
+                         FROM bumped, (VALUES {}) AS e(n, kind, at, data)
+                     )
+                     SELECT last_seq, pg_notify($3, $4 || ' ' || (last_seq - $2 + 1) || ' ' || last_seq)::text
+                     FROM bumped",
+                    params.rows(events.len(), 4)
+                );
+                let mut query = sqlx::query_scalar(&sql)
+                    .bind(tenant_id)
+                    .bind(n)
+                    .bind(hub::NOTIFY_CHANNEL)
+                    .bind(self.hub.notification_prefix(tenant_id));
+                for (event, ordinal) in events.iter().zip(1i64..) {
+                    query = query
+                        .bind(ordinal)
+                        .bind(&event.kind)
+                        .bind(event.at)
+                        .bind(&event.data);
+                }
+                query.fetch_one(&mut self.tx).await?
+            }
+            // On SQLite the write lane runs its statements on its own thread
+            // (store/direct.rs): two cost about what one would.
+            Backend::Sqlite => {
+                let last: i64 = sqlx::query_scalar(
+                    "UPDATE tenants SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq",
+                )
                 .bind(tenant_id)
-                .bind(seq)
-                .bind(&event.kind)
-                .bind(event.at)
-                .bind(&event.data);
-        }
-        query.execute(&mut self.tx).await?;
-        if self.backend == Backend::Postgres {
-            // Delivered to every other host's listener when (and only if) this commits.
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(hub::NOTIFY_CHANNEL)
-                .bind(self.hub.notification(tenant_id, last - n + 1, last))
-                .execute(&mut self.tx)
+                .bind(n)
+                .fetch_one(&mut self.tx)
                 .await?;
-        }
+                let sql = format!(
+                    "INSERT INTO events (tenant_id, seq, kind, at, data) VALUES {}",
+                    Params::new(self.backend).rows(events.len(), 5)
+                );
+                let mut query = sqlx::query(&sql);
+                for (event, seq) in events.iter().zip(last - n + 1..) {
+                    query = query
+                        .bind(tenant_id)
+                        .bind(seq)
+                        .bind(&event.kind)
+                        .bind(event.at)
+                        .bind(&event.data);
+                }
+                query.execute(&mut self.tx).await?;
+                last
+            }
+        };
         let first = last - n + 1;
         let history = self.hub.history();
         // Prune when this write crossed a multiple of PRUNE_EVERY.

@@ -150,9 +150,11 @@ impl EventHub {
         &self.inner.node_id
     }
 
-    /// The NOTIFY payload announcing the tenant's events `first..=last`.
-    pub(super) fn notification(&self, tenant_id: &str, first: i64, last: i64) -> String {
-        format!("{} {tenant_id} {first} {last}", self.inner.node_id)
+    /// The NOTIFY payload announcing the tenant's events `first..=last`: this prefix, a
+    /// space, `first`, a space, `last` (the statement that writes the events appends the
+    /// numbers it hands out).
+    pub(super) fn notification_prefix(&self, tenant_id: &str) -> String {
+        format!("{} {tenant_id}", self.inner.node_id)
     }
 
     /// On PostgreSQL, listens for other hosts' events and publishes them locally until
