@@ -66,6 +66,14 @@ pub(crate) fn install() -> Option<PrometheusHandle> {
                         "posbridge_transaction_retries_total",
                         "Transactions run again after the database aborted them to resolve a deadlock or serialization conflict"
                     );
+                    metrics::describe_histogram!(
+                        "posbridge_write_batch_jobs",
+                        "Writes taken by one group-commit transaction"
+                    );
+                    metrics::describe_counter!(
+                        "posbridge_write_batch_reruns_total",
+                        "Group-commit batches rolled back and run again with savepoints because a write that had touched the database failed"
+                    );
                     metrics::describe_gauge!(
                         "posbridge_dead_letters",
                         "Dead letters held (webhook deliveries, sync sales and pages, hook events set aside), by kind"
@@ -81,6 +89,7 @@ pub(crate) fn install() -> Option<PrometheusHandle> {
                     metrics::gauge!("posbridge_websocket_connections").set(0.0);
                     metrics::counter!("posbridge_events_appended_total").absolute(0);
                     metrics::counter!("posbridge_transaction_retries_total").absolute(0);
+                    metrics::counter!("posbridge_write_batch_reruns_total").absolute(0);
                     Some(handle)
                 }
                 Err(err) => {

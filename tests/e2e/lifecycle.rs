@@ -136,6 +136,7 @@ async fn metrics(backend: Backend) {
         "posbridge_websocket_connections",
         "posbridge_events_appended_total",
         "posbridge_transaction_retries_total",
+        "posbridge_write_batch_reruns_total",
     ] {
         assert!(text.contains(name), "/metrics lacks {name}:\n{text}");
     }
