@@ -42,7 +42,7 @@
 //! connection as its turn, and gives it back after the commit, so that single-statement
 //! writes (webhook acks, leases) interleave between batches.
 //!
-//! Size: about 850 lines, 300 of them tests: the queue, the lanes and one batch's life
+//! Size: about 900 lines, 350 of them tests: the queue, the lanes and one batch's life
 //! (savepoints, conflict reruns, panics, the commit and the answers) are one mechanism,
 //! and its tests need its private counters.
 
