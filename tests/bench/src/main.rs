@@ -61,6 +61,10 @@ struct Args {
     /// Concurrent keep-alive connections of the HTTP load scenarios
     #[arg(long, default_value_t = 64, value_parser = at_least_one)]
     connections: usize,
+    /// Tenants the loyalty scenario spreads its connections over (connection i writes to
+    /// tenant i mod N): one tenant's writes share a sequence row, several tenants' do not
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
+    tenants: usize,
     /// Connected terminals (WebSockets) in ws-latency
     #[arg(long, default_value_t = 1000, value_parser = at_least_one)]
     terminals: usize,
@@ -499,10 +503,21 @@ fn loyalty_phone(i: usize) -> String {
 }
 
 async fn loyalty(args: &Args, server: &Server, tenant: &Tenant, report: &mut Report) -> Result<()> {
-    let label = format!("loyalty add ({} conns)", args.connections);
+    let mut others = Vec::new();
+    for _ in 1..args.tenants {
+        others.push(setup::create_tenant(server).await?);
+    }
+    let tenants: Vec<&Tenant> = std::iter::once(tenant).chain(&others).collect();
+    let label = match tenants.len() {
+        1 => format!("loyalty add ({} conns)", args.connections),
+        n => format!("loyalty add ({} conns, {n} tenants)", args.connections),
+    };
     eprintln!(
-        "[bench] loyalty: {} connections, {} s warm-up + {} s measured…",
-        args.connections, args.warmup_secs, args.duration_secs
+        "[bench] loyalty: {} connections over {} tenant(s), {} s warm-up + {} s measured…",
+        args.connections,
+        tenants.len(),
+        args.warmup_secs,
+        args.duration_secs
     );
     let body = json!({"points": 1, "reason": "bench"});
     let res = load::run(
@@ -511,6 +526,7 @@ async fn loyalty(args: &Args, server: &Server, tenant: &Tenant, report: &mut Rep
         Duration::from_secs(args.warmup_secs),
         Duration::from_secs(args.duration_secs),
         |i| {
+            let tenant = tenants[i % tenants.len()];
             tenant
                 .request(
                     Method::POST,
