@@ -789,13 +789,16 @@ mod tests {
         op
     }
 
+    /// A queued test write's answer and its run count.
+    type QueuedWrite = (oneshot::Receiver<Result<i64, StoreError>>, Arc<AtomicU32>);
+
     /// Queues a write that inserts `v` (unless it fails untouched) and counts its runs.
     fn queue_insert(
         lane: &Lane,
         queue: &flume::Sender<Queued>,
         v: i64,
         ending: Ending,
-    ) -> (oneshot::Receiver<Result<i64, StoreError>>, Arc<AtomicU32>) {
+    ) -> QueuedWrite {
         let runs = Arc::new(AtomicU32::new(0));
         let counted = runs.clone();
         let (reply, answer) = oneshot::channel();
@@ -830,13 +833,25 @@ mod tests {
         (answer, runs)
     }
 
+    /// Queues writes of 1, 2 and 3, the middle one ending as `middle`, the others committing.
+    fn around_a_write_that(
+        lane: &Lane,
+        queue: &flume::Sender<Queued>,
+        middle: Ending,
+    ) -> [QueuedWrite; 3] {
+        [
+            queue_insert(lane, queue, 1, Ending::Commits),
+            queue_insert(lane, queue, 2, middle),
+            queue_insert(lane, queue, 3, Ending::Commits),
+        ]
+    }
+
     #[tokio::test]
     async fn a_bare_job_failing_after_its_insert_reruns_the_batch_guarded() {
         let (store, _writes, dir) = writes(64).await;
         let (mut lane, queue) = bare_lane(&store);
-        let (mut a, a_runs) = queue_insert(&lane, &queue, 1, Ending::Commits);
-        let (mut b, b_runs) = queue_insert(&lane, &queue, 2, Ending::FailsAfterInsert);
-        let (mut c, c_runs) = queue_insert(&lane, &queue, 3, Ending::Commits);
+        let [(mut a, a_runs), (mut b, b_runs), (mut c, c_runs)] =
+            around_a_write_that(&lane, &queue, Ending::FailsAfterInsert);
 
         lane.batch().await;
         // Rolled back, nobody answered yet, and the lane guarded for the rerun.
@@ -873,9 +888,8 @@ mod tests {
     async fn a_job_failing_before_touching_the_database_costs_its_batch_nothing() {
         let (store, _writes, dir) = writes(64).await;
         let (mut lane, queue) = bare_lane(&store);
-        let (mut a, a_runs) = queue_insert(&lane, &queue, 1, Ending::Commits);
-        let (mut b, _) = queue_insert(&lane, &queue, 2, Ending::FailsUntouched);
-        let (mut c, _) = queue_insert(&lane, &queue, 3, Ending::Commits);
+        let [(mut a, a_runs), (mut b, _), (mut c, _)] =
+            around_a_write_that(&lane, &queue, Ending::FailsUntouched);
         lane.batch().await;
         assert!(matches!(b.try_recv(), Ok(Err(StoreError::WriteAbandoned))));
         assert_eq!(a.try_recv().unwrap().unwrap(), 1);
