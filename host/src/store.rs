@@ -187,8 +187,9 @@ pub struct StoreOptions {
     /// commit, see [`crate::events::Writes`]). Batches form only while writes queue behind
     /// a commit; a lone write commits at once. Default 64: past a few dozen the fsync is
     /// amortised and a bigger batch only lengthens the wait of its first write; on
-    /// PostgreSQL 64 also keeps a guarded batch's savepoints within the server's per-transaction
-    /// cache of subtransaction ids. At least 1 (1: every write commits alone).
+    /// PostgreSQL 64 also keeps a guarded batch's savepoints within the server's
+    /// per-transaction cache of subtransaction ids. At least 1 (1: every write commits
+    /// alone).
     #[arg(
         long = "write-batch-max",
         env = "POSBRIDGE_WRITE_BATCH_MAX",
