@@ -55,65 +55,72 @@ impl Conn {
     }
 }
 
-impl<'c> Executor<'c> for &'c mut Conn {
-    type Database = Any;
+/// sqlx's [`Executor`] for `$target`, an enum each of whose variants holds an executor:
+/// every method runs on the variant's, which `$variant => $executor` names.
+macro_rules! forward_executor {
+    ($target:ty { $($variant:pat => $executor:expr),+ $(,)? }) => {
+        impl<'c> Executor<'c> for $target {
+            type Database = Any;
 
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        match self {
-            Conn::Borrowed(conn) => (&mut **conn).fetch_many(query),
-            Conn::Pooled(tx) => (&mut **tx).fetch_many(query),
-            Conn::Direct(tx) => tx.conn().fetch_many(query),
-        }
-    }
+            fn fetch_many<'e, 'q: 'e, E>(
+                self,
+                query: E,
+            ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+            where
+                'c: 'e,
+                E: 'q + Execute<'q, Any>,
+            {
+                match self {
+                    $($variant => $executor.fetch_many(query),)+
+                }
+            }
 
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        match self {
-            Conn::Borrowed(conn) => (&mut **conn).fetch_optional(query),
-            Conn::Pooled(tx) => (&mut **tx).fetch_optional(query),
-            Conn::Direct(tx) => tx.conn().fetch_optional(query),
-        }
-    }
+            fn fetch_optional<'e, 'q: 'e, E>(
+                self,
+                query: E,
+            ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+            where
+                'c: 'e,
+                E: 'q + Execute<'q, Any>,
+            {
+                match self {
+                    $($variant => $executor.fetch_optional(query),)+
+                }
+            }
 
-    fn prepare_with<'e, 'q: 'e>(
-        self,
-        sql: &'q str,
-        parameters: &'e [AnyTypeInfo],
-    ) -> BoxFuture<'e, Result<AnyStatement<'q>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        match self {
-            Conn::Borrowed(conn) => (&mut **conn).prepare_with(sql, parameters),
-            Conn::Pooled(tx) => (&mut **tx).prepare_with(sql, parameters),
-            Conn::Direct(tx) => tx.conn().prepare_with(sql, parameters),
-        }
-    }
+            fn prepare_with<'e, 'q: 'e>(
+                self,
+                sql: &'q str,
+                parameters: &'e [AnyTypeInfo],
+            ) -> BoxFuture<'e, Result<AnyStatement<'q>, sqlx::Error>>
+            where
+                'c: 'e,
+            {
+                match self {
+                    $($variant => $executor.prepare_with(sql, parameters),)+
+                }
+            }
 
-    fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        match self {
-            Conn::Borrowed(conn) => (&mut **conn).describe(sql),
-            Conn::Pooled(tx) => (&mut **tx).describe(sql),
-            Conn::Direct(tx) => tx.conn().describe(sql),
+            fn describe<'e, 'q: 'e>(
+                self,
+                sql: &'q str,
+            ) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>>
+            where
+                'c: 'e,
+            {
+                match self {
+                    $($variant => $executor.describe(sql),)+
+                }
+            }
         }
-    }
+    };
 }
+
+forward_executor!(&'c mut Conn {
+    Conn::Borrowed(conn) => (&mut **conn),
+    Conn::Pooled(tx) => (&mut **tx),
+    Conn::Direct(tx) => tx.conn(),
+});
 
 /// Where a point read (one row by its key) runs: on SQLite a direct connection on the
 /// calling thread (see [`DirectReaders`]), on PostgreSQL the pool.
@@ -125,58 +132,7 @@ pub(crate) enum PointReader<'a> {
     Direct(&'a DirectReaders),
 }
 
-impl<'c> Executor<'c> for PointReader<'c> {
-    type Database = Any;
-
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        match self {
-            PointReader::Pool(pool) => pool.fetch_many(query),
-            PointReader::Direct(readers) => readers.fetch_many(query),
-        }
-    }
-
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        match self {
-            PointReader::Pool(pool) => pool.fetch_optional(query),
-            PointReader::Direct(readers) => readers.fetch_optional(query),
-        }
-    }
-
-    fn prepare_with<'e, 'q: 'e>(
-        self,
-        sql: &'q str,
-        parameters: &'e [AnyTypeInfo],
-    ) -> BoxFuture<'e, Result<AnyStatement<'q>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        match self {
-            PointReader::Pool(pool) => pool.prepare_with(sql, parameters),
-            PointReader::Direct(readers) => readers.prepare_with(sql, parameters),
-        }
-    }
-
-    fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        match self {
-            PointReader::Pool(pool) => pool.describe(sql),
-            PointReader::Direct(readers) => readers.describe(sql),
-        }
-    }
-}
+forward_executor!(PointReader<'c> {
+    PointReader::Pool(pool) => pool,
+    PointReader::Direct(readers) => readers,
+});
