@@ -36,19 +36,7 @@ pub(crate) fn at_ms(ms: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_millisecond(ms).expect("a plausible time")
 }
 
-/// Approves `host_port` for `plugin` (operator), asserting 200.
-pub(crate) async fn approve_host(srv: &TestServer, plugin: &str, host_port: &str) {
-    let resp = srv
-        .admin()
-        .send(
-            Method::PUT,
-            &format!("/admin/plugins/{plugin}/hosts"),
-            Body::Json(json!({"allow": [host_port]})),
-            &[],
-        )
-        .await;
-    resp.expect(200);
-}
+pub(crate) use posbridge_harness::bench::approve_host;
 
 /// A server with the tenant `kitchen`, its manager client, and a mock Square the
 /// operator has approved for the square plugin: where every Square test starts.

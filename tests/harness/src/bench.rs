@@ -73,8 +73,9 @@ pub async fn connect_square(
         .clone()
 }
 
-/// Lets `plugin` call `host_port` (the operator's approval of a plugin's outbound host).
-async fn approve_host(srv: &crate::TestServer, plugin: &str, host_port: &str) {
+/// Lets `plugin` call `host_port` (the operator's approval of a plugin's outbound host),
+/// asserting 200.
+pub async fn approve_host(srv: &crate::TestServer, plugin: &str, host_port: &str) {
     srv.admin()
         .send(
             reqwest::Method::PUT,
