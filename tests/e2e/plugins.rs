@@ -3,7 +3,7 @@
 //! restarts that reuse compiled artifacts, and the `plugin` CLI.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -318,20 +318,30 @@ async fn hot_swap_under_load_fails_no_call(backend: Backend) {
     assert_eq!(plugin(&srv, "test-swap").await["active_version"], "2.0.0");
 
     let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
     let mut callers = Vec::new();
     for _ in 0..4 {
         let manager = manager.clone();
-        let stop = stop.clone();
+        let (stop, calls) = (stop.clone(), calls.clone());
         callers.push(tokio::spawn(async move {
             let mut seen = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let r = validate(&manager, "test-swap", "l").await;
                 seen.push((r.status, r.body.clone()));
+                calls.fetch_add(1, Ordering::Relaxed);
             }
             seen
         }));
     }
     for i in 0..20 {
+        // Every swap lands among calls: at least one finished since the previous swap (on
+        // a loaded machine the callers may otherwise fall behind the operator's loop).
+        let before = calls.load(Ordering::Relaxed);
+        eventually(Duration::from_secs(10), "a call between two swaps", || {
+            let done = calls.load(Ordering::Relaxed);
+            async move { (done > before).then_some(()) }
+        })
+        .await;
         let version = if i % 2 == 0 { "1.0.0" } else { "2.0.0" };
         let r = srv
             .admin()
