@@ -17,6 +17,7 @@ use sqlx::AnyPool;
 
 mod conn;
 mod direct;
+mod pg_readers;
 mod retry;
 mod sqlite;
 
@@ -126,9 +127,12 @@ fn sqlx_unavailable(err: &sqlx::Error) -> bool {
 /// (`serve` flags `--db-*`, `--sqlite-*`; see [`crate::options`]).
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct StoreOptions {
-    /// Database connections: SQLite readers, or the PostgreSQL total. Default 8: SQLite
-    /// readers run in parallel under WAL, and 8 keeps two cores busy without idling on
-    /// the pool. At least 1.
+    /// Database connections: SQLite readers, or the PostgreSQL total (at least 3 there): a
+    /// quarter of it, at least one, for point reads (a balance by its key, one round trip
+    /// each, see `store/pg_readers.rs`), the rest the pool that write lanes, transactions
+    /// and scans share. Default 8: SQLite readers run in parallel under WAL, and 8 keeps
+    /// two cores busy without idling on the pool; on PostgreSQL 2 point readers and 6
+    /// pooled. At least 1.
     #[arg(
         id = "db_connections",
         long = "db-connections",
@@ -200,8 +204,8 @@ pub struct StoreOptions {
     /// PostgreSQL: batches in progress at once, each on its own connection from the pool.
     /// Their writes' statements run in parallel; they queue only for a tenant's sequence
     /// row, which each takes last, just before its commit. Default 4: enough to keep
-    /// writing while other batches wait for their commit's fsync, and half the default
-    /// pool, leaving the rest to reads (never more than `--db-connections` less one).
+    /// writing while other batches wait for their commit's fsync, and two thirds of the
+    /// default pool, leaving the rest to reads (never more than the pool less one).
     /// SQLite always has one (one writer). At least 1.
     #[arg(
         long = "write-lanes",
@@ -233,19 +237,62 @@ impl Default for StoreOptions {
     }
 }
 
-/// The database handle shared by the whole host. Cheap to clone.
+/// The database handle shared by the whole host. Cheap to clone: one reference count, as
+/// every request clones it (axum hands each handler its own copy of the state), and a
+/// clone of the fields themselves showed in the balance-read profile (the URL's
+/// allocation and half a dozen reference counts, ~1.5% of the server's CPU).
 #[derive(Clone, Debug)]
 pub struct Store {
+    inner: std::sync::Arc<StoreInner>,
+}
+
+/// What a [`Store`] shares among its clones.
+#[derive(Debug)]
+struct StoreInner {
     reader: AnyPool,
     writer: AnyPool,
     /// SQLite's write lane connection (see [`Store::begin_direct`]); none on PostgreSQL
     /// and for an in-memory SQLite database, which another connection could not share.
     direct: Option<std::sync::Arc<tokio::sync::Mutex<direct::DirectSqlite>>>,
-    /// SQLite's point readers (see [`Store::point_reader`]); none where `direct` is none.
-    point_readers: Option<std::sync::Arc<direct::DirectReaders>>,
+    /// Where point reads run (see [`Store::point_reader`]).
+    point_readers: PointReaders,
     backend: Backend,
     url: String,
-    options: std::sync::Arc<StoreOptions>,
+    options: StoreOptions,
+}
+
+/// How `--db-connections` is shared out on PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PgConnections {
+    /// sqlx's pool: write lanes, transactions and reads that scan.
+    pool: u32,
+    /// [`pg_readers::PgPointReaders`].
+    point_readers: usize,
+}
+
+impl PgConnections {
+    /// A quarter of `total` (at least one) for point reads, the rest (at least two) for the
+    /// pool. Two point readers keep up with the 64 connections of a balance-read benchmark
+    /// on two cores (a read holds its connection for one round trip); the default
+    /// `--write-lanes` 4 then leaves the pool 2 for other reads.
+    fn of(total: u32) -> Self {
+        let point_readers = (total / 4).max(1);
+        PgConnections {
+            pool: total.saturating_sub(point_readers).max(2),
+            point_readers: point_readers as usize,
+        }
+    }
+}
+
+/// Where [`Store::point_reader`] sends point reads.
+#[derive(Debug, Clone)]
+enum PointReaders {
+    /// The reader pool (an in-memory SQLite database, which other connections cannot share).
+    Pool,
+    /// SQLite's direct readers.
+    Sqlite(std::sync::Arc<direct::DirectReaders>),
+    /// PostgreSQL's point readers.
+    Postgres(std::sync::Arc<pg_readers::PgPointReaders>),
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -269,92 +316,103 @@ impl Store {
                 let (direct, point_readers) = match sqlite::open_direct(&url, options)? {
                     Some((conn, readers)) => (
                         Some(std::sync::Arc::new(tokio::sync::Mutex::new(conn))),
-                        Some(std::sync::Arc::new(readers)),
+                        PointReaders::Sqlite(std::sync::Arc::new(readers)),
                     ),
-                    None => (None, None),
+                    None => (None, PointReaders::Pool),
                 };
-                Store {
+                StoreInner {
                     reader,
                     writer,
                     direct,
                     point_readers,
                     backend,
                     url,
-                    options: std::sync::Arc::new(options.clone()),
+                    options: options.clone(),
                 }
             }
             Backend::Postgres => {
+                let connect = AnyConnectOptions::from_str(&url)?;
+                let budget = PgConnections::of(options.max_connections);
                 let pool = AnyPoolOptions::new()
-                    .max_connections(options.max_connections.max(2))
+                    .max_connections(budget.pool)
                     .acquire_timeout(options.acquire_timeout)
-                    .connect_with(AnyConnectOptions::from_str(&url)?)
+                    .connect_with(connect.clone())
                     .await?;
-                Store {
+                let point_readers = pg_readers::PgPointReaders::new(
+                    connect,
+                    budget.point_readers,
+                    options.acquire_timeout,
+                );
+                StoreInner {
                     reader: pool.clone(),
                     writer: pool,
                     direct: None,
-                    point_readers: None,
+                    point_readers: PointReaders::Postgres(std::sync::Arc::new(point_readers)),
                     backend,
                     url,
-                    options: std::sync::Arc::new(options.clone()),
+                    options: options.clone(),
                 }
             }
+        };
+        let store = Store {
+            inner: std::sync::Arc::new(store),
         };
         store.migrate().await?;
         Ok(store)
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let migrator = match self.backend {
+        let migrator = match self.inner.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&self.writer).await?;
+        migrator.run(&self.inner.writer).await?;
         Ok(())
     }
 
     /// Which database this is.
     pub(crate) fn backend(&self) -> Backend {
-        self.backend
+        self.inner.backend
     }
 
     /// The options the store was opened with.
     pub fn options(&self) -> &StoreOptions {
-        &self.options
+        &self.inner.options
     }
 
     /// The normalized connection URL (used by the PostgreSQL listener).
     pub fn url(&self) -> &str {
-        &self.url
+        &self.inner.url
     }
 
     /// The pool for reads that need no transaction.
     pub(crate) fn reader(&self) -> &AnyPool {
-        &self.reader
+        &self.inner.reader
     }
 
     /// Where to read one row by its key (a balance): see [`PointReader`]. Reads that
     /// return many rows or scan use [`Store::reader`].
     pub(crate) fn point_reader(&self) -> PointReader<'_> {
-        match &self.point_readers {
-            Some(readers) => PointReader::Direct(readers),
-            None => PointReader::Pool(&self.reader),
+        match &self.inner.point_readers {
+            PointReaders::Pool => PointReader::Pool(&self.inner.reader),
+            PointReaders::Sqlite(readers) => PointReader::Direct(readers),
+            PointReaders::Postgres(readers) => PointReader::Postgres(readers),
         }
     }
 
     /// The pool for single-statement writes outside a transaction.
     pub(crate) fn writer(&self) -> &AnyPool {
-        &self.writer
+        &self.inner.writer
     }
 
     /// A reader connection for several statements in a row (no transaction).
     pub(crate) async fn read_conn(&self) -> Result<Conn, StoreError> {
-        Ok(Conn::Borrowed(self.reader.acquire().await?))
+        Ok(Conn::Borrowed(self.inner.reader.acquire().await?))
     }
 
     /// Starts a write transaction.
     pub(crate) async fn begin(&self) -> Result<Conn, StoreError> {
-        Ok(Conn::Pooled(self.writer.begin().await?))
+        Ok(Conn::Pooled(self.inner.writer.begin().await?))
     }
 
     /// Starts the write lane's transaction: on SQLite on the direct connection, whose
@@ -363,10 +421,10 @@ impl Store {
     /// write of this process runs between (SQLite has one writer; taking turns in the
     /// pool's queue is cheaper than meeting in SQLite's busy handler, which sleeps).
     pub(crate) async fn begin_direct(&self) -> Result<Conn, StoreError> {
-        let Some(direct) = &self.direct else {
+        let Some(direct) = &self.inner.direct else {
             return self.begin().await;
         };
-        let turn = self.writer.acquire().await?;
+        let turn = self.inner.writer.acquire().await?;
         let conn = direct.clone().lock_owned().await;
         Ok(Conn::Direct(direct::DirectTx::begin(conn, turn)?))
     }
@@ -375,14 +433,14 @@ impl Store {
     /// build embeds is recorded as applied. `Ok(false)` means reachable but not migrated
     /// (another host is mid-migration, or the schema was rolled back under us).
     pub(crate) async fn ready(&self, timeout: Duration) -> Result<bool, StoreError> {
-        let migrator = match self.backend {
+        let migrator = match self.inner.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         let applied: Vec<i64> = tokio::time::timeout(
             timeout,
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
-                .fetch_all(&self.reader),
+                .fetch_all(&self.inner.reader),
         )
         .await
         .map_err(|_| StoreError::Sqlx(sqlx::Error::PoolTimedOut))??;
@@ -391,10 +449,14 @@ impl Store {
             .all(|migration| applied.contains(&migration.version)))
     }
 
-    /// Closes both pools, waiting for checked-out connections to return.
+    /// Closes both pools, waiting for checked-out connections to return, and PostgreSQL's
+    /// point readers.
     pub async fn close(&self) {
-        self.writer.close().await;
-        self.reader.close().await;
+        if let PointReaders::Postgres(readers) = &self.inner.point_readers {
+            readers.close().await;
+        }
+        self.inner.writer.close().await;
+        self.inner.reader.close().await;
     }
 }
 
@@ -565,6 +627,22 @@ pub(crate) async fn rows_by_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postgres_connections_are_shared_out_within_the_total() {
+        let default = PgConnections::of(8);
+        assert_eq!((default.pool, default.point_readers), (6, 2));
+        // Below three the pool keeps its two (a write lane and a read) and the total is 3.
+        for total in [1, 2] {
+            let small = PgConnections::of(total);
+            assert_eq!((small.pool, small.point_readers), (2, 1));
+        }
+        for total in 3..=64 {
+            let budget = PgConnections::of(total);
+            assert_eq!(budget.pool as usize + budget.point_readers, total as usize);
+            assert!(budget.point_readers >= 1 && budget.pool >= 2);
+        }
+    }
 
     #[test]
     fn bare_paths_become_sqlite_files() {

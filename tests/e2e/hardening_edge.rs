@@ -1,11 +1,13 @@
 //! Issue 12, items 4, 5 and 7: hostile connections are timed out and capped (with a
 //! reserve for probes and the operator), a database outage answers 503 fast and recovers
-//! without loss, and each API key has a request budget.
+//! without loss, each API key has a request budget, and point reads outlive PostgreSQL
+//! ending their connections.
 
 use std::time::{Duration, Instant};
 
 use posbridge_harness::{both_backends, eventually, Backend, PgCluster, TestServer};
 use serde_json::json;
+use sqlx::Connection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -531,4 +533,60 @@ async fn postgres_outage_fails_fast_and_recovers() {
     .await;
     drop(srv);
     drop(cluster);
+}
+
+/// PostgreSQL ends every session of the host's database (an operator's
+/// `pg_terminate_backend`, an idle-session timeout, a pooler restarting): the balance and
+/// points reads right after still answer 200, each on a new connection, rather than 503 on
+/// the connection that died while idle, and they read what was written before.
+#[tokio::test(flavor = "multi_thread")]
+async fn point_reads_outlive_a_killed_connection() {
+    if !posbridge_harness::postgres_available().await {
+        return;
+    }
+    let srv = crate::start(Backend::Postgres).await;
+    let tenant = srv.setup_tenant("acme").await;
+    let manager = srv.manager(&tenant);
+    let till = srv.terminal(&tenant);
+    manager
+        .post(
+            "/gift-cards",
+            &json!({"code": "GC-KILLED", "amount": 5_000}),
+        )
+        .await
+        .expect(201);
+    till.post("/loyalty/%2B15550100111/add", &json!({"points": 40}))
+        .await
+        .expect(200);
+    // Concurrent reads leave several idle connections behind, every one of which dies.
+    let reads: Vec<_> = (0..8)
+        .map(|_| {
+            let till = till.clone();
+            tokio::spawn(async move { crate::balance(&till, "GC-KILLED").await })
+        })
+        .collect();
+    for read in reads {
+        assert_eq!(read.await.expect("read task"), 5_000);
+    }
+
+    let mut admin = sqlx::postgres::PgConnection::connect(srv.database_url())
+        .await
+        .expect("connecting to the host's database");
+    for round in 0..3 {
+        let ended: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .expect("ending the host's sessions");
+        assert!(
+            ended.iter().any(|&ended| ended),
+            "round {round}: no session of the host was ended"
+        );
+        assert_eq!(crate::balance(&till, "GC-KILLED").await, 5_000);
+        let points = till.get("/loyalty/%2B15550100111/points").await;
+        assert_eq!(points.expect(200)["points"], 40, "round {round}");
+    }
+    let _ = admin.close().await;
 }

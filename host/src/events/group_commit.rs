@@ -102,7 +102,7 @@ impl GroupCommitOptions {
                 // At least one pooled connection stays for reads.
                 Backend::Postgres => options
                     .write_lanes
-                    .min(options.max_connections.max(2) as usize - 1)
+                    .min(store.writer().options().get_max_connections() as usize - 1)
                     .max(1),
             },
         }

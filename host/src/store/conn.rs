@@ -10,6 +10,7 @@ use sqlx::{Either, Execute, Executor};
 use sqlx_core::describe::Describe;
 
 use super::direct::{DirectReaders, DirectTx};
+use super::pg_readers::PgPointReaders;
 use super::Db;
 
 /// A transaction, or a pool's connection for several reads in a row. Domain code runs its
@@ -123,16 +124,20 @@ forward_executor!(&'c mut Conn {
 });
 
 /// Where a point read (one row by its key) runs: on SQLite a direct connection on the
-/// calling thread (see [`DirectReaders`]), on PostgreSQL the pool.
+/// calling thread (see [`DirectReaders`]), on PostgreSQL a connection of the point readers
+/// (see [`PgPointReaders`]), on an in-memory SQLite database the pool.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum PointReader<'a> {
     /// The reader pool.
     Pool(&'a sqlx::AnyPool),
     /// SQLite's direct readers.
     Direct(&'a DirectReaders),
+    /// PostgreSQL's point readers.
+    Postgres(&'a PgPointReaders),
 }
 
 forward_executor!(PointReader<'c> {
     PointReader::Pool(pool) => pool,
     PointReader::Direct(readers) => readers,
+    PointReader::Postgres(readers) => readers,
 });
