@@ -70,6 +70,10 @@ pub(crate) fn install() -> Option<PrometheusHandle> {
                         "posbridge_write_batch_jobs",
                         "Writes taken by one group-commit transaction"
                     );
+                    metrics::describe_histogram!(
+                        "posbridge_point_read_batch_reads",
+                        "PostgreSQL: point reads (balances, points) answered by one statement"
+                    );
                     metrics::describe_counter!(
                         "posbridge_write_batch_reruns_total",
                         "Group-commit batches rolled back and run again with savepoints because a write that had touched the database failed"

@@ -317,12 +317,87 @@ async fn concurrent_deducts(backend: Backend) {
     assert_eq!(crate::last_seq(&manager).await, seq_before + 10);
 }
 
+/// Many balance reads at once, of two tenants' cards (one card's code issued by both, with
+/// different balances) and of codes nobody issued, mixed with loyalty points reads: each
+/// answer is its own card's or customer's, each unknown code a 404, though on PostgreSQL
+/// concurrent reads share statements (which the metrics show happened).
+async fn concurrent_balance_reads_each_get_their_own_card(backend: Backend) {
+    const CARDS: i64 = 6;
+    const ROUNDS: usize = 12;
+    let srv = crate::start(backend).await;
+    let mut tills = Vec::new();
+    for (slug, base) in [("north", 1_000), ("south", 50_000)] {
+        let tenant = srv.setup_tenant(slug).await;
+        let manager = srv.manager(&tenant);
+        for card in 0..CARDS {
+            manager
+                .post(
+                    "/gift-cards",
+                    &json!({"code": format!("SHARED-{card}"), "amount": base + card}),
+                )
+                .await
+                .expect(201);
+        }
+        let till = srv.terminal(&tenant);
+        till.post("/loyalty/%2B15550100777/add", &json!({"points": base / 10}))
+            .await
+            .expect(200);
+        tills.push((till, base));
+    }
+    let reads = tills.len() * (CARDS as usize + 2) * ROUNDS;
+    let barrier = Arc::new(tokio::sync::Barrier::new(reads));
+    let mut tasks = Vec::new();
+    for round in 0..ROUNDS {
+        for (till, base) in &tills {
+            for card in 0..=CARDS + 1 {
+                // Card CARDS was never issued; CARDS + 1 stands for the customer's points.
+                let (till, base, barrier) = (till.clone(), *base, barrier.clone());
+                tasks.push(tokio::spawn(async move {
+                    barrier.wait().await;
+                    let path = if card == CARDS + 1 {
+                        "/loyalty/%2B15550100777/points".to_owned()
+                    } else {
+                        format!("/gift-cards/SHARED-{card}/balance")
+                    };
+                    (round, base, card, till.get(&path).await)
+                }));
+            }
+        }
+    }
+    for task in tasks {
+        let (round, base, card, resp) = task.await.expect("read task");
+        if card == CARDS {
+            resp.expect_error(404, "gift_card_not_found");
+        } else if card == CARDS + 1 {
+            assert_eq!(resp.expect(200)["points"], base / 10, "round {round}");
+        } else {
+            assert_eq!(
+                resp.expect(200)["balance"]["amount"],
+                base + card,
+                "round {round}: SHARED-{card} of the tenant with base {base}"
+            );
+        }
+    }
+    if backend == Backend::Postgres {
+        let metrics = srv.anon().get("/metrics").await.text;
+        let answered =
+            crate::metric_value(&metrics, "posbridge_point_read_batch_reads_sum").unwrap_or(0.0);
+        let statements =
+            crate::metric_value(&metrics, "posbridge_point_read_batch_reads_count").unwrap_or(0.0);
+        assert!(
+            statements > 0.0 && answered > statements,
+            "no statement answered more than one read ({answered} reads in {statements})"
+        );
+    }
+}
+
 both_backends!(
     an_issued_card_has_an_upper_case_code_and_its_full_balance,
     a_code_already_issued_in_any_case_is_refused,
     a_card_issued_without_a_code_gets_a_generated_one,
     the_balance_is_found_by_code_in_any_case,
     an_unknown_card_is_not_found,
+    concurrent_balance_reads_each_get_their_own_card,
     a_deduct_answers_what_was_taken_and_what_is_left,
     deduct_beyond_balance_is_refused_and_changes_nothing,
     the_whole_balance_can_be_deducted_and_then_nothing_more,
