@@ -422,6 +422,16 @@ both_backends!(
     rate_limits_apply_per_key,
 );
 
+/// A till of a new tenant `acme`, for which the manager issued card `code` worth `amount`.
+async fn till_with_card(srv: &TestServer, code: &str, amount: i64) -> posbridge_harness::Client {
+    let tenant = srv.setup_tenant("acme").await;
+    srv.manager(&tenant)
+        .post("/gift-cards", &json!({"code": code, "amount": amount}))
+        .await
+        .expect(201);
+    srv.terminal(&tenant)
+}
+
 /// PostgreSQL stopped under a running host: database-backed requests answer 503
 /// `database_unavailable` with `Retry-After` within ~2 s, `/readyz` says 503 while
 /// `/healthz` stays 200, the log names the database without its password; once it is back,
@@ -442,16 +452,7 @@ async fn postgres_outage_fails_fast_and_recovers() {
         .admin_url()
         .replace("postgres@", "postgres:pw-never-logged@");
     let srv = TestServer::start_on_postgres(crate::BIN, &admin_url, &[]).await;
-    let tenant = srv.setup_tenant("acme").await;
-    let manager = srv.manager(&tenant);
-    let till = srv.terminal(&tenant);
-    manager
-        .post(
-            "/gift-cards",
-            &json!({"code": "GC-OUTAGE", "amount": 10_000}),
-        )
-        .await
-        .expect(201);
+    let till = till_with_card(&srv, "GC-OUTAGE", 10_000).await;
     let mut deducted = 0;
     for i in 0..10 {
         till.post(
@@ -545,16 +546,7 @@ async fn point_reads_outlive_a_killed_connection() {
         return;
     }
     let srv = crate::start(Backend::Postgres).await;
-    let tenant = srv.setup_tenant("acme").await;
-    let manager = srv.manager(&tenant);
-    let till = srv.terminal(&tenant);
-    manager
-        .post(
-            "/gift-cards",
-            &json!({"code": "GC-KILLED", "amount": 5_000}),
-        )
-        .await
-        .expect(201);
+    let till = till_with_card(&srv, "GC-KILLED", 5_000).await;
     till.post("/loyalty/%2B15550100111/add", &json!({"points": 40}))
         .await
         .expect(200);
