@@ -93,9 +93,10 @@ impl<'q> Read<'q> {
     fn again(&self) -> Self {
         Read {
             sql: self.sql,
-            arguments: self.arguments.as_ref().map(|arguments| AnyArguments {
-                values: AnyArgumentBuffer(arguments.values.0.clone()),
-            }),
+            arguments: self
+                .arguments
+                .as_ref()
+                .map(|arguments| arguments_of(arguments.values.0.clone())),
             persistent: self.persistent,
         }
     }
@@ -330,7 +331,7 @@ impl Shared {
             // Alone, or a statement that cannot be batched: each runs as itself.
             for mut read in batch {
                 let result = self
-                    .on_a_connection::<FetchOptional>(read.as_read(), deadline)
+                    .on_a_connection::<FetchOptional>(read.take_read(), deadline)
                     .await;
                 read.answer(result);
             }
@@ -344,7 +345,7 @@ impl Shared {
         };
         match self.on_a_connection::<FetchAll>(read, deadline).await {
             Ok(steps) => {
-                let mut rows: Vec<Option<AnyRow>> = (0..batch.len()).map(|_| None).collect();
+                let mut rows: Vec<Option<AnyRow>> = vec![None; batch.len()];
                 for row in steps.into_iter().filter_map(|step| step.right()) {
                     let Some(last) = row.len().checked_sub(1) else {
                         continue;
@@ -385,8 +386,12 @@ struct Waiting {
 }
 
 impl Waiting {
-    /// The read, if its arguments are all of the kinds a batch can carry.
+    /// The read, if its arguments are all of the kinds a batch can carry and it may be
+    /// prepared and kept (batch statements are; a read asking not to be runs as itself).
     fn of(read: &Read<'_>) -> Option<Self> {
+        if !read.persistent {
+            return None;
+        }
         let arguments = match &read.arguments {
             Some(arguments) => arguments
                 .values
@@ -403,13 +408,11 @@ impl Waiting {
         })
     }
 
-    /// The read as one statement of its own.
-    fn as_read(&self) -> Read<'_> {
+    /// The read as one statement of its own, taking its arguments (a read runs once).
+    fn take_read(&mut self) -> Read<'_> {
         Read {
             sql: &self.sql,
-            arguments: Some(AnyArguments {
-                values: AnyArgumentBuffer(self.arguments.clone()),
-            }),
+            arguments: Some(arguments_of(std::mem::take(&mut self.arguments))),
             persistent: true,
         }
     }
@@ -502,6 +505,11 @@ fn padded_arguments(batch: &[Waiting]) -> AnyArguments<'static> {
         values.push(AnyValueKind::BigInt(ordinal));
         values.extend(read.arguments.iter().cloned());
     }
+    arguments_of(values)
+}
+
+/// sqlx's arguments holding `values` (its buffer has no constructor of its own).
+fn arguments_of<'q>(values: Vec<AnyValueKind<'q>>) -> AnyArguments<'q> {
     AnyArguments {
         values: AnyArgumentBuffer(values),
     }
