@@ -32,7 +32,9 @@ use super::sqlx_unavailable;
 /// is released (sqlx 0.8 `PoolConnection::return_to_pool`). Here a read is the query
 /// alone, and what the pings were for is kept another way:
 /// - a connection goes back to the idle list only after its query completed; a read
-///   cancelled half-way drops (closes) its connection instead of leaving it mid-protocol;
+///   cancelled half-way drops (closes) its connection instead of leaving it mid-protocol,
+///   and a queued read whose caller gives up leaves its batch runner to finish the
+///   statement, its answer dropped;
 /// - a read that finds its idle connection dead (the server restarted, an idle session
 ///   was killed) runs once more on a new connection: a point read changes nothing, so
 ///   running it again is safe, and the client sees no error for a connection nobody used.
