@@ -136,6 +136,9 @@ async fn redeeming_more_than_the_balance_is_refused_and_changes_nothing(backend:
     let now = c.till.get(&points_path("+15550100199", "points")).await;
     assert_eq!(now.expect(200)["points"], 50);
     assert_eq!(now.body["lifetime_points"], 150);
+    // Nor a ledger row: on PostgreSQL the debit and its row are one statement.
+    let ledger = all_pages(&c.manager, &points_path("+15550100199", "transactions"), 10).await;
+    assert_eq!(ledger.len(), 3, "{ledger:?}");
 }
 
 async fn customers_have_separate_balances(backend: Backend) {

@@ -139,9 +139,20 @@ impl LoyaltyLedger {
         let phone = normalize_phone(scope.country(), raw_phone)?;
         let points = req.points.get();
         let now = now_micros();
-        let row =
-            customers::points::credit(tx.conn(), scope.tenant_id(), &phone, points, now).await?;
-        finish(tx, caller, row, phone, "add", points, req, now).await
+        let transaction_id = new_id();
+        let entry = ledger_entry(&transaction_id, caller, &req);
+        let backend = tx.backend();
+        let row = customers::points::credit(
+            tx.conn(),
+            backend,
+            scope.tenant_id(),
+            &phone,
+            points,
+            now,
+            entry,
+        )
+        .await?;
+        finish(tx, caller, row, phone, points, req, transaction_id)
     }
 
     /// Redeems points if the balance covers them, and emits `loyalty_updated`.
@@ -156,8 +167,19 @@ impl LoyaltyLedger {
         let phone = normalize_phone(scope.country(), raw_phone)?;
         let points = req.points.get();
         let now = now_micros();
-        let debited =
-            customers::points::debit(tx.conn(), scope.tenant_id(), &phone, points, now).await?;
+        let transaction_id = new_id();
+        let entry = ledger_entry(&transaction_id, caller, &req);
+        let backend = tx.backend();
+        let debited = customers::points::debit(
+            tx.conn(),
+            backend,
+            scope.tenant_id(),
+            &phone,
+            points,
+            now,
+            entry,
+        )
+        .await?;
         let row = match debited {
             Ok(row) => row,
             Err(Shortfall::NoCustomer) => return Err(LedgerError::CustomerNotFound(phone)),
@@ -168,7 +190,7 @@ impl LoyaltyLedger {
                 })
             }
         };
-        finish(tx, caller, row, phone, "redeem", -points, req, now).await
+        finish(tx, caller, row, phone, -points, req, transaction_id)
     }
 
     /// The customer's points ledger, newest first.
@@ -228,44 +250,40 @@ fn validate(req: &PointsRequest) -> Result<(), LedgerError> {
     check_len("reason", &req.reason, 500)
 }
 
-/// Writes the ledger row and the event shared by add and redeem.
-#[allow(clippy::too_many_arguments)]
-async fn finish(
+/// The ledger row a move writes with it (see [`customers::points::LedgerEntry`]).
+fn ledger_entry<'a>(
+    transaction_id: &'a str,
+    caller: &'a Caller,
+    req: &'a PointsRequest,
+) -> customers::points::LedgerEntry<'a> {
+    customers::points::LedgerEntry {
+        id: transaction_id,
+        order_id: req.order_id.as_deref(),
+        reason: req.reason.as_deref(),
+        api_key_id: &caller.key_id,
+    }
+}
+
+/// Appends the `loyalty_updated` event of a move whose ledger row is written, and builds
+/// the answer shared by add and redeem.
+fn finish(
     tx: &mut LoggedTx,
     caller: &Caller,
     row: customers::points::Points,
     phone: String,
-    kind: &str,
     change: i64,
     req: PointsRequest,
-    now: i64,
+    transaction_id: String,
 ) -> Result<PointsResponse, LedgerError> {
-    let scope = &caller.scope;
-    let customer_id = row.customer_id;
+    // Points moved are never zero (`PositiveAmount`): the sign tells the move.
+    let kind = if change > 0 { "add" } else { "redeem" };
     let balance = LoyaltyBalance {
         phone,
         points: row.points,
         lifetime_points: row.lifetime_points,
     };
-    let transaction_id = new_id();
-    sqlx::query(
-        "INSERT INTO loyalty_transactions (id, tenant_id, customer_id, kind, points, balance_after, order_id, reason, api_key_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(&transaction_id)
-    .bind(scope.tenant_id())
-    .bind(&customer_id)
-    .bind(kind)
-    .bind(change)
-    .bind(balance.points)
-    .bind(req.order_id.as_deref())
-    .bind(req.reason.as_deref())
-    .bind(&caller.key_id)
-    .bind(now)
-    .execute(tx.conn())
-    .await?;
     tx.append(
-        scope,
+        &caller.scope,
         EventKind::LoyaltyUpdated,
         &serde_json::json!({
             "phone": balance.phone,
