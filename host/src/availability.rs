@@ -47,10 +47,11 @@ async fn apply(
     reported: Vec<Availability>,
     mode: PosAvailability,
 ) -> Result<AvailabilityChanged, ApiError> {
+    let home = scope.tenant_id().to_owned();
     let shared = Arc::new((scope, venue, reported));
     let changed = menus_state
         .writes
-        .run(move |tx| {
+        .run(&home, move |tx| {
             let shared = shared.clone();
             Box::pin(async move {
                 let (scope, venue, reported) = &*shared;
@@ -70,10 +71,11 @@ async fn set_locally(
     venue: String,
     changes: Vec<AvailabilityChange>,
 ) -> Result<AvailabilityChanged, ApiError> {
+    let home = scope.tenant_id().to_owned();
     let shared = Arc::new((scope, venue, changes));
     let changed = menus_state
         .writes
-        .run(move |tx| {
+        .run(&home, move |tx| {
             let shared = shared.clone();
             Box::pin(async move {
                 let (scope, venue, changes) = &*shared;

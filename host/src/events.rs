@@ -290,6 +290,9 @@ impl LoggedTx {
             }
         }
         tenants.sort_unstable();
+        if !tenants.is_empty() {
+            metrics::histogram!("posbridge_write_batch_tenants").record(tenants.len() as f64);
+        }
         for tenant_id in tenants {
             let of_tenant: Vec<&PendingEvent> = pending
                 .iter()

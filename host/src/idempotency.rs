@@ -59,7 +59,7 @@ where
     });
     let op = Arc::new(op);
     let (status, body, replayed) = writes
-        .run(move |tx| {
+        .run(scope.tenant_id(), move |tx| {
             let (claim, op) = (claim.clone(), op.clone());
             Box::pin(async move { execute_in(tx, claim.as_deref(), &*op).await })
         })

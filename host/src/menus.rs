@@ -832,9 +832,10 @@ pub(crate) struct MenusState {
 /// Runs `op` as one logged write.
 async fn write<T: Send + 'static>(
     app: &MenusState,
+    tenant_id: &str,
     op: impl for<'t> Fn(&'t mut LoggedTx) -> BoxFuture<'t, Result<T, MenuError>> + Send + 'static,
 ) -> Result<T, MenuError> {
-    app.writes.run(op).await
+    app.writes.run(tenant_id, op).await
 }
 
 /// `/api/{tenant}/menus…` and `/api/{tenant}/venues/{venue}/store-status` routes.
@@ -973,8 +974,9 @@ async fn put_menu_route(
     })?;
     let content = parse_content(&body.bytes)?;
     model::validate(&content).map_err(MenuError::Invalid)?;
+    let tenant_id = caller.scope.tenant_id().to_owned();
     let shared = Arc::new((caller.scope, venue, content));
-    let meta = write(&app, move |tx| {
+    let meta = write(&app, &tenant_id, move |tx| {
         let shared = shared.clone();
         Box::pin(async move {
             let (scope, venue, content) = &*shared;
@@ -1080,8 +1082,9 @@ async fn put_store_status(
     body: ApiJson<StoreStatusChange>,
 ) -> ApiResult<Json<StoreStatus>> {
     check_venue(&venue)?;
+    let tenant_id = caller.scope.tenant_id().to_owned();
     let shared = Arc::new((caller.scope, venue, body.value));
-    let status = write(&app, move |tx| {
+    let status = write(&app, &tenant_id, move |tx| {
         let shared = shared.clone();
         Box::pin(async move {
             let (scope, venue, change) = &*shared;

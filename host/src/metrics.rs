@@ -71,6 +71,10 @@ pub(crate) fn install() -> Option<PrometheusHandle> {
                         "Writes taken by one group-commit transaction"
                     );
                     metrics::describe_histogram!(
+                        "posbridge_write_batch_tenants",
+                        "Tenants whose events one group-commit transaction writes (and whose sequence rows it locks until its commit)"
+                    );
+                    metrics::describe_histogram!(
                         "posbridge_point_read_batch_reads",
                         "PostgreSQL: point reads (balances, points) answered by one statement"
                     );

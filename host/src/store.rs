@@ -203,7 +203,9 @@ pub struct StoreOptions {
     pub write_batch_max: usize,
     /// PostgreSQL: batches in progress at once, each on its own connection from the pool.
     /// Their writes' statements run in parallel; they queue only for a tenant's sequence
-    /// row, which each takes last, just before its commit. Default 4: enough to keep
+    /// row, which each takes last, just before its commit. Each tenant's writes queue for
+    /// a home lane, so different tenants' batches do not share sequence rows; an idle lane
+    /// helps a busy one (see [`crate::events::Writes`]). Default 4: enough to keep
     /// writing while other batches wait for their commit's fsync, and two thirds of the
     /// default pool, leaving the rest to reads (never more than the pool less one).
     /// SQLite always has one (one writer). At least 1.

@@ -1,6 +1,7 @@
 //! Group commit: concurrent writes share a transaction, yet each stands or falls alone. A
 //! refused write in a batch changes nothing and fails none of its neighbours; one tenant's
-//! concurrent writes reach the socket in gap-free order; two requests with one
+//! concurrent writes reach the socket in gap-free order, and several tenants' each reach
+//! their own; two requests with one
 //! `Idempotency-Key` run once even when they land in one batch; and kill -9 under a write
 //! load loses no write that was acknowledged.
 
@@ -227,6 +228,74 @@ async fn concurrent_writes_of_one_tenant_keep_gap_free_order_on_the_socket(backe
     );
 }
 
+/// Four tenants' adds, all at once: each tenant's terminal gets its own adds and nothing
+/// else, as consecutive seqs. On PostgreSQL each tenant has a home lane (four lanes by
+/// default), so no batch writes two tenants' events.
+async fn concurrent_writes_of_several_tenants_keep_each_tenants_order(backend: Backend) {
+    const SLUGS: [&str; 4] = ["north", "south", "east", "west"];
+    const PER_TENANT: usize = 24;
+    let srv = crate::start(backend).await;
+    let mut tills = Vec::new();
+    let mut sockets = Vec::new();
+    for slug in SLUGS {
+        let keys = srv.setup_tenant(slug).await;
+        let mut ws = srv.ws(slug, &keys.terminal.key, None).await;
+        let first = ws.hello().await["last_seq"].as_i64().expect("last_seq") + 1;
+        tills.push(srv.terminal(&keys));
+        sockets.push((ws, first));
+    }
+    let answers = all_at_once(SLUGS.len() * PER_TENANT, |i| {
+        let till = tills[i % SLUGS.len()].clone();
+        async move {
+            till.post(&add_path(&phone(i)), &json!({"points": i + 1}))
+                .await
+        }
+    })
+    .await;
+    for (t, (ws, first)) in sockets.iter_mut().enumerate() {
+        let mine: HashMap<String, i64> = answers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % SLUGS.len() == t)
+            .map(|(_, answer)| {
+                let body = answer.expect(200);
+                let id = body["transaction_id"].as_str().expect("transaction_id");
+                (id.to_owned(), body["points"].as_i64().expect("points"))
+            })
+            .collect();
+        let frames = ws.collect(PER_TENANT).await;
+        let seqs: Vec<i64> = frames
+            .iter()
+            .map(|f| f["seq"].as_i64().expect("seq"))
+            .collect();
+        let expected: Vec<i64> = (*first..*first + PER_TENANT as i64).collect();
+        assert_eq!(
+            seqs, expected,
+            "{}: seqs out of order, missing or repeated",
+            SLUGS[t]
+        );
+        for frame in &frames {
+            let id = frame["data"]["transaction_id"].as_str().expect("id");
+            assert_eq!(
+                mine.get(id).copied(),
+                frame["data"]["points"].as_i64(),
+                "{} got another tenant's write, or another write's data: {frame}",
+                SLUGS[t]
+            );
+        }
+    }
+    if backend == Backend::Postgres {
+        let metrics = srv.anon().get("/metrics").await.text;
+        let tenants = metric_value(&metrics, "posbridge_write_batch_tenants_sum").unwrap_or(0.0);
+        let batches = metric_value(&metrics, "posbridge_write_batch_tenants_count").unwrap_or(0.0);
+        assert!(batches > 0.0, "no batch recorded:\n{metrics}");
+        assert_eq!(
+            tenants, batches,
+            "a batch wrote several tenants' events: their home lanes were not kept"
+        );
+    }
+}
+
 /// 48 writers add loyalty points as fast as they can through full batches (at most 8 writes
 /// a transaction); the server is killed with SIGKILL mid-load. After the restart, every add
 /// that was answered 200 is there, with its event.
@@ -317,5 +386,6 @@ async fn kill9_under_a_write_load_loses_nothing_acknowledged(backend: Backend) {
 both_backends!(
     a_failing_write_leaves_its_batch_neighbours_committed,
     concurrent_writes_of_one_tenant_keep_gap_free_order_on_the_socket,
+    concurrent_writes_of_several_tenants_keep_each_tenants_order,
     kill9_under_a_write_load_loses_nothing_acknowledged,
 );

@@ -1,8 +1,8 @@
 //! Group commit: concurrent writes share one database transaction and one commit.
 //!
 //! Every [`LoggedTx`] write is a job handed to [`Writes::run`]. A few *lanes* (tasks, each
-//! holding one writer connection while it works) take jobs from one bounded queue; a lane
-//! begins a transaction, runs every job it can take from the queue (up to
+//! holding one writer connection while it works) take jobs from bounded queues, one per
+//! lane; a lane begins a transaction, runs every job it can take from one queue (up to
 //! [`StoreOptions::write_batch_max`](crate::store::StoreOptions::write_batch_max)), then
 //! writes all the batch's events with one sequence bump per tenant and commits once. Each
 //! caller is answered only after the commit that holds its write.
@@ -36,6 +36,15 @@
 //! - A batch's savepoints stay under 64 by default, PostgreSQL's per-transaction cache of
 //!   subtransaction ids, past which every other session's snapshot checks slow down.
 //!
+//! Why each lane has a queue of its own, and each tenant a *home lane* whose queue takes
+//! its writes: a batch writes one events statement per tenant in it and locks each of
+//! their sequence rows until its commit. Had every lane taken from one shared queue, every
+//! batch would hold a bit of every busy tenant, and the lanes would queue for each other on
+//! all those rows as they do on one tenant's. With a home each, different tenants' batches
+//! commit side by side. A lane whose own queue is empty helps the longest other queue, so
+//! one busy tenant still has every lane: a batch takes its jobs from one queue only, and
+//! so still touches only the tenants whose home that queue is.
+//!
 //! On SQLite there is one lane: the database has one writer. The lane runs on a thread of
 //! its own and drives a connection of its own on it, without a thread hand-off per
 //! statement (see `store/direct.rs`); for each batch it takes the store's single writer
@@ -46,10 +55,10 @@
 //! (savepoints, conflict reruns, panics, the commit and the answers) are one mechanism,
 //! and its tests need its private counters.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -61,7 +70,8 @@ use crate::store::{Backend, Store, StoreError, TransientConflict, CONFLICT_RETRI
 /// The handle through which every logged write runs. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Writes {
-    queue: flume::Sender<Queued>,
+    /// One queue per lane, indexed like the lanes.
+    queues: Arc<[flume::Sender<Queued>]>,
     state: Arc<Shared>,
 }
 
@@ -72,6 +82,12 @@ struct Shared {
     in_flight: AtomicUsize,
     /// Signalled whenever `in_flight` drops to zero.
     idle: Notify,
+    /// Each tenant's home lane, handed out in turn on the tenant's first write so that the
+    /// first tenants of a host get a lane each. One entry per tenant that wrote since
+    /// start; a lookup is a hash and an uncontended lock per write.
+    homes: Mutex<HomeLanes>,
+    /// Wakes one idle lane to help: a write was queued and its home lane may be busy.
+    queued: Notify,
     /// Batches run, and the jobs they took, for the tests' assertions.
     #[cfg(test)]
     batches: std::sync::atomic::AtomicU64,
@@ -113,6 +129,27 @@ impl GroupCommitOptions {
     /// work in memory; the HTTP connection cap bounds how many can wait.
     fn queue_capacity(self) -> usize {
         self.max_batch.saturating_mul(self.lanes).saturating_mul(2)
+    }
+}
+
+/// Which lane is each tenant's home.
+#[derive(Debug, Default)]
+struct HomeLanes {
+    lanes: HashMap<String, usize>,
+    /// The lane the next new tenant gets.
+    next: usize,
+}
+
+impl HomeLanes {
+    /// `tenant_id`'s home among `lanes` lanes, given it now if it has none yet.
+    fn of(&mut self, tenant_id: &str, lanes: usize) -> usize {
+        if let Some(&lane) = self.lanes.get(tenant_id) {
+            return lane;
+        }
+        let lane = self.next % lanes.max(1);
+        self.next = self.next.wrapping_add(1);
+        self.lanes.insert(tenant_id.to_owned(), lane);
+        lane
     }
 }
 
@@ -240,18 +277,25 @@ impl Writes {
     /// Starts the lanes on the current runtime. They run until the process ends; writes
     /// submitted after [`Store::close`] are answered with the pool's closed error.
     pub fn start(store: Store, hub: EventHub, options: GroupCommitOptions) -> Self {
-        let (queue, jobs) = flume::bounded(options.queue_capacity().max(1));
+        let lanes = options.lanes.max(1);
+        // Each queue holds what all lanes could take, as the one shared queue did: one
+        // busy tenant's writes all go to one queue, which every lane then helps drain.
+        let (queues, jobs): (Vec<_>, Vec<_>) = (0..lanes)
+            .map(|_| flume::bounded(options.queue_capacity().max(1)))
+            .unzip();
+        let jobs: Arc<[flume::Receiver<Queued>]> = jobs.into();
         let state = Arc::new(Shared::default());
-        for _ in 0..options.lanes {
+        for index in 0..lanes {
             let lane = Lane {
                 store: store.clone(),
                 hub: hub.clone(),
-                jobs: jobs.clone(),
+                queues: jobs.clone(),
+                home: index,
+                source: index,
                 max_batch: options.max_batch,
                 carry: VecDeque::new(),
                 guarded_batches: 0,
                 failed_attempts: 0,
-                #[cfg(test)]
                 state: state.clone(),
             };
             match store.backend() {
@@ -261,17 +305,24 @@ impl Writes {
                 }
             }
         }
-        Writes { queue, state }
+        Writes {
+            queues: queues.into(),
+            state,
+        }
     }
 
     /// Runs `op` in a transaction shared with other writes and returns its result once the
     /// transaction committed (an `Err` of `op` is returned at once, its changes rolled back).
     ///
+    /// `tenant_id` names the tenant whose events `op` appends: its home lane's queue takes
+    /// the write. It only routes: a write appending another tenant's events is still
+    /// correct, it only shares that tenant's sequence row with the other lane.
+    ///
     /// `op` may run more than once: again, in a later transaction, when the database aborts
     /// it or its batch to break a conflict; only the last run's changes and result count.
     /// It must therefore not act outside the transaction. It must not wait for anything
     /// slow either (a plugin call, another HTTP request): the lane waits with it.
-    pub async fn run<T, E, F>(&self, op: F) -> Result<T, E>
+    pub async fn run<T, E, F>(&self, tenant_id: &str, op: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + TransientConflict + Send + 'static,
@@ -289,8 +340,21 @@ impl Writes {
             conflicts: 0,
             state: self.state.clone(),
         };
-        if let Err(flume::SendError(queued)) = self.queue.send_async(queued).await {
-            queued.answer(Some(&Arc::new(StoreError::Sqlx(sqlx::Error::PoolClosed))));
+        let home = match self.queues.len() {
+            1 => 0,
+            lanes => self
+                .state
+                .homes
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .of(tenant_id, lanes),
+        };
+        match self.queues[home].send_async(queued).await {
+            Ok(()) if self.queues.len() > 1 => self.state.queued.notify_one(),
+            Ok(()) => {}
+            Err(flume::SendError(queued)) => {
+                queued.answer(Some(&Arc::new(StoreError::Sqlx(sqlx::Error::PoolClosed))))
+            }
         }
         // A dropped reply means the job was lost to a panic in its own code.
         answer
@@ -321,7 +385,11 @@ const MAX_GUARDED_BATCHES: u32 = 64;
 struct Lane {
     store: Store,
     hub: EventHub,
-    jobs: flume::Receiver<Queued>,
+    /// Every lane's queue; `queues[home]` is this lane's own.
+    queues: Arc<[flume::Receiver<Queued>]>,
+    home: usize,
+    /// The queue the batch under way takes its jobs from.
+    source: usize,
     max_batch: usize,
     /// Jobs for the next batch before any new ones: those a conflict sent back.
     carry: VecDeque<Queued>,
@@ -336,7 +404,8 @@ struct Lane {
     guarded_batches: u32,
     /// Unguarded batches in a row that a failing job made run again.
     failed_attempts: u32,
-    #[cfg(test)]
+    /// Where a new write wakes an idle lane to help (see [`Shared::queued`]), and the
+    /// tests' counters.
     state: Arc<Shared>,
 }
 
@@ -367,10 +436,10 @@ impl Lane {
     async fn run(mut self) {
         loop {
             if self.carry.is_empty() {
-                match self.jobs.recv_async().await {
-                    Ok(job) => self.carry.push_back(job),
+                match self.first_job().await {
+                    Some(job) => self.carry.push_back(job),
                     // Every handle is gone: the process is ending.
-                    Err(flume::RecvError::Disconnected) => return,
+                    None => return,
                 }
             }
             // A panic outside the jobs' own code (caught per job inside) would otherwise
@@ -382,9 +451,44 @@ impl Lane {
         }
     }
 
-    /// The next job of this batch: a carried one first, else whatever is queued now.
+    /// The first job of the next batch, waiting for one if none is queued: from the lane's
+    /// own queue, else from the longest other one, which becomes the batch's source. `None`
+    /// once every [`Writes`] handle is gone.
+    async fn first_job(&mut self) -> Option<Queued> {
+        loop {
+            if let Some(job) = self.take_from(self.home) {
+                return Some(job);
+            }
+            let busiest = (0..self.queues.len())
+                .filter(|&index| index != self.home)
+                .max_by_key(|&index| self.queues[index].len());
+            if let Some(job) = busiest.and_then(|index| self.take_from(index)) {
+                return Some(job);
+            }
+            let queued = self.state.queued.notified();
+            tokio::select! {
+                job = self.queues[self.home].recv_async() => {
+                    self.source = self.home;
+                    return job.ok();
+                }
+                () = queued => {}
+            }
+        }
+    }
+
+    /// A job queued now in `queue`, which then becomes the batch's source.
+    fn take_from(&mut self, queue: usize) -> Option<Queued> {
+        let job = self.queues[queue].try_recv().ok()?;
+        self.source = queue;
+        Some(job)
+    }
+
+    /// The next job of this batch: a carried one first, else whatever is queued now in the
+    /// batch's source queue.
     fn next_job(&mut self) -> Option<Queued> {
-        self.carry.pop_front().or_else(|| self.jobs.try_recv().ok())
+        self.carry
+            .pop_front()
+            .or_else(|| self.queues[self.source].try_recv().ok())
     }
 
     /// Runs one batch: begin, the jobs behind savepoints, the events, commit, answers.
@@ -608,7 +712,7 @@ mod tests {
             let writes = writes.clone();
             async move {
                 writes
-                    .run(move |tx| {
+                    .run("t", move |tx| {
                         Box::pin(async move {
                             sqlx::query("INSERT INTO t (v) VALUES ($1)")
                                 .bind(v)
@@ -655,7 +759,7 @@ mod tests {
     async fn sqlite_writes_run_on_the_writer_thread_over_the_direct_connection() {
         let (store, writes, dir) = writes(64).await;
         let (thread, direct) = writes
-            .run(|tx| {
+            .run("t", |tx| {
                 Box::pin(async move {
                     sqlx::query("INSERT INTO t (v) VALUES (1)")
                         .execute(tx.conn())
@@ -681,7 +785,7 @@ mod tests {
         let runs = Arc::new(AtomicU32::new(0));
         let counted = runs.clone();
         let result = writes
-            .run(move |tx| {
+            .run("t", move |tx| {
                 let runs = counted.clone();
                 Box::pin(async move {
                     sqlx::query("INSERT INTO t (v) VALUES (7)")
@@ -706,11 +810,11 @@ mod tests {
     async fn a_panicking_write_fails_alone_and_the_lane_goes_on() {
         let (store, writes, dir) = writes(64).await;
         let panicked: Result<(), StoreError> = writes
-            .run(|_tx| Box::pin(async { panic!("a bug in a write") }))
+            .run("t", |_tx| Box::pin(async { panic!("a bug in a write") }))
             .await;
         assert!(matches!(panicked, Err(StoreError::WriteAbandoned)));
         let after: Result<(), StoreError> = writes
-            .run(|tx| {
+            .run("t", |tx| {
                 Box::pin(async move {
                     sqlx::query("INSERT INTO t (v) VALUES (1)")
                         .execute(tx.conn())
@@ -733,7 +837,7 @@ mod tests {
             let writes = writes.clone();
             async move {
                 writes
-                    .run(move |tx| {
+                    .run("t", move |tx| {
                         Box::pin(async move {
                             sqlx::query("INSERT INTO t (v) VALUES ($1)")
                                 .bind(v)
@@ -763,7 +867,9 @@ mod tests {
         let lane = Lane {
             store: store.clone(),
             hub: EventHub::new(HubOptions::default()),
-            jobs,
+            queues: Arc::new([jobs]),
+            home: 0,
+            source: 0,
             max_batch: 64,
             carry: VecDeque::new(),
             guarded_batches: 0,
@@ -771,6 +877,83 @@ mod tests {
             state: Arc::new(Shared::default()),
         };
         (lane, queue)
+    }
+
+    #[test]
+    fn each_new_tenant_gets_the_next_home_lane_and_keeps_it() {
+        let mut homes = HomeLanes::default();
+        let first: Vec<usize> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|t| homes.of(t, 4))
+            .collect();
+        assert_eq!(first, [0, 1, 2, 3, 0]);
+        assert_eq!(homes.of("c", 4), 2);
+        assert_eq!(homes.of("a", 4), 0);
+        assert_eq!(homes.of("f", 4), 1);
+    }
+
+    /// Two lanes over `store` sharing two queues the test fills: lane `i`'s own is `i`.
+    fn two_bare_lanes(store: &Store) -> ([Lane; 2], [flume::Sender<Queued>; 2]) {
+        let (first, second) = (flume::unbounded(), flume::unbounded());
+        let queues: Arc<[flume::Receiver<Queued>]> = Arc::new([first.1, second.1]);
+        let state = Arc::new(Shared::default());
+        let lane = |home| Lane {
+            store: store.clone(),
+            hub: EventHub::new(HubOptions::default()),
+            queues: queues.clone(),
+            home,
+            source: home,
+            max_batch: 64,
+            carry: VecDeque::new(),
+            guarded_batches: 0,
+            failed_attempts: 0,
+            state: state.clone(),
+        };
+        ([lane(0), lane(1)], [first.0, second.0])
+    }
+
+    /// One turn of [`Lane::run`]: the first job, then its batch.
+    async fn one_batch(lane: &mut Lane) {
+        let job = lane.first_job().await.unwrap();
+        lane.carry.push_back(job);
+        lane.batch().await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_one_queue_only_and_an_idle_lane_helps_the_longest() {
+        let (store, _writes, dir) = writes(64).await;
+        let ([mut first, mut second], [to_first, to_second]) = two_bare_lanes(&store);
+        let mine: Vec<_> = (1..=2)
+            .map(|v| queue_insert(&second, &to_second, v, Ending::Commits))
+            .collect();
+        let theirs: Vec<_> = (10..=13)
+            .map(|v| queue_insert(&first, &to_first, v, Ending::Commits))
+            .collect();
+
+        // The second lane serves its own queue first, and nothing of the other.
+        one_batch(&mut second).await;
+        assert_eq!(values(&store).await, vec![1, 2]);
+        assert_eq!(to_first.len(), 4);
+        // Its own queue empty, it helps the first lane's, taking it whole in one batch.
+        one_batch(&mut second).await;
+        assert_eq!(values(&store).await, vec![1, 2, 10, 11, 12, 13]);
+        assert_eq!(first.state.batches.load(Ordering::Relaxed), 2);
+        for (mut answer, _) in mine.into_iter().chain(theirs) {
+            assert!(answer.try_recv().unwrap().is_ok());
+        }
+
+        // Idle, a lane wakes for a write queued to another lane and helps with it.
+        let waiting = tokio::spawn(async move {
+            one_batch(&mut first).await;
+            first
+        });
+        let (mut late, _) = queue_insert(&second, &to_second, 20, Ending::Commits);
+        second.state.queued.notify_one();
+        let first = waiting.await.unwrap();
+        assert_eq!(first.source, 1);
+        assert_eq!(late.try_recv().unwrap().unwrap(), 20);
+        store.close().await;
+        std::fs::remove_dir_all(dir).ok();
     }
 
     /// How a queued test write ends.

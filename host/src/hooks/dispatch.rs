@@ -502,7 +502,7 @@ async fn attempt(
     ));
     let outcome = app
         .writes
-        .run(move |tx| {
+        .run(scope.tenant_id(), move |tx| {
             let (delivery, node_id) = (delivery.clone(), node_id.clone());
             Box::pin(async move {
                 let (binding, scope, planned, seq, dead) = &*delivery;

@@ -549,7 +549,7 @@ async fn record(
             return injector
                 .app
                 .writes
-                .run(move |tx| {
+                .run(scope.tenant_id(), move |tx| {
                     let (shared, owner) = (shared.clone(), owner.clone());
                     Box::pin(async move {
                         let (scope, claimed, status) = &*shared;
@@ -599,7 +599,7 @@ async fn record(
     injector
         .app
         .writes
-        .run(move |tx| {
+        .run(scope.tenant_id(), move |tx| {
             let (shared, owner) = (shared.clone(), owner.clone());
             Box::pin(async move {
                 let (scope, claimed, failure) = &*shared;

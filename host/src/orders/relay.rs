@@ -202,7 +202,7 @@ pub(super) async fn drain_updates(injector: &Injector) -> Result<(), OrderError>
             report,
         });
         app.writes
-            .run(move |tx| {
+            .run(&tenant_id, move |tx| {
                 let update = update.clone();
                 Box::pin(async move { apply_update(tx, &update).await })
             })
@@ -383,9 +383,10 @@ async fn poll_one(injector: &Injector, poll: &Poll) -> Result<(), OrderError> {
         return Ok(());
     }
     drop(heartbeat);
+    let home = scope.tenant_id().to_owned();
     let shared = Arc::new((scope, poll.id.clone(), report));
     app.writes
-        .run(move |tx| {
+        .run(&home, move |tx| {
             let shared = shared.clone();
             Box::pin(async move {
                 let (scope, id, report) = &*shared;

@@ -111,7 +111,7 @@ pub(crate) async fn sync_menu(
     ));
     let (changed, changes, menu) = app
         .writes
-        .run(move |tx| {
+        .run(scope.tenant_id(), move |tx| {
             let shared = shared.clone();
             Box::pin(async move {
                 let (scope, venue, integration_id, fetched) = &*shared;

@@ -346,7 +346,7 @@ async fn record_some(
     // Shared, not cloned, by every run of the write.
     let page = Arc::new((scope.clone(), target.to_owned_target(), sales, aside));
     app.writes
-        .run(move |tx| {
+        .run(scope.tenant_id(), move |tx| {
             let page = page.clone();
             Box::pin(async move {
                 let (scope, target, sales, aside) = &*page;
@@ -458,9 +458,10 @@ pub(crate) async fn retry_dead_letter(
         integration.id.clone(),
         dead.view.item.clone(),
     ));
+    let home = retried.0.tenant_id().to_owned();
     let attempt = app
         .writes
-        .run(move |tx| {
+        .run(&home, move |tx| {
             let retried = retried.clone();
             Box::pin(async move {
                 let (scope, target, sale, integration_id, item) = &*retried;

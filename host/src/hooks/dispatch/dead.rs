@@ -96,10 +96,11 @@ pub(crate) async fn retry_dead_event(
         }
         Err(_) => return Ok(RetryOutcome::Failed("the server is shutting down".into())),
     };
+    let home = scope.tenant_id().to_owned();
     let retried = Arc::new((scope, planned, binding.id.clone(), dead.view.item.clone()));
     let outcome = app
         .writes
-        .run(move |tx| {
+        .run(&home, move |tx| {
             let retried = retried.clone();
             Box::pin(async move {
                 let (scope, planned, binding_id, item) = &*retried;

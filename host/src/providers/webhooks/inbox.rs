@@ -468,9 +468,12 @@ async fn parse(
 async fn record(app: &ProvidersState, batch: &[Parsed]) -> Result<(), StoreError> {
     // Owned by the queued write (and shared by its reruns, should a conflict abort one).
     let owned: Arc<[Parsed]> = batch.into();
+    // A batch holding several tenants' deliveries is routed by its first: the others'
+    // sequence rows are then shared with their home lanes (see `Writes::run`).
+    let home = batch.first().map_or("", |p| p.scope.tenant_id());
     let (replays, totals) = app
         .writes
-        .run(move |tx| {
+        .run(home, move |tx| {
             let batch = owned.clone();
             Box::pin(async move { record_in(tx, &batch).await })
         })
