@@ -399,8 +399,19 @@ impl LoggedTx {
         // Prune when this write crossed a multiple of PRUNE_EVERY.
         if last / PRUNE_EVERY > (first - 1) / PRUNE_EVERY && last > history {
             // Never below a hook binding's cursor: what a hook has not consumed yet stays.
+            // The lower bound, the tenant's oldest event (one index probe), is there for
+            // PostgreSQL's planner: with `seq <= $2` alone it guessed a third of the table
+            // (a kept statement's generic plan), or all of it (a moving window outruns
+            // `ANALYZE`: the statistics still hold seqs long pruned), and scanned all of
+            // `events` (every tenant's retained log) on every prune, every 64 events. With
+            // both bounds it takes the range as narrow and walks the primary key, whichever
+            // plan it makes. Measured on one tenant's loyalty adds, one server and database
+            // over six 8 s rounds: 7,318 → 2,620 adds/s as the log filled, 1.6 × 10⁸ rows
+            // read by 1,613 scans; with the bound, see the performance doc.
             sqlx::query(
-                "DELETE FROM events WHERE tenant_id = $1 AND seq <= $2
+                "DELETE FROM events WHERE tenant_id = $1
+                   AND seq >= (SELECT MIN(seq) FROM events WHERE tenant_id = $1)
+                   AND seq <= $2
                    AND seq <= (SELECT COALESCE(MIN(cursor_seq), $2) FROM hook_bindings WHERE tenant_id = $1)",
             )
             .bind(tenant_id)
