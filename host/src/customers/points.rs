@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use sqlx::Row;
 
-use crate::store::{new_id, Backend, Conn};
+use crate::store::{new_id, Backend, Conn, Db};
 
 /// A customer's points after a move.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +42,28 @@ pub(crate) struct LedgerEntry<'a> {
     pub reason: Option<&'a str>,
     /// The API key that made the change.
     pub api_key_id: &'a str,
+}
+
+/// A move's statement with its arguments bound so far.
+type MoveQuery<'q> = sqlx::query::Query<'q, Db, sqlx::any::AnyArguments<'q>>;
+
+impl<'a> LedgerEntry<'a> {
+    /// Binds the entry's own columns after a move's on PostgreSQL, whose statement writes
+    /// the ledger row too (their numbers follow the move's, as the statements say); on
+    /// SQLite the move's statement has none of them.
+    fn bind_after_move<'q>(self, query: MoveQuery<'q>, backend: Backend) -> MoveQuery<'q>
+    where
+        'a: 'q,
+    {
+        match backend {
+            Backend::Postgres => query
+                .bind(self.id)
+                .bind(self.order_id)
+                .bind(self.reason)
+                .bind(self.api_key_id),
+            Backend::Sqlite => query,
+        }
+    }
 }
 
 /// The ledger's columns, in the order both backends' statements bind them.
@@ -105,19 +127,13 @@ pub(crate) async fn credit(
         Backend::Postgres => &PG_CREDIT_AND_ENTRY,
         Backend::Sqlite => CREDIT,
     };
-    let mut query = sqlx::query(sql)
+    let query = sqlx::query(sql)
         .bind(new_id())
         .bind(tenant_id)
         .bind(phone)
         .bind(points)
         .bind(now);
-    if backend == Backend::Postgres {
-        query = query
-            .bind(entry.id)
-            .bind(entry.order_id)
-            .bind(entry.reason)
-            .bind(entry.api_key_id);
-    }
+    let query = entry.bind_after_move(query, backend);
     let moved = points_from_row(&query.fetch_one(&mut *conn).await?)?;
     if backend == Backend::Sqlite {
         write_entry(conn, tenant_id, &moved, "add", points, now, entry).await?;
@@ -153,19 +169,15 @@ pub(crate) async fn debit(
         Backend::Postgres => &PG_DEBIT_AND_ENTRY,
         Backend::Sqlite => DEBIT,
     };
-    let mut query = sqlx::query(sql)
+    let query = sqlx::query(sql)
         .bind(points)
         .bind(now)
         .bind(tenant_id)
         .bind(phone);
-    if backend == Backend::Postgres {
-        query = query
-            .bind(entry.id)
-            .bind(entry.order_id)
-            .bind(entry.reason)
-            .bind(entry.api_key_id);
-    }
-    let row = query.fetch_optional(&mut *conn).await?;
+    let row = entry
+        .bind_after_move(query, backend)
+        .fetch_optional(&mut *conn)
+        .await?;
     if let Some(row) = row {
         let moved = points_from_row(&row)?;
         if backend == Backend::Sqlite {
