@@ -6,7 +6,8 @@
 //! database on the PostgreSQL test server) and read back from each database's catalog:
 //! tables; columns with their nullability and a type class (SQLite's `BLOB` and
 //! PostgreSQL's `BYTEA` are both "bytes"); primary keys; unique constraints by their
-//! columns; and every named index with its columns and uniqueness.
+//! columns; every named index with its columns and uniqueness; and every foreign key by
+//! its columns and the columns it references.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -48,6 +49,10 @@ struct Schema {
     unique: BTreeSet<(String, Vec<String>)>,
     /// Name → named index.
     indexes: BTreeMap<String, Index>,
+    /// `(table, column, referenced table, referenced column)` of every single-column foreign
+    /// key (the schema has no other kind): which references the database enforces is part
+    /// of what the host relies on, tenant deletion first of all.
+    foreign_keys: BTreeSet<(String, String, String, String)>,
 }
 
 impl Schema {
@@ -170,6 +175,25 @@ async fn sqlite_schema() -> Schema {
                 schema.indexes.insert(name, index);
             }
         }
+
+        let references: Vec<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT id, \"from\", \"table\", \"to\" FROM pragma_foreign_key_list(?)",
+        )
+        .bind(&table)
+        .fetch_all(&mut conn)
+        .await
+        .expect("foreign_key_list");
+        let ids: BTreeSet<i64> = references.iter().map(|r| r.0).collect();
+        assert_eq!(
+            ids.len(),
+            references.len(),
+            "a foreign key of {table} spans several columns: compare those too"
+        );
+        for (_, column, parent, parent_column) in references {
+            schema
+                .foreign_keys
+                .insert((table.clone(), column, parent, parent_column));
+        }
     }
     conn.close().await.ok();
     schema
@@ -266,6 +290,30 @@ async fn read_postgres_schema(conn: &mut PgConnection) -> Schema {
             schema.indexes.insert(name, index);
         }
     }
+
+    // One row per column of a foreign key; `conkey` and `confkey` pair up by position.
+    let references: Vec<(String, String, String, String, i32)> = sqlx::query_as(
+        "SELECT t.relname::text, a.attname::text, p.relname::text, pa.attname::text,
+                cardinality(k.conkey)
+         FROM pg_constraint k
+         JOIN pg_class t ON t.oid = k.conrelid
+         JOIN pg_class p ON p.oid = k.confrelid
+         JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+         JOIN pg_attribute pa ON pa.attrelid = k.confrelid AND pa.attnum = k.confkey[1]
+         WHERE k.contype = 'f' AND t.relnamespace = current_schema()::regnamespace",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .expect("foreign keys");
+    for (table, column, parent, parent_column, width) in references {
+        assert_eq!(
+            width, 1,
+            "a foreign key of {table} spans several columns: compare those too"
+        );
+        schema
+            .foreign_keys
+            .insert((table, column, parent, parent_column));
+    }
     schema
 }
 
@@ -305,6 +353,32 @@ async fn sqlite_and_postgres_migrations_define_the_same_schema() {
     // The catalog queries must see something, or an empty comparison would pass.
     assert!(sqlite.tables().contains("tenants"), "{sqlite:?}");
     assert!(!sqlite.indexes.is_empty() && !sqlite.unique.is_empty());
+    let reference = |table: &str, column: &str, parent: &str| {
+        (
+            table.to_owned(),
+            column.to_owned(),
+            parent.to_owned(),
+            "id".to_owned(),
+        )
+    };
+    // The root of every tenant-owned row stays enforced; the ledgers' and the event log's
+    // own tenant references are derived (migration 0022), so SQLite must not keep them.
+    assert!(sqlite
+        .foreign_keys
+        .contains(&reference("customers", "tenant_id", "tenants")));
+    assert!(sqlite.foreign_keys.contains(&reference(
+        "loyalty_transactions",
+        "customer_id",
+        "customers"
+    )));
+    for table in ["events", "loyalty_transactions", "gift_card_transactions"] {
+        assert!(
+            !sqlite
+                .foreign_keys
+                .contains(&reference(table, "tenant_id", "tenants")),
+            "{table}"
+        );
+    }
     if !posbridge_harness::postgres_available().await {
         return;
     }
@@ -323,6 +397,11 @@ async fn sqlite_and_postgres_migrations_define_the_same_schema() {
     ));
     problems.extend(set_differences("unique", &sqlite.unique, &postgres.unique));
     problems.extend(differences("index", &sqlite.indexes, &postgres.indexes));
+    problems.extend(set_differences(
+        "foreign key",
+        &sqlite.foreign_keys,
+        &postgres.foreign_keys,
+    ));
     assert!(
         problems.is_empty(),
         "migrations/sqlite and migrations/postgres disagree:\n  {}",
