@@ -13,7 +13,7 @@ use crate::auth::{KeyCache, OperatorCredential};
 use crate::config::ServeConfig;
 use crate::events::{EventHub, GroupCommitOptions, Writes};
 use crate::plugins::{Plugins, StartError};
-use crate::state::AppState;
+use crate::state::{AppState, Services};
 use crate::store::{Store, StoreError};
 use crate::terminals::Terminals;
 use crate::vault::VaultError;
@@ -112,7 +112,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         hub.clone(),
         GroupCommitOptions::for_store(&store),
     );
-    let state = AppState {
+    let state = AppState::new(Services {
         hub,
         writes: writes.clone(),
         terminals: Terminals::default(),
@@ -132,7 +132,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         shutdown: shutdown.clone(),
         tasks: TaskTracker::new(),
         store: store.clone(),
-    };
+    });
     state
         .hub
         .spawn_cross_node_listener(store.clone(), shutdown.clone());
