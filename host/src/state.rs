@@ -33,7 +33,7 @@ pub struct AppState(Arc<Services>);
 
 impl AppState {
     /// Shares `services` with every request and worker.
-    pub(crate) fn new(services: Services) -> Self {
+    pub fn new(services: Services) -> Self {
         AppState(Arc::new(services))
     }
 }
@@ -51,7 +51,7 @@ impl std::ops::Deref for AppState {
 /// therefore has a type of its own. Feature states copy their options out of `config`
 /// here, so features read no `ServeConfig`.
 #[derive(Debug)]
-pub(crate) struct Services {
+pub struct Services {
     /// The database.
     pub store: Store,
     /// Live fan-out of committed events.
