@@ -49,7 +49,7 @@
 //! its own and drives a connection of its own on it, without a thread hand-off per
 //! statement (see `store/direct.rs`); for each batch it takes the store's single writer
 //! connection as its turn, and gives it back after the commit, so that single-statement
-//! writes (webhook acks, leases) interleave between batches.
+//! writes outside it (leases, the inbox worker's claims) interleave between batches.
 //!
 //! Size: about 1,170 lines, 480 of them tests: the queues, the lanes with their homes and
 //! helping, and one batch's life (savepoints, conflict reruns, panics, the commit and the
