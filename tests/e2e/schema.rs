@@ -361,7 +361,7 @@ async fn sqlite_and_postgres_migrations_define_the_same_schema() {
             "id".to_owned(),
         )
     };
-    // The root of every tenant-owned row stays enforced; the ledgers' and the event log's
+    // A customer's tenant reference stays enforced; the ledgers' and the event log's
     // own tenant references are derived (migration 0022), so SQLite must not keep them.
     assert!(sqlite
         .foreign_keys
