@@ -119,10 +119,18 @@ fn test(extra: Vec<OsString>) -> ExitCode {
     }
 }
 
-/// The repository root: this crate lives in `<root>/xtask`.
+/// The repository root: this crate lives in `<root>/xtask`. The directory `cargo run` names
+/// at run time comes first: with a `CARGO_TARGET_DIR` shared by several clones (as `.ci/run`
+/// keeps one), cargo may run a binary another clone built, whose compile-time path can be
+/// gone; the tests then failed to start ("No such file or directory").
 fn workspace_root() -> PathBuf {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or(manifest_dir)
 }
 
 /// The cargo that ran us (`CARGO`, set by `cargo run`), so the toolchain stays the same.
