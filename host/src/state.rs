@@ -46,56 +46,17 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// Handles to the host's shared services. `FromRef` (below) lets a handler or extractor ask
-/// for just the handle it uses (`State<Store>`), so it need not name `AppState`; every field
-/// therefore has a type of its own. Feature states copy their options out of `config`
-/// here, so features read no `ServeConfig`.
-#[derive(Debug)]
-pub struct Services {
-    /// The database.
-    pub store: Store,
-    /// Live fan-out of committed events.
-    pub hub: EventHub,
-    /// The group commit every logged write runs through.
-    pub writes: Writes,
-    /// The plugin runtime.
-    pub plugins: Plugins,
-    /// Open terminal sockets.
-    pub terminals: Terminals,
-    /// Recently validated API keys (see [`crate::auth::KeyCache`]).
-    pub keys: KeyCache,
-    /// Per-key request budgets (see [`crate::ratelimit`]).
-    pub rate_limits: crate::ratelimit::RateLimits,
-    /// Operator credential (hash only).
-    pub operator: Arc<OperatorCredential>,
-    /// Configuration.
-    pub config: Arc<ServeConfig>,
-    /// Master keys for sealed secrets.
-    pub vault: Arc<Vault>,
-    /// Wakes the sync scheduler (a venue was connected).
-    pub sync_wakeup: SyncWakeup,
-    /// Wakes the webhook inbox worker (a delivery was stored).
-    pub inbox_wakeup: InboxWakeup,
-    /// Webhook deliveries being acknowledged; the inbox worker lets them go first.
-    pub webhook_acks: Arc<crate::providers::AckActivity>,
-    /// Wakes the hook dispatcher (a binding was resumed or changed, a worker finished).
-    pub hooks_wakeup: HooksWakeup,
-    /// Wakes the order injection worker (an order was queued for its venue's POS).
-    pub injection_wakeup: crate::orders::InjectionWakeup,
-    /// Served menu documents (see [`crate::menus::MenuCache`]).
-    pub menu_cache: crate::menus::MenuCache,
-    /// Webhook-triggered menu syncs, debounced per integration.
-    pub catalog_syncs: crate::providers::CatalogSyncs,
-    /// Cancelled when the server begins shutting down.
-    pub shutdown: CancellationToken,
-    /// Long-lived tasks (WebSocket sessions) shutdown waits for.
-    pub tasks: TaskTracker,
-}
+/// Declares [`Services`] from one list of handles, and for each handle the
+/// `FromRef<AppState>` impl that lets a handler take it alone (what `#[derive(FromRef)]`
+/// gave the struct when it was the state itself), so no handle is in one and not the other.
+macro_rules! services {
+    (
+        $(#[$meta:meta])*
+        pub struct Services { $($(#[$doc:meta])* $field:ident: $handle:ty,)* }
+    ) => {
+        $(#[$meta])*
+        pub struct Services { $($(#[$doc])* pub $field: $handle,)* }
 
-/// `FromRef<AppState>` for each listed handle: what `#[derive(FromRef)]` gave the struct when
-/// it was the state itself.
-macro_rules! handles {
-    ($($field:ident: $handle:ty),* $(,)?) => {
         $(impl FromRef<AppState> for $handle {
             fn from_ref(app: &AppState) -> Self {
                 app.$field.clone()
@@ -104,26 +65,52 @@ macro_rules! handles {
     };
 }
 
-handles! {
-    store: Store,
-    hub: EventHub,
-    writes: Writes,
-    plugins: Plugins,
-    terminals: Terminals,
-    keys: KeyCache,
-    rate_limits: crate::ratelimit::RateLimits,
-    operator: Arc<OperatorCredential>,
-    config: Arc<ServeConfig>,
-    vault: Arc<Vault>,
-    sync_wakeup: SyncWakeup,
-    inbox_wakeup: InboxWakeup,
-    webhook_acks: Arc<crate::providers::AckActivity>,
-    hooks_wakeup: HooksWakeup,
-    injection_wakeup: crate::orders::InjectionWakeup,
-    menu_cache: crate::menus::MenuCache,
-    catalog_syncs: crate::providers::CatalogSyncs,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
+services! {
+    /// Handles to the host's shared services. `FromRef` lets a handler or extractor ask
+    /// for just the handle it uses (`State<Store>`), so it need not name `AppState`;
+    /// every field therefore has a type of its own. Feature states copy their options out
+    /// of `config` here, so features read no `ServeConfig`.
+    #[derive(Debug)]
+    pub struct Services {
+        /// The database.
+        store: Store,
+        /// Live fan-out of committed events.
+        hub: EventHub,
+        /// The group commit every logged write runs through.
+        writes: Writes,
+        /// The plugin runtime.
+        plugins: Plugins,
+        /// Open terminal sockets.
+        terminals: Terminals,
+        /// Recently validated API keys (see [`crate::auth::KeyCache`]).
+        keys: KeyCache,
+        /// Per-key request budgets (see [`crate::ratelimit`]).
+        rate_limits: crate::ratelimit::RateLimits,
+        /// Operator credential (hash only).
+        operator: Arc<OperatorCredential>,
+        /// Configuration.
+        config: Arc<ServeConfig>,
+        /// Master keys for sealed secrets.
+        vault: Arc<Vault>,
+        /// Wakes the sync scheduler (a venue was connected).
+        sync_wakeup: SyncWakeup,
+        /// Wakes the webhook inbox worker (a delivery was stored).
+        inbox_wakeup: InboxWakeup,
+        /// Webhook deliveries being acknowledged; the inbox worker lets them go first.
+        webhook_acks: Arc<crate::providers::AckActivity>,
+        /// Wakes the hook dispatcher (a binding was resumed or changed, a worker finished).
+        hooks_wakeup: HooksWakeup,
+        /// Wakes the order injection worker (an order was queued for its venue's POS).
+        injection_wakeup: crate::orders::InjectionWakeup,
+        /// Served menu documents (see [`crate::menus::MenuCache`]).
+        menu_cache: crate::menus::MenuCache,
+        /// Webhook-triggered menu syncs, debounced per integration.
+        catalog_syncs: crate::providers::CatalogSyncs,
+        /// Cancelled when the server begins shutting down.
+        shutdown: CancellationToken,
+        /// Long-lived tasks (WebSocket sessions) shutdown waits for.
+        tasks: TaskTracker,
+    }
 }
 
 impl FromRef<AppState> for AuthState {
