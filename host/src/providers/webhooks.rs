@@ -123,14 +123,12 @@ pub(super) async fn receive(
     let key = webhook_key_of(&app, &integration).ok_or_else(|| {
         ApiError::unauthorized("no webhook signature key is configured for this integration")
     })?;
-    let url = integration.webhook_url.clone().unwrap_or_default();
-    let header_list: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
     let webhook = Webhook {
-        url: url.clone(),
-        headers: header_list.clone(),
+        url: integration.webhook_url.clone().unwrap_or_default(),
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect(),
         body: body.to_vec(),
     };
     let ctx = CallContext {
@@ -151,8 +149,8 @@ pub(super) async fn receive(
         integration_id: integration.id.clone(),
         provider: provider.clone(),
         received_at: now_micros(),
-        url,
-        headers: serde_json::to_string(&header_list.into_iter().collect::<BTreeMap<_, _>>())
+        url: webhook.url,
+        headers: serde_json::to_string(&webhook.headers.into_iter().collect::<BTreeMap<_, _>>())
             .unwrap_or_else(|_| "{}".into()),
         body: webhook.body,
     });
